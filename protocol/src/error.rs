@@ -1,0 +1,82 @@
+//! The typed errors the relay returns. Every variant is something a client can
+//! act on; none carries message content, keys or tokens.
+
+use serde::{Deserialize, Serialize};
+
+/// An error answer to a request (or, for a frame that could not be attributed
+/// to a request, a [`ServerFrame::Rejected`](crate::ServerFrame::Rejected)).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
+pub enum ProtocolError {
+    /// The request needs an authenticated connection; send `Authenticate`
+    /// first.
+    #[error("not authenticated")]
+    Unauthenticated,
+    /// The challenge signature did not verify, the device is unknown, or the
+    /// device has been revoked. The relay closes the connection after this.
+    #[error("authentication failed")]
+    AuthenticationFailed,
+    /// A commit was made for an epoch other than the group's current one.
+    /// Process the queue up to `current` and retry the operation.
+    #[error("wrong epoch: the group is at epoch {current}")]
+    WrongEpoch {
+        /// The group's current epoch at the relay.
+        current: u64,
+    },
+    /// The sending device is not a current member of the group.
+    #[error("this device is not a member of the group")]
+    NotMember,
+    /// The relay knows no group with this id.
+    #[error("unknown group")]
+    UnknownGroup,
+    /// A group with this id already exists.
+    #[error("group already exists")]
+    GroupExists,
+    /// The user id is not known to the relay.
+    #[error("unknown user")]
+    UnknownUser,
+    /// A device named in the request is not known to the relay, or is
+    /// revoked.
+    #[error("unknown device")]
+    UnknownDevice,
+    /// A frame or an item inside it exceeds a limit of
+    /// [`limits`](crate::limits); `limit` is that limit in bytes or items.
+    #[error("too large: the limit is {limit}")]
+    TooLarge {
+        /// The limit that was exceeded.
+        limit: u64,
+    },
+    /// A recipient's queue is full; nothing was stored. Retry later.
+    #[error("a recipient's queue is full (limit {limit})")]
+    QueueFull {
+        /// The queue limit.
+        limit: u64,
+    },
+    /// The device sends too fast. Retry after the given time.
+    #[error("rate limited: retry after {retry_after_ms} ms")]
+    RateLimited {
+        /// Milliseconds to wait before retrying.
+        retry_after_ms: u64,
+    },
+    /// The frame is not valid CBOR of this protocol, or an MLS message in it
+    /// does not parse or does not match the request (group id, epoch,
+    /// content type). `reason` is a short fixed description, never content.
+    #[error("malformed: {reason}")]
+    Malformed {
+        /// What was wrong, for logs and developers.
+        reason: String,
+    },
+    /// The envelope version is not supported by this relay.
+    #[error("unsupported protocol version; the relay speaks {supported}")]
+    UnsupportedVersion {
+        /// The version the relay speaks.
+        supported: u16,
+    },
+    /// None of the user's devices has a KeyPackage left (not even a last
+    /// resort), or the user has no enrolled device.
+    #[error("no KeyPackages available for this user")]
+    NoKeyPackages,
+    /// The relay failed internally (storage error). The request had no effect;
+    /// retrying is safe.
+    #[error("internal relay error")]
+    Internal,
+}

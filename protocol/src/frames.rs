@@ -1,0 +1,264 @@
+//! The frames of the device WebSocket (`/v1/ws`).
+//!
+//! Every WebSocket message is one binary message holding one CBOR-encoded
+//! frame. A client sends [`ClientFrame`]s: each carries a request id chosen by
+//! the client and receives exactly one [`ServerFrame::Response`] with the same
+//! id. The relay also pushes [`Push`] frames at any time.
+
+use serde::{Deserialize, Serialize};
+
+use crate::{DeviceId, GroupId, OrgId, ProtocolError, UserId};
+
+/// Opaque bytes (CBOR byte string).
+pub type Bytes = serde_bytes::ByteBuf;
+
+/// A frame from a client to the relay.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClientFrame {
+    /// Envelope version; [`PROTOCOL_VERSION`](crate::limits::PROTOCOL_VERSION).
+    pub v: u16,
+    /// Request id, chosen by the client, echoed in the response. Unique per
+    /// connection; 0 is reserved.
+    pub id: u64,
+    /// What the client asks for.
+    pub req: Request,
+}
+
+/// A request. Each gets exactly one [`Response`] (or a [`ProtocolError`]).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Request {
+    /// Prove possession of the device's signature key: an Ed25519 signature
+    /// over [`auth::challenge_payload`](crate::auth::challenge_payload) for the
+    /// nonce the relay pushed in [`Push::Challenge`]. Answer:
+    /// [`Response::Authenticated`].
+    Authenticate {
+        /// The enrolled device.
+        device_id: DeviceId,
+        /// 64-byte Ed25519 signature.
+        signature: Bytes,
+    },
+    /// Store single-use KeyPackages (TLS-serialised `MlsMessage` of type
+    /// `mls_key_package`) and optionally replace the last-resort one.
+    /// Answer: [`Response::KeyPackagesStored`].
+    UploadKeyPackages {
+        /// Single-use KeyPackages, at most
+        /// [`MAX_KEY_PACKAGE_UPLOAD`](crate::limits::MAX_KEY_PACKAGE_UPLOAD).
+        key_packages: Vec<Bytes>,
+        /// A new last-resort KeyPackage, handed out only when the single-use
+        /// stock is empty.
+        last_resort: Option<Bytes>,
+    },
+    /// Claim one KeyPackage for every current device of a user, to add the
+    /// user to a group. Consumes one single-use KeyPackage per device.
+    /// Answer: [`Response::KeyPackages`].
+    ClaimKeyPackages {
+        /// The user to add.
+        user_id: UserId,
+    },
+    /// Register a new group whose only member is the calling device, at epoch
+    /// 0, with its GroupInfo. Answer: [`Response::GroupCreated`].
+    CreateGroup {
+        /// The MLS group id (16 bytes).
+        group_id: GroupId,
+        /// TLS-serialised `MlsMessage` carrying the GroupInfo.
+        group_info: Bytes,
+    },
+    /// Submit a commit for the group's current epoch, atomically with its
+    /// Welcome, the new GroupInfo and the roster change it implies.
+    /// Answer: [`Response::CommitAccepted`] or `WrongEpoch`.
+    Commit(CommitBundle),
+    /// Post an MLS application message (a `PrivateMessage`) to a group.
+    /// Answer: [`Response::MessageAccepted`], sent only after the message is
+    /// durably in every recipient's queue.
+    SendMessage {
+        /// The group.
+        group_id: GroupId,
+        /// TLS-serialised `MlsMessage`.
+        message: Bytes,
+    },
+    /// Remove delivered items from this device's queue. Unknown ids are
+    /// ignored (acks are idempotent). Answer: [`Response::Acked`].
+    Ack {
+        /// Queue ids from [`QueueItem::queue_id`].
+        queue_ids: Vec<u64>,
+    },
+    /// Fetch the latest GroupInfo of a group the device belongs to.
+    /// Answer: [`Response::GroupInfo`].
+    GetGroupInfo {
+        /// The group.
+        group_id: GroupId,
+    },
+    /// Look up a user: display name, role and current devices.
+    /// Answer: [`Response::User`].
+    GetUser {
+        /// The user.
+        user_id: UserId,
+    },
+    /// Liveness check. Answer: [`Response::Pong`].
+    Ping,
+}
+
+/// A commit with everything that must land with it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CommitBundle {
+    /// The group.
+    pub group_id: GroupId,
+    /// The epoch the commit was made in (the group's current epoch). Must
+    /// equal the epoch in the commit's MLS framing header.
+    pub epoch: u64,
+    /// TLS-serialised `MlsMessage` holding the commit.
+    pub commit: Bytes,
+    /// TLS-serialised `MlsMessage` holding the Welcome, present when the
+    /// commit adds members. Delivered to every device in `added`.
+    pub welcome: Option<Bytes>,
+    /// TLS-serialised `MlsMessage` holding the GroupInfo of the new epoch.
+    pub group_info: Bytes,
+    /// Devices the commit adds to the group.
+    pub added: Vec<DeviceId>,
+    /// Devices the commit removes from the group.
+    pub removed: Vec<DeviceId>,
+}
+
+/// A frame from the relay to a client.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ServerFrame {
+    /// The answer to the request with this id.
+    Response {
+        /// The request id.
+        id: u64,
+        /// The answer.
+        result: Result<Response, ProtocolError>,
+    },
+    /// Something the relay sends unasked.
+    Push(Push),
+    /// A frame that could not be attributed to a request (undecodable or
+    /// over [`MAX_FRAME_BYTES`](crate::limits::MAX_FRAME_BYTES)). The
+    /// connection stays open.
+    Rejected(ProtocolError),
+}
+
+/// Successful answers.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Response {
+    /// The connection is authenticated as this device. The relay then sends
+    /// the device's queue, followed by [`Push::QueueDrained`].
+    Authenticated {
+        /// The device's user.
+        user_id: UserId,
+        /// How many single-use KeyPackages the relay holds for this device.
+        key_package_stock: u32,
+        /// Whether a last-resort KeyPackage is stored.
+        has_last_resort: bool,
+    },
+    /// KeyPackages stored.
+    KeyPackagesStored {
+        /// The device's single-use stock after the upload.
+        stock: u32,
+    },
+    /// One KeyPackage per device of the user.
+    KeyPackages {
+        /// The claimed KeyPackages.
+        devices: Vec<ClaimedKeyPackage>,
+    },
+    /// The group exists now, at epoch 0.
+    GroupCreated,
+    /// The commit is sequenced and durably queued; merge it now.
+    CommitAccepted {
+        /// The group's epoch after this commit.
+        epoch: u64,
+        /// The commit's sequence number in the group.
+        seq: u64,
+    },
+    /// The message is sequenced and durably queued for every recipient.
+    MessageAccepted {
+        /// The message's sequence number in the group.
+        seq: u64,
+    },
+    /// The acks are applied.
+    Acked,
+    /// The latest GroupInfo.
+    GroupInfo {
+        /// The group's epoch.
+        epoch: u64,
+        /// TLS-serialised `MlsMessage` holding the GroupInfo.
+        group_info: Bytes,
+    },
+    /// A user's directory entry.
+    User(UserEntry),
+    /// Answer to `Ping`.
+    Pong,
+}
+
+/// A KeyPackage claimed for one device.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClaimedKeyPackage {
+    /// The device the KeyPackage belongs to.
+    pub device_id: DeviceId,
+    /// TLS-serialised `MlsMessage` holding the KeyPackage.
+    pub key_package: Bytes,
+}
+
+/// A user as the relay's directory knows them.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UserEntry {
+    /// The user.
+    pub user_id: UserId,
+    /// The user's organisation.
+    pub org_id: OrgId,
+    /// Name to show.
+    pub display_name: String,
+    /// Role in the organisation (e.g. "Staff nurse").
+    pub role: String,
+    /// The user's current (enrolled, unrevoked) devices.
+    pub devices: Vec<DeviceId>,
+}
+
+/// Frames the relay sends unasked.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Push {
+    /// Sent once, first, on every new connection: the nonce to sign.
+    Challenge {
+        /// 32 random bytes.
+        nonce: Bytes,
+    },
+    /// An item from this device's queue. Items of one group arrive in `seq`
+    /// order. The item stays queued until the device acks its `queue_id`.
+    Deliver(QueueItem),
+    /// Everything that was queued when the connection authenticated has been
+    /// sent; later items are live.
+    QueueDrained,
+    /// The device's single-use KeyPackage stock is low; upload a batch.
+    KeyPackagesLow {
+        /// Single-use KeyPackages left.
+        stock: u32,
+    },
+}
+
+/// What a queue item carries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ItemKind {
+    /// A commit of the group (also echoed to the committer).
+    Commit,
+    /// An application message.
+    Application,
+    /// A Welcome into the group; `seq` is that of the commit that added the
+    /// device, so the device processes the group from `seq + 1`.
+    Welcome,
+}
+
+/// One item of a device's queue.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct QueueItem {
+    /// Id for `Ack`; increases along the device's queue.
+    pub queue_id: u64,
+    /// The group.
+    pub group_id: GroupId,
+    /// The item's sequence number within the group.
+    pub seq: u64,
+    /// The device that sent it.
+    pub sender: DeviceId,
+    /// What `payload` is.
+    pub kind: ItemKind,
+    /// TLS-serialised `MlsMessage`.
+    pub payload: Bytes,
+}

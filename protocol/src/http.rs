@@ -1,0 +1,93 @@
+//! JSON bodies of the plain-HTTP API.
+//!
+//! - `GET /health` → `200 ok`.
+//! - Admin API, authenticated with `Authorization: Bearer <admin token>`:
+//!   `POST /v1/admin/orgs` ([`CreateOrg`]), `POST /v1/admin/users`
+//!   ([`CreateUser`]), `POST /v1/admin/enrolment-tokens`
+//!   ([`IssueEnrolmentToken`] → [`EnrolmentToken`]).
+//! - `POST /v1/enrol` ([`EnrolRequest`] → [`EnrolResponse`]), authenticated by
+//!   the one-time token in the body.
+//!
+//! Errors come back as a non-2xx status with an [`HttpError`] body.
+
+use serde::{Deserialize, Serialize};
+
+use crate::{DeviceId, OrgId, UserId};
+
+/// `POST /v1/admin/orgs`: create an organisation.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CreateOrg {
+    /// The new organisation's id.
+    pub org_id: OrgId,
+    /// Its name as people know it.
+    pub display_name: String,
+}
+
+/// `POST /v1/admin/users`: create a user in an existing organisation (the org
+/// is the part of `user_id` after `@`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CreateUser {
+    /// The new user.
+    pub user_id: UserId,
+    /// Name to show.
+    pub display_name: String,
+    /// Role in the organisation.
+    pub role: String,
+}
+
+/// `POST /v1/admin/enrolment-tokens`: issue a one-time token with which one
+/// device of the user can enrol.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IssueEnrolmentToken {
+    /// The user the device will belong to.
+    pub user_id: UserId,
+    /// Lifetime in seconds; defaults to
+    /// [`ENROLMENT_TOKEN_TTL_SECS`](crate::limits::ENROLMENT_TOKEN_TTL_SECS).
+    pub ttl_secs: Option<u64>,
+}
+
+/// A freshly issued enrolment token. The relay keeps only its hash.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EnrolmentToken {
+    /// The secret token to hand to the user (out of band).
+    pub token: String,
+    /// The user it enrols a device for.
+    pub user_id: UserId,
+    /// Expiry, seconds since the Unix epoch.
+    pub expires_at: u64,
+}
+
+/// `POST /v1/enrol`: enrol a device with a one-time token.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EnrolRequest {
+    /// The one-time enrolment token.
+    pub token: String,
+    /// The device's Ed25519 signature public key (its MLS signature key), hex.
+    pub signature_key: String,
+    /// A name for the device ("Ward 7 desktop").
+    pub device_name: String,
+}
+
+/// The answer to a successful enrolment.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EnrolResponse {
+    /// The device's id, assigned by the relay.
+    pub device_id: DeviceId,
+    /// The user the device belongs to.
+    pub user_id: UserId,
+    /// The user's organisation.
+    pub org_id: OrgId,
+    /// The user's display name.
+    pub display_name: String,
+    /// The user's role.
+    pub role: String,
+}
+
+/// Error body of every non-2xx HTTP answer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HttpError {
+    /// A stable machine-readable code, e.g. `invalid_token`.
+    pub code: String,
+    /// A human-readable explanation without secrets.
+    pub message: String,
+}

@@ -1,0 +1,53 @@
+//! Every limit of the protocol, as named constants.
+//!
+//! Both sides use these: the relay enforces them and answers
+//! [`ProtocolError::TooLarge`](crate::ProtocolError::TooLarge) or
+//! [`ProtocolError::QueueFull`](crate::ProtocolError::QueueFull); clients check
+//! them before sending so that a user gets a clear error early.
+
+/// Version of the CBOR envelope carried in every client frame (`v`).
+pub const PROTOCOL_VERSION: u16 = 1;
+
+/// Largest WebSocket message (one frame of this protocol) the relay decodes.
+/// A larger message is answered with `TooLarge` and the connection stays open.
+pub const MAX_FRAME_BYTES: usize = 1024 * 1024;
+
+/// Largest message the relay reads off the socket at all. Anything larger is
+/// a protocol violation and closes the connection (close code 1009).
+pub const HARD_MAX_FRAME_BYTES: usize = 4 * MAX_FRAME_BYTES;
+
+/// Largest single MLS message (commit, Welcome, GroupInfo, application
+/// message or KeyPackage) inside a frame.
+pub const MAX_MLS_MESSAGE_BYTES: usize = 512 * 1024;
+
+/// Most unacknowledged items a device's queue holds. A message that would
+/// overflow a recipient's queue is refused with `QueueFull` for the sender.
+pub const MAX_QUEUE_LEN: u64 = 10_000;
+
+/// Most KeyPackages in one upload request.
+pub const MAX_KEY_PACKAGE_UPLOAD: usize = 100;
+
+/// Most single-use KeyPackages the relay keeps for one device.
+pub const MAX_KEY_PACKAGE_STOCK: u32 = 200;
+
+/// How many KeyPackages a client uploads in one batch when it replenishes.
+pub const KEY_PACKAGE_BATCH: u32 = 20;
+
+/// When a device's single-use stock falls to this many or fewer, the relay
+/// pushes `KeyPackagesLow` so the device uploads a new batch.
+pub const KEY_PACKAGE_LOW_WATER: u32 = 5;
+
+/// Most member devices in one group.
+pub const MAX_GROUP_DEVICES: usize = 2_000;
+
+/// Most queue ids in one `Ack` request.
+pub const MAX_ACK_BATCH: usize = 1_000;
+
+/// Seconds a fresh connection has to authenticate before the relay closes it.
+pub const AUTH_TIMEOUT_SECS: u64 = 10;
+
+/// Longest display name or role, in bytes of UTF-8.
+pub const MAX_NAME_BYTES: usize = 128;
+
+/// Default lifetime of an enrolment token, in seconds (72 hours).
+pub const ENROLMENT_TOKEN_TTL_SECS: u64 = 72 * 3600;

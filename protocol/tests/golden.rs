@@ -1,0 +1,233 @@
+//! Golden tests: the exact bytes of every frame kind are pinned in
+//! `tests/golden.txt`, so any change to the wire encoding is deliberate.
+//! Run with `UPDATE_GOLDEN=1` to rewrite the file after such a change.
+
+use cascade_protocol::*;
+
+fn bytes(b: &[u8]) -> Bytes {
+    Bytes::from(b.to_vec())
+}
+
+fn samples() -> Vec<(&'static str, Vec<u8>)> {
+    let device = DeviceId([0x11; 16]);
+    let group = GroupId([0x22; 16]);
+    let user = UserId::new("alice@north-trust").expect("valid");
+    let req = |id: u64, req: Request| encode_client_frame(&ClientFrame { v: 1, id, req });
+    let resp = |id: u64, result: Result<Response, ProtocolError>| {
+        encode_server_frame(&ServerFrame::Response { id, result })
+    };
+    let push = |p: Push| encode_server_frame(&ServerFrame::Push(p));
+    vec![
+        (
+            "req_authenticate",
+            req(
+                1,
+                Request::Authenticate {
+                    device_id: device,
+                    signature: bytes(&[0xab; 4]),
+                },
+            ),
+        ),
+        (
+            "req_upload_key_packages",
+            req(
+                2,
+                Request::UploadKeyPackages {
+                    key_packages: vec![bytes(&[1, 2]), bytes(&[3])],
+                    last_resort: Some(bytes(&[4])),
+                },
+            ),
+        ),
+        (
+            "req_claim_key_packages",
+            req(3, Request::ClaimKeyPackages { user_id: user.clone() }),
+        ),
+        (
+            "req_create_group",
+            req(
+                4,
+                Request::CreateGroup {
+                    group_id: group,
+                    group_info: bytes(&[5]),
+                },
+            ),
+        ),
+        (
+            "req_commit",
+            req(
+                5,
+                Request::Commit(CommitBundle {
+                    group_id: group,
+                    epoch: 3,
+                    commit: bytes(&[6]),
+                    welcome: Some(bytes(&[7])),
+                    group_info: bytes(&[8]),
+                    added: vec![device],
+                    removed: vec![],
+                }),
+            ),
+        ),
+        (
+            "req_send_message",
+            req(
+                6,
+                Request::SendMessage {
+                    group_id: group,
+                    message: bytes(&[9]),
+                },
+            ),
+        ),
+        ("req_ack", req(7, Request::Ack { queue_ids: vec![1, 300] })),
+        ("req_get_group_info", req(8, Request::GetGroupInfo { group_id: group })),
+        ("req_get_user", req(9, Request::GetUser { user_id: user.clone() })),
+        ("req_ping", req(10, Request::Ping)),
+        (
+            "resp_authenticated",
+            resp(
+                1,
+                Ok(Response::Authenticated {
+                    user_id: user.clone(),
+                    key_package_stock: 20,
+                    has_last_resort: true,
+                }),
+            ),
+        ),
+        ("resp_key_packages_stored", resp(2, Ok(Response::KeyPackagesStored { stock: 21 }))),
+        (
+            "resp_key_packages",
+            resp(
+                3,
+                Ok(Response::KeyPackages {
+                    devices: vec![ClaimedKeyPackage {
+                        device_id: device,
+                        key_package: bytes(&[1]),
+                    }],
+                }),
+            ),
+        ),
+        ("resp_group_created", resp(4, Ok(Response::GroupCreated))),
+        ("resp_commit_accepted", resp(5, Ok(Response::CommitAccepted { epoch: 4, seq: 9 }))),
+        ("resp_message_accepted", resp(6, Ok(Response::MessageAccepted { seq: 10 }))),
+        ("resp_acked", resp(7, Ok(Response::Acked))),
+        (
+            "resp_group_info",
+            resp(
+                8,
+                Ok(Response::GroupInfo {
+                    epoch: 4,
+                    group_info: bytes(&[8]),
+                }),
+            ),
+        ),
+        (
+            "resp_user",
+            resp(
+                9,
+                Ok(Response::User(UserEntry {
+                    user_id: user.clone(),
+                    org_id: user.org(),
+                    display_name: "Alice".into(),
+                    role: "Nurse".into(),
+                    devices: vec![device],
+                })),
+            ),
+        ),
+        ("resp_pong", resp(10, Ok(Response::Pong))),
+        ("err_unauthenticated", resp(11, Err(ProtocolError::Unauthenticated))),
+        ("err_authentication_failed", resp(11, Err(ProtocolError::AuthenticationFailed))),
+        ("err_wrong_epoch", resp(11, Err(ProtocolError::WrongEpoch { current: 5 }))),
+        ("err_not_member", resp(11, Err(ProtocolError::NotMember))),
+        ("err_unknown_group", resp(11, Err(ProtocolError::UnknownGroup))),
+        ("err_group_exists", resp(11, Err(ProtocolError::GroupExists))),
+        ("err_unknown_user", resp(11, Err(ProtocolError::UnknownUser))),
+        ("err_unknown_device", resp(11, Err(ProtocolError::UnknownDevice))),
+        ("err_too_large", resp(11, Err(ProtocolError::TooLarge { limit: 1024 }))),
+        ("err_queue_full", resp(11, Err(ProtocolError::QueueFull { limit: 10 }))),
+        (
+            "err_rate_limited",
+            resp(11, Err(ProtocolError::RateLimited { retry_after_ms: 500 })),
+        ),
+        (
+            "err_malformed",
+            resp(11, Err(ProtocolError::Malformed { reason: "x".into() })),
+        ),
+        (
+            "err_unsupported_version",
+            resp(11, Err(ProtocolError::UnsupportedVersion { supported: 1 })),
+        ),
+        ("err_no_key_packages", resp(11, Err(ProtocolError::NoKeyPackages))),
+        ("err_internal", resp(11, Err(ProtocolError::Internal))),
+        (
+            "rejected",
+            encode_server_frame(&ServerFrame::Rejected(ProtocolError::TooLarge { limit: 7 })),
+        ),
+        ("push_challenge", push(Push::Challenge { nonce: bytes(&[0x33; 4]) })),
+        (
+            "push_deliver",
+            push(Push::Deliver(QueueItem {
+                queue_id: 42,
+                group_id: group,
+                seq: 9,
+                sender: device,
+                kind: ItemKind::Application,
+                payload: bytes(&[0xcc]),
+            })),
+        ),
+        ("push_queue_drained", push(Push::QueueDrained)),
+        ("push_key_packages_low", push(Push::KeyPackagesLow { stock: 2 })),
+    ]
+}
+
+#[test]
+fn frames_match_golden_bytes() {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/golden.txt");
+    let actual: String = samples()
+        .iter()
+        .map(|(name, b)| format!("{name} {}\n", hex::encode(b)))
+        .collect();
+    if std::env::var_os("UPDATE_GOLDEN").is_some() {
+        std::fs::write(path, &actual).expect("write golden file");
+    }
+    let expected = std::fs::read_to_string(path).expect("golden file exists");
+    for (a, e) in actual.lines().zip(expected.lines()) {
+        assert_eq!(a, e, "encoding changed; if deliberate, run with UPDATE_GOLDEN=1");
+    }
+    assert_eq!(actual.lines().count(), expected.lines().count());
+}
+
+#[test]
+fn every_golden_frame_decodes_back() {
+    for (name, b) in samples() {
+        if name.starts_with("req_") {
+            let f = decode_client_frame(&b).expect(name);
+            assert_eq!(encode_client_frame(&f), b, "{name}");
+        } else {
+            let f = decode_server_frame(&b).expect(name);
+            assert_eq!(encode_server_frame(&f), b, "{name}");
+        }
+    }
+}
+
+#[test]
+fn malformed_frames_are_typed_errors() {
+    assert!(matches!(
+        decode_client_frame(&[0xff, 0x00]),
+        Err(DecodeError::Malformed { id: None, .. })
+    ));
+    // A valid envelope with an unknown request keeps its id.
+    #[derive(serde::Serialize)]
+    struct Odd {
+        v: u16,
+        id: u64,
+        req: &'static str,
+    }
+    let mut b = Vec::new();
+    ciborium::into_writer(&Odd { v: 1, id: 77, req: "Fly" }, &mut b).expect("encode");
+    let err = decode_client_frame(&b).expect_err("unknown request");
+    assert_eq!(err.request_id(), Some(77));
+    let mut b = Vec::new();
+    ciborium::into_writer(&Odd { v: 9, id: 77, req: "Fly" }, &mut b).expect("encode");
+    assert_eq!(decode_client_frame(&b), Err(DecodeError::Version(9)));
+    let big = vec![0u8; limits::MAX_FRAME_BYTES + 1];
+    assert!(matches!(decode_client_frame(&big), Err(DecodeError::TooLarge { .. })));
+}
