@@ -1,1 +1,25 @@
-//! placeholder
+//! `cascade-core`: the one client library behind every Cascade front end.
+//!
+//! Two layers:
+//! - [`engine::Engine`], a sans-IO engine: MLS groups (openmls), credential
+//!   checks, the outbox and message state, over one SQLite database
+//!   ([`store::Store`]). Frames, commands and time go in; frames, events and
+//!   timeouts come out.
+//! - [`Client`], the async layer: it owns the WebSocket to the relay,
+//!   reconnects with backoff, and runs the engine in one task. Front ends
+//!   (CLI, desktop, mobile bindings) use only this.
+
+pub mod admin;
+pub mod client;
+pub mod content;
+pub mod credential;
+pub mod engine;
+pub mod error;
+pub mod store;
+
+pub use cascade_protocol::{DeviceId, GroupId, OrgId, UserId};
+pub use client::Client;
+pub use content::{Body, Content, MessageId};
+pub use engine::{ConnectionState, Engine, Event, Member};
+pub use error::{CoreError, Result};
+pub use store::{Conversation, ConversationState, DeliveryState, Identity, Message};

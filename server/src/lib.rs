@@ -1,1 +1,332 @@
-//! placeholder
+//! The Cascade relay: delivery service, directory and KeyPackage store.
+//!
+//! It sees MLS ciphertext and framing headers only. Devices talk to it over
+//! one authenticated WebSocket each (`/v1/ws`, [`ws`]); administrators and
+//! enrolling devices use plain HTTP ([`admin`], [`enrol`]). All state is in a
+//! [`Store`](store::Store).
+//!
+//! Starting a relay in-process (as tests do):
+//!
+//! ```no_run
+//! # async fn demo(dir: &std::path::Path) -> Result<(), cascade_server::ServerError> {
+//! let (server, admin_token) = cascade_server::Server::open(dir)?;
+//! let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+//! let running = server.spawn(listener)?;
+//! println!("relay at {} (admin token in {})", running.http_url(), admin_token.path.display());
+//! running.shutdown().await?;
+//! # Ok(()) }
+//! ```
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::DefaultBodyLimit;
+use axum::routing::{get, post};
+use axum::Router;
+use tokio::net::TcpListener;
+use tokio::sync::{oneshot, watch, Notify};
+use tokio::task::JoinHandle;
+
+pub mod admin;
+pub mod ds;
+pub mod durability;
+pub mod enrol;
+pub mod error;
+pub mod extract;
+pub mod fanout;
+pub mod group_lock;
+pub mod store;
+pub mod token;
+pub mod ws;
+
+pub use admin::AdminToken;
+pub use error::{ApiError, DsError, ServerError};
+
+use durability::Flusher;
+use fanout::Registry;
+use group_lock::GroupLocks;
+use store::{SledStore, Store, StoreError};
+
+/// Largest HTTP request body the relay reads; larger bodies get `413`.
+pub const MAX_HTTP_BODY_BYTES: usize = 64 * 1024;
+
+/// How long a stopping relay waits for WebSocket connections to close
+/// before it flushes the store and returns anyway.
+pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
+
+/// The address the relay listens on unless told otherwise.
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:7171";
+
+/// Where the relay keeps its state and where it listens.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Config {
+    /// The data directory: the database (`db/`) and the admin token file.
+    pub data_dir: PathBuf,
+    /// The socket address to listen on.
+    pub listen: SocketAddr,
+}
+
+impl Config {
+    /// The default data directory: `$XDG_DATA_HOME/cascade-server`, else
+    /// `$HOME/.local/share/cascade-server`, else `./cascade-server-data`.
+    pub fn default_data_dir() -> PathBuf {
+        let non_empty = |v: std::ffi::OsString| (!v.is_empty()).then(|| PathBuf::from(v));
+        if let Some(xdg) = std::env::var_os("XDG_DATA_HOME").and_then(non_empty) {
+            return xdg.join("cascade-server");
+        }
+        if let Some(home) = std::env::var_os("HOME").and_then(non_empty) {
+            return home.join(".local/share/cascade-server");
+        }
+        PathBuf::from("cascade-server-data")
+    }
+}
+
+/// The relay's shared state: the store and the machinery around it. Cheap
+/// to clone; every clone is the same relay.
+#[derive(Clone)]
+pub struct AppState {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    store: Arc<dyn Store>,
+    flusher: Flusher,
+    registry: Registry,
+    groups: GroupLocks,
+    shutdown: watch::Sender<bool>,
+    connections: AtomicUsize,
+    connections_idle: Notify,
+}
+
+impl AppState {
+    /// The state of a relay over `store`.
+    pub fn new(store: Arc<dyn Store>) -> Self {
+        let (shutdown, _) = watch::channel(false);
+        Self {
+            inner: Arc::new(Inner {
+                flusher: Flusher::new(Arc::clone(&store)),
+                store,
+                registry: Registry::default(),
+                groups: GroupLocks::default(),
+                shutdown,
+                connections: AtomicUsize::new(0),
+                connections_idle: Notify::new(),
+            }),
+        }
+    }
+
+    /// The store.
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.inner.store
+    }
+
+    /// Makes every write completed before the call durable; concurrent
+    /// callers share flushes.
+    pub async fn flush(&self) -> Result<(), StoreError> {
+        self.inner.flusher.flush().await
+    }
+
+    /// The connected devices.
+    pub fn registry(&self) -> &Registry {
+        &self.inner.registry
+    }
+
+    /// The per-group writer locks.
+    pub fn groups(&self) -> &GroupLocks {
+        &self.inner.groups
+    }
+
+    /// Asks every WebSocket connection to close (code 1001).
+    pub fn begin_shutdown(&self) {
+        self.inner.shutdown.send_replace(true);
+    }
+
+    /// Resolves once [`AppState::begin_shutdown`] was called.
+    pub(crate) fn shutdown_signal(&self) -> watch::Receiver<bool> {
+        self.inner.shutdown.subscribe()
+    }
+
+    /// Counts a WebSocket connection until the guard is dropped.
+    pub(crate) fn connection_started(&self) -> ConnectionGuard {
+        self.inner.connections.fetch_add(1, Ordering::SeqCst);
+        ConnectionGuard(self.clone())
+    }
+
+    /// How many WebSocket connections are open.
+    pub fn open_connections(&self) -> usize {
+        self.inner.connections.load(Ordering::SeqCst)
+    }
+
+    /// Resolves when no WebSocket connection is open.
+    pub async fn connections_closed(&self) {
+        loop {
+            let notified = self.inner.connections_idle.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            if self.open_connections() == 0 {
+                return;
+            }
+            notified.await;
+        }
+    }
+}
+
+/// Keeps a connection counted in [`AppState::open_connections`].
+pub(crate) struct ConnectionGuard(AppState);
+
+impl Drop for ConnectionGuard {
+    fn drop(&mut self) {
+        if self.0.inner.connections.fetch_sub(1, Ordering::SeqCst) == 1 {
+            self.0.inner.connections_idle.notify_waiters();
+        }
+    }
+}
+
+/// The relay's HTTP and WebSocket routes over `state`.
+pub fn app(state: AppState) -> Router {
+    Router::new()
+        .route("/health", get(|| async { "ok" }))
+        .route("/v1/ws", get(ws::upgrade))
+        .route("/v1/enrol", post(enrol::enrol))
+        .merge(admin::routes())
+        .fallback(|| async { ApiError::NotFound("no such endpoint") })
+        .layer(DefaultBodyLimit::max(MAX_HTTP_BODY_BYTES))
+        .with_state(state)
+}
+
+/// A relay ready to serve.
+pub struct Server {
+    state: AppState,
+}
+
+impl Server {
+    /// Opens (creating if needed) a data directory: the sled database in
+    /// `db/` and the admin token (see [`admin::ensure_admin_token`]).
+    pub fn open(data_dir: &Path) -> Result<(Self, AdminToken), ServerError> {
+        create_private_dir(data_dir)?;
+        let store: Arc<dyn Store> = Arc::new(SledStore::open(&data_dir.join("db"))?);
+        let token = admin::ensure_admin_token(data_dir, &*store)?;
+        Ok((Self::with_store(store), token))
+    }
+
+    /// A relay over an existing store (which needs an admin token hash for
+    /// the admin API to work).
+    pub fn with_store(store: Arc<dyn Store>) -> Self {
+        Self {
+            state: AppState::new(store),
+        }
+    }
+
+    /// The relay's state.
+    pub fn state(&self) -> &AppState {
+        &self.state
+    }
+
+    /// Serves on `listener` until `shutdown` resolves; then closes every
+    /// WebSocket connection (waiting at most [`SHUTDOWN_GRACE`]) and flushes
+    /// the store.
+    pub async fn run<F>(self, listener: TcpListener, shutdown: F) -> Result<(), ServerError>
+    where
+        F: Future<Output = ()> + Send + 'static,
+    {
+        let state = self.state;
+        let signal_state = state.clone();
+        axum::serve(listener, app(state.clone()))
+            .with_graceful_shutdown(async move {
+                shutdown.await;
+                tracing::info!("shutting down");
+                signal_state.begin_shutdown();
+            })
+            .await?;
+        state.begin_shutdown();
+        if tokio::time::timeout(SHUTDOWN_GRACE, state.connections_closed())
+            .await
+            .is_err()
+        {
+            tracing::warn!(
+                open = state.open_connections(),
+                "connections still open after the grace period"
+            );
+        }
+        state.flush().await?;
+        tracing::info!("store flushed; stopped");
+        Ok(())
+    }
+
+    /// Serves on `listener` in a background task; for tests and embedding.
+    pub fn spawn(self, listener: TcpListener) -> Result<RunningServer, ServerError> {
+        let addr = listener.local_addr()?;
+        let state = self.state.clone();
+        let (stop, stopped) = oneshot::channel::<()>();
+        let task = tokio::spawn(self.run(listener, async move {
+            // A dropped sender stops the relay too.
+            let _ = stopped.await;
+        }));
+        Ok(RunningServer {
+            addr,
+            state,
+            stop,
+            task,
+        })
+    }
+}
+
+/// A relay running in a background task.
+pub struct RunningServer {
+    addr: SocketAddr,
+    state: AppState,
+    stop: oneshot::Sender<()>,
+    task: JoinHandle<Result<(), ServerError>>,
+}
+
+impl RunningServer {
+    /// The address it listens on.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// `http://<addr>`.
+    pub fn http_url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// `ws://<addr>/v1/ws`.
+    pub fn ws_url(&self) -> String {
+        format!("ws://{}/v1/ws", self.addr)
+    }
+
+    /// The relay's state (its store, its connected devices).
+    pub fn state(&self) -> &AppState {
+        &self.state
+    }
+
+    /// Stops the relay gracefully and waits until it has flushed.
+    pub async fn shutdown(self) -> Result<(), ServerError> {
+        let _ = self.stop.send(());
+        match self.task.await {
+            Ok(result) => result,
+            Err(e) => Err(ServerError::Io(std::io::Error::other(e))),
+        }
+    }
+}
+
+/// Creates a directory (and parents) readable only by the owner.
+fn create_private_dir(dir: &Path) -> std::io::Result<()> {
+    let mut builder = std::fs::DirBuilder::new();
+    builder.recursive(true);
+    #[cfg(unix)]
+    std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
+    builder.create(dir)
+}
+
+/// Seconds since the Unix epoch.
+pub fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}

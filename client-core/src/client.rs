@@ -1,0 +1,362 @@
+//! The async client: one task owns the engine and the relay connection.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use cascade_protocol::http::{EnrolRequest, EnrolResponse, HttpError};
+use cascade_protocol::limits::HARD_MAX_FRAME_BYTES;
+use cascade_protocol::{GroupId, UserId};
+use futures_util::{SinkExt, StreamExt};
+use tokio::sync::{broadcast, mpsc, oneshot};
+use tokio::time::Instant;
+use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
+use tokio_tungstenite::tungstenite::Message as WsMessage;
+
+use crate::content::MessageId;
+use crate::engine::{Engine, Event, Member};
+use crate::error::{CoreError, Result};
+use crate::store::{Conversation, Identity, Message, Store};
+
+/// File name of the device database inside the data directory.
+pub const DB_FILE: &str = "cascade.db";
+
+const BACKOFF_MIN: Duration = Duration::from_millis(200);
+const BACKOFF_MAX: Duration = Duration::from_secs(30);
+
+type Job = Box<dyn FnOnce(&mut Engine, u64) + Send>;
+
+enum Cmd {
+    Job(Job),
+    SetPaused(bool),
+}
+
+/// Milliseconds since the Unix epoch.
+pub fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+/// A running client for one enrolled device. Cheap to clone; every clone
+/// talks to the same background task. The task stops when the last clone is
+/// dropped or [`Client::shutdown`] is called.
+#[derive(Clone)]
+pub struct Client {
+    cmds: mpsc::UnboundedSender<Cmd>,
+    events: broadcast::Sender<Event>,
+    identity: Identity,
+}
+
+fn db_path(data_dir: &Path) -> PathBuf {
+    data_dir.join(DB_FILE)
+}
+
+impl Client {
+    /// Enrols this device with a one-time token from an admin, creating the
+    /// data directory and the device's keys. Returns the identity the relay
+    /// assigned. Safe to retry after a failure (the same key is reused).
+    pub async fn enrol(data_dir: &Path, server_url: &str, token: &str, device_name: &str) -> Result<Identity> {
+        std::fs::create_dir_all(data_dir)
+            .map_err(|e| CoreError::Enrolment(format!("cannot create data directory: {e}")))?;
+        let mut engine = Engine::new(Store::open(&db_path(data_dir))?)?;
+        let public_key = engine.begin_enrolment()?;
+        let url = format!("{}/v1/enrol", server_url.trim_end_matches('/'));
+        let resp = reqwest::Client::new()
+            .post(url)
+            .json(&EnrolRequest {
+                token: token.to_owned(),
+                signature_key: hex::encode(&public_key),
+                device_name: device_name.to_owned(),
+            })
+            .send()
+            .await
+            .map_err(|e| CoreError::Enrolment(format!("relay unreachable: {}", e.without_url())))?;
+        if !resp.status().is_success() {
+            let status = resp.status();
+            let msg = resp
+                .json::<HttpError>()
+                .await
+                .map(|e| e.message)
+                .unwrap_or_else(|_| status.to_string());
+            return Err(CoreError::Enrolment(msg));
+        }
+        let body: EnrolResponse = resp
+            .json()
+            .await
+            .map_err(|_| CoreError::Enrolment("unexpected answer from the relay".into()))?;
+        engine.complete_enrolment(server_url, body)?;
+        engine
+            .identity()
+            .cloned()
+            .ok_or(CoreError::NotEnrolled)
+    }
+
+    /// Opens an enrolled device's data directory and starts connecting to
+    /// its relay in the background.
+    pub async fn open(data_dir: &Path) -> Result<Client> {
+        let engine = Engine::new(Store::open(&db_path(data_dir))?)?;
+        let identity = engine.identity().cloned().ok_or(CoreError::NotEnrolled)?;
+        let (cmds, rx) = mpsc::unbounded_channel();
+        let (events, _) = broadcast::channel(4096);
+        let ws_url = ws_url(&identity.server_url);
+        tokio::spawn(run(engine, ws_url, rx, events.clone()));
+        Ok(Client {
+            cmds,
+            events,
+            identity,
+        })
+    }
+
+    /// This device's identity.
+    pub fn identity(&self) -> &Identity {
+        &self.identity
+    }
+
+    /// A stream of events from now on.
+    pub fn subscribe(&self) -> broadcast::Receiver<Event> {
+        self.events.subscribe()
+    }
+
+    async fn call<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&mut Engine, u64) -> Result<T> + Send + 'static,
+    ) -> Result<T> {
+        let (tx, rx) = oneshot::channel();
+        let job: Job = Box::new(move |engine, now| {
+            let _ = tx.send(f(engine, now));
+        });
+        self.cmds.send(Cmd::Job(job)).map_err(|_| CoreError::Closed)?;
+        rx.await.map_err(|_| CoreError::Closed)?
+    }
+
+    /// Creates a conversation; add members with [`Client::add_members`].
+    pub async fn create_group(&self, name: &str) -> Result<GroupId> {
+        let name = name.to_owned();
+        self.call(move |e, now| e.create_group(&name, now)).await
+    }
+
+    /// Adds all devices of these users (queued; see [`Event::MembershipChanged`]).
+    pub async fn add_members(&self, group: GroupId, users: Vec<UserId>) -> Result<()> {
+        self.call(move |e, now| e.add_members(&group, users, now)).await
+    }
+
+    /// Removes all devices of these users (queued).
+    pub async fn remove_members(&self, group: GroupId, users: Vec<UserId>) -> Result<()> {
+        self.call(move |e, now| e.remove_members(&group, users, now)).await
+    }
+
+    /// Leaves a conversation (queued).
+    pub async fn leave(&self, group: GroupId) -> Result<()> {
+        self.call(move |e, now| e.leave(&group, now)).await
+    }
+
+    /// Sends a text message; returns its id at once (state `Sending`).
+    pub async fn send_text(&self, group: GroupId, text: &str) -> Result<MessageId> {
+        let text = text.to_owned();
+        self.call(move |e, now| e.send_text(&group, &text, now)).await
+    }
+
+    /// Conversations, most recently active first.
+    pub async fn conversations(&self) -> Result<Vec<Conversation>> {
+        self.call(|e, _| e.conversations()).await
+    }
+
+    /// One conversation.
+    pub async fn conversation(&self, group: GroupId) -> Result<Conversation> {
+        self.call(move |e, _| e.conversation(&group)).await
+    }
+
+    /// Up to `limit` messages, oldest first, older than `before` if given.
+    pub async fn history(&self, group: GroupId, before: Option<MessageId>, limit: u32) -> Result<Vec<Message>> {
+        self.call(move |e, _| e.history(&group, before.as_ref(), limit)).await
+    }
+
+    /// Marks a conversation as read.
+    pub async fn mark_read(&self, group: GroupId) -> Result<()> {
+        self.call(move |e, _| e.mark_read(&group)).await
+    }
+
+    /// Members of a conversation.
+    pub async fn members(&self, group: GroupId) -> Result<Vec<Member>> {
+        self.call(move |e, _| e.members(&group)).await
+    }
+
+    /// The MLS epoch of a conversation on this device.
+    pub async fn epoch(&self, group: GroupId) -> Result<u64> {
+        self.call(move |e, _| e.epoch(&group)).await
+    }
+
+    /// Operations not yet accepted by the relay.
+    pub async fn outbox_len(&self) -> Result<u64> {
+        self.call(|e, _| e.outbox_len()).await
+    }
+
+    /// Whether the client is connected, authenticated and caught up.
+    pub async fn is_online(&self) -> Result<bool> {
+        self.call(|e, _| Ok(e.is_online())).await
+    }
+
+    /// Waits until the client is connected, has processed everything the
+    /// relay had queued for it, and its outbox is empty — the "sync once"
+    /// of a background fetch. Gives up with `Ok(false)` after `timeout`.
+    pub async fn sync(&self, timeout: Duration) -> Result<bool> {
+        let mut events = self.subscribe();
+        let deadline = Instant::now() + timeout;
+        loop {
+            let idle = self
+                .call(|e, _| Ok(e.is_online() && e.outbox_len()? == 0))
+                .await?;
+            if idle {
+                return Ok(true);
+            }
+            let wait = tokio::time::sleep(Duration::from_millis(50));
+            tokio::select! {
+                _ = tokio::time::sleep_until(deadline) => return Ok(false),
+                ev = events.recv() => if let Err(broadcast::error::RecvError::Closed) = ev {
+                    return Err(CoreError::Closed);
+                },
+                _ = wait => {}
+            }
+        }
+    }
+
+    /// Disconnects and stays offline (e.g. app in the background) until
+    /// [`Client::resume`]. Work is still queued locally.
+    pub fn pause(&self) -> Result<()> {
+        self.cmds
+            .send(Cmd::SetPaused(true))
+            .map_err(|_| CoreError::Closed)
+    }
+
+    /// Reconnects after [`Client::pause`].
+    pub fn resume(&self) -> Result<()> {
+        self.cmds
+            .send(Cmd::SetPaused(false))
+            .map_err(|_| CoreError::Closed)
+    }
+
+    /// Stops the background task after the current step. Everything durable
+    /// is already on disk.
+    pub async fn shutdown(self) {
+        let (tx, rx) = oneshot::channel::<()>();
+        let job: Job = Box::new(move |_, _| {
+            let _ = tx.send(());
+        });
+        if self.cmds.send(Cmd::Job(job)).is_ok() {
+            let _ = rx.await;
+        }
+        drop(self);
+    }
+}
+
+fn ws_url(server_url: &str) -> String {
+    let base = server_url.trim_end_matches('/');
+    let base = if let Some(rest) = base.strip_prefix("https://") {
+        format!("wss://{rest}")
+    } else if let Some(rest) = base.strip_prefix("http://") {
+        format!("ws://{rest}")
+    } else {
+        base.to_owned()
+    };
+    format!("{base}/v1/ws")
+}
+
+type Ws = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+async fn next_frame(ws: &mut Option<Ws>) -> Option<Result<WsMessage, tokio_tungstenite::tungstenite::Error>> {
+    match ws {
+        Some(ws) => ws.next().await,
+        None => std::future::pending().await,
+    }
+}
+
+fn instant_for(at_ms: u64) -> Instant {
+    let now = now_ms();
+    Instant::now() + Duration::from_millis(at_ms.saturating_sub(now))
+}
+
+/// The background task: one engine, one socket.
+async fn run(
+    mut engine: Engine,
+    url: String,
+    mut cmds: mpsc::UnboundedReceiver<Cmd>,
+    events: broadcast::Sender<Event>,
+) {
+    let mut ws: Option<Ws> = None;
+    let mut paused = false;
+    let mut backoff = BACKOFF_MIN;
+    let mut reconnect_at = Instant::now();
+    let config = WebSocketConfig::default()
+        .max_message_size(Some(HARD_MAX_FRAME_BYTES))
+        .max_frame_size(Some(HARD_MAX_FRAME_BYTES));
+    loop {
+        // Drain outputs.
+        while let Some(frame) = engine.poll_transmit() {
+            let Some(sock) = ws.as_mut() else { break };
+            if let Err(e) = sock.send(WsMessage::Binary(frame.into())).await {
+                tracing::info!(error = %e, "connection lost while sending");
+                ws = None;
+                engine.handle_disconnected();
+                reconnect_at = Instant::now() + backoff;
+            }
+        }
+        while let Some(ev) = engine.poll_event() {
+            let _ = events.send(ev);
+        }
+        let timer = engine.poll_timeout().map(instant_for);
+        tokio::select! {
+            cmd = cmds.recv() => match cmd {
+                None => break,
+                Some(Cmd::Job(job)) => job(&mut engine, now_ms()),
+                Some(Cmd::SetPaused(p)) => {
+                    paused = p;
+                    if p {
+                        if let Some(mut s) = ws.take() {
+                            let _ = s.close(None).await;
+                            engine.handle_disconnected();
+                        }
+                    } else {
+                        reconnect_at = Instant::now();
+                    }
+                }
+            },
+            msg = next_frame(&mut ws) => match msg {
+                Some(Ok(WsMessage::Binary(b))) => {
+                    if let Err(e) = engine.handle_frame(&b, now_ms()) {
+                        tracing::warn!(error = %e, "frame from the relay not handled");
+                    }
+                }
+                Some(Ok(WsMessage::Close(_))) | None | Some(Err(_)) => {
+                    ws = None;
+                    engine.handle_disconnected();
+                    reconnect_at = Instant::now() + backoff;
+                }
+                Some(Ok(_)) => {}
+            },
+            _ = tokio::time::sleep_until(reconnect_at), if ws.is_none() && !paused => {
+                match tokio_tungstenite::connect_async_with_config(url.as_str(), Some(config), true).await {
+                    Ok((s, _)) => {
+                        ws = Some(s);
+                        backoff = BACKOFF_MIN;
+                        engine.handle_connected();
+                    }
+                    Err(e) => {
+                        tracing::debug!(error = %e, "relay unreachable; retrying");
+                        backoff = (backoff * 2).min(BACKOFF_MAX);
+                        let jitter = Duration::from_millis(u64::from(rand::random::<u8>()));
+                        reconnect_at = Instant::now() + backoff + jitter;
+                    }
+                }
+            },
+            _ = async { tokio::time::sleep_until(timer.expect("guarded")).await }, if timer.is_some() => {
+                if let Err(e) = engine.handle_timeout(now_ms()) {
+                    tracing::warn!(error = %e, "timeout handling failed");
+                }
+            }
+        }
+    }
+    if let Some(mut s) = ws {
+        let _ = s.close(None).await;
+    }
+}

@@ -1,0 +1,185 @@
+//! The application content format carried inside MLS application messages.
+//!
+//! A versioned CBOR map: `{ "v": 1, "id": bytes(16), "ts": u64 ms, "kind":
+//! text, "body": kind-specific }`. Unknown kinds decode to
+//! [`Body::Unsupported`] and are kept and shown, never a crash. Kinds planned
+//! (reply, edit, delete, reaction, receipts, attachment, alert, ack) are added
+//! as new `kind` strings without changing the envelope.
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{CoreError, Result};
+
+/// Version of the content envelope.
+pub const CONTENT_VERSION: u8 = 1;
+
+/// Longest text message, in bytes of UTF-8.
+pub const MAX_TEXT_BYTES: usize = 64 * 1024;
+
+/// A message id: 16 random bytes chosen by the sender, unique per message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct MessageId(#[serde(with = "serde_bytes")] pub [u8; 16]);
+
+impl MessageId {
+    /// A fresh random id.
+    pub fn random() -> Self {
+        Self(rand::random())
+    }
+}
+
+impl std::fmt::Display for MessageId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&hex::encode(self.0))
+    }
+}
+
+impl std::str::FromStr for MessageId {
+    type Err = CoreError;
+    fn from_str(s: &str) -> Result<Self> {
+        let b = hex::decode(s).map_err(|_| CoreError::Invalid("message id".into()))?;
+        Ok(Self(
+            b.try_into()
+                .map_err(|_| CoreError::Invalid("message id".into()))?,
+        ))
+    }
+}
+
+/// What a message says.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Body {
+    /// Plain text.
+    Text {
+        /// The text.
+        text: String,
+    },
+    /// Group metadata, sent by a member after creating the group or adding
+    /// members, so that everyone (including new members) knows the name.
+    GroupMeta {
+        /// The conversation's name.
+        name: String,
+    },
+    /// A kind this client does not know; kept so it can be shown.
+    Unsupported {
+        /// The kind string.
+        kind: String,
+    },
+}
+
+/// One application message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Content {
+    /// The sender-chosen id; receivers drop duplicates by it.
+    pub id: MessageId,
+    /// Sender's clock when sent, milliseconds since the Unix epoch.
+    pub sent_at: u64,
+    /// What it says.
+    pub body: Body,
+}
+
+#[derive(Serialize, Deserialize)]
+struct Wire {
+    v: u8,
+    id: MessageId,
+    ts: u64,
+    kind: String,
+    body: ciborium::Value,
+}
+
+#[derive(Serialize, Deserialize)]
+struct TextBody {
+    text: String,
+}
+
+#[derive(Serialize, Deserialize)]
+struct MetaBody {
+    name: String,
+}
+
+fn to_value<T: Serialize>(t: &T) -> ciborium::Value {
+    ciborium::Value::serialized(t).expect("plain structs serialise")
+}
+
+impl Content {
+    /// Encodes to the CBOR wire format.
+    pub fn encode(&self) -> Vec<u8> {
+        let (kind, body) = match &self.body {
+            Body::Text { text } => ("text", to_value(&TextBody { text: text.clone() })),
+            Body::GroupMeta { name } => ("group_meta", to_value(&MetaBody { name: name.clone() })),
+            Body::Unsupported { kind } => (kind.as_str(), ciborium::Value::Null),
+        };
+        let wire = Wire {
+            v: CONTENT_VERSION,
+            id: self.id,
+            ts: self.sent_at,
+            kind: kind.to_owned(),
+            body,
+        };
+        let mut out = Vec::new();
+        ciborium::into_writer(&wire, &mut out).expect("serialising to a Vec cannot fail");
+        out
+    }
+
+    /// Decodes the CBOR wire format. An unknown kind (or a known kind with a
+    /// body this version cannot read) yields [`Body::Unsupported`]; only a
+    /// missing envelope is an error.
+    pub fn decode(bytes: &[u8]) -> Result<Self> {
+        let wire: Wire =
+            ciborium::from_reader(bytes).map_err(|_| CoreError::Decode("content".into()))?;
+        let unsupported = || Body::Unsupported {
+            kind: wire.kind.clone(),
+        };
+        let body = match wire.kind.as_str() {
+            "text" => wire
+                .body
+                .deserialized::<TextBody>()
+                .map(|b| Body::Text { text: b.text })
+                .unwrap_or_else(|_| unsupported()),
+            "group_meta" => wire
+                .body
+                .deserialized::<MetaBody>()
+                .map(|b| Body::GroupMeta { name: b.name })
+                .unwrap_or_else(|_| unsupported()),
+            _ => unsupported(),
+        };
+        Ok(Content {
+            id: wire.id,
+            sent_at: wire.ts,
+            body,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn text_round_trips_and_is_pinned() {
+        let c = Content {
+            id: MessageId([7; 16]),
+            sent_at: 1_700_000_000_000,
+            body: Body::Text { text: "hello".into() },
+        };
+        let bytes = c.encode();
+        assert_eq!(
+            hex::encode(&bytes),
+            "a561760162696450070707070707070707070707070707076274731b0000018bcfe56800646b696e6464746578746462\
+6f6479a164746578746568656c6c6f"
+        );
+        assert_eq!(Content::decode(&bytes).expect("decodes"), c);
+    }
+
+    #[test]
+    fn unknown_kinds_are_kept_as_unsupported() {
+        let c = Content {
+            id: MessageId([1; 16]),
+            sent_at: 5,
+            body: Body::Unsupported {
+                kind: "hologram".into(),
+            },
+        };
+        let back = Content::decode(&c.encode()).expect("decodes");
+        assert_eq!(back.body, Body::Unsupported { kind: "hologram".into() });
+        assert!(Content::decode(b"\xff").is_err());
+    }
+}

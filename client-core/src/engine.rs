@@ -1,0 +1,1438 @@
+//! The sans-IO client engine.
+//!
+//! The engine owns the device's MLS groups and its SQLite store. It never
+//! touches a socket or a clock: the async layer ([`crate::Client`]) feeds it
+//! frames from the relay ([`Engine::handle_frame`]), connection changes,
+//! commands from the front end and the current time, and drains what it
+//! produces: frames to send ([`Engine::poll_transmit`]), events for the front
+//! end ([`Engine::poll_event`]) and when it next wants to be woken
+//! ([`Engine::poll_timeout`]). Tests drive it deterministically.
+//!
+//! The delivery rules of DESIGN.md live here:
+//! - operations (sending, group changes) go into a durable outbox first and
+//!   are worked off one at a time while connected and caught up;
+//! - an own commit is merged only after the relay accepted it (its response
+//!   or its echo in the queue); on `WrongEpoch` the pending commit is
+//!   discarded, the queue is processed and the operation retried;
+//! - every queue item is processed in one SQLite transaction together with
+//!   the group's sequence cursor, so a crash never applies an item twice or
+//!   loses one, and duplicates are dropped by sequence number and message id.
+
+use std::collections::{HashMap, VecDeque};
+
+use cascade_protocol::limits::{KEY_PACKAGE_BATCH, KEY_PACKAGE_LOW_WATER, MAX_MLS_MESSAGE_BYTES};
+use cascade_protocol::{
+    auth, encode_client_frame, http::EnrolResponse, ClientFrame, CommitBundle, DeviceId, GroupId,
+    ItemKind, ProtocolError, Push, QueueItem, Request, Response, ServerFrame, UserId,
+};
+use openmls::prelude::tls_codec::{Deserialize as _, Serialize as _};
+use openmls::prelude::*;
+use openmls_basic_credential::SignatureKeyPair;
+use serde::{Deserialize, Serialize};
+
+use crate::content::{Body, Content, MessageId, MAX_TEXT_BYTES};
+use crate::credential::{make_credential, parse_credential, MemberIdentity};
+use crate::error::{CoreError, Result};
+use crate::store::{Conversation, ConversationState, DeliveryState, Identity, Message, Store};
+
+/// The one ciphersuite Cascade uses.
+pub const CIPHERSUITE: Ciphersuite = Ciphersuite::MLS_128_DHKEMX25519_AES128GCM_SHA256_Ed25519;
+
+/// How many past epochs' secrets a group keeps, so late application messages
+/// still decrypt after a commit.
+pub const MAX_PAST_EPOCHS: usize = 5;
+
+/// Delay before retrying an operation the relay refused for a transient
+/// reason (queue full, rate limited, internal error).
+const RETRY_DELAY_MS: u64 = 2_000;
+
+const KV_PENDING_SIGNATURE_KEY: &str = "pending_signature_key";
+
+/// What the engine tells the front end.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Event {
+    /// The connection to the relay changed.
+    Connection(ConnectionState),
+    /// Everything queued at the relay while offline has been processed.
+    Synced,
+    /// A conversation appeared, was renamed, or its state changed.
+    ConversationUpdated(GroupId),
+    /// A message arrived (or this device sent one).
+    Message(Message),
+    /// A sent message's delivery state changed.
+    DeliveryState {
+        /// The conversation.
+        group_id: GroupId,
+        /// The message.
+        message_id: MessageId,
+        /// Its new state.
+        state: DeliveryState,
+    },
+    /// Members joined or left a conversation.
+    MembershipChanged {
+        /// The conversation.
+        group_id: GroupId,
+        /// Users whose devices were added.
+        added: Vec<UserId>,
+        /// Users whose devices were removed.
+        removed: Vec<UserId>,
+    },
+    /// A queued operation could not be carried out and was dropped.
+    OperationFailed {
+        /// The conversation, if the operation concerned one.
+        group_id: Option<GroupId>,
+        /// Why, without content.
+        reason: String,
+    },
+}
+
+/// Connection state as the front end shows it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ConnectionState {
+    /// No connection to the relay; work is queued locally.
+    Offline,
+    /// Connected, authenticating and catching up.
+    Connecting,
+    /// Connected and caught up.
+    Online,
+}
+
+/// A member of a conversation.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Member {
+    /// The user.
+    pub user_id: UserId,
+    /// One of the user's devices (one MLS leaf).
+    pub device_id: DeviceId,
+    /// Whether this is the local device.
+    pub is_self: bool,
+}
+
+/// An operation waiting in the durable outbox.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+enum Op {
+    /// Register a locally created group with the relay.
+    CreateGroup { group_id: GroupId },
+    /// Encrypt and send an application message.
+    Send {
+        group_id: GroupId,
+        message_id: MessageId,
+        #[serde(with = "serde_bytes")]
+        content: Vec<u8>,
+    },
+    /// Add every device of these users.
+    AddMembers { group_id: GroupId, users: Vec<UserId> },
+    /// Remove every device of these users.
+    RemoveMembers { group_id: GroupId, users: Vec<UserId> },
+    /// Ask the other members to remove this device.
+    Leave { group_id: GroupId },
+    /// Commit proposals received from others (a member's leave request).
+    CommitProposals { group_id: GroupId },
+}
+
+impl Op {
+    fn group_id(&self) -> GroupId {
+        match self {
+            Op::CreateGroup { group_id }
+            | Op::Send { group_id, .. }
+            | Op::AddMembers { group_id, .. }
+            | Op::RemoveMembers { group_id, .. }
+            | Op::Leave { group_id }
+            | Op::CommitProposals { group_id } => *group_id,
+        }
+    }
+
+    fn encode(&self) -> Vec<u8> {
+        let mut b = Vec::new();
+        ciborium::into_writer(self, &mut b).expect("serialising to a Vec cannot fail");
+        b
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Conn {
+    Offline,
+    AwaitingChallenge,
+    Authenticating,
+    Syncing,
+    Ready,
+}
+
+/// Where the operation at the head of the outbox stands.
+enum Step {
+    /// Waiting for the relay's answer to a request.
+    Awaiting(u64),
+    /// Claiming KeyPackages, one user at a time.
+    Claiming {
+        req: u64,
+        next: usize,
+        claimed: Vec<(DeviceId, UserId, KeyPackage)>,
+    },
+    /// The relay said the group is at `current`; retry once we are there.
+    WaitEpoch {
+        current: u64,
+        claimed: Vec<(DeviceId, UserId, KeyPackage)>,
+    },
+    /// Retry after a transient refusal.
+    RetryAt(u64),
+}
+
+struct InFlight {
+    op_id: i64,
+    op: Op,
+    step: Step,
+    /// KeyPackages claimed for an add, kept across epoch retries.
+    claimed: Vec<(DeviceId, UserId, KeyPackage)>,
+}
+
+enum Pending {
+    Auth,
+    UploadKeyPackages,
+    Ack,
+    Op,
+}
+
+/// The sans-IO engine. See the module documentation.
+pub struct Engine {
+    store: Store,
+    identity: Option<Identity>,
+    signer: Option<SignatureKeyPair>,
+    conn: Conn,
+    next_request: u64,
+    pending: HashMap<u64, Pending>,
+    transmit: VecDeque<Vec<u8>>,
+    events: VecDeque<Event>,
+    acks: Vec<u64>,
+    inflight: Option<InFlight>,
+    uploading_key_packages: bool,
+}
+
+fn now_check(text: &str) -> Result<()> {
+    if text.trim().is_empty() {
+        return Err(CoreError::Invalid("empty message".into()));
+    }
+    if text.len() > MAX_TEXT_BYTES {
+        return Err(CoreError::Invalid(format!(
+            "message longer than {MAX_TEXT_BYTES} bytes"
+        )));
+    }
+    Ok(())
+}
+
+fn create_config() -> MlsGroupCreateConfig {
+    MlsGroupCreateConfig::builder()
+        .ciphersuite(CIPHERSUITE)
+        .use_ratchet_tree_extension(true)
+        .max_past_epochs(MAX_PAST_EPOCHS)
+        .wire_format_policy(MIXED_CIPHERTEXT_WIRE_FORMAT_POLICY)
+        .build()
+}
+
+fn join_config() -> MlsGroupJoinConfig {
+    MlsGroupJoinConfig::builder()
+        .use_ratchet_tree_extension(true)
+        .max_past_epochs(MAX_PAST_EPOCHS)
+        .wire_format_policy(MIXED_CIPHERTEXT_WIRE_FORMAT_POLICY)
+        .build()
+}
+
+fn mls_bytes(m: &MlsMessageOut) -> Result<Vec<u8>> {
+    m.tls_serialize_detached().map_err(CoreError::mls)
+}
+
+fn mls_in(bytes: &[u8]) -> Result<MlsMessageIn> {
+    MlsMessageIn::tls_deserialize_exact(bytes).map_err(|_| CoreError::Decode("MLS message".into()))
+}
+
+fn openmls_group_id(g: &GroupId) -> openmls::group::GroupId {
+    openmls::group::GroupId::from_slice(g.as_bytes())
+}
+
+fn bytes(v: Vec<u8>) -> cascade_protocol::Bytes {
+    cascade_protocol::Bytes::from(v)
+}
+
+impl Engine {
+    /// Opens the engine over a store. Works before enrolment too (only
+    /// enrolment is possible then).
+    pub fn new(store: Store) -> Result<Self> {
+        let identity = store.identity()?;
+        let signer = match &identity {
+            Some(id) => Some(
+                SignatureKeyPair::read(
+                    store.provider().storage(),
+                    &id.signature_key,
+                    CIPHERSUITE.signature_algorithm(),
+                )
+                .ok_or_else(|| CoreError::Decode("device signature key missing".into()))?,
+            ),
+            None => None,
+        };
+        Ok(Self {
+            store,
+            identity,
+            signer,
+            conn: Conn::Offline,
+            next_request: 1,
+            pending: HashMap::new(),
+            transmit: VecDeque::new(),
+            events: VecDeque::new(),
+            acks: Vec::new(),
+            inflight: None,
+            uploading_key_packages: false,
+        })
+    }
+
+    /// The enrolled identity, if enrolled.
+    pub fn identity(&self) -> Option<&Identity> {
+        self.identity.as_ref()
+    }
+
+    fn id(&self) -> Result<(&Identity, &SignatureKeyPair)> {
+        match (&self.identity, &self.signer) {
+            (Some(i), Some(s)) => Ok((i, s)),
+            _ => Err(CoreError::NotEnrolled),
+        }
+    }
+
+    // ----- enrolment -------------------------------------------------------
+
+    /// First half of enrolment: makes (or reuses) the device's signature key
+    /// pair and returns its public key, to send to the relay with the token.
+    pub fn begin_enrolment(&mut self) -> Result<Vec<u8>> {
+        if self.identity.is_some() {
+            return Err(CoreError::AlreadyEnrolled);
+        }
+        if let Some(pk) = self.store.kv_get(KV_PENDING_SIGNATURE_KEY)? {
+            return Ok(pk);
+        }
+        let kp = SignatureKeyPair::new(CIPHERSUITE.signature_algorithm()).map_err(CoreError::mls)?;
+        kp.store(self.store.provider().storage())?;
+        self.store.kv_set(KV_PENDING_SIGNATURE_KEY, kp.public())?;
+        Ok(kp.public().to_vec())
+    }
+
+    /// Second half of enrolment: records what the relay assigned.
+    pub fn complete_enrolment(&mut self, server_url: &str, resp: EnrolResponse) -> Result<()> {
+        let pk = self
+            .store
+            .kv_get(KV_PENDING_SIGNATURE_KEY)?
+            .ok_or(CoreError::NotEnrolled)?;
+        let signer = SignatureKeyPair::read(
+            self.store.provider().storage(),
+            &pk,
+            CIPHERSUITE.signature_algorithm(),
+        )
+        .ok_or_else(|| CoreError::Decode("device signature key missing".into()))?;
+        let identity = Identity {
+            server_url: server_url.trim_end_matches('/').to_owned(),
+            user_id: resp.user_id,
+            org_id: resp.org_id,
+            device_id: resp.device_id,
+            display_name: resp.display_name,
+            role: resp.role,
+            signature_key: pk,
+        };
+        self.store.set_identity(&identity)?;
+        self.identity = Some(identity);
+        self.signer = Some(signer);
+        Ok(())
+    }
+
+    // ----- IO inputs -------------------------------------------------------
+
+    /// The socket to the relay is open; the engine waits for the challenge.
+    pub fn handle_connected(&mut self) {
+        self.conn = Conn::AwaitingChallenge;
+        self.pending.clear();
+        self.events.push_back(Event::Connection(ConnectionState::Connecting));
+    }
+
+    /// The socket closed. In-flight work is retried on the next connection.
+    pub fn handle_disconnected(&mut self) {
+        if self.conn != Conn::Offline {
+            self.events.push_back(Event::Connection(ConnectionState::Offline));
+        }
+        self.conn = Conn::Offline;
+        self.pending.clear();
+        self.acks.clear();
+        self.transmit.clear();
+        self.uploading_key_packages = false;
+        if let Some(f) = &mut self.inflight {
+            // A commit sent but unanswered may or may not have landed; the
+            // queue will tell (echo) before the operation runs again.
+            f.step = Step::RetryAt(0);
+        }
+    }
+
+    /// A binary frame from the relay.
+    pub fn handle_frame(&mut self, frame: &[u8], now: u64) -> Result<()> {
+        let frame = cascade_protocol::decode_server_frame(frame)
+            .map_err(|_| CoreError::Decode("server frame".into()))?;
+        match frame {
+            ServerFrame::Push(push) => self.handle_push(push, now)?,
+            ServerFrame::Response { id, result } => self.handle_response(id, result, now)?,
+            ServerFrame::Rejected(e) => {
+                tracing::warn!(error = %e, "relay rejected a frame");
+            }
+        }
+        self.drive(now)
+    }
+
+    /// Time passed; resumes delayed retries.
+    pub fn handle_timeout(&mut self, now: u64) -> Result<()> {
+        self.drive(now)
+    }
+
+    // ----- IO outputs ------------------------------------------------------
+
+    /// The next frame to send to the relay.
+    pub fn poll_transmit(&mut self) -> Option<Vec<u8>> {
+        if !self.acks.is_empty() && matches!(self.conn, Conn::Syncing | Conn::Ready) {
+            let ids = std::mem::take(&mut self.acks);
+            self.request(Request::Ack { queue_ids: ids }, Pending::Ack);
+        }
+        self.transmit.pop_front()
+    }
+
+    /// The next event for the front end.
+    pub fn poll_event(&mut self) -> Option<Event> {
+        self.events.pop_front()
+    }
+
+    /// When the engine next wants [`Engine::handle_timeout`], in ms since the
+    /// Unix epoch.
+    pub fn poll_timeout(&self) -> Option<u64> {
+        match &self.inflight {
+            Some(InFlight {
+                step: Step::RetryAt(t),
+                ..
+            }) if *t > 0 => Some(*t),
+            _ => None,
+        }
+    }
+
+    /// Whether the connection is authenticated and caught up.
+    pub fn is_online(&self) -> bool {
+        self.conn == Conn::Ready
+    }
+
+    fn request(&mut self, req: Request, pending: Pending) -> u64 {
+        let id = self.next_request;
+        self.next_request += 1;
+        self.pending.insert(id, pending);
+        self.transmit.push_back(encode_client_frame(&ClientFrame {
+            v: cascade_protocol::limits::PROTOCOL_VERSION,
+            id,
+            req,
+        }));
+        id
+    }
+
+    // ----- commands --------------------------------------------------------
+
+    /// Creates a conversation with this device as its only member. Members
+    /// are added with [`Engine::add_members`]. Works offline.
+    pub fn create_group(&mut self, name: &str, now: u64) -> Result<GroupId> {
+        let (identity, signer) = self.id()?;
+        let name = name.trim();
+        if name.is_empty() || name.len() > cascade_protocol::limits::MAX_NAME_BYTES {
+            return Err(CoreError::Invalid("conversation name".into()));
+        }
+        let group_id = GroupId::random();
+        let credential = CredentialWithKey {
+            credential: make_credential(&identity.user_id, &identity.device_id),
+            signature_key: signer.public().into(),
+        };
+        let tx = self.store.transaction()?;
+        let provider = self.store.provider();
+        MlsGroup::new_with_group_id(
+            &provider,
+            signer,
+            &create_config(),
+            openmls_group_id(&group_id),
+            credential,
+        )
+        .map_err(CoreError::mls)?;
+        self.store.insert_conversation(&group_id, name, 0, now)?;
+        self.store.push_op(&Op::CreateGroup { group_id }.encode())?;
+        self.push_meta_op(&group_id, name, now)?;
+        tx.commit()?;
+        self.events.push_back(Event::ConversationUpdated(group_id));
+        self.drive(now)?;
+        Ok(group_id)
+    }
+
+    fn push_meta_op(&self, group_id: &GroupId, name: &str, now: u64) -> Result<()> {
+        let content = Content {
+            id: MessageId::random(),
+            sent_at: now,
+            body: Body::GroupMeta { name: name.into() },
+        };
+        self.store.push_op(
+            &Op::Send {
+                group_id: *group_id,
+                message_id: content.id,
+                content: content.encode(),
+            }
+            .encode(),
+        )?;
+        Ok(())
+    }
+
+    /// Adds every current device of each user to the conversation. Queued;
+    /// the result arrives as [`Event::MembershipChanged`] or
+    /// [`Event::OperationFailed`].
+    pub fn add_members(&mut self, group_id: &GroupId, users: Vec<UserId>, now: u64) -> Result<()> {
+        self.require_active(group_id)?;
+        if users.is_empty() {
+            return Err(CoreError::Invalid("no users to add".into()));
+        }
+        self.store.push_op(
+            &Op::AddMembers {
+                group_id: *group_id,
+                users,
+            }
+            .encode(),
+        )?;
+        self.drive(now)
+    }
+
+    /// Removes every device of each user from the conversation. Queued.
+    pub fn remove_members(&mut self, group_id: &GroupId, users: Vec<UserId>, now: u64) -> Result<()> {
+        self.require_active(group_id)?;
+        self.store.push_op(
+            &Op::RemoveMembers {
+                group_id: *group_id,
+                users,
+            }
+            .encode(),
+        )?;
+        self.drive(now)
+    }
+
+    /// Leaves the conversation: this device asks the others to remove it,
+    /// and stops sending at once. Queued.
+    pub fn leave(&mut self, group_id: &GroupId, now: u64) -> Result<()> {
+        self.require_active(group_id)?;
+        let tx = self.store.transaction()?;
+        self.store.push_op(&Op::Leave { group_id: *group_id }.encode())?;
+        self.store
+            .set_conversation_state(group_id, ConversationState::Leaving)?;
+        tx.commit()?;
+        self.events.push_back(Event::ConversationUpdated(*group_id));
+        self.drive(now)
+    }
+
+    /// Sends a text message. It is stored in history at once (state
+    /// `Sending`) and sent when connected; returns its id.
+    pub fn send_text(&mut self, group_id: &GroupId, text: &str, now: u64) -> Result<MessageId> {
+        now_check(text)?;
+        self.require_active(group_id)?;
+        let (identity, _) = self.id()?;
+        let content = Content {
+            id: MessageId::random(),
+            sent_at: now,
+            body: Body::Text { text: text.into() },
+        };
+        let message = Message {
+            id: content.id,
+            group_id: *group_id,
+            sender: identity.user_id.clone(),
+            sender_device: identity.device_id,
+            sent_at: now,
+            seq: None,
+            text: Some(text.into()),
+            kind: "text".into(),
+            state: DeliveryState::Sending,
+        };
+        let encoded = content.encode();
+        if encoded.len() > MAX_MLS_MESSAGE_BYTES / 2 {
+            return Err(CoreError::Invalid("message too large".into()));
+        }
+        let tx = self.store.transaction()?;
+        self.store.insert_message(&message, now, false)?;
+        self.store.push_op(
+            &Op::Send {
+                group_id: *group_id,
+                message_id: content.id,
+                content: encoded,
+            }
+            .encode(),
+        )?;
+        tx.commit()?;
+        self.events.push_back(Event::Message(message));
+        self.drive(now)?;
+        Ok(content.id)
+    }
+
+    fn require_active(&self, group_id: &GroupId) -> Result<()> {
+        match self.store.conversation_cursor(group_id)? {
+            None => Err(CoreError::UnknownConversation),
+            Some((_, ConversationState::Active)) => Ok(()),
+            Some(_) => Err(CoreError::NotActive),
+        }
+    }
+
+    // ----- queries ---------------------------------------------------------
+
+    /// All conversations, most recently active first.
+    pub fn conversations(&self) -> Result<Vec<Conversation>> {
+        let provider = self.store.provider();
+        self.store.conversations(|g| {
+            MlsGroup::load(provider.storage(), &openmls_group_id(g))
+                .ok()
+                .flatten()
+                .map(|g| g.epoch().as_u64())
+                .unwrap_or(0)
+        })
+    }
+
+    /// One conversation.
+    pub fn conversation(&self, group_id: &GroupId) -> Result<Conversation> {
+        self.conversations()?
+            .into_iter()
+            .find(|c| &c.group_id == group_id)
+            .ok_or(CoreError::UnknownConversation)
+    }
+
+    /// Messages of a conversation, oldest first; `before` pages backwards.
+    pub fn history(&self, group_id: &GroupId, before: Option<&MessageId>, limit: u32) -> Result<Vec<Message>> {
+        self.store.history(group_id, before, limit)
+    }
+
+    /// Marks a conversation as read.
+    pub fn mark_read(&mut self, group_id: &GroupId) -> Result<()> {
+        self.store.mark_read(group_id)?;
+        self.events.push_back(Event::ConversationUpdated(*group_id));
+        Ok(())
+    }
+
+    /// The conversation's current members, from the MLS group state.
+    pub fn members(&self, group_id: &GroupId) -> Result<Vec<Member>> {
+        let (identity, _) = self.id()?;
+        let provider = self.store.provider();
+        let group = MlsGroup::load(provider.storage(), &openmls_group_id(group_id))?
+            .ok_or(CoreError::UnknownConversation)?;
+        if !group.is_active() {
+            return Ok(Vec::new());
+        }
+        group
+            .members()
+            .map(|m| {
+                let id = parse_credential(&m.credential)?;
+                Ok(Member {
+                    is_self: id.device == identity.device_id,
+                    user_id: id.user,
+                    device_id: id.device,
+                })
+            })
+            .collect()
+    }
+
+    /// The MLS epoch of a conversation on this device.
+    pub fn epoch(&self, group_id: &GroupId) -> Result<u64> {
+        let provider = self.store.provider();
+        Ok(MlsGroup::load(provider.storage(), &openmls_group_id(group_id))?
+            .ok_or(CoreError::UnknownConversation)?
+            .epoch()
+            .as_u64())
+    }
+
+    /// Operations not yet carried out.
+    pub fn outbox_len(&self) -> Result<u64> {
+        self.store.outbox_len()
+    }
+
+    // ----- pushes ----------------------------------------------------------
+
+    fn handle_push(&mut self, push: Push, now: u64) -> Result<()> {
+        match push {
+            Push::Challenge { nonce } => {
+                let (identity, signer) = self.id()?;
+                let payload = auth::challenge_payload(&nonce, &identity.device_id);
+                let signature = openmls_traits::signatures::Signer::sign(signer, &payload)
+                    .map_err(CoreError::mls)?;
+                let device_id = identity.device_id;
+                self.conn = Conn::Authenticating;
+                self.request(
+                    Request::Authenticate {
+                        device_id,
+                        signature: bytes(signature),
+                    },
+                    Pending::Auth,
+                );
+            }
+            Push::Deliver(item) => {
+                let queue_id = item.queue_id;
+                self.handle_item(item, now)?;
+                self.acks.push(queue_id);
+            }
+            Push::QueueDrained => {
+                self.conn = Conn::Ready;
+                self.events.push_back(Event::Connection(ConnectionState::Online));
+                self.events.push_back(Event::Synced);
+            }
+            Push::KeyPackagesLow { .. } => self.upload_key_packages(false)?,
+        }
+        Ok(())
+    }
+
+    fn upload_key_packages(&mut self, with_last_resort: bool) -> Result<()> {
+        if self.uploading_key_packages {
+            return Ok(());
+        }
+        let (identity, signer) = self.id()?;
+        let cwk = CredentialWithKey {
+            credential: make_credential(&identity.user_id, &identity.device_id),
+            signature_key: signer.public().into(),
+        };
+        let tx = self.store.transaction()?;
+        let provider = self.store.provider();
+        let mut kps = Vec::new();
+        for _ in 0..KEY_PACKAGE_BATCH {
+            let b = KeyPackage::builder()
+                .build(CIPHERSUITE, &provider, signer, cwk.clone())
+                .map_err(CoreError::mls)?;
+            kps.push(bytes(mls_bytes(&MlsMessageOut::from(b.key_package().clone()))?));
+        }
+        let last_resort = if with_last_resort {
+            let b = KeyPackage::builder()
+                .mark_as_last_resort()
+                .build(CIPHERSUITE, &provider, signer, cwk)
+                .map_err(CoreError::mls)?;
+            Some(bytes(mls_bytes(&MlsMessageOut::from(b.key_package().clone()))?))
+        } else {
+            None
+        };
+        tx.commit()?;
+        self.uploading_key_packages = true;
+        self.request(
+            Request::UploadKeyPackages {
+                key_packages: kps,
+                last_resort,
+            },
+            Pending::UploadKeyPackages,
+        );
+        Ok(())
+    }
+
+    // ----- queue items -----------------------------------------------------
+
+    fn handle_item(&mut self, item: QueueItem, now: u64) -> Result<()> {
+        let cursor = self.store.conversation_cursor(&item.group_id)?;
+        match (item.kind, cursor) {
+            (ItemKind::Welcome, Some((_, state))) if state != ConversationState::Left => {
+                return Ok(()); // already a member: a duplicate Welcome
+            }
+            (ItemKind::Welcome, _) => {}
+            (_, None) => {
+                tracing::warn!(group = %item.group_id, "item for an unknown group dropped");
+                return Ok(());
+            }
+            (_, Some((last_seq, _))) if item.seq <= last_seq => return Ok(()), // duplicate
+            (_, Some((_, ConversationState::Left))) => {
+                self.store.set_last_seq(&item.group_id, item.seq)?;
+                return Ok(());
+            }
+            _ => {}
+        }
+        let tx = self.store.transaction()?;
+        let outcome = match item.kind {
+            ItemKind::Welcome => self.process_welcome(&item, now),
+            ItemKind::Commit => self.process_commit(&item, now),
+            ItemKind::Application => self.process_application(&item, now),
+        };
+        match outcome {
+            Ok(events) => {
+                self.store.set_last_seq(&item.group_id, item.seq)?;
+                tx.commit()?;
+                self.events.extend(events);
+            }
+            Err(e) => {
+                drop(tx); // roll back whatever the item did
+                tracing::warn!(group = %item.group_id, seq = item.seq, error = %e, "queue item could not be processed; skipped");
+                if item.kind != ItemKind::Welcome {
+                    self.store.set_last_seq(&item.group_id, item.seq)?;
+                }
+                self.events.push_back(Event::OperationFailed {
+                    group_id: Some(item.group_id),
+                    reason: format!("a {:?} could not be processed: {e}", item.kind),
+                });
+            }
+        }
+        Ok(())
+    }
+
+    fn process_welcome(&self, item: &QueueItem, now: u64) -> Result<Vec<Event>> {
+        let provider = self.store.provider();
+        let welcome = match mls_in(&item.payload)?.extract() {
+            MlsMessageBodyIn::Welcome(w) => w,
+            _ => return Err(CoreError::Decode("expected a Welcome".into())),
+        };
+        if let Some(old) = MlsGroup::load(provider.storage(), &openmls_group_id(&item.group_id))? {
+            // Re-added after leaving: the old state is dead.
+            let mut old = old;
+            old.delete(provider.storage())?;
+        }
+        let group = StagedWelcome::new_from_welcome(&provider, &join_config(), welcome, None)
+            .map_err(CoreError::mls)?
+            .into_group(&provider)
+            .map_err(CoreError::mls)?;
+        if group.group_id().as_slice() != item.group_id.as_bytes() {
+            return Err(CoreError::Decode("Welcome for another group".into()));
+        }
+        let mut users = Vec::new();
+        for m in group.members() {
+            users.push(parse_credential(&m.credential)?.user);
+        }
+        self.store
+            .insert_conversation(&item.group_id, "New conversation", item.seq, now)?;
+        self.store
+            .set_conversation_state(&item.group_id, ConversationState::Active)?;
+        self.store.set_last_seq(&item.group_id, item.seq)?;
+        users.dedup();
+        Ok(vec![
+            Event::ConversationUpdated(item.group_id),
+            Event::MembershipChanged {
+                group_id: item.group_id,
+                added: users,
+                removed: vec![],
+            },
+        ])
+    }
+
+    fn load_group(&self, group_id: &GroupId) -> Result<MlsGroup> {
+        let provider = self.store.provider();
+        MlsGroup::load(provider.storage(), &openmls_group_id(group_id))?
+            .ok_or(CoreError::UnknownConversation)
+    }
+
+    fn process_commit(&self, item: &QueueItem, _now: u64) -> Result<Vec<Event>> {
+        let (identity, _) = self.id()?;
+        let provider = self.store.provider();
+        let mut group = self.load_group(&item.group_id)?;
+        let header = cascade_protocol::mls_header::framing_header(&item.payload)
+            .map_err(|_| CoreError::Decode("commit header".into()))?;
+        if item.sender == identity.device_id {
+            // The echo of our own commit.
+            if group.pending_commit().is_some() && header.epoch == group.epoch().as_u64() {
+                return self.merge_own_commit(&mut group, &item.group_id);
+            }
+            return Ok(vec![]); // merged already, on the relay's answer
+        }
+        if group.pending_commit().is_some() {
+            // Another member's commit won this epoch; ours will be refused.
+            group.clear_pending_commit(provider.storage())?;
+        }
+        let msg = mls_in(&item.payload)?
+            .try_into_protocol_message()
+            .map_err(|_| CoreError::Decode("not a protocol message".into()))?;
+        let processed = group.process_message(&provider, msg).map_err(CoreError::mls)?;
+        let ProcessedMessageContent::StagedCommitMessage(staged) = processed.into_content() else {
+            return Err(CoreError::Decode("expected a commit".into()));
+        };
+        let mut added = Vec::new();
+        for add in staged.add_proposals() {
+            let id = parse_credential(add.add_proposal().key_package().leaf_node().credential())?;
+            added.push(id.user);
+        }
+        let mut removed = Vec::new();
+        for rem in staged.remove_proposals() {
+            if let Some(m) = group.member_at(rem.remove_proposal().removed()) {
+                removed.push(parse_credential(&m.credential)?.user);
+            }
+        }
+        group
+            .merge_staged_commit(&provider, *staged)
+            .map_err(CoreError::mls)?;
+        let mut events = vec![];
+        if !group.is_active() {
+            self.store
+                .set_conversation_state(&item.group_id, ConversationState::Left)?;
+            events.push(Event::ConversationUpdated(item.group_id));
+        }
+        added.dedup();
+        removed.dedup();
+        if !added.is_empty() || !removed.is_empty() {
+            events.push(Event::MembershipChanged {
+                group_id: item.group_id,
+                added,
+                removed,
+            });
+        }
+        Ok(events)
+    }
+
+    /// Merges this device's pending commit after the relay accepted it.
+    fn merge_own_commit(&self, group: &mut MlsGroup, group_id: &GroupId) -> Result<Vec<Event>> {
+        let provider = self.store.provider();
+        let Some(staged) = group.pending_commit() else {
+            return Ok(vec![]);
+        };
+        let mut added = Vec::new();
+        for add in staged.add_proposals() {
+            added.push(parse_credential(add.add_proposal().key_package().leaf_node().credential())?.user);
+        }
+        let mut removed = Vec::new();
+        for rem in staged.remove_proposals() {
+            if let Some(m) = group.member_at(rem.remove_proposal().removed()) {
+                removed.push(parse_credential(&m.credential)?.user);
+            }
+        }
+        group
+            .merge_pending_commit(&provider)
+            .map_err(CoreError::mls)?;
+        added.dedup();
+        removed.dedup();
+        Ok(vec![Event::MembershipChanged {
+            group_id: *group_id,
+            added,
+            removed,
+        }])
+    }
+
+    fn process_application(&self, item: &QueueItem, now: u64) -> Result<Vec<Event>> {
+        let provider = self.store.provider();
+        let mut group = self.load_group(&item.group_id)?;
+        let msg = mls_in(&item.payload)?
+            .try_into_protocol_message()
+            .map_err(|_| CoreError::Decode("not a protocol message".into()))?;
+        let processed = group.process_message(&provider, msg).map_err(CoreError::mls)?;
+        let sender = parse_credential(processed.credential())?;
+        if sender.device != item.sender {
+            tracing::warn!("relay-claimed sender differs from the MLS sender; using MLS");
+        }
+        match processed.into_content() {
+            ProcessedMessageContent::ApplicationMessage(app) => {
+                self.store_application(item, &sender, &app.into_bytes(), now)
+            }
+            ProcessedMessageContent::ProposalMessage(proposal) => {
+                // Only a member's request to leave is acted on: store it and
+                // queue a commit. Other proposals are ignored.
+                let is_self_remove = match (proposal.proposal(), proposal.sender()) {
+                    (Proposal::Remove(r), Sender::Member(leaf)) => r.removed() == *leaf,
+                    _ => false,
+                };
+                if is_self_remove {
+                    group.store_pending_proposal(provider.storage(), *proposal)?;
+                    self.store.push_op(
+                        &Op::CommitProposals {
+                            group_id: item.group_id,
+                        }
+                        .encode(),
+                    )?;
+                }
+                Ok(vec![])
+            }
+            _ => Err(CoreError::Decode("unexpected content in an application item".into())),
+        }
+    }
+
+    fn store_application(
+        &self,
+        item: &QueueItem,
+        sender: &MemberIdentity,
+        plaintext: &[u8],
+        now: u64,
+    ) -> Result<Vec<Event>> {
+        let content = Content::decode(plaintext)?;
+        let (kind, text) = match &content.body {
+            Body::GroupMeta { name } => {
+                self.store.set_conversation_name(&item.group_id, name)?;
+                return Ok(vec![Event::ConversationUpdated(item.group_id)]);
+            }
+            Body::Text { text } => ("text".to_owned(), Some(text.clone())),
+            Body::Unsupported { kind } => (kind.clone(), None),
+        };
+        let message = Message {
+            id: content.id,
+            group_id: item.group_id,
+            sender: sender.user.clone(),
+            sender_device: sender.device,
+            sent_at: content.sent_at,
+            seq: Some(item.seq),
+            text,
+            kind,
+            state: DeliveryState::Received,
+        };
+        if self.store.insert_message(&message, now, true)? {
+            Ok(vec![
+                Event::Message(message),
+                Event::ConversationUpdated(item.group_id),
+            ])
+        } else {
+            Ok(vec![]) // duplicate message id
+        }
+    }
+
+    // ----- responses -------------------------------------------------------
+
+    fn handle_response(&mut self, id: u64, result: Result<Response, ProtocolError>, now: u64) -> Result<()> {
+        let Some(pending) = self.pending.remove(&id) else {
+            tracing::debug!(id, "response to an unknown request");
+            return Ok(());
+        };
+        match pending {
+            Pending::Auth => match result {
+                Ok(Response::Authenticated {
+                    key_package_stock,
+                    has_last_resort,
+                    ..
+                }) => {
+                    self.conn = Conn::Syncing;
+                    if key_package_stock <= KEY_PACKAGE_LOW_WATER || !has_last_resort {
+                        self.upload_key_packages(!has_last_resort)?;
+                    }
+                }
+                other => {
+                    tracing::warn!(?other, "authentication refused");
+                    self.conn = Conn::Offline;
+                    self.events.push_back(Event::OperationFailed {
+                        group_id: None,
+                        reason: "the relay refused this device's authentication".into(),
+                    });
+                }
+            },
+            Pending::UploadKeyPackages => {
+                self.uploading_key_packages = false;
+                if let Err(e) = result {
+                    tracing::warn!(error = %e, "KeyPackage upload refused");
+                }
+            }
+            Pending::Ack => {
+                if let Err(e) = result {
+                    tracing::warn!(error = %e, "ack refused");
+                }
+            }
+            Pending::Op => self.handle_op_response(id, result, now)?,
+        }
+        Ok(())
+    }
+
+    fn finish_op(&mut self, op_id: i64) -> Result<()> {
+        self.store.delete_op(op_id)?;
+        self.inflight = None;
+        Ok(())
+    }
+
+    fn fail_op(&mut self, op_id: i64, group_id: GroupId, reason: String) -> Result<()> {
+        let provider = self.store.provider();
+        if let Ok(mut g) = self.load_group(&group_id) {
+            if g.pending_commit().is_some() {
+                g.clear_pending_commit(provider.storage())?;
+            }
+        }
+        self.finish_op(op_id)?;
+        self.events.push_back(Event::OperationFailed {
+            group_id: Some(group_id),
+            reason,
+        });
+        Ok(())
+    }
+
+    fn handle_op_response(&mut self, id: u64, result: Result<Response, ProtocolError>, now: u64) -> Result<()> {
+        let Some(mut f) = self.inflight.take() else {
+            return Ok(());
+        };
+        let expected = match &f.step {
+            Step::Awaiting(r) => *r,
+            Step::Claiming { req, .. } => *req,
+            _ => 0,
+        };
+        if expected != id {
+            self.inflight = Some(f);
+            return Ok(());
+        }
+        let group_id = f.op.group_id();
+        match (&f.op, result) {
+            (Op::CreateGroup { .. }, Ok(Response::GroupCreated))
+            | (Op::CreateGroup { .. }, Err(ProtocolError::GroupExists)) => self.finish_op(f.op_id)?,
+            (Op::Send { message_id, .. }, Ok(Response::MessageAccepted { seq })) => {
+                let message_id = *message_id;
+                self.store
+                    .set_message_state(&message_id, DeliveryState::Sent, Some(seq))?;
+                self.finish_op(f.op_id)?;
+                if self.store.message(&message_id)?.is_some() {
+                    self.events.push_back(Event::DeliveryState {
+                        group_id,
+                        message_id,
+                        state: DeliveryState::Sent,
+                    });
+                }
+            }
+            (Op::Leave { .. }, Ok(Response::MessageAccepted { .. })) => self.finish_op(f.op_id)?,
+            (Op::AddMembers { users, .. }, Ok(Response::KeyPackages { devices })) => {
+                let Step::Claiming { next, mut claimed, .. } = std::mem::replace(&mut f.step, Step::RetryAt(0)) else {
+                    unreachable!("matched above");
+                };
+                let user = users[next - 1].clone();
+                for d in devices {
+                    match self.validate_key_package(&d.key_package, &user, &d.device_id) {
+                        Ok(kp) => claimed.push((d.device_id, user.clone(), kp)),
+                        Err(e) => tracing::warn!(error = %e, "claimed KeyPackage rejected"),
+                    }
+                }
+                if next < users.len() {
+                    let req = self.request(
+                        Request::ClaimKeyPackages {
+                            user_id: users[next].clone(),
+                        },
+                        Pending::Op,
+                    );
+                    f.step = Step::Claiming {
+                        req,
+                        next: next + 1,
+                        claimed,
+                    };
+                    self.inflight = Some(f);
+                } else {
+                    f.claimed = claimed;
+                    self.inflight = Some(f);
+                    self.commit_step(now)?;
+                }
+            }
+            (_, Ok(Response::CommitAccepted { .. })) => {
+                let tx = self.store.transaction()?;
+                let mut group = self.load_group(&group_id)?;
+                let events = self.merge_own_commit(&mut group, &group_id)?;
+                if matches!(f.op, Op::AddMembers { .. }) {
+                    let name = self.conversation(&group_id)?.name;
+                    self.push_meta_op(&group_id, &name, now)?;
+                }
+                self.store.delete_op(f.op_id)?;
+                tx.commit()?;
+                self.inflight = None;
+                self.events.extend(events);
+            }
+            (_, Err(ProtocolError::WrongEpoch { current })) => {
+                let provider = self.store.provider();
+                let mut group = self.load_group(&group_id)?;
+                if group.pending_commit().is_some() {
+                    group.clear_pending_commit(provider.storage())?;
+                }
+                f.step = Step::WaitEpoch {
+                    current,
+                    claimed: std::mem::take(&mut f.claimed),
+                };
+                self.inflight = Some(f);
+            }
+            (_, Err(
+                e @ (ProtocolError::QueueFull { .. }
+                | ProtocolError::RateLimited { .. }
+                | ProtocolError::Internal),
+            )) => {
+                tracing::info!(error = %e, "operation refused for now; retrying later");
+                let provider = self.store.provider();
+                if let Ok(mut g) = self.load_group(&group_id) {
+                    if g.pending_commit().is_some() {
+                        g.clear_pending_commit(provider.storage())?;
+                    }
+                }
+                f.step = Step::RetryAt(now + RETRY_DELAY_MS);
+                self.inflight = Some(f);
+            }
+            (Op::Send { message_id, .. }, Err(e)) => {
+                let message_id = *message_id;
+                self.store
+                    .set_message_state(&message_id, DeliveryState::Failed, None)?;
+                self.finish_op(f.op_id)?;
+                self.events.push_back(Event::DeliveryState {
+                    group_id,
+                    message_id,
+                    state: DeliveryState::Failed,
+                });
+                tracing::warn!(error = %e, "message refused by the relay");
+            }
+            (_, Err(e)) => self.fail_op(f.op_id, group_id, e.to_string())?,
+            (_, Ok(other)) => {
+                tracing::warn!(?other, "unexpected answer to an operation");
+                self.fail_op(f.op_id, group_id, "unexpected answer from the relay".into())?;
+            }
+        }
+        Ok(())
+    }
+
+    fn validate_key_package(&self, kp: &[u8], user: &UserId, device: &DeviceId) -> Result<KeyPackage> {
+        let provider = self.store.provider();
+        let MlsMessageBodyIn::KeyPackage(kp) = mls_in(kp)?.extract() else {
+            return Err(CoreError::Decode("expected a KeyPackage".into()));
+        };
+        let kp = kp
+            .validate(provider.crypto(), ProtocolVersion::Mls10)
+            .map_err(CoreError::mls)?;
+        let id = parse_credential(kp.leaf_node().credential())?;
+        if &id.user != user || &id.device != device {
+            return Err(CoreError::Credential(
+                "KeyPackage credential does not match the claimed device".into(),
+            ));
+        }
+        Ok(kp)
+    }
+
+    // ----- the outbox ------------------------------------------------------
+
+    /// Works off the outbox while connected and caught up.
+    fn drive(&mut self, now: u64) -> Result<()> {
+        if self.conn != Conn::Ready {
+            return Ok(());
+        }
+        loop {
+            match &self.inflight {
+                Some(InFlight {
+                    step: Step::Awaiting(_) | Step::Claiming { .. },
+                    ..
+                }) => return Ok(()),
+                Some(InFlight {
+                    step: Step::RetryAt(t),
+                    ..
+                }) if *t > now => return Ok(()),
+                Some(InFlight {
+                    step: Step::WaitEpoch { current, .. },
+                    op,
+                    ..
+                }) => {
+                    let at = self.epoch(&op.group_id()).unwrap_or(u64::MAX);
+                    if at < *current {
+                        return Ok(());
+                    }
+                    let f = self.inflight.as_mut().expect("matched");
+                    if let Step::WaitEpoch { claimed, .. } = std::mem::replace(&mut f.step, Step::RetryAt(0)) {
+                        f.claimed = claimed;
+                    }
+                    self.start_step(now)?;
+                }
+                Some(_) => self.start_step(now)?,
+                None => {
+                    let Some((op_id, op, _)) = self.store.first_op()? else {
+                        return Ok(());
+                    };
+                    let op: Op = ciborium::from_reader(op.as_slice())
+                        .map_err(|_| CoreError::Decode("outbox op".into()))?;
+                    self.inflight = Some(InFlight {
+                        op_id,
+                        op,
+                        step: Step::RetryAt(0),
+                        claimed: Vec::new(),
+                    });
+                    self.start_step(now)?;
+                }
+            }
+        }
+    }
+
+    /// (Re)starts the operation at the head of the outbox.
+    fn start_step(&mut self, now: u64) -> Result<()> {
+        let f = self.inflight.as_ref().expect("called with an operation");
+        let (op_id, op) = (f.op_id, f.op.clone());
+        let group_id = op.group_id();
+        let active = matches!(
+            self.store.conversation_cursor(&group_id)?,
+            Some((_, ConversationState::Active | ConversationState::Leaving))
+        );
+        if !active && !matches!(op, Op::CreateGroup { .. }) {
+            if let Op::Send { message_id, .. } = op {
+                self.store
+                    .set_message_state(&message_id, DeliveryState::Failed, None)?;
+                self.events.push_back(Event::DeliveryState {
+                    group_id,
+                    message_id,
+                    state: DeliveryState::Failed,
+                });
+            }
+            return self.finish_op(op_id);
+        }
+        // Any pending commit left now is stale: the queue has been processed
+        // (we are caught up), so an accepted one would have been merged.
+        {
+            let provider = self.store.provider();
+            if let Ok(mut g) = self.load_group(&group_id) {
+                if g.pending_commit().is_some() {
+                    g.clear_pending_commit(provider.storage())?;
+                }
+            }
+        }
+        match op {
+            Op::CreateGroup { group_id } => {
+                let (_, signer) = self.id()?;
+                let group = self.load_group(&group_id)?;
+                let gi = group
+                    .export_group_info(self.store.provider().crypto(), signer, true)
+                    .map_err(CoreError::mls)?;
+                let req = self.request(
+                    Request::CreateGroup {
+                        group_id,
+                        group_info: bytes(mls_bytes(&gi)?),
+                    },
+                    Pending::Op,
+                );
+                self.set_step(Step::Awaiting(req));
+            }
+            Op::Send { group_id, content, .. } => {
+                let prepared = match self.store.first_op()? {
+                    Some((id, _, Some(p))) if id == op_id => p,
+                    _ => {
+                        let (_, signer) = self.id()?;
+                        let tx = self.store.transaction()?;
+                        let provider = self.store.provider();
+                        let mut group = self.load_group(&group_id)?;
+                        let msg = group
+                            .create_message(&provider, signer, &content)
+                            .map_err(CoreError::mls)?;
+                        let b = mls_bytes(&msg)?;
+                        self.store.set_op_prepared(op_id, &b)?;
+                        tx.commit()?;
+                        b
+                    }
+                };
+                let req = self.request(
+                    Request::SendMessage {
+                        group_id,
+                        message: bytes(prepared),
+                    },
+                    Pending::Op,
+                );
+                self.set_step(Step::Awaiting(req));
+            }
+            Op::Leave { group_id } => {
+                let (_, signer) = self.id()?;
+                let tx = self.store.transaction()?;
+                let provider = self.store.provider();
+                let mut group = self.load_group(&group_id)?;
+                let msg = group
+                    .leave_group(&provider, signer)
+                    .map_err(CoreError::mls)?;
+                tx.commit()?;
+                let req = self.request(
+                    Request::SendMessage {
+                        group_id,
+                        message: bytes(mls_bytes(&msg)?),
+                    },
+                    Pending::Op,
+                );
+                self.set_step(Step::Awaiting(req));
+            }
+            Op::AddMembers { users, .. } => {
+                let claimed_already = !self.inflight.as_ref().expect("set").claimed.is_empty();
+                if claimed_already {
+                    return self.commit_step(now);
+                }
+                let req = self.request(
+                    Request::ClaimKeyPackages {
+                        user_id: users[0].clone(),
+                    },
+                    Pending::Op,
+                );
+                self.set_step(Step::Claiming {
+                    req,
+                    next: 1,
+                    claimed: Vec::new(),
+                });
+            }
+            Op::RemoveMembers { .. } | Op::CommitProposals { .. } => self.commit_step(now)?,
+        }
+        Ok(())
+    }
+
+    fn set_step(&mut self, step: Step) {
+        if let Some(f) = &mut self.inflight {
+            f.step = step;
+        }
+    }
+
+    /// Builds the commit for the operation at the head of the outbox and
+    /// sends it with its Welcome, GroupInfo and roster change.
+    fn commit_step(&mut self, _now: u64) -> Result<()> {
+        let f = self.inflight.as_ref().expect("called with an operation");
+        let (op_id, op) = (f.op_id, f.op.clone());
+        let group_id = op.group_id();
+        let (_, signer) = self.id()?;
+        let tx = self.store.transaction()?;
+        let provider = self.store.provider();
+        let mut group = self.load_group(&group_id)?;
+        let present: Vec<(LeafNodeIndex, MemberIdentity)> = group
+            .members()
+            .filter_map(|m| parse_credential(&m.credential).ok().map(|id| (m.index, id)))
+            .collect();
+        let epoch = group.epoch().as_u64();
+        let (commit, welcome, group_info, added, removed) = match &op {
+            Op::AddMembers { .. } => {
+                let claimed: Vec<_> = f
+                    .claimed
+                    .iter()
+                    .filter(|(d, _, _)| !present.iter().any(|(_, id)| &id.device == d))
+                    .cloned()
+                    .collect();
+                if claimed.is_empty() {
+                    drop(tx);
+                    let users = match &op {
+                        Op::AddMembers { users, .. } => users.clone(),
+                        _ => unreachable!(),
+                    };
+                    let all_present = users.iter().all(|u| present.iter().any(|(_, id)| &id.user == u));
+                    if all_present {
+                        return self.finish_op(op_id);
+                    }
+                    return self.fail_op(op_id, group_id, "none of the users has a device that can be added".into());
+                }
+                let kps: Vec<KeyPackage> = claimed.iter().map(|(_, _, k)| k.clone()).collect();
+                let (c, w, gi) = group
+                    .add_members(&provider, signer, &kps)
+                    .map_err(CoreError::mls)?;
+                (c, Some(w), gi, claimed.iter().map(|(d, _, _)| *d).collect(), vec![])
+            }
+            Op::RemoveMembers { users, .. } => {
+                let targets: Vec<_> = present.iter().filter(|(_, id)| users.contains(&id.user)).collect();
+                if targets.is_empty() {
+                    drop(tx);
+                    return self.finish_op(op_id);
+                }
+                let leaves: Vec<LeafNodeIndex> = targets.iter().map(|(i, _)| *i).collect();
+                let (c, w, gi) = group
+                    .remove_members(&provider, signer, &leaves)
+                    .map_err(CoreError::mls)?;
+                (c, w, gi, vec![], targets.iter().map(|(_, id)| id.device).collect())
+            }
+            Op::CommitProposals { .. } => {
+                let removed: Vec<DeviceId> = group
+                    .pending_proposals()
+                    .filter_map(|p| match p.proposal() {
+                        Proposal::Remove(r) => present
+                            .iter()
+                            .find(|(i, _)| *i == r.removed())
+                            .map(|(_, id)| id.device),
+                        _ => None,
+                    })
+                    .collect();
+                if removed.is_empty() {
+                    drop(tx);
+                    return self.finish_op(op_id);
+                }
+                let (c, w, gi) = group
+                    .commit_to_pending_proposals(&provider, signer)
+                    .map_err(CoreError::mls)?;
+                (c, w, gi, vec![], removed)
+            }
+            _ => unreachable!("only group changes commit"),
+        };
+        let group_info = match group_info {
+            Some(gi) => MlsMessageOut::from(gi),
+            None => group
+                .export_group_info(provider.crypto(), signer, true)
+                .map_err(CoreError::mls)?,
+        };
+        let bundle = CommitBundle {
+            group_id,
+            epoch,
+            commit: bytes(mls_bytes(&commit)?),
+            welcome: welcome.map(|w| mls_bytes(&w)).transpose()?.map(bytes),
+            group_info: bytes(mls_bytes(&group_info)?),
+            added,
+            removed,
+        };
+        tx.commit()?;
+        let req = self.request(Request::Commit(bundle), Pending::Op);
+        self.set_step(Step::Awaiting(req));
+        Ok(())
+    }
+}

@@ -1,0 +1,577 @@
+//! Durable client state in one SQLite database.
+//!
+//! openmls keeps its group state here through `openmls_sqlite_storage`, in the
+//! same database as the conversation list, message history and the outbox, so
+//! that an MLS change and the app data it implies commit in one transaction
+//! ([`Store::transaction`]). A torn commit-merge, where the MLS state moved on
+//! but the app did not record it (or the other way round), is a known cause of
+//! forked groups elsewhere; here it cannot happen.
+
+use std::path::Path;
+
+use cascade_protocol::{DeviceId, GroupId, OrgId, UserId};
+use openmls_rust_crypto::RustCrypto;
+use openmls_sqlite_storage::{Codec, SqliteStorageProvider};
+use openmls_traits::OpenMlsProvider;
+use rusqlite::{params, Connection, OptionalExtension};
+use serde::{Deserialize, Serialize};
+
+use crate::content::MessageId;
+use crate::error::{CoreError, Result};
+
+/// The serde codec openmls's state is stored with.
+#[derive(Default)]
+pub struct JsonCodec;
+
+impl Codec for JsonCodec {
+    type Error = serde_json::Error;
+
+    fn to_vec<T: Serialize>(value: &T) -> Result<Vec<u8>, Self::Error> {
+        serde_json::to_vec(value)
+    }
+
+    fn from_slice<T: serde::de::DeserializeOwned>(slice: &[u8]) -> Result<T, Self::Error> {
+        serde_json::from_slice(slice)
+    }
+}
+
+/// An `OpenMlsProvider` over the store's connection, made per operation.
+pub struct Provider<'a> {
+    crypto: &'a RustCrypto,
+    storage: SqliteStorageProvider<JsonCodec, &'a Connection>,
+}
+
+impl<'a> OpenMlsProvider for Provider<'a> {
+    type CryptoProvider = RustCrypto;
+    type RandProvider = RustCrypto;
+    type StorageProvider = SqliteStorageProvider<JsonCodec, &'a Connection>;
+
+    fn storage(&self) -> &Self::StorageProvider {
+        &self.storage
+    }
+
+    fn crypto(&self) -> &Self::CryptoProvider {
+        self.crypto
+    }
+
+    fn rand(&self) -> &Self::RandProvider {
+        self.crypto
+    }
+}
+
+/// The enrolled device's identity.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Identity {
+    /// Base URL of the relay, e.g. `http://127.0.0.1:7171`.
+    pub server_url: String,
+    /// The user.
+    pub user_id: UserId,
+    /// The user's organisation.
+    pub org_id: OrgId,
+    /// This device.
+    pub device_id: DeviceId,
+    /// The user's display name.
+    pub display_name: String,
+    /// The user's role.
+    pub role: String,
+    /// The device's Ed25519 signature public key.
+    pub signature_key: Vec<u8>,
+}
+
+/// State of a conversation on this device.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ConversationState {
+    /// Active: this device is a member.
+    Active,
+    /// This device asked to leave; waiting for a member to commit it.
+    Leaving,
+    /// This device is no longer a member (left or removed).
+    Left,
+}
+
+impl ConversationState {
+    fn as_str(self) -> &'static str {
+        match self {
+            Self::Active => "active",
+            Self::Leaving => "leaving",
+            Self::Left => "left",
+        }
+    }
+
+    fn parse(s: &str) -> Self {
+        match s {
+            "leaving" => Self::Leaving,
+            "left" => Self::Left,
+            _ => Self::Active,
+        }
+    }
+}
+
+/// A conversation (an MLS group) as the conversation list shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Conversation {
+    /// The group.
+    pub group_id: GroupId,
+    /// Its name (from the latest group metadata message).
+    pub name: String,
+    /// Active, leaving or left.
+    pub state: ConversationState,
+    /// The MLS epoch this device is at.
+    pub epoch: u64,
+    /// Unread messages.
+    pub unread: u64,
+    /// Time of the latest activity, ms since the Unix epoch.
+    pub last_activity: u64,
+    /// The newest message's text, if any.
+    pub last_message: Option<String>,
+}
+
+/// Delivery state of a message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum DeliveryState {
+    /// Queued on this device, not yet accepted by the relay.
+    Sending,
+    /// Accepted by the relay and queued for every recipient.
+    Sent,
+    /// Refused by the relay; will not be retried.
+    Failed,
+    /// A message from someone else.
+    Received,
+}
+
+impl DeliveryState {
+    fn as_str(self) -> &'static str {
+        match self {
+            Self::Sending => "sending",
+            Self::Sent => "sent",
+            Self::Failed => "failed",
+            Self::Received => "received",
+        }
+    }
+
+    fn parse(s: &str) -> Self {
+        match s {
+            "sending" => Self::Sending,
+            "sent" => Self::Sent,
+            "failed" => Self::Failed,
+            _ => Self::Received,
+        }
+    }
+}
+
+/// A message in a conversation's history.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Message {
+    /// The sender's message id.
+    pub id: MessageId,
+    /// The conversation.
+    pub group_id: GroupId,
+    /// Who sent it.
+    pub sender: UserId,
+    /// From which device.
+    pub sender_device: DeviceId,
+    /// Sender's clock, ms since the Unix epoch.
+    pub sent_at: u64,
+    /// Position in the group's sequence at the relay, once known.
+    pub seq: Option<u64>,
+    /// The text, or `None` for a kind this client cannot show.
+    pub text: Option<String>,
+    /// The content kind (`text`, or an unsupported kind's name).
+    pub kind: String,
+    /// Delivery state.
+    pub state: DeliveryState,
+}
+
+/// The SQLite store.
+pub struct Store {
+    conn: Connection,
+    crypto: RustCrypto,
+}
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS identity (
+    id INTEGER PRIMARY KEY CHECK (id = 1),
+    record BLOB NOT NULL
+);
+CREATE TABLE IF NOT EXISTS conversations (
+    group_id BLOB PRIMARY KEY,
+    name TEXT NOT NULL,
+    state TEXT NOT NULL,
+    last_seq INTEGER NOT NULL DEFAULT 0,
+    unread INTEGER NOT NULL DEFAULT 0,
+    last_activity INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS messages (
+    rowid INTEGER PRIMARY KEY AUTOINCREMENT,
+    message_id BLOB NOT NULL UNIQUE,
+    group_id BLOB NOT NULL,
+    sender TEXT NOT NULL,
+    sender_device BLOB NOT NULL,
+    sent_at INTEGER NOT NULL,
+    seq INTEGER,
+    kind TEXT NOT NULL,
+    text TEXT,
+    state TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS messages_by_group ON messages (group_id, rowid);
+CREATE TABLE IF NOT EXISTS outbox (
+    op_id INTEGER PRIMARY KEY AUTOINCREMENT,
+    op BLOB NOT NULL,
+    prepared BLOB
+);
+CREATE TABLE IF NOT EXISTS kv (
+    key TEXT PRIMARY KEY,
+    value BLOB NOT NULL
+);
+";
+
+/// A transaction on the store. Rolls back when dropped without [`Tx::commit`].
+pub struct Tx<'a> {
+    store: &'a Store,
+    done: bool,
+}
+
+impl Tx<'_> {
+    /// Commits everything done since [`Store::transaction`].
+    pub fn commit(mut self) -> Result<()> {
+        self.store.conn.execute_batch("COMMIT")?;
+        self.done = true;
+        Ok(())
+    }
+}
+
+impl Drop for Tx<'_> {
+    fn drop(&mut self) {
+        if !self.done {
+            if let Err(e) = self.store.conn.execute_batch("ROLLBACK") {
+                tracing::error!(error = %e, "rollback failed");
+            }
+        }
+    }
+}
+
+fn blob16<T, F: Fn([u8; 16]) -> T>(v: Vec<u8>, f: F) -> rusqlite::Result<T> {
+    let arr: [u8; 16] = v
+        .try_into()
+        .map_err(|_| rusqlite::Error::InvalidColumnType(0, "id".into(), rusqlite::types::Type::Blob))?;
+    Ok(f(arr))
+}
+
+impl Store {
+    /// Opens (creating if needed) the database at `path`.
+    pub fn open(path: &Path) -> Result<Self> {
+        let conn = Connection::open(path)?;
+        Self::init(conn)
+    }
+
+    /// An in-memory store, for tests of the engine.
+    pub fn in_memory() -> Result<Self> {
+        Self::init(Connection::open_in_memory()?)
+    }
+
+    fn init(mut conn: Connection) -> Result<Self> {
+        conn.pragma_update(None, "journal_mode", "WAL")?;
+        conn.pragma_update(None, "synchronous", "FULL")?;
+        conn.pragma_update(None, "foreign_keys", "ON")?;
+        conn.busy_timeout(std::time::Duration::from_secs(5))?;
+        conn.execute_batch(SCHEMA)?;
+        SqliteStorageProvider::<JsonCodec, &mut Connection>::new(&mut conn)
+            .run_migrations()
+            .map_err(|e| CoreError::Mls(format!("openmls storage migration: {e}")))?;
+        Ok(Self {
+            conn,
+            crypto: RustCrypto::default(),
+        })
+    }
+
+    /// An openmls provider over this store.
+    pub fn provider(&self) -> Provider<'_> {
+        Provider {
+            crypto: &self.crypto,
+            storage: SqliteStorageProvider::new(&self.conn),
+        }
+    }
+
+    /// Starts a transaction covering openmls's state and the app data.
+    pub fn transaction(&self) -> Result<Tx<'_>> {
+        self.conn.execute_batch("BEGIN IMMEDIATE")?;
+        Ok(Tx {
+            store: self,
+            done: false,
+        })
+    }
+
+    /// The enrolled identity, if any.
+    pub fn identity(&self) -> Result<Option<Identity>> {
+        let rec: Option<Vec<u8>> = self
+            .conn
+            .query_row("SELECT record FROM identity WHERE id = 1", [], |r| r.get(0))
+            .optional()?;
+        rec.map(|b| {
+            ciborium::from_reader(b.as_slice()).map_err(|_| CoreError::Decode("identity".into()))
+        })
+        .transpose()
+    }
+
+    /// Records the enrolled identity.
+    pub fn set_identity(&self, id: &Identity) -> Result<()> {
+        let mut b = Vec::new();
+        ciborium::into_writer(id, &mut b).expect("serialising to a Vec cannot fail");
+        self.conn.execute(
+            "INSERT OR REPLACE INTO identity (id, record) VALUES (1, ?1)",
+            params![b],
+        )?;
+        Ok(())
+    }
+
+    /// A small value by key.
+    pub fn kv_get(&self, key: &str) -> Result<Option<Vec<u8>>> {
+        Ok(self
+            .conn
+            .query_row("SELECT value FROM kv WHERE key = ?1", [key], |r| r.get(0))
+            .optional()?)
+    }
+
+    /// Stores a small value by key.
+    pub fn kv_set(&self, key: &str, value: &[u8]) -> Result<()> {
+        self.conn.execute(
+            "INSERT OR REPLACE INTO kv (key, value) VALUES (?1, ?2)",
+            params![key, value],
+        )?;
+        Ok(())
+    }
+
+    /// Creates a conversation row (no-op if it exists).
+    pub fn insert_conversation(&self, group: &GroupId, name: &str, seq: u64, now: u64) -> Result<()> {
+        self.conn.execute(
+            "INSERT OR IGNORE INTO conversations (group_id, name, state, last_seq, last_activity)
+             VALUES (?1, ?2, 'active', ?3, ?4)",
+            params![group.as_bytes().as_slice(), name, seq as i64, now as i64],
+        )?;
+        Ok(())
+    }
+
+    /// The conversation's last processed sequence number and state.
+    pub fn conversation_cursor(&self, group: &GroupId) -> Result<Option<(u64, ConversationState)>> {
+        Ok(self
+            .conn
+            .query_row(
+                "SELECT last_seq, state FROM conversations WHERE group_id = ?1",
+                [group.as_bytes().as_slice()],
+                |r| {
+                    Ok((
+                        r.get::<_, i64>(0)? as u64,
+                        ConversationState::parse(&r.get::<_, String>(1)?),
+                    ))
+                },
+            )
+            .optional()?)
+    }
+
+    /// Records that everything up to `seq` of the group has been processed.
+    pub fn set_last_seq(&self, group: &GroupId, seq: u64) -> Result<()> {
+        self.conn.execute(
+            "UPDATE conversations SET last_seq = MAX(last_seq, ?2) WHERE group_id = ?1",
+            params![group.as_bytes().as_slice(), seq as i64],
+        )?;
+        Ok(())
+    }
+
+    /// Sets a conversation's state.
+    pub fn set_conversation_state(&self, group: &GroupId, state: ConversationState) -> Result<()> {
+        self.conn.execute(
+            "UPDATE conversations SET state = ?2 WHERE group_id = ?1",
+            params![group.as_bytes().as_slice(), state.as_str()],
+        )?;
+        Ok(())
+    }
+
+    /// Renames a conversation.
+    pub fn set_conversation_name(&self, group: &GroupId, name: &str) -> Result<()> {
+        self.conn.execute(
+            "UPDATE conversations SET name = ?2 WHERE group_id = ?1",
+            params![group.as_bytes().as_slice(), name],
+        )?;
+        Ok(())
+    }
+
+    /// Marks a conversation's messages as read.
+    pub fn mark_read(&self, group: &GroupId) -> Result<()> {
+        self.conn.execute(
+            "UPDATE conversations SET unread = 0 WHERE group_id = ?1",
+            [group.as_bytes().as_slice()],
+        )?;
+        Ok(())
+    }
+
+    /// All conversations, most recently active first. `epoch_of` supplies
+    /// each group's MLS epoch.
+    pub fn conversations(&self, epoch_of: impl Fn(&GroupId) -> u64) -> Result<Vec<Conversation>> {
+        let mut stmt = self.conn.prepare(
+            "SELECT c.group_id, c.name, c.state, c.unread, c.last_activity,
+                    (SELECT text FROM messages m WHERE m.group_id = c.group_id
+                       AND m.kind = 'text' ORDER BY m.rowid DESC LIMIT 1)
+             FROM conversations c ORDER BY c.last_activity DESC",
+        )?;
+        let rows = stmt.query_map([], |r| {
+            Ok((
+                blob16(r.get(0)?, GroupId)?,
+                r.get::<_, String>(1)?,
+                ConversationState::parse(&r.get::<_, String>(2)?),
+                r.get::<_, i64>(3)? as u64,
+                r.get::<_, i64>(4)? as u64,
+                r.get::<_, Option<String>>(5)?,
+            ))
+        })?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (group_id, name, state, unread, last_activity, last_message) = row?;
+            out.push(Conversation {
+                epoch: epoch_of(&group_id),
+                group_id,
+                name,
+                state,
+                unread,
+                last_activity,
+                last_message,
+            });
+        }
+        Ok(out)
+    }
+
+    /// Adds a message to history. Returns `false` if a message with this id is
+    /// already there (a duplicate).
+    pub fn insert_message(&self, m: &Message, now: u64, count_unread: bool) -> Result<bool> {
+        let n = self.conn.execute(
+            "INSERT OR IGNORE INTO messages
+             (message_id, group_id, sender, sender_device, sent_at, seq, kind, text, state)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+            params![
+                m.id.0.as_slice(),
+                m.group_id.as_bytes().as_slice(),
+                m.sender.as_str(),
+                m.sender_device.as_bytes().as_slice(),
+                m.sent_at as i64,
+                m.seq.map(|s| s as i64),
+                m.kind,
+                m.text,
+                m.state.as_str(),
+            ],
+        )?;
+        if n == 1 {
+            self.conn.execute(
+                "UPDATE conversations SET last_activity = ?2, unread = unread + ?3
+                 WHERE group_id = ?1",
+                params![m.group_id.as_bytes().as_slice(), now as i64, i64::from(count_unread)],
+            )?;
+        }
+        Ok(n == 1)
+    }
+
+    /// Updates a sent message's delivery state (and seq, once known).
+    pub fn set_message_state(&self, id: &MessageId, state: DeliveryState, seq: Option<u64>) -> Result<()> {
+        self.conn.execute(
+            "UPDATE messages SET state = ?2, seq = COALESCE(?3, seq) WHERE message_id = ?1",
+            params![id.0.as_slice(), state.as_str(), seq.map(|s| s as i64)],
+        )?;
+        Ok(())
+    }
+
+    /// One message by id.
+    pub fn message(&self, id: &MessageId) -> Result<Option<Message>> {
+        let mut stmt = self.conn.prepare(&format!(
+            "SELECT {MSG_COLS} FROM messages WHERE message_id = ?1"
+        ))?;
+        Ok(stmt.query_row([id.0.as_slice()], row_to_message).optional()?)
+    }
+
+    /// Up to `limit` messages of a conversation, oldest first, older than the
+    /// message `before` if given (for scrolling back).
+    pub fn history(&self, group: &GroupId, before: Option<&MessageId>, limit: u32) -> Result<Vec<Message>> {
+        let before_row: i64 = match before {
+            Some(id) => self
+                .conn
+                .query_row(
+                    "SELECT rowid FROM messages WHERE message_id = ?1",
+                    [id.0.as_slice()],
+                    |r| r.get(0),
+                )
+                .optional()?
+                .unwrap_or(i64::MAX),
+            None => i64::MAX,
+        };
+        let mut stmt = self.conn.prepare(&format!(
+            "SELECT {MSG_COLS} FROM messages WHERE group_id = ?1 AND rowid < ?2
+             ORDER BY rowid DESC LIMIT ?3"
+        ))?;
+        let mut out = stmt
+            .query_map(
+                params![group.as_bytes().as_slice(), before_row, limit],
+                row_to_message,
+            )?
+            .collect::<rusqlite::Result<Vec<_>>>()?;
+        out.reverse();
+        Ok(out)
+    }
+
+    /// Appends an operation to the outbox.
+    pub fn push_op(&self, op: &[u8]) -> Result<i64> {
+        self.conn
+            .execute("INSERT INTO outbox (op) VALUES (?1)", [op])?;
+        Ok(self.conn.last_insert_rowid())
+    }
+
+    /// The oldest outbox operation: id, encoded op, prepared bytes.
+    pub fn first_op(&self) -> Result<Option<(i64, Vec<u8>, Option<Vec<u8>>)>> {
+        Ok(self
+            .conn
+            .query_row(
+                "SELECT op_id, op, prepared FROM outbox ORDER BY op_id LIMIT 1",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+            )
+            .optional()?)
+    }
+
+    /// Stores bytes prepared for an operation (e.g. the ciphertext of a
+    /// message), so a retransmission sends the same bytes.
+    pub fn set_op_prepared(&self, op_id: i64, prepared: &[u8]) -> Result<()> {
+        self.conn.execute(
+            "UPDATE outbox SET prepared = ?2 WHERE op_id = ?1",
+            params![op_id, prepared],
+        )?;
+        Ok(())
+    }
+
+    /// Removes a finished operation.
+    pub fn delete_op(&self, op_id: i64) -> Result<()> {
+        self.conn.execute("DELETE FROM outbox WHERE op_id = ?1", [op_id])?;
+        Ok(())
+    }
+
+    /// Number of queued operations.
+    pub fn outbox_len(&self) -> Result<u64> {
+        Ok(self
+            .conn
+            .query_row("SELECT COUNT(*) FROM outbox", [], |r| r.get::<_, i64>(0))? as u64)
+    }
+}
+
+const MSG_COLS: &str = "message_id, group_id, sender, sender_device, sent_at, seq, kind, text, state";
+
+fn row_to_message(r: &rusqlite::Row<'_>) -> rusqlite::Result<Message> {
+    let sender: String = r.get(2)?;
+    Ok(Message {
+        id: blob16(r.get(0)?, MessageId)?,
+        group_id: blob16(r.get(1)?, GroupId)?,
+        sender: UserId::new(sender).map_err(|_| {
+            rusqlite::Error::InvalidColumnType(2, "sender".into(), rusqlite::types::Type::Text)
+        })?,
+        sender_device: blob16(r.get(3)?, DeviceId)?,
+        sent_at: r.get::<_, i64>(4)? as u64,
+        seq: r.get::<_, Option<i64>>(5)?.map(|s| s as u64),
+        kind: r.get(6)?,
+        text: r.get(7)?,
+        state: DeliveryState::parse(&r.get::<_, String>(8)?),
+    })
+}

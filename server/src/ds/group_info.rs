@@ -1,0 +1,30 @@
+//! `GetGroupInfo`: the latest GroupInfo, for members and for a member's new
+//! device that joins by external commit.
+
+use cascade_protocol::frames::{Bytes, Response};
+use cascade_protocol::GroupId;
+
+use super::Session;
+use crate::error::DsError;
+use crate::AppState;
+
+/// Answers the GroupInfo if the caller is in the roster or another device of
+/// the caller's user is; `NotMember` otherwise.
+pub fn handle(state: &AppState, session: &Session, group_id: &GroupId) -> Result<Response, DsError> {
+    let store = state.store();
+    let group = store.get_group(group_id)?.ok_or(DsError::UnknownGroup)?;
+    if !group.roster.contains(&session.device_id) {
+        let own = store.devices_of_user(&session.user_id)?;
+        let related = own
+            .iter()
+            .any(|d| !d.revoked && group.roster.contains(&d.device_id));
+        if !related {
+            return Err(DsError::NotMember);
+        }
+    }
+    let (epoch, group_info) = store.group_info(group_id)?.ok_or(DsError::UnknownGroup)?;
+    Ok(Response::GroupInfo {
+        epoch,
+        group_info: Bytes::from(group_info),
+    })
+}

@@ -1,0 +1,144 @@
+//! The delivery service: one module per relay operation on the WebSocket.
+//!
+//! [`handle_request`] takes a decoded request of an authenticated connection
+//! and returns its answer; the connection loop in [`crate::ws`] owns the
+//! socket. Operations that sequence a group (commit, send) run as their own
+//! task so that, once their write has started, a dropped connection cannot
+//! interrupt the flush and fan-out that follow.
+
+use std::future::Future;
+use std::sync::Arc;
+
+use cascade_protocol::frames::{Bytes, ItemKind, Request, Response};
+use cascade_protocol::limits::{KEY_PACKAGE_LOW_WATER, MAX_MLS_MESSAGE_BYTES};
+use cascade_protocol::mls_header::{wire_format, WireFormat};
+use cascade_protocol::{DeviceId, GroupId, UserId};
+
+use crate::error::DsError;
+use crate::fanout::{Live, SharedItem};
+use crate::store::Sequenced;
+use crate::AppState;
+
+pub mod ack;
+pub mod authenticate;
+pub mod commit;
+pub mod create_group;
+pub mod directory;
+pub mod group_info;
+pub mod keypackages;
+pub mod send;
+
+/// Who is on the other end of an authenticated connection.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Session {
+    /// The authenticated device.
+    pub device_id: DeviceId,
+    /// Its user.
+    pub user_id: UserId,
+}
+
+/// Handles one request of an authenticated connection.
+pub async fn handle_request(
+    state: &AppState,
+    session: &Session,
+    request: Request,
+) -> Result<Response, DsError> {
+    match request {
+        Request::Authenticate { .. } => Err(DsError::AlreadyAuthenticated),
+        Request::UploadKeyPackages {
+            key_packages,
+            last_resort,
+        } => keypackages::handle_upload(state, session, key_packages, last_resort).await,
+        Request::ClaimKeyPackages { user_id } => {
+            keypackages::handle_claim(state, session, &user_id).await
+        }
+        Request::CreateGroup {
+            group_id,
+            group_info,
+        } => create_group::handle(state, session, group_id, group_info).await,
+        Request::Commit(bundle) => commit::handle(state, session, bundle).await,
+        Request::SendMessage { group_id, message } => {
+            send::handle(state, session, group_id, message).await
+        }
+        Request::Ack { queue_ids } => ack::handle(state, session, &queue_ids),
+        Request::GetGroupInfo { group_id } => group_info::handle(state, session, &group_id),
+        Request::GetUser { user_id } => directory::handle_get_user(state, &user_id),
+        Request::Ping => Ok(Response::Pong),
+    }
+}
+
+/// `TooLarge` if an MLS message exceeds [`MAX_MLS_MESSAGE_BYTES`].
+fn check_mls_size(message: &[u8]) -> Result<(), DsError> {
+    if message.len() > MAX_MLS_MESSAGE_BYTES {
+        return Err(DsError::TooLarge {
+            limit: MAX_MLS_MESSAGE_BYTES as u64,
+        });
+    }
+    Ok(())
+}
+
+/// `Malformed(reason)` unless `message` is an `MlsMessage` of `expected`
+/// wire format.
+fn expect_wire_format(
+    message: &[u8],
+    expected: WireFormat,
+    reason: &'static str,
+) -> Result<(), DsError> {
+    match wire_format(message) {
+        Ok(found) if found == expected => Ok(()),
+        _ => Err(DsError::Malformed(reason)),
+    }
+}
+
+/// Runs a sequencing operation as its own task, so that it completes even if
+/// the connection that asked for it goes away.
+async fn run_to_completion<F, T>(operation: F) -> Result<T, DsError>
+where
+    F: Future<Output = Result<T, DsError>> + Send + 'static,
+    T: Send + 'static,
+{
+    tokio::spawn(operation)
+        .await
+        .map_err(|_| DsError::Internal("a sequencing task failed"))?
+}
+
+/// Offers freshly sequenced (and flushed) items to the connected recipients.
+/// Call with the group's writer lock held.
+fn deliver_live(
+    state: &AppState,
+    group_id: GroupId,
+    sender: DeviceId,
+    sequenced: &Sequenced,
+    payloads: &[(ItemKind, &Bytes)],
+) {
+    let items: Vec<Arc<SharedItem>> = payloads
+        .iter()
+        .map(|(kind, payload)| {
+            Arc::new(SharedItem {
+                group_id,
+                seq: sequenced.seq,
+                sender,
+                kind: *kind,
+                payload: (*payload).clone(),
+            })
+        })
+        .collect();
+    state
+        .registry()
+        .offer(sequenced.deliveries.iter().filter_map(|delivery| {
+            let item = items.iter().find(|i| i.kind == delivery.kind)?;
+            Some((
+                delivery.device_id,
+                Live::Deliver {
+                    queue_id: delivery.queue_id,
+                    item: Arc::clone(item),
+                },
+            ))
+        }));
+}
+
+/// Whether a device with `stock` single-use KeyPackages should be told to
+/// upload more.
+pub fn stock_is_low(stock: u32) -> bool {
+    stock <= KEY_PACKAGE_LOW_WATER
+}

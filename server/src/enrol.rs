@@ -1,0 +1,71 @@
+//! `POST /v1/enrol`: a device enrols with a one-time token.
+
+use axum::extract::State;
+use axum::Json;
+use cascade_protocol::frames::Bytes;
+use cascade_protocol::http::{EnrolRequest, EnrolResponse};
+use cascade_protocol::limits::MAX_NAME_BYTES;
+use cascade_protocol::DeviceId;
+use ed25519_dalek::VerifyingKey;
+
+use crate::error::ApiError;
+use crate::extract::ApiJson;
+use crate::store::{NewDevice, StoreError};
+use crate::token::token_hash;
+use crate::{unix_now, AppState};
+
+/// Parses a hex Ed25519 public key, refusing weak (small-order) keys.
+fn signature_key(hex_key: &str) -> Result<[u8; 32], ApiError> {
+    const BAD_KEY: ApiError =
+        ApiError::BadRequest("signature_key must be a 32-byte Ed25519 public key in hex");
+    let bytes: [u8; 32] = hex::decode(hex_key)
+        .ok()
+        .and_then(|b| b.try_into().ok())
+        .ok_or(BAD_KEY)?;
+    match VerifyingKey::from_bytes(&bytes) {
+        Ok(key) if !key.is_weak() => Ok(bytes),
+        _ => Err(BAD_KEY),
+    }
+}
+
+/// Spends the token and creates the device with a fresh random id. The
+/// request is validated before the token is touched, so a bad request does
+/// not burn it. `401 invalid_token` for an unknown, used or expired token.
+pub async fn enrol(
+    State(state): State<AppState>,
+    ApiJson(req): ApiJson<EnrolRequest>,
+) -> Result<Json<EnrolResponse>, ApiError> {
+    if req.device_name.trim().is_empty() || req.device_name.len() > MAX_NAME_BYTES {
+        return Err(ApiError::BadRequest(
+            "device_name must be non-empty and at most MAX_NAME_BYTES bytes",
+        ));
+    }
+    let key = signature_key(&req.signature_key)?;
+    let new = NewDevice {
+        device_id: DeviceId::random(),
+        name: req.device_name,
+        signature_key: Bytes::from(key.to_vec()),
+        enrolled_at: unix_now(),
+    };
+    let store = state.store();
+    let device = match store.enrol_device(&token_hash(&req.token), unix_now(), &new) {
+        Ok(device) => device,
+        Err(StoreError::InvalidToken) => {
+            tracing::info!("enrolment refused: invalid token");
+            return Err(ApiError::InvalidToken);
+        }
+        Err(e) => return Err(e.into()),
+    };
+    let user = store
+        .get_user(&device.user_id)?
+        .ok_or(StoreError::Corrupt("device of an unknown user".into()))?;
+    state.flush().await?;
+    tracing::info!(user = %user.user_id, device = %device.device_id, "device enrolled");
+    Ok(Json(EnrolResponse {
+        device_id: device.device_id,
+        org_id: user.user_id.org(),
+        user_id: user.user_id,
+        display_name: user.display_name,
+        role: user.role,
+    }))
+}

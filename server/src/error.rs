@@ -1,0 +1,180 @@
+//! The relay's typed errors and their one conversion to what clients see:
+//! [`DsError`] becomes a [`ProtocolError`] on the WebSocket, [`ApiError`] an
+//! HTTP status with an [`HttpError`] body. Store failures are logged here,
+//! once, without content.
+
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use cascade_protocol::http::HttpError;
+use cascade_protocol::limits::{MAX_KEY_PACKAGE_STOCK, MAX_QUEUE_LEN};
+use cascade_protocol::ProtocolError;
+
+use crate::store::StoreError;
+
+/// Why a WebSocket request failed. Converted to a [`ProtocolError`] by
+/// [`DsError::to_protocol_error`].
+#[derive(Debug, thiserror::Error)]
+pub enum DsError {
+    /// The request needs an authenticated connection.
+    #[error("not authenticated")]
+    Unauthenticated,
+    /// The challenge signature did not verify, or the device is unknown or
+    /// revoked.
+    #[error("authentication failed")]
+    AuthenticationFailed,
+    /// `Authenticate` on a connection that is authenticated already.
+    #[error("already authenticated")]
+    AlreadyAuthenticated,
+    /// The commit is not for the group's current epoch.
+    #[error("wrong epoch: the group is at {current}")]
+    WrongEpoch {
+        /// The group's current epoch.
+        current: u64,
+    },
+    /// The calling device is not a member of the group.
+    #[error("not a member of the group")]
+    NotMember,
+    /// No such group.
+    #[error("unknown group")]
+    UnknownGroup,
+    /// The group id is taken.
+    #[error("group exists")]
+    GroupExists,
+    /// No such user.
+    #[error("unknown user")]
+    UnknownUser,
+    /// A named device does not exist or is revoked.
+    #[error("unknown device")]
+    UnknownDevice,
+    /// Over a limit of the protocol; `limit` is that limit.
+    #[error("too large (limit {limit})")]
+    TooLarge {
+        /// The limit that was exceeded.
+        limit: u64,
+    },
+    /// None of the user's devices has a KeyPackage.
+    #[error("no KeyPackages")]
+    NoKeyPackages,
+    /// The request does not make sense; the reason is a fixed text, never
+    /// content.
+    #[error("malformed: {0}")]
+    Malformed(&'static str),
+    /// The store failed or refused (`WrongEpoch` and `QueueFull` from the
+    /// store are passed on as such).
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// A relay task failed (a bug).
+    #[error("internal error: {0}")]
+    Internal(&'static str),
+}
+
+impl DsError {
+    /// The error the client receives. Failures of the relay itself are
+    /// logged here and become [`ProtocolError::Internal`].
+    pub fn to_protocol_error(&self) -> ProtocolError {
+        match self {
+            DsError::Unauthenticated => ProtocolError::Unauthenticated,
+            DsError::AuthenticationFailed => ProtocolError::AuthenticationFailed,
+            DsError::AlreadyAuthenticated => ProtocolError::Malformed {
+                reason: "the connection is already authenticated".into(),
+            },
+            DsError::WrongEpoch { current }
+            | DsError::Store(StoreError::WrongEpoch { current }) => ProtocolError::WrongEpoch {
+                current: *current,
+            },
+            DsError::NotMember => ProtocolError::NotMember,
+            DsError::UnknownGroup => ProtocolError::UnknownGroup,
+            DsError::GroupExists => ProtocolError::GroupExists,
+            DsError::UnknownUser => ProtocolError::UnknownUser,
+            DsError::UnknownDevice => ProtocolError::UnknownDevice,
+            DsError::TooLarge { limit } => ProtocolError::TooLarge { limit: *limit },
+            DsError::NoKeyPackages => ProtocolError::NoKeyPackages,
+            DsError::Malformed(reason) => ProtocolError::Malformed {
+                reason: (*reason).into(),
+            },
+            DsError::Store(StoreError::QueueFull) => ProtocolError::QueueFull {
+                limit: MAX_QUEUE_LEN,
+            },
+            DsError::Store(StoreError::StockFull) => ProtocolError::TooLarge {
+                limit: u64::from(MAX_KEY_PACKAGE_STOCK),
+            },
+            DsError::Store(e) => {
+                tracing::error!(error = %e, "store failure while handling a request");
+                ProtocolError::Internal
+            }
+            DsError::Internal(what) => {
+                tracing::error!(what, "internal failure while handling a request");
+                ProtocolError::Internal
+            }
+        }
+    }
+}
+
+/// Why an HTTP request failed. Its [`IntoResponse`] gives the status and an
+/// [`HttpError`] body with a stable `code`.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    /// Missing or wrong admin token (`401 unauthorized`).
+    #[error("missing or invalid admin token")]
+    Unauthorized,
+    /// The enrolment token is unknown, used or expired (`401
+    /// invalid_token`).
+    #[error("the enrolment token is unknown, used or expired")]
+    InvalidToken,
+    /// The request is invalid (`400 bad_request`); a fixed explanation.
+    #[error("{0}")]
+    BadRequest(&'static str),
+    /// A named resource does not exist (`404 not_found`).
+    #[error("{0}")]
+    NotFound(&'static str),
+    /// The resource exists already (`409 conflict`).
+    #[error("{0}")]
+    Conflict(&'static str),
+    /// The body is larger than [`crate::MAX_HTTP_BODY_BYTES`] (`413
+    /// payload_too_large`).
+    #[error("the request body is too large")]
+    PayloadTooLarge,
+    /// The store failed (`500 internal`).
+    #[error("internal relay error")]
+    Store(#[from] StoreError),
+}
+
+impl ApiError {
+    fn status_and_code(&self) -> (StatusCode, &'static str) {
+        match self {
+            ApiError::Unauthorized => (StatusCode::UNAUTHORIZED, "unauthorized"),
+            ApiError::InvalidToken => (StatusCode::UNAUTHORIZED, "invalid_token"),
+            ApiError::BadRequest(_) => (StatusCode::BAD_REQUEST, "bad_request"),
+            ApiError::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
+            ApiError::Conflict(_) => (StatusCode::CONFLICT, "conflict"),
+            ApiError::PayloadTooLarge => (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large"),
+            ApiError::Store(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        if let ApiError::Store(e) = &self {
+            tracing::error!(error = %e, "store failure while handling an HTTP request");
+        }
+        let (status, code) = self.status_and_code();
+        let body = HttpError {
+            code: code.into(),
+            message: self.to_string(),
+        };
+        (status, Json(body)).into_response()
+    }
+}
+
+/// Why the relay could not start or stopped with an error.
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    /// The store could not be opened or flushed.
+    #[error("store: {0}")]
+    Store(#[from] StoreError),
+    /// A file, directory or socket operation failed.
+    #[error("io: {0}")]
+    Io(#[from] std::io::Error),
+}

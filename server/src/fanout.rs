@@ -1,0 +1,184 @@
+//! Live delivery to connected devices.
+//!
+//! The [`Registry`] maps each connected, authenticated device to a bounded
+//! channel read by its connection. Items are written to the store and
+//! flushed first; then they are offered here, still under the group's writer
+//! lock, so a device sees a group's items in order. A connection registers
+//! before it reads its backlog from the store and skips live items it already
+//! sent from the backlog, so nothing falls in between.
+//!
+//! Offering never waits: if a device's channel is full (a slow reader), its
+//! registration is dropped, its connection sees the channel close and ends,
+//! and the device gets everything from its queue when it reconnects. A newer
+//! connection of the same device replaces the older one the same way.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use cascade_protocol::frames::{Bytes, ItemKind, Push, QueueItem};
+use cascade_protocol::{DeviceId, GroupId};
+use tokio::sync::mpsc;
+
+/// How many live frames may wait for one connection before it is dropped.
+pub const LIVE_CHANNEL_CAPACITY: usize = 4096;
+
+/// An item sequenced once and delivered to many devices.
+#[derive(Debug)]
+pub struct SharedItem {
+    /// The group.
+    pub group_id: GroupId,
+    /// Its sequence number in the group.
+    pub seq: u64,
+    /// The sending device.
+    pub sender: DeviceId,
+    /// What the payload is.
+    pub kind: ItemKind,
+    /// The MLS message.
+    pub payload: Bytes,
+}
+
+/// A frame for one connected device.
+#[derive(Debug, Clone)]
+pub enum Live {
+    /// A queue item, with its id in this device's queue.
+    Deliver {
+        /// The id in the recipient's queue.
+        queue_id: u64,
+        /// The item.
+        item: Arc<SharedItem>,
+    },
+    /// The device's single-use KeyPackage stock is low.
+    KeyPackagesLow {
+        /// Single-use KeyPackages left.
+        stock: u32,
+    },
+}
+
+impl Live {
+    /// The push frame to send.
+    pub fn into_push(self) -> Push {
+        match self {
+            Live::Deliver { queue_id, item } => Push::Deliver(QueueItem {
+                queue_id,
+                group_id: item.group_id,
+                seq: item.seq,
+                sender: item.sender,
+                kind: item.kind,
+                payload: item.payload.clone(),
+            }),
+            Live::KeyPackagesLow { stock } => Push::KeyPackagesLow { stock },
+        }
+    }
+}
+
+struct Entry {
+    conn_id: u64,
+    tx: mpsc::Sender<Live>,
+}
+
+/// The connected devices.
+#[derive(Default)]
+pub struct Registry {
+    conns: Mutex<HashMap<DeviceId, Entry>>,
+    next_conn_id: AtomicU64,
+}
+
+/// A connection's registration: the receiving end of its live channel.
+pub struct Registration {
+    /// Identifies this connection among the device's connections.
+    pub conn_id: u64,
+    /// Live frames; closes when the registration is replaced or dropped.
+    pub rx: mpsc::Receiver<Live>,
+}
+
+impl Registry {
+    /// Registers a connection of `device_id`, replacing (and so closing) any
+    /// earlier connection of the device.
+    pub fn register(&self, device_id: DeviceId) -> Registration {
+        let (tx, rx) = mpsc::channel(LIVE_CHANNEL_CAPACITY);
+        let conn_id = self.next_conn_id.fetch_add(1, Ordering::Relaxed);
+        let old = self
+            .conns
+            .lock()
+            .expect("registry poisoned")
+            .insert(device_id, Entry { conn_id, tx });
+        if old.is_some() {
+            tracing::info!(device = %device_id, "a newer connection replaces the device's connection");
+        }
+        Registration { conn_id, rx }
+    }
+
+    /// Removes a connection's registration, unless a newer connection has
+    /// replaced it.
+    pub fn unregister(&self, device_id: &DeviceId, conn_id: u64) {
+        let mut conns = self.conns.lock().expect("registry poisoned");
+        if conns.get(device_id).is_some_and(|e| e.conn_id == conn_id) {
+            conns.remove(device_id);
+        }
+    }
+
+    /// Whether the device has a live connection.
+    pub fn is_connected(&self, device_id: &DeviceId) -> bool {
+        self.conns
+            .lock()
+            .expect("registry poisoned")
+            .contains_key(device_id)
+    }
+
+    /// Offers frames to connected devices without waiting. A device whose
+    /// channel is full or closed loses its registration (it catches up from
+    /// its queue on reconnect).
+    pub fn offer<I: IntoIterator<Item = (DeviceId, Live)>>(&self, frames: I) {
+        let mut conns = self.conns.lock().expect("registry poisoned");
+        for (device_id, live) in frames {
+            let Some(entry) = conns.get(&device_id) else {
+                continue;
+            };
+            if let Err(e) = entry.tx.try_send(live) {
+                if matches!(e, mpsc::error::TrySendError::Full(_)) {
+                    tracing::warn!(device = %device_id, "device reads too slowly; dropping its connection");
+                }
+                conns.remove(&device_id);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn low(stock: u32) -> Live {
+        Live::KeyPackagesLow { stock }
+    }
+
+    #[tokio::test]
+    async fn a_newer_connection_replaces_the_older() {
+        let registry = Registry::default();
+        let d = DeviceId([1; 16]);
+        let mut first = registry.register(d);
+        let mut second = registry.register(d);
+        assert!(first.rx.recv().await.is_none(), "the older channel closes");
+        registry.offer([(d, low(1))]);
+        assert!(matches!(second.rx.recv().await, Some(Live::KeyPackagesLow { stock: 1 })));
+        registry.unregister(&d, first.conn_id);
+        assert!(registry.is_connected(&d), "a stale unregister is ignored");
+        registry.unregister(&d, second.conn_id);
+        assert!(!registry.is_connected(&d));
+    }
+
+    #[tokio::test]
+    async fn a_slow_reader_is_dropped_not_waited_for() {
+        let registry = Registry::default();
+        let d = DeviceId([1; 16]);
+        let mut reg = registry.register(d);
+        registry.offer((0..=LIVE_CHANNEL_CAPACITY as u32).map(|i| (d, low(i))));
+        assert!(!registry.is_connected(&d));
+        let mut n = 0;
+        while reg.rx.recv().await.is_some() {
+            n += 1;
+        }
+        assert_eq!(n, LIVE_CHANNEL_CAPACITY);
+    }
+}

@@ -1,0 +1,723 @@
+//! The conformance suite every [`Store`] backend must pass.
+//!
+//! A backend provides a [`Harness`] and expands
+//! [`store_conformance_tests!`](crate::store_conformance_tests) in a test
+//! module, which makes one `#[test]` per case; [`run_all`] runs every case in
+//! one go. The cases panic on a violation, like any test.
+
+use std::sync::Arc;
+
+use cascade_protocol::frames::{Bytes, ItemKind};
+use cascade_protocol::limits::{MAX_KEY_PACKAGE_STOCK, MAX_QUEUE_LEN};
+use cascade_protocol::{DeviceId, GroupId, OrgId, UserId};
+
+use super::{
+    ApplicationWrite, CommitWrite, Device, EnrolmentTokenRecord, KeyPackageStock, NewDevice, Org,
+    Store, StoreError, User,
+};
+
+/// Opens stores of one backend for the suite.
+pub trait Harness {
+    /// A new, empty store.
+    fn fresh(&mut self) -> Arc<dyn Store>;
+
+    /// Opens again the store that [`Harness::fresh`] returned last, after the
+    /// suite dropped every handle to it (and flushed it).
+    fn reopen(&mut self) -> Arc<dyn Store>;
+}
+
+/// Expands to one `#[test]` per conformance case, each with a harness made
+/// by evaluating `$harness`.
+#[macro_export]
+macro_rules! store_conformance_tests {
+    ($harness:expr) => {
+        $crate::store_conformance_tests!(@cases $harness;
+            admin_token_hash,
+            org_user_device_crud,
+            enrolment_tokens_are_one_time_and_expire,
+            key_packages_are_claimed_fifo_then_last_resort,
+            groups_sequence_commits_at_the_right_epoch,
+            external_commit_echoes_to_the_joiner,
+            queues_keep_order_and_ack_removes,
+            queue_limit_refuses_without_writing,
+            state_survives_reopen
+        );
+    };
+    (@cases $harness:expr; $($case:ident),* $(,)?) => {
+        $(
+            #[test]
+            fn $case() {
+                let mut harness = $harness;
+                $crate::store::conformance::$case(&mut harness);
+            }
+        )*
+    };
+}
+
+/// Runs every case.
+pub fn run_all(h: &mut dyn Harness) {
+    admin_token_hash(h);
+    org_user_device_crud(h);
+    enrolment_tokens_are_one_time_and_expire(h);
+    key_packages_are_claimed_fifo_then_last_resort(h);
+    groups_sequence_commits_at_the_right_epoch(h);
+    external_commit_echoes_to_the_joiner(h);
+    queues_keep_order_and_ack_removes(h);
+    queue_limit_refuses_without_writing(h);
+    state_survives_reopen(h);
+}
+
+const NOW: u64 = 1_700_000_000;
+
+fn org(id: &str) -> Org {
+    Org {
+        org_id: OrgId::new(id).expect("valid org id"),
+        display_name: format!("Org {id}"),
+        created_at: NOW,
+    }
+}
+
+fn user(id: &str) -> User {
+    User {
+        user_id: UserId::new(id).expect("valid user id"),
+        display_name: format!("User {id}"),
+        role: "Staff nurse".into(),
+        created_at: NOW,
+    }
+}
+
+fn token_hash(n: u8) -> [u8; 32] {
+    [n; 32]
+}
+
+fn new_device(n: u8) -> NewDevice {
+    NewDevice {
+        device_id: DeviceId([n; 16]),
+        name: format!("device {n}"),
+        signature_key: Bytes::from(vec![n; 32]),
+        enrolled_at: NOW,
+    }
+}
+
+/// Creates org `o`, user `u@o` and enrols device `n` for it.
+fn enrolled(store: &dyn Store, user_id: &str, n: u8) -> Device {
+    let user_id = UserId::new(user_id).expect("valid user id");
+    match store.create_org(&org(user_id.org().as_str())) {
+        Ok(()) | Err(StoreError::AlreadyExists) => {}
+        Err(e) => panic!("create org: {e}"),
+    }
+    match store.create_user(&user(user_id.as_str())) {
+        Ok(()) | Err(StoreError::AlreadyExists) => {}
+        Err(e) => panic!("create user: {e}"),
+    }
+    let record = EnrolmentTokenRecord {
+        user_id,
+        expires_at: NOW + 60,
+        used: false,
+    };
+    store
+        .put_enrolment_token(&token_hash(n), &record)
+        .expect("put token");
+    store
+        .enrol_device(&token_hash(n), NOW, &new_device(n))
+        .expect("enrol")
+}
+
+fn group_id(n: u8) -> GroupId {
+    GroupId([n; 16])
+}
+
+fn app(store: &dyn Store, group: GroupId, sender: DeviceId, body: &[u8]) -> u64 {
+    store
+        .append_application(&ApplicationWrite {
+            group_id: group,
+            sender,
+            message: body,
+        })
+        .expect("append application")
+        .seq
+}
+
+/// The admin token hash is unset, then set, then replaced.
+pub fn admin_token_hash(h: &mut dyn Harness) {
+    let store = h.fresh();
+    assert_eq!(store.admin_token_hash().expect("read"), None);
+    store.set_admin_token_hash(&[1; 32]).expect("set");
+    assert_eq!(store.admin_token_hash().expect("read"), Some([1; 32]));
+    store.set_admin_token_hash(&[2; 32]).expect("replace");
+    assert_eq!(store.admin_token_hash().expect("read"), Some([2; 32]));
+}
+
+/// Organisations, users and devices are created once, found, listed per
+/// organisation and revoked.
+pub fn org_user_device_crud(h: &mut dyn Harness) {
+    let store = h.fresh();
+    let north = org("north");
+    store.create_org(&north).expect("create org");
+    assert_eq!(store.create_org(&north), Err(StoreError::AlreadyExists));
+    assert_eq!(store.get_org(&north.org_id).expect("get"), Some(north));
+    assert_eq!(
+        store
+            .get_org(&OrgId::new("south").expect("valid"))
+            .expect("get"),
+        None
+    );
+
+    assert_eq!(
+        store.create_user(&user("alice@south")),
+        Err(StoreError::NotFound),
+        "a user needs its organisation"
+    );
+    store.create_org(&org("north2")).expect("create org");
+    for id in ["bob@north", "alice@north", "carol@north2"] {
+        store.create_user(&user(id)).expect("create user");
+    }
+    assert_eq!(
+        store.create_user(&user("alice@north")),
+        Err(StoreError::AlreadyExists)
+    );
+    let alice = user("alice@north");
+    assert_eq!(store.get_user(&alice.user_id).expect("get"), Some(alice));
+    let listed: Vec<String> = store
+        .list_users(&OrgId::new("north").expect("valid"))
+        .expect("list")
+        .into_iter()
+        .map(|u| u.user_id.to_string())
+        .collect();
+    assert_eq!(listed, ["alice@north", "bob@north"]);
+
+    let d1 = enrolled(&*store, "alice@north", 1);
+    let d2 = enrolled(&*store, "alice@north", 2);
+    assert_eq!(d1.user_id.as_str(), "alice@north");
+    assert_eq!(d1.signature_key.as_slice(), &[1; 32]);
+    assert!(!d1.revoked);
+    assert_eq!(store.get_device(&d1.device_id).expect("get"), Some(d1.clone()));
+    assert_eq!(store.get_device(&DeviceId([9; 16])).expect("get"), None);
+    let devices = store.devices_of_user(&d1.user_id).expect("devices");
+    assert_eq!(devices, vec![d1.clone(), d2.clone()]);
+    assert!(store
+        .devices_of_user(&UserId::new("bob@north").expect("valid"))
+        .expect("devices")
+        .is_empty());
+
+    store.revoke_device(&d2.device_id).expect("revoke");
+    let revoked = store.get_device(&d2.device_id).expect("get").expect("exists");
+    assert!(revoked.revoked);
+    assert_eq!(
+        store.revoke_device(&DeviceId([9; 16])),
+        Err(StoreError::NotFound)
+    );
+}
+
+/// A token enrols exactly one device, and never once expired or unknown.
+pub fn enrolment_tokens_are_one_time_and_expire(h: &mut dyn Harness) {
+    let store = h.fresh();
+    store.create_org(&org("north")).expect("org");
+    store.create_user(&user("alice@north")).expect("user");
+    let record = EnrolmentTokenRecord {
+        user_id: UserId::new("alice@north").expect("valid"),
+        expires_at: NOW + 10,
+        used: false,
+    };
+    store
+        .put_enrolment_token(&token_hash(1), &record)
+        .expect("token 1");
+    store
+        .put_enrolment_token(&token_hash(2), &record)
+        .expect("token 2");
+
+    let device = store
+        .enrol_device(&token_hash(1), NOW, &new_device(1))
+        .expect("first use");
+    assert_eq!(device.user_id, record.user_id);
+    assert_eq!(
+        store.enrol_device(&token_hash(1), NOW, &new_device(2)),
+        Err(StoreError::InvalidToken),
+        "second use"
+    );
+    assert_eq!(
+        store.enrol_device(&token_hash(2), NOW + 10, &new_device(3)),
+        Err(StoreError::InvalidToken),
+        "expired"
+    );
+    assert_eq!(
+        store.enrol_device(&token_hash(7), NOW, &new_device(4)),
+        Err(StoreError::InvalidToken),
+        "unknown"
+    );
+    for n in 2..=4 {
+        assert_eq!(
+            store.get_device(&DeviceId([n; 16])).expect("get"),
+            None,
+            "a refused enrolment creates no device"
+        );
+    }
+    // Token 2 is still usable before expiry, but the device id is taken.
+    assert_eq!(
+        store.enrol_device(&token_hash(2), NOW, &new_device(1)),
+        Err(StoreError::AlreadyExists)
+    );
+    store
+        .enrol_device(&token_hash(2), NOW + 9, &new_device(5))
+        .expect("token 2 was not spent by the failed attempt");
+}
+
+/// Single-use KeyPackages come out first in, first out; then the last
+/// resort, which is never consumed; the stock is capped.
+pub fn key_packages_are_claimed_fifo_then_last_resort(h: &mut dyn Harness) {
+    let store = h.fresh();
+    let d = DeviceId([1; 16]);
+    let empty = KeyPackageStock {
+        stock: 0,
+        has_last_resort: false,
+    };
+    assert_eq!(store.key_package_stock(&d).expect("stock"), empty);
+    assert_eq!(store.claim_key_package(&d).expect("claim"), None);
+
+    let stock = store
+        .put_key_packages(&d, &[b"kp-a", b"kp-b"], Some(b"last-1"))
+        .expect("put");
+    assert_eq!(stock, 2);
+    assert_eq!(
+        store.put_key_packages(&d, &[b"kp-c"], None).expect("put"),
+        3
+    );
+    assert_eq!(
+        store.key_package_stock(&d).expect("stock"),
+        KeyPackageStock {
+            stock: 3,
+            has_last_resort: true
+        }
+    );
+    for (expected, left) in [(&b"kp-a"[..], 2), (b"kp-b", 1), (b"kp-c", 0)] {
+        let claimed = store.claim_key_package(&d).expect("claim").expect("some");
+        assert_eq!(claimed.key_package, expected);
+        assert!(!claimed.last_resort);
+        assert_eq!(claimed.stock, left);
+    }
+    for _ in 0..2 {
+        let claimed = store.claim_key_package(&d).expect("claim").expect("some");
+        assert_eq!(claimed.key_package, b"last-1");
+        assert!(claimed.last_resort);
+        assert_eq!(claimed.stock, 0);
+    }
+    store
+        .put_key_packages(&d, &[], Some(b"last-2"))
+        .expect("rotate last resort");
+    let claimed = store.claim_key_package(&d).expect("claim").expect("some");
+    assert_eq!(claimed.key_package, b"last-2");
+
+    let many: Vec<Vec<u8>> = (0..MAX_KEY_PACKAGE_STOCK)
+        .map(|i| i.to_be_bytes().to_vec())
+        .collect();
+    let refs: Vec<&[u8]> = many.iter().map(Vec::as_slice).collect();
+    assert_eq!(
+        store.put_key_packages(&d, &refs, None).expect("fill"),
+        MAX_KEY_PACKAGE_STOCK
+    );
+    assert_eq!(
+        store.put_key_packages(&d, &[b"one more"], Some(b"last-3")),
+        Err(StoreError::StockFull)
+    );
+    let claimed = store.claim_key_package(&d).expect("claim").expect("some");
+    assert_eq!(claimed.key_package, 0u32.to_be_bytes());
+    assert_eq!(
+        store.key_package_stock(&d).expect("stock").stock,
+        MAX_KEY_PACKAGE_STOCK - 1
+    );
+    // The refused upload did not replace the last resort either.
+    let other = DeviceId([2; 16]);
+    assert_eq!(store.claim_key_package(&other).expect("claim"), None);
+}
+
+/// A group starts at epoch 0 with its creator; a commit at the current epoch
+/// advances it, changes the roster and queues commit and Welcome; a commit at
+/// another epoch changes nothing.
+pub fn groups_sequence_commits_at_the_right_epoch(h: &mut dyn Harness) {
+    let store = h.fresh();
+    let (a, b, c) = (DeviceId([1; 16]), DeviceId([2; 16]), DeviceId([3; 16]));
+    let g = group_id(7);
+    store.create_group(&g, &a, b"info-0").expect("create");
+    assert_eq!(
+        store.create_group(&g, &b, b"other"),
+        Err(StoreError::AlreadyExists)
+    );
+    let group = store.get_group(&g).expect("get").expect("exists");
+    assert_eq!((group.epoch, group.next_seq, group.roster), (0, 1, vec![a]));
+    assert_eq!(
+        store.group_info(&g).expect("info"),
+        Some((0, b"info-0".to_vec()))
+    );
+    assert_eq!(store.get_group(&group_id(8)).expect("get"), None);
+    assert_eq!(store.group_info(&group_id(8)).expect("info"), None);
+
+    let add_b = CommitWrite {
+        group_id: g,
+        epoch: 0,
+        committer: a,
+        commit: b"commit-0",
+        welcome: Some(b"welcome-0"),
+        group_info: b"info-1",
+        added: &[b],
+        removed: &[],
+    };
+    let done = store.apply_commit(&add_b).expect("commit");
+    assert_eq!((done.epoch, done.seq), (1, 1));
+    let kinds: Vec<(DeviceId, ItemKind)> = done
+        .deliveries
+        .iter()
+        .map(|d| (d.device_id, d.kind))
+        .collect();
+    assert_eq!(kinds, vec![(a, ItemKind::Commit), (b, ItemKind::Welcome)]);
+    let group = store.get_group(&g).expect("get").expect("exists");
+    assert_eq!((group.epoch, group.next_seq), (1, 2));
+    assert_eq!(group.roster, vec![a, b]);
+    assert_eq!(
+        store.group_info(&g).expect("info"),
+        Some((1, b"info-1".to_vec()))
+    );
+    let a_queue = store.queue_page(&a, None, 10).expect("queue");
+    assert_eq!(a_queue.len(), 1);
+    assert_eq!(
+        (a_queue[0].kind, a_queue[0].seq, a_queue[0].sender),
+        (ItemKind::Commit, 1, a)
+    );
+    assert_eq!(a_queue[0].payload.as_slice(), b"commit-0");
+    let b_queue = store.queue_page(&b, None, 10).expect("queue");
+    assert_eq!(b_queue.len(), 1);
+    assert_eq!((b_queue[0].kind, b_queue[0].seq), (ItemKind::Welcome, 1));
+    assert_eq!(b_queue[0].payload.as_slice(), b"welcome-0");
+
+    // A second commit for epoch 0 loses and writes nothing.
+    let stale = CommitWrite {
+        added: &[c],
+        ..add_b
+    };
+    assert_eq!(
+        store.apply_commit(&stale),
+        Err(StoreError::WrongEpoch { current: 1 })
+    );
+    let group = store.get_group(&g).expect("get").expect("exists");
+    assert_eq!((group.epoch, group.next_seq), (1, 2));
+    assert_eq!(group.roster, vec![a, b]);
+    assert!(store.queue_page(&c, None, 10).expect("queue").is_empty());
+    assert_eq!(store.queue_len(&a).expect("len"), 1);
+
+    // Removing b: both a and b get the commit; b leaves the roster.
+    let remove_b = CommitWrite {
+        group_id: g,
+        epoch: 1,
+        committer: a,
+        commit: b"commit-1",
+        welcome: None,
+        group_info: b"info-2",
+        added: &[],
+        removed: &[b],
+    };
+    let done = store.apply_commit(&remove_b).expect("commit");
+    assert_eq!((done.epoch, done.seq), (2, 2));
+    let recipients: Vec<DeviceId> = done.deliveries.iter().map(|d| d.device_id).collect();
+    assert_eq!(recipients, vec![a, b]);
+    let group = store.get_group(&g).expect("get").expect("exists");
+    assert_eq!(group.roster, vec![a]);
+
+    let unknown = CommitWrite {
+        group_id: group_id(9),
+        ..remove_b
+    };
+    assert_eq!(store.apply_commit(&unknown), Err(StoreError::NotFound));
+    assert_eq!(
+        store.append_application(&ApplicationWrite {
+            group_id: group_id(9),
+            sender: a,
+            message: b"m",
+        }),
+        Err(StoreError::NotFound)
+    );
+}
+
+/// An external commit (the committer is not in the roster) reaches the old
+/// roster and the joiner, who joins the roster.
+pub fn external_commit_echoes_to_the_joiner(h: &mut dyn Harness) {
+    let store = h.fresh();
+    let (a, b, j) = (DeviceId([1; 16]), DeviceId([2; 16]), DeviceId([3; 16]));
+    let g = group_id(1);
+    store.create_group(&g, &a, b"info-0").expect("create");
+    store
+        .apply_commit(&CommitWrite {
+            group_id: g,
+            epoch: 0,
+            committer: a,
+            commit: b"c0",
+            welcome: Some(b"w0"),
+            group_info: b"info-1",
+            added: &[b],
+            removed: &[],
+        })
+        .expect("add b");
+    let done = store
+        .apply_commit(&CommitWrite {
+            group_id: g,
+            epoch: 1,
+            committer: j,
+            commit: b"external",
+            welcome: None,
+            group_info: b"info-2",
+            added: &[j],
+            removed: &[],
+        })
+        .expect("external commit");
+    let recipients: Vec<(DeviceId, ItemKind)> = done
+        .deliveries
+        .iter()
+        .map(|d| (d.device_id, d.kind))
+        .collect();
+    assert_eq!(
+        recipients,
+        vec![
+            (a, ItemKind::Commit),
+            (b, ItemKind::Commit),
+            (j, ItemKind::Commit)
+        ]
+    );
+    let group = store.get_group(&g).expect("get").expect("exists");
+    assert_eq!(group.roster, vec![a, b, j]);
+    assert_eq!(group.epoch, 2);
+}
+
+/// Application messages get increasing seqs, reach every member but the
+/// sender in order, and stay until acked; acks are per device.
+pub fn queues_keep_order_and_ack_removes(h: &mut dyn Harness) {
+    let store = h.fresh();
+    let (a, b, c) = (DeviceId([1; 16]), DeviceId([2; 16]), DeviceId([3; 16]));
+    let g = group_id(1);
+    store.create_group(&g, &a, b"info").expect("create");
+    store
+        .apply_commit(&CommitWrite {
+            group_id: g,
+            epoch: 0,
+            committer: a,
+            commit: b"c0",
+            welcome: Some(b"w0"),
+            group_info: b"info-1",
+            added: &[b, c],
+            removed: &[],
+        })
+        .expect("add b and c");
+    let seqs: Vec<u64> = (0..5u8)
+        .map(|i| app(&*store, g, a, &[b'm', i]))
+        .collect();
+    assert_eq!(seqs, vec![2, 3, 4, 5, 6]);
+    assert_eq!(app(&*store, g, b, b"from b"), 7);
+
+    assert_eq!(store.queue_len(&a).expect("len"), 2, "commit echo + b's");
+    assert_eq!(store.queue_len(&b).expect("len"), 6, "welcome + 5");
+    assert_eq!(store.queue_len(&c).expect("len"), 7);
+    let items = store.queue_page(&c, None, 100).expect("queue");
+    let order: Vec<(u64, ItemKind)> = items.iter().map(|i| (i.seq, i.kind)).collect();
+    assert_eq!(
+        order,
+        vec![
+            (1, ItemKind::Welcome),
+            (2, ItemKind::Application),
+            (3, ItemKind::Application),
+            (4, ItemKind::Application),
+            (5, ItemKind::Application),
+            (6, ItemKind::Application),
+            (7, ItemKind::Application),
+        ]
+    );
+    assert!(
+        items.windows(2).all(|w| w[0].queue_id < w[1].queue_id),
+        "queue ids increase along the queue"
+    );
+    assert_eq!(items[1].payload.as_slice(), &[b'm', 0]);
+    assert_eq!(items[6].sender, b);
+
+    let page = store
+        .queue_page(&c, Some(items[2].queue_id), 2)
+        .expect("page");
+    assert_eq!(page, items[3..5].to_vec());
+
+    // Acking c's copies leaves b's copies of the same messages.
+    let ids: Vec<u64> = items[..3].iter().map(|i| i.queue_id).collect();
+    let mut with_unknown = ids.clone();
+    with_unknown.push(u64::MAX);
+    with_unknown.push(ids[0]);
+    assert_eq!(store.ack(&c, &with_unknown).expect("ack"), 3);
+    assert_eq!(store.ack(&c, &ids).expect("ack again"), 0, "idempotent");
+    assert_eq!(store.queue_len(&c).expect("len"), 4);
+    assert_eq!(
+        store.queue_page(&c, None, 100).expect("queue"),
+        items[3..].to_vec()
+    );
+    let b_items = store.queue_page(&b, None, 100).expect("queue");
+    assert_eq!(b_items.len(), 6);
+    assert_eq!(b_items[1].payload.as_slice(), &[b'm', 0]);
+    // Acking another device's ids removes nothing.
+    assert_eq!(store.ack(&a, &ids).expect("ack"), 0);
+    let all: Vec<u64> = b_items.iter().map(|i| i.queue_id).collect();
+    assert_eq!(store.ack(&b, &all).expect("ack"), 6);
+    assert!(store.queue_page(&b, None, 100).expect("queue").is_empty());
+    assert_eq!(store.queue_len(&b).expect("len"), 0);
+}
+
+/// A message that would overflow a recipient's queue is refused and writes
+/// nothing, not even to the other recipients.
+pub fn queue_limit_refuses_without_writing(h: &mut dyn Harness) {
+    let store = h.fresh();
+    let (a, b, c) = (DeviceId([1; 16]), DeviceId([2; 16]), DeviceId([3; 16]));
+    let g = group_id(1);
+    let g2 = group_id(2);
+    store.create_group(&g, &a, b"info").expect("create");
+    store.create_group(&g2, &a, b"info").expect("create");
+    store
+        .apply_commit(&CommitWrite {
+            group_id: g,
+            epoch: 0,
+            committer: a,
+            commit: b"c0",
+            welcome: Some(b"w0"),
+            group_info: b"info-1",
+            added: &[b],
+            removed: &[],
+        })
+        .expect("add b");
+    store
+        .apply_commit(&CommitWrite {
+            group_id: g2,
+            epoch: 0,
+            committer: a,
+            commit: b"c0",
+            welcome: Some(b"w0"),
+            group_info: b"info-1",
+            added: &[b, c],
+            removed: &[],
+        })
+        .expect("add b and c in g2");
+    // b's queue holds 2 Welcomes; fill it up with messages from a in g.
+    for _ in 2..MAX_QUEUE_LEN {
+        app(&*store, g, a, b"x");
+    }
+    assert_eq!(store.queue_len(&b).expect("len"), MAX_QUEUE_LEN);
+    let before = store.get_group(&g2).expect("get").expect("exists");
+    assert_eq!(
+        store.append_application(&ApplicationWrite {
+            group_id: g2,
+            sender: a,
+            message: b"y",
+        }),
+        Err(StoreError::QueueFull)
+    );
+    assert_eq!(
+        store.apply_commit(&CommitWrite {
+            group_id: g2,
+            epoch: 1,
+            committer: a,
+            commit: b"c1",
+            welcome: None,
+            group_info: b"info-2",
+            added: &[],
+            removed: &[],
+        }),
+        Err(StoreError::QueueFull)
+    );
+    assert_eq!(store.get_group(&g2).expect("get"), Some(before));
+    assert_eq!(store.queue_len(&c).expect("len"), 1, "only c's Welcome");
+    // After an ack there is room again.
+    let first = store.queue_page(&b, None, 1).expect("queue");
+    store.ack(&b, &[first[0].queue_id]).expect("ack");
+    app(&*store, g2, a, b"y");
+}
+
+/// Everything written and flushed is there after the store is dropped and
+/// opened again.
+pub fn state_survives_reopen(h: &mut dyn Harness) {
+    let store = h.fresh();
+    let alice = enrolled(&*store, "alice@north", 1);
+    let bob = enrolled(&*store, "bob@north", 2);
+    store.set_admin_token_hash(&[5; 32]).expect("admin");
+    store
+        .put_enrolment_token(
+            &token_hash(9),
+            &EnrolmentTokenRecord {
+                user_id: alice.user_id.clone(),
+                expires_at: NOW + 60,
+                used: false,
+            },
+        )
+        .expect("token");
+    store
+        .put_key_packages(&bob.device_id, &[b"kp-1", b"kp-2"], Some(b"last"))
+        .expect("kps");
+    store
+        .claim_key_package(&bob.device_id)
+        .expect("claim")
+        .expect("some");
+    let g = group_id(3);
+    store
+        .create_group(&g, &alice.device_id, b"info-0")
+        .expect("group");
+    store
+        .apply_commit(&CommitWrite {
+            group_id: g,
+            epoch: 0,
+            committer: alice.device_id,
+            commit: b"c0",
+            welcome: Some(b"w0"),
+            group_info: b"info-1",
+            added: &[bob.device_id],
+            removed: &[],
+        })
+        .expect("commit");
+    app(&*store, g, alice.device_id, b"hello");
+    let bob_queue = store.queue_page(&bob.device_id, None, 10).expect("queue");
+    store.flush().expect("flush");
+    drop(store);
+
+    let store = h.reopen();
+    assert_eq!(store.admin_token_hash().expect("admin"), Some([5; 32]));
+    assert!(store.get_org(&alice.user_id.org()).expect("org").is_some());
+    assert!(store.get_user(&alice.user_id).expect("user").is_some());
+    assert_eq!(
+        store.get_device(&alice.device_id).expect("device"),
+        Some(alice.clone())
+    );
+    assert_eq!(
+        store.devices_of_user(&bob.user_id).expect("devices"),
+        vec![bob.clone()]
+    );
+    assert_eq!(
+        store.key_package_stock(&bob.device_id).expect("stock"),
+        KeyPackageStock {
+            stock: 1,
+            has_last_resort: true
+        }
+    );
+    let claimed = store
+        .claim_key_package(&bob.device_id)
+        .expect("claim")
+        .expect("some");
+    assert_eq!(claimed.key_package, b"kp-2");
+    let group = store.get_group(&g).expect("group").expect("exists");
+    assert_eq!((group.epoch, group.next_seq), (1, 3));
+    assert_eq!(group.roster, vec![alice.device_id, bob.device_id]);
+    assert_eq!(
+        store.group_info(&g).expect("info"),
+        Some((1, b"info-1".to_vec()))
+    );
+    assert_eq!(
+        store.queue_page(&bob.device_id, None, 10).expect("queue"),
+        bob_queue
+    );
+    assert_eq!(bob_queue.len(), 2);
+    // The unused token still enrols once; queue ids keep increasing.
+    store
+        .enrol_device(&token_hash(9), NOW, &new_device(3))
+        .expect("enrol after reopen");
+    app(&*store, g, alice.device_id, b"again");
+    let after = store.queue_page(&bob.device_id, None, 10).expect("queue");
+    assert_eq!(after.len(), 3);
+    assert!(after[2].queue_id > after[1].queue_id);
+    assert_eq!(after[2].seq, 3);
+}

@@ -1,0 +1,340 @@
+//! The relay's durable state, behind one trait.
+//!
+//! [`Store`] is synchronous: the embedded sled backend is, and its operations
+//! are short. The one slow call, [`Store::flush`], is run on the blocking pool
+//! by the relay (see [`crate::durability`]). Every operation that must be
+//! atomic (enrolling a device with its one-time token, popping a KeyPackage,
+//! sequencing a commit with its Welcome and queue appends) is one method, so a
+//! backend implements it as one transaction.
+//!
+//! Every backend must pass [`conformance`].
+
+use cascade_protocol::frames::{Bytes, ItemKind, QueueItem};
+use cascade_protocol::{DeviceId, GroupId, OrgId, UserId};
+use serde::{Deserialize, Serialize};
+
+pub mod conformance;
+pub mod sled;
+
+pub use self::sled::SledStore;
+
+/// Why a store operation failed.
+///
+/// The first variants are outcomes a caller acts on; `Backend` and `Corrupt`
+/// are failures of the storage itself. None carries keys, tokens or payloads.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum StoreError {
+    /// The record to create exists already.
+    #[error("the record exists already")]
+    AlreadyExists,
+    /// A record the operation needs does not exist (an organisation, a
+    /// group, a device).
+    #[error("a record the operation needs does not exist")]
+    NotFound,
+    /// The enrolment token is unknown, used or expired.
+    #[error("invalid enrolment token")]
+    InvalidToken,
+    /// The group is not at the epoch the commit was made for.
+    #[error("the group is at epoch {current}")]
+    WrongEpoch {
+        /// The group's current epoch.
+        current: u64,
+    },
+    /// A recipient's queue would exceed
+    /// [`MAX_QUEUE_LEN`](cascade_protocol::limits::MAX_QUEUE_LEN); nothing
+    /// was written.
+    #[error("a recipient's queue is full")]
+    QueueFull,
+    /// The upload would take the device's single-use KeyPackage stock over
+    /// [`MAX_KEY_PACKAGE_STOCK`](cascade_protocol::limits::MAX_KEY_PACKAGE_STOCK);
+    /// nothing was written.
+    #[error("the KeyPackage stock is full")]
+    StockFull,
+    /// The storage engine failed.
+    #[error("storage backend failure: {0}")]
+    Backend(String),
+    /// A stored record does not decode.
+    #[error("corrupt record: {0}")]
+    Corrupt(String),
+}
+
+/// An organisation.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Org {
+    /// Its id.
+    pub org_id: OrgId,
+    /// Its name as people know it.
+    pub display_name: String,
+    /// Creation time, seconds since the Unix epoch.
+    pub created_at: u64,
+}
+
+/// A user of an organisation (the organisation is part of the id).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct User {
+    /// Its id, `local@org`.
+    pub user_id: UserId,
+    /// Name to show.
+    pub display_name: String,
+    /// Role in the organisation.
+    pub role: String,
+    /// Creation time, seconds since the Unix epoch.
+    pub created_at: u64,
+}
+
+/// An enrolled device.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Device {
+    /// Its id, assigned by the relay.
+    pub device_id: DeviceId,
+    /// The user it belongs to.
+    pub user_id: UserId,
+    /// The name given at enrolment.
+    pub name: String,
+    /// Its Ed25519 signature public key (32 bytes).
+    pub signature_key: Bytes,
+    /// Enrolment time, seconds since the Unix epoch.
+    pub enrolled_at: u64,
+    /// A revoked device can no longer authenticate and is not offered to
+    /// others.
+    pub revoked: bool,
+}
+
+/// A device about to be enrolled: [`Store::enrol_device`] takes the user from
+/// the token.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewDevice {
+    /// The id the relay chose.
+    pub device_id: DeviceId,
+    /// The name given at enrolment.
+    pub name: String,
+    /// Its Ed25519 signature public key (32 bytes).
+    pub signature_key: Bytes,
+    /// Enrolment time, seconds since the Unix epoch.
+    pub enrolled_at: u64,
+}
+
+/// What the relay keeps of an enrolment token (keyed by the token's SHA-256).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EnrolmentTokenRecord {
+    /// The user a device enrols for.
+    pub user_id: UserId,
+    /// Expiry, seconds since the Unix epoch; the token is invalid from then.
+    pub expires_at: u64,
+    /// A token enrols one device only.
+    pub used: bool,
+}
+
+/// A device's KeyPackage stock.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct KeyPackageStock {
+    /// Single-use KeyPackages held.
+    pub stock: u32,
+    /// Whether a last-resort KeyPackage is held.
+    pub has_last_resort: bool,
+}
+
+/// A KeyPackage handed out by [`Store::claim_key_package`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClaimedKeyPackage {
+    /// The KeyPackage (TLS-serialised `MlsMessage`).
+    pub key_package: Vec<u8>,
+    /// True if this is the last-resort KeyPackage, which stays stored.
+    pub last_resort: bool,
+    /// The device's single-use stock after the claim.
+    pub stock: u32,
+}
+
+/// A group as the relay sequences it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Group {
+    /// The group.
+    pub group_id: GroupId,
+    /// Its current epoch.
+    pub epoch: u64,
+    /// The sequence number the next accepted commit or message gets.
+    pub next_seq: u64,
+    /// Its member devices.
+    pub roster: Vec<DeviceId>,
+}
+
+/// An accepted commit with everything that lands with it, for
+/// [`Store::apply_commit`]. The caller has validated it against the group.
+#[derive(Debug, Clone, Copy)]
+pub struct CommitWrite<'a> {
+    /// The group.
+    pub group_id: GroupId,
+    /// The epoch the commit was made in; must be the group's current one.
+    pub epoch: u64,
+    /// The committing device.
+    pub committer: DeviceId,
+    /// The commit (TLS-serialised `MlsMessage`).
+    pub commit: &'a [u8],
+    /// The Welcome for `added`, if any.
+    pub welcome: Option<&'a [u8]>,
+    /// The GroupInfo of the new epoch.
+    pub group_info: &'a [u8],
+    /// Devices joining the roster.
+    pub added: &'a [DeviceId],
+    /// Devices leaving the roster.
+    pub removed: &'a [DeviceId],
+}
+
+/// An application message for [`Store::append_application`].
+#[derive(Debug, Clone, Copy)]
+pub struct ApplicationWrite<'a> {
+    /// The group.
+    pub group_id: GroupId,
+    /// The sending device (gets no copy).
+    pub sender: DeviceId,
+    /// The message (TLS-serialised `MlsMessage`).
+    pub message: &'a [u8],
+}
+
+/// One queue item written by a sequencing operation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Delivery {
+    /// The recipient device.
+    pub device_id: DeviceId,
+    /// The item's id in that device's queue.
+    pub queue_id: u64,
+    /// What the item carries.
+    pub kind: ItemKind,
+}
+
+/// The outcome of a sequencing operation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Sequenced {
+    /// The group's epoch after the operation.
+    pub epoch: u64,
+    /// The sequence number given to the commit or message.
+    pub seq: u64,
+    /// The queue items written, in roster order (Welcomes last).
+    pub deliveries: Vec<Delivery>,
+}
+
+/// The relay's durable state.
+///
+/// Writes are visible to later reads at once; they are durable only after
+/// [`Store::flush`] returns. Methods documented as atomic write all or
+/// nothing.
+pub trait Store: Send + Sync {
+    /// The SHA-256 of the admin token, if one was set.
+    fn admin_token_hash(&self) -> Result<Option<[u8; 32]>, StoreError>;
+
+    /// Sets (replaces) the SHA-256 of the admin token.
+    fn set_admin_token_hash(&self, hash: &[u8; 32]) -> Result<(), StoreError>;
+
+    /// Creates an organisation. `AlreadyExists` if the id is taken.
+    fn create_org(&self, org: &Org) -> Result<(), StoreError>;
+
+    /// Looks up an organisation.
+    fn get_org(&self, org_id: &OrgId) -> Result<Option<Org>, StoreError>;
+
+    /// Creates a user, atomically checking that its organisation exists
+    /// (`NotFound` otherwise) and the id is free (`AlreadyExists`).
+    fn create_user(&self, user: &User) -> Result<(), StoreError>;
+
+    /// Looks up a user.
+    fn get_user(&self, user_id: &UserId) -> Result<Option<User>, StoreError>;
+
+    /// The users of an organisation, ordered by id.
+    fn list_users(&self, org_id: &OrgId) -> Result<Vec<User>, StoreError>;
+
+    /// Stores an enrolment token's record under the token's SHA-256.
+    fn put_enrolment_token(
+        &self,
+        token_hash: &[u8; 32],
+        token: &EnrolmentTokenRecord,
+    ) -> Result<(), StoreError>;
+
+    /// Atomically spends an enrolment token and creates the device for the
+    /// token's user. `InvalidToken` if the token is unknown, used or expired
+    /// at `now` (the same error for all three); `AlreadyExists` if the device
+    /// id is taken.
+    fn enrol_device(
+        &self,
+        token_hash: &[u8; 32],
+        now: u64,
+        device: &NewDevice,
+    ) -> Result<Device, StoreError>;
+
+    /// Looks up a device (revoked ones too).
+    fn get_device(&self, device_id: &DeviceId) -> Result<Option<Device>, StoreError>;
+
+    /// Every device of a user, revoked ones too, ordered by device id.
+    fn devices_of_user(&self, user_id: &UserId) -> Result<Vec<Device>, StoreError>;
+
+    /// Marks a device revoked. `NotFound` if it does not exist.
+    fn revoke_device(&self, device_id: &DeviceId) -> Result<(), StoreError>;
+
+    /// Atomically appends single-use KeyPackages to a device's stock and, if
+    /// given, replaces its last-resort KeyPackage. `StockFull` (and nothing
+    /// stored) if the stock would exceed the limit. Returns the new stock.
+    fn put_key_packages(
+        &self,
+        device_id: &DeviceId,
+        key_packages: &[&[u8]],
+        last_resort: Option<&[u8]>,
+    ) -> Result<u32, StoreError>;
+
+    /// A device's KeyPackage stock.
+    fn key_package_stock(&self, device_id: &DeviceId) -> Result<KeyPackageStock, StoreError>;
+
+    /// Atomically takes the oldest single-use KeyPackage of a device or, when
+    /// there is none, returns (without consuming) its last-resort one.
+    fn claim_key_package(
+        &self,
+        device_id: &DeviceId,
+    ) -> Result<Option<ClaimedKeyPackage>, StoreError>;
+
+    /// Creates a group at epoch 0 with the creator as its only member and
+    /// `next_seq` 1. `AlreadyExists` if the id is taken.
+    fn create_group(
+        &self,
+        group_id: &GroupId,
+        creator: &DeviceId,
+        group_info: &[u8],
+    ) -> Result<(), StoreError>;
+
+    /// Looks up a group.
+    fn get_group(&self, group_id: &GroupId) -> Result<Option<Group>, StoreError>;
+
+    /// The latest GroupInfo of a group with the epoch it belongs to (read
+    /// together).
+    fn group_info(&self, group_id: &GroupId) -> Result<Option<(u64, Vec<u8>)>, StoreError>;
+
+    /// Atomically sequences a commit: checks the epoch (`WrongEpoch`),
+    /// advances it, takes the next sequence number, updates the roster
+    /// (minus `removed`, plus `added`) and the GroupInfo, and appends a
+    /// `Commit` item to the queue of every device of the old roster and of
+    /// the committer, and a `Welcome` item with the same seq to every added
+    /// device. `QueueFull` (nothing written) if a queue would overflow;
+    /// `NotFound` if the group does not exist.
+    fn apply_commit(&self, commit: &CommitWrite<'_>) -> Result<Sequenced, StoreError>;
+
+    /// Atomically sequences an application message: takes the next sequence
+    /// number and appends an `Application` item to the queue of every roster
+    /// device except the sender. `QueueFull` (nothing written) if a queue
+    /// would overflow; `NotFound` if the group does not exist.
+    fn append_application(&self, message: &ApplicationWrite<'_>) -> Result<Sequenced, StoreError>;
+
+    /// Up to `limit` items of a device's queue with ids greater than `after`,
+    /// in queue-id order.
+    fn queue_page(
+        &self,
+        device_id: &DeviceId,
+        after: Option<u64>,
+        limit: usize,
+    ) -> Result<Vec<QueueItem>, StoreError>;
+
+    /// How many items a device's queue holds.
+    fn queue_len(&self, device_id: &DeviceId) -> Result<u64, StoreError>;
+
+    /// Removes items from a device's queue, ignoring ids it does not hold.
+    /// Returns how many were removed.
+    fn ack(&self, device_id: &DeviceId, queue_ids: &[u64]) -> Result<u64, StoreError>;
+
+    /// Makes every write that returned before this call durable. Blocks.
+    fn flush(&self) -> Result<(), StoreError>;
+}

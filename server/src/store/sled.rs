@@ -1,0 +1,903 @@
+//! The embedded default backend: sled 0.34, one database in one directory.
+//!
+//! Layout (one sled tree each; records are CBOR, counters 8-byte big-endian):
+//!
+//! | tree           | key                              | value                      |
+//! |----------------|----------------------------------|----------------------------|
+//! | `meta`         | `admin_token_sha256`             | 32 bytes                   |
+//! | `orgs`         | org id                           | [`Org`]                    |
+//! | `users`        | org id, 0, user id               | [`User`]                   |
+//! | `devices`      | device id                        | [`Device`]                 |
+//! | `user_devices` | user id, 0, device id            | empty                      |
+//! | `tokens`       | SHA-256 of the token             | [`EnrolmentTokenRecord`]   |
+//! | `kp`           | device id, index                 | KeyPackage bytes           |
+//! | `kp_meta`      | device id                        | next claim, next upload    |
+//! | `kp_last`      | device id                        | last-resort KeyPackage     |
+//! | `groups`       | group id                         | `GroupRecord`              |
+//! | `group_seq`    | group id                         | next sequence number       |
+//! | `group_info`   | group id                         | `GroupInfoRecord`          |
+//! | `queue`        | device id, queue id              | `QueueEntry`               |
+//! | `queue_len`    | device id                        | item count                 |
+//! | `payloads`     | group id, seq, kind tag          | `PayloadRecord`            |
+//!
+//! A payload is stored once and referenced by every queue entry that
+//! delivers it, with a reference count, so a commit to a large group is not
+//! copied into every member's queue. Multi-key invariants are only written
+//! inside sled transactions.
+
+use std::path::Path;
+
+use ::sled::transaction::{ConflictableTransactionError, TransactionError, TransactionalTree};
+use ::sled::{IVec, Transactional, Tree};
+use cascade_protocol::frames::{Bytes, ItemKind, QueueItem};
+use cascade_protocol::limits::{MAX_KEY_PACKAGE_STOCK, MAX_QUEUE_LEN};
+use cascade_protocol::{DeviceId, GroupId, OrgId, UserId};
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+
+use super::{
+    ApplicationWrite, ClaimedKeyPackage, CommitWrite, Delivery, Device, EnrolmentTokenRecord,
+    Group, KeyPackageStock, NewDevice, Org, Sequenced, Store, StoreError, User,
+};
+
+const ADMIN_TOKEN_KEY: &[u8] = b"admin_token_sha256";
+
+/// A group's sequencing state (the sequence counter and GroupInfo live in
+/// their own trees so that an application message rewrites 8 bytes only).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+struct GroupRecord {
+    group_id: GroupId,
+    epoch: u64,
+    roster: Vec<DeviceId>,
+}
+
+/// The latest GroupInfo with the epoch it belongs to.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+struct GroupInfoRecord {
+    epoch: u64,
+    group_info: Bytes,
+}
+
+/// One queue item; the payload is in `payloads`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+struct QueueEntry {
+    group_id: GroupId,
+    seq: u64,
+    sender: DeviceId,
+    kind: ItemKind,
+}
+
+/// A payload shared by `refs` queue entries.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+struct PayloadRecord {
+    refs: u32,
+    payload: Bytes,
+}
+
+type TxResult<T> = Result<T, ConflictableTransactionError<StoreError>>;
+
+impl From<::sled::Error> for StoreError {
+    fn from(e: ::sled::Error) -> Self {
+        StoreError::Backend(e.to_string())
+    }
+}
+
+impl From<TransactionError<StoreError>> for StoreError {
+    fn from(e: TransactionError<StoreError>) -> Self {
+        match e {
+            TransactionError::Abort(e) => e,
+            TransactionError::Storage(e) => e.into(),
+        }
+    }
+}
+
+fn abort<T>(e: StoreError) -> TxResult<T> {
+    Err(ConflictableTransactionError::Abort(e))
+}
+
+fn encode<T: Serialize>(value: &T) -> Vec<u8> {
+    let mut out = Vec::new();
+    ciborium::into_writer(value, &mut out).expect("serialising to a Vec cannot fail");
+    out
+}
+
+fn decode<T: DeserializeOwned>(bytes: &[u8], what: &str) -> Result<T, StoreError> {
+    ciborium::from_reader(bytes).map_err(|_| StoreError::Corrupt(format!("{what} record")))
+}
+
+fn decode_tx<T: DeserializeOwned>(bytes: &[u8], what: &str) -> TxResult<T> {
+    decode(bytes, what).map_err(ConflictableTransactionError::Abort)
+}
+
+fn counter(value: Option<IVec>) -> Result<u64, StoreError> {
+    match value {
+        None => Ok(0),
+        Some(v) => <[u8; 8]>::try_from(v.as_ref())
+            .map(u64::from_be_bytes)
+            .map_err(|_| StoreError::Corrupt("counter".into())),
+    }
+}
+
+fn counter_tx(value: Option<IVec>) -> TxResult<u64> {
+    counter(value).map_err(ConflictableTransactionError::Abort)
+}
+
+/// KeyPackage indices of a device: the next to claim and the next to fill.
+fn kp_meta(value: Option<IVec>) -> TxResult<(u64, u64)> {
+    match value {
+        None => Ok((0, 0)),
+        Some(v) if v.len() == 16 => {
+            let head = u64::from_be_bytes(v[..8].try_into().expect("8 bytes"));
+            let tail = u64::from_be_bytes(v[8..].try_into().expect("8 bytes"));
+            Ok((head, tail))
+        }
+        Some(_) => abort(StoreError::Corrupt("KeyPackage counters".into())),
+    }
+}
+
+fn kp_meta_bytes(head: u64, tail: u64) -> [u8; 16] {
+    let mut out = [0; 16];
+    out[..8].copy_from_slice(&head.to_be_bytes());
+    out[8..].copy_from_slice(&tail.to_be_bytes());
+    out
+}
+
+fn stock_of(head: u64, tail: u64) -> u32 {
+    u32::try_from(tail.saturating_sub(head)).unwrap_or(u32::MAX)
+}
+
+fn device_index_key(device: &DeviceId, index: u64) -> [u8; 24] {
+    let mut out = [0; 24];
+    out[..16].copy_from_slice(device.as_bytes());
+    out[16..].copy_from_slice(&index.to_be_bytes());
+    out
+}
+
+fn user_key(user: &UserId) -> Vec<u8> {
+    let mut out = org_prefix(&user.org());
+    out.extend_from_slice(user.as_str().as_bytes());
+    out
+}
+
+fn org_prefix(org: &OrgId) -> Vec<u8> {
+    let mut out = org.as_str().as_bytes().to_vec();
+    out.push(0);
+    out
+}
+
+fn user_devices_prefix(user: &UserId) -> Vec<u8> {
+    let mut out = user.as_str().as_bytes().to_vec();
+    out.push(0);
+    out
+}
+
+fn user_device_key(user: &UserId, device: &DeviceId) -> Vec<u8> {
+    let mut out = user_devices_prefix(user);
+    out.extend_from_slice(device.as_bytes());
+    out
+}
+
+fn kind_tag(kind: ItemKind) -> u8 {
+    match kind {
+        ItemKind::Commit => 1,
+        ItemKind::Application => 2,
+        ItemKind::Welcome => 3,
+    }
+}
+
+fn payload_key(group: &GroupId, seq: u64, kind: ItemKind) -> [u8; 25] {
+    let mut out = [0; 25];
+    out[..16].copy_from_slice(group.as_bytes());
+    out[16..24].copy_from_slice(&seq.to_be_bytes());
+    out[24] = kind_tag(kind);
+    out
+}
+
+/// The sled backend of [`Store`].
+pub struct SledStore {
+    db: ::sled::Db,
+    meta: Tree,
+    orgs: Tree,
+    users: Tree,
+    devices: Tree,
+    user_devices: Tree,
+    tokens: Tree,
+    kp: Tree,
+    kp_meta: Tree,
+    kp_last: Tree,
+    groups: Tree,
+    group_seq: Tree,
+    group_info: Tree,
+    queue: Tree,
+    queue_len: Tree,
+    payloads: Tree,
+}
+
+impl SledStore {
+    /// Opens (creating if needed) the database in directory `path`. Only one
+    /// process may have it open.
+    pub fn open(path: &Path) -> Result<Self, StoreError> {
+        Self::from_db(::sled::Config::new().path(path).open()?)
+    }
+
+    /// A database that lives in a temporary directory and is deleted when
+    /// dropped; for tests.
+    pub fn open_temporary() -> Result<Self, StoreError> {
+        Self::from_db(::sled::Config::new().temporary(true).open()?)
+    }
+
+    fn from_db(db: ::sled::Db) -> Result<Self, StoreError> {
+        let tree = |name: &str| db.open_tree(name);
+        Ok(Self {
+            meta: tree("meta")?,
+            orgs: tree("orgs")?,
+            users: tree("users")?,
+            devices: tree("devices")?,
+            user_devices: tree("user_devices")?,
+            tokens: tree("tokens")?,
+            kp: tree("kp")?,
+            kp_meta: tree("kp_meta")?,
+            kp_last: tree("kp_last")?,
+            groups: tree("groups")?,
+            group_seq: tree("group_seq")?,
+            group_info: tree("group_info")?,
+            queue: tree("queue")?,
+            queue_len: tree("queue_len")?,
+            payloads: tree("payloads")?,
+            db,
+        })
+    }
+}
+
+/// Appends one entry to a device's queue inside a transaction, enforcing the
+/// queue limit. Returns the new queue id.
+fn append_entry(
+    queue: &TransactionalTree,
+    lens: &TransactionalTree,
+    device: &DeviceId,
+    entry: &[u8],
+) -> TxResult<u64> {
+    let len = counter_tx(lens.get(device.as_bytes())?)?;
+    if len >= MAX_QUEUE_LEN {
+        return abort(StoreError::QueueFull);
+    }
+    let queue_id = queue.generate_id()?;
+    queue.insert(&device_index_key(device, queue_id)[..], entry)?;
+    lens.insert(device.as_bytes(), &(len + 1).to_be_bytes()[..])?;
+    Ok(queue_id)
+}
+
+/// Appends `kind` items for `group`/`seq` to every recipient and stores the
+/// shared payload.
+#[allow(clippy::too_many_arguments)]
+fn append_to_all(
+    queue: &TransactionalTree,
+    lens: &TransactionalTree,
+    payloads: &TransactionalTree,
+    recipients: &[DeviceId],
+    entry: &QueueEntry,
+    payload: &[u8],
+    deliveries: &mut Vec<Delivery>,
+) -> TxResult<()> {
+    if recipients.is_empty() {
+        return Ok(());
+    }
+    let bytes = encode(entry);
+    for device in recipients {
+        let queue_id = append_entry(queue, lens, device, &bytes)?;
+        deliveries.push(Delivery {
+            device_id: *device,
+            queue_id,
+            kind: entry.kind,
+        });
+    }
+    let refs = u32::try_from(recipients.len()).expect("rosters are far smaller than u32::MAX");
+    let record = PayloadRecord {
+        refs,
+        payload: Bytes::from(payload.to_vec()),
+    };
+    payloads.insert(
+        &payload_key(&entry.group_id, entry.seq, entry.kind)[..],
+        encode(&record),
+    )?;
+    Ok(())
+}
+
+fn load_group(groups: &TransactionalTree, group_id: &GroupId) -> TxResult<GroupRecord> {
+    match groups.get(group_id.as_bytes())? {
+        Some(raw) => decode_tx(&raw, "group"),
+        None => abort(StoreError::NotFound),
+    }
+}
+
+fn load_seq(seqs: &TransactionalTree, group_id: &GroupId) -> TxResult<u64> {
+    match seqs.get(group_id.as_bytes())? {
+        Some(raw) => counter_tx(Some(raw)),
+        None => abort(StoreError::Corrupt("group without sequence counter".into())),
+    }
+}
+
+impl Store for SledStore {
+    fn admin_token_hash(&self) -> Result<Option<[u8; 32]>, StoreError> {
+        match self.meta.get(ADMIN_TOKEN_KEY)? {
+            None => Ok(None),
+            Some(v) => <[u8; 32]>::try_from(v.as_ref())
+                .map(Some)
+                .map_err(|_| StoreError::Corrupt("admin token hash".into())),
+        }
+    }
+
+    fn set_admin_token_hash(&self, hash: &[u8; 32]) -> Result<(), StoreError> {
+        self.meta.insert(ADMIN_TOKEN_KEY, &hash[..])?;
+        Ok(())
+    }
+
+    fn create_org(&self, org: &Org) -> Result<(), StoreError> {
+        let key = org.org_id.as_str().as_bytes();
+        match self
+            .orgs
+            .compare_and_swap(key, None::<&[u8]>, Some(encode(org)))?
+        {
+            Ok(()) => Ok(()),
+            Err(_) => Err(StoreError::AlreadyExists),
+        }
+    }
+
+    fn get_org(&self, org_id: &OrgId) -> Result<Option<Org>, StoreError> {
+        self.orgs
+            .get(org_id.as_str().as_bytes())?
+            .map(|v| decode(&v, "org"))
+            .transpose()
+    }
+
+    fn create_user(&self, user: &User) -> Result<(), StoreError> {
+        let org_key = user.user_id.org();
+        let key = user_key(&user.user_id);
+        let value = encode(user);
+        (&self.orgs, &self.users).transaction(|(orgs, users)| {
+            if orgs.get(org_key.as_str().as_bytes())?.is_none() {
+                return abort(StoreError::NotFound);
+            }
+            if users.get(&key)?.is_some() {
+                return abort(StoreError::AlreadyExists);
+            }
+            users.insert(&key[..], &value[..])?;
+            Ok(())
+        })?;
+        Ok(())
+    }
+
+    fn get_user(&self, user_id: &UserId) -> Result<Option<User>, StoreError> {
+        self.users
+            .get(user_key(user_id))?
+            .map(|v| decode(&v, "user"))
+            .transpose()
+    }
+
+    fn list_users(&self, org_id: &OrgId) -> Result<Vec<User>, StoreError> {
+        self.users
+            .scan_prefix(org_prefix(org_id))
+            .map(|kv| decode(&kv?.1, "user"))
+            .collect()
+    }
+
+    fn put_enrolment_token(
+        &self,
+        token_hash: &[u8; 32],
+        token: &EnrolmentTokenRecord,
+    ) -> Result<(), StoreError> {
+        self.tokens.insert(&token_hash[..], encode(token))?;
+        Ok(())
+    }
+
+    fn enrol_device(
+        &self,
+        token_hash: &[u8; 32],
+        now: u64,
+        new: &NewDevice,
+    ) -> Result<Device, StoreError> {
+        let device = (&self.tokens, &self.users, &self.devices, &self.user_devices).transaction(
+            |(tokens, users, devices, user_devices)| {
+                let Some(raw) = tokens.get(token_hash)? else {
+                    return abort(StoreError::InvalidToken);
+                };
+                let mut token: EnrolmentTokenRecord = decode_tx(&raw, "enrolment token")?;
+                if token.used || now >= token.expires_at {
+                    return abort(StoreError::InvalidToken);
+                }
+                if users.get(user_key(&token.user_id))?.is_none() {
+                    return abort(StoreError::InvalidToken);
+                }
+                if devices.get(new.device_id.as_bytes())?.is_some() {
+                    return abort(StoreError::AlreadyExists);
+                }
+                token.used = true;
+                let device = Device {
+                    device_id: new.device_id,
+                    user_id: token.user_id.clone(),
+                    name: new.name.clone(),
+                    signature_key: new.signature_key.clone(),
+                    enrolled_at: new.enrolled_at,
+                    revoked: false,
+                };
+                tokens.insert(&token_hash[..], encode(&token))?;
+                devices.insert(&new.device_id.as_bytes()[..], encode(&device))?;
+                user_devices.insert(user_device_key(&token.user_id, &new.device_id), &[][..])?;
+                Ok(device)
+            },
+        )?;
+        Ok(device)
+    }
+
+    fn get_device(&self, device_id: &DeviceId) -> Result<Option<Device>, StoreError> {
+        self.devices
+            .get(device_id.as_bytes())?
+            .map(|v| decode(&v, "device"))
+            .transpose()
+    }
+
+    fn devices_of_user(&self, user_id: &UserId) -> Result<Vec<Device>, StoreError> {
+        let prefix = user_devices_prefix(user_id);
+        let mut out = Vec::new();
+        for kv in self.user_devices.scan_prefix(&prefix) {
+            let (key, _) = kv?;
+            let id = DeviceId::from_slice(&key[prefix.len()..])
+                .map_err(|_| StoreError::Corrupt("user device index".into()))?;
+            match self.get_device(&id)? {
+                Some(device) => out.push(device),
+                None => return Err(StoreError::Corrupt("user device index".into())),
+            }
+        }
+        Ok(out)
+    }
+
+    fn revoke_device(&self, device_id: &DeviceId) -> Result<(), StoreError> {
+        self.devices.transaction(|devices| {
+            let Some(raw) = devices.get(device_id.as_bytes())? else {
+                return abort(StoreError::NotFound);
+            };
+            let mut device: Device = decode_tx(&raw, "device")?;
+            device.revoked = true;
+            devices.insert(&device_id.as_bytes()[..], encode(&device))?;
+            Ok(())
+        })?;
+        Ok(())
+    }
+
+    fn put_key_packages(
+        &self,
+        device_id: &DeviceId,
+        key_packages: &[&[u8]],
+        last_resort: Option<&[u8]>,
+    ) -> Result<u32, StoreError> {
+        let stock = (&self.kp, &self.kp_meta, &self.kp_last).transaction(|(kp, meta, last)| {
+            let (head, mut tail) = kp_meta(meta.get(device_id.as_bytes())?)?;
+            let new_stock = u64::from(stock_of(head, tail)) + key_packages.len() as u64;
+            if new_stock > u64::from(MAX_KEY_PACKAGE_STOCK) {
+                return abort(StoreError::StockFull);
+            }
+            for package in key_packages {
+                kp.insert(&device_index_key(device_id, tail)[..], *package)?;
+                tail += 1;
+            }
+            meta.insert(&device_id.as_bytes()[..], &kp_meta_bytes(head, tail)[..])?;
+            if let Some(package) = last_resort {
+                last.insert(&device_id.as_bytes()[..], package)?;
+            }
+            Ok(stock_of(head, tail))
+        })?;
+        Ok(stock)
+    }
+
+    fn key_package_stock(&self, device_id: &DeviceId) -> Result<KeyPackageStock, StoreError> {
+        let (head, tail) = kp_meta(self.kp_meta.get(device_id.as_bytes())?)
+            .map_err(|_| StoreError::Corrupt("KeyPackage counters".into()))?;
+        Ok(KeyPackageStock {
+            stock: stock_of(head, tail),
+            has_last_resort: self.kp_last.contains_key(device_id.as_bytes())?,
+        })
+    }
+
+    fn claim_key_package(
+        &self,
+        device_id: &DeviceId,
+    ) -> Result<Option<ClaimedKeyPackage>, StoreError> {
+        let claimed = (&self.kp, &self.kp_meta, &self.kp_last).transaction(|(kp, meta, last)| {
+            let (head, tail) = kp_meta(meta.get(device_id.as_bytes())?)?;
+            if head < tail {
+                let key = device_index_key(device_id, head);
+                let Some(package) = kp.remove(&key[..])? else {
+                    return abort(StoreError::Corrupt("missing KeyPackage".into()));
+                };
+                meta.insert(&device_id.as_bytes()[..], &kp_meta_bytes(head + 1, tail)[..])?;
+                return Ok(Some(ClaimedKeyPackage {
+                    key_package: package.to_vec(),
+                    last_resort: false,
+                    stock: stock_of(head + 1, tail),
+                }));
+            }
+            Ok(last
+                .get(device_id.as_bytes())?
+                .map(|package| ClaimedKeyPackage {
+                    key_package: package.to_vec(),
+                    last_resort: true,
+                    stock: 0,
+                }))
+        })?;
+        Ok(claimed)
+    }
+
+    fn create_group(
+        &self,
+        group_id: &GroupId,
+        creator: &DeviceId,
+        group_info: &[u8],
+    ) -> Result<(), StoreError> {
+        let record = encode(&GroupRecord {
+            group_id: *group_id,
+            epoch: 0,
+            roster: vec![*creator],
+        });
+        let info = encode(&GroupInfoRecord {
+            epoch: 0,
+            group_info: Bytes::from(group_info.to_vec()),
+        });
+        (&self.groups, &self.group_seq, &self.group_info).transaction(|(groups, seqs, infos)| {
+            let key = &group_id.as_bytes()[..];
+            if groups.get(key)?.is_some() {
+                return abort(StoreError::AlreadyExists);
+            }
+            groups.insert(key, &record[..])?;
+            seqs.insert(key, &1u64.to_be_bytes()[..])?;
+            infos.insert(key, &info[..])?;
+            Ok(())
+        })?;
+        Ok(())
+    }
+
+    fn get_group(&self, group_id: &GroupId) -> Result<Option<Group>, StoreError> {
+        let Some(raw) = self.groups.get(group_id.as_bytes())? else {
+            return Ok(None);
+        };
+        let record: GroupRecord = decode(&raw, "group")?;
+        let next_seq = counter(self.group_seq.get(group_id.as_bytes())?)?;
+        Ok(Some(Group {
+            group_id: record.group_id,
+            epoch: record.epoch,
+            next_seq,
+            roster: record.roster,
+        }))
+    }
+
+    fn group_info(&self, group_id: &GroupId) -> Result<Option<(u64, Vec<u8>)>, StoreError> {
+        let Some(raw) = self.group_info.get(group_id.as_bytes())? else {
+            return Ok(None);
+        };
+        let record: GroupInfoRecord = decode(&raw, "group info")?;
+        Ok(Some((record.epoch, record.group_info.into_vec())))
+    }
+
+    fn apply_commit(&self, c: &CommitWrite<'_>) -> Result<Sequenced, StoreError> {
+        let trees = (
+            &self.groups,
+            &self.group_seq,
+            &self.group_info,
+            &self.queue,
+            &self.queue_len,
+            &self.payloads,
+        );
+        let sequenced = trees.transaction(|(groups, seqs, infos, queue, lens, payloads)| {
+            let key = &c.group_id.as_bytes()[..];
+            let mut group = load_group(groups, &c.group_id)?;
+            if group.epoch != c.epoch {
+                return abort(StoreError::WrongEpoch {
+                    current: group.epoch,
+                });
+            }
+            let seq = load_seq(seqs, &c.group_id)?;
+            let mut deliveries = Vec::new();
+
+            let mut commit_recipients = group.roster.clone();
+            if !commit_recipients.contains(&c.committer) {
+                commit_recipients.push(c.committer);
+            }
+            let commit_entry = QueueEntry {
+                group_id: c.group_id,
+                seq,
+                sender: c.committer,
+                kind: ItemKind::Commit,
+            };
+            append_to_all(
+                queue,
+                lens,
+                payloads,
+                &commit_recipients,
+                &commit_entry,
+                c.commit,
+                &mut deliveries,
+            )?;
+            if let Some(welcome) = c.welcome {
+                let welcome_entry = QueueEntry {
+                    kind: ItemKind::Welcome,
+                    ..commit_entry
+                };
+                append_to_all(
+                    queue,
+                    lens,
+                    payloads,
+                    c.added,
+                    &welcome_entry,
+                    welcome,
+                    &mut deliveries,
+                )?;
+            }
+
+            group.roster.retain(|d| !c.removed.contains(d));
+            for device in c.added {
+                if !group.roster.contains(device) {
+                    group.roster.push(*device);
+                }
+            }
+            group.epoch += 1;
+            let info = GroupInfoRecord {
+                epoch: group.epoch,
+                group_info: Bytes::from(c.group_info.to_vec()),
+            };
+            groups.insert(key, encode(&group))?;
+            seqs.insert(key, &(seq + 1).to_be_bytes()[..])?;
+            infos.insert(key, encode(&info))?;
+            Ok(Sequenced {
+                epoch: group.epoch,
+                seq,
+                deliveries,
+            })
+        })?;
+        Ok(sequenced)
+    }
+
+    fn append_application(&self, m: &ApplicationWrite<'_>) -> Result<Sequenced, StoreError> {
+        let trees = (
+            &self.groups,
+            &self.group_seq,
+            &self.queue,
+            &self.queue_len,
+            &self.payloads,
+        );
+        let sequenced = trees.transaction(|(groups, seqs, queue, lens, payloads)| {
+            let group = load_group(groups, &m.group_id)?;
+            let seq = load_seq(seqs, &m.group_id)?;
+            let recipients: Vec<DeviceId> = group
+                .roster
+                .iter()
+                .copied()
+                .filter(|d| *d != m.sender)
+                .collect();
+            let entry = QueueEntry {
+                group_id: m.group_id,
+                seq,
+                sender: m.sender,
+                kind: ItemKind::Application,
+            };
+            let mut deliveries = Vec::new();
+            append_to_all(
+                queue,
+                lens,
+                payloads,
+                &recipients,
+                &entry,
+                m.message,
+                &mut deliveries,
+            )?;
+            seqs.insert(&m.group_id.as_bytes()[..], &(seq + 1).to_be_bytes()[..])?;
+            Ok(Sequenced {
+                epoch: group.epoch,
+                seq,
+                deliveries,
+            })
+        })?;
+        Ok(sequenced)
+    }
+
+    fn queue_page(
+        &self,
+        device_id: &DeviceId,
+        after: Option<u64>,
+        limit: usize,
+    ) -> Result<Vec<QueueItem>, StoreError> {
+        let first = match after {
+            None => 0,
+            Some(u64::MAX) => return Ok(Vec::new()),
+            Some(id) => id + 1,
+        };
+        let start = device_index_key(device_id, first);
+        let end = device_index_key(device_id, u64::MAX);
+        let mut out = Vec::new();
+        for kv in self.queue.range(start..=end) {
+            if out.len() >= limit {
+                break;
+            }
+            let (key, value) = kv?;
+            let queue_id = u64::from_be_bytes(key[16..24].try_into().expect("24-byte queue key"));
+            let entry: QueueEntry = decode(&value, "queue entry")?;
+            let payload_key = payload_key(&entry.group_id, entry.seq, entry.kind);
+            // Missing only if the item was acked since the scan read it.
+            let Some(raw) = self.payloads.get(payload_key)? else {
+                continue;
+            };
+            let payload: PayloadRecord = decode(&raw, "payload")?;
+            out.push(QueueItem {
+                queue_id,
+                group_id: entry.group_id,
+                seq: entry.seq,
+                sender: entry.sender,
+                kind: entry.kind,
+                payload: payload.payload,
+            });
+        }
+        Ok(out)
+    }
+
+    fn queue_len(&self, device_id: &DeviceId) -> Result<u64, StoreError> {
+        counter(self.queue_len.get(device_id.as_bytes())?)
+    }
+
+    fn ack(&self, device_id: &DeviceId, queue_ids: &[u64]) -> Result<u64, StoreError> {
+        let mut ids = queue_ids.to_vec();
+        ids.sort_unstable();
+        ids.dedup();
+        let removed = (&self.queue, &self.queue_len, &self.payloads).transaction(
+            |(queue, lens, payloads)| {
+                let mut removed = 0u64;
+                for id in &ids {
+                    let Some(raw) = queue.remove(&device_index_key(device_id, *id)[..])? else {
+                        continue;
+                    };
+                    removed += 1;
+                    let entry: QueueEntry = decode_tx(&raw, "queue entry")?;
+                    let key = payload_key(&entry.group_id, entry.seq, entry.kind);
+                    if let Some(raw) = payloads.get(key)? {
+                        let mut record: PayloadRecord = decode_tx(&raw, "payload")?;
+                        if record.refs <= 1 {
+                            payloads.remove(&key[..])?;
+                        } else {
+                            record.refs -= 1;
+                            payloads.insert(&key[..], encode(&record))?;
+                        }
+                    }
+                }
+                if removed > 0 {
+                    let len = counter_tx(lens.get(device_id.as_bytes())?)?;
+                    lens.insert(
+                        &device_id.as_bytes()[..],
+                        &len.saturating_sub(removed).to_be_bytes()[..],
+                    )?;
+                }
+                Ok::<_, ConflictableTransactionError<StoreError>>(removed)
+            },
+        )?;
+        Ok(removed)
+    }
+
+    fn flush(&self) -> Result<(), StoreError> {
+        self.db.flush()?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::conformance::{self, Harness};
+    use std::sync::Arc;
+
+    /// Opens sled stores in temporary directories.
+    struct SledHarness {
+        dirs: Vec<tempfile::TempDir>,
+    }
+
+    impl Harness for SledHarness {
+        fn fresh(&mut self) -> Arc<dyn Store> {
+            self.dirs.push(tempfile::tempdir().expect("temp dir"));
+            self.reopen()
+        }
+
+        fn reopen(&mut self) -> Arc<dyn Store> {
+            let dir = self.dirs.last().expect("fresh was called");
+            Arc::new(SledStore::open(dir.path()).expect("open sled"))
+        }
+    }
+
+    crate::store_conformance_tests!(SledHarness { dirs: Vec::new() });
+
+    /// Pins the on-disk encoding of every record (STYLE.md #10). Run with
+    /// `UPDATE_GOLDEN=1` after a deliberate change of the disk format.
+    #[test]
+    fn record_encodings_are_pinned() {
+        let device = DeviceId([0x11; 16]);
+        let group = GroupId([0x22; 16]);
+        let user = UserId::new("alice@north-trust").expect("valid");
+        let samples: Vec<(&str, Vec<u8>)> = vec![
+            (
+                "org",
+                encode(&Org {
+                    org_id: OrgId::new("north-trust").expect("valid"),
+                    display_name: "North Trust".into(),
+                    created_at: 1_700_000_000,
+                }),
+            ),
+            (
+                "user",
+                encode(&User {
+                    user_id: user.clone(),
+                    display_name: "Alice".into(),
+                    role: "Nurse".into(),
+                    created_at: 1_700_000_001,
+                }),
+            ),
+            (
+                "device",
+                encode(&Device {
+                    device_id: device,
+                    user_id: user.clone(),
+                    name: "Ward 7".into(),
+                    signature_key: Bytes::from(vec![0x33; 32]),
+                    enrolled_at: 1_700_000_002,
+                    revoked: false,
+                }),
+            ),
+            (
+                "enrolment_token",
+                encode(&EnrolmentTokenRecord {
+                    user_id: user,
+                    expires_at: 1_700_003_600,
+                    used: true,
+                }),
+            ),
+            (
+                "group",
+                encode(&GroupRecord {
+                    group_id: group,
+                    epoch: 3,
+                    roster: vec![device],
+                }),
+            ),
+            (
+                "group_info",
+                encode(&GroupInfoRecord {
+                    epoch: 3,
+                    group_info: Bytes::from(vec![0, 1, 0, 4]),
+                }),
+            ),
+            (
+                "queue_entry",
+                encode(&QueueEntry {
+                    group_id: group,
+                    seq: 9,
+                    sender: device,
+                    kind: ItemKind::Welcome,
+                }),
+            ),
+            (
+                "payload",
+                encode(&PayloadRecord {
+                    refs: 2,
+                    payload: Bytes::from(vec![0, 1, 0, 2]),
+                }),
+            ),
+            ("queue_key", device_index_key(&device, 258).to_vec()),
+            ("payload_key", payload_key(&group, 9, ItemKind::Commit).to_vec()),
+            ("kp_meta", kp_meta_bytes(1, 5).to_vec()),
+            ("user_key", user_key(&UserId::new("bob@b").expect("valid"))),
+        ];
+        let actual: String = samples
+            .iter()
+            .map(|(name, bytes)| format!("{name} {}\n", hex::encode(bytes)))
+            .collect();
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/src/store/golden.txt");
+        if std::env::var_os("UPDATE_GOLDEN").is_some() {
+            std::fs::write(path, &actual).expect("write golden file");
+        }
+        let expected = std::fs::read_to_string(path).expect("golden file; run with UPDATE_GOLDEN=1");
+        assert_eq!(actual, expected, "the disk format changed");
+    }
+}
