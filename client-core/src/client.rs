@@ -28,6 +28,7 @@ type Job = Box<dyn FnOnce(&mut Engine, u64) + Send>;
 enum Cmd {
     Job(Job),
     SetPaused(bool),
+    Shutdown(oneshot::Sender<()>),
 }
 
 /// Milliseconds since the Unix epoch.
@@ -238,15 +239,12 @@ impl Client {
 
     /// Stops the background task after the current step. Everything durable
     /// is already on disk.
+    /// Other clones stop working too ([`CoreError::Closed`]).
     pub async fn shutdown(self) {
         let (tx, rx) = oneshot::channel::<()>();
-        let job: Job = Box::new(move |_, _| {
-            let _ = tx.send(());
-        });
-        if self.cmds.send(Cmd::Job(job)).is_ok() {
+        if self.cmds.send(Cmd::Shutdown(tx)).is_ok() {
             let _ = rx.await;
         }
-        drop(self);
     }
 }
 
@@ -284,6 +282,7 @@ async fn run(
     events: broadcast::Sender<Event>,
 ) {
     let mut ws: Option<Ws> = None;
+    let mut done: Option<oneshot::Sender<()>> = None;
     let mut paused = false;
     let mut backoff = BACKOFF_MIN;
     let mut reconnect_at = Instant::now();
@@ -308,6 +307,10 @@ async fn run(
         tokio::select! {
             cmd = cmds.recv() => match cmd {
                 None => break,
+                Some(Cmd::Shutdown(tx)) => {
+                    done = Some(tx);
+                    break;
+                }
                 Some(Cmd::Job(job)) => job(&mut engine, now_ms()),
                 Some(Cmd::SetPaused(p)) => {
                     paused = p;
@@ -358,5 +361,9 @@ async fn run(
     }
     if let Some(mut s) = ws {
         let _ = s.close(None).await;
+    }
+    drop(engine); // closes the database before confirming
+    if let Some(tx) = done {
+        let _ = tx.send(());
     }
 }

@@ -1,1 +1,141 @@
-fn main() {}
+//! `cascade-server`: the relay binary. A thin shell over the library.
+
+use std::io::Write;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+use cascade_server::{Config, Server, DEFAULT_LISTEN};
+use clap::{Args, Parser, Subcommand};
+use serde::Deserialize;
+
+#[derive(Parser)]
+#[command(name = "cascade-server", version, about = "The Cascade relay")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the relay.
+    Serve(ServeArgs),
+    /// Create the data directory and the admin token, print the token's path
+    /// and exit. Safe to run again.
+    Init(InitArgs),
+}
+
+#[derive(Args)]
+struct ServeArgs {
+    /// Data directory [default: $XDG_DATA_HOME/cascade-server or
+    /// ~/.local/share/cascade-server].
+    #[arg(long, env = "CASCADE_DATA_DIR")]
+    data_dir: Option<PathBuf>,
+    /// Address to listen on [default: 127.0.0.1:7171].
+    #[arg(long, env = "CASCADE_LISTEN")]
+    listen: Option<SocketAddr>,
+    /// JSON file with `data_dir` and/or `listen`; flags and environment
+    /// variables take precedence.
+    #[arg(long)]
+    config: Option<PathBuf>,
+}
+
+#[derive(Args)]
+struct InitArgs {
+    /// Data directory (same default as `serve`).
+    #[arg(long, env = "CASCADE_DATA_DIR")]
+    data_dir: Option<PathBuf>,
+}
+
+/// The optional configuration file.
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct ConfigFile {
+    data_dir: Option<PathBuf>,
+    listen: Option<SocketAddr>,
+}
+
+fn read_config_file(path: &Path) -> anyhow::Result<ConfigFile> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("reading the config file {}", path.display()))?;
+    serde_json::from_str(&text)
+        .with_context(|| format!("parsing the config file {} as JSON", path.display()))
+}
+
+fn resolve(args: ServeArgs) -> anyhow::Result<Config> {
+    let file = match &args.config {
+        Some(path) => read_config_file(path)?,
+        None => ConfigFile::default(),
+    };
+    let default_listen: SocketAddr = DEFAULT_LISTEN.parse().expect("the default address parses");
+    Ok(Config {
+        data_dir: args
+            .data_dir
+            .or(file.data_dir)
+            .unwrap_or_else(Config::default_data_dir),
+        listen: args.listen.or(file.listen).unwrap_or(default_listen),
+    })
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        if tokio::signal::ctrl_c().await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = terminate => {},
+    }
+}
+
+async fn serve(args: ServeArgs) -> anyhow::Result<()> {
+    let config = resolve(args)?;
+    let (server, token) = Server::open(&config.data_dir)
+        .with_context(|| format!("opening the data directory {}", config.data_dir.display()))?;
+    eprintln!("admin token: {}", token.path.display());
+    let listener = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .with_context(|| format!("listening on {}", config.listen))?;
+    let addr = listener.local_addr()?;
+    let mut stdout = std::io::stdout().lock();
+    writeln!(stdout, "cascade-server listening on http://{addr}")?;
+    stdout.flush()?;
+    drop(stdout);
+    server.run(listener, shutdown_signal()).await?;
+    Ok(())
+}
+
+fn init(args: InitArgs) -> anyhow::Result<()> {
+    let data_dir = args.data_dir.unwrap_or_else(Config::default_data_dir);
+    let (_server, token) = Server::open(&data_dir)
+        .with_context(|| format!("opening the data directory {}", data_dir.display()))?;
+    println!("{}", token.path.display());
+    Ok(())
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    match Cli::parse().command {
+        Command::Serve(args) => serve(args).await,
+        Command::Init(args) => init(args),
+    }
+}

@@ -1,1 +1,297 @@
-//! placeholder
+//! Test harness: real `cascade-server` processes and real `cascade-core`
+//! clients.
+//!
+//! A test reads like a transcript:
+//! ```no_run
+//! # async fn t() -> anyhow::Result<()> {
+//! use cascade_tests::*;
+//! let relay = Relay::start().await?;
+//! relay.org("north-trust").await?;
+//! let alice = relay.user("alice@north-trust", "Alice", "Nurse").await?;
+//! # Ok(()) }
+//! ```
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::Duration;
+
+use anyhow::{anyhow, bail, Context, Result};
+use cascade_core::admin::AdminClient;
+use cascade_core::{Client, Event, GroupId, Message, OrgId, UserId};
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::{Child, Command};
+use tokio::sync::broadcast;
+
+/// How long a test waits for something that should happen promptly.
+pub const WAIT: Duration = Duration::from_secs(30);
+
+/// Directory holding the built `cascade-server` and `cascade` binaries.
+pub fn bin_dir() -> PathBuf {
+    if let Some(d) = std::env::var_os("CASCADE_BIN_DIR") {
+        return PathBuf::from(d);
+    }
+    // target/debug/deps/<test binary> → target/debug
+    let exe = std::env::current_exe().expect("test binary path");
+    let mut dir = exe.parent().expect("deps dir").to_path_buf();
+    if dir.ends_with("deps") {
+        dir.pop();
+    }
+    dir
+}
+
+/// A relay process with its own temporary data directory.
+pub struct Relay {
+    child: Option<Child>,
+    data: tempfile::TempDir,
+    addr: String,
+    /// Base URL, e.g. `http://127.0.0.1:41234`.
+    pub url: String,
+    admin: AdminClient,
+    clients: tempfile::TempDir,
+}
+
+impl Relay {
+    /// Starts a relay on a free loopback port.
+    pub async fn start() -> Result<Relay> {
+        let data = tempfile::tempdir()?;
+        let (child, addr) = spawn_relay(data.path(), "127.0.0.1:0").await?;
+        let url = format!("http://{addr}");
+        let token = std::fs::read_to_string(data.path().join("admin-token"))
+            .context("relay wrote no admin token")?;
+        Ok(Relay {
+            child: Some(child),
+            admin: AdminClient::new(&url, &token),
+            data,
+            addr,
+            url,
+            clients: tempfile::tempdir()?,
+        })
+    }
+
+    /// The relay's data directory.
+    pub fn data_dir(&self) -> &Path {
+        self.data.path()
+    }
+
+    /// The admin API client.
+    pub fn admin(&self) -> &AdminClient {
+        &self.admin
+    }
+
+    /// Kills the relay with SIGKILL: no shutdown, no flush.
+    pub async fn kill9(&mut self) -> Result<()> {
+        if let Some(mut c) = self.child.take() {
+            c.start_kill()?; // SIGKILL on Unix
+            c.wait().await?;
+        }
+        Ok(())
+    }
+
+    /// Starts the relay again on the same address and data directory.
+    pub async fn restart(&mut self) -> Result<()> {
+        self.kill9().await?;
+        let mut last = None;
+        for _ in 0..50 {
+            match spawn_relay(self.data.path(), &self.addr).await {
+                Ok((child, _)) => {
+                    self.child = Some(child);
+                    return Ok(());
+                }
+                Err(e) => {
+                    last = Some(e);
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+            }
+        }
+        Err(last.unwrap_or_else(|| anyhow!("relay did not restart")))
+    }
+
+    /// Creates an organisation.
+    pub async fn org(&self, org: &str) -> Result<()> {
+        let id = OrgId::new(org)?;
+        self.admin.create_org(&id, &format!("{org} (test)")).await?;
+        Ok(())
+    }
+
+    /// Creates a user and enrols their first device; returns a connected
+    /// client for it.
+    pub async fn user(&self, user: &str, name: &str, role: &str) -> Result<Peer> {
+        let id = UserId::new(user)?;
+        self.admin.create_user(&id, name, role).await?;
+        self.device(user, "first").await
+    }
+
+    /// Enrols another device of an existing user.
+    pub async fn device(&self, user: &str, device_name: &str) -> Result<Peer> {
+        let id = UserId::new(user)?;
+        let token = self.admin.issue_enrolment_token(&id, None).await?;
+        let dir = self
+            .clients
+            .path()
+            .join(format!("{user}-{device_name}-{}", rand::random::<u32>()));
+        Client::enrol(&dir, &self.url, &token.token, device_name).await?;
+        Peer::open(dir).await
+    }
+}
+
+impl Drop for Relay {
+    fn drop(&mut self) {
+        if let Some(c) = &mut self.child {
+            let _ = c.start_kill();
+        }
+    }
+}
+
+async fn spawn_relay(data: &Path, listen: &str) -> Result<(Child, String)> {
+    let bin = bin_dir().join("cascade-server");
+    if !bin.exists() {
+        bail!("{} not built: run `cargo build --workspace` first (cargo xtask test does)", bin.display());
+    }
+    let mut child = Command::new(&bin)
+        .args(["serve", "--listen", listen, "--data-dir"])
+        .arg(data)
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .kill_on_drop(true)
+        .spawn()
+        .with_context(|| format!("starting {}", bin.display()))?;
+    let stdout = child.stdout.take().expect("piped");
+    let mut lines = BufReader::new(stdout).lines();
+    let addr = tokio::time::timeout(WAIT, async {
+        while let Some(line) = lines.next_line().await? {
+            if let Some(u) = line.strip_prefix("cascade-server listening on http://") {
+                return Ok::<_, anyhow::Error>(u.trim().to_owned());
+            }
+        }
+        bail!("relay exited before listening")
+    })
+    .await
+    .context("relay did not start in time")??;
+    // Keep draining stdout so the relay never blocks on a full pipe.
+    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+    Ok((child, addr))
+}
+
+/// A test participant: one device's client and its event stream.
+pub struct Peer {
+    /// The client.
+    pub client: Client,
+    events: broadcast::Receiver<Event>,
+    /// The device's data directory.
+    pub dir: PathBuf,
+}
+
+impl Peer {
+    /// Opens (or reopens, after a restart) a device's data directory.
+    pub async fn open(dir: PathBuf) -> Result<Peer> {
+        let client = Client::open(&dir).await?;
+        let events = client.subscribe();
+        Ok(Peer {
+            client,
+            events,
+            dir,
+        })
+    }
+
+    /// The user this device belongs to.
+    pub fn user(&self) -> UserId {
+        self.client.identity().user_id.clone()
+    }
+
+    /// Waits until connected, caught up and with an empty outbox.
+    pub async fn sync(&self) -> Result<()> {
+        if !self.client.sync(WAIT).await? {
+            bail!("{} did not sync in time", self.user());
+        }
+        Ok(())
+    }
+
+    /// Waits for an event matching `pred`, returning it.
+    pub async fn wait_event(&mut self, what: &str, mut pred: impl FnMut(&Event) -> bool) -> Result<Event> {
+        let user = self.user();
+        tokio::time::timeout(WAIT, async {
+            loop {
+                match self.events.recv().await {
+                    Ok(ev) if pred(&ev) => return Ok(ev),
+                    Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) => {}
+                    Err(e) => bail!("event stream closed: {e}"),
+                }
+            }
+        })
+        .await
+        .with_context(|| format!("{user} waited in vain for {what}"))?
+    }
+
+    /// Polls until `check` holds (for state rather than events).
+    pub async fn until<F, Fut>(&self, what: &str, mut check: F) -> Result<()>
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = Result<bool>>,
+    {
+        let deadline = tokio::time::Instant::now() + WAIT;
+        loop {
+            if check().await? {
+                return Ok(());
+            }
+            if tokio::time::Instant::now() > deadline {
+                bail!("{} waited in vain for {what}", self.user());
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Waits until the device is in the conversation.
+    pub async fn joined(&self, group: GroupId) -> Result<()> {
+        self.until("joining the conversation", || async {
+            Ok(self.client.conversation(group).await.is_ok())
+        })
+        .await
+    }
+
+    /// Waits until the conversation holds `n` messages; returns them.
+    pub async fn messages(&self, group: GroupId, n: usize) -> Result<Vec<Message>> {
+        self.until(&format!("{n} messages"), || async {
+            Ok(self.client.history(group, None, 10_000).await.map(|h| h.len() >= n).unwrap_or(false))
+        })
+        .await?;
+        Ok(self.client.history(group, None, 10_000).await?)
+    }
+
+    /// The texts of a conversation, oldest first.
+    pub async fn texts(&self, group: GroupId) -> Result<Vec<String>> {
+        Ok(self
+            .client
+            .history(group, None, 10_000)
+            .await?
+            .into_iter()
+            .filter_map(|m| m.text)
+            .collect())
+    }
+
+    /// The users in a conversation, sorted, deduplicated.
+    pub async fn member_users(&self, group: GroupId) -> Result<Vec<UserId>> {
+        let mut users: Vec<UserId> = self
+            .client
+            .members(group)
+            .await?
+            .into_iter()
+            .map(|m| m.user_id)
+            .collect();
+        users.sort();
+        users.dedup();
+        Ok(users)
+    }
+
+    /// Stops the client (as if the app were closed).
+    pub async fn close(self) -> PathBuf {
+        let dir = self.dir.clone();
+        self.client.shutdown().await;
+        dir
+    }
+}
+
+/// Parses a user id (panics on an invalid literal: test code).
+pub fn uid(s: &str) -> UserId {
+    UserId::new(s).expect("valid user id literal")
+}

@@ -1,1 +1,150 @@
-fn main() {}
+//! `cargo xtask`: the project's own automation.
+//!
+//! - `cargo xtask test`: install what is missing, build, run every test.
+//! - `cargo xtask ci`: fmt check, clippy -D warnings, then `test`.
+//! - `cargo xtask demo`: a relay on the embedded store, a provisioned demo
+//!   organisation, and a client to chat with.
+//! - `cargo xtask bench`: the relay load generator.
+//!
+//! Cargo's target directory defaults to `$HOME/.cache/cascade/target`, outside
+//! the clone, so that fresh clones (CI) reuse warm builds.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use anyhow::{bail, Context, Result};
+
+mod demo;
+
+fn main() -> Result<()> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let root = workspace_root();
+    std::env::set_current_dir(&root)?;
+    set_target_dir();
+    match args.first().map(String::as_str) {
+        Some("test") => test(),
+        Some("ci") => ci(),
+        Some("demo") => demo::run(&root, &args[1..]),
+        Some("bench") => bench(&args[1..]),
+        _ => {
+            eprintln!("usage: cargo xtask <test|ci|demo|bench>");
+            std::process::exit(2);
+        }
+    }
+}
+
+fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("xtask lives in the workspace")
+        .to_path_buf()
+}
+
+/// The target directory every build here uses.
+pub fn target_dir() -> PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .expect("set by set_target_dir")
+}
+
+fn set_target_dir() {
+    if std::env::var_os("CARGO_TARGET_DIR").is_none() {
+        let home = std::env::var_os("HOME").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("/tmp"));
+        let dir = home.join(".cache/cascade/target");
+        // SAFETY of set_var: single-threaded at this point.
+        std::env::set_var("CARGO_TARGET_DIR", &dir);
+    }
+}
+
+/// Runs a command, inheriting stdio; fails if it fails.
+pub fn run(cmd: &mut Command) -> Result<()> {
+    eprintln!("xtask: running {cmd:?}");
+    let status = cmd.status().with_context(|| format!("starting {cmd:?}"))?;
+    if !status.success() {
+        bail!("{cmd:?} failed with {status}");
+    }
+    Ok(())
+}
+
+fn cargo() -> Command {
+    Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+}
+
+fn is_root() -> bool {
+    Command::new("id")
+        .arg("-u")
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
+        .unwrap_or(false)
+}
+
+/// Installs Debian packages that are not installed yet.
+pub fn ensure_apt(packages: &[&str]) -> Result<()> {
+    let missing: Vec<&str> = packages
+        .iter()
+        .copied()
+        .filter(|p| {
+            !Command::new("dpkg-query")
+                .args(["-W", "-f=${Status}", p])
+                .output()
+                .map(|o| String::from_utf8_lossy(&o.stdout).contains("install ok installed"))
+                .unwrap_or(false)
+        })
+        .collect();
+    if missing.is_empty() {
+        return Ok(());
+    }
+    if Command::new("apt-get").arg("--version").stdout(Stdio::null()).status().is_err() {
+        bail!("missing packages {missing:?} and no apt-get to install them");
+    }
+    let sudo: &[&str] = if is_root() { &[] } else { &["sudo"] };
+    let apt = |args: &[&str]| -> Result<()> {
+        let mut all: Vec<&str> = sudo.to_vec();
+        all.push("apt-get");
+        all.extend_from_slice(args);
+        run(Command::new(all[0]).args(&all[1..]).env("DEBIAN_FRONTEND", "noninteractive"))
+    };
+    apt(&["update", "-q"])?;
+    let mut args = vec!["install", "-y", "-q", "--no-install-recommends"];
+    args.extend(missing.iter());
+    apt(&args)
+}
+
+/// Debian packages the build and the tests need.
+pub const APT_PACKAGES: &[&str] = &["build-essential", "pkg-config"];
+
+fn build_all() -> Result<()> {
+    run(cargo().args(["build", "--workspace", "--all-targets", "--locked"]))
+}
+
+fn test() -> Result<()> {
+    ensure_apt(APT_PACKAGES)?;
+    build_all()?;
+    let bin = target_dir().join("debug");
+    run(cargo()
+        .args(["test", "--workspace", "--all-targets", "--locked"])
+        .env("CASCADE_BIN_DIR", &bin))?;
+    // Doc tests are part of "every test".
+    run(cargo().args(["test", "--workspace", "--doc", "--locked"]))?;
+    Ok(())
+}
+
+fn ci() -> Result<()> {
+    run(cargo().args(["fmt", "--all", "--", "--check"]))?;
+    run(cargo().args([
+        "clippy",
+        "--workspace",
+        "--all-targets",
+        "--locked",
+        "--",
+        "-D",
+        "warnings",
+    ]))?;
+    test()
+}
+
+fn bench(args: &[String]) -> Result<()> {
+    run(cargo()
+        .args(["run", "--release", "-p", "cascade-tests", "--bin", "cascade-load", "--"])
+        .args(args))
+}

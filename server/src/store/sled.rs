@@ -787,7 +787,7 @@ impl Store for SledStore {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::conformance::{self, Harness};
+    use crate::store::conformance::Harness;
     use std::sync::Arc;
 
     /// Opens sled stores in temporary directories.

@@ -1,0 +1,74 @@
+//! `SendMessage`: sequence an application message and queue it for every
+//! other member device.
+
+use cascade_protocol::frames::{Bytes, ItemKind, Response};
+use cascade_protocol::mls_header::{framing_header, ContentType, WireFormat};
+use cascade_protocol::GroupId;
+
+use super::{check_mls_size, deliver_live, run_to_completion, Session};
+use crate::error::DsError;
+use crate::store::{ApplicationWrite, StoreError};
+use crate::AppState;
+
+/// Accepts an MLS `PrivateMessage` with application content for the group
+/// from a member device, under the group's writer lock; answers
+/// `MessageAccepted { seq }` only once the message is durably in every
+/// recipient's queue, then delivers it live.
+pub async fn handle(
+    state: &AppState,
+    session: &Session,
+    group_id: GroupId,
+    message: Bytes,
+) -> Result<Response, DsError> {
+    check_mls_size(&message)?;
+    let header = framing_header(&message)
+        .map_err(|_| DsError::Malformed("the message is not an MLS private message"))?;
+    if header.wire_format != WireFormat::PrivateMessage
+        || header.content_type != ContentType::Application
+    {
+        return Err(DsError::Malformed(
+            "the message is not an MLS private message with application content",
+        ));
+    }
+    if header.group_id != group_id.as_bytes() {
+        return Err(DsError::Malformed("the message is for another group"));
+    }
+    let state = state.clone();
+    let session = session.clone();
+    run_to_completion(async move { sequence(&state, &session, group_id, &message).await }).await
+}
+
+async fn sequence(
+    state: &AppState,
+    session: &Session,
+    group_id: GroupId,
+    message: &Bytes,
+) -> Result<Response, DsError> {
+    let _writer = state.groups().lock(group_id).await;
+    let store = state.store();
+    let group = store.get_group(&group_id)?.ok_or(DsError::UnknownGroup)?;
+    if !group.roster.contains(&session.device_id) {
+        return Err(DsError::NotMember);
+    }
+    let sequenced = store
+        .append_application(&ApplicationWrite {
+            group_id,
+            sender: session.device_id,
+            message,
+        })
+        .map_err(|e| match e {
+            StoreError::NotFound => DsError::UnknownGroup,
+            e => e.into(),
+        })?;
+    state.flush().await?;
+    deliver_live(
+        state,
+        group_id,
+        session.device_id,
+        &sequenced,
+        &[(ItemKind::Application, message)],
+    );
+    Ok(Response::MessageAccepted {
+        seq: sequenced.seq,
+    })
+}

@@ -1,0 +1,314 @@
+//! The device WebSocket (`/v1/ws`): one connection loop per device.
+//!
+//! The loop pushes a challenge, waits (at most
+//! [`AUTH_TIMEOUT_SECS`](cascade_protocol::limits::AUTH_TIMEOUT_SECS)) for
+//! `Authenticate`, then registers the device for live delivery, sends its
+//! queued backlog and `QueueDrained`, and from then on answers requests in
+//! order while forwarding live items. Client input never ends the connection
+//! except a failed authentication, a message over
+//! [`HARD_MAX_FRAME_BYTES`](cascade_protocol::limits::HARD_MAX_FRAME_BYTES)
+//! (refused by the WebSocket layer) or a closed socket.
+//!
+//! [`run_connection`] is generic over the socket, so the loop can be driven
+//! without a network.
+
+use std::collections::HashSet;
+use std::time::Duration;
+
+use axum::extract::ws::{close_code, CloseFrame, Message, Utf8Bytes, WebSocketUpgrade};
+use axum::extract::State;
+use cascade_protocol::auth::NONCE_LEN;
+use cascade_protocol::frames::{Bytes, Push, Request, Response, ServerFrame};
+use cascade_protocol::limits::{AUTH_TIMEOUT_SECS, HARD_MAX_FRAME_BYTES};
+use cascade_protocol::{decode_client_frame, encode_server_frame, ProtocolError};
+use futures_util::{Sink, SinkExt, Stream, StreamExt};
+use rand::RngCore;
+use tokio::sync::mpsc;
+
+use crate::ds::{self, stock_is_low, Session};
+use crate::error::DsError;
+use crate::fanout::Live;
+use crate::AppState;
+
+/// How many queued items are read from the store at a time while sending
+/// the backlog.
+pub const BACKLOG_PAGE: usize = 100;
+
+/// How long one frame may take to be written to a client before the relay
+/// gives up on the connection.
+pub const SEND_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// `GET /v1/ws`: upgrades to the device WebSocket with the protocol's size
+/// limits.
+pub async fn upgrade(State(state): State<AppState>, ws: WebSocketUpgrade) -> axum::response::Response {
+    ws.max_message_size(HARD_MAX_FRAME_BYTES)
+        .max_frame_size(HARD_MAX_FRAME_BYTES)
+        .on_upgrade(move |socket| run_connection(state, socket))
+}
+
+/// Runs one device connection until it ends.
+pub async fn run_connection<S>(state: AppState, socket: S)
+where
+    S: Stream<Item = Result<Message, axum::Error>> + Sink<Message, Error = axum::Error> + Unpin,
+{
+    let _counted = state.connection_started();
+    let mut nonce = [0u8; NONCE_LEN];
+    rand::rngs::OsRng.fill_bytes(&mut nonce);
+    let mut conn = Connection {
+        state,
+        socket,
+        nonce,
+        authed: None,
+    };
+    match conn.run().await {
+        Ok(()) => {}
+        Err(Ended::Socket) => tracing::debug!("connection ended by a socket error"),
+        Err(Ended::SendTimeout) => tracing::info!("connection dropped: the client does not read"),
+    }
+    if let Some(authed) = &conn.authed {
+        conn.state
+            .registry()
+            .unregister(&authed.session.device_id, authed.conn_id);
+        tracing::debug!(device = %authed.session.device_id, "device disconnected");
+    }
+}
+
+/// Why the loop stopped without a clean close.
+enum Ended {
+    /// Reading or writing the socket failed.
+    Socket,
+    /// A frame could not be written within [`SEND_TIMEOUT`].
+    SendTimeout,
+}
+
+struct Authed {
+    session: Session,
+    conn_id: u64,
+    live: mpsc::Receiver<Live>,
+    /// Queue ids sent from the backlog; the same items may also arrive live.
+    backlog_ids: HashSet<u64>,
+}
+
+struct Connection<S> {
+    state: AppState,
+    socket: S,
+    nonce: [u8; NONCE_LEN],
+    authed: Option<Authed>,
+}
+
+enum Event {
+    AuthTimeout,
+    Shutdown,
+    Socket(Option<Result<Message, axum::Error>>),
+    Live(Option<Live>),
+}
+
+/// Whether the loop goes on.
+enum Flow {
+    Continue,
+    Stop,
+}
+
+async fn next_live(authed: &mut Option<Authed>) -> Option<Live> {
+    match authed {
+        Some(a) => a.live.recv().await,
+        None => std::future::pending().await,
+    }
+}
+
+impl<S> Connection<S>
+where
+    S: Stream<Item = Result<Message, axum::Error>> + Sink<Message, Error = axum::Error> + Unpin,
+{
+    async fn run(&mut self) -> Result<(), Ended> {
+        let challenge = Push::Challenge {
+            nonce: Bytes::from(self.nonce.to_vec()),
+        };
+        self.send(ServerFrame::Push(challenge)).await?;
+        let auth_deadline = tokio::time::sleep(Duration::from_secs(AUTH_TIMEOUT_SECS));
+        tokio::pin!(auth_deadline);
+        let mut shutdown = self.state.shutdown_signal();
+        loop {
+            let authed = self.authed.is_some();
+            let event = tokio::select! {
+                () = &mut auth_deadline, if !authed => Event::AuthTimeout,
+                _ = shutdown.wait_for(|stop| *stop) => Event::Shutdown,
+                message = self.socket.next() => Event::Socket(message),
+                live = next_live(&mut self.authed), if authed => Event::Live(live),
+            };
+            let flow = match event {
+                Event::AuthTimeout => {
+                    self.close(close_code::POLICY, "authentication timeout").await?;
+                    Flow::Stop
+                }
+                Event::Shutdown => {
+                    self.close(close_code::AWAY, "relay shutting down").await?;
+                    Flow::Stop
+                }
+                Event::Socket(None) | Event::Socket(Some(Ok(Message::Close(_)))) => Flow::Stop,
+                Event::Socket(Some(Err(_))) => return Err(Ended::Socket),
+                Event::Socket(Some(Ok(Message::Binary(bytes)))) => self.handle_frame(&bytes).await?,
+                Event::Socket(Some(Ok(Message::Text(_)))) => {
+                    let error = ProtocolError::Malformed {
+                        reason: "text frames are not part of the protocol".into(),
+                    };
+                    self.send(ServerFrame::Rejected(error)).await?;
+                    Flow::Continue
+                }
+                Event::Socket(Some(Ok(Message::Ping(_) | Message::Pong(_)))) => Flow::Continue,
+                Event::Live(Some(live)) => {
+                    self.forward(live).await?;
+                    Flow::Continue
+                }
+                Event::Live(None) => {
+                    // Replaced by a newer connection of the device, or too slow.
+                    self.close(close_code::POLICY, "connection superseded or too slow")
+                        .await?;
+                    Flow::Stop
+                }
+            };
+            if let Flow::Stop = flow {
+                return Ok(());
+            }
+        }
+    }
+
+    async fn send(&mut self, frame: ServerFrame) -> Result<(), Ended> {
+        let message = Message::binary(encode_server_frame(&frame));
+        match tokio::time::timeout(SEND_TIMEOUT, self.socket.send(message)).await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(_)) => Err(Ended::Socket),
+            Err(_) => Err(Ended::SendTimeout),
+        }
+    }
+
+    async fn respond(&mut self, id: u64, result: Result<Response, ProtocolError>) -> Result<(), Ended> {
+        self.send(ServerFrame::Response { id, result }).await
+    }
+
+    async fn close(&mut self, code: u16, reason: &'static str) -> Result<(), Ended> {
+        let frame = CloseFrame {
+            code,
+            reason: Utf8Bytes::from_static(reason),
+        };
+        // The peer may be gone already; closing is best effort.
+        let _ = tokio::time::timeout(SEND_TIMEOUT, self.socket.send(Message::Close(Some(frame))))
+            .await;
+        Ok(())
+    }
+
+    async fn handle_frame(&mut self, bytes: &[u8]) -> Result<Flow, Ended> {
+        let frame = match decode_client_frame(bytes) {
+            Ok(frame) => frame,
+            Err(e) => {
+                let error = e.to_protocol_error();
+                match e.request_id() {
+                    Some(id) => self.respond(id, Err(error)).await?,
+                    None => self.send(ServerFrame::Rejected(error)).await?,
+                }
+                return Ok(Flow::Continue);
+            }
+        };
+        let id = frame.id;
+        match (&self.authed, frame.req) {
+            (None, Request::Authenticate { device_id, signature }) => {
+                self.authenticate(id, &device_id, &signature).await
+            }
+            (None, _) => {
+                self.respond(id, Err(ProtocolError::Unauthenticated)).await?;
+                Ok(Flow::Continue)
+            }
+            (Some(authed), request) => {
+                let session = authed.session.clone();
+                let result = ds::handle_request(&self.state, &session, request)
+                    .await
+                    .map_err(|e| e.to_protocol_error());
+                self.respond(id, result).await?;
+                Ok(Flow::Continue)
+            }
+        }
+    }
+
+    async fn authenticate(
+        &mut self,
+        id: u64,
+        device_id: &cascade_protocol::DeviceId,
+        signature: &[u8],
+    ) -> Result<Flow, Ended> {
+        let (session, response) = match ds::authenticate::handle(&self.state, &self.nonce, device_id, signature) {
+            Ok(ok) => ok,
+            Err(e) => {
+                if matches!(e, DsError::AuthenticationFailed) {
+                    tracing::info!(device = %device_id, "authentication failed");
+                }
+                self.respond(id, Err(e.to_protocol_error())).await?;
+                self.close(close_code::POLICY, "authentication failed").await?;
+                return Ok(Flow::Stop);
+            }
+        };
+        // Register before reading the backlog: an item written from now on
+        // arrives live, one written before is in the backlog (or both).
+        let registration = self.state.registry().register(session.device_id);
+        self.authed = Some(Authed {
+            session: session.clone(),
+            conn_id: registration.conn_id,
+            live: registration.rx,
+            backlog_ids: HashSet::new(),
+        });
+        tracing::debug!(device = %session.device_id, "device authenticated");
+        self.respond(id, Ok(response)).await?;
+        if self.send_backlog(&session).await?.is_err() {
+            self.close(close_code::ERROR, "internal relay error").await?;
+            return Ok(Flow::Stop);
+        }
+        self.send(ServerFrame::Push(Push::QueueDrained)).await?;
+        match self.state.store().key_package_stock(&session.device_id) {
+            Ok(stock) if stock_is_low(stock.stock) => {
+                let low = Push::KeyPackagesLow { stock: stock.stock };
+                self.send(ServerFrame::Push(low)).await?;
+            }
+            Ok(_) => {}
+            Err(e) => tracing::error!(error = %e, "could not read the KeyPackage stock"),
+        }
+        Ok(Flow::Continue)
+    }
+
+    /// Sends every queued item, page by page. The inner error is a store
+    /// failure (logged here).
+    async fn send_backlog(&mut self, session: &Session) -> Result<Result<(), ()>, Ended> {
+        let mut after = None;
+        loop {
+            let page = match self
+                .state
+                .store()
+                .queue_page(&session.device_id, after, BACKLOG_PAGE)
+            {
+                Ok(page) => page,
+                Err(e) => {
+                    tracing::error!(error = %e, "could not read a device queue");
+                    return Ok(Err(()));
+                }
+            };
+            let Some(last) = page.last() else {
+                return Ok(Ok(()));
+            };
+            after = Some(last.queue_id);
+            for item in page {
+                if let Some(authed) = &mut self.authed {
+                    authed.backlog_ids.insert(item.queue_id);
+                }
+                self.send(ServerFrame::Push(Push::Deliver(item))).await?;
+            }
+        }
+    }
+
+    /// Forwards a live frame, skipping items already sent from the backlog.
+    async fn forward(&mut self, live: Live) -> Result<(), Ended> {
+        if let (Live::Deliver { queue_id, .. }, Some(authed)) = (&live, &mut self.authed) {
+            if authed.backlog_ids.remove(queue_id) {
+                return Ok(());
+            }
+        }
+        self.send(ServerFrame::Push(live.into_push())).await
+    }
+}

@@ -1,0 +1,369 @@
+//! Test harness: a relay in-process on 127.0.0.1:0, devices provisioned
+//! straight into its store, and a raw-frame WebSocket client.
+#![allow(dead_code)]
+
+use std::collections::VecDeque;
+use std::time::Duration;
+
+use cascade_protocol::auth::challenge_payload;
+use cascade_protocol::frames::{
+    Bytes, ClientFrame, CommitBundle, Push, QueueItem, Request, Response, ServerFrame,
+};
+use cascade_protocol::limits::PROTOCOL_VERSION;
+use cascade_protocol::{
+    decode_server_frame, encode_client_frame, DeviceId, GroupId, ProtocolError, UserId,
+};
+use cascade_server::store::{EnrolmentTokenRecord, NewDevice, Org, StoreError, User};
+use cascade_server::{RunningServer, Server};
+use ed25519_dalek::{Signer, SigningKey};
+use futures_util::{SinkExt, StreamExt};
+use tokio::net::TcpStream;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+
+pub const WAIT: Duration = Duration::from_secs(10);
+
+/// A relay with its data directory.
+pub struct Relay {
+    pub server: RunningServer,
+    pub admin_token: String,
+    _dir: tempfile::TempDir,
+}
+
+pub async fn start() -> Relay {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (server, token) = Server::open(dir.path()).expect("open relay");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    Relay {
+        server: server.spawn(listener).expect("spawn"),
+        admin_token: token.created.expect("a fresh data dir gets a token"),
+        _dir: dir,
+    }
+}
+
+/// An enrolled device: its id and signing key.
+#[derive(Clone)]
+pub struct TestDevice {
+    pub device_id: DeviceId,
+    pub user_id: UserId,
+    pub key: SigningKey,
+}
+
+impl Relay {
+    /// Creates org and user as needed and enrols a new device for `user`.
+    pub fn device(&self, user: &str) -> TestDevice {
+        let store = self.server.state().store();
+        let user_id = UserId::new(user).expect("valid user id");
+        match store.create_org(&Org {
+            org_id: user_id.org(),
+            display_name: "Org".into(),
+            created_at: 0,
+        }) {
+            Ok(()) | Err(StoreError::AlreadyExists) => {}
+            Err(e) => panic!("create org: {e}"),
+        }
+        match store.create_user(&User {
+            user_id: user_id.clone(),
+            display_name: user.into(),
+            role: "Nurse".into(),
+            created_at: 0,
+        }) {
+            Ok(()) | Err(StoreError::AlreadyExists) => {}
+            Err(e) => panic!("create user: {e}"),
+        }
+        let token: [u8; 32] = rand::random();
+        store
+            .put_enrolment_token(
+                &token,
+                &EnrolmentTokenRecord {
+                    user_id: user_id.clone(),
+                    expires_at: u64::MAX,
+                    used: false,
+                },
+            )
+            .expect("token");
+        let key = SigningKey::from_bytes(&rand::random());
+        let device = store
+            .enrol_device(
+                &token,
+                0,
+                &NewDevice {
+                    device_id: DeviceId::random(),
+                    name: "test".into(),
+                    signature_key: Bytes::from(key.verifying_key().to_bytes().to_vec()),
+                    enrolled_at: 0,
+                },
+            )
+            .expect("enrol");
+        TestDevice {
+            device_id: device.device_id,
+            user_id,
+            key,
+        }
+    }
+
+    /// Connects and authenticates `device`, reading its backlog up to
+    /// `QueueDrained`.
+    pub async fn online(&self, device: &TestDevice) -> (Client, Vec<QueueItem>) {
+        let mut client = Client::connect(&self.server.ws_url()).await;
+        let response = client.authenticate(device).await;
+        assert!(
+            matches!(response, Ok(Response::Authenticated { .. })),
+            "{response:?}"
+        );
+        let backlog = client.drain_backlog().await;
+        (client, backlog)
+    }
+}
+
+type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
+
+/// A raw-frame client.
+pub struct Client {
+    pub ws: Ws,
+    pub nonce: Vec<u8>,
+    next_id: u64,
+    /// Pushes received while waiting for a response.
+    pushes: VecDeque<Push>,
+}
+
+impl Client {
+    /// Connects and reads the challenge.
+    pub async fn connect(url: &str) -> Self {
+        let (ws, _) = tokio_tungstenite::connect_async(url)
+            .await
+            .expect("connect");
+        let mut client = Client {
+            ws,
+            nonce: Vec::new(),
+            next_id: 1,
+            pushes: VecDeque::new(),
+        };
+        match client.frame().await {
+            ServerFrame::Push(Push::Challenge { nonce }) => client.nonce = nonce.into_vec(),
+            other => panic!("expected the challenge first, got {other:?}"),
+        }
+        client
+    }
+
+    /// The next message from the relay (panics on timeout or close).
+    pub async fn message(&mut self) -> Message {
+        tokio::time::timeout(WAIT, self.ws.next())
+            .await
+            .expect("timed out waiting for the relay")
+            .expect("the connection closed")
+            .expect("a socket error")
+    }
+
+    /// The next frame from the relay.
+    pub async fn frame(&mut self) -> ServerFrame {
+        loop {
+            match self.message().await {
+                Message::Binary(b) => return decode_server_frame(&b).expect("a server frame"),
+                Message::Ping(_) | Message::Pong(_) => continue,
+                other => panic!("unexpected message {other:?}"),
+            }
+        }
+    }
+
+    /// Waits for the relay to close the connection; returns the close code.
+    pub async fn closed(&mut self) -> Option<u16> {
+        loop {
+            match tokio::time::timeout(WAIT, self.ws.next())
+                .await
+                .expect("timed out waiting for the close")
+            {
+                None | Some(Err(_)) => return None,
+                Some(Ok(Message::Close(frame))) => return frame.map(|f| f.code.into()),
+                Some(Ok(_)) => continue,
+            }
+        }
+    }
+
+    /// Sends raw bytes as one binary message.
+    pub async fn send_raw(&mut self, bytes: Vec<u8>) {
+        self.ws
+            .send(Message::Binary(bytes.into()))
+            .await
+            .expect("send");
+    }
+
+    /// Sends a request and returns its id without waiting.
+    pub async fn send(&mut self, req: Request) -> u64 {
+        let id = self.next_id;
+        self.next_id += 1;
+        let frame = ClientFrame {
+            v: PROTOCOL_VERSION,
+            id,
+            req,
+        };
+        self.send_raw(encode_client_frame(&frame)).await;
+        id
+    }
+
+    /// Waits for the response to request `id`, keeping pushes for later.
+    pub async fn response(&mut self, id: u64) -> Result<Response, ProtocolError> {
+        loop {
+            match self.frame().await {
+                ServerFrame::Response { id: got, result } => {
+                    assert_eq!(got, id, "responses come in request order");
+                    return result;
+                }
+                ServerFrame::Push(push) => self.pushes.push_back(push),
+                ServerFrame::Rejected(e) => panic!("unexpected rejection {e:?}"),
+            }
+        }
+    }
+
+    /// Sends a request and waits for its response.
+    pub async fn request(&mut self, req: Request) -> Result<Response, ProtocolError> {
+        let id = self.send(req).await;
+        self.response(id).await
+    }
+
+    /// The next push (buffered ones first).
+    pub async fn push(&mut self) -> Push {
+        if let Some(push) = self.pushes.pop_front() {
+            return push;
+        }
+        match self.frame().await {
+            ServerFrame::Push(push) => push,
+            other => panic!("expected a push, got {other:?}"),
+        }
+    }
+
+    /// The next pushed queue item.
+    pub async fn delivery(&mut self) -> QueueItem {
+        match self.push().await {
+            Push::Deliver(item) => item,
+            other => panic!("expected a delivery, got {other:?}"),
+        }
+    }
+
+    /// Asserts nothing arrives for a short while.
+    pub async fn assert_quiet(&mut self) {
+        assert!(self.pushes.is_empty(), "buffered pushes: {:?}", self.pushes);
+        if let Ok(m) = tokio::time::timeout(Duration::from_millis(200), self.ws.next()).await {
+            panic!("expected silence, got {m:?}");
+        }
+    }
+
+    /// Signs the challenge as `device`.
+    pub async fn authenticate(&mut self, device: &TestDevice) -> Result<Response, ProtocolError> {
+        let signature = device
+            .key
+            .sign(&challenge_payload(&self.nonce, &device.device_id));
+        self.request(Request::Authenticate {
+            device_id: device.device_id,
+            signature: Bytes::from(signature.to_bytes().to_vec()),
+        })
+        .await
+    }
+
+    /// Reads queue items up to `QueueDrained`.
+    pub async fn drain_backlog(&mut self) -> Vec<QueueItem> {
+        let mut items = Vec::new();
+        loop {
+            match self.push().await {
+                Push::Deliver(item) => items.push(item),
+                Push::QueueDrained => return items,
+                other => panic!("unexpected push in the backlog: {other:?}"),
+            }
+        }
+    }
+
+    pub async fn create_group(&mut self, group: GroupId) {
+        let response = self
+            .request(Request::CreateGroup {
+                group_id: group,
+                group_info: group_info(),
+            })
+            .await;
+        assert_eq!(response, Ok(Response::GroupCreated));
+    }
+
+    pub async fn commit(&mut self, bundle: CommitBundle) -> Result<Response, ProtocolError> {
+        self.request(Request::Commit(bundle)).await
+    }
+
+    pub async fn send_message(
+        &mut self,
+        group: GroupId,
+        epoch: u64,
+        body: &[u8],
+    ) -> Result<Response, ProtocolError> {
+        self.request(Request::SendMessage {
+            group_id: group,
+            message: private_message(group, epoch, body),
+        })
+        .await
+    }
+
+    pub async fn ack(&mut self, ids: Vec<u64>) {
+        let response = self.request(Request::Ack { queue_ids: ids }).await;
+        assert_eq!(response, Ok(Response::Acked));
+    }
+}
+
+fn header(wire_format: u8, group: GroupId, epoch: u64) -> Vec<u8> {
+    let mut out = vec![0, 1, 0, wire_format, 16];
+    out.extend_from_slice(group.as_bytes());
+    out.extend_from_slice(&epoch.to_be_bytes());
+    out
+}
+
+/// An MLS PrivateMessage with application content (synthetic ciphertext).
+pub fn private_message(group: GroupId, epoch: u64, body: &[u8]) -> Bytes {
+    let mut out = header(2, group, epoch);
+    out.push(1);
+    out.extend_from_slice(body);
+    Bytes::from(out)
+}
+
+/// An MLS PublicMessage commit from member leaf 0.
+pub fn commit_message(group: GroupId, epoch: u64) -> Bytes {
+    let mut out = header(1, group, epoch);
+    out.extend_from_slice(&[1, 0, 0, 0, 0, 0, 3]);
+    out.extend_from_slice(b"commit body");
+    Bytes::from(out)
+}
+
+/// An MLS PublicMessage external commit (sender new_member_commit).
+pub fn external_commit_message(group: GroupId, epoch: u64) -> Bytes {
+    let mut out = header(1, group, epoch);
+    out.extend_from_slice(&[4, 0, 3]);
+    out.extend_from_slice(b"external commit body");
+    Bytes::from(out)
+}
+
+pub fn group_info() -> Bytes {
+    Bytes::from(vec![0, 1, 0, 4, 0xaa])
+}
+
+pub fn welcome() -> Bytes {
+    Bytes::from(vec![0, 1, 0, 3, 0xbb])
+}
+
+pub fn key_package(n: u8) -> Bytes {
+    Bytes::from(vec![0, 1, 0, 5, n])
+}
+
+/// A commit bundle at `epoch` adding and removing devices.
+pub fn bundle(
+    group: GroupId,
+    epoch: u64,
+    added: &[&TestDevice],
+    removed: &[&TestDevice],
+) -> CommitBundle {
+    CommitBundle {
+        group_id: group,
+        epoch,
+        commit: commit_message(group, epoch),
+        welcome: (!added.is_empty()).then(welcome),
+        group_info: group_info(),
+        added: added.iter().map(|d| d.device_id).collect(),
+        removed: removed.iter().map(|d| d.device_id).collect(),
+    }
+}

@@ -1,0 +1,573 @@
+//! The device WebSocket, driven with raw frames against an in-process relay.
+
+mod common;
+
+use cascade_protocol::frames::{ItemKind, Push, Request, Response, ServerFrame};
+use cascade_protocol::limits::{
+    KEY_PACKAGE_LOW_WATER, MAX_FRAME_BYTES, MAX_KEY_PACKAGE_UPLOAD, PROTOCOL_VERSION,
+};
+use cascade_protocol::{DeviceId, GroupId, ProtocolError};
+use common::*;
+use tokio_tungstenite::tungstenite::Message;
+
+fn malformed(e: &Result<Response, ProtocolError>) -> bool {
+    matches!(e, Err(ProtocolError::Malformed { .. }))
+}
+
+#[tokio::test]
+async fn requests_before_authentication_are_refused_and_the_connection_carries_on() {
+    let relay = start().await;
+    let alice = relay.device("alice@north");
+    let mut client = Client::connect(&relay.server.ws_url()).await;
+    let answer = client
+        .request(Request::GetUser {
+            user_id: alice.user_id.clone(),
+        })
+        .await;
+    assert_eq!(answer, Err(ProtocolError::Unauthenticated));
+    assert_eq!(
+        client.request(Request::Ping).await,
+        Err(ProtocolError::Unauthenticated)
+    );
+
+    let answer = client.authenticate(&alice).await;
+    assert_eq!(
+        answer,
+        Ok(Response::Authenticated {
+            user_id: alice.user_id.clone(),
+            key_package_stock: 0,
+            has_last_resort: false,
+        })
+    );
+    assert_eq!(client.push().await, Push::QueueDrained);
+    assert_eq!(client.push().await, Push::KeyPackagesLow { stock: 0 });
+    assert_eq!(client.request(Request::Ping).await, Ok(Response::Pong));
+    assert!(malformed(&client.authenticate(&alice).await), "only once");
+    assert_eq!(client.request(Request::Ping).await, Ok(Response::Pong));
+}
+
+#[tokio::test]
+async fn a_bad_signature_fails_authentication_and_closes() {
+    let relay = start().await;
+    let alice = relay.device("alice@north");
+    let mallory = relay.device("mallory@north");
+
+    // Alice's id, Mallory's key.
+    let mut client = Client::connect(&relay.server.ws_url()).await;
+    let impostor = TestDevice {
+        key: mallory.key.clone(),
+        ..alice.clone()
+    };
+    assert_eq!(
+        client.authenticate(&impostor).await,
+        Err(ProtocolError::AuthenticationFailed)
+    );
+    assert_eq!(client.closed().await, Some(1008));
+
+    // A signature over another connection's nonce.
+    let mut first = Client::connect(&relay.server.ws_url()).await;
+    let mut second = Client::connect(&relay.server.ws_url()).await;
+    second.nonce = first.nonce.clone();
+    assert_eq!(
+        second.authenticate(&alice).await,
+        Err(ProtocolError::AuthenticationFailed)
+    );
+    assert!(matches!(
+        first.authenticate(&alice).await,
+        Ok(Response::Authenticated { .. })
+    ));
+
+    // Unknown and revoked devices.
+    let mut client = Client::connect(&relay.server.ws_url()).await;
+    let unknown = TestDevice {
+        device_id: DeviceId([7; 16]),
+        ..alice.clone()
+    };
+    assert_eq!(
+        client.authenticate(&unknown).await,
+        Err(ProtocolError::AuthenticationFailed)
+    );
+    relay
+        .server
+        .state()
+        .store()
+        .revoke_device(&mallory.device_id)
+        .expect("revoke");
+    let mut client = Client::connect(&relay.server.ws_url()).await;
+    assert_eq!(
+        client.authenticate(&mallory).await,
+        Err(ProtocolError::AuthenticationFailed)
+    );
+    assert_eq!(client.closed().await, Some(1008));
+}
+
+#[tokio::test]
+async fn malformed_frames_are_rejected_and_the_connection_carries_on() {
+    let relay = start().await;
+    let alice = relay.device("alice@north");
+    let (mut client, _) = relay.online(&alice).await;
+    let _low = client.push().await;
+
+    client.send_raw(vec![0xff, 0x00, 0x13]).await;
+    assert!(matches!(
+        client.frame().await,
+        ServerFrame::Rejected(ProtocolError::Malformed { .. })
+    ));
+
+    // A readable envelope with a body of the wrong shape is answered by id.
+    let mut bytes = Vec::new();
+    let bad = serde_json::json!({"v": PROTOCOL_VERSION, "id": 42, "req": {"Nonsense": 1}});
+    ciborium::into_writer(&bad, &mut bytes).expect("cbor");
+    client.send_raw(bytes).await;
+    assert!(malformed(&client.response(42).await));
+
+    client
+        .ws
+        .send_text("{\"hello\": 1}")
+        .await
+        .expect("send text");
+    assert!(matches!(
+        client.frame().await,
+        ServerFrame::Rejected(ProtocolError::Malformed { .. })
+    ));
+
+    // An MLS message that does not parse.
+    let group = GroupId([1; 16]);
+    let answer = client
+        .request(Request::CreateGroup {
+            group_id: group,
+            group_info: cascade_protocol::frames::Bytes::from(vec![1, 2, 3]),
+        })
+        .await;
+    assert!(malformed(&answer));
+    assert_eq!(client.request(Request::Ping).await, Ok(Response::Pong));
+}
+
+#[tokio::test]
+async fn an_oversized_frame_is_rejected_and_the_connection_carries_on() {
+    let relay = start().await;
+    let alice = relay.device("alice@north");
+    let (mut client, _) = relay.online(&alice).await;
+    let _low = client.push().await;
+    client.send_raw(vec![0u8; MAX_FRAME_BYTES + 1]).await;
+    assert_eq!(
+        client.frame().await,
+        ServerFrame::Rejected(ProtocolError::TooLarge {
+            limit: MAX_FRAME_BYTES as u64
+        })
+    );
+    assert_eq!(client.request(Request::Ping).await, Ok(Response::Pong));
+}
+
+trait SendText {
+    async fn send_text(&mut self, text: &str) -> Result<(), tokio_tungstenite::tungstenite::Error>;
+}
+
+impl SendText for tokio_tungstenite::WebSocketStream<
+    tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>,
+> {
+    async fn send_text(&mut self, text: &str) -> Result<(), tokio_tungstenite::tungstenite::Error> {
+        use futures_util::SinkExt;
+        self.send(Message::Text(text.into())).await
+    }
+}
+
+#[tokio::test]
+async fn only_members_post_and_the_sender_gets_no_copy() {
+    let relay = start().await;
+    let alice = relay.device("alice@north");
+    let bob = relay.device("bob@north");
+    let eve = relay.device("eve@south");
+    let (mut a, _) = relay.online(&alice).await;
+    let (mut b, _) = relay.online(&bob).await;
+    let (mut e, _) = relay.online(&eve).await;
+    let group = GroupId([1; 16]);
+    a.create_group(group).await;
+    assert_eq!(
+        a.commit(bundle(group, 0, &[&bob], &[])).await,
+        Ok(Response::CommitAccepted { epoch: 1, seq: 1 })
+    );
+    let _low = a.push().await;
+    let echo = a.delivery().await;
+    assert_eq!((echo.kind, echo.seq, echo.sender), (ItemKind::Commit, 1, alice.device_id));
+    let _low = b.push().await;
+    let welcome = b.delivery().await;
+    assert_eq!((welcome.kind, welcome.seq), (ItemKind::Welcome, 1));
+
+    let _low = e.push().await;
+    assert_eq!(
+        e.send_message(group, 1, b"let me in").await,
+        Err(ProtocolError::NotMember)
+    );
+    assert_eq!(
+        e.request(Request::GetGroupInfo { group_id: group }).await,
+        Err(ProtocolError::NotMember)
+    );
+    assert_eq!(
+        e.send_message(GroupId([9; 16]), 0, b"x").await,
+        Err(ProtocolError::UnknownGroup)
+    );
+    // The header must say application message of this group.
+    let wrong_group = private_message(GroupId([2; 16]), 1, b"x");
+    assert!(malformed(
+        &a.request(Request::SendMessage {
+            group_id: group,
+            message: wrong_group
+        })
+        .await
+    ));
+    let commit_as_message = commit_message(group, 1);
+    assert!(malformed(
+        &a.request(Request::SendMessage {
+            group_id: group,
+            message: commit_as_message
+        })
+        .await
+    ));
+
+    assert_eq!(
+        a.send_message(group, 1, b"hello bob").await,
+        Ok(Response::MessageAccepted { seq: 2 })
+    );
+    let item = b.delivery().await;
+    assert_eq!((item.kind, item.seq, item.sender), (ItemKind::Application, 2, alice.device_id));
+    assert_eq!(item.payload, private_message(group, 1, b"hello bob"));
+    a.assert_quiet().await;
+    e.assert_quiet().await;
+}
+
+#[tokio::test]
+async fn a_commit_at_a_stale_epoch_gets_wrong_epoch() {
+    let relay = start().await;
+    let alice = relay.device("alice@north");
+    let bob = relay.device("bob@north");
+    let (mut a, _) = relay.online(&alice).await;
+    let group = GroupId([1; 16]);
+    a.create_group(group).await;
+    assert_eq!(
+        a.commit(bundle(group, 0, &[&bob], &[])).await,
+        Ok(Response::CommitAccepted { epoch: 1, seq: 1 })
+    );
+    assert_eq!(
+        a.commit(bundle(group, 0, &[], &[])).await,
+        Err(ProtocolError::WrongEpoch { current: 1 })
+    );
+    // The bundle's epoch must match the commit's header.
+    let mut mismatched = bundle(group, 1, &[], &[]);
+    mismatched.commit = commit_message(group, 0);
+    assert!(malformed(&a.commit(mismatched).await));
+    // A Welcome exactly when devices are added.
+    let mut no_welcome = bundle(group, 1, &[], &[]);
+    no_welcome.added = vec![relay.device("carol@north").device_id];
+    assert!(malformed(&a.commit(no_welcome).await));
+    let mut unknown = bundle(group, 1, &[], &[]);
+    unknown.added = vec![DeviceId([5; 16])];
+    unknown.welcome = Some(welcome());
+    assert_eq!(a.commit(unknown).await, Err(ProtocolError::UnknownDevice));
+    assert_eq!(
+        a.commit(bundle(group, 1, &[], &[&bob])).await,
+        Ok(Response::CommitAccepted { epoch: 2, seq: 2 })
+    );
+    assert_eq!(
+        a.commit(bundle(GroupId([3; 16]), 0, &[], &[])).await,
+        Err(ProtocolError::UnknownGroup)
+    );
+}
+
+#[tokio::test]
+async fn of_two_concurrent_commits_for_one_epoch_exactly_one_is_accepted() {
+    let relay = start().await;
+    let alice = relay.device("alice@north");
+    let bob = relay.device("bob@north");
+    let (mut a, _) = relay.online(&alice).await;
+    let (mut b, _) = relay.online(&bob).await;
+    let group = GroupId([1; 16]);
+    a.create_group(group).await;
+    a.commit(bundle(group, 0, &[&bob], &[]))
+        .await
+        .expect("add bob");
+
+    for round in 1..=5u64 {
+        let epoch = round;
+        let id_a = a.send(Request::Commit(bundle(group, epoch, &[], &[]))).await;
+        let id_b = b.send(Request::Commit(bundle(group, epoch, &[], &[]))).await;
+        let (ra, rb) = tokio::join!(a.response(id_a), b.response(id_b));
+        let accepted = [&ra, &rb]
+            .iter()
+            .filter(|r| matches!(r, Ok(Response::CommitAccepted { .. })))
+            .count();
+        assert_eq!(accepted, 1, "round {round}: {ra:?} {rb:?}");
+        let loser = if ra.is_ok() { rb } else { ra };
+        assert_eq!(
+            loser,
+            Err(ProtocolError::WrongEpoch { current: epoch + 1 })
+        );
+    }
+    let group_state = relay
+        .server
+        .state()
+        .store()
+        .get_group(&group)
+        .expect("read")
+        .expect("exists");
+    assert_eq!(group_state.epoch, 6);
+}
+
+#[tokio::test]
+async fn messages_queued_while_offline_are_drained_in_order_then_acked() {
+    let relay = start().await;
+    let alice = relay.device("alice@north");
+    let bob = relay.device("bob@north");
+    let (mut a, _) = relay.online(&alice).await;
+    let group = GroupId([1; 16]);
+    a.create_group(group).await;
+    a.commit(bundle(group, 0, &[&bob], &[]))
+        .await
+        .expect("add bob");
+    for i in 0..5u8 {
+        assert_eq!(
+            a.send_message(group, 1, &[i]).await,
+            Ok(Response::MessageAccepted {
+                seq: 2 + u64::from(i)
+            })
+        );
+    }
+
+    let (mut b, backlog) = relay.online(&bob).await;
+    let seen: Vec<(ItemKind, u64)> = backlog.iter().map(|i| (i.kind, i.seq)).collect();
+    assert_eq!(
+        seen,
+        vec![
+            (ItemKind::Welcome, 1),
+            (ItemKind::Application, 2),
+            (ItemKind::Application, 3),
+            (ItemKind::Application, 4),
+            (ItemKind::Application, 5),
+            (ItemKind::Application, 6),
+        ]
+    );
+    assert_eq!(backlog[1].payload, private_message(group, 1, &[0]));
+    assert!(backlog.windows(2).all(|w| w[0].queue_id < w[1].queue_id));
+    assert_eq!(b.push().await, Push::KeyPackagesLow { stock: 0 });
+
+    // Live items follow; acked items are gone on the next connection.
+    assert_eq!(
+        a.send_message(group, 1, b"live").await,
+        Ok(Response::MessageAccepted { seq: 7 })
+    );
+    let live = b.delivery().await;
+    assert_eq!(live.seq, 7);
+    b.ack(backlog[..4].iter().map(|i| i.queue_id).collect())
+        .await;
+    drop(b);
+
+    let (_b, backlog2) = relay.online(&bob).await;
+    let seqs: Vec<u64> = backlog2.iter().map(|i| i.seq).collect();
+    assert_eq!(seqs, vec![5, 6, 7]);
+    assert_eq!(
+        relay
+            .server
+            .state()
+            .store()
+            .queue_len(&bob.device_id)
+            .expect("len"),
+        3
+    );
+}
+
+#[tokio::test]
+async fn a_newer_connection_of_a_device_replaces_the_older() {
+    let relay = start().await;
+    let alice = relay.device("alice@north");
+    let bob = relay.device("bob@north");
+    let (mut old, _) = relay.online(&bob).await;
+    let (mut new, _) = relay.online(&bob).await;
+    assert_eq!(old.push().await, Push::KeyPackagesLow { stock: 0 });
+    assert_eq!(old.closed().await, Some(1008));
+    let _low = new.push().await;
+
+    let (mut a, _) = relay.online(&alice).await;
+    let group = GroupId([1; 16]);
+    a.create_group(group).await;
+    a.commit(bundle(group, 0, &[&bob], &[]))
+        .await
+        .expect("add bob");
+    assert_eq!(new.delivery().await.kind, ItemKind::Welcome);
+}
+
+#[tokio::test]
+async fn key_packages_are_claimed_one_per_device_and_low_stock_is_pushed() {
+    let relay = start().await;
+    let alice = relay.device("alice@north");
+    let bob_phone = relay.device("bob@north");
+    let bob_desk = relay.device("bob@north");
+    let (mut a, _) = relay.online(&alice).await;
+    let (mut phone, _) = relay.online(&bob_phone).await;
+    assert_eq!(phone.push().await, Push::KeyPackagesLow { stock: 0 });
+
+    let packages: Vec<_> = (0..=KEY_PACKAGE_LOW_WATER as u8).map(key_package).collect();
+    assert_eq!(
+        phone
+            .request(Request::UploadKeyPackages {
+                key_packages: packages.clone(),
+                last_resort: Some(key_package(99)),
+            })
+            .await,
+        Ok(Response::KeyPackagesStored {
+            stock: KEY_PACKAGE_LOW_WATER + 1
+        })
+    );
+    // Invalid uploads store nothing.
+    let not_a_kp = vec![welcome()];
+    assert!(malformed(
+        &phone
+            .request(Request::UploadKeyPackages {
+                key_packages: not_a_kp,
+                last_resort: None
+            })
+            .await
+    ));
+    let too_many = vec![key_package(1); MAX_KEY_PACKAGE_UPLOAD + 1];
+    assert_eq!(
+        phone
+            .request(Request::UploadKeyPackages {
+                key_packages: too_many,
+                last_resort: None
+            })
+            .await,
+        Err(ProtocolError::TooLarge {
+            limit: MAX_KEY_PACKAGE_UPLOAD as u64
+        })
+    );
+
+    let _low = a.push().await;
+    let claim = Request::ClaimKeyPackages {
+        user_id: bob_phone.user_id.clone(),
+    };
+    let Ok(Response::KeyPackages { devices }) = a.request(claim.clone()).await else {
+        panic!("expected KeyPackages");
+    };
+    assert_eq!(devices.len(), 1, "bob's desk has none and is skipped");
+    assert_eq!(devices[0].device_id, bob_phone.device_id);
+    assert_eq!(devices[0].key_package, packages[0]);
+    assert_eq!(
+        phone.push().await,
+        Push::KeyPackagesLow {
+            stock: KEY_PACKAGE_LOW_WATER
+        }
+    );
+
+    // Drain the single-use stock; then the last resort, again and again.
+    for expected in &packages[1..] {
+        let Ok(Response::KeyPackages { devices }) = a.request(claim.clone()).await else {
+            panic!("expected KeyPackages");
+        };
+        assert_eq!(&devices[0].key_package, expected);
+        let _low = phone.push().await;
+    }
+    for _ in 0..2 {
+        let Ok(Response::KeyPackages { devices }) = a.request(claim.clone()).await else {
+            panic!("expected KeyPackages");
+        };
+        assert_eq!(devices[0].key_package, key_package(99));
+        assert_eq!(phone.push().await, Push::KeyPackagesLow { stock: 0 });
+    }
+
+    // A device never claims its own KeyPackage; a user without any has none.
+    let (mut desk, _) = relay.online(&bob_desk).await;
+    let _low = desk.push().await;
+    let Ok(Response::KeyPackages { devices }) = desk.request(claim.clone()).await else {
+        panic!("expected KeyPackages");
+    };
+    assert_eq!(devices[0].device_id, bob_phone.device_id);
+    assert_eq!(
+        phone
+            .request(Request::ClaimKeyPackages {
+                user_id: alice.user_id.clone()
+            })
+            .await,
+        Err(ProtocolError::NoKeyPackages)
+    );
+    assert_eq!(
+        a.request(Request::ClaimKeyPackages {
+            user_id: cascade_protocol::UserId::new("nobody@north").expect("valid"),
+        })
+        .await,
+        Err(ProtocolError::UnknownUser)
+    );
+}
+
+#[tokio::test]
+async fn a_new_device_joins_by_external_commit() {
+    let relay = start().await;
+    let alice = relay.device("alice@north");
+    let bob = relay.device("bob@north");
+    let alice_tablet = relay.device("alice@north");
+    let (mut a, _) = relay.online(&alice).await;
+    let (mut b, _) = relay.online(&bob).await;
+    let group = GroupId([1; 16]);
+    a.create_group(group).await;
+    a.commit(bundle(group, 0, &[&bob], &[]))
+        .await
+        .expect("add bob");
+
+    let (mut t, _) = relay.online(&alice_tablet).await;
+    let Ok(Response::GroupInfo { epoch, group_info: info }) =
+        t.request(Request::GetGroupInfo { group_id: group }).await
+    else {
+        panic!("expected the GroupInfo");
+    };
+    assert_eq!((epoch, info), (1, group_info()));
+
+    let external = cascade_protocol::frames::CommitBundle {
+        group_id: group,
+        epoch: 1,
+        commit: external_commit_message(group, 1),
+        welcome: None,
+        group_info: group_info(),
+        added: vec![alice_tablet.device_id],
+        removed: vec![],
+    };
+    assert_eq!(
+        t.commit(external.clone()).await,
+        Ok(Response::CommitAccepted { epoch: 2, seq: 2 })
+    );
+    let _low = t.push().await;
+    let echo = t.delivery().await;
+    assert_eq!((echo.kind, echo.seq), (ItemKind::Commit, 2));
+    let _ = a.push().await; // low stock
+    assert_eq!(a.delivery().await.kind, ItemKind::Commit); // bob's add
+    assert_eq!(a.delivery().await.seq, 2);
+    let _ = b.push().await; // low stock
+    assert_eq!(b.delivery().await.kind, ItemKind::Welcome);
+    assert_eq!(b.delivery().await.seq, 2);
+
+    // Someone with no device in the group cannot join this way.
+    let eve = relay.device("eve@south");
+    let (mut e, _) = relay.online(&eve).await;
+    let mut by_eve = external;
+    by_eve.epoch = 2;
+    by_eve.commit = external_commit_message(group, 2);
+    by_eve.added = vec![eve.device_id];
+    assert_eq!(e.commit(by_eve).await, Err(ProtocolError::NotMember));
+    assert_eq!(
+        t.send_message(group, 2, b"from the tablet").await,
+        Ok(Response::MessageAccepted { seq: 3 })
+    );
+}
+
+#[tokio::test]
+async fn shutdown_closes_connections_and_returns() {
+    let relay = start().await;
+    let alice = relay.device("alice@north");
+    let (mut a, _) = relay.online(&alice).await;
+    let _low = a.push().await;
+    let common::Relay { server, _dir, .. } = relay;
+    let stopping = tokio::spawn(server.shutdown());
+    assert_eq!(a.closed().await, Some(1001));
+    tokio::time::timeout(WAIT, stopping)
+        .await
+        .expect("stops within the grace period")
+        .expect("task")
+        .expect("clean shutdown");
+}

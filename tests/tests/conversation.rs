@@ -1,0 +1,233 @@
+//! Multi-party stories against a real relay process.
+
+use anyhow::Result;
+use cascade_core::{DeliveryState, Event};
+use cascade_tests::*;
+
+/// Two organisations, three users, one group spanning both; messages flow
+/// both ways and arrive in order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_organisations_converse_in_order() -> Result<()> {
+    let relay = Relay::start().await?;
+    relay.org("north-trust").await?;
+    relay.org("east-ambulance").await?;
+    let alice = relay.user("alice@north-trust", "Alice Okafor", "Ward Sister").await?;
+    let bob = relay.user("bob@north-trust", "Bob Singh", "Junior Doctor").await?;
+    let carol = relay.user("carol@east-ambulance", "Carol Hughes", "Paramedic").await?;
+    for p in [&alice, &bob, &carol] {
+        p.sync().await?;
+    }
+
+    let group = alice.client.create_group("Bed 12 transfer").await?;
+    alice
+        .client
+        .add_members(group, vec![bob.user(), carol.user()])
+        .await?;
+    alice.sync().await?;
+    bob.joined(group).await?;
+    carol.joined(group).await?;
+    let everyone = vec![alice.user(), bob.user(), carol.user()];
+    for p in [&alice, &bob, &carol] {
+        assert_eq!(p.member_users(group).await?, {
+            let mut e = everyone.clone();
+            e.sort();
+            e
+        });
+    }
+    // The group's name reached the new members inside MLS.
+    bob.until("the group name", || async {
+        Ok(bob.client.conversation(group).await?.name == "Bed 12 transfer")
+    })
+    .await?;
+
+    for i in 0..5 {
+        alice.client.send_text(group, &format!("alice {i}")).await?;
+        carol.client.send_text(group, &format!("carol {i}")).await?;
+    }
+    bob.client.send_text(group, "bob here").await?;
+    for p in [&alice, &bob, &carol] {
+        p.sync().await?;
+    }
+    for p in [&alice, &bob, &carol] {
+        let msgs = p.messages(group, 11).await?;
+        assert_eq!(msgs.len(), 11, "every message exactly once");
+        // Each sender's messages in the order sent.
+        for who in ["alice", "carol"] {
+            let mine: Vec<_> = msgs
+                .iter()
+                .filter_map(|m| m.text.clone())
+                .filter(|t| t.starts_with(who))
+                .collect();
+            let want: Vec<_> = (0..5).map(|i| format!("{who} {i}")).collect();
+            assert_eq!(mine, want, "{who}'s messages in order");
+        }
+    }
+    // Sender-side delivery state reached Sent.
+    let alice_msgs = alice.client.history(group, None, 100).await?;
+    assert!(alice_msgs
+        .iter()
+        .filter(|m| m.sender == alice.user())
+        .all(|m| m.state == DeliveryState::Sent));
+    // Everyone is at the same epoch.
+    let e = alice.client.epoch(group).await?;
+    assert_eq!(bob.client.epoch(group).await?, e);
+    assert_eq!(carol.client.epoch(group).await?, e);
+    Ok(())
+}
+
+/// A member is offline while others send, commit and add someone; when it
+/// comes back it converges: same epoch, same members, every message once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn offline_member_converges() -> Result<()> {
+    let relay = Relay::start().await?;
+    relay.org("north-trust").await?;
+    relay.org("east-ambulance").await?;
+    let alice = relay.user("alice@north-trust", "Alice", "Nurse").await?;
+    let bob = relay.user("bob@north-trust", "Bob", "Doctor").await?;
+    let carol = relay.user("carol@east-ambulance", "Carol", "Paramedic").await?;
+    let dave = relay.user("dave@east-ambulance", "Dave", "Dispatcher").await?;
+    let group = alice.client.create_group("Night shift").await?;
+    alice
+        .client
+        .add_members(group, vec![bob.user(), carol.user()])
+        .await?;
+    alice.sync().await?;
+    bob.joined(group).await?;
+    carol.joined(group).await?;
+    bob.sync().await?;
+
+    // Bob goes offline (the app is closed).
+    let bob_dir = bob.close().await;
+
+    alice.client.send_text(group, "one").await?;
+    carol.client.send_text(group, "two").await?;
+    alice.sync().await?;
+    carol.sync().await?;
+    alice.client.add_members(group, vec![dave.user()]).await?;
+    alice.sync().await?;
+    dave.joined(group).await?;
+    carol.client.remove_members(group, vec![dave.user()]).await?;
+    carol.sync().await?;
+    alice.client.send_text(group, "three").await?;
+    alice.sync().await?;
+
+    // Bob comes back.
+    let bob = Peer::open(bob_dir).await?;
+    bob.sync().await?;
+    let want_epoch = alice.client.epoch(group).await?;
+    bob.until("the current epoch", || async {
+        Ok(bob.client.epoch(group).await? == want_epoch)
+    })
+    .await?;
+    assert_eq!(bob.member_users(group).await?, alice.member_users(group).await?);
+    assert_eq!(bob.texts(group).await?, vec!["one", "two", "three"]);
+    // And the group still works both ways.
+    bob.client.send_text(group, "back online").await?;
+    bob.sync().await?;
+    alice.messages(group, 4).await?;
+    assert_eq!(alice.texts(group).await?.last().map(String::as_str), Some("back online"));
+    Ok(())
+}
+
+/// Two members commit at the same epoch: exactly one wins, the other
+/// retries after processing the winner, and nobody forks.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_commits_do_not_fork() -> Result<()> {
+    let relay = Relay::start().await?;
+    relay.org("north-trust").await?;
+    let alice = relay.user("alice@north-trust", "Alice", "Nurse").await?;
+    let bob = relay.user("bob@north-trust", "Bob", "Doctor").await?;
+    let carol = relay.user("carol@north-trust", "Carol", "Pharmacist").await?;
+    let dave = relay.user("dave@north-trust", "Dave", "Porter").await?;
+    let group = alice.client.create_group("Pharmacy").await?;
+    alice.client.add_members(group, vec![bob.user()]).await?;
+    alice.sync().await?;
+    bob.joined(group).await?;
+    bob.sync().await?;
+    let before = alice.client.epoch(group).await?;
+
+    // Both commit at the same epoch, concurrently.
+    let (a, b) = tokio::join!(
+        alice.client.add_members(group, vec![carol.user()]),
+        bob.client.add_members(group, vec![dave.user()]),
+    );
+    a?;
+    b?;
+    alice.sync().await?;
+    bob.sync().await?;
+    carol.joined(group).await?;
+    dave.joined(group).await?;
+    for p in [&alice, &bob] {
+        p.until("both additions", || async {
+            Ok(p.member_users(group).await?.len() == 4)
+        })
+        .await?;
+    }
+    let epoch = alice.client.epoch(group).await?;
+    assert_eq!(epoch, before + 2, "two commits, one after the other");
+    for p in [&bob, &carol, &dave] {
+        p.until("the same epoch", || async { Ok(p.client.epoch(group).await? == epoch) })
+            .await?;
+    }
+    // No fork: a message from each is readable by all others.
+    for (i, p) in [&alice, &bob, &carol, &dave].iter().enumerate() {
+        p.client.send_text(group, &format!("from {i}")).await?;
+        p.sync().await?;
+    }
+    for p in [&alice, &bob, &carol, &dave] {
+        p.until("all four messages", || async {
+            Ok(p.texts(group).await?.iter().filter(|t| t.starts_with("from ")).count() == 4)
+        })
+        .await?;
+    }
+    Ok(())
+}
+
+/// After a conversation, nothing the users wrote is anywhere in the relay's
+/// data directory.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn relay_store_holds_no_plaintext() -> Result<()> {
+    let relay = Relay::start().await?;
+    relay.org("north-trust").await?;
+    let mut alice = relay.user("alice@north-trust", "Alice", "Nurse").await?;
+    let bob = relay.user("bob@north-trust", "Bob", "Doctor").await?;
+    let marker_name = "ZEBRA-GROUP-NAME-7731";
+    let marker_text = "PLAINTEXT-MARKER-4471 patient in bed 12";
+    let group = alice.client.create_group(marker_name).await?;
+    alice.client.add_members(group, vec![bob.user()]).await?;
+    alice.sync().await?;
+    bob.joined(group).await?;
+    for _ in 0..20 {
+        bob.client.send_text(group, marker_text).await?;
+    }
+    bob.sync().await?;
+    alice.messages(group, 20).await?;
+    alice
+        .wait_event("a message", |e| matches!(e, Event::Message(_)))
+        .await
+        .ok();
+    drop(alice);
+    drop(bob);
+    let mut stack = vec![relay.data_dir().to_path_buf()];
+    let mut files = 0;
+    while let Some(p) = stack.pop() {
+        for entry in std::fs::read_dir(&p)? {
+            let path = entry?.path();
+            if path.is_dir() {
+                stack.push(path);
+            } else {
+                files += 1;
+                let bytes = std::fs::read(&path)?;
+                for marker in [marker_name, "PLAINTEXT-MARKER-4471"] {
+                    assert!(
+                        !bytes.windows(marker.len()).any(|w| w == marker.as_bytes()),
+                        "{marker} found in {}",
+                        path.display()
+                    );
+                }
+            }
+        }
+    }
+    assert!(files > 0, "the relay stored something");
+    Ok(())
+}

@@ -1,0 +1,161 @@
+//! `cargo xtask demo`: build, start a relay on the embedded sled store,
+//! provision a demo organisation (and a partner organisation), and open a
+//! terminal chat as the first demo user.
+//!
+//! State lives in `$HOME/.local/share/cascade-demo` (override with
+//! `CASCADE_DEMO_DIR`) and is reused on the next run; `--reset` starts over.
+//! `--no-chat` provisions, prints how to chat, and keeps the relay running
+//! until Ctrl-C (for machines without an interactive terminal).
+
+use std::io::{BufRead, BufReader, IsTerminal};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+
+use anyhow::{bail, Context, Result};
+
+use crate::{ensure_apt, run as run_cmd, target_dir, APT_PACKAGES};
+
+const LISTEN: &str = "127.0.0.1:7171";
+const GROUP: &str = "Ward 7 handover";
+
+struct Relay(Child);
+
+impl Drop for Relay {
+    fn drop(&mut self) {
+        // SIGTERM for a graceful shutdown, then reap.
+        let _ = Command::new("kill").arg(self.0.id().to_string()).status();
+        let _ = self.0.wait();
+    }
+}
+
+fn cascade(bin: &Path, data: &Path) -> Command {
+    let mut c = Command::new(bin.join("cascade"));
+    c.arg("--data-dir").arg(data);
+    c
+}
+
+fn capture(cmd: &mut Command) -> Result<String> {
+    let out = cmd.stderr(Stdio::inherit()).output().with_context(|| format!("starting {cmd:?}"))?;
+    if !out.status.success() {
+        bail!("{cmd:?} failed with {}", out.status);
+    }
+    Ok(String::from_utf8(out.stdout)?.trim().to_owned())
+}
+
+/// Runs the demo.
+pub fn run(_root: &Path, args: &[String]) -> Result<()> {
+    let reset = args.iter().any(|a| a == "--reset");
+    let no_chat = args.iter().any(|a| a == "--no-chat") || !std::io::stdin().is_terminal();
+    ensure_apt(APT_PACKAGES)?;
+    run_cmd(Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into())).args([
+        "build",
+        "--workspace",
+        "--bins",
+        "--locked",
+    ]))?;
+    let bin = target_dir().join("debug");
+    let base = std::env::var_os("CASCADE_DEMO_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            PathBuf::from(std::env::var_os("HOME").unwrap_or_else(|| "/tmp".into()))
+                .join(".local/share/cascade-demo")
+        });
+    if reset && base.exists() {
+        std::fs::remove_dir_all(&base)?;
+    }
+    std::fs::create_dir_all(&base)?;
+    let relay_dir = base.join("relay");
+
+    let mut child = Command::new(bin.join("cascade-server"))
+        .args(["serve", "--listen", LISTEN, "--data-dir"])
+        .arg(&relay_dir)
+        .stdout(Stdio::piped())
+        .spawn()
+        .context("starting cascade-server")?;
+    let stdout = child.stdout.take().expect("piped");
+    let relay = Relay(child);
+    let mut url = None;
+    for line in BufReader::new(stdout).lines() {
+        let line = line?;
+        println!("{line}");
+        if let Some(u) = line.strip_prefix("cascade-server listening on ") {
+            url = Some(u.trim().to_owned());
+            break;
+        }
+    }
+    let Some(url) = url else {
+        bail!("the relay did not start (is {LISTEN} already in use?)");
+    };
+
+    let users = [
+        ("alice@demo-trust", "Alice Okafor", "Ward Sister"),
+        ("bob@demo-trust", "Bob Singh", "Junior Doctor"),
+        ("carol@demo-ambulance", "Carol Hughes", "Paramedic"),
+    ];
+    let dir_of = |user: &str| base.join(user.split('@').next().expect("local part"));
+    if !dir_of(users[0].0).join("cascade.db").exists() {
+        println!("Provisioning the demo organisations…");
+        let token_file = relay_dir.join("admin-token");
+        let admin = |args: &[&str]| -> Result<String> {
+            capture(
+                Command::new(bin.join("cascade"))
+                    .args(["admin", "--server", &url, "--token-file"])
+                    .arg(&token_file)
+                    .args(args),
+            )
+        };
+        admin(&["create-org", "demo-trust", "--name", "Demo NHS Trust"])?;
+        admin(&["create-org", "demo-ambulance", "--name", "Demo Ambulance Service"])?;
+        for (user, name, role) in users {
+            admin(&["add-user", user, "--name", name, "--role", role])?;
+            let token = admin(&["token", user])?;
+            capture(
+                cascade(&bin, &dir_of(user))
+                    .args(["enrol", "--server", &url, "--token", &token, "--device-name", "demo terminal"]),
+            )?;
+        }
+        capture(
+            cascade(&bin, &dir_of(users[0].0))
+                .args(["create", GROUP, "-m", users[1].0, "-m", users[2].0]),
+        )?;
+        capture(cascade(&bin, &dir_of(users[0].0)).args([
+            "send",
+            GROUP,
+            "Morning all, handover at 08:00. Bed 12 needs a transfer to the ambulance crew.",
+        ]))?;
+        for (user, _, _) in &users[1..] {
+            capture(cascade(&bin, &dir_of(user)).arg("sync"))?;
+        }
+    }
+
+    let cli = bin.join("cascade");
+    println!();
+    println!("Cascade demo is running: relay {url}, store {}", relay_dir.display());
+    println!("Chat as another user in a second terminal:");
+    for (user, name, _) in &users[1..] {
+        println!(
+            "  {} --data-dir {} chat '{GROUP}'    # {name}",
+            cli.display(),
+            dir_of(user).display()
+        );
+    }
+    println!();
+    if no_chat {
+        println!("No interactive terminal here: the relay keeps running until Ctrl-C.");
+        let _ = relay.0.id();
+        // Wait for the relay (Ctrl-C reaches the whole process group).
+        let mut relay = relay;
+        let _ = relay.0.wait();
+        return Ok(());
+    }
+    println!("You are {} ({}). Type a message and press Enter; Ctrl-D quits.", users[0].1, users[0].0);
+    let status = cascade(&bin, &dir_of(users[0].0))
+        .args(["chat", GROUP])
+        .status()
+        .context("starting the terminal client")?;
+    drop(relay);
+    if !status.success() {
+        bail!("the terminal client exited with {status}");
+    }
+    Ok(())
+}
