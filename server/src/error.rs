@@ -80,9 +80,9 @@ impl DsError {
                 reason: "the connection is already authenticated".into(),
             },
             DsError::WrongEpoch { current }
-            | DsError::Store(StoreError::WrongEpoch { current }) => ProtocolError::WrongEpoch {
-                current: *current,
-            },
+            | DsError::Store(StoreError::WrongEpoch { current }) => {
+                ProtocolError::WrongEpoch { current: *current }
+            }
             DsError::NotMember => ProtocolError::NotMember,
             DsError::UnknownGroup => ProtocolError::UnknownGroup,
             DsError::GroupExists => ProtocolError::GroupExists,

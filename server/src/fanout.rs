@@ -161,7 +161,10 @@ mod tests {
         let mut second = registry.register(d);
         assert!(first.rx.recv().await.is_none(), "the older channel closes");
         registry.offer([(d, low(1))]);
-        assert!(matches!(second.rx.recv().await, Some(Live::KeyPackagesLow { stock: 1 })));
+        assert!(matches!(
+            second.rx.recv().await,
+            Some(Live::KeyPackagesLow { stock: 1 })
+        ));
         registry.unregister(&d, first.conn_id);
         assert!(registry.is_connected(&d), "a stale unregister is ignored");
         registry.unregister(&d, second.conn_id);

@@ -40,7 +40,10 @@ pub const SEND_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// `GET /v1/ws`: upgrades to the device WebSocket with the protocol's size
 /// limits.
-pub async fn upgrade(State(state): State<AppState>, ws: WebSocketUpgrade) -> axum::response::Response {
+pub async fn upgrade(
+    State(state): State<AppState>,
+    ws: WebSocketUpgrade,
+) -> axum::response::Response {
     ws.max_message_size(HARD_MAX_FRAME_BYTES)
         .max_frame_size(HARD_MAX_FRAME_BYTES)
         .on_upgrade(move |socket| run_connection(state, socket))
@@ -138,7 +141,8 @@ where
             };
             let flow = match event {
                 Event::AuthTimeout => {
-                    self.close(close_code::POLICY, "authentication timeout").await?;
+                    self.close(close_code::POLICY, "authentication timeout")
+                        .await?;
                     Flow::Stop
                 }
                 Event::Shutdown => {
@@ -147,7 +151,9 @@ where
                 }
                 Event::Socket(None) | Event::Socket(Some(Ok(Message::Close(_)))) => Flow::Stop,
                 Event::Socket(Some(Err(_))) => return Err(Ended::Socket),
-                Event::Socket(Some(Ok(Message::Binary(bytes)))) => self.handle_frame(&bytes).await?,
+                Event::Socket(Some(Ok(Message::Binary(bytes)))) => {
+                    self.handle_frame(&bytes).await?
+                }
                 Event::Socket(Some(Ok(Message::Text(_)))) => {
                     let error = ProtocolError::Malformed {
                         reason: "text frames are not part of the protocol".into(),
@@ -182,7 +188,11 @@ where
         }
     }
 
-    async fn respond(&mut self, id: u64, result: Result<Response, ProtocolError>) -> Result<(), Ended> {
+    async fn respond(
+        &mut self,
+        id: u64,
+        result: Result<Response, ProtocolError>,
+    ) -> Result<(), Ended> {
         self.send(ServerFrame::Response { id, result }).await
     }
 
@@ -192,8 +202,8 @@ where
             reason: Utf8Bytes::from_static(reason),
         };
         // The peer may be gone already; closing is best effort.
-        let _ = tokio::time::timeout(SEND_TIMEOUT, self.socket.send(Message::Close(Some(frame))))
-            .await;
+        let _ =
+            tokio::time::timeout(SEND_TIMEOUT, self.socket.send(Message::Close(Some(frame)))).await;
         Ok(())
     }
 
@@ -211,11 +221,16 @@ where
         };
         let id = frame.id;
         match (&self.authed, frame.req) {
-            (None, Request::Authenticate { device_id, signature }) => {
-                self.authenticate(id, &device_id, &signature).await
-            }
+            (
+                None,
+                Request::Authenticate {
+                    device_id,
+                    signature,
+                },
+            ) => self.authenticate(id, &device_id, &signature).await,
             (None, _) => {
-                self.respond(id, Err(ProtocolError::Unauthenticated)).await?;
+                self.respond(id, Err(ProtocolError::Unauthenticated))
+                    .await?;
                 Ok(Flow::Continue)
             }
             (Some(authed), request) => {
@@ -235,17 +250,19 @@ where
         device_id: &cascade_protocol::DeviceId,
         signature: &[u8],
     ) -> Result<Flow, Ended> {
-        let (session, response) = match ds::authenticate::handle(&self.state, &self.nonce, device_id, signature) {
-            Ok(ok) => ok,
-            Err(e) => {
-                if matches!(e, DsError::AuthenticationFailed) {
-                    tracing::info!(device = %device_id, "authentication failed");
+        let (session, response) =
+            match ds::authenticate::handle(&self.state, &self.nonce, device_id, signature) {
+                Ok(ok) => ok,
+                Err(e) => {
+                    if matches!(e, DsError::AuthenticationFailed) {
+                        tracing::info!(device = %device_id, "authentication failed");
+                    }
+                    self.respond(id, Err(e.to_protocol_error())).await?;
+                    self.close(close_code::POLICY, "authentication failed")
+                        .await?;
+                    return Ok(Flow::Stop);
                 }
-                self.respond(id, Err(e.to_protocol_error())).await?;
-                self.close(close_code::POLICY, "authentication failed").await?;
-                return Ok(Flow::Stop);
-            }
-        };
+            };
         // Register before reading the backlog: an item written from now on
         // arrives live, one written before is in the backlog (or both).
         let registration = self.state.registry().register(session.device_id);
@@ -258,7 +275,8 @@ where
         tracing::debug!(device = %session.device_id, "device authenticated");
         self.respond(id, Ok(response)).await?;
         if self.send_backlog(&session).await?.is_err() {
-            self.close(close_code::ERROR, "internal relay error").await?;
+            self.close(close_code::ERROR, "internal relay error")
+                .await?;
             return Ok(Flow::Stop);
         }
         self.send(ServerFrame::Push(Push::QueueDrained)).await?;

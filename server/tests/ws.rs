@@ -8,6 +8,7 @@ use cascade_protocol::limits::{
 };
 use cascade_protocol::{DeviceId, GroupId, ProtocolError};
 use common::*;
+use futures_util::SinkExt;
 use tokio_tungstenite::tungstenite::Message;
 
 fn malformed(e: &Result<Response, ProtocolError>) -> bool {
@@ -123,7 +124,7 @@ async fn malformed_frames_are_rejected_and_the_connection_carries_on() {
 
     client
         .ws
-        .send_text("{\"hello\": 1}")
+        .send(Message::Text("{\"hello\": 1}".into()))
         .await
         .expect("send text");
     assert!(matches!(
@@ -159,19 +160,6 @@ async fn an_oversized_frame_is_rejected_and_the_connection_carries_on() {
     assert_eq!(client.request(Request::Ping).await, Ok(Response::Pong));
 }
 
-trait SendText {
-    async fn send_text(&mut self, text: &str) -> Result<(), tokio_tungstenite::tungstenite::Error>;
-}
-
-impl SendText for tokio_tungstenite::WebSocketStream<
-    tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>,
-> {
-    async fn send_text(&mut self, text: &str) -> Result<(), tokio_tungstenite::tungstenite::Error> {
-        use futures_util::SinkExt;
-        self.send(Message::Text(text.into())).await
-    }
-}
-
 #[tokio::test]
 async fn only_members_post_and_the_sender_gets_no_copy() {
     let relay = start().await;
@@ -189,7 +177,10 @@ async fn only_members_post_and_the_sender_gets_no_copy() {
     );
     let _low = a.push().await;
     let echo = a.delivery().await;
-    assert_eq!((echo.kind, echo.seq, echo.sender), (ItemKind::Commit, 1, alice.device_id));
+    assert_eq!(
+        (echo.kind, echo.seq, echo.sender),
+        (ItemKind::Commit, 1, alice.device_id)
+    );
     let _low = b.push().await;
     let welcome = b.delivery().await;
     assert_eq!((welcome.kind, welcome.seq), (ItemKind::Welcome, 1));
@@ -230,7 +221,10 @@ async fn only_members_post_and_the_sender_gets_no_copy() {
         Ok(Response::MessageAccepted { seq: 2 })
     );
     let item = b.delivery().await;
-    assert_eq!((item.kind, item.seq, item.sender), (ItemKind::Application, 2, alice.device_id));
+    assert_eq!(
+        (item.kind, item.seq, item.sender),
+        (ItemKind::Application, 2, alice.device_id)
+    );
     assert_eq!(item.payload, private_message(group, 1, b"hello bob"));
     a.assert_quiet().await;
     e.assert_quiet().await;
@@ -289,8 +283,12 @@ async fn of_two_concurrent_commits_for_one_epoch_exactly_one_is_accepted() {
 
     for round in 1..=5u64 {
         let epoch = round;
-        let id_a = a.send(Request::Commit(bundle(group, epoch, &[], &[]))).await;
-        let id_b = b.send(Request::Commit(bundle(group, epoch, &[], &[]))).await;
+        let id_a = a
+            .send(Request::Commit(bundle(group, epoch, &[], &[])))
+            .await;
+        let id_b = b
+            .send(Request::Commit(bundle(group, epoch, &[], &[])))
+            .await;
         let (ra, rb) = tokio::join!(a.response(id_a), b.response(id_b));
         let accepted = [&ra, &rb]
             .iter()
@@ -298,10 +296,7 @@ async fn of_two_concurrent_commits_for_one_epoch_exactly_one_is_accepted() {
             .count();
         assert_eq!(accepted, 1, "round {round}: {ra:?} {rb:?}");
         let loser = if ra.is_ok() { rb } else { ra };
-        assert_eq!(
-            loser,
-            Err(ProtocolError::WrongEpoch { current: epoch + 1 })
-        );
+        assert_eq!(loser, Err(ProtocolError::WrongEpoch { current: epoch + 1 }));
     }
     let group_state = relay
         .server
@@ -512,8 +507,10 @@ async fn a_new_device_joins_by_external_commit() {
         .expect("add bob");
 
     let (mut t, _) = relay.online(&alice_tablet).await;
-    let Ok(Response::GroupInfo { epoch, group_info: info }) =
-        t.request(Request::GetGroupInfo { group_id: group }).await
+    let Ok(Response::GroupInfo {
+        epoch,
+        group_info: info,
+    }) = t.request(Request::GetGroupInfo { group_id: group }).await
     else {
         panic!("expected the GroupInfo");
     };
@@ -562,7 +559,7 @@ async fn shutdown_closes_connections_and_returns() {
     let alice = relay.device("alice@north");
     let (mut a, _) = relay.online(&alice).await;
     let _low = a.push().await;
-    let common::Relay { server, _dir, .. } = relay;
+    let common::Relay { server, dir, .. } = relay;
     let stopping = tokio::spawn(server.shutdown());
     assert_eq!(a.closed().await, Some(1001));
     tokio::time::timeout(WAIT, stopping)
@@ -570,4 +567,5 @@ async fn shutdown_closes_connections_and_returns() {
         .expect("stops within the grace period")
         .expect("task")
         .expect("clean shutdown");
+    drop(dir);
 }

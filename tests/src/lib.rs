@@ -11,6 +11,8 @@
 //! # Ok(()) }
 //! ```
 
+pub mod raw;
+
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;

@@ -7,9 +7,7 @@ use cascade_protocol::frames::{CommitBundle, ItemKind, Response};
 use cascade_protocol::limits::MAX_GROUP_DEVICES;
 use cascade_protocol::mls_header::{framing_header, ContentType, SenderType, WireFormat};
 
-use super::{
-    check_mls_size, deliver_live, expect_wire_format, run_to_completion, Session,
-};
+use super::{check_mls_size, deliver_live, expect_wire_format, run_to_completion, Session};
 use crate::error::DsError;
 use crate::store::{CommitWrite, StoreError};
 use crate::AppState;
@@ -25,7 +23,9 @@ fn check_bundle(session: &Session, bundle: &CommitBundle) -> Result<bool, DsErro
     let header = framing_header(&bundle.commit)
         .map_err(|_| DsError::Malformed("the commit is not an MLS public or private message"))?;
     if header.content_type != ContentType::Commit {
-        return Err(DsError::Malformed("the commit message does not carry a commit"));
+        return Err(DsError::Malformed(
+            "the commit message does not carry a commit",
+        ));
     }
     if header.group_id != bundle.group_id.as_bytes() {
         return Err(DsError::Malformed("the commit is for another group"));

@@ -10,7 +10,11 @@ use crate::AppState;
 
 /// Answers the GroupInfo if the caller is in the roster or another device of
 /// the caller's user is; `NotMember` otherwise.
-pub fn handle(state: &AppState, session: &Session, group_id: &GroupId) -> Result<Response, DsError> {
+pub fn handle(
+    state: &AppState,
+    session: &Session,
+    group_id: &GroupId,
+) -> Result<Response, DsError> {
     let store = state.store();
     let group = store.get_group(group_id)?.ok_or(DsError::UnknownGroup)?;
     if !group.roster.contains(&session.device_id) {

@@ -68,7 +68,5 @@ async fn sequence(
         &sequenced,
         &[(ItemKind::Application, message)],
     );
-    Ok(Response::MessageAccepted {
-        seq: sequenced.seq,
-    })
+    Ok(Response::MessageAccepted { seq: sequenced.seq })
 }

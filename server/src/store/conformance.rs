@@ -191,7 +191,10 @@ pub fn org_user_device_crud(h: &mut dyn Harness) {
     assert_eq!(d1.user_id.as_str(), "alice@north");
     assert_eq!(d1.signature_key.as_slice(), &[1; 32]);
     assert!(!d1.revoked);
-    assert_eq!(store.get_device(&d1.device_id).expect("get"), Some(d1.clone()));
+    assert_eq!(
+        store.get_device(&d1.device_id).expect("get"),
+        Some(d1.clone())
+    );
     assert_eq!(store.get_device(&DeviceId([9; 16])).expect("get"), None);
     let devices = store.devices_of_user(&d1.user_id).expect("devices");
     assert_eq!(devices, vec![d1.clone(), d2.clone()]);
@@ -201,7 +204,10 @@ pub fn org_user_device_crud(h: &mut dyn Harness) {
         .is_empty());
 
     store.revoke_device(&d2.device_id).expect("revoke");
-    let revoked = store.get_device(&d2.device_id).expect("get").expect("exists");
+    let revoked = store
+        .get_device(&d2.device_id)
+        .expect("get")
+        .expect("exists");
     assert!(revoked.revoked);
     assert_eq!(
         store.revoke_device(&DeviceId([9; 16])),
@@ -504,9 +510,7 @@ pub fn queues_keep_order_and_ack_removes(h: &mut dyn Harness) {
             removed: &[],
         })
         .expect("add b and c");
-    let seqs: Vec<u64> = (0..5u8)
-        .map(|i| app(&*store, g, a, &[b'm', i]))
-        .collect();
+    let seqs: Vec<u64> = (0..5u8).map(|i| app(&*store, g, a, &[b'm', i])).collect();
     assert_eq!(seqs, vec![2, 3, 4, 5, 6]);
     assert_eq!(app(&*store, g, b, b"from b"), 7);
 

@@ -502,28 +502,32 @@ impl Store for SledStore {
         &self,
         device_id: &DeviceId,
     ) -> Result<Option<ClaimedKeyPackage>, StoreError> {
-        let claimed = (&self.kp, &self.kp_meta, &self.kp_last).transaction(|(kp, meta, last)| {
-            let (head, tail) = kp_meta(meta.get(device_id.as_bytes())?)?;
-            if head < tail {
-                let key = device_index_key(device_id, head);
-                let Some(package) = kp.remove(&key[..])? else {
-                    return abort(StoreError::Corrupt("missing KeyPackage".into()));
-                };
-                meta.insert(&device_id.as_bytes()[..], &kp_meta_bytes(head + 1, tail)[..])?;
-                return Ok(Some(ClaimedKeyPackage {
-                    key_package: package.to_vec(),
-                    last_resort: false,
-                    stock: stock_of(head + 1, tail),
-                }));
-            }
-            Ok(last
-                .get(device_id.as_bytes())?
-                .map(|package| ClaimedKeyPackage {
-                    key_package: package.to_vec(),
-                    last_resort: true,
-                    stock: 0,
-                }))
-        })?;
+        let claimed =
+            (&self.kp, &self.kp_meta, &self.kp_last).transaction(|(kp, meta, last)| {
+                let (head, tail) = kp_meta(meta.get(device_id.as_bytes())?)?;
+                if head < tail {
+                    let key = device_index_key(device_id, head);
+                    let Some(package) = kp.remove(&key[..])? else {
+                        return abort(StoreError::Corrupt("missing KeyPackage".into()));
+                    };
+                    meta.insert(
+                        &device_id.as_bytes()[..],
+                        &kp_meta_bytes(head + 1, tail)[..],
+                    )?;
+                    return Ok(Some(ClaimedKeyPackage {
+                        key_package: package.to_vec(),
+                        last_resort: false,
+                        stock: stock_of(head + 1, tail),
+                    }));
+                }
+                Ok(last
+                    .get(device_id.as_bytes())?
+                    .map(|package| ClaimedKeyPackage {
+                        key_package: package.to_vec(),
+                        last_resort: true,
+                        stock: 0,
+                    }))
+            })?;
         Ok(claimed)
     }
 
@@ -542,16 +546,18 @@ impl Store for SledStore {
             epoch: 0,
             group_info: Bytes::from(group_info.to_vec()),
         });
-        (&self.groups, &self.group_seq, &self.group_info).transaction(|(groups, seqs, infos)| {
-            let key = &group_id.as_bytes()[..];
-            if groups.get(key)?.is_some() {
-                return abort(StoreError::AlreadyExists);
-            }
-            groups.insert(key, &record[..])?;
-            seqs.insert(key, &1u64.to_be_bytes()[..])?;
-            infos.insert(key, &info[..])?;
-            Ok(())
-        })?;
+        (&self.groups, &self.group_seq, &self.group_info).transaction(
+            |(groups, seqs, infos)| {
+                let key = &group_id.as_bytes()[..];
+                if groups.get(key)?.is_some() {
+                    return abort(StoreError::AlreadyExists);
+                }
+                groups.insert(key, &record[..])?;
+                seqs.insert(key, &1u64.to_be_bytes()[..])?;
+                infos.insert(key, &info[..])?;
+                Ok(())
+            },
+        )?;
         Ok(())
     }
 
@@ -885,7 +891,10 @@ mod tests {
                 }),
             ),
             ("queue_key", device_index_key(&device, 258).to_vec()),
-            ("payload_key", payload_key(&group, 9, ItemKind::Commit).to_vec()),
+            (
+                "payload_key",
+                payload_key(&group, 9, ItemKind::Commit).to_vec(),
+            ),
             ("kp_meta", kp_meta_bytes(1, 5).to_vec()),
             ("user_key", user_key(&UserId::new("bob@b").expect("valid"))),
         ];
@@ -897,7 +906,8 @@ mod tests {
         if std::env::var_os("UPDATE_GOLDEN").is_some() {
             std::fs::write(path, &actual).expect("write golden file");
         }
-        let expected = std::fs::read_to_string(path).expect("golden file; run with UPDATE_GOLDEN=1");
+        let expected =
+            std::fs::read_to_string(path).expect("golden file; run with UPDATE_GOLDEN=1");
         assert_eq!(actual, expected, "the disk format changed");
     }
 }

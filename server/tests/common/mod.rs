@@ -27,7 +27,7 @@ pub const WAIT: Duration = Duration::from_secs(10);
 pub struct Relay {
     pub server: RunningServer,
     pub admin_token: String,
-    _dir: tempfile::TempDir,
+    pub dir: tempfile::TempDir,
 }
 
 pub async fn start() -> Relay {
@@ -39,7 +39,7 @@ pub async fn start() -> Relay {
     Relay {
         server: server.spawn(listener).expect("spawn"),
         admin_token: token.created.expect("a fresh data dir gets a token"),
-        _dir: dir,
+        dir,
     }
 }
 

@@ -1,0 +1,91 @@
+//! The `cascade-server` binary: `init`, and `serve` printing its address and
+//! stopping cleanly on SIGTERM with its state on disk.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+const BIN: &str = env!("CARGO_BIN_EXE_cascade-server");
+
+#[test]
+fn init_creates_the_admin_token_once() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let data = dir.path().join("data");
+    let run = || {
+        let out = Command::new(BIN)
+            .args(["init", "--data-dir"])
+            .arg(&data)
+            .env_remove("CASCADE_DATA_DIR")
+            .output()
+            .expect("run init");
+        assert!(out.status.success(), "{out:?}");
+        String::from_utf8(out.stdout).expect("utf8")
+    };
+    let first = run();
+    let path = data.join("admin-token");
+    assert_eq!(first.trim(), path.display().to_string());
+    let token = std::fs::read_to_string(&path).expect("token");
+    let second = run();
+    assert_eq!(second, first);
+    assert_eq!(
+        std::fs::read_to_string(&path).expect("token"),
+        token,
+        "idempotent"
+    );
+}
+
+async fn health(addr: &str) -> String {
+    let mut stream = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    stream
+        .write_all(b"GET /health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .await
+        .expect("write");
+    let mut out = String::new();
+    stream.read_to_string(&mut out).await.expect("read");
+    out
+}
+
+#[tokio::test]
+async fn serve_prints_its_address_and_stops_on_sigterm() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mut child = Command::new(BIN)
+        .args(["serve", "--listen", "127.0.0.1:0"])
+        .env("CASCADE_DATA_DIR", dir.path())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn");
+    let stdout = child.stdout.take().expect("stdout");
+    let line = tokio::task::spawn_blocking(move || {
+        let mut line = String::new();
+        BufReader::new(stdout).read_line(&mut line).expect("read");
+        line
+    })
+    .await
+    .expect("reader");
+    let addr = line
+        .trim()
+        .strip_prefix("cascade-server listening on http://")
+        .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
+        .to_string();
+    assert!(health(&addr).await.ends_with("ok"));
+    assert!(dir.path().join("admin-token").exists());
+
+    let status = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .expect("kill");
+    assert!(status.success());
+    let mut waited = Duration::ZERO;
+    let exit = loop {
+        if let Some(exit) = child.try_wait().expect("wait") {
+            break exit;
+        }
+        assert!(waited < Duration::from_secs(10), "did not stop on SIGTERM");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        waited += Duration::from_millis(50);
+    };
+    assert!(exit.success(), "{exit:?}");
+}

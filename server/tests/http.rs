@@ -1,0 +1,319 @@
+//! The plain-HTTP API: health, admin and enrolment, over a real socket.
+
+mod common;
+
+use std::net::SocketAddr;
+
+use cascade_protocol::frames::UserEntry;
+use cascade_protocol::http::{EnrolResponse, EnrolmentToken, HttpError};
+use common::*;
+use ed25519_dalek::SigningKey;
+use serde_json::{json, Value};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+/// One HTTP/1.1 request on a fresh connection; returns status and body.
+async fn http(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    bearer: Option<&str>,
+    body: Option<&[u8]>,
+) -> (u16, Vec<u8>) {
+    let mut stream = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    let mut head = format!("{method} {path} HTTP/1.1\r\nHost: relay\r\nConnection: close\r\n");
+    if let Some(token) = bearer {
+        head.push_str(&format!("Authorization: Bearer {token}\r\n"));
+    }
+    let body = body.unwrap_or_default();
+    head.push_str(&format!(
+        "Content-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    ));
+    stream.write_all(head.as_bytes()).await.expect("write");
+    // The relay may answer (413) before reading a large body.
+    let _ = stream.write_all(body).await;
+    let mut response = Vec::new();
+    let _ = stream.read_to_end(&mut response).await;
+    let text = String::from_utf8_lossy(&response);
+    let status: u16 = text
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("no status line in {text:?}"));
+    let split = response
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .expect("end of headers");
+    let (headers, body) = response.split_at(split + 4);
+    let headers = String::from_utf8_lossy(headers).to_ascii_lowercase();
+    let body = if headers.contains("transfer-encoding: chunked") {
+        dechunk(body)
+    } else {
+        body.to_vec()
+    };
+    (status, body)
+}
+
+fn dechunk(mut body: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    loop {
+        let line_end = body
+            .windows(2)
+            .position(|w| w == b"\r\n")
+            .expect("chunk size");
+        let size = usize::from_str_radix(
+            std::str::from_utf8(&body[..line_end]).expect("utf8").trim(),
+            16,
+        )
+        .expect("hex size");
+        if size == 0 {
+            return out;
+        }
+        let start = line_end + 2;
+        out.extend_from_slice(&body[start..start + size]);
+        body = &body[start + size + 2..];
+    }
+}
+
+async fn post(relay: &Relay, path: &str, bearer: Option<&str>, body: Value) -> (u16, Vec<u8>) {
+    let bytes = serde_json::to_vec(&body).expect("json");
+    http(relay.server.addr(), "POST", path, bearer, Some(&bytes)).await
+}
+
+async fn admin(relay: &Relay, path: &str, body: Value) -> (u16, Vec<u8>) {
+    post(relay, path, Some(&relay.admin_token), body).await
+}
+
+fn error_code(body: &[u8]) -> String {
+    serde_json::from_slice::<HttpError>(body)
+        .unwrap_or_else(|_| panic!("an HttpError body: {}", String::from_utf8_lossy(body)))
+        .code
+}
+
+fn public_key_hex() -> String {
+    let key = SigningKey::from_bytes(&rand::random());
+    hex::encode(key.verifying_key().to_bytes())
+}
+
+#[tokio::test]
+async fn health_answers_ok() {
+    let relay = start().await;
+    let (status, body) = http(relay.server.addr(), "GET", "/health", None, None).await;
+    assert_eq!((status, body.as_slice()), (200, &b"ok"[..]));
+    let (status, body) = http(relay.server.addr(), "GET", "/nowhere", None, None).await;
+    assert_eq!(status, 404);
+    assert_eq!(error_code(&body), "not_found");
+}
+
+#[tokio::test]
+async fn the_admin_api_needs_the_admin_token() {
+    let relay = start().await;
+    let org = json!({"org_id": "north", "display_name": "North Trust"});
+    for bearer in [None, Some("wrong"), Some("")] {
+        let (status, body) = post(&relay, "/v1/admin/orgs", bearer, org.clone()).await;
+        assert_eq!(status, 401, "{bearer:?}");
+        assert_eq!(error_code(&body), "unauthorized");
+    }
+    let (status, _) = http(
+        relay.server.addr(),
+        "GET",
+        "/v1/admin/orgs/north/users",
+        None,
+        None,
+    )
+    .await;
+    assert_eq!(status, 401);
+    let (status, _) = admin(&relay, "/v1/admin/orgs", org).await;
+    assert_eq!(status, 201);
+}
+
+#[tokio::test]
+async fn an_admin_provisions_and_a_device_enrols_once() {
+    let relay = start().await;
+    let (status, _) = admin(
+        &relay,
+        "/v1/admin/orgs",
+        json!({"org_id": "north", "display_name": "North Trust"}),
+    )
+    .await;
+    assert_eq!(status, 201);
+    let (status, body) = admin(
+        &relay,
+        "/v1/admin/orgs",
+        json!({"org_id": "north", "display_name": "Again"}),
+    )
+    .await;
+    assert_eq!((status, error_code(&body).as_str()), (409, "conflict"));
+
+    let user = json!({"user_id": "alice@north", "display_name": "Alice", "role": "Staff nurse"});
+    let (status, body) = admin(&relay, "/v1/admin/users", user.clone()).await;
+    assert_eq!(status, 201);
+    let entry: UserEntry = serde_json::from_slice(&body).expect("UserEntry");
+    assert_eq!(entry.org_id.as_str(), "north");
+    assert!(entry.devices.is_empty());
+    let (status, _) = admin(&relay, "/v1/admin/users", user).await;
+    assert_eq!(status, 409);
+    let (status, body) = admin(
+        &relay,
+        "/v1/admin/users",
+        json!({"user_id": "bob@south", "display_name": "Bob", "role": "Porter"}),
+    )
+    .await;
+    assert_eq!((status, error_code(&body).as_str()), (404, "not_found"));
+    let (status, body) = admin(
+        &relay,
+        "/v1/admin/users",
+        json!({"user_id": "Not A User", "display_name": "Bob", "role": "Porter"}),
+    )
+    .await;
+    assert_eq!((status, error_code(&body).as_str()), (400, "bad_request"));
+
+    let (status, body) = admin(
+        &relay,
+        "/v1/admin/enrolment-tokens",
+        json!({"user_id": "alice@north", "ttl_secs": null}),
+    )
+    .await;
+    assert_eq!(status, 201);
+    let token: EnrolmentToken = serde_json::from_slice(&body).expect("EnrolmentToken");
+    assert_eq!(token.user_id.as_str(), "alice@north");
+    assert!(token.expires_at > cascade_server::unix_now() + 71 * 3600);
+    let (status, _) = admin(
+        &relay,
+        "/v1/admin/enrolment-tokens",
+        json!({"user_id": "zed@north", "ttl_secs": 60}),
+    )
+    .await;
+    assert_eq!(status, 404);
+
+    // A bad key is refused without spending the token.
+    let enrol = |key: String| json!({"token": token.token, "signature_key": key, "device_name": "Ward 7 desktop"});
+    for bad_key in ["zz".to_string(), "00".repeat(32), "ab".repeat(31)] {
+        let (status, body) = post(&relay, "/v1/enrol", None, enrol(bad_key)).await;
+        assert_eq!((status, error_code(&body).as_str()), (400, "bad_request"));
+    }
+    let (status, body) = post(&relay, "/v1/enrol", None, enrol(public_key_hex())).await;
+    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
+    let enrolled: EnrolResponse = serde_json::from_slice(&body).expect("EnrolResponse");
+    assert_eq!(enrolled.user_id.as_str(), "alice@north");
+    assert_eq!(enrolled.org_id.as_str(), "north");
+    assert_eq!(enrolled.display_name, "Alice");
+    assert_eq!(enrolled.role, "Staff nurse");
+
+    let (status, body) = post(&relay, "/v1/enrol", None, enrol(public_key_hex())).await;
+    assert_eq!((status, error_code(&body).as_str()), (401, "invalid_token"));
+    let unknown = json!({"token": "nope", "signature_key": public_key_hex(), "device_name": "x"});
+    let (status, body) = post(&relay, "/v1/enrol", None, unknown).await;
+    assert_eq!((status, error_code(&body).as_str()), (401, "invalid_token"));
+
+    let (status, body) = http(
+        relay.server.addr(),
+        "GET",
+        "/v1/admin/orgs/north/users",
+        Some(&relay.admin_token),
+        None,
+    )
+    .await;
+    assert_eq!(status, 200);
+    let users: Vec<UserEntry> = serde_json::from_slice(&body).expect("users");
+    assert_eq!(users.len(), 1);
+    assert_eq!(users[0].devices, vec![enrolled.device_id]);
+    let (status, _) = http(
+        relay.server.addr(),
+        "GET",
+        "/v1/admin/orgs/south/users",
+        Some(&relay.admin_token),
+        None,
+    )
+    .await;
+    assert_eq!(status, 404);
+}
+
+#[tokio::test]
+async fn an_expired_token_does_not_enrol() {
+    let relay = start().await;
+    admin(
+        &relay,
+        "/v1/admin/orgs",
+        json!({"org_id": "north", "display_name": "North"}),
+    )
+    .await;
+    admin(
+        &relay,
+        "/v1/admin/users",
+        json!({"user_id": "alice@north", "display_name": "Alice", "role": "Nurse"}),
+    )
+    .await;
+    let (status, body) = admin(
+        &relay,
+        "/v1/admin/enrolment-tokens",
+        json!({"user_id": "alice@north", "ttl_secs": 1}),
+    )
+    .await;
+    assert_eq!(status, 201);
+    let token: EnrolmentToken = serde_json::from_slice(&body).expect("token");
+    tokio::time::sleep(std::time::Duration::from_millis(2100)).await;
+    let request =
+        json!({"token": token.token, "signature_key": public_key_hex(), "device_name": "x"});
+    let (status, body) = post(&relay, "/v1/enrol", None, request).await;
+    assert_eq!((status, error_code(&body).as_str()), (401, "invalid_token"));
+    let (status, _) = admin(
+        &relay,
+        "/v1/admin/enrolment-tokens",
+        json!({"user_id": "alice@north", "ttl_secs": 0}),
+    )
+    .await;
+    assert_eq!(status, 400);
+}
+
+#[tokio::test]
+async fn bodies_over_64_kib_are_refused() {
+    let relay = start().await;
+    let big = json!({"org_id": "north", "display_name": "x".repeat(70 * 1024)});
+    let (status, body) = admin(&relay, "/v1/admin/orgs", big).await;
+    assert_eq!(status, 413);
+    assert_eq!(error_code(&body), "payload_too_large");
+    let (status, body) = post(
+        &relay,
+        "/v1/enrol",
+        None,
+        json!({"token": "t".repeat(70_000)}),
+    )
+    .await;
+    assert_eq!(
+        (status, error_code(&body).as_str()),
+        (413, "payload_too_large")
+    );
+    let (status, body) = http(
+        relay.server.addr(),
+        "POST",
+        "/v1/enrol",
+        None,
+        Some(b"not json"),
+    )
+    .await;
+    assert_eq!((status, error_code(&body).as_str()), (400, "bad_request"));
+}
+
+#[tokio::test]
+async fn the_admin_token_file_holds_the_token_and_is_private() {
+    let relay = start().await;
+    let path = relay.dir.path().join("admin-token");
+    let on_disk = std::fs::read_to_string(&path).expect("token file");
+    assert_eq!(on_disk.trim(), relay.admin_token);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&path).expect("meta").permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+    }
+    // The store keeps only the hash.
+    let hash = relay
+        .server
+        .state()
+        .store()
+        .admin_token_hash()
+        .expect("read")
+        .expect("set");
+    assert_eq!(hash, cascade_server::token::token_hash(&relay.admin_token));
+}
