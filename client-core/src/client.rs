@@ -96,11 +96,18 @@ impl Client {
     /// Opens an enrolled device's data directory and starts connecting to
     /// its relay in the background.
     pub async fn open(data_dir: &Path) -> Result<Client> {
+        Self::open_via(data_dir, None).await
+    }
+
+    /// Like [`Client::open`], but connects to `server_url` instead of the
+    /// relay address recorded at enrolment (a relay that moved, or a test
+    /// proxy in front of it).
+    pub async fn open_via(data_dir: &Path, server_url: Option<&str>) -> Result<Client> {
         let engine = Engine::new(Store::open(&db_path(data_dir))?)?;
         let identity = engine.identity().cloned().ok_or(CoreError::NotEnrolled)?;
         let (cmds, rx) = mpsc::unbounded_channel();
         let (events, _) = broadcast::channel(4096);
-        let ws_url = ws_url(&identity.server_url);
+        let ws_url = ws_url(server_url.unwrap_or(&identity.server_url));
         tokio::spawn(run(engine, ws_url, rx, events.clone()));
         Ok(Client {
             cmds,

@@ -244,6 +244,20 @@ fn mls_in(bytes: &[u8]) -> Result<MlsMessageIn> {
     MlsMessageIn::tls_deserialize_exact(bytes).map_err(|_| CoreError::Decode("MLS message".into()))
 }
 
+/// Whether processing failed only because this exact ciphertext was already
+/// decrypted (its ratchet secret is consumed and deleted).
+///
+/// openmls 0.9 keeps the inner error types crate-private, so the reason is
+/// recognised by its message; the replay test in `cascade-tests` pins it.
+fn is_replay<E>(e: &ProcessMessageError<E>) -> bool {
+    match e {
+        ProcessMessageError::ValidationError(ValidationError::UnableToDecrypt(inner)) => inner
+            .to_string()
+            .contains("deleted to preserve forward secrecy"),
+        _ => false,
+    }
+}
+
 fn openmls_group_id(g: &GroupId) -> openmls::group::GroupId {
     openmls::group::GroupId::from_slice(g.as_bytes())
 }
@@ -898,7 +912,16 @@ impl Engine {
         let msg = mls_in(&item.payload)?
             .try_into_protocol_message()
             .map_err(|_| CoreError::Decode("not a protocol message".into()))?;
-        let processed = group.process_message(&provider, msg).map_err(CoreError::mls)?;
+        let processed = match group.process_message(&provider, msg) {
+            Ok(p) => p,
+            Err(e) if is_replay(&e) => {
+                // The same ciphertext again (a sender's retransmission after
+                // a crash, or a replay): its key is already used and deleted.
+                tracing::debug!(group = %item.group_id, seq = item.seq, "replayed ciphertext dropped");
+                return Ok(vec![]);
+            }
+            Err(e) => return Err(CoreError::mls(e)),
+        };
         let sender = parse_credential(processed.credential())?;
         if sender.device != item.sender {
             tracing::warn!("relay-claimed sender differs from the MLS sender; using MLS");

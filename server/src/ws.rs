@@ -142,11 +142,11 @@ where
             let flow = match event {
                 Event::AuthTimeout => {
                     self.close(close_code::POLICY, "authentication timeout")
-                        .await?;
+                        .await;
                     Flow::Stop
                 }
                 Event::Shutdown => {
-                    self.close(close_code::AWAY, "relay shutting down").await?;
+                    self.close(close_code::AWAY, "relay shutting down").await;
                     Flow::Stop
                 }
                 Event::Socket(None) | Event::Socket(Some(Ok(Message::Close(_)))) => Flow::Stop,
@@ -169,7 +169,7 @@ where
                 Event::Live(None) => {
                     // Replaced by a newer connection of the device, or too slow.
                     self.close(close_code::POLICY, "connection superseded or too slow")
-                        .await?;
+                        .await;
                     Flow::Stop
                 }
             };
@@ -259,7 +259,7 @@ where
                     }
                     self.respond(id, Err(e.to_protocol_error())).await?;
                     self.close(close_code::POLICY, "authentication failed")
-                        .await?;
+                        .await;
                     return Ok(Flow::Stop);
                 }
             };
@@ -275,8 +275,7 @@ where
         tracing::debug!(device = %session.device_id, "device authenticated");
         self.respond(id, Ok(response)).await?;
         if self.send_backlog(&session).await?.is_err() {
-            self.close(close_code::ERROR, "internal relay error")
-                .await?;
+            self.close(close_code::ERROR, "internal relay error").await;
             return Ok(Flow::Stop);
         }
         self.send(ServerFrame::Push(Push::QueueDrained)).await?;
@@ -328,5 +327,203 @@ where
             }
         }
         self.send(ServerFrame::Push(live.into_push())).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::pin::Pin;
+    use std::sync::Arc;
+    use std::task::{Context, Poll};
+
+    use cascade_protocol::frames::ClientFrame;
+    use cascade_protocol::limits::PROTOCOL_VERSION;
+    use cascade_protocol::{decode_server_frame, encode_client_frame, DeviceId, UserId};
+    use ed25519_dalek::{Signer, SigningKey};
+    use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver, UnboundedSender};
+
+    use super::*;
+    use crate::store::{EnrolmentTokenRecord, NewDevice, Org, SledStore, Store, User};
+
+    /// One end of an in-memory WebSocket.
+    struct MemSocket {
+        incoming: UnboundedReceiver<Result<Message, axum::Error>>,
+        outgoing: UnboundedSender<Message>,
+    }
+
+    impl Stream for MemSocket {
+        type Item = Result<Message, axum::Error>;
+
+        fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+            self.incoming.poll_recv(cx)
+        }
+    }
+
+    impl Sink<Message> for MemSocket {
+        type Error = axum::Error;
+
+        fn poll_ready(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+            Poll::Ready(Ok(()))
+        }
+
+        fn start_send(self: Pin<&mut Self>, item: Message) -> Result<(), Self::Error> {
+            self.outgoing.send(item).map_err(axum::Error::new)
+        }
+
+        fn poll_flush(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+            Poll::Ready(Ok(()))
+        }
+
+        fn poll_close(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+            Poll::Ready(Ok(()))
+        }
+    }
+
+    /// The client's end: what it sends and what the relay sent.
+    struct Peer {
+        to_relay: UnboundedSender<Result<Message, axum::Error>>,
+        from_relay: UnboundedReceiver<Message>,
+    }
+
+    impl Peer {
+        async fn frame(&mut self) -> ServerFrame {
+            match self.from_relay.recv().await.expect("a message") {
+                Message::Binary(b) => decode_server_frame(&b).expect("a server frame"),
+                other => panic!("unexpected {other:?}"),
+            }
+        }
+
+        fn send(&self, id: u64, req: Request) {
+            let frame = encode_client_frame(&ClientFrame {
+                v: PROTOCOL_VERSION,
+                id,
+                req,
+            });
+            self.to_relay
+                .send(Ok(Message::binary(frame)))
+                .expect("relay reads");
+        }
+    }
+
+    fn connect(state: &AppState) -> Peer {
+        let (to_relay, incoming) = unbounded_channel();
+        let (outgoing, from_relay) = unbounded_channel();
+        tokio::spawn(run_connection(
+            state.clone(),
+            MemSocket { incoming, outgoing },
+        ));
+        Peer {
+            to_relay,
+            from_relay,
+        }
+    }
+
+    fn relay_with_device() -> (AppState, DeviceId, SigningKey) {
+        let store = SledStore::open_temporary().expect("store");
+        let user_id = UserId::new("alice@north").expect("valid");
+        store
+            .create_org(&Org {
+                org_id: user_id.org(),
+                display_name: "North".into(),
+                created_at: 0,
+            })
+            .expect("org");
+        store
+            .create_user(&User {
+                user_id: user_id.clone(),
+                display_name: "Alice".into(),
+                role: "Nurse".into(),
+                created_at: 0,
+            })
+            .expect("user");
+        let record = EnrolmentTokenRecord {
+            user_id,
+            expires_at: u64::MAX,
+            used: false,
+        };
+        store.put_enrolment_token(&[1; 32], &record).expect("token");
+        let key = SigningKey::from_bytes(&[7; 32]);
+        let device = store
+            .enrol_device(
+                &[1; 32],
+                0,
+                &NewDevice {
+                    device_id: DeviceId([2; 16]),
+                    name: "desk".into(),
+                    signature_key: Bytes::from(key.verifying_key().to_bytes().to_vec()),
+                    enrolled_at: 0,
+                },
+            )
+            .expect("enrol");
+        let store: Arc<dyn Store> = Arc::new(store);
+        (AppState::new(store), device.device_id, key)
+    }
+
+    #[tokio::test]
+    async fn the_connection_loop_runs_without_a_network() {
+        let (state, device_id, key) = relay_with_device();
+        let mut peer = connect(&state);
+        let ServerFrame::Push(Push::Challenge { nonce }) = peer.frame().await else {
+            panic!("expected the challenge");
+        };
+        let signature = key.sign(&cascade_protocol::auth::challenge_payload(
+            &nonce, &device_id,
+        ));
+        peer.send(
+            1,
+            Request::Authenticate {
+                device_id,
+                signature: Bytes::from(signature.to_bytes().to_vec()),
+            },
+        );
+        assert!(matches!(
+            peer.frame().await,
+            ServerFrame::Response {
+                id: 1,
+                result: Ok(Response::Authenticated { .. })
+            }
+        ));
+        assert_eq!(peer.frame().await, ServerFrame::Push(Push::QueueDrained));
+        assert_eq!(
+            peer.frame().await,
+            ServerFrame::Push(Push::KeyPackagesLow { stock: 0 })
+        );
+        assert!(state.registry().is_connected(&device_id));
+        peer.send(2, Request::Ping);
+        assert_eq!(
+            peer.frame().await,
+            ServerFrame::Response {
+                id: 2,
+                result: Ok(Response::Pong)
+            }
+        );
+
+        drop(peer);
+        tokio::time::timeout(Duration::from_secs(5), state.connections_closed())
+            .await
+            .expect("the loop ends when the socket does");
+        assert!(!state.registry().is_connected(&device_id));
+    }
+
+    #[tokio::test]
+    async fn a_connection_that_does_not_authenticate_in_time_is_closed() {
+        let (state, _, _) = relay_with_device();
+        let mut peer = connect(&state);
+        assert!(matches!(
+            peer.frame().await,
+            ServerFrame::Push(Push::Challenge { .. })
+        ));
+        let started = std::time::Instant::now();
+        let closed = tokio::time::timeout(
+            Duration::from_secs(AUTH_TIMEOUT_SECS + 5),
+            peer.from_relay.recv(),
+        )
+        .await
+        .expect("closed in time");
+        let Some(Message::Close(Some(frame))) = closed else {
+            panic!("expected a close frame, got {closed:?}");
+        };
+        assert_eq!(frame.code, close_code::POLICY);
+        assert!(started.elapsed() >= Duration::from_secs(AUTH_TIMEOUT_SECS - 1));
     }
 }

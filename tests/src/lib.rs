@@ -11,6 +11,7 @@
 //! # Ok(()) }
 //! ```
 
+pub mod proxy;
 pub mod raw;
 
 use std::path::{Path, PathBuf};
@@ -187,7 +188,12 @@ pub struct Peer {
 impl Peer {
     /// Opens (or reopens, after a restart) a device's data directory.
     pub async fn open(dir: PathBuf) -> Result<Peer> {
-        let client = Client::open(&dir).await?;
+        Self::open_via(dir, None).await
+    }
+
+    /// Opens a device that connects through `url` (e.g. a [`proxy::Proxy`]).
+    pub async fn open_via(dir: PathBuf, url: Option<&str>) -> Result<Peer> {
+        let client = Client::open_via(&dir, url).await?;
         let events = client.subscribe();
         Ok(Peer {
             client,

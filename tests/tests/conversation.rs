@@ -231,3 +231,93 @@ async fn relay_store_holds_no_plaintext() -> Result<()> {
     assert!(files > 0, "the relay stored something");
     Ok(())
 }
+
+/// A real race, made deterministic: Bob does not see Alice's commit before
+/// making his own for the same epoch. The relay refuses his with
+/// `WrongEpoch`; he processes Alice's, retries, and both land. No fork.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stale_commit_is_refused_then_retried() -> Result<()> {
+    let relay = Relay::start().await?;
+    relay.org("north-trust").await?;
+    let alice = relay.user("alice@north-trust", "Alice", "Nurse").await?;
+    let bob = relay.user("bob@north-trust", "Bob", "Doctor").await?;
+    let carol = relay.user("carol@north-trust", "Carol", "Pharmacist").await?;
+    let dave = relay.user("dave@north-trust", "Dave", "Porter").await?;
+    let group = alice.client.create_group("Race").await?;
+    alice.client.add_members(group, vec![bob.user()]).await?;
+    alice.sync().await?;
+    bob.joined(group).await?;
+    bob.sync().await?;
+    let start = alice.client.epoch(group).await?;
+    let bob_dir = bob.close().await;
+    let proxy = cascade_tests::proxy::Proxy::start(&relay.url).await?;
+    let bob = Peer::open_via(bob_dir, Some(&proxy.url)).await?;
+    bob.sync().await?;
+
+    proxy.hold_deliveries().await;
+    alice.client.add_members(group, vec![carol.user()]).await?;
+    alice.sync().await?;
+    assert_eq!(alice.client.epoch(group).await?, start + 1);
+    bob.client.add_members(group, vec![dave.user()]).await?;
+    // Bob's commit is for the old epoch: refused, and his op waits.
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    assert_eq!(bob.client.epoch(group).await?, start, "Bob has not seen Alice's commit");
+    assert_eq!(bob.client.outbox_len().await?, 1, "Bob's add is still pending");
+    assert_eq!(alice.member_users(group).await?.len(), 3, "Bob's stale commit did not land");
+
+    proxy.release().await;
+    bob.sync().await?;
+    dave.joined(group).await?;
+    let end = start + 2;
+    for p in [&alice, &bob, &carol, &dave] {
+        p.until("the final epoch", || async { Ok(p.client.epoch(group).await? == end) })
+            .await?;
+        assert_eq!(p.member_users(group).await?.len(), 4);
+    }
+    for (i, p) in [&alice, &bob, &carol, &dave].iter().enumerate() {
+        p.client.send_text(group, &format!("from {i}")).await?;
+        p.sync().await?;
+    }
+    for p in [&alice, &bob, &carol, &dave] {
+        p.until("all four messages", || async {
+            Ok(p.texts(group).await?.iter().filter(|t| t.starts_with("from ")).count() == 4)
+        })
+        .await?;
+    }
+    Ok(())
+}
+
+/// A ciphertext replayed on the network reaches the recipient twice (the
+/// relay cannot tell) and is shown once, without an error.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replayed_message_is_shown_once() -> Result<()> {
+    let relay = Relay::start().await?;
+    relay.org("north-trust").await?;
+    let alice = relay.user("alice@north-trust", "Alice", "Nurse").await?;
+    let mut bob = relay.user("bob@north-trust", "Bob", "Doctor").await?;
+    let group = alice.client.create_group("Replay").await?;
+    alice.client.add_members(group, vec![bob.user()]).await?;
+    alice.sync().await?;
+    bob.joined(group).await?;
+    let alice_dir = alice.close().await;
+    let proxy = cascade_tests::proxy::Proxy::start(&relay.url).await?;
+    let alice = Peer::open_via(alice_dir, Some(&proxy.url)).await?;
+    alice.sync().await?;
+
+    proxy.replay_next_send().await;
+    alice.client.send_text(group, "say it once").await?;
+    alice.sync().await?;
+    alice.client.send_text(group, "and then this").await?;
+    alice.sync().await?;
+    assert_eq!(proxy.replayed().await, 1);
+    bob.messages(group, 2).await?;
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    assert_eq!(bob.texts(group).await?, vec!["say it once", "and then this"]);
+    // No failure was reported for the replay.
+    let failed = tokio::time::timeout(std::time::Duration::from_millis(300), bob.wait_event("a failure", |e| {
+        matches!(e, Event::OperationFailed { .. })
+    }))
+    .await;
+    assert!(failed.is_err() || failed.expect("checked").is_err(), "no failure event");
+    Ok(())
+}
