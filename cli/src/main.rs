@@ -17,7 +17,11 @@ use serde_json::json;
 use tokio::io::AsyncBufReadExt;
 
 #[derive(Parser)]
-#[command(name = "cascade", version, about = "Cascade: end-to-end encrypted messaging for health and care staff")]
+#[command(
+    name = "cascade",
+    version,
+    about = "Cascade: end-to-end encrypted messaging for health and care staff"
+)]
 struct Cli {
     /// Where this device's keys and history live.
     #[arg(long, env = "CASCADE_DATA_DIR", global = true)]
@@ -196,7 +200,11 @@ async fn main() {
     match run(cli).await {
         Ok(()) => {}
         Err(e) => {
-            let code = if e.downcast_ref::<TimedOut>().is_some() { 3 } else { 1 };
+            let code = if e.downcast_ref::<TimedOut>().is_some() {
+                3
+            } else {
+                1
+            };
             if json {
                 println!("{}", json!({ "error": format!("{e:#}") }));
             } else {
@@ -238,6 +246,12 @@ async fn run(cli: Cli) -> Result<()> {
             device_name,
         } => {
             let id = Client::enrol(&data_dir, &server, &token, &device_name).await?;
+            // Connect once so the device's KeyPackages are on the relay and
+            // colleagues can add it to conversations straight away.
+            let client = Client::open(&data_dir).await?;
+            let synced = synced(&client, timeout).await;
+            client.shutdown().await;
+            synced.context("enrolled, but could not connect to the relay afterwards")?;
             if json {
                 println!("{}", serde_json::to_string(&id)?);
             } else {
@@ -256,11 +270,15 @@ async fn admin_command(admin: &AdminClient, command: AdminCommand, json: bool) -
     match command {
         AdminCommand::CreateOrg { org, name } => {
             admin.create_org(&org, &name).await?;
-            say(json, json!({ "org_id": org }), || format!("Created organisation {org}"));
+            say(json, json!({ "org_id": org }), || {
+                format!("Created organisation {org}")
+            });
         }
         AdminCommand::AddUser { user, name, role } => {
             admin.create_user(&user, &name, &role).await?;
-            say(json, json!({ "user_id": user }), || format!("Created user {user}"));
+            say(json, json!({ "user_id": user }), || {
+                format!("Created user {user}")
+            });
         }
         AdminCommand::Token { user, ttl } => {
             let t = admin.issue_enrolment_token(&user, ttl).await?;
@@ -276,7 +294,13 @@ async fn admin_command(admin: &AdminClient, command: AdminCommand, json: bool) -
                 println!("{}", serde_json::to_string(&users)?);
             } else {
                 for u in users {
-                    println!("{}\t{}\t{}\t{} device(s)", u.user_id, u.display_name, u.role, u.devices.len());
+                    println!(
+                        "{}\t{}\t{}\t{} device(s)",
+                        u.user_id,
+                        u.display_name,
+                        u.role,
+                        u.devices.len()
+                    );
                 }
             }
         }
@@ -317,8 +341,17 @@ fn print_message(json: bool, m: &Message) {
     if json {
         println!("{}", serde_json::to_string(m).expect("messages serialise"));
     } else {
-        let text = m.text.clone().unwrap_or_else(|| format!("[unsupported message: {}]", m.kind));
-        println!("{} [{}] {}: {}", m.group_id, format_state(m), m.sender, text);
+        let text = m
+            .text
+            .clone()
+            .unwrap_or_else(|| format!("[unsupported message: {}]", m.kind));
+        println!(
+            "{} [{}] {}: {}",
+            m.group_id,
+            format_state(m),
+            m.sender,
+            text
+        );
     }
 }
 
@@ -331,7 +364,12 @@ fn format_state(m: &Message) -> &'static str {
     }
 }
 
-async fn user_command(data_dir: &std::path::Path, command: Command, json: bool, timeout: Duration) -> Result<()> {
+async fn user_command(
+    data_dir: &std::path::Path,
+    command: Command,
+    json: bool,
+    timeout: Duration,
+) -> Result<()> {
     let client = Client::open(data_dir)
         .await
         .with_context(|| format!("opening {}", data_dir.display()))?;
@@ -340,14 +378,22 @@ async fn user_command(data_dir: &std::path::Path, command: Command, json: bool, 
     result
 }
 
-async fn user_command_inner(client: &Client, command: Command, json: bool, timeout: Duration) -> Result<()> {
+async fn user_command_inner(
+    client: &Client,
+    command: Command,
+    json: bool,
+    timeout: Duration,
+) -> Result<()> {
     match command {
         Command::Whoami => {
             let id = client.identity();
             if json {
                 println!("{}", serde_json::to_string(id)?);
             } else {
-                println!("{} ({}, {}) device {} on {}", id.display_name, id.user_id, id.role, id.device_id, id.server_url);
+                println!(
+                    "{} ({}, {}) device {} on {}",
+                    id.display_name, id.user_id, id.role, id.device_id, id.server_url
+                );
             }
         }
         Command::Sync => {
@@ -381,35 +427,54 @@ async fn user_command_inner(client: &Client, command: Command, json: bool, timeo
                 .filter(|u| !got.iter().any(|m| &m.user_id == *u))
                 .collect();
             if !missing.is_empty() {
-                bail!("conversation {group} created, but these users could not be added: {missing:?}");
+                bail!(
+                    "conversation {group} created, but these users could not be added: {missing:?}"
+                );
             }
-            say(json, json!({ "group_id": group, "name": name }), || format!("{group}"));
+            say(json, json!({ "group_id": group, "name": name }), || {
+                format!("{group}")
+            });
         }
-        Command::Add { conversation, users } => {
+        Command::Add {
+            conversation,
+            users,
+        } => {
             synced(client, timeout).await?;
             let group = resolve(client, &conversation).await?;
             client.add_members(group, users.clone()).await?;
             synced(client, timeout).await?;
             let got = client.members(group).await?;
-            let missing: Vec<&UserId> = users.iter().filter(|u| !got.iter().any(|m| &m.user_id == *u)).collect();
+            let missing: Vec<&UserId> = users
+                .iter()
+                .filter(|u| !got.iter().any(|m| &m.user_id == *u))
+                .collect();
             if !missing.is_empty() {
                 bail!("could not add {missing:?}");
             }
-            say(json, json!({ "group_id": group, "added": users }), || "Added".into());
+            say(json, json!({ "group_id": group, "added": users }), || {
+                "Added".into()
+            });
         }
-        Command::Remove { conversation, users } => {
+        Command::Remove {
+            conversation,
+            users,
+        } => {
             synced(client, timeout).await?;
             let group = resolve(client, &conversation).await?;
             client.remove_members(group, users.clone()).await?;
             synced(client, timeout).await?;
-            say(json, json!({ "group_id": group, "removed": users }), || "Removed".into());
+            say(json, json!({ "group_id": group, "removed": users }), || {
+                "Removed".into()
+            });
         }
         Command::Leave { conversation } => {
             synced(client, timeout).await?;
             let group = resolve(client, &conversation).await?;
             client.leave(group).await?;
             synced(client, timeout).await?;
-            say(json, json!({ "group_id": group, "left": true }), || "Leave requested".into());
+            say(json, json!({ "group_id": group, "left": true }), || {
+                "Leave requested".into()
+            });
         }
         Command::Members { conversation } => {
             synced(client, timeout).await?;
@@ -419,7 +484,12 @@ async fn user_command_inner(client: &Client, command: Command, json: bool, timeo
                 println!("{}", serde_json::to_string(&members)?);
             } else {
                 for m in members {
-                    println!("{}\t{}{}", m.user_id, m.device_id, if m.is_self { "\t(this device)" } else { "" });
+                    println!(
+                        "{}\t{}{}",
+                        m.user_id,
+                        m.device_id,
+                        if m.is_self { "\t(this device)" } else { "" }
+                    );
                 }
             }
         }
@@ -438,9 +508,16 @@ async fn user_command_inner(client: &Client, command: Command, json: bool, timeo
             if state != cascade_core::DeliveryState::Sent {
                 bail!("the relay did not accept the message ({state:?})");
             }
-            say(json, json!({ "message_id": id.to_string(), "state": state }), || format!("Sent {id}"));
+            say(
+                json,
+                json!({ "message_id": id.to_string(), "state": state }),
+                || format!("Sent {id}"),
+            );
         }
-        Command::History { conversation, limit } => {
+        Command::History {
+            conversation,
+            limit,
+        } => {
             synced(client, timeout).await?;
             let group = resolve(client, &conversation).await?;
             let msgs = client.history(group, None, limit).await?;
@@ -474,7 +551,10 @@ async fn user_command_inner(client: &Client, command: Command, json: bool, timeo
             synced(client, timeout).await?;
             let group = resolve(client, &conversation).await?;
             let conv = client.conversation(group).await?;
-            println!("— {} — type a message and press Enter; Ctrl-D to quit", conv.name);
+            println!(
+                "— {} — type a message and press Enter; Ctrl-D to quit",
+                conv.name
+            );
             for m in client.history(group, None, 20).await? {
                 print_message(false, &m);
             }
@@ -498,7 +578,9 @@ async fn user_command_inner(client: &Client, command: Command, json: bool, timeo
             }
             synced(client, timeout).await?;
         }
-        Command::Admin { .. } | Command::Enrol { .. } => unreachable!("handled before opening a client"),
+        Command::Admin { .. } | Command::Enrol { .. } => {
+            unreachable!("handled before opening a client")
+        }
     }
     Ok(())
 }

@@ -44,7 +44,11 @@ impl AdminClient {
         }
     }
 
-    async fn post<B: Serialize, R: DeserializeOwned>(&self, path: &str, body: &B) -> Result<R, AdminError> {
+    async fn post<B: Serialize, R: DeserializeOwned>(
+        &self,
+        path: &str,
+        body: &B,
+    ) -> Result<R, AdminError> {
         let resp = self
             .http
             .post(format!("{}{path}", self.base))
@@ -73,12 +77,15 @@ impl AdminClient {
             .text()
             .await
             .map_err(|e| AdminError::Unreachable(e.without_url().to_string()))?;
-        serde_json::from_str(if text.trim().is_empty() { "null" } else { &text }).map_err(|_| {
-            AdminError::Refused {
-                status: status.as_u16(),
-                code: "bad_response".into(),
-                message: "unexpected answer from the relay".into(),
-            }
+        serde_json::from_str(if text.trim().is_empty() {
+            "null"
+        } else {
+            &text
+        })
+        .map_err(|_| AdminError::Refused {
+            status: status.as_u16(),
+            code: "bad_response".into(),
+            message: "unexpected answer from the relay".into(),
         })
     }
 
@@ -96,7 +103,12 @@ impl AdminClient {
     }
 
     /// Creates a user in an existing organisation.
-    pub async fn create_user(&self, user_id: &UserId, display_name: &str, role: &str) -> Result<(), AdminError> {
+    pub async fn create_user(
+        &self,
+        user_id: &UserId,
+        display_name: &str,
+        role: &str,
+    ) -> Result<(), AdminError> {
         self.post::<_, serde_json::Value>(
             "/v1/admin/users",
             &CreateUser {
@@ -110,7 +122,11 @@ impl AdminClient {
     }
 
     /// Issues a one-time enrolment token for one device of the user.
-    pub async fn issue_enrolment_token(&self, user_id: &UserId, ttl_secs: Option<u64>) -> Result<EnrolmentToken, AdminError> {
+    pub async fn issue_enrolment_token(
+        &self,
+        user_id: &UserId,
+        ttl_secs: Option<u64>,
+    ) -> Result<EnrolmentToken, AdminError> {
         self.post(
             "/v1/admin/enrolment-tokens",
             &IssueEnrolmentToken {

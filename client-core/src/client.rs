@@ -57,7 +57,12 @@ impl Client {
     /// Enrols this device with a one-time token from an admin, creating the
     /// data directory and the device's keys. Returns the identity the relay
     /// assigned. Safe to retry after a failure (the same key is reused).
-    pub async fn enrol(data_dir: &Path, server_url: &str, token: &str, device_name: &str) -> Result<Identity> {
+    pub async fn enrol(
+        data_dir: &Path,
+        server_url: &str,
+        token: &str,
+        device_name: &str,
+    ) -> Result<Identity> {
         std::fs::create_dir_all(data_dir)
             .map_err(|e| CoreError::Enrolment(format!("cannot create data directory: {e}")))?;
         let mut engine = Engine::new(Store::open(&db_path(data_dir))?)?;
@@ -87,10 +92,7 @@ impl Client {
             .await
             .map_err(|_| CoreError::Enrolment("unexpected answer from the relay".into()))?;
         engine.complete_enrolment(server_url, body)?;
-        engine
-            .identity()
-            .cloned()
-            .ok_or(CoreError::NotEnrolled)
+        engine.identity().cloned().ok_or(CoreError::NotEnrolled)
     }
 
     /// Opens an enrolled device's data directory and starts connecting to
@@ -134,7 +136,9 @@ impl Client {
         let job: Job = Box::new(move |engine, now| {
             let _ = tx.send(f(engine, now));
         });
-        self.cmds.send(Cmd::Job(job)).map_err(|_| CoreError::Closed)?;
+        self.cmds
+            .send(Cmd::Job(job))
+            .map_err(|_| CoreError::Closed)?;
         rx.await.map_err(|_| CoreError::Closed)?
     }
 
@@ -146,12 +150,14 @@ impl Client {
 
     /// Adds all devices of these users (queued; see [`Event::MembershipChanged`]).
     pub async fn add_members(&self, group: GroupId, users: Vec<UserId>) -> Result<()> {
-        self.call(move |e, now| e.add_members(&group, users, now)).await
+        self.call(move |e, now| e.add_members(&group, users, now))
+            .await
     }
 
     /// Removes all devices of these users (queued).
     pub async fn remove_members(&self, group: GroupId, users: Vec<UserId>) -> Result<()> {
-        self.call(move |e, now| e.remove_members(&group, users, now)).await
+        self.call(move |e, now| e.remove_members(&group, users, now))
+            .await
     }
 
     /// Leaves a conversation (queued).
@@ -162,7 +168,8 @@ impl Client {
     /// Sends a text message; returns its id at once (state `Sending`).
     pub async fn send_text(&self, group: GroupId, text: &str) -> Result<MessageId> {
         let text = text.to_owned();
-        self.call(move |e, now| e.send_text(&group, &text, now)).await
+        self.call(move |e, now| e.send_text(&group, &text, now))
+            .await
     }
 
     /// Conversations, most recently active first.
@@ -176,8 +183,14 @@ impl Client {
     }
 
     /// Up to `limit` messages, oldest first, older than `before` if given.
-    pub async fn history(&self, group: GroupId, before: Option<MessageId>, limit: u32) -> Result<Vec<Message>> {
-        self.call(move |e, _| e.history(&group, before.as_ref(), limit)).await
+    pub async fn history(
+        &self,
+        group: GroupId,
+        before: Option<MessageId>,
+        limit: u32,
+    ) -> Result<Vec<Message>> {
+        self.call(move |e, _| e.history(&group, before.as_ref(), limit))
+            .await
     }
 
     /// Marks a conversation as read.
@@ -267,9 +280,12 @@ fn ws_url(server_url: &str) -> String {
     format!("{base}/v1/ws")
 }
 
-type Ws = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+type Ws =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
-async fn next_frame(ws: &mut Option<Ws>) -> Option<Result<WsMessage, tokio_tungstenite::tungstenite::Error>> {
+async fn next_frame(
+    ws: &mut Option<Ws>,
+) -> Option<Result<WsMessage, tokio_tungstenite::tungstenite::Error>> {
     match ws {
         Some(ws) => ws.next().await,
         None => std::future::pending().await,

@@ -158,7 +158,9 @@ mod tests {
         let c = Content {
             id: MessageId([7; 16]),
             sent_at: 1_700_000_000_000,
-            body: Body::Text { text: "hello".into() },
+            body: Body::Text {
+                text: "hello".into(),
+            },
         };
         let bytes = c.encode();
         assert_eq!(
@@ -179,7 +181,12 @@ mod tests {
             },
         };
         let back = Content::decode(&c.encode()).expect("decodes");
-        assert_eq!(back.body, Body::Unsupported { kind: "hologram".into() });
+        assert_eq!(
+            back.body,
+            Body::Unsupported {
+                kind: "hologram".into()
+            }
+        );
         assert!(Content::decode(b"\xff").is_err());
     }
 }

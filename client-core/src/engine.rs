@@ -121,9 +121,15 @@ enum Op {
         content: Vec<u8>,
     },
     /// Add every device of these users.
-    AddMembers { group_id: GroupId, users: Vec<UserId> },
+    AddMembers {
+        group_id: GroupId,
+        users: Vec<UserId>,
+    },
     /// Remove every device of these users.
-    RemoveMembers { group_id: GroupId, users: Vec<UserId> },
+    RemoveMembers {
+        group_id: GroupId,
+        users: Vec<UserId>,
+    },
     /// Ask the other members to remove this device.
     Leave { group_id: GroupId },
     /// Commit proposals received from others (a member's leave request).
@@ -320,7 +326,8 @@ impl Engine {
         if let Some(pk) = self.store.kv_get(KV_PENDING_SIGNATURE_KEY)? {
             return Ok(pk);
         }
-        let kp = SignatureKeyPair::new(CIPHERSUITE.signature_algorithm()).map_err(CoreError::mls)?;
+        let kp =
+            SignatureKeyPair::new(CIPHERSUITE.signature_algorithm()).map_err(CoreError::mls)?;
         kp.store(self.store.provider().storage())?;
         self.store.kv_set(KV_PENDING_SIGNATURE_KEY, kp.public())?;
         Ok(kp.public().to_vec())
@@ -359,13 +366,15 @@ impl Engine {
     pub fn handle_connected(&mut self) {
         self.conn = Conn::AwaitingChallenge;
         self.pending.clear();
-        self.events.push_back(Event::Connection(ConnectionState::Connecting));
+        self.events
+            .push_back(Event::Connection(ConnectionState::Connecting));
     }
 
     /// The socket closed. In-flight work is retried on the next connection.
     pub fn handle_disconnected(&mut self) {
         if self.conn != Conn::Offline {
-            self.events.push_back(Event::Connection(ConnectionState::Offline));
+            self.events
+                .push_back(Event::Connection(ConnectionState::Offline));
         }
         self.conn = Conn::Offline;
         self.pending.clear();
@@ -513,7 +522,12 @@ impl Engine {
     }
 
     /// Removes every device of each user from the conversation. Queued.
-    pub fn remove_members(&mut self, group_id: &GroupId, users: Vec<UserId>, now: u64) -> Result<()> {
+    pub fn remove_members(
+        &mut self,
+        group_id: &GroupId,
+        users: Vec<UserId>,
+        now: u64,
+    ) -> Result<()> {
         self.require_active(group_id)?;
         self.store.push_op(
             &Op::RemoveMembers {
@@ -530,7 +544,12 @@ impl Engine {
     pub fn leave(&mut self, group_id: &GroupId, now: u64) -> Result<()> {
         self.require_active(group_id)?;
         let tx = self.store.transaction()?;
-        self.store.push_op(&Op::Leave { group_id: *group_id }.encode())?;
+        self.store.push_op(
+            &Op::Leave {
+                group_id: *group_id,
+            }
+            .encode(),
+        )?;
         self.store
             .set_conversation_state(group_id, ConversationState::Leaving)?;
         tx.commit()?;
@@ -611,7 +630,12 @@ impl Engine {
     }
 
     /// Messages of a conversation, oldest first; `before` pages backwards.
-    pub fn history(&self, group_id: &GroupId, before: Option<&MessageId>, limit: u32) -> Result<Vec<Message>> {
+    pub fn history(
+        &self,
+        group_id: &GroupId,
+        before: Option<&MessageId>,
+        limit: u32,
+    ) -> Result<Vec<Message>> {
         self.store.history(group_id, before, limit)
     }
 
@@ -647,10 +671,12 @@ impl Engine {
     /// The MLS epoch of a conversation on this device.
     pub fn epoch(&self, group_id: &GroupId) -> Result<u64> {
         let provider = self.store.provider();
-        Ok(MlsGroup::load(provider.storage(), &openmls_group_id(group_id))?
-            .ok_or(CoreError::UnknownConversation)?
-            .epoch()
-            .as_u64())
+        Ok(
+            MlsGroup::load(provider.storage(), &openmls_group_id(group_id))?
+                .ok_or(CoreError::UnknownConversation)?
+                .epoch()
+                .as_u64(),
+        )
     }
 
     /// Operations not yet carried out.
@@ -684,7 +710,8 @@ impl Engine {
             }
             Push::QueueDrained => {
                 self.conn = Conn::Ready;
-                self.events.push_back(Event::Connection(ConnectionState::Online));
+                self.events
+                    .push_back(Event::Connection(ConnectionState::Online));
                 self.events.push_back(Event::Synced);
             }
             Push::KeyPackagesLow { .. } => self.upload_key_packages(false)?,
@@ -708,14 +735,18 @@ impl Engine {
             let b = KeyPackage::builder()
                 .build(CIPHERSUITE, &provider, signer, cwk.clone())
                 .map_err(CoreError::mls)?;
-            kps.push(bytes(mls_bytes(&MlsMessageOut::from(b.key_package().clone()))?));
+            kps.push(bytes(mls_bytes(&MlsMessageOut::from(
+                b.key_package().clone(),
+            ))?));
         }
         let last_resort = if with_last_resort {
             let b = KeyPackage::builder()
                 .mark_as_last_resort()
                 .build(CIPHERSUITE, &provider, signer, cwk)
                 .map_err(CoreError::mls)?;
-            Some(bytes(mls_bytes(&MlsMessageOut::from(b.key_package().clone()))?))
+            Some(bytes(mls_bytes(&MlsMessageOut::from(
+                b.key_package().clone(),
+            ))?))
         } else {
             None
         };
@@ -842,7 +873,9 @@ impl Engine {
         let msg = mls_in(&item.payload)?
             .try_into_protocol_message()
             .map_err(|_| CoreError::Decode("not a protocol message".into()))?;
-        let processed = group.process_message(&provider, msg).map_err(CoreError::mls)?;
+        let processed = group
+            .process_message(&provider, msg)
+            .map_err(CoreError::mls)?;
         let ProcessedMessageContent::StagedCommitMessage(staged) = processed.into_content() else {
             return Err(CoreError::Decode("expected a commit".into()));
         };
@@ -886,7 +919,9 @@ impl Engine {
         };
         let mut added = Vec::new();
         for add in staged.add_proposals() {
-            added.push(parse_credential(add.add_proposal().key_package().leaf_node().credential())?.user);
+            added.push(
+                parse_credential(add.add_proposal().key_package().leaf_node().credential())?.user,
+            );
         }
         let mut removed = Vec::new();
         for rem in staged.remove_proposals() {
@@ -948,7 +983,9 @@ impl Engine {
                 }
                 Ok(vec![])
             }
-            _ => Err(CoreError::Decode("unexpected content in an application item".into())),
+            _ => Err(CoreError::Decode(
+                "unexpected content in an application item".into(),
+            )),
         }
     }
 
@@ -991,7 +1028,12 @@ impl Engine {
 
     // ----- responses -------------------------------------------------------
 
-    fn handle_response(&mut self, id: u64, result: Result<Response, ProtocolError>, now: u64) -> Result<()> {
+    fn handle_response(
+        &mut self,
+        id: u64,
+        result: Result<Response, ProtocolError>,
+        now: u64,
+    ) -> Result<()> {
         let Some(pending) = self.pending.remove(&id) else {
             tracing::debug!(id, "response to an unknown request");
             return Ok(());
@@ -1054,7 +1096,12 @@ impl Engine {
         Ok(())
     }
 
-    fn handle_op_response(&mut self, id: u64, result: Result<Response, ProtocolError>, now: u64) -> Result<()> {
+    fn handle_op_response(
+        &mut self,
+        id: u64,
+        result: Result<Response, ProtocolError>,
+        now: u64,
+    ) -> Result<()> {
         let Some(mut f) = self.inflight.take() else {
             return Ok(());
         };
@@ -1070,7 +1117,9 @@ impl Engine {
         let group_id = f.op.group_id();
         match (&f.op, result) {
             (Op::CreateGroup { .. }, Ok(Response::GroupCreated))
-            | (Op::CreateGroup { .. }, Err(ProtocolError::GroupExists)) => self.finish_op(f.op_id)?,
+            | (Op::CreateGroup { .. }, Err(ProtocolError::GroupExists)) => {
+                self.finish_op(f.op_id)?
+            }
             (Op::Send { message_id, .. }, Ok(Response::MessageAccepted { seq })) => {
                 let message_id = *message_id;
                 self.store
@@ -1086,7 +1135,10 @@ impl Engine {
             }
             (Op::Leave { .. }, Ok(Response::MessageAccepted { .. })) => self.finish_op(f.op_id)?,
             (Op::AddMembers { users, .. }, Ok(Response::KeyPackages { devices })) => {
-                let Step::Claiming { next, mut claimed, .. } = std::mem::replace(&mut f.step, Step::RetryAt(0)) else {
+                let Step::Claiming {
+                    next, mut claimed, ..
+                } = std::mem::replace(&mut f.step, Step::RetryAt(0))
+                else {
                     unreachable!("matched above");
                 };
                 let user = users[next - 1].clone();
@@ -1140,11 +1192,14 @@ impl Engine {
                 };
                 self.inflight = Some(f);
             }
-            (_, Err(
-                e @ (ProtocolError::QueueFull { .. }
-                | ProtocolError::RateLimited { .. }
-                | ProtocolError::Internal),
-            )) => {
+            (
+                _,
+                Err(
+                    e @ (ProtocolError::QueueFull { .. }
+                    | ProtocolError::RateLimited { .. }
+                    | ProtocolError::Internal),
+                ),
+            ) => {
                 tracing::info!(error = %e, "operation refused for now; retrying later");
                 let provider = self.store.provider();
                 if let Ok(mut g) = self.load_group(&group_id) {
@@ -1176,7 +1231,12 @@ impl Engine {
         Ok(())
     }
 
-    fn validate_key_package(&self, kp: &[u8], user: &UserId, device: &DeviceId) -> Result<KeyPackage> {
+    fn validate_key_package(
+        &self,
+        kp: &[u8],
+        user: &UserId,
+        device: &DeviceId,
+    ) -> Result<KeyPackage> {
         let provider = self.store.provider();
         let MlsMessageBodyIn::KeyPackage(kp) = mls_in(kp)?.extract() else {
             return Err(CoreError::Decode("expected a KeyPackage".into()));
@@ -1220,7 +1280,9 @@ impl Engine {
                         return Ok(());
                     }
                     let f = self.inflight.as_mut().expect("matched");
-                    if let Step::WaitEpoch { claimed, .. } = std::mem::replace(&mut f.step, Step::RetryAt(0)) {
+                    if let Step::WaitEpoch { claimed, .. } =
+                        std::mem::replace(&mut f.step, Step::RetryAt(0))
+                    {
                         f.claimed = claimed;
                     }
                     self.start_step(now)?;
@@ -1291,7 +1353,9 @@ impl Engine {
                 );
                 self.set_step(Step::Awaiting(req));
             }
-            Op::Send { group_id, content, .. } => {
+            Op::Send {
+                group_id, content, ..
+            } => {
                 let prepared = match self.store.first_op()? {
                     Some((id, _, Some(p))) if id == op_id => p,
                     _ => {
@@ -1392,20 +1456,35 @@ impl Engine {
                         Op::AddMembers { users, .. } => users.clone(),
                         _ => unreachable!(),
                     };
-                    let all_present = users.iter().all(|u| present.iter().any(|(_, id)| &id.user == u));
+                    let all_present = users
+                        .iter()
+                        .all(|u| present.iter().any(|(_, id)| &id.user == u));
                     if all_present {
                         return self.finish_op(op_id);
                     }
-                    return self.fail_op(op_id, group_id, "none of the users has a device that can be added".into());
+                    return self.fail_op(
+                        op_id,
+                        group_id,
+                        "none of the users has a device that can be added".into(),
+                    );
                 }
                 let kps: Vec<KeyPackage> = claimed.iter().map(|(_, _, k)| k.clone()).collect();
                 let (c, w, gi) = group
                     .add_members(&provider, signer, &kps)
                     .map_err(CoreError::mls)?;
-                (c, Some(w), gi, claimed.iter().map(|(d, _, _)| *d).collect(), vec![])
+                (
+                    c,
+                    Some(w),
+                    gi,
+                    claimed.iter().map(|(d, _, _)| *d).collect(),
+                    vec![],
+                )
             }
             Op::RemoveMembers { users, .. } => {
-                let targets: Vec<_> = present.iter().filter(|(_, id)| users.contains(&id.user)).collect();
+                let targets: Vec<_> = present
+                    .iter()
+                    .filter(|(_, id)| users.contains(&id.user))
+                    .collect();
                 if targets.is_empty() {
                     drop(tx);
                     return self.finish_op(op_id);
@@ -1414,7 +1493,13 @@ impl Engine {
                 let (c, w, gi) = group
                     .remove_members(&provider, signer, &leaves)
                     .map_err(CoreError::mls)?;
-                (c, w, gi, vec![], targets.iter().map(|(_, id)| id.device).collect())
+                (
+                    c,
+                    w,
+                    gi,
+                    vec![],
+                    targets.iter().map(|(_, id)| id.device).collect(),
+                )
             }
             Op::CommitProposals { .. } => {
                 let removed: Vec<DeviceId> = group

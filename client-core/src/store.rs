@@ -251,9 +251,9 @@ impl Drop for Tx<'_> {
 }
 
 fn blob16<T, F: Fn([u8; 16]) -> T>(v: Vec<u8>, f: F) -> rusqlite::Result<T> {
-    let arr: [u8; 16] = v
-        .try_into()
-        .map_err(|_| rusqlite::Error::InvalidColumnType(0, "id".into(), rusqlite::types::Type::Blob))?;
+    let arr: [u8; 16] = v.try_into().map_err(|_| {
+        rusqlite::Error::InvalidColumnType(0, "id".into(), rusqlite::types::Type::Blob)
+    })?;
     Ok(f(arr))
 }
 
@@ -342,7 +342,13 @@ impl Store {
     }
 
     /// Creates a conversation row (no-op if it exists).
-    pub fn insert_conversation(&self, group: &GroupId, name: &str, seq: u64, now: u64) -> Result<()> {
+    pub fn insert_conversation(
+        &self,
+        group: &GroupId,
+        name: &str,
+        seq: u64,
+        now: u64,
+    ) -> Result<()> {
         self.conn.execute(
             "INSERT OR IGNORE INTO conversations (group_id, name, state, last_seq, last_activity)
              VALUES (?1, ?2, 'active', ?3, ?4)",
@@ -462,14 +468,23 @@ impl Store {
             self.conn.execute(
                 "UPDATE conversations SET last_activity = ?2, unread = unread + ?3
                  WHERE group_id = ?1",
-                params![m.group_id.as_bytes().as_slice(), now as i64, i64::from(count_unread)],
+                params![
+                    m.group_id.as_bytes().as_slice(),
+                    now as i64,
+                    i64::from(count_unread)
+                ],
             )?;
         }
         Ok(n == 1)
     }
 
     /// Updates a sent message's delivery state (and seq, once known).
-    pub fn set_message_state(&self, id: &MessageId, state: DeliveryState, seq: Option<u64>) -> Result<()> {
+    pub fn set_message_state(
+        &self,
+        id: &MessageId,
+        state: DeliveryState,
+        seq: Option<u64>,
+    ) -> Result<()> {
         self.conn.execute(
             "UPDATE messages SET state = ?2, seq = COALESCE(?3, seq) WHERE message_id = ?1",
             params![id.0.as_slice(), state.as_str(), seq.map(|s| s as i64)],
@@ -482,12 +497,19 @@ impl Store {
         let mut stmt = self.conn.prepare(&format!(
             "SELECT {MSG_COLS} FROM messages WHERE message_id = ?1"
         ))?;
-        Ok(stmt.query_row([id.0.as_slice()], row_to_message).optional()?)
+        Ok(stmt
+            .query_row([id.0.as_slice()], row_to_message)
+            .optional()?)
     }
 
     /// Up to `limit` messages of a conversation, oldest first, older than the
     /// message `before` if given (for scrolling back).
-    pub fn history(&self, group: &GroupId, before: Option<&MessageId>, limit: u32) -> Result<Vec<Message>> {
+    pub fn history(
+        &self,
+        group: &GroupId,
+        before: Option<&MessageId>,
+        limit: u32,
+    ) -> Result<Vec<Message>> {
         let before_row: i64 = match before {
             Some(id) => self
                 .conn
@@ -545,7 +567,8 @@ impl Store {
 
     /// Removes a finished operation.
     pub fn delete_op(&self, op_id: i64) -> Result<()> {
-        self.conn.execute("DELETE FROM outbox WHERE op_id = ?1", [op_id])?;
+        self.conn
+            .execute("DELETE FROM outbox WHERE op_id = ?1", [op_id])?;
         Ok(())
     }
 
@@ -553,11 +576,13 @@ impl Store {
     pub fn outbox_len(&self) -> Result<u64> {
         Ok(self
             .conn
-            .query_row("SELECT COUNT(*) FROM outbox", [], |r| r.get::<_, i64>(0))? as u64)
+            .query_row("SELECT COUNT(*) FROM outbox", [], |r| r.get::<_, i64>(0))?
+            as u64)
     }
 }
 
-const MSG_COLS: &str = "message_id, group_id, sender, sender_device, sent_at, seq, kind, text, state";
+const MSG_COLS: &str =
+    "message_id, group_id, sender, sender_device, sent_at, seq, kind, text, state";
 
 fn row_to_message(r: &rusqlite::Row<'_>) -> rusqlite::Result<Message> {
     let sender: String = r.get(2)?;

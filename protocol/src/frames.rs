@@ -67,7 +67,9 @@ pub enum Request {
     /// Welcome, the new GroupInfo and the roster change it implies.
     /// Answer: [`Response::CommitAccepted`] or `WrongEpoch`.
     Commit(CommitBundle),
-    /// Post an MLS application message (a `PrivateMessage`) to a group.
+    /// Post an MLS `PrivateMessage` with application content, or with a
+    /// proposal (a member's self-remove request when leaving), to a group.
+    /// Commits are refused here (`Malformed`): they go through `Commit`.
     /// Answer: [`Response::MessageAccepted`], sent only after the message is
     /// durably in every recipient's queue.
     SendMessage {
@@ -239,7 +241,7 @@ pub enum Push {
 pub enum ItemKind {
     /// A commit of the group (also echoed to the committer).
     Commit,
-    /// An application message.
+    /// An application message, or a proposal, from `SendMessage`.
     Application,
     /// A Welcome into the group; `seq` is that of the commit that added the
     /// device, so the device processes the group from `seq + 1`.

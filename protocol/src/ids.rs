@@ -26,14 +26,14 @@ fn valid_org(s: &str) -> bool {
         && s.len() <= 63
         && !s.starts_with('-')
         && !s.ends_with('-')
-        && s.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && s.bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
 }
 
 fn valid_local(s: &str) -> bool {
     !s.is_empty()
         && s.len() <= 64
-        && s
-            .bytes()
+        && s.bytes()
             .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"._-".contains(&b))
 }
 
@@ -194,7 +194,15 @@ mod tests {
     fn user_ids_are_validated() {
         let u = UserId::new("alice.smith@north-trust").expect("valid");
         assert_eq!(u.org().as_str(), "north-trust");
-        for bad in ["alice", "@org", "Alice@org", "a@-org", "a@org-", "a b@org", "a@b@c"] {
+        for bad in [
+            "alice",
+            "@org",
+            "Alice@org",
+            "a@-org",
+            "a@org-",
+            "a b@org",
+            "a@b@c",
+        ] {
             assert_eq!(UserId::new(bad), Err(IdError::User), "{bad}");
         }
         assert_eq!(OrgId::new(""), Err(IdError::Org));

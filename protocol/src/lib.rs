@@ -19,8 +19,7 @@ pub mod limits;
 pub mod mls_header;
 
 pub use codec::{
-    decode_client_frame, decode_server_frame, encode_client_frame, encode_server_frame,
-    DecodeError,
+    decode_client_frame, decode_server_frame, encode_client_frame, encode_server_frame, DecodeError,
 };
 pub use error::ProtocolError;
 pub use frames::*;

@@ -119,7 +119,10 @@ fn take_vl(b: &[u8]) -> Result<(&[u8], &[u8]), HeaderError> {
         }
         _ => return Err(HeaderError::Invalid),
     };
-    split(rest, usize::try_from(len).map_err(|_| HeaderError::Invalid)?)
+    split(
+        rest,
+        usize::try_from(len).map_err(|_| HeaderError::Invalid)?,
+    )
 }
 
 /// Reads the wire format of an `MlsMessage`.
@@ -215,6 +218,9 @@ mod tests {
         assert_eq!(framing_header(&[]), Err(HeaderError::Invalid));
         assert_eq!(framing_header(&[0, 2, 0, 1]), Err(HeaderError::Version));
         assert_eq!(framing_header(&[0, 1, 0, 9]), Err(HeaderError::Invalid));
-        assert_eq!(framing_header(&[0, 1, 0, 2, 5, 1]), Err(HeaderError::Invalid));
+        assert_eq!(
+            framing_header(&[0, 1, 0, 2, 5, 1]),
+            Err(HeaderError::Invalid)
+        );
     }
 }

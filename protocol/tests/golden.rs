@@ -40,7 +40,12 @@ fn samples() -> Vec<(&'static str, Vec<u8>)> {
         ),
         (
             "req_claim_key_packages",
-            req(3, Request::ClaimKeyPackages { user_id: user.clone() }),
+            req(
+                3,
+                Request::ClaimKeyPackages {
+                    user_id: user.clone(),
+                },
+            ),
         ),
         (
             "req_create_group",
@@ -77,9 +82,28 @@ fn samples() -> Vec<(&'static str, Vec<u8>)> {
                 },
             ),
         ),
-        ("req_ack", req(7, Request::Ack { queue_ids: vec![1, 300] })),
-        ("req_get_group_info", req(8, Request::GetGroupInfo { group_id: group })),
-        ("req_get_user", req(9, Request::GetUser { user_id: user.clone() })),
+        (
+            "req_ack",
+            req(
+                7,
+                Request::Ack {
+                    queue_ids: vec![1, 300],
+                },
+            ),
+        ),
+        (
+            "req_get_group_info",
+            req(8, Request::GetGroupInfo { group_id: group }),
+        ),
+        (
+            "req_get_user",
+            req(
+                9,
+                Request::GetUser {
+                    user_id: user.clone(),
+                },
+            ),
+        ),
         ("req_ping", req(10, Request::Ping)),
         (
             "resp_authenticated",
@@ -92,7 +116,10 @@ fn samples() -> Vec<(&'static str, Vec<u8>)> {
                 }),
             ),
         ),
-        ("resp_key_packages_stored", resp(2, Ok(Response::KeyPackagesStored { stock: 21 }))),
+        (
+            "resp_key_packages_stored",
+            resp(2, Ok(Response::KeyPackagesStored { stock: 21 })),
+        ),
         (
             "resp_key_packages",
             resp(
@@ -106,8 +133,14 @@ fn samples() -> Vec<(&'static str, Vec<u8>)> {
             ),
         ),
         ("resp_group_created", resp(4, Ok(Response::GroupCreated))),
-        ("resp_commit_accepted", resp(5, Ok(Response::CommitAccepted { epoch: 4, seq: 9 }))),
-        ("resp_message_accepted", resp(6, Ok(Response::MessageAccepted { seq: 10 }))),
+        (
+            "resp_commit_accepted",
+            resp(5, Ok(Response::CommitAccepted { epoch: 4, seq: 9 })),
+        ),
+        (
+            "resp_message_accepted",
+            resp(6, Ok(Response::MessageAccepted { seq: 10 })),
+        ),
         ("resp_acked", resp(7, Ok(Response::Acked))),
         (
             "resp_group_info",
@@ -133,19 +166,51 @@ fn samples() -> Vec<(&'static str, Vec<u8>)> {
             ),
         ),
         ("resp_pong", resp(10, Ok(Response::Pong))),
-        ("err_unauthenticated", resp(11, Err(ProtocolError::Unauthenticated))),
-        ("err_authentication_failed", resp(11, Err(ProtocolError::AuthenticationFailed))),
-        ("err_wrong_epoch", resp(11, Err(ProtocolError::WrongEpoch { current: 5 }))),
+        (
+            "err_unauthenticated",
+            resp(11, Err(ProtocolError::Unauthenticated)),
+        ),
+        (
+            "err_authentication_failed",
+            resp(11, Err(ProtocolError::AuthenticationFailed)),
+        ),
+        (
+            "err_wrong_epoch",
+            resp(11, Err(ProtocolError::WrongEpoch { current: 5 })),
+        ),
         ("err_not_member", resp(11, Err(ProtocolError::NotMember))),
-        ("err_unknown_group", resp(11, Err(ProtocolError::UnknownGroup))),
-        ("err_group_exists", resp(11, Err(ProtocolError::GroupExists))),
-        ("err_unknown_user", resp(11, Err(ProtocolError::UnknownUser))),
-        ("err_unknown_device", resp(11, Err(ProtocolError::UnknownDevice))),
-        ("err_too_large", resp(11, Err(ProtocolError::TooLarge { limit: 1024 }))),
-        ("err_queue_full", resp(11, Err(ProtocolError::QueueFull { limit: 10 }))),
+        (
+            "err_unknown_group",
+            resp(11, Err(ProtocolError::UnknownGroup)),
+        ),
+        (
+            "err_group_exists",
+            resp(11, Err(ProtocolError::GroupExists)),
+        ),
+        (
+            "err_unknown_user",
+            resp(11, Err(ProtocolError::UnknownUser)),
+        ),
+        (
+            "err_unknown_device",
+            resp(11, Err(ProtocolError::UnknownDevice)),
+        ),
+        (
+            "err_too_large",
+            resp(11, Err(ProtocolError::TooLarge { limit: 1024 })),
+        ),
+        (
+            "err_queue_full",
+            resp(11, Err(ProtocolError::QueueFull { limit: 10 })),
+        ),
         (
             "err_rate_limited",
-            resp(11, Err(ProtocolError::RateLimited { retry_after_ms: 500 })),
+            resp(
+                11,
+                Err(ProtocolError::RateLimited {
+                    retry_after_ms: 500,
+                }),
+            ),
         ),
         (
             "err_malformed",
@@ -155,13 +220,21 @@ fn samples() -> Vec<(&'static str, Vec<u8>)> {
             "err_unsupported_version",
             resp(11, Err(ProtocolError::UnsupportedVersion { supported: 1 })),
         ),
-        ("err_no_key_packages", resp(11, Err(ProtocolError::NoKeyPackages))),
+        (
+            "err_no_key_packages",
+            resp(11, Err(ProtocolError::NoKeyPackages)),
+        ),
         ("err_internal", resp(11, Err(ProtocolError::Internal))),
         (
             "rejected",
             encode_server_frame(&ServerFrame::Rejected(ProtocolError::TooLarge { limit: 7 })),
         ),
-        ("push_challenge", push(Push::Challenge { nonce: bytes(&[0x33; 4]) })),
+        (
+            "push_challenge",
+            push(Push::Challenge {
+                nonce: bytes(&[0x33; 4]),
+            }),
+        ),
         (
             "push_deliver",
             push(Push::Deliver(QueueItem {
@@ -174,7 +247,10 @@ fn samples() -> Vec<(&'static str, Vec<u8>)> {
             })),
         ),
         ("push_queue_drained", push(Push::QueueDrained)),
-        ("push_key_packages_low", push(Push::KeyPackagesLow { stock: 2 })),
+        (
+            "push_key_packages_low",
+            push(Push::KeyPackagesLow { stock: 2 }),
+        ),
     ]
 }
 
@@ -190,7 +266,10 @@ fn frames_match_golden_bytes() {
     }
     let expected = std::fs::read_to_string(path).expect("golden file exists");
     for (a, e) in actual.lines().zip(expected.lines()) {
-        assert_eq!(a, e, "encoding changed; if deliberate, run with UPDATE_GOLDEN=1");
+        assert_eq!(
+            a, e,
+            "encoding changed; if deliberate, run with UPDATE_GOLDEN=1"
+        );
     }
     assert_eq!(actual.lines().count(), expected.lines().count());
 }
@@ -222,12 +301,31 @@ fn malformed_frames_are_typed_errors() {
         req: &'static str,
     }
     let mut b = Vec::new();
-    ciborium::into_writer(&Odd { v: 1, id: 77, req: "Fly" }, &mut b).expect("encode");
+    ciborium::into_writer(
+        &Odd {
+            v: 1,
+            id: 77,
+            req: "Fly",
+        },
+        &mut b,
+    )
+    .expect("encode");
     let err = decode_client_frame(&b).expect_err("unknown request");
     assert_eq!(err.request_id(), Some(77));
     let mut b = Vec::new();
-    ciborium::into_writer(&Odd { v: 9, id: 77, req: "Fly" }, &mut b).expect("encode");
+    ciborium::into_writer(
+        &Odd {
+            v: 9,
+            id: 77,
+            req: "Fly",
+        },
+        &mut b,
+    )
+    .expect("encode");
     assert_eq!(decode_client_frame(&b), Err(DecodeError::Version(9)));
     let big = vec![0u8; limits::MAX_FRAME_BYTES + 1];
-    assert!(matches!(decode_client_frame(&big), Err(DecodeError::TooLarge { .. })));
+    assert!(matches!(
+        decode_client_frame(&big),
+        Err(DecodeError::TooLarge { .. })
+    ));
 }

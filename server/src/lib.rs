@@ -2,8 +2,8 @@
 //!
 //! It sees MLS ciphertext and framing headers only. Devices talk to it over
 //! one authenticated WebSocket each (`/v1/ws`, [`ws`]); administrators and
-//! enrolling devices use plain HTTP ([`admin`], [`enrol`]). All state is in a
-//! [`Store`](store::Store).
+//! enrolling devices use plain HTTP ([`admin`], [`enrol`]). All state is behind the
+//! [`Store`] trait.
 //!
 //! Starting a relay in-process (as tests do):
 //!

@@ -1,13 +1,12 @@
 //! The device WebSocket (`/v1/ws`): one connection loop per device.
 //!
-//! The loop pushes a challenge, waits (at most
-//! [`AUTH_TIMEOUT_SECS`](cascade_protocol::limits::AUTH_TIMEOUT_SECS)) for
+//! The loop pushes a challenge, waits (at most [`AUTH_TIMEOUT_SECS`]) for
 //! `Authenticate`, then registers the device for live delivery, sends its
 //! queued backlog and `QueueDrained`, and from then on answers requests in
 //! order while forwarding live items. Client input never ends the connection
-//! except a failed authentication, a message over
-//! [`HARD_MAX_FRAME_BYTES`](cascade_protocol::limits::HARD_MAX_FRAME_BYTES)
-//! (refused by the WebSocket layer) or a closed socket.
+//! except a failed authentication, a message over [`HARD_MAX_FRAME_BYTES`]
+//! (refused by the WebSocket layer; the connection is dropped) or a closed
+//! socket.
 //!
 //! [`run_connection`] is generic over the socket, so the loop can be driven
 //! without a network.
@@ -196,15 +195,14 @@ where
         self.send(ServerFrame::Response { id, result }).await
     }
 
-    async fn close(&mut self, code: u16, reason: &'static str) -> Result<(), Ended> {
+    /// Sends a close frame; best effort, as the peer may be gone already.
+    async fn close(&mut self, code: u16, reason: &'static str) {
         let frame = CloseFrame {
             code,
             reason: Utf8Bytes::from_static(reason),
         };
-        // The peer may be gone already; closing is best effort.
-        let _ =
-            tokio::time::timeout(SEND_TIMEOUT, self.socket.send(Message::Close(Some(frame)))).await;
-        Ok(())
+        let close = self.socket.send(Message::Close(Some(frame)));
+        let _ = tokio::time::timeout(SEND_TIMEOUT, close).await;
     }
 
     async fn handle_frame(&mut self, bytes: &[u8]) -> Result<Flow, Ended> {

@@ -148,7 +148,10 @@ impl Drop for Relay {
 async fn spawn_relay(data: &Path, listen: &str) -> Result<(Child, String)> {
     let bin = bin_dir().join("cascade-server");
     if !bin.exists() {
-        bail!("{} not built: run `cargo build --workspace` first (cargo xtask test does)", bin.display());
+        bail!(
+            "{} not built: run `cargo build --workspace` first (cargo xtask test does)",
+            bin.display()
+        );
     }
     let mut child = Command::new(&bin)
         .args(["serve", "--listen", listen, "--data-dir"])
@@ -216,7 +219,11 @@ impl Peer {
     }
 
     /// Waits for an event matching `pred`, returning it.
-    pub async fn wait_event(&mut self, what: &str, mut pred: impl FnMut(&Event) -> bool) -> Result<Event> {
+    pub async fn wait_event(
+        &mut self,
+        what: &str,
+        mut pred: impl FnMut(&Event) -> bool,
+    ) -> Result<Event> {
         let user = self.user();
         tokio::time::timeout(WAIT, async {
             loop {
@@ -260,7 +267,12 @@ impl Peer {
     /// Waits until the conversation holds `n` messages; returns them.
     pub async fn messages(&self, group: GroupId, n: usize) -> Result<Vec<Message>> {
         self.until(&format!("{n} messages"), || async {
-            Ok(self.client.history(group, None, 10_000).await.map(|h| h.len() >= n).unwrap_or(false))
+            Ok(self
+                .client
+                .history(group, None, 10_000)
+                .await
+                .map(|h| h.len() >= n)
+                .unwrap_or(false))
         })
         .await?;
         Ok(self.client.history(group, None, 10_000).await?)

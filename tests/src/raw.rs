@@ -11,7 +11,8 @@ use tokio_tungstenite::tungstenite::Message as WsMessage;
 
 use crate::Relay;
 
-type Ws = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+type Ws =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
 /// An enrolled device's keys, without any MLS state.
 pub struct RawDevice {

@@ -23,7 +23,11 @@ async fn unauthenticated_requests_are_refused_and_the_connection_lives() -> Resu
         })
         .await?;
     assert_eq!(r, Err(ProtocolError::Unauthenticated));
-    let r = c.call(Request::GetUser { user_id: uid("alice@north-trust") }).await?;
+    let r = c
+        .call(Request::GetUser {
+            user_id: uid("alice@north-trust"),
+        })
+        .await?;
     assert_eq!(r, Err(ProtocolError::Unauthenticated));
     // The same connection can still authenticate and work.
     c.authenticate(&device).await?;
@@ -50,7 +54,10 @@ async fn forged_authentication_is_refused() -> Result<()> {
         })
         .await?;
     assert_eq!(r, Err(ProtocolError::AuthenticationFailed));
-    assert!(c.is_closed().await, "the relay closes after a failed authentication");
+    assert!(
+        c.is_closed().await,
+        "the relay closes after a failed authentication"
+    );
     // An unknown device fares no better.
     let mut c = RawConn::connect(&relay).await?;
     let r = c

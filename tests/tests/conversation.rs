@@ -11,9 +11,15 @@ async fn two_organisations_converse_in_order() -> Result<()> {
     let relay = Relay::start().await?;
     relay.org("north-trust").await?;
     relay.org("east-ambulance").await?;
-    let alice = relay.user("alice@north-trust", "Alice Okafor", "Ward Sister").await?;
-    let bob = relay.user("bob@north-trust", "Bob Singh", "Junior Doctor").await?;
-    let carol = relay.user("carol@east-ambulance", "Carol Hughes", "Paramedic").await?;
+    let alice = relay
+        .user("alice@north-trust", "Alice Okafor", "Ward Sister")
+        .await?;
+    let bob = relay
+        .user("bob@north-trust", "Bob Singh", "Junior Doctor")
+        .await?;
+    let carol = relay
+        .user("carol@east-ambulance", "Carol Hughes", "Paramedic")
+        .await?;
     for p in [&alice, &bob, &carol] {
         p.sync().await?;
     }
@@ -84,8 +90,12 @@ async fn offline_member_converges() -> Result<()> {
     relay.org("east-ambulance").await?;
     let alice = relay.user("alice@north-trust", "Alice", "Nurse").await?;
     let bob = relay.user("bob@north-trust", "Bob", "Doctor").await?;
-    let carol = relay.user("carol@east-ambulance", "Carol", "Paramedic").await?;
-    let dave = relay.user("dave@east-ambulance", "Dave", "Dispatcher").await?;
+    let carol = relay
+        .user("carol@east-ambulance", "Carol", "Paramedic")
+        .await?;
+    let dave = relay
+        .user("dave@east-ambulance", "Dave", "Dispatcher")
+        .await?;
     let group = alice.client.create_group("Night shift").await?;
     alice
         .client
@@ -106,7 +116,10 @@ async fn offline_member_converges() -> Result<()> {
     alice.client.add_members(group, vec![dave.user()]).await?;
     alice.sync().await?;
     dave.joined(group).await?;
-    carol.client.remove_members(group, vec![dave.user()]).await?;
+    carol
+        .client
+        .remove_members(group, vec![dave.user()])
+        .await?;
     carol.sync().await?;
     alice.client.send_text(group, "three").await?;
     alice.sync().await?;
@@ -119,13 +132,19 @@ async fn offline_member_converges() -> Result<()> {
         Ok(bob.client.epoch(group).await? == want_epoch)
     })
     .await?;
-    assert_eq!(bob.member_users(group).await?, alice.member_users(group).await?);
+    assert_eq!(
+        bob.member_users(group).await?,
+        alice.member_users(group).await?
+    );
     assert_eq!(bob.texts(group).await?, vec!["one", "two", "three"]);
     // And the group still works both ways.
     bob.client.send_text(group, "back online").await?;
     bob.sync().await?;
     alice.messages(group, 4).await?;
-    assert_eq!(alice.texts(group).await?.last().map(String::as_str), Some("back online"));
+    assert_eq!(
+        alice.texts(group).await?.last().map(String::as_str),
+        Some("back online")
+    );
     Ok(())
 }
 
@@ -137,7 +156,9 @@ async fn concurrent_commits_do_not_fork() -> Result<()> {
     relay.org("north-trust").await?;
     let alice = relay.user("alice@north-trust", "Alice", "Nurse").await?;
     let bob = relay.user("bob@north-trust", "Bob", "Doctor").await?;
-    let carol = relay.user("carol@north-trust", "Carol", "Pharmacist").await?;
+    let carol = relay
+        .user("carol@north-trust", "Carol", "Pharmacist")
+        .await?;
     let dave = relay.user("dave@north-trust", "Dave", "Porter").await?;
     let group = alice.client.create_group("Pharmacy").await?;
     alice.client.add_members(group, vec![bob.user()]).await?;
@@ -166,8 +187,10 @@ async fn concurrent_commits_do_not_fork() -> Result<()> {
     let epoch = alice.client.epoch(group).await?;
     assert_eq!(epoch, before + 2, "two commits, one after the other");
     for p in [&bob, &carol, &dave] {
-        p.until("the same epoch", || async { Ok(p.client.epoch(group).await? == epoch) })
-            .await?;
+        p.until("the same epoch", || async {
+            Ok(p.client.epoch(group).await? == epoch)
+        })
+        .await?;
     }
     // No fork: a message from each is readable by all others.
     for (i, p) in [&alice, &bob, &carol, &dave].iter().enumerate() {
@@ -176,7 +199,12 @@ async fn concurrent_commits_do_not_fork() -> Result<()> {
     }
     for p in [&alice, &bob, &carol, &dave] {
         p.until("all four messages", || async {
-            Ok(p.texts(group).await?.iter().filter(|t| t.starts_with("from ")).count() == 4)
+            Ok(p.texts(group)
+                .await?
+                .iter()
+                .filter(|t| t.starts_with("from "))
+                .count()
+                == 4)
         })
         .await?;
     }
@@ -241,7 +269,9 @@ async fn stale_commit_is_refused_then_retried() -> Result<()> {
     relay.org("north-trust").await?;
     let alice = relay.user("alice@north-trust", "Alice", "Nurse").await?;
     let bob = relay.user("bob@north-trust", "Bob", "Doctor").await?;
-    let carol = relay.user("carol@north-trust", "Carol", "Pharmacist").await?;
+    let carol = relay
+        .user("carol@north-trust", "Carol", "Pharmacist")
+        .await?;
     let dave = relay.user("dave@north-trust", "Dave", "Porter").await?;
     let group = alice.client.create_group("Race").await?;
     alice.client.add_members(group, vec![bob.user()]).await?;
@@ -261,17 +291,31 @@ async fn stale_commit_is_refused_then_retried() -> Result<()> {
     bob.client.add_members(group, vec![dave.user()]).await?;
     // Bob's commit is for the old epoch: refused, and his op waits.
     tokio::time::sleep(std::time::Duration::from_millis(500)).await;
-    assert_eq!(bob.client.epoch(group).await?, start, "Bob has not seen Alice's commit");
-    assert_eq!(bob.client.outbox_len().await?, 1, "Bob's add is still pending");
-    assert_eq!(alice.member_users(group).await?.len(), 3, "Bob's stale commit did not land");
+    assert_eq!(
+        bob.client.epoch(group).await?,
+        start,
+        "Bob has not seen Alice's commit"
+    );
+    assert_eq!(
+        bob.client.outbox_len().await?,
+        1,
+        "Bob's add is still pending"
+    );
+    assert_eq!(
+        alice.member_users(group).await?.len(),
+        3,
+        "Bob's stale commit did not land"
+    );
 
     proxy.release().await;
     bob.sync().await?;
     dave.joined(group).await?;
     let end = start + 2;
     for p in [&alice, &bob, &carol, &dave] {
-        p.until("the final epoch", || async { Ok(p.client.epoch(group).await? == end) })
-            .await?;
+        p.until("the final epoch", || async {
+            Ok(p.client.epoch(group).await? == end)
+        })
+        .await?;
         assert_eq!(p.member_users(group).await?.len(), 4);
     }
     for (i, p) in [&alice, &bob, &carol, &dave].iter().enumerate() {
@@ -280,7 +324,12 @@ async fn stale_commit_is_refused_then_retried() -> Result<()> {
     }
     for p in [&alice, &bob, &carol, &dave] {
         p.until("all four messages", || async {
-            Ok(p.texts(group).await?.iter().filter(|t| t.starts_with("from ")).count() == 4)
+            Ok(p.texts(group)
+                .await?
+                .iter()
+                .filter(|t| t.starts_with("from "))
+                .count()
+                == 4)
         })
         .await?;
     }
@@ -312,12 +361,102 @@ async fn replayed_message_is_shown_once() -> Result<()> {
     assert_eq!(proxy.replayed().await, 1);
     bob.messages(group, 2).await?;
     tokio::time::sleep(std::time::Duration::from_millis(300)).await;
-    assert_eq!(bob.texts(group).await?, vec!["say it once", "and then this"]);
+    assert_eq!(
+        bob.texts(group).await?,
+        vec!["say it once", "and then this"]
+    );
     // No failure was reported for the replay.
-    let failed = tokio::time::timeout(std::time::Duration::from_millis(300), bob.wait_event("a failure", |e| {
-        matches!(e, Event::OperationFailed { .. })
-    }))
+    let failed = tokio::time::timeout(
+        std::time::Duration::from_millis(300),
+        bob.wait_event("a failure", |e| matches!(e, Event::OperationFailed { .. })),
+    )
     .await;
-    assert!(failed.is_err() || failed.expect("checked").is_err(), "no failure event");
+    assert!(
+        failed.is_err() || failed.expect("checked").is_err(),
+        "no failure event"
+    );
+    Ok(())
+}
+
+/// A member leaves: the remaining members commit the removal, the leaver's
+/// conversation ends, and nothing sent afterwards reaches the leaver.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn leaving_a_conversation() -> Result<()> {
+    let relay = Relay::start().await?;
+    relay.org("north-trust").await?;
+    relay.org("east-ambulance").await?;
+    let alice = relay.user("alice@north-trust", "Alice", "Nurse").await?;
+    let bob = relay.user("bob@north-trust", "Bob", "Doctor").await?;
+    let carol = relay
+        .user("carol@east-ambulance", "Carol", "Paramedic")
+        .await?;
+    let group = alice.client.create_group("Transfer").await?;
+    alice
+        .client
+        .add_members(group, vec![bob.user(), carol.user()])
+        .await?;
+    alice.sync().await?;
+    bob.joined(group).await?;
+    carol.joined(group).await?;
+    bob.sync().await?;
+
+    bob.client.leave(group).await?;
+    bob.until("leaving", || async {
+        Ok(bob.client.conversation(group).await?.state == cascade_core::ConversationState::Left)
+    })
+    .await?;
+    for p in [&alice, &carol] {
+        p.until("Bob's removal", || async {
+            Ok(p.member_users(group).await? == vec![alice.user(), carol.user()])
+        })
+        .await?;
+    }
+    assert!(matches!(
+        bob.client.send_text(group, "still there?").await,
+        Err(cascade_core::CoreError::NotActive)
+    ));
+    alice.client.send_text(group, "after Bob left").await?;
+    alice.sync().await?;
+    carol.messages(group, 1).await?;
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    bob.sync().await?;
+    assert!(
+        bob.texts(group).await?.is_empty(),
+        "the leaver receives nothing after leaving"
+    );
+    let e = alice.client.epoch(group).await?;
+    assert_eq!(carol.client.epoch(group).await?, e);
+    Ok(())
+}
+
+/// Adding a user adds every one of their devices; each device reads the
+/// conversation, and a message from one device reaches the user's others.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn adding_a_user_adds_all_their_devices() -> Result<()> {
+    let relay = Relay::start().await?;
+    relay.org("north-trust").await?;
+    let alice = relay.user("alice@north-trust", "Alice", "Nurse").await?;
+    let bob_desk = relay.user("bob@north-trust", "Bob", "Doctor").await?;
+    let bob_phone = relay.device("bob@north-trust", "phone").await?;
+    bob_phone.sync().await?;
+    bob_desk.sync().await?;
+    let group = alice.client.create_group("On call").await?;
+    alice
+        .client
+        .add_members(group, vec![bob_desk.user()])
+        .await?;
+    alice.sync().await?;
+    bob_desk.joined(group).await?;
+    bob_phone.joined(group).await?;
+    assert_eq!(
+        alice.client.members(group).await?.len(),
+        3,
+        "one leaf per device"
+    );
+    bob_phone.client.send_text(group, "from the phone").await?;
+    bob_phone.sync().await?;
+    alice.messages(group, 1).await?;
+    bob_desk.messages(group, 1).await?;
+    assert_eq!(bob_desk.texts(group).await?, vec!["from the phone"]);
     Ok(())
 }

@@ -28,7 +28,12 @@ async fn relay_sigkill_loses_nothing_acknowledged() -> Result<()> {
     const N: usize = 120;
     let mut ids = Vec::new();
     for i in 0..N {
-        ids.push(alice.client.send_text(group, &format!("msg {i:03}")).await?);
+        ids.push(
+            alice
+                .client
+                .send_text(group, &format!("msg {i:03}"))
+                .await?,
+        );
     }
     // Kill the relay once a good part of the stream has been acknowledged.
     let mut acked = HashSet::new();
@@ -117,8 +122,13 @@ async fn client_killed_mid_send_loses_and_doubles_nothing() -> Result<()> {
     .await?;
     tokio::time::sleep(Duration::from_millis(300)).await;
     let received = bob.texts(group).await?;
-    assert_eq!(received, recorded, "exactly what was recorded, once, in order");
-    let want: Vec<_> = (0..recorded.len()).map(|i| format!("line {i:03}")).collect();
+    assert_eq!(
+        received, recorded,
+        "exactly what was recorded, once, in order"
+    );
+    let want: Vec<_> = (0..recorded.len())
+        .map(|i| format!("line {i:03}"))
+        .collect();
     assert_eq!(recorded, want, "a prefix of what was typed, in order");
     // The group is not forked.
     alice.client.send_text(group, "still here").await?;

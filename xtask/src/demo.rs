@@ -35,7 +35,10 @@ fn cascade(bin: &Path, data: &Path) -> Command {
 }
 
 fn capture(cmd: &mut Command) -> Result<String> {
-    let out = cmd.stderr(Stdio::inherit()).output().with_context(|| format!("starting {cmd:?}"))?;
+    let out = cmd
+        .stderr(Stdio::inherit())
+        .output()
+        .with_context(|| format!("starting {cmd:?}"))?;
     if !out.status.success() {
         bail!("{cmd:?} failed with {}", out.status);
     }
@@ -47,12 +50,14 @@ pub fn run(_root: &Path, args: &[String]) -> Result<()> {
     let reset = args.iter().any(|a| a == "--reset");
     let no_chat = args.iter().any(|a| a == "--no-chat") || !std::io::stdin().is_terminal();
     ensure_apt(APT_PACKAGES)?;
-    run_cmd(Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into())).args([
-        "build",
-        "--workspace",
-        "--bins",
-        "--locked",
-    ]))?;
+    run_cmd(
+        Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into())).args([
+            "build",
+            "--workspace",
+            "--bins",
+            "--locked",
+        ]),
+    )?;
     let bin = target_dir().join("debug");
     let base = std::env::var_os("CASCADE_DEMO_DIR")
         .map(PathBuf::from)
@@ -105,14 +110,24 @@ pub fn run(_root: &Path, args: &[String]) -> Result<()> {
             )
         };
         admin(&["create-org", "demo-trust", "--name", "Demo NHS Trust"])?;
-        admin(&["create-org", "demo-ambulance", "--name", "Demo Ambulance Service"])?;
+        admin(&[
+            "create-org",
+            "demo-ambulance",
+            "--name",
+            "Demo Ambulance Service",
+        ])?;
         for (user, name, role) in users {
             admin(&["add-user", user, "--name", name, "--role", role])?;
             let token = admin(&["token", user])?;
-            capture(
-                cascade(&bin, &dir_of(user))
-                    .args(["enrol", "--server", &url, "--token", &token, "--device-name", "demo terminal"]),
-            )?;
+            capture(cascade(&bin, &dir_of(user)).args([
+                "enrol",
+                "--server",
+                &url,
+                "--token",
+                &token,
+                "--device-name",
+                "demo terminal",
+            ]))?;
         }
         capture(
             cascade(&bin, &dir_of(users[0].0))
@@ -130,7 +145,10 @@ pub fn run(_root: &Path, args: &[String]) -> Result<()> {
 
     let cli = bin.join("cascade");
     println!();
-    println!("Cascade demo is running: relay {url}, store {}", relay_dir.display());
+    println!(
+        "Cascade demo is running: relay {url}, store {}",
+        relay_dir.display()
+    );
     println!("Chat as another user in a second terminal:");
     for (user, name, _) in &users[1..] {
         println!(
@@ -148,7 +166,10 @@ pub fn run(_root: &Path, args: &[String]) -> Result<()> {
         let _ = relay.0.wait();
         return Ok(());
     }
-    println!("You are {} ({}). Type a message and press Enter; Ctrl-D quits.", users[0].1, users[0].0);
+    println!(
+        "You are {} ({}). Type a message and press Enter; Ctrl-D quits.",
+        users[0].1, users[0].0
+    );
     let status = cascade(&bin, &dir_of(users[0].0))
         .args(["chat", GROUP])
         .status()

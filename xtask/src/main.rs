@@ -49,7 +49,9 @@ pub fn target_dir() -> PathBuf {
 
 fn set_target_dir() {
     if std::env::var_os("CARGO_TARGET_DIR").is_none() {
-        let home = std::env::var_os("HOME").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("/tmp"));
+        let home = std::env::var_os("HOME")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| PathBuf::from("/tmp"));
         let dir = home.join(".cache/cascade/target");
         // SAFETY of set_var: single-threaded at this point.
         std::env::set_var("CARGO_TARGET_DIR", &dir);
@@ -94,7 +96,12 @@ pub fn ensure_apt(packages: &[&str]) -> Result<()> {
     if missing.is_empty() {
         return Ok(());
     }
-    if Command::new("apt-get").arg("--version").stdout(Stdio::null()).status().is_err() {
+    if Command::new("apt-get")
+        .arg("--version")
+        .stdout(Stdio::null())
+        .status()
+        .is_err()
+    {
         bail!("missing packages {missing:?} and no apt-get to install them");
     }
     let sudo: &[&str] = if is_root() { &[] } else { &["sudo"] };
@@ -102,7 +109,9 @@ pub fn ensure_apt(packages: &[&str]) -> Result<()> {
         let mut all: Vec<&str> = sudo.to_vec();
         all.push("apt-get");
         all.extend_from_slice(args);
-        run(Command::new(all[0]).args(&all[1..]).env("DEBIAN_FRONTEND", "noninteractive"))
+        run(Command::new(all[0])
+            .args(&all[1..])
+            .env("DEBIAN_FRONTEND", "noninteractive"))
     };
     apt(&["update", "-q"])?;
     let mut args = vec!["install", "-y", "-q", "--no-install-recommends"];
@@ -145,6 +154,14 @@ fn ci() -> Result<()> {
 
 fn bench(args: &[String]) -> Result<()> {
     run(cargo()
-        .args(["run", "--release", "-p", "cascade-tests", "--bin", "cascade-load", "--"])
+        .args([
+            "run",
+            "--release",
+            "-p",
+            "cascade-tests",
+            "--bin",
+            "cascade-load",
+            "--",
+        ])
         .args(args))
 }

@@ -23,11 +23,17 @@ pub async fn handle(
     check_mls_size(&message)?;
     let header = framing_header(&message)
         .map_err(|_| DsError::Malformed("the message is not an MLS private message"))?;
+    // Proposals travel like application messages: a member's request to
+    // leave is a self-remove proposal that another member then commits.
+    // Commits never do; they must go through `Commit` to be sequenced.
     if header.wire_format != WireFormat::PrivateMessage
-        || header.content_type != ContentType::Application
+        || !matches!(
+            header.content_type,
+            ContentType::Application | ContentType::Proposal
+        )
     {
         return Err(DsError::Malformed(
-            "the message is not an MLS private message with application content",
+            "the message is not an MLS private message with application or proposal content",
         ));
     }
     if header.group_id != group_id.as_bytes() {
