@@ -33,7 +33,9 @@ use serde::{Deserialize, Serialize};
 use crate::content::{Body, Content, MessageId, MAX_TEXT_BYTES};
 use crate::credential::{make_credential, parse_credential, MemberIdentity};
 use crate::error::{CoreError, Result};
-use crate::store::{Conversation, ConversationState, DeliveryState, Identity, Message, Store};
+use crate::store::{
+    Conversation, ConversationState, DeliveryState, Identity, Message, OutboxEntry, Store,
+};
 
 /// The one ciphersuite Cascade uses.
 pub const CIPHERSUITE: Ciphersuite = Ciphersuite::MLS_128_DHKEMX25519_AES128GCM_SHA256_Ed25519;
@@ -1289,7 +1291,7 @@ impl Engine {
                 }
                 Some(_) => self.start_step(now)?,
                 None => {
-                    let Some((op_id, op, _)) = self.store.first_op()? else {
+                    let Some(OutboxEntry { op_id, op, .. }) = self.store.first_op()? else {
                         return Ok(());
                     };
                     let op: Op = ciborium::from_reader(op.as_slice())
@@ -1357,7 +1359,11 @@ impl Engine {
                 group_id, content, ..
             } => {
                 let prepared = match self.store.first_op()? {
-                    Some((id, _, Some(p))) if id == op_id => p,
+                    Some(OutboxEntry {
+                        op_id: id,
+                        prepared: Some(p),
+                        ..
+                    }) if id == op_id => p,
                     _ => {
                         let (_, signer) = self.id()?;
                         let tx = self.store.transaction()?;

@@ -182,6 +182,16 @@ pub struct Message {
     pub state: DeliveryState,
 }
 
+/// An operation waiting in the outbox.
+pub struct OutboxEntry {
+    /// Its id, increasing in queue order.
+    pub op_id: i64,
+    /// The encoded operation.
+    pub op: Vec<u8>,
+    /// Bytes prepared for it (a message's ciphertext), if any.
+    pub prepared: Option<Vec<u8>>,
+}
+
 /// The SQLite store.
 pub struct Store {
     conn: Connection,
@@ -543,14 +553,20 @@ impl Store {
         Ok(self.conn.last_insert_rowid())
     }
 
-    /// The oldest outbox operation: id, encoded op, prepared bytes.
-    pub fn first_op(&self) -> Result<Option<(i64, Vec<u8>, Option<Vec<u8>>)>> {
+    /// The oldest outbox operation.
+    pub fn first_op(&self) -> Result<Option<OutboxEntry>> {
         Ok(self
             .conn
             .query_row(
                 "SELECT op_id, op, prepared FROM outbox ORDER BY op_id LIMIT 1",
                 [],
-                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+                |r| {
+                    Ok(OutboxEntry {
+                        op_id: r.get(0)?,
+                        op: r.get(1)?,
+                        prepared: r.get(2)?,
+                    })
+                },
             )
             .optional()?)
     }
