@@ -716,7 +716,9 @@ impl Engine {
                     .push_back(Event::Connection(ConnectionState::Online));
                 self.events.push_back(Event::Synced);
             }
-            Push::KeyPackagesLow { .. } => self.upload_key_packages(false)?,
+            // At zero the relay is handing out the last-resort KeyPackage:
+            // replace it too, so it is not reused for long.
+            Push::KeyPackagesLow { stock } => self.upload_key_packages(stock == 0)?,
         }
         Ok(())
     }
@@ -1136,7 +1138,12 @@ impl Engine {
                 }
             }
             (Op::Leave { .. }, Ok(Response::MessageAccepted { .. })) => self.finish_op(f.op_id)?,
-            (Op::AddMembers { users, .. }, Ok(Response::KeyPackages { devices })) => {
+            (
+                Op::AddMembers { users, .. },
+                claim @ (Ok(Response::KeyPackages { .. })
+                | Err(ProtocolError::NoKeyPackages)
+                | Err(ProtocolError::UnknownUser)),
+            ) => {
                 let Step::Claiming {
                     next, mut claimed, ..
                 } = std::mem::replace(&mut f.step, Step::RetryAt(0))
@@ -1144,11 +1151,24 @@ impl Engine {
                     unreachable!("matched above");
                 };
                 let user = users[next - 1].clone();
-                for d in devices {
-                    match self.validate_key_package(&d.key_package, &user, &d.device_id) {
-                        Ok(kp) => claimed.push((d.device_id, user.clone(), kp)),
-                        Err(e) => tracing::warn!(error = %e, "claimed KeyPackage rejected"),
+                let mut usable = 0;
+                if let Ok(Response::KeyPackages { devices }) = claim {
+                    for d in devices {
+                        match self.validate_key_package(&d.key_package, &user, &d.device_id) {
+                            Ok(kp) => {
+                                claimed.push((d.device_id, user.clone(), kp));
+                                usable += 1;
+                            }
+                            Err(e) => tracing::warn!(error = %e, "claimed KeyPackage rejected"),
+                        }
                     }
+                }
+                if usable == 0 {
+                    // The others are still added; this user is reported.
+                    self.events.push_back(Event::OperationFailed {
+                        group_id: Some(group_id),
+                        reason: format!("{user} has no device that can be added"),
+                    });
                 }
                 if next < users.len() {
                     let req = self.request(
@@ -1468,11 +1488,8 @@ impl Engine {
                     if all_present {
                         return self.finish_op(op_id);
                     }
-                    return self.fail_op(
-                        op_id,
-                        group_id,
-                        "none of the users has a device that can be added".into(),
-                    );
+                    // Nobody could be added; each user was reported already.
+                    return self.finish_op(op_id);
                 }
                 let kps: Vec<KeyPackage> = claimed.iter().map(|(_, _, k)| k.clone()).collect();
                 let (c, w, gi) = group

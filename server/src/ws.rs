@@ -308,6 +308,16 @@ where
                 return Ok(Ok(()));
             };
             after = Some(last.queue_id);
+            // The store shows writes before they are on disk. An item read
+            // here may belong to a commit whose flush is still running; were
+            // the relay to crash now, that item would be gone and its seq
+            // reused, and a device that had processed it would fork. So make
+            // what was read durable before sending any of it: everything on
+            // this page was written before this flush began.
+            if let Err(e) = self.state.flush().await {
+                tracing::error!(error = %e, "could not flush before sending a backlog");
+                return Ok(Err(()));
+            }
             for item in page {
                 if let Some(authed) = &mut self.authed {
                     authed.backlog_ids.insert(item.queue_id);

@@ -59,7 +59,13 @@ pub struct RawConn {
 impl RawConn {
     /// Connects and reads the challenge.
     pub async fn connect(relay: &Relay) -> Result<RawConn> {
-        let url = format!("{}/v1/ws", relay.url.replace("http://", "ws://"));
+        Self::connect_url(&relay.url).await
+    }
+
+    /// Connects to the relay at `relay_url` (`http://…`) and reads the
+    /// challenge.
+    pub async fn connect_url(relay_url: &str) -> Result<RawConn> {
+        let url = format!("{}/v1/ws", relay_url.replace("http://", "ws://"));
         let (ws, _) = tokio_tungstenite::connect_async(url).await?;
         let mut c = RawConn {
             ws,
@@ -76,7 +82,12 @@ impl RawConn {
 
     /// Connects and authenticates as `device`.
     pub async fn authenticated(relay: &Relay, device: &RawDevice) -> Result<RawConn> {
-        let mut c = Self::connect(relay).await?;
+        Self::authenticated_url(&relay.url, device).await
+    }
+
+    /// Connects to `relay_url` and authenticates as `device`.
+    pub async fn authenticated_url(relay_url: &str, device: &RawDevice) -> Result<RawConn> {
+        let mut c = Self::connect_url(relay_url).await?;
         c.authenticate(device).await?;
         Ok(c)
     }

@@ -460,3 +460,33 @@ async fn adding_a_user_adds_all_their_devices() -> Result<()> {
     assert_eq!(bob_desk.texts(group).await?, vec!["from the phone"]);
     Ok(())
 }
+
+/// Adding several users where one cannot be added (no enrolled device):
+/// the others are added, and the failure is reported for that user.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_user_without_devices_is_reported_and_the_rest_added() -> Result<()> {
+    let relay = Relay::start().await?;
+    relay.org("north-trust").await?;
+    let mut alice = relay.user("alice@north-trust", "Alice", "Nurse").await?;
+    let bob = relay.user("bob@north-trust", "Bob", "Doctor").await?;
+    let ghost = uid("ghost@north-trust");
+    relay.admin().create_user(&ghost, "Ghost", "Locum").await?;
+    let group = alice.client.create_group("Mixed").await?;
+    alice
+        .client
+        .add_members(group, vec![ghost.clone(), bob.user()])
+        .await?;
+    let ev = alice
+        .wait_event("the failure for ghost", |e| {
+            matches!(e, Event::OperationFailed { reason, .. } if reason.contains("ghost@north-trust"))
+        })
+        .await?;
+    assert!(matches!(ev, Event::OperationFailed { group_id: Some(g), .. } if g == group));
+    alice.sync().await?;
+    bob.joined(group).await?;
+    assert_eq!(
+        alice.member_users(group).await?,
+        vec![alice.user(), bob.user()]
+    );
+    Ok(())
+}

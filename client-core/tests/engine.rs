@@ -1,0 +1,541 @@
+//! Deterministic tests of the sans-IO engine: frames in, frames and events
+//! out, time passed in. The test itself carries frames between engines and
+//! answers their requests the way DESIGN.md's delivery rules say the relay
+//! does, one step at a time, so every interleaving here is exact.
+
+use cascade_core::engine::{ConnectionState, Engine, Event};
+use cascade_core::store::Store;
+use cascade_core::DeliveryState;
+use cascade_protocol::http::EnrolResponse;
+use cascade_protocol::*;
+
+const T0: u64 = 1_700_000_000_000;
+
+fn enrolled(store: Store, user: &str) -> (Engine, DeviceId) {
+    let mut e = Engine::new(store).expect("engine");
+    let pk = e.begin_enrolment().expect("keys");
+    assert_eq!(pk.len(), 32, "an Ed25519 public key");
+    let device = DeviceId::random();
+    let user = UserId::new(user).expect("valid");
+    e.complete_enrolment(
+        "http://relay.test",
+        EnrolResponse {
+            device_id: device,
+            org_id: user.org(),
+            user_id: user,
+            display_name: "Test".into(),
+            role: "Tester".into(),
+        },
+    )
+    .expect("enrolled");
+    (e, device)
+}
+
+fn server(frame: ServerFrame) -> Vec<u8> {
+    encode_server_frame(&frame)
+}
+
+fn sent(e: &mut Engine) -> Vec<ClientFrame> {
+    std::iter::from_fn(|| e.poll_transmit())
+        .map(|b| decode_client_frame(&b).expect("engine sends valid frames"))
+        .collect()
+}
+
+fn events(e: &mut Engine) -> Vec<Event> {
+    std::iter::from_fn(|| e.poll_event()).collect()
+}
+
+fn respond(e: &mut Engine, id: u64, result: Result<Response, ProtocolError>) {
+    e.handle_frame(&server(ServerFrame::Response { id, result }), T0)
+        .expect("response handled");
+}
+
+fn push(e: &mut Engine, p: Push) {
+    e.handle_frame(&server(ServerFrame::Push(p)), T0)
+        .expect("push handled");
+}
+
+/// Connects: challenge, authentication, KeyPackage upload, empty backlog.
+/// Returns the KeyPackages the engine uploaded.
+fn connect(e: &mut Engine, device: DeviceId, user: &str) -> Vec<Bytes> {
+    e.handle_connected();
+    push(
+        e,
+        Push::Challenge {
+            nonce: Bytes::from(vec![7; 32]),
+        },
+    );
+    let frames = sent(e);
+    let [ClientFrame {
+        id,
+        req: Request::Authenticate {
+            device_id,
+            signature,
+        },
+        ..
+    }] = frames.as_slice()
+    else {
+        panic!("expected one Authenticate, got {frames:?}");
+    };
+    assert_eq!(*device_id, device);
+    assert_eq!(signature.len(), 64);
+    respond(
+        e,
+        *id,
+        Ok(Response::Authenticated {
+            user_id: UserId::new(user).expect("valid"),
+            key_package_stock: 0,
+            has_last_resort: false,
+        }),
+    );
+    let frames = sent(e);
+    let [ClientFrame {
+        id,
+        req:
+            Request::UploadKeyPackages {
+                key_packages,
+                last_resort,
+            },
+        ..
+    }] = frames.as_slice()
+    else {
+        panic!("expected a KeyPackage upload, got {frames:?}");
+    };
+    assert_eq!(key_packages.len(), limits::KEY_PACKAGE_BATCH as usize);
+    assert!(last_resort.is_some());
+    for kp in key_packages {
+        assert_eq!(
+            mls_header::wire_format(kp),
+            Ok(mls_header::WireFormat::KeyPackage)
+        );
+    }
+    let kps = key_packages.clone();
+    respond(e, *id, Ok(Response::KeyPackagesStored { stock: 20 }));
+    push(e, Push::QueueDrained);
+    assert!(e.is_online());
+    kps
+}
+
+#[test]
+fn authentication_signs_the_challenge_with_the_device_key() {
+    let (mut e, device) = enrolled(Store::in_memory().expect("store"), "alice@north");
+    connect(&mut e, device, "alice@north");
+    let evs = events(&mut e);
+    assert!(evs.contains(&Event::Connection(ConnectionState::Online)));
+    assert!(evs.contains(&Event::Synced));
+}
+
+#[test]
+fn messages_wait_in_the_outbox_until_online() {
+    let (mut e, device) = enrolled(Store::in_memory().expect("store"), "alice@north");
+    let group = e.create_group("Ward 7", T0).expect("group");
+    let id = e.send_text(&group, "hello", T0).expect("queued");
+    assert!(sent(&mut e).is_empty(), "nothing goes out while offline");
+    assert_eq!(e.outbox_len().expect("outbox"), 3, "create, name, message");
+
+    connect(&mut e, device, "alice@north");
+    // Operations go out one at a time, in order.
+    let f = sent(&mut e);
+    assert!(
+        matches!(f.as_slice(), [ClientFrame { req: Request::CreateGroup { group_id, .. }, .. }] if *group_id == group)
+    );
+    respond(&mut e, f[0].id, Ok(Response::GroupCreated));
+    let f = sent(&mut e);
+    assert!(matches!(
+        f.as_slice(),
+        [ClientFrame {
+            req: Request::SendMessage { .. },
+            ..
+        }]
+    ));
+    respond(&mut e, f[0].id, Ok(Response::MessageAccepted { seq: 1 }));
+    let f = sent(&mut e);
+    let [ClientFrame {
+        id: rid,
+        req: Request::SendMessage { message, .. },
+        ..
+    }] = f.as_slice()
+    else {
+        panic!("expected the message, got {f:?}");
+    };
+    let h = mls_header::framing_header(message).expect("MLS");
+    assert_eq!(h.content_type, mls_header::ContentType::Application);
+    assert!(
+        !message.windows(5).any(|w| w == b"hello"),
+        "the text is encrypted"
+    );
+    respond(&mut e, *rid, Ok(Response::MessageAccepted { seq: 2 }));
+    assert!(events(&mut e).contains(&Event::DeliveryState {
+        group_id: group,
+        message_id: id,
+        state: DeliveryState::Sent
+    }));
+    assert_eq!(e.outbox_len().expect("outbox"), 0);
+    let h = e.history(&group, None, 10).expect("history");
+    assert_eq!(h.len(), 1);
+    assert_eq!(h[0].seq, Some(2));
+}
+
+#[test]
+fn a_refused_message_is_marked_failed_not_retried() {
+    let (mut e, device) = enrolled(Store::in_memory().expect("store"), "alice@north");
+    connect(&mut e, device, "alice@north");
+    let group = e.create_group("Ward 7", T0).expect("group");
+    let f = sent(&mut e);
+    respond(&mut e, f[0].id, Ok(Response::GroupCreated));
+    let f = sent(&mut e);
+    respond(&mut e, f[0].id, Ok(Response::MessageAccepted { seq: 1 }));
+    let id = e.send_text(&group, "hello", T0).expect("queued");
+    let f = sent(&mut e);
+    respond(&mut e, f[0].id, Err(ProtocolError::NotMember));
+    assert!(events(&mut e).contains(&Event::DeliveryState {
+        group_id: group,
+        message_id: id,
+        state: DeliveryState::Failed
+    }));
+    assert!(sent(&mut e).is_empty());
+}
+
+/// Carries a commit bundle from the committer to the joiner as the relay
+/// would, and checks the joiner ends up in the group.
+#[test]
+fn add_commit_welcome_and_a_message_across_two_engines() {
+    let (mut a, da) = enrolled(Store::in_memory().expect("store"), "alice@north");
+    let (mut b, db) = enrolled(Store::in_memory().expect("store"), "bob@south");
+    connect(&mut a, da, "alice@north");
+    let b_kps = connect(&mut b, db, "bob@south");
+
+    let group = a.create_group("Transfer", T0).expect("group");
+    let f = sent(&mut a);
+    respond(&mut a, f[0].id, Ok(Response::GroupCreated));
+    let f = sent(&mut a);
+    respond(&mut a, f[0].id, Ok(Response::MessageAccepted { seq: 1 }));
+    a.add_members(&group, vec![UserId::new("bob@south").expect("valid")], T0)
+        .expect("queued");
+    let f = sent(&mut a);
+    assert!(
+        matches!(&f[0].req, Request::ClaimKeyPackages { user_id } if user_id.as_str() == "bob@south")
+    );
+    respond(
+        &mut a,
+        f[0].id,
+        Ok(Response::KeyPackages {
+            devices: vec![ClaimedKeyPackage {
+                device_id: db,
+                key_package: b_kps[0].clone(),
+            }],
+        }),
+    );
+    let f = sent(&mut a);
+    let [ClientFrame {
+        id: cid,
+        req: Request::Commit(bundle),
+        ..
+    }] = f.as_slice()
+    else {
+        panic!("expected a commit, got {f:?}");
+    };
+    assert_eq!(bundle.epoch, 0);
+    assert_eq!(bundle.added, vec![db]);
+    let welcome = bundle.welcome.clone().expect("a Welcome for Bob");
+
+    // Before the relay answers, Alice has not merged.
+    assert_eq!(a.epoch(&group).expect("epoch"), 0);
+    respond(
+        &mut a,
+        *cid,
+        Ok(Response::CommitAccepted { epoch: 1, seq: 2 }),
+    );
+    assert_eq!(a.epoch(&group).expect("epoch"), 1);
+
+    push(
+        &mut b,
+        Push::Deliver(QueueItem {
+            queue_id: 1,
+            group_id: group,
+            seq: 2,
+            sender: da,
+            kind: ItemKind::Welcome,
+            payload: welcome,
+        }),
+    );
+    assert_eq!(b.epoch(&group).expect("Bob joined"), 1);
+    assert_eq!(b.members(&group).expect("members").len(), 2);
+    // Bob acks the Welcome.
+    let f = sent(&mut b);
+    assert!(f
+        .iter()
+        .any(|c| matches!(&c.req, Request::Ack { queue_ids } if queue_ids == &vec![1])));
+
+    // Alice sends the group name and a message; Bob reads them.
+    let mut seq = 2;
+    let mut qid = 1;
+    a.send_text(&group, "bed 12 is ready", T0).expect("queued");
+    for _ in 0..2 {
+        let f = sent(&mut a);
+        let [ClientFrame {
+            id,
+            req: Request::SendMessage { message, .. },
+            ..
+        }] = f.as_slice()
+        else {
+            panic!("expected a message, got {f:?}");
+        };
+        seq += 1;
+        qid += 1;
+        respond(&mut a, *id, Ok(Response::MessageAccepted { seq }));
+        let item = QueueItem {
+            queue_id: qid,
+            group_id: group,
+            seq,
+            sender: da,
+            kind: ItemKind::Application,
+            payload: message.clone(),
+        };
+        push(&mut b, Push::Deliver(item.clone()));
+        // The same item again (at-least-once delivery): dropped by seq.
+        push(&mut b, Push::Deliver(item));
+    }
+    assert_eq!(b.conversation(&group).expect("conv").name, "Transfer");
+    let h = b.history(&group, None, 10).expect("history");
+    assert_eq!(h.len(), 1, "the duplicate was dropped");
+    assert_eq!(h[0].text.as_deref(), Some("bed 12 is ready"));
+    assert_eq!(h[0].state, DeliveryState::Received);
+}
+
+/// Runs `committer`'s queued add of `user` up to the commit bundle: answers
+/// the claim with `kp` and returns the commit request's id and bundle.
+fn claim_and_commit(
+    committer: &mut Engine,
+    user: &str,
+    device: DeviceId,
+    kp: &Bytes,
+) -> (u64, CommitBundle) {
+    let f: Vec<_> = sent(committer)
+        .into_iter()
+        .filter(|f| !matches!(f.req, Request::Ack { .. }))
+        .collect();
+    let [ClientFrame {
+        id,
+        req: Request::ClaimKeyPackages { user_id },
+        ..
+    }] = f.as_slice()
+    else {
+        panic!("expected a claim, got {f:?}");
+    };
+    assert_eq!(user_id.as_str(), user);
+    respond(
+        committer,
+        *id,
+        Ok(Response::KeyPackages {
+            devices: vec![ClaimedKeyPackage {
+                device_id: device,
+                key_package: kp.clone(),
+            }],
+        }),
+    );
+    let f = sent(committer);
+    let [ClientFrame {
+        id,
+        req: Request::Commit(bundle),
+        ..
+    }] = f.as_slice()
+    else {
+        panic!("expected a commit, got {f:?}");
+    };
+    (*id, bundle.clone())
+}
+
+/// Two members commit at the same epoch. The relay accepts Alice's and
+/// answers Bob's with `WrongEpoch`: Bob discards his pending commit, does
+/// not retry until he has processed Alice's, then retries at the new epoch.
+#[test]
+fn wrong_epoch_discards_and_retries_after_catching_up() {
+    let (mut a, da) = enrolled(Store::in_memory().expect("store"), "alice@north");
+    let (mut b, db) = enrolled(Store::in_memory().expect("store"), "bob@north");
+    let (mut c, dc) = enrolled(Store::in_memory().expect("store"), "carol@north");
+    let (mut d, dd) = enrolled(Store::in_memory().expect("store"), "dave@north");
+    connect(&mut a, da, "alice@north");
+    let b_kps = connect(&mut b, db, "bob@north");
+    let c_kps = connect(&mut c, dc, "carol@north");
+    let d_kps = connect(&mut d, dd, "dave@north");
+    let group = a.create_group("Race", T0).expect("group");
+    let f = sent(&mut a);
+    respond(&mut a, f[0].id, Ok(Response::GroupCreated));
+    let f = sent(&mut a);
+    respond(&mut a, f[0].id, Ok(Response::MessageAccepted { seq: 1 }));
+
+    // Alice adds Bob (epoch 0 -> 1).
+    a.add_members(&group, vec![UserId::new("bob@north").expect("valid")], T0)
+        .expect("queued");
+    let (id, bundle) = claim_and_commit(&mut a, "bob@north", db, &b_kps[0]);
+    respond(
+        &mut a,
+        id,
+        Ok(Response::CommitAccepted { epoch: 1, seq: 2 }),
+    );
+    let welcome = bundle.welcome.expect("welcome");
+    push(
+        &mut b,
+        Push::Deliver(QueueItem {
+            queue_id: 1,
+            group_id: group,
+            seq: 2,
+            sender: da,
+            kind: ItemKind::Welcome,
+            payload: welcome,
+        }),
+    );
+    assert_eq!(b.epoch(&group).expect("joined"), 1);
+    let f = sent(&mut a); // Alice's group-name message; the relay takes it
+    respond(&mut a, f[0].id, Ok(Response::MessageAccepted { seq: 3 }));
+
+    // Both commit at epoch 1.
+    a.add_members(&group, vec![UserId::new("carol@north").expect("valid")], T0)
+        .expect("queued");
+    b.add_members(&group, vec![UserId::new("dave@north").expect("valid")], T0)
+        .expect("queued");
+    let (a_id, a_bundle) = claim_and_commit(&mut a, "carol@north", dc, &c_kps[0]);
+    let (b_id, b_bundle) = claim_and_commit(&mut b, "dave@north", dd, &d_kps[0]);
+    assert_eq!((a_bundle.epoch, b_bundle.epoch), (1, 1));
+    respond(
+        &mut a,
+        a_id,
+        Ok(Response::CommitAccepted { epoch: 2, seq: 4 }),
+    );
+    respond(&mut b, b_id, Err(ProtocolError::WrongEpoch { current: 2 }));
+    assert!(
+        sent(&mut b)
+            .iter()
+            .all(|f| matches!(f.req, Request::Ack { .. })),
+        "no retry yet"
+    );
+    assert_eq!(
+        b.epoch(&group).expect("epoch"),
+        1,
+        "Bob's own commit was not merged"
+    );
+    b.handle_timeout(T0 + 60_000).expect("timeout");
+    assert!(
+        sent(&mut b).is_empty(),
+        "time alone does not trigger the retry"
+    );
+
+    // The relay delivers Alice's group-name message and her commit to Bob.
+    push(
+        &mut b,
+        Push::Deliver(QueueItem {
+            queue_id: 2,
+            group_id: group,
+            seq: 4,
+            sender: da,
+            kind: ItemKind::Commit,
+            payload: a_bundle.commit.clone(),
+        }),
+    );
+    assert_eq!(b.epoch(&group).expect("epoch"), 2);
+    // Now Bob retries, at epoch 2, adding Dave with the KeyPackage he claimed.
+    let f = sent(&mut b);
+    let Some(ClientFrame {
+        id: retry_id,
+        req: Request::Commit(retry),
+        ..
+    }) = f.iter().find(|f| matches!(f.req, Request::Commit(_)))
+    else {
+        panic!("expected the retried commit, got {f:?}");
+    };
+    assert_eq!(retry.epoch, 2);
+    assert_eq!(retry.added, vec![dd]);
+    respond(
+        &mut b,
+        *retry_id,
+        Ok(Response::CommitAccepted { epoch: 3, seq: 5 }),
+    );
+    assert_eq!(b.epoch(&group).expect("epoch"), 3);
+    // Alice processes Bob's retried commit: same epoch, same members.
+    push(
+        &mut a,
+        Push::Deliver(QueueItem {
+            queue_id: 9,
+            group_id: group,
+            seq: 5,
+            sender: db,
+            kind: ItemKind::Commit,
+            payload: retry.commit.clone(),
+        }),
+    );
+    assert_eq!(a.epoch(&group).expect("epoch"), 3);
+    let members = |e: &Engine| {
+        let mut m: Vec<_> = e
+            .members(&group)
+            .expect("members")
+            .into_iter()
+            .map(|m| m.device_id)
+            .collect();
+        m.sort();
+        m
+    };
+    assert_eq!(members(&a), members(&b));
+    assert_eq!(members(&a).len(), 4);
+}
+
+/// A message prepared (encrypted) before a crash is resent with exactly
+/// the same bytes after the restart, so receivers see one message.
+#[test]
+fn a_prepared_message_survives_a_restart_byte_for_byte() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let path = dir.path().join("db");
+    let (mut e, device) = enrolled(Store::open(&path).expect("store"), "alice@north");
+    connect(&mut e, device, "alice@north");
+    let group = e.create_group("Ward 7", T0).expect("group");
+    let f = sent(&mut e);
+    respond(&mut e, f[0].id, Ok(Response::GroupCreated));
+    let f = sent(&mut e);
+    respond(&mut e, f[0].id, Ok(Response::MessageAccepted { seq: 1 }));
+    e.send_text(&group, "survive", T0).expect("queued");
+    let f = sent(&mut e);
+    let Request::SendMessage {
+        message: before, ..
+    } = &f[0].req
+    else {
+        panic!("expected the message");
+    };
+    let before = before.clone();
+    drop(e); // crash: no answer ever came
+
+    let mut e = Engine::new(Store::open(&path).expect("reopen")).expect("engine");
+    assert_eq!(e.outbox_len().expect("outbox"), 1);
+    // Reconnect (the relay still has our KeyPackages this time).
+    e.handle_connected();
+    push(
+        &mut e,
+        Push::Challenge {
+            nonce: Bytes::from(vec![1; 32]),
+        },
+    );
+    let f = sent(&mut e);
+    respond(
+        &mut e,
+        f[0].id,
+        Ok(Response::Authenticated {
+            user_id: UserId::new("alice@north").expect("valid"),
+            key_package_stock: 20,
+            has_last_resort: true,
+        }),
+    );
+    assert!(
+        sent(&mut e).is_empty(),
+        "nothing before the backlog is processed"
+    );
+    push(&mut e, Push::QueueDrained);
+    let f = sent(&mut e);
+    let Request::SendMessage { message: after, .. } = &f[0].req else {
+        panic!("expected the message again, got {f:?}");
+    };
+    assert_eq!(after, &before, "the same ciphertext, not a re-encryption");
+    respond(&mut e, f[0].id, Ok(Response::MessageAccepted { seq: 2 }));
+    assert_eq!(
+        e.history(&group, None, 5).expect("history")[0].state,
+        DeliveryState::Sent
+    );
+}
