@@ -268,10 +268,9 @@ fn add_commit_welcome_and_a_message_across_two_engines() {
         .any(|c| matches!(&c.req, Request::Ack { queue_ids } if queue_ids == &vec![1])));
 
     // Alice sends the group name and a message; Bob reads them.
-    let mut seq = 2;
-    let mut qid = 1;
     a.send_text(&group, "bed 12 is ready", T0).expect("queued");
-    for _ in 0..2 {
+    // The group-name message gets seq 3 (queue id 2), the text seq 4 (3).
+    for (seq, qid) in [(3, 2), (4, 3)] {
         let f = sent(&mut a);
         let [ClientFrame {
             id,
@@ -281,8 +280,6 @@ fn add_commit_welcome_and_a_message_across_two_engines() {
         else {
             panic!("expected a message, got {f:?}");
         };
-        seq += 1;
-        qid += 1;
         respond(&mut a, *id, Ok(Response::MessageAccepted { seq }));
         let item = QueueItem {
             queue_id: qid,
