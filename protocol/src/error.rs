@@ -39,7 +39,8 @@ pub enum ProtocolError {
     #[error("unknown device")]
     UnknownDevice,
     /// A frame or an item inside it exceeds a limit of
-    /// [`limits`](crate::limits); `limit` is that limit in bytes or items.
+    /// [`limits`](crate::limits); `limit` is that limit in bytes or items
+    /// (for a full KeyPackage stock, the stock limit).
     #[error("too large: the limit is {limit}")]
     TooLarge {
         /// The limit that was exceeded.
@@ -51,7 +52,8 @@ pub enum ProtocolError {
         /// The queue limit.
         limit: u64,
     },
-    /// The device sends too fast. Retry after the given time.
+    /// The device sends too fast. Retry after the given time. (Reserved: the
+    /// relay does not rate-limit yet; clients must already handle it.)
     #[error("rate limited: retry after {retry_after_ms} ms")]
     RateLimited {
         /// Milliseconds to wait before retrying.

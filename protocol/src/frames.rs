@@ -30,7 +30,8 @@ pub enum Request {
     /// Prove possession of the device's signature key: an Ed25519 signature
     /// over [`auth::challenge_payload`](crate::auth::challenge_payload) for the
     /// nonce the relay pushed in [`Push::Challenge`]. Answer:
-    /// [`Response::Authenticated`].
+    /// [`Response::Authenticated`]. Sent once per connection; a second one is
+    /// `Malformed`.
     Authenticate {
         /// The enrolled device.
         device_id: DeviceId,
@@ -49,8 +50,10 @@ pub enum Request {
         last_resort: Option<Bytes>,
     },
     /// Claim one KeyPackage for every current device of a user, to add the
-    /// user to a group. Consumes one single-use KeyPackage per device.
-    /// Answer: [`Response::KeyPackages`].
+    /// user to a group. Consumes one single-use KeyPackage per device (or
+    /// hands out the device's last-resort one when its stock is empty). The
+    /// calling device and devices with no KeyPackage at all are skipped;
+    /// `NoKeyPackages` if that leaves none. Answer: [`Response::KeyPackages`].
     ClaimKeyPackages {
         /// The user to add.
         user_id: UserId,
@@ -84,8 +87,9 @@ pub enum Request {
         /// Queue ids from [`QueueItem::queue_id`].
         queue_ids: Vec<u64>,
     },
-    /// Fetch the latest GroupInfo of a group the device belongs to.
-    /// Answer: [`Response::GroupInfo`].
+    /// Fetch the latest GroupInfo of a group the device belongs to, or that
+    /// another device of the same user belongs to (for joining by external
+    /// commit). Answer: [`Response::GroupInfo`].
     GetGroupInfo {
         /// The group.
         group_id: GroupId,
@@ -110,8 +114,9 @@ pub struct CommitBundle {
     pub epoch: u64,
     /// TLS-serialised `MlsMessage` holding the commit.
     pub commit: Bytes,
-    /// TLS-serialised `MlsMessage` holding the Welcome, present when the
-    /// commit adds members. Delivered to every device in `added`.
+    /// TLS-serialised `MlsMessage` holding the Welcome, present exactly when
+    /// the commit adds members, except for an external commit (which adds
+    /// only its sender and has none). Delivered to every device in `added`.
     pub welcome: Option<Bytes>,
     /// TLS-serialised `MlsMessage` holding the GroupInfo of the new epoch.
     pub group_info: Bytes,
@@ -133,9 +138,9 @@ pub enum ServerFrame {
     },
     /// Something the relay sends unasked.
     Push(Push),
-    /// A frame that could not be attributed to a request (undecodable or
-    /// over [`MAX_FRAME_BYTES`](crate::limits::MAX_FRAME_BYTES)). The
-    /// connection stays open.
+    /// A frame that could not be attributed to a request (undecodable, a
+    /// text message, over [`MAX_FRAME_BYTES`](crate::limits::MAX_FRAME_BYTES),
+    /// or with an unsupported envelope version). The connection stays open.
     Rejected(ProtocolError),
 }
 

@@ -2,9 +2,11 @@
 //!
 //! - `GET /health` → `200 ok`.
 //! - Admin API, authenticated with `Authorization: Bearer <admin token>`:
-//!   `POST /v1/admin/orgs` ([`CreateOrg`]), `POST /v1/admin/users`
-//!   ([`CreateUser`]), `POST /v1/admin/enrolment-tokens`
-//!   ([`IssueEnrolmentToken`] → [`EnrolmentToken`]).
+//!   `POST /v1/admin/orgs` ([`CreateOrg`] → `201`, the organisation echoed),
+//!   `POST /v1/admin/users` ([`CreateUser`] → `201`, the user's
+//!   [`UserEntry`](crate::UserEntry)), `POST /v1/admin/enrolment-tokens`
+//!   ([`IssueEnrolmentToken`] → `201`, [`EnrolmentToken`]),
+//!   `GET /v1/admin/orgs/{org}/users` (→ a JSON array of `UserEntry`).
 //! - `POST /v1/enrol` ([`EnrolRequest`] → [`EnrolResponse`]), authenticated by
 //!   the one-time token in the body.
 //!

@@ -13,7 +13,7 @@ pub const PROTOCOL_VERSION: u16 = 1;
 pub const MAX_FRAME_BYTES: usize = 1024 * 1024;
 
 /// Largest message the relay reads off the socket at all. Anything larger is
-/// a protocol violation and closes the connection (close code 1009).
+/// a protocol violation: the relay drops the connection without answering.
 pub const HARD_MAX_FRAME_BYTES: usize = 4 * MAX_FRAME_BYTES;
 
 /// Largest single MLS message (commit, Welcome, GroupInfo, application
