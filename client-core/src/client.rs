@@ -15,7 +15,7 @@ use tokio_tungstenite::tungstenite::Message as WsMessage;
 use crate::content::MessageId;
 use crate::engine::{Engine, Event, Member};
 use crate::error::{CoreError, Result};
-use crate::store::{Conversation, Identity, Message, Store};
+use crate::store::{Conversation, Identity, Message, SqliteStore};
 
 /// File name of the device database inside the data directory.
 pub const DB_FILE: &str = "cascade.db";
@@ -65,7 +65,7 @@ impl Client {
     ) -> Result<Identity> {
         std::fs::create_dir_all(data_dir)
             .map_err(|e| CoreError::Enrolment(format!("cannot create data directory: {e}")))?;
-        let mut engine = Engine::new(Store::open(&db_path(data_dir))?)?;
+        let mut engine = Engine::new(SqliteStore::open(&db_path(data_dir))?)?;
         let public_key = engine.begin_enrolment()?;
         let url = format!("{}/v1/enrol", server_url.trim_end_matches('/'));
         let resp = reqwest::Client::new()
@@ -105,7 +105,7 @@ impl Client {
     /// relay address recorded at enrolment (a relay that moved, or a test
     /// proxy in front of it).
     pub async fn open_via(data_dir: &Path, server_url: Option<&str>) -> Result<Client> {
-        let engine = Engine::new(Store::open(&db_path(data_dir))?)?;
+        let engine = Engine::new(SqliteStore::open(&db_path(data_dir))?)?;
         let identity = engine.identity().cloned().ok_or(CoreError::NotEnrolled)?;
         let (cmds, rx) = mpsc::unbounded_channel();
         let (events, _) = broadcast::channel(4096);

@@ -34,7 +34,8 @@ use crate::content::{Body, Content, MessageId, MAX_TEXT_BYTES};
 use crate::credential::{make_credential, parse_credential, MemberIdentity};
 use crate::error::{CoreError, Result};
 use crate::store::{
-    Conversation, ConversationState, DeliveryState, Identity, Message, OutboxEntry, Store,
+    ClientStore, Conversation, ConversationState, DeliveryState, Identity, Message, OutboxEntry,
+    SqliteStore,
 };
 
 /// The one ciphersuite Cascade uses.
@@ -200,9 +201,9 @@ enum Pending {
     Op,
 }
 
-/// The sans-IO engine. See the module documentation.
-pub struct Engine {
-    store: Store,
+/// The sans-IO engine over a [`ClientStore`]. See the module documentation.
+pub struct Engine<S: ClientStore = SqliteStore> {
+    store: S,
     identity: Option<Identity>,
     signer: Option<SignatureKeyPair>,
     conn: Conn,
@@ -274,15 +275,15 @@ fn bytes(v: Vec<u8>) -> cascade_protocol::Bytes {
     cascade_protocol::Bytes::from(v)
 }
 
-impl Engine {
+impl<S: ClientStore> Engine<S> {
     /// Opens the engine over a store. Works before enrolment too (only
     /// enrolment is possible then).
-    pub fn new(store: Store) -> Result<Self> {
+    pub fn new(store: S) -> Result<Self> {
         let identity = store.identity()?;
         let signer = match &identity {
             Some(id) => Some(
                 SignatureKeyPair::read(
-                    store.provider().storage(),
+                    store.mls().storage(),
                     &id.signature_key,
                     CIPHERSUITE.signature_algorithm(),
                 )
@@ -330,7 +331,7 @@ impl Engine {
         }
         let kp =
             SignatureKeyPair::new(CIPHERSUITE.signature_algorithm()).map_err(CoreError::mls)?;
-        kp.store(self.store.provider().storage())?;
+        kp.store(self.store.mls().storage())?;
         self.store.kv_set(KV_PENDING_SIGNATURE_KEY, kp.public())?;
         Ok(kp.public().to_vec())
     }
@@ -342,7 +343,7 @@ impl Engine {
             .kv_get(KV_PENDING_SIGNATURE_KEY)?
             .ok_or(CoreError::NotEnrolled)?;
         let signer = SignatureKeyPair::read(
-            self.store.provider().storage(),
+            self.store.mls().storage(),
             &pk,
             CIPHERSUITE.signature_algorithm(),
         )
@@ -470,7 +471,7 @@ impl Engine {
             signature_key: signer.public().into(),
         };
         let tx = self.store.transaction()?;
-        let provider = self.store.provider();
+        let provider = self.store.mls();
         MlsGroup::new_with_group_id(
             &provider,
             signer,
@@ -613,8 +614,8 @@ impl Engine {
 
     /// All conversations, most recently active first.
     pub fn conversations(&self) -> Result<Vec<Conversation>> {
-        let provider = self.store.provider();
-        self.store.conversations(|g| {
+        let provider = self.store.mls();
+        self.store.conversations(&|g| {
             MlsGroup::load(provider.storage(), &openmls_group_id(g))
                 .ok()
                 .flatten()
@@ -651,7 +652,7 @@ impl Engine {
     /// The conversation's current members, from the MLS group state.
     pub fn members(&self, group_id: &GroupId) -> Result<Vec<Member>> {
         let (identity, _) = self.id()?;
-        let provider = self.store.provider();
+        let provider = self.store.mls();
         let group = MlsGroup::load(provider.storage(), &openmls_group_id(group_id))?
             .ok_or(CoreError::UnknownConversation)?;
         if !group.is_active() {
@@ -672,7 +673,7 @@ impl Engine {
 
     /// The MLS epoch of a conversation on this device.
     pub fn epoch(&self, group_id: &GroupId) -> Result<u64> {
-        let provider = self.store.provider();
+        let provider = self.store.mls();
         Ok(
             MlsGroup::load(provider.storage(), &openmls_group_id(group_id))?
                 .ok_or(CoreError::UnknownConversation)?
@@ -733,7 +734,7 @@ impl Engine {
             signature_key: signer.public().into(),
         };
         let tx = self.store.transaction()?;
-        let provider = self.store.provider();
+        let provider = self.store.mls();
         let mut kps = Vec::new();
         for _ in 0..KEY_PACKAGE_BATCH {
             let b = KeyPackage::builder()
@@ -814,7 +815,7 @@ impl Engine {
     }
 
     fn process_welcome(&self, item: &QueueItem, now: u64) -> Result<Vec<Event>> {
-        let provider = self.store.provider();
+        let provider = self.store.mls();
         let welcome = match mls_in(&item.payload)?.extract() {
             MlsMessageBodyIn::Welcome(w) => w,
             _ => return Err(CoreError::Decode("expected a Welcome".into())),
@@ -852,14 +853,14 @@ impl Engine {
     }
 
     fn load_group(&self, group_id: &GroupId) -> Result<MlsGroup> {
-        let provider = self.store.provider();
+        let provider = self.store.mls();
         MlsGroup::load(provider.storage(), &openmls_group_id(group_id))?
             .ok_or(CoreError::UnknownConversation)
     }
 
     fn process_commit(&self, item: &QueueItem, _now: u64) -> Result<Vec<Event>> {
         let (identity, _) = self.id()?;
-        let provider = self.store.provider();
+        let provider = self.store.mls();
         let mut group = self.load_group(&item.group_id)?;
         let header = cascade_protocol::mls_header::framing_header(&item.payload)
             .map_err(|_| CoreError::Decode("commit header".into()))?;
@@ -917,7 +918,7 @@ impl Engine {
 
     /// Merges this device's pending commit after the relay accepted it.
     fn merge_own_commit(&self, group: &mut MlsGroup, group_id: &GroupId) -> Result<Vec<Event>> {
-        let provider = self.store.provider();
+        let provider = self.store.mls();
         let Some(staged) = group.pending_commit() else {
             return Ok(vec![]);
         };
@@ -946,7 +947,7 @@ impl Engine {
     }
 
     fn process_application(&self, item: &QueueItem, now: u64) -> Result<Vec<Event>> {
-        let provider = self.store.provider();
+        let provider = self.store.mls();
         let mut group = self.load_group(&item.group_id)?;
         let msg = mls_in(&item.payload)?
             .try_into_protocol_message()
@@ -1086,7 +1087,7 @@ impl Engine {
     }
 
     fn fail_op(&mut self, op_id: i64, group_id: GroupId, reason: String) -> Result<()> {
-        let provider = self.store.provider();
+        let provider = self.store.mls();
         if let Ok(mut g) = self.load_group(&group_id) {
             if g.pending_commit().is_some() {
                 g.clear_pending_commit(provider.storage())?;
@@ -1203,7 +1204,7 @@ impl Engine {
                 self.events.extend(events);
             }
             (_, Err(ProtocolError::WrongEpoch { current })) => {
-                let provider = self.store.provider();
+                let provider = self.store.mls();
                 let mut group = self.load_group(&group_id)?;
                 if group.pending_commit().is_some() {
                     group.clear_pending_commit(provider.storage())?;
@@ -1223,7 +1224,7 @@ impl Engine {
                 ),
             ) => {
                 tracing::info!(error = %e, "operation refused for now; retrying later");
-                let provider = self.store.provider();
+                let provider = self.store.mls();
                 if let Ok(mut g) = self.load_group(&group_id) {
                     if g.pending_commit().is_some() {
                         g.clear_pending_commit(provider.storage())?;
@@ -1259,7 +1260,7 @@ impl Engine {
         user: &UserId,
         device: &DeviceId,
     ) -> Result<KeyPackage> {
-        let provider = self.store.provider();
+        let provider = self.store.mls();
         let MlsMessageBodyIn::KeyPackage(kp) = mls_in(kp)?.extract() else {
             return Err(CoreError::Decode("expected a KeyPackage".into()));
         };
@@ -1352,7 +1353,7 @@ impl Engine {
         // Any pending commit left now is stale: the queue has been processed
         // (we are caught up), so an accepted one would have been merged.
         {
-            let provider = self.store.provider();
+            let provider = self.store.mls();
             if let Ok(mut g) = self.load_group(&group_id) {
                 if g.pending_commit().is_some() {
                     g.clear_pending_commit(provider.storage())?;
@@ -1364,7 +1365,7 @@ impl Engine {
                 let (_, signer) = self.id()?;
                 let group = self.load_group(&group_id)?;
                 let gi = group
-                    .export_group_info(self.store.provider().crypto(), signer, true)
+                    .export_group_info(self.store.mls().crypto(), signer, true)
                     .map_err(CoreError::mls)?;
                 let req = self.request(
                     Request::CreateGroup {
@@ -1387,7 +1388,7 @@ impl Engine {
                     _ => {
                         let (_, signer) = self.id()?;
                         let tx = self.store.transaction()?;
-                        let provider = self.store.provider();
+                        let provider = self.store.mls();
                         let mut group = self.load_group(&group_id)?;
                         let msg = group
                             .create_message(&provider, signer, &content)
@@ -1410,7 +1411,7 @@ impl Engine {
             Op::Leave { group_id } => {
                 let (_, signer) = self.id()?;
                 let tx = self.store.transaction()?;
-                let provider = self.store.provider();
+                let provider = self.store.mls();
                 let mut group = self.load_group(&group_id)?;
                 let msg = group
                     .leave_group(&provider, signer)
@@ -1461,7 +1462,7 @@ impl Engine {
         let group_id = op.group_id();
         let (_, signer) = self.id()?;
         let tx = self.store.transaction()?;
-        let provider = self.store.provider();
+        let provider = self.store.mls();
         let mut group = self.load_group(&group_id)?;
         let present: Vec<(LeafNodeIndex, MemberIdentity)> = group
             .members()

@@ -3,7 +3,7 @@
 //! Two layers:
 //! - [`engine::Engine`], a sans-IO engine: MLS groups (openmls), credential
 //!   checks, the outbox and message state, over one SQLite database
-//!   ([`store::Store`]). Frames, commands and time go in; frames, events and
+//!   ([`store::ClientStore`], implemented by [`store::SqliteStore`]). Frames, commands and time go in; frames, events and
 //!   timeouts come out.
 //! - [`Client`], the async layer: it owns the WebSocket to the relay,
 //!   reconnects with backoff, and runs the engine in one task. Front ends
@@ -22,4 +22,6 @@ pub use client::Client;
 pub use content::{Body, Content, MessageId};
 pub use engine::{ConnectionState, Engine, Event, Member};
 pub use error::{CoreError, Result};
-pub use store::{Conversation, ConversationState, DeliveryState, Identity, Message};
+pub use store::{
+    ClientStore, Conversation, ConversationState, DeliveryState, Identity, Message, SqliteStore,
+};

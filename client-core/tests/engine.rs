@@ -4,7 +4,7 @@
 //! does, one step at a time, so every interleaving here is exact.
 
 use cascade_core::engine::{ConnectionState, Engine, Event};
-use cascade_core::store::Store;
+use cascade_core::store::SqliteStore as Store;
 use cascade_core::DeliveryState;
 use cascade_protocol::http::EnrolResponse;
 use cascade_protocol::*;

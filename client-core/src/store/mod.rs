@@ -192,8 +192,99 @@ pub struct OutboxEntry {
     pub prepared: Option<Vec<u8>>,
 }
 
-/// The SQLite store.
-pub struct Store {
+/// Durable client state: the device's identity, conversations, message
+/// history, the outbox of unsent operations, small settings, and openmls's
+/// group state, all behind one transaction boundary.
+///
+/// [`SqliteStore`] is the implementation; every implementation must pass the
+/// conformance suite in `store/conformance.rs`. The openmls provider is SQLite's
+/// (`openmls_sqlite_storage`) because the MLS state must commit in the same
+/// transaction as the app data; a different backend (SQLCipher, say) keeps
+/// that property by sharing its connection the same way.
+pub trait ClientStore: Send {
+    /// An openmls provider whose writes join the current transaction.
+    fn mls(&self) -> Provider<'_>;
+    /// Begins a transaction covering openmls's state and the app data. Use
+    /// [`ClientStore::transaction`].
+    fn begin_transaction(&self) -> Result<()>;
+    /// Commits the current transaction.
+    fn commit_transaction(&self) -> Result<()>;
+    /// Rolls the current transaction back.
+    fn rollback_transaction(&self) -> Result<()>;
+
+    /// Starts a transaction that rolls back unless committed.
+    fn transaction(&self) -> Result<Tx<'_, Self>> {
+        self.begin_transaction()?;
+        Ok(Tx {
+            store: self,
+            done: false,
+        })
+    }
+
+    /// The enrolled identity, if any.
+    fn identity(&self) -> Result<Option<Identity>>;
+    /// Records the enrolled identity.
+    fn set_identity(&self, id: &Identity) -> Result<()>;
+    /// A small value by key.
+    fn kv_get(&self, key: &str) -> Result<Option<Vec<u8>>>;
+    /// Stores a small value by key.
+    fn kv_set(&self, key: &str, value: &[u8]) -> Result<()>;
+
+    /// Creates a conversation row, active, processed up to `seq` (no-op if
+    /// it exists).
+    fn insert_conversation(&self, group: &GroupId, name: &str, seq: u64, now: u64) -> Result<()>;
+    /// The conversation's last processed sequence number and state.
+    fn conversation_cursor(&self, group: &GroupId) -> Result<Option<(u64, ConversationState)>>;
+    /// Records that everything up to `seq` of the group has been processed
+    /// (never moves backwards).
+    fn set_last_seq(&self, group: &GroupId, seq: u64) -> Result<()>;
+    /// Sets a conversation's state.
+    fn set_conversation_state(&self, group: &GroupId, state: ConversationState) -> Result<()>;
+    /// Renames a conversation.
+    fn set_conversation_name(&self, group: &GroupId, name: &str) -> Result<()>;
+    /// Marks a conversation's messages as read.
+    fn mark_read(&self, group: &GroupId) -> Result<()>;
+    /// All conversations, most recently active first; `epoch_of` supplies
+    /// each group's MLS epoch.
+    fn conversations(&self, epoch_of: &dyn Fn(&GroupId) -> u64) -> Result<Vec<Conversation>>;
+
+    /// Adds a message to history. Returns `false`, changing nothing, if a
+    /// message with this id is already there (a duplicate).
+    fn insert_message(&self, m: &Message, now: u64, count_unread: bool) -> Result<bool>;
+    /// Updates a sent message's delivery state (and seq, once known).
+    fn set_message_state(
+        &self,
+        id: &MessageId,
+        state: DeliveryState,
+        seq: Option<u64>,
+    ) -> Result<()>;
+    /// One message by id.
+    fn message(&self, id: &MessageId) -> Result<Option<Message>>;
+    /// Up to `limit` messages of a conversation in arrival order, oldest
+    /// first, older than the message `before` if given.
+    fn history(
+        &self,
+        group: &GroupId,
+        before: Option<&MessageId>,
+        limit: u32,
+    ) -> Result<Vec<Message>>;
+
+    /// Appends an operation to the outbox; returns its id.
+    fn push_op(&self, op: &[u8]) -> Result<i64>;
+    /// The oldest outbox operation.
+    fn first_op(&self) -> Result<Option<OutboxEntry>>;
+    /// Stores bytes prepared for an operation (a message's ciphertext), so a
+    /// retransmission sends the same bytes.
+    fn set_op_prepared(&self, op_id: i64, prepared: &[u8]) -> Result<()>;
+    /// Removes a finished operation.
+    fn delete_op(&self, op_id: i64) -> Result<()>;
+    /// Number of queued operations.
+    fn outbox_len(&self) -> Result<u64>;
+}
+
+/// The SQLite store: a file (or, for tests, memory) holding openmls's state
+/// and the app data in one database.
+pub struct SqliteStore {
     conn: Connection,
     crypto: RustCrypto,
 }
@@ -235,25 +326,25 @@ CREATE TABLE IF NOT EXISTS kv (
 );
 ";
 
-/// A transaction on the store. Rolls back when dropped without [`Tx::commit`].
-pub struct Tx<'a> {
-    store: &'a Store,
+/// A transaction on a store. Rolls back when dropped without [`Tx::commit`].
+pub struct Tx<'a, S: ClientStore + ?Sized> {
+    store: &'a S,
     done: bool,
 }
 
-impl Tx<'_> {
-    /// Commits everything done since [`Store::transaction`].
+impl<S: ClientStore + ?Sized> Tx<'_, S> {
+    /// Commits everything done since [`ClientStore::transaction`].
     pub fn commit(mut self) -> Result<()> {
-        self.store.conn.execute_batch("COMMIT")?;
+        self.store.commit_transaction()?;
         self.done = true;
         Ok(())
     }
 }
 
-impl Drop for Tx<'_> {
+impl<S: ClientStore + ?Sized> Drop for Tx<'_, S> {
     fn drop(&mut self) {
         if !self.done {
-            if let Err(e) = self.store.conn.execute_batch("ROLLBACK") {
+            if let Err(e) = self.store.rollback_transaction() {
                 tracing::error!(error = %e, "rollback failed");
             }
         }
@@ -267,7 +358,7 @@ fn blob16<T, F: Fn([u8; 16]) -> T>(v: Vec<u8>, f: F) -> rusqlite::Result<T> {
     Ok(f(arr))
 }
 
-impl Store {
+impl SqliteStore {
     /// Opens (creating if needed) the database at `path`.
     pub fn open(path: &Path) -> Result<Self> {
         let conn = Connection::open(path)?;
@@ -293,26 +384,32 @@ impl Store {
             crypto: RustCrypto::default(),
         })
     }
+}
 
-    /// An openmls provider over this store.
-    pub fn provider(&self) -> Provider<'_> {
+impl ClientStore for SqliteStore {
+    fn mls(&self) -> Provider<'_> {
         Provider {
             crypto: &self.crypto,
             storage: SqliteStorageProvider::new(&self.conn),
         }
     }
 
-    /// Starts a transaction covering openmls's state and the app data.
-    pub fn transaction(&self) -> Result<Tx<'_>> {
+    fn begin_transaction(&self) -> Result<()> {
         self.conn.execute_batch("BEGIN IMMEDIATE")?;
-        Ok(Tx {
-            store: self,
-            done: false,
-        })
+        Ok(())
     }
 
-    /// The enrolled identity, if any.
-    pub fn identity(&self) -> Result<Option<Identity>> {
+    fn commit_transaction(&self) -> Result<()> {
+        self.conn.execute_batch("COMMIT")?;
+        Ok(())
+    }
+
+    fn rollback_transaction(&self) -> Result<()> {
+        self.conn.execute_batch("ROLLBACK")?;
+        Ok(())
+    }
+
+    fn identity(&self) -> Result<Option<Identity>> {
         let rec: Option<Vec<u8>> = self
             .conn
             .query_row("SELECT record FROM identity WHERE id = 1", [], |r| r.get(0))
@@ -323,8 +420,7 @@ impl Store {
         .transpose()
     }
 
-    /// Records the enrolled identity.
-    pub fn set_identity(&self, id: &Identity) -> Result<()> {
+    fn set_identity(&self, id: &Identity) -> Result<()> {
         let mut b = Vec::new();
         ciborium::into_writer(id, &mut b).expect("serialising to a Vec cannot fail");
         self.conn.execute(
@@ -334,16 +430,14 @@ impl Store {
         Ok(())
     }
 
-    /// A small value by key.
-    pub fn kv_get(&self, key: &str) -> Result<Option<Vec<u8>>> {
+    fn kv_get(&self, key: &str) -> Result<Option<Vec<u8>>> {
         Ok(self
             .conn
             .query_row("SELECT value FROM kv WHERE key = ?1", [key], |r| r.get(0))
             .optional()?)
     }
 
-    /// Stores a small value by key.
-    pub fn kv_set(&self, key: &str, value: &[u8]) -> Result<()> {
+    fn kv_set(&self, key: &str, value: &[u8]) -> Result<()> {
         self.conn.execute(
             "INSERT OR REPLACE INTO kv (key, value) VALUES (?1, ?2)",
             params![key, value],
@@ -351,14 +445,7 @@ impl Store {
         Ok(())
     }
 
-    /// Creates a conversation row (no-op if it exists).
-    pub fn insert_conversation(
-        &self,
-        group: &GroupId,
-        name: &str,
-        seq: u64,
-        now: u64,
-    ) -> Result<()> {
+    fn insert_conversation(&self, group: &GroupId, name: &str, seq: u64, now: u64) -> Result<()> {
         self.conn.execute(
             "INSERT OR IGNORE INTO conversations (group_id, name, state, last_seq, last_activity)
              VALUES (?1, ?2, 'active', ?3, ?4)",
@@ -367,8 +454,7 @@ impl Store {
         Ok(())
     }
 
-    /// The conversation's last processed sequence number and state.
-    pub fn conversation_cursor(&self, group: &GroupId) -> Result<Option<(u64, ConversationState)>> {
+    fn conversation_cursor(&self, group: &GroupId) -> Result<Option<(u64, ConversationState)>> {
         Ok(self
             .conn
             .query_row(
@@ -384,8 +470,7 @@ impl Store {
             .optional()?)
     }
 
-    /// Records that everything up to `seq` of the group has been processed.
-    pub fn set_last_seq(&self, group: &GroupId, seq: u64) -> Result<()> {
+    fn set_last_seq(&self, group: &GroupId, seq: u64) -> Result<()> {
         self.conn.execute(
             "UPDATE conversations SET last_seq = MAX(last_seq, ?2) WHERE group_id = ?1",
             params![group.as_bytes().as_slice(), seq as i64],
@@ -393,8 +478,7 @@ impl Store {
         Ok(())
     }
 
-    /// Sets a conversation's state.
-    pub fn set_conversation_state(&self, group: &GroupId, state: ConversationState) -> Result<()> {
+    fn set_conversation_state(&self, group: &GroupId, state: ConversationState) -> Result<()> {
         self.conn.execute(
             "UPDATE conversations SET state = ?2 WHERE group_id = ?1",
             params![group.as_bytes().as_slice(), state.as_str()],
@@ -402,8 +486,7 @@ impl Store {
         Ok(())
     }
 
-    /// Renames a conversation.
-    pub fn set_conversation_name(&self, group: &GroupId, name: &str) -> Result<()> {
+    fn set_conversation_name(&self, group: &GroupId, name: &str) -> Result<()> {
         self.conn.execute(
             "UPDATE conversations SET name = ?2 WHERE group_id = ?1",
             params![group.as_bytes().as_slice(), name],
@@ -411,8 +494,7 @@ impl Store {
         Ok(())
     }
 
-    /// Marks a conversation's messages as read.
-    pub fn mark_read(&self, group: &GroupId) -> Result<()> {
+    fn mark_read(&self, group: &GroupId) -> Result<()> {
         self.conn.execute(
             "UPDATE conversations SET unread = 0 WHERE group_id = ?1",
             [group.as_bytes().as_slice()],
@@ -420,9 +502,7 @@ impl Store {
         Ok(())
     }
 
-    /// All conversations, most recently active first. `epoch_of` supplies
-    /// each group's MLS epoch.
-    pub fn conversations(&self, epoch_of: impl Fn(&GroupId) -> u64) -> Result<Vec<Conversation>> {
+    fn conversations(&self, epoch_of: &dyn Fn(&GroupId) -> u64) -> Result<Vec<Conversation>> {
         let mut stmt = self.conn.prepare(
             "SELECT c.group_id, c.name, c.state, c.unread, c.last_activity,
                     (SELECT text FROM messages m WHERE m.group_id = c.group_id
@@ -455,9 +535,7 @@ impl Store {
         Ok(out)
     }
 
-    /// Adds a message to history. Returns `false` if a message with this id is
-    /// already there (a duplicate).
-    pub fn insert_message(&self, m: &Message, now: u64, count_unread: bool) -> Result<bool> {
+    fn insert_message(&self, m: &Message, now: u64, count_unread: bool) -> Result<bool> {
         let n = self.conn.execute(
             "INSERT OR IGNORE INTO messages
              (message_id, group_id, sender, sender_device, sent_at, seq, kind, text, state)
@@ -488,8 +566,7 @@ impl Store {
         Ok(n == 1)
     }
 
-    /// Updates a sent message's delivery state (and seq, once known).
-    pub fn set_message_state(
+    fn set_message_state(
         &self,
         id: &MessageId,
         state: DeliveryState,
@@ -502,8 +579,7 @@ impl Store {
         Ok(())
     }
 
-    /// One message by id.
-    pub fn message(&self, id: &MessageId) -> Result<Option<Message>> {
+    fn message(&self, id: &MessageId) -> Result<Option<Message>> {
         let mut stmt = self.conn.prepare(&format!(
             "SELECT {MSG_COLS} FROM messages WHERE message_id = ?1"
         ))?;
@@ -512,9 +588,7 @@ impl Store {
             .optional()?)
     }
 
-    /// Up to `limit` messages of a conversation, oldest first, older than the
-    /// message `before` if given (for scrolling back).
-    pub fn history(
+    fn history(
         &self,
         group: &GroupId,
         before: Option<&MessageId>,
@@ -546,15 +620,13 @@ impl Store {
         Ok(out)
     }
 
-    /// Appends an operation to the outbox.
-    pub fn push_op(&self, op: &[u8]) -> Result<i64> {
+    fn push_op(&self, op: &[u8]) -> Result<i64> {
         self.conn
             .execute("INSERT INTO outbox (op) VALUES (?1)", [op])?;
         Ok(self.conn.last_insert_rowid())
     }
 
-    /// The oldest outbox operation.
-    pub fn first_op(&self) -> Result<Option<OutboxEntry>> {
+    fn first_op(&self) -> Result<Option<OutboxEntry>> {
         Ok(self
             .conn
             .query_row(
@@ -571,9 +643,7 @@ impl Store {
             .optional()?)
     }
 
-    /// Stores bytes prepared for an operation (e.g. the ciphertext of a
-    /// message), so a retransmission sends the same bytes.
-    pub fn set_op_prepared(&self, op_id: i64, prepared: &[u8]) -> Result<()> {
+    fn set_op_prepared(&self, op_id: i64, prepared: &[u8]) -> Result<()> {
         self.conn.execute(
             "UPDATE outbox SET prepared = ?2 WHERE op_id = ?1",
             params![op_id, prepared],
@@ -581,15 +651,13 @@ impl Store {
         Ok(())
     }
 
-    /// Removes a finished operation.
-    pub fn delete_op(&self, op_id: i64) -> Result<()> {
+    fn delete_op(&self, op_id: i64) -> Result<()> {
         self.conn
             .execute("DELETE FROM outbox WHERE op_id = ?1", [op_id])?;
         Ok(())
     }
 
-    /// Number of queued operations.
-    pub fn outbox_len(&self) -> Result<u64> {
+    fn outbox_len(&self) -> Result<u64> {
         Ok(self
             .conn
             .query_row("SELECT COUNT(*) FROM outbox", [], |r| r.get::<_, i64>(0))?
@@ -616,3 +684,6 @@ fn row_to_message(r: &rusqlite::Row<'_>) -> rusqlite::Result<Message> {
         state: DeliveryState::parse(&r.get::<_, String>(8)?),
     })
 }
+
+#[cfg(test)]
+mod conformance;
