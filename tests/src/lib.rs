@@ -116,8 +116,8 @@ impl Relay {
         Ok(())
     }
 
-    /// Creates a user and enrols their first device; returns a connected
-    /// client for it.
+    /// Creates a user and enrols their first device; returns a connected,
+    /// synced client for it (its KeyPackages are on the relay).
     pub async fn user(&self, user: &str, name: &str, role: &str) -> Result<Peer> {
         let id = UserId::new(user)?;
         self.admin.create_user(&id, name, role).await?;
@@ -133,7 +133,11 @@ impl Relay {
             .path()
             .join(format!("{user}-{device_name}-{}", rand::random::<u32>()));
         Client::enrol(&dir, &self.url, &token.token, device_name).await?;
-        Peer::open(dir).await
+        // Like `cascade enrol`: connect once, so the device's KeyPackages are
+        // on the relay before anyone tries to add it.
+        let peer = Peer::open(dir).await?;
+        peer.sync().await?;
+        Ok(peer)
     }
 }
 
