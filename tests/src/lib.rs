@@ -160,7 +160,10 @@ async fn spawn_relay(data: &Path, listen: &str) -> Result<(Child, String)> {
     let mut child = Command::new(&bin)
         .args(["serve", "--listen", listen, "--data-dir"])
         .arg(data)
-        .env("RUST_LOG", "warn")
+        .env(
+            "RUST_LOG",
+            std::env::var("CASCADE_RELAY_LOG").unwrap_or_else(|_| "warn".into()),
+        )
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
         .kill_on_drop(true)

@@ -66,7 +66,7 @@ impl RawConn {
     /// challenge.
     pub async fn connect_url(relay_url: &str) -> Result<RawConn> {
         let url = format!("{}/v1/ws", relay_url.replace("http://", "ws://"));
-        let (ws, _) = tokio_tungstenite::connect_async(url).await?;
+        let (ws, _) = tokio_tungstenite::connect_async_with_config(url, None, true).await?;
         let mut c = RawConn {
             ws,
             next_id: 1,

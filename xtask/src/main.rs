@@ -152,16 +152,53 @@ fn ci() -> Result<()> {
     test()
 }
 
+/// Builds the relay and the load generator in release mode and runs the load
+/// generator (arguments are passed on; see `tests/src/bin/cascade-load.rs`).
+/// Without arguments it runs the standard set recorded in
+/// `docs/benchmarks.md`.
 fn bench(args: &[String]) -> Result<()> {
-    run(cargo()
-        .args([
-            "run",
-            "--release",
-            "-p",
-            "cascade-tests",
-            "--bin",
-            "cascade-load",
-            "--",
-        ])
-        .args(args))
+    run(cargo().args([
+        "build",
+        "--release",
+        "--locked",
+        "-p",
+        "cascade-server",
+        "-p",
+        "cascade-tests",
+        "--bin",
+        "cascade-server",
+        "--bin",
+        "cascade-load",
+    ]))?;
+    let load = target_dir().join("release/cascade-load");
+    if !args.is_empty() {
+        return run(Command::new(&load).args(args));
+    }
+    for set in [
+        &["--mode", "relay", "--devices", "2", "--messages", "500"][..],
+        &["--mode", "relay", "--devices", "16", "--messages", "200"],
+        &[
+            "--mode",
+            "e2e",
+            "--groups",
+            "1",
+            "--members",
+            "2",
+            "--messages",
+            "200",
+        ],
+        &[
+            "--mode",
+            "e2e",
+            "--groups",
+            "4",
+            "--members",
+            "4",
+            "--messages",
+            "50",
+        ],
+    ] {
+        run(Command::new(&load).args(set))?;
+    }
+    Ok(())
 }

@@ -178,12 +178,35 @@ async fn drive_raw_device(
     latencies.lock().await.extend(mine);
     let deadline = Instant::now() + Duration::from_secs(120);
     loop {
-        received += ack_pushes(&mut c).await?;
+        // Acking can bring in more pushes (read while waiting for the ack's
+        // answer); drain until none are left before waiting on the socket.
+        while c.pushes.iter().any(|p| matches!(p, Push::Deliver(_))) {
+            received += ack_pushes(&mut c).await?;
+        }
         if received >= expected || Instant::now() > deadline {
             break;
         }
-        if let ServerFrame::Push(p) = c.next().await? {
-            c.pushes.push(p);
+        match c.next().await {
+            Ok(ServerFrame::Push(p)) => c.pushes.push(p),
+            Ok(_) => {}
+            Err(e) => {
+                drop(c);
+                let mut again = RawConn::authenticated_url(url, &device).await?;
+                let mut left = 0;
+                loop {
+                    match again.next().await? {
+                        ServerFrame::Push(Push::Deliver(_)) => left += 1,
+                        ServerFrame::Push(Push::QueueDrained) => break,
+                        _ => {}
+                    }
+                }
+                left += again
+                    .pushes
+                    .iter()
+                    .filter(|p| matches!(p, Push::Deliver(_)))
+                    .count();
+                bail!("device {} waited for {expected} deliveries, got {received}: {e}; {left} still queued at the relay", device.device_id)
+            }
         }
     }
     Ok(received)
