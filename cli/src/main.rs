@@ -355,6 +355,20 @@ fn print_message(json: bool, m: &Message) {
     }
 }
 
+/// One line of the interactive chat: who and what, without ids.
+fn print_chat_line(m: &Message) {
+    let text = m
+        .text
+        .clone()
+        .unwrap_or_else(|| format!("[unsupported message: {}]", m.kind));
+    let mark = match m.state {
+        cascade_core::DeliveryState::Failed => " [not delivered]",
+        cascade_core::DeliveryState::Sending => " [sending]",
+        _ => "",
+    };
+    println!("{}: {text}{mark}", m.sender);
+}
+
 fn format_state(m: &Message) -> &'static str {
     match m.state {
         cascade_core::DeliveryState::Sending => "sending",
@@ -556,7 +570,7 @@ async fn user_command_inner(
                 conv.name
             );
             for m in client.history(group, None, 20).await? {
-                print_message(false, &m);
+                print_chat_line(&m);
             }
             client.mark_read(group).await?;
             let mut lines = tokio::io::BufReader::new(tokio::io::stdin()).lines();
@@ -568,7 +582,7 @@ async fn user_command_inner(
                         Some(l) => { client.send_text(group, &l).await?; }
                     },
                     ev = events.recv() => match ev {
-                        Ok(Event::Message(m)) if m.group_id == group && m.state == cascade_core::DeliveryState::Received => print_message(false, &m),
+                        Ok(Event::Message(m)) if m.group_id == group && m.state == cascade_core::DeliveryState::Received => print_chat_line(&m),
                         Ok(Event::DeliveryState { state: cascade_core::DeliveryState::Failed, .. }) => eprintln!("[a message could not be delivered]"),
                         Ok(Event::Connection(state)) => eprintln!("[{state:?}]"),
                         _ => {}

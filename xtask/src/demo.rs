@@ -71,10 +71,13 @@ pub fn run(_root: &Path, args: &[String]) -> Result<()> {
     std::fs::create_dir_all(&base)?;
     let relay_dir = base.join("relay");
 
+    let log_path = base.join("relay.log");
+    let log = std::fs::File::create(&log_path).context("creating the relay log")?;
     let mut child = Command::new(bin.join("cascade-server"))
         .args(["serve", "--listen", LISTEN, "--data-dir"])
         .arg(&relay_dir)
         .stdout(Stdio::piped())
+        .stderr(log)
         .spawn()
         .context("starting cascade-server")?;
     let stdout = child.stdout.take().expect("piped");
@@ -89,7 +92,10 @@ pub fn run(_root: &Path, args: &[String]) -> Result<()> {
         }
     }
     let Some(url) = url else {
-        bail!("the relay did not start (is {LISTEN} already in use?)");
+        bail!(
+            "the relay did not start (is {LISTEN} already in use?); see {}",
+            log_path.display()
+        );
     };
 
     let users = [
