@@ -263,6 +263,22 @@ impl Peer {
         }
     }
 
+    /// Creates a conversation with these members and waits until every one
+    /// of them has joined.
+    pub async fn create_group_with(&self, name: &str, members: &[&Peer]) -> Result<GroupId> {
+        let group = self.client.create_group(name).await?;
+        if !members.is_empty() {
+            self.client
+                .add_members(group, members.iter().map(|p| p.user()).collect())
+                .await?;
+        }
+        self.sync().await?;
+        for m in members {
+            m.joined(group).await?;
+        }
+        Ok(group)
+    }
+
     /// Waits until the device is in the conversation.
     pub async fn joined(&self, group: GroupId) -> Result<()> {
         self.until("joining the conversation", || async {

@@ -24,14 +24,9 @@ async fn two_organisations_converse_in_order() -> Result<()> {
         p.sync().await?;
     }
 
-    let group = alice.client.create_group("Bed 12 transfer").await?;
-    alice
-        .client
-        .add_members(group, vec![bob.user(), carol.user()])
+    let group = alice
+        .create_group_with("Bed 12 transfer", &[&bob, &carol])
         .await?;
-    alice.sync().await?;
-    bob.joined(group).await?;
-    carol.joined(group).await?;
     let everyone = vec![alice.user(), bob.user(), carol.user()];
     for p in [&alice, &bob, &carol] {
         assert_eq!(p.member_users(group).await?, {
@@ -96,14 +91,9 @@ async fn offline_member_converges() -> Result<()> {
     let dave = relay
         .user("dave@east-ambulance", "Dave", "Dispatcher")
         .await?;
-    let group = alice.client.create_group("Night shift").await?;
-    alice
-        .client
-        .add_members(group, vec![bob.user(), carol.user()])
+    let group = alice
+        .create_group_with("Night shift", &[&bob, &carol])
         .await?;
-    alice.sync().await?;
-    bob.joined(group).await?;
-    carol.joined(group).await?;
     bob.sync().await?;
 
     // Bob goes offline (the app is closed).
@@ -160,10 +150,7 @@ async fn concurrent_commits_do_not_fork() -> Result<()> {
         .user("carol@north-trust", "Carol", "Pharmacist")
         .await?;
     let dave = relay.user("dave@north-trust", "Dave", "Porter").await?;
-    let group = alice.client.create_group("Pharmacy").await?;
-    alice.client.add_members(group, vec![bob.user()]).await?;
-    alice.sync().await?;
-    bob.joined(group).await?;
+    let group = alice.create_group_with("Pharmacy", &[&bob]).await?;
     bob.sync().await?;
     let before = alice.client.epoch(group).await?;
 
@@ -273,10 +260,7 @@ async fn stale_commit_is_refused_then_retried() -> Result<()> {
         .user("carol@north-trust", "Carol", "Pharmacist")
         .await?;
     let dave = relay.user("dave@north-trust", "Dave", "Porter").await?;
-    let group = alice.client.create_group("Race").await?;
-    alice.client.add_members(group, vec![bob.user()]).await?;
-    alice.sync().await?;
-    bob.joined(group).await?;
+    let group = alice.create_group_with("Race", &[&bob]).await?;
     bob.sync().await?;
     let start = alice.client.epoch(group).await?;
     let bob_dir = bob.close().await;
@@ -344,10 +328,7 @@ async fn replayed_message_is_shown_once() -> Result<()> {
     relay.org("north-trust").await?;
     let alice = relay.user("alice@north-trust", "Alice", "Nurse").await?;
     let mut bob = relay.user("bob@north-trust", "Bob", "Doctor").await?;
-    let group = alice.client.create_group("Replay").await?;
-    alice.client.add_members(group, vec![bob.user()]).await?;
-    alice.sync().await?;
-    bob.joined(group).await?;
+    let group = alice.create_group_with("Replay", &[&bob]).await?;
     let alice_dir = alice.close().await;
     let proxy = cascade_tests::proxy::Proxy::start(&relay.url).await?;
     let alice = Peer::open_via(alice_dir, Some(&proxy.url)).await?;
@@ -390,14 +371,7 @@ async fn leaving_a_conversation() -> Result<()> {
     let carol = relay
         .user("carol@east-ambulance", "Carol", "Paramedic")
         .await?;
-    let group = alice.client.create_group("Transfer").await?;
-    alice
-        .client
-        .add_members(group, vec![bob.user(), carol.user()])
-        .await?;
-    alice.sync().await?;
-    bob.joined(group).await?;
-    carol.joined(group).await?;
+    let group = alice.create_group_with("Transfer", &[&bob, &carol]).await?;
     bob.sync().await?;
 
     bob.client.leave(group).await?;

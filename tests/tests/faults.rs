@@ -18,10 +18,7 @@ async fn relay_sigkill_loses_nothing_acknowledged() -> Result<()> {
     relay.org("north-trust").await?;
     let mut alice = relay.user("alice@north-trust", "Alice", "Nurse").await?;
     let bob = relay.user("bob@north-trust", "Bob", "Doctor").await?;
-    let group = alice.client.create_group("Resus").await?;
-    alice.client.add_members(group, vec![bob.user()]).await?;
-    alice.sync().await?;
-    bob.joined(group).await?;
+    let group = alice.create_group_with("Resus", &[&bob]).await?;
     bob.sync().await?;
     let bob_dir = bob.close().await;
 
@@ -79,10 +76,7 @@ async fn client_killed_mid_send_loses_and_doubles_nothing() -> Result<()> {
     relay.org("north-trust").await?;
     let alice = relay.user("alice@north-trust", "Alice", "Nurse").await?;
     let bob = relay.user("bob@north-trust", "Bob", "Doctor").await?;
-    let group = alice.client.create_group("Theatre list").await?;
-    alice.client.add_members(group, vec![bob.user()]).await?;
-    alice.sync().await?;
-    bob.joined(group).await?;
+    let group = alice.create_group_with("Theatre list", &[&bob]).await?;
     let alice_dir = alice.close().await;
 
     // The terminal client reads lines from stdin and sends each one.
