@@ -66,6 +66,34 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
     sorted[i]
 }
 
+/// Prints one result as a Markdown table (header, rule, row).
+async fn report(
+    header: &[&str; 2],
+    mode: &str,
+    shape: &str,
+    sent: usize,
+    delivered: usize,
+    elapsed: Duration,
+    latencies: &Mutex<Vec<Duration>>,
+) {
+    let mut l = latencies.lock().await.clone();
+    l.sort();
+    let secs = elapsed.as_secs_f64();
+    println!(
+        "| mode | {} | messages sent | deliveries | seconds | sent/s | deliveries/s | {} p50 ms | p95 ms | p99 ms |",
+        header[0], header[1]
+    );
+    println!("|---|---|---|---|---|---|---|---|---|---|");
+    println!(
+        "| {mode} | {shape} | {sent} | {delivered} | {secs:.2} | {:.0} | {:.0} | {} | {} | {} |",
+        sent as f64 / secs,
+        delivered as f64 / secs,
+        ms(percentile(&l, 0.5)),
+        ms(percentile(&l, 0.95)),
+        ms(percentile(&l, 0.99)),
+    );
+}
+
 fn ms(d: Duration) -> String {
     format!("{:.2}", d.as_secs_f64() * 1000.0)
 }
@@ -131,21 +159,18 @@ async fn relay_mode(args: &Args) -> Result<()> {
         delivered += t.await??;
     }
     let elapsed = start.elapsed();
-    let mut l = latencies.lock().await.clone();
-    l.sort();
     let sent = args.devices * args.messages;
-    println!("| mode | devices | messages sent | deliveries | seconds | sent/s | deliveries/s | accept p50 ms | p95 ms | p99 ms |");
-    println!("|---|---|---|---|---|---|---|---|---|---|");
-    println!(
-        "| relay | {} | {sent} | {delivered} | {:.2} | {:.0} | {:.0} | {} | {} | {} |",
-        args.devices,
-        elapsed.as_secs_f64(),
-        sent as f64 / elapsed.as_secs_f64(),
-        delivered as f64 / elapsed.as_secs_f64(),
-        ms(percentile(&l, 0.5)),
-        ms(percentile(&l, 0.95)),
-        ms(percentile(&l, 0.99)),
-    );
+    let header = ["devices", "accept"];
+    report(
+        &header,
+        "relay",
+        &args.devices.to_string(),
+        sent,
+        delivered,
+        elapsed,
+        &latencies,
+    )
+    .await;
     Ok(())
 }
 
@@ -304,21 +329,18 @@ async fn e2e_mode(args: &Args) -> Result<()> {
         delivered += t.await??;
     }
     let elapsed = start.elapsed();
-    let mut l = latencies.lock().await.clone();
-    l.sort();
     let sent = total_peers * args.messages;
-    println!("| mode | groups × members | messages sent | deliveries | seconds | sent/s | deliveries/s | e2e p50 ms | p95 ms | p99 ms |");
-    println!("|---|---|---|---|---|---|---|---|---|---|");
-    println!(
-        "| e2e | {} × {} | {sent} | {delivered} | {:.2} | {:.0} | {:.0} | {} | {} | {} |",
-        args.groups,
-        args.members,
-        elapsed.as_secs_f64(),
-        sent as f64 / elapsed.as_secs_f64(),
-        delivered as f64 / elapsed.as_secs_f64(),
-        ms(percentile(&l, 0.5)),
-        ms(percentile(&l, 0.95)),
-        ms(percentile(&l, 0.99)),
-    );
+    let header = ["groups × members", "e2e"];
+    let shape = format!("{} × {}", args.groups, args.members);
+    report(
+        &header,
+        "e2e",
+        &shape,
+        sent,
+        delivered,
+        elapsed,
+        &latencies,
+    )
+    .await;
     Ok(())
 }
