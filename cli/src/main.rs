@@ -40,9 +40,10 @@ struct Cli {
 enum Command {
     /// Provisioning, with the relay's admin token.
     Admin {
-        /// The relay, e.g. http://127.0.0.1:7171.
+        /// The relay, e.g. http://127.0.0.1:7171 (needed by the commands
+        /// that talk to it).
         #[arg(long, env = "CASCADE_SERVER")]
-        server: String,
+        server: Option<String>,
         /// The admin token.
         #[arg(long, env = "CASCADE_ADMIN_TOKEN", conflicts_with = "token_file")]
         token: Option<String>,
@@ -129,7 +130,36 @@ enum Command {
 }
 
 #[derive(Subcommand)]
+enum OrgCommand {
+    /// Create the organisation's CA key and self-signed certificate on this
+    /// machine. The key never goes to the relay.
+    Init {
+        /// Organisation id (a-z, 0-9, '-').
+        #[arg(long)]
+        org: OrgId,
+        /// Its name.
+        #[arg(long)]
+        name: String,
+        /// Directory for ca-key.pem (owner-only) and ca-cert.pem.
+        #[arg(long)]
+        dir: PathBuf,
+        /// Validity of the CA certificate in days.
+        #[arg(long, default_value_t = 3650)]
+        days: i64,
+    },
+    /// Print the SHA-256 fingerprint of a CA certificate, to compare out of
+    /// band before trusting a partner organisation.
+    Fingerprint {
+        /// The certificate (PEM).
+        cert: PathBuf,
+    },
+}
+
+#[derive(Subcommand)]
 enum AdminCommand {
+    /// The organisation's certificate authority (runs offline).
+    #[command(subcommand)]
+    Org(OrgCommand),
     /// Create an organisation.
     CreateOrg {
         /// Organisation id (a-z, 0-9, '-').
@@ -237,6 +267,10 @@ async fn run(cli: Cli) -> Result<()> {
             token_file,
             command,
         } => {
+            if let AdminCommand::Org(org) = command {
+                return org_command(org, json);
+            }
+            let server = server.context("give the relay with --server or CASCADE_SERVER")?;
             let admin = AdminClient::new(&server, &admin_token(token, token_file)?);
             admin_command(&admin, command, json).await
         }
@@ -266,8 +300,67 @@ async fn run(cli: Cli) -> Result<()> {
     }
 }
 
+fn org_command(command: OrgCommand, json: bool) -> Result<()> {
+    use cascade_core::identity::{pem_to_der, OrgCa, TrustAnchor};
+    use std::io::Write as _;
+    use std::os::unix::fs::OpenOptionsExt as _;
+    match command {
+        OrgCommand::Init {
+            org,
+            name,
+            dir,
+            days,
+        } => {
+            let key_path = dir.join("ca-key.pem");
+            let cert_path = dir.join("ca-cert.pem");
+            if key_path.exists() {
+                bail!(
+                    "{} exists already; refusing to replace a CA key",
+                    key_path.display()
+                );
+            }
+            std::fs::create_dir_all(&dir)?;
+            let now = cascade_core::client::now_ms() as i64 / 1000;
+            let ca = OrgCa::generate(&org, &name, now, days)?;
+            std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .open(&key_path)
+                .with_context(|| format!("creating {}", key_path.display()))?
+                .write_all(ca.key_pem().as_bytes())?;
+            std::fs::write(&cert_path, ca.cert_pem())?;
+            let fp = ca.anchor().fingerprint();
+            say(
+                json,
+                json!({ "org_id": org, "key": key_path, "cert": cert_path, "fingerprint": fp }),
+                || {
+                    format!(
+                        "Created the CA of {org}.\n  key (keep it secret, owner-only): {}\n  certificate: {}\n  fingerprint: {fp}",
+                        key_path.display(),
+                        cert_path.display()
+                    )
+                },
+            );
+        }
+        OrgCommand::Fingerprint { cert } => {
+            let pem = std::fs::read_to_string(&cert)
+                .with_context(|| format!("reading {}", cert.display()))?;
+            let anchor = TrustAnchor::from_der(&pem_to_der(&pem)?)?;
+            let fp = anchor.fingerprint();
+            say(
+                json,
+                json!({ "org_id": anchor.org, "fingerprint": fp }),
+                || format!("{}  {fp}", anchor.org),
+            );
+        }
+    }
+    Ok(())
+}
+
 async fn admin_command(admin: &AdminClient, command: AdminCommand, json: bool) -> Result<()> {
     match command {
+        AdminCommand::Org(_) => unreachable!("runs offline, handled before"),
         AdminCommand::CreateOrg { org, name } => {
             admin.create_org(&org, &name).await?;
             say(json, json!({ "org_id": org }), || {

@@ -15,6 +15,7 @@ pub mod content;
 pub mod credential;
 pub mod engine;
 pub mod error;
+pub mod identity;
 pub mod store;
 
 pub use cascade_protocol::{DeviceId, GroupId, OrgId, UserId};

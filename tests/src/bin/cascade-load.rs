@@ -332,15 +332,6 @@ async fn e2e_mode(args: &Args) -> Result<()> {
     let sent = total_peers * args.messages;
     let header = ["groups × members", "e2e"];
     let shape = format!("{} × {}", args.groups, args.members);
-    report(
-        &header,
-        "e2e",
-        &shape,
-        sent,
-        delivered,
-        elapsed,
-        &latencies,
-    )
-    .await;
+    report(&header, "e2e", &shape, sent, delivered, elapsed, &latencies).await;
     Ok(())
 }
