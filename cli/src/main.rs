@@ -10,7 +10,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::{anyhow, bail, Context, Result};
-use cascade_core::admin::AdminClient;
+use cascade_core::admin::{AdminClient, CaDir};
 use cascade_core::{Client, Conversation, Event, GroupId, Message, OrgId, UserId};
 use clap::{Parser, Subcommand};
 use serde_json::json;
@@ -53,14 +53,14 @@ enum Command {
         #[command(subcommand)]
         command: AdminCommand,
     },
-    /// Enrol this device with a one-time token from your admin.
+    /// Enrol this device with the one-time enrolment code from your admin.
     Enrol {
         /// The relay, e.g. http://127.0.0.1:7171.
         #[arg(long, env = "CASCADE_SERVER")]
         server: String,
-        /// The enrolment token.
-        #[arg(long)]
-        token: String,
+        /// The enrolment code (token.fingerprint) from `cascade admin token`.
+        #[arg(long, alias = "token")]
+        code: String,
         /// A name for this device.
         #[arg(long, default_value = "terminal")]
         device_name: String,
@@ -156,18 +156,67 @@ enum OrgCommand {
 }
 
 #[derive(Subcommand)]
+enum TrustCommand {
+    /// Pin a partner organisation's CA, after confirming its fingerprint
+    /// with the partner's admins out of band; publishes the signed trust
+    /// list.
+    Add {
+        /// Our CA directory.
+        #[arg(long)]
+        ca_dir: PathBuf,
+        /// The partner's CA certificate (PEM).
+        #[arg(long)]
+        cert: PathBuf,
+        /// The fingerprint confirmed out of band.
+        #[arg(long)]
+        fingerprint: String,
+    },
+    /// Unpin a partner organisation; publishes the signed trust list.
+    Remove {
+        /// Our CA directory.
+        #[arg(long)]
+        ca_dir: PathBuf,
+        /// The partner organisation.
+        org: OrgId,
+    },
+    /// List the pinned partners.
+    List {
+        /// Our CA directory.
+        #[arg(long)]
+        ca_dir: PathBuf,
+    },
+}
+
+#[derive(Subcommand)]
 enum AdminCommand {
     /// The organisation's certificate authority (runs offline).
     #[command(subcommand)]
     Org(OrgCommand),
-    /// Create an organisation.
+    /// Register an organisation on the relay with its CA certificate.
     CreateOrg {
         /// Organisation id (a-z, 0-9, '-').
         org: OrgId,
         /// Its name.
         #[arg(long)]
         name: String,
+        /// The CA directory made by `admin org init`.
+        #[arg(long)]
+        ca_dir: PathBuf,
     },
+    /// Issue certificates to every device of the organisation that enrolled
+    /// and waits for one (with the names and roles in the directory), and
+    /// append them to the CA directory's audit log.
+    Issue {
+        /// The CA directory.
+        #[arg(long)]
+        ca_dir: PathBuf,
+        /// Validity in days.
+        #[arg(long, default_value_t = 365)]
+        days: i64,
+    },
+    /// Pin or unpin partner organisations.
+    #[command(subcommand)]
+    Trust(TrustCommand),
     /// Create a user.
     AddUser {
         /// user@org.
@@ -179,10 +228,14 @@ enum AdminCommand {
         #[arg(long, default_value = "Staff")]
         role: String,
     },
-    /// Issue a one-time enrolment token for one device of a user.
+    /// Issue a one-time enrolment code for one device of a user: the token
+    /// and the organisation CA's fingerprint, for the user to type in.
     Token {
         /// user@org.
         user: UserId,
+        /// The CA directory (for the fingerprint).
+        #[arg(long)]
+        ca_dir: PathBuf,
         /// Lifetime in seconds.
         #[arg(long)]
         ttl: Option<u64>,
@@ -276,10 +329,10 @@ async fn run(cli: Cli) -> Result<()> {
         }
         Command::Enrol {
             server,
-            token,
+            code,
             device_name,
         } => {
-            let id = Client::enrol(&data_dir, &server, &token, &device_name).await?;
+            let id = Client::enrol(&data_dir, &server, &code, &device_name).await?;
             // Connect once so the device's KeyPackages are on the relay and
             // colleagues can add it to conversations straight away.
             let client = Client::open(&data_dir).await?;
@@ -361,8 +414,12 @@ fn org_command(command: OrgCommand, json: bool) -> Result<()> {
 async fn admin_command(admin: &AdminClient, command: AdminCommand, json: bool) -> Result<()> {
     match command {
         AdminCommand::Org(_) => unreachable!("runs offline, handled before"),
-        AdminCommand::CreateOrg { org, name } => {
-            admin.create_org(&org, &name).await?;
+        AdminCommand::CreateOrg { org, name, ca_dir } => {
+            let ca = CaDir::new(ca_dir).ca()?;
+            if ca.org() != &org {
+                bail!("the CA in that directory is {}'s, not {org}'s", ca.org());
+            }
+            admin.create_org(&org, &name, &ca.cert_pem()).await?;
             say(json, json!({ "org_id": org }), || {
                 format!("Created organisation {org}")
             });
@@ -373,12 +430,80 @@ async fn admin_command(admin: &AdminClient, command: AdminCommand, json: bool) -
                 format!("Created user {user}")
             });
         }
-        AdminCommand::Token { user, ttl } => {
+        AdminCommand::Token { user, ca_dir, ttl } => {
+            let ca = CaDir::new(ca_dir).ca()?;
             let t = admin.issue_enrolment_token(&user, ttl).await?;
+            let code = format!(
+                "{}.{}",
+                t.token,
+                cascade_core::identity::fingerprint_hex(ca.cert_der())
+            );
+            say(
+                json,
+                json!({ "code": code, "user_id": t.user_id, "expires_at": t.expires_at }),
+                || code.clone(),
+            );
+        }
+        AdminCommand::Issue { ca_dir, days } => {
+            let dir = CaDir::new(ca_dir);
+            let ca = dir.ca()?;
+            let now = cascade_core::client::now_ms() as i64 / 1000;
+            let issued = admin.issue_pending(&ca, now, days).await?;
+            dir.audit(&issued)?;
             if json {
-                println!("{}", serde_json::to_string(&t)?);
+                println!("{}", serde_json::to_string(&issued)?);
+            } else if issued.is_empty() {
+                println!("No device is waiting for a certificate.");
             } else {
-                println!("{}", t.token);
+                for i in issued {
+                    println!(
+                        "Issued {} ({}, {}) device {} \"{}\"  {}",
+                        i.user, i.display_name, i.role, i.device, i.device_name, i.fingerprint
+                    );
+                }
+            }
+        }
+        AdminCommand::Trust(cmd) => {
+            let now = cascade_core::client::now_ms() as i64 / 1000;
+            match cmd {
+                TrustCommand::Add {
+                    ca_dir,
+                    cert,
+                    fingerprint,
+                } => {
+                    let dir = CaDir::new(ca_dir);
+                    let pem = std::fs::read_to_string(&cert)
+                        .with_context(|| format!("reading {}", cert.display()))?;
+                    let org = dir.add_partner(&pem, &fingerprint)?;
+                    let serial = dir.publish_trust_list(admin, now).await?;
+                    say(json, json!({ "trusted": org, "serial": serial }), || {
+                        format!("Now trusting {org} (trust list {serial} published)")
+                    });
+                }
+                TrustCommand::Remove { ca_dir, org } => {
+                    let dir = CaDir::new(ca_dir);
+                    if !dir.remove_partner(&org)? {
+                        bail!("{org} is not pinned");
+                    }
+                    let serial = dir.publish_trust_list(admin, now).await?;
+                    say(json, json!({ "removed": org, "serial": serial }), || {
+                        format!("No longer trusting {org} (trust list {serial} published)")
+                    });
+                }
+                TrustCommand::List { ca_dir } => {
+                    let partners = CaDir::new(ca_dir).partners()?;
+                    if json {
+                        let v: Vec<_> = partners
+                            .iter()
+                            .map(|a| json!({ "org_id": a.org, "fingerprint": a.fingerprint() }))
+                            .collect();
+                        println!("{}", serde_json::Value::Array(v));
+                    } else {
+                        for a in partners {
+                            println!("{}  {}", a.org, a.fingerprint());
+                        }
+                    }
+                }
             }
         }
         AdminCommand::Users { org } => {
@@ -592,8 +717,11 @@ async fn user_command_inner(
             } else {
                 for m in members {
                     println!(
-                        "{}\t{}{}",
+                        "{}\t{}\t{}\t[{}]\tdevice {}{}",
+                        m.display_name,
+                        m.role,
                         m.user_id,
+                        m.org_id,
                         m.device_id,
                         if m.is_self { "\t(this device)" } else { "" }
                     );

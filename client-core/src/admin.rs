@@ -2,7 +2,8 @@
 //! commands). Authenticated with the relay's admin token.
 
 use cascade_protocol::http::{
-    CreateOrg, CreateUser, EnrolmentToken, HttpError, IssueEnrolmentToken,
+    CreateOrg, CreateUser, EnrolmentToken, HttpError, IssueEnrolmentToken, PendingDevice,
+    SignedDocumentJson, UploadCertificate,
 };
 use cascade_protocol::{OrgId, UserEntry, UserId};
 use serde::de::DeserializeOwned;
@@ -24,6 +25,40 @@ pub enum AdminError {
         /// Explanation.
         message: String,
     },
+}
+
+/// A certificate issued by [`AdminClient::issue_pending`]: one line of the
+/// admin's audit log.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Issued {
+    /// The device.
+    pub device: cascade_protocol::DeviceId,
+    /// Its user.
+    pub user: UserId,
+    /// The certified name.
+    pub display_name: String,
+    /// The certified role.
+    pub role: String,
+    /// The device's own name.
+    pub device_name: String,
+    /// SHA-256 fingerprint of the certificate.
+    pub fingerprint: String,
+    /// When, seconds since the Unix epoch.
+    pub issued_at: i64,
+}
+
+/// Why issuing certificates failed.
+#[derive(Debug, thiserror::Error)]
+pub enum IssueError {
+    /// The relay refused or could not be reached.
+    #[error(transparent)]
+    Admin(#[from] AdminError),
+    /// The certificate could not be made.
+    #[error(transparent)]
+    Certificate(#[from] crate::identity::CertError),
+    /// The relay listed a device with a key that is not hex.
+    #[error("device {0} has a malformed key")]
+    BadKey(cascade_protocol::DeviceId),
 }
 
 /// A client of the relay's admin API.
@@ -89,17 +124,78 @@ impl AdminClient {
         })
     }
 
-    /// Creates an organisation.
-    pub async fn create_org(&self, org_id: &OrgId, display_name: &str) -> Result<(), AdminError> {
+    /// Registers an organisation with its CA certificate (PEM, from
+    /// `cascade admin org init`).
+    pub async fn create_org(
+        &self,
+        org_id: &OrgId,
+        display_name: &str,
+        ca_certificate: &str,
+    ) -> Result<(), AdminError> {
         self.post::<_, serde_json::Value>(
             "/v1/admin/orgs",
             &CreateOrg {
                 org_id: org_id.clone(),
                 display_name: display_name.to_owned(),
+                ca_certificate: Some(ca_certificate.to_owned()),
             },
         )
         .await
         .map(|_| ())
+    }
+
+    /// Devices of the organisation enrolled with a token and waiting for a
+    /// certificate.
+    pub async fn pending_devices(&self, org_id: &OrgId) -> Result<Vec<PendingDevice>, AdminError> {
+        let resp = self
+            .http
+            .get(format!(
+                "{}/v1/admin/orgs/{org_id}/pending-devices",
+                self.base
+            ))
+            .bearer_auth(&self.token)
+            .send()
+            .await
+            .map_err(|e| AdminError::Unreachable(e.without_url().to_string()))?;
+        Self::answer(resp).await
+    }
+
+    /// Uploads a device's certificate (PEM).
+    pub async fn upload_certificate(
+        &self,
+        device: &cascade_protocol::DeviceId,
+        certificate: &str,
+    ) -> Result<(), AdminError> {
+        self.post::<_, serde_json::Value>(
+            &format!("/v1/admin/devices/{device}/certificate"),
+            &UploadCertificate {
+                certificate: certificate.to_owned(),
+            },
+        )
+        .await
+        .map(|_| ())
+    }
+
+    /// Publishes the organisation's signed trust list.
+    pub async fn put_trust_list(
+        &self,
+        org_id: &OrgId,
+        doc: &cascade_protocol::SignedDocument,
+    ) -> Result<(), AdminError> {
+        use base64::Engine as _;
+        let b64 = base64::engine::general_purpose::STANDARD;
+        let resp = self
+            .http
+            .put(format!("{}/v1/admin/orgs/{org_id}/trust-list", self.base))
+            .bearer_auth(&self.token)
+            .json(&SignedDocumentJson {
+                body: b64.encode(&doc.body),
+                signature: b64.encode(&doc.signature),
+            })
+            .send()
+            .await
+            .map_err(|e| AdminError::Unreachable(e.without_url().to_string()))?;
+        Self::answer::<serde_json::Value>(resp).await.map(|_| ())
     }
 
     /// Creates a user in an existing organisation.
@@ -137,6 +233,41 @@ impl AdminClient {
         .await
     }
 
+    /// Issues certificates for every device of the CA's organisation that
+    /// waits for one, with the claims (name, role) the relay's directory
+    /// holds, valid for `valid_days` from `now` (seconds). Returns what was
+    /// issued, for the admin's audit log.
+    pub async fn issue_pending(
+        &self,
+        ca: &crate::identity::OrgCa,
+        now: i64,
+        valid_days: i64,
+    ) -> Result<Vec<Issued>, IssueError> {
+        let mut issued = Vec::new();
+        for p in self.pending_devices(ca.org()).await? {
+            let key = hex::decode(&p.signature_key).map_err(|_| IssueError::BadKey(p.device_id))?;
+            let claims = crate::identity::DeviceClaims {
+                user: p.user_id.clone(),
+                device: p.device_id,
+                display_name: p.display_name.clone(),
+                role: p.role.clone(),
+            };
+            let der = ca.issue_device(&claims, &key, now, valid_days)?;
+            self.upload_certificate(&p.device_id, &crate::identity::der_to_pem(&der))
+                .await?;
+            issued.push(Issued {
+                device: p.device_id,
+                user: p.user_id,
+                display_name: p.display_name,
+                role: p.role,
+                device_name: p.device_name,
+                fingerprint: crate::identity::fingerprint(&der),
+                issued_at: now,
+            });
+        }
+        Ok(issued)
+    }
+
     /// Lists an organisation's users.
     pub async fn list_users(&self, org_id: &OrgId) -> Result<Vec<UserEntry>, AdminError> {
         let resp = self
@@ -147,5 +278,148 @@ impl AdminClient {
             .await
             .map_err(|e| AdminError::Unreachable(e.without_url().to_string()))?;
         Self::answer(resp).await
+    }
+}
+
+/// An organisation's CA directory on an admin's machine, as made by
+/// `cascade admin org init`: `ca-key.pem` (owner-only), `ca-cert.pem`,
+/// `trusted/<org>.pem` for each pinned partner, `trust-serial`, and the
+/// audit log `issued.jsonl` of every certificate issued.
+pub struct CaDir {
+    path: std::path::PathBuf,
+}
+
+/// Why a CA directory operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum CaDirError {
+    /// Reading or writing the directory failed.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file.
+        path: String,
+        /// The error.
+        source: std::io::Error,
+    },
+    /// A certificate or key in it is not acceptable.
+    #[error(transparent)]
+    Certificate(#[from] crate::identity::CertError),
+    /// The partner certificate's fingerprint is not the one given.
+    #[error("the certificate's fingerprint is {actual}, not the one confirmed out of band")]
+    FingerprintMismatch {
+        /// The certificate's real fingerprint.
+        actual: String,
+    },
+    /// The relay refused.
+    #[error(transparent)]
+    Admin(#[from] AdminError),
+}
+
+fn io(path: &std::path::Path) -> impl FnOnce(std::io::Error) -> CaDirError + '_ {
+    move |source| CaDirError::Io {
+        path: path.display().to_string(),
+        source,
+    }
+}
+
+impl CaDir {
+    /// A CA directory at `path`.
+    pub fn new(path: impl Into<std::path::PathBuf>) -> Self {
+        Self { path: path.into() }
+    }
+
+    /// Loads the CA.
+    pub fn ca(&self) -> Result<crate::identity::OrgCa, CaDirError> {
+        let key = self.path.join("ca-key.pem");
+        let cert = self.path.join("ca-cert.pem");
+        let key_pem = std::fs::read_to_string(&key).map_err(io(&key))?;
+        let cert_pem = std::fs::read_to_string(&cert).map_err(io(&cert))?;
+        Ok(crate::identity::OrgCa::from_pem(&key_pem, &cert_pem)?)
+    }
+
+    /// The pinned partner CA certificates (DER), sorted by organisation.
+    pub fn partners(&self) -> Result<Vec<crate::identity::TrustAnchor>, CaDirError> {
+        let dir = self.path.join("trusted");
+        let mut out = Vec::new();
+        if dir.exists() {
+            for entry in std::fs::read_dir(&dir).map_err(io(&dir))? {
+                let p = entry.map_err(io(&dir))?.path();
+                let pem = std::fs::read_to_string(&p).map_err(io(&p))?;
+                out.push(crate::identity::TrustAnchor::from_der(
+                    &crate::identity::pem_to_der(&pem)?,
+                )?);
+            }
+        }
+        out.sort_by(|a, b| a.org.cmp(&b.org));
+        Ok(out)
+    }
+
+    /// Pins a partner's CA certificate after checking the fingerprint the
+    /// admins confirmed out of band (colons and case do not matter).
+    pub fn add_partner(&self, cert_pem: &str, fingerprint: &str) -> Result<OrgId, CaDirError> {
+        let der = crate::identity::pem_to_der(cert_pem)?;
+        let anchor = crate::identity::TrustAnchor::from_der(&der)?;
+        let want: String = fingerprint
+            .chars()
+            .filter(|c| c.is_ascii_hexdigit())
+            .collect::<String>()
+            .to_ascii_lowercase();
+        let actual = crate::identity::fingerprint_hex(&der);
+        if want != actual {
+            return Err(CaDirError::FingerprintMismatch {
+                actual: anchor.fingerprint(),
+            });
+        }
+        let dir = self.path.join("trusted");
+        std::fs::create_dir_all(&dir).map_err(io(&dir))?;
+        let p = dir.join(format!("{}.pem", anchor.org));
+        std::fs::write(&p, crate::identity::der_to_pem(&der)).map_err(io(&p))?;
+        Ok(anchor.org)
+    }
+
+    /// Unpins a partner. Returns whether it was pinned.
+    pub fn remove_partner(&self, org: &OrgId) -> Result<bool, CaDirError> {
+        let p = self.path.join("trusted").join(format!("{org}.pem"));
+        if !p.exists() {
+            return Ok(false);
+        }
+        std::fs::remove_file(&p).map_err(io(&p))?;
+        Ok(true)
+    }
+
+    /// Signs the current partner list with a fresh serial and publishes it
+    /// on the relay. Returns the serial.
+    pub async fn publish_trust_list(
+        &self,
+        admin: &AdminClient,
+        now: i64,
+    ) -> Result<u64, CaDirError> {
+        let ca = self.ca()?;
+        let serial_path = self.path.join("trust-serial");
+        let last: u64 = std::fs::read_to_string(&serial_path)
+            .ok()
+            .and_then(|s| s.trim().parse().ok())
+            .unwrap_or(0);
+        let serial = last + 1;
+        let partners: Vec<Vec<u8>> = self.partners()?.into_iter().map(|a| a.cert_der).collect();
+        let doc = ca.sign_trust_list(&partners, serial, now)?;
+        admin.put_trust_list(ca.org(), &doc).await?;
+        std::fs::write(&serial_path, serial.to_string()).map_err(io(&serial_path))?;
+        Ok(serial)
+    }
+
+    /// Appends issued certificates to the audit log `issued.jsonl`.
+    pub fn audit(&self, issued: &[Issued]) -> Result<(), CaDirError> {
+        use std::io::Write as _;
+        let p = self.path.join("issued.jsonl");
+        let mut f = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&p)
+            .map_err(io(&p))?;
+        for i in issued {
+            let line = serde_json::to_string(i).expect("serialisable");
+            writeln!(f, "{line}").map_err(io(&p))?;
+        }
+        Ok(())
     }
 }

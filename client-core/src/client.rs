@@ -3,7 +3,7 @@
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use cascade_protocol::http::{EnrolRequest, EnrolResponse, HttpError};
+use cascade_protocol::http::{EnrolRequest, EnrolResponse, HttpError, OrgInfo};
 use cascade_protocol::limits::HARD_MAX_FRAME_BYTES;
 use cascade_protocol::{GroupId, UserId};
 use futures_util::{SinkExt, StreamExt};
@@ -57,12 +57,28 @@ impl Client {
     /// Enrols this device with a one-time token from an admin, creating the
     /// data directory and the device's keys. Returns the identity the relay
     /// assigned. Safe to retry after a failure (the same key is reused).
+    ///
+    /// `code` is the enrolment code from the admin: the one-time token, a
+    /// dot, and the 64-hex-digit SHA-256 fingerprint of the organisation's
+    /// CA certificate. The relay serves the certificate; the fingerprint is
+    /// what makes it trustworthy (no trust on first use).
     pub async fn enrol(
         data_dir: &Path,
         server_url: &str,
-        token: &str,
+        code: &str,
         device_name: &str,
     ) -> Result<Identity> {
+        let (token, fingerprint) = code.trim().rsplit_once('.').ok_or_else(|| {
+            CoreError::Enrolment(
+                "the enrolment code lacks the organisation's fingerprint (token.fingerprint)"
+                    .into(),
+            )
+        })?;
+        if fingerprint.len() != 64 || !fingerprint.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Err(CoreError::Enrolment(
+                "the enrolment code's fingerprint is not 64 hex digits".into(),
+            ));
+        }
         std::fs::create_dir_all(data_dir)
             .map_err(|e| CoreError::Enrolment(format!("cannot create data directory: {e}")))?;
         let mut engine = Engine::new(SqliteStore::open(&db_path(data_dir))?)?;
@@ -91,7 +107,28 @@ impl Client {
             .json()
             .await
             .map_err(|_| CoreError::Enrolment("unexpected answer from the relay".into()))?;
-        engine.complete_enrolment(server_url, body)?;
+        let org: OrgInfo = reqwest::Client::new()
+            .get(format!(
+                "{}/v1/orgs/{}",
+                server_url.trim_end_matches('/'),
+                body.org_id
+            ))
+            .send()
+            .await
+            .map_err(|e| CoreError::Enrolment(format!("relay unreachable: {}", e.without_url())))?
+            .json()
+            .await
+            .map_err(|_| CoreError::Enrolment("the relay did not serve the organisation".into()))?;
+        let pem = org.ca_certificate.ok_or_else(|| {
+            CoreError::Enrolment("the organisation has no CA certificate on the relay".into())
+        })?;
+        let der = crate::identity::pem_to_der(&pem)?;
+        if crate::identity::fingerprint_hex(&der) != fingerprint.to_ascii_lowercase() {
+            return Err(CoreError::Enrolment(
+                "the organisation's CA certificate on the relay does not match the fingerprint in the enrolment code".into(),
+            ));
+        }
+        engine.complete_enrolment(server_url, body, &der)?;
         engine.identity().cloned().ok_or(CoreError::NotEnrolled)
     }
 
@@ -225,9 +262,7 @@ impl Client {
         let mut events = self.subscribe();
         let deadline = Instant::now() + timeout;
         loop {
-            let idle = self
-                .call(|e, _| Ok(e.is_online() && e.outbox_len()? == 0))
-                .await?;
+            let idle = self.call(|e, _| e.is_idle()).await?;
             if idle {
                 return Ok(true);
             }

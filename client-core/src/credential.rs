@@ -1,16 +1,20 @@
 //! Member credentials: who a leaf in an MLS group is.
 //!
-//! For now a device's MLS credential is a `BasicCredential` whose identity is
-//! the CBOR map `{ "user": user id, "device": device id }`, bound to the
-//! device's signature key that the relay recorded at enrolment. The identity
-//! issue replaces this with X.509 certificates issued by the organisation's
-//! CA; every use goes through this module so that swap stays local.
+//! A device's MLS credential is an X.509 credential (RFC 9420 §5.3) whose
+//! chain holds one certificate: the device certificate its organisation's CA
+//! issued (see [`crate::identity`]). Every use goes through this module:
+//! [`make_credential`] for our own leaf, [`verify_member`] wherever a member
+//! enters our view (a claimed KeyPackage, a Welcome, a commit adding
+//! members), and [`member_identity`] to read who an already-verified member
+//! is.
 
-use cascade_protocol::{DeviceId, UserId};
-use openmls::prelude::{BasicCredential, Credential, CredentialType};
+use cascade_protocol::{DeviceId, OrgId, UserId};
+use openmls::prelude::tls_codec::{Deserialize as _, Serialize as _, VLBytes};
+use openmls::prelude::{Capabilities, Credential, CredentialType};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{CoreError, Result};
+use crate::identity::{read_device_cert, verify_device_cert, TrustAnchor, VerifiedMember};
 
 /// The identity a credential claims.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -21,40 +25,106 @@ pub struct MemberIdentity {
     pub device: DeviceId,
 }
 
-/// Builds the MLS credential for a device.
-pub fn make_credential(user: &UserId, device: &DeviceId) -> Credential {
-    let id = MemberIdentity {
-        user: user.clone(),
-        device: *device,
-    };
-    let mut bytes = Vec::new();
-    ciborium::into_writer(&id, &mut bytes).expect("serialising to a Vec cannot fail");
-    BasicCredential::new(bytes).into()
+/// The leaf capabilities every Cascade device advertises: our ciphersuite
+/// and X.509 credentials only.
+pub fn capabilities() -> Capabilities {
+    Capabilities::new(
+        None,
+        Some(&[crate::engine::CIPHERSUITE]),
+        None,
+        None,
+        Some(&[CredentialType::X509]),
+    )
 }
 
-/// Reads the identity out of a member's credential.
-pub fn parse_credential(credential: &Credential) -> Result<MemberIdentity> {
-    if credential.credential_type() != CredentialType::Basic {
-        return Err(CoreError::Credential("unsupported credential type".into()));
+/// Builds the MLS credential carrying a device certificate (DER).
+pub fn make_credential(certificate: &[u8]) -> Credential {
+    let chain: Vec<VLBytes> = vec![certificate.to_vec().into()];
+    let bytes = chain
+        .tls_serialize_detached()
+        .expect("serialising to a Vec cannot fail");
+    Credential::new(CredentialType::X509, bytes)
+}
+
+/// The device certificate inside a credential.
+pub fn certificate(credential: &Credential) -> Result<Vec<u8>> {
+    if credential.credential_type() != CredentialType::X509 {
+        return Err(CoreError::Credential("not an X.509 credential".into()));
     }
-    let basic = BasicCredential::try_from(credential.clone())
-        .map_err(|_| CoreError::Credential("not a basic credential".into()))?;
-    ciborium::from_reader(basic.identity())
-        .map_err(|_| CoreError::Credential("identity does not decode".into()))
+    let chain = Vec::<VLBytes>::tls_deserialize_exact(credential.serialized_content())
+        .map_err(|_| CoreError::Credential("the certificate chain does not decode".into()))?;
+    match chain.as_slice() {
+        [one] => Ok(one.as_slice().to_vec()),
+        _ => Err(CoreError::Credential(
+            "expected exactly one certificate".into(),
+        )),
+    }
+}
+
+/// Verifies a member's credential against the trusted anchors at `now`
+/// (seconds), and that the certificate binds `signature_key`, the key the
+/// member signs with in MLS.
+pub fn verify_member(
+    credential: &Credential,
+    signature_key: &[u8],
+    anchors: &[TrustAnchor],
+    now: i64,
+    is_revoked: &dyn Fn(&OrgId, &DeviceId) -> bool,
+) -> Result<VerifiedMember> {
+    let cert = certificate(credential)?;
+    let member = verify_device_cert(&cert, anchors, now, is_revoked)?;
+    if member.signature_key != signature_key {
+        return Err(crate::identity::CertError::KeyMismatch.into());
+    }
+    Ok(member)
+}
+
+/// Reads who a member is, without verifying (for members already verified
+/// when they entered the group).
+pub fn member_identity(credential: &Credential) -> Result<MemberIdentity> {
+    let claims = read_device_cert(&certificate(credential)?)?;
+    Ok(MemberIdentity {
+        user: claims.user,
+        device: claims.device,
+    })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::identity::{DeviceClaims, OrgCa};
 
     #[test]
-    fn credential_round_trips() {
-        let user = UserId::new("bob@east-ambulance").expect("valid");
-        let device = DeviceId([9; 16]);
-        let c = make_credential(&user, &device);
+    fn credential_round_trips_and_verifies() {
+        let org = OrgId::new("north").expect("valid");
+        let ca = OrgCa::generate(&org, "North", 1_800_000_000, 10).expect("CA");
+        let claims = DeviceClaims {
+            user: UserId::new("bob@north").expect("valid"),
+            device: DeviceId([9; 16]),
+            display_name: "Bob".into(),
+            role: "Doctor".into(),
+        };
+        let der = ca
+            .issue_device(&claims, &[4; 32], 1_800_000_000, 10)
+            .expect("issued");
+        let c = make_credential(&der);
+        assert_eq!(certificate(&c).expect("chain"), der);
         assert_eq!(
-            parse_credential(&c).expect("parses"),
-            MemberIdentity { user, device }
+            member_identity(&c).expect("reads"),
+            MemberIdentity {
+                user: claims.user.clone(),
+                device: claims.device
+            }
         );
+        let never = |_: &OrgId, _: &DeviceId| false;
+        let m = verify_member(&c, &[4; 32], &[ca.anchor()], 1_800_000_100, &never).expect("ok");
+        assert_eq!(m.claims, claims);
+        assert!(matches!(
+            verify_member(&c, &[5; 32], &[ca.anchor()], 1_800_000_100, &never),
+            Err(CoreError::Certificate(
+                crate::identity::CertError::KeyMismatch
+            ))
+        ));
+        assert!(certificate(&Credential::new(CredentialType::Basic, vec![0])).is_err());
     }
 }

@@ -31,8 +31,11 @@ use openmls_basic_credential::SignatureKeyPair;
 use serde::{Deserialize, Serialize};
 
 use crate::content::{Body, Content, MessageId, MAX_TEXT_BYTES};
-use crate::credential::{make_credential, parse_credential, MemberIdentity};
+use crate::credential::{
+    capabilities, make_credential, member_identity, verify_member, MemberIdentity,
+};
 use crate::error::{CoreError, Result};
+use crate::identity::{read_device_cert, verify_trust_list, TrustAnchor};
 use crate::store::{
     ClientStore, Conversation, ConversationState, DeliveryState, Identity, Message, OutboxEntry,
     SqliteStore,
@@ -50,6 +53,7 @@ pub const MAX_PAST_EPOCHS: usize = 5;
 const RETRY_DELAY_MS: u64 = 2_000;
 
 const KV_PENDING_SIGNATURE_KEY: &str = "pending_signature_key";
+const KV_TRUST_LIST: &str = "trust_list";
 
 /// What the engine tells the front end.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -80,6 +84,18 @@ pub enum Event {
         /// Users whose devices were removed.
         removed: Vec<UserId>,
     },
+    /// This device has no certificate from its organisation yet: it can
+    /// connect, but not join or create conversations until an admin issues
+    /// it.
+    CertificatePending,
+    /// The device's certificate arrived and verified.
+    CertificateReceived,
+    /// The organisation's trust list changed: the set of partner
+    /// organisations whose members this device accepts.
+    TrustUpdated {
+        /// The partner organisations now trusted.
+        partners: Vec<cascade_protocol::OrgId>,
+    },
     /// A queued operation could not be carried out and was dropped.
     OperationFailed {
         /// The conversation, if the operation concerned one.
@@ -109,6 +125,12 @@ pub struct Member {
     pub device_id: DeviceId,
     /// Whether this is the local device.
     pub is_self: bool,
+    /// The user's name, as their organisation's CA certified it.
+    pub display_name: String,
+    /// The user's role, as certified.
+    pub role: String,
+    /// The organisation that certified the device.
+    pub org_id: cascade_protocol::OrgId,
 }
 
 /// An operation waiting in the durable outbox.
@@ -171,6 +193,9 @@ enum Conn {
 enum Step {
     /// Waiting for the relay's answer to a request.
     Awaiting(u64),
+    /// Fetching the organisation's trust list before claiming, so that a
+    /// partner pinned a moment ago is accepted.
+    RefreshingTrust(u64),
     /// Claiming KeyPackages, one user at a time.
     Claiming {
         req: u64,
@@ -196,6 +221,7 @@ struct InFlight {
 
 enum Pending {
     Auth,
+    TrustList,
     UploadKeyPackages,
     Ack,
     Op,
@@ -214,6 +240,9 @@ pub struct Engine<S: ClientStore = SqliteStore> {
     acks: Vec<u64>,
     inflight: Option<InFlight>,
     uploading_key_packages: bool,
+    /// The CAs whose members this device accepts: its own organisation's,
+    /// then the partners its organisation's trust list pins.
+    anchors: Vec<TrustAnchor>,
 }
 
 fn now_check(text: &str) -> Result<()> {
@@ -231,6 +260,7 @@ fn now_check(text: &str) -> Result<()> {
 fn create_config() -> MlsGroupCreateConfig {
     MlsGroupCreateConfig::builder()
         .ciphersuite(CIPHERSUITE)
+        .capabilities(capabilities())
         .use_ratchet_tree_extension(true)
         .max_past_epochs(MAX_PAST_EPOCHS)
         .wire_format_policy(MIXED_CIPHERTEXT_WIRE_FORMAT_POLICY)
@@ -303,6 +333,97 @@ impl<S: ClientStore> Engine<S> {
             acks: Vec::new(),
             inflight: None,
             uploading_key_packages: false,
+            anchors: Vec::new(),
+        }
+        .with_anchors())
+    }
+
+    /// Loads the trust anchors from the identity and the stored trust list.
+    fn with_anchors(mut self) -> Self {
+        self.anchors = self.load_anchors().unwrap_or_else(|e| {
+            tracing::error!(error = %e, "trust anchors could not be loaded");
+            Vec::new()
+        });
+        self
+    }
+
+    fn load_anchors(&self) -> Result<Vec<TrustAnchor>> {
+        let Some(identity) = &self.identity else {
+            return Ok(Vec::new());
+        };
+        if identity.anchor.is_empty() {
+            return Ok(Vec::new());
+        }
+        let own = TrustAnchor::from_der(&identity.anchor)?;
+        let mut anchors = vec![own.clone()];
+        if let Some(doc) = self.store.kv_get(KV_TRUST_LIST)? {
+            let doc: cascade_protocol::SignedDocument = ciborium::from_reader(doc.as_slice())
+                .map_err(|_| CoreError::Decode("trust list".into()))?;
+            anchors.extend(verify_trust_list(&doc, &own)?.1);
+        }
+        Ok(anchors)
+    }
+
+    /// The organisations whose members this device accepts (its own first).
+    pub fn trusted_orgs(&self) -> Vec<cascade_protocol::OrgId> {
+        self.anchors.iter().map(|a| a.org.clone()).collect()
+    }
+
+    fn certificate(&self) -> Result<&[u8]> {
+        let (identity, _) = self.id()?;
+        identity
+            .certificate
+            .as_deref()
+            .map(|c| c.as_slice())
+            .ok_or(CoreError::CertificatePending)
+    }
+
+    /// Verifies and records this device's certificate.
+    fn accept_certificate(&mut self, der: &[u8], now: u64) -> Result<()> {
+        let (identity, _) = self.id()?;
+        let never = |_: &cascade_protocol::OrgId, _: &DeviceId| false;
+        let own = TrustAnchor::from_der(&identity.anchor)?;
+        let m = crate::identity::verify_device_cert(der, &[own], (now / 1000) as i64, &never)?;
+        if m.claims.user != identity.user_id
+            || m.claims.device != identity.device_id
+            || m.signature_key != identity.signature_key
+        {
+            return Err(CoreError::Credential(
+                "the certificate is for another device".into(),
+            ));
+        }
+        let mut updated = identity.clone();
+        updated.display_name = m.claims.display_name;
+        updated.role = m.claims.role;
+        updated.certificate = Some(serde_bytes::ByteBuf::from(der.to_vec()));
+        self.store.set_identity(&updated)?;
+        self.identity = Some(updated);
+        self.events.push_back(Event::CertificateReceived);
+        Ok(())
+    }
+
+    fn is_revoked(_org: &cascade_protocol::OrgId, _device: &DeviceId) -> bool {
+        // Revocation lists arrive with the revocation work (issue 3).
+        false
+    }
+
+    /// Verifies a member entering our view and returns who they are.
+    fn verify(
+        &self,
+        credential: &Credential,
+        signature_key: &[u8],
+        now: u64,
+    ) -> Result<MemberIdentity> {
+        let m = verify_member(
+            credential,
+            signature_key,
+            &self.anchors,
+            (now / 1000) as i64,
+            &Self::is_revoked,
+        )?;
+        Ok(MemberIdentity {
+            user: m.claims.user,
+            device: m.claims.device,
         })
     }
 
@@ -336,8 +457,21 @@ impl<S: ClientStore> Engine<S> {
         Ok(kp.public().to_vec())
     }
 
-    /// Second half of enrolment: records what the relay assigned.
-    pub fn complete_enrolment(&mut self, server_url: &str, resp: EnrolResponse) -> Result<()> {
+    /// Second half of enrolment: records what the relay assigned and the
+    /// organisation's CA certificate (DER), which the caller has checked
+    /// against the fingerprint in the enrolment code.
+    pub fn complete_enrolment(
+        &mut self,
+        server_url: &str,
+        resp: EnrolResponse,
+        anchor: &[u8],
+    ) -> Result<()> {
+        let own = TrustAnchor::from_der(anchor)?;
+        if own.org != resp.org_id {
+            return Err(CoreError::Enrolment(
+                "the CA certificate is not the organisation's".into(),
+            ));
+        }
         let pk = self
             .store
             .kv_get(KV_PENDING_SIGNATURE_KEY)?
@@ -356,10 +490,13 @@ impl<S: ClientStore> Engine<S> {
             display_name: resp.display_name,
             role: resp.role,
             signature_key: pk,
+            anchor: anchor.to_vec(),
+            certificate: None,
         };
         self.store.set_identity(&identity)?;
         self.identity = Some(identity);
         self.signer = Some(signer);
+        self.anchors = self.load_anchors()?;
         Ok(())
     }
 
@@ -443,6 +580,14 @@ impl<S: ClientStore> Engine<S> {
         self.conn == Conn::Ready
     }
 
+    /// Whether there is nothing left to do: online, caught up, the outbox
+    /// empty and no request outstanding (KeyPackage uploads, trust list).
+    pub fn is_idle(&self) -> Result<bool> {
+        Ok(self.is_online()
+            && self.store.outbox_len()? == 0
+            && self.pending.values().all(|p| matches!(p, Pending::Ack)))
+    }
+
     fn request(&mut self, req: Request, pending: Pending) -> u64 {
         let id = self.next_request;
         self.next_request += 1;
@@ -460,14 +605,15 @@ impl<S: ClientStore> Engine<S> {
     /// Creates a conversation with this device as its only member. Members
     /// are added with [`Engine::add_members`]. Works offline.
     pub fn create_group(&mut self, name: &str, now: u64) -> Result<GroupId> {
-        let (identity, signer) = self.id()?;
+        let (_, signer) = self.id()?;
+        let certificate = self.certificate()?.to_vec();
         let name = name.trim();
         if name.is_empty() || name.len() > cascade_protocol::limits::MAX_NAME_BYTES {
             return Err(CoreError::Invalid("conversation name".into()));
         }
         let group_id = GroupId::random();
         let credential = CredentialWithKey {
-            credential: make_credential(&identity.user_id, &identity.device_id),
+            credential: make_credential(&certificate),
             signature_key: signer.public().into(),
         };
         let tx = self.store.transaction()?;
@@ -661,11 +807,14 @@ impl<S: ClientStore> Engine<S> {
         group
             .members()
             .map(|m| {
-                let id = parse_credential(&m.credential)?;
+                let claims = read_device_cert(&crate::credential::certificate(&m.credential)?)?;
                 Ok(Member {
-                    is_self: id.device == identity.device_id,
-                    user_id: id.user,
-                    device_id: id.device,
+                    is_self: claims.device == identity.device_id,
+                    org_id: claims.user.org(),
+                    user_id: claims.user,
+                    device_id: claims.device,
+                    display_name: claims.display_name,
+                    role: claims.role,
                 })
             })
             .collect()
@@ -719,7 +868,22 @@ impl<S: ClientStore> Engine<S> {
             }
             // At zero the relay is handing out the last-resort KeyPackage:
             // replace it too, so it is not reused for long.
-            Push::KeyPackagesLow { stock } => self.upload_key_packages(stock == 0)?,
+            Push::KeyPackagesLow { stock } => {
+                if self.certificate().is_ok() {
+                    self.upload_key_packages(stock == 0)?;
+                }
+            }
+            Push::TrustListUpdated { org_id } => {
+                if self.id()?.0.org_id == org_id {
+                    self.request(Request::GetTrustList { org_id }, Pending::TrustList);
+                }
+            }
+            Push::CertificateIssued { certificate } => {
+                if self.certificate().is_err() {
+                    self.accept_certificate(&certificate, now)?;
+                    self.upload_key_packages(true)?;
+                }
+            }
         }
         Ok(())
     }
@@ -728,9 +892,9 @@ impl<S: ClientStore> Engine<S> {
         if self.uploading_key_packages {
             return Ok(());
         }
-        let (identity, signer) = self.id()?;
+        let (_, signer) = self.id()?;
         let cwk = CredentialWithKey {
-            credential: make_credential(&identity.user_id, &identity.device_id),
+            credential: make_credential(self.certificate()?),
             signature_key: signer.public().into(),
         };
         let tx = self.store.transaction()?;
@@ -738,6 +902,7 @@ impl<S: ClientStore> Engine<S> {
         let mut kps = Vec::new();
         for _ in 0..KEY_PACKAGE_BATCH {
             let b = KeyPackage::builder()
+                .leaf_node_capabilities(capabilities())
                 .build(CIPHERSUITE, &provider, signer, cwk.clone())
                 .map_err(CoreError::mls)?;
             kps.push(bytes(mls_bytes(&MlsMessageOut::from(
@@ -746,6 +911,7 @@ impl<S: ClientStore> Engine<S> {
         }
         let last_resort = if with_last_resort {
             let b = KeyPackage::builder()
+                .leaf_node_capabilities(capabilities())
                 .mark_as_last_resort()
                 .build(CIPHERSUITE, &provider, signer, cwk)
                 .map_err(CoreError::mls)?;
@@ -832,9 +998,10 @@ impl<S: ClientStore> Engine<S> {
         if group.group_id().as_slice() != item.group_id.as_bytes() {
             return Err(CoreError::Decode("Welcome for another group".into()));
         }
+        // Every member must verify against our anchors, or we do not join.
         let mut users = Vec::new();
         for m in group.members() {
-            users.push(parse_credential(&m.credential)?.user);
+            users.push(self.verify(&m.credential, &m.signature_key, now)?.user);
         }
         self.store
             .insert_conversation(&item.group_id, "New conversation", item.seq, now)?;
@@ -858,7 +1025,7 @@ impl<S: ClientStore> Engine<S> {
             .ok_or(CoreError::UnknownConversation)
     }
 
-    fn process_commit(&self, item: &QueueItem, _now: u64) -> Result<Vec<Event>> {
+    fn process_commit(&self, item: &QueueItem, now: u64) -> Result<Vec<Event>> {
         let (identity, _) = self.id()?;
         let provider = self.store.mls();
         let mut group = self.load_group(&item.group_id)?;
@@ -886,18 +1053,27 @@ impl<S: ClientStore> Engine<S> {
         };
         let mut added = Vec::new();
         for add in staged.add_proposals() {
-            let id = parse_credential(add.add_proposal().key_package().leaf_node().credential())?;
+            let leaf = add.add_proposal().key_package().leaf_node();
+            let id = self.verify(leaf.credential(), leaf.signature_key().as_slice(), now)?;
             added.push(id.user);
         }
         let mut removed = Vec::new();
         for rem in staged.remove_proposals() {
             if let Some(m) = group.member_at(rem.remove_proposal().removed()) {
-                removed.push(parse_credential(&m.credential)?.user);
+                removed.push(member_identity(&m.credential)?.user);
             }
         }
         group
             .merge_staged_commit(&provider, *staged)
             .map_err(CoreError::mls)?;
+        // A commit may also change members' credentials (update paths):
+        // every member of the new epoch must verify, or the commit is
+        // refused (the transaction rolls back).
+        if group.is_active() {
+            for m in group.members() {
+                self.verify(&m.credential, &m.signature_key, now)?;
+            }
+        }
         let mut events = vec![];
         if !group.is_active() {
             self.store
@@ -925,13 +1101,13 @@ impl<S: ClientStore> Engine<S> {
         let mut added = Vec::new();
         for add in staged.add_proposals() {
             added.push(
-                parse_credential(add.add_proposal().key_package().leaf_node().credential())?.user,
+                member_identity(add.add_proposal().key_package().leaf_node().credential())?.user,
             );
         }
         let mut removed = Vec::new();
         for rem in staged.remove_proposals() {
             if let Some(m) = group.member_at(rem.remove_proposal().removed()) {
-                removed.push(parse_credential(&m.credential)?.user);
+                removed.push(member_identity(&m.credential)?.user);
             }
         }
         group
@@ -962,7 +1138,7 @@ impl<S: ClientStore> Engine<S> {
             }
             Err(e) => return Err(CoreError::mls(e)),
         };
-        let sender = parse_credential(processed.credential())?;
+        let sender = member_identity(processed.credential())?;
         if sender.device != item.sender {
             tracing::warn!("relay-claimed sender differs from the MLS sender; using MLS");
         }
@@ -1048,12 +1224,26 @@ impl<S: ClientStore> Engine<S> {
                 Ok(Response::Authenticated {
                     key_package_stock,
                     has_last_resort,
+                    certificate,
                     ..
                 }) => {
                     self.conn = Conn::Syncing;
-                    if key_package_stock <= KEY_PACKAGE_LOW_WATER || !has_last_resort {
+                    let have = self
+                        .identity
+                        .as_ref()
+                        .is_some_and(|i| i.certificate.is_some());
+                    if let (false, Some(der)) = (have, certificate) {
+                        if let Err(e) = self.accept_certificate(&der, now) {
+                            tracing::warn!(error = %e, "the certificate from the relay was refused");
+                        }
+                    }
+                    if self.certificate().is_err() {
+                        self.events.push_back(Event::CertificatePending);
+                    } else if key_package_stock <= KEY_PACKAGE_LOW_WATER || !has_last_resort {
                         self.upload_key_packages(!has_last_resort)?;
                     }
+                    let org_id = self.id()?.0.org_id.clone();
+                    self.request(Request::GetTrustList { org_id }, Pending::TrustList);
                 }
                 other => {
                     tracing::warn!(?other, "authentication refused");
@@ -1063,6 +1253,10 @@ impl<S: ClientStore> Engine<S> {
                         reason: "the relay refused this device's authentication".into(),
                     });
                 }
+            },
+            Pending::TrustList => match result {
+                Ok(Response::TrustList { document }) => self.handle_trust_list(document)?,
+                other => tracing::warn!(?other, "trust list not fetched"),
             },
             Pending::UploadKeyPackages => {
                 self.uploading_key_packages = false;
@@ -1077,6 +1271,47 @@ impl<S: ClientStore> Engine<S> {
             }
             Pending::Op => self.handle_op_response(id, result, now)?,
         }
+        Ok(())
+    }
+
+    /// Verifies and stores the organisation's trust list (a list the relay
+    /// altered, or an older one, is refused and the current one kept).
+    fn handle_trust_list(
+        &mut self,
+        document: Option<cascade_protocol::SignedDocument>,
+    ) -> Result<()> {
+        let Some(doc) = document else {
+            return Ok(());
+        };
+        let (identity, _) = self.id()?;
+        let own = TrustAnchor::from_der(&identity.anchor)?;
+        let (list, partners) = match verify_trust_list(&doc, &own) {
+            Ok(v) => v,
+            Err(e) => {
+                tracing::warn!(error = %e, "trust list refused");
+                self.events.push_back(Event::OperationFailed {
+                    group_id: None,
+                    reason: format!("the organisation's trust list was refused: {e}"),
+                });
+                return Ok(());
+            }
+        };
+        if let Some(old) = self.store.kv_get(KV_TRUST_LIST)? {
+            let old: cascade_protocol::SignedDocument = ciborium::from_reader(old.as_slice())
+                .map_err(|_| CoreError::Decode("trust list".into()))?;
+            if let Ok((old, _)) = verify_trust_list(&old, &own) {
+                if old.serial >= list.serial {
+                    return Ok(()); // not newer: keep what we have
+                }
+            }
+        }
+        let mut b = Vec::new();
+        ciborium::into_writer(&doc, &mut b).expect("serialising to a Vec cannot fail");
+        self.store.kv_set(KV_TRUST_LIST, &b)?;
+        self.anchors = self.load_anchors()?;
+        self.events.push_back(Event::TrustUpdated {
+            partners: partners.into_iter().map(|a| a.org).collect(),
+        });
         Ok(())
     }
 
@@ -1111,7 +1346,7 @@ impl<S: ClientStore> Engine<S> {
             return Ok(());
         };
         let expected = match &f.step {
-            Step::Awaiting(r) => *r,
+            Step::Awaiting(r) | Step::RefreshingTrust(r) => *r,
             Step::Claiming { req, .. } => *req,
             _ => 0,
         };
@@ -1139,6 +1374,17 @@ impl<S: ClientStore> Engine<S> {
                 }
             }
             (Op::Leave { .. }, Ok(Response::MessageAccepted { .. })) => self.finish_op(f.op_id)?,
+            (Op::AddMembers { users, .. }, Ok(Response::TrustList { document })) => {
+                let first = users[0].clone();
+                self.handle_trust_list(document)?;
+                let req = self.request(Request::ClaimKeyPackages { user_id: first }, Pending::Op);
+                f.step = Step::Claiming {
+                    req,
+                    next: 1,
+                    claimed: Vec::new(),
+                };
+                self.inflight = Some(f);
+            }
             (
                 Op::AddMembers { users, .. },
                 claim @ (Ok(Response::KeyPackages { .. })
@@ -1153,22 +1399,30 @@ impl<S: ClientStore> Engine<S> {
                 };
                 let user = users[next - 1].clone();
                 let mut usable = 0;
+                let mut refused = None;
                 if let Ok(Response::KeyPackages { devices }) = claim {
                     for d in devices {
-                        match self.validate_key_package(&d.key_package, &user, &d.device_id) {
+                        match self.validate_key_package(&d.key_package, &user, &d.device_id, now) {
                             Ok(kp) => {
                                 claimed.push((d.device_id, user.clone(), kp));
                                 usable += 1;
                             }
-                            Err(e) => tracing::warn!(error = %e, "claimed KeyPackage rejected"),
+                            Err(e) => {
+                                tracing::warn!(error = %e, "claimed KeyPackage rejected");
+                                refused = Some(e.to_string());
+                            }
                         }
                     }
                 }
                 if usable == 0 {
                     // The others are still added; this user is reported.
+                    let reason = match refused {
+                        Some(why) => format!("{user} cannot be added: {why}"),
+                        None => format!("{user} has no device that can be added"),
+                    };
                     self.events.push_back(Event::OperationFailed {
                         group_id: Some(group_id),
-                        reason: format!("{user} has no device that can be added"),
+                        reason,
                     });
                 }
                 if next < users.len() {
@@ -1259,6 +1513,7 @@ impl<S: ClientStore> Engine<S> {
         kp: &[u8],
         user: &UserId,
         device: &DeviceId,
+        now: u64,
     ) -> Result<KeyPackage> {
         let provider = self.store.mls();
         let MlsMessageBodyIn::KeyPackage(kp) = mls_in(kp)?.extract() else {
@@ -1267,7 +1522,8 @@ impl<S: ClientStore> Engine<S> {
         let kp = kp
             .validate(provider.crypto(), ProtocolVersion::Mls10)
             .map_err(CoreError::mls)?;
-        let id = parse_credential(kp.leaf_node().credential())?;
+        let leaf = kp.leaf_node();
+        let id = self.verify(leaf.credential(), leaf.signature_key().as_slice(), now)?;
         if &id.user != user || &id.device != device {
             return Err(CoreError::Credential(
                 "KeyPackage credential does not match the claimed device".into(),
@@ -1280,13 +1536,13 @@ impl<S: ClientStore> Engine<S> {
 
     /// Works off the outbox while connected and caught up.
     fn drive(&mut self, now: u64) -> Result<()> {
-        if self.conn != Conn::Ready {
+        if self.conn != Conn::Ready || self.certificate().is_err() {
             return Ok(());
         }
         loop {
             match &self.inflight {
                 Some(InFlight {
-                    step: Step::Awaiting(_) | Step::Claiming { .. },
+                    step: Step::Awaiting(_) | Step::RefreshingTrust(_) | Step::Claiming { .. },
                     ..
                 }) => return Ok(()),
                 Some(InFlight {
@@ -1426,22 +1682,14 @@ impl<S: ClientStore> Engine<S> {
                 );
                 self.set_step(Step::Awaiting(req));
             }
-            Op::AddMembers { users, .. } => {
+            Op::AddMembers { .. } => {
                 let claimed_already = !self.inflight.as_ref().expect("set").claimed.is_empty();
                 if claimed_already {
                     return self.commit_step(now);
                 }
-                let req = self.request(
-                    Request::ClaimKeyPackages {
-                        user_id: users[0].clone(),
-                    },
-                    Pending::Op,
-                );
-                self.set_step(Step::Claiming {
-                    req,
-                    next: 1,
-                    claimed: Vec::new(),
-                });
+                let org_id = self.id()?.0.org_id.clone();
+                let req = self.request(Request::GetTrustList { org_id }, Pending::Op);
+                self.set_step(Step::RefreshingTrust(req));
             }
             Op::RemoveMembers { .. } | Op::CommitProposals { .. } => self.commit_step(now)?,
         }
@@ -1466,7 +1714,7 @@ impl<S: ClientStore> Engine<S> {
         let mut group = self.load_group(&group_id)?;
         let present: Vec<(LeafNodeIndex, MemberIdentity)> = group
             .members()
-            .filter_map(|m| parse_credential(&m.credential).ok().map(|id| (m.index, id)))
+            .filter_map(|m| member_identity(&m.credential).ok().map(|id| (m.index, id)))
             .collect();
         let epoch = group.epoch().as_u64();
         let (commit, welcome, group_info, added, removed) = match &op {

@@ -36,6 +36,13 @@ pub enum CoreError {
     /// A member's credential is not acceptable.
     #[error("credential rejected: {0}")]
     Credential(String),
+    /// A certificate is not acceptable; the variant names why.
+    #[error("certificate rejected: {0}")]
+    Certificate(#[from] crate::identity::CertError),
+    /// This device has no certificate from its organisation yet; an admin
+    /// has to issue it (`cascade admin issue`).
+    #[error("this device is waiting for its certificate from its organisation")]
+    CertificatePending,
     /// A stored or received record did not decode.
     #[error("decode: {0}")]
     Decode(String),

@@ -367,6 +367,56 @@ fn single_attr(
     Ok(v)
 }
 
+/// Reads the subject organisation and the claims of a device certificate.
+fn read_claims(cert: &X509Certificate<'_>) -> Result<(OrgId, DeviceClaims), CertError> {
+    let subject_org = single_org(cert.subject())?;
+    let display_name = single_attr(
+        cert.subject(),
+        &x509_parser::oid_registry::OID_X509_COMMON_NAME,
+    )?;
+    let title = x509_parser::der_parser::Oid::from(&TITLE_OID)
+        .map_err(|_| CertError::Malformed("oid".into()))?;
+    let role = single_attr(cert.subject(), &title)?;
+    let san = cert
+        .subject_alternative_name()
+        .map_err(malformed)?
+        .ok_or_else(|| CertError::Malformed("no subjectAltName".into()))?;
+    let mut user = None;
+    let mut device = None;
+    for name in &san.value.general_names {
+        if let GeneralName::URI(uri) = name {
+            if let Some(u) = uri.strip_prefix(USER_URN) {
+                if user.replace(UserId::new(u).map_err(malformed)?).is_some() {
+                    return Err(CertError::Malformed("two user ids".into()));
+                }
+            } else if let Some(d) = uri.strip_prefix(DEVICE_URN) {
+                if device
+                    .replace(d.parse::<DeviceId>().map_err(malformed)?)
+                    .is_some()
+                {
+                    return Err(CertError::Malformed("two device ids".into()));
+                }
+            }
+        }
+    }
+    Ok((
+        subject_org,
+        DeviceClaims {
+            user: user.ok_or_else(|| CertError::Malformed("no user id".into()))?,
+            device: device.ok_or_else(|| CertError::Malformed("no device id".into()))?,
+            display_name,
+            role,
+        },
+    ))
+}
+
+/// Reads the claims of a device certificate without verifying it: for
+/// members that were verified when they entered a group.
+pub fn read_device_cert(der: &[u8]) -> Result<DeviceClaims, CertError> {
+    let (_, cert) = parse_x509_certificate(der).map_err(malformed)?;
+    Ok(read_claims(&cert)?.1)
+}
+
 /// Verifies a device certificate against trusted anchors at time `now`
 /// (seconds since the Unix epoch). `is_revoked` answers from the
 /// revocation lists the client holds.
@@ -410,39 +460,8 @@ pub fn verify_device_cert(
     }
     let signature_key = cert.public_key().subject_public_key.data.to_vec();
 
-    let subject_org = single_org(cert.subject())?;
-    let display_name = single_attr(
-        cert.subject(),
-        &x509_parser::oid_registry::OID_X509_COMMON_NAME,
-    )?;
-    let title = x509_parser::der_parser::Oid::from(&TITLE_OID)
-        .map_err(|_| CertError::Malformed("oid".into()))?;
-    let role = single_attr(cert.subject(), &title)?;
-    let san = cert
-        .subject_alternative_name()
-        .map_err(malformed)?
-        .ok_or_else(|| CertError::Malformed("no subjectAltName".into()))?;
-    let mut user = None;
-    let mut device = None;
-    for name in &san.value.general_names {
-        if let GeneralName::URI(uri) = name {
-            if let Some(u) = uri.strip_prefix(USER_URN) {
-                if user.replace(UserId::new(u).map_err(malformed)?).is_some() {
-                    return Err(CertError::Malformed("two user ids".into()));
-                }
-            } else if let Some(d) = uri.strip_prefix(DEVICE_URN) {
-                if device
-                    .replace(d.parse::<DeviceId>().map_err(malformed)?)
-                    .is_some()
-                {
-                    return Err(CertError::Malformed("two device ids".into()));
-                }
-            }
-        }
-    }
-    let user = user.ok_or_else(|| CertError::Malformed("no user id".into()))?;
-    let device = device.ok_or_else(|| CertError::Malformed("no device id".into()))?;
-    for claimed in [subject_org, user.org()] {
+    let (subject_org, claims) = read_claims(&cert)?;
+    for claimed in [subject_org, claims.user.org()] {
         if claimed != issuer_org {
             return Err(CertError::WrongOrg {
                 claimed: claimed.to_string(),
@@ -450,20 +469,117 @@ pub fn verify_device_cert(
             });
         }
     }
-    if is_revoked(&issuer_org, &device) {
+    if is_revoked(&issuer_org, &claims.device) {
         return Err(CertError::Revoked);
     }
     Ok(VerifiedMember {
-        claims: DeviceClaims {
-            user,
-            device,
-            display_name,
-            role,
-        },
+        claims,
         org: issuer_org,
         signature_key,
         not_after: validity.not_after.timestamp(),
     })
+}
+
+/// The body of an organisation's trust list: the partner CAs its admins
+/// pinned. Signed by the organisation's CA key; the relay only stores it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct TrustList {
+    /// Format version (1).
+    pub v: u8,
+    /// The organisation whose admins pinned these.
+    pub org: OrgId,
+    /// Increases with every new list; a client never goes back to an older
+    /// one.
+    pub serial: u64,
+    /// When it was signed, seconds since the Unix epoch.
+    pub issued_at: i64,
+    /// The pinned partner CA certificates, DER.
+    pub anchors: Vec<serde_bytes::ByteBuf>,
+}
+
+impl OrgCa {
+    /// Signs raw bytes with the CA key (Ed25519).
+    fn sign(&self, msg: &[u8]) -> Result<Vec<u8>, CertError> {
+        rcgen::SigningKey::sign(&self.key, msg).map_err(malformed)
+    }
+
+    /// Signs a trust list pinning `partners` (their CA certificates, DER).
+    pub fn sign_trust_list(
+        &self,
+        partners: &[Vec<u8>],
+        serial: u64,
+        now: i64,
+    ) -> Result<cascade_protocol::SignedDocument, CertError> {
+        for p in partners {
+            let a = TrustAnchor::from_der(p)?;
+            if a.org == self.org {
+                return Err(CertError::Malformed(
+                    "an organisation does not pin itself".into(),
+                ));
+            }
+        }
+        let list = TrustList {
+            v: 1,
+            org: self.org.clone(),
+            serial,
+            issued_at: now,
+            anchors: partners
+                .iter()
+                .map(|p| serde_bytes::ByteBuf::from(p.clone()))
+                .collect(),
+        };
+        let mut body = Vec::new();
+        ciborium::into_writer(&list, &mut body).expect("serialising to a Vec cannot fail");
+        let signature = self.sign(&body)?;
+        Ok(cascade_protocol::SignedDocument {
+            body: body.into(),
+            signature: signature.into(),
+        })
+    }
+}
+
+/// Verifies an organisation's trust list against the organisation's own CA
+/// (`own`), returning the partner anchors it pins.
+pub fn verify_trust_list(
+    doc: &cascade_protocol::SignedDocument,
+    own: &TrustAnchor,
+) -> Result<(TrustList, Vec<TrustAnchor>), CertError> {
+    use ed25519_dalek::Verifier as _;
+    let (_, ca) = parse_x509_certificate(&own.cert_der).map_err(malformed)?;
+    let key: [u8; 32] = ca
+        .public_key()
+        .subject_public_key
+        .data
+        .as_ref()
+        .try_into()
+        .map_err(|_| CertError::NotCa)?;
+    let key = ed25519_dalek::VerifyingKey::from_bytes(&key).map_err(|_| CertError::NotCa)?;
+    let sig = ed25519_dalek::Signature::from_slice(&doc.signature)
+        .map_err(|_| CertError::BadSignature)?;
+    key.verify(&doc.body, &sig)
+        .map_err(|_| CertError::BadSignature)?;
+    let list: TrustList = ciborium::from_reader(doc.body.as_slice()).map_err(malformed)?;
+    if list.v != 1 {
+        return Err(CertError::Malformed("unknown trust list version".into()));
+    }
+    if list.org != own.org {
+        return Err(CertError::WrongOrg {
+            claimed: list.org.to_string(),
+            issuer: own.org.to_string(),
+        });
+    }
+    let anchors = list
+        .anchors
+        .iter()
+        .map(|a| TrustAnchor::from_der(a))
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok((list, anchors))
+}
+
+/// The fingerprint as 64 lowercase hex digits, the form carried in an
+/// enrolment code.
+pub fn fingerprint_hex(cert_der: &[u8]) -> String {
+    hex::encode(Sha256::digest(cert_der))
 }
 
 #[cfg(test)]
@@ -623,6 +739,40 @@ mod tests {
         assert_eq!(
             OrgCa::from_pem(&other.key_pem(), &north.cert_pem()).err(),
             Some(CertError::KeyMismatch)
+        );
+    }
+
+    #[test]
+    fn trust_lists_verify_only_under_the_own_ca() {
+        let north = ca("north");
+        let east = ca("east");
+        let doc = north
+            .sign_trust_list(&[east.cert_der().to_vec()], 1, NOW)
+            .expect("signed");
+        let (list, anchors) = verify_trust_list(&doc, &north.anchor()).expect("verifies");
+        assert_eq!(list.serial, 1);
+        assert_eq!(anchors, vec![east.anchor()]);
+        // The relay (or anyone without north's key) cannot add an org.
+        let mallory = ca("mallory");
+        let mut tampered = doc.clone();
+        let mut list2 = list.clone();
+        list2
+            .anchors
+            .push(serde_bytes::ByteBuf::from(mallory.cert_der().to_vec()));
+        let mut body = Vec::new();
+        ciborium::into_writer(&list2, &mut body).expect("encode");
+        tampered.body = body.into();
+        assert_eq!(
+            verify_trust_list(&tampered, &north.anchor()).err(),
+            Some(CertError::BadSignature)
+        );
+        // A list signed by another org's CA is not north's.
+        let forged = mallory
+            .sign_trust_list(&[east.cert_der().to_vec()], 9, NOW)
+            .expect("signed");
+        assert_eq!(
+            verify_trust_list(&forged, &north.anchor()).err(),
+            Some(CertError::BadSignature)
         );
     }
 

@@ -4,6 +4,7 @@
 //! does, one step at a time, so every interleaving here is exact.
 
 use cascade_core::engine::{ConnectionState, Engine, Event};
+use cascade_core::identity::{DeviceClaims, OrgCa};
 use cascade_core::store::SqliteStore as Store;
 use cascade_core::DeliveryState;
 use cascade_protocol::http::EnrolResponse;
@@ -11,7 +12,36 @@ use cascade_protocol::*;
 
 const T0: u64 = 1_700_000_000_000;
 
+thread_local! {
+    /// One CA per organisation, as its admins hold it.
+    static CAS: std::cell::RefCell<std::collections::HashMap<String, std::rc::Rc<OrgCa>>> =
+        Default::default();
+}
+
+fn ca(org: &OrgId) -> std::rc::Rc<OrgCa> {
+    CAS.with(|c| {
+        c.borrow_mut()
+            .entry(org.to_string())
+            .or_insert_with(|| {
+                std::rc::Rc::new(
+                    OrgCa::generate(org, "Test Org", (T0 / 1000) as i64, 10).expect("CA"),
+                )
+            })
+            .clone()
+    })
+}
+
+/// An enrolled engine and its device id. The device's certificate is
+/// issued by its organisation's CA; the engine learns it when it connects
+/// (see `connect`), as from the relay.
 fn enrolled(store: Store, user: &str) -> (Engine, DeviceId) {
+    let org = UserId::new(user).expect("valid").org();
+    enrolled_with(store, user, &ca(&org))
+}
+
+/// Like `enrolled`, with a given CA (a forger's, say) as the device's
+/// anchor and issuer.
+fn enrolled_with(store: Store, user: &str, ca: &OrgCa) -> (Engine, DeviceId) {
     let mut e = Engine::new(store).expect("engine");
     let pk = e.begin_enrolment().expect("keys");
     assert_eq!(pk.len(), 32, "an Ed25519 public key");
@@ -22,13 +52,53 @@ fn enrolled(store: Store, user: &str) -> (Engine, DeviceId) {
         EnrolResponse {
             device_id: device,
             org_id: user.org(),
-            user_id: user,
+            user_id: user.clone(),
             display_name: "Test".into(),
             role: "Tester".into(),
         },
+        ca.cert_der(),
     )
     .expect("enrolled");
+    let cert = ca
+        .issue_device(
+            &DeviceClaims {
+                user,
+                device,
+                display_name: "Test".into(),
+                role: "Tester".into(),
+            },
+            &pk,
+            (T0 / 1000) as i64,
+            10,
+        )
+        .expect("issued");
+    CERTS.with(|c| c.borrow_mut().insert(device, cert));
     (e, device)
+}
+
+thread_local! {
+    static CERTS: std::cell::RefCell<std::collections::HashMap<DeviceId, Vec<u8>>> =
+        Default::default();
+}
+
+fn cert_of(device: DeviceId) -> Vec<u8> {
+    CERTS.with(|c| c.borrow().get(&device).cloned().expect("issued"))
+}
+
+/// Answers a pending `GetTrustList` (if any) with no list; returns the
+/// other frames.
+fn answer_trust(e: &mut Engine) -> Vec<ClientFrame> {
+    let frames = sent(e);
+    let mut rest = Vec::new();
+    for f in frames {
+        if matches!(f.req, Request::GetTrustList { .. }) {
+            respond(e, f.id, Ok(Response::TrustList { document: None }));
+            rest.extend(sent(e));
+        } else {
+            rest.push(f);
+        }
+    }
+    rest
 }
 
 fn server(frame: ServerFrame) -> Vec<u8> {
@@ -86,9 +156,10 @@ fn connect(e: &mut Engine, device: DeviceId, user: &str) -> Vec<Bytes> {
             user_id: UserId::new(user).expect("valid"),
             key_package_stock: 0,
             has_last_resort: false,
+            certificate: Some(Bytes::from(cert_of(device))),
         }),
     );
-    let frames = sent(e);
+    let frames = answer_trust(e);
     let [ClientFrame {
         id,
         req:
@@ -128,12 +199,38 @@ fn authentication_signs_the_challenge_with_the_device_key() {
 #[test]
 fn messages_wait_in_the_outbox_until_online() {
     let (mut e, device) = enrolled(Store::in_memory().expect("store"), "alice@north");
+    // Without a certificate the device cannot start a conversation.
+    assert!(matches!(
+        e.create_group("Ward 7", T0),
+        Err(cascade_core::CoreError::CertificatePending)
+    ));
+    connect(&mut e, device, "alice@north");
+    e.handle_disconnected();
     let group = e.create_group("Ward 7", T0).expect("group");
     let id = e.send_text(&group, "hello", T0).expect("queued");
     assert!(sent(&mut e).is_empty(), "nothing goes out while offline");
     assert_eq!(e.outbox_len().expect("outbox"), 3, "create, name, message");
 
-    connect(&mut e, device, "alice@north");
+    e.handle_connected();
+    push(
+        &mut e,
+        Push::Challenge {
+            nonce: Bytes::from(vec![2; 32]),
+        },
+    );
+    let f = sent(&mut e);
+    respond(
+        &mut e,
+        f[0].id,
+        Ok(Response::Authenticated {
+            user_id: UserId::new("alice@north").expect("valid"),
+            key_package_stock: 20,
+            has_last_resort: true,
+            certificate: Some(Bytes::from(cert_of(device))),
+        }),
+    );
+    assert!(answer_trust(&mut e).is_empty());
+    push(&mut e, Push::QueueDrained);
     // Operations go out one at a time, in order.
     let f = sent(&mut e);
     assert!(
@@ -201,20 +298,20 @@ fn a_refused_message_is_marked_failed_not_retried() {
 #[test]
 fn add_commit_welcome_and_a_message_across_two_engines() {
     let (mut a, da) = enrolled(Store::in_memory().expect("store"), "alice@north");
-    let (mut b, db) = enrolled(Store::in_memory().expect("store"), "bob@south");
+    let (mut b, db) = enrolled(Store::in_memory().expect("store"), "bob@north");
     connect(&mut a, da, "alice@north");
-    let b_kps = connect(&mut b, db, "bob@south");
+    let b_kps = connect(&mut b, db, "bob@north");
 
     let group = a.create_group("Transfer", T0).expect("group");
     let f = sent(&mut a);
     respond(&mut a, f[0].id, Ok(Response::GroupCreated));
     let f = sent(&mut a);
     respond(&mut a, f[0].id, Ok(Response::MessageAccepted { seq: 1 }));
-    a.add_members(&group, vec![UserId::new("bob@south").expect("valid")], T0)
+    a.add_members(&group, vec![UserId::new("bob@north").expect("valid")], T0)
         .expect("queued");
-    let f = sent(&mut a);
+    let f = answer_trust(&mut a);
     assert!(
-        matches!(&f[0].req, Request::ClaimKeyPackages { user_id } if user_id.as_str() == "bob@south")
+        matches!(&f[0].req, Request::ClaimKeyPackages { user_id } if user_id.as_str() == "bob@north")
     );
     respond(
         &mut a,
@@ -308,7 +405,7 @@ fn claim_and_commit(
     device: DeviceId,
     kp: &Bytes,
 ) -> (u64, CommitBundle) {
-    let f: Vec<_> = sent(committer)
+    let f: Vec<_> = answer_trust(committer)
         .into_iter()
         .filter(|f| !matches!(f.req, Request::Ack { .. }))
         .collect();
@@ -518,10 +615,11 @@ fn a_prepared_message_survives_a_restart_byte_for_byte() {
             user_id: UserId::new("alice@north").expect("valid"),
             key_package_stock: 20,
             has_last_resort: true,
+            certificate: Some(Bytes::from(cert_of(device))),
         }),
     );
     assert!(
-        sent(&mut e).is_empty(),
+        answer_trust(&mut e).is_empty(),
         "nothing before the backlog is processed"
     );
     push(&mut e, Push::QueueDrained);
@@ -534,5 +632,147 @@ fn a_prepared_message_survives_a_restart_byte_for_byte() {
     assert_eq!(
         e.history(&group, None, 5).expect("history")[0].state,
         DeliveryState::Sent
+    );
+}
+
+/// A relay that colludes with a forger serves a KeyPackage whose
+/// certificate claims a colleague but is signed by another key: the engine
+/// refuses to add it, names the reason, and sends no commit.
+#[test]
+fn a_forged_member_is_refused_when_claimed() {
+    let (mut a, da) = enrolled(Store::in_memory().expect("store"), "alice@north");
+    let north = UserId::new("alice@north").expect("valid").org();
+    let forger = OrgCa::generate(&north, "Not North", (T0 / 1000) as i64, 10).expect("CA");
+    let (mut m, dm) = enrolled_with(Store::in_memory().expect("store"), "bob@north", &forger);
+    connect(&mut a, da, "alice@north");
+    let m_kps = connect(&mut m, dm, "bob@north");
+    let mut a_events = Vec::new();
+    let group = a.create_group("Ward", T0).expect("group");
+    let f = sent(&mut a);
+    respond(&mut a, f[0].id, Ok(Response::GroupCreated));
+    let f = sent(&mut a);
+    respond(&mut a, f[0].id, Ok(Response::MessageAccepted { seq: 1 }));
+    a.add_members(&group, vec![UserId::new("bob@north").expect("valid")], T0)
+        .expect("queued");
+    let f = answer_trust(&mut a);
+    respond(
+        &mut a,
+        f[0].id,
+        Ok(Response::KeyPackages {
+            devices: vec![ClaimedKeyPackage {
+                device_id: dm,
+                key_package: m_kps[0].clone(),
+            }],
+        }),
+    );
+    assert!(
+        sent(&mut a)
+            .iter()
+            .all(|f| !matches!(f.req, Request::Commit(_))),
+        "no commit adds the forged member"
+    );
+    a_events.extend(events(&mut a));
+    assert!(a_events.iter().any(|e| matches!(e,
+        Event::OperationFailed { reason, .. } if reason.contains("not signed by its organisation")
+    )), "{a_events:?}");
+    assert_eq!(a.members(&group).expect("members").len(), 1);
+}
+
+/// A trust list altered by the relay is refused; the device keeps trusting
+/// only what its organisation signed.
+#[test]
+fn a_tampered_trust_list_is_refused() {
+    let (mut a, da) = enrolled(Store::in_memory().expect("store"), "alice@north");
+    a.handle_connected();
+    push(
+        &mut a,
+        Push::Challenge {
+            nonce: Bytes::from(vec![3; 32]),
+        },
+    );
+    let f = sent(&mut a);
+    respond(
+        &mut a,
+        f[0].id,
+        Ok(Response::Authenticated {
+            user_id: UserId::new("alice@north").expect("valid"),
+            key_package_stock: 20,
+            has_last_resort: true,
+            certificate: Some(Bytes::from(cert_of(da))),
+        }),
+    );
+    let f = sent(&mut a);
+    let trust_req = f
+        .iter()
+        .find(|f| matches!(f.req, Request::GetTrustList { .. }))
+        .expect("the engine fetches its organisation's trust list");
+    let north = ca(&UserId::new("alice@north").expect("valid").org());
+    let east = ca(&OrgId::new("east").expect("valid"));
+    let mallory = ca(&OrgId::new("mallory").expect("valid"));
+    let mut doc = north
+        .sign_trust_list(&[east.cert_der().to_vec()], 1, (T0 / 1000) as i64)
+        .expect("signed");
+    // The relay swaps east for its own accomplice.
+    let mallorys = mallory
+        .sign_trust_list(&[east.cert_der().to_vec()], 1, (T0 / 1000) as i64)
+        .expect("signed");
+    doc.body = mallorys.body.clone();
+    respond(
+        &mut a,
+        trust_req.id,
+        Ok(Response::TrustList {
+            document: Some(doc),
+        }),
+    );
+    let evs = events(&mut a);
+    assert!(
+        evs.iter().any(|e| matches!(e,
+            Event::OperationFailed { reason, .. } if reason.contains("trust list was refused")
+        )),
+        "{evs:?}"
+    );
+    assert_eq!(a.trusted_orgs(), vec![OrgId::new("north").expect("valid")]);
+
+    // The genuine list is accepted.
+    a.handle_disconnected();
+    a.handle_connected();
+    push(
+        &mut a,
+        Push::Challenge {
+            nonce: Bytes::from(vec![4; 32]),
+        },
+    );
+    let f = sent(&mut a);
+    respond(
+        &mut a,
+        f[0].id,
+        Ok(Response::Authenticated {
+            user_id: UserId::new("alice@north").expect("valid"),
+            key_package_stock: 20,
+            has_last_resort: true,
+            certificate: None,
+        }),
+    );
+    let f = sent(&mut a);
+    let trust_req = f
+        .iter()
+        .find(|f| matches!(f.req, Request::GetTrustList { .. }))
+        .expect("fetched again");
+    let genuine = north
+        .sign_trust_list(&[east.cert_der().to_vec()], 2, (T0 / 1000) as i64)
+        .expect("signed");
+    respond(
+        &mut a,
+        trust_req.id,
+        Ok(Response::TrustList {
+            document: Some(genuine),
+        }),
+    );
+    assert_eq!(
+        a.trusted_orgs(),
+        vec![
+            OrgId::new("north").expect("valid"),
+            OrgId::new("east").expect("valid")
+        ]
     );
 }

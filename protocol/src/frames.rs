@@ -100,8 +100,27 @@ pub enum Request {
         /// The user.
         user_id: UserId,
     },
+    /// Fetch an organisation's trust list: the partner CAs its admins
+    /// pinned, signed by the organisation's CA. The relay stores it but
+    /// cannot forge it. Answer: [`Response::TrustList`].
+    GetTrustList {
+        /// The organisation.
+        org_id: OrgId,
+    },
     /// Liveness check. Answer: [`Response::Pong`].
     Ping,
+}
+
+/// A document signed by an organisation's CA key (Ed25519 over `body`).
+/// The relay stores and serves these; clients verify them against the CA
+/// they trust, so the relay cannot alter them.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SignedDocument {
+    /// The document (CBOR; its format is the client's, see
+    /// `cascade-core`'s identity module).
+    pub body: Bytes,
+    /// Ed25519 signature by the organisation's CA key over `body`.
+    pub signature: Bytes,
 }
 
 /// A commit with everything that must land with it.
@@ -156,6 +175,10 @@ pub enum Response {
         key_package_stock: u32,
         /// Whether a last-resort KeyPackage is stored.
         has_last_resort: bool,
+        /// The device's X.509 certificate (DER), once its organisation's CA
+        /// has issued it; `None` while issuance is pending. Until it has one
+        /// a device cannot make KeyPackages or join groups.
+        certificate: Option<Bytes>,
     },
     /// KeyPackages stored.
     KeyPackagesStored {
@@ -192,6 +215,11 @@ pub enum Response {
     },
     /// A user's directory entry.
     User(UserEntry),
+    /// An organisation's latest trust list, if its admins published one.
+    TrustList {
+        /// The signed trust list.
+        document: Option<SignedDocument>,
+    },
     /// Answer to `Ping`.
     Pong,
 }
@@ -238,6 +266,18 @@ pub enum Push {
     KeyPackagesLow {
         /// Single-use KeyPackages left.
         stock: u32,
+    },
+    /// The organisation's CA has issued this device's certificate (sent to
+    /// a connected device when an admin uploads it).
+    CertificateIssued {
+        /// The certificate, DER.
+        certificate: Bytes,
+    },
+    /// The device's organisation published a new trust list; fetch it with
+    /// `GetTrustList`.
+    TrustListUpdated {
+        /// The organisation.
+        org_id: OrgId,
     },
 }
 

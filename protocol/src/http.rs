@@ -7,8 +7,15 @@
 //!   [`UserEntry`](crate::UserEntry)), `POST /v1/admin/enrolment-tokens`
 //!   ([`IssueEnrolmentToken`] → `201`, [`EnrolmentToken`]),
 //!   `GET /v1/admin/orgs/{org}/users` (→ a JSON array of `UserEntry`).
+//!   `GET /v1/admin/orgs/{org}/pending-devices` (→ a JSON array of
+//!   [`PendingDevice`]: enrolled devices awaiting a certificate),
+//!   `POST /v1/admin/devices/{device}/certificate` ([`UploadCertificate`] →
+//!   `204`), `PUT /v1/admin/orgs/{org}/trust-list` ([`SignedDocumentJson`] →
+//!   `204`).
 //! - `POST /v1/enrol` ([`EnrolRequest`] → [`EnrolResponse`]), authenticated by
 //!   the one-time token in the body.
+//! - `GET /v1/orgs/{org}` (→ [`OrgInfo`]): public; a client checks the CA
+//!   certificate's fingerprint against the one its admin gave it.
 //!
 //! Errors come back as a non-2xx status with an [`HttpError`] body.
 
@@ -23,6 +30,55 @@ pub struct CreateOrg {
     pub org_id: OrgId,
     /// Its name as people know it.
     pub display_name: String,
+    /// The organisation's CA certificate (PEM), made by
+    /// `cascade admin org init`. Its key never reaches the relay.
+    #[serde(default)]
+    pub ca_certificate: Option<String>,
+}
+
+/// `GET /v1/orgs/{org}`: what the relay publishes about an organisation.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OrgInfo {
+    /// The organisation.
+    pub org_id: OrgId,
+    /// Its name.
+    pub display_name: String,
+    /// Its CA certificate (PEM), if registered.
+    pub ca_certificate: Option<String>,
+}
+
+/// A device enrolled with a token and waiting for its certificate.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PendingDevice {
+    /// The device.
+    pub device_id: DeviceId,
+    /// Its user.
+    pub user_id: UserId,
+    /// The user's display name, as the relay's directory has it.
+    pub display_name: String,
+    /// The user's role, as the relay's directory has it.
+    pub role: String,
+    /// The name the device gave itself.
+    pub device_name: String,
+    /// The device's Ed25519 signature key, hex: what the certificate binds.
+    pub signature_key: String,
+}
+
+/// `POST /v1/admin/devices/{device}/certificate`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UploadCertificate {
+    /// The device certificate (PEM), issued by the organisation's CA for
+    /// exactly this device's key.
+    pub certificate: String,
+}
+
+/// A [`SignedDocument`](crate::SignedDocument) in JSON: base64 fields.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SignedDocumentJson {
+    /// The document, standard base64.
+    pub body: String,
+    /// The signature, standard base64.
+    pub signature: String,
 }
 
 /// `POST /v1/admin/users`: create a user in an existing organisation (the org

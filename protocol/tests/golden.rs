@@ -106,6 +106,22 @@ fn samples() -> Vec<(&'static str, Vec<u8>)> {
         ),
         ("req_ping", req(10, Request::Ping)),
         (
+            "req_get_trust_list",
+            req(12, Request::GetTrustList { org_id: user.org() }),
+        ),
+        (
+            "resp_trust_list",
+            resp(
+                12,
+                Ok(Response::TrustList {
+                    document: Some(SignedDocument {
+                        body: bytes(&[0xa0]),
+                        signature: bytes(&[0x55; 4]),
+                    }),
+                }),
+            ),
+        ),
+        (
             "resp_authenticated",
             resp(
                 1,
@@ -113,6 +129,7 @@ fn samples() -> Vec<(&'static str, Vec<u8>)> {
                     user_id: user.clone(),
                     key_package_stock: 20,
                     has_last_resort: true,
+                    certificate: Some(bytes(&[0x30, 0x82])),
                 }),
             ),
         ),

@@ -3,25 +3,38 @@
 //! Every request carries `Authorization: Bearer <admin token>`. The token is
 //! created once per data directory, written to `<data-dir>/admin-token`
 //! (mode 0600) for the operator, and only its SHA-256 is stored.
+//!
+//! Organisation CAs, device certificates and trust lists pass through here,
+//! but the CA keys stay with the organisations' admins: the relay only
+//! checks what it is given (see [`crate::certificate`]) and stores it.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use axum::extract::{FromRequestParts, Path as UrlPath, State};
+use std::collections::HashMap;
+
+use axum::extract::{DefaultBodyLimit, FromRequestParts, Path as UrlPath, State};
 use axum::http::header::AUTHORIZATION;
 use axum::http::request::Parts;
 use axum::http::StatusCode;
-use axum::routing::{get, post};
+use axum::routing::{get, post, put};
 use axum::{Json, Router};
-use cascade_protocol::frames::UserEntry;
-use cascade_protocol::http::{CreateOrg, CreateUser, EnrolmentToken, IssueEnrolmentToken};
+use base64::Engine as _;
+use cascade_protocol::frames::{Bytes, UserEntry};
+use cascade_protocol::http::{
+    CreateOrg, CreateUser, EnrolmentToken, IssueEnrolmentToken, PendingDevice, SignedDocumentJson,
+    UploadCertificate,
+};
 use cascade_protocol::limits::{ENROLMENT_TOKEN_TTL_SECS, MAX_NAME_BYTES};
-use cascade_protocol::OrgId;
+use cascade_protocol::{DeviceId, OrgId};
+use sha2::{Digest, Sha256};
 
+use crate::certificate::{check_org_ca, fingerprint, OrgCa};
 use crate::ds::directory::user_entry;
 use crate::error::{ApiError, ServerError};
 use crate::extract::ApiJson;
-use crate::store::{EnrolmentTokenRecord, Org, Store, StoreError, User};
+use crate::fanout::Live;
+use crate::store::{EnrolmentTokenRecord, Org, Store, StoreError, TrustList, User};
 use crate::token::{digests_equal, new_token, token_hash};
 use crate::{unix_now, AppState};
 
@@ -30,6 +43,14 @@ pub const ADMIN_TOKEN_FILE: &str = "admin-token";
 
 /// Longest enrolment token lifetime an admin may ask for (30 days).
 pub const MAX_ENROLMENT_TOKEN_TTL_SECS: u64 = 30 * 24 * 3600;
+
+/// Largest trust list (the signed document, decoded) the relay stores;
+/// larger ones get `413`.
+pub const MAX_TRUST_LIST_BYTES: usize = 256 * 1024;
+
+/// Largest HTTP body of a trust-list upload: a [`MAX_TRUST_LIST_BYTES`]
+/// document in base64 plus its signature and the JSON around them.
+pub const MAX_TRUST_LIST_HTTP_BODY_BYTES: usize = MAX_TRUST_LIST_BYTES.div_ceil(3) * 4 + 4096;
 
 /// Where the admin token is, and the token itself when it was just created.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -111,8 +132,26 @@ pub fn routes() -> Router<AppState> {
     Router::new()
         .route("/v1/admin/orgs", post(create_org))
         .route("/v1/admin/orgs/{org}/users", get(list_users))
+        .route("/v1/admin/orgs/{org}/pending-devices", get(pending_devices))
+        .route(
+            "/v1/admin/orgs/{org}/trust-list",
+            put(put_trust_list).layer(DefaultBodyLimit::max(MAX_TRUST_LIST_HTTP_BODY_BYTES)),
+        )
         .route("/v1/admin/users", post(create_user))
         .route("/v1/admin/enrolment-tokens", post(issue_enrolment_token))
+        .route(
+            "/v1/admin/devices/{device}/certificate",
+            post(upload_certificate),
+        )
+}
+
+fn org_id(org: String) -> Result<OrgId, ApiError> {
+    OrgId::new(org).map_err(|_| ApiError::BadRequest("invalid organisation id"))
+}
+
+/// The certificates' clock: seconds since the Unix epoch.
+fn now_secs() -> i64 {
+    i64::try_from(unix_now()).unwrap_or(i64::MAX)
 }
 
 fn check_name(name: &str) -> Result<(), ApiError> {
@@ -124,17 +163,26 @@ fn check_name(name: &str) -> Result<(), ApiError> {
     Ok(())
 }
 
-/// `POST /v1/admin/orgs`: `201` with the organisation, `409` if it exists.
+/// `POST /v1/admin/orgs`: `201` with the organisation, `409` if it exists,
+/// `400 bad_certificate` if its CA certificate fails
+/// [`check_org_ca`].
 async fn create_org(
     _: AdminAuth,
     State(state): State<AppState>,
     ApiJson(req): ApiJson<CreateOrg>,
 ) -> Result<(StatusCode, Json<CreateOrg>), ApiError> {
     check_name(&req.display_name)?;
+    let ca_certificate = req
+        .ca_certificate
+        .as_deref()
+        .map(|pem| check_org_ca(pem, &req.org_id, now_secs()))
+        .transpose()?;
+    let ca_fingerprint = ca_certificate.as_deref().map(fingerprint);
     let org = Org {
         org_id: req.org_id.clone(),
         display_name: req.display_name.clone(),
         created_at: unix_now(),
+        ca_certificate: ca_certificate.map(Bytes::from),
     };
     match state.store().create_org(&org) {
         Ok(()) => {}
@@ -144,7 +192,11 @@ async fn create_org(
         Err(e) => return Err(e.into()),
     }
     state.flush().await?;
-    tracing::info!(org = %org.org_id, "organisation created");
+    tracing::info!(
+        org = %org.org_id,
+        ca_fingerprint = ca_fingerprint.as_deref().unwrap_or("none"),
+        "organisation created"
+    );
     Ok((StatusCode::CREATED, Json(req)))
 }
 
@@ -184,7 +236,7 @@ async fn list_users(
     State(state): State<AppState>,
     UrlPath(org): UrlPath<String>,
 ) -> Result<Json<Vec<UserEntry>>, ApiError> {
-    let org = OrgId::new(org).map_err(|_| ApiError::BadRequest("invalid organisation id"))?;
+    let org = org_id(org)?;
     let store = &**state.store();
     if store.get_org(&org)?.is_none() {
         return Err(ApiError::NotFound("unknown organisation"));
@@ -233,4 +285,166 @@ async fn issue_enrolment_token(
             expires_at,
         }),
     ))
+}
+
+/// `GET /v1/admin/orgs/{org}/pending-devices`: the organisation's enrolled,
+/// unrevoked devices that have no certificate yet, ordered by user then
+/// device, with what the admin needs to issue one; `404` if the
+/// organisation does not exist.
+async fn pending_devices(
+    _: AdminAuth,
+    State(state): State<AppState>,
+    UrlPath(org): UrlPath<String>,
+) -> Result<Json<Vec<PendingDevice>>, ApiError> {
+    let org = org_id(org)?;
+    let store = &**state.store();
+    if store.get_org(&org)?.is_none() {
+        return Err(ApiError::NotFound("unknown organisation"));
+    }
+    let users: HashMap<_, _> = store
+        .list_users(&org)?
+        .into_iter()
+        .map(|user| (user.user_id.clone(), user))
+        .collect();
+    let pending = store
+        .pending_devices(&org)?
+        .into_iter()
+        .map(|device| {
+            let user = users
+                .get(&device.user_id)
+                .ok_or_else(|| StoreError::Corrupt("device of an unknown user".into()))?;
+            Ok(PendingDevice {
+                device_id: device.device_id,
+                user_id: device.user_id,
+                display_name: user.display_name.clone(),
+                role: user.role.clone(),
+                device_name: device.name,
+                signature_key: hex::encode(&device.signature_key),
+            })
+        })
+        .collect::<Result<Vec<_>, StoreError>>()?;
+    Ok(Json(pending))
+}
+
+/// `POST /v1/admin/devices/{device}/certificate`: stores the device's
+/// certificate, issued by its organisation's CA, and pushes it to the
+/// device if it is connected. `204`; `404` for an unknown or revoked
+/// device, `409 no_ca` if the organisation has no CA, `400
+/// bad_certificate` if the certificate fails
+/// [`OrgCa::check_device_certificate`]. A later upload replaces the
+/// certificate (renewal).
+async fn upload_certificate(
+    _: AdminAuth,
+    State(state): State<AppState>,
+    UrlPath(device): UrlPath<String>,
+    ApiJson(req): ApiJson<UploadCertificate>,
+) -> Result<StatusCode, ApiError> {
+    const UNKNOWN_DEVICE: ApiError = ApiError::NotFound("unknown or revoked device");
+    let device_id: DeviceId = device
+        .parse()
+        .map_err(|_| ApiError::BadRequest("invalid device id"))?;
+    let store = state.store();
+    let device = match store.get_device(&device_id)? {
+        Some(device) if !device.revoked => device,
+        _ => return Err(UNKNOWN_DEVICE),
+    };
+    let org_id = device.user_id.org();
+    let org = store
+        .get_org(&org_id)?
+        .ok_or_else(|| StoreError::Corrupt("device of an unknown organisation".into()))?;
+    let ca_der = org.ca_certificate.ok_or(ApiError::NoCa)?;
+    let der = OrgCa::from_stored(&ca_der)?.check_device_certificate(
+        &req.certificate,
+        &org_id,
+        &device,
+        now_secs(),
+    )?;
+    match store.set_device_certificate(&device_id, &der) {
+        Ok(()) => {}
+        Err(StoreError::NotFound) => return Err(UNKNOWN_DEVICE),
+        Err(e) => return Err(e.into()),
+    }
+    state.flush().await?;
+    tracing::info!(
+        device = %device_id,
+        user = %device.user_id,
+        org = %org_id,
+        fingerprint = %fingerprint(&der),
+        "device certificate stored"
+    );
+    let certificate = Bytes::from(der);
+    state
+        .registry()
+        .offer([(device_id, Live::CertificateIssued { certificate })]);
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// `PUT /v1/admin/orgs/{org}/trust-list`: stores the organisation's trust
+/// list after checking its signature with the organisation's CA key. `204`;
+/// `404` for an unknown organisation, `409 no_ca` if it has no CA, `400
+/// bad_request` for invalid base64, `413` for a document over
+/// [`MAX_TRUST_LIST_BYTES`], `400 bad_signature` if the signature does not
+/// verify. Replaces the previous list.
+async fn put_trust_list(
+    _: AdminAuth,
+    State(state): State<AppState>,
+    UrlPath(org): UrlPath<String>,
+    ApiJson(req): ApiJson<SignedDocumentJson>,
+) -> Result<StatusCode, ApiError> {
+    let org_id = org_id(org)?;
+    let store = state.store();
+    let org = store
+        .get_org(&org_id)?
+        .ok_or(ApiError::NotFound("unknown organisation"))?;
+    let ca_der = org.ca_certificate.ok_or(ApiError::NoCa)?;
+    let base64 = base64::engine::general_purpose::STANDARD;
+    let (Ok(body), Ok(signature)) = (base64.decode(&req.body), base64.decode(&req.signature))
+    else {
+        return Err(ApiError::BadRequest(
+            "body and signature must be standard base64",
+        ));
+    };
+    if body.len() > MAX_TRUST_LIST_BYTES {
+        return Err(ApiError::PayloadTooLarge);
+    }
+    if !OrgCa::from_stored(&ca_der)?.signed(&body, &signature) {
+        return Err(ApiError::BadSignature);
+    }
+    let digest = hex::encode(Sha256::digest(&body));
+    let list = TrustList {
+        body: Bytes::from(body),
+        signature: Bytes::from(signature),
+        published_at: unix_now(),
+    };
+    match store.put_trust_list(&org_id, &list) {
+        Ok(()) => {}
+        Err(StoreError::NotFound) => return Err(ApiError::NotFound("unknown organisation")),
+        Err(e) => return Err(e.into()),
+    }
+    state.flush().await?;
+    tracing::info!(
+        org = %org_id,
+        bytes = list.body.len(),
+        sha256 = %digest,
+        "trust list stored"
+    );
+    // Tell the organisation's connected devices to fetch it.
+    let mut devices = Vec::new();
+    for user in store.list_users(&org_id)? {
+        devices.extend(
+            store
+                .devices_of_user(&user.user_id)?
+                .into_iter()
+                .map(|d| d.device_id),
+        );
+    }
+    state.registry().offer(devices.into_iter().map(|d| {
+        (
+            d,
+            Live::TrustListUpdated {
+                org_id: org_id.clone(),
+            },
+        )
+    }));
+    Ok(StatusCode::NO_CONTENT)
 }

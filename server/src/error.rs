@@ -10,6 +10,7 @@ use cascade_protocol::http::HttpError;
 use cascade_protocol::limits::{MAX_KEY_PACKAGE_STOCK, MAX_QUEUE_LEN};
 use cascade_protocol::ProtocolError;
 
+use crate::certificate::CertificateError;
 use crate::store::StoreError;
 
 /// Why a WebSocket request failed. Converted to a [`ProtocolError`] by
@@ -131,7 +132,19 @@ pub enum ApiError {
     /// The resource exists already (`409 conflict`).
     #[error("{0}")]
     Conflict(&'static str),
-    /// The body is larger than [`crate::MAX_HTTP_BODY_BYTES`] (`413
+    /// A certificate fails the relay's checks (`400 bad_certificate`);
+    /// the message says which.
+    #[error("{0}")]
+    BadCertificate(#[from] CertificateError),
+    /// A document's signature does not verify with the organisation's CA
+    /// key (`400 bad_signature`).
+    #[error("the signature does not verify with the organisation's CA key")]
+    BadSignature,
+    /// The organisation has no CA certificate, so nothing can be checked
+    /// against it (`409 no_ca`).
+    #[error("the organisation has no CA certificate")]
+    NoCa,
+    /// The body is larger than the endpoint's limit (`413
     /// payload_too_large`).
     #[error("the request body is too large")]
     PayloadTooLarge,
@@ -148,6 +161,9 @@ impl ApiError {
             ApiError::BadRequest(_) => (StatusCode::BAD_REQUEST, "bad_request"),
             ApiError::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
             ApiError::Conflict(_) => (StatusCode::CONFLICT, "conflict"),
+            ApiError::BadCertificate(_) => (StatusCode::BAD_REQUEST, "bad_certificate"),
+            ApiError::BadSignature => (StatusCode::BAD_REQUEST, "bad_signature"),
+            ApiError::NoCa => (StatusCode::CONFLICT, "no_ca"),
             ApiError::PayloadTooLarge => (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large"),
             ApiError::Store(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
         }

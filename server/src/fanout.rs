@@ -53,6 +53,16 @@ pub enum Live {
         /// Single-use KeyPackages left.
         stock: u32,
     },
+    /// The device's organisation CA issued its certificate.
+    CertificateIssued {
+        /// The certificate, DER.
+        certificate: Bytes,
+    },
+    /// The device's organisation published a new trust list.
+    TrustListUpdated {
+        /// The organisation.
+        org_id: cascade_protocol::OrgId,
+    },
 }
 
 impl Live {
@@ -68,6 +78,8 @@ impl Live {
                 payload: item.payload.clone(),
             }),
             Live::KeyPackagesLow { stock } => Push::KeyPackagesLow { stock },
+            Live::CertificateIssued { certificate } => Push::CertificateIssued { certificate },
+            Live::TrustListUpdated { org_id } => Push::TrustListUpdated { org_id },
         }
     }
 }

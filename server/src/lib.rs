@@ -2,8 +2,11 @@
 //!
 //! It sees MLS ciphertext and framing headers only. Devices talk to it over
 //! one authenticated WebSocket each (`/v1/ws`, [`ws`]); administrators and
-//! enrolling devices use plain HTTP ([`admin`], [`enrol`]). All state is behind the
-//! [`Store`] trait.
+//! enrolling devices use plain HTTP ([`admin`], [`enrol`]), and anyone may read
+//! an organisation's CA certificate ([`orgs`]). The relay stores organisation
+//! CA certificates, device certificates and signed trust lists but holds no CA
+//! key; its checks ([`certificate`]) only give admins early errors. All state is
+//! behind the [`Store`] trait.
 //!
 //! Starting a relay in-process (as tests do):
 //!
@@ -32,6 +35,7 @@ use tokio::sync::{oneshot, watch, Notify};
 use tokio::task::JoinHandle;
 
 pub mod admin;
+pub mod certificate;
 pub mod ds;
 pub mod durability;
 pub mod enrol;
@@ -39,6 +43,7 @@ pub mod error;
 pub mod extract;
 pub mod fanout;
 pub mod group_lock;
+pub mod orgs;
 pub mod store;
 pub mod token;
 pub mod ws;
@@ -53,6 +58,8 @@ use group_lock::GroupLocks;
 use store::{SledStore, Store, StoreError};
 
 /// Largest HTTP request body the relay reads; larger bodies get `413`.
+/// (The trust-list upload has its own, larger limit:
+/// [`admin::MAX_TRUST_LIST_HTTP_BODY_BYTES`].)
 pub const MAX_HTTP_BODY_BYTES: usize = 64 * 1024;
 
 /// How long a stopping relay waits for WebSocket connections to close
@@ -193,6 +200,7 @@ pub fn app(state: AppState) -> Router {
         .route("/health", get(|| async { "ok" }))
         .route("/v1/ws", get(ws::upgrade))
         .route("/v1/enrol", post(enrol::enrol))
+        .route("/v1/orgs/{org}", get(orgs::org_info))
         .merge(admin::routes())
         .fallback(|| async { ApiError::NotFound("no such endpoint") })
         .layer(DefaultBodyLimit::max(MAX_HTTP_BODY_BYTES))

@@ -248,21 +248,14 @@ where
         device_id: &cascade_protocol::DeviceId,
         signature: &[u8],
     ) -> Result<Flow, Ended> {
-        let (session, response) =
-            match ds::authenticate::handle(&self.state, &self.nonce, device_id, signature) {
-                Ok(ok) => ok,
-                Err(e) => {
-                    if matches!(e, DsError::AuthenticationFailed) {
-                        tracing::info!(device = %device_id, "authentication failed");
-                    }
-                    self.respond(id, Err(e.to_protocol_error())).await?;
-                    self.close(close_code::POLICY, "authentication failed")
-                        .await;
-                    return Ok(Flow::Stop);
-                }
-            };
-        // Register before reading the backlog: an item written from now on
-        // arrives live, one written before is in the backlog (or both).
+        let session = match ds::authenticate::handle(&self.state, &self.nonce, device_id, signature)
+        {
+            Ok(session) => session,
+            Err(e) => return self.refuse_authentication(id, device_id, e).await,
+        };
+        // Register before reading the backlog and the certificate: an item
+        // or certificate written from now on arrives live, one written
+        // before is read below (or both).
         let registration = self.state.registry().register(session.device_id);
         self.authed = Some(Authed {
             session: session.clone(),
@@ -270,6 +263,10 @@ where
             live: registration.rx,
             backlog_ids: HashSet::new(),
         });
+        let response = match ds::authenticate::authenticated(&self.state, &session) {
+            Ok(response) => response,
+            Err(e) => return self.refuse_authentication(id, device_id, e).await,
+        };
         tracing::debug!(device = %session.device_id, "device authenticated");
         self.respond(id, Ok(response)).await?;
         if self.send_backlog(&session).await?.is_err() {
@@ -286,6 +283,22 @@ where
             Err(e) => tracing::error!(error = %e, "could not read the KeyPackage stock"),
         }
         Ok(Flow::Continue)
+    }
+
+    /// Answers a failed `Authenticate` and closes the connection.
+    async fn refuse_authentication(
+        &mut self,
+        id: u64,
+        device_id: &cascade_protocol::DeviceId,
+        e: DsError,
+    ) -> Result<Flow, Ended> {
+        if matches!(e, DsError::AuthenticationFailed) {
+            tracing::info!(device = %device_id, "authentication failed");
+        }
+        self.respond(id, Err(e.to_protocol_error())).await?;
+        self.close(close_code::POLICY, "authentication failed")
+            .await;
+        Ok(Flow::Stop)
     }
 
     /// Sends every queued item, page by page. The inner error is a store
@@ -434,6 +447,7 @@ mod tests {
                 org_id: user_id.org(),
                 display_name: "North".into(),
                 created_at: 0,
+                ca_certificate: None,
             })
             .expect("org");
         store

@@ -2,93 +2,11 @@
 
 mod common;
 
-use std::net::SocketAddr;
-
 use cascade_protocol::frames::UserEntry;
-use cascade_protocol::http::{EnrolResponse, EnrolmentToken, HttpError};
+use cascade_protocol::http::{EnrolResponse, EnrolmentToken};
 use common::*;
 use ed25519_dalek::SigningKey;
-use serde_json::{json, Value};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-
-/// One HTTP/1.1 request on a fresh connection; returns status and body.
-async fn http(
-    addr: SocketAddr,
-    method: &str,
-    path: &str,
-    bearer: Option<&str>,
-    body: Option<&[u8]>,
-) -> (u16, Vec<u8>) {
-    let mut stream = tokio::net::TcpStream::connect(addr).await.expect("connect");
-    let mut head = format!("{method} {path} HTTP/1.1\r\nHost: relay\r\nConnection: close\r\n");
-    if let Some(token) = bearer {
-        head.push_str(&format!("Authorization: Bearer {token}\r\n"));
-    }
-    let body = body.unwrap_or_default();
-    head.push_str(&format!(
-        "Content-Type: application/json\r\nContent-Length: {}\r\n\r\n",
-        body.len()
-    ));
-    stream.write_all(head.as_bytes()).await.expect("write");
-    // The relay may answer (413) before reading a large body.
-    let _ = stream.write_all(body).await;
-    let mut response = Vec::new();
-    let _ = stream.read_to_end(&mut response).await;
-    let text = String::from_utf8_lossy(&response);
-    let status: u16 = text
-        .split(' ')
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| panic!("no status line in {text:?}"));
-    let split = response
-        .windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .expect("end of headers");
-    let (headers, body) = response.split_at(split + 4);
-    let headers = String::from_utf8_lossy(headers).to_ascii_lowercase();
-    let body = if headers.contains("transfer-encoding: chunked") {
-        dechunk(body)
-    } else {
-        body.to_vec()
-    };
-    (status, body)
-}
-
-fn dechunk(mut body: &[u8]) -> Vec<u8> {
-    let mut out = Vec::new();
-    loop {
-        let line_end = body
-            .windows(2)
-            .position(|w| w == b"\r\n")
-            .expect("chunk size");
-        let size = usize::from_str_radix(
-            std::str::from_utf8(&body[..line_end]).expect("utf8").trim(),
-            16,
-        )
-        .expect("hex size");
-        if size == 0 {
-            return out;
-        }
-        let start = line_end + 2;
-        out.extend_from_slice(&body[start..start + size]);
-        body = &body[start + size + 2..];
-    }
-}
-
-async fn post(relay: &Relay, path: &str, bearer: Option<&str>, body: Value) -> (u16, Vec<u8>) {
-    let bytes = serde_json::to_vec(&body).expect("json");
-    http(relay.server.addr(), "POST", path, bearer, Some(&bytes)).await
-}
-
-async fn admin(relay: &Relay, path: &str, body: Value) -> (u16, Vec<u8>) {
-    post(relay, path, Some(&relay.admin_token), body).await
-}
-
-fn error_code(body: &[u8]) -> String {
-    serde_json::from_slice::<HttpError>(body)
-        .unwrap_or_else(|_| panic!("an HttpError body: {}", String::from_utf8_lossy(body)))
-        .code
-}
+use serde_json::json;
 
 fn public_key_hex() -> String {
     let key = SigningKey::from_bytes(&rand::random());

@@ -38,6 +38,7 @@ async fn requests_before_authentication_are_refused_and_the_connection_carries_o
             user_id: alice.user_id.clone(),
             key_package_stock: 0,
             has_last_resort: false,
+            certificate: None,
         })
     );
     assert_eq!(client.push().await, Push::QueueDrained);

@@ -20,6 +20,7 @@ use std::time::Duration;
 
 use anyhow::{anyhow, bail, Context, Result};
 use cascade_core::admin::AdminClient;
+use cascade_core::identity::{fingerprint_hex, OrgCa};
 use cascade_core::{Client, Event, GroupId, Message, OrgId, UserId};
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
@@ -51,6 +52,10 @@ pub struct Relay {
     pub url: String,
     admin: AdminClient,
     clients: tempfile::TempDir,
+    /// Each organisation's CA, as its admins would hold it.
+    cas: std::sync::Mutex<std::collections::HashMap<OrgId, std::sync::Arc<OrgCa>>>,
+    /// Partners each organisation has pinned, and its trust-list serial.
+    trust: std::sync::Mutex<std::collections::HashMap<OrgId, (u64, Vec<OrgId>)>>,
 }
 
 impl Relay {
@@ -68,7 +73,65 @@ impl Relay {
             addr,
             url,
             clients: tempfile::tempdir()?,
+            cas: Default::default(),
+            trust: Default::default(),
         })
+    }
+
+    /// The CA of an organisation created with [`Relay::org`].
+    pub fn ca(&self, org: &str) -> std::sync::Arc<OrgCa> {
+        let id = OrgId::new(org).expect("valid org id");
+        self.cas
+            .lock()
+            .expect("not poisoned")
+            .get(&id)
+            .cloned()
+            .expect("organisation created with Relay::org")
+    }
+
+    /// `org`'s admins pin `partner`'s CA and publish the signed trust list.
+    pub async fn trust(&self, org: &str, partner: &str) -> Result<()> {
+        let ca = self.ca(org);
+        let (serial, partners) = {
+            let mut t = self.trust.lock().expect("not poisoned");
+            let e = t.entry(ca.org().clone()).or_default();
+            e.0 += 1;
+            let p = OrgId::new(partner)?;
+            if !e.1.contains(&p) {
+                e.1.push(p);
+            }
+            (e.0, e.1.clone())
+        };
+        self.publish_trust(&ca, serial, &partners).await
+    }
+
+    /// `org`'s admins unpin `partner` and publish the signed trust list.
+    pub async fn distrust(&self, org: &str, partner: &str) -> Result<()> {
+        let ca = self.ca(org);
+        let (serial, partners) = {
+            let mut t = self.trust.lock().expect("not poisoned");
+            let e = t.entry(ca.org().clone()).or_default();
+            e.0 += 1;
+            e.1.retain(|p| p.as_str() != partner);
+            (e.0, e.1.clone())
+        };
+        self.publish_trust(&ca, serial, &partners).await
+    }
+
+    async fn publish_trust(&self, ca: &OrgCa, serial: u64, partners: &[OrgId]) -> Result<()> {
+        let ders: Vec<Vec<u8>> = partners
+            .iter()
+            .map(|p| self.ca(p.as_str()).cert_der().to_vec())
+            .collect();
+        let doc = ca.sign_trust_list(&ders, serial, unix_now())?;
+        self.admin.put_trust_list(ca.org(), &doc).await?;
+        Ok(())
+    }
+
+    /// Both organisations pin each other.
+    pub async fn trust_each_other(&self, a: &str, b: &str) -> Result<()> {
+        self.trust(a, b).await?;
+        self.trust(b, a).await
     }
 
     /// The relay's data directory.
@@ -109,11 +172,36 @@ impl Relay {
         Err(last.unwrap_or_else(|| anyhow!("relay did not restart")))
     }
 
-    /// Creates an organisation.
+    /// Creates an organisation: its admins make a CA and register it.
     pub async fn org(&self, org: &str) -> Result<()> {
         let id = OrgId::new(org)?;
-        self.admin.create_org(&id, &format!("{org} (test)")).await?;
+        let ca = OrgCa::generate(&id, &format!("{org} (test)"), unix_now(), 3650)?;
+        self.admin
+            .create_org(&id, &format!("{org} (test)"), &ca.cert_pem())
+            .await?;
+        self.cas
+            .lock()
+            .expect("not poisoned")
+            .insert(id, std::sync::Arc::new(ca));
         Ok(())
+    }
+
+    /// An enrolment code for one device of `user` (token and CA fingerprint).
+    pub async fn enrolment_code(&self, user: &str) -> Result<String> {
+        let id = UserId::new(user)?;
+        let token = self.admin.issue_enrolment_token(&id, None).await?;
+        let ca = self.ca(id.org().as_str());
+        Ok(format!(
+            "{}.{}",
+            token.token,
+            fingerprint_hex(ca.cert_der())
+        ))
+    }
+
+    /// The organisation's admins issue certificates to its waiting devices.
+    pub async fn issue_pending(&self, org: &str) -> Result<usize> {
+        let ca = self.ca(org);
+        Ok(self.admin.issue_pending(&ca, unix_now(), 365).await?.len())
     }
 
     /// Creates a user and enrols their first device; returns a connected,
@@ -127,12 +215,14 @@ impl Relay {
     /// Enrols another device of an existing user.
     pub async fn device(&self, user: &str, device_name: &str) -> Result<Peer> {
         let id = UserId::new(user)?;
-        let token = self.admin.issue_enrolment_token(&id, None).await?;
+        let code = self.enrolment_code(user).await?;
         let dir = self
             .clients
             .path()
             .join(format!("{user}-{device_name}-{}", rand::random::<u32>()));
-        Client::enrol(&dir, &self.url, &token.token, device_name).await?;
+        Client::enrol(&dir, &self.url, &code, device_name).await?;
+        // The organisation's admins issue the certificate.
+        self.issue_pending(id.org().as_str()).await?;
         // Like `cascade enrol`: connect once, so the device's KeyPackages are
         // on the relay before anyone tries to add it.
         let peer = Peer::open(dir).await?;
@@ -332,6 +422,11 @@ impl Peer {
         self.client.shutdown().await;
         dir
     }
+}
+
+/// Seconds since the Unix epoch.
+pub fn unix_now() -> i64 {
+    (cascade_core::client::now_ms() / 1000) as i64
 }
 
 /// Parses a user id (panics on an invalid literal: test code).

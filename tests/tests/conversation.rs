@@ -11,6 +11,9 @@ async fn two_organisations_converse_in_order() -> Result<()> {
     let relay = Relay::start().await?;
     relay.org("north-trust").await?;
     relay.org("east-ambulance").await?;
+    relay
+        .trust_each_other("north-trust", "east-ambulance")
+        .await?;
     let alice = relay
         .user("alice@north-trust", "Alice Okafor", "Ward Sister")
         .await?;
@@ -83,6 +86,9 @@ async fn offline_member_converges() -> Result<()> {
     let relay = Relay::start().await?;
     relay.org("north-trust").await?;
     relay.org("east-ambulance").await?;
+    relay
+        .trust_each_other("north-trust", "east-ambulance")
+        .await?;
     let alice = relay.user("alice@north-trust", "Alice", "Nurse").await?;
     let bob = relay.user("bob@north-trust", "Bob", "Doctor").await?;
     let carol = relay
@@ -366,6 +372,9 @@ async fn leaving_a_conversation() -> Result<()> {
     let relay = Relay::start().await?;
     relay.org("north-trust").await?;
     relay.org("east-ambulance").await?;
+    relay
+        .trust_each_other("north-trust", "east-ambulance")
+        .await?;
     let alice = relay.user("alice@north-trust", "Alice", "Nurse").await?;
     let bob = relay.user("bob@north-trust", "Bob", "Doctor").await?;
     let carol = relay

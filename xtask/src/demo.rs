@@ -34,6 +34,10 @@ fn cascade(bin: &Path, data: &Path) -> Command {
     c
 }
 
+fn path_str(p: &Path) -> Result<&str> {
+    p.to_str().context("the demo directory path is not UTF-8")
+}
+
 fn capture(cmd: &mut Command) -> Result<String> {
     let out = cmd
         .stderr(Stdio::inherit())
@@ -115,25 +119,67 @@ pub fn run(_root: &Path, args: &[String]) -> Result<()> {
                     .args(args),
             )
         };
-        admin(&["create-org", "demo-trust", "--name", "Demo NHS Trust"])?;
-        admin(&[
-            "create-org",
-            "demo-ambulance",
-            "--name",
-            "Demo Ambulance Service",
-        ])?;
+        let orgs = [
+            ("demo-trust", "Demo NHS Trust"),
+            ("demo-ambulance", "Demo Ambulance Service"),
+        ];
+        let ca_dir = |org: &str| base.join("ca").join(org);
+        for (org, name) in orgs {
+            // Each organisation's admins make its CA; the key stays here.
+            let dir = ca_dir(org);
+            capture(
+                Command::new(bin.join("cascade"))
+                    .args([
+                        "admin", "org", "init", "--org", org, "--name", name, "--dir",
+                    ])
+                    .arg(&dir),
+            )?;
+            admin(&[
+                "create-org",
+                org,
+                "--name",
+                name,
+                "--ca-dir",
+                path_str(&dir)?,
+            ])?;
+        }
+        // The two organisations pin each other, confirming fingerprints.
+        for (a, b) in [(orgs[0].0, orgs[1].0), (orgs[1].0, orgs[0].0)] {
+            let cert = ca_dir(b).join("ca-cert.pem");
+            let fp = capture(
+                Command::new(bin.join("cascade"))
+                    .args(["admin", "org", "fingerprint"])
+                    .arg(&cert),
+            )?;
+            let fp = fp.split_whitespace().last().unwrap_or_default().to_owned();
+            admin(&[
+                "trust",
+                "add",
+                "--ca-dir",
+                path_str(&ca_dir(a))?,
+                "--cert",
+                path_str(&cert)?,
+                "--fingerprint",
+                &fp,
+            ])?;
+        }
         for (user, name, role) in users {
+            let org = user.split('@').nth(1).expect("user@org");
             admin(&["add-user", user, "--name", name, "--role", role])?;
-            let token = admin(&["token", user])?;
+            let code = admin(&["token", user, "--ca-dir", path_str(&ca_dir(org))?])?;
             capture(cascade(&bin, &dir_of(user)).args([
                 "enrol",
                 "--server",
                 &url,
-                "--token",
-                &token,
+                "--code",
+                &code,
                 "--device-name",
                 "demo terminal",
             ]))?;
+            admin(&["issue", "--ca-dir", path_str(&ca_dir(org))?])?;
+            // Connect once more: the device picks up its certificate and
+            // uploads KeyPackages.
+            capture(cascade(&bin, &dir_of(user)).arg("sync"))?;
         }
         capture(
             cascade(&bin, &dir_of(users[0].0))

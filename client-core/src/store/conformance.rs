@@ -36,6 +36,8 @@ pub fn identity_round_trips<S: ClientStore>(s: S) {
         display_name: "Alice".into(),
         role: "Nurse".into(),
         signature_key: vec![9; 32],
+        anchor: vec![1, 2, 3],
+        certificate: Some(serde_bytes::ByteBuf::from(vec![4, 5])),
     };
     s.set_identity(&id).expect("write");
     assert_eq!(s.identity().expect("read"), Some(id));

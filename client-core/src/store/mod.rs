@@ -76,6 +76,13 @@ pub struct Identity {
     pub role: String,
     /// The device's Ed25519 signature public key.
     pub signature_key: Vec<u8>,
+    /// The organisation's CA certificate (DER): this device's trust anchor,
+    /// checked against the fingerprint in the enrolment code.
+    #[serde(default, with = "serde_bytes")]
+    pub anchor: Vec<u8>,
+    /// The device's certificate (DER) once the organisation issued it.
+    #[serde(default)]
+    pub certificate: Option<serde_bytes::ByteBuf>,
 }
 
 /// State of a conversation on this device.

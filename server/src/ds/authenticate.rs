@@ -13,16 +13,15 @@ use crate::AppState;
 /// Verifies the signature over the challenge `nonce` with the device's
 /// enrolled key (strict Ed25519 verification). Unknown devices, revoked
 /// devices and bad signatures all give `AuthenticationFailed`. On success
-/// returns the session and the `Authenticated` answer; the caller registers
-/// the connection and sends the backlog.
+/// returns the session; the caller registers the connection, then answers
+/// with [`authenticated`] and sends the backlog.
 pub fn handle(
     state: &AppState,
     nonce: &[u8],
     device_id: &DeviceId,
     signature: &[u8],
-) -> Result<(Session, Response), DsError> {
-    let store = state.store();
-    let device = match store.get_device(device_id)? {
+) -> Result<Session, DsError> {
+    let device = match state.store().get_device(device_id)? {
         Some(device) if !device.revoked => device,
         _ => return Err(DsError::AuthenticationFailed),
     };
@@ -33,17 +32,26 @@ pub fn handle(
     let signature = Signature::from_slice(signature).map_err(|_| DsError::AuthenticationFailed)?;
     key.verify_strict(&challenge_payload(nonce, device_id), &signature)
         .map_err(|_| DsError::AuthenticationFailed)?;
-    let stock = store.key_package_stock(device_id)?;
-    let response = Response::Authenticated {
-        user_id: device.user_id.clone(),
+    Ok(Session {
+        device_id: device.device_id,
+        user_id: device.user_id,
+    })
+}
+
+/// The `Authenticated` answer: KeyPackage stock and the device's
+/// certificate. Read after the connection registered for live delivery, so
+/// a certificate uploaded at any moment reaches the device, in this answer
+/// or as a `CertificateIssued` push (or both).
+pub fn authenticated(state: &AppState, session: &Session) -> Result<Response, DsError> {
+    let store = state.store();
+    let stock = store.key_package_stock(&session.device_id)?;
+    let device = store
+        .get_device(&session.device_id)?
+        .ok_or(DsError::AuthenticationFailed)?;
+    Ok(Response::Authenticated {
+        user_id: session.user_id.clone(),
         key_package_stock: stock.stock,
         has_last_resort: stock.has_last_resort,
-    };
-    Ok((
-        Session {
-            device_id: device.device_id,
-            user_id: device.user_id,
-        },
-        response,
-    ))
+        certificate: device.certificate,
+    })
 }

@@ -27,6 +27,7 @@ pub mod directory;
 pub mod group_info;
 pub mod keypackages;
 pub mod send;
+pub mod trust_list;
 
 /// Who is on the other end of an authenticated connection.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -63,6 +64,7 @@ pub async fn handle_request(
         Request::Ack { queue_ids } => ack::handle(state, session, &queue_ids),
         Request::GetGroupInfo { group_id } => group_info::handle(state, session, &group_id),
         Request::GetUser { user_id } => directory::handle_get_user(state, &user_id),
+        Request::GetTrustList { org_id } => trust_list::handle(state, &org_id),
         Request::Ping => Ok(Response::Pong),
     }
 }

@@ -13,7 +13,7 @@ use cascade_protocol::{DeviceId, GroupId, OrgId, UserId};
 
 use super::{
     ApplicationWrite, CommitWrite, Device, EnrolmentTokenRecord, KeyPackageStock, NewDevice, Org,
-    Store, StoreError, User,
+    Store, StoreError, TrustList, User,
 };
 
 /// Opens stores of one backend for the suite.
@@ -40,6 +40,9 @@ macro_rules! store_conformance_tests {
             external_commit_echoes_to_the_joiner,
             queues_keep_order_and_ack_removes,
             queue_limit_refuses_without_writing,
+            org_ca_certificate_is_kept,
+            device_certificates_end_pending,
+            trust_lists_are_kept_per_org,
             state_survives_reopen
         );
     };
@@ -64,6 +67,9 @@ pub fn run_all(h: &mut dyn Harness) {
     external_commit_echoes_to_the_joiner(h);
     queues_keep_order_and_ack_removes(h);
     queue_limit_refuses_without_writing(h);
+    org_ca_certificate_is_kept(h);
+    device_certificates_end_pending(h);
+    trust_lists_are_kept_per_org(h);
     state_survives_reopen(h);
 }
 
@@ -74,6 +80,7 @@ fn org(id: &str) -> Org {
         org_id: OrgId::new(id).expect("valid org id"),
         display_name: format!("Org {id}"),
         created_at: NOW,
+        ca_certificate: None,
     }
 }
 
@@ -634,6 +641,132 @@ pub fn queue_limit_refuses_without_writing(h: &mut dyn Harness) {
     app(&*store, g2, a, b"y");
 }
 
+/// An organisation's CA certificate is stored with it.
+pub fn org_ca_certificate_is_kept(h: &mut dyn Harness) {
+    let store = h.fresh();
+    let with_ca = Org {
+        ca_certificate: Some(Bytes::from(b"ca-der".to_vec())),
+        ..org("north")
+    };
+    store.create_org(&with_ca).expect("create");
+    store.create_org(&org("south")).expect("create");
+    assert_eq!(
+        store.get_org(&with_ca.org_id).expect("get"),
+        Some(with_ca.clone())
+    );
+    let south = store
+        .get_org(&OrgId::new("south").expect("valid"))
+        .expect("get")
+        .expect("exists");
+    assert_eq!(south.ca_certificate, None);
+}
+
+/// A device enrols without a certificate and is pending until one is set;
+/// pending lists only unrevoked devices of the organisation's own users;
+/// a certificate can be replaced but not set on a revoked or unknown
+/// device.
+pub fn device_certificates_end_pending(h: &mut dyn Harness) {
+    let store = h.fresh();
+    let north = OrgId::new("north").expect("valid");
+    let bob = enrolled(&*store, "bob@north", 1);
+    let alice_2 = enrolled(&*store, "alice@north", 3);
+    let alice_1 = enrolled(&*store, "alice@north", 2);
+    let revoked = enrolled(&*store, "alice@north", 4);
+    let other_org = enrolled(&*store, "carol@north2", 5);
+    assert_eq!(bob.certificate, None, "enrolled without a certificate");
+    store.revoke_device(&revoked.device_id).expect("revoke");
+    assert_eq!(
+        store.pending_devices(&north).expect("pending"),
+        vec![alice_1.clone(), alice_2.clone(), bob.clone()],
+        "ordered by user, then device"
+    );
+    assert!(store
+        .pending_devices(&OrgId::new("nowhere").expect("valid"))
+        .expect("pending")
+        .is_empty());
+
+    store
+        .set_device_certificate(&alice_1.device_id, b"cert-1")
+        .expect("set");
+    let got = store
+        .get_device(&alice_1.device_id)
+        .expect("get")
+        .expect("exists");
+    assert_eq!(
+        got.certificate.as_deref().map(Vec::as_slice),
+        Some(&b"cert-1"[..])
+    );
+    assert_eq!(
+        got,
+        Device {
+            certificate: got.certificate.clone(),
+            ..alice_1.clone()
+        },
+        "nothing else changes"
+    );
+    assert_eq!(
+        store.pending_devices(&north).expect("pending"),
+        vec![alice_2, bob]
+    );
+    store
+        .set_device_certificate(&alice_1.device_id, b"cert-2")
+        .expect("replace");
+    let got = store
+        .get_device(&alice_1.device_id)
+        .expect("get")
+        .expect("exists");
+    assert_eq!(
+        got.certificate.as_deref().map(Vec::as_slice),
+        Some(&b"cert-2"[..])
+    );
+
+    assert_eq!(
+        store.set_device_certificate(&revoked.device_id, b"cert"),
+        Err(StoreError::NotFound)
+    );
+    assert_eq!(
+        store.set_device_certificate(&DeviceId([9; 16]), b"cert"),
+        Err(StoreError::NotFound)
+    );
+    let still = store
+        .get_device(&revoked.device_id)
+        .expect("get")
+        .expect("exists");
+    assert_eq!(still.certificate, None);
+    assert_eq!(
+        store
+            .pending_devices(&other_org.user_id.org())
+            .expect("pending"),
+        vec![other_org]
+    );
+}
+
+/// A trust list is stored per organisation, replaced by the next one, and
+/// needs its organisation.
+pub fn trust_lists_are_kept_per_org(h: &mut dyn Harness) {
+    let store = h.fresh();
+    let north = OrgId::new("north").expect("valid");
+    let south = OrgId::new("south").expect("valid");
+    let list = |n: u8| TrustList {
+        body: Bytes::from(vec![n; 3]),
+        signature: Bytes::from(vec![n; 64]),
+        published_at: NOW + u64::from(n),
+    };
+    assert_eq!(
+        store.put_trust_list(&north, &list(1)),
+        Err(StoreError::NotFound),
+        "a trust list needs its organisation"
+    );
+    store.create_org(&org("north")).expect("create");
+    store.create_org(&org("south")).expect("create");
+    assert_eq!(store.trust_list(&north).expect("get"), None);
+    store.put_trust_list(&north, &list(1)).expect("put");
+    assert_eq!(store.trust_list(&north).expect("get"), Some(list(1)));
+    assert_eq!(store.trust_list(&south).expect("get"), None);
+    store.put_trust_list(&north, &list(2)).expect("replace");
+    assert_eq!(store.trust_list(&north).expect("get"), Some(list(2)));
+}
+
 /// Everything written and flushed is there after the store is dropped and
 /// opened again.
 pub fn state_survives_reopen(h: &mut dyn Harness) {
@@ -676,6 +809,26 @@ pub fn state_survives_reopen(h: &mut dyn Harness) {
         .expect("commit");
     app(&*store, g, alice.device_id, b"hello");
     let bob_queue = store.queue_page(&bob.device_id, None, 10).expect("queue");
+    store
+        .set_device_certificate(&alice.device_id, b"alice-cert")
+        .expect("certificate");
+    let alice = store
+        .get_device(&alice.device_id)
+        .expect("get")
+        .expect("exists");
+    let ca_org = Org {
+        ca_certificate: Some(Bytes::from(b"ca".to_vec())),
+        ..org("east")
+    };
+    store.create_org(&ca_org).expect("org with a CA");
+    let list = TrustList {
+        body: Bytes::from(b"trusted".to_vec()),
+        signature: Bytes::from(vec![7; 64]),
+        published_at: NOW,
+    };
+    store
+        .put_trust_list(&ca_org.org_id, &list)
+        .expect("trust list");
     store.flush().expect("flush");
     drop(store);
 
@@ -686,6 +839,21 @@ pub fn state_survives_reopen(h: &mut dyn Harness) {
     assert_eq!(
         store.get_device(&alice.device_id).expect("device"),
         Some(alice.clone())
+    );
+    assert!(alice.certificate.is_some());
+    assert_eq!(
+        store.get_org(&ca_org.org_id).expect("org"),
+        Some(ca_org.clone())
+    );
+    assert_eq!(
+        store.trust_list(&ca_org.org_id).expect("trust list"),
+        Some(list)
+    );
+    assert_eq!(
+        store
+            .pending_devices(&alice.user_id.org())
+            .expect("pending"),
+        vec![bob.clone()]
     );
     assert_eq!(
         store.devices_of_user(&bob.user_id).expect("devices"),

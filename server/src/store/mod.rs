@@ -67,6 +67,12 @@ pub struct Org {
     pub display_name: String,
     /// Creation time, seconds since the Unix epoch.
     pub created_at: u64,
+    /// The organisation's CA certificate (DER), checked when it was
+    /// registered. `None` for an organisation without a CA: its devices
+    /// cannot get certificates through the relay. Absent in records written
+    /// before CAs existed.
+    #[serde(default)]
+    pub ca_certificate: Option<Bytes>,
 }
 
 /// A user of an organisation (the organisation is part of the id).
@@ -98,6 +104,11 @@ pub struct Device {
     /// A revoked device can no longer authenticate and is not offered to
     /// others.
     pub revoked: bool,
+    /// The device certificate (DER) its organisation's CA issued, checked
+    /// when it was uploaded; `None` while issuance is pending. Absent in
+    /// records written before certificates existed.
+    #[serde(default)]
+    pub certificate: Option<Bytes>,
 }
 
 /// A device about to be enrolled: [`Store::enrol_device`] takes the user from
@@ -123,6 +134,19 @@ pub struct EnrolmentTokenRecord {
     pub expires_at: u64,
     /// A token enrols one device only.
     pub used: bool,
+}
+
+/// An organisation's trust list as its admins published it: a document
+/// signed with the organisation's CA key. The relay checked the signature
+/// when it was stored, but clients verify it themselves.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TrustList {
+    /// The document (its format is the clients').
+    pub body: Bytes,
+    /// Ed25519 signature by the organisation's CA key over `body`.
+    pub signature: Bytes,
+    /// When it was stored, seconds since the Unix epoch.
+    pub published_at: u64,
 }
 
 /// A device's KeyPackage stock.
@@ -267,6 +291,26 @@ pub trait Store: Send + Sync {
 
     /// Marks a device revoked. `NotFound` if it does not exist.
     fn revoke_device(&self, device_id: &DeviceId) -> Result<(), StoreError>;
+
+    /// Atomically sets (or replaces) a device's certificate (DER).
+    /// `NotFound` if the device does not exist or is revoked.
+    fn set_device_certificate(
+        &self,
+        device_id: &DeviceId,
+        certificate: &[u8],
+    ) -> Result<(), StoreError>;
+
+    /// The devices of an organisation's users that wait for a certificate:
+    /// enrolled, not revoked, without certificate. Ordered by user id, then
+    /// device id.
+    fn pending_devices(&self, org_id: &OrgId) -> Result<Vec<Device>, StoreError>;
+
+    /// Stores (replaces) an organisation's trust list. `NotFound` if the
+    /// organisation does not exist.
+    fn put_trust_list(&self, org_id: &OrgId, list: &TrustList) -> Result<(), StoreError>;
+
+    /// An organisation's trust list, if one was stored.
+    fn trust_list(&self, org_id: &OrgId) -> Result<Option<TrustList>, StoreError>;
 
     /// Atomically appends single-use KeyPackages to a device's stock and, if
     /// given, replaces its last-resort KeyPackage. `StockFull` (and nothing

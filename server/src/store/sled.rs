@@ -19,6 +19,7 @@
 //! | `queue`        | device id, queue id              | `QueueEntry`               |
 //! | `queue_len`    | device id                        | item count                 |
 //! | `payloads`     | group id, seq, kind tag          | `PayloadRecord`            |
+//! | `trust_lists`  | org id                           | [`TrustList`]              |
 //!
 //! A payload is stored once and referenced by every queue entry that
 //! delivers it, with a reference count, so a commit to a large group is not
@@ -37,7 +38,7 @@ use serde::{Deserialize, Serialize};
 
 use super::{
     ApplicationWrite, ClaimedKeyPackage, CommitWrite, Delivery, Device, EnrolmentTokenRecord,
-    Group, KeyPackageStock, NewDevice, Org, Sequenced, Store, StoreError, User,
+    Group, KeyPackageStock, NewDevice, Org, Sequenced, Store, StoreError, TrustList, User,
 };
 
 const ADMIN_TOKEN_KEY: &[u8] = b"admin_token_sha256";
@@ -211,6 +212,7 @@ pub struct SledStore {
     queue: Tree,
     queue_len: Tree,
     payloads: Tree,
+    trust_lists: Tree,
 }
 
 impl SledStore {
@@ -244,6 +246,7 @@ impl SledStore {
             queue: tree("queue")?,
             queue_len: tree("queue_len")?,
             payloads: tree("payloads")?,
+            trust_lists: tree("trust_lists")?,
             db,
         })
     }
@@ -419,6 +422,7 @@ impl Store for SledStore {
                     signature_key: new.signature_key.clone(),
                     enrolled_at: new.enrolled_at,
                     revoked: false,
+                    certificate: None,
                 };
                 tokens.insert(&token_hash[..], encode(&token))?;
                 devices.insert(&new.device_id.as_bytes()[..], encode(&device))?;
@@ -462,6 +466,60 @@ impl Store for SledStore {
             Ok(())
         })?;
         Ok(())
+    }
+
+    fn set_device_certificate(
+        &self,
+        device_id: &DeviceId,
+        certificate: &[u8],
+    ) -> Result<(), StoreError> {
+        self.devices.transaction(|devices| {
+            let Some(raw) = devices.get(device_id.as_bytes())? else {
+                return abort(StoreError::NotFound);
+            };
+            let mut device: Device = decode_tx(&raw, "device")?;
+            if device.revoked {
+                return abort(StoreError::NotFound);
+            }
+            device.certificate = Some(Bytes::from(certificate.to_vec()));
+            devices.insert(&device_id.as_bytes()[..], encode(&device))?;
+            Ok(())
+        })?;
+        Ok(())
+    }
+
+    fn pending_devices(&self, org_id: &OrgId) -> Result<Vec<Device>, StoreError> {
+        // An admin's occasional question: a scan of the organisation's users
+        // is cheap enough and needs no index to keep in step.
+        let mut out = Vec::new();
+        for user in self.list_users(org_id)? {
+            out.extend(
+                self.devices_of_user(&user.user_id)?
+                    .into_iter()
+                    .filter(|d| !d.revoked && d.certificate.is_none()),
+            );
+        }
+        Ok(out)
+    }
+
+    fn put_trust_list(&self, org_id: &OrgId, list: &TrustList) -> Result<(), StoreError> {
+        let key = org_id.as_str().as_bytes();
+        let value = encode(list);
+        (&self.orgs, &self.trust_lists).transaction(|(orgs, lists)| {
+            if orgs.get(key)?.is_none() {
+                return abort(StoreError::NotFound);
+            }
+            lists.insert(key, &value[..])?;
+            Ok(())
+        })?;
+        Ok(())
+    }
+
+    fn trust_list(&self, org_id: &OrgId) -> Result<Option<TrustList>, StoreError> {
+        self.trust_lists
+            .get(org_id.as_str().as_bytes())?
+            .map(|v| decode(&v, "trust list"))
+            .transpose()
     }
 
     fn put_key_packages(
@@ -829,6 +887,7 @@ mod tests {
                     org_id: OrgId::new("north-trust").expect("valid"),
                     display_name: "North Trust".into(),
                     created_at: 1_700_000_000,
+                    ca_certificate: Some(Bytes::from(vec![0x30, 0x01, 0xca])),
                 }),
             ),
             (
@@ -849,6 +908,7 @@ mod tests {
                     signature_key: Bytes::from(vec![0x33; 32]),
                     enrolled_at: 1_700_000_002,
                     revoked: false,
+                    certificate: Some(Bytes::from(vec![0x30, 0x01, 0xde])),
                 }),
             ),
             (
@@ -890,6 +950,14 @@ mod tests {
                     payload: Bytes::from(vec![0, 1, 0, 2]),
                 }),
             ),
+            (
+                "trust_list",
+                encode(&TrustList {
+                    body: Bytes::from(vec![0xa1, 0x01, 0x02]),
+                    signature: Bytes::from(vec![0x5e; 64]),
+                    published_at: 1_700_000_003,
+                }),
+            ),
             ("queue_key", device_index_key(&device, 258).to_vec()),
             (
                 "payload_key",
@@ -909,5 +977,29 @@ mod tests {
         let expected =
             std::fs::read_to_string(path).expect("golden file; run with UPDATE_GOLDEN=1");
         assert_eq!(actual, expected, "the disk format changed");
+    }
+
+    /// Records written before organisation CAs and device certificates
+    /// existed (pinned bytes of that format) still decode, without them.
+    #[test]
+    fn records_from_before_certificates_still_decode() {
+        let org = hex::decode(
+            "a3666f72675f69646b6e6f7274682d74727573746c646973706c61795f6e616d65\
+             6b4e6f7274682054727573746a637265617465645f61741a6553f100",
+        )
+        .expect("hex");
+        let org: Org = decode(&org, "org").expect("an old org record decodes");
+        assert_eq!(org.org_id.as_str(), "north-trust");
+        assert_eq!(org.ca_certificate, None);
+        let device = hex::decode(
+            "a6696465766963655f6964501111111111111111111111111111111167757365725f69\
+             6471616c696365406e6f7274682d7472757374646e616d65665761726420376d736967\
+             6e61747572655f6b65795820333333333333333333333333333333333333333333333333\
+             33333333333333336b656e726f6c6c65645f61741a6553f102677265766f6b6564f4",
+        )
+        .expect("hex");
+        let device: Device = decode(&device, "device").expect("an old device record decodes");
+        assert_eq!(device.device_id, DeviceId([0x11; 16]));
+        assert_eq!(device.certificate, None);
     }
 }

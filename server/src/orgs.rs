@@ -1,0 +1,32 @@
+//! `GET /v1/orgs/{org}`: what the relay publishes about an organisation.
+//!
+//! Public, without authentication: a client fetches its organisation's CA
+//! certificate here and checks its fingerprint against the one its admin
+//! gave it, so the relay cannot substitute a CA unnoticed.
+
+use axum::extract::{Path as UrlPath, State};
+use axum::Json;
+use cascade_protocol::http::OrgInfo;
+use cascade_protocol::OrgId;
+
+use crate::certificate::der_to_pem;
+use crate::error::ApiError;
+use crate::AppState;
+
+/// The organisation's name and CA certificate (PEM, `null` if it has none);
+/// `404` if it does not exist, `400` if `{org}` is not an organisation id.
+pub async fn org_info(
+    State(state): State<AppState>,
+    UrlPath(org): UrlPath<String>,
+) -> Result<Json<OrgInfo>, ApiError> {
+    let org_id = OrgId::new(org).map_err(|_| ApiError::BadRequest("invalid organisation id"))?;
+    let org = state
+        .store()
+        .get_org(&org_id)?
+        .ok_or(ApiError::NotFound("unknown organisation"))?;
+    Ok(Json(OrgInfo {
+        org_id: org.org_id,
+        display_name: org.display_name,
+        ca_certificate: org.ca_certificate.as_deref().map(|der| der_to_pem(der)),
+    }))
+}

@@ -1,0 +1,698 @@
+//! Organisation CAs, device certificates and trust lists: an admin
+//! registers a CA, issues certificates for enrolled devices and publishes a
+//! signed trust list; the relay refuses what clients would refuse and
+//! delivers certificates and trust lists to devices.
+//!
+//! The CAs here are made with rcgen exactly as `cascade admin` makes them:
+//! Ed25519, subject `O=<org>, CN=<name>`, device certificates with
+//! `title=<role>` and the two `urn:cascade:` subjectAltName URIs.
+
+mod common;
+
+use base64::Engine as _;
+use cascade_protocol::frames::{Push, Request, Response, SignedDocument};
+use cascade_protocol::http::{EnrolResponse, EnrolmentToken, HttpError, OrgInfo, PendingDevice};
+use cascade_protocol::{DeviceId, OrgId, UserId};
+use common::*;
+use ed25519_dalek::SigningKey;
+use rcgen::{
+    BasicConstraints, CertificateParams, DistinguishedName, DnType, IsCa, Issuer, KeyPair,
+    KeyUsagePurpose, SanType, SigningKey as _, PKCS_ECDSA_P256_SHA256, PKCS_ED25519,
+};
+use serde_json::{json, Value};
+
+/// The X.520 `title` attribute, which carries the role.
+const TITLE: [u64; 4] = [2, 5, 4, 12];
+
+/// An organisation CA as an admin holds it.
+struct TestCa {
+    key: KeyPair,
+    der: Vec<u8>,
+    pem: String,
+}
+
+impl TestCa {
+    /// A CA for `org`, of the Cascade profile.
+    fn new(org: &str) -> Self {
+        Self::with(org, |_| {})
+    }
+
+    /// A CA for `org` with its parameters changed by `tweak` before signing.
+    fn with(org: &str, tweak: impl FnOnce(&mut CertificateParams)) -> Self {
+        let key = KeyPair::generate_for(&PKCS_ED25519).expect("key");
+        let mut params = CertificateParams::default();
+        params.distinguished_name = name(org, &format!("{org} CA"));
+        params.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
+        params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
+        tweak(&mut params);
+        let cert = params.self_signed(&key).expect("self-signed");
+        TestCa {
+            der: cert.der().to_vec(),
+            pem: cert.pem(),
+            key,
+        }
+    }
+
+    /// The parameters of a device certificate for `device` of `user`.
+    fn device_params(&self, user: &str, device: DeviceId) -> CertificateParams {
+        let org = UserId::new(user).expect("valid").org();
+        let mut params = CertificateParams::default();
+        let mut dn = name(org.as_str(), "Alice Okafor");
+        dn.push(DnType::CustomDnType(TITLE.to_vec()), "Ward Sister");
+        params.distinguished_name = dn;
+        params.subject_alt_names = vec![
+            SanType::URI(format!("urn:cascade:user:{user}").try_into().expect("uri")),
+            SanType::URI(
+                format!("urn:cascade:device:{device}")
+                    .try_into()
+                    .expect("uri"),
+            ),
+        ];
+        params.is_ca = IsCa::ExplicitNoCa;
+        params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+        params.use_authority_key_identifier_extension = true;
+        params
+    }
+
+    /// Signs a certificate for the raw Ed25519 `key` (PEM).
+    fn issue(&self, params: &CertificateParams, key: &[u8; 32]) -> String {
+        let issuer = Issuer::from_ca_cert_der(&self.der.clone().into(), &self.key).expect("issuer");
+        params
+            .signed_by(&RawEd25519(key.to_vec()), &issuer)
+            .expect("signed")
+            .pem()
+    }
+
+    /// The Cascade-profile certificate of an enrolled device (PEM).
+    fn certify(&self, device: &TestDevice) -> String {
+        let params = self.device_params(device.user_id.as_str(), device.device_id);
+        self.issue(&params, &public_key(device))
+    }
+
+    /// An Ed25519 signature with the CA key.
+    fn sign(&self, document: &[u8]) -> Vec<u8> {
+        self.key.sign(document).expect("sign")
+    }
+}
+
+fn name(org: &str, common_name: &str) -> DistinguishedName {
+    let mut dn = DistinguishedName::new();
+    dn.push(DnType::OrganizationName, org);
+    dn.push(DnType::CommonName, common_name);
+    dn
+}
+
+/// A device's raw Ed25519 public key, for rcgen.
+struct RawEd25519(Vec<u8>);
+
+impl rcgen::PublicKeyData for RawEd25519 {
+    fn der_bytes(&self) -> &[u8] {
+        &self.0
+    }
+
+    fn algorithm(&self) -> &'static rcgen::SignatureAlgorithm {
+        &PKCS_ED25519
+    }
+}
+
+fn public_key(device: &TestDevice) -> [u8; 32] {
+    device.key.verifying_key().to_bytes()
+}
+
+fn pem_to_der(pem: &str) -> Vec<u8> {
+    let (_, block) = x509_parser::pem::parse_x509_pem(pem.as_bytes()).expect("pem");
+    block.contents
+}
+
+fn b64(bytes: &[u8]) -> String {
+    base64::engine::general_purpose::STANDARD.encode(bytes)
+}
+
+async fn get(relay: &Relay, path: &str, bearer: Option<&str>) -> (u16, Vec<u8>) {
+    http(relay.server.addr(), "GET", path, bearer, None).await
+}
+
+async fn put(relay: &Relay, path: &str, body: Value) -> (u16, Vec<u8>) {
+    let bytes = serde_json::to_vec(&body).expect("json");
+    let token = relay.admin_token.as_str();
+    http(relay.server.addr(), "PUT", path, Some(token), Some(&bytes)).await
+}
+
+/// Creates `org` with `ca` (if any) through the admin API.
+async fn create_org(relay: &Relay, org: &str, ca: Option<&str>) -> (u16, Vec<u8>) {
+    admin(
+        relay,
+        "/v1/admin/orgs",
+        json!({"org_id": org, "display_name": format!("{org} Trust"), "ca_certificate": ca}),
+    )
+    .await
+}
+
+/// Creates the user if needed and enrols a new device for it over HTTP.
+async fn enrol(relay: &Relay, user: &str, device_name: &str) -> TestDevice {
+    admin(
+        relay,
+        "/v1/admin/users",
+        json!({"user_id": user, "display_name": "Alice Okafor", "role": "Ward Sister"}),
+    )
+    .await;
+    let (status, body) = admin(
+        relay,
+        "/v1/admin/enrolment-tokens",
+        json!({"user_id": user, "ttl_secs": null}),
+    )
+    .await;
+    assert_eq!(status, 201);
+    let token: EnrolmentToken = serde_json::from_slice(&body).expect("token");
+    let key = SigningKey::from_bytes(&rand::random());
+    let (status, body) = post(
+        relay,
+        "/v1/enrol",
+        None,
+        json!({"token": token.token,
+               "signature_key": hex::encode(key.verifying_key().to_bytes()),
+               "device_name": device_name}),
+    )
+    .await;
+    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
+    let enrolled: EnrolResponse = serde_json::from_slice(&body).expect("enrolled");
+    TestDevice {
+        device_id: enrolled.device_id,
+        user_id: enrolled.user_id,
+        key,
+    }
+}
+
+async fn upload(relay: &Relay, device: DeviceId, pem: &str) -> (u16, Vec<u8>) {
+    admin(
+        relay,
+        &format!("/v1/admin/devices/{device}/certificate"),
+        json!({ "certificate": pem }),
+    )
+    .await
+}
+
+async fn pending(relay: &Relay, org: &str) -> Vec<PendingDevice> {
+    let path = format!("/v1/admin/orgs/{org}/pending-devices");
+    let (status, body) = get(relay, &path, Some(&relay.admin_token)).await;
+    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
+    serde_json::from_slice(&body).expect("pending devices")
+}
+
+/// Asserts an HTTP answer is the error `status` with `code`.
+#[track_caller]
+fn refused(answer: (u16, Vec<u8>), status: u16, code: &str) {
+    let (got, body) = answer;
+    assert_eq!(
+        (got, error_code(&body).as_str()),
+        (status, code),
+        "{}",
+        String::from_utf8_lossy(&body)
+    );
+}
+
+/// Asserts a `400 bad_certificate` whose message gives the expected reason.
+#[track_caller]
+fn refused_because(status: u16, body: &[u8], why: &str, because: &str) {
+    let error: HttpError = serde_json::from_slice(body).expect("an HttpError body");
+    assert_eq!(
+        (status, error.code.as_str()),
+        (400, "bad_certificate"),
+        "{why}"
+    );
+    assert!(
+        error.message.contains(because),
+        "{why}: expected {because:?} in {:?}",
+        error.message
+    );
+}
+
+#[tokio::test]
+async fn an_organisation_registers_its_ca_and_anyone_can_read_it() {
+    let relay = start().await;
+    let north = TestCa::new("north");
+    let (status, body) = create_org(&relay, "north", Some(&north.pem)).await;
+    assert_eq!(status, 201, "{}", String::from_utf8_lossy(&body));
+    create_org(&relay, "south", None).await;
+
+    // Public: no admin token needed.
+    let (status, body) = get(&relay, "/v1/orgs/north", None).await;
+    assert_eq!(status, 200);
+    let info: OrgInfo = serde_json::from_slice(&body).expect("OrgInfo");
+    assert_eq!(info.org_id.as_str(), "north");
+    assert_eq!(info.display_name, "north Trust");
+    let pem = info.ca_certificate.expect("the CA is published");
+    assert!(pem.starts_with("-----BEGIN CERTIFICATE-----\n"));
+    assert!(pem.lines().all(|line| line.len() <= 64));
+    assert_eq!(
+        pem_to_der(&pem),
+        north.der,
+        "the very certificate registered"
+    );
+
+    let (status, body) = get(&relay, "/v1/orgs/south", None).await;
+    assert_eq!(status, 200);
+    let info: OrgInfo = serde_json::from_slice(&body).expect("OrgInfo");
+    assert_eq!(info.ca_certificate, None);
+
+    refused(get(&relay, "/v1/orgs/east", None).await, 404, "not_found");
+    refused(
+        get(&relay, "/v1/orgs/NOT-AN-ORG", None).await,
+        400,
+        "bad_request",
+    );
+}
+
+#[tokio::test]
+async fn a_ca_certificate_clients_would_refuse_is_refused() {
+    let relay = start().await;
+    let other = TestCa::new("other");
+    // Issued by another CA: not self-signed, though it names the right org.
+    let intermediate = {
+        let key = KeyPair::generate_for(&PKCS_ED25519).expect("key");
+        let mut params = CertificateParams::default();
+        params.distinguished_name = name("north", "north CA");
+        params.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
+        let issuer =
+            Issuer::from_ca_cert_der(&other.der.clone().into(), &other.key).expect("issuer");
+        params.signed_by(&key, &issuer).expect("signed").pem()
+    };
+    let not_ed25519 = {
+        let key = KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256).expect("key");
+        let mut params = CertificateParams::default();
+        params.distinguished_name = name("north", "north CA");
+        params.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
+        params.self_signed(&key).expect("self-signed").pem()
+    };
+    let north = TestCa::new("north");
+    let cases = [
+        (
+            "a CA for another organisation",
+            TestCa::new("south").pem,
+            "naming organisation north",
+        ),
+        (
+            "no organisation in the subject",
+            TestCa::with("north", |p| {
+                p.distinguished_name = DistinguishedName::new();
+                p.distinguished_name.push(DnType::CommonName, "north CA");
+            })
+            .pem,
+            "exactly one O attribute",
+        ),
+        (
+            "not a CA",
+            TestCa::with("north", |p| p.is_ca = IsCa::ExplicitNoCa).pem,
+            "not a CA",
+        ),
+        ("not self-signed", intermediate, "not self-signed"),
+        ("not Ed25519", not_ed25519, "not an Ed25519 key"),
+        (
+            "expired",
+            TestCa::with("north", |p| {
+                p.not_before = rcgen::date_time_ymd(2000, 1, 1);
+                p.not_after = rcgen::date_time_ymd(2001, 1, 1);
+            })
+            .pem,
+            "expired",
+        ),
+        (
+            "two certificates",
+            format!("{}{}", north.pem, other.pem),
+            "exactly one PEM block",
+        ),
+        ("not PEM", "hello".into(), "exactly one PEM block"),
+        (
+            "not X.509",
+            "-----BEGIN CERTIFICATE-----\naGVsbG8=\n-----END CERTIFICATE-----\n".into(),
+            "not valid X.509",
+        ),
+    ];
+    for (why, pem, because) in cases {
+        let (status, body) = create_org(&relay, "north", Some(&pem)).await;
+        refused_because(status, &body, why, because);
+    }
+    // Nothing was created by the refusals.
+    refused(get(&relay, "/v1/orgs/north", None).await, 404, "not_found");
+    let (status, _) = create_org(&relay, "north", Some(&north.pem)).await;
+    assert_eq!(status, 201);
+}
+
+#[tokio::test]
+async fn enrolled_devices_wait_for_their_certificate() {
+    let relay = start().await;
+    let north = TestCa::new("north");
+    create_org(&relay, "north", Some(&north.pem)).await;
+    create_org(&relay, "south", Some(&TestCa::new("south").pem)).await;
+    let desktop = enrol(&relay, "alice@north", "Ward 7 desktop").await;
+    let phone = enrol(&relay, "alice@north", "Phone").await;
+    enrol(&relay, "bob@south", "Bob's phone").await;
+
+    let mut listed = pending(&relay, "north").await;
+    listed.sort_by_key(|p| p.device_name.clone());
+    assert_eq!(
+        listed,
+        vec![
+            PendingDevice {
+                device_id: phone.device_id,
+                user_id: phone.user_id.clone(),
+                display_name: "Alice Okafor".into(),
+                role: "Ward Sister".into(),
+                device_name: "Phone".into(),
+                signature_key: hex::encode(public_key(&phone)),
+            },
+            PendingDevice {
+                device_id: desktop.device_id,
+                user_id: desktop.user_id.clone(),
+                display_name: "Alice Okafor".into(),
+                role: "Ward Sister".into(),
+                device_name: "Ward 7 desktop".into(),
+                signature_key: hex::encode(public_key(&desktop)),
+            },
+        ]
+    );
+
+    let (status, body) = upload(&relay, desktop.device_id, &north.certify(&desktop)).await;
+    assert_eq!(status, 204, "{}", String::from_utf8_lossy(&body));
+    let listed = pending(&relay, "north").await;
+    assert_eq!(
+        listed.iter().map(|p| p.device_id).collect::<Vec<_>>(),
+        vec![phone.device_id]
+    );
+    // A renewed certificate replaces the first.
+    let (status, _) = upload(&relay, desktop.device_id, &north.certify(&desktop)).await;
+    assert_eq!(status, 204);
+
+    // A revoked device is no longer waiting.
+    relay
+        .server
+        .state()
+        .store()
+        .revoke_device(&phone.device_id)
+        .expect("revoke");
+    assert!(pending(&relay, "north").await.is_empty());
+
+    refused(
+        get(
+            &relay,
+            "/v1/admin/orgs/east/pending-devices",
+            Some(&relay.admin_token),
+        )
+        .await,
+        404,
+        "not_found",
+    );
+    refused(
+        get(&relay, "/v1/admin/orgs/north/pending-devices", None).await,
+        401,
+        "unauthorized",
+    );
+}
+
+#[tokio::test]
+async fn a_device_certificate_clients_would_refuse_is_refused() {
+    let relay = start().await;
+    let north = TestCa::new("north");
+    create_org(&relay, "north", Some(&north.pem)).await;
+    create_org(&relay, "plain", None).await;
+    let alice = enrol(&relay, "alice@north", "Desktop").await;
+    let bob = enrol(&relay, "bob@north", "Phone").await;
+
+    // Mallory's CA calls itself exactly what north's does.
+    let forger = TestCa::new("north");
+    let alice_params = north.device_params("alice@north", alice.device_id);
+    let alice_with = |tweak: &dyn Fn(&mut CertificateParams)| {
+        let mut params = alice_params.clone();
+        tweak(&mut params);
+        north.issue(&params, &public_key(&alice))
+    };
+    let cases = [
+        (
+            "forged by another CA",
+            forger.certify(&alice),
+            "signature does not verify",
+        ),
+        (
+            "issued by another organisation's CA",
+            TestCa::new("south").certify(&alice),
+            "issuer is not the organisation's CA",
+        ),
+        (
+            "another device's key",
+            north.issue(&alice_params, &public_key(&bob)),
+            "not the device's enrolled signature key",
+        ),
+        ("bob's certificate", north.certify(&bob), "subjectAltName"),
+        (
+            "naming another user",
+            north.issue(
+                &north.device_params("bob@north", alice.device_id),
+                &public_key(&alice),
+            ),
+            "subjectAltName",
+        ),
+        (
+            "without subjectAltName",
+            alice_with(&|p| p.subject_alt_names.clear()),
+            "subjectAltName",
+        ),
+        (
+            "naming another organisation",
+            alice_with(&|p| {
+                p.distinguished_name = name("south", "Alice Okafor");
+                p.distinguished_name
+                    .push(DnType::CustomDnType(TITLE.to_vec()), "Ward Sister");
+            }),
+            "naming organisation north",
+        ),
+        (
+            "without a role",
+            alice_with(&|p| p.distinguished_name = name("north", "Alice Okafor")),
+            "title (role)",
+        ),
+        (
+            "a CA certificate",
+            alice_with(&|p| p.is_ca = IsCa::Ca(BasicConstraints::Unconstrained)),
+            "must not be a CA",
+        ),
+        (
+            "expired",
+            alice_with(&|p| {
+                p.not_before = rcgen::date_time_ymd(2000, 1, 1);
+                p.not_after = rcgen::date_time_ymd(2001, 1, 1);
+            }),
+            "expired",
+        ),
+        (
+            "the CA's own certificate",
+            north.pem.clone(),
+            "must not be a CA",
+        ),
+        ("not PEM", "hello".into(), "exactly one PEM block"),
+    ];
+    for (why, pem, because) in cases {
+        let (status, body) = upload(&relay, alice.device_id, &pem).await;
+        refused_because(status, &body, why, because);
+    }
+    let still = pending(&relay, "north").await;
+    assert_eq!(still.len(), 2, "nothing was stored");
+
+    refused(
+        upload(&relay, DeviceId([7; 16]), &north.certify(&alice)).await,
+        404,
+        "not_found",
+    );
+    refused(
+        admin(
+            &relay,
+            "/v1/admin/devices/xyz/certificate",
+            json!({"certificate": north.certify(&alice)}),
+        )
+        .await,
+        400,
+        "bad_request",
+    );
+    relay
+        .server
+        .state()
+        .store()
+        .revoke_device(&bob.device_id)
+        .expect("revoke");
+    refused(
+        upload(&relay, bob.device_id, &north.certify(&bob)).await,
+        404,
+        "not_found",
+    );
+    let carol = enrol(&relay, "carol@plain", "Desktop").await;
+    refused(
+        upload(&relay, carol.device_id, &north.certify(&carol)).await,
+        409,
+        "no_ca",
+    );
+    let (status, _) = post(
+        &relay,
+        &format!("/v1/admin/devices/{}/certificate", alice.device_id),
+        None,
+        json!({"certificate": north.certify(&alice)}),
+    )
+    .await;
+    assert_eq!(status, 401);
+}
+
+#[tokio::test]
+async fn a_device_learns_its_certificate_live_and_on_every_connection() {
+    let relay = start().await;
+    let north = TestCa::new("north");
+    create_org(&relay, "north", Some(&north.pem)).await;
+    let alice = enrol(&relay, "alice@north", "Desktop").await;
+
+    let mut client = Client::connect(&relay.server.ws_url()).await;
+    let Ok(Response::Authenticated { certificate, .. }) = client.authenticate(&alice).await else {
+        panic!("authenticated");
+    };
+    assert_eq!(certificate, None, "pending");
+    assert_eq!(client.push().await, Push::QueueDrained);
+    assert_eq!(client.push().await, Push::KeyPackagesLow { stock: 0 });
+
+    let pem = north.certify(&alice);
+    let (status, _) = upload(&relay, alice.device_id, &pem).await;
+    assert_eq!(status, 204);
+    let Push::CertificateIssued { certificate } = client.push().await else {
+        panic!("expected the certificate");
+    };
+    assert_eq!(certificate.into_vec(), pem_to_der(&pem));
+    drop(client);
+
+    let mut client = Client::connect(&relay.server.ws_url()).await;
+    let Ok(Response::Authenticated { certificate, .. }) = client.authenticate(&alice).await else {
+        panic!("authenticated");
+    };
+    assert_eq!(
+        certificate.map(|c| c.into_vec()),
+        Some(pem_to_der(&pem)),
+        "the certificate comes with every authentication"
+    );
+}
+
+#[tokio::test]
+async fn an_admin_publishes_a_signed_trust_list_and_devices_fetch_it() {
+    let relay = start().await;
+    let north = TestCa::new("north");
+    create_org(&relay, "north", Some(&north.pem)).await;
+    create_org(&relay, "plain", None).await;
+    let alice = enrol(&relay, "alice@north", "Desktop").await;
+    let path = "/v1/admin/orgs/north/trust-list";
+
+    // Over the usual 64 KiB HTTP limit, under the trust list's own.
+    let body = vec![0xa5; 100 * 1024];
+    let signed = |body: &[u8]| json!({"body": b64(body), "signature": b64(&north.sign(body))});
+    let (status, answer) = put(&relay, path, signed(&body)).await;
+    assert_eq!(status, 204, "{}", String::from_utf8_lossy(&answer));
+
+    let (mut client, _) = relay.online(&alice).await;
+    let answer = client
+        .request(Request::GetTrustList {
+            org_id: OrgId::new("north").expect("valid"),
+        })
+        .await;
+    assert_eq!(
+        answer,
+        Ok(Response::TrustList {
+            document: Some(SignedDocument {
+                body: body.clone().into(),
+                signature: north.sign(&body).into(),
+            })
+        })
+    );
+    for org in ["plain", "east"] {
+        let answer = client
+            .request(Request::GetTrustList {
+                org_id: OrgId::new(org).expect("valid"),
+            })
+            .await;
+        assert_eq!(answer, Ok(Response::TrustList { document: None }), "{org}");
+    }
+
+    // Signed by another key, or tampered with after signing.
+    let forger = TestCa::new("north");
+    refused(
+        put(
+            &relay,
+            path,
+            json!({"body": b64(b"list"), "signature": b64(&forger.sign(b"list"))}),
+        )
+        .await,
+        400,
+        "bad_signature",
+    );
+    refused(
+        put(
+            &relay,
+            path,
+            json!({"body": b64(b"list 2"), "signature": b64(&north.sign(b"list"))}),
+        )
+        .await,
+        400,
+        "bad_signature",
+    );
+    refused(
+        put(
+            &relay,
+            path,
+            json!({"body": b64(b"list"), "signature": b64(b"short")}),
+        )
+        .await,
+        400,
+        "bad_signature",
+    );
+    refused(
+        put(
+            &relay,
+            path,
+            json!({"body": "not base64!", "signature": ""}),
+        )
+        .await,
+        400,
+        "bad_request",
+    );
+    let too_big = vec![1; 256 * 1024 + 1];
+    refused(
+        put(&relay, path, signed(&too_big)).await,
+        413,
+        "payload_too_large",
+    );
+    refused(
+        put(&relay, "/v1/admin/orgs/plain/trust-list", signed(b"list")).await,
+        409,
+        "no_ca",
+    );
+    refused(
+        put(&relay, "/v1/admin/orgs/east/trust-list", signed(b"list")).await,
+        404,
+        "not_found",
+    );
+    // The refusals left the published list alone; a new one replaces it.
+    let answer = client
+        .request(Request::GetTrustList {
+            org_id: OrgId::new("north").expect("valid"),
+        })
+        .await;
+    let Ok(Response::TrustList {
+        document: Some(document),
+    }) = answer
+    else {
+        panic!("a trust list: {answer:?}");
+    };
+    assert_eq!(document.body.into_vec(), body);
+    let (status, _) = put(&relay, path, signed(b"list 3")).await;
+    assert_eq!(status, 204);
+    let answer = client
+        .request(Request::GetTrustList {
+            org_id: OrgId::new("north").expect("valid"),
+        })
+        .await;
+    assert!(
+        matches!(&answer, Ok(Response::TrustList { document: Some(d) }) if d.body.as_slice() == b"list 3"),
+        "{answer:?}"
+    );
+}
