@@ -217,6 +217,20 @@ enum AdminCommand {
     /// Pin or unpin partner organisations.
     #[command(subcommand)]
     Trust(TrustCommand),
+    /// Revoke a lost or compromised device, or every device of a user: the
+    /// relay refuses them at once and every client removes them from its
+    /// conversations.
+    Revoke {
+        /// The CA directory.
+        #[arg(long)]
+        ca_dir: PathBuf,
+        /// A device id.
+        #[arg(long, conflicts_with = "user", required_unless_present = "user")]
+        device: Option<cascade_core::DeviceId>,
+        /// A user: all of their devices.
+        #[arg(long)]
+        user: Option<UserId>,
+    },
     /// Create a user.
     AddUser {
         /// user@org.
@@ -462,6 +476,38 @@ async fn admin_command(admin: &AdminClient, command: AdminCommand, json: bool) -
                     );
                 }
             }
+        }
+        AdminCommand::Revoke {
+            ca_dir,
+            device,
+            user,
+        } => {
+            let dir = CaDir::new(ca_dir);
+            let devices = match (device, user) {
+                (Some(d), _) => vec![d],
+                (None, Some(u)) => {
+                    let entry = admin
+                        .list_users(&u.org())
+                        .await?
+                        .into_iter()
+                        .find(|e| e.user_id == u)
+                        .ok_or_else(|| anyhow!("no user {u}"))?;
+                    entry.devices
+                }
+                (None, None) => bail!("give --device or --user"),
+            };
+            let now = cascade_core::client::now_ms() as i64 / 1000;
+            let serial = dir.revoke(admin, &devices, now).await?;
+            say(
+                json,
+                json!({ "revoked": devices, "serial": serial }),
+                || {
+                    format!(
+                        "Revoked {} device(s) (revocation list {serial} published)",
+                        devices.len()
+                    )
+                },
+            );
         }
         AdminCommand::Trust(cmd) => {
             let now = cascade_core::client::now_ms() as i64 / 1000;

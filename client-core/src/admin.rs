@@ -182,11 +182,44 @@ impl AdminClient {
         org_id: &OrgId,
         doc: &cascade_protocol::SignedDocument,
     ) -> Result<(), AdminError> {
+        self.put_signed(&format!("/v1/admin/orgs/{org_id}/trust-list"), doc)
+            .await
+    }
+
+    /// Publishes the organisation's signed revocation list.
+    pub async fn put_revocations(
+        &self,
+        org_id: &OrgId,
+        doc: &cascade_protocol::SignedDocument,
+    ) -> Result<(), AdminError> {
+        self.put_signed(&format!("/v1/admin/orgs/{org_id}/revocations"), doc)
+            .await
+    }
+
+    /// Tells the relay to refuse a device from now on (and drop its
+    /// connection). Clients act on the signed revocation list.
+    pub async fn revoke_device(
+        &self,
+        device: &cascade_protocol::DeviceId,
+    ) -> Result<(), AdminError> {
+        self.post::<_, serde_json::Value>(
+            &format!("/v1/admin/devices/{device}/revoke"),
+            &serde_json::json!({}),
+        )
+        .await
+        .map(|_| ())
+    }
+
+    async fn put_signed(
+        &self,
+        path: &str,
+        doc: &cascade_protocol::SignedDocument,
+    ) -> Result<(), AdminError> {
         use base64::Engine as _;
         let b64 = base64::engine::general_purpose::STANDARD;
         let resp = self
             .http
-            .put(format!("{}/v1/admin/orgs/{org_id}/trust-list", self.base))
+            .put(format!("{}{path}", self.base))
             .bearer_auth(&self.token)
             .json(&SignedDocumentJson {
                 body: b64.encode(&doc.body),
@@ -403,6 +436,47 @@ impl CaDir {
         let partners: Vec<Vec<u8>> = self.partners()?.into_iter().map(|a| a.cert_der).collect();
         let doc = ca.sign_trust_list(&partners, serial, now)?;
         admin.put_trust_list(ca.org(), &doc).await?;
+        std::fs::write(&serial_path, serial.to_string()).map_err(io(&serial_path))?;
+        Ok(serial)
+    }
+
+    /// The devices this organisation has revoked (`revoked.txt`).
+    pub fn revoked(&self) -> Result<Vec<cascade_protocol::DeviceId>, CaDirError> {
+        let p = self.path.join("revoked.txt");
+        let Ok(text) = std::fs::read_to_string(&p) else {
+            return Ok(Vec::new());
+        };
+        Ok(text.lines().filter_map(|l| l.trim().parse().ok()).collect())
+    }
+
+    /// Revokes devices: the relay refuses them at once, and a new signed
+    /// revocation list tells every client to remove them from their
+    /// conversations. Returns the list's serial.
+    pub async fn revoke(
+        &self,
+        admin: &AdminClient,
+        devices: &[cascade_protocol::DeviceId],
+        now: i64,
+    ) -> Result<u64, CaDirError> {
+        let ca = self.ca()?;
+        let mut all = self.revoked()?;
+        for d in devices {
+            admin.revoke_device(d).await?;
+            if !all.contains(d) {
+                all.push(*d);
+            }
+        }
+        let p = self.path.join("revoked.txt");
+        let text: String = all.iter().map(|d| format!("{d}\n")).collect();
+        std::fs::write(&p, text).map_err(io(&p))?;
+        let serial_path = self.path.join("revocation-serial");
+        let serial = std::fs::read_to_string(&serial_path)
+            .ok()
+            .and_then(|s| s.trim().parse::<u64>().ok())
+            .unwrap_or(0)
+            + 1;
+        let doc = ca.sign_revocations(&all, serial, now)?;
+        admin.put_revocations(ca.org(), &doc).await?;
         std::fs::write(&serial_path, serial.to_string()).map_err(io(&serial_path))?;
         Ok(serial)
     }

@@ -35,7 +35,7 @@ use crate::credential::{
     capabilities, make_credential, member_identity, verify_member, MemberIdentity,
 };
 use crate::error::{CoreError, Result};
-use crate::identity::{read_device_cert, verify_trust_list, TrustAnchor};
+use crate::identity::{read_device_cert, verify_revocations, verify_trust_list, TrustAnchor};
 use crate::store::{
     ClientStore, Conversation, ConversationState, DeliveryState, Identity, Message, OutboxEntry,
     SqliteStore,
@@ -54,6 +54,7 @@ const RETRY_DELAY_MS: u64 = 2_000;
 
 const KV_PENDING_SIGNATURE_KEY: &str = "pending_signature_key";
 const KV_TRUST_LIST: &str = "trust_list";
+const KV_REVOCATIONS: &str = "revocations:";
 
 /// What the engine tells the front end.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -155,6 +156,11 @@ enum Op {
         group_id: GroupId,
         users: Vec<UserId>,
     },
+    /// Remove these devices (revoked by their organisation).
+    RemoveDevices {
+        group_id: GroupId,
+        devices: Vec<DeviceId>,
+    },
     /// Ask the other members to remove this device.
     Leave { group_id: GroupId },
     /// Commit proposals received from others (a member's leave request).
@@ -168,6 +174,7 @@ impl Op {
             | Op::Send { group_id, .. }
             | Op::AddMembers { group_id, .. }
             | Op::RemoveMembers { group_id, .. }
+            | Op::RemoveDevices { group_id, .. }
             | Op::Leave { group_id }
             | Op::CommitProposals { group_id } => *group_id,
         }
@@ -222,6 +229,7 @@ struct InFlight {
 enum Pending {
     Auth,
     TrustList,
+    Revocations(cascade_protocol::OrgId),
     UploadKeyPackages,
     Ack,
     Op,
@@ -243,6 +251,9 @@ pub struct Engine<S: ClientStore = SqliteStore> {
     /// The CAs whose members this device accepts: its own organisation's,
     /// then the partners its organisation's trust list pins.
     anchors: Vec<TrustAnchor>,
+    /// Devices revoked by the organisations we trust, from their signed
+    /// revocation lists.
+    revoked: HashMap<cascade_protocol::OrgId, std::collections::HashSet<DeviceId>>,
 }
 
 fn now_check(text: &str) -> Result<()> {
@@ -334,6 +345,7 @@ impl<S: ClientStore> Engine<S> {
             inflight: None,
             uploading_key_packages: false,
             anchors: Vec::new(),
+            revoked: HashMap::new(),
         }
         .with_anchors())
     }
@@ -344,7 +356,118 @@ impl<S: ClientStore> Engine<S> {
             tracing::error!(error = %e, "trust anchors could not be loaded");
             Vec::new()
         });
+        self.revoked = self.load_revocations().unwrap_or_else(|e| {
+            tracing::error!(error = %e, "revocation lists could not be loaded");
+            HashMap::new()
+        });
         self
+    }
+
+    fn load_revocations(
+        &self,
+    ) -> Result<HashMap<cascade_protocol::OrgId, std::collections::HashSet<DeviceId>>> {
+        let mut out = HashMap::new();
+        for anchor in &self.anchors {
+            let Some(doc) = self
+                .store
+                .kv_get(&format!("{KV_REVOCATIONS}{}", anchor.org))?
+            else {
+                continue;
+            };
+            let doc: cascade_protocol::SignedDocument = ciborium::from_reader(doc.as_slice())
+                .map_err(|_| CoreError::Decode("revocation list".into()))?;
+            let list = verify_revocations(&doc, anchor)?;
+            out.insert(anchor.org.clone(), list.devices.into_iter().collect());
+        }
+        Ok(out)
+    }
+
+    /// Asks for the revocation list of every organisation we trust.
+    fn fetch_revocations(&mut self) {
+        for org_id in self.trusted_orgs() {
+            self.request(
+                Request::GetRevocations {
+                    org_id: org_id.clone(),
+                },
+                Pending::Revocations(org_id),
+            );
+        }
+    }
+
+    /// Verifies and stores an organisation's revocation list, then queues
+    /// the removal of its revoked devices from every conversation we share.
+    fn handle_revocations(
+        &mut self,
+        org_id: &cascade_protocol::OrgId,
+        document: Option<cascade_protocol::SignedDocument>,
+        now: u64,
+    ) -> Result<()> {
+        let Some(doc) = document else {
+            return Ok(());
+        };
+        let Some(anchor) = self.anchors.iter().find(|a| &a.org == org_id).cloned() else {
+            return Ok(());
+        };
+        let list = match verify_revocations(&doc, &anchor) {
+            Ok(l) => l,
+            Err(e) => {
+                tracing::warn!(error = %e, org = %org_id, "revocation list refused");
+                return Ok(());
+            }
+        };
+        let key = format!("{KV_REVOCATIONS}{org_id}");
+        if let Some(old) = self.store.kv_get(&key)? {
+            let old: cascade_protocol::SignedDocument = ciborium::from_reader(old.as_slice())
+                .map_err(|_| CoreError::Decode("revocation list".into()))?;
+            if verify_revocations(&old, &anchor).is_ok_and(|o| o.serial >= list.serial) {
+                return Ok(());
+            }
+        }
+        let mut b = Vec::new();
+        ciborium::into_writer(&doc, &mut b).expect("serialising to a Vec cannot fail");
+        self.store.kv_set(&key, &b)?;
+        self.revoked
+            .insert(org_id.clone(), list.devices.iter().copied().collect());
+        self.remove_revoked_members(now)
+    }
+
+    /// Queues, for every active conversation, the removal of members whose
+    /// devices are revoked. Every member does this; one commit wins and the
+    /// others find nothing left to remove.
+    fn remove_revoked_members(&mut self, now: u64) -> Result<()> {
+        let me = self.id()?.0.device_id;
+        let mut queued = false;
+        for conv in self.conversations()? {
+            if conv.state != ConversationState::Active {
+                continue;
+            }
+            let Ok(members) = self.members(&conv.group_id) else {
+                continue;
+            };
+            let devices: Vec<DeviceId> = members
+                .iter()
+                .filter(|m| m.device_id != me && self.is_revoked_device(&m.org_id, &m.device_id))
+                .map(|m| m.device_id)
+                .collect();
+            if !devices.is_empty() {
+                self.store.push_op(
+                    &Op::RemoveDevices {
+                        group_id: conv.group_id,
+                        devices,
+                    }
+                    .encode(),
+                )?;
+                queued = true;
+            }
+        }
+        if queued {
+            self.drive(now)?;
+        }
+        Ok(())
+    }
+
+    fn is_revoked_device(&self, org: &cascade_protocol::OrgId, device: &DeviceId) -> bool {
+        self.revoked.get(org).is_some_and(|d| d.contains(device))
     }
 
     fn load_anchors(&self) -> Result<Vec<TrustAnchor>> {
@@ -873,6 +996,16 @@ impl<S: ClientStore> Engine<S> {
                     self.upload_key_packages(stock == 0)?;
                 }
             }
+            Push::RevocationsUpdated { org_id } => {
+                if self.trusted_orgs().contains(&org_id) {
+                    self.request(
+                        Request::GetRevocations {
+                            org_id: org_id.clone(),
+                        },
+                        Pending::Revocations(org_id),
+                    );
+                }
+            }
             Push::TrustListUpdated { org_id } => {
                 if self.id()?.0.org_id == org_id {
                     self.request(Request::GetTrustList { org_id }, Pending::TrustList);
@@ -1255,8 +1388,18 @@ impl<S: ClientStore> Engine<S> {
                 }
             },
             Pending::TrustList => match result {
-                Ok(Response::TrustList { document }) => self.handle_trust_list(document)?,
+                Ok(Response::TrustList { document }) => {
+                    self.handle_trust_list(document)?;
+                    // The trusted organisations may have changed.
+                    self.fetch_revocations();
+                }
                 other => tracing::warn!(?other, "trust list not fetched"),
+            },
+            Pending::Revocations(org_id) => match result {
+                Ok(Response::Revocations { document }) => {
+                    self.handle_revocations(&org_id, document, now)?
+                }
+                other => tracing::warn!(?other, "revocation list not fetched"),
             },
             Pending::UploadKeyPackages => {
                 self.uploading_key_packages = false;
@@ -1691,7 +1834,9 @@ impl<S: ClientStore> Engine<S> {
                 let req = self.request(Request::GetTrustList { org_id }, Pending::Op);
                 self.set_step(Step::RefreshingTrust(req));
             }
-            Op::RemoveMembers { .. } | Op::CommitProposals { .. } => self.commit_step(now)?,
+            Op::RemoveMembers { .. } | Op::RemoveDevices { .. } | Op::CommitProposals { .. } => {
+                self.commit_step(now)?
+            }
         }
         Ok(())
     }
@@ -1756,6 +1901,27 @@ impl<S: ClientStore> Engine<S> {
                 let targets: Vec<_> = present
                     .iter()
                     .filter(|(_, id)| users.contains(&id.user))
+                    .collect();
+                if targets.is_empty() {
+                    drop(tx);
+                    return self.finish_op(op_id);
+                }
+                let leaves: Vec<LeafNodeIndex> = targets.iter().map(|(i, _)| *i).collect();
+                let (c, w, gi) = group
+                    .remove_members(&provider, signer, &leaves)
+                    .map_err(CoreError::mls)?;
+                (
+                    c,
+                    w,
+                    gi,
+                    vec![],
+                    targets.iter().map(|(_, id)| id.device).collect(),
+                )
+            }
+            Op::RemoveDevices { devices, .. } => {
+                let targets: Vec<_> = present
+                    .iter()
+                    .filter(|(_, id)| devices.contains(&id.device))
                     .collect();
                 if targets.is_empty() {
                     drop(tx);

@@ -497,7 +497,46 @@ pub struct TrustList {
     pub anchors: Vec<serde_bytes::ByteBuf>,
 }
 
+/// The body of an organisation's revocation list: devices its admins
+/// revoked. Signed by the organisation's CA key; the relay only stores it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct RevocationList {
+    /// Format version (1).
+    pub v: u8,
+    /// The organisation whose devices these are.
+    pub org: OrgId,
+    /// Increases with every new list; a client never goes back.
+    pub serial: u64,
+    /// When it was signed, seconds since the Unix epoch.
+    pub issued_at: i64,
+    /// The revoked devices.
+    pub devices: Vec<DeviceId>,
+}
+
 impl OrgCa {
+    /// Signs a revocation list of `devices`.
+    pub fn sign_revocations(
+        &self,
+        devices: &[DeviceId],
+        serial: u64,
+        now: i64,
+    ) -> Result<cascade_protocol::SignedDocument, CertError> {
+        let list = RevocationList {
+            v: 1,
+            org: self.org.clone(),
+            serial,
+            issued_at: now,
+            devices: devices.to_vec(),
+        };
+        let mut body = Vec::new();
+        ciborium::into_writer(&list, &mut body).expect("serialising to a Vec cannot fail");
+        let signature = self.sign(&body)?;
+        Ok(cascade_protocol::SignedDocument {
+            body: body.into(),
+            signature: signature.into(),
+        })
+    }
+
     /// Signs raw bytes with the CA key (Ed25519).
     fn sign(&self, msg: &[u8]) -> Result<Vec<u8>, CertError> {
         rcgen::SigningKey::sign(&self.key, msg).map_err(malformed)
@@ -538,14 +577,13 @@ impl OrgCa {
     }
 }
 
-/// Verifies an organisation's trust list against the organisation's own CA
-/// (`own`), returning the partner anchors it pins.
-pub fn verify_trust_list(
+/// Checks a document's signature against an organisation's CA.
+fn verify_signed(
     doc: &cascade_protocol::SignedDocument,
-    own: &TrustAnchor,
-) -> Result<(TrustList, Vec<TrustAnchor>), CertError> {
+    ca_anchor: &TrustAnchor,
+) -> Result<(), CertError> {
     use ed25519_dalek::Verifier as _;
-    let (_, ca) = parse_x509_certificate(&own.cert_der).map_err(malformed)?;
+    let (_, ca) = parse_x509_certificate(&ca_anchor.cert_der).map_err(malformed)?;
     let key: [u8; 32] = ca
         .public_key()
         .subject_public_key
@@ -557,7 +595,38 @@ pub fn verify_trust_list(
     let sig = ed25519_dalek::Signature::from_slice(&doc.signature)
         .map_err(|_| CertError::BadSignature)?;
     key.verify(&doc.body, &sig)
-        .map_err(|_| CertError::BadSignature)?;
+        .map_err(|_| CertError::BadSignature)
+}
+
+/// Verifies an organisation's revocation list against that organisation's
+/// CA.
+pub fn verify_revocations(
+    doc: &cascade_protocol::SignedDocument,
+    anchor: &TrustAnchor,
+) -> Result<RevocationList, CertError> {
+    verify_signed(doc, anchor)?;
+    let list: RevocationList = ciborium::from_reader(doc.body.as_slice()).map_err(malformed)?;
+    if list.v != 1 {
+        return Err(CertError::Malformed(
+            "unknown revocation list version".into(),
+        ));
+    }
+    if list.org != anchor.org {
+        return Err(CertError::WrongOrg {
+            claimed: list.org.to_string(),
+            issuer: anchor.org.to_string(),
+        });
+    }
+    Ok(list)
+}
+
+/// Verifies an organisation's trust list against the organisation's own CA
+/// (`own`), returning the partner anchors it pins.
+pub fn verify_trust_list(
+    doc: &cascade_protocol::SignedDocument,
+    own: &TrustAnchor,
+) -> Result<(TrustList, Vec<TrustAnchor>), CertError> {
+    verify_signed(doc, own)?;
     let list: TrustList = ciborium::from_reader(doc.body.as_slice()).map_err(malformed)?;
     if list.v != 1 {
         return Err(CertError::Malformed("unknown trust list version".into()));

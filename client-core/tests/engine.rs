@@ -85,18 +85,27 @@ fn cert_of(device: DeviceId) -> Vec<u8> {
     CERTS.with(|c| c.borrow().get(&device).cloned().expect("issued"))
 }
 
-/// Answers a pending `GetTrustList` (if any) with no list; returns the
-/// other frames.
+/// Answers pending `GetTrustList` and `GetRevocations` requests (if any)
+/// with no list; returns the other frames.
 fn answer_trust(e: &mut Engine) -> Vec<ClientFrame> {
-    let frames = sent(e);
+    let mut pending = sent(e);
     let mut rest = Vec::new();
-    for f in frames {
-        if matches!(f.req, Request::GetTrustList { .. }) {
-            respond(e, f.id, Ok(Response::TrustList { document: None }));
-            rest.extend(sent(e));
-        } else {
-            rest.push(f);
+    while !pending.is_empty() {
+        let mut next = Vec::new();
+        for f in pending {
+            match f.req {
+                Request::GetTrustList { .. } => {
+                    respond(e, f.id, Ok(Response::TrustList { document: None }));
+                    next.extend(sent(e));
+                }
+                Request::GetRevocations { .. } => {
+                    respond(e, f.id, Ok(Response::Revocations { document: None }));
+                    next.extend(sent(e));
+                }
+                _ => rest.push(f),
+            }
         }
+        pending = next;
     }
     rest
 }

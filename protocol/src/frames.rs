@@ -107,6 +107,13 @@ pub enum Request {
         /// The organisation.
         org_id: OrgId,
     },
+    /// Fetch an organisation's revocation list: the devices its admins
+    /// revoked, signed by the organisation's CA. Answer:
+    /// [`Response::Revocations`].
+    GetRevocations {
+        /// The organisation.
+        org_id: OrgId,
+    },
     /// Liveness check. Answer: [`Response::Pong`].
     Ping,
 }
@@ -215,6 +222,12 @@ pub enum Response {
     },
     /// A user's directory entry.
     User(UserEntry),
+    /// An organisation's latest revocation list, if its admins published
+    /// one.
+    Revocations {
+        /// The signed revocation list.
+        document: Option<SignedDocument>,
+    },
     /// An organisation's latest trust list, if its admins published one.
     TrustList {
         /// The signed trust list.
@@ -272,6 +285,12 @@ pub enum Push {
     CertificateIssued {
         /// The certificate, DER.
         certificate: Bytes,
+    },
+    /// An organisation published a new revocation list; fetch it with
+    /// `GetRevocations` if the device trusts that organisation.
+    RevocationsUpdated {
+        /// The organisation.
+        org_id: OrgId,
     },
     /// The device's organisation published a new trust list; fetch it with
     /// `GetTrustList`.

@@ -11,7 +11,10 @@
 //!   [`PendingDevice`]: enrolled devices awaiting a certificate),
 //!   `POST /v1/admin/devices/{device}/certificate` ([`UploadCertificate`] →
 //!   `204`), `PUT /v1/admin/orgs/{org}/trust-list` ([`SignedDocumentJson`] →
-//!   `204`).
+//!   `204`), `POST /v1/admin/devices/{device}/revoke` (→ `204`: the relay
+//!   refuses the device from then on and drops its connection),
+//!   `PUT /v1/admin/orgs/{org}/revocations` ([`SignedDocumentJson`] → `204`:
+//!   the signed revocation list clients act on).
 //! - `POST /v1/enrol` ([`EnrolRequest`] → [`EnrolResponse`]), authenticated by
 //!   the one-time token in the body.
 //! - `GET /v1/orgs/{org}` (→ [`OrgInfo`]): public; a client checks the CA

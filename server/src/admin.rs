@@ -137,6 +137,11 @@ pub fn routes() -> Router<AppState> {
             "/v1/admin/orgs/{org}/trust-list",
             put(put_trust_list).layer(DefaultBodyLimit::max(MAX_TRUST_LIST_HTTP_BODY_BYTES)),
         )
+        .route(
+            "/v1/admin/orgs/{org}/revocations",
+            put(put_revocations).layer(DefaultBodyLimit::max(MAX_TRUST_LIST_HTTP_BODY_BYTES)),
+        )
+        .route("/v1/admin/devices/{device}/revoke", post(revoke_device))
         .route("/v1/admin/users", post(create_user))
         .route("/v1/admin/enrolment-tokens", post(issue_enrolment_token))
         .route(
@@ -379,6 +384,29 @@ async fn upload_certificate(
     Ok(StatusCode::NO_CONTENT)
 }
 
+/// `POST /v1/admin/devices/{device}/revoke`: the relay refuses the device
+/// from now on (authentication, claims, additions) and drops its live
+/// connection at once. `204`; `404` for an unknown device. Idempotent.
+/// Clients act on the organisation's signed revocation list, not on this.
+async fn revoke_device(
+    _: AdminAuth,
+    State(state): State<AppState>,
+    UrlPath(device): UrlPath<String>,
+) -> Result<StatusCode, ApiError> {
+    let device_id: DeviceId = device
+        .parse()
+        .map_err(|_| ApiError::BadRequest("invalid device id"))?;
+    let store = state.store();
+    if store.get_device(&device_id)?.is_none() {
+        return Err(ApiError::NotFound("unknown device"));
+    }
+    store.revoke_device(&device_id)?;
+    state.flush().await?;
+    state.registry().disconnect(&device_id);
+    tracing::info!(device = %device_id, "device revoked");
+    Ok(StatusCode::NO_CONTENT)
+}
+
 /// `PUT /v1/admin/orgs/{org}/trust-list`: stores the organisation's trust
 /// list after checking its signature with the organisation's CA key. `204`;
 /// `404` for an unknown organisation, `409 no_ca` if it has no CA, `400
@@ -386,10 +414,39 @@ async fn upload_certificate(
 /// [`MAX_TRUST_LIST_BYTES`], `400 bad_signature` if the signature does not
 /// verify. Replaces the previous list.
 async fn put_trust_list(
-    _: AdminAuth,
+    auth: AdminAuth,
     State(state): State<AppState>,
     UrlPath(org): UrlPath<String>,
     ApiJson(req): ApiJson<SignedDocumentJson>,
+) -> Result<StatusCode, ApiError> {
+    put_signed_document(auth, state, org, req, SignedKind::TrustList).await
+}
+
+/// `PUT /v1/admin/orgs/{org}/revocations`: stores the organisation's signed
+/// revocation list, checked like a trust list, and tells every connected
+/// device to fetch it.
+async fn put_revocations(
+    auth: AdminAuth,
+    State(state): State<AppState>,
+    UrlPath(org): UrlPath<String>,
+    ApiJson(req): ApiJson<SignedDocumentJson>,
+) -> Result<StatusCode, ApiError> {
+    put_signed_document(auth, state, org, req, SignedKind::Revocations).await
+}
+
+/// The documents an organisation's CA signs and the relay only stores.
+#[derive(Clone, Copy)]
+enum SignedKind {
+    TrustList,
+    Revocations,
+}
+
+async fn put_signed_document(
+    _: AdminAuth,
+    state: AppState,
+    org: String,
+    req: SignedDocumentJson,
+    kind: SignedKind,
 ) -> Result<StatusCode, ApiError> {
     let org_id = org_id(org)?;
     let store = state.store();
@@ -416,35 +473,45 @@ async fn put_trust_list(
         signature: Bytes::from(signature),
         published_at: unix_now(),
     };
-    match store.put_trust_list(&org_id, &list) {
+    let stored = match kind {
+        SignedKind::TrustList => store.put_trust_list(&org_id, &list),
+        SignedKind::Revocations => store.put_revocations(&org_id, &list),
+    };
+    match stored {
         Ok(()) => {}
         Err(StoreError::NotFound) => return Err(ApiError::NotFound("unknown organisation")),
         Err(e) => return Err(e.into()),
     }
     state.flush().await?;
-    tracing::info!(
-        org = %org_id,
-        bytes = list.body.len(),
-        sha256 = %digest,
-        "trust list stored"
-    );
-    // Tell the organisation's connected devices to fetch it.
-    let mut devices = Vec::new();
-    for user in store.list_users(&org_id)? {
-        devices.extend(
-            store
-                .devices_of_user(&user.user_id)?
-                .into_iter()
-                .map(|d| d.device_id),
-        );
-    }
+    let bytes = list.body.len();
+    let devices = match kind {
+        SignedKind::TrustList => {
+            tracing::info!(org = %org_id, bytes, sha256 = %digest, "trust list stored");
+            // The organisation's own devices fetch it.
+            let mut devices = Vec::new();
+            for user in store.list_users(&org_id)? {
+                devices.extend(
+                    store
+                        .devices_of_user(&user.user_id)?
+                        .into_iter()
+                        .map(|d| d.device_id),
+                );
+            }
+            devices
+        }
+        SignedKind::Revocations => {
+            tracing::info!(org = %org_id, bytes, sha256 = %digest, "revocation list stored");
+            // Any device may share a group with the organisation's members.
+            state.registry().connected()
+        }
+    };
     state.registry().offer(devices.into_iter().map(|d| {
-        (
-            d,
-            Live::TrustListUpdated {
-                org_id: org_id.clone(),
-            },
-        )
+        let org_id = org_id.clone();
+        let live = match kind {
+            SignedKind::TrustList => Live::TrustListUpdated { org_id },
+            SignedKind::Revocations => Live::RevocationsUpdated { org_id },
+        };
+        (d, live)
     }));
     Ok(StatusCode::NO_CONTENT)
 }

@@ -58,6 +58,11 @@ pub enum Live {
         /// The certificate, DER.
         certificate: Bytes,
     },
+    /// An organisation published a new revocation list.
+    RevocationsUpdated {
+        /// The organisation.
+        org_id: cascade_protocol::OrgId,
+    },
     /// The device's organisation published a new trust list.
     TrustListUpdated {
         /// The organisation.
@@ -80,6 +85,7 @@ impl Live {
             Live::KeyPackagesLow { stock } => Push::KeyPackagesLow { stock },
             Live::CertificateIssued { certificate } => Push::CertificateIssued { certificate },
             Live::TrustListUpdated { org_id } => Push::TrustListUpdated { org_id },
+            Live::RevocationsUpdated { org_id } => Push::RevocationsUpdated { org_id },
         }
     }
 }
@@ -128,6 +134,25 @@ impl Registry {
         if conns.get(device_id).is_some_and(|e| e.conn_id == conn_id) {
             conns.remove(device_id);
         }
+    }
+
+    /// Drops the device's registration, which closes its live connection
+    /// (used when the device is revoked).
+    pub fn disconnect(&self, device_id: &DeviceId) {
+        self.conns
+            .lock()
+            .expect("registry poisoned")
+            .remove(device_id);
+    }
+
+    /// The devices with a live connection.
+    pub fn connected(&self) -> Vec<DeviceId> {
+        self.conns
+            .lock()
+            .expect("registry poisoned")
+            .keys()
+            .copied()
+            .collect()
     }
 
     /// Whether the device has a live connection.

@@ -56,6 +56,8 @@ pub struct Relay {
     cas: std::sync::Mutex<std::collections::HashMap<OrgId, std::sync::Arc<OrgCa>>>,
     /// Partners each organisation has pinned, and its trust-list serial.
     trust: std::sync::Mutex<std::collections::HashMap<OrgId, (u64, Vec<OrgId>)>>,
+    /// Devices each organisation has revoked, and its revocation serial.
+    revoked: std::sync::Mutex<std::collections::HashMap<OrgId, (u64, Vec<cascade_core::DeviceId>)>>,
 }
 
 impl Relay {
@@ -75,6 +77,7 @@ impl Relay {
             clients: tempfile::tempdir()?,
             cas: Default::default(),
             trust: Default::default(),
+            revoked: Default::default(),
         })
     }
 
@@ -125,6 +128,23 @@ impl Relay {
             .collect();
         let doc = ca.sign_trust_list(&ders, serial, unix_now())?;
         self.admin.put_trust_list(ca.org(), &doc).await?;
+        Ok(())
+    }
+
+    /// The device's organisation revokes it: the relay refuses it and the
+    /// signed revocation list tells every client.
+    pub async fn revoke(&self, org: &str, device: cascade_core::DeviceId) -> Result<()> {
+        let ca = self.ca(org);
+        self.admin.revoke_device(&device).await?;
+        let (serial, devices) = {
+            let mut r = self.revoked.lock().expect("not poisoned");
+            let e = r.entry(ca.org().clone()).or_default();
+            e.0 += 1;
+            e.1.push(device);
+            (e.0, e.1.clone())
+        };
+        let doc = ca.sign_revocations(&devices, serial, unix_now())?;
+        self.admin.put_revocations(ca.org(), &doc).await?;
         Ok(())
     }
 

@@ -10,7 +10,9 @@
 use std::sync::Arc;
 
 use anyhow::Result;
-use cascade_protocol::{decode_client_frame, decode_server_frame, Push, Request, ServerFrame};
+use cascade_protocol::{
+    decode_client_frame, decode_server_frame, ClientFrame, Push, Request, ServerFrame,
+};
 use futures_util::{SinkExt, StreamExt};
 use tokio::net::TcpListener;
 use tokio::sync::{Mutex, Notify};
@@ -21,6 +23,8 @@ struct Control {
     hold: bool,
     replay_next_send: bool,
     replayed: usize,
+    /// Every `SendMessage` payload the client sent, in order.
+    sends: Vec<cascade_protocol::Bytes>,
 }
 
 /// A running proxy; clients connect to [`Proxy::url`].
@@ -71,6 +75,11 @@ impl Proxy {
         self.control.lock().await.replay_next_send = true;
     }
 
+    /// Every MLS message the client posted with `SendMessage`, in order.
+    pub async fn sends(&self) -> Vec<cascade_protocol::Bytes> {
+        self.control.lock().await.sends.clone()
+    }
+
     /// How many frames were replayed so far.
     pub async fn replayed(&self) -> usize {
         self.control.lock().await.replayed
@@ -92,8 +101,12 @@ async fn serve(
         while let Some(Ok(msg)) = c_rx.next().await {
             let replay = match &msg {
                 WsMessage::Binary(b) => match decode_client_frame(b) {
-                    Ok(f) if matches!(f.req, Request::SendMessage { .. }) => {
+                    Ok(ClientFrame {
+                        req: Request::SendMessage { message, .. },
+                        ..
+                    }) => {
                         let mut c = up_control.lock().await;
+                        c.sends.push(message);
                         let r = c.replay_next_send;
                         if r {
                             c.replay_next_send = false;

@@ -155,3 +155,97 @@ async fn unpinning_a_partner_refuses_its_members_again() -> Result<()> {
     assert!(matches!(ev, Event::OperationFailed { reason, .. } if reason.contains("not trusted")));
     Ok(())
 }
+
+/// A lost phone is revoked: the relay refuses it at once, the remaining
+/// members remove it from the conversation (one commit wins), the user's
+/// other device stays, and nothing sent after the removal can be decrypted
+/// with the phone's keys.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_revoked_device_is_removed_and_cannot_read_what_follows() -> Result<()> {
+    use cascade_core::engine::Engine;
+    use cascade_core::SqliteStore;
+    use cascade_protocol::*;
+
+    let relay = Relay::start().await?;
+    relay.org("north-trust").await?;
+    relay.org("east-ambulance").await?;
+    relay
+        .trust_each_other("north-trust", "east-ambulance")
+        .await?;
+    let alice = relay.user("alice@north-trust", "Alice", "Nurse").await?;
+    let bob_desk = relay.user("bob@north-trust", "Bob", "Doctor").await?;
+    let bob_phone = relay.device("bob@north-trust", "phone").await?;
+    let carol = relay
+        .user("carol@east-ambulance", "Carol", "Paramedic")
+        .await?;
+    let alice_dir = alice.close().await;
+    let proxy = cascade_tests::proxy::Proxy::start(&relay.url).await?;
+    let alice = Peer::open_via(alice_dir, Some(&proxy.url)).await?;
+    alice.sync().await?;
+    let group = alice
+        .create_group_with("Theatre", &[&bob_desk, &carol])
+        .await?;
+    bob_phone.joined(group).await?;
+    assert_eq!(alice.client.members(group).await?.len(), 4);
+    let phone_id = bob_phone.client.identity().device_id;
+    let phone_dir = bob_phone.close().await;
+
+    relay.revoke("north-trust", phone_id).await?;
+    for p in [&alice, &bob_desk, &carol] {
+        p.until("the phone's removal", || async {
+            Ok(!p
+                .client
+                .members(group)
+                .await?
+                .iter()
+                .any(|m| m.device_id == phone_id))
+        })
+        .await?;
+        assert_eq!(p.client.members(group).await?.len(), 3, "Bob's desk stays");
+    }
+    let e = alice.client.epoch(group).await?;
+    for p in [&bob_desk, &carol] {
+        p.until("the same epoch", || async {
+            Ok(p.client.epoch(group).await? == e)
+        })
+        .await?;
+    }
+
+    // The phone cannot connect any more.
+    let phone = Peer::open(phone_dir.clone()).await?;
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    assert!(
+        !phone.client.is_online().await?,
+        "the relay refuses a revoked device"
+    );
+    phone.close().await;
+
+    // A message sent after the removal: the phone's keys cannot read it.
+    alice
+        .client
+        .send_text(group, "after the phone was lost")
+        .await?;
+    alice.sync().await?;
+    bob_desk.messages(group, 1).await?;
+    let ciphertext = proxy.sends().await.last().cloned().expect("captured");
+    let mut engine = Engine::new(SqliteStore::open(&phone_dir.join("cascade.db"))?)?;
+    let before = engine.history(&group, None, 100)?.len();
+    let frame = encode_server_frame(&ServerFrame::Push(Push::Deliver(QueueItem {
+        queue_id: 1,
+        group_id: group,
+        seq: 1_000,
+        sender: alice.client.identity().device_id,
+        kind: ItemKind::Application,
+        payload: ciphertext,
+    })));
+    engine.handle_connected();
+    engine.handle_frame(&frame, cascade_core::client::now_ms())?;
+    let texts: Vec<_> = engine
+        .history(&group, None, 100)?
+        .into_iter()
+        .filter_map(|m| m.text)
+        .collect();
+    assert_eq!(texts.len(), before, "nothing new was decrypted");
+    assert!(!texts.iter().any(|t| t.contains("after the phone was lost")));
+    Ok(())
+}

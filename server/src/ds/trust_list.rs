@@ -22,3 +22,16 @@ pub fn handle(state: &AppState, org_id: &OrgId) -> Result<Response, DsError> {
         });
     Ok(Response::TrustList { document })
 }
+
+/// The organisation's latest revocation list; `document: None` if it has
+/// none. Any authenticated device may ask for any organisation's list.
+pub fn revocations(state: &AppState, org_id: &OrgId) -> Result<Response, DsError> {
+    let document = state
+        .store()
+        .revocations(org_id)?
+        .map(|list| SignedDocument {
+            body: list.body,
+            signature: list.signature,
+        });
+    Ok(Response::Revocations { document })
+}

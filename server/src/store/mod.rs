@@ -312,6 +312,14 @@ pub trait Store: Send + Sync {
     /// An organisation's trust list, if one was stored.
     fn trust_list(&self, org_id: &OrgId) -> Result<Option<TrustList>, StoreError>;
 
+    /// Stores (replaces) an organisation's signed revocation list (same
+    /// record shape as a trust list). `NotFound` if the organisation does
+    /// not exist.
+    fn put_revocations(&self, org_id: &OrgId, list: &TrustList) -> Result<(), StoreError>;
+
+    /// An organisation's revocation list, if one was stored.
+    fn revocations(&self, org_id: &OrgId) -> Result<Option<TrustList>, StoreError>;
+
     /// Atomically appends single-use KeyPackages to a device's stock and, if
     /// given, replaces its last-resort KeyPackage. `StockFull` (and nothing
     /// stored) if the stock would exceed the limit. Returns the new stock.

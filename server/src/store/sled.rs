@@ -20,6 +20,7 @@
 //! | `queue_len`    | device id                        | item count                 |
 //! | `payloads`     | group id, seq, kind tag          | `PayloadRecord`            |
 //! | `trust_lists`  | org id                           | [`TrustList`]              |
+//! | `revocations`  | org id                           | [`TrustList`] (revocation list) |
 //!
 //! A payload is stored once and referenced by every queue entry that
 //! delivers it, with a reference count, so a commit to a large group is not
@@ -213,9 +214,30 @@ pub struct SledStore {
     queue_len: Tree,
     payloads: Tree,
     trust_lists: Tree,
+    revocations: Tree,
 }
 
 impl SledStore {
+    /// Stores a signed per-organisation document in `tree`, atomically
+    /// checking that the organisation exists.
+    fn put_org_document(
+        &self,
+        tree: &Tree,
+        org_id: &OrgId,
+        doc: &TrustList,
+    ) -> Result<(), StoreError> {
+        let key = org_id.as_str().as_bytes();
+        let value = encode(doc);
+        (&self.orgs, tree).transaction(|(orgs, docs)| {
+            if orgs.get(key)?.is_none() {
+                return abort(StoreError::NotFound);
+            }
+            docs.insert(key, &value[..])?;
+            Ok(())
+        })?;
+        Ok(())
+    }
+
     /// Opens (creating if needed) the database in directory `path`. Only one
     /// process may have it open.
     pub fn open(path: &Path) -> Result<Self, StoreError> {
@@ -247,6 +269,7 @@ impl SledStore {
             queue_len: tree("queue_len")?,
             payloads: tree("payloads")?,
             trust_lists: tree("trust_lists")?,
+            revocations: tree("revocations")?,
             db,
         })
     }
@@ -503,22 +526,24 @@ impl Store for SledStore {
     }
 
     fn put_trust_list(&self, org_id: &OrgId, list: &TrustList) -> Result<(), StoreError> {
-        let key = org_id.as_str().as_bytes();
-        let value = encode(list);
-        (&self.orgs, &self.trust_lists).transaction(|(orgs, lists)| {
-            if orgs.get(key)?.is_none() {
-                return abort(StoreError::NotFound);
-            }
-            lists.insert(key, &value[..])?;
-            Ok(())
-        })?;
-        Ok(())
+        self.put_org_document(&self.trust_lists, org_id, list)
     }
 
     fn trust_list(&self, org_id: &OrgId) -> Result<Option<TrustList>, StoreError> {
         self.trust_lists
             .get(org_id.as_str().as_bytes())?
             .map(|v| decode(&v, "trust list"))
+            .transpose()
+    }
+
+    fn put_revocations(&self, org_id: &OrgId, list: &TrustList) -> Result<(), StoreError> {
+        self.put_org_document(&self.revocations, org_id, list)
+    }
+
+    fn revocations(&self, org_id: &OrgId) -> Result<Option<TrustList>, StoreError> {
+        self.revocations
+            .get(org_id.as_str().as_bytes())?
+            .map(|v| decode(&v, "revocation list"))
             .transpose()
     }
 
