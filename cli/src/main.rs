@@ -120,6 +120,14 @@ enum Command {
         #[arg(long, default_value_t = 50)]
         limit: u32,
     },
+    /// Show the safety number of you and a colleague in a conversation:
+    /// compare it with them in person or by phone.
+    SafetyNumber {
+        /// Conversation id or name.
+        conversation: String,
+        /// The colleague.
+        user: UserId,
+    },
     /// Print messages as they arrive, until interrupted.
     Follow,
     /// Chat interactively in a conversation: lines you type are sent.
@@ -810,6 +818,16 @@ async fn user_command_inner(
                     print_message(false, &m);
                 }
             }
+        }
+        Command::SafetyNumber { conversation, user } => {
+            synced(client, timeout).await?;
+            let group = resolve(client, &conversation).await?;
+            let number = client.safety_number(group, user.clone()).await?;
+            say(
+                json,
+                json!({ "user_id": user, "safety_number": number }),
+                || number.clone(),
+            );
         }
         Command::Follow => {
             let mut events = client.subscribe();

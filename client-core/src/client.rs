@@ -240,6 +240,17 @@ impl Client {
         self.call(move |e, _| e.members(&group)).await
     }
 
+    /// The safety number of this user and `other` (see
+    /// [`Engine::safety_number`]).
+    pub async fn safety_number(&self, group: GroupId, other: UserId) -> Result<String> {
+        self.call(move |e, _| e.safety_number(&group, &other)).await
+    }
+
+    /// The organisations whose members this device accepts (its own first).
+    pub async fn trusted_orgs(&self) -> Result<Vec<cascade_protocol::OrgId>> {
+        self.call(|e, _| Ok(e.trusted_orgs())).await
+    }
+
     /// The MLS epoch of a conversation on this device.
     pub async fn epoch(&self, group: GroupId) -> Result<u64> {
         self.call(move |e, _| e.epoch(&group)).await

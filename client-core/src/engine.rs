@@ -294,6 +294,52 @@ fn mls_in(bytes: &[u8]) -> Result<MlsMessageIn> {
     MlsMessageIn::tls_deserialize_exact(bytes).map_err(|_| CoreError::Decode("MLS message".into()))
 }
 
+/// 30 digits for one user's device keys: an iterated SHA-256 over the user
+/// id and the sorted (device, key) pairs (iterated so that finding another
+/// key set with the same digits is costly, as in Signal's safety numbers).
+fn safety_digits(user: &UserId, mut devices: Vec<(DeviceId, Vec<u8>)>) -> String {
+    use sha2::{Digest, Sha256};
+    devices.sort();
+    let mut input = b"cascade-safety-number-v1\0".to_vec();
+    input.extend_from_slice(user.as_str().as_bytes());
+    input.push(0);
+    for (d, k) in &devices {
+        input.extend_from_slice(d.as_bytes());
+        input.extend_from_slice(&(k.len() as u32).to_be_bytes());
+        input.extend_from_slice(k);
+    }
+    let mut h = Sha256::digest(&input).to_vec();
+    for _ in 0..1023 {
+        let mut next = Sha256::new();
+        next.update(&h);
+        next.update(&input);
+        h = next.finalize().to_vec();
+    }
+    h[..30]
+        .chunks(5)
+        .map(|c| {
+            let v = c.iter().fold(0u64, |a, b| (a << 8) | u64::from(*b));
+            format!("{:05}", v % 100_000)
+        })
+        .collect()
+}
+
+/// The safety number of two users: both halves, lower user id first, in
+/// groups of five digits.
+pub fn safety_number(
+    a: (&UserId, Vec<(DeviceId, Vec<u8>)>),
+    b: (&UserId, Vec<(DeviceId, Vec<u8>)>),
+) -> String {
+    let (first, second) = if a.0 <= b.0 { (a, b) } else { (b, a) };
+    let digits = safety_digits(first.0, first.1) + &safety_digits(second.0, second.1);
+    digits
+        .as_bytes()
+        .chunks(5)
+        .map(|c| std::str::from_utf8(c).expect("ASCII digits"))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
 /// Whether processing failed only because this exact ciphertext was already
 /// decrypted (its ratchet secret is consumed and deleted).
 ///
@@ -941,6 +987,31 @@ impl<S: ClientStore> Engine<S> {
                 })
             })
             .collect()
+    }
+
+    /// The safety number of this user and `other`, from the device keys
+    /// both have in the conversation: 60 digits in 12 groups of 5,
+    /// identical on both sides, changing whenever either user's set of
+    /// device keys changes. Compare it in person or by phone.
+    pub fn safety_number(&self, group_id: &GroupId, other: &UserId) -> Result<String> {
+        let (identity, signer) = self.id()?;
+        let provider = self.store.mls();
+        let group = MlsGroup::load(provider.storage(), &openmls_group_id(group_id))?
+            .ok_or(CoreError::UnknownConversation)?;
+        let mut keys: HashMap<UserId, Vec<(DeviceId, Vec<u8>)>> = HashMap::new();
+        for m in group.members() {
+            let id = member_identity(&m.credential)?;
+            keys.entry(id.user)
+                .or_default()
+                .push((id.device, m.signature_key.clone()));
+        }
+        let mine = keys
+            .remove(&identity.user_id)
+            .unwrap_or_else(|| vec![(identity.device_id, signer.public().to_vec())]);
+        let theirs = keys
+            .remove(other)
+            .ok_or_else(|| CoreError::Invalid(format!("{other} is not in this conversation")))?;
+        Ok(safety_number((&identity.user_id, mine), (other, theirs)))
     }
 
     /// The MLS epoch of a conversation on this device.
@@ -1980,5 +2051,42 @@ impl<S: ClientStore> Engine<S> {
         let req = self.request(Request::Commit(bundle), Pending::Op);
         self.set_step(Step::Awaiting(req));
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn user(s: &str) -> UserId {
+        UserId::new(s).expect("valid")
+    }
+
+    #[test]
+    fn safety_numbers_are_symmetric_and_change_with_keys() {
+        let a = vec![(DeviceId([1; 16]), vec![1; 32])];
+        let b = vec![
+            (DeviceId([2; 16]), vec![2; 32]),
+            (DeviceId([3; 16]), vec![3; 32]),
+        ];
+        let ab = safety_number((&user("alice@n"), a.clone()), (&user("bob@e"), b.clone()));
+        let ba = safety_number((&user("bob@e"), b.clone()), (&user("alice@n"), a.clone()));
+        assert_eq!(ab, ba);
+        assert_eq!(ab.len(), 60 + 11, "12 groups of 5 digits");
+        assert!(ab
+            .split(' ')
+            .all(|g| g.len() == 5 && g.bytes().all(|c| c.is_ascii_digit())));
+        // Device order does not matter; a changed key does.
+        let b_rev: Vec<_> = b.iter().rev().cloned().collect();
+        assert_eq!(
+            ab,
+            safety_number((&user("alice@n"), a.clone()), (&user("bob@e"), b_rev))
+        );
+        let mut b2 = b.clone();
+        b2[1].1 = vec![4; 32];
+        assert_ne!(
+            ab,
+            safety_number((&user("alice@n"), a), (&user("bob@e"), b2))
+        );
     }
 }

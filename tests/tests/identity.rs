@@ -249,3 +249,27 @@ async fn a_revoked_device_is_removed_and_cannot_read_what_follows() -> Result<()
     assert!(!texts.iter().any(|t| t.contains("after the phone was lost")));
     Ok(())
 }
+
+/// Both sides see the same safety number; it changes when a key changes
+/// (here: Bob enrols another device).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn safety_numbers_match_and_change_with_keys() -> Result<()> {
+    let relay = Relay::start().await?;
+    relay.org("north-trust").await?;
+    let alice = relay.user("alice@north-trust", "Alice", "Nurse").await?;
+    let bob = relay.user("bob@north-trust", "Bob", "Doctor").await?;
+    let group = alice.create_group_with("Ward", &[&bob]).await?;
+    let a = alice.client.safety_number(group, bob.user()).await?;
+    let b = bob.client.safety_number(group, alice.user()).await?;
+    assert_eq!(a, b);
+    let phone = relay.device("bob@north-trust", "phone").await?;
+    let other = relay.user("carol@north-trust", "Carol", "Porter").await?;
+    // Adding Carol re-adds nobody, but Bob's new phone joins when Bob is
+    // added to a new conversation.
+    let group2 = alice.create_group_with("Ward 2", &[&bob, &other]).await?;
+    phone.joined(group2).await?;
+    let a2 = alice.client.safety_number(group2, bob.user()).await?;
+    assert_ne!(a, a2, "a new device key changes the number");
+    assert_eq!(a2, phone.client.safety_number(group2, alice.user()).await?);
+    Ok(())
+}
