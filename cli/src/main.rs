@@ -120,6 +120,13 @@ enum Command {
         #[arg(long, default_value_t = 50)]
         limit: u32,
     },
+    /// Find colleagues in your own and trusted organisations by name, role
+    /// or user id (works from the local cache when the relay is down).
+    Directory {
+        /// What to look for; empty lists everyone.
+        #[arg(default_value = "")]
+        query: String,
+    },
     /// Show the safety number of you and a colleague in a conversation:
     /// compare it with them in person or by phone.
     SafetyNumber {
@@ -816,6 +823,22 @@ async fn user_command_inner(
             } else {
                 for m in msgs {
                     print_message(false, &m);
+                }
+            }
+        }
+        Command::Directory { query } => {
+            // Best effort: search the relay if it answers in time, the local
+            // cache otherwise.
+            let _ = client.sync(timeout.min(Duration::from_secs(5))).await;
+            let people = client.search_directory(&query).await?;
+            if json {
+                println!("{}", serde_json::to_string(&people)?);
+            } else {
+                for p in people {
+                    println!(
+                        "{}\t{}\t{}\t[{}]",
+                        p.display_name, p.role, p.user_id, p.org_id
+                    );
                 }
             }
         }

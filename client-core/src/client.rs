@@ -47,6 +47,9 @@ pub struct Client {
     cmds: mpsc::UnboundedSender<Cmd>,
     events: broadcast::Sender<Event>,
     identity: Identity,
+    /// A receiver made before the background task started, so that the
+    /// first events (connection, certificate) are not missed.
+    first: std::sync::Arc<std::sync::Mutex<Option<broadcast::Receiver<Event>>>>,
 }
 
 fn db_path(data_dir: &Path) -> PathBuf {
@@ -145,13 +148,14 @@ impl Client {
         let engine = Engine::new(SqliteStore::open(&db_path(data_dir))?)?;
         let identity = engine.identity().cloned().ok_or(CoreError::NotEnrolled)?;
         let (cmds, rx) = mpsc::unbounded_channel();
-        let (events, _) = broadcast::channel(4096);
+        let (events, first) = broadcast::channel(4096);
         let ws_url = ws_url(server_url.unwrap_or(&identity.server_url));
         tokio::spawn(run(engine, ws_url, rx, events.clone()));
         Ok(Client {
             cmds,
             events,
             identity,
+            first: std::sync::Arc::new(std::sync::Mutex::new(Some(first))),
         })
     }
 
@@ -163,6 +167,16 @@ impl Client {
     /// A stream of events from now on.
     pub fn subscribe(&self) -> broadcast::Receiver<Event> {
         self.events.subscribe()
+    }
+
+    /// The stream of every event since the client was opened, for the first
+    /// caller; later callers get one from now on, like [`Client::subscribe`].
+    pub fn events_since_open(&self) -> broadcast::Receiver<Event> {
+        self.first
+            .lock()
+            .expect("not poisoned")
+            .take()
+            .unwrap_or_else(|| self.events.subscribe())
     }
 
     async fn call<T: Send + 'static>(
@@ -244,6 +258,35 @@ impl Client {
     /// [`Engine::safety_number`]).
     pub async fn safety_number(&self, group: GroupId, other: UserId) -> Result<String> {
         self.call(move |e, _| e.safety_number(&group, &other)).await
+    }
+
+    /// Finds colleagues in the device's own and trusted organisations by
+    /// name, role or user id, verified against their certificates. Asks the
+    /// relay when connected (and caches what it finds); searches the local
+    /// cache when the relay is unreachable.
+    pub async fn search_directory(&self, query: &str) -> Result<Vec<crate::store::Person>> {
+        let mut events = self.subscribe();
+        let q = query.to_owned();
+        let token = self.call(move |e, _| e.search_directory(&q)).await?;
+        if let Some(token) = token {
+            let answer = tokio::time::timeout(Duration::from_secs(10), async {
+                loop {
+                    match events.recv().await {
+                        Ok(Event::DirectoryResults { request, people }) if request == token => {
+                            return Some(people)
+                        }
+                        Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) => {}
+                        Err(_) => return None,
+                    }
+                }
+            })
+            .await;
+            if let Ok(Some(people)) = answer {
+                return Ok(people);
+            }
+        }
+        let q = query.to_owned();
+        self.call(move |e, _| e.search_local(&q)).await
     }
 
     /// The organisations whose members this device accepts (its own first).

@@ -85,6 +85,14 @@ pub enum Event {
         /// Users whose devices were removed.
         removed: Vec<UserId>,
     },
+    /// Answer to [`Engine::search_directory`]: verified people, also
+    /// cached for offline search.
+    DirectoryResults {
+        /// The token `search_directory` returned.
+        request: u64,
+        /// The people found.
+        people: Vec<crate::store::Person>,
+    },
     /// This device has no certificate from its organisation yet: it can
     /// connect, but not join or create conversations until an admin issues
     /// it.
@@ -227,9 +235,14 @@ struct InFlight {
 }
 
 enum Pending {
+    Directory,
     Auth,
-    TrustList,
-    Revocations(cascade_protocol::OrgId),
+    /// `gate`: fetched right after authentication, before the backlog is
+    /// processed (see [`Engine::gate`]).
+    TrustList {
+        gate: bool,
+    },
+    Revocations(cascade_protocol::OrgId, bool),
     UploadKeyPackages,
     Ack,
     Op,
@@ -251,6 +264,9 @@ pub struct Engine<S: ClientStore = SqliteStore> {
     /// The CAs whose members this device accepts: its own organisation's,
     /// then the partners its organisation's trust list pins.
     anchors: Vec<TrustAnchor>,
+    /// After authentication: answers still awaited (trust list, revocation
+    /// lists) and the pushes held until then.
+    gate: Option<(usize, Vec<Push>)>,
     /// Devices revoked by the organisations we trust, from their signed
     /// revocation lists.
     revoked: HashMap<cascade_protocol::OrgId, std::collections::HashSet<DeviceId>>,
@@ -391,6 +407,7 @@ impl<S: ClientStore> Engine<S> {
             inflight: None,
             uploading_key_packages: false,
             anchors: Vec::new(),
+            gate: None,
             revoked: HashMap::new(),
         }
         .with_anchors())
@@ -429,15 +446,36 @@ impl<S: ClientStore> Engine<S> {
     }
 
     /// Asks for the revocation list of every organisation we trust.
-    fn fetch_revocations(&mut self) {
-        for org_id in self.trusted_orgs() {
+    /// Returns how many requests went out.
+    fn fetch_revocations(&mut self, gate: bool) -> usize {
+        let orgs = self.trusted_orgs();
+        for org_id in &orgs {
             self.request(
                 Request::GetRevocations {
                     org_id: org_id.clone(),
                 },
-                Pending::Revocations(org_id),
+                Pending::Revocations(org_id.clone(), gate),
             );
         }
+        orgs.len()
+    }
+
+    /// One of the answers the backlog waits for arrived (`more` further
+    /// requests went out because of it); once none is outstanding, the held
+    /// pushes are processed in order.
+    fn gate_answered(&mut self, more: usize, now: u64) -> Result<()> {
+        let Some((outstanding, _)) = &mut self.gate else {
+            return Ok(());
+        };
+        *outstanding = *outstanding + more - 1;
+        if *outstanding > 0 {
+            return Ok(());
+        }
+        let (_, held) = self.gate.take().expect("checked");
+        for push in held {
+            self.handle_push(push, now)?;
+        }
+        Ok(())
     }
 
     /// Verifies and stores an organisation's revocation list, then queues
@@ -689,6 +727,7 @@ impl<S: ClientStore> Engine<S> {
         self.pending.clear();
         self.acks.clear();
         self.transmit.clear();
+        self.gate = None; // unacked items come again on the next connection
         self.uploading_key_packages = false;
         if let Some(f) = &mut self.inflight {
             // A commit sent but unanswered may or may not have landed; the
@@ -989,6 +1028,82 @@ impl<S: ClientStore> Engine<S> {
             .collect()
     }
 
+    /// Asks the relay's directory for colleagues in our own and trusted
+    /// organisations. Returns a token matched by
+    /// [`Event::DirectoryResults`], or `None` when offline (then use
+    /// [`Engine::search_local`]).
+    pub fn search_directory(&mut self, query: &str) -> Result<Option<u64>> {
+        if query.len() > cascade_protocol::limits::MAX_NAME_BYTES {
+            return Err(CoreError::Invalid("search text too long".into()));
+        }
+        if !self.is_online() {
+            return Ok(None);
+        }
+        let orgs = self.trusted_orgs();
+        Ok(Some(self.request(
+            Request::SearchDirectory {
+                orgs,
+                query: query.to_owned(),
+            },
+            Pending::Directory,
+        )))
+    }
+
+    /// Searches the directory entries cached on this device (works
+    /// offline).
+    pub fn search_local(&self, query: &str) -> Result<Vec<crate::store::Person>> {
+        self.store.search_people(
+            query,
+            cascade_protocol::limits::MAX_DIRECTORY_RESULTS as u32,
+        )
+    }
+
+    /// Verifies directory entries: a person is shown only with a
+    /// certificate that verifies against our anchors and names them.
+    fn handle_directory(
+        &mut self,
+        request: u64,
+        entries: Vec<cascade_protocol::DirectoryEntry>,
+        now: u64,
+    ) -> Result<()> {
+        let mut people = Vec::new();
+        for entry in entries {
+            let mut person: Option<crate::store::Person> = None;
+            for cert in &entry.certificates {
+                let Ok(m) = crate::identity::verify_device_cert(
+                    cert,
+                    &self.anchors,
+                    (now / 1000) as i64,
+                    &|org, device| self.is_revoked_device(org, device),
+                ) else {
+                    continue;
+                };
+                if m.claims.user != entry.user_id {
+                    continue;
+                }
+                match &mut person {
+                    Some(p) => p.devices += 1,
+                    None => {
+                        person = Some(crate::store::Person {
+                            user_id: m.claims.user,
+                            org_id: m.org,
+                            display_name: m.claims.display_name,
+                            role: m.claims.role,
+                            devices: 1,
+                        })
+                    }
+                }
+            }
+            if let Some(p) = person {
+                self.store.put_person(&p, now)?;
+                people.push(p);
+            }
+        }
+        self.events
+            .push_back(Event::DirectoryResults { request, people });
+        Ok(())
+    }
+
     /// The safety number of this user and `other`, from the device keys
     /// both have in the conversation: 60 digits in 12 groups of 5,
     /// identical on both sides, changing whenever either user's set of
@@ -1033,6 +1148,15 @@ impl<S: ClientStore> Engine<S> {
     // ----- pushes ----------------------------------------------------------
 
     fn handle_push(&mut self, push: Push, now: u64) -> Result<()> {
+        // Until the trust and revocation lists are current, queue items wait:
+        // they must be verified against what our organisation trusts now,
+        // not what it trusted when we were last online.
+        if let Some((_, held)) = &mut self.gate {
+            if matches!(push, Push::Deliver(_) | Push::QueueDrained) {
+                held.push(push);
+                return Ok(());
+            }
+        }
         match push {
             Push::Challenge { nonce } => {
                 let (identity, signer) = self.id()?;
@@ -1073,13 +1197,16 @@ impl<S: ClientStore> Engine<S> {
                         Request::GetRevocations {
                             org_id: org_id.clone(),
                         },
-                        Pending::Revocations(org_id),
+                        Pending::Revocations(org_id, false),
                     );
                 }
             }
             Push::TrustListUpdated { org_id } => {
                 if self.id()?.0.org_id == org_id {
-                    self.request(Request::GetTrustList { org_id }, Pending::TrustList);
+                    self.request(
+                        Request::GetTrustList { org_id },
+                        Pending::TrustList { gate: false },
+                    );
                 }
             }
             Push::CertificateIssued { certificate } => {
@@ -1424,6 +1551,16 @@ impl<S: ClientStore> Engine<S> {
             return Ok(());
         };
         match pending {
+            Pending::Directory => match result {
+                Ok(Response::Directory { entries }) => self.handle_directory(id, entries, now)?,
+                other => {
+                    tracing::warn!(?other, "directory search failed");
+                    self.events.push_back(Event::DirectoryResults {
+                        request: id,
+                        people: Vec::new(),
+                    });
+                }
+            },
             Pending::Auth => match result {
                 Ok(Response::Authenticated {
                     key_package_stock,
@@ -1447,7 +1584,11 @@ impl<S: ClientStore> Engine<S> {
                         self.upload_key_packages(!has_last_resort)?;
                     }
                     let org_id = self.id()?.0.org_id.clone();
-                    self.request(Request::GetTrustList { org_id }, Pending::TrustList);
+                    self.gate = Some((1, Vec::new()));
+                    self.request(
+                        Request::GetTrustList { org_id },
+                        Pending::TrustList { gate: true },
+                    );
                 }
                 other => {
                     tracing::warn!(?other, "authentication refused");
@@ -1458,20 +1599,28 @@ impl<S: ClientStore> Engine<S> {
                     });
                 }
             },
-            Pending::TrustList => match result {
-                Ok(Response::TrustList { document }) => {
-                    self.handle_trust_list(document)?;
-                    // The trusted organisations may have changed.
-                    self.fetch_revocations();
+            Pending::TrustList { gate } => {
+                match result {
+                    Ok(Response::TrustList { document }) => self.handle_trust_list(document)?,
+                    other => tracing::warn!(?other, "trust list not fetched"),
                 }
-                other => tracing::warn!(?other, "trust list not fetched"),
-            },
-            Pending::Revocations(org_id) => match result {
-                Ok(Response::Revocations { document }) => {
-                    self.handle_revocations(&org_id, document, now)?
+                // The trusted organisations may have changed.
+                let n = self.fetch_revocations(gate);
+                if gate {
+                    self.gate_answered(n, now)?;
                 }
-                other => tracing::warn!(?other, "revocation list not fetched"),
-            },
+            }
+            Pending::Revocations(org_id, gate) => {
+                match result {
+                    Ok(Response::Revocations { document }) => {
+                        self.handle_revocations(&org_id, document, now)?
+                    }
+                    other => tracing::warn!(?other, "revocation list not fetched"),
+                }
+                if gate {
+                    self.gate_answered(0, now)?;
+                }
+            }
             Pending::UploadKeyPackages => {
                 self.uploading_key_packages = false;
                 if let Err(e) = result {

@@ -24,5 +24,6 @@ pub use content::{Body, Content, MessageId};
 pub use engine::{ConnectionState, Engine, Event, Member};
 pub use error::{CoreError, Result};
 pub use store::{
-    ClientStore, Conversation, ConversationState, DeliveryState, Identity, Message, SqliteStore,
+    ClientStore, Conversation, ConversationState, DeliveryState, Identity, Message, Person,
+    SqliteStore,
 };

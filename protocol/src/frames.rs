@@ -114,8 +114,31 @@ pub enum Request {
         /// The organisation.
         org_id: OrgId,
     },
+    /// Search the directory of these organisations (the device's own and
+    /// the ones it trusts) for people whose name, role or user id contains
+    /// `query` (case-insensitive; empty lists everyone, up to the limit).
+    /// Answer: [`Response::Directory`]; each entry carries the person's
+    /// device certificates, which the client verifies before showing them.
+    SearchDirectory {
+        /// Organisations to search, at most
+        /// [`MAX_DIRECTORY_ORGS`](crate::limits::MAX_DIRECTORY_ORGS).
+        orgs: Vec<OrgId>,
+        /// The search text, at most
+        /// [`MAX_NAME_BYTES`](crate::limits::MAX_NAME_BYTES).
+        query: String,
+    },
     /// Liveness check. Answer: [`Response::Pong`].
     Ping,
+}
+
+/// A person found in the directory.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DirectoryEntry {
+    /// The user.
+    pub user_id: UserId,
+    /// The certificates (DER) of the user's current devices: the verified
+    /// source of name, role and organisation.
+    pub certificates: Vec<Bytes>,
 }
 
 /// A document signed by an organisation's CA key (Ed25519 over `body`).
@@ -222,6 +245,12 @@ pub enum Response {
     },
     /// A user's directory entry.
     User(UserEntry),
+    /// Directory search results, at most
+    /// [`MAX_DIRECTORY_RESULTS`](crate::limits::MAX_DIRECTORY_RESULTS).
+    Directory {
+        /// The people found.
+        entries: Vec<DirectoryEntry>,
+    },
     /// An organisation's latest revocation list, if its admins published
     /// one.
     Revocations {

@@ -51,3 +51,9 @@ pub const MAX_NAME_BYTES: usize = 128;
 
 /// Default lifetime of an enrolment token, in seconds (72 hours).
 pub const ENROLMENT_TOKEN_TTL_SECS: u64 = 72 * 3600;
+
+/// Most organisations in one directory search.
+pub const MAX_DIRECTORY_ORGS: usize = 50;
+
+/// Most people in one directory answer.
+pub const MAX_DIRECTORY_RESULTS: usize = 50;

@@ -401,8 +401,10 @@ async fn revoke_device(
         return Err(ApiError::NotFound("unknown device"));
     }
     store.revoke_device(&device_id)?;
-    state.flush().await?;
+    // Drop the connection at once (the write is visible to new
+    // authentications already); the 204 still waits for durability.
     state.registry().disconnect(&device_id);
+    state.flush().await?;
     tracing::info!(device = %device_id, "device revoked");
     Ok(StatusCode::NO_CONTENT)
 }

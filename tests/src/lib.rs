@@ -314,7 +314,7 @@ impl Peer {
     /// Opens a device that connects through `url` (e.g. a [`proxy::Proxy`]).
     pub async fn open_via(dir: PathBuf, url: Option<&str>) -> Result<Peer> {
         let client = Client::open_via(&dir, url).await?;
-        let events = client.subscribe();
+        let events = client.events_since_open();
         Ok(Peer {
             client,
             events,

@@ -273,3 +273,92 @@ async fn safety_numbers_match_and_change_with_keys() -> Result<()> {
     assert_eq!(a2, phone.client.safety_number(group2, alice.user()).await?);
     Ok(())
 }
+
+/// The directory finds colleagues in the own and trusted organisations by
+/// name or role, verified from their certificates, not in untrusted ones,
+/// and still answers from the local cache when the relay is down.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn directory_search_is_verified_and_works_offline() -> Result<()> {
+    let mut relay = Relay::start().await?;
+    relay.org("north-trust").await?;
+    relay.org("east-ambulance").await?;
+    relay.org("west-pharmacy").await?;
+    relay
+        .trust_each_other("north-trust", "east-ambulance")
+        .await?;
+    let alice = relay
+        .user("alice@north-trust", "Alice Okafor", "Ward Sister")
+        .await?;
+    let _bob = relay
+        .user("bob@north-trust", "Bob Singh", "Junior Doctor")
+        .await?;
+    let _carol = relay
+        .user("carol@east-ambulance", "Carol Hughes", "Paramedic")
+        .await?;
+    let _wendy = relay
+        .user("wendy@west-pharmacy", "Wendy Paramedic-Smith", "Pharmacist")
+        .await?;
+    alice.sync().await?;
+
+    let found = alice.client.search_directory("paramedic").await?;
+    let ids: Vec<_> = found.iter().map(|p| p.user_id.as_str()).collect();
+    assert_eq!(
+        ids,
+        ["carol@east-ambulance"],
+        "not the untrusted organisation"
+    );
+    assert_eq!(found[0].display_name, "Carol Hughes");
+    assert_eq!(found[0].org_id.as_str(), "east-ambulance");
+    let everyone = alice.client.search_directory("").await?;
+    assert_eq!(everyone.len(), 3, "alice, bob, carol");
+
+    relay.kill9().await?;
+    let offline = alice.client.search_directory("doctor").await?;
+    assert_eq!(
+        offline
+            .iter()
+            .map(|p| p.display_name.as_str())
+            .collect::<Vec<_>>(),
+        ["Bob Singh"],
+        "answered from the local cache"
+    );
+    Ok(())
+}
+
+/// A member offline while its organisation pins a partner, and a partner's
+/// user is added meanwhile: on reconnect it first fetches the new trust
+/// list, then processes the queued commit, and stays in step.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn trust_pinned_while_offline_applies_before_the_backlog() -> Result<()> {
+    let relay = Relay::start().await?;
+    relay.org("north-trust").await?;
+    relay.org("east-ambulance").await?;
+    let alice = relay.user("alice@north-trust", "Alice", "Nurse").await?;
+    let bob = relay.user("bob@north-trust", "Bob", "Doctor").await?;
+    let carol = relay
+        .user("carol@east-ambulance", "Carol", "Paramedic")
+        .await?;
+    let group = alice.create_group_with("Ward", &[&bob]).await?;
+    bob.sync().await?;
+    let bob_dir = bob.close().await;
+
+    relay
+        .trust_each_other("north-trust", "east-ambulance")
+        .await?;
+    alice.client.add_members(group, vec![carol.user()]).await?;
+    alice.sync().await?;
+    carol.joined(group).await?;
+
+    let bob = Peer::open(bob_dir).await?;
+    bob.sync().await?;
+    let e = alice.client.epoch(group).await?;
+    bob.until("the current epoch", || async {
+        Ok(bob.client.epoch(group).await? == e)
+    })
+    .await?;
+    assert_eq!(bob.member_users(group).await?.len(), 3);
+    carol.client.send_text(group, "hello from the crew").await?;
+    carol.sync().await?;
+    bob.messages(group, 1).await?;
+    Ok(())
+}

@@ -153,6 +153,44 @@ pub fn outbox_is_fifo_with_prepared_bytes<S: ClientStore>(s: S) {
     assert_eq!(s.outbox_len().expect("len"), 0);
 }
 
+pub fn directory_cache_is_searchable<S: ClientStore>(s: S) {
+    let p = |u: &str, name: &str, role: &str| Person {
+        user_id: UserId::new(u).expect("valid"),
+        org_id: UserId::new(u).expect("valid").org(),
+        display_name: name.into(),
+        role: role.into(),
+        devices: 1,
+    };
+    s.put_person(&p("alice@north", "Alice Okafor", "Ward Sister"), 1)
+        .expect("put");
+    s.put_person(&p("bob@north", "Bob Singh", "Junior Doctor"), 1)
+        .expect("put");
+    s.put_person(&p("carol@east", "Carol 100%_Hughes", "Paramedic"), 1)
+        .expect("put");
+    let names = |q: &str| -> Vec<String> {
+        s.search_people(q, 10)
+            .expect("search")
+            .into_iter()
+            .map(|p| p.display_name)
+            .collect()
+    };
+    assert_eq!(names("sister"), ["Alice Okafor"]);
+    assert_eq!(names("DOCTOR"), ["Bob Singh"]);
+    assert_eq!(names("@north"), ["Alice Okafor", "Bob Singh"]);
+    assert_eq!(
+        names("100%_"),
+        ["Carol 100%_Hughes"],
+        "LIKE wildcards are literal"
+    );
+    assert_eq!(names("%"), ["Carol 100%_Hughes"]);
+    assert_eq!(names("").len(), 3);
+    // Refreshing replaces.
+    s.put_person(&p("bob@north", "Bob Singh", "Registrar"), 2)
+        .expect("put");
+    assert_eq!(names("registrar"), ["Bob Singh"]);
+    assert!(names("junior").is_empty());
+}
+
 fn make_group<S: ClientStore>(s: &S) -> openmls::group::GroupId {
     let provider = s.mls();
     let cs = Ciphersuite::MLS_128_DHKEMX25519_AES128GCM_SHA256_Ed25519;
@@ -224,6 +262,10 @@ macro_rules! client_store_conformance {
             #[test]
             fn outbox_is_fifo_with_prepared_bytes() {
                 $crate::store::conformance::outbox_is_fifo_with_prepared_bytes($make);
+            }
+            #[test]
+            fn directory_cache_is_searchable() {
+                $crate::store::conformance::directory_cache_is_searchable($make);
             }
             #[test]
             fn transactions_cover_mls_state_and_app_data() {

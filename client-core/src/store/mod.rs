@@ -189,6 +189,21 @@ pub struct Message {
     pub state: DeliveryState,
 }
 
+/// A colleague as the directory shows them: from a verified certificate.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Person {
+    /// The user.
+    pub user_id: UserId,
+    /// Their organisation (whose CA certified them).
+    pub org_id: OrgId,
+    /// Certified name.
+    pub display_name: String,
+    /// Certified role.
+    pub role: String,
+    /// How many certified devices they have.
+    pub devices: u32,
+}
+
 /// An operation waiting in the outbox.
 pub struct OutboxEntry {
     /// Its id, increasing in queue order.
@@ -287,6 +302,12 @@ pub trait ClientStore: Send {
     fn delete_op(&self, op_id: i64) -> Result<()>;
     /// Number of queued operations.
     fn outbox_len(&self) -> Result<u64>;
+
+    /// Records (or refreshes) a verified directory entry in the local cache.
+    fn put_person(&self, person: &Person, now: u64) -> Result<()>;
+    /// Searches the local directory cache (name, role or user id contains
+    /// `query`, case-insensitive), sorted by name, at most `limit`.
+    fn search_people(&self, query: &str, limit: u32) -> Result<Vec<Person>>;
 }
 
 /// The SQLite store: a file (or, for tests, memory) holding openmls's state
@@ -326,6 +347,14 @@ CREATE TABLE IF NOT EXISTS outbox (
     op_id INTEGER PRIMARY KEY AUTOINCREMENT,
     op BLOB NOT NULL,
     prepared BLOB
+);
+CREATE TABLE IF NOT EXISTS directory (
+    user_id TEXT PRIMARY KEY,
+    org_id TEXT NOT NULL,
+    display_name TEXT NOT NULL,
+    role TEXT NOT NULL,
+    devices INTEGER NOT NULL,
+    updated_at INTEGER NOT NULL
 );
 CREATE TABLE IF NOT EXISTS kv (
     key TEXT PRIMARY KEY,
@@ -662,6 +691,64 @@ impl ClientStore for SqliteStore {
         self.conn
             .execute("DELETE FROM outbox WHERE op_id = ?1", [op_id])?;
         Ok(())
+    }
+
+    fn put_person(&self, p: &Person, now: u64) -> Result<()> {
+        self.conn.execute(
+            "INSERT OR REPLACE INTO directory
+             (user_id, org_id, display_name, role, devices, updated_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            params![
+                p.user_id.as_str(),
+                p.org_id.as_str(),
+                p.display_name,
+                p.role,
+                p.devices,
+                now as i64
+            ],
+        )?;
+        Ok(())
+    }
+
+    fn search_people(&self, query: &str, limit: u32) -> Result<Vec<Person>> {
+        let pattern = format!(
+            "%{}%",
+            query
+                .to_lowercase()
+                .replace('\\', "\\\\")
+                .replace('%', "\\%")
+                .replace('_', "\\_")
+        );
+        let mut stmt = self.conn.prepare(
+            "SELECT user_id, org_id, display_name, role, devices FROM directory
+             WHERE lower(display_name) LIKE ?1 ESCAPE '\\' OR lower(role) LIKE ?1 ESCAPE '\\'
+                OR user_id LIKE ?1 ESCAPE '\\'
+             ORDER BY display_name LIMIT ?2",
+        )?;
+        let rows = stmt.query_map(params![pattern, limit], |r| {
+            Ok((
+                r.get::<_, String>(0)?,
+                r.get::<_, String>(1)?,
+                r.get::<_, String>(2)?,
+                r.get::<_, String>(3)?,
+                r.get::<_, u32>(4)?,
+            ))
+        })?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (user, org, display_name, role, devices) = row?;
+            let (Ok(user_id), Ok(org_id)) = (UserId::new(user), OrgId::new(org)) else {
+                continue;
+            };
+            out.push(Person {
+                user_id,
+                org_id,
+                display_name,
+                role,
+                devices,
+            });
+        }
+        Ok(out)
     }
 
     fn outbox_len(&self) -> Result<u64> {

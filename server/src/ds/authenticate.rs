@@ -48,6 +48,12 @@ pub fn authenticated(state: &AppState, session: &Session) -> Result<Response, Ds
     let device = store
         .get_device(&session.device_id)?
         .ok_or(DsError::AuthenticationFailed)?;
+    // Checked again after the connection registered for live delivery: a
+    // revocation that landed in between found nothing to disconnect, so it
+    // must be caught here.
+    if device.revoked {
+        return Err(DsError::AuthenticationFailed);
+    }
     Ok(Response::Authenticated {
         user_id: session.user_id.clone(),
         key_package_stock: stock.stock,

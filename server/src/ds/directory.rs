@@ -30,3 +30,57 @@ pub fn handle_get_user(state: &AppState, user_id: &UserId) -> Result<Response, D
     let user = store.get_user(user_id)?.ok_or(DsError::UnknownUser)?;
     Ok(Response::User(user_entry(store, user)?))
 }
+
+/// `SearchDirectory`: people of the given organisations whose name, role or
+/// user id contains `query` (case-insensitive), with their devices'
+/// certificates. Only users with at least one certified, unrevoked device
+/// are listed; clients verify the certificates before showing anyone.
+pub fn handle_search(
+    state: &AppState,
+    orgs: &[cascade_protocol::OrgId],
+    query: &str,
+) -> Result<Response, DsError> {
+    use cascade_protocol::frames::{Bytes, DirectoryEntry};
+    use cascade_protocol::limits::{MAX_DIRECTORY_ORGS, MAX_DIRECTORY_RESULTS, MAX_NAME_BYTES};
+    if orgs.len() > MAX_DIRECTORY_ORGS {
+        return Err(DsError::TooLarge {
+            limit: MAX_DIRECTORY_ORGS as u64,
+        });
+    }
+    if query.len() > MAX_NAME_BYTES {
+        return Err(DsError::TooLarge {
+            limit: MAX_NAME_BYTES as u64,
+        });
+    }
+    let needle = query.to_lowercase();
+    let store = &**state.store();
+    let mut entries = Vec::new();
+    'orgs: for org in orgs {
+        for user in store.list_users(org)? {
+            let matches = needle.is_empty()
+                || user.display_name.to_lowercase().contains(&needle)
+                || user.role.to_lowercase().contains(&needle)
+                || user.user_id.as_str().contains(&needle);
+            if !matches {
+                continue;
+            }
+            let certificates: Vec<Bytes> = store
+                .devices_of_user(&user.user_id)?
+                .into_iter()
+                .filter(|d| !d.revoked)
+                .filter_map(|d| d.certificate)
+                .collect();
+            if certificates.is_empty() {
+                continue;
+            }
+            entries.push(DirectoryEntry {
+                user_id: user.user_id,
+                certificates,
+            });
+            if entries.len() == MAX_DIRECTORY_RESULTS {
+                break 'orgs;
+            }
+        }
+    }
+    Ok(Response::Directory { entries })
+}

@@ -66,6 +66,7 @@ pub async fn handle_request(
         Request::GetUser { user_id } => directory::handle_get_user(state, &user_id),
         Request::GetTrustList { org_id } => trust_list::handle(state, &org_id),
         Request::GetRevocations { org_id } => trust_list::revocations(state, &org_id),
+        Request::SearchDirectory { orgs, query } => directory::handle_search(state, &orgs, &query),
         Request::Ping => Ok(Response::Pong),
     }
 }

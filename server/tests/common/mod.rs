@@ -121,6 +121,16 @@ impl Relay {
         let backlog = client.drain_backlog().await;
         (client, backlog)
     }
+
+    /// Like [`Relay::online`] for a device with nothing queued and no
+    /// KeyPackages: also reads the `KeyPackagesLow { stock: 0 }` push that
+    /// follows `QueueDrained`, so the next frame is a live one.
+    pub async fn online_idle(&self, device: &TestDevice) -> Client {
+        let (mut client, backlog) = self.online(device).await;
+        assert!(backlog.is_empty(), "unexpected backlog {backlog:?}");
+        assert_eq!(client.push().await, Push::KeyPackagesLow { stock: 0 });
+        client
+    }
 }
 
 type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
@@ -253,6 +263,32 @@ impl Client {
         if let Ok(m) = tokio::time::timeout(Duration::from_millis(200), self.ws.next()).await {
             panic!("expected silence, got {m:?}");
         }
+    }
+
+    /// Asserts nothing arrives for `quiet` (nothing buffered either).
+    pub async fn assert_quiet_for(&mut self, quiet: Duration) {
+        assert!(self.pushes.is_empty(), "buffered pushes: {:?}", self.pushes);
+        if let Ok(m) = tokio::time::timeout(quiet, self.ws.next()).await {
+            panic!("expected silence, got {m:?}");
+        }
+    }
+
+    /// Waits at most `within` for the connection to end (a close frame, the
+    /// end of the stream or a socket error), skipping anything before it.
+    /// Returns the close code, if the relay sent one.
+    pub async fn ends_within(&mut self, within: Duration) -> Option<u16> {
+        let ended = async {
+            loop {
+                match self.ws.next().await {
+                    None | Some(Err(_)) => return None,
+                    Some(Ok(Message::Close(frame))) => return frame.map(|f| f.code.into()),
+                    Some(Ok(_)) => continue,
+                }
+            }
+        };
+        tokio::time::timeout(within, ended)
+            .await
+            .unwrap_or_else(|_| panic!("the connection is still open after {within:?}"))
     }
 
     /// Signs the challenge as `device`.
@@ -442,6 +478,17 @@ pub fn dechunk(mut body: &[u8]) -> Vec<u8> {
 pub async fn post(relay: &Relay, path: &str, bearer: Option<&str>, body: Value) -> (u16, Vec<u8>) {
     let bytes = serde_json::to_vec(&body).expect("json");
     http(relay.server.addr(), "POST", path, bearer, Some(&bytes)).await
+}
+
+/// A `PUT` with a JSON body.
+pub async fn put_json(
+    relay: &Relay,
+    path: &str,
+    bearer: Option<&str>,
+    body: Value,
+) -> (u16, Vec<u8>) {
+    let bytes = serde_json::to_vec(&body).expect("json");
+    http(relay.server.addr(), "PUT", path, bearer, Some(&bytes)).await
 }
 
 pub async fn admin(relay: &Relay, path: &str, body: Value) -> (u16, Vec<u8>) {
