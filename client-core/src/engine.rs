@@ -140,6 +140,8 @@ pub struct Member {
     pub role: String,
     /// The organisation that certified the device.
     pub org_id: cascade_protocol::OrgId,
+    /// When the device's certificate expires, seconds since the Unix epoch.
+    pub certificate_expires: i64,
 }
 
 /// An operation waiting in the durable outbox.
@@ -169,6 +171,9 @@ enum Op {
         group_id: GroupId,
         devices: Vec<DeviceId>,
     },
+    /// Replace this device's credential in the group with its renewed
+    /// certificate (a self-update commit).
+    UpdateCredential { group_id: GroupId },
     /// Ask the other members to remove this device.
     Leave { group_id: GroupId },
     /// Commit proposals received from others (a member's leave request).
@@ -183,6 +188,7 @@ impl Op {
             | Op::AddMembers { group_id, .. }
             | Op::RemoveMembers { group_id, .. }
             | Op::RemoveDevices { group_id, .. }
+            | Op::UpdateCredential { group_id }
             | Op::Leave { group_id }
             | Op::CommitProposals { group_id } => *group_id,
         }
@@ -585,9 +591,16 @@ impl<S: ClientStore> Engine<S> {
             .ok_or(CoreError::CertificatePending)
     }
 
-    /// Verifies and records this device's certificate.
+    /// Verifies and records this device's certificate. When it replaces an
+    /// earlier one (a renewal), the device's leaf in every conversation is
+    /// updated to carry it, and new KeyPackages are uploaded (the relay
+    /// withdrew the old ones).
     fn accept_certificate(&mut self, der: &[u8], now: u64) -> Result<()> {
         let (identity, _) = self.id()?;
+        if identity.certificate.as_deref().map(|c| c.as_slice()) == Some(der) {
+            return Ok(());
+        }
+        let renewal = identity.certificate.is_some();
         let never = |_: &cascade_protocol::OrgId, _: &DeviceId| false;
         let own = TrustAnchor::from_der(&identity.anchor)?;
         let m = crate::identity::verify_device_cert(der, &[own], (now / 1000) as i64, &never)?;
@@ -603,15 +616,27 @@ impl<S: ClientStore> Engine<S> {
         updated.display_name = m.claims.display_name;
         updated.role = m.claims.role;
         updated.certificate = Some(serde_bytes::ByteBuf::from(der.to_vec()));
+        let tx = self.store.transaction()?;
         self.store.set_identity(&updated)?;
+        if renewal {
+            for conv in self.store.conversations(&|_| 0)? {
+                if conv.state == ConversationState::Active {
+                    self.store.push_op(
+                        &Op::UpdateCredential {
+                            group_id: conv.group_id,
+                        }
+                        .encode(),
+                    )?;
+                }
+            }
+        }
+        tx.commit()?;
         self.identity = Some(updated);
         self.events.push_back(Event::CertificateReceived);
+        if renewal && matches!(self.conn, Conn::Syncing | Conn::Ready) {
+            self.upload_key_packages(true)?;
+        }
         Ok(())
-    }
-
-    fn is_revoked(_org: &cascade_protocol::OrgId, _device: &DeviceId) -> bool {
-        // Revocation lists arrive with the revocation work (issue 3).
-        false
     }
 
     /// Verifies a member entering our view and returns who they are.
@@ -626,7 +651,7 @@ impl<S: ClientStore> Engine<S> {
             signature_key,
             &self.anchors,
             (now / 1000) as i64,
-            &Self::is_revoked,
+            &|org, device| self.is_revoked_device(org, device),
         )?;
         Ok(MemberIdentity {
             user: m.claims.user,
@@ -1015,8 +1040,10 @@ impl<S: ClientStore> Engine<S> {
         group
             .members()
             .map(|m| {
-                let claims = read_device_cert(&crate::credential::certificate(&m.credential)?)?;
+                let cert = crate::credential::certificate(&m.credential)?;
+                let claims = read_device_cert(&cert)?;
                 Ok(Member {
+                    certificate_expires: crate::identity::expires_at(&cert)?,
                     is_self: claims.device == identity.device_id,
                     org_id: claims.user.org(),
                     user_id: claims.user,
@@ -1210,10 +1237,12 @@ impl<S: ClientStore> Engine<S> {
                 }
             }
             Push::CertificateIssued { certificate } => {
-                if self.certificate().is_err() {
-                    self.accept_certificate(&certificate, now)?;
+                let first = self.certificate().is_err();
+                self.accept_certificate(&certificate, now)?;
+                if first {
                     self.upload_key_packages(true)?;
                 }
+                self.drive(now)?;
             }
         }
         Ok(())
@@ -1573,7 +1602,8 @@ impl<S: ClientStore> Engine<S> {
                         .identity
                         .as_ref()
                         .is_some_and(|i| i.certificate.is_some());
-                    if let (false, Some(der)) = (have, certificate) {
+                    let _ = have;
+                    if let Some(der) = certificate {
                         if let Err(e) = self.accept_certificate(&der, now) {
                             tracing::warn!(error = %e, "the certificate from the relay was refused");
                         }
@@ -2054,9 +2084,10 @@ impl<S: ClientStore> Engine<S> {
                 let req = self.request(Request::GetTrustList { org_id }, Pending::Op);
                 self.set_step(Step::RefreshingTrust(req));
             }
-            Op::RemoveMembers { .. } | Op::RemoveDevices { .. } | Op::CommitProposals { .. } => {
-                self.commit_step(now)?
-            }
+            Op::RemoveMembers { .. }
+            | Op::RemoveDevices { .. }
+            | Op::UpdateCredential { .. }
+            | Op::CommitProposals { .. } => self.commit_step(now)?,
         }
         Ok(())
     }
@@ -2158,6 +2189,29 @@ impl<S: ClientStore> Engine<S> {
                     vec![],
                     targets.iter().map(|(_, id)| id.device).collect(),
                 )
+            }
+            Op::UpdateCredential { .. } => {
+                let certificate = self.certificate()?.to_vec();
+                let current = group
+                    .own_leaf_node()
+                    .map(|l| crate::credential::certificate(l.credential()))
+                    .transpose()?;
+                if current.as_deref() == Some(certificate.as_slice()) {
+                    drop(tx);
+                    return self.finish_op(op_id); // already carries it
+                }
+                let params = LeafNodeParameters::builder()
+                    .with_credential_with_key(CredentialWithKey {
+                        credential: make_credential(&certificate),
+                        signature_key: signer.public().into(),
+                    })
+                    .build();
+                // A self-update adds nobody: there is no Welcome.
+                let (c, _, gi) = group
+                    .self_update(&provider, signer, params)
+                    .map_err(CoreError::mls)?
+                    .into_contents();
+                (c, None, gi, vec![], vec![])
             }
             Op::CommitProposals { .. } => {
                 let removed: Vec<DeviceId> = group

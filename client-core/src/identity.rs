@@ -417,6 +417,12 @@ pub fn read_device_cert(der: &[u8]) -> Result<DeviceClaims, CertError> {
     Ok(read_claims(&cert)?.1)
 }
 
+/// A certificate's expiry, seconds since the Unix epoch.
+pub fn expires_at(der: &[u8]) -> Result<i64, CertError> {
+    let (_, cert) = parse_x509_certificate(der).map_err(malformed)?;
+    Ok(cert.validity().not_after.timestamp())
+}
+
 /// Verifies a device certificate against trusted anchors at time `now`
 /// (seconds since the Unix epoch). `is_revoked` answers from the
 /// revocation lists the client holds.

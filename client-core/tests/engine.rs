@@ -785,3 +785,83 @@ fn a_tampered_trust_list_is_refused() {
         ]
     );
 }
+
+/// A device its organisation revoked is refused when a colleague claims
+/// its KeyPackage, even if a relay still hands it out.
+#[test]
+fn a_revoked_member_is_refused_when_claimed() {
+    let (mut a, da) = enrolled(Store::in_memory().expect("store"), "alice@north");
+    let (mut b, db) = enrolled(Store::in_memory().expect("store"), "bob@north");
+    let b_kps = connect(&mut b, db, "bob@north");
+    // Alice connects; her organisation's revocation list names Bob's device.
+    a.handle_connected();
+    push(
+        &mut a,
+        Push::Challenge {
+            nonce: Bytes::from(vec![5; 32]),
+        },
+    );
+    let f = sent(&mut a);
+    respond(
+        &mut a,
+        f[0].id,
+        Ok(Response::Authenticated {
+            user_id: UserId::new("alice@north").expect("valid"),
+            key_package_stock: 20,
+            has_last_resort: true,
+            certificate: Some(Bytes::from(cert_of(da))),
+        }),
+    );
+    let north = ca(&OrgId::new("north").expect("valid"));
+    let revocations = north
+        .sign_revocations(&[db], 1, (T0 / 1000) as i64)
+        .expect("signed");
+    let mut pending = sent(&mut a);
+    while let Some(f) = pending.pop() {
+        match f.req {
+            Request::GetTrustList { .. } => {
+                respond(&mut a, f.id, Ok(Response::TrustList { document: None }));
+                pending.extend(sent(&mut a));
+            }
+            Request::GetRevocations { .. } => {
+                respond(
+                    &mut a,
+                    f.id,
+                    Ok(Response::Revocations {
+                        document: Some(revocations.clone()),
+                    }),
+                );
+                pending.extend(sent(&mut a));
+            }
+            _ => {}
+        }
+    }
+    push(&mut a, Push::QueueDrained);
+    let group = a.create_group("Ward", T0).expect("group");
+    let f = sent(&mut a);
+    respond(&mut a, f[0].id, Ok(Response::GroupCreated));
+    let f = sent(&mut a);
+    respond(&mut a, f[0].id, Ok(Response::MessageAccepted { seq: 1 }));
+    a.add_members(&group, vec![UserId::new("bob@north").expect("valid")], T0)
+        .expect("queued");
+    let f = answer_trust(&mut a);
+    respond(
+        &mut a,
+        f[0].id,
+        Ok(Response::KeyPackages {
+            devices: vec![ClaimedKeyPackage {
+                device_id: db,
+                key_package: b_kps[0].clone(),
+            }],
+        }),
+    );
+    assert!(sent(&mut a)
+        .iter()
+        .all(|f| !matches!(f.req, Request::Commit(_))));
+    let evs = events(&mut a);
+    assert!(
+        evs.iter().any(|e| matches!(e,
+            Event::OperationFailed { reason, .. } if reason.contains("revoked"))),
+        "{evs:?}"
+    );
+}

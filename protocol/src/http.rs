@@ -65,6 +65,11 @@ pub struct PendingDevice {
     pub device_name: String,
     /// The device's Ed25519 signature key, hex: what the certificate binds.
     pub signature_key: String,
+    /// `true` if the device has a certificate that expires within
+    /// [`RENEWAL_WINDOW_SECS`](crate::limits::RENEWAL_WINDOW_SECS): issue
+    /// it a new one for the same key.
+    #[serde(default)]
+    pub renewal: bool,
 }
 
 /// `POST /v1/admin/devices/{device}/certificate`.

@@ -57,3 +57,8 @@ pub const MAX_DIRECTORY_ORGS: usize = 50;
 
 /// Most people in one directory answer.
 pub const MAX_DIRECTORY_RESULTS: usize = 50;
+
+/// A device certificate expiring within this many seconds (30 days) is due
+/// for renewal: the relay lists the device among those waiting for a
+/// certificate.
+pub const RENEWAL_WINDOW_SECS: u64 = 30 * 86_400;

@@ -311,10 +311,30 @@ async fn pending_devices(
         .into_iter()
         .map(|user| (user.user_id.clone(), user))
         .collect();
-    let pending = store
+    // Devices without a certificate, then certified devices whose
+    // certificate expires within the renewal window.
+    let now = now_secs();
+    let mut devices: Vec<(crate::store::Device, bool)> = store
         .pending_devices(&org)?
         .into_iter()
-        .map(|device| {
+        .map(|d| (d, false))
+        .collect();
+    for user in users.values() {
+        for d in store.devices_of_user(&user.user_id)? {
+            let due = !d.revoked
+                && d.certificate.as_deref().is_some_and(|c| {
+                    crate::certificate::expires_at(c).is_some_and(|t| {
+                        t - now < cascade_protocol::limits::RENEWAL_WINDOW_SECS as i64
+                    })
+                });
+            if due {
+                devices.push((d, true));
+            }
+        }
+    }
+    let pending = devices
+        .into_iter()
+        .map(|(device, renewal)| {
             let user = users
                 .get(&device.user_id)
                 .ok_or_else(|| StoreError::Corrupt("device of an unknown user".into()))?;
@@ -325,6 +345,7 @@ async fn pending_devices(
                 role: user.role.clone(),
                 device_name: device.name,
                 signature_key: hex::encode(&device.signature_key),
+                renewal,
             })
         })
         .collect::<Result<Vec<_>, StoreError>>()?;
@@ -364,10 +385,17 @@ async fn upload_certificate(
         &device,
         now_secs(),
     )?;
+    let renewal = device.certificate.is_some();
     match store.set_device_certificate(&device_id, &der) {
         Ok(()) => {}
         Err(StoreError::NotFound) => return Err(UNKNOWN_DEVICE),
         Err(e) => return Err(e.into()),
+    }
+    if renewal {
+        // KeyPackages carry the old certificate: withdraw them, so nobody
+        // adds the device with a credential about to expire. The device
+        // uploads new ones when it learns of its new certificate.
+        store.withdraw_key_packages(&device_id)?;
     }
     state.flush().await?;
     tracing::info!(

@@ -189,6 +189,11 @@ pub fn der_to_pem(der: &[u8]) -> String {
     out
 }
 
+/// The expiry of a stored certificate, seconds since the Unix epoch.
+pub fn expires_at(der: &[u8]) -> Option<i64> {
+    parse(der).ok().map(|c| c.validity().not_after.timestamp())
+}
+
 /// The SHA-256 fingerprint of a certificate (DER) as colon-separated
 /// upper-case hex, the form admins compare out of band.
 pub fn fingerprint(der: &[u8]) -> String {

@@ -360,6 +360,7 @@ async fn enrolled_devices_wait_for_their_certificate() {
                 role: "Ward Sister".into(),
                 device_name: "Phone".into(),
                 signature_key: hex::encode(public_key(&phone)),
+                renewal: false,
             },
             PendingDevice {
                 device_id: desktop.device_id,
@@ -368,6 +369,7 @@ async fn enrolled_devices_wait_for_their_certificate() {
                 role: "Ward Sister".into(),
                 device_name: "Ward 7 desktop".into(),
                 signature_key: hex::encode(public_key(&desktop)),
+                renewal: false,
             },
         ]
     );

@@ -218,10 +218,16 @@ impl Relay {
         ))
     }
 
-    /// The organisation's admins issue certificates to its waiting devices.
+    /// The organisation's admins issue certificates to its waiting devices
+    /// (new ones, and ones due for renewal).
     pub async fn issue_pending(&self, org: &str) -> Result<usize> {
+        self.issue_pending_for(org, 365).await
+    }
+
+    /// Like [`Relay::issue_pending`], valid for `days`.
+    pub async fn issue_pending_for(&self, org: &str, days: i64) -> Result<usize> {
         let ca = self.ca(org);
-        Ok(self.admin.issue_pending(&ca, unix_now(), 365).await?.len())
+        Ok(self.admin.issue_pending(&ca, unix_now(), days).await?.len())
     }
 
     /// Creates a user and enrols their first device; returns a connected,
@@ -234,6 +240,11 @@ impl Relay {
 
     /// Enrols another device of an existing user.
     pub async fn device(&self, user: &str, device_name: &str) -> Result<Peer> {
+        self.device_valid_for(user, device_name, 365).await
+    }
+
+    /// Enrols a device whose certificate is valid for `days`.
+    pub async fn device_valid_for(&self, user: &str, device_name: &str, days: i64) -> Result<Peer> {
         let id = UserId::new(user)?;
         let code = self.enrolment_code(user).await?;
         let dir = self
@@ -242,7 +253,7 @@ impl Relay {
             .join(format!("{user}-{device_name}-{}", rand::random::<u32>()));
         Client::enrol(&dir, &self.url, &code, device_name).await?;
         // The organisation's admins issue the certificate.
-        self.issue_pending(id.org().as_str()).await?;
+        self.issue_pending_for(id.org().as_str(), days).await?;
         // Like `cascade enrol`: connect once, so the device's KeyPackages are
         // on the relay before anyone tries to add it.
         let peer = Peer::open(dir).await?;

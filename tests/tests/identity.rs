@@ -362,3 +362,66 @@ async fn trust_pinned_while_offline_applies_before_the_backlog() -> Result<()> {
     bob.messages(group, 1).await?;
     Ok(())
 }
+
+/// A certificate close to expiry is renewed: the relay lists the device as
+/// due, the admin issues a new certificate for the same key, the relay
+/// withdraws KeyPackages carrying the old one, and the device updates its
+/// credential in its conversations; everyone stays in step.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn certificates_are_renewed_before_expiry() -> Result<()> {
+    let relay = Relay::start().await?;
+    relay.org("north-trust").await?;
+    let alice = relay.user("alice@north-trust", "Alice", "Nurse").await?;
+    relay
+        .admin()
+        .create_user(&uid("bob@north-trust"), "Bob", "Doctor")
+        .await?;
+    let mut bob = relay
+        .device_valid_for("bob@north-trust", "laptop", 10)
+        .await?;
+    let group = alice.create_group_with("Ward", &[&bob]).await?;
+    let old_expiry = alice
+        .client
+        .members(group)
+        .await?
+        .into_iter()
+        .find(|m| m.user_id == bob.user())
+        .expect("bob")
+        .certificate_expires;
+
+    // 10 days left is inside the renewal window: the admin's next run
+    // renews it.
+    assert_eq!(relay.issue_pending("north-trust").await?, 1);
+    bob.wait_event("the new certificate", |e| {
+        matches!(e, Event::CertificateReceived)
+    })
+    .await?;
+    bob.sync().await?;
+    alice
+        .until("Bob's renewed credential", || async {
+            Ok(alice.client.members(group).await?.iter().any(|m| {
+                m.user_id == bob.user() && m.certificate_expires > old_expiry + 300 * 86_400
+            }))
+        })
+        .await?;
+    let e = alice.client.epoch(group).await?;
+    bob.until("the same epoch", || async {
+        Ok(bob.client.epoch(group).await? == e)
+    })
+    .await?;
+    // New conversations get Bob's renewed KeyPackages only.
+    let carol = relay.user("carol@north-trust", "Carol", "Porter").await?;
+    let group2 = carol.create_group_with("Porters", &[&bob]).await?;
+    let bob_in_2 = carol
+        .client
+        .members(group2)
+        .await?
+        .into_iter()
+        .find(|m| m.user_id == bob.user())
+        .expect("bob");
+    assert!(bob_in_2.certificate_expires > old_expiry + 300 * 86_400);
+    bob.client.send_text(group, "renewed").await?;
+    bob.sync().await?;
+    alice.messages(group, 1).await?;
+    Ok(())
+}

@@ -43,6 +43,7 @@ macro_rules! store_conformance_tests {
             org_ca_certificate_is_kept,
             device_certificates_end_pending,
             trust_lists_are_kept_per_org,
+            key_packages_can_be_withdrawn,
             state_survives_reopen
         );
     };
@@ -70,7 +71,32 @@ pub fn run_all(h: &mut dyn Harness) {
     org_ca_certificate_is_kept(h);
     device_certificates_end_pending(h);
     trust_lists_are_kept_per_org(h);
+    key_packages_can_be_withdrawn(h);
     state_survives_reopen(h);
+}
+
+/// Withdrawing a device's KeyPackages empties its stock and last resort,
+/// touches no other device, and new uploads work afterwards.
+pub fn key_packages_can_be_withdrawn(h: &mut dyn Harness) {
+    let store = h.fresh();
+    let (d, other) = (DeviceId([1; 16]), DeviceId([2; 16]));
+    store
+        .put_key_packages(&d, &[b"old-a", b"old-b"], Some(b"old-last"))
+        .expect("put");
+    store.put_key_packages(&other, &[b"x"], None).expect("put");
+    store.withdraw_key_packages(&d).expect("withdraw");
+    let stock = store.key_package_stock(&d).expect("stock");
+    assert_eq!((stock.stock, stock.has_last_resort), (0, false));
+    assert_eq!(store.claim_key_package(&d).expect("claim"), None);
+    assert_eq!(store.key_package_stock(&other).expect("stock").stock, 1);
+    store
+        .withdraw_key_packages(&DeviceId([9; 16]))
+        .expect("a device with none is fine");
+    store
+        .put_key_packages(&d, &[b"new-a"], Some(b"new-last"))
+        .expect("put");
+    let c = store.claim_key_package(&d).expect("claim").expect("some");
+    assert_eq!(c.key_package, b"new-a");
 }
 
 const NOW: u64 = 1_700_000_000;

@@ -305,6 +305,10 @@ pub trait Store: Send + Sync {
     /// device id.
     fn pending_devices(&self, org_id: &OrgId) -> Result<Vec<Device>, StoreError>;
 
+    /// Atomically withdraws all of a device's KeyPackages, single-use and
+    /// last resort (they carry a certificate that was just replaced).
+    fn withdraw_key_packages(&self, device_id: &DeviceId) -> Result<(), StoreError>;
+
     /// Stores (replaces) an organisation's trust list. `NotFound` if the
     /// organisation does not exist.
     fn put_trust_list(&self, org_id: &OrgId, list: &TrustList) -> Result<(), StoreError>;

@@ -572,6 +572,19 @@ impl Store for SledStore {
         Ok(stock)
     }
 
+    fn withdraw_key_packages(&self, device_id: &DeviceId) -> Result<(), StoreError> {
+        (&self.kp, &self.kp_meta, &self.kp_last).transaction(|(kp, meta, last)| {
+            let (head, tail) = kp_meta(meta.get(device_id.as_bytes())?)?;
+            for i in head..tail {
+                kp.remove(&device_index_key(device_id, i)[..])?;
+            }
+            meta.insert(&device_id.as_bytes()[..], &kp_meta_bytes(tail, tail)[..])?;
+            last.remove(&device_id.as_bytes()[..])?;
+            Ok(())
+        })?;
+        Ok(())
+    }
+
     fn key_package_stock(&self, device_id: &DeviceId) -> Result<KeyPackageStock, StoreError> {
         let (head, tail) = kp_meta(self.kp_meta.get(device_id.as_bytes())?)
             .map_err(|_| StoreError::Corrupt("KeyPackage counters".into()))?;
