@@ -518,13 +518,15 @@ impl<S: ClientStore> Engine<S> {
         self.store.kv_set(&key, &b)?;
         self.revoked
             .insert(org_id.clone(), list.devices.iter().copied().collect());
-        self.remove_revoked_members(now)
+        self.remove_unacceptable_members(now)
     }
 
-    /// Queues, for every active conversation, the removal of members whose
-    /// devices are revoked. Every member does this; one commit wins and the
-    /// others find nothing left to remove.
-    fn remove_revoked_members(&mut self, now: u64) -> Result<()> {
+    /// Queues, for every active conversation, the removal of members this
+    /// device no longer accepts: devices their organisation revoked, and
+    /// members of organisations no longer trusted. Every member does this;
+    /// one commit wins and the others find nothing left to remove.
+    fn remove_unacceptable_members(&mut self, now: u64) -> Result<()> {
+        let trusted = self.trusted_orgs();
         let me = self.id()?.0.device_id;
         let mut queued = false;
         for conv in self.conversations()? {
@@ -536,7 +538,11 @@ impl<S: ClientStore> Engine<S> {
             };
             let devices: Vec<DeviceId> = members
                 .iter()
-                .filter(|m| m.device_id != me && self.is_revoked_device(&m.org_id, &m.device_id))
+                .filter(|m| {
+                    m.device_id != me
+                        && (self.is_revoked_device(&m.org_id, &m.device_id)
+                            || !trusted.contains(&m.org_id))
+                })
                 .map(|m| m.device_id)
                 .collect();
             if !devices.is_empty() {
@@ -1631,7 +1637,9 @@ impl<S: ClientStore> Engine<S> {
             },
             Pending::TrustList { gate } => {
                 match result {
-                    Ok(Response::TrustList { document }) => self.handle_trust_list(document)?,
+                    Ok(Response::TrustList { document }) => {
+                        self.handle_trust_list(document, now)?
+                    }
                     other => tracing::warn!(?other, "trust list not fetched"),
                 }
                 // The trusted organisations may have changed.
@@ -1672,6 +1680,7 @@ impl<S: ClientStore> Engine<S> {
     fn handle_trust_list(
         &mut self,
         document: Option<cascade_protocol::SignedDocument>,
+        now: u64,
     ) -> Result<()> {
         let Some(doc) = document else {
             return Ok(());
@@ -1705,7 +1714,8 @@ impl<S: ClientStore> Engine<S> {
         self.events.push_back(Event::TrustUpdated {
             partners: partners.into_iter().map(|a| a.org).collect(),
         });
-        Ok(())
+        // Members of an organisation no longer trusted leave our groups.
+        self.remove_unacceptable_members(now)
     }
 
     fn finish_op(&mut self, op_id: i64) -> Result<()> {
@@ -1769,7 +1779,7 @@ impl<S: ClientStore> Engine<S> {
             (Op::Leave { .. }, Ok(Response::MessageAccepted { .. })) => self.finish_op(f.op_id)?,
             (Op::AddMembers { users, .. }, Ok(Response::TrustList { document })) => {
                 let first = users[0].clone();
-                self.handle_trust_list(document)?;
+                self.handle_trust_list(document, now)?;
                 let req = self.request(Request::ClaimKeyPackages { user_id: first }, Pending::Op);
                 f.step = Step::Claiming {
                     req,

@@ -130,10 +130,10 @@ async fn enrolment_checks_the_ca_fingerprint() -> Result<()> {
     Ok(())
 }
 
-/// Unpinning a partner: new members from that organisation are refused
-/// again.
+/// Unpinning a partner: its members are removed from our conversations,
+/// and new members from that organisation are refused again.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn unpinning_a_partner_refuses_its_members_again() -> Result<()> {
+async fn unpinning_a_partner_removes_and_refuses_its_members() -> Result<()> {
     let relay = Relay::start().await?;
     relay.org("north-trust").await?;
     relay.org("east-ambulance").await?;
@@ -141,18 +141,34 @@ async fn unpinning_a_partner_refuses_its_members_again() -> Result<()> {
         .trust_each_other("north-trust", "east-ambulance")
         .await?;
     let mut alice = relay.user("alice@north-trust", "Alice", "Nurse").await?;
+    let bob = relay.user("bob@north-trust", "Bob", "Doctor").await?;
     let carol = relay
         .user("carol@east-ambulance", "Carol", "Paramedic")
         .await?;
+    let group = alice.create_group_with("Transfer", &[&bob, &carol]).await?;
+
     relay.distrust("north-trust", "east-ambulance").await?;
-    let group = alice.client.create_group("Ward").await?;
-    alice.client.add_members(group, vec![carol.user()]).await?;
-    let ev = alice
-        .wait_event("the refusal", |e| {
-            matches!(e, Event::OperationFailed { .. })
+    for p in [&alice, &bob] {
+        p.until("Carol's removal", || async {
+            Ok(p.member_users(group).await? == vec![alice.user(), bob.user()])
         })
         .await?;
-    assert!(matches!(ev, Event::OperationFailed { reason, .. } if reason.contains("not trusted")));
+    }
+    carol
+        .until("Carol sees she was removed", || async {
+            Ok(carol.client.conversation(group).await?.state
+                == cascade_core::ConversationState::Left)
+        })
+        .await?;
+
+    let group2 = alice.client.create_group("Ward").await?;
+    alice.client.add_members(group2, vec![carol.user()]).await?;
+    let ev = alice
+        .wait_event("the refusal", |e| {
+            matches!(e, Event::OperationFailed { reason, .. } if reason.contains("not trusted"))
+        })
+        .await?;
+    assert!(matches!(ev, Event::OperationFailed { .. }));
     Ok(())
 }
 
