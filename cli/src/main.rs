@@ -232,6 +232,21 @@ enum AdminCommand {
     /// Pin or unpin partner organisations.
     #[command(subcommand)]
     Trust(TrustCommand),
+    /// Rotate the organisation's CA: make a new one in NEW_DIR, vouched for
+    /// by the current one, and register it with the relay. Then re-issue
+    /// every device with `issue --ca-dir NEW_DIR` and give partners the new
+    /// fingerprint to pin.
+    RotateCa {
+        /// The current CA directory.
+        #[arg(long)]
+        ca_dir: PathBuf,
+        /// Where to create the new CA directory.
+        #[arg(long)]
+        new_dir: PathBuf,
+        /// The organisation's name for the new CA certificate.
+        #[arg(long)]
+        name: String,
+    },
     /// Revoke a lost or compromised device, or every device of a user: the
     /// relay refuses them at once and every client removes them from its
     /// conversations.
@@ -384,8 +399,6 @@ async fn run(cli: Cli) -> Result<()> {
 
 fn org_command(command: OrgCommand, json: bool) -> Result<()> {
     use cascade_core::identity::{pem_to_der, OrgCa, TrustAnchor};
-    use std::io::Write as _;
-    use std::os::unix::fs::OpenOptionsExt as _;
     match command {
         OrgCommand::Init {
             org,
@@ -401,17 +414,9 @@ fn org_command(command: OrgCommand, json: bool) -> Result<()> {
                     key_path.display()
                 );
             }
-            std::fs::create_dir_all(&dir)?;
             let now = cascade_core::client::now_ms() as i64 / 1000;
             let ca = OrgCa::generate(&org, &name, now, days)?;
-            std::fs::OpenOptions::new()
-                .write(true)
-                .create_new(true)
-                .mode(0o600)
-                .open(&key_path)
-                .with_context(|| format!("creating {}", key_path.display()))?
-                .write_all(ca.key_pem().as_bytes())?;
-            std::fs::write(&cert_path, ca.cert_pem())?;
+            CaDir::init(&dir, &ca)?;
             let fp = ca.anchor().fingerprint();
             say(
                 json,
@@ -443,6 +448,7 @@ fn org_command(command: OrgCommand, json: bool) -> Result<()> {
 async fn admin_command(admin: &AdminClient, command: AdminCommand, json: bool) -> Result<()> {
     match command {
         AdminCommand::Org(_) => unreachable!("runs offline, handled before"),
+        AdminCommand::RotateCa { .. } => unreachable!("handled with the relay"),
         AdminCommand::CreateOrg { org, name, ca_dir } => {
             let ca = CaDir::new(ca_dir).ca()?;
             if ca.org() != &org {

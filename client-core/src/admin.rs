@@ -196,6 +196,22 @@ impl AdminClient {
             .await
     }
 
+    /// Replaces the organisation's CA certificate on the relay (a CA
+    /// rotation).
+    pub async fn replace_ca(&self, org_id: &OrgId, ca_certificate: &str) -> Result<(), AdminError> {
+        let resp = self
+            .http
+            .put(format!("{}/v1/admin/orgs/{org_id}/ca", self.base))
+            .bearer_auth(&self.token)
+            .json(&cascade_protocol::http::ReplaceCa {
+                ca_certificate: ca_certificate.to_owned(),
+            })
+            .send()
+            .await
+            .map_err(|e| AdminError::Unreachable(e.without_url().to_string()))?;
+        Self::answer::<serde_json::Value>(resp).await.map(|_| ())
+    }
+
     /// Tells the relay to refuse a device from now on (and drop its
     /// connection). Clients act on the signed revocation list.
     pub async fn revoke_device(
@@ -224,6 +240,7 @@ impl AdminClient {
             .json(&SignedDocumentJson {
                 body: b64.encode(&doc.body),
                 signature: b64.encode(&doc.signature),
+                co_signature: doc.co_signature.as_ref().map(|c| b64.encode(c)),
             })
             .send()
             .await
@@ -347,6 +364,16 @@ pub enum CaDirError {
     Admin(#[from] AdminError),
 }
 
+/// File name of a pinned partner CA: its organisation and the start of its
+/// fingerprint, so that both CAs of a partner's rotation can be pinned.
+fn partner_file(a: &crate::identity::TrustAnchor) -> String {
+    format!(
+        "{}-{}.pem",
+        a.org,
+        &crate::identity::fingerprint_hex(&a.cert_der)[..16]
+    )
+}
+
 fn io(path: &std::path::Path) -> impl FnOnce(std::io::Error) -> CaDirError + '_ {
     move |source| CaDirError::Io {
         path: path.display().to_string(),
@@ -358,6 +385,90 @@ impl CaDir {
     /// A CA directory at `path`.
     pub fn new(path: impl Into<std::path::PathBuf>) -> Self {
         Self { path: path.into() }
+    }
+
+    /// Creates a CA directory holding `ca`: the key owner-only (0600), never
+    /// replacing an existing key.
+    pub fn init(
+        path: impl Into<std::path::PathBuf>,
+        ca: &crate::identity::OrgCa,
+    ) -> Result<CaDir, CaDirError> {
+        use std::io::Write as _;
+        use std::os::unix::fs::OpenOptionsExt as _;
+        let dir = CaDir::new(path);
+        std::fs::create_dir_all(&dir.path).map_err(io(&dir.path))?;
+        let key = dir.path.join("ca-key.pem");
+        std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&key)
+            .map_err(io(&key))?
+            .write_all(ca.key_pem().as_bytes())
+            .map_err(io(&key))?;
+        let cert = dir.path.join("ca-cert.pem");
+        std::fs::write(&cert, ca.cert_pem()).map_err(io(&cert))?;
+        Ok(dir)
+    }
+
+    /// The directory.
+    pub fn path(&self) -> &std::path::Path {
+        &self.path
+    }
+
+    /// Rotates the organisation's CA: makes a new CA in `new_dir` (carrying
+    /// over pinned partners, revocations and serials), publishes a trust
+    /// list signed by the current CA that names the new one as successor
+    /// (so devices accept certificates from either), and registers the new
+    /// CA with the relay. Then re-issue every device from the new directory
+    /// (`issue`; the relay lists them) and give partners the new
+    /// fingerprint to pin.
+    pub async fn rotate(
+        &self,
+        admin: &AdminClient,
+        new_dir: &std::path::Path,
+        name: &str,
+        now: i64,
+    ) -> Result<CaDir, CaDirError> {
+        let old = self.ca()?;
+        let new = crate::identity::OrgCa::generate(old.org(), name, now, 3650)?;
+        let next = CaDir::init(new_dir, &new)?;
+        for file in ["revoked.txt", "trust-serial", "revocation-serial"] {
+            let from = self.path.join(file);
+            if from.exists() {
+                let to = next.path.join(file);
+                std::fs::copy(&from, &to).map_err(io(&to))?;
+            }
+        }
+        let partners = self.partners()?;
+        let trusted = next.path.join("trusted");
+        std::fs::create_dir_all(&trusted).map_err(io(&trusted))?;
+        for p in &partners {
+            let to = trusted.join(partner_file(p));
+            std::fs::write(&to, crate::identity::der_to_pem(&p.cert_der)).map_err(io(&to))?;
+        }
+        let serial = self.next_serial("trust-serial")?;
+        let ders: Vec<Vec<u8>> = partners.into_iter().map(|a| a.cert_der).collect();
+        let doc = old.sign_trust_list_with_successor(&ders, Some(new.cert_der()), serial, now)?;
+        // Co-signed by the new CA: devices already moved to it (and new
+        // devices enrolled under it) accept the list too.
+        let doc = new.co_sign(doc)?;
+        admin.put_trust_list(old.org(), &doc).await?;
+        for dir in [&self.path, &next.path] {
+            let p = dir.join("trust-serial");
+            std::fs::write(&p, serial.to_string()).map_err(io(&p))?;
+        }
+        admin.replace_ca(old.org(), &new.cert_pem()).await?;
+        Ok(next)
+    }
+
+    fn next_serial(&self, file: &str) -> Result<u64, CaDirError> {
+        let p = self.path.join(file);
+        Ok(std::fs::read_to_string(&p)
+            .ok()
+            .and_then(|s| s.trim().parse::<u64>().ok())
+            .unwrap_or(0)
+            + 1)
     }
 
     /// Loads the CA.
@@ -404,19 +515,23 @@ impl CaDir {
         }
         let dir = self.path.join("trusted");
         std::fs::create_dir_all(&dir).map_err(io(&dir))?;
-        let p = dir.join(format!("{}.pem", anchor.org));
+        let p = dir.join(partner_file(&anchor));
         std::fs::write(&p, crate::identity::der_to_pem(&der)).map_err(io(&p))?;
         Ok(anchor.org)
     }
 
-    /// Unpins a partner. Returns whether it was pinned.
+    /// Unpins a partner (every CA of theirs that was pinned, e.g. both
+    /// sides of their rotation). Returns whether any was pinned.
     pub fn remove_partner(&self, org: &OrgId) -> Result<bool, CaDirError> {
-        let p = self.path.join("trusted").join(format!("{org}.pem"));
-        if !p.exists() {
-            return Ok(false);
+        let mut removed = false;
+        for a in self.partners()? {
+            if &a.org == org {
+                let p = self.path.join("trusted").join(partner_file(&a));
+                std::fs::remove_file(&p).map_err(io(&p))?;
+                removed = true;
+            }
         }
-        std::fs::remove_file(&p).map_err(io(&p))?;
-        Ok(true)
+        Ok(removed)
     }
 
     /// Signs the current partner list with a fresh serial and publishes it

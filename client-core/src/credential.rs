@@ -9,7 +9,7 @@
 //! is.
 
 use cascade_protocol::{DeviceId, OrgId, UserId};
-use openmls::prelude::tls_codec::{Deserialize as _, Serialize as _, VLBytes};
+use openmls::prelude::tls_codec::{Serialize as _, VLBytes};
 use openmls::prelude::{Capabilities, Credential, CredentialType};
 use serde::{Deserialize, Serialize};
 
@@ -38,12 +38,16 @@ pub fn capabilities() -> Capabilities {
 }
 
 /// Builds the MLS credential carrying a device certificate (DER).
+///
+/// RFC 9420 §5.3: an X.509 credential is `Certificate chain<V>` with each
+/// `Certificate` an `opaque cert_data<V>`. openmls writes the credential's
+/// content as one variable-length vector itself, so the content handed to it
+/// is the chain's entries without the outer length: here one entry.
 pub fn make_credential(certificate: &[u8]) -> Credential {
-    let chain: Vec<VLBytes> = vec![certificate.to_vec().into()];
-    let bytes = chain
+    let entry = VLBytes::from(certificate.to_vec())
         .tls_serialize_detached()
         .expect("serialising to a Vec cannot fail");
-    Credential::new(CredentialType::X509, bytes)
+    Credential::new(CredentialType::X509, entry)
 }
 
 /// The device certificate inside a credential.
@@ -51,14 +55,17 @@ pub fn certificate(credential: &Credential) -> Result<Vec<u8>> {
     if credential.credential_type() != CredentialType::X509 {
         return Err(CoreError::Credential("not an X.509 credential".into()));
     }
-    let chain = Vec::<VLBytes>::tls_deserialize_exact(credential.serialized_content())
-        .map_err(|_| CoreError::Credential("the certificate chain does not decode".into()))?;
-    match chain.as_slice() {
-        [one] => Ok(one.as_slice().to_vec()),
-        _ => Err(CoreError::Credential(
+    // The content is the chain's entries (see `make_credential`), read with
+    // a bounds-checked reader: a member's credential is untrusted input.
+    let bad = || CoreError::Credential("the certificate chain does not decode".into());
+    let (first, rest) =
+        cascade_protocol::mls_header::split_vl(credential.serialized_content()).ok_or_else(bad)?;
+    if !rest.is_empty() {
+        return Err(CoreError::Credential(
             "expected exactly one certificate".into(),
-        )),
+        ));
     }
+    Ok(first.to_vec())
 }
 
 /// Verifies a member's credential against the trusted anchors at `now`
@@ -126,5 +133,19 @@ mod tests {
             ))
         ));
         assert!(certificate(&Credential::new(CredentialType::Basic, vec![0])).is_err());
+        // The wire bytes are RFC 9420's: type 2, then chain<V> holding one
+        // cert_data<V>.
+        let wire = c.tls_serialize_detached().expect("serialise");
+        assert_eq!(&wire[..2], &[0, 2]);
+        let (chain, rest) = cascade_protocol::mls_header::split_vl(&wire[2..]).expect("chain");
+        assert!(rest.is_empty());
+        let (cert, rest) = cascade_protocol::mls_header::split_vl(chain).expect("cert_data");
+        assert!(rest.is_empty());
+        assert_eq!(cert, der.as_slice());
+        // Two certificates, or trailing bytes, are refused.
+        let mut two = make_credential(&der).serialized_content().to_vec();
+        two.extend_from_slice(make_credential(&der).serialized_content());
+        assert!(certificate(&Credential::new(CredentialType::X509, two)).is_err());
+        assert!(certificate(&Credential::new(CredentialType::X509, vec![0x40])).is_err());
     }
 }

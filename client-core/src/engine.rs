@@ -574,13 +574,34 @@ impl<S: ClientStore> Engine<S> {
             return Ok(Vec::new());
         }
         let own = TrustAnchor::from_der(&identity.anchor)?;
-        let mut anchors = vec![own.clone()];
+        let mut anchors = vec![own];
         if let Some(doc) = self.store.kv_get(KV_TRUST_LIST)? {
             let doc: cascade_protocol::SignedDocument = ciborium::from_reader(doc.as_slice())
                 .map_err(|_| CoreError::Decode("trust list".into()))?;
-            anchors.extend(verify_trust_list(&doc, &own)?.1);
+            for a in self.verify_own_trust_list(&doc)?.1 {
+                if !anchors.contains(&a) {
+                    anchors.push(a);
+                }
+            }
         }
         Ok(anchors)
+    }
+
+    /// Verifies our organisation's trust list: signed by our CA, or, right
+    /// after a CA rotation, by the previous one.
+    fn verify_own_trust_list(
+        &self,
+        doc: &cascade_protocol::SignedDocument,
+    ) -> Result<(crate::identity::TrustList, Vec<TrustAnchor>)> {
+        let (identity, _) = self.id()?;
+        let own = TrustAnchor::from_der(&identity.anchor)?;
+        match verify_trust_list(doc, &own) {
+            Ok(v) => Ok(v),
+            Err(e) => match &identity.previous_anchor {
+                Some(prev) => Ok(verify_trust_list(doc, &TrustAnchor::from_der(prev)?)?),
+                None => Err(e.into()),
+            },
+        }
     }
 
     /// The organisations whose members this device accepts (its own first).
@@ -609,7 +630,35 @@ impl<S: ClientStore> Engine<S> {
         let renewal = identity.certificate.is_some();
         let never = |_: &cascade_protocol::OrgId, _: &DeviceId| false;
         let own = TrustAnchor::from_der(&identity.anchor)?;
-        let m = crate::identity::verify_device_cert(der, &[own], (now / 1000) as i64, &never)?;
+        let when = (now / 1000) as i64;
+        // Issued by our CA, or by its successor during a rotation (vouched
+        // for in our organisation's signed trust list): then the successor
+        // becomes our anchor.
+        let (m, new_anchor) = match crate::identity::verify_device_cert(
+            der,
+            std::slice::from_ref(&own),
+            when,
+            &never,
+        ) {
+            Ok(m) => (m, None),
+            Err(e) => {
+                let successors: Vec<TrustAnchor> = self
+                    .anchors
+                    .iter()
+                    .filter(|a| a.org == own.org && **a != own)
+                    .cloned()
+                    .collect();
+                let found = successors.iter().find_map(|a| {
+                    crate::identity::verify_device_cert(der, std::slice::from_ref(a), when, &never)
+                        .ok()
+                        .map(|m| (m, a.clone()))
+                });
+                match found {
+                    Some((m, a)) => (m, Some(a)),
+                    None => return Err(e.into()),
+                }
+            }
+        };
         if m.claims.user != identity.user_id
             || m.claims.device != identity.device_id
             || m.signature_key != identity.signature_key
@@ -622,6 +671,10 @@ impl<S: ClientStore> Engine<S> {
         updated.display_name = m.claims.display_name;
         updated.role = m.claims.role;
         updated.certificate = Some(serde_bytes::ByteBuf::from(der.to_vec()));
+        if let Some(next) = new_anchor {
+            updated.previous_anchor = Some(serde_bytes::ByteBuf::from(updated.anchor.clone()));
+            updated.anchor = next.cert_der;
+        }
         let tx = self.store.transaction()?;
         self.store.set_identity(&updated)?;
         if renewal {
@@ -730,6 +783,7 @@ impl<S: ClientStore> Engine<S> {
             signature_key: pk,
             anchor: anchor.to_vec(),
             certificate: None,
+            previous_anchor: None,
         };
         self.store.set_identity(&identity)?;
         self.identity = Some(identity);
@@ -1685,9 +1739,7 @@ impl<S: ClientStore> Engine<S> {
         let Some(doc) = document else {
             return Ok(());
         };
-        let (identity, _) = self.id()?;
-        let own = TrustAnchor::from_der(&identity.anchor)?;
-        let (list, partners) = match verify_trust_list(&doc, &own) {
+        let (list, partners) = match self.verify_own_trust_list(&doc) {
             Ok(v) => v,
             Err(e) => {
                 tracing::warn!(error = %e, "trust list refused");
@@ -1701,7 +1753,7 @@ impl<S: ClientStore> Engine<S> {
         if let Some(old) = self.store.kv_get(KV_TRUST_LIST)? {
             let old: cascade_protocol::SignedDocument = ciborium::from_reader(old.as_slice())
                 .map_err(|_| CoreError::Decode("trust list".into()))?;
-            if let Ok((old, _)) = verify_trust_list(&old, &own) {
+            if let Ok((old, _)) = self.verify_own_trust_list(&old) {
                 if old.serial >= list.serial {
                     return Ok(()); // not newer: keep what we have
                 }
@@ -1711,8 +1763,15 @@ impl<S: ClientStore> Engine<S> {
         ciborium::into_writer(&doc, &mut b).expect("serialising to a Vec cannot fail");
         self.store.kv_set(KV_TRUST_LIST, &b)?;
         self.anchors = self.load_anchors()?;
+        let own_org = self.id()?.0.org_id.clone();
+        let mut partner_orgs: Vec<_> = partners
+            .into_iter()
+            .map(|a| a.org)
+            .filter(|o| o != &own_org)
+            .collect();
+        partner_orgs.dedup();
         self.events.push_back(Event::TrustUpdated {
-            partners: partners.into_iter().map(|a| a.org).collect(),
+            partners: partner_orgs,
         });
         // Members of an organisation no longer trusted leave our groups.
         self.remove_unacceptable_members(now)

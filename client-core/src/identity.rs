@@ -437,16 +437,20 @@ pub fn verify_device_cert(
         return Err(CertError::Malformed("trailing bytes".into()));
     }
     let issuer_org = single_org(cert.issuer())?;
-    let anchor = anchors
-        .iter()
-        .find(|a| a.org == issuer_org)
-        .ok_or_else(|| CertError::UntrustedOrg(issuer_org.to_string()))?;
-    let (_, ca) = parse_x509_certificate(&anchor.cert_der).map_err(malformed)?;
-    if cert.issuer() != ca.subject() {
+    // An organisation may have two anchors while it rotates its CA: the
+    // certificate must verify under one of them.
+    let candidates: Vec<&TrustAnchor> = anchors.iter().filter(|a| a.org == issuer_org).collect();
+    if candidates.is_empty() {
+        return Err(CertError::UntrustedOrg(issuer_org.to_string()));
+    }
+    let signed = candidates.iter().any(|anchor| {
+        parse_x509_certificate(&anchor.cert_der).is_ok_and(|(_, ca)| {
+            cert.issuer() == ca.subject() && cert.verify_signature(Some(ca.public_key())).is_ok()
+        })
+    });
+    if !signed {
         return Err(CertError::BadSignature);
     }
-    cert.verify_signature(Some(ca.public_key()))
-        .map_err(|_| CertError::BadSignature)?;
     if cert.is_ca() {
         return Err(CertError::Malformed(
             "a CA certificate is not a device".into(),
@@ -501,6 +505,11 @@ pub struct TrustList {
     pub issued_at: i64,
     /// The pinned partner CA certificates, DER.
     pub anchors: Vec<serde_bytes::ByteBuf>,
+    /// During a CA rotation: the organisation's new CA certificate (DER),
+    /// vouched for by the current CA's signature on this list. Devices
+    /// accept certificates from either until they move to the new one.
+    #[serde(default)]
+    pub successor: Option<serde_bytes::ByteBuf>,
 }
 
 /// The body of an organisation's revocation list: devices its admins
@@ -540,7 +549,19 @@ impl OrgCa {
         Ok(cascade_protocol::SignedDocument {
             body: body.into(),
             signature: signature.into(),
+            co_signature: None,
         })
+    }
+
+    /// Adds this CA's co-signature to a document another CA of the same
+    /// organisation signed (a CA rotation: the old CA signs, the new one
+    /// co-signs).
+    pub fn co_sign(
+        &self,
+        mut doc: cascade_protocol::SignedDocument,
+    ) -> Result<cascade_protocol::SignedDocument, CertError> {
+        doc.co_signature = Some(self.sign(&doc.body)?.into());
+        Ok(doc)
     }
 
     /// Signs raw bytes with the CA key (Ed25519).
@@ -555,6 +576,25 @@ impl OrgCa {
         serial: u64,
         now: i64,
     ) -> Result<cascade_protocol::SignedDocument, CertError> {
+        self.sign_trust_list_with_successor(partners, None, serial, now)
+    }
+
+    /// Signs a trust list that also names this organisation's successor CA
+    /// (DER), for a rotation.
+    pub fn sign_trust_list_with_successor(
+        &self,
+        partners: &[Vec<u8>],
+        successor: Option<&[u8]>,
+        serial: u64,
+        now: i64,
+    ) -> Result<cascade_protocol::SignedDocument, CertError> {
+        if let Some(next) = successor {
+            if TrustAnchor::from_der(next)?.org != self.org {
+                return Err(CertError::Malformed(
+                    "a successor CA belongs to the same organisation".into(),
+                ));
+            }
+        }
         for p in partners {
             let a = TrustAnchor::from_der(p)?;
             if a.org == self.org {
@@ -572,6 +612,7 @@ impl OrgCa {
                 .iter()
                 .map(|p| serde_bytes::ByteBuf::from(p.clone()))
                 .collect(),
+            successor: successor.map(|s| serde_bytes::ByteBuf::from(s.to_vec())),
         };
         let mut body = Vec::new();
         ciborium::into_writer(&list, &mut body).expect("serialising to a Vec cannot fail");
@@ -579,6 +620,7 @@ impl OrgCa {
         Ok(cascade_protocol::SignedDocument {
             body: body.into(),
             signature: signature.into(),
+            co_signature: None,
         })
     }
 }
@@ -598,10 +640,17 @@ fn verify_signed(
         .try_into()
         .map_err(|_| CertError::NotCa)?;
     let key = ed25519_dalek::VerifyingKey::from_bytes(&key).map_err(|_| CertError::NotCa)?;
-    let sig = ed25519_dalek::Signature::from_slice(&doc.signature)
-        .map_err(|_| CertError::BadSignature)?;
-    key.verify(&doc.body, &sig)
-        .map_err(|_| CertError::BadSignature)
+    let verifies = |sig: &[u8]| {
+        ed25519_dalek::Signature::from_slice(sig)
+            .is_ok_and(|sig| key.verify(&doc.body, &sig).is_ok())
+    };
+    // The signature, or (during a CA rotation) the co-signature by the
+    // organisation's new CA.
+    if verifies(&doc.signature) || doc.co_signature.as_deref().is_some_and(|c| verifies(c)) {
+        Ok(())
+    } else {
+        Err(CertError::BadSignature)
+    }
 }
 
 /// Verifies an organisation's revocation list against that organisation's
@@ -643,11 +692,21 @@ pub fn verify_trust_list(
             issuer: own.org.to_string(),
         });
     }
-    let anchors = list
+    let mut anchors = list
         .anchors
         .iter()
         .map(|a| TrustAnchor::from_der(a))
         .collect::<Result<Vec<_>, _>>()?;
+    if let Some(next) = &list.successor {
+        let next = TrustAnchor::from_der(next)?;
+        if next.org != own.org {
+            return Err(CertError::WrongOrg {
+                claimed: next.org.to_string(),
+                issuer: own.org.to_string(),
+            });
+        }
+        anchors.push(next);
+    }
     Ok((list, anchors))
 }
 

@@ -151,6 +151,11 @@ pub struct SignedDocument {
     pub body: Bytes,
     /// Ed25519 signature by the organisation's CA key over `body`.
     pub signature: Bytes,
+    /// During a CA rotation: a second Ed25519 signature over `body`, by the
+    /// organisation's new CA key, so that devices already on the new CA
+    /// accept the document too. Absent otherwise (and then not encoded).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub co_signature: Option<Bytes>,
 }
 
 /// A commit with everything that must land with it.

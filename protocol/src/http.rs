@@ -39,6 +39,15 @@ pub struct CreateOrg {
     pub ca_certificate: Option<String>,
 }
 
+/// `PUT /v1/admin/orgs/{org}/ca`: replace the organisation's CA certificate
+/// during a CA rotation (after publishing a trust list, signed by the old
+/// CA, that names the new one as successor).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReplaceCa {
+    /// The new CA certificate (PEM).
+    pub ca_certificate: String,
+}
+
 /// `GET /v1/orgs/{org}`: what the relay publishes about an organisation.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct OrgInfo {
@@ -87,6 +96,9 @@ pub struct SignedDocumentJson {
     pub body: String,
     /// The signature, standard base64.
     pub signature: String,
+    /// The co-signature of a CA rotation, standard base64, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub co_signature: Option<String>,
 }
 
 /// `POST /v1/admin/users`: create a user in an existing organisation (the org

@@ -103,6 +103,13 @@ fn take_u64(b: &[u8]) -> Result<(u64, &[u8]), HeaderError> {
     Ok((u64::from_be_bytes(h.try_into().expect("8 bytes")), t))
 }
 
+/// Splits one MLS variable-length vector (RFC 9420 §2.1.2) off the front of
+/// `b`: returns its contents and the rest. Bounds-checked; `None` if `b`
+/// does not start with a complete vector.
+pub fn split_vl(b: &[u8]) -> Option<(&[u8], &[u8])> {
+    take_vl(b).ok()
+}
+
 /// An MLS variable-length vector (RFC 9420 §2.1.2): a 1, 2 or 4 byte length
 /// whose top two bits give the length of the length, then the bytes.
 fn take_vl(b: &[u8]) -> Result<(&[u8], &[u8]), HeaderError> {

@@ -117,6 +117,7 @@ fn samples() -> Vec<(&'static str, Vec<u8>)> {
                     document: Some(SignedDocument {
                         body: bytes(&[0xa0]),
                         signature: bytes(&[0x55; 4]),
+                        co_signature: None,
                     }),
                 }),
             ),
@@ -267,6 +268,59 @@ fn samples() -> Vec<(&'static str, Vec<u8>)> {
         (
             "push_key_packages_low",
             push(Push::KeyPackagesLow { stock: 2 }),
+        ),
+        (
+            "push_certificate_issued",
+            push(Push::CertificateIssued {
+                certificate: bytes(&[0x30, 0x82]),
+            }),
+        ),
+        (
+            "push_trust_list_updated",
+            push(Push::TrustListUpdated { org_id: user.org() }),
+        ),
+        (
+            "push_revocations_updated",
+            push(Push::RevocationsUpdated { org_id: user.org() }),
+        ),
+        (
+            "req_get_revocations",
+            req(13, Request::GetRevocations { org_id: user.org() }),
+        ),
+        (
+            "resp_revocations",
+            resp(
+                13,
+                Ok(Response::Revocations {
+                    document: Some(SignedDocument {
+                        body: bytes(&[0xa0]),
+                        signature: bytes(&[0x66; 4]),
+                        co_signature: None,
+                    }),
+                }),
+            ),
+        ),
+        (
+            "req_search_directory",
+            req(
+                14,
+                Request::SearchDirectory {
+                    orgs: vec![user.org()],
+                    query: "ali".into(),
+                },
+            ),
+        ),
+        (
+            "resp_directory",
+            resp(
+                14,
+                Ok(Response::Directory {
+                    entries: vec![DirectoryEntry {
+                        user_id: user.clone(),
+                        certificates: vec![bytes(&[0x30])],
+                    }],
+                }),
+            ),
         ),
     ]
 }

@@ -142,6 +142,7 @@ pub fn routes() -> Router<AppState> {
             put(put_revocations).layer(DefaultBodyLimit::max(MAX_TRUST_LIST_HTTP_BODY_BYTES)),
         )
         .route("/v1/admin/devices/{device}/revoke", post(revoke_device))
+        .route("/v1/admin/orgs/{org}/ca", put(replace_ca))
         .route("/v1/admin/users", post(create_user))
         .route("/v1/admin/enrolment-tokens", post(issue_enrolment_token))
         .route(
@@ -319,13 +320,22 @@ async fn pending_devices(
         .into_iter()
         .map(|d| (d, false))
         .collect();
+    let current_ca = store
+        .get_org(&org)?
+        .and_then(|o| o.ca_certificate)
+        .map(|c| c.to_vec());
     for user in users.values() {
         for d in store.devices_of_user(&user.user_id)? {
             let due = !d.revoked
                 && d.certificate.as_deref().is_some_and(|c| {
-                    crate::certificate::expires_at(c).is_some_and(|t| {
+                    let expiring = crate::certificate::expires_at(c).is_some_and(|t| {
                         t - now < cascade_protocol::limits::RENEWAL_WINDOW_SECS as i64
-                    })
+                    });
+                    // After a CA rotation: issued by the previous CA.
+                    let stale = current_ca
+                        .as_deref()
+                        .is_some_and(|ca| !crate::certificate::signed_by(c, ca));
+                    expiring || stale
                 });
             if due {
                 devices.push((d, true));
@@ -409,6 +419,29 @@ async fn upload_certificate(
     state
         .registry()
         .offer([(device_id, Live::CertificateIssued { certificate })]);
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// `PUT /v1/admin/orgs/{org}/ca` ([`ReplaceCa`]): replaces the
+/// organisation's CA certificate (a CA rotation), checked like a new one.
+/// From then on device certificates are checked against the new CA, and
+/// devices whose certificate it did not sign are listed for re-issue.
+/// `204`; `404` unknown organisation; `400 bad_certificate`.
+async fn replace_ca(
+    _: AdminAuth,
+    State(state): State<AppState>,
+    UrlPath(org): UrlPath<String>,
+    ApiJson(req): ApiJson<cascade_protocol::http::ReplaceCa>,
+) -> Result<StatusCode, ApiError> {
+    let org_id = org_id(org)?;
+    let der = check_org_ca(&req.ca_certificate, &org_id, now_secs())?;
+    match state.store().set_org_ca(&org_id, &der) {
+        Ok(()) => {}
+        Err(StoreError::NotFound) => return Err(ApiError::NotFound("unknown organisation")),
+        Err(e) => return Err(e.into()),
+    }
+    state.flush().await?;
+    tracing::info!(org = %org_id, fingerprint = %fingerprint(&der), "organisation CA replaced");
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -498,10 +531,22 @@ async fn put_signed_document(
         return Err(ApiError::BadSignature);
     }
     let digest = hex::encode(Sha256::digest(&body));
+    let co_signature = match &req.co_signature {
+        Some(c) => match base64.decode(c) {
+            Ok(c) if c.len() == 64 => Some(Bytes::from(c)),
+            _ => {
+                return Err(ApiError::BadRequest(
+                    "co_signature must be a base64 Ed25519 signature",
+                ))
+            }
+        },
+        None => None,
+    };
     let list = TrustList {
         body: Bytes::from(body),
         signature: Bytes::from(signature),
         published_at: unix_now(),
+        co_signature,
     };
     let stored = match kind {
         SignedKind::TrustList => store.put_trust_list(&org_id, &list),

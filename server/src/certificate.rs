@@ -189,6 +189,16 @@ pub fn der_to_pem(der: &[u8]) -> String {
     out
 }
 
+/// Whether the CA certificate `ca` (DER) signed the certificate `der`.
+pub fn signed_by(der: &[u8], ca: &[u8]) -> bool {
+    match (parse(der), parse(ca)) {
+        (Ok(cert), Ok(ca)) => {
+            cert.issuer() == ca.subject() && cert.verify_signature(Some(ca.public_key())).is_ok()
+        }
+        _ => false,
+    }
+}
+
 /// The expiry of a stored certificate, seconds since the Unix epoch.
 pub fn expires_at(der: &[u8]) -> Option<i64> {
     parse(der).ok().map(|c| c.validity().not_after.timestamp())

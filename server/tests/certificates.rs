@@ -603,6 +603,7 @@ async fn an_admin_publishes_a_signed_trust_list_and_devices_fetch_it() {
             document: Some(SignedDocument {
                 body: body.clone().into(),
                 signature: north.sign(&body).into(),
+                co_signature: None,
             })
         })
     );

@@ -409,6 +409,7 @@ async fn a_revocation_list_must_be_signed_by_the_org_ca() {
         Some(SignedDocument {
             body: body.clone().into(),
             signature: north.sign(&body).into(),
+            co_signature: None,
         }),
         "exactly the stored body and signature"
     );
@@ -442,6 +443,7 @@ async fn a_revocation_list_must_be_signed_by_the_org_ca() {
         Some(SignedDocument {
             body: b"list 2".to_vec().into(),
             signature: north.sign(b"list 2").into(),
+            co_signature: None,
         })
     );
 
@@ -565,6 +567,7 @@ async fn only_the_organisations_own_devices_hear_of_a_new_trust_list() {
             Some(SignedDocument {
                 body: b"north trust".to_vec().into(),
                 signature: north.sign(b"north trust").into(),
+                co_signature: None,
             })
         );
     }

@@ -56,6 +56,9 @@ pub struct Relay {
     cas: std::sync::Mutex<std::collections::HashMap<OrgId, std::sync::Arc<OrgCa>>>,
     /// Partners each organisation has pinned, and its trust-list serial.
     trust: std::sync::Mutex<std::collections::HashMap<OrgId, (u64, Vec<OrgId>)>>,
+    /// CA certificates each organisation used before a rotation (partners
+    /// keep them pinned while members move to the new CA).
+    retired: std::sync::Mutex<std::collections::HashMap<OrgId, Vec<Vec<u8>>>>,
     /// Devices each organisation has revoked, and its revocation serial.
     revoked: std::sync::Mutex<std::collections::HashMap<OrgId, (u64, Vec<cascade_core::DeviceId>)>>,
 }
@@ -77,6 +80,7 @@ impl Relay {
             clients: tempfile::tempdir()?,
             cas: Default::default(),
             trust: Default::default(),
+            retired: Default::default(),
             revoked: Default::default(),
         })
     }
@@ -122,12 +126,55 @@ impl Relay {
     }
 
     async fn publish_trust(&self, ca: &OrgCa, serial: u64, partners: &[OrgId]) -> Result<()> {
-        let ders: Vec<Vec<u8>> = partners
-            .iter()
-            .map(|p| self.ca(p.as_str()).cert_der().to_vec())
-            .collect();
+        let mut ders: Vec<Vec<u8>> = Vec::new();
+        for p in partners {
+            ders.push(self.ca(p.as_str()).cert_der().to_vec());
+            if let Some(old) = self.retired.lock().expect("not poisoned").get(p) {
+                ders.extend(old.iter().cloned());
+            }
+        }
         let doc = ca.sign_trust_list(&ders, serial, unix_now())?;
         self.admin.put_trust_list(ca.org(), &doc).await?;
+        Ok(())
+    }
+
+    /// `org`'s admins rotate its CA: the current CA vouches for a new one in
+    /// a signed trust list, and the relay gets the new CA. Members move when
+    /// re-issued ([`Relay::issue_pending`]); partners should pin the new CA
+    /// (their next [`Relay::trust`] includes old and new).
+    pub async fn rotate_ca(&self, org: &str) -> Result<()> {
+        let old = self.ca(org);
+        let new = OrgCa::generate(
+            old.org(),
+            &format!("{org} (test, rotated)"),
+            unix_now(),
+            3650,
+        )?;
+        let (serial, partners) = {
+            let mut t = self.trust.lock().expect("not poisoned");
+            let e = t.entry(old.org().clone()).or_default();
+            e.0 += 1;
+            (e.0, e.1.clone())
+        };
+        let mut ders: Vec<Vec<u8>> = Vec::new();
+        for p in &partners {
+            ders.push(self.ca(p.as_str()).cert_der().to_vec());
+        }
+        let doc =
+            old.sign_trust_list_with_successor(&ders, Some(new.cert_der()), serial, unix_now())?;
+        let doc = new.co_sign(doc)?;
+        self.admin.put_trust_list(old.org(), &doc).await?;
+        self.admin.replace_ca(old.org(), &new.cert_pem()).await?;
+        self.retired
+            .lock()
+            .expect("not poisoned")
+            .entry(old.org().clone())
+            .or_default()
+            .push(old.cert_der().to_vec());
+        self.cas
+            .lock()
+            .expect("not poisoned")
+            .insert(old.org().clone(), std::sync::Arc::new(new));
         Ok(())
     }
 

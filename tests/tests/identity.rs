@@ -441,3 +441,67 @@ async fn certificates_are_renewed_before_expiry() -> Result<()> {
     alice.messages(group, 1).await?;
     Ok(())
 }
+
+/// Rotating an organisation's CA: the old CA vouches for the new one,
+/// partners pin both, every device is re-issued by the new CA and moves to
+/// it without re-enrolling, and conversations across organisations carry on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_organisation_rotates_its_ca_without_re_enrolling() -> Result<()> {
+    let relay = Relay::start().await?;
+    relay.org("north-trust").await?;
+    relay.org("east-ambulance").await?;
+    relay
+        .trust_each_other("north-trust", "east-ambulance")
+        .await?;
+    let mut alice = relay.user("alice@north-trust", "Alice", "Nurse").await?;
+    let carol = relay
+        .user("carol@east-ambulance", "Carol", "Paramedic")
+        .await?;
+    let group = alice.create_group_with("Transfer", &[&carol]).await?;
+
+    relay.rotate_ca("north-trust").await?;
+    // East pins north's new CA next to the old one before north re-issues.
+    relay.trust("east-ambulance", "north-trust").await?;
+    carol.sync().await?;
+    alice.sync().await?;
+    assert_eq!(
+        relay.issue_pending("north-trust").await?,
+        1,
+        "alice is re-issued"
+    );
+    alice
+        .wait_event("the new certificate", |e| {
+            matches!(e, Event::CertificateReceived)
+        })
+        .await?;
+    alice.sync().await?;
+    let e = alice.client.epoch(group).await?;
+    carol
+        .until("alice's credential update", || async {
+            Ok(carol.client.epoch(group).await? == e)
+        })
+        .await?;
+    assert_eq!(
+        carol.member_users(group).await?.len(),
+        2,
+        "nobody was dropped"
+    );
+
+    // A colleague enrolled under the new CA joins, and both sides accept.
+    let bob = relay.user("bob@north-trust", "Bob", "Doctor").await?;
+    alice.client.add_members(group, vec![bob.user()]).await?;
+    alice.sync().await?;
+    bob.joined(group).await?;
+    carol
+        .until("bob", || async {
+            Ok(carol.member_users(group).await?.len() == 3)
+        })
+        .await?;
+    bob.client
+        .send_text(group, "new CA, same conversation")
+        .await?;
+    bob.sync().await?;
+    carol.messages(group, 1).await?;
+    alice.messages(group, 1).await?;
+    Ok(())
+}

@@ -38,6 +38,7 @@ pub fn identity_round_trips<S: ClientStore>(s: S) {
         signature_key: vec![9; 32],
         anchor: vec![1, 2, 3],
         certificate: Some(serde_bytes::ByteBuf::from(vec![4, 5])),
+        previous_anchor: None,
     };
     s.set_identity(&id).expect("write");
     assert_eq!(s.identity().expect("read"), Some(id));

@@ -83,6 +83,11 @@ pub struct Identity {
     /// The device's certificate (DER) once the organisation issued it.
     #[serde(default)]
     pub certificate: Option<serde_bytes::ByteBuf>,
+    /// After a CA rotation: the organisation's previous CA certificate,
+    /// still accepted as the signer of the organisation's trust list until
+    /// one signed by the new CA arrives.
+    #[serde(default)]
+    pub previous_anchor: Option<serde_bytes::ByteBuf>,
 }
 
 /// State of a conversation on this device.

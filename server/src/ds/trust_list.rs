@@ -19,6 +19,7 @@ pub fn handle(state: &AppState, org_id: &OrgId) -> Result<Response, DsError> {
         .map(|list| SignedDocument {
             body: list.body,
             signature: list.signature,
+            co_signature: list.co_signature,
         });
     Ok(Response::TrustList { document })
 }
@@ -32,6 +33,7 @@ pub fn revocations(state: &AppState, org_id: &OrgId) -> Result<Response, DsError
         .map(|list| SignedDocument {
             body: list.body,
             signature: list.signature,
+            co_signature: list.co_signature,
         });
     Ok(Response::Revocations { document })
 }

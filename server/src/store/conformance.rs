@@ -44,6 +44,7 @@ macro_rules! store_conformance_tests {
             device_certificates_end_pending,
             trust_lists_are_kept_per_org,
             key_packages_can_be_withdrawn,
+            org_ca_can_be_replaced,
             state_survives_reopen
         );
     };
@@ -72,7 +73,26 @@ pub fn run_all(h: &mut dyn Harness) {
     device_certificates_end_pending(h);
     trust_lists_are_kept_per_org(h);
     key_packages_can_be_withdrawn(h);
+    org_ca_can_be_replaced(h);
     state_survives_reopen(h);
+}
+
+/// A CA rotation replaces the organisation's CA certificate.
+pub fn org_ca_can_be_replaced(h: &mut dyn Harness) {
+    let store = h.fresh();
+    let o = org("north");
+    store.create_org(&o).expect("create");
+    store.set_org_ca(&o.org_id, b"new-ca").expect("replace");
+    let got = store.get_org(&o.org_id).expect("read").expect("exists");
+    assert_eq!(
+        got.ca_certificate.map(|c| c.to_vec()),
+        Some(b"new-ca".to_vec())
+    );
+    assert_eq!(got.display_name, o.display_name);
+    assert!(matches!(
+        store.set_org_ca(&OrgId::new("nowhere").expect("valid"), b"x"),
+        Err(StoreError::NotFound)
+    ));
 }
 
 /// Withdrawing a device's KeyPackages empties its stock and last resort,
@@ -777,6 +797,7 @@ pub fn trust_lists_are_kept_per_org(h: &mut dyn Harness) {
         body: Bytes::from(vec![n; 3]),
         signature: Bytes::from(vec![n; 64]),
         published_at: NOW + u64::from(n),
+        co_signature: None,
     };
     assert_eq!(
         store.put_trust_list(&north, &list(1)),
@@ -851,6 +872,7 @@ pub fn state_survives_reopen(h: &mut dyn Harness) {
         body: Bytes::from(b"trusted".to_vec()),
         signature: Bytes::from(vec![7; 64]),
         published_at: NOW,
+        co_signature: None,
     };
     store
         .put_trust_list(&ca_org.org_id, &list)

@@ -147,6 +147,10 @@ pub struct TrustList {
     pub signature: Bytes,
     /// When it was stored, seconds since the Unix epoch.
     pub published_at: u64,
+    /// A CA rotation's co-signature by the new CA, stored and served as is
+    /// (clients check it). Absent in older records.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub co_signature: Option<Bytes>,
 }
 
 /// A device's KeyPackage stock.
@@ -254,6 +258,10 @@ pub trait Store: Send + Sync {
 
     /// Looks up an organisation.
     fn get_org(&self, org_id: &OrgId) -> Result<Option<Org>, StoreError>;
+
+    /// Replaces an organisation's CA certificate (DER), for a CA rotation.
+    /// `NotFound` if the organisation does not exist.
+    fn set_org_ca(&self, org_id: &OrgId, ca_certificate: &[u8]) -> Result<(), StoreError>;
 
     /// Creates a user, atomically checking that its organisation exists
     /// (`NotFound` otherwise) and the id is free (`AlreadyExists`).

@@ -376,6 +376,23 @@ impl Store for SledStore {
             .transpose()
     }
 
+    fn set_org_ca(&self, org_id: &OrgId, ca_certificate: &[u8]) -> Result<(), StoreError> {
+        let key = org_id.as_str().as_bytes();
+        self.orgs.transaction(|orgs| {
+            let Some(current) = orgs.get(key)? else {
+                return abort(StoreError::NotFound);
+            };
+            let mut org: Org = match decode(&current, "org") {
+                Ok(o) => o,
+                Err(e) => return abort(e),
+            };
+            org.ca_certificate = Some(Bytes::from(ca_certificate.to_vec()));
+            orgs.insert(key, encode(&org))?;
+            Ok(())
+        })?;
+        Ok(())
+    }
+
     fn create_user(&self, user: &User) -> Result<(), StoreError> {
         let org_key = user.user_id.org();
         let key = user_key(&user.user_id);
@@ -994,6 +1011,7 @@ mod tests {
                     body: Bytes::from(vec![0xa1, 0x01, 0x02]),
                     signature: Bytes::from(vec![0x5e; 64]),
                     published_at: 1_700_000_003,
+                    co_signature: None,
                 }),
             ),
             ("queue_key", device_index_key(&device, 258).to_vec()),
