@@ -865,3 +865,44 @@ fn a_revoked_member_is_refused_when_claimed() {
         "{evs:?}"
     );
 }
+
+/// A KeyPackage whose certificate has expired is refused with the reason.
+#[test]
+fn an_expired_member_is_refused_when_claimed() {
+    let (mut a, da) = enrolled(Store::in_memory().expect("store"), "alice@north");
+    let (mut b, db) = enrolled(Store::in_memory().expect("store"), "bob@north");
+    connect(&mut a, da, "alice@north");
+    let b_kps = connect(&mut b, db, "bob@north");
+    let group = a.create_group("Ward", T0).expect("group");
+    let f = sent(&mut a);
+    respond(&mut a, f[0].id, Ok(Response::GroupCreated));
+    let f = sent(&mut a);
+    respond(&mut a, f[0].id, Ok(Response::MessageAccepted { seq: 1 }));
+    a.add_members(&group, vec![UserId::new("bob@north").expect("valid")], T0)
+        .expect("queued");
+    let f = answer_trust(&mut a);
+    // The certificates were issued for 10 days; eleven days later:
+    let later = T0 + 11 * 86_400 * 1000;
+    a.handle_frame(
+        &server(ServerFrame::Response {
+            id: f[0].id,
+            result: Ok(Response::KeyPackages {
+                devices: vec![ClaimedKeyPackage {
+                    device_id: db,
+                    key_package: b_kps[0].clone(),
+                }],
+            }),
+        }),
+        later,
+    )
+    .expect("handled");
+    assert!(sent(&mut a)
+        .iter()
+        .all(|f| !matches!(f.req, Request::Commit(_))));
+    let evs = events(&mut a);
+    assert!(
+        evs.iter().any(|e| matches!(e,
+            Event::OperationFailed { reason, .. } if reason.contains("expired"))),
+        "{evs:?}"
+    );
+}
