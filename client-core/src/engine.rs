@@ -2217,31 +2217,15 @@ impl<S: ClientStore> Engine<S> {
                     vec![],
                 )
             }
-            Op::RemoveMembers { users, .. } => {
+            Op::RemoveMembers { .. } | Op::RemoveDevices { .. } => {
+                // By user (every device of each) or by device (revoked ones).
                 let targets: Vec<_> = present
                     .iter()
-                    .filter(|(_, id)| users.contains(&id.user))
-                    .collect();
-                if targets.is_empty() {
-                    drop(tx);
-                    return self.finish_op(op_id);
-                }
-                let leaves: Vec<LeafNodeIndex> = targets.iter().map(|(i, _)| *i).collect();
-                let (c, w, gi) = group
-                    .remove_members(&provider, signer, &leaves)
-                    .map_err(CoreError::mls)?;
-                (
-                    c,
-                    w,
-                    gi,
-                    vec![],
-                    targets.iter().map(|(_, id)| id.device).collect(),
-                )
-            }
-            Op::RemoveDevices { devices, .. } => {
-                let targets: Vec<_> = present
-                    .iter()
-                    .filter(|(_, id)| devices.contains(&id.device))
+                    .filter(|(_, id)| match &op {
+                        Op::RemoveMembers { users, .. } => users.contains(&id.user),
+                        Op::RemoveDevices { devices, .. } => devices.contains(&id.device),
+                        _ => unreachable!("matched above"),
+                    })
                     .collect();
                 if targets.is_empty() {
                     drop(tx);
