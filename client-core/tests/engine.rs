@@ -88,7 +88,13 @@ fn cert_of(device: DeviceId) -> Vec<u8> {
 /// Answers pending `GetTrustList` and `GetRevocations` requests (if any)
 /// with no list; returns the other frames.
 fn answer_trust(e: &mut Engine) -> Vec<ClientFrame> {
-    let mut pending = sent(e);
+    let frames = sent(e);
+    answer_requests(e, frames)
+}
+
+/// Like `answer_trust`, for frames already taken from the engine.
+fn answer_requests(e: &mut Engine, frames: Vec<ClientFrame>) -> Vec<ClientFrame> {
+    let mut pending = frames;
     let mut rest = Vec::new();
     while !pending.is_empty() {
         let mut next = Vec::new();
@@ -196,6 +202,31 @@ fn connect(e: &mut Engine, device: DeviceId, user: &str) -> Vec<Bytes> {
     kps
 }
 
+/// Reconnects an engine that already has its KeyPackages and certificate on
+/// the relay: challenge, authentication. Returns what the engine sends next
+/// (trust and revocation list requests), unanswered.
+fn reauthenticate(e: &mut Engine, device: DeviceId, user: &str, nonce: u8) -> Vec<ClientFrame> {
+    e.handle_connected();
+    push(
+        e,
+        Push::Challenge {
+            nonce: Bytes::from(vec![nonce; 32]),
+        },
+    );
+    let f = sent(e);
+    respond(
+        e,
+        f[0].id,
+        Ok(Response::Authenticated {
+            user_id: UserId::new(user).expect("valid"),
+            key_package_stock: 20,
+            has_last_resort: true,
+            certificate: Some(Bytes::from(cert_of(device))),
+        }),
+    );
+    sent(e)
+}
+
 #[test]
 fn authentication_signs_the_challenge_with_the_device_key() {
     let (mut e, device) = enrolled(Store::in_memory().expect("store"), "alice@north");
@@ -220,25 +251,8 @@ fn messages_wait_in_the_outbox_until_online() {
     assert!(sent(&mut e).is_empty(), "nothing goes out while offline");
     assert_eq!(e.outbox_len().expect("outbox"), 3, "create, name, message");
 
-    e.handle_connected();
-    push(
-        &mut e,
-        Push::Challenge {
-            nonce: Bytes::from(vec![2; 32]),
-        },
-    );
-    let f = sent(&mut e);
-    respond(
-        &mut e,
-        f[0].id,
-        Ok(Response::Authenticated {
-            user_id: UserId::new("alice@north").expect("valid"),
-            key_package_stock: 20,
-            has_last_resort: true,
-            certificate: Some(Bytes::from(cert_of(device))),
-        }),
-    );
-    assert!(answer_trust(&mut e).is_empty());
+    let f = reauthenticate(&mut e, device, "alice@north", 2);
+    assert!(answer_requests(&mut e, f).is_empty());
     push(&mut e, Push::QueueDrained);
     // Operations go out one at a time, in order.
     let f = sent(&mut e);
@@ -609,26 +623,9 @@ fn a_prepared_message_survives_a_restart_byte_for_byte() {
     let mut e = Engine::new(Store::open(&path).expect("reopen")).expect("engine");
     assert_eq!(e.outbox_len().expect("outbox"), 1);
     // Reconnect (the relay still has our KeyPackages this time).
-    e.handle_connected();
-    push(
-        &mut e,
-        Push::Challenge {
-            nonce: Bytes::from(vec![1; 32]),
-        },
-    );
-    let f = sent(&mut e);
-    respond(
-        &mut e,
-        f[0].id,
-        Ok(Response::Authenticated {
-            user_id: UserId::new("alice@north").expect("valid"),
-            key_package_stock: 20,
-            has_last_resort: true,
-            certificate: Some(Bytes::from(cert_of(device))),
-        }),
-    );
+    let f = reauthenticate(&mut e, device, "alice@north", 1);
     assert!(
-        answer_trust(&mut e).is_empty(),
+        answer_requests(&mut e, f).is_empty(),
         "nothing before the backlog is processed"
     );
     push(&mut e, Push::QueueDrained);
