@@ -1839,6 +1839,8 @@ impl<S: ClientStore> Engine<S> {
             (Op::AddMembers { users, .. }, Ok(Response::TrustList { document })) => {
                 let first = users[0].clone();
                 self.handle_trust_list(document, now)?;
+                // A partner pinned a moment ago: learn its revocations too.
+                self.fetch_revocations(false);
                 let req = self.request(Request::ClaimKeyPackages { user_id: first }, Pending::Op);
                 f.step = Step::Claiming {
                     req,

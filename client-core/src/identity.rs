@@ -630,7 +630,6 @@ fn verify_signed(
     doc: &cascade_protocol::SignedDocument,
     ca_anchor: &TrustAnchor,
 ) -> Result<(), CertError> {
-    use ed25519_dalek::Verifier as _;
     let (_, ca) = parse_x509_certificate(&ca_anchor.cert_der).map_err(malformed)?;
     let key: [u8; 32] = ca
         .public_key()
@@ -642,7 +641,7 @@ fn verify_signed(
     let key = ed25519_dalek::VerifyingKey::from_bytes(&key).map_err(|_| CertError::NotCa)?;
     let verifies = |sig: &[u8]| {
         ed25519_dalek::Signature::from_slice(sig)
-            .is_ok_and(|sig| key.verify(&doc.body, &sig).is_ok())
+            .is_ok_and(|sig| key.verify_strict(&doc.body, &sig).is_ok())
     };
     // The signature, or (during a CA rotation) the co-signature by the
     // organisation's new CA.

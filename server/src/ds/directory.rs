@@ -53,9 +53,13 @@ pub fn handle_search(
         });
     }
     let needle = query.to_lowercase();
+    // Each organisation once, whatever the request repeats.
+    let mut orgs = orgs.to_vec();
+    orgs.sort();
+    orgs.dedup();
     let store = &**state.store();
     let mut entries = Vec::new();
-    'orgs: for org in orgs {
+    'orgs: for org in &orgs {
         for user in store.list_users(org)? {
             let matches = needle.is_empty()
                 || user.display_name.to_lowercase().contains(&needle)
