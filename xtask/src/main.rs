@@ -135,6 +135,11 @@ fn test() -> Result<()> {
         .env("CASCADE_BIN_DIR", &bin))?;
     // Doc tests are part of "every test".
     run(cargo().args(["test", "--workspace", "--doc", "--locked"]))?;
+    // The mobile bindings, generated and driven from Python against a real
+    // relay (Kotlin and Swift are generated too; no toolchain compiles them
+    // here).
+    ensure_apt(&["python3", "python3-venv"])?;
+    run(Command::new("bash").arg("mobile-ffi/tests/run_python.sh"))?;
     Ok(())
 }
 

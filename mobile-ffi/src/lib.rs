@@ -1,0 +1,598 @@
+//! `cascade-ffi`: uniffi bindings over [`cascade_core`] for the mobile apps
+//! (Kotlin and Swift are generated from the built library; Python bindings,
+//! generated the same way, drive the tests).
+//!
+//! A thin shell: it converts ids to and from hex strings, core records to
+//! flat FFI records, [`CoreError`] to [`CascadeError`], and core events to
+//! [`FfiEvent`] calls on a foreign [`EventListener`]. All logic stays in
+//! `cascade-core`.
+
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use cascade_core::{
+    Client, ConnectionState, Conversation, ConversationState, CoreError, DeliveryState, Event,
+    GroupId, Identity, Member, Message, Person, UserId,
+};
+use tokio::sync::broadcast;
+
+uniffi::setup_scaffolding!();
+
+/// Errors the bindings raise; mapped from the core's errors. Texts carry no
+/// plaintext, keys or tokens.
+///
+/// Fields are called `reason`, not `message`: Kotlin exceptions already
+/// have a `message` property.
+#[derive(Debug, thiserror::Error, uniffi::Error)]
+pub enum CascadeError {
+    /// The device is not enrolled yet: call [`enrol`] first.
+    #[error("this device is not enrolled")]
+    NotEnrolled,
+    /// Enrolment failed (bad code, relay unreachable, already enrolled...).
+    #[error("enrolment failed: {reason}")]
+    Enrolment {
+        /// Why.
+        reason: String,
+    },
+    /// No conversation with this id.
+    #[error("unknown conversation")]
+    UnknownConversation,
+    /// This device is no longer a member of the conversation.
+    #[error("this device is no longer a member of the conversation")]
+    NotActive,
+    /// An argument was invalid (bad id, empty text, ...).
+    #[error("invalid input: {reason}")]
+    Invalid {
+        /// What was wrong.
+        reason: String,
+    },
+    /// The device is waiting for its certificate from its organisation.
+    #[error("this device is waiting for its certificate from its organisation")]
+    CertificatePending,
+    /// The relay answered with an error.
+    #[error("relay: {reason}")]
+    Relay {
+        /// The relay's error.
+        reason: String,
+    },
+    /// The local database failed.
+    #[error("local storage: {reason}")]
+    Storage {
+        /// The storage error.
+        reason: String,
+    },
+    /// The client has shut down.
+    #[error("the client has shut down")]
+    Closed,
+    /// Anything else (MLS, credentials, certificates, decoding).
+    #[error("{reason}")]
+    Other {
+        /// What went wrong.
+        reason: String,
+    },
+}
+
+impl From<CoreError> for CascadeError {
+    fn from(e: CoreError) -> Self {
+        match e {
+            CoreError::NotEnrolled => Self::NotEnrolled,
+            CoreError::Enrolment(reason) => Self::Enrolment { reason },
+            CoreError::AlreadyEnrolled => Self::Enrolment {
+                reason: e.to_string(),
+            },
+            CoreError::UnknownConversation => Self::UnknownConversation,
+            CoreError::NotActive => Self::NotActive,
+            CoreError::Invalid(reason) => Self::Invalid { reason },
+            CoreError::CertificatePending => Self::CertificatePending,
+            CoreError::Relay(r) => Self::Relay {
+                reason: r.to_string(),
+            },
+            CoreError::Storage(s) => Self::Storage {
+                reason: s.to_string(),
+            },
+            CoreError::Closed => Self::Closed,
+            other => Self::Other {
+                reason: other.to_string(),
+            },
+        }
+    }
+}
+
+type Result<T, E = CascadeError> = std::result::Result<T, E>;
+
+fn parse_group(hex: &str) -> Result<GroupId> {
+    hex.parse().map_err(|_| CascadeError::Invalid {
+        reason: "group id must be 32 hex digits".into(),
+    })
+}
+
+fn user_id(s: &str) -> Result<UserId> {
+    UserId::new(s).map_err(|e| CascadeError::Invalid {
+        reason: format!("user id {s:?}: {e}"),
+    })
+}
+
+fn delivery_state(s: DeliveryState) -> String {
+    match s {
+        DeliveryState::Sending => "sending",
+        DeliveryState::Sent => "sent",
+        DeliveryState::Failed => "failed",
+        DeliveryState::Received => "received",
+    }
+    .into()
+}
+
+/// The identity of an enrolled device.
+#[derive(Debug, Clone, uniffi::Record)]
+pub struct FfiIdentity {
+    /// Base URL of the relay.
+    pub server_url: String,
+    /// The user, `local@org`.
+    pub user_id: String,
+    /// The user's organisation.
+    pub org_id: String,
+    /// This device's id (hex).
+    pub device_id: String,
+    /// The user's display name.
+    pub display_name: String,
+    /// The user's role.
+    pub role: String,
+}
+
+impl From<Identity> for FfiIdentity {
+    fn from(i: Identity) -> Self {
+        Self {
+            server_url: i.server_url,
+            user_id: i.user_id.to_string(),
+            org_id: i.org_id.to_string(),
+            device_id: i.device_id.to_string(),
+            display_name: i.display_name,
+            role: i.role,
+        }
+    }
+}
+
+/// A message in a conversation.
+#[derive(Debug, Clone, uniffi::Record)]
+pub struct FfiMessage {
+    /// The message id (hex).
+    pub id: String,
+    /// The conversation (hex group id).
+    pub group_id: String,
+    /// Who sent it, `local@org`.
+    pub sender: String,
+    /// Sender's clock, ms since the Unix epoch.
+    pub sent_at: u64,
+    /// The text, or none for a kind this client cannot show.
+    pub text: Option<String>,
+    /// The content kind (`text`, or an unsupported kind's name).
+    pub kind: String,
+    /// Delivery state: `sending`, `sent`, `failed` or `received`.
+    pub state: String,
+}
+
+impl From<Message> for FfiMessage {
+    fn from(m: Message) -> Self {
+        Self {
+            id: m.id.to_string(),
+            group_id: m.group_id.to_string(),
+            sender: m.sender.to_string(),
+            sent_at: m.sent_at,
+            text: m.text,
+            kind: m.kind,
+            state: delivery_state(m.state),
+        }
+    }
+}
+
+/// A conversation.
+#[derive(Debug, Clone, uniffi::Record)]
+pub struct FfiConversation {
+    /// The group id (hex).
+    pub group_id: String,
+    /// Its name.
+    pub name: String,
+    /// `active`, `leaving` or `left`.
+    pub state: String,
+    /// The MLS epoch this device is at.
+    pub epoch: u64,
+    /// Unread messages.
+    pub unread: u64,
+    /// Time of the latest activity, ms since the Unix epoch.
+    pub last_activity: u64,
+    /// The newest message's text, if any.
+    pub last_message: Option<String>,
+}
+
+impl From<Conversation> for FfiConversation {
+    fn from(c: Conversation) -> Self {
+        Self {
+            group_id: c.group_id.to_string(),
+            name: c.name,
+            state: match c.state {
+                ConversationState::Active => "active",
+                ConversationState::Leaving => "leaving",
+                ConversationState::Left => "left",
+            }
+            .into(),
+            epoch: c.epoch,
+            unread: c.unread,
+            last_activity: c.last_activity,
+            last_message: c.last_message,
+        }
+    }
+}
+
+/// A member device of a conversation.
+#[derive(Debug, Clone, uniffi::Record)]
+pub struct FfiMember {
+    /// The user, `local@org`.
+    pub user_id: String,
+    /// The device (hex).
+    pub device_id: String,
+    /// Whether this is the local device.
+    pub is_self: bool,
+    /// The certified name.
+    pub display_name: String,
+    /// The certified role.
+    pub role: String,
+    /// The organisation that certified the device.
+    pub org_id: String,
+    /// When the device's certificate expires, seconds since the Unix epoch.
+    pub certificate_expires: i64,
+}
+
+impl From<Member> for FfiMember {
+    fn from(m: Member) -> Self {
+        Self {
+            user_id: m.user_id.to_string(),
+            device_id: m.device_id.to_string(),
+            is_self: m.is_self,
+            display_name: m.display_name,
+            role: m.role,
+            org_id: m.org_id.to_string(),
+            certificate_expires: m.certificate_expires,
+        }
+    }
+}
+
+/// A colleague found in the directory (from a verified certificate).
+#[derive(Debug, Clone, uniffi::Record)]
+pub struct FfiPerson {
+    /// The user, `local@org`.
+    pub user_id: String,
+    /// Their organisation.
+    pub org_id: String,
+    /// Certified name.
+    pub display_name: String,
+    /// Certified role.
+    pub role: String,
+    /// How many certified devices they have.
+    pub devices: u32,
+}
+
+impl From<Person> for FfiPerson {
+    fn from(p: Person) -> Self {
+        Self {
+            user_id: p.user_id.to_string(),
+            org_id: p.org_id.to_string(),
+            display_name: p.display_name,
+            role: p.role,
+            devices: p.devices,
+        }
+    }
+}
+
+/// What the client tells the app, through [`EventListener::on_event`].
+#[derive(Debug, Clone, uniffi::Enum)]
+pub enum FfiEvent {
+    /// A message arrived (or this device sent one).
+    Message {
+        /// The message.
+        message: FfiMessage,
+    },
+    /// A sent message's delivery state changed.
+    DeliveryState {
+        /// The conversation (hex).
+        group_id: String,
+        /// The message (hex).
+        message_id: String,
+        /// `sending`, `sent`, `failed` or `received`.
+        state: String,
+    },
+    /// Members joined or left a conversation.
+    MembershipChanged {
+        /// The conversation (hex).
+        group_id: String,
+    },
+    /// A conversation appeared, was renamed, or its state changed.
+    ConversationUpdated {
+        /// The conversation (hex).
+        group_id: String,
+    },
+    /// The connection to the relay changed: `offline`, `connecting` or `online`.
+    Connection {
+        /// The new state.
+        state: String,
+    },
+    /// Everything queued at the relay while offline has been processed.
+    Synced,
+    /// The device waits for its certificate from its organisation.
+    CertificatePending,
+    /// The device's certificate arrived and verified.
+    CertificateReceived,
+    /// A queued operation could not be carried out and was dropped.
+    OperationFailed {
+        /// The conversation (hex), if the operation concerned one.
+        group_id: Option<String>,
+        /// Why, without content.
+        reason: String,
+    },
+    /// Something the app need not act on (directory answers, trust-list
+    /// updates, missed events).
+    Other {
+        /// What kind of event it was.
+        kind: String,
+    },
+}
+
+impl From<Event> for FfiEvent {
+    fn from(e: Event) -> Self {
+        match e {
+            Event::Message(m) => Self::Message { message: m.into() },
+            Event::DeliveryState {
+                group_id,
+                message_id,
+                state,
+            } => Self::DeliveryState {
+                group_id: group_id.to_string(),
+                message_id: message_id.to_string(),
+                state: delivery_state(state),
+            },
+            Event::MembershipChanged { group_id, .. } => Self::MembershipChanged {
+                group_id: group_id.to_string(),
+            },
+            Event::ConversationUpdated(g) => Self::ConversationUpdated {
+                group_id: g.to_string(),
+            },
+            Event::Connection(s) => Self::Connection {
+                state: match s {
+                    ConnectionState::Offline => "offline",
+                    ConnectionState::Connecting => "connecting",
+                    ConnectionState::Online => "online",
+                }
+                .into(),
+            },
+            Event::Synced => Self::Synced,
+            Event::CertificatePending => Self::CertificatePending,
+            Event::CertificateReceived => Self::CertificateReceived,
+            Event::OperationFailed { group_id, reason } => Self::OperationFailed {
+                group_id: group_id.map(|g| g.to_string()),
+                reason,
+            },
+            Event::DirectoryResults { .. } => Self::Other {
+                kind: "directory_results".into(),
+            },
+            Event::TrustUpdated { .. } => Self::Other {
+                kind: "trust_updated".into(),
+            },
+        }
+    }
+}
+
+/// Implemented by the app (Kotlin, Swift, Python) to receive events. Called
+/// on a dedicated background thread, one event at a time, in order.
+#[uniffi::export(foreign)]
+pub trait EventListener: Send + Sync {
+    /// One event.
+    fn on_event(&self, event: FfiEvent);
+}
+
+/// Enrols this device with an enrolment code from an admin, creating
+/// `data_dir` and the device's keys. Then [`CascadeClient::open`] it.
+#[uniffi::export(async_runtime = "tokio")]
+pub async fn enrol(
+    data_dir: String,
+    server_url: String,
+    code: String,
+    device_name: String,
+) -> Result<FfiIdentity> {
+    Ok(
+        Client::enrol(&PathBuf::from(data_dir), &server_url, &code, &device_name)
+            .await?
+            .into(),
+    )
+}
+
+/// A running client for one enrolled device.
+#[derive(uniffi::Object)]
+pub struct CascadeClient {
+    client: Mutex<Option<Client>>,
+    identity: FfiIdentity,
+}
+
+impl CascadeClient {
+    fn client(&self) -> Result<Client> {
+        self.client
+            .lock()
+            .map_err(|_| CascadeError::Closed)?
+            .clone()
+            .ok_or(CascadeError::Closed)
+    }
+}
+
+/// Delivers events to the listener on its own thread, so a slow listener
+/// never holds up the client. Ends when the client stops.
+fn forward_events(
+    mut rx: broadcast::Receiver<Event>,
+    listener: Arc<dyn EventListener>,
+) -> Result<()> {
+    std::thread::Builder::new()
+        .name("cascade-events".into())
+        .spawn(move || loop {
+            match rx.blocking_recv() {
+                Ok(e) => listener.on_event(e.into()),
+                Err(broadcast::error::RecvError::Lagged(n)) => listener.on_event(FfiEvent::Other {
+                    kind: format!("missed {n} events"),
+                }),
+                Err(broadcast::error::RecvError::Closed) => break,
+            }
+        })
+        .map(drop)
+        .map_err(|e| CascadeError::Other {
+            reason: format!("cannot start the event thread: {e}"),
+        })
+}
+
+#[uniffi::export(async_runtime = "tokio")]
+impl CascadeClient {
+    /// Opens an enrolled device's data directory, starts connecting to its
+    /// relay in the background, and delivers every event from now on to
+    /// `listener`.
+    #[uniffi::constructor]
+    pub async fn open(data_dir: String, listener: Arc<dyn EventListener>) -> Result<Arc<Self>> {
+        let client = Client::open(&PathBuf::from(data_dir)).await?;
+        forward_events(client.events_since_open(), listener)?;
+        Ok(Arc::new(Self {
+            identity: client.identity().clone().into(),
+            client: Mutex::new(Some(client)),
+        }))
+    }
+
+    /// This device's identity.
+    pub fn identity(&self) -> FfiIdentity {
+        self.identity.clone()
+    }
+
+    /// Creates a conversation; returns its id (hex).
+    pub async fn create_group(&self, name: String) -> Result<String> {
+        Ok(self.client()?.create_group(&name).await?.to_string())
+    }
+
+    /// Adds all devices of these users (`local@org`) to a conversation.
+    pub async fn add_members(&self, group_id: String, users: Vec<String>) -> Result<()> {
+        let users = users.iter().map(|u| user_id(u)).collect::<Result<_>>()?;
+        Ok(self
+            .client()?
+            .add_members(parse_group(&group_id)?, users)
+            .await?)
+    }
+
+    /// Removes all devices of these users from a conversation.
+    pub async fn remove_members(&self, group_id: String, users: Vec<String>) -> Result<()> {
+        let users = users.iter().map(|u| user_id(u)).collect::<Result<_>>()?;
+        Ok(self
+            .client()?
+            .remove_members(parse_group(&group_id)?, users)
+            .await?)
+    }
+
+    /// Leaves a conversation.
+    pub async fn leave(&self, group_id: String) -> Result<()> {
+        Ok(self.client()?.leave(parse_group(&group_id)?).await?)
+    }
+
+    /// Sends a text message; returns its id (hex) at once (state `sending`).
+    pub async fn send_text(&self, group_id: String, text: String) -> Result<String> {
+        Ok(self
+            .client()?
+            .send_text(parse_group(&group_id)?, &text)
+            .await?
+            .to_string())
+    }
+
+    /// The newest `limit` messages of a conversation, oldest first.
+    pub async fn history(&self, group_id: String, limit: u32) -> Result<Vec<FfiMessage>> {
+        Ok(self
+            .client()?
+            .history(parse_group(&group_id)?, None, limit)
+            .await?
+            .into_iter()
+            .map(Into::into)
+            .collect())
+    }
+
+    /// Conversations, most recently active first.
+    pub async fn conversations(&self) -> Result<Vec<FfiConversation>> {
+        Ok(self
+            .client()?
+            .conversations()
+            .await?
+            .into_iter()
+            .map(Into::into)
+            .collect())
+    }
+
+    /// Marks a conversation as read.
+    pub async fn mark_read(&self, group_id: String) -> Result<()> {
+        Ok(self.client()?.mark_read(parse_group(&group_id)?).await?)
+    }
+
+    /// Member devices of a conversation.
+    pub async fn members(&self, group_id: String) -> Result<Vec<FfiMember>> {
+        Ok(self
+            .client()?
+            .members(parse_group(&group_id)?)
+            .await?
+            .into_iter()
+            .map(Into::into)
+            .collect())
+    }
+
+    /// Finds colleagues by name, role or user id (from the relay when
+    /// online, else from the local cache).
+    pub async fn search_directory(&self, query: String) -> Result<Vec<FfiPerson>> {
+        Ok(self
+            .client()?
+            .search_directory(&query)
+            .await?
+            .into_iter()
+            .map(Into::into)
+            .collect())
+    }
+
+    /// The safety number of this user and `user` in a conversation.
+    pub async fn safety_number(&self, group_id: String, user: String) -> Result<String> {
+        Ok(self
+            .client()?
+            .safety_number(parse_group(&group_id)?, user_id(&user)?)
+            .await?)
+    }
+
+    /// Whether the client is connected, authenticated and caught up.
+    pub async fn is_online(&self) -> Result<bool> {
+        Ok(self.client()?.is_online().await?)
+    }
+
+    /// Syncs once and returns (for a background fetch): waits until the
+    /// client is connected, has processed everything queued at the relay
+    /// and has sent its outbox. Returns false if that took longer than
+    /// `timeout_ms`.
+    pub async fn sync_once(&self, timeout_ms: u64) -> Result<bool> {
+        Ok(self
+            .client()?
+            .sync(Duration::from_millis(timeout_ms))
+            .await?)
+    }
+
+    /// Disconnects and stays offline (app in the background) until
+    /// [`CascadeClient::resume`]; work is still queued locally.
+    pub fn pause(&self) -> Result<()> {
+        Ok(self.client()?.pause()?)
+    }
+
+    /// Reconnects after [`CascadeClient::pause`].
+    pub fn resume(&self) -> Result<()> {
+        Ok(self.client()?.resume()?)
+    }
+
+    /// Stops the client; later calls raise [`CascadeError::Closed`].
+    /// Everything durable is already on disk.
+    pub async fn shutdown(&self) {
+        let client = self.client.lock().ok().and_then(|mut c| c.take());
+        if let Some(client) = client {
+            client.shutdown().await;
+        }
+    }
+}

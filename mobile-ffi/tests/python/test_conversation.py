@@ -1,0 +1,274 @@
+"""A real conversation through the generated Python bindings of cascade-ffi.
+
+Runs against a real relay process (`cascade-server serve`) provisioned with
+the `cascade` admin CLI. Needs:
+  - the generated bindings (`cascade_ffi.py` with `libcascade_ffi.so` beside
+    it) on PYTHONPATH; `mobile-ffi/tests/run_python.sh` sets that up;
+  - the `cascade-server` and `cascade` binaries in CASCADE_BIN_DIR (default
+    $CARGO_TARGET_DIR/debug, else target/debug of the workspace).
+"""
+
+import asyncio
+import os
+import pathlib
+import re
+import subprocess
+import threading
+import time
+
+import pytest
+
+import cascade_ffi as ffi
+
+WORKSPACE = pathlib.Path(__file__).resolve().parents[3]
+
+
+def bin_dir() -> pathlib.Path:
+    if os.environ.get("CASCADE_BIN_DIR"):
+        return pathlib.Path(os.environ["CASCADE_BIN_DIR"])
+    target = os.environ.get("CARGO_TARGET_DIR", str(WORKSPACE / "target"))
+    return pathlib.Path(target) / "debug"
+
+
+class Relay:
+    """A `cascade-server` process on a free loopback port."""
+
+    def __init__(self, data_dir: pathlib.Path):
+        server = bin_dir() / "cascade-server"
+        assert server.exists(), f"{server} not built"
+        self.proc = subprocess.Popen(
+            [str(server), "serve", "--listen", "127.0.0.1:0", "--data-dir", str(data_dir)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        self.url = None
+        deadline = time.time() + 30
+        assert self.proc.stdout is not None
+        while time.time() < deadline:
+            line = self.proc.stdout.readline()
+            if not line:
+                break
+            m = re.search(r"cascade-server listening on (http://\S+)", line)
+            if m:
+                self.url = m.group(1)
+                break
+        assert self.url, "relay did not report its address"
+        # Keep draining the relay's output so it never blocks on a full pipe.
+        threading.Thread(target=self._drain, daemon=True).start()
+        self.token_file = data_dir / "admin-token"
+        assert self.token_file.exists(), "relay wrote no admin token"
+
+    def _drain(self):
+        assert self.proc.stdout is not None
+        for _ in self.proc.stdout:
+            pass
+
+    def stop(self):
+        self.proc.kill()
+        self.proc.wait()
+
+
+def cascade(*args: str) -> str:
+    """Runs the `cascade` CLI; returns its stdout."""
+    out = subprocess.run(
+        [str(bin_dir() / "cascade"), *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert out.returncode == 0, f"cascade {' '.join(args)} failed: {out.stderr}"
+    return out.stdout
+
+
+class Collector(ffi.EventListener):
+    """An EventListener implemented in Python: collects every event."""
+
+    def __init__(self):
+        self.lock = threading.Lock()
+        self.events = []
+
+    def on_event(self, event):
+        with self.lock:
+            self.events.append(event)
+
+    def snapshot(self):
+        with self.lock:
+            return list(self.events)
+
+    def messages(self):
+        return [e.message for e in self.snapshot() if e.is_message()]
+
+
+async def wait_for(what, check, timeout=20.0):
+    """Polls the async `check` until it returns something truthy."""
+    deadline = time.time() + timeout
+    while True:
+        got = await check()
+        if got:
+            return got
+        if time.time() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        await asyncio.sleep(0.1)
+
+
+@pytest.fixture
+def relay(tmp_path):
+    r = Relay(tmp_path / "relay")
+    yield r
+    r.stop()
+
+
+def provision(relay: Relay, tmp_path: pathlib.Path):
+    """The organisation's admins: a CA, the org on the relay, two users."""
+    ca = tmp_path / "ca"
+    cascade("admin", "org", "init", "--org", "acme", "--name", "Acme Health", "--dir", str(ca))
+    admin = ["admin", "--server", relay.url, "--token-file", str(relay.token_file)]
+    cascade(*admin, "create-org", "acme", "--name", "Acme Health", "--ca-dir", str(ca))
+    cascade(*admin, "add-user", "alice@acme", "--name", "Alice Smith", "--role", "Doctor")
+    cascade(*admin, "add-user", "bob@acme", "--name", "Bob Jones", "--role", "Nurse")
+    codes = {
+        u: cascade(*admin, "token", u, "--ca-dir", str(ca)).strip().splitlines()[-1]
+        for u in ("alice@acme", "bob@acme")
+    }
+    return admin, ca, codes
+
+
+def test_conversation(relay, tmp_path):
+    admin, ca, codes = provision(relay, tmp_path)
+    asyncio.run(conversation(relay, tmp_path, admin, ca, codes))
+
+
+async def conversation(relay, tmp_path, admin, ca, codes):
+    alice_dir = str(tmp_path / "alice")
+    bob_dir = str(tmp_path / "bob")
+
+    # A bad code is a typed error.
+    with pytest.raises(ffi.CascadeError.Enrolment):
+        await ffi.enrol(str(tmp_path / "nobody"), relay.url, "not-a-code", "phone")
+
+    alice_id = await ffi.enrol(alice_dir, relay.url, codes["alice@acme"], "alice-phone")
+    bob_id = await ffi.enrol(bob_dir, relay.url, codes["bob@acme"], "bob-phone")
+    assert alice_id.user_id == "alice@acme"
+    assert bob_id.user_id == "bob@acme"
+    assert bob_id.display_name == "Bob Jones"
+
+    # The organisation's admins issue the devices' certificates.
+    cascade(*admin, "issue", "--ca-dir", str(ca))
+
+    alice_events, bob_events = Collector(), Collector()
+    alice = await ffi.CascadeClient.open(alice_dir, alice_events)
+    bob = await ffi.CascadeClient.open(bob_dir, bob_events)
+    assert alice.identity().user_id == "alice@acme"
+
+    # Both connect once (bob's KeyPackages reach the relay).
+    assert await alice.sync_once(20_000)
+    assert await bob.sync_once(20_000)
+
+    group = await alice.create_group("Ward 7")
+    assert re.fullmatch(r"[0-9a-f]{32}", group)
+    await alice.add_members(group, ["bob@acme"])
+    assert await alice.sync_once(20_000)
+
+    async def bob_has_group():
+        return [c for c in await bob.conversations() if c.group_id == group]
+
+    conv = (await wait_for("bob to join", bob_has_group))[0]
+    assert conv.state == "active"
+    await wait_for("the group's name", lambda: _named(bob, group, "Ward 7"))
+
+    members = await alice.members(group)
+    assert sorted(m.user_id for m in members) == ["alice@acme", "bob@acme"]
+    assert [m.is_self for m in members if m.user_id == "alice@acme"] == [True]
+    assert {m.role for m in members} == {"Doctor", "Nurse"}
+
+    # Alice -> Bob.
+    sent = await alice.send_text(group, "hello bob")
+    assert re.fullmatch(r"[0-9a-f]{32}", sent)
+
+    async def bob_got_hello():
+        return [m for m in await bob.history(group, 50) if m.text == "hello bob"]
+
+    got = (await wait_for("bob to receive", bob_got_hello))[0]
+    assert got.sender == "alice@acme"
+    assert got.id == sent
+    assert got.state == "received"
+    assert got.kind == "text"
+
+    # Bob -> Alice.
+    reply = await bob.send_text(group, "hi alice")
+
+    async def alice_got_reply():
+        return [m for m in await alice.history(group, 50) if m.text == "hi alice"]
+
+    got = (await wait_for("alice to receive", alice_got_reply))[0]
+    assert got.sender == "bob@acme" and got.id == reply
+
+    # Alice's own message reached `sent`.
+    async def hello_sent():
+        return [m for m in await alice.history(group, 50) if m.id == sent and m.state == "sent"]
+
+    await wait_for("alice's message to be sent", hello_sent)
+
+    # The events came through the Python callback.
+    async def events_arrived():
+        a = [m for m in alice_events.messages() if m.text == "hi alice"]
+        b = [m for m in bob_events.messages() if m.text == "hello bob"]
+        return a and b
+
+    await wait_for("message events", events_arrived)
+    a_events, b_events = alice_events.snapshot(), bob_events.snapshot()
+    assert any(e.is_connection() and e.state == "online" for e in a_events)
+    assert any(e.is_connection() and e.state == "online" for e in b_events)
+    assert any(
+        e.is_delivery_state() and e.message_id == sent and e.state == "sent" for e in a_events
+    )
+    assert any(e.is_conversation_updated() and e.group_id == group for e in b_events)
+    assert any(e.is_membership_changed() and e.group_id == group for e in a_events)
+
+    # Safety numbers agree on both sides; the directory finds Bob.
+    assert await alice.safety_number(group, "bob@acme") == await bob.safety_number(
+        group, "alice@acme"
+    )
+    people = await alice.search_directory("bob")
+    assert [p.user_id for p in people] == ["bob@acme"]
+    assert people[0].display_name == "Bob Jones"
+
+    # Typed errors.
+    with pytest.raises(ffi.CascadeError.UnknownConversation):
+        await alice.send_text("00" * 16, "nobody here")
+    with pytest.raises(ffi.CascadeError.Invalid):
+        await alice.send_text("not-hex", "x")
+    with pytest.raises(ffi.CascadeError.Invalid):
+        await alice.add_members(group, ["Not A User"])
+
+    # Pause / resume: offline work is queued and goes out on resume.
+    bob.pause()
+    queued = await alice.send_text(group, "while you were away")
+    bob.resume()
+
+    async def bob_got_queued():
+        return [m for m in await bob.history(group, 50) if m.id == queued]
+
+    await wait_for("the queued message", bob_got_queued)
+
+    # Bob leaves: the conversation is no longer active for him.
+    await bob.leave(group)
+
+    async def bob_left():
+        try:
+            await bob.send_text(group, "still here?")
+        except ffi.CascadeError.NotActive:
+            return True
+        return False
+
+    await wait_for("bob to have left", bob_left)
+
+    await alice.shutdown()
+    await bob.shutdown()
+    with pytest.raises(ffi.CascadeError.Closed):
+        await alice.conversations()
+
+
+async def _named(client, group, name):
+    return [c for c in await client.conversations() if c.group_id == group and c.name == name]
