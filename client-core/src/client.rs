@@ -289,6 +289,22 @@ impl Client {
         self.call(move |e, _| e.search_local(&q)).await
     }
 
+    /// Registers (or, with `None`, removes) this device's push token: while
+    /// the device is offline, the relay's push gateway is told it has new
+    /// messages (no content, no sender). Waits until connected, at most
+    /// `timeout`; `Ok(false)` if it was not.
+    pub async fn register_push(&self, token: Option<String>, timeout: Duration) -> Result<bool> {
+        if !self.sync(timeout).await? {
+            return Ok(false);
+        }
+        let sent = self.call(move |e, _| e.register_push(token)).await?;
+        if sent {
+            // The request is in flight; wait for the relay's answer.
+            self.sync(timeout).await?;
+        }
+        Ok(sent)
+    }
+
     /// The organisations whose members this device accepts (its own first).
     pub async fn trusted_orgs(&self) -> Result<Vec<cascade_protocol::OrgId>> {
         self.call(|e, _| Ok(e.trusted_orgs())).await

@@ -242,6 +242,7 @@ struct InFlight {
 
 enum Pending {
     Directory,
+    Push,
     Auth,
     /// `gate`: fetched right after authentication, before the backlog is
     /// processed (see [`Engine::gate`]).
@@ -1136,6 +1137,23 @@ impl<S: ClientStore> Engine<S> {
         )))
     }
 
+    /// Registers (or, with `None`, removes) this device's push token with
+    /// the relay (see `Request::RegisterPush`). Returns `false` when offline:
+    /// register again after connecting.
+    pub fn register_push(&mut self, token: Option<String>) -> Result<bool> {
+        if token
+            .as_ref()
+            .is_some_and(|t| t.len() > cascade_protocol::limits::MAX_PUSH_TOKEN_BYTES)
+        {
+            return Err(CoreError::Invalid("push token too long".into()));
+        }
+        if !self.is_online() {
+            return Ok(false);
+        }
+        self.request(Request::RegisterPush { token }, Pending::Push);
+        Ok(true)
+    }
+
     /// Searches the directory entries cached on this device (works
     /// offline).
     pub fn search_local(&self, query: &str) -> Result<Vec<crate::store::Person>> {
@@ -1640,6 +1658,11 @@ impl<S: ClientStore> Engine<S> {
             return Ok(());
         };
         match pending {
+            Pending::Push => {
+                if let Err(e) = result {
+                    tracing::warn!(error = %e, "push token refused");
+                }
+            }
             Pending::Directory => match result {
                 Ok(Response::Directory { entries }) => self.handle_directory(id, entries, now)?,
                 other => {

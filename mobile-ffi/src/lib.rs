@@ -576,6 +576,18 @@ impl CascadeClient {
             .await?)
     }
 
+    /// Registers the platform push token (APNs or FCM, as the host app got
+    /// it), or removes it with `None`. While the device is offline the
+    /// relay's push gateway is told it has new messages: the token only, no
+    /// content or sender. Returns false if the relay was not reachable
+    /// within `timeout_ms` (register again later).
+    pub async fn register_push(&self, token: Option<String>, timeout_ms: u64) -> Result<bool> {
+        Ok(self
+            .client()?
+            .register_push(token, Duration::from_millis(timeout_ms))
+            .await?)
+    }
+
     /// Disconnects and stays offline (app in the background) until
     /// [`CascadeClient::resume`]; work is still queued locally.
     pub fn pause(&self) -> Result<()> {

@@ -127,6 +127,16 @@ pub enum Request {
         /// [`MAX_NAME_BYTES`](crate::limits::MAX_NAME_BYTES).
         query: String,
     },
+    /// Register (or, with `None`, remove) this device's push token: the
+    /// opaque handle the platform's push service gave the app. While the
+    /// device is offline, the relay tells its push gateway that the device
+    /// has new messages: the token only, never content, sender or group.
+    /// Answer: [`Response::PushRegistered`].
+    RegisterPush {
+        /// The token, at most
+        /// [`MAX_PUSH_TOKEN_BYTES`](crate::limits::MAX_PUSH_TOKEN_BYTES).
+        token: Option<String>,
+    },
     /// Liveness check. Answer: [`Response::Pong`].
     Ping,
 }
@@ -267,6 +277,8 @@ pub enum Response {
         /// The signed trust list.
         document: Option<SignedDocument>,
     },
+    /// The push token is stored (or removed).
+    PushRegistered,
     /// Answer to `Ping`.
     Pong,
 }

@@ -169,3 +169,12 @@ pub struct HttpError {
     /// A human-readable explanation without secrets.
     pub message: String,
 }
+
+/// The body the relay POSTs to its push gateway when an offline device has
+/// new messages. Deliberately nothing but the device's push token: no
+/// content, no sender, no group, no count.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PushNotification {
+    /// The token the device registered.
+    pub token: String,
+}

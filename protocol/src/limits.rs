@@ -62,3 +62,10 @@ pub const MAX_DIRECTORY_RESULTS: usize = 50;
 /// for renewal: the relay lists the device among those waiting for a
 /// certificate.
 pub const RENEWAL_WINDOW_SECS: u64 = 30 * 86_400;
+
+/// Longest push token a device may register, in bytes.
+pub const MAX_PUSH_TOKEN_BYTES: usize = 4096;
+
+/// The relay notifies a device's push gateway at most once per this many
+/// seconds while the device stays offline (notifications are coalesced).
+pub const PUSH_COALESCE_SECS: u64 = 30;

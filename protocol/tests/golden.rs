@@ -311,6 +311,19 @@ fn samples() -> Vec<(&'static str, Vec<u8>)> {
             ),
         ),
         (
+            "req_register_push",
+            req(
+                15,
+                Request::RegisterPush {
+                    token: Some("apns:abc".into()),
+                },
+            ),
+        ),
+        (
+            "resp_push_registered",
+            resp(15, Ok(Response::PushRegistered)),
+        ),
+        (
             "resp_directory",
             resp(
                 14,

@@ -44,6 +44,7 @@ pub mod extract;
 pub mod fanout;
 pub mod group_lock;
 pub mod orgs;
+pub mod push;
 pub mod store;
 pub mod token;
 pub mod ws;
@@ -102,6 +103,7 @@ pub struct AppState {
 
 struct Inner {
     store: Arc<dyn Store>,
+    push: std::sync::OnceLock<push::PushNotifier>,
     flusher: Flusher,
     registry: Registry,
     groups: GroupLocks,
@@ -117,6 +119,7 @@ impl AppState {
         Self {
             inner: Arc::new(Inner {
                 flusher: Flusher::new(Arc::clone(&store)),
+                push: std::sync::OnceLock::new(),
                 store,
                 registry: Registry::default(),
                 groups: GroupLocks::default(),
@@ -141,6 +144,25 @@ impl AppState {
     /// The connected devices.
     pub fn registry(&self) -> &Registry {
         &self.inner.registry
+    }
+
+    /// Sends push notifications through `gateway` for offline devices that
+    /// registered a token (see [`push`]). Call once, at start-up.
+    pub fn enable_push(&self, gateway: String) {
+        let notifier = push::PushNotifier::start(gateway, Arc::clone(&self.inner.store));
+        let _ = self.inner.push.set(notifier);
+    }
+
+    /// Notes that items were queued for these devices: the ones without a
+    /// live connection get a push notification, if enabled.
+    pub fn notify_offline(&self, devices: impl IntoIterator<Item = cascade_protocol::DeviceId>) {
+        if let Some(push) = self.inner.push.get() {
+            for d in devices {
+                if !self.inner.registry.is_connected(&d) {
+                    push.notify(d);
+                }
+            }
+        }
     }
 
     /// The per-group writer locks.

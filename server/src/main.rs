@@ -34,6 +34,10 @@ struct ServeArgs {
     /// Address to listen on [default: 127.0.0.1:7171].
     #[arg(long, env = "CASCADE_LISTEN")]
     listen: Option<SocketAddr>,
+    /// Push gateway URL: the relay POSTs `{"token": ...}` there when an
+    /// offline device that registered a push token has new messages.
+    #[arg(long, env = "CASCADE_PUSH_GATEWAY")]
+    push_gateway: Option<String>,
     /// JSON file with `data_dir` and/or `listen`; flags and environment
     /// variables take precedence.
     #[arg(long)]
@@ -101,9 +105,13 @@ async fn shutdown_signal() {
 }
 
 async fn serve(args: ServeArgs) -> anyhow::Result<()> {
+    let push_gateway = args.push_gateway.clone();
     let config = resolve(args)?;
     let (server, token) = Server::open(&config.data_dir)
         .with_context(|| format!("opening the data directory {}", config.data_dir.display()))?;
+    if let Some(gateway) = push_gateway {
+        server.state().enable_push(gateway);
+    }
     eprintln!("admin token: {}", token.path.display());
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await

@@ -46,6 +46,8 @@ pub fn bin_dir() -> PathBuf {
 /// A relay process with its own temporary data directory.
 pub struct Relay {
     child: Option<Child>,
+    /// Extra `serve` arguments, kept for restarts.
+    extra: Vec<String>,
     data: tempfile::TempDir,
     addr: String,
     /// Base URL, e.g. `http://127.0.0.1:41234`.
@@ -66,13 +68,20 @@ pub struct Relay {
 impl Relay {
     /// Starts a relay on a free loopback port.
     pub async fn start() -> Result<Relay> {
+        Self::start_with(&[]).await
+    }
+
+    /// Starts a relay with extra `serve` arguments (e.g. a push gateway).
+    pub async fn start_with(extra: &[&str]) -> Result<Relay> {
         let data = tempfile::tempdir()?;
-        let (child, addr) = spawn_relay(data.path(), "127.0.0.1:0").await?;
+        let extra: Vec<String> = extra.iter().map(|s| s.to_string()).collect();
+        let (child, addr) = spawn_relay(data.path(), "127.0.0.1:0", &extra).await?;
         let url = format!("http://{addr}");
         let token = std::fs::read_to_string(data.path().join("admin-token"))
             .context("relay wrote no admin token")?;
         Ok(Relay {
             child: Some(child),
+            extra,
             admin: AdminClient::new(&url, &token),
             data,
             addr,
@@ -225,7 +234,7 @@ impl Relay {
         self.kill9().await?;
         let mut last = None;
         for _ in 0..50 {
-            match spawn_relay(self.data.path(), &self.addr).await {
+            match spawn_relay(self.data.path(), &self.addr, &self.extra).await {
                 Ok((child, _)) => {
                     self.child = Some(child);
                     return Ok(());
@@ -317,7 +326,7 @@ impl Drop for Relay {
     }
 }
 
-async fn spawn_relay(data: &Path, listen: &str) -> Result<(Child, String)> {
+async fn spawn_relay(data: &Path, listen: &str, extra: &[String]) -> Result<(Child, String)> {
     let bin = bin_dir().join("cascade-server");
     if !bin.exists() {
         bail!(
@@ -328,6 +337,7 @@ async fn spawn_relay(data: &Path, listen: &str) -> Result<(Child, String)> {
     let mut child = Command::new(&bin)
         .args(["serve", "--listen", listen, "--data-dir"])
         .arg(data)
+        .args(extra)
         .env(
             "RUST_LOG",
             std::env::var("CASCADE_RELAY_LOG").unwrap_or_else(|_| "warn".into()),

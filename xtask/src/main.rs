@@ -1,7 +1,12 @@
 //! `cargo xtask`: the project's own automation.
 //!
 //! - `cargo xtask test`: install what is missing, build, run every test.
-//! - `cargo xtask ci`: fmt check, clippy -D warnings, then `test`.
+//! - `cargo xtask ci`: fmt check, clippy -D warnings, `test`, then
+//!   `bindings`.
+//! - `cargo xtask bindings [--out DIR]`: build, then generate the mobile
+//!   bindings of `cascade-ffi` (Kotlin, Swift, Python) into
+//!   `DIR/{kotlin,swift,python}` (default `$CARGO_TARGET_DIR/bindings`); see
+//!   `docs/mobile.md`.
 //! - `cargo xtask demo`: a relay on the embedded store, a provisioned demo
 //!   organisation, and a client to chat with.
 //! - `cargo xtask bench`: the relay load generator.
@@ -19,6 +24,8 @@ mod demo;
 fn main() -> Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let root = workspace_root();
+    // Where cargo was run, for relative paths in arguments.
+    let cwd = std::env::current_dir()?;
     std::env::set_current_dir(&root)?;
     set_target_dir();
     match args.first().map(String::as_str) {
@@ -26,8 +33,9 @@ fn main() -> Result<()> {
         Some("ci") => ci(),
         Some("demo") => demo::run(&root, &args[1..]),
         Some("bench") => bench(&args[1..]),
+        Some("bindings") => bindings(&cwd, &args[1..]),
         _ => {
-            eprintln!("usage: cargo xtask <test|ci|demo|bench>");
+            eprintln!("usage: cargo xtask <test|ci|demo|bench|bindings [--out DIR]>");
             std::process::exit(2);
         }
     }
@@ -154,7 +162,80 @@ fn ci() -> Result<()> {
         "-D",
         "warnings",
     ]))?;
-    test()
+    test()?;
+    // `test` already generates every binding (run_python.sh); this also
+    // checks the documented command itself.
+    bindings(&workspace_root(), &[])
+}
+
+/// Builds the workspace, then generates the Kotlin, Swift and Python
+/// bindings of `cascade-ffi` from the built library into
+/// `<out>/{kotlin,swift,python}` (default `$CARGO_TARGET_DIR/bindings`), with
+/// the library copied beside the Python module. Each language directory is
+/// emptied first, so a stale file cannot hide a broken generation; fails if
+/// a language produced no file. Must run from the workspace root:
+/// uniffi-bindgen reads `cargo metadata` (`main` changes to it). A relative
+/// `--out` is taken from `cwd`, where cargo was run.
+fn bindings(cwd: &Path, args: &[String]) -> Result<()> {
+    let out = match args {
+        [] => target_dir().join("bindings"),
+        // Relative to where cargo was run, not the workspace root.
+        [flag, dir] if flag == "--out" => cwd.join(dir),
+        _ => bail!("usage: cargo xtask bindings [--out DIR]"),
+    };
+    run(cargo().args(["build", "--workspace", "--locked"]))?;
+    let debug = target_dir().join("debug");
+    let lib = debug.join("libcascade_ffi.so");
+    let bindgen = debug.join("uniffi-bindgen");
+    for (language, ext) in [("kotlin", "kt"), ("swift", "swift"), ("python", "py")] {
+        let dir = out.join(language);
+        if dir.exists() {
+            std::fs::remove_dir_all(&dir).with_context(|| format!("removing {dir:?}"))?;
+        }
+        std::fs::create_dir_all(&dir).with_context(|| format!("creating {dir:?}"))?;
+        let mut cmd = Command::new(&bindgen);
+        cmd.arg("generate")
+            .arg("--library")
+            .arg(&lib)
+            .args(["--language", language]);
+        if language != "python" {
+            // No ktlint or swift-format here.
+            cmd.arg("--no-format");
+        }
+        run(cmd.arg("--out-dir").arg(&dir))?;
+        let files = generated(&dir, ext)?;
+        if files.is_empty() {
+            bail!("uniffi-bindgen generated no .{ext} file for {language} in {dir:?}");
+        }
+        if language == "python" {
+            // Python loads the library only from beside the generated module.
+            std::fs::copy(&lib, dir.join("libcascade_ffi.so"))
+                .with_context(|| format!("copying {lib:?} to {dir:?}"))?;
+        }
+        for f in files {
+            eprintln!("xtask: generated {}", f.display());
+        }
+    }
+    Ok(())
+}
+
+/// Files ending in `.ext` under `dir`, at any depth (Kotlin nests them in
+/// package directories).
+fn generated(dir: &Path, ext: &str) -> Result<Vec<PathBuf>> {
+    let mut found = Vec::new();
+    let mut todo = vec![dir.to_path_buf()];
+    while let Some(d) = todo.pop() {
+        for entry in std::fs::read_dir(&d).with_context(|| format!("reading {d:?}"))? {
+            let path = entry?.path();
+            if path.is_dir() {
+                todo.push(path);
+            } else if path.extension().is_some_and(|e| e == ext) {
+                found.push(path);
+            }
+        }
+    }
+    found.sort();
+    Ok(found)
 }
 
 /// Builds the relay and the load generator in release mode and runs the load

@@ -234,6 +234,10 @@ async def conversation(relay, tmp_path, admin, ca, codes):
     assert [p.user_id for p in people] == ["bob@acme"]
     assert people[0].display_name == "Bob Jones"
 
+    # A push token registers (and unregisters) through the bindings.
+    assert await bob.register_push("fcm:test-token", 10_000)
+    assert await bob.register_push(None, 10_000)
+
     # Typed errors.
     with pytest.raises(ffi.CascadeError.UnknownConversation):
         await alice.send_text("00" * 16, "nobody here")

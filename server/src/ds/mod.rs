@@ -67,6 +67,20 @@ pub async fn handle_request(
         Request::GetTrustList { org_id } => trust_list::handle(state, &org_id),
         Request::GetRevocations { org_id } => trust_list::revocations(state, &org_id),
         Request::SearchDirectory { orgs, query } => directory::handle_search(state, &orgs, &query),
+        Request::RegisterPush { token } => {
+            if token
+                .as_ref()
+                .is_some_and(|t| t.len() > cascade_protocol::limits::MAX_PUSH_TOKEN_BYTES)
+            {
+                return Err(DsError::TooLarge {
+                    limit: cascade_protocol::limits::MAX_PUSH_TOKEN_BYTES as u64,
+                });
+            }
+            state
+                .store()
+                .set_push_token(&session.device_id, token.as_deref())?;
+            Ok(Response::PushRegistered)
+        }
         Request::Ping => Ok(Response::Pong),
     }
 }
@@ -127,6 +141,7 @@ fn deliver_live(
             })
         })
         .collect();
+    state.notify_offline(sequenced.deliveries.iter().map(|d| d.device_id));
     state
         .registry()
         .offer(sequenced.deliveries.iter().filter_map(|delivery| {

@@ -45,6 +45,7 @@ macro_rules! store_conformance_tests {
             trust_lists_are_kept_per_org,
             key_packages_can_be_withdrawn,
             org_ca_can_be_replaced,
+            push_tokens_are_kept,
             state_survives_reopen
         );
     };
@@ -74,7 +75,51 @@ pub fn run_all(h: &mut dyn Harness) {
     trust_lists_are_kept_per_org(h);
     key_packages_can_be_withdrawn(h);
     org_ca_can_be_replaced(h);
+    push_tokens_are_kept(h);
     state_survives_reopen(h);
+}
+
+/// A device's push token is stored, replaced and cleared.
+pub fn push_tokens_are_kept(h: &mut dyn Harness) {
+    let store = h.fresh();
+    store.create_org(&org("north")).expect("org");
+    let d = enrolled(&*store, "alice@north", 1);
+    assert_eq!(
+        store
+            .get_device(&d.device_id)
+            .expect("read")
+            .expect("some")
+            .push_token,
+        None
+    );
+    store
+        .set_push_token(&d.device_id, Some("apns:1"))
+        .expect("set");
+    store
+        .set_push_token(&d.device_id, Some("apns:2"))
+        .expect("replace");
+    assert_eq!(
+        store
+            .get_device(&d.device_id)
+            .expect("read")
+            .expect("some")
+            .push_token
+            .as_deref(),
+        Some("apns:2")
+    );
+    store.set_push_token(&d.device_id, None).expect("clear");
+    assert_eq!(
+        store
+            .get_device(&d.device_id)
+            .expect("read")
+            .expect("some")
+            .push_token,
+        None
+    );
+    assert!(matches!(
+        store.set_push_token(&DeviceId([9; 16]), Some("x")),
+        Err(StoreError::NotFound)
+    ));
 }
 
 /// A CA rotation replaces the organisation's CA certificate.
@@ -746,6 +791,7 @@ pub fn device_certificates_end_pending(h: &mut dyn Harness) {
         got,
         Device {
             certificate: got.certificate.clone(),
+            push_token: None,
             ..alice_1.clone()
         },
         "nothing else changes"

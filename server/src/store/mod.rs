@@ -109,6 +109,10 @@ pub struct Device {
     /// records written before certificates existed.
     #[serde(default)]
     pub certificate: Option<Bytes>,
+    /// The push token the device registered, if any (opaque; only ever
+    /// sent to the relay's push gateway).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub push_token: Option<String>,
 }
 
 /// A device about to be enrolled: [`Store::enrol_device`] takes the user from
@@ -312,6 +316,10 @@ pub trait Store: Send + Sync {
     /// enrolled, not revoked, without certificate. Ordered by user id, then
     /// device id.
     fn pending_devices(&self, org_id: &OrgId) -> Result<Vec<Device>, StoreError>;
+
+    /// Sets or clears a device's push token. `NotFound` for an unknown
+    /// device.
+    fn set_push_token(&self, device_id: &DeviceId, token: Option<&str>) -> Result<(), StoreError>;
 
     /// Atomically withdraws all of a device's KeyPackages, single-use and
     /// last resort (they carry a certificate that was just replaced).

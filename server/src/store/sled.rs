@@ -463,6 +463,7 @@ impl Store for SledStore {
                     enrolled_at: new.enrolled_at,
                     revoked: false,
                     certificate: None,
+                    push_token: None,
                 };
                 tokens.insert(&token_hash[..], encode(&token))?;
                 devices.insert(&new.device_id.as_bytes()[..], encode(&device))?;
@@ -522,6 +523,19 @@ impl Store for SledStore {
                 return abort(StoreError::NotFound);
             }
             device.certificate = Some(Bytes::from(certificate.to_vec()));
+            devices.insert(&device_id.as_bytes()[..], encode(&device))?;
+            Ok(())
+        })?;
+        Ok(())
+    }
+
+    fn set_push_token(&self, device_id: &DeviceId, token: Option<&str>) -> Result<(), StoreError> {
+        self.devices.transaction(|devices| {
+            let Some(raw) = devices.get(device_id.as_bytes())? else {
+                return abort(StoreError::NotFound);
+            };
+            let mut device: Device = decode_tx(&raw, "device")?;
+            device.push_token = token.map(str::to_owned);
             devices.insert(&device_id.as_bytes()[..], encode(&device))?;
             Ok(())
         })?;
@@ -964,6 +978,7 @@ mod tests {
                     enrolled_at: 1_700_000_002,
                     revoked: false,
                     certificate: Some(Bytes::from(vec![0x30, 0x01, 0xde])),
+                    push_token: None,
                 }),
             ),
             (
