@@ -120,6 +120,8 @@ enum Command {
         #[arg(long, default_value_t = 50)]
         limit: u32,
     },
+    /// List your devices (enrolled, not revoked).
+    Devices,
     /// Find colleagues in your own and trusted organisations by name, role
     /// or user id (works from the local cache when the relay is down).
     Directory {
@@ -829,6 +831,18 @@ async fn user_command_inner(
             } else {
                 for m in msgs {
                     print_message(false, &m);
+                }
+            }
+        }
+        Command::Devices => {
+            synced(client, timeout).await?;
+            let me = client.identity().device_id;
+            let devices = client.my_devices().await?;
+            if json {
+                println!("{}", serde_json::to_string(&devices)?);
+            } else {
+                for d in devices {
+                    println!("{d}{}", if d == me { "\t(this device)" } else { "" });
                 }
             }
         }

@@ -289,6 +289,34 @@ impl Client {
         self.call(move |e, _| e.search_local(&q)).await
     }
 
+    /// This user's current devices (enrolled and not revoked), as the relay
+    /// lists them; `this device` is among them. Needs the relay.
+    pub async fn my_devices(&self) -> Result<Vec<cascade_protocol::DeviceId>> {
+        let user = self.identity.user_id.clone();
+        let mut events = self.subscribe();
+        let token = self.call(move |e, _| e.request_user(&user)).await?;
+        let Some(token) = token else {
+            return Err(CoreError::Relay(
+                cascade_protocol::ProtocolError::Unauthenticated,
+            ));
+        };
+        tokio::time::timeout(Duration::from_secs(10), async {
+            loop {
+                match events.recv().await {
+                    Ok(Event::UserDevices { request, devices }) if request == token => {
+                        return devices.ok_or(CoreError::Relay(
+                            cascade_protocol::ProtocolError::UnknownUser,
+                        ));
+                    }
+                    Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) => {}
+                    Err(_) => return Err(CoreError::Closed),
+                }
+            }
+        })
+        .await
+        .map_err(|_| CoreError::Relay(cascade_protocol::ProtocolError::Internal))?
+    }
+
     /// Registers (or, with `None`, removes) this device's push token: while
     /// the device is offline, the relay's push gateway is told it has new
     /// messages (no content, no sender). Waits until connected, at most

@@ -85,6 +85,14 @@ pub enum Event {
         /// Users whose devices were removed.
         removed: Vec<UserId>,
     },
+    /// Answer to [`Engine::request_user`]: a user's current devices as the
+    /// relay lists them (`None` if the relay does not know the user).
+    UserDevices {
+        /// The token `request_user` returned.
+        request: u64,
+        /// The devices.
+        devices: Option<Vec<DeviceId>>,
+    },
     /// Answer to [`Engine::search_directory`]: verified people, also
     /// cached for offline search.
     DirectoryResults {
@@ -243,6 +251,7 @@ struct InFlight {
 enum Pending {
     Directory,
     Push,
+    User,
     Auth,
     /// `gate`: fetched right after authentication, before the backlog is
     /// processed (see [`Engine::gate`]).
@@ -1137,6 +1146,21 @@ impl<S: ClientStore> Engine<S> {
         )))
     }
 
+    /// Asks the relay for a user's current (enrolled, unrevoked) devices,
+    /// e.g. this user's own, to show on a devices screen. Returns a token
+    /// matched by [`Event::UserDevices`], or `None` when offline.
+    pub fn request_user(&mut self, user_id: &UserId) -> Result<Option<u64>> {
+        if !self.is_online() {
+            return Ok(None);
+        }
+        Ok(Some(self.request(
+            Request::GetUser {
+                user_id: user_id.clone(),
+            },
+            Pending::User,
+        )))
+    }
+
     /// Registers (or, with `None`, removes) this device's push token with
     /// the relay (see `Request::RegisterPush`). Returns `false` when offline:
     /// register again after connecting.
@@ -1658,6 +1682,16 @@ impl<S: ClientStore> Engine<S> {
             return Ok(());
         };
         match pending {
+            Pending::User => {
+                let devices = match result {
+                    Ok(Response::User(entry)) => Some(entry.devices),
+                    _ => None,
+                };
+                self.events.push_back(Event::UserDevices {
+                    request: id,
+                    devices,
+                });
+            }
             Pending::Push => {
                 if let Err(e) = result {
                     tracing::warn!(error = %e, "push token refused");

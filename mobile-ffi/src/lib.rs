@@ -374,6 +374,9 @@ impl From<Event> for FfiEvent {
             Event::DirectoryResults { .. } => Self::Other {
                 kind: "directory_results".into(),
             },
+            Event::UserDevices { .. } => Self::Other {
+                kind: "user_devices".into(),
+            },
             Event::TrustUpdated { .. } => Self::Other {
                 kind: "trust_updated".into(),
             },
@@ -574,6 +577,18 @@ impl CascadeClient {
             .client()?
             .sync(Duration::from_millis(timeout_ms))
             .await?)
+    }
+
+    /// This user's current devices (hex ids), this one included; for a
+    /// devices screen. Needs the relay.
+    pub async fn my_devices(&self) -> Result<Vec<String>> {
+        Ok(self
+            .client()?
+            .my_devices()
+            .await?
+            .into_iter()
+            .map(|d| d.to_string())
+            .collect())
     }
 
     /// Registers the platform push token (APNs or FCM, as the host app got

@@ -279,6 +279,14 @@ async fn safety_numbers_match_and_change_with_keys() -> Result<()> {
     let b = bob.client.safety_number(group, alice.user()).await?;
     assert_eq!(a, b);
     let phone = relay.device("bob@north-trust", "phone").await?;
+    let mut mine = bob.client.my_devices().await?;
+    mine.sort();
+    let mut want = vec![
+        bob.client.identity().device_id,
+        phone.client.identity().device_id,
+    ];
+    want.sort();
+    assert_eq!(mine, want, "the devices screen lists both");
     let other = relay.user("carol@north-trust", "Carol", "Porter").await?;
     // Adding Carol re-adds nobody, but Bob's new phone joins when Bob is
     // added to a new conversation.
