@@ -13,27 +13,22 @@ use crate::AppState;
 /// (or the organisation is unknown). Any authenticated device may ask for
 /// any organisation's list.
 pub fn handle(state: &AppState, org_id: &OrgId) -> Result<Response, DsError> {
-    let document = state
-        .store()
-        .trust_list(org_id)?
-        .map(|list| SignedDocument {
-            body: list.body,
-            signature: list.signature,
-            co_signature: list.co_signature,
-        });
+    let document = state.store().trust_list(org_id)?.map(to_document);
     Ok(Response::TrustList { document })
 }
 
 /// The organisation's latest revocation list; `document: None` if it has
 /// none. Any authenticated device may ask for any organisation's list.
 pub fn revocations(state: &AppState, org_id: &OrgId) -> Result<Response, DsError> {
-    let document = state
-        .store()
-        .revocations(org_id)?
-        .map(|list| SignedDocument {
-            body: list.body,
-            signature: list.signature,
-            co_signature: list.co_signature,
-        });
+    let document = state.store().revocations(org_id)?.map(to_document);
     Ok(Response::Revocations { document })
+}
+
+/// A stored signed document as the protocol carries it.
+fn to_document(stored: crate::store::TrustList) -> SignedDocument {
+    SignedDocument {
+        body: stored.body,
+        signature: stored.signature,
+        co_signature: stored.co_signature,
+    }
 }

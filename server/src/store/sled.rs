@@ -218,6 +218,27 @@ pub struct SledStore {
 }
 
 impl SledStore {
+    /// Atomically reads, changes and writes back one device record;
+    /// `NotFound` if there is none (or whatever `change` refuses with).
+    fn update_device(
+        &self,
+        device_id: &DeviceId,
+        change: impl Fn(&mut Device) -> Result<(), StoreError>,
+    ) -> Result<(), StoreError> {
+        self.devices.transaction(|devices| {
+            let Some(raw) = devices.get(device_id.as_bytes())? else {
+                return abort(StoreError::NotFound);
+            };
+            let mut device: Device = decode_tx(&raw, "device")?;
+            if let Err(e) = change(&mut device) {
+                return abort(e);
+            }
+            devices.insert(&device_id.as_bytes()[..], encode(&device))?;
+            Ok(())
+        })?;
+        Ok(())
+    }
+
     /// Stores a signed per-organisation document in `tree`, atomically
     /// checking that the organisation exists.
     fn put_org_document(
@@ -514,32 +535,20 @@ impl Store for SledStore {
         device_id: &DeviceId,
         certificate: &[u8],
     ) -> Result<(), StoreError> {
-        self.devices.transaction(|devices| {
-            let Some(raw) = devices.get(device_id.as_bytes())? else {
-                return abort(StoreError::NotFound);
-            };
-            let mut device: Device = decode_tx(&raw, "device")?;
+        self.update_device(device_id, |device| {
             if device.revoked {
-                return abort(StoreError::NotFound);
+                return Err(StoreError::NotFound);
             }
             device.certificate = Some(Bytes::from(certificate.to_vec()));
-            devices.insert(&device_id.as_bytes()[..], encode(&device))?;
             Ok(())
-        })?;
-        Ok(())
+        })
     }
 
     fn set_push_token(&self, device_id: &DeviceId, token: Option<&str>) -> Result<(), StoreError> {
-        self.devices.transaction(|devices| {
-            let Some(raw) = devices.get(device_id.as_bytes())? else {
-                return abort(StoreError::NotFound);
-            };
-            let mut device: Device = decode_tx(&raw, "device")?;
+        self.update_device(device_id, |device| {
             device.push_token = token.map(str::to_owned);
-            devices.insert(&device_id.as_bytes()[..], encode(&device))?;
             Ok(())
-        })?;
-        Ok(())
+        })
     }
 
     fn pending_devices(&self, org_id: &OrgId) -> Result<Vec<Device>, StoreError> {
