@@ -488,10 +488,15 @@ impl<S: ClientStore> Engine<S> {
             return Ok(());
         }
         let (_, held) = self.gate.take().expect("checked");
+        let mut first_error = None;
         for push in held {
-            self.handle_push(push, now)?;
+            // One bad item must not hold back the rest (or QueueDrained).
+            if let Err(e) = self.handle_push(push, now) {
+                tracing::warn!(error = %e, "a held push could not be handled");
+                first_error.get_or_insert(e);
+            }
         }
-        Ok(())
+        first_error.map_or(Ok(()), Err)
     }
 
     /// Verifies and stores an organisation's revocation list, then queues
@@ -588,10 +593,17 @@ impl<S: ClientStore> Engine<S> {
         if let Some(doc) = self.store.kv_get(KV_TRUST_LIST)? {
             let doc: cascade_protocol::SignedDocument = ciborium::from_reader(doc.as_slice())
                 .map_err(|_| CoreError::Decode("trust list".into()))?;
-            for a in self.verify_own_trust_list(&doc)?.1 {
-                if !anchors.contains(&a) {
-                    anchors.push(a);
+            match self.verify_own_trust_list(&doc) {
+                Ok((_, listed)) => {
+                    for a in listed {
+                        if !anchors.contains(&a) {
+                            anchors.push(a);
+                        }
+                    }
                 }
+                // Our own organisation stays trusted whatever the stored
+                // list's state; the next fetched list replaces it.
+                Err(e) => tracing::warn!(error = %e, "stored trust list no longer verifies"),
             }
         }
         Ok(anchors)
@@ -1427,6 +1439,12 @@ impl<S: ClientStore> Engine<S> {
                 tx.commit()?;
                 self.events.extend(events);
             }
+            Err(e @ CoreError::Storage(_)) => {
+                // Local storage failed: nothing is wrong with the item. Do
+                // not skip or ack it; it comes again on the next connection.
+                drop(tx);
+                return Err(e);
+            }
             Err(e) => {
                 drop(tx); // roll back whatever the item did
                 tracing::warn!(group = %item.group_id, seq = item.seq, error = %e, "queue item could not be processed; skipped");
@@ -1525,15 +1543,28 @@ impl<S: ClientStore> Engine<S> {
                 removed.push(member_identity(&m.credential)?.user);
             }
         }
+        // Credentials before the commit, to tell which leaves it changes.
+        let leaf = |m: &openmls::group::Member| {
+            (
+                m.index.u32(),
+                m.signature_key.clone(),
+                m.credential.serialized_content().to_vec(),
+            )
+        };
+        let before: std::collections::HashSet<_> = group.members().map(|m| leaf(&m)).collect();
         group
             .merge_staged_commit(&provider, *staged)
             .map_err(CoreError::mls)?;
-        // A commit may also change members' credentials (update paths):
-        // every member of the new epoch must verify, or the commit is
-        // refused (the transaction rolls back).
+        // A commit may add members or change credentials (update paths):
+        // every leaf it introduces or changes must verify, or the commit is
+        // refused (the transaction rolls back). Members it leaves as they
+        // were are not judged again here: a member who has since become
+        // unacceptable is removed by its own commit, not by refusing others'.
         if group.is_active() {
             for m in group.members() {
-                self.verify(&m.credential, &m.signature_key, now)?;
+                if !before.contains(&leaf(&m)) {
+                    self.verify(&m.credential, &m.signature_key, now)?;
+                }
             }
         }
         let mut events = vec![];
@@ -1747,28 +1778,35 @@ impl<S: ClientStore> Engine<S> {
                 }
             },
             Pending::TrustList { gate } => {
-                match result {
-                    Ok(Response::TrustList { document }) => {
-                        self.handle_trust_list(document, now)?
+                let handled = match result {
+                    Ok(Response::TrustList { document }) => self.handle_trust_list(document, now),
+                    other => {
+                        tracing::warn!(?other, "trust list not fetched");
+                        Ok(())
                     }
-                    other => tracing::warn!(?other, "trust list not fetched"),
-                }
+                };
                 // The trusted organisations may have changed.
                 let n = self.fetch_revocations(gate);
                 if gate {
+                    // Whatever happened, the held queue must go on.
                     self.gate_answered(n, now)?;
                 }
+                handled?;
             }
             Pending::Revocations(org_id, gate) => {
-                match result {
+                let handled = match result {
                     Ok(Response::Revocations { document }) => {
-                        self.handle_revocations(&org_id, document, now)?
+                        self.handle_revocations(&org_id, document, now)
                     }
-                    other => tracing::warn!(?other, "revocation list not fetched"),
-                }
+                    other => {
+                        tracing::warn!(?other, "revocation list not fetched");
+                        Ok(())
+                    }
+                };
                 if gate {
                     self.gate_answered(0, now)?;
                 }
+                handled?;
             }
             Pending::UploadKeyPackages => {
                 self.uploading_key_packages = false;
@@ -1916,9 +1954,16 @@ impl<S: ClientStore> Engine<S> {
                     next, mut claimed, ..
                 } = std::mem::replace(&mut f.step, Step::RetryAt(0))
                 else {
-                    unreachable!("matched above");
+                    // A claim's answer to another request: the relay is
+                    // confused; start the operation over rather than guess.
+                    tracing::warn!("unexpected KeyPackage answer; retrying the operation");
+                    self.inflight = Some(f);
+                    return Ok(());
                 };
-                let user = users[next - 1].clone();
+                let Some(user) = next.checked_sub(1).and_then(|i| users.get(i)).cloned() else {
+                    self.inflight = Some(f);
+                    return Ok(());
+                };
                 let mut usable = 0;
                 let mut refused = None;
                 if let Ok(Response::KeyPackages { devices }) = claim {
@@ -2352,6 +2397,32 @@ impl<S: ClientStore> Engine<S> {
             None => group
                 .export_group_info(provider.crypto(), signer, true)
                 .map_err(CoreError::mls)?,
+        };
+        // openmls also commits proposals waiting in the group (a member's
+        // leave request): the roster change must list exactly what the
+        // commit does, so take it from the staged commit itself.
+        let (added, removed) = match group.pending_commit() {
+            Some(staged) => {
+                let added: Vec<DeviceId> = staged
+                    .add_proposals()
+                    .filter_map(|a| {
+                        member_identity(a.add_proposal().key_package().leaf_node().credential())
+                            .ok()
+                            .map(|id| id.device)
+                    })
+                    .collect();
+                let removed: Vec<DeviceId> = staged
+                    .remove_proposals()
+                    .filter_map(|r| {
+                        present
+                            .iter()
+                            .find(|(i, _)| *i == r.remove_proposal().removed())
+                            .map(|(_, id)| id.device)
+                    })
+                    .collect();
+                (added, removed)
+            }
+            None => (added, removed),
         };
         let bundle = CommitBundle {
             group_id,
