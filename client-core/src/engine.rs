@@ -52,6 +52,10 @@ pub const MAX_PAST_EPOCHS: usize = 5;
 /// reason (queue full, rate limited, internal error).
 const RETRY_DELAY_MS: u64 = 2_000;
 
+/// How long an operation refused with `WrongEpoch` waits for the commits
+/// that bring this device to the group's epoch before it gives up.
+const WAIT_EPOCH_MS: u64 = 60_000;
+
 const KV_PENDING_SIGNATURE_KEY: &str = "pending_signature_key";
 const KV_TRUST_LIST: &str = "trust_list";
 const KV_REVOCATIONS: &str = "revocations:";
@@ -231,10 +235,13 @@ enum Step {
         next: usize,
         claimed: Vec<(DeviceId, UserId, KeyPackage)>,
     },
-    /// The relay said the group is at `current`; retry once we are there.
+    /// The relay said the group is at `current`; retry once we are there,
+    /// or give up at `deadline` (the commits that move us there never came:
+    /// this device is out of step with the group).
     WaitEpoch {
         current: u64,
         claimed: Vec<(DeviceId, UserId, KeyPackage)>,
+        deadline: u64,
     },
     /// Retry after a transient refusal.
     RetryAt(u64),
@@ -886,6 +893,10 @@ impl<S: ClientStore> Engine<S> {
                 step: Step::RetryAt(t),
                 ..
             }) if *t > 0 => Some(*t),
+            Some(InFlight {
+                step: Step::WaitEpoch { deadline, .. },
+                ..
+            }) => Some(*deadline),
             _ => None,
         }
     }
@@ -2032,6 +2043,7 @@ impl<S: ClientStore> Engine<S> {
                 f.step = Step::WaitEpoch {
                     current,
                     claimed: std::mem::take(&mut f.claimed),
+                    deadline: now + WAIT_EPOCH_MS,
                 };
                 self.inflight = Some(f);
             }
@@ -2116,13 +2128,27 @@ impl<S: ClientStore> Engine<S> {
                     ..
                 }) if *t > now => return Ok(()),
                 Some(InFlight {
-                    step: Step::WaitEpoch { current, .. },
+                    step:
+                        Step::WaitEpoch {
+                            current, deadline, ..
+                        },
                     op,
+                    op_id,
                     ..
                 }) => {
                     let at = self.epoch(&op.group_id()).unwrap_or(u64::MAX);
-                    if at < *current {
+                    if at < *current && now < *deadline {
                         return Ok(());
+                    }
+                    if at < *current {
+                        // Waiting longer would block every other operation.
+                        let (op_id, group_id) = (*op_id, op.group_id());
+                        self.fail_op(
+                            op_id,
+                            group_id,
+                            "this device is out of step with the conversation".into(),
+                        )?;
+                        continue;
                     }
                     let f = self.inflight.as_mut().expect("matched");
                     if let Step::WaitEpoch { claimed, .. } =
@@ -2273,7 +2299,7 @@ impl<S: ClientStore> Engine<S> {
 
     /// Builds the commit for the operation at the head of the outbox and
     /// sends it with its Welcome, GroupInfo and roster change.
-    fn commit_step(&mut self, _now: u64) -> Result<()> {
+    fn commit_step(&mut self, now: u64) -> Result<()> {
         let f = self.inflight.as_ref().expect("called with an operation");
         let (op_id, op) = (f.op_id, f.op.clone());
         let group_id = op.group_id();
@@ -2304,9 +2330,14 @@ impl<S: ClientStore> Engine<S> {
                         .iter()
                         .all(|u| present.iter().any(|(_, id)| &id.user == u));
                     if all_present {
-                        return self.finish_op(op_id);
+                        // Added by a commit merged through its echo (the
+                        // relay's answer was lost): the new members still
+                        // need the conversation's name.
+                        let name = self.conversation(&group_id)?.name;
+                        self.push_meta_op(&group_id, &name, now)?;
                     }
-                    // Nobody could be added; each user was reported already.
+                    // Otherwise nobody could be added; each user was
+                    // reported already.
                     return self.finish_op(op_id);
                 }
                 let kps: Vec<KeyPackage> = claimed.iter().map(|(_, _, k)| k.clone()).collect();

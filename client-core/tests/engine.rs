@@ -532,7 +532,7 @@ fn wrong_epoch_discards_and_retries_after_catching_up() {
         1,
         "Bob's own commit was not merged"
     );
-    b.handle_timeout(T0 + 60_000).expect("timeout");
+    b.handle_timeout(T0 + 30_000).expect("timeout");
     assert!(
         sent(&mut b).is_empty(),
         "time alone does not trigger the retry"
