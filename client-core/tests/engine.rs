@@ -903,3 +903,39 @@ fn an_expired_member_is_refused_when_claimed() {
         "{evs:?}"
     );
 }
+
+/// If the commits that would bring the device to the relay's epoch never
+/// come, the refused operation gives up instead of blocking the outbox.
+#[test]
+fn a_refused_commit_gives_up_when_the_epoch_never_comes() {
+    let (mut a, da) = enrolled(Store::in_memory().expect("store"), "alice@north");
+    let (mut b, db) = enrolled(Store::in_memory().expect("store"), "bob@north");
+    connect(&mut a, da, "alice@north");
+    let b_kps = connect(&mut b, db, "bob@north");
+    let group = a.create_group("Ward", T0).expect("group");
+    let f = sent(&mut a);
+    respond(&mut a, f[0].id, Ok(Response::GroupCreated));
+    let f = sent(&mut a);
+    respond(&mut a, f[0].id, Ok(Response::MessageAccepted { seq: 1 }));
+    a.add_members(&group, vec![UserId::new("bob@north").expect("valid")], T0)
+        .expect("queued");
+    let (id, _) = claim_and_commit(&mut a, "bob@north", db, &b_kps[0]);
+    respond(&mut a, id, Err(ProtocolError::WrongEpoch { current: 7 }));
+    assert_eq!(a.outbox_len().expect("outbox"), 1);
+    assert!(a.poll_timeout().is_some(), "the engine asks to be woken");
+    let _ = events(&mut a);
+    a.handle_timeout(T0 + 61_000).expect("timeout");
+    let evs = events(&mut a);
+    assert!(
+        evs.iter().any(|e| matches!(e,
+            Event::OperationFailed { reason, .. } if reason.contains("out of step"))),
+        "{evs:?}"
+    );
+    assert_eq!(a.outbox_len().expect("outbox"), 0, "the outbox moves on");
+    // The group still works for what the relay accepts.
+    a.send_text(&group, "still here", T0 + 62_000)
+        .expect("queued");
+    assert!(sent(&mut a)
+        .iter()
+        .any(|f| matches!(f.req, Request::SendMessage { .. })));
+}
