@@ -1767,17 +1767,21 @@ impl<S: ClientStore> Engine<S> {
                             tracing::warn!(error = %e, "the certificate from the relay was refused");
                         }
                     }
-                    if self.certificate().is_err() {
-                        self.events.push_back(Event::CertificatePending);
-                    } else if key_package_stock <= KEY_PACKAGE_LOW_WATER || !has_last_resort {
-                        self.upload_key_packages(!has_last_resort)?;
-                    }
+                    // First the gate and the trust list: nothing queued may be
+                    // processed against stale trust, whatever else fails.
                     let org_id = self.id()?.0.org_id.clone();
                     self.gate = Some((1, Vec::new()));
                     self.request(
                         Request::GetTrustList { org_id },
                         Pending::TrustList { gate: true },
                     );
+                    if self.certificate().is_err() {
+                        self.events.push_back(Event::CertificatePending);
+                    } else if key_package_stock <= KEY_PACKAGE_LOW_WATER || !has_last_resort {
+                        if let Err(e) = self.upload_key_packages(!has_last_resort) {
+                            tracing::warn!(error = %e, "KeyPackages could not be made");
+                        }
+                    }
                 }
                 other => {
                     tracing::warn!(?other, "authentication refused");
