@@ -1516,6 +1516,41 @@ impl<S: ClientStore> Engine<S> {
             .ok_or(CoreError::UnknownConversation)
     }
 
+    /// The commit bundle sent for a group-change operation, if one was sent.
+    fn prepared_bundle(&self, op_id: i64, op: &Op) -> Result<Option<CommitBundle>> {
+        if matches!(
+            op,
+            Op::Send { .. } | Op::CreateGroup { .. } | Op::Leave { .. }
+        ) {
+            return Ok(None);
+        }
+        match self.store.first_op()? {
+            Some(OutboxEntry {
+                op_id: id,
+                prepared: Some(p),
+                ..
+            }) if id == op_id && !p.is_empty() => Ok(ciborium::from_reader(p.as_slice()).ok()),
+            _ => Ok(None),
+        }
+    }
+
+    /// The commit bytes of the bundle the head of the outbox sent for this
+    /// group, if any.
+    fn sent_commit(&self, group_id: &GroupId) -> Result<Option<Vec<u8>>> {
+        let Some(entry) = self.store.first_op()? else {
+            return Ok(None);
+        };
+        let Ok(op) = ciborium::from_reader::<Op, _>(entry.op.as_slice()) else {
+            return Ok(None);
+        };
+        if &op.group_id() != group_id {
+            return Ok(None);
+        }
+        Ok(self
+            .prepared_bundle(entry.op_id, &op)?
+            .map(|b| b.commit.into_vec()))
+    }
+
     fn process_commit(&self, item: &QueueItem, now: u64) -> Result<Vec<Event>> {
         let (identity, _) = self.id()?;
         let provider = self.store.mls();
@@ -1524,10 +1559,22 @@ impl<S: ClientStore> Engine<S> {
             .map_err(|_| CoreError::Decode("commit header".into()))?;
         if item.sender == identity.device_id {
             // The echo of our own commit.
-            if group.pending_commit().is_some() && header.epoch == group.epoch().as_u64() {
+            if header.epoch != group.epoch().as_u64() {
+                return Ok(vec![]); // merged already, on the relay's answer
+            }
+            let sent = self.sent_commit(&item.group_id)?;
+            let ours = group.pending_commit().is_some()
+                && sent
+                    .as_deref()
+                    .is_none_or(|bytes| bytes == item.payload.as_slice());
+            if ours {
                 return self.merge_own_commit(&mut group, &item.group_id);
             }
-            return Ok(vec![]); // merged already, on the relay's answer
+            // A commit of ours the relay applied but whose state we no
+            // longer hold: this device cannot follow the group any more.
+            return Err(CoreError::Mls(
+                "this device is out of step with the conversation (its own commit was lost)".into(),
+            ));
         }
         if group.pending_commit().is_some() {
             // Another member's commit won this epoch; ours will be refused.
@@ -2039,11 +2086,10 @@ impl<S: ClientStore> Engine<S> {
                 self.events.extend(events);
             }
             (_, Err(ProtocolError::WrongEpoch { current })) => {
-                let provider = self.store.mls();
-                let mut group = self.load_group(&group_id)?;
-                if group.pending_commit().is_some() {
-                    group.clear_pending_commit(provider.storage())?;
-                }
+                // The pending commit stays: the commit that moved the group
+                // resolves it when it arrives. Another member's clears it;
+                // our own (a resent bundle the relay had already applied)
+                // merges it.
                 f.step = Step::WaitEpoch {
                     current,
                     claimed: std::mem::take(&mut f.claimed),
@@ -2059,13 +2105,8 @@ impl<S: ClientStore> Engine<S> {
                     | ProtocolError::Internal),
                 ),
             ) => {
+                // Nothing was applied; the same bundle is sent again later.
                 tracing::info!(error = %e, "operation refused for now; retrying later");
-                let provider = self.store.mls();
-                if let Ok(mut g) = self.load_group(&group_id) {
-                    if g.pending_commit().is_some() {
-                        g.clear_pending_commit(provider.storage())?;
-                    }
-                }
                 f.step = Step::RetryAt(now + RETRY_DELAY_MS);
                 self.inflight = Some(f);
             }
@@ -2202,8 +2243,20 @@ impl<S: ClientStore> Engine<S> {
             }
             return self.finish_op(op_id);
         }
-        // Any pending commit left now is stale: the queue has been processed
-        // (we are caught up), so an accepted one would have been merged.
+        // A commit sent before (a lost connection, a restart, a transient
+        // refusal) whose commit is still pending at the same epoch: send
+        // exactly the same bundle again, never a rebuilt one. The relay
+        // either applies it now or has applied it (then its echo merges it);
+        // a rebuilt commit could not be told apart from it.
+        if let Some(bundle) = self.prepared_bundle(op_id, &op)? {
+            let g = self.load_group(&group_id)?;
+            if g.pending_commit().is_some() && g.epoch().as_u64() == bundle.epoch {
+                let req = self.request(Request::Commit(bundle), Pending::Op);
+                self.set_step(Step::Awaiting(req));
+                return Ok(());
+            }
+        }
+        // Otherwise any pending commit is stale: clear it.
         {
             let provider = self.store.mls();
             if let Ok(mut g) = self.load_group(&group_id) {
@@ -2468,6 +2521,9 @@ impl<S: ClientStore> Engine<S> {
             added,
             removed,
         };
+        let mut encoded = Vec::new();
+        ciborium::into_writer(&bundle, &mut encoded).expect("serialising to a Vec cannot fail");
+        self.store.set_op_prepared(op_id, &encoded)?;
         tx.commit()?;
         let req = self.request(Request::Commit(bundle), Pending::Op);
         self.set_step(Step::Awaiting(req));

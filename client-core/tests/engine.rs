@@ -939,3 +939,67 @@ fn a_refused_commit_gives_up_when_the_epoch_never_comes() {
         .iter()
         .any(|f| matches!(f.req, Request::SendMessage { .. })));
 }
+
+/// A commit whose answer was lost is resent byte for byte after the
+/// reconnection, never rebuilt: when the relay had in fact applied it, its
+/// echo merges the very commit the others have, and nobody forks.
+#[test]
+fn a_commit_whose_answer_was_lost_is_resent_identically() {
+    let (mut a, da) = enrolled(Store::in_memory().expect("store"), "alice@north");
+    let (mut b, db) = enrolled(Store::in_memory().expect("store"), "bob@north");
+    connect(&mut a, da, "alice@north");
+    let b_kps = connect(&mut b, db, "bob@north");
+    let group = a.create_group("Ward", T0).expect("group");
+    let f = sent(&mut a);
+    respond(&mut a, f[0].id, Ok(Response::GroupCreated));
+    let f = sent(&mut a);
+    respond(&mut a, f[0].id, Ok(Response::MessageAccepted { seq: 1 }));
+    a.add_members(&group, vec![UserId::new("bob@north").expect("valid")], T0)
+        .expect("queued");
+    let (_, first) = claim_and_commit(&mut a, "bob@north", db, &b_kps[0]);
+
+    // The connection drops before the answer; the relay had applied it.
+    a.handle_disconnected();
+    let f = reauthenticate(&mut a, da, "alice@north", 9);
+    assert!(answer_requests(&mut a, f).is_empty());
+    push(&mut a, Push::QueueDrained);
+    let f = sent(&mut a);
+    let Some(ClientFrame {
+        id,
+        req: Request::Commit(again),
+        ..
+    }) = f.iter().find(|f| matches!(f.req, Request::Commit(_)))
+    else {
+        panic!("expected the commit again, got {f:?}");
+    };
+    assert_eq!(again, &first, "the same bundle, byte for byte");
+    respond(&mut a, *id, Err(ProtocolError::WrongEpoch { current: 1 }));
+    assert_eq!(a.epoch(&group).expect("epoch"), 0);
+    // The echo of the commit the relay applied arrives: it is ours.
+    push(
+        &mut a,
+        Push::Deliver(QueueItem {
+            queue_id: 5,
+            group_id: group,
+            seq: 2,
+            sender: da,
+            kind: ItemKind::Commit,
+            payload: first.commit.clone(),
+        }),
+    );
+    assert_eq!(a.epoch(&group).expect("epoch"), 1, "merged, no fork");
+    assert_eq!(a.members(&group).expect("members").len(), 2);
+    // Bob joins from the Welcome of that same commit: both are in step.
+    push(
+        &mut b,
+        Push::Deliver(QueueItem {
+            queue_id: 1,
+            group_id: group,
+            seq: 2,
+            sender: da,
+            kind: ItemKind::Welcome,
+            payload: first.welcome.clone().expect("welcome"),
+        }),
+    );
+    assert_eq!(b.epoch(&group).expect("joined"), 1);
+}
