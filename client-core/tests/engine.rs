@@ -6,7 +6,7 @@
 use cascade_core::engine::{ConnectionState, Engine, Event};
 use cascade_core::identity::{DeviceClaims, OrgCa};
 use cascade_core::store::SqliteStore as Store;
-use cascade_core::DeliveryState;
+use cascade_core::{DeliveryState, GroupId};
 use cascade_protocol::http::EnrolResponse;
 use cascade_protocol::*;
 
@@ -227,6 +227,17 @@ fn reauthenticate(e: &mut Engine, device: DeviceId, user: &str, nonce: u8) -> Ve
     sent(e)
 }
 
+/// Creates a conversation on a connected engine and lets the relay accept
+/// its registration and its name message (seq 1).
+fn registered_group(e: &mut Engine, name: &str) -> GroupId {
+    let group = e.create_group(name, T0).expect("group");
+    let f = sent(e);
+    respond(e, f[0].id, Ok(Response::GroupCreated));
+    let f = sent(e);
+    respond(e, f[0].id, Ok(Response::MessageAccepted { seq: 1 }));
+    group
+}
+
 #[test]
 fn authentication_signs_the_challenge_with_the_device_key() {
     let (mut e, device) = enrolled(Store::in_memory().expect("store"), "alice@north");
@@ -300,11 +311,7 @@ fn messages_wait_in_the_outbox_until_online() {
 fn a_refused_message_is_marked_failed_not_retried() {
     let (mut e, device) = enrolled(Store::in_memory().expect("store"), "alice@north");
     connect(&mut e, device, "alice@north");
-    let group = e.create_group("Ward 7", T0).expect("group");
-    let f = sent(&mut e);
-    respond(&mut e, f[0].id, Ok(Response::GroupCreated));
-    let f = sent(&mut e);
-    respond(&mut e, f[0].id, Ok(Response::MessageAccepted { seq: 1 }));
+    let group = registered_group(&mut e, "Ward 7");
     let id = e.send_text(&group, "hello", T0).expect("queued");
     let f = sent(&mut e);
     respond(&mut e, f[0].id, Err(ProtocolError::NotMember));
@@ -325,11 +332,7 @@ fn add_commit_welcome_and_a_message_across_two_engines() {
     connect(&mut a, da, "alice@north");
     let b_kps = connect(&mut b, db, "bob@north");
 
-    let group = a.create_group("Transfer", T0).expect("group");
-    let f = sent(&mut a);
-    respond(&mut a, f[0].id, Ok(Response::GroupCreated));
-    let f = sent(&mut a);
-    respond(&mut a, f[0].id, Ok(Response::MessageAccepted { seq: 1 }));
+    let group = registered_group(&mut a, "Transfer");
     a.add_members(&group, vec![UserId::new("bob@north").expect("valid")], T0)
         .expect("queued");
     let f = answer_trust(&mut a);
@@ -476,11 +479,7 @@ fn wrong_epoch_discards_and_retries_after_catching_up() {
     let b_kps = connect(&mut b, db, "bob@north");
     let c_kps = connect(&mut c, dc, "carol@north");
     let d_kps = connect(&mut d, dd, "dave@north");
-    let group = a.create_group("Race", T0).expect("group");
-    let f = sent(&mut a);
-    respond(&mut a, f[0].id, Ok(Response::GroupCreated));
-    let f = sent(&mut a);
-    respond(&mut a, f[0].id, Ok(Response::MessageAccepted { seq: 1 }));
+    let group = registered_group(&mut a, "Race");
 
     // Alice adds Bob (epoch 0 -> 1).
     a.add_members(&group, vec![UserId::new("bob@north").expect("valid")], T0)
@@ -604,11 +603,7 @@ fn a_prepared_message_survives_a_restart_byte_for_byte() {
     let path = dir.path().join("db");
     let (mut e, device) = enrolled(Store::open(&path).expect("store"), "alice@north");
     connect(&mut e, device, "alice@north");
-    let group = e.create_group("Ward 7", T0).expect("group");
-    let f = sent(&mut e);
-    respond(&mut e, f[0].id, Ok(Response::GroupCreated));
-    let f = sent(&mut e);
-    respond(&mut e, f[0].id, Ok(Response::MessageAccepted { seq: 1 }));
+    let group = registered_group(&mut e, "Ward 7");
     e.send_text(&group, "survive", T0).expect("queued");
     let f = sent(&mut e);
     let Request::SendMessage {
@@ -653,11 +648,7 @@ fn a_forged_member_is_refused_when_claimed() {
     connect(&mut a, da, "alice@north");
     let m_kps = connect(&mut m, dm, "bob@north");
     let mut a_events = Vec::new();
-    let group = a.create_group("Ward", T0).expect("group");
-    let f = sent(&mut a);
-    respond(&mut a, f[0].id, Ok(Response::GroupCreated));
-    let f = sent(&mut a);
-    respond(&mut a, f[0].id, Ok(Response::MessageAccepted { seq: 1 }));
+    let group = registered_group(&mut a, "Ward");
     a.add_members(&group, vec![UserId::new("bob@north").expect("valid")], T0)
         .expect("queued");
     let f = answer_trust(&mut a);
@@ -834,11 +825,7 @@ fn a_revoked_member_is_refused_when_claimed() {
         }
     }
     push(&mut a, Push::QueueDrained);
-    let group = a.create_group("Ward", T0).expect("group");
-    let f = sent(&mut a);
-    respond(&mut a, f[0].id, Ok(Response::GroupCreated));
-    let f = sent(&mut a);
-    respond(&mut a, f[0].id, Ok(Response::MessageAccepted { seq: 1 }));
+    let group = registered_group(&mut a, "Ward");
     a.add_members(&group, vec![UserId::new("bob@north").expect("valid")], T0)
         .expect("queued");
     let f = answer_trust(&mut a);
@@ -870,11 +857,7 @@ fn an_expired_member_is_refused_when_claimed() {
     let (mut b, db) = enrolled(Store::in_memory().expect("store"), "bob@north");
     connect(&mut a, da, "alice@north");
     let b_kps = connect(&mut b, db, "bob@north");
-    let group = a.create_group("Ward", T0).expect("group");
-    let f = sent(&mut a);
-    respond(&mut a, f[0].id, Ok(Response::GroupCreated));
-    let f = sent(&mut a);
-    respond(&mut a, f[0].id, Ok(Response::MessageAccepted { seq: 1 }));
+    let group = registered_group(&mut a, "Ward");
     a.add_members(&group, vec![UserId::new("bob@north").expect("valid")], T0)
         .expect("queued");
     let f = answer_trust(&mut a);
@@ -912,11 +895,7 @@ fn a_refused_commit_gives_up_when_the_epoch_never_comes() {
     let (mut b, db) = enrolled(Store::in_memory().expect("store"), "bob@north");
     connect(&mut a, da, "alice@north");
     let b_kps = connect(&mut b, db, "bob@north");
-    let group = a.create_group("Ward", T0).expect("group");
-    let f = sent(&mut a);
-    respond(&mut a, f[0].id, Ok(Response::GroupCreated));
-    let f = sent(&mut a);
-    respond(&mut a, f[0].id, Ok(Response::MessageAccepted { seq: 1 }));
+    let group = registered_group(&mut a, "Ward");
     a.add_members(&group, vec![UserId::new("bob@north").expect("valid")], T0)
         .expect("queued");
     let (id, _) = claim_and_commit(&mut a, "bob@north", db, &b_kps[0]);
@@ -949,11 +928,7 @@ fn a_commit_whose_answer_was_lost_is_resent_identically() {
     let (mut b, db) = enrolled(Store::in_memory().expect("store"), "bob@north");
     connect(&mut a, da, "alice@north");
     let b_kps = connect(&mut b, db, "bob@north");
-    let group = a.create_group("Ward", T0).expect("group");
-    let f = sent(&mut a);
-    respond(&mut a, f[0].id, Ok(Response::GroupCreated));
-    let f = sent(&mut a);
-    respond(&mut a, f[0].id, Ok(Response::MessageAccepted { seq: 1 }));
+    let group = registered_group(&mut a, "Ward");
     a.add_members(&group, vec![UserId::new("bob@north").expect("valid")], T0)
         .expect("queued");
     let (_, first) = claim_and_commit(&mut a, "bob@north", db, &b_kps[0]);
