@@ -449,19 +449,33 @@ impl<S: ClientStore> Engine<S> {
         self
     }
 
+    /// A signed document (trust or revocation list) kept under `key`.
+    fn stored_document(&self, key: &str) -> Result<Option<cascade_protocol::SignedDocument>> {
+        self.store
+            .kv_get(key)?
+            .map(|b| {
+                ciborium::from_reader(b.as_slice())
+                    .map_err(|_| CoreError::Decode("stored signed document".into()))
+            })
+            .transpose()
+    }
+
+    /// Keeps a signed document under `key`.
+    fn store_document(&self, key: &str, doc: &cascade_protocol::SignedDocument) -> Result<()> {
+        let mut b = Vec::new();
+        ciborium::into_writer(doc, &mut b).expect("serialising to a Vec cannot fail");
+        self.store.kv_set(key, &b)
+    }
+
     fn load_revocations(
         &self,
     ) -> Result<HashMap<cascade_protocol::OrgId, std::collections::HashSet<DeviceId>>> {
         let mut out = HashMap::new();
         for anchor in &self.anchors {
-            let Some(doc) = self
-                .store
-                .kv_get(&format!("{KV_REVOCATIONS}{}", anchor.org))?
+            let Some(doc) = self.stored_document(&format!("{KV_REVOCATIONS}{}", anchor.org))?
             else {
                 continue;
             };
-            let doc: cascade_protocol::SignedDocument = ciborium::from_reader(doc.as_slice())
-                .map_err(|_| CoreError::Decode("revocation list".into()))?;
             let list = verify_revocations(&doc, anchor)?;
             out.insert(anchor.org.clone(), list.devices.into_iter().collect());
         }
@@ -528,16 +542,12 @@ impl<S: ClientStore> Engine<S> {
             }
         };
         let key = format!("{KV_REVOCATIONS}{org_id}");
-        if let Some(old) = self.store.kv_get(&key)? {
-            let old: cascade_protocol::SignedDocument = ciborium::from_reader(old.as_slice())
-                .map_err(|_| CoreError::Decode("revocation list".into()))?;
+        if let Some(old) = self.stored_document(&key)? {
             if verify_revocations(&old, &anchor).is_ok_and(|o| o.serial >= list.serial) {
                 return Ok(());
             }
         }
-        let mut b = Vec::new();
-        ciborium::into_writer(&doc, &mut b).expect("serialising to a Vec cannot fail");
-        self.store.kv_set(&key, &b)?;
+        self.store_document(&key, &doc)?;
         self.revoked
             .insert(org_id.clone(), list.devices.iter().copied().collect());
         self.remove_unacceptable_members(now)
@@ -597,9 +607,7 @@ impl<S: ClientStore> Engine<S> {
         }
         let own = TrustAnchor::from_der(&identity.anchor)?;
         let mut anchors = vec![own];
-        if let Some(doc) = self.store.kv_get(KV_TRUST_LIST)? {
-            let doc: cascade_protocol::SignedDocument = ciborium::from_reader(doc.as_slice())
-                .map_err(|_| CoreError::Decode("trust list".into()))?;
+        if let Some(doc) = self.stored_document(KV_TRUST_LIST)? {
             match self.verify_own_trust_list(&doc) {
                 Ok((_, listed)) => {
                     for a in listed {
@@ -1907,18 +1915,14 @@ impl<S: ClientStore> Engine<S> {
                 return Ok(());
             }
         };
-        if let Some(old) = self.store.kv_get(KV_TRUST_LIST)? {
-            let old: cascade_protocol::SignedDocument = ciborium::from_reader(old.as_slice())
-                .map_err(|_| CoreError::Decode("trust list".into()))?;
+        if let Some(old) = self.stored_document(KV_TRUST_LIST)? {
             if let Ok((old, _)) = self.verify_own_trust_list(&old) {
                 if old.serial >= list.serial {
                     return Ok(()); // not newer: keep what we have
                 }
             }
         }
-        let mut b = Vec::new();
-        ciborium::into_writer(&doc, &mut b).expect("serialising to a Vec cannot fail");
-        self.store.kv_set(KV_TRUST_LIST, &b)?;
+        self.store_document(KV_TRUST_LIST, &doc)?;
         self.anchors = self.load_anchors()?;
         let own_org = self.id()?.0.org_id.clone();
         let mut partner_orgs: Vec<_> = partners

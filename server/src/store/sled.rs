@@ -239,6 +239,18 @@ impl SledStore {
         Ok(())
     }
 
+    /// A signed per-organisation document from `tree`, if stored.
+    fn get_org_document(
+        &self,
+        tree: &Tree,
+        org_id: &OrgId,
+        what: &'static str,
+    ) -> Result<Option<TrustList>, StoreError> {
+        tree.get(org_id.as_str().as_bytes())?
+            .map(|v| decode(&v, what))
+            .transpose()
+    }
+
     /// Stores a signed per-organisation document in `tree`, atomically
     /// checking that the organisation exists.
     fn put_org_document(
@@ -570,10 +582,7 @@ impl Store for SledStore {
     }
 
     fn trust_list(&self, org_id: &OrgId) -> Result<Option<TrustList>, StoreError> {
-        self.trust_lists
-            .get(org_id.as_str().as_bytes())?
-            .map(|v| decode(&v, "trust list"))
-            .transpose()
+        self.get_org_document(&self.trust_lists, org_id, "trust list")
     }
 
     fn put_revocations(&self, org_id: &OrgId, list: &TrustList) -> Result<(), StoreError> {
@@ -581,10 +590,7 @@ impl Store for SledStore {
     }
 
     fn revocations(&self, org_id: &OrgId) -> Result<Option<TrustList>, StoreError> {
-        self.revocations
-            .get(org_id.as_str().as_bytes())?
-            .map(|v| decode(&v, "revocation list"))
-            .transpose()
+        self.get_org_document(&self.revocations, org_id, "revocation list")
     }
 
     fn put_key_packages(
