@@ -658,10 +658,8 @@ fn print_chat_line(m: &Message) {
 
 fn format_state(m: &Message) -> &'static str {
     match m.state {
-        cascade_core::DeliveryState::Sending => "sending",
-        cascade_core::DeliveryState::Sent => "sent",
         cascade_core::DeliveryState::Failed => "FAILED",
-        cascade_core::DeliveryState::Received => "received",
+        other => other.as_str(),
     }
 }
 
@@ -809,7 +807,10 @@ async fn user_command_inner(
                 .find(|m| m.id == id)
                 .map(|m| m.state)
                 .ok_or_else(|| anyhow!("sent message not in history"))?;
-            if state != cascade_core::DeliveryState::Sent {
+            if !matches!(
+                state,
+                cascade_core::DeliveryState::Sent | cascade_core::DeliveryState::Delivered
+            ) {
                 bail!("the relay did not accept the message ({state:?})");
             }
             say(

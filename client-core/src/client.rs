@@ -223,6 +223,12 @@ impl Client {
             .await
     }
 
+    /// Sends a refused (`Failed`) message of ours again, same id.
+    pub async fn retry_message(&self, group: GroupId, message: MessageId) -> Result<()> {
+        self.call(move |e, now| e.retry_message(&group, &message, now))
+            .await
+    }
+
     /// Conversations, most recently active first.
     pub async fn conversations(&self) -> Result<Vec<Conversation>> {
         self.call(|e, _| e.conversations()).await

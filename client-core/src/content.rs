@@ -58,6 +58,12 @@ pub enum Body {
         /// The conversation's name.
         name: String,
     },
+    /// Delivery receipt: these messages reached one of the sender's
+    /// devices. Sent automatically, never shown in history.
+    Receipt {
+        /// The messages received.
+        delivered: Vec<MessageId>,
+    },
     /// A kind this client does not know; kept so it can be shown.
     Unsupported {
         /// The kind string.
@@ -91,6 +97,11 @@ struct TextBody {
 }
 
 #[derive(Serialize, Deserialize)]
+struct ReceiptBody {
+    delivered: Vec<MessageId>,
+}
+
+#[derive(Serialize, Deserialize)]
 struct MetaBody {
     name: String,
 }
@@ -105,6 +116,12 @@ impl Content {
         let (kind, body) = match &self.body {
             Body::Text { text } => ("text", to_value(&TextBody { text: text.clone() })),
             Body::GroupMeta { name } => ("group_meta", to_value(&MetaBody { name: name.clone() })),
+            Body::Receipt { delivered } => (
+                "receipt",
+                to_value(&ReceiptBody {
+                    delivered: delivered.clone(),
+                }),
+            ),
             Body::Unsupported { kind } => (kind.as_str(), ciborium::Value::Null),
         };
         let wire = Wire {
@@ -139,6 +156,13 @@ impl Content {
                 .deserialized::<MetaBody>()
                 .map(|b| Body::GroupMeta { name: b.name })
                 .unwrap_or_else(|_| unsupported()),
+            "receipt" => wire
+                .body
+                .deserialized::<ReceiptBody>()
+                .map(|b| Body::Receipt {
+                    delivered: b.delivered,
+                })
+                .unwrap_or_else(|_| unsupported()),
             _ => unsupported(),
         };
         Ok(Content {
@@ -170,6 +194,26 @@ mod tests {
         );
         assert_eq!(Content::decode(&bytes).expect("decodes"), c);
     }
+
+    #[test]
+    fn receipt_round_trips_and_is_pinned() {
+        let c = Content {
+            id: MessageId([9; 16]),
+            sent_at: 1_700_000_000_000,
+            body: Body::Receipt {
+                delivered: vec![MessageId([1; 16]), MessageId([2; 16])],
+            },
+        };
+        let bytes = c.encode();
+        assert_eq!(hex::encode(&bytes), RECEIPT_GOLDEN);
+        assert_eq!(Content::decode(&bytes).expect("decodes"), c);
+    }
+
+    /// `{v: 1, id, ts, kind: "receipt", body: {delivered: [id, id]}}`.
+    const RECEIPT_GOLDEN: &str =
+        "a561760162696450090909090909090909090909090909096274731b0000018bcfe5680064\
+6b696e64677265636569707464626f6479a16964656c6976657265648250010101010101010101010101010101015002\
+020202020202020202020202020202";
 
     #[test]
     fn unknown_kinds_are_kept_as_unsupported() {

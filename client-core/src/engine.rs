@@ -31,6 +31,9 @@ use openmls_basic_credential::SignatureKeyPair;
 use serde::{Deserialize, Serialize};
 
 use crate::content::{Body, Content, MessageId, MAX_TEXT_BYTES};
+
+/// Most message ids one delivery receipt carries.
+const MAX_RECEIPT_IDS: usize = 500;
 use crate::credential::{
     capabilities, make_credential, member_identity, verify_member, MemberIdentity,
 };
@@ -293,6 +296,12 @@ pub struct Engine<S: ClientStore = SqliteStore> {
     /// Devices revoked by the organisations we trust, from their signed
     /// revocation lists.
     revoked: HashMap<cascade_protocol::OrgId, std::collections::HashSet<DeviceId>>,
+    /// Others' messages received but not yet confirmed with a delivery
+    /// receipt, in arrival order. Flushed into the outbox as one receipt
+    /// per conversation when the backlog is drained, or at once for a live
+    /// message. Kept in memory: a crash in between only costs the sender
+    /// the "delivered" mark.
+    receipts_due: Vec<(GroupId, MessageId)>,
 }
 
 fn now_check(text: &str) -> Result<()> {
@@ -432,6 +441,7 @@ impl<S: ClientStore> Engine<S> {
             anchors: Vec::new(),
             gate: None,
             revoked: HashMap::new(),
+            receipts_due: Vec::new(),
         }
         .with_anchors())
     }
@@ -1082,6 +1092,55 @@ impl<S: ClientStore> Engine<S> {
         Ok(content.id)
     }
 
+    /// Sends again a message of ours that the relay refused (state
+    /// `Failed`), with the same message id so that no receiver can show it
+    /// twice. Encrypted afresh at the group's epoch when its turn comes.
+    pub fn retry_message(
+        &mut self,
+        group_id: &GroupId,
+        message_id: &MessageId,
+        now: u64,
+    ) -> Result<()> {
+        self.require_active(group_id)?;
+        let (identity, _) = self.id()?;
+        let message = self
+            .store
+            .message(message_id)?
+            .filter(|m| &m.group_id == group_id && m.sender_device == identity.device_id)
+            .ok_or_else(|| CoreError::Invalid("no such message of this device".into()))?;
+        if message.state != DeliveryState::Failed {
+            return Err(CoreError::Invalid(
+                "only a failed message can be retried".into(),
+            ));
+        }
+        let text = message
+            .text
+            .ok_or_else(|| CoreError::Invalid("only a text message can be retried".into()))?;
+        let content = Content {
+            id: *message_id,
+            sent_at: message.sent_at,
+            body: Body::Text { text },
+        };
+        let tx = self.store.transaction()?;
+        self.store
+            .set_message_state(message_id, DeliveryState::Sending, None)?;
+        self.store.push_op(
+            &Op::Send {
+                group_id: *group_id,
+                message_id: *message_id,
+                content: content.encode(),
+            }
+            .encode(),
+        )?;
+        tx.commit()?;
+        self.events.push_back(Event::DeliveryState {
+            group_id: *group_id,
+            message_id: *message_id,
+            state: DeliveryState::Sending,
+        });
+        self.drive(now)
+    }
+
     fn require_active(&self, group_id: &GroupId) -> Result<()> {
         match self.store.conversation_cursor(group_id)? {
             None => Err(CoreError::UnknownConversation),
@@ -1337,8 +1396,13 @@ impl<S: ClientStore> Engine<S> {
                 let queue_id = item.queue_id;
                 self.handle_item(item, now)?;
                 self.acks.push(queue_id);
+                if self.conn == Conn::Ready {
+                    // A live message: confirm it now, not at the next drain.
+                    self.flush_receipts(now)?;
+                }
             }
             Push::QueueDrained => {
+                self.flush_receipts(now)?;
                 self.conn = Conn::Ready;
                 self.events
                     .push_back(Event::Connection(ConnectionState::Online));
@@ -1456,6 +1520,14 @@ impl<S: ClientStore> Engine<S> {
             Ok(events) => {
                 self.store.set_last_seq(&item.group_id, item.seq)?;
                 tx.commit()?;
+                let own = self.identity.as_ref().map(|i| i.user_id.clone());
+                for e in &events {
+                    if let Event::Message(m) = e {
+                        if m.kind == "text" && Some(&m.sender) != own.as_ref() {
+                            self.receipts_due.push((m.group_id, m.id));
+                        }
+                    }
+                }
                 self.events.extend(events);
             }
             Err(e @ CoreError::Storage(_)) => {
@@ -1743,6 +1815,9 @@ impl<S: ClientStore> Engine<S> {
                 return Ok(vec![Event::ConversationUpdated(item.group_id)]);
             }
             Body::Text { text } => ("text".to_owned(), Some(text.clone())),
+            Body::Receipt { delivered } => {
+                return self.handle_receipt(&item.group_id, &sender.user, delivered, now)
+            }
             Body::Unsupported { kind } => (kind.clone(), None),
         };
         let message = Message {
@@ -1764,6 +1839,95 @@ impl<S: ClientStore> Engine<S> {
         } else {
             Ok(vec![]) // duplicate message id
         }
+    }
+
+    /// A member confirmed receiving some of our messages: a message is
+    /// delivered once every other current member has confirmed it.
+    fn handle_receipt(
+        &self,
+        group_id: &GroupId,
+        from: &UserId,
+        delivered: &[MessageId],
+        now: u64,
+    ) -> Result<Vec<Event>> {
+        let (identity, _) = self.id()?;
+        if from == &identity.user_id {
+            return Ok(vec![]); // our other device: not a recipient
+        }
+        let mut others: Vec<UserId> = self
+            .members(group_id)?
+            .into_iter()
+            .map(|m| m.user_id)
+            .filter(|u| u != &identity.user_id)
+            .collect();
+        others.sort();
+        others.dedup();
+        let mut events = Vec::new();
+        for id in delivered.iter().take(MAX_RECEIPT_IDS) {
+            let Some(m) = self.store.message(id)? else {
+                continue;
+            };
+            if &m.group_id != group_id || m.sender != identity.user_id {
+                continue; // not ours, or claimed for another conversation
+            }
+            if !self.store.add_receipt(id, from, now)? || m.state != DeliveryState::Sent {
+                continue;
+            }
+            let confirmed = self.store.receipts(id)?;
+            if others.iter().all(|u| confirmed.binary_search(u).is_ok()) {
+                self.store
+                    .set_message_state(id, DeliveryState::Delivered, None)?;
+                events.push(Event::DeliveryState {
+                    group_id: *group_id,
+                    message_id: *id,
+                    state: DeliveryState::Delivered,
+                });
+            }
+        }
+        Ok(events)
+    }
+
+    /// Queues one delivery receipt per conversation for the messages
+    /// received since the last flush.
+    fn flush_receipts(&mut self, now: u64) -> Result<()> {
+        if self.receipts_due.is_empty() {
+            return Ok(());
+        }
+        let due = std::mem::take(&mut self.receipts_due);
+        let mut by_group: Vec<(GroupId, Vec<MessageId>)> = Vec::new();
+        for (g, id) in due {
+            match by_group.iter_mut().find(|(x, _)| *x == g) {
+                Some((_, ids)) => ids.push(id),
+                None => by_group.push((g, vec![id])),
+            }
+        }
+        let tx = self.store.transaction()?;
+        for (group_id, ids) in by_group {
+            if !matches!(
+                self.store.conversation_cursor(&group_id)?,
+                Some((_, ConversationState::Active))
+            ) {
+                continue;
+            }
+            for chunk in ids.chunks(MAX_RECEIPT_IDS) {
+                let content = Content {
+                    id: MessageId::random(),
+                    sent_at: now,
+                    body: Body::Receipt {
+                        delivered: chunk.to_vec(),
+                    },
+                };
+                self.store.push_op(
+                    &Op::Send {
+                        group_id,
+                        message_id: content.id,
+                        content: content.encode(),
+                    }
+                    .encode(),
+                )?;
+            }
+        }
+        tx.commit()
     }
 
     // ----- responses -------------------------------------------------------
@@ -2119,11 +2283,14 @@ impl<S: ClientStore> Engine<S> {
                 self.store
                     .set_message_state(&message_id, DeliveryState::Failed, None)?;
                 self.finish_op(f.op_id)?;
-                self.events.push_back(Event::DeliveryState {
-                    group_id,
-                    message_id,
-                    state: DeliveryState::Failed,
-                });
+                // A receipt has no history entry and nobody to tell.
+                if self.store.message(&message_id)?.is_some() {
+                    self.events.push_back(Event::DeliveryState {
+                        group_id,
+                        message_id,
+                        state: DeliveryState::Failed,
+                    });
+                }
                 tracing::warn!(error = %e, "message refused by the relay");
             }
             (_, Err(e)) => self.fail_op(f.op_id, group_id, e.to_string())?,
@@ -2237,13 +2404,15 @@ impl<S: ClientStore> Engine<S> {
         );
         if !active && !matches!(op, Op::CreateGroup { .. }) {
             if let Op::Send { message_id, .. } = op {
-                self.store
-                    .set_message_state(&message_id, DeliveryState::Failed, None)?;
-                self.events.push_back(Event::DeliveryState {
-                    group_id,
-                    message_id,
-                    state: DeliveryState::Failed,
-                });
+                if self.store.message(&message_id)?.is_some() {
+                    self.store
+                        .set_message_state(&message_id, DeliveryState::Failed, None)?;
+                    self.events.push_back(Event::DeliveryState {
+                        group_id,
+                        message_id,
+                        state: DeliveryState::Failed,
+                    });
+                }
             }
             return self.finish_op(op_id);
         }

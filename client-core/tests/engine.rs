@@ -323,6 +323,60 @@ fn a_refused_message_is_marked_failed_not_retried() {
     assert!(sent(&mut e).is_empty());
 }
 
+#[test]
+fn a_failed_message_retried_goes_out_again_with_its_id() {
+    let (mut e, device) = enrolled(Store::in_memory().expect("store"), "alice@north");
+    connect(&mut e, device, "alice@north");
+    let group = registered_group(&mut e, "Ward 7");
+    let id = e.send_text(&group, "hello", T0).expect("queued");
+    let f = sent(&mut e);
+    respond(
+        &mut e,
+        f[0].id,
+        Err(ProtocolError::RateLimited { retry_after_ms: 0 }),
+    );
+    // A transient refusal is retried by the engine itself; a final one is not.
+    e.handle_timeout(T0 + 60_000).expect("timer");
+    let f = sent(&mut e);
+    respond(&mut e, f[0].id, Err(ProtocolError::NotMember));
+    events(&mut e);
+    let other = e.send_text(&group, "second", T0).expect("queued");
+    let f = sent(&mut e);
+    respond(&mut e, f[0].id, Ok(Response::MessageAccepted { seq: 2 }));
+    assert!(
+        e.retry_message(&group, &other, T0).is_err(),
+        "a sent message cannot be retried"
+    );
+
+    e.retry_message(&group, &id, T0).expect("retry");
+    assert!(events(&mut e).contains(&Event::DeliveryState {
+        group_id: group,
+        message_id: id,
+        state: DeliveryState::Sending
+    }));
+    let f = sent(&mut e);
+    let [ClientFrame {
+        id: rid,
+        req: Request::SendMessage { .. },
+        ..
+    }] = f.as_slice()
+    else {
+        panic!("expected the message again, got {f:?}");
+    };
+    respond(&mut e, *rid, Ok(Response::MessageAccepted { seq: 3 }));
+    assert!(events(&mut e).contains(&Event::DeliveryState {
+        group_id: group,
+        message_id: id,
+        state: DeliveryState::Sent
+    }));
+    let h = e.history(&group, None, 10).expect("history");
+    assert_eq!(
+        h.iter().filter(|m| m.id == id).count(),
+        1,
+        "one entry, not two"
+    );
+}
+
 /// Carries a commit bundle from the committer to the joiner as the relay
 /// would, and checks the joiner ends up in the group.
 #[test]

@@ -114,13 +114,7 @@ fn user_id(s: &str) -> Result<UserId> {
 }
 
 fn delivery_state(s: DeliveryState) -> String {
-    match s {
-        DeliveryState::Sending => "sending",
-        DeliveryState::Sent => "sent",
-        DeliveryState::Failed => "failed",
-        DeliveryState::Received => "received",
-    }
-    .into()
+    s.as_str().into()
 }
 
 /// The identity of an enrolled device.

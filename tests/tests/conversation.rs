@@ -66,12 +66,19 @@ async fn two_organisations_converse_in_order() -> Result<()> {
             assert_eq!(mine, want, "{who}'s messages in order");
         }
     }
-    // Sender-side delivery state reached Sent.
-    let alice_msgs = alice.client.history(group, None, 100).await?;
-    assert!(alice_msgs
-        .iter()
-        .filter(|m| m.sender == alice.user())
-        .all(|m| m.state == DeliveryState::Sent));
+    // Sender-side delivery state: accepted by the relay at least, and
+    // delivered once both others' receipts are in.
+    alice
+        .until("Bob's and Carol's receipts", || async {
+            Ok(alice
+                .client
+                .history(group, None, 100)
+                .await?
+                .iter()
+                .filter(|m| m.sender == alice.user())
+                .all(|m| m.state == DeliveryState::Delivered))
+        })
+        .await?;
     // Everyone is at the same epoch.
     let e = alice.client.epoch(group).await?;
     assert_eq!(bob.client.epoch(group).await?, e);
@@ -471,5 +478,72 @@ async fn a_user_without_devices_is_reported_and_the_rest_added() -> Result<()> {
         alice.member_users(group).await?,
         vec![alice.user(), bob.user()]
     );
+    Ok(())
+}
+
+/// A message is "delivered" only when every other member's device has
+/// confirmed it: Bob's receipt alone is not enough while Carol is offline;
+/// hers, sent when she comes back, completes it. Receipts never show up
+/// in anyone's history.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn delivered_means_every_other_member_has_it() -> Result<()> {
+    let relay = Relay::start().await?;
+    relay.org("north-trust").await?;
+    let mut alice = relay
+        .user("alice@north-trust", "Alice Okafor", "Ward Sister")
+        .await?;
+    let bob = relay
+        .user("bob@north-trust", "Bob Singh", "Junior Doctor")
+        .await?;
+    let carol = relay
+        .user("carol@north-trust", "Carol Hughes", "Porter")
+        .await?;
+    let group = alice
+        .create_group_with("Night shift", &[&bob, &carol])
+        .await?;
+    carol.sync().await?;
+    carol.client.pause()?;
+
+    let id = alice
+        .client
+        .send_text(group, "Bay 3 needs a porter")
+        .await?;
+    bob.messages(group, 1).await?;
+    bob.sync().await?; // Bob's receipt is out
+    alice.sync().await?;
+    let state = |p: &Peer| {
+        let c = p.client.clone();
+        async move {
+            Ok::<_, anyhow::Error>(
+                c.history(group, None, 10)
+                    .await?
+                    .into_iter()
+                    .find(|m| m.id == id)
+                    .map(|m| m.state),
+            )
+        }
+    };
+    assert_eq!(
+        state(&alice).await?,
+        Some(DeliveryState::Sent),
+        "Carol has not got it"
+    );
+
+    carol.client.resume()?;
+    carol.messages(group, 1).await?;
+    alice
+        .wait_event("delivered", |e| {
+            matches!(e, Event::DeliveryState { message_id, state: DeliveryState::Delivered, .. } if *message_id == id)
+        })
+        .await?;
+    assert_eq!(state(&alice).await?, Some(DeliveryState::Delivered));
+    for p in [&alice, &bob, &carol] {
+        p.sync().await?;
+        assert_eq!(
+            p.texts(group).await?,
+            ["Bay 3 needs a porter"],
+            "receipts are not messages"
+        );
+    }
     Ok(())
 }

@@ -154,6 +154,21 @@ pub fn outbox_is_fifo_with_prepared_bytes<S: ClientStore>(s: S) {
     assert_eq!(s.outbox_len().expect("len"), 0);
 }
 
+pub fn receipts_are_recorded_once_per_user<S: ClientStore>(s: S) {
+    let m = MessageId([4; 16]);
+    let bob = UserId::new("bob@east").expect("valid");
+    let carol = UserId::new("carol@north").expect("valid");
+    assert!(s.receipts(&m).expect("read").is_empty());
+    assert!(s.add_receipt(&m, &carol, 10).expect("add"));
+    assert!(s.add_receipt(&m, &bob, 11).expect("add"));
+    assert!(
+        !s.add_receipt(&m, &bob, 12).expect("add"),
+        "a repeat is not new"
+    );
+    assert_eq!(s.receipts(&m).expect("read"), vec![bob, carol]);
+    assert!(s.receipts(&MessageId([5; 16])).expect("read").is_empty());
+}
+
 pub fn directory_cache_is_searchable<S: ClientStore>(s: S) {
     let p = |u: &str, name: &str, role: &str| Person {
         user_id: UserId::new(u).expect("valid"),
@@ -263,6 +278,10 @@ macro_rules! client_store_conformance {
             #[test]
             fn outbox_is_fifo_with_prepared_bytes() {
                 $crate::store::conformance::outbox_is_fifo_with_prepared_bytes($make);
+            }
+            #[test]
+            fn receipts_are_recorded_once_per_user() {
+                $crate::store::conformance::receipts_are_recorded_once_per_user($make);
             }
             #[test]
             fn directory_cache_is_searchable() {

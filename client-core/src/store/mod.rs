@@ -145,6 +145,9 @@ pub enum DeliveryState {
     Sending,
     /// Accepted by the relay and queued for every recipient.
     Sent,
+    /// Every other member had it on one of their devices (delivery
+    /// receipts from each of them).
+    Delivered,
     /// Refused by the relay; will not be retried.
     Failed,
     /// A message from someone else.
@@ -152,10 +155,13 @@ pub enum DeliveryState {
 }
 
 impl DeliveryState {
-    fn as_str(self) -> &'static str {
+    /// The state's stable lowercase name (`sending`, `sent`, `delivered`,
+    /// `failed`, `received`), as stored and as front ends show it.
+    pub fn as_str(self) -> &'static str {
         match self {
             Self::Sending => "sending",
             Self::Sent => "sent",
+            Self::Delivered => "delivered",
             Self::Failed => "failed",
             Self::Received => "received",
         }
@@ -165,6 +171,7 @@ impl DeliveryState {
         match s {
             "sending" => Self::Sending,
             "sent" => Self::Sent,
+            "delivered" => Self::Delivered,
             "failed" => Self::Failed,
             _ => Self::Received,
         }
@@ -296,6 +303,12 @@ pub trait ClientStore: Send {
         limit: u32,
     ) -> Result<Vec<Message>>;
 
+    /// Records that `user` confirmed receiving message `id`. Returns `false`
+    /// if that was already recorded.
+    fn add_receipt(&self, id: &MessageId, user: &UserId, now: u64) -> Result<bool>;
+    /// The users who confirmed receiving message `id`, sorted.
+    fn receipts(&self, id: &MessageId) -> Result<Vec<UserId>>;
+
     /// Appends an operation to the outbox; returns its id.
     fn push_op(&self, op: &[u8]) -> Result<i64>;
     /// The oldest outbox operation.
@@ -360,6 +373,12 @@ CREATE TABLE IF NOT EXISTS directory (
     role TEXT NOT NULL,
     devices INTEGER NOT NULL,
     updated_at INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS receipts (
+    message_id BLOB NOT NULL,
+    user_id TEXT NOT NULL,
+    received_at INTEGER NOT NULL,
+    PRIMARY KEY (message_id, user_id)
 );
 CREATE TABLE IF NOT EXISTS kv (
     key TEXT PRIMARY KEY,
@@ -659,6 +678,30 @@ impl ClientStore for SqliteStore {
             .collect::<rusqlite::Result<Vec<_>>>()?;
         out.reverse();
         Ok(out)
+    }
+
+    fn add_receipt(&self, id: &MessageId, user: &UserId, now: u64) -> Result<bool> {
+        let n = self.conn.execute(
+            "INSERT OR IGNORE INTO receipts (message_id, user_id, received_at) VALUES (?1, ?2, ?3)",
+            params![id.0.as_slice(), user.as_str(), now as i64],
+        )?;
+        Ok(n == 1)
+    }
+
+    fn receipts(&self, id: &MessageId) -> Result<Vec<UserId>> {
+        let mut stmt = self
+            .conn
+            .prepare("SELECT user_id FROM receipts WHERE message_id = ?1 ORDER BY user_id")?;
+        let users = stmt
+            .query_map([id.0.as_slice()], |r| r.get::<_, String>(0))?
+            .collect::<rusqlite::Result<Vec<_>>>()?;
+        users
+            .into_iter()
+            .map(|u| {
+                u.parse()
+                    .map_err(|_| CoreError::Decode("stored receipt user".into()))
+            })
+            .collect()
     }
 
     fn push_op(&self, op: &[u8]) -> Result<i64> {
