@@ -13,6 +13,7 @@
 
 pub mod proxy;
 pub mod raw;
+pub mod webdriver;
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;

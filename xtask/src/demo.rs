@@ -1,11 +1,14 @@
 //! `cargo xtask demo`: build, start a relay on the embedded sled store,
-//! provision a demo organisation (and a partner organisation), and open a
-//! terminal chat as the first demo user.
+//! provision a demo organisation (and a partner organisation), and open the
+//! desktop app twice: as Alice (demo trust) and as Carol (the partner
+//! ambulance service), side by side. Without a display it opens a terminal
+//! chat as Alice instead.
 //!
 //! State lives in `$HOME/.local/share/cascade-demo` (override with
 //! `CASCADE_DEMO_DIR`) and is reused on the next run; `--reset` starts over.
-//! `--no-chat` provisions, prints how to chat, and keeps the relay running
-//! until Ctrl-C (for machines without an interactive terminal).
+//! `--terminal` uses the terminal chat even with a display. `--no-chat`
+//! provisions, prints how to chat, and keeps the relay running until Ctrl-C
+//! (for machines without an interactive terminal).
 
 use std::io::{BufRead, BufReader, IsTerminal};
 use std::path::{Path, PathBuf};
@@ -13,7 +16,7 @@ use std::process::{Child, Command, Stdio};
 
 use anyhow::{bail, Context, Result};
 
-use crate::{ensure_apt, run as run_cmd, target_dir, APT_PACKAGES};
+use crate::{build_ui, ensure_apt, run as run_cmd, target_dir, APT_PACKAGES};
 
 const LISTEN: &str = "127.0.0.1:7171";
 const GROUP: &str = "Ward 7 handover";
@@ -52,8 +55,13 @@ fn capture(cmd: &mut Command) -> Result<String> {
 /// Runs the demo.
 pub fn run(_root: &Path, args: &[String]) -> Result<()> {
     let reset = args.iter().any(|a| a == "--reset");
+    let terminal = args.iter().any(|a| a == "--terminal");
+    let display = std::env::var_os("DISPLAY").is_some_and(|d| !d.is_empty())
+        || std::env::var_os("WAYLAND_DISPLAY").is_some_and(|d| !d.is_empty());
+    let desktop = display && !terminal && !args.iter().any(|a| a == "--no-chat");
     let no_chat = args.iter().any(|a| a == "--no-chat") || !std::io::stdin().is_terminal();
     ensure_apt(APT_PACKAGES)?;
+    build_ui()?;
     run_cmd(
         Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into())).args([
             "build",
@@ -202,7 +210,10 @@ pub fn run(_root: &Path, args: &[String]) -> Result<()> {
         relay_dir.display()
     );
     println!("Chat as another user in a second terminal:");
-    for (user, name, _) in &users[1..] {
+    // In the desktop demo Carol has a window; her data directory must not
+    // be opened twice.
+    let others: &[_] = if desktop { &users[1..2] } else { &users[1..] };
+    for (user, name, _) in others {
         println!(
             "  {} --data-dir {} chat '{GROUP}'    # {name}",
             cli.display(),
@@ -210,6 +221,26 @@ pub fn run(_root: &Path, args: &[String]) -> Result<()> {
         );
     }
     println!();
+    if desktop {
+        // Two windows: Alice at the trust, Carol at the ambulance service.
+        let mut windows = Vec::new();
+        for (user, name, _) in [users[0], users[2]] {
+            println!("Opening the desktop app as {name} ({user})…");
+            windows.push(
+                Command::new(bin.join("cascade-desktop"))
+                    .arg("--data-dir")
+                    .arg(dir_of(user))
+                    .spawn()
+                    .context("starting cascade-desktop")?,
+            );
+        }
+        println!("Close both windows (or press Ctrl-C) to stop the demo.");
+        for mut w in windows {
+            let _ = w.wait();
+        }
+        drop(relay);
+        return Ok(());
+    }
     if no_chat {
         println!("No interactive terminal here: the relay keeps running until Ctrl-C.");
         let _ = relay.0.id();

@@ -1,6 +1,9 @@
 //! `cargo xtask`: the project's own automation.
 //!
-//! - `cargo xtask test`: install what is missing, build, run every test.
+//! - `cargo xtask test`: install what is missing (Debian packages, the
+//!   front end's npm packages, tauri-driver), build, run every test: Rust,
+//!   Vitest, the desktop app through WebDriver under Xvfb, and the Python
+//!   binding tests.
 //! - `cargo xtask ci`: fmt check, clippy -D warnings, `test`, then
 //!   `bindings`.
 //! - `cargo xtask bindings [--out DIR]`: build, then generate the mobile
@@ -122,15 +125,82 @@ pub fn ensure_apt(packages: &[&str]) -> Result<()> {
             .env("DEBIAN_FRONTEND", "noninteractive"))
     };
     apt(&["update", "-q"])?;
-    let mut args = vec!["install", "-y", "-q", "--no-install-recommends"];
+    // With recommends: WebKit needs fonts and GL/GStreamer pieces that come
+    // as recommendations; without them pages render blank on a bare machine.
+    let mut args = vec!["install", "-y", "-q"];
     args.extend(missing.iter());
     apt(&args)
 }
 
-/// Debian packages the build and the tests need.
-pub const APT_PACKAGES: &[&str] = &["build-essential", "pkg-config"];
+/// Debian packages the build and the tests need: the compilers, Tauri's
+/// WebKitGTK stack (STACK.md), and for the desktop end-to-end test WebKit's
+/// WebDriver and a virtual display.
+pub const APT_PACKAGES: &[&str] = &[
+    "build-essential",
+    "pkg-config",
+    "curl",
+    "wget",
+    "file",
+    "libwebkit2gtk-4.1-dev",
+    "libxdo-dev",
+    "libssl-dev",
+    "libayatana-appindicator3-dev",
+    "librsvg2-dev",
+    "fonts-dejavu-core",
+    "webkit2gtk-driver",
+    "xvfb",
+    "xauth",
+];
+
+/// The desktop app's web front end (`desktop-app/ui`).
+const UI_DIR: &str = "desktop-app/ui";
+
+fn npm(args: &[&str]) -> Result<()> {
+    run(Command::new("npm").args(args).current_dir(UI_DIR))
+}
+
+/// Installs the front end's npm packages as locked, type-checks
+/// it and builds it into `desktop-app/ui/dist`, which `cascade-desktop`
+/// embeds at compile time (so this comes before the cargo build).
+pub fn build_ui() -> Result<()> {
+    if Command::new("npm")
+        .arg("--version")
+        .stdout(Stdio::null())
+        .status()
+        .is_err()
+    {
+        bail!("npm not found: the desktop front end needs Node.js 20.19 or later with npm");
+    }
+    // `npm install`, not `npm ci`: this machine's npm writes lock files
+    // without the other platforms' optional packages (esbuild, rollup),
+    // which `npm ci` then refuses. Direct dependencies are pinned exactly in
+    // package.json and the rest by package-lock.json, which install keeps.
+    npm(&["install", "--no-audit", "--no-fund"])?;
+    npm(&["run", "check"])?;
+    npm(&["run", "build"])
+}
+
+/// The tauri-driver version STACK.md pins (newer ones are pre-releases).
+const TAURI_DRIVER_VERSION: &str = "2.1.0";
+
+/// Installs tauri-driver into `~/.cargo/bin` unless it is there.
+fn ensure_tauri_driver() -> Result<PathBuf> {
+    let home = std::env::var_os("HOME").context("HOME not set")?;
+    let bin = PathBuf::from(home).join(".cargo/bin/tauri-driver");
+    if !bin.exists() {
+        run(cargo().args([
+            "install",
+            "tauri-driver",
+            "--version",
+            TAURI_DRIVER_VERSION,
+            "--locked",
+        ]))?;
+    }
+    Ok(bin)
+}
 
 fn build_all() -> Result<()> {
+    build_ui()?;
     run(cargo().args(["build", "--workspace", "--all-targets", "--locked"]))
 }
 
@@ -143,6 +213,27 @@ fn test() -> Result<()> {
         .env("CASCADE_BIN_DIR", &bin))?;
     // Doc tests are part of "every test".
     run(cargo().args(["test", "--workspace", "--doc", "--locked"]))?;
+    // The desktop front end's unit tests (Vitest).
+    npm(&["test"])?;
+    // The desktop app end to end: WebDriver under a virtual display.
+    let driver = ensure_tauri_driver()?;
+    let shots = target_dir().join("desktop-screenshots");
+    run(Command::new("xvfb-run")
+        .args(["-a", "-s", "-screen 0 1920x1080x24"])
+        .arg(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+        .args([
+            "test",
+            "--workspace",
+            "--locked",
+            "--test",
+            "desktop",
+            "--",
+            "--ignored",
+        ])
+        .env("CASCADE_BIN_DIR", &bin)
+        .env("TAURI_DRIVER", &driver)
+        .env("CASCADE_SCREENSHOT_DIR", &shots))?;
+    eprintln!("xtask: desktop screenshots in {}", shots.display());
     // The mobile bindings, generated and driven from Python against a real
     // relay (Kotlin and Swift are generated too; no toolchain compiles them
     // here).

@@ -1,0 +1,316 @@
+//! The Tauri commands the UI invokes: parse ids, call cascade-core, convert
+//! the answer. Errors become [`UiError`] here and nowhere else.
+
+use cascade_core::{Client, CoreError, GroupId, MessageId, UserId};
+use serde::Serialize;
+use tauri::{AppHandle, State};
+
+use crate::views::{
+    members_by_user, ConversationView, DevicesView, IdentityView, MemberView, MessageView,
+    PersonView, Settings, StatusView,
+};
+use crate::{AppState, SETTINGS_FILE};
+
+/// A failed command as the UI receives it: a stable code to branch on and a
+/// sentence to show. Never contains message content or keys.
+#[derive(Debug, Serialize)]
+pub struct UiError {
+    code: &'static str,
+    message: String,
+}
+
+impl UiError {
+    fn invalid(message: impl Into<String>) -> Self {
+        UiError {
+            code: "invalid",
+            message: message.into(),
+        }
+    }
+}
+
+impl From<CoreError> for UiError {
+    fn from(e: CoreError) -> Self {
+        let code = match &e {
+            CoreError::NotEnrolled => "not_enrolled",
+            CoreError::AlreadyEnrolled => "already_enrolled",
+            CoreError::Enrolment(_) => "enrolment",
+            CoreError::UnknownConversation => "unknown_conversation",
+            CoreError::NotActive => "not_active",
+            CoreError::Invalid(_) => "invalid",
+            CoreError::Credential(_) | CoreError::Certificate(_) => "certificate",
+            CoreError::CertificatePending => "certificate_pending",
+            CoreError::Relay(_) => "relay",
+            CoreError::Closed => "closed",
+            CoreError::Storage(_) | CoreError::Mls(_) | CoreError::Decode(_) => "internal",
+        };
+        UiError {
+            code,
+            message: e.to_string(),
+        }
+    }
+}
+
+type Result<T> = std::result::Result<T, UiError>;
+
+async fn client(state: &AppState) -> Result<Client> {
+    state
+        .client
+        .read()
+        .await
+        .clone()
+        .ok_or(UiError::from(CoreError::NotEnrolled))
+}
+
+fn group(id: &str) -> Result<GroupId> {
+    id.parse()
+        .map_err(|_| UiError::invalid("not a conversation id"))
+}
+
+fn user(id: &str) -> Result<UserId> {
+    id.parse()
+        .map_err(|_| UiError::invalid(format!("not a user id: {id}")))
+}
+
+fn message(id: &str) -> Result<MessageId> {
+    id.parse().map_err(|_| UiError::invalid("not a message id"))
+}
+
+/// Whether the device is enrolled, who it is, and the connection state.
+#[tauri::command]
+pub async fn status(state: State<'_, AppState>) -> Result<StatusView> {
+    let identity = state
+        .client
+        .read()
+        .await
+        .as_ref()
+        .map(|c| IdentityView::from(c.identity()));
+    Ok(StatusView {
+        identity,
+        connection: *state.connection.lock().expect("not poisoned"),
+        certificate_pending: state
+            .certificate_pending
+            .load(std::sync::atomic::Ordering::SeqCst),
+        suggested_relay: state.suggested_relay.clone(),
+    })
+}
+
+/// Enrols this installation with the admin's enrolment code and starts the
+/// client. Refused if a device is already enrolled here.
+#[tauri::command]
+pub async fn enrol(
+    app: AppHandle,
+    state: State<'_, AppState>,
+    relay_url: String,
+    code: String,
+    device_name: String,
+) -> Result<StatusView> {
+    if state.client.read().await.is_some() {
+        return Err(CoreError::AlreadyEnrolled.into());
+    }
+    let relay_url = relay_url.trim();
+    if !(relay_url.starts_with("http://") || relay_url.starts_with("https://")) {
+        return Err(UiError::invalid(
+            "the relay address starts with http:// or https://",
+        ));
+    }
+    let device_name = match device_name.trim() {
+        "" => "Desktop",
+        name => name,
+    };
+    Client::enrol(&state.data_dir, relay_url, &code, device_name).await?;
+    let client = Client::open(&state.data_dir).await?;
+    crate::start(&app, client).await;
+    status(state).await
+}
+
+/// The conversation list, most recently active first, with the
+/// organisations of each conversation's members.
+#[tauri::command]
+pub async fn conversations(state: State<'_, AppState>) -> Result<Vec<ConversationView>> {
+    let client = client(&state).await?;
+    let mut out = Vec::new();
+    for c in client.conversations().await? {
+        let members = client.members(c.group_id).await.unwrap_or_default();
+        out.push(ConversationView::new(c, &members));
+    }
+    Ok(out)
+}
+
+/// Up to `limit` messages (at most 200), oldest first, before `before`.
+#[tauri::command]
+pub async fn history(
+    state: State<'_, AppState>,
+    group_id: String,
+    before: Option<String>,
+    limit: u32,
+) -> Result<Vec<MessageView>> {
+    let client = client(&state).await?;
+    let before = before.as_deref().map(message).transpose()?;
+    let own = client.identity().user_id.to_string();
+    Ok(client
+        .history(group(&group_id)?, before, limit.min(200))
+        .await?
+        .into_iter()
+        .map(|m| MessageView::new(m, &own))
+        .collect())
+}
+
+/// Queues a text message; its `message` event follows at once.
+#[tauri::command]
+pub async fn send_message(
+    state: State<'_, AppState>,
+    group_id: String,
+    text: String,
+) -> Result<String> {
+    let client = client(&state).await?;
+    Ok(client
+        .send_text(group(&group_id)?, &text)
+        .await?
+        .to_string())
+}
+
+/// Sends a failed message of ours again.
+#[tauri::command]
+pub async fn retry_message(
+    state: State<'_, AppState>,
+    group_id: String,
+    message_id: String,
+) -> Result<()> {
+    let client = client(&state).await?;
+    Ok(client
+        .retry_message(group(&group_id)?, message(&message_id)?)
+        .await?)
+}
+
+/// Marks a conversation read.
+#[tauri::command]
+pub async fn mark_read(state: State<'_, AppState>, group_id: String) -> Result<()> {
+    let client = client(&state).await?;
+    Ok(client.mark_read(group(&group_id)?).await?)
+}
+
+/// Creates a conversation and adds the chosen people (all their devices).
+#[tauri::command]
+pub async fn create_conversation(
+    state: State<'_, AppState>,
+    name: String,
+    members: Vec<String>,
+) -> Result<String> {
+    let client = client(&state).await?;
+    let name = name.trim();
+    if name.is_empty() {
+        return Err(UiError::invalid("a conversation needs a name"));
+    }
+    let users = members
+        .iter()
+        .map(|m| user(m))
+        .collect::<Result<Vec<_>>>()?;
+    let group = client.create_group(name).await?;
+    if !users.is_empty() {
+        client.add_members(group, users).await?;
+    }
+    Ok(group.to_string())
+}
+
+/// Adds people to a conversation (queued; a `membership` event follows).
+#[tauri::command]
+pub async fn add_members(
+    state: State<'_, AppState>,
+    group_id: String,
+    users: Vec<String>,
+) -> Result<()> {
+    let client = client(&state).await?;
+    let users = users.iter().map(|m| user(m)).collect::<Result<Vec<_>>>()?;
+    Ok(client.add_members(group(&group_id)?, users).await?)
+}
+
+/// Removes a person (all their devices) from a conversation.
+#[tauri::command]
+pub async fn remove_member(
+    state: State<'_, AppState>,
+    group_id: String,
+    user_id: String,
+) -> Result<()> {
+    let client = client(&state).await?;
+    Ok(client
+        .remove_members(group(&group_id)?, vec![user(&user_id)?])
+        .await?)
+}
+
+/// Leaves a conversation.
+#[tauri::command]
+pub async fn leave_conversation(state: State<'_, AppState>, group_id: String) -> Result<()> {
+    let client = client(&state).await?;
+    Ok(client.leave(group(&group_id)?).await?)
+}
+
+/// The people in a conversation, with their verified identities.
+#[tauri::command]
+pub async fn members(state: State<'_, AppState>, group_id: String) -> Result<Vec<MemberView>> {
+    let client = client(&state).await?;
+    let own = client.identity().user_id.to_string();
+    Ok(members_by_user(
+        client.members(group(&group_id)?).await?,
+        &own,
+    ))
+}
+
+/// Searches the directory of the own and trusted organisations.
+#[tauri::command]
+pub async fn search_directory(
+    state: State<'_, AppState>,
+    query: String,
+) -> Result<Vec<PersonView>> {
+    let client = client(&state).await?;
+    Ok(client
+        .search_directory(query.trim())
+        .await?
+        .into_iter()
+        .map(PersonView::from)
+        .collect())
+}
+
+/// This user's devices (all of them only while the relay is reachable).
+#[tauri::command]
+pub async fn devices(state: State<'_, AppState>) -> Result<DevicesView> {
+    let client = client(&state).await?;
+    let all = client
+        .my_devices()
+        .await
+        .ok()
+        .map(|d| d.iter().map(ToString::to_string).collect());
+    Ok(DevicesView {
+        this_device: client.identity().device_id.to_string(),
+        all,
+    })
+}
+
+/// The safety number this user shares with `user_id` (compare it in person
+/// or by phone to rule out a substituted key).
+#[tauri::command]
+pub async fn safety_number(
+    state: State<'_, AppState>,
+    group_id: String,
+    user_id: String,
+) -> Result<String> {
+    let client = client(&state).await?;
+    Ok(client
+        .safety_number(group(&group_id)?, user(&user_id)?)
+        .await?)
+}
+
+/// The desktop preferences.
+#[tauri::command]
+pub fn get_settings(state: State<'_, AppState>) -> Settings {
+    state.settings.lock().expect("not poisoned").clone()
+}
+
+/// Changes the desktop preferences and keeps them.
+#[tauri::command]
+pub fn set_settings(state: State<'_, AppState>, settings: Settings) -> Result<Settings> {
+    let bytes = serde_json::to_vec_pretty(&settings).expect("settings serialise");
+    std::fs::write(state.data_dir.join(SETTINGS_FILE), bytes)
+        .map_err(|e| UiError::invalid(format!("cannot save the settings: {e}")))?;
+    *state.settings.lock().expect("not poisoned") = settings.clone();
+    Ok(settings)
+}

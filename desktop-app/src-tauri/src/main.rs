@@ -1,0 +1,254 @@
+//! The Cascade desktop app: a Tauri 2 window over one cascade-core client.
+//!
+//! This crate is a thin shell (STYLE.md §4): commands convert ids and call
+//! [`cascade_core::Client`]; core events are forwarded to the UI as the
+//! Tauri event `cascade`. Messaging rules, storage and crypto live in
+//! cascade-core. The one thing decided here is desktop-specific: whether a
+//! new message raises an OS notification, and whether it shows content.
+//!
+//! Usage: `cascade-desktop [--data-dir DIR] [--relay URL]`. The data
+//! directory (also `CASCADE_DATA_DIR`) holds one enrolled device; without
+//! it the platform's app-data directory is used. Two windows for two
+//! users are two processes with two data directories.
+
+#![cfg_attr(not(debug_assertions), windows_subsystem = "windows")]
+
+#[cfg(test)]
+mod command_names;
+mod commands;
+mod views;
+
+use std::path::PathBuf;
+
+use cascade_core::Client;
+use tauri::{Emitter, Manager};
+use tokio::sync::RwLock;
+
+use views::{Settings, UiEvent};
+
+/// What the app holds while it runs.
+pub struct AppState {
+    /// The device's data directory.
+    data_dir: PathBuf,
+    /// The relay address to suggest for enrolment.
+    suggested_relay: String,
+    /// The client, once the device is enrolled and opened.
+    client: RwLock<Option<Client>>,
+    /// Whether the device waits for its certificate (from core events).
+    certificate_pending: std::sync::atomic::AtomicBool,
+    /// The connection state's UI name, from core events.
+    connection: std::sync::Mutex<&'static str>,
+    /// Desktop preferences, kept in `desktop-settings.json`.
+    settings: std::sync::Mutex<Settings>,
+}
+
+const SETTINGS_FILE: &str = "desktop-settings.json";
+const DEFAULT_RELAY: &str = "http://127.0.0.1:7171";
+
+struct Args {
+    data_dir: Option<PathBuf>,
+    relay: Option<String>,
+}
+
+fn parse_args() -> Result<Args, String> {
+    let mut args = Args {
+        data_dir: std::env::var_os("CASCADE_DATA_DIR").map(PathBuf::from),
+        relay: std::env::var("CASCADE_RELAY").ok(),
+    };
+    let mut it = std::env::args().skip(1);
+    while let Some(a) = it.next() {
+        match a.as_str() {
+            "--data-dir" => {
+                args.data_dir = Some(it.next().ok_or("--data-dir needs a directory")?.into())
+            }
+            "--relay" => args.relay = Some(it.next().ok_or("--relay needs a URL")?),
+            other => return Err(format!("unknown argument {other:?}")),
+        }
+    }
+    Ok(args)
+}
+
+fn main() {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("CASCADE_LOG")
+                .unwrap_or_else(|_| "warn".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let args = match parse_args() {
+        Ok(a) => a,
+        Err(e) => {
+            eprintln!(
+                "cascade-desktop: {e}\nusage: cascade-desktop [--data-dir DIR] [--relay URL]"
+            );
+            std::process::exit(2);
+        }
+    };
+    tauri::Builder::default()
+        .plugin(tauri_plugin_notification::init())
+        .invoke_handler(tauri::generate_handler![
+            commands::status,
+            commands::enrol,
+            commands::conversations,
+            commands::history,
+            commands::send_message,
+            commands::retry_message,
+            commands::mark_read,
+            commands::create_conversation,
+            commands::add_members,
+            commands::remove_member,
+            commands::leave_conversation,
+            commands::members,
+            commands::search_directory,
+            commands::devices,
+            commands::safety_number,
+            commands::get_settings,
+            commands::set_settings,
+        ])
+        .setup(move |app| {
+            let data_dir = match args.data_dir.clone() {
+                Some(d) => d,
+                None => app.path().app_data_dir()?,
+            };
+            std::fs::create_dir_all(&data_dir)?;
+            let settings = std::fs::read(data_dir.join(SETTINGS_FILE))
+                .ok()
+                .and_then(|b| serde_json::from_slice(&b).ok())
+                .unwrap_or_default();
+            app.manage(AppState {
+                data_dir: data_dir.clone(),
+                suggested_relay: args.relay.clone().unwrap_or_else(|| DEFAULT_RELAY.into()),
+                client: RwLock::new(None),
+                certificate_pending: false.into(),
+                connection: std::sync::Mutex::new("offline"),
+                settings: std::sync::Mutex::new(settings),
+            });
+            // An enrolled device starts connecting at once.
+            let handle = app.handle().clone();
+            tauri::async_runtime::block_on(async move {
+                match Client::open(&data_dir).await {
+                    Ok(client) => start(&handle, client).await,
+                    Err(cascade_core::CoreError::NotEnrolled) => {}
+                    Err(e) => tracing::error!(error = %e, "cannot open the device's data"),
+                }
+            });
+            Ok(())
+        })
+        .run(tauri::generate_context!())
+        .expect("the Tauri application runs");
+}
+
+/// Installs an opened client and forwards its events to the window.
+pub(crate) async fn start(app: &tauri::AppHandle, client: Client) {
+    let state = app.state::<AppState>();
+    let identity = client.identity().clone();
+    state.certificate_pending.store(
+        identity.certificate.is_none(),
+        std::sync::atomic::Ordering::SeqCst,
+    );
+    if let Some(w) = app.get_webview_window("main") {
+        let _ = w.set_title(&format!(
+            "Cascade · {} ({})",
+            identity.display_name, identity.org_id
+        ));
+    }
+    let mut events = client.events_since_open();
+    *state.client.write().await = Some(client);
+    let app = app.clone();
+    let own_user = identity.user_id.to_string();
+    tauri::async_runtime::spawn(async move {
+        use tokio::sync::broadcast::error::RecvError;
+        loop {
+            let event = match events.recv().await {
+                Ok(e) => e,
+                Err(RecvError::Lagged(n)) => {
+                    tracing::warn!(missed = n, "UI fell behind the event stream; reloading");
+                    let _ = app.emit("cascade", UiEvent::Reload);
+                    continue;
+                }
+                Err(RecvError::Closed) => break,
+            };
+            let Some(ui) = UiEvent::from_core(event, &own_user) else {
+                continue;
+            };
+            let state = app.state::<AppState>();
+            match &ui {
+                UiEvent::Connection { state: c } => {
+                    *state.connection.lock().expect("not poisoned") = c;
+                }
+                UiEvent::Certificate { pending } => state
+                    .certificate_pending
+                    .store(*pending, std::sync::atomic::Ordering::SeqCst),
+                UiEvent::Message { message } if !message.mine => notify(&app, message).await,
+                _ => {}
+            }
+            let _ = app.emit("cascade", ui);
+        }
+    });
+}
+
+/// Raises an OS notification for a message from someone else while the
+/// window is not focused; content only if the user's setting allows.
+async fn notify(app: &tauri::AppHandle, message: &views::MessageView) {
+    use tauri_plugin_notification::NotificationExt;
+    let state = app.state::<AppState>();
+    let settings = state.settings.lock().expect("not poisoned").clone();
+    if !settings.notifications {
+        return;
+    }
+    let focused = app
+        .get_webview_window("main")
+        .and_then(|w| w.is_focused().ok())
+        .unwrap_or(false);
+    if focused {
+        return;
+    }
+    let (title, body) = if settings.notification_content {
+        let conversation = match state.client.read().await.as_ref() {
+            Some(c) => match message.group_id.parse() {
+                Ok(g) => c.conversation(g).await.map(|c| c.name).unwrap_or_default(),
+                Err(_) => String::new(),
+            },
+            None => String::new(),
+        };
+        (
+            format!("{} · {conversation}", message.sender),
+            message.text.clone().unwrap_or_else(|| "New message".into()),
+        )
+    } else {
+        ("Cascade".to_owned(), "New message".to_owned())
+    };
+    if let Err(e) = app.notification().builder().title(title).body(body).show() {
+        tracing::debug!(error = %e, "no desktop notification");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    /// The window may call exactly the app's commands: each has its
+    /// `allow-…` permission in the capability, and nothing else is allowed
+    /// beyond listening to events.
+    #[test]
+    fn the_capability_allows_exactly_the_app_commands() {
+        let cap: serde_json::Value =
+            serde_json::from_str(include_str!("../capabilities/main.json")).expect("JSON");
+        let mut allowed: Vec<String> = cap["permissions"]
+            .as_array()
+            .expect("permissions")
+            .iter()
+            .map(|p| p.as_str().expect("string").to_owned())
+            .collect();
+        allowed.sort();
+        let mut want: Vec<String> = crate::command_names::COMMANDS
+            .iter()
+            .map(|c| format!("allow-{}", c.replace('_', "-")))
+            .chain([
+                "core:event:allow-listen".into(),
+                "core:event:allow-unlisten".into(),
+            ])
+            .collect();
+        want.sort();
+        assert_eq!(allowed, want);
+    }
+}

@@ -1,0 +1,316 @@
+//! What the UI sees: cascade-core's types converted to JSON-friendly views
+//! (ids as hex strings, camelCase fields). Conversion only; no decisions.
+
+use std::collections::BTreeMap;
+
+use cascade_core::engine::{ConnectionState, Event, Member};
+use cascade_core::store::{Conversation, DeliveryState, Identity, Message, Person};
+use serde::{Deserialize, Serialize};
+
+/// This device's identity as the enrolment screen and the header show it.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct IdentityView {
+    pub user_id: String,
+    pub org_id: String,
+    pub device_id: String,
+    pub display_name: String,
+    pub role: String,
+    pub server_url: String,
+    /// SHA-256 fingerprint of the organisation's CA (the anchor checked at
+    /// enrolment against the code the admin gave).
+    pub org_fingerprint: String,
+}
+
+impl From<&Identity> for IdentityView {
+    fn from(i: &Identity) -> Self {
+        IdentityView {
+            user_id: i.user_id.to_string(),
+            org_id: i.org_id.to_string(),
+            device_id: i.device_id.to_string(),
+            display_name: i.display_name.clone(),
+            role: i.role.clone(),
+            server_url: i.server_url.clone(),
+            org_fingerprint: cascade_core::identity::fingerprint_hex(&i.anchor),
+        }
+    }
+}
+
+/// The app's state as a whole: enrolled or not, online or not.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct StatusView {
+    pub identity: Option<IdentityView>,
+    pub connection: &'static str,
+    pub certificate_pending: bool,
+    /// The relay address to suggest on the enrolment screen.
+    pub suggested_relay: String,
+}
+
+/// The connection state's name in the UI.
+pub fn connection_name(c: ConnectionState) -> &'static str {
+    match c {
+        ConnectionState::Offline => "offline",
+        ConnectionState::Connecting => "connecting",
+        ConnectionState::Online => "online",
+    }
+}
+
+/// A delivery state's name in the UI.
+pub fn state_name(s: DeliveryState) -> &'static str {
+    s.as_str()
+}
+
+/// One row of the conversation list.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ConversationView {
+    pub id: String,
+    pub name: String,
+    pub state: String,
+    pub unread: u64,
+    pub last_activity: u64,
+    pub last_message: Option<String>,
+    /// Organisations of the current members, sorted.
+    pub orgs: Vec<String>,
+    /// How many people (not devices) are members.
+    pub member_count: usize,
+}
+
+impl ConversationView {
+    /// Builds a row from the conversation and its current members.
+    pub fn new(c: Conversation, members: &[Member]) -> Self {
+        let mut orgs: Vec<String> = members.iter().map(|m| m.org_id.to_string()).collect();
+        orgs.sort();
+        orgs.dedup();
+        let mut users: Vec<&str> = members.iter().map(|m| m.user_id.as_str()).collect();
+        users.sort_unstable();
+        users.dedup();
+        ConversationView {
+            id: c.group_id.to_string(),
+            name: c.name,
+            state: format!("{:?}", c.state).to_lowercase(),
+            unread: c.unread,
+            last_activity: c.last_activity,
+            last_message: c.last_message,
+            orgs,
+            member_count: users.len(),
+        }
+    }
+}
+
+/// One message in the chat view.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct MessageView {
+    pub id: String,
+    pub group_id: String,
+    pub sender: String,
+    pub sender_device: String,
+    pub mine: bool,
+    pub sent_at: u64,
+    pub seq: Option<u64>,
+    pub text: Option<String>,
+    pub kind: String,
+    pub state: &'static str,
+}
+
+impl MessageView {
+    /// `own_device` decides `mine`: a message from this user's other
+    /// device is shown as theirs-and-mine alike, on the right.
+    pub fn new(m: Message, own_user: &str) -> Self {
+        MessageView {
+            id: m.id.to_string(),
+            group_id: m.group_id.to_string(),
+            mine: m.sender.as_str() == own_user,
+            sender: m.sender.to_string(),
+            sender_device: m.sender_device.to_string(),
+            sent_at: m.sent_at,
+            seq: m.seq,
+            text: m.text,
+            kind: m.kind,
+            state: state_name(m.state),
+        }
+    }
+}
+
+/// A person in a conversation: their verified identity and devices.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct MemberView {
+    pub user_id: String,
+    pub display_name: String,
+    pub role: String,
+    pub org_id: String,
+    pub is_self: bool,
+    pub devices: Vec<String>,
+    /// The soonest expiry among their devices' certificates, Unix seconds.
+    pub certificate_expires: i64,
+}
+
+/// Groups a conversation's member devices by user, in name order.
+pub fn members_by_user(members: Vec<Member>, own_user: &str) -> Vec<MemberView> {
+    let mut by_user: BTreeMap<String, MemberView> = BTreeMap::new();
+    for m in members {
+        let entry = by_user
+            .entry(m.user_id.to_string())
+            .or_insert_with(|| MemberView {
+                user_id: m.user_id.to_string(),
+                display_name: m.display_name.clone(),
+                role: m.role.clone(),
+                org_id: m.org_id.to_string(),
+                is_self: m.user_id.as_str() == own_user,
+                devices: Vec::new(),
+                certificate_expires: m.certificate_expires,
+            });
+        entry.devices.push(m.device_id.to_string());
+        entry.certificate_expires = entry.certificate_expires.min(m.certificate_expires);
+    }
+    let mut out: Vec<MemberView> = by_user.into_values().collect();
+    out.sort_by(|a, b| {
+        (!a.is_self, a.display_name.to_lowercase())
+            .cmp(&(!b.is_self, b.display_name.to_lowercase()))
+    });
+    out
+}
+
+/// A directory search result.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PersonView {
+    pub user_id: String,
+    pub org_id: String,
+    pub display_name: String,
+    pub role: String,
+    pub devices: u32,
+}
+
+impl From<Person> for PersonView {
+    fn from(p: Person) -> Self {
+        PersonView {
+            user_id: p.user_id.to_string(),
+            org_id: p.org_id.to_string(),
+            display_name: p.display_name,
+            role: p.role,
+            devices: p.devices,
+        }
+    }
+}
+
+/// This user's devices.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DevicesView {
+    pub this_device: String,
+    /// Every current device of the user as the relay lists them, or
+    /// `None` when the relay could not be asked (offline).
+    pub all: Option<Vec<String>>,
+}
+
+/// Preferences of this desktop installation.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct Settings {
+    /// Show an OS notification for new messages while the window is not
+    /// focused.
+    pub notifications: bool,
+    /// Put the sender and text in the notification; when false it only
+    /// says there is a new message (for shared screens and lock screens).
+    pub notification_content: bool,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            notifications: true,
+            notification_content: false,
+        }
+    }
+}
+
+/// An event pushed to the UI as the Tauri event `cascade`.
+#[derive(Debug, Clone, Serialize)]
+#[serde(tag = "type", rename_all = "camelCase")]
+pub enum UiEvent {
+    /// The connection changed.
+    #[serde(rename_all = "camelCase")]
+    Connection { state: &'static str },
+    /// A new message (received, or sent from this or another own device).
+    Message { message: MessageView },
+    /// A message's delivery state changed.
+    #[serde(rename_all = "camelCase")]
+    Delivery {
+        group_id: String,
+        message_id: String,
+        state: &'static str,
+    },
+    /// A conversation appeared or changed (name, unread, state).
+    #[serde(rename_all = "camelCase")]
+    Conversation { group_id: String },
+    /// Members joined or left.
+    #[serde(rename_all = "camelCase")]
+    Membership {
+        group_id: String,
+        added: Vec<String>,
+        removed: Vec<String>,
+    },
+    /// The device's certificate is pending or arrived.
+    Certificate { pending: bool },
+    /// The set of trusted partner organisations changed.
+    Trust { partners: Vec<String> },
+    /// Events were missed: the UI should load its state afresh.
+    Reload,
+    /// A queued operation failed.
+    #[serde(rename_all = "camelCase")]
+    Failed {
+        group_id: Option<String>,
+        reason: String,
+    },
+}
+
+impl UiEvent {
+    /// The UI's view of a core event; `None` for answers to requests that
+    /// the commands consume themselves.
+    pub fn from_core(e: Event, own_user: &str) -> Option<UiEvent> {
+        Some(match e {
+            Event::Connection(c) => UiEvent::Connection {
+                state: connection_name(c),
+            },
+            Event::Synced => return None,
+            Event::ConversationUpdated(g) => UiEvent::Conversation {
+                group_id: g.to_string(),
+            },
+            Event::Message(m) => UiEvent::Message {
+                message: MessageView::new(m, own_user),
+            },
+            Event::DeliveryState {
+                group_id,
+                message_id,
+                state,
+            } => UiEvent::Delivery {
+                group_id: group_id.to_string(),
+                message_id: message_id.to_string(),
+                state: state_name(state),
+            },
+            Event::MembershipChanged {
+                group_id,
+                added,
+                removed,
+            } => UiEvent::Membership {
+                group_id: group_id.to_string(),
+                added: added.iter().map(ToString::to_string).collect(),
+                removed: removed.iter().map(ToString::to_string).collect(),
+            },
+            Event::UserDevices { .. } | Event::DirectoryResults { .. } => return None,
+            Event::CertificatePending => UiEvent::Certificate { pending: true },
+            Event::CertificateReceived => UiEvent::Certificate { pending: false },
+            Event::TrustUpdated { partners } => UiEvent::Trust {
+                partners: partners.iter().map(ToString::to_string).collect(),
+            },
+            Event::OperationFailed { group_id, reason } => UiEvent::Failed {
+                group_id: group_id.map(|g| g.to_string()),
+                reason,
+            },
+        })
+    }
+}

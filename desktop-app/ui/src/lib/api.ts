@@ -1,0 +1,53 @@
+// The only bridge to the app: Tauri commands and the `cascade` event.
+// The UI never talks to the relay itself.
+
+import { invoke } from "@tauri-apps/api/core";
+import { listen, type UnlistenFn } from "@tauri-apps/api/event";
+import type {
+  CascadeEvent,
+  Conversation,
+  Devices,
+  Member,
+  Message,
+  Person,
+  Settings,
+  Status,
+  UiError,
+} from "./types";
+
+/** The text to show for a failed command, whatever shape it failed in. */
+export function errorText(e: unknown): string {
+  if (typeof e === "object" && e !== null && "message" in e) {
+    return String((e as UiError).message);
+  }
+  return String(e);
+}
+
+export const api = {
+  status: () => invoke<Status>("status"),
+  enrol: (relayUrl: string, code: string, deviceName: string) =>
+    invoke<Status>("enrol", { relayUrl, code, deviceName }),
+  conversations: () => invoke<Conversation[]>("conversations"),
+  history: (groupId: string, before: string | null, limit: number) =>
+    invoke<Message[]>("history", { groupId, before, limit }),
+  send: (groupId: string, text: string) => invoke<string>("send_message", { groupId, text }),
+  retry: (groupId: string, messageId: string) =>
+    invoke<void>("retry_message", { groupId, messageId }),
+  markRead: (groupId: string) => invoke<void>("mark_read", { groupId }),
+  createConversation: (name: string, members: string[]) =>
+    invoke<string>("create_conversation", { name, members }),
+  addMembers: (groupId: string, users: string[]) =>
+    invoke<void>("add_members", { groupId, users }),
+  removeMember: (groupId: string, userId: string) =>
+    invoke<void>("remove_member", { groupId, userId }),
+  leave: (groupId: string) => invoke<void>("leave_conversation", { groupId }),
+  members: (groupId: string) => invoke<Member[]>("members", { groupId }),
+  searchDirectory: (query: string) => invoke<Person[]>("search_directory", { query }),
+  devices: () => invoke<Devices>("devices"),
+  safetyNumber: (groupId: string, userId: string) =>
+    invoke<string>("safety_number", { groupId, userId }),
+  getSettings: () => invoke<Settings>("get_settings"),
+  setSettings: (settings: Settings) => invoke<Settings>("set_settings", { settings }),
+  onEvent: (handler: (e: CascadeEvent) => void): Promise<UnlistenFn> =>
+    listen<CascadeEvent>("cascade", (e) => handler(e.payload)),
+};

@@ -1,0 +1,62 @@
+// Conversation list logic: order, badges and the cross-organisation marker.
+
+import { dayKey, timeOfDay } from "./timeline";
+import type { Conversation } from "./types";
+
+const MONTHS_SHORT = "Jan Feb Mar Apr May Jun Jul Aug Sep Oct Nov Dec".split(" ");
+
+/** Most recently active first; ties by name so the order is stable. */
+export function sortConversations(list: Conversation[]): Conversation[] {
+  return list
+    .slice()
+    .sort((a, b) => b.lastActivity - a.lastActivity || a.name.localeCompare(b.name));
+}
+
+/** Whether a conversation includes members of another organisation. */
+export function isCrossOrg(c: Conversation, ownOrg: string): boolean {
+  return c.orgs.some((o) => o !== ownOrg);
+}
+
+/** The organisations to badge: the others first (they are the news). */
+export function badgeOrgs(c: Conversation, ownOrg: string): string[] {
+  return [...c.orgs.filter((o) => o !== ownOrg), ...c.orgs.filter((o) => o === ownOrg)];
+}
+
+/** A stable colour hue for an organisation id, so a badge is recognisable. */
+export function orgHue(org: string): number {
+  let h = 2166136261;
+  for (let i = 0; i < org.length; i++) {
+    h ^= org.charCodeAt(i);
+    h = Math.imul(h, 16777619);
+  }
+  return (h >>> 0) % 360;
+}
+
+/** The list's short time: clock time today, else the date. */
+export function activityLabel(ms: number, now: number): string {
+  if (ms === 0) return "";
+  if (dayKey(ms) === dayKey(now)) return timeOfDay(ms);
+  const d = new Date(ms);
+  return `${d.getDate()} ${MONTHS_SHORT[d.getMonth()]}`;
+}
+
+/** Two letters for an avatar: initials of the first and last word. */
+export function initials(name: string): string {
+  const words = name.trim().split(/\s+/).filter(Boolean);
+  if (words.length === 0) return "?";
+  const first = words[0][0] ?? "";
+  const last = words.length > 1 ? (words[words.length - 1][0] ?? "") : "";
+  return (first + last).toUpperCase();
+}
+
+/**
+ * The next conversation for keyboard navigation (Alt+Up/Alt+Down or the
+ * arrow keys in the list), clamped at the ends.
+ */
+export function neighbour(list: Conversation[], current: string | null, step: 1 | -1): string | null {
+  if (list.length === 0) return null;
+  const i = list.findIndex((c) => c.id === current);
+  if (i < 0) return list[0].id;
+  const j = Math.min(list.length - 1, Math.max(0, i + step));
+  return list[j].id;
+}

@@ -1,0 +1,141 @@
+// The chat view's list: messages in order with date separators, and the
+// updates that live events and older pages make to it.
+
+import type { DeliveryState, Message } from "./types";
+
+export type TimelineItem =
+  | { kind: "date"; key: string; label: string }
+  | { kind: "message"; key: string; message: Message; firstOfRun: boolean };
+
+/** Local calendar day of a timestamp, as a sortable key. */
+export function dayKey(ms: number): string {
+  const d = new Date(ms);
+  const mm = String(d.getMonth() + 1).padStart(2, "0");
+  const dd = String(d.getDate()).padStart(2, "0");
+  return `${d.getFullYear()}-${mm}-${dd}`;
+}
+
+const WEEKDAYS = ["Sunday", "Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday"];
+const MONTHS = [
+  "January",
+  "February",
+  "March",
+  "April",
+  "May",
+  "June",
+  "July",
+  "August",
+  "September",
+  "October",
+  "November",
+  "December",
+];
+
+/**
+ * "Today", "Yesterday", a weekday within the last week, else a date
+ * ("Mon 5 January", with the year if not this year). Built by hand, not
+ * with Intl, so it reads the same in every web engine.
+ */
+export function dayLabel(ms: number, now: number): string {
+  const day = dayKey(ms);
+  if (day === dayKey(now)) return "Today";
+  const yesterday = new Date(now);
+  yesterday.setDate(yesterday.getDate() - 1);
+  if (day === dayKey(yesterday.getTime())) return "Yesterday";
+  const d = new Date(ms);
+  const age = now - ms;
+  if (age > 0 && age < 6 * 24 * 3600 * 1000) return WEEKDAYS[d.getDay()];
+  const label = `${WEEKDAYS[d.getDay()].slice(0, 3)} ${d.getDate()} ${MONTHS[d.getMonth()]}`;
+  return d.getFullYear() === new Date(now).getFullYear() ? label : `${label} ${d.getFullYear()}`;
+}
+
+/** Hours and minutes of a timestamp, 24-hour clock. */
+export function timeOfDay(ms: number): string {
+  const d = new Date(ms);
+  return `${String(d.getHours()).padStart(2, "0")}:${String(d.getMinutes()).padStart(2, "0")}`;
+}
+
+/**
+ * The items to render: a separator before the first message of each day,
+ * and `firstOfRun` on a message whose sender differs from the previous
+ * one's (or after a gap of more than five minutes), where the sender's
+ * name is shown.
+ */
+export function buildTimeline(messages: Message[], now: number): TimelineItem[] {
+  const items: TimelineItem[] = [];
+  let lastDay = "";
+  let prev: Message | null = null;
+  for (const m of messages) {
+    const day = dayKey(m.sentAt);
+    let newDay = false;
+    if (day !== lastDay) {
+      items.push({ kind: "date", key: `date-${day}`, label: dayLabel(m.sentAt, now) });
+      lastDay = day;
+      newDay = true;
+    }
+    const firstOfRun =
+      newDay || prev === null || prev.sender !== m.sender || m.sentAt - prev.sentAt > 5 * 60 * 1000;
+    items.push({ kind: "message", key: m.id, message: m, firstOfRun });
+    prev = m;
+  }
+  return items;
+}
+
+/**
+ * Adds a live message: replaces one with the same id (a state update or a
+ * duplicate), otherwise appends it. History is in arrival order, so a live
+ * message goes at the end.
+ */
+export function upsertMessage(list: Message[], m: Message): Message[] {
+  const i = list.findIndex((x) => x.id === m.id);
+  if (i >= 0) {
+    const copy = list.slice();
+    copy[i] = m;
+    return copy;
+  }
+  return [...list, m];
+}
+
+/** Puts an older page in front, without repeating any message. */
+export function prependPage(list: Message[], older: Message[]): Message[] {
+  const have = new Set(list.map((m) => m.id));
+  return [...older.filter((m) => !have.has(m.id)), ...list];
+}
+
+/**
+ * Applies a delivery state change. A state never goes backwards from
+ * delivered to sent (events may arrive out of order with a reload), but a
+ * failed message that is retried goes back to sending.
+ */
+export function applyDelivery(list: Message[], messageId: string, state: DeliveryState): Message[] {
+  const rank: Record<DeliveryState, number> = {
+    sending: 0,
+    failed: 0,
+    sent: 1,
+    delivered: 2,
+    received: 3,
+  };
+  return list.map((m) => {
+    if (m.id !== messageId) return m;
+    if (rank[state] < rank[m.state] && !(m.state === "failed" && state === "sending")) {
+      return m;
+    }
+    return { ...m, state };
+  });
+}
+
+/** The words a screen reader and the tooltip use for a delivery state. */
+export function deliveryLabel(state: DeliveryState): string {
+  switch (state) {
+    case "sending":
+      return "Sending";
+    case "sent":
+      return "Sent to the relay";
+    case "delivered":
+      return "Delivered to everyone";
+    case "failed":
+      return "Not sent";
+    case "received":
+      return "Received";
+  }
+}

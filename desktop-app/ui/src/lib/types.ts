@@ -1,0 +1,89 @@
+// The shapes the Rust shell sends (desktop-app/src-tauri/src/views.rs).
+
+export type Connection = "offline" | "connecting" | "online";
+export type DeliveryState = "sending" | "sent" | "delivered" | "failed" | "received";
+
+export interface Identity {
+  userId: string;
+  orgId: string;
+  deviceId: string;
+  displayName: string;
+  role: string;
+  serverUrl: string;
+  orgFingerprint: string;
+}
+
+export interface Status {
+  identity: Identity | null;
+  connection: Connection;
+  certificatePending: boolean;
+  suggestedRelay: string;
+}
+
+export interface Conversation {
+  id: string;
+  name: string;
+  state: string;
+  unread: number;
+  lastActivity: number;
+  lastMessage: string | null;
+  orgs: string[];
+  memberCount: number;
+}
+
+export interface Message {
+  id: string;
+  groupId: string;
+  sender: string;
+  senderDevice: string;
+  mine: boolean;
+  sentAt: number;
+  seq: number | null;
+  text: string | null;
+  kind: string;
+  state: DeliveryState;
+}
+
+export interface Member {
+  userId: string;
+  displayName: string;
+  role: string;
+  orgId: string;
+  isSelf: boolean;
+  devices: string[];
+  certificateExpires: number;
+}
+
+export interface Person {
+  userId: string;
+  orgId: string;
+  displayName: string;
+  role: string;
+  devices: number;
+}
+
+export interface Devices {
+  thisDevice: string;
+  all: string[] | null;
+}
+
+export interface Settings {
+  notifications: boolean;
+  notificationContent: boolean;
+}
+
+export interface UiError {
+  code: string;
+  message: string;
+}
+
+export type CascadeEvent =
+  | { type: "connection"; state: Connection }
+  | { type: "message"; message: Message }
+  | { type: "delivery"; groupId: string; messageId: string; state: DeliveryState }
+  | { type: "conversation"; groupId: string }
+  | { type: "membership"; groupId: string; added: string[]; removed: string[] }
+  | { type: "certificate"; pending: boolean }
+  | { type: "trust"; partners: string[] }
+  | { type: "reload" }
+  | { type: "failed"; groupId: string | null; reason: string };

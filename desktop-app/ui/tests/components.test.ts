@@ -1,0 +1,144 @@
+import { fireEvent, render, screen } from "@testing-library/svelte";
+import { describe, expect, it, vi } from "vitest";
+import Composer from "../src/components/Composer.svelte";
+import ConversationList from "../src/components/ConversationList.svelte";
+import MessageBubble from "../src/components/MessageBubble.svelte";
+import type { Conversation, Message } from "../src/lib/types";
+
+const NOW = new Date(2026, 10, 24, 15, 0).getTime();
+
+describe("ConversationList", () => {
+  const conversations: Conversation[] = [
+    {
+      id: "g1",
+      name: "Regional on-call",
+      state: "active",
+      unread: 3,
+      lastActivity: NOW - 60_000,
+      lastMessage: "Bed state at 14:00",
+      orgs: ["east-ambulance", "north-trust"],
+      memberCount: 3,
+    },
+    {
+      id: "g2",
+      name: "Ward 7",
+      state: "active",
+      unread: 0,
+      lastActivity: NOW - 3_600_000,
+      lastMessage: null,
+      orgs: ["north-trust"],
+      memberCount: 2,
+    },
+  ];
+
+  it("shows unread counts, badges and the cross-organisation marker", () => {
+    render(ConversationList, {
+      conversations,
+      selected: "g2",
+      ownOrg: "north-trust",
+      now: NOW,
+      onselect: () => {},
+    });
+    const rows = screen.getAllByTestId("conversation");
+    expect(rows).toHaveLength(2);
+    expect(rows[0].getAttribute("aria-label")).toBe(
+      "Regional on-call, 3 unread, includes other organisations",
+    );
+    expect(screen.getAllByTestId("unread").map((e) => e.textContent)).toEqual(["3"]);
+    expect(screen.getAllByTestId("cross-org")).toHaveLength(1);
+    expect(rows[1].getAttribute("aria-current")).toBe("true");
+    // Only the selected row is in the tab order; arrows move within the list.
+    expect(rows.map((r) => r.tabIndex)).toEqual([-1, 0]);
+  });
+
+  it("selects with the arrow keys", async () => {
+    const onselect = vi.fn();
+    render(ConversationList, {
+      conversations,
+      selected: "g2",
+      ownOrg: "north-trust",
+      now: NOW,
+      onselect,
+    });
+    await fireEvent.keyDown(screen.getAllByTestId("conversation")[1], { key: "ArrowUp" });
+    expect(onselect).toHaveBeenCalledWith("g1");
+  });
+});
+
+describe("MessageBubble", () => {
+  const failed: Message = {
+    id: "m1",
+    groupId: "g1",
+    sender: "alice@north-trust",
+    senderDevice: "d",
+    mine: true,
+    sentAt: NOW,
+    seq: null,
+    text: "Can you cover bay 3?",
+    kind: "text",
+    state: "failed",
+  };
+
+  it("offers a retry for a failed message of mine", async () => {
+    const onretry = vi.fn();
+    render(MessageBubble, { message: failed, sender: undefined, showSender: false, ownOrg: "north-trust", onretry });
+    expect(screen.getByTestId("delivery").getAttribute("aria-label")).toBe("Not sent");
+    await fireEvent.click(screen.getByTestId("retry"));
+    expect(onretry).toHaveBeenCalledWith(failed);
+  });
+
+  it("shows the verified sender and no delivery mark on others' messages", () => {
+    render(MessageBubble, {
+      message: { ...failed, mine: false, state: "received", sender: "bob@east-ambulance" },
+      sender: {
+        userId: "bob@east-ambulance",
+        displayName: "Bob Jones",
+        role: "Paramedic",
+        orgId: "east-ambulance",
+        isSelf: false,
+        devices: ["d"],
+        certificateExpires: 0,
+      },
+      showSender: true,
+      ownOrg: "north-trust",
+      onretry: () => {},
+    });
+    expect(screen.getByText("Bob Jones")).toBeTruthy();
+    expect(screen.getByTestId("org-badge").textContent).toBe("east-ambulance");
+    expect(screen.queryByTestId("delivery")).toBeNull();
+  });
+
+  it("says so for a kind this version cannot show", () => {
+    render(MessageBubble, {
+      message: { ...failed, text: null, kind: "poll", state: "received", mine: false },
+      sender: undefined,
+      showSender: false,
+      ownOrg: "north-trust",
+      onretry: () => {},
+    });
+    expect(screen.getByText(/This message \(poll\) needs a newer version/)).toBeTruthy();
+  });
+});
+
+describe("Composer", () => {
+  it("sends on Enter and keeps the text on Shift+Enter", async () => {
+    const onsend = vi.fn(async () => true);
+    render(Composer, { placeholder: "Message", onsend });
+    const box = screen.getByTestId("composer") as HTMLTextAreaElement;
+    await fireEvent.input(box, { target: { value: "first line" } });
+    await fireEvent.keyDown(box, { key: "Enter", shiftKey: true });
+    expect(onsend).not.toHaveBeenCalled();
+    await fireEvent.keyDown(box, { key: "Enter" });
+    expect(onsend).toHaveBeenCalledWith("first line");
+    expect(box.value).toBe("");
+  });
+
+  it("gives the draft back if sending failed", async () => {
+    const onsend = vi.fn(async () => false);
+    render(Composer, { placeholder: "Message", onsend });
+    const box = screen.getByTestId("composer") as HTMLTextAreaElement;
+    await fireEvent.input(box, { target: { value: "keep me" } });
+    await fireEvent.keyDown(box, { key: "Enter" });
+    await vi.waitFor(() => expect(box.value).toBe("keep me"));
+  });
+});

@@ -1,0 +1,89 @@
+import { describe, expect, it } from "vitest";
+import {
+  activityLabel,
+  badgeOrgs,
+  initials,
+  isCrossOrg,
+  neighbour,
+  orgHue,
+  sortConversations,
+} from "../src/lib/conversations";
+import { composerAction, outgoingText } from "../src/lib/composer";
+import type { Conversation } from "../src/lib/types";
+
+function conv(id: string, lastActivity: number, orgs: string[] = ["north"]): Conversation {
+  return {
+    id,
+    name: id,
+    state: "active",
+    unread: 0,
+    lastActivity,
+    lastMessage: null,
+    orgs,
+    memberCount: 2,
+  };
+}
+
+describe("conversation list", () => {
+  it("orders by latest activity, then by name", () => {
+    const sorted = sortConversations([conv("b", 5), conv("a", 5), conv("c", 9)]);
+    expect(sorted.map((c) => c.id)).toEqual(["c", "a", "b"]);
+  });
+
+  it("marks conversations that include another organisation", () => {
+    expect(isCrossOrg(conv("x", 0, ["north"]), "north")).toBe(false);
+    expect(isCrossOrg(conv("x", 0, ["east", "north"]), "north")).toBe(true);
+    expect(badgeOrgs(conv("x", 0, ["east", "north", "west"]), "north")).toEqual([
+      "east",
+      "west",
+      "north",
+    ]);
+  });
+
+  it("gives each organisation a stable colour", () => {
+    expect(orgHue("north-trust")).toBe(orgHue("north-trust"));
+    expect(orgHue("north-trust")).not.toBe(orgHue("east-ambulance"));
+    expect(orgHue("x")).toBeGreaterThanOrEqual(0);
+    expect(orgHue("x")).toBeLessThan(360);
+  });
+
+  it("moves through the list with the keyboard, stopping at the ends", () => {
+    const list = [conv("a", 3), conv("b", 2), conv("c", 1)];
+    expect(neighbour(list, "a", 1)).toBe("b");
+    expect(neighbour(list, "c", 1)).toBe("c");
+    expect(neighbour(list, "a", -1)).toBe("a");
+    expect(neighbour(list, null, 1)).toBe("a");
+    expect(neighbour([], null, 1)).toBe(null);
+  });
+
+  it("makes initials from names", () => {
+    expect(initials("Alice Smith")).toBe("AS");
+    expect(initials("  bob ")).toBe("B");
+    expect(initials("Mary Jane Watson")).toBe("MW");
+    expect(initials("")).toBe("?");
+  });
+});
+
+describe("composer keys", () => {
+  it("sends on Enter, breaks the line on Shift+Enter, leaves IME input alone", () => {
+    expect(composerAction({ key: "Enter", shiftKey: false })).toBe("send");
+    expect(composerAction({ key: "Enter", shiftKey: true })).toBe("newline");
+    expect(composerAction({ key: "Enter", shiftKey: false, isComposing: true })).toBe("none");
+    expect(composerAction({ key: "a", shiftKey: false })).toBe("none");
+  });
+
+  it("sends nothing blank and keeps inner new lines", () => {
+    expect(outgoingText("   \n ")).toBe(null);
+    expect(outgoingText("line one\nline two\n\n")).toBe("line one\nline two");
+    expect(outgoingText("  indented")).toBe("  indented");
+  });
+});
+
+describe("activityLabel", () => {
+  it("shows the time today and the date before", () => {
+    const now = new Date(2026, 10, 24, 15, 0).getTime();
+    expect(activityLabel(new Date(2026, 10, 24, 9, 5).getTime(), now)).toBe("09:05");
+    expect(activityLabel(new Date(2026, 10, 20, 9, 5).getTime(), now)).toBe("20 Nov");
+    expect(activityLabel(0, now)).toBe("");
+  });
+});

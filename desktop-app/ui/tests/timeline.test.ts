@@ -1,0 +1,105 @@
+import { describe, expect, it } from "vitest";
+import {
+  applyDelivery,
+  buildTimeline,
+  dayLabel,
+  prependPage,
+  upsertMessage,
+} from "../src/lib/timeline";
+import type { Message } from "../src/lib/types";
+
+const NOW = new Date(2026, 10, 24, 15, 0).getTime();
+const HOUR = 3600 * 1000;
+
+function msg(id: string, sentAt: number, sender = "alice@north", extra: Partial<Message> = {}): Message {
+  return {
+    id,
+    groupId: "g",
+    sender,
+    senderDevice: "d",
+    mine: false,
+    sentAt,
+    seq: null,
+    text: id,
+    kind: "text",
+    state: "received",
+    ...extra,
+  };
+}
+
+describe("buildTimeline", () => {
+  it("puts one separator before each day's first message", () => {
+    const items = buildTimeline(
+      [msg("a", NOW - 30 * HOUR), msg("b", NOW - 29 * HOUR), msg("c", NOW - HOUR)],
+      NOW,
+    );
+    expect(items.map((i) => (i.kind === "date" ? i.label : i.key))).toEqual([
+      "Yesterday",
+      "a",
+      "b",
+      "Today",
+      "c",
+    ]);
+  });
+
+  it("shows the sender at the start of each run, after a gap, and after a new day", () => {
+    const items = buildTimeline(
+      [
+        msg("a", NOW - 3 * HOUR),
+        msg("b", NOW - 3 * HOUR + 60_000),
+        msg("c", NOW - 3 * HOUR + 120_000, "bob@east"),
+        msg("d", NOW - 2 * HOUR, "bob@east"),
+      ],
+      NOW,
+    );
+    const runs = items.flatMap((i) => (i.kind === "message" ? [[i.key, i.firstOfRun]] : []));
+    expect(runs).toEqual([
+      ["a", true],
+      ["b", false],
+      ["c", true],
+      ["d", true],
+    ]);
+  });
+
+  it("is empty for no messages", () => {
+    expect(buildTimeline([], NOW)).toEqual([]);
+  });
+});
+
+describe("dayLabel", () => {
+  it("names recent days and dates older ones", () => {
+    expect(dayLabel(NOW - HOUR, NOW)).toBe("Today");
+    expect(dayLabel(NOW - 24 * HOUR, NOW)).toBe("Yesterday");
+    expect(dayLabel(NOW - 3 * 24 * HOUR, NOW)).toBe("Saturday");
+    expect(dayLabel(new Date(2026, 0, 5).getTime(), NOW)).toBe("Mon 5 January");
+    expect(dayLabel(new Date(2025, 0, 6).getTime(), NOW)).toBe("Mon 6 January 2025");
+  });
+});
+
+describe("live updates", () => {
+  it("replaces a message with the same id instead of repeating it", () => {
+    const list = [msg("a", 1, "me", { mine: true, state: "sending" })];
+    const next = upsertMessage(list, msg("a", 1, "me", { mine: true, state: "sent" }));
+    expect(next).toHaveLength(1);
+    expect(next[0].state).toBe("sent");
+    expect(upsertMessage(next, msg("b", 2))).toHaveLength(2);
+  });
+
+  it("prepends an older page without duplicates", () => {
+    const list = [msg("c", 3), msg("d", 4)];
+    const next = prependPage(list, [msg("a", 1), msg("b", 2), msg("c", 3)]);
+    expect(next.map((m) => m.id)).toEqual(["a", "b", "c", "d"]);
+  });
+
+  it("moves delivery states forward only, except a retried failure", () => {
+    let list = [msg("a", 1, "me", { mine: true, state: "sending" })];
+    list = applyDelivery(list, "a", "delivered");
+    expect(list[0].state).toBe("delivered");
+    list = applyDelivery(list, "a", "sent");
+    expect(list[0].state).toBe("delivered");
+    list = [msg("b", 1, "me", { mine: true, state: "failed" })];
+    list = applyDelivery(list, "b", "sending");
+    expect(list[0].state).toBe("sending");
+    expect(applyDelivery(list, "zzz", "sent")).toEqual(list);
+  });
+});

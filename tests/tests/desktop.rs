@@ -1,0 +1,285 @@
+//! The desktop app end to end: the real `cascade-desktop` binary driven
+//! through WebDriver (tauri-driver + WebKitWebDriver) under Xvfb, against a
+//! real relay, with a second party on cascade-core.
+//!
+//! Needs a display, tauri-driver and WebKitWebDriver, so it is ignored in a
+//! plain `cargo test`; `cargo xtask test` installs those and runs it with
+//! `--ignored` under `xvfb-run`. Screenshots of each main screen go to
+//! `$CASCADE_SCREENSHOT_DIR` (default `<target>/desktop-screenshots`).
+
+use std::path::PathBuf;
+
+use anyhow::{Context, Result};
+use cascade_core::GroupId;
+use cascade_tests::webdriver::{Driver, ENTER, SHIFT};
+use cascade_tests::*;
+
+fn screenshot_dir() -> PathBuf {
+    std::env::var_os("CASCADE_SCREENSHOT_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| bin_dir().join("desktop-screenshots"))
+}
+
+/// The one conversation Bob has, once it appears.
+async fn only_conversation(peer: &Peer) -> Result<GroupId> {
+    peer.until("a conversation", || async {
+        Ok(!peer.client.conversations().await?.is_empty())
+    })
+    .await?;
+    Ok(peer.client.conversations().await?[0].group_id)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs a display, tauri-driver and WebKitWebDriver: run by `cargo xtask test`"]
+async fn a_nurse_enrols_chats_across_organisations_and_rides_out_a_relay_outage() -> Result<()> {
+    let mut relay = Relay::start().await?;
+    relay.org("north-trust").await?;
+    relay.org("east-ambulance").await?;
+    relay
+        .trust_each_other("north-trust", "east-ambulance")
+        .await?;
+    let bob = relay
+        .user("bob@east-ambulance", "Bob Jones", "Paramedic")
+        .await?;
+    let alice_id = uid("alice@north-trust");
+    relay
+        .admin()
+        .create_user(&alice_id, "Alice Smith", "Charge Nurse")
+        .await?;
+    let code = relay.enrolment_code("alice@north-trust").await?;
+
+    let data = tempfile::tempdir()?;
+    let shots = screenshot_dir();
+    let app = Driver::start(
+        &bin_dir().join("cascade-desktop"),
+        &[
+            (
+                "CASCADE_DATA_DIR",
+                data.path().to_str().context("utf-8 path")?,
+            ),
+            ("CASCADE_RELAY", &relay.url),
+        ],
+        &shots,
+    )
+    .await?;
+
+    let story: Result<()> = async {
+        // First run: the enrolment screen, with the relay address suggested.
+        let relay_field = app.find("[data-testid=enrol-relay]").await?;
+        assert_eq!(
+            app.attr(&relay_field, "value").await?.as_deref(),
+            Some(relay.url.as_str())
+        );
+        let code_field = app.find("[data-testid=enrol-code]").await?;
+        app.send_keys(&code_field, &code).await?;
+        app.screenshot("01-enrol").await?;
+        app.click(&app.find("[data-testid=enrol-submit]").await?)
+            .await?;
+
+        // The verified identity the organisation vouched for, and the wait for
+        // the certificate, which the admins then issue.
+        app.wait_for_text("[data-testid=enrolled-name]", |t| t == "Alice Smith")
+            .await?;
+        app.screenshot("02-enrolled").await?;
+        relay.issue_pending("north-trust").await?;
+        app.click(&app.find("[data-testid=enrol-continue]").await?)
+            .await?;
+        app.wait_for_text("[data-testid=me-name]", |t| t == "Alice Smith")
+            .await?;
+        let dot = app.find("[data-testid=connection]").await?;
+        wait_attr(&app, &dot, "data-state", "online").await?;
+
+        // A 1:1 chat with Bob, found in the directory of a trusted organisation.
+        app.click(&app.find("[data-testid=new-conversation-button]").await?)
+            .await?;
+        let search = app.find("[data-testid=directory-search]").await?;
+        app.send_keys(&search, "Bob").await?;
+        let result = app
+            .wait_for_text("[data-testid=directory-result]", |t| {
+                t.contains("Bob Jones") && t.contains("east-ambulance")
+            })
+            .await?;
+        app.click(&result).await?;
+        app.wait_for_text("[data-testid=create-conversation]", |t| {
+            t.contains("Start chat")
+        })
+        .await?;
+        app.screenshot("03-new-conversation").await?;
+        app.click(&app.find("[data-testid=create-conversation]").await?)
+            .await?;
+        app.wait_for_text("[data-testid=chat-title]", |t| t == "Bob Jones")
+            .await?;
+
+        // Alice writes; Enter sends, Shift+Enter breaks the line.
+        let composer = app.find("[data-testid=composer]").await?;
+        app.send_keys(
+            &composer,
+            &format!("Handover at 19:00{SHIFT}{ENTER}{SHIFT}Bay 3 needs a porter"),
+        )
+        .await?;
+        app.send_keys(&composer, ENTER).await?;
+        let group = only_conversation(&bob).await?;
+        bob.joined(group).await?;
+        let got = bob.messages(group, 1).await?;
+        assert_eq!(
+            got.last().and_then(|m| m.text.as_deref()),
+            Some("Handover at 19:00\nBay 3 needs a porter")
+        );
+        // The sent message's state moves on; Bob's device confirms delivery.
+        app.wait_for("[data-testid=message][data-state=delivered]", |_| true)
+            .await?;
+
+        // Bob answers; it shows up live, under his verified name.
+        bob.client
+            .send_text(group, "On my way, ETA 10 minutes")
+            .await?;
+        app.wait_for_text("[data-testid=message-text]", |t| {
+            t == "On my way, ETA 10 minutes"
+        })
+        .await?;
+        app.wait_for_text("[data-testid=chat-title]", |t| t == "Bob Jones")
+            .await?;
+        let badges = app
+            .find_all("[data-testid=message] [data-testid=org-badge]")
+            .await?;
+        assert!(!badges.is_empty(), "Bob's message carries his organisation");
+        assert_eq!(app.text(&badges[0]).await?, "east-ambulance");
+        // The conversation is marked as crossing organisations.
+        app.find("[data-testid=conversation] [data-testid=cross-org]")
+            .await?;
+        assert_layout(&app).await?;
+        app.screenshot("04-chat").await?;
+
+        // The member list: verified names, roles and organisations; a safety
+        // number Alice can compare with Bob's.
+        app.click(&app.find("[data-testid=toggle-members]").await?)
+            .await?;
+        app.wait_for("[data-testid=member]", |n| n == 2).await?;
+        let names: Vec<String> = futures_util::future::try_join_all(
+            app.find_all("[data-testid=member-name]")
+                .await?
+                .iter()
+                .map(|e| app.text(e)),
+        )
+        .await?;
+        assert_eq!(names, ["Alice Smith (you)", "Bob Jones"]);
+        app.click(&app.find("[data-testid=safety-number-button]").await?)
+            .await?;
+        let shown = app.find("[data-testid=safety-number] code").await?;
+        let shown: String = app.text(&shown).await?.split_whitespace().collect();
+        let bobs: String = bob
+            .client
+            .safety_number(group, alice_id.clone())
+            .await?
+            .split_whitespace()
+            .collect();
+        assert_eq!(shown, bobs, "both sides compute the same number");
+        app.screenshot("05-members").await?;
+        app.click(&app.find("[data-testid=toggle-members]").await?)
+            .await?;
+
+        // The relay goes down: the app says so, keeps the message, and sends
+        // it when the relay is back.
+        relay.kill9().await?;
+        wait_attr(&app, &dot, "data-state", "offline").await?;
+        app.find("[data-testid=offline-banner]").await?;
+        let composer = app.find("[data-testid=composer]").await?;
+        app.send_keys(&composer, &format!("Sent while the relay was down{ENTER}"))
+            .await?;
+        app.wait_for("[data-testid=message][data-state=sending]", |_| true)
+            .await?;
+        app.screenshot("06-offline").await?;
+        relay.restart().await?;
+        wait_attr(&app, &dot, "data-state", "online").await?;
+        app.wait_gone("[data-testid=offline-banner]").await?;
+        app.wait_gone("[data-testid=message][data-state=sending]")
+            .await?;
+        let got = bob.messages(group, 3).await?;
+        assert_eq!(
+            got.iter()
+                .filter_map(|m| m.text.as_deref())
+                .collect::<Vec<_>>(),
+            [
+                "Handover at 19:00\nBay 3 needs a porter",
+                "On my way, ETA 10 minutes",
+                "Sent while the relay was down"
+            ],
+            "each message once, in order"
+        );
+
+        // Devices and notification settings.
+        app.click(&app.find("[data-testid=devices-button]").await?)
+            .await?;
+        app.wait_for_text("[data-testid=device-list]", |t| t.contains("(this device)"))
+            .await?;
+        app.screenshot("07-devices").await?;
+        Ok(())
+    }
+    .await;
+    if story.is_err() {
+        // What the window showed when it went wrong, for the artefacts.
+        let _ = app.screenshot("failure").await;
+    }
+    story?;
+    app.quit().await?;
+    println!("screenshots in {}", shots.display());
+    Ok(())
+}
+
+async fn wait_attr(
+    app: &Driver,
+    e: &cascade_tests::webdriver::Element,
+    name: &str,
+    want: &str,
+) -> Result<()> {
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        if app.attr(e, name).await?.as_deref() == Some(want) {
+            return Ok(());
+        }
+        anyhow::ensure!(
+            tokio::time::Instant::now() < deadline,
+            "{name} never became {want}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+}
+
+/// The layout holds at the default 1280×800 window: the sidebar, the chat
+/// and the composer are side by side and inside the window, nothing
+/// overflows sideways.
+async fn assert_layout(app: &Driver) -> Result<()> {
+    let (w, h) = {
+        let v = app
+            .execute("return [window.innerWidth, window.innerHeight, document.documentElement.scrollWidth];", vec![])
+            .await?;
+        let width = v[0].as_f64().unwrap_or_default();
+        let scroll = v[2].as_f64().unwrap_or_default();
+        assert!(
+            scroll <= width + 1.0,
+            "no horizontal overflow ({scroll} > {width})"
+        );
+        (width, v[1].as_f64().unwrap_or_default())
+    };
+    let list = app
+        .rect(&app.find("[data-testid=conversation-list]").await?)
+        .await?;
+    let log = app
+        .rect(&app.find("[data-testid=message-list]").await?)
+        .await?;
+    let composer = app.rect(&app.find("[data-testid=composer]").await?).await?;
+    assert!(
+        list.0 + list.2 <= log.0 + 1.0,
+        "the list is left of the chat"
+    );
+    assert!(
+        log.1 + log.3 <= composer.1 + 1.0,
+        "the composer is below the messages"
+    );
+    assert!(
+        composer.1 + composer.3 <= h,
+        "the composer is inside the window"
+    );
+    assert!(log.2 > w / 2.0, "the chat takes most of the width");
+    Ok(())
+}
