@@ -275,6 +275,13 @@ impl Driver {
         Ok((f("x"), f("y"), f("width"), f("height")))
     }
 
+    /// Resizes the window (CSS pixels).
+    pub async fn set_window_size(&self, width: u32, height: u32) -> Result<()> {
+        self.post("/window/rect", json!({ "width": width, "height": height }))
+            .await
+            .map(drop)
+    }
+
     /// Runs a script in the page and returns its result.
     pub async fn execute(&self, script: &str, args: Vec<Value>) -> Result<Value> {
         self.post("/execute/sync", json!({ "script": script, "args": args }))

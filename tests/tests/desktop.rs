@@ -207,6 +207,49 @@ async fn a_nurse_enrols_chats_across_organisations_and_rides_out_a_relay_outage(
             "each message once, in order"
         );
 
+        // A long conversation opens at its newest page; scrolling up loads
+        // the older ones, each message once, in order.
+        for i in 0..60 {
+            bob.client.send_text(group, &format!("Obs update {i}")).await?;
+        }
+        bob.sync().await?;
+        app.wait_for_text("[data-testid=message-text]", |t| t == "Obs update 59")
+            .await?;
+        let other = bob.client.create_group("Regional on-call").await?;
+        bob.client.add_members(other, vec![alice_id.clone()]).await?;
+        let row = app
+            .wait_for_text("[data-testid=conversation]", |t| t.contains("Regional on-call"))
+            .await?;
+        app.click(&row).await?;
+        app.wait_for_text("[data-testid=chat-title]", |t| t == "Regional on-call")
+            .await?;
+        let row = app
+            .wait_for_text("[data-testid=conversation]", |t| t.contains("Bob Jones"))
+            .await?;
+        app.click(&row).await?;
+        app.wait_for_text("[data-testid=chat-title]", |t| t == "Bob Jones")
+            .await?;
+        app.wait_for("[data-testid=message]", |n| n == 50).await?;
+        app.execute(
+            "const log = document.querySelector('[data-testid=message-list]'); log.scrollTop = 0; log.dispatchEvent(new Event('scroll'));",
+            vec![],
+        )
+        .await?;
+        app.wait_for("[data-testid=message]", |n| n == 63).await?;
+        let first = app.find("[data-testid=message-text]").await?;
+        assert_eq!(
+            app.text(&first).await?,
+            "Handover at 19:00\nBay 3 needs a porter"
+        );
+
+        // Readable in a small window too: no sideways overflow.
+        app.set_window_size(800, 600).await?;
+        app.wait_for("[data-testid=composer]", |_| true).await?;
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+        assert_layout(&app).await?;
+        app.screenshot("08-small-window").await?;
+        app.set_window_size(1280, 800).await?;
+
         // Devices and notification settings.
         app.click(&app.find("[data-testid=devices-button]").await?)
             .await?;

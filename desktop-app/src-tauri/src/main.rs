@@ -188,6 +188,30 @@ pub(crate) async fn start(app: &tauri::AppHandle, client: Client) {
     });
 }
 
+/// The title and body of a new-message notification: with the user's
+/// setting off (the default) nothing about the message, not even who sent
+/// it; with it on, sender, conversation and text.
+fn notification_text(
+    settings: &Settings,
+    message: &views::MessageView,
+    sender_name: Option<&str>,
+    conversation: Option<&str>,
+) -> (String, String) {
+    if !settings.notification_content {
+        return ("Cascade".to_owned(), "New message".to_owned());
+    }
+    let sender = sender_name.unwrap_or(&message.sender);
+    let title = match conversation {
+        Some(c) if !c.is_empty() && c != sender => format!("{sender} · {c}"),
+        _ => sender.to_owned(),
+    };
+    let body = message
+        .text
+        .clone()
+        .unwrap_or_else(|| "New message".to_owned());
+    (title, body)
+}
+
 /// Raises an OS notification for a message from someone else while the
 /// window is not focused; content only if the user's setting allows.
 async fn notify(app: &tauri::AppHandle, message: &views::MessageView) {
@@ -204,21 +228,25 @@ async fn notify(app: &tauri::AppHandle, message: &views::MessageView) {
     if focused {
         return;
     }
-    let (title, body) = if settings.notification_content {
-        let conversation = match state.client.read().await.as_ref() {
-            Some(c) => match message.group_id.parse() {
-                Ok(g) => c.conversation(g).await.map(|c| c.name).unwrap_or_default(),
-                Err(_) => String::new(),
-            },
-            None => String::new(),
-        };
-        (
-            format!("{} · {conversation}", message.sender),
-            message.text.clone().unwrap_or_else(|| "New message".into()),
-        )
-    } else {
-        ("Cascade".to_owned(), "New message".to_owned())
-    };
+    // Names only when they will be shown: the conversation's, and the
+    // sender's as their organisation certified it.
+    let (mut conversation, mut sender) = (None, None);
+    if settings.notification_content {
+        if let (Some(c), Ok(g)) = (state.client.read().await.as_ref(), message.group_id.parse()) {
+            conversation = c.conversation(g).await.map(|c| c.name).ok();
+            sender = c.members(g).await.ok().and_then(|ms| {
+                ms.into_iter()
+                    .find(|m| m.user_id.as_str() == message.sender)
+                    .map(|m| m.display_name)
+            });
+        }
+    }
+    let (title, body) = notification_text(
+        &settings,
+        message,
+        sender.as_deref(),
+        conversation.as_deref(),
+    );
     if let Err(e) = app.notification().builder().title(title).body(body).show() {
         tracing::debug!(error = %e, "no desktop notification");
     }
@@ -226,6 +254,47 @@ async fn notify(app: &tauri::AppHandle, message: &views::MessageView) {
 
 #[cfg(test)]
 mod tests {
+    use crate::views::{MessageView, Settings};
+
+    fn message() -> MessageView {
+        MessageView {
+            id: "00".into(),
+            group_id: "00".into(),
+            sender: "bob@east-ambulance".into(),
+            sender_device: "00".into(),
+            mine: false,
+            sent_at: 0,
+            seq: Some(1),
+            text: Some("Patient in bay 3 deteriorating".into()),
+            kind: "text".into(),
+            state: "received",
+        }
+    }
+
+    #[test]
+    fn notifications_hide_content_unless_the_user_allows_it() {
+        let hidden = Settings::default();
+        let (title, body) =
+            super::notification_text(&hidden, &message(), Some("Bob Jones"), Some("Ward 7"));
+        assert_eq!((title.as_str(), body.as_str()), ("Cascade", "New message"));
+
+        let shown = Settings {
+            notifications: true,
+            notification_content: true,
+        };
+        let (title, body) =
+            super::notification_text(&shown, &message(), Some("Bob Jones"), Some("Ward 7"));
+        assert_eq!(title, "Bob Jones · Ward 7");
+        assert_eq!(body, "Patient in bay 3 deteriorating");
+        // A 1:1 chat named after the sender says the name once; an unknown
+        // sender (left since) is shown by user id.
+        let (title, _) =
+            super::notification_text(&shown, &message(), Some("Bob Jones"), Some("Bob Jones"));
+        assert_eq!(title, "Bob Jones");
+        let (title, _) = super::notification_text(&shown, &message(), None, None);
+        assert_eq!(title, "bob@east-ambulance");
+    }
+
     /// The window may call exactly the app's commands: each has its
     /// `allow-…` permission in the capability, and nothing else is allowed
     /// beyond listening to events.

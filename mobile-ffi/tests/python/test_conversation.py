@@ -204,11 +204,14 @@ async def conversation(relay, tmp_path, admin, ca, codes):
     got = (await wait_for("alice to receive", alice_got_reply))[0]
     assert got.sender == "bob@acme" and got.id == reply
 
-    # Alice's own message reached `sent`.
-    async def hello_sent():
-        return [m for m in await alice.history(group, 50) if m.id == sent and m.state == "sent"]
+    # Alice's own message was accepted (`sent`), then confirmed by Bob's
+    # device (`delivered`).
+    async def hello_delivered():
+        return [
+            m for m in await alice.history(group, 50) if m.id == sent and m.state == "delivered"
+        ]
 
-    await wait_for("alice's message to be sent", hello_sent)
+    await wait_for("alice's message to be delivered", hello_delivered)
 
     # The events came through the Python callback.
     async def events_arrived():
@@ -220,9 +223,10 @@ async def conversation(relay, tmp_path, admin, ca, codes):
     a_events, b_events = alice_events.snapshot(), bob_events.snapshot()
     assert any(e.is_connection() and e.state == "online" for e in a_events)
     assert any(e.is_connection() and e.state == "online" for e in b_events)
-    assert any(
-        e.is_delivery_state() and e.message_id == sent and e.state == "sent" for e in a_events
-    )
+    for state in ("sent", "delivered"):
+        assert any(
+            e.is_delivery_state() and e.message_id == sent and e.state == state for e in a_events
+        )
     assert any(e.is_conversation_updated() and e.group_id == group for e in b_events)
     assert any(e.is_membership_changed() and e.group_id == group for e in a_events)
 
