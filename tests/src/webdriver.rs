@@ -20,6 +20,8 @@ use crate::WAIT;
 pub const ENTER: &str = "\u{E007}";
 /// Shift, held for the keys that follow in the same `send_keys` call.
 pub const SHIFT: &str = "\u{E008}";
+/// Control, held likewise.
+pub const CONTROL: &str = "\u{E009}";
 
 /// A WebDriver session on one app window.
 pub struct Driver {

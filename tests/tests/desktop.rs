@@ -11,7 +11,7 @@ use std::path::PathBuf;
 
 use anyhow::{Context, Result};
 use cascade_core::GroupId;
-use cascade_tests::webdriver::{Driver, ENTER, SHIFT};
+use cascade_tests::webdriver::{Driver, CONTROL, ENTER, SHIFT};
 use cascade_tests::*;
 
 fn screenshot_dir() -> PathBuf {
@@ -40,6 +40,9 @@ async fn a_nurse_enrols_chats_across_organisations_and_rides_out_a_relay_outage(
         .await?;
     let bob = relay
         .user("bob@east-ambulance", "Bob Jones", "Paramedic")
+        .await?;
+    let carol = relay
+        .user("carol@east-ambulance", "Carol Hughes", "Dispatcher")
         .await?;
     let alice_id = uid("alice@north-trust");
     relay
@@ -89,9 +92,11 @@ async fn a_nurse_enrols_chats_across_organisations_and_rides_out_a_relay_outage(
         let dot = app.find("[data-testid=connection]").await?;
         wait_attr(&app, &dot, "data-state", "online").await?;
 
-        // A 1:1 chat with Bob, found in the directory of a trusted organisation.
-        app.click(&app.find("[data-testid=new-conversation-button]").await?)
-            .await?;
+        // A 1:1 chat with Bob, found in the directory of a trusted
+        // organisation. Ctrl+N opens the dialog from the keyboard.
+        let body = app.find("body").await?;
+        app.send_keys(&body, &format!("{CONTROL}n")).await?;
+        app.find("[data-testid=new-conversation]").await?;
         let search = app.find("[data-testid=directory-search]").await?;
         app.send_keys(&search, "Bob").await?;
         let result = app
@@ -241,6 +246,43 @@ async fn a_nurse_enrols_chats_across_organisations_and_rides_out_a_relay_outage(
             app.text(&first).await?,
             "Handover at 19:00\nBay 3 needs a porter"
         );
+
+        // Managing a group from the member panel: Alice adds Carol from the
+        // directory, then removes her again; Bob's device sees both.
+        let row = app
+            .wait_for_text("[data-testid=conversation]", |t| t.contains("Regional on-call"))
+            .await?;
+        app.click(&row).await?;
+        app.wait_for_text("[data-testid=chat-title]", |t| t == "Regional on-call")
+            .await?;
+        app.click(&app.find("[data-testid=toggle-members]").await?)
+            .await?;
+        app.click(&app.find("[data-testid=add-people]").await?)
+            .await?;
+        let search = app.find("[data-testid=member-panel] [data-testid=directory-search]").await?;
+        app.send_keys(&search, "Dispatcher").await?;
+        let result = app
+            .wait_for_text("[data-testid=directory-result]", |t| t.contains("Carol Hughes"))
+            .await?;
+        app.click(&result).await?;
+        app.click(&app.find("[data-testid=add-members]").await?)
+            .await?;
+        app.wait_for("[data-testid=member]", |n| n == 3).await?;
+        bob.until("Carol to be a member", || async {
+            Ok(bob.member_users(other).await?.contains(&carol.user()))
+        })
+        .await?;
+        carol.joined(other).await?;
+        app.screenshot("09-group-members").await?;
+        let remove = app.find("[aria-label='Remove Carol Hughes']").await?;
+        app.click(&remove).await?;
+        app.wait_for("[data-testid=member]", |n| n == 2).await?;
+        bob.until("Carol to be removed", || async {
+            Ok(!bob.member_users(other).await?.contains(&carol.user()))
+        })
+        .await?;
+        app.click(&app.find("[data-testid=toggle-members]").await?)
+            .await?;
 
         // Readable in a small window too: no sideways overflow.
         app.set_window_size(800, 600).await?;
