@@ -81,7 +81,9 @@ async fn a_nurse_enrols_chats_across_organisations_and_rides_out_a_relay_outage(
 
         // The verified identity the organisation vouched for, and the wait for
         // the certificate, which the admins then issue.
-        app.wait_for_text("[data-testid=enrolled-name]", |t| t == "Alice Smith")
+        app.wait_for_text("[data-testid=enrolled] [data-testid=identity-name]", |t| {
+            t == "Alice Smith"
+        })
             .await?;
         app.screenshot("02-enrolled").await?;
         relay.issue_pending("north-trust").await?;
@@ -222,18 +224,8 @@ async fn a_nurse_enrols_chats_across_organisations_and_rides_out_a_relay_outage(
             .await?;
         let other = bob.client.create_group("Regional on-call").await?;
         bob.client.add_members(other, vec![alice_id.clone()]).await?;
-        let row = app
-            .wait_for_text("[data-testid=conversation]", |t| t.contains("Regional on-call"))
-            .await?;
-        app.click(&row).await?;
-        app.wait_for_text("[data-testid=chat-title]", |t| t == "Regional on-call")
-            .await?;
-        let row = app
-            .wait_for_text("[data-testid=conversation]", |t| t.contains("Bob Jones"))
-            .await?;
-        app.click(&row).await?;
-        app.wait_for_text("[data-testid=chat-title]", |t| t == "Bob Jones")
-            .await?;
+        open_conversation(&app, "Regional on-call").await?;
+        open_conversation(&app, "Bob Jones").await?;
         app.wait_for("[data-testid=message]", |n| n == 50).await?;
         app.execute(
             "const log = document.querySelector('[data-testid=message-list]'); log.scrollTop = 0; log.dispatchEvent(new Event('scroll'));",
@@ -249,12 +241,7 @@ async fn a_nurse_enrols_chats_across_organisations_and_rides_out_a_relay_outage(
 
         // Managing a group from the member panel: Alice adds Carol from the
         // directory, then removes her again; Bob's device sees both.
-        let row = app
-            .wait_for_text("[data-testid=conversation]", |t| t.contains("Regional on-call"))
-            .await?;
-        app.click(&row).await?;
-        app.wait_for_text("[data-testid=chat-title]", |t| t == "Regional on-call")
-            .await?;
+        open_conversation(&app, "Regional on-call").await?;
         app.click(&app.find("[data-testid=toggle-members]").await?)
             .await?;
         app.click(&app.find("[data-testid=add-people]").await?)
@@ -308,6 +295,17 @@ async fn a_nurse_enrols_chats_across_organisations_and_rides_out_a_relay_outage(
     story?;
     app.quit().await?;
     println!("screenshots in {}", shots.display());
+    Ok(())
+}
+
+/// Clicks a conversation in the list and waits for its chat to show.
+async fn open_conversation(app: &Driver, name: &str) -> Result<()> {
+    let row = app
+        .wait_for_text("[data-testid=conversation]", |t| t.contains(name))
+        .await?;
+    app.click(&row).await?;
+    app.wait_for_text("[data-testid=chat-title]", |t| t == name)
+        .await?;
     Ok(())
 }
 

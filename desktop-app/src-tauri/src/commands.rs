@@ -71,6 +71,10 @@ fn user(id: &str) -> Result<UserId> {
         .map_err(|_| UiError::invalid(format!("not a user id: {id}")))
 }
 
+fn users_of(ids: &[String]) -> Result<Vec<UserId>> {
+    ids.iter().map(|u| user(u)).collect()
+}
+
 fn message(id: &str) -> Result<MessageId> {
     id.parse().map_err(|_| UiError::invalid("not a message id"))
 }
@@ -201,10 +205,7 @@ pub async fn create_conversation(
     if name.is_empty() {
         return Err(UiError::invalid("a conversation needs a name"));
     }
-    let users = members
-        .iter()
-        .map(|m| user(m))
-        .collect::<Result<Vec<_>>>()?;
+    let users = users_of(&members)?;
     let group = client.create_group(name).await?;
     if !users.is_empty() {
         client.add_members(group, users).await?;
@@ -220,7 +221,7 @@ pub async fn add_members(
     users: Vec<String>,
 ) -> Result<()> {
     let client = client(&state).await?;
-    let users = users.iter().map(|m| user(m)).collect::<Result<Vec<_>>>()?;
+    let users = users_of(&users)?;
     Ok(client.add_members(group(&group_id)?, users).await?)
 }
 
