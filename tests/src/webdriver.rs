@@ -290,6 +290,13 @@ impl Driver {
             .await
     }
 
+    /// Runs an asynchronous script: it gets a callback as its last
+    /// argument and its result is what it passes to the callback.
+    pub async fn execute_async(&self, script: &str, args: Vec<Value>) -> Result<Value> {
+        self.post("/execute/async", json!({ "script": script, "args": args }))
+            .await
+    }
+
     /// Saves a PNG of the window as `<screenshots>/<name>.png`.
     pub async fn screenshot(&self, name: &str) -> Result<PathBuf> {
         let v = self.get("/screenshot").await?;

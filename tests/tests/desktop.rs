@@ -76,6 +76,7 @@ async fn a_nurse_enrols_chats_across_organisations_and_rides_out_a_relay_outage(
         let code_field = app.find("[data-testid=enrol-code]").await?;
         app.send_keys(&code_field, &code).await?;
         app.screenshot("01-enrol").await?;
+        assert_accessible(&app, "enrolment").await?;
         app.click(&app.find("[data-testid=enrol-submit]").await?)
             .await?;
 
@@ -156,6 +157,7 @@ async fn a_nurse_enrols_chats_across_organisations_and_rides_out_a_relay_outage(
             .await?;
         assert_layout(&app).await?;
         app.screenshot("04-chat").await?;
+        assert_accessible(&app, "chat").await?;
 
         // The member list: verified names, roles and organisations; a safety
         // number Alice can compare with Bob's.
@@ -182,6 +184,7 @@ async fn a_nurse_enrols_chats_across_organisations_and_rides_out_a_relay_outage(
             .collect();
         assert_eq!(shown, bobs, "both sides compute the same number");
         app.screenshot("05-members").await?;
+        assert_accessible(&app, "member panel").await?;
         app.click(&app.find("[data-testid=toggle-members]").await?)
             .await?;
 
@@ -285,6 +288,7 @@ async fn a_nurse_enrols_chats_across_organisations_and_rides_out_a_relay_outage(
         app.wait_for_text("[data-testid=device-list]", |t| t.contains("(this device)"))
             .await?;
         app.screenshot("07-devices").await?;
+        assert_accessible(&app, "devices dialog").await?;
         Ok(())
     }
     .await;
@@ -295,6 +299,37 @@ async fn a_nurse_enrols_chats_across_organisations_and_rides_out_a_relay_outage(
     story?;
     app.quit().await?;
     println!("screenshots in {}", shots.display());
+    Ok(())
+}
+
+/// Runs axe-core (the accessibility rules engine, from the front end's npm
+/// packages) on the current screen and fails on any violation it reports:
+/// missing labels, contrast, invalid roles, content outside landmarks.
+async fn assert_accessible(app: &Driver, screen: &str) -> Result<()> {
+    let axe = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../desktop-app/ui/node_modules/axe-core/axe.min.js");
+    let source = std::fs::read_to_string(&axe)
+        .with_context(|| format!("{} (npm install in desktop-app/ui)", axe.display()))?;
+    // WebDriver scripts are not subject to the page's CSP; the app's own
+    // CSP would refuse an injected <script>.
+    app.execute(&format!("{source}\nreturn typeof axe;"), vec![])
+        .await?;
+    let violations = app
+        .execute_async(
+            "const done = arguments[arguments.length - 1];
+             axe.run(document, { resultTypes: ['violations'] })
+               .then(r => done(r.violations.map(v => ({
+                 id: v.id, impact: v.impact, help: v.help,
+                 nodes: v.nodes.map(n => n.target.join(' ')) }))))
+               .catch(e => done([{ id: 'axe-error', impact: 'critical', help: String(e), nodes: [] }]));",
+            vec![],
+        )
+        .await?;
+    let violations = violations.as_array().cloned().unwrap_or_default();
+    anyhow::ensure!(
+        violations.is_empty(),
+        "accessibility violations on the {screen} screen: {violations:#?}"
+    );
     Ok(())
 }
 
