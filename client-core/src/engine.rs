@@ -34,6 +34,17 @@ use crate::content::{Body, Content, MessageId, MAX_TEXT_BYTES};
 
 /// Most message ids one delivery receipt carries.
 const MAX_RECEIPT_IDS: usize = 500;
+
+/// How long live messages wait for their delivery receipt, so that a
+/// burst is confirmed in one.
+pub const RECEIPT_DELAY_MS: u64 = 500;
+
+/// Delivery receipts are sent only in conversations of at most this many
+/// people. Every receipt is an MLS message to the whole group, so in a
+/// group of n each message would cost n² deliveries; large cascades track
+/// acknowledgement explicitly instead (alerts), and their messages stay
+/// "sent".
+pub const MAX_RECEIPT_GROUP_USERS: usize = 32;
 use crate::credential::{
     capabilities, make_credential, member_identity, verify_member, MemberIdentity,
 };
@@ -298,10 +309,13 @@ pub struct Engine<S: ClientStore = SqliteStore> {
     revoked: HashMap<cascade_protocol::OrgId, std::collections::HashSet<DeviceId>>,
     /// Others' messages received but not yet confirmed with a delivery
     /// receipt, in arrival order. Flushed into the outbox as one receipt
-    /// per conversation when the backlog is drained, or at once for a live
-    /// message. Kept in memory: a crash in between only costs the sender
-    /// the "delivered" mark.
+    /// per conversation when the backlog is drained, and for live messages
+    /// [`RECEIPT_DELAY_MS`] after the first unconfirmed one arrived (so a
+    /// burst costs one receipt, not one each). Kept in memory: a crash in
+    /// between only costs the sender the "delivered" mark.
     receipts_due: Vec<(GroupId, MessageId)>,
+    /// When the due receipts are flushed, while live messages wait.
+    receipts_at: Option<u64>,
 }
 
 fn now_check(text: &str) -> Result<()> {
@@ -442,6 +456,7 @@ impl<S: ClientStore> Engine<S> {
             gate: None,
             revoked: HashMap::new(),
             receipts_due: Vec::new(),
+            receipts_at: None,
         }
         .with_anchors())
     }
@@ -884,6 +899,9 @@ impl<S: ClientStore> Engine<S> {
 
     /// Time passed; resumes delayed retries.
     pub fn handle_timeout(&mut self, now: u64) -> Result<()> {
+        if self.receipts_at.is_some_and(|t| t <= now) {
+            self.flush_receipts(now)?;
+        }
         self.drive(now)
     }
 
@@ -906,7 +924,7 @@ impl<S: ClientStore> Engine<S> {
     /// When the engine next wants [`Engine::handle_timeout`], in ms since the
     /// Unix epoch.
     pub fn poll_timeout(&self) -> Option<u64> {
-        match &self.inflight {
+        let op = match &self.inflight {
             Some(InFlight {
                 step: Step::RetryAt(t),
                 ..
@@ -916,6 +934,10 @@ impl<S: ClientStore> Engine<S> {
                 ..
             }) => Some(*deadline),
             _ => None,
+        };
+        match (op, self.receipts_at) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
         }
     }
 
@@ -928,6 +950,7 @@ impl<S: ClientStore> Engine<S> {
     /// empty and no request outstanding (KeyPackage uploads, trust list).
     pub fn is_idle(&self) -> Result<bool> {
         Ok(self.is_online()
+            && self.receipts_due.is_empty()
             && self.store.outbox_len()? == 0
             && self.pending.values().all(|p| matches!(p, Pending::Ack)))
     }
@@ -1396,9 +1419,12 @@ impl<S: ClientStore> Engine<S> {
                 let queue_id = item.queue_id;
                 self.handle_item(item, now)?;
                 self.acks.push(queue_id);
-                if self.conn == Conn::Ready {
-                    // A live message: confirm it now, not at the next drain.
-                    self.flush_receipts(now)?;
+                if self.conn == Conn::Ready
+                    && !self.receipts_due.is_empty()
+                    && self.receipts_at.is_none()
+                {
+                    // A live message: confirm it shortly, with any that follow.
+                    self.receipts_at = Some(now + RECEIPT_DELAY_MS);
                 }
             }
             Push::QueueDrained => {
@@ -1890,6 +1916,7 @@ impl<S: ClientStore> Engine<S> {
     /// Queues one delivery receipt per conversation for the messages
     /// received since the last flush.
     fn flush_receipts(&mut self, now: u64) -> Result<()> {
+        self.receipts_at = None;
         if self.receipts_due.is_empty() {
             return Ok(());
         }
@@ -1907,6 +1934,16 @@ impl<S: ClientStore> Engine<S> {
                 self.store.conversation_cursor(&group_id)?,
                 Some((_, ConversationState::Active))
             ) {
+                continue;
+            }
+            let mut users: Vec<UserId> = self
+                .members(&group_id)?
+                .into_iter()
+                .map(|m| m.user_id)
+                .collect();
+            users.sort();
+            users.dedup();
+            if users.len() > MAX_RECEIPT_GROUP_USERS {
                 continue;
             }
             for chunk in ids.chunks(MAX_RECEIPT_IDS) {

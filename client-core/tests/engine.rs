@@ -3,7 +3,7 @@
 //! answers their requests the way DESIGN.md's delivery rules say the relay
 //! does, one step at a time, so every interleaving here is exact.
 
-use cascade_core::engine::{ConnectionState, Engine, Event};
+use cascade_core::engine::{ConnectionState, Engine, Event, RECEIPT_DELAY_MS};
 use cascade_core::identity::{DeviceClaims, OrgCa};
 use cascade_core::store::SqliteStore as Store;
 use cascade_core::{DeliveryState, GroupId};
@@ -475,6 +475,52 @@ fn add_commit_welcome_and_a_message_across_two_engines() {
     assert_eq!(h.len(), 1, "the duplicate was dropped");
     assert_eq!(h[0].text.as_deref(), Some("bed 12 is ready"));
     assert_eq!(h[0].state, DeliveryState::Received);
+    let id = h[0].id;
+
+    // Bob confirms delivery after a short wait (a burst shares one
+    // receipt), not at once.
+    assert!(
+        sent(&mut b)
+            .iter()
+            .all(|f| !matches!(f.req, Request::SendMessage { .. })),
+        "no receipt before the delay"
+    );
+    assert_eq!(b.poll_timeout(), Some(T0 + RECEIPT_DELAY_MS));
+    b.handle_timeout(T0 + RECEIPT_DELAY_MS).expect("timer");
+    let f = sent(&mut b);
+    let [ClientFrame {
+        id: rid,
+        req: Request::SendMessage { message, .. },
+        ..
+    }] = f.as_slice()
+    else {
+        panic!("expected one receipt, got {f:?}");
+    };
+    respond(&mut b, *rid, Ok(Response::MessageAccepted { seq: 5 }));
+    assert_eq!(b.history(&group, None, 10).expect("history").len(), 1);
+
+    // The receipt reaches Alice: Bob is the only other member, so her
+    // message is delivered.
+    events(&mut a);
+    push(
+        &mut a,
+        Push::Deliver(QueueItem {
+            queue_id: 9,
+            group_id: group,
+            seq: 5,
+            sender: db,
+            kind: ItemKind::Application,
+            payload: message.clone(),
+        }),
+    );
+    assert!(events(&mut a).contains(&Event::DeliveryState {
+        group_id: group,
+        message_id: id,
+        state: DeliveryState::Delivered
+    }));
+    let h = a.history(&group, None, 10).expect("history");
+    assert_eq!(h.len(), 1, "a receipt is not a message");
+    assert_eq!(h[0].state, DeliveryState::Delivered);
 }
 
 /// Runs `committer`'s queued add of `user` up to the commit bundle: answers
