@@ -224,12 +224,14 @@ pub fn run(_root: &Path, args: &[String]) -> Result<()> {
     if desktop {
         // Two windows: Alice at the trust, Carol at the ambulance service.
         let mut windows = Vec::new();
-        for (user, name, _) in [users[0], users[2]] {
+        for ((user, name, _), geometry) in [(users[0], "960x800+0+0"), (users[2], "960x800+960+0")]
+        {
             println!("Opening the desktop app as {name} ({user})…");
             windows.push(
                 Command::new(bin.join("cascade-desktop"))
                     .arg("--data-dir")
                     .arg(dir_of(user))
+                    .args(["--geometry", geometry])
                     .spawn()
                     .context("starting cascade-desktop")?,
             );

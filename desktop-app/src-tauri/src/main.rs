@@ -6,10 +6,11 @@
 //! cascade-core. The one thing decided here is desktop-specific: whether a
 //! new message raises an OS notification, and whether it shows content.
 //!
-//! Usage: `cascade-desktop [--data-dir DIR] [--relay URL]`. The data
-//! directory (also `CASCADE_DATA_DIR`) holds one enrolled device; without
-//! it the platform's app-data directory is used. Two windows for two
-//! users are two processes with two data directories.
+//! Usage: `cascade-desktop [--data-dir DIR] [--relay URL] [--geometry WxH+X+Y]`.
+//! The data directory (also `CASCADE_DATA_DIR`) holds one enrolled device;
+//! without it the platform's app-data directory is used. Two windows for
+//! two users are two processes with two data directories; `--geometry`
+//! places them side by side (the demo does).
 
 #![cfg_attr(not(debug_assertions), windows_subsystem = "windows")]
 
@@ -48,12 +49,41 @@ const DEFAULT_RELAY: &str = "http://127.0.0.1:7171";
 struct Args {
     data_dir: Option<PathBuf>,
     relay: Option<String>,
+    geometry: Option<Geometry>,
+}
+
+/// A window's size and position in logical pixels, X11 style `WxH+X+Y`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct Geometry {
+    width: f64,
+    height: f64,
+    x: f64,
+    y: f64,
+}
+
+impl std::str::FromStr for Geometry {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        let bad = || format!("--geometry {s:?}: expected WIDTHxHEIGHT+X+Y, e.g. 960x800+0+0");
+        let (size, pos) = s.split_once('+').ok_or_else(bad)?;
+        let (w, h) = size.split_once('x').ok_or_else(bad)?;
+        let (x, y) = pos.split_once('+').ok_or_else(bad)?;
+        let n = |v: &str| v.parse::<u32>().map(f64::from).map_err(|_| bad());
+        Ok(Geometry {
+            width: n(w)?,
+            height: n(h)?,
+            x: n(x)?,
+            y: n(y)?,
+        })
+    }
 }
 
 fn parse_args() -> Result<Args, String> {
     let mut args = Args {
         data_dir: std::env::var_os("CASCADE_DATA_DIR").map(PathBuf::from),
         relay: std::env::var("CASCADE_RELAY").ok(),
+        geometry: None,
     };
     let mut it = std::env::args().skip(1);
     while let Some(a) = it.next() {
@@ -62,6 +92,13 @@ fn parse_args() -> Result<Args, String> {
                 args.data_dir = Some(it.next().ok_or("--data-dir needs a directory")?.into())
             }
             "--relay" => args.relay = Some(it.next().ok_or("--relay needs a URL")?),
+            "--geometry" => {
+                args.geometry = Some(
+                    it.next()
+                        .ok_or("--geometry needs WIDTHxHEIGHT+X+Y")?
+                        .parse()?,
+                )
+            }
             other => return Err(format!("unknown argument {other:?}")),
         }
     }
@@ -112,6 +149,10 @@ fn main() {
                 None => app.path().app_data_dir()?,
             };
             std::fs::create_dir_all(&data_dir)?;
+            if let (Some(g), Some(w)) = (args.geometry, app.get_webview_window("main")) {
+                w.set_size(tauri::LogicalSize::new(g.width, g.height))?;
+                w.set_position(tauri::LogicalPosition::new(g.x, g.y))?;
+            }
             let settings = std::fs::read(data_dir.join(SETTINGS_FILE))
                 .ok()
                 .and_then(|b| serde_json::from_slice(&b).ok())
@@ -268,6 +309,23 @@ mod tests {
             text: Some("Patient in bay 3 deteriorating".into()),
             kind: "text".into(),
             state: "received",
+        }
+    }
+
+    #[test]
+    fn geometry_parses_x11_style() {
+        let g: super::Geometry = "960x800+960+40".parse().expect("valid");
+        assert_eq!(
+            g,
+            super::Geometry {
+                width: 960.0,
+                height: 800.0,
+                x: 960.0,
+                y: 40.0
+            }
+        );
+        for bad in ["960x800", "960+0+0", "ax800+0+0", "960x800+0", ""] {
+            assert!(bad.parse::<super::Geometry>().is_err(), "{bad:?}");
         }
     }
 
