@@ -32,6 +32,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::content::{Body, Content, MessageId, MAX_TEXT_BYTES};
 
+/// How far ahead of this device's clock a sender's timestamp may be.
+const MAX_CLOCK_SKEW_MS: u64 = 24 * 3600 * 1000;
+
 /// Most message ids one delivery receipt carries.
 const MAX_RECEIPT_IDS: usize = 500;
 
@@ -1739,6 +1742,9 @@ impl<S: ClientStore> Engine<S> {
         }
         added.dedup();
         removed.dedup();
+        if group.is_active() {
+            events.extend(self.forget_departed(&item.group_id, &removed)?);
+        }
         if !added.is_empty() || !removed.is_empty() {
             events.push(Event::MembershipChanged {
                 group_id: item.group_id,
@@ -1772,11 +1778,34 @@ impl<S: ClientStore> Engine<S> {
             .map_err(CoreError::mls)?;
         added.dedup();
         removed.dedup();
-        Ok(vec![Event::MembershipChanged {
+        let mut events = if group.is_active() {
+            self.forget_departed(group_id, &removed)?
+        } else {
+            vec![]
+        };
+        events.push(Event::MembershipChanged {
             group_id: *group_id,
             added,
             removed,
-        }])
+        });
+        Ok(events)
+    }
+
+    /// Users whose devices were removed are no longer waited for, unless
+    /// they still have a device in the conversation: our messages they had
+    /// not confirmed may now be delivered to everyone still here.
+    fn forget_departed(&self, group_id: &GroupId, removed: &[UserId]) -> Result<Vec<Event>> {
+        let mut events = Vec::new();
+        if removed.is_empty() {
+            return Ok(events);
+        }
+        let still = self.other_users(group_id)?;
+        for user in removed.iter().filter(|u| !still.contains(u)) {
+            for id in self.store.forget_recipient(group_id, user)? {
+                events.extend(self.check_delivered(group_id, &id)?);
+            }
+        }
+        Ok(events)
     }
 
     fn process_application(&self, item: &QueueItem, now: u64) -> Result<Vec<Event>> {
@@ -1834,7 +1863,13 @@ impl<S: ClientStore> Engine<S> {
         plaintext: &[u8],
         now: u64,
     ) -> Result<Vec<Event>> {
-        let content = Content::decode(plaintext)?;
+        let mut content = Content::decode(plaintext)?;
+        // The sender's clock is theirs to set: a time far in the future
+        // (or beyond what front ends can show as a date) is replaced by the
+        // time it arrived.
+        if content.sent_at > now.saturating_add(MAX_CLOCK_SKEW_MS) {
+            content.sent_at = now;
+        }
         let (kind, text) = match &content.body {
             Body::GroupMeta { name } => {
                 self.store.set_conversation_name(&item.group_id, name)?;
@@ -1880,14 +1915,6 @@ impl<S: ClientStore> Engine<S> {
         if from == &identity.user_id {
             return Ok(vec![]); // our other device: not a recipient
         }
-        let mut others: Vec<UserId> = self
-            .members(group_id)?
-            .into_iter()
-            .map(|m| m.user_id)
-            .filter(|u| u != &identity.user_id)
-            .collect();
-        others.sort();
-        others.dedup();
         let mut events = Vec::new();
         for id in delivered.iter().take(MAX_RECEIPT_IDS) {
             let Some(m) = self.store.message(id)? else {
@@ -1896,21 +1923,44 @@ impl<S: ClientStore> Engine<S> {
             if &m.group_id != group_id || m.sender != identity.user_id {
                 continue; // not ours, or claimed for another conversation
             }
-            if !self.store.add_receipt(id, from, now)? || m.state != DeliveryState::Sent {
-                continue;
-            }
-            let confirmed = self.store.receipts(id)?;
-            if others.iter().all(|u| confirmed.binary_search(u).is_ok()) {
-                self.store
-                    .set_message_state(id, DeliveryState::Delivered, None)?;
-                events.push(Event::DeliveryState {
-                    group_id: *group_id,
-                    message_id: *id,
-                    state: DeliveryState::Delivered,
-                });
+            if self.store.add_receipt(id, group_id, from, now)? {
+                events.extend(self.check_delivered(group_id, id)?);
             }
         }
         Ok(events)
+    }
+
+    /// Marks our message delivered once the relay accepted it and every
+    /// recipient expected then has confirmed it.
+    fn check_delivered(&self, group_id: &GroupId, id: &MessageId) -> Result<Option<Event>> {
+        let sent = self
+            .store
+            .message(id)?
+            .is_some_and(|m| m.state == DeliveryState::Sent);
+        if !sent || !self.store.all_confirmed(id)? {
+            return Ok(None);
+        }
+        self.store
+            .set_message_state(id, DeliveryState::Delivered, None)?;
+        Ok(Some(Event::DeliveryState {
+            group_id: *group_id,
+            message_id: *id,
+            state: DeliveryState::Delivered,
+        }))
+    }
+
+    /// The other users in a conversation, sorted.
+    fn other_users(&self, group_id: &GroupId) -> Result<Vec<UserId>> {
+        let (identity, _) = self.id()?;
+        let mut users: Vec<UserId> = self
+            .members(group_id)?
+            .into_iter()
+            .map(|m| m.user_id)
+            .filter(|u| u != &identity.user_id)
+            .collect();
+        users.sort();
+        users.dedup();
+        Ok(users)
     }
 
     /// Queues one delivery receipt per conversation for the messages
@@ -2195,6 +2245,17 @@ impl<S: ClientStore> Engine<S> {
                         message_id,
                         state: DeliveryState::Sent,
                     });
+                    // Those in the conversation now are the recipients whose
+                    // receipts make it delivered (receipts that came before
+                    // this answer, after a lost one, count too).
+                    let others = self.other_users(&group_id)?;
+                    if !others.is_empty() && others.len() < MAX_RECEIPT_GROUP_USERS {
+                        self.store
+                            .expect_receipts(&message_id, &group_id, &others)?;
+                        if let Some(e) = self.check_delivered(&group_id, &message_id)? {
+                            self.events.push_back(e);
+                        }
+                    }
                 }
             }
             (Op::Leave { .. }, Ok(Response::MessageAccepted { .. })) => self.finish_op(f.op_id)?,

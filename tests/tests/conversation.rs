@@ -547,3 +547,50 @@ async fn delivered_means_every_other_member_has_it() -> Result<()> {
     }
     Ok(())
 }
+
+/// A member who leaves without confirming no longer holds a message back
+/// from "delivered"; someone added later is not waited for.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn delivered_waits_only_for_those_who_were_there() -> Result<()> {
+    let relay = Relay::start().await?;
+    relay.org("north-trust").await?;
+    let mut alice = relay
+        .user("alice@north-trust", "Alice Okafor", "Ward Sister")
+        .await?;
+    let bob = relay
+        .user("bob@north-trust", "Bob Singh", "Junior Doctor")
+        .await?;
+    let carol = relay
+        .user("carol@north-trust", "Carol Hughes", "Porter")
+        .await?;
+    let dave = relay
+        .user("dave@north-trust", "Dave Evans", "Pharmacist")
+        .await?;
+    let group = alice
+        .create_group_with("Night shift", &[&bob, &carol])
+        .await?;
+    carol.sync().await?;
+    carol.client.pause()?;
+
+    let id = alice
+        .client
+        .send_text(group, "Pharmacy closes at 22:00")
+        .await?;
+    bob.messages(group, 1).await?;
+    bob.sync().await?;
+    // Dave joins after the message was sent: he cannot read it, so he is
+    // not waited for.
+    alice.client.add_members(group, vec![dave.user()]).await?;
+    dave.joined(group).await?;
+    alice.sync().await?;
+    alice
+        .client
+        .remove_members(group, vec![carol.user()])
+        .await?;
+    alice
+        .wait_event("delivered once Carol is gone", |e| {
+            matches!(e, Event::DeliveryState { message_id, state: DeliveryState::Delivered, .. } if *message_id == id)
+        })
+        .await?;
+    Ok(())
+}

@@ -303,11 +303,20 @@ pub trait ClientStore: Send {
         limit: u32,
     ) -> Result<Vec<Message>>;
 
-    /// Records that `user` confirmed receiving message `id`. Returns `false`
-    /// if that was already recorded.
-    fn add_receipt(&self, id: &MessageId, user: &UserId, now: u64) -> Result<bool>;
-    /// The users who confirmed receiving message `id`, sorted.
-    fn receipts(&self, id: &MessageId) -> Result<Vec<UserId>>;
+    /// Records who must confirm our message `id` for it to count as
+    /// delivered: the other members when the relay accepted it. Confirmations
+    /// already recorded are kept.
+    fn expect_receipts(&self, id: &MessageId, group: &GroupId, users: &[UserId]) -> Result<()>;
+    /// Records that `user` confirmed receiving message `id` (before or after
+    /// it was expected). Returns `false` if that was already recorded.
+    fn add_receipt(&self, id: &MessageId, group: &GroupId, user: &UserId, now: u64)
+        -> Result<bool>;
+    /// Whether message `id` has expected recipients and every one of them
+    /// confirmed it.
+    fn all_confirmed(&self, id: &MessageId) -> Result<bool>;
+    /// `user` left the conversation: stop waiting for their confirmations
+    /// there. Returns the messages that were waiting for them.
+    fn forget_recipient(&self, group: &GroupId, user: &UserId) -> Result<Vec<MessageId>>;
 
     /// Appends an operation to the outbox; returns its id.
     fn push_op(&self, op: &[u8]) -> Result<i64>;
@@ -374,12 +383,16 @@ CREATE TABLE IF NOT EXISTS directory (
     devices INTEGER NOT NULL,
     updated_at INTEGER NOT NULL
 );
-CREATE TABLE IF NOT EXISTS receipts (
+CREATE TABLE IF NOT EXISTS recipients (
     message_id BLOB NOT NULL,
+    group_id BLOB NOT NULL,
     user_id TEXT NOT NULL,
-    received_at INTEGER NOT NULL,
+    expected INTEGER NOT NULL DEFAULT 0,
+    received_at INTEGER,
     PRIMARY KEY (message_id, user_id)
 );
+CREATE INDEX IF NOT EXISTS recipients_waiting ON recipients (group_id, user_id)
+    WHERE received_at IS NULL;
 CREATE TABLE IF NOT EXISTS kv (
     key TEXT PRIMARY KEY,
     value BLOB NOT NULL
@@ -680,26 +693,58 @@ impl ClientStore for SqliteStore {
         Ok(out)
     }
 
-    fn add_receipt(&self, id: &MessageId, user: &UserId, now: u64) -> Result<bool> {
+    fn expect_receipts(&self, id: &MessageId, group: &GroupId, users: &[UserId]) -> Result<()> {
+        let mut stmt = self.conn.prepare(
+            "INSERT INTO recipients (message_id, group_id, user_id, expected) VALUES (?1, ?2, ?3, 1)
+             ON CONFLICT (message_id, user_id) DO UPDATE SET expected = 1",
+        )?;
+        for u in users {
+            stmt.execute(params![id.0.as_slice(), group.0.as_slice(), u.as_str()])?;
+        }
+        Ok(())
+    }
+
+    fn add_receipt(
+        &self,
+        id: &MessageId,
+        group: &GroupId,
+        user: &UserId,
+        now: u64,
+    ) -> Result<bool> {
         let n = self.conn.execute(
-            "INSERT OR IGNORE INTO receipts (message_id, user_id, received_at) VALUES (?1, ?2, ?3)",
-            params![id.0.as_slice(), user.as_str(), now as i64],
+            "INSERT INTO recipients (message_id, group_id, user_id, received_at) VALUES (?1, ?2, ?3, ?4)
+             ON CONFLICT (message_id, user_id) DO UPDATE SET received_at = excluded.received_at
+             WHERE received_at IS NULL",
+            params![id.0.as_slice(), group.0.as_slice(), user.as_str(), now as i64],
         )?;
         Ok(n == 1)
     }
 
-    fn receipts(&self, id: &MessageId) -> Result<Vec<UserId>> {
-        let mut stmt = self
-            .conn
-            .prepare("SELECT user_id FROM receipts WHERE message_id = ?1 ORDER BY user_id")?;
-        let users = stmt
-            .query_map([id.0.as_slice()], |r| r.get::<_, String>(0))?
+    fn all_confirmed(&self, id: &MessageId) -> Result<bool> {
+        let (expected, waiting): (i64, i64) = self.conn.query_row(
+            "SELECT COALESCE(SUM(expected), 0), COALESCE(SUM(expected AND received_at IS NULL), 0)
+             FROM recipients WHERE message_id = ?1",
+            [id.0.as_slice()],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )?;
+        Ok(expected > 0 && waiting == 0)
+    }
+
+    fn forget_recipient(&self, group: &GroupId, user: &UserId) -> Result<Vec<MessageId>> {
+        let mut stmt = self.conn.prepare(
+            "DELETE FROM recipients WHERE group_id = ?1 AND user_id = ?2 AND received_at IS NULL
+             RETURNING message_id",
+        )?;
+        let ids = stmt
+            .query_map(params![group.0.as_slice(), user.as_str()], |r| {
+                r.get::<_, Vec<u8>>(0)
+            })?
             .collect::<rusqlite::Result<Vec<_>>>()?;
-        users
-            .into_iter()
-            .map(|u| {
-                u.parse()
-                    .map_err(|_| CoreError::Decode("stored receipt user".into()))
+        ids.into_iter()
+            .map(|b| {
+                <[u8; 16]>::try_from(b)
+                    .map(MessageId)
+                    .map_err(|_| CoreError::Decode("stored message id".into()))
             })
             .collect()
     }
