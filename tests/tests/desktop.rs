@@ -147,11 +147,12 @@ async fn a_nurse_enrols_chats_across_organisations_and_rides_out_a_relay_outage(
         .await?;
         app.wait_for_text("[data-testid=chat-title]", |t| t == "Bob Jones")
             .await?;
-        let badges = app
-            .find_all("[data-testid=message] [data-testid=org-badge]")
-            .await?;
-        assert!(!badges.is_empty(), "Bob's message carries his organisation");
-        assert_eq!(app.text(&badges[0]).await?, "east-ambulance");
+        // Bob's message carries his organisation (once the member list,
+        // which the badge comes from, has loaded).
+        app.wait_for_text("[data-testid=message] [data-testid=org-badge]", |t| {
+            t == "east-ambulance"
+        })
+        .await?;
         // The conversation is marked as crossing organisations.
         app.find("[data-testid=conversation] [data-testid=cross-org]")
             .await?;
@@ -202,7 +203,8 @@ async fn a_nurse_enrols_chats_across_organisations_and_rides_out_a_relay_outage(
         relay.restart().await?;
         wait_attr(&app, &dot, "data-state", "online").await?;
         app.wait_gone("[data-testid=offline-banner]").await?;
-        app.wait_gone("[data-testid=message][data-state=sending]")
+        // Both of Alice's messages end delivered (not failed).
+        app.wait_for("[data-testid=message][data-state=delivered]", |n| n == 2)
             .await?;
         let got = bob.messages(group, 3).await?;
         assert_eq!(
@@ -216,6 +218,9 @@ async fn a_nurse_enrols_chats_across_organisations_and_rides_out_a_relay_outage(
             ],
             "each message once, in order"
         );
+        // Nothing more turns up once Bob is idle.
+        bob.sync().await?;
+        assert_eq!(bob.texts(group).await?.len(), 3, "no late duplicate");
 
         // A long conversation opens at its newest page; scrolling up loads
         // the older ones, each message once, in order.
@@ -276,8 +281,14 @@ async fn a_nurse_enrols_chats_across_organisations_and_rides_out_a_relay_outage(
 
         // Readable in a small window too: no sideways overflow.
         app.set_window_size(800, 600).await?;
-        app.wait_for("[data-testid=composer]", |_| true).await?;
-        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+        let deadline = tokio::time::Instant::now() + WAIT;
+        while app.execute("return window.innerWidth;", vec![]).await?.as_f64() > Some(800.0) {
+            anyhow::ensure!(
+                tokio::time::Instant::now() < deadline,
+                "the window did not shrink"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
         assert_layout(&app).await?;
         app.screenshot("08-small-window").await?;
         app.set_window_size(1280, 800).await?;

@@ -121,8 +121,16 @@ pub async fn enrol(
         "" => "Desktop",
         name => name,
     };
-    Client::enrol(&state.data_dir, relay_url, &code, device_name).await?;
-    let client = Client::open(&state.data_dir).await?;
+    // An earlier attempt may have enrolled and then failed to open: open
+    // what is there rather than refusing with "already enrolled".
+    let client = match Client::open(&state.data_dir).await {
+        Ok(c) => c,
+        Err(CoreError::NotEnrolled) => {
+            Client::enrol(&state.data_dir, relay_url, &code, device_name).await?;
+            Client::open(&state.data_dir).await?
+        }
+        Err(e) => return Err(e.into()),
+    };
     crate::start(&app, client).await;
     status(state).await
 }

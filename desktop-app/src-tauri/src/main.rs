@@ -200,6 +200,9 @@ pub(crate) async fn start(app: &tauri::AppHandle, client: Client) {
     let own_user = identity.user_id.to_string();
     tauri::async_runtime::spawn(async move {
         use tokio::sync::broadcast::error::RecvError;
+        // Messages from others that arrived while catching up: one
+        // notification for all of them once online, not one each.
+        let mut caught_up = 0usize;
         loop {
             let event = match events.recv().await {
                 Ok(e) => e,
@@ -217,11 +220,29 @@ pub(crate) async fn start(app: &tauri::AppHandle, client: Client) {
             match &ui {
                 UiEvent::Connection { state: c } => {
                     *state.connection.lock().expect("not poisoned") = c;
+                    if *c == "online" && caught_up > 0 {
+                        let n = std::mem::take(&mut caught_up);
+                        let app = app.clone();
+                        tauri::async_runtime::spawn(async move {
+                            notify(&app, Notice::CaughtUp(n)).await
+                        });
+                    }
                 }
                 UiEvent::Certificate { pending } => state
                     .certificate_pending
                     .store(*pending, std::sync::atomic::Ordering::SeqCst),
-                UiEvent::Message { message } if !message.mine => notify(&app, message).await,
+                UiEvent::Message { message } if !message.mine => {
+                    if *state.connection.lock().expect("not poisoned") == "online" {
+                        // Off the event loop: looking up names must not
+                        // hold back the events behind it.
+                        let (app, message) = (app.clone(), message.clone());
+                        tauri::async_runtime::spawn(async move {
+                            notify(&app, Notice::Message(&message)).await
+                        });
+                    } else {
+                        caught_up += 1;
+                    }
+                }
                 _ => {}
             }
             let _ = app.emit("cascade", ui);
@@ -253,10 +274,17 @@ fn notification_text(
     (title, body)
 }
 
-/// Raises an OS notification for a message from someone else while the
+/// What a notification is about.
+enum Notice<'a> {
+    /// One new message, arrived live.
+    Message(&'a views::MessageView),
+    /// This many new messages arrived while catching up after being offline.
+    CaughtUp(usize),
+}
+
+/// Raises an OS notification for messages from someone else while the
 /// window is not focused; content only if the user's setting allows.
-async fn notify(app: &tauri::AppHandle, message: &views::MessageView) {
-    use tauri_plugin_notification::NotificationExt;
+async fn notify(app: &tauri::AppHandle, notice: Notice<'_>) {
     let state = app.state::<AppState>();
     let settings = state.settings.lock().expect("not poisoned").clone();
     if !settings.notifications {
@@ -269,6 +297,18 @@ async fn notify(app: &tauri::AppHandle, message: &views::MessageView) {
     if focused {
         return;
     }
+    let message = match notice {
+        Notice::Message(m) => m,
+        Notice::CaughtUp(n) => {
+            let body = if n == 1 {
+                "1 new message".to_owned()
+            } else {
+                format!("{n} new messages")
+            };
+            show(app, "Cascade".to_owned(), body);
+            return;
+        }
+    };
     // Names only when they will be shown: the conversation's, and the
     // sender's as their organisation certified it.
     let (mut conversation, mut sender) = (None, None);
@@ -288,6 +328,11 @@ async fn notify(app: &tauri::AppHandle, message: &views::MessageView) {
         sender.as_deref(),
         conversation.as_deref(),
     );
+    show(app, title, body);
+}
+
+fn show(app: &tauri::AppHandle, title: String, body: String) {
+    use tauri_plugin_notification::NotificationExt;
     if let Err(e) = app.notification().builder().title(title).body(body).show() {
         tracing::debug!(error = %e, "no desktop notification");
     }

@@ -61,7 +61,14 @@ describe("ConversationList", () => {
       onselect,
     });
     await fireEvent.keyDown(screen.getAllByTestId("conversation")[1], { key: "ArrowUp" });
-    expect(onselect).toHaveBeenCalledWith("g1");
+    expect(onselect).toHaveBeenCalledWith("g1", true);
+    // Alt+arrows belongs to the window, not the list.
+    onselect.mockClear();
+    await fireEvent.keyDown(screen.getAllByTestId("conversation")[1], {
+      key: "ArrowUp",
+      altKey: true,
+    });
+    expect(onselect).not.toHaveBeenCalled();
   });
 });
 
@@ -106,6 +113,17 @@ describe("MessageBubble", () => {
     expect(screen.getByText("Bob Jones")).toBeTruthy();
     expect(screen.getByTestId("org-badge").textContent).toBe("east-ambulance");
     expect(screen.queryByTestId("delivery")).toBeNull();
+  });
+
+  it("survives a timestamp that is not a date", () => {
+    render(MessageBubble, {
+      message: { ...failed, sentAt: 9e15, state: "received", mine: false },
+      sender: undefined,
+      showSender: false,
+      ownOrg: "north-trust",
+      onretry: () => {},
+    });
+    expect(screen.getByTestId("message-text").textContent).toBe("Can you cover bay 3?");
   });
 
   it("says so for a kind this version cannot show", () => {

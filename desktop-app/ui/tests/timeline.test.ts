@@ -3,6 +3,8 @@ import {
   applyDelivery,
   buildTimeline,
   dayLabel,
+  isoTime,
+  mergeLoaded,
   prependPage,
   upsertMessage,
 } from "../src/lib/timeline";
@@ -101,5 +103,26 @@ describe("live updates", () => {
     list = applyDelivery(list, "b", "sending");
     expect(list[0].state).toBe("sending");
     expect(applyDelivery(list, "zzz", "sent")).toEqual(list);
+  });
+});
+
+describe("loading a conversation", () => {
+  it("keeps what arrived while the first page loaded", () => {
+    const page = [msg("a", 1), msg("b", 2, "me", { mine: true, state: "sent" })];
+    const live = [msg("c", 3), msg("b", 2, "me", { mine: true, state: "sent" })];
+    const late = new Map([["b", "delivered" as const]]);
+    const merged = mergeLoaded(page, live, late);
+    expect(merged.map((m) => [m.id, m.state])).toEqual([
+      ["a", "received"],
+      ["b", "delivered"],
+      ["c", "received"],
+    ]);
+  });
+
+  it("gives no date for a timestamp beyond what a Date holds", () => {
+    expect(isoTime(9e15)).toBe("");
+    expect(dayLabel(9e15, NOW)).toBe("Unknown date");
+    expect(buildTimeline([msg("x", 9e15)], NOW)[0]).toMatchObject({ label: "Unknown date" });
+    expect(isoTime(0)).toBe("1970-01-01T00:00:00.000Z");
   });
 });

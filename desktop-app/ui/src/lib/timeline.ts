@@ -37,6 +37,7 @@ const MONTHS = [
  * with Intl, so it reads the same in every web engine.
  */
 export function dayLabel(ms: number, now: number): string {
+  if (Number.isNaN(new Date(ms).getTime())) return "Unknown date";
   const day = dayKey(ms);
   if (day === dayKey(now)) return "Today";
   const yesterday = new Date(now);
@@ -49,9 +50,16 @@ export function dayLabel(ms: number, now: number): string {
   return d.getFullYear() === new Date(now).getFullYear() ? label : `${label} ${d.getFullYear()}`;
 }
 
+/** The timestamp for a `<time datetime>`, or "" if it is not a valid date. */
+export function isoTime(ms: number): string {
+  const d = new Date(ms);
+  return Number.isNaN(d.getTime()) ? "" : d.toISOString();
+}
+
 /** Hours and minutes of a timestamp, 24-hour clock. */
 export function timeOfDay(ms: number): string {
   const d = new Date(ms);
+  if (Number.isNaN(d.getTime())) return "";
   return `${String(d.getHours()).padStart(2, "0")}:${String(d.getMinutes()).padStart(2, "0")}`;
 }
 
@@ -94,6 +102,22 @@ export function upsertMessage(list: Message[], m: Message): Message[] {
     return copy;
   }
   return [...list, m];
+}
+
+/**
+ * The first page of a conversation, merged with what arrived while it was
+ * loading: live messages (newer, or a newer state of one in the page) and
+ * delivery states for messages that were not shown yet.
+ */
+export function mergeLoaded(
+  page: Message[],
+  live: Message[],
+  lateStates: Map<string, DeliveryState>,
+): Message[] {
+  let list = page;
+  for (const m of live) list = upsertMessage(list, m);
+  for (const [id, state] of lateStates) list = applyDelivery(list, id, state);
+  return list;
 }
 
 /** Puts an older page in front, without repeating any message. */
