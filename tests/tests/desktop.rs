@@ -2,9 +2,12 @@
 //! through WebDriver (tauri-driver + WebKitWebDriver) under Xvfb, against a
 //! real relay, with a second party on cascade-core.
 //!
-//! Needs a display, tauri-driver and WebKitWebDriver, so it is ignored in a
-//! plain `cargo test`; `cargo xtask test` installs those and runs it with
-//! `--ignored` under `xvfb-run`. Screenshots of each main screen go to
+//! A second test checks desktop notifications with the window in the
+//! background, on a D-Bus session of its own watched by `dbus-monitor`.
+//!
+//! Needs a display, tauri-driver, WebKitWebDriver, dbus-daemon and xdotool,
+//! so both are ignored in a plain `cargo test`; `cargo xtask test` installs
+//! those and runs them with `--ignored` under `xvfb-run`, one at a time. Screenshots of each main screen go to
 //! `$CASCADE_SCREENSHOT_DIR` (default `<target>/desktop-screenshots`).
 
 use std::path::PathBuf;
@@ -410,5 +413,195 @@ async fn assert_layout(app: &Driver) -> Result<()> {
         "the composer is inside the window"
     );
     assert!(log.2 > w / 2.0, "the chat takes most of the width");
+    Ok(())
+}
+
+/// A session D-Bus of the test's own, with `dbus-monitor` recording the
+/// desktop notifications the app asks for.
+struct NotificationBus {
+    daemon: tokio::process::Child,
+    monitor: tokio::process::Child,
+    address: String,
+    log: PathBuf,
+}
+
+impl NotificationBus {
+    async fn start(dir: &std::path::Path) -> Result<NotificationBus> {
+        use tokio::io::AsyncBufReadExt;
+        let mut daemon = tokio::process::Command::new("dbus-daemon")
+            .args(["--session", "--nofork", "--print-address=1"])
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .context("starting dbus-daemon")?;
+        let mut lines = tokio::io::BufReader::new(daemon.stdout.take().context("piped")?).lines();
+        let address = tokio::time::timeout(WAIT, lines.next_line())
+            .await
+            .context("dbus-daemon gave no address")??
+            .context("dbus-daemon exited")?;
+        let log = dir.join("notifications.log");
+        let monitor = tokio::process::Command::new("dbus-monitor")
+            .args([
+                "--address",
+                &address,
+                "interface='org.freedesktop.Notifications',member='Notify'",
+            ])
+            .stdout(std::fs::File::create(&log)?)
+            .stderr(std::process::Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .context("starting dbus-monitor")?;
+        Ok(NotificationBus {
+            daemon,
+            monitor,
+            address,
+            log,
+        })
+    }
+
+    /// The (title, body) of each notification asked for so far: in a
+    /// `Notify` call they are the 4th and 5th arguments.
+    fn notifications(&self) -> Vec<(String, String)> {
+        let text = std::fs::read_to_string(&self.log).unwrap_or_default();
+        text.split("member=Notify")
+            .skip(1)
+            .filter_map(|call| {
+                let strings: Vec<&str> = call
+                    .lines()
+                    .filter_map(|l| l.trim().strip_prefix("string \""))
+                    .map(|s| s.trim_end_matches('"'))
+                    .collect();
+                Some((strings.get(2)?.to_string(), strings.get(3)?.to_string()))
+            })
+            .collect()
+    }
+
+    async fn wait_for(&self, n: usize) -> Result<Vec<(String, String)>> {
+        let deadline = tokio::time::Instant::now() + WAIT;
+        loop {
+            let got = self.notifications();
+            if got.len() >= n {
+                return Ok(got);
+            }
+            anyhow::ensure!(
+                tokio::time::Instant::now() < deadline,
+                "{n} notifications expected, got {got:?}"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+    }
+
+    async fn stop(mut self) {
+        let _ = self.monitor.kill().await;
+        let _ = self.daemon.kill().await;
+    }
+}
+
+/// Puts another window in front of Alice's, as a user working in another
+/// program would: a second, unenrolled instance of the app, focused with
+/// xdotool once Alice's window is up. Returns it (killed on drop).
+async fn focus_elsewhere(scratch: &std::path::Path) -> Result<tokio::process::Child> {
+    let xdotool = |args: &[&str]| -> Result<String> {
+        let out = std::process::Command::new("xdotool").args(args).output()?;
+        anyhow::ensure!(out.status.success(), "xdotool {args:?} failed");
+        Ok(String::from_utf8_lossy(&out.stdout).trim().to_owned())
+    };
+    let wait = |name: &'static str| async move {
+        let deadline = tokio::time::Instant::now() + WAIT;
+        loop {
+            if let Ok(ids) = xdotool(&["search", "--name", name]) {
+                if let Some(id) = ids.lines().next() {
+                    return Ok::<_, anyhow::Error>(id.to_owned());
+                }
+            }
+            anyhow::ensure!(tokio::time::Instant::now() < deadline, "no window {name}");
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+    };
+    wait("Alice Smith").await?;
+    let other = scratch.join(format!("other-{}", rand::random::<u32>()));
+    let child = tokio::process::Command::new(bin_dir().join("cascade-desktop"))
+        .arg("--data-dir")
+        .arg(&other)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()?;
+    let id = wait("^Cascade$").await?;
+    xdotool(&["windowfocus", "--sync", &id])?;
+    Ok(child)
+}
+
+/// Desktop notifications, with the window in the background (no WebDriver
+/// session focusing it): by default they say only "New message"; with the
+/// user's setting on, who wrote and what.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs a display and D-Bus: run by `cargo xtask test`"]
+async fn notifications_hide_content_until_the_user_allows_it() -> Result<()> {
+    let relay = Relay::start().await?;
+    relay.org("north-trust").await?;
+    let alice = relay
+        .user("alice@north-trust", "Alice Smith", "Charge Nurse")
+        .await?;
+    let bob = relay.user("bob@north-trust", "Bob Jones", "Porter").await?;
+    let group = bob.create_group_with("Bay 3", &[&alice]).await?;
+    let alice_dir = alice.close().await;
+    let scratch = tempfile::tempdir()?;
+    let bus = NotificationBus::start(scratch.path()).await?;
+
+    let app = |settings: Option<&str>| -> Result<tokio::process::Child> {
+        if let Some(s) = settings {
+            std::fs::write(alice_dir.join("desktop-settings.json"), s)?;
+        }
+        Ok(
+            tokio::process::Command::new(bin_dir().join("cascade-desktop"))
+                .arg("--data-dir")
+                .arg(&alice_dir)
+                .env("DBUS_SESSION_BUS_ADDRESS", &bus.address)
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null())
+                .kill_on_drop(true)
+                .spawn()?,
+        )
+    };
+    // Once the app has raised a notification for a first message (as a
+    // live message, or in the summary of what it caught up on), it is
+    // online: the next message is a live one.
+    let warm_up = |n: usize| {
+        let (bob, bus) = (&bob, &bus);
+        async move {
+            bob.client.send_text(group, "Shift starts").await?;
+            bus.wait_for(n + 1).await
+        }
+    };
+
+    // Default settings: nothing about the message.
+    let mut first = app(None)?;
+    let decoy = focus_elsewhere(scratch.path()).await?;
+    warm_up(0).await?;
+    bob.client
+        .send_text(group, "Patient in bay 3 is deteriorating")
+        .await?;
+    let got = bus.wait_for(2).await?;
+    assert_eq!(
+        got.last().map(|(t, b)| (t.as_str(), b.as_str())),
+        Some(("Cascade", "New message"))
+    );
+    let _ = first.kill().await;
+
+    // The user allowed content: sender's certified name, conversation, text.
+    let mut second = app(Some(r#"{"notifications":true,"notificationContent":true}"#))?;
+    drop(decoy);
+    let _decoy = focus_elsewhere(scratch.path()).await?;
+    let before = warm_up(2).await?.len();
+    bob.client.send_text(group, "Porter on the way").await?;
+    let got = bus.wait_for(before + 1).await?;
+    assert_eq!(
+        got.last().map(|(t, b)| (t.as_str(), b.as_str())),
+        Some(("Bob Jones · Bay 3", "Porter on the way"))
+    );
+    let _ = second.kill().await;
+    bus.stop().await;
     Ok(())
 }

@@ -150,6 +150,9 @@ pub const APT_PACKAGES: &[&str] = &[
     "webkit2gtk-driver",
     "xvfb",
     "xauth",
+    "dbus-daemon",
+    "dbus-bin",
+    "xdotool",
 ];
 
 /// The desktop app's web front end (`desktop-app/ui`).
@@ -229,6 +232,9 @@ fn test() -> Result<()> {
             "desktop",
             "--",
             "--ignored",
+            // One app session at a time on the display: window focus is
+            // part of what the notification test checks.
+            "--test-threads=1",
         ])
         .env("CASCADE_BIN_DIR", &bin)
         .env("TAURI_DRIVER", &driver)
