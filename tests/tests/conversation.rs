@@ -481,15 +481,19 @@ async fn a_user_without_devices_is_reported_and_the_rest_added() -> Result<()> {
     Ok(())
 }
 
-/// A message is "delivered" only when every other member's device has
-/// confirmed it: Bob's receipt alone is not enough while Carol is offline;
-/// hers, sent when she comes back, completes it. Receipts never show up
-/// in anyone's history.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn delivered_means_every_other_member_has_it() -> Result<()> {
-    let relay = Relay::start().await?;
+/// Alice, Bob and Carol share "Night shift"; Carol is offline; Alice sent
+/// `text` and Bob has confirmed it.
+struct NightShift {
+    alice: Peer,
+    bob: Peer,
+    carol: Peer,
+    group: cascade_core::GroupId,
+    id: cascade_core::MessageId,
+}
+
+async fn night_shift(relay: &Relay, text: &str) -> Result<NightShift> {
     relay.org("north-trust").await?;
-    let mut alice = relay
+    let alice = relay
         .user("alice@north-trust", "Alice Okafor", "Ward Sister")
         .await?;
     let bob = relay
@@ -503,13 +507,32 @@ async fn delivered_means_every_other_member_has_it() -> Result<()> {
         .await?;
     carol.sync().await?;
     carol.client.pause()?;
-
-    let id = alice
-        .client
-        .send_text(group, "Bay 3 needs a porter")
-        .await?;
+    let id = alice.client.send_text(group, text).await?;
     bob.messages(group, 1).await?;
     bob.sync().await?; // Bob's receipt is out
+    Ok(NightShift {
+        alice,
+        bob,
+        carol,
+        group,
+        id,
+    })
+}
+
+/// A message is "delivered" only when every other member's device has
+/// confirmed it: Bob's receipt alone is not enough while Carol is offline;
+/// hers, sent when she comes back, completes it. Receipts never show up
+/// in anyone's history.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn delivered_means_every_other_member_has_it() -> Result<()> {
+    let relay = Relay::start().await?;
+    let NightShift {
+        mut alice,
+        bob,
+        carol,
+        group,
+        id,
+    } = night_shift(&relay, "Bay 3 needs a porter").await?;
     alice.sync().await?;
     let state = |p: &Peer| {
         let c = p.client.clone();
@@ -553,31 +576,16 @@ async fn delivered_means_every_other_member_has_it() -> Result<()> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn delivered_waits_only_for_those_who_were_there() -> Result<()> {
     let relay = Relay::start().await?;
-    relay.org("north-trust").await?;
-    let mut alice = relay
-        .user("alice@north-trust", "Alice Okafor", "Ward Sister")
-        .await?;
-    let bob = relay
-        .user("bob@north-trust", "Bob Singh", "Junior Doctor")
-        .await?;
-    let carol = relay
-        .user("carol@north-trust", "Carol Hughes", "Porter")
-        .await?;
+    let NightShift {
+        mut alice,
+        bob: _bob,
+        carol,
+        group,
+        id,
+    } = night_shift(&relay, "Pharmacy closes at 22:00").await?;
     let dave = relay
         .user("dave@north-trust", "Dave Evans", "Pharmacist")
         .await?;
-    let group = alice
-        .create_group_with("Night shift", &[&bob, &carol])
-        .await?;
-    carol.sync().await?;
-    carol.client.pause()?;
-
-    let id = alice
-        .client
-        .send_text(group, "Pharmacy closes at 22:00")
-        .await?;
-    bob.messages(group, 1).await?;
-    bob.sync().await?;
     // Dave joins after the message was sent: he cannot read it, so he is
     // not waited for.
     alice.client.add_members(group, vec![dave.user()]).await?;
