@@ -223,10 +223,17 @@ async def conversation(relay, tmp_path, admin, ca, codes):
     a_events, b_events = alice_events.snapshot(), bob_events.snapshot()
     assert any(e.is_connection() and e.state == "online" for e in a_events)
     assert any(e.is_connection() and e.state == "online" for e in b_events)
-    for state in ("sent", "delivered"):
-        assert any(
-            e.is_delivery_state() and e.message_id == sent and e.state == state for e in a_events
+
+    # Delivery state events reach the callback on its own thread, possibly
+    # after the stored state changed: wait for them too.
+    async def delivery_events():
+        seen = alice_events.snapshot()
+        return all(
+            any(e.is_delivery_state() and e.message_id == sent and e.state == state for e in seen)
+            for state in ("sent", "delivered")
         )
+
+    await wait_for("sent and delivered events", delivery_events)
     assert any(e.is_conversation_updated() and e.group_id == group for e in b_events)
     assert any(e.is_membership_changed() and e.group_id == group for e in a_events)
 
