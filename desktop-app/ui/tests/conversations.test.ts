@@ -30,6 +30,12 @@ describe("conversation list", () => {
     expect(sorted.map((c) => c.id)).toEqual(["c", "a", "b"]);
   });
 
+  it("names a conversation whose name has not arrived", () => {
+    const unnamed = { ...conv("x", 1), name: " ", memberCount: 3 };
+    expect(sortConversations([unnamed])[0].name).toBe("Unnamed conversation (3 people)");
+    expect(sortConversations([conv("Ward 7", 1)])[0].name).toBe("Ward 7");
+  });
+
   it("marks conversations that include another organisation", () => {
     expect(isCrossOrg(conv("x", 0, ["north"]), "north")).toBe(false);
     expect(isCrossOrg(conv("x", 0, ["east", "north"]), "north")).toBe(true);

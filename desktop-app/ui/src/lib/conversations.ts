@@ -5,11 +5,24 @@ import type { Conversation } from "./types";
 
 const MONTHS_SHORT = "Jan Feb Mar Apr May Jun Jul Aug Sep Oct Nov Dec".split(" ");
 
-/** Most recently active first; ties by name so the order is stable. */
+/**
+ * Most recently active first; ties by name so the order is stable. Every
+ * conversation gets a name to show ({@link conversationTitle}).
+ */
 export function sortConversations(list: Conversation[]): Conversation[] {
   return list
-    .slice()
+    .map((c) => ({ ...c, name: conversationTitle(c) }))
     .sort((a, b) => b.lastActivity - a.lastActivity || a.name.localeCompare(b.name));
+}
+
+/**
+ * The name to show. A conversation's name travels inside MLS with its
+ * first message; until that arrives (or if a client sent none) it has none.
+ */
+export function conversationTitle(c: Conversation): string {
+  const name = c.name.trim();
+  if (name) return name;
+  return c.memberCount > 1 ? `Unnamed conversation (${c.memberCount} people)` : "Unnamed conversation";
 }
 
 /** Whether a conversation includes members of another organisation. */
