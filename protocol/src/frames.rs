@@ -139,6 +139,11 @@ pub enum Request {
     },
     /// Liveness check. Answer: [`Response::Pong`].
     Ping,
+    /// The groups the caller's user is in: those whose roster holds an
+    /// unrevoked device of the caller's user (the caller included). A new
+    /// device uses it to find the groups it can join by external commit.
+    /// Answer: [`Response::Groups`].
+    ListGroups,
 }
 
 /// A person found in the directory.
@@ -281,6 +286,11 @@ pub enum Response {
     PushRegistered,
     /// Answer to `Ping`.
     Pong,
+    /// Answer to `ListGroups`: group ids, sorted.
+    Groups {
+        /// The groups.
+        group_ids: Vec<GroupId>,
+    },
 }
 
 /// A KeyPackage claimed for one device.

@@ -105,6 +105,16 @@ fn samples() -> Vec<(&'static str, Vec<u8>)> {
             ),
         ),
         ("req_ping", req(10, Request::Ping)),
+        ("req_list_groups", req(13, Request::ListGroups)),
+        (
+            "resp_groups",
+            resp(
+                13,
+                Ok(Response::Groups {
+                    group_ids: vec![group],
+                }),
+            ),
+        ),
         (
             "req_get_trust_list",
             req(12, Request::GetTrustList { org_id: user.org() }),

@@ -508,6 +508,22 @@ async fn a_new_device_joins_by_external_commit() {
         .expect("add bob");
 
     let (mut t, _) = relay.online(&alice_tablet).await;
+    // The tablet learns which groups its user is in; Bob's other groups and
+    // other users' groups are not listed.
+    let other = GroupId([2; 16]);
+    b.create_group(other).await;
+    assert_eq!(
+        t.request(Request::ListGroups).await,
+        Ok(Response::Groups {
+            group_ids: vec![group]
+        })
+    );
+    assert_eq!(
+        b.request(Request::ListGroups).await,
+        Ok(Response::Groups {
+            group_ids: vec![group, other]
+        })
+    );
     let Ok(Response::GroupInfo {
         epoch,
         group_info: info,

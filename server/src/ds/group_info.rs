@@ -1,5 +1,6 @@
 //! `GetGroupInfo`: the latest GroupInfo, for members and for a member's new
-//! device that joins by external commit.
+//! device that joins by external commit; `ListGroups`: which groups those
+//! are.
 
 use cascade_protocol::frames::{Bytes, Response};
 use cascade_protocol::GroupId;
@@ -30,5 +31,20 @@ pub fn handle(
     Ok(Response::GroupInfo {
         epoch,
         group_info: Bytes::from(group_info),
+    })
+}
+
+/// Lists the groups that hold an unrevoked device of the caller's user
+/// (the caller's own included).
+pub fn list(state: &AppState, session: &Session) -> Result<Response, DsError> {
+    let store = state.store();
+    let devices: Vec<_> = store
+        .devices_of_user(&session.user_id)?
+        .into_iter()
+        .filter(|d| !d.revoked)
+        .map(|d| d.device_id)
+        .collect();
+    Ok(Response::Groups {
+        group_ids: store.groups_with_devices(&devices)?,
     })
 }

@@ -63,6 +63,7 @@ pub async fn handle_request(
         }
         Request::Ack { queue_ids } => ack::handle(state, session, &queue_ids),
         Request::GetGroupInfo { group_id } => group_info::handle(state, session, &group_id),
+        Request::ListGroups => group_info::list(state, session),
         Request::GetUser { user_id } => directory::handle_get_user(state, &user_id),
         Request::GetTrustList { org_id } => trust_list::handle(state, &org_id),
         Request::GetRevocations { org_id } => trust_list::revocations(state, &org_id),

@@ -38,6 +38,7 @@ macro_rules! store_conformance_tests {
             key_packages_are_claimed_fifo_then_last_resort,
             groups_sequence_commits_at_the_right_epoch,
             external_commit_echoes_to_the_joiner,
+            groups_are_found_by_member_device,
             queues_keep_order_and_ack_removes,
             queue_limit_refuses_without_writing,
             org_ca_certificate_is_kept,
@@ -68,6 +69,7 @@ pub fn run_all(h: &mut dyn Harness) {
     key_packages_are_claimed_fifo_then_last_resort(h);
     groups_sequence_commits_at_the_right_epoch(h);
     external_commit_echoes_to_the_joiner(h);
+    groups_are_found_by_member_device(h);
     queues_keep_order_and_ack_removes(h);
     queue_limit_refuses_without_writing(h);
     org_ca_certificate_is_kept(h);
@@ -587,6 +589,57 @@ pub fn external_commit_echoes_to_the_joiner(h: &mut dyn Harness) {
     let group = store.get_group(&g).expect("get").expect("exists");
     assert_eq!(group.roster, vec![a, b, j]);
     assert_eq!(group.epoch, 2);
+}
+
+/// Groups are found by any of their member devices, and no longer once the
+/// device is removed.
+pub fn groups_are_found_by_member_device(h: &mut dyn Harness) {
+    let store = h.fresh();
+    let (a, b, c) = (DeviceId([1; 16]), DeviceId([2; 16]), DeviceId([3; 16]));
+    store.create_group(&group_id(2), &a, b"i").expect("create");
+    store.create_group(&group_id(1), &b, b"i").expect("create");
+    store.create_group(&group_id(3), &c, b"i").expect("create");
+    assert_eq!(
+        store.groups_with_devices(&[a, b]).expect("list"),
+        vec![group_id(1), group_id(2)],
+        "sorted, each once"
+    );
+    store
+        .apply_commit(&CommitWrite {
+            group_id: group_id(3),
+            epoch: 0,
+            committer: c,
+            commit: b"c",
+            welcome: Some(b"w"),
+            group_info: b"i",
+            added: &[a],
+            removed: &[],
+        })
+        .expect("add a");
+    assert_eq!(
+        store.groups_with_devices(&[a]).expect("list"),
+        vec![group_id(2), group_id(3)]
+    );
+    store
+        .apply_commit(&CommitWrite {
+            group_id: group_id(3),
+            epoch: 1,
+            committer: c,
+            commit: b"c",
+            welcome: None,
+            group_info: b"i",
+            added: &[],
+            removed: &[a],
+        })
+        .expect("remove a");
+    assert_eq!(
+        store.groups_with_devices(&[a]).expect("list"),
+        vec![group_id(2)]
+    );
+    assert!(store
+        .groups_with_devices(&[DeviceId([9; 16])])
+        .expect("list")
+        .is_empty());
 }
 
 /// Application messages get increasing seqs, reach every member but the

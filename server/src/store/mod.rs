@@ -372,6 +372,10 @@ pub trait Store: Send + Sync {
     /// Looks up a group.
     fn get_group(&self, group_id: &GroupId) -> Result<Option<Group>, StoreError>;
 
+    /// The groups whose roster holds any of these devices, sorted. (The
+    /// sled backend scans every group: it is asked once per new device.)
+    fn groups_with_devices(&self, devices: &[DeviceId]) -> Result<Vec<GroupId>, StoreError>;
+
     /// The latest GroupInfo of a group with the epoch it belongs to (read
     /// together).
     fn group_info(&self, group_id: &GroupId) -> Result<Option<(u64, Vec<u8>)>, StoreError>;

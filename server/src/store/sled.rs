@@ -717,6 +717,19 @@ impl Store for SledStore {
         }))
     }
 
+    fn groups_with_devices(&self, devices: &[DeviceId]) -> Result<Vec<GroupId>, StoreError> {
+        let mut found = Vec::new();
+        for entry in self.groups.iter() {
+            let (_, raw) = entry?;
+            let record: GroupRecord = decode(&raw, "group")?;
+            if record.roster.iter().any(|d| devices.contains(d)) {
+                found.push(record.group_id);
+            }
+        }
+        found.sort();
+        Ok(found)
+    }
+
     fn group_info(&self, group_id: &GroupId) -> Result<Option<(u64, Vec<u8>)>, StoreError> {
         let Some(raw) = self.group_info.get(group_id.as_bytes())? else {
             return Ok(None);
