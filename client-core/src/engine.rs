@@ -32,6 +32,10 @@ use serde::{Deserialize, Serialize};
 
 use crate::content::{Body, Content, MessageId, MAX_TEXT_BYTES};
 
+/// Set once this device has asked the relay for its user's groups (and
+/// queued joining those it is not in).
+const GROUPS_LISTED_KEY: &str = "groups_listed";
+
 /// How far ahead of this device's clock a sender's timestamp may be.
 const MAX_CLOCK_SKEW_MS: u64 = 24 * 3600 * 1000;
 
@@ -207,6 +211,9 @@ enum Op {
     Leave { group_id: GroupId },
     /// Commit proposals received from others (a member's leave request).
     CommitProposals { group_id: GroupId },
+    /// Join a group this user is in from this (new) device, by external
+    /// commit.
+    JoinExternal { group_id: GroupId },
 }
 
 impl Op {
@@ -219,7 +226,8 @@ impl Op {
             | Op::RemoveDevices { group_id, .. }
             | Op::UpdateCredential { group_id }
             | Op::Leave { group_id }
-            | Op::CommitProposals { group_id } => *group_id,
+            | Op::CommitProposals { group_id }
+            | Op::JoinExternal { group_id } => *group_id,
         }
     }
 
@@ -286,6 +294,8 @@ enum Pending {
     UploadKeyPackages,
     Ack,
     Op,
+    /// `ListGroups`, asked once by a device to find its user's groups.
+    Groups,
 }
 
 /// The sans-IO engine over a [`ClientStore`]. See the module documentation.
@@ -1432,6 +1442,13 @@ impl<S: ClientStore> Engine<S> {
             }
             Push::QueueDrained => {
                 self.flush_receipts(now)?;
+                if self.certificate().is_ok()
+                    && self.store.kv_get(GROUPS_LISTED_KEY)?.is_none()
+                    && !self.pending.values().any(|p| matches!(p, Pending::Groups))
+                {
+                    // Once per device: the user's groups it is not in yet.
+                    self.request(Request::ListGroups, Pending::Groups);
+                }
                 self.conn = Conn::Ready;
                 self.events
                     .push_back(Event::Connection(ConnectionState::Online));
@@ -1626,6 +1643,89 @@ impl<S: ClientStore> Engine<S> {
     }
 
     /// The commit bundle sent for a group-change operation, if one was sent.
+    /// Builds this device's external commit into the group described by
+    /// `group_info` (verifying every member first) and sends it.
+    fn join_external(
+        &mut self,
+        op_id: i64,
+        group_id: GroupId,
+        group_info: &[u8],
+        now: u64,
+    ) -> Result<()> {
+        let (identity, signer) = self.id()?;
+        let device = identity.device_id;
+        let cwk = CredentialWithKey {
+            credential: make_credential(self.certificate()?),
+            signature_key: signer.public().into(),
+        };
+        let verifiable = match mls_in(group_info)?.extract() {
+            MlsMessageBodyIn::GroupInfo(gi) => gi,
+            _ => return Err(CoreError::Decode("not a GroupInfo".into())),
+        };
+        // Left over from an earlier attempt: never build on it.
+        self.discard_external_join(&group_id)?;
+        let tx = self.store.transaction()?;
+        let provider = self.store.mls();
+        let (group, bundle) = MlsGroup::external_commit_builder()
+            .with_config(join_config())
+            .build_group(&provider, verifiable, cwk)
+            .map_err(CoreError::mls)?
+            .leaf_node_parameters(
+                LeafNodeParameters::builder()
+                    .with_capabilities(capabilities())
+                    .build(),
+            )
+            .load_psks(provider.storage())
+            .map_err(CoreError::mls)?
+            .build(provider.rand(), provider.crypto(), signer, |_| true)
+            .map_err(CoreError::mls)?
+            .finalize(&provider)
+            .map_err(CoreError::mls)?;
+        if group.group_id().as_slice() != group_id.as_bytes() {
+            return Err(CoreError::Decode(
+                "the GroupInfo is for another group".into(),
+            ));
+        }
+        // Every member must verify before this device joins (rule 15).
+        for m in group.members() {
+            if m.signature_key != signer.public() {
+                self.verify(&m.credential, &m.signature_key, now)?;
+            }
+        }
+        let info = bundle
+            .group_info()
+            .cloned()
+            .ok_or_else(|| CoreError::Mls("external commit without GroupInfo".into()))?;
+        let commit = CommitBundle {
+            group_id,
+            epoch: group.epoch().as_u64() - 1,
+            commit: bytes(mls_bytes(bundle.commit())?),
+            welcome: None,
+            group_info: bytes(mls_bytes(&MlsMessageOut::from(info))?),
+            added: vec![device],
+            removed: vec![],
+        };
+        let mut encoded = Vec::new();
+        ciborium::into_writer(&commit, &mut encoded).expect("serialising to a Vec cannot fail");
+        self.store.set_op_prepared(op_id, &encoded)?;
+        tx.commit()?;
+        let req = self.request(Request::Commit(commit), Pending::Op);
+        self.set_step(Step::Awaiting(req));
+        Ok(())
+    }
+
+    /// Forgets the MLS state of an external join that did not land.
+    fn discard_external_join(&self, group_id: &GroupId) -> Result<()> {
+        if self.store.conversation_cursor(group_id)?.is_some() {
+            return Ok(()); // a real conversation: never delete it
+        }
+        let provider = self.store.mls();
+        if let Ok(mut g) = self.load_group(group_id) {
+            g.delete(provider.storage()).map_err(CoreError::mls)?;
+        }
+        Ok(())
+    }
+
     fn prepared_bundle(&self, op_id: i64, op: &Op) -> Result<Option<CommitBundle>> {
         if matches!(
             op,
@@ -1695,10 +1795,30 @@ impl<S: ClientStore> Engine<S> {
         let processed = group
             .process_message(&provider, msg)
             .map_err(CoreError::mls)?;
+        // An external commit: a device joining on its own. Only a user who
+        // is already in the conversation may add a device this way (their
+        // new device, DESIGN.md); anyone else must be added by a member.
+        let joiner = if matches!(processed.sender(), Sender::NewMemberCommit) {
+            let joiner = member_identity(processed.credential())?;
+            let known = group
+                .members()
+                .any(|m| member_identity(&m.credential).is_ok_and(|id| id.user == joiner.user));
+            if !known {
+                return Err(CoreError::Credential(
+                    "an external join by someone not in the conversation".into(),
+                ));
+            }
+            Some(joiner)
+        } else {
+            None
+        };
         let ProcessedMessageContent::StagedCommitMessage(staged) = processed.into_content() else {
             return Err(CoreError::Decode("expected a commit".into()));
         };
         let mut added = Vec::new();
+        if let Some(j) = &joiner {
+            added.push(j.user.clone());
+        }
         for add in staged.add_proposals() {
             let leaf = add.add_proposal().key_package().leaf_node();
             let id = self.verify(leaf.credential(), leaf.signature_key().as_slice(), now)?;
@@ -1744,6 +1864,26 @@ impl<S: ClientStore> Engine<S> {
         removed.dedup();
         if group.is_active() {
             events.extend(self.forget_departed(&item.group_id, &removed)?);
+        }
+        if joiner.as_ref().is_some_and(|j| j.user == identity.user_id) && group.is_active() {
+            // Our user's new device joined: it cannot read earlier
+            // messages, so tell it the conversation's name.
+            let name = self.conversation(&item.group_id)?.name;
+            if !name.is_empty() {
+                let content = Content {
+                    id: MessageId::random(),
+                    sent_at: now,
+                    body: Body::GroupMeta { name },
+                };
+                self.store.push_op(
+                    &Op::Send {
+                        group_id: item.group_id,
+                        message_id: content.id,
+                        content: content.encode(),
+                    }
+                    .encode(),
+                )?;
+            }
         }
         if !added.is_empty() || !removed.is_empty() {
             events.push(Event::MembershipChanged {
@@ -2141,6 +2281,21 @@ impl<S: ClientStore> Engine<S> {
                 }
             }
             Pending::Op => self.handle_op_response(id, result, now)?,
+            Pending::Groups => match result {
+                Ok(Response::Groups { group_ids }) => {
+                    let tx = self.store.transaction()?;
+                    for group_id in group_ids {
+                        if self.store.conversation_cursor(&group_id)?.is_none() {
+                            self.store
+                                .push_op(&Op::JoinExternal { group_id }.encode())?;
+                        }
+                    }
+                    self.store.kv_set(GROUPS_LISTED_KEY, &[1])?;
+                    tx.commit()?;
+                    self.drive(now)?;
+                }
+                other => tracing::warn!(?other, "listing the user's groups failed"),
+            },
         }
         Ok(())
     }
@@ -2259,6 +2414,39 @@ impl<S: ClientStore> Engine<S> {
                 }
             }
             (Op::Leave { .. }, Ok(Response::MessageAccepted { .. })) => self.finish_op(f.op_id)?,
+            (Op::JoinExternal { .. }, Ok(Response::GroupInfo { group_info, .. })) => {
+                let op_id = f.op_id;
+                self.inflight = Some(f);
+                if let Err(e) = self.join_external(op_id, group_id, &group_info, now) {
+                    self.inflight = None;
+                    self.discard_external_join(&group_id)?;
+                    self.fail_op(op_id, group_id, e.to_string())?;
+                }
+            }
+            (Op::JoinExternal { .. }, Ok(Response::CommitAccepted { seq, .. })) => {
+                // The group is ours (openmls merged it when building the
+                // commit); from here on the relay's items for it count.
+                let name = String::new();
+                self.store.insert_conversation(&group_id, &name, seq, now)?;
+                self.finish_op(f.op_id)?;
+                let me = self.id()?.0.user_id.clone();
+                self.events.push_back(Event::ConversationUpdated(group_id));
+                self.events.push_back(Event::MembershipChanged {
+                    group_id,
+                    added: vec![me],
+                    removed: vec![],
+                });
+            }
+            (Op::JoinExternal { .. }, Err(ProtocolError::WrongEpoch { .. })) => {
+                // Someone committed first: start again from the new GroupInfo.
+                self.discard_external_join(&group_id)?;
+                f.step = Step::RetryAt(now);
+                self.inflight = Some(f);
+            }
+            (Op::JoinExternal { .. }, Err(e)) => {
+                self.discard_external_join(&group_id)?;
+                self.fail_op(f.op_id, group_id, e.to_string())?;
+            }
             (Op::AddMembers { users, .. }, Ok(Response::TrustList { document })) => {
                 let first = users[0].clone();
                 self.handle_trust_list(document, now)?;
@@ -2500,6 +2688,14 @@ impl<S: ClientStore> Engine<S> {
             self.store.conversation_cursor(&group_id)?,
             Some((_, ConversationState::Active | ConversationState::Leaving))
         );
+        if let Op::JoinExternal { group_id } = op {
+            if active {
+                return self.finish_op(op_id); // a member already
+            }
+            let req = self.request(Request::GetGroupInfo { group_id }, Pending::Op);
+            self.set_step(Step::Awaiting(req));
+            return Ok(());
+        }
         if !active && !matches!(op, Op::CreateGroup { .. }) {
             if let Op::Send { message_id, .. } = op {
                 if self.store.message(&message_id)?.is_some() {
@@ -2615,6 +2811,7 @@ impl<S: ClientStore> Engine<S> {
             | Op::RemoveDevices { .. }
             | Op::UpdateCredential { .. }
             | Op::CommitProposals { .. } => self.commit_step(now)?,
+            Op::JoinExternal { .. } => unreachable!("handled before the active check"),
         }
         Ok(())
     }

@@ -143,6 +143,16 @@ fn push(e: &mut Engine, p: Push) {
 /// Connects: challenge, authentication, KeyPackage upload, empty backlog.
 /// Returns the KeyPackages the engine uploaded.
 fn connect(e: &mut Engine, device: DeviceId, user: &str) -> Vec<Bytes> {
+    connect_with_groups(e, device, user, vec![])
+}
+
+/// Like [`connect`], with the relay listing `groups` as the user's.
+fn connect_with_groups(
+    e: &mut Engine,
+    device: DeviceId,
+    user: &str,
+    groups: Vec<GroupId>,
+) -> Vec<Bytes> {
     e.handle_connected();
     push(
         e,
@@ -199,7 +209,23 @@ fn connect(e: &mut Engine, device: DeviceId, user: &str) -> Vec<Bytes> {
     respond(e, *id, Ok(Response::KeyPackagesStored { stock: 20 }));
     push(e, Push::QueueDrained);
     assert!(e.is_online());
+    answer_list_groups(e, groups);
     kps
+}
+
+/// A device asks once, after its first catch-up, for its user's groups (to
+/// join them by external commit); answers with `groups`.
+fn answer_list_groups(e: &mut Engine, groups: Vec<GroupId>) {
+    let frames = sent(e);
+    let [ClientFrame {
+        id,
+        req: Request::ListGroups,
+        ..
+    }] = frames.as_slice()
+    else {
+        panic!("expected ListGroups, got {frames:?}");
+    };
+    respond(e, *id, Ok(Response::Groups { group_ids: groups }));
 }
 
 /// Reconnects an engine that already has its KeyPackages and certificate on
@@ -943,6 +969,7 @@ fn a_revoked_member_is_refused_when_claimed() {
         }
     }
     push(&mut a, Push::QueueDrained);
+    answer_list_groups(&mut a, vec![]);
     let group = registered_group(&mut a, "Ward");
     a.add_members(&group, vec![UserId::new("bob@north").expect("valid")], T0)
         .expect("queued");
@@ -1095,4 +1122,142 @@ fn a_commit_whose_answer_was_lost_is_resent_identically() {
         }),
     );
     assert_eq!(b.epoch(&group).expect("joined"), 1);
+}
+
+/// Runs a device's join by external commit up to its Commit request, the
+/// relay serving `group_info`; returns the request id and bundle.
+fn external_join(
+    e: &mut Engine,
+    device: DeviceId,
+    user: &str,
+    group: GroupId,
+    group_info: &Bytes,
+) -> (u64, CommitBundle) {
+    connect_with_groups(e, device, user, vec![group]);
+    let f = sent(e);
+    let [ClientFrame {
+        id,
+        req: Request::GetGroupInfo { group_id },
+        ..
+    }] = f.as_slice()
+    else {
+        panic!("expected GetGroupInfo, got {f:?}");
+    };
+    assert_eq!(*group_id, group);
+    respond(
+        e,
+        *id,
+        Ok(Response::GroupInfo {
+            epoch: 0,
+            group_info: group_info.clone(),
+        }),
+    );
+    let f = sent(e);
+    let [ClientFrame {
+        id,
+        req: Request::Commit(bundle),
+        ..
+    }] = f.as_slice()
+    else {
+        panic!("expected the external commit, got {f:?}");
+    };
+    assert_eq!(bundle.added, vec![device]);
+    assert!(bundle.welcome.is_none());
+    (*id, bundle.clone())
+}
+
+/// A user's new device joins by external commit and the members accept it;
+/// the same commit from someone who is not in the conversation is refused.
+#[test]
+fn a_users_new_device_joins_by_external_commit_and_no_one_else_may() {
+    let (mut a, da) = enrolled(Store::in_memory().expect("store"), "alice@north");
+    connect(&mut a, da, "alice@north");
+    let group = a.create_group("Ward", T0).expect("group");
+    let f = sent(&mut a);
+    let [ClientFrame {
+        id,
+        req: Request::CreateGroup { group_info, .. },
+        ..
+    }] = f.as_slice()
+    else {
+        panic!("expected CreateGroup, got {f:?}");
+    };
+    let group_info = group_info.clone();
+    respond(&mut a, *id, Ok(Response::GroupCreated));
+    let f = sent(&mut a);
+    respond(&mut a, f[0].id, Ok(Response::MessageAccepted { seq: 1 }));
+
+    // Carol is not in the conversation: her external commit is refused.
+    let (mut c, dc) = enrolled(Store::in_memory().expect("store"), "carol@north");
+    let (_, carols) = external_join(&mut c, dc, "carol@north", group, &group_info);
+    events(&mut a);
+    push(
+        &mut a,
+        Push::Deliver(QueueItem {
+            queue_id: 1,
+            group_id: group,
+            seq: 2,
+            sender: dc,
+            kind: ItemKind::Commit,
+            payload: carols.commit.clone(),
+        }),
+    );
+    assert!(events(&mut a).iter().any(|e| matches!(e,
+        Event::OperationFailed { reason, .. } if reason.contains("not in the conversation"))));
+    assert_eq!(a.epoch(&group).expect("epoch"), 0);
+    assert_eq!(a.members(&group).expect("members").len(), 1);
+
+    // Alice's own new device may.
+    let (mut a2, da2) = enrolled(Store::in_memory().expect("store"), "alice@north");
+    let (rid, bundle) = external_join(&mut a2, da2, "alice@north", group, &group_info);
+    assert_eq!(bundle.epoch, 0);
+    respond(
+        &mut a2,
+        rid,
+        Ok(Response::CommitAccepted { epoch: 1, seq: 3 }),
+    );
+    assert!(events(&mut a2).contains(&Event::ConversationUpdated(group)));
+    assert_eq!(a2.epoch(&group).expect("joined"), 1);
+    push(
+        &mut a,
+        Push::Deliver(QueueItem {
+            queue_id: 2,
+            group_id: group,
+            seq: 3,
+            sender: da2,
+            kind: ItemKind::Commit,
+            payload: bundle.commit.clone(),
+        }),
+    );
+    assert_eq!(a.epoch(&group).expect("epoch"), 1);
+    assert_eq!(a.members(&group).expect("members").len(), 2);
+    assert!(events(&mut a).contains(&Event::MembershipChanged {
+        group_id: group,
+        added: vec![UserId::new("alice@north").expect("valid")],
+        removed: vec![],
+    }));
+    // Alice's first device tells the new one the conversation's name.
+    let f: Vec<_> = sent(&mut a)
+        .into_iter()
+        .filter(|f| matches!(f.req, Request::SendMessage { .. }))
+        .collect();
+    let [ClientFrame {
+        req: Request::SendMessage { message, .. },
+        ..
+    }] = f.as_slice()
+    else {
+        panic!("expected the name message, got {f:?}");
+    };
+    push(
+        &mut a2,
+        Push::Deliver(QueueItem {
+            queue_id: 1,
+            group_id: group,
+            seq: 4,
+            sender: da,
+            kind: ItemKind::Application,
+            payload: message.clone(),
+        }),
+    );
+    assert_eq!(a2.conversation(&group).expect("conv").name, "Ward");
 }

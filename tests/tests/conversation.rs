@@ -602,3 +602,60 @@ async fn delivered_waits_only_for_those_who_were_there() -> Result<()> {
         .await?;
     Ok(())
 }
+
+/// A user's new device joins the conversations the user is already in, by
+/// external commit: it learns the name from the user's other device, reads
+/// what is sent from then on, and its messages reach everyone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_device_joins_its_users_conversations() -> Result<()> {
+    let relay = Relay::start().await?;
+    relay.org("north-trust").await?;
+    let phone = relay
+        .user("alice@north-trust", "Alice Okafor", "Ward Sister")
+        .await?;
+    let bob = relay
+        .user("bob@north-trust", "Bob Singh", "Junior Doctor")
+        .await?;
+    let group = phone.create_group_with("Ward 7", &[&bob]).await?;
+    phone.client.send_text(group, "before the desktop").await?;
+    bob.messages(group, 1).await?;
+
+    let desktop = relay.device("alice@north-trust", "desktop").await?;
+    desktop.joined(group).await?;
+    desktop
+        .until("the name from Alice's phone", || async {
+            Ok(desktop.client.conversation(group).await?.name == "Ward 7")
+        })
+        .await?;
+    assert!(
+        desktop.texts(group).await?.is_empty(),
+        "earlier messages stay unreadable to the new device"
+    );
+
+    bob.client.send_text(group, "hello both devices").await?;
+    desktop.messages(group, 1).await?;
+    phone.messages(group, 2).await?;
+    desktop.client.send_text(group, "from the desktop").await?;
+    bob.messages(group, 3).await?;
+    phone.messages(group, 3).await?;
+    assert_eq!(
+        bob.texts(group).await?,
+        [
+            "before the desktop",
+            "hello both devices",
+            "from the desktop"
+        ]
+    );
+    for p in [&phone, &bob, &desktop] {
+        p.sync().await?;
+    }
+    let e = phone.client.epoch(group).await?;
+    assert_eq!(bob.client.epoch(group).await?, e);
+    assert_eq!(desktop.client.epoch(group).await?, e);
+    assert_eq!(
+        bob.client.members(group).await?.len(),
+        3,
+        "two devices of Alice's and Bob's"
+    );
+    Ok(())
+}
