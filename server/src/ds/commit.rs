@@ -109,11 +109,8 @@ async fn sequence(
                 "an external commit from a device that is a member",
             ));
         }
-        let own: HashSet<_> = store
-            .devices_of_user(&session.user_id)?
+        let own: HashSet<_> = super::live_devices(state, &session.user_id)?
             .into_iter()
-            .filter(|d| !d.revoked)
-            .map(|d| d.device_id)
             .collect();
         if !group.roster.iter().any(|d| own.contains(d)) {
             return Err(DsError::NotMember);

@@ -19,11 +19,8 @@ pub fn handle(
     let store = state.store();
     let group = store.get_group(group_id)?.ok_or(DsError::UnknownGroup)?;
     if !group.roster.contains(&session.device_id) {
-        let own = store.devices_of_user(&session.user_id)?;
-        let related = own
-            .iter()
-            .any(|d| !d.revoked && group.roster.contains(&d.device_id));
-        if !related {
+        let own = super::live_devices(state, &session.user_id)?;
+        if !own.iter().any(|d| group.roster.contains(d)) {
             return Err(DsError::NotMember);
         }
     }
@@ -37,14 +34,8 @@ pub fn handle(
 /// Lists the groups that hold an unrevoked device of the caller's user
 /// (the caller's own included).
 pub fn list(state: &AppState, session: &Session) -> Result<Response, DsError> {
-    let store = state.store();
-    let devices: Vec<_> = store
-        .devices_of_user(&session.user_id)?
-        .into_iter()
-        .filter(|d| !d.revoked)
-        .map(|d| d.device_id)
-        .collect();
+    let devices = super::live_devices(state, &session.user_id)?;
     Ok(Response::Groups {
-        group_ids: store.groups_with_devices(&devices)?,
+        group_ids: state.store().groups_with_devices(&devices)?,
     })
 }

@@ -87,6 +87,19 @@ pub async fn handle_request(
 }
 
 /// `TooLarge` if an MLS message exceeds [`MAX_MLS_MESSAGE_BYTES`].
+/// The user's unrevoked devices: those that stand for the user in a roster
+/// (for another device of theirs to fetch a GroupInfo, list the groups or
+/// join by external commit).
+fn live_devices(state: &AppState, user: &UserId) -> Result<Vec<DeviceId>, DsError> {
+    Ok(state
+        .store()
+        .devices_of_user(user)?
+        .into_iter()
+        .filter(|d| !d.revoked)
+        .map(|d| d.device_id)
+        .collect())
+}
+
 fn check_mls_size(message: &[u8]) -> Result<(), DsError> {
     if message.len() > MAX_MLS_MESSAGE_BYTES {
         return Err(DsError::TooLarge {
