@@ -2089,6 +2089,14 @@ impl<S: ClientStore> Engine<S> {
         }))
     }
 
+    /// Whose delivery receipts count in a conversation: the other users,
+    /// or `None` where receipts are not sent (more than
+    /// [`MAX_RECEIPT_GROUP_USERS`] people, counting this user).
+    fn receipt_users(&self, group_id: &GroupId) -> Result<Option<Vec<UserId>>> {
+        let others = self.other_users(group_id)?;
+        Ok((others.len() < MAX_RECEIPT_GROUP_USERS).then_some(others))
+    }
+
     /// The other users in a conversation, sorted.
     fn other_users(&self, group_id: &GroupId) -> Result<Vec<UserId>> {
         let (identity, _) = self.id()?;
@@ -2126,14 +2134,7 @@ impl<S: ClientStore> Engine<S> {
             ) {
                 continue;
             }
-            let mut users: Vec<UserId> = self
-                .members(&group_id)?
-                .into_iter()
-                .map(|m| m.user_id)
-                .collect();
-            users.sort();
-            users.dedup();
-            if users.len() > MAX_RECEIPT_GROUP_USERS {
+            if self.receipt_users(&group_id)?.is_none() {
                 continue;
             }
             for chunk in ids.chunks(MAX_RECEIPT_IDS) {
@@ -2403,8 +2404,8 @@ impl<S: ClientStore> Engine<S> {
                     // Those in the conversation now are the recipients whose
                     // receipts make it delivered (receipts that came before
                     // this answer, after a lost one, count too).
-                    let others = self.other_users(&group_id)?;
-                    if !others.is_empty() && others.len() < MAX_RECEIPT_GROUP_USERS {
+                    let others = self.receipt_users(&group_id)?.unwrap_or_default();
+                    if !others.is_empty() {
                         self.store
                             .expect_receipts(&message_id, &group_id, &others)?;
                         if let Some(e) = self.check_delivered(&group_id, &message_id)? {
