@@ -791,31 +791,18 @@ fn a_forged_member_is_refused_when_claimed() {
     let (mut m, dm) = enrolled_with(Store::in_memory().expect("store"), "bob@north", &forger);
     connect(&mut a, da, "alice@north");
     let m_kps = connect(&mut m, dm, "bob@north");
-    let mut a_events = Vec::new();
     let group = registered_group(&mut a, "Ward");
     a.add_members(&group, vec![UserId::new("bob@north").expect("valid")], T0)
         .expect("queued");
     let f = answer_trust(&mut a);
-    respond(
+    assert_claim_refused(
         &mut a,
         f[0].id,
-        Ok(Response::KeyPackages {
-            devices: vec![ClaimedKeyPackage {
-                device_id: dm,
-                key_package: m_kps[0].clone(),
-            }],
-        }),
+        dm,
+        &m_kps[0],
+        T0,
+        "not signed by its organisation",
     );
-    assert!(
-        sent(&mut a)
-            .iter()
-            .all(|f| !matches!(f.req, Request::Commit(_))),
-        "no commit adds the forged member"
-    );
-    a_events.extend(events(&mut a));
-    assert!(a_events.iter().any(|e| matches!(e,
-        Event::OperationFailed { reason, .. } if reason.contains("not signed by its organisation")
-    )), "{a_events:?}");
     assert_eq!(a.members(&group).expect("members").len(), 1);
 }
 
@@ -974,25 +961,7 @@ fn a_revoked_member_is_refused_when_claimed() {
     a.add_members(&group, vec![UserId::new("bob@north").expect("valid")], T0)
         .expect("queued");
     let f = answer_trust(&mut a);
-    respond(
-        &mut a,
-        f[0].id,
-        Ok(Response::KeyPackages {
-            devices: vec![ClaimedKeyPackage {
-                device_id: db,
-                key_package: b_kps[0].clone(),
-            }],
-        }),
-    );
-    assert!(sent(&mut a)
-        .iter()
-        .all(|f| !matches!(f.req, Request::Commit(_))));
-    let evs = events(&mut a);
-    assert!(
-        evs.iter().any(|e| matches!(e,
-            Event::OperationFailed { reason, .. } if reason.contains("revoked"))),
-        "{evs:?}"
-    );
+    assert_claim_refused(&mut a, f[0].id, db, &b_kps[0], T0, "revoked");
 }
 
 /// A KeyPackage whose certificate has expired is refused with the reason.
@@ -1008,26 +977,41 @@ fn an_expired_member_is_refused_when_claimed() {
     let f = answer_trust(&mut a);
     // The certificates were issued for 10 days; eleven days later:
     let later = T0 + 11 * 86_400 * 1000;
-    a.handle_frame(
+    assert_claim_refused(&mut a, f[0].id, db, &b_kps[0], later, "expired");
+}
+
+/// Answers `e`'s KeyPackage claim `claim` with `device`'s KeyPackage at
+/// time `now`, and checks that no commit adds it and the failure names
+/// `reason`.
+fn assert_claim_refused(
+    e: &mut Engine,
+    claim: u64,
+    device: DeviceId,
+    key_package: &Bytes,
+    now: u64,
+    reason: &str,
+) {
+    e.handle_frame(
         &server(ServerFrame::Response {
-            id: f[0].id,
+            id: claim,
             result: Ok(Response::KeyPackages {
                 devices: vec![ClaimedKeyPackage {
-                    device_id: db,
-                    key_package: b_kps[0].clone(),
+                    device_id: device,
+                    key_package: key_package.clone(),
                 }],
             }),
         }),
-        later,
+        now,
     )
     .expect("handled");
-    assert!(sent(&mut a)
-        .iter()
-        .all(|f| !matches!(f.req, Request::Commit(_))));
-    let evs = events(&mut a);
     assert!(
-        evs.iter().any(|e| matches!(e,
-            Event::OperationFailed { reason, .. } if reason.contains("expired"))),
+        sent(e).iter().all(|f| !matches!(f.req, Request::Commit(_))),
+        "no commit adds the refused member"
+    );
+    let evs = events(e);
+    assert!(
+        evs.iter().any(|ev| matches!(ev,
+            Event::OperationFailed { reason: r, .. } if r.contains(reason))),
         "{evs:?}"
     );
 }
