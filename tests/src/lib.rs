@@ -430,16 +430,18 @@ impl Peer {
         F: FnMut() -> Fut,
         Fut: std::future::Future<Output = Result<bool>>,
     {
-        let deadline = tokio::time::Instant::now() + WAIT;
-        loop {
-            if check().await? {
-                return Ok(());
+        let user = self.user();
+        poll_until(|| {
+            let done = check();
+            async {
+                Ok(if done.await? {
+                    Ok(())
+                } else {
+                    Err(format!("{user} waited in vain for {what}"))
+                })
             }
-            if tokio::time::Instant::now() > deadline {
-                bail!("{} waited in vain for {what}", self.user());
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        })
+        .await
     }
 
     /// Creates a conversation with these members and waits until every one
@@ -510,6 +512,25 @@ impl Peer {
         let dir = self.dir.clone();
         self.client.shutdown().await;
         dir
+    }
+}
+
+/// Polls `check` every 50 ms for at most [`WAIT`]. `check` answers
+/// `Ok(Ok(value))` when done, `Ok(Err(why))` while not yet (the last `why`
+/// is the error on time-out, so it can say what was seen), or an error that
+/// ends the wait at once.
+pub async fn poll_until<T, F, Fut>(mut check: F) -> Result<T>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<std::result::Result<T, String>>>,
+{
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        match check().await? {
+            Ok(value) => return Ok(value),
+            Err(why) if tokio::time::Instant::now() > deadline => bail!("{why}"),
+            Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
+        }
     }
 }
 

@@ -14,7 +14,7 @@ use base64::Engine as _;
 use serde_json::{json, Value};
 use tokio::process::{Child, Command};
 
-use crate::WAIT;
+use crate::{poll_until, WAIT};
 
 /// The W3C key code of Enter.
 pub const ENTER: &str = "\u{E007}";
@@ -182,49 +182,47 @@ impl Driver {
 
     /// Waits until some element matching `css` has text satisfying `check`.
     pub async fn wait_for_text(&self, css: &str, check: impl Fn(&str) -> bool) -> Result<Element> {
-        let deadline = tokio::time::Instant::now() + WAIT;
-        loop {
+        let check = &check;
+        poll_until(|| async move {
             let mut seen = Vec::new();
             for e in self.find_all(css).await? {
                 match self.text(&e).await {
-                    Ok(t) if check(&t) => return Ok(e),
+                    Ok(t) if check(&t) => return Ok(Ok(e)),
                     Ok(t) => seen.push(t),
                     Err(e) => seen.push(format!("<{e}>")),
                 }
             }
-            if tokio::time::Instant::now() > deadline {
-                bail!("no {css} with the expected text appeared; seen: {seen:?}");
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+            Ok(Err(format!(
+                "no {css} with the expected text appeared; seen: {seen:?}"
+            )))
+        })
+        .await
     }
 
     /// Waits until an element matching `css` satisfies `check` (on the
     /// list of matches' count, for "at least one" use `|_| true`).
     pub async fn wait_for(&self, css: &str, check: impl Fn(usize) -> bool) -> Result<Element> {
-        let deadline = tokio::time::Instant::now() + WAIT;
-        loop {
+        let check = &check;
+        poll_until(|| async move {
             let found = self.find_all(css).await?;
-            if !found.is_empty() && check(found.len()) {
-                return Ok(found[0].clone());
-            }
-            if tokio::time::Instant::now() > deadline {
-                bail!("{css} did not appear");
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+            Ok(match found.first() {
+                Some(e) if check(found.len()) => Ok(e.clone()),
+                _ => Err(format!("{css} did not appear")),
+            })
+        })
+        .await
     }
 
     /// Waits until nothing matches `css`.
     pub async fn wait_gone(&self, css: &str) -> Result<()> {
-        let deadline = tokio::time::Instant::now() + WAIT;
-        while !self.find_all(css).await?.is_empty() {
-            if tokio::time::Instant::now() > deadline {
-                bail!("{css} did not go away");
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-        Ok(())
+        poll_until(|| async move {
+            Ok(if self.find_all(css).await?.is_empty() {
+                Ok(())
+            } else {
+                Err(format!("{css} did not go away"))
+            })
+        })
+        .await
     }
 
     /// Clicks an element.

@@ -7,8 +7,9 @@
 //!
 //! Needs a display, tauri-driver, WebKitWebDriver, dbus-daemon and xdotool,
 //! so both are ignored in a plain `cargo test`; `cargo xtask test` installs
-//! those and runs them with `--ignored` under `xvfb-run`, one at a time. Screenshots of each main screen go to
-//! `$CASCADE_SCREENSHOT_DIR` (default `<target>/desktop-screenshots`).
+//! those and runs them with `--ignored` under `xvfb-run`, one at a time.
+//! Screenshots of each main screen go to `$CASCADE_SCREENSHOT_DIR` (default
+//! `<target>/desktop-screenshots`).
 
 use std::path::PathBuf;
 
@@ -284,14 +285,15 @@ async fn a_nurse_enrols_chats_across_organisations_and_rides_out_a_relay_outage(
 
         // Readable in a small window too: no sideways overflow.
         app.set_window_size(800, 600).await?;
-        let deadline = tokio::time::Instant::now() + WAIT;
-        while app.execute("return window.innerWidth;", vec![]).await?.as_f64() > Some(800.0) {
-            anyhow::ensure!(
-                tokio::time::Instant::now() < deadline,
-                "the window did not shrink"
-            );
-            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-        }
+        poll_until(|| async {
+            let width = app.execute("return window.innerWidth;", vec![]).await?;
+            Ok(if width.as_f64() > Some(800.0) {
+                Err("the window did not shrink".to_owned())
+            } else {
+                Ok(())
+            })
+        })
+        .await?;
         assert_layout(&app).await?;
         app.screenshot("08-small-window").await?;
         app.set_window_size(1280, 800).await?;
@@ -364,17 +366,14 @@ async fn wait_attr(
     name: &str,
     want: &str,
 ) -> Result<()> {
-    let deadline = tokio::time::Instant::now() + WAIT;
-    loop {
-        if app.attr(e, name).await?.as_deref() == Some(want) {
-            return Ok(());
-        }
-        anyhow::ensure!(
-            tokio::time::Instant::now() < deadline,
-            "{name} never became {want}"
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-    }
+    poll_until(|| async {
+        Ok(if app.attr(e, name).await?.as_deref() == Some(want) {
+            Ok(())
+        } else {
+            Err(format!("{name} never became {want}"))
+        })
+    })
+    .await
 }
 
 /// The layout holds at the default 1280×800 window: the sidebar, the chat
@@ -428,8 +427,24 @@ struct NotificationBus {
 impl NotificationBus {
     async fn start(dir: &std::path::Path) -> Result<NotificationBus> {
         use tokio::io::AsyncBufReadExt;
+        // A bus with no services to activate: the standard session bus
+        // would start accessibility and desktop-portal services on the
+        // app's behalf, which fail on a bare display and can hold up its
+        // start for the D-Bus timeout.
+        let config = dir.join("bus.conf");
+        std::fs::write(
+            &config,
+            format!(
+                "<busconfig><type>session</type><listen>unix:dir={}</listen>\
+                 <auth>EXTERNAL</auth><policy context=\"default\">\
+                 <allow send_destination=\"*\" eavesdrop=\"true\"/>\
+                 <allow eavesdrop=\"true\"/><allow own=\"*\"/></policy></busconfig>",
+                dir.display()
+            ),
+        )?;
         let mut daemon = tokio::process::Command::new("dbus-daemon")
-            .args(["--session", "--nofork", "--print-address=1"])
+            .arg(format!("--config-file={}", config.display()))
+            .args(["--nofork", "--print-address=1"])
             .stdout(std::process::Stdio::piped())
             .stderr(std::process::Stdio::null())
             .kill_on_drop(true)
@@ -478,18 +493,15 @@ impl NotificationBus {
     }
 
     async fn wait_for(&self, n: usize) -> Result<Vec<(String, String)>> {
-        let deadline = tokio::time::Instant::now() + WAIT;
-        loop {
+        poll_until(|| async {
             let got = self.notifications();
-            if got.len() >= n {
-                return Ok(got);
-            }
-            anyhow::ensure!(
-                tokio::time::Instant::now() < deadline,
-                "{n} notifications expected, got {got:?}"
-            );
-            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-        }
+            Ok(if got.len() >= n {
+                Ok(got)
+            } else {
+                Err(format!("{n} notifications expected, got {got:?}"))
+            })
+        })
+        .await
     }
 
     async fn stop(mut self) {
@@ -507,17 +519,13 @@ async fn focus_elsewhere(scratch: &std::path::Path) -> Result<tokio::process::Ch
         anyhow::ensure!(out.status.success(), "xdotool {args:?} failed");
         Ok(String::from_utf8_lossy(&out.stdout).trim().to_owned())
     };
-    let wait = |name: &'static str| async move {
-        let deadline = tokio::time::Instant::now() + WAIT;
-        loop {
-            if let Ok(ids) = xdotool(&["search", "--name", name]) {
-                if let Some(id) = ids.lines().next() {
-                    return Ok::<_, anyhow::Error>(id.to_owned());
-                }
-            }
-            anyhow::ensure!(tokio::time::Instant::now() < deadline, "no window {name}");
-            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-        }
+    let wait = |name: &'static str| {
+        poll_until(move || async move {
+            let found = xdotool(&["search", "--name", name])
+                .ok()
+                .and_then(|ids| ids.lines().next().map(str::to_owned));
+            Ok(found.ok_or_else(|| format!("no window {name}")))
+        })
     };
     wait("Alice Smith").await?;
     let other = scratch.join(format!("other-{}", rand::random::<u32>()));
