@@ -1245,3 +1245,109 @@ fn a_users_new_device_joins_by_external_commit_and_no_one_else_may() {
     );
     assert_eq!(a2.conversation(&group).expect("conv").name, "Ward");
 }
+
+/// Writes the schema-v1 store fixtures (`tests/fixtures/store-v1/`): Alice's
+/// and Bob's databases after a short conversation, with Alice holding a
+/// prepared message whose answer never came and a message queued offline.
+/// Run once with the v1 code: `cargo test --test engine -- --ignored write_v1_fixture`.
+#[test]
+#[ignore]
+fn write_v1_fixture() {
+    let out = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/store-v1");
+    std::fs::create_dir_all(&out).expect("dir");
+    for f in ["alice.db", "bob.db"] {
+        let _ = std::fs::remove_file(out.join(f));
+    }
+    let (mut a, da) = enrolled(Store::open(&out.join("alice.db")).expect("store"), "alice@north");
+    let (mut b, db) = enrolled(Store::open(&out.join("bob.db")).expect("store"), "bob@north");
+    connect(&mut a, da, "alice@north");
+    let b_kps = connect(&mut b, db, "bob@north");
+    let group = registered_group(&mut a, "Ward 7");
+    a.add_members(&group, vec![UserId::new("bob@north").expect("valid")], T0)
+        .expect("queued");
+    let (cid, bundle) = claim_and_commit(&mut a, "bob@north", db, &b_kps[0]);
+    respond(&mut a, cid, Ok(Response::CommitAccepted { epoch: 1, seq: 2 }));
+    push(
+        &mut b,
+        Push::Deliver(QueueItem {
+            queue_id: 1,
+            group_id: group,
+            seq: 2,
+            sender: da,
+            kind: ItemKind::Welcome,
+            payload: bundle.welcome.expect("welcome"),
+        }),
+    );
+    a.send_text(&group, "v1 history from alice", T0).expect("queued");
+    let mut qid = 2;
+    for seq in [3, 4] {
+        let f = sent(&mut a);
+        let Request::SendMessage { message, .. } = &f[0].req else {
+            panic!("expected a message, got {f:?}");
+        };
+        respond(&mut a, f[0].id, Ok(Response::MessageAccepted { seq }));
+        push(
+            &mut b,
+            Push::Deliver(QueueItem {
+                queue_id: qid,
+                group_id: group,
+                seq,
+                sender: da,
+                kind: ItemKind::Application,
+                payload: message.clone(),
+            }),
+        );
+        qid += 1;
+    }
+    b.handle_timeout(T0 + RECEIPT_DELAY_MS).expect("timer");
+    b.send_text(&group, "v1 reply from bob", T0 + 1).expect("queued");
+    let mut a_qid = 10;
+    for seq in [5, 6] {
+        let f: Vec<_> = sent(&mut b)
+            .into_iter()
+            .filter(|f| matches!(f.req, Request::SendMessage { .. }))
+            .collect();
+        let Request::SendMessage { message, .. } = &f[0].req else {
+            panic!("expected a message, got {f:?}");
+        };
+        respond(&mut b, f[0].id, Ok(Response::MessageAccepted { seq }));
+        push(
+            &mut a,
+            Push::Deliver(QueueItem {
+                queue_id: a_qid,
+                group_id: group,
+                seq,
+                sender: db,
+                kind: ItemKind::Application,
+                payload: message.clone(),
+            }),
+        );
+        a_qid += 1;
+    }
+    // Alice's message goes out but its answer never comes; then she goes
+    // offline and writes another.
+    a.send_text(&group, "prepared under v1", T0 + 2).expect("queued");
+    let f: Vec<_> = sent(&mut a)
+        .into_iter()
+        .filter(|f| matches!(f.req, Request::SendMessage { .. }))
+        .collect();
+    assert_eq!(f.len(), 1);
+    a.handle_disconnected();
+    a.send_text(&group, "queued under v1", T0 + 3).expect("queued");
+    assert_eq!(a.outbox_len().expect("outbox"), 2);
+    let h = a.history(&group, None, 10).expect("history");
+    assert_eq!(h.len(), 4, "{h:?}");
+    assert_eq!(h[0].state, DeliveryState::Delivered);
+    let meta = serde_json::json!({
+        "schema": 1,
+        "written_by": "client-core/tests/engine.rs write_v1_fixture",
+        "group_id": group.to_string(),
+        "epoch": 1,
+        "last_seq": 6,
+        "alice": { "user": "alice@north", "device": da.to_string() },
+        "bob": { "user": "bob@north", "device": db.to_string() },
+        "now_ms": T0 + 10,
+    });
+    std::fs::write(out.join("fixture.json"), serde_json::to_vec_pretty(&meta).expect("json"))
+        .expect("write");
+}
