@@ -13,8 +13,8 @@ use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::tungstenite::Message as WsMessage;
 
 use crate::content::MessageId;
-use crate::engine::{Engine, Event, Member};
-use crate::error::{CoreError, Result};
+use crate::engine::{Answer, Engine, Event, Member, Participant, QueryId};
+use crate::error::{CoreError, EnrolmentError, Result};
 use crate::store::{Conversation, Identity, Message, SqliteStore};
 
 /// File name of the device database inside the data directory.
@@ -25,8 +25,19 @@ const BACKOFF_MAX: Duration = Duration::from_secs(30);
 
 type Job = Box<dyn FnOnce(&mut Engine, u64) + Send>;
 
+/// A query: starts it on the engine and returns its token (`None` when the
+/// engine answers at once that it cannot ask, e.g. offline).
+type QueryJob = Box<dyn FnOnce(&mut Engine, u64) -> Result<Option<QueryId>> + Send>;
+
+/// Where a query's answer goes.
+type Reply = oneshot::Sender<Result<Option<Answer>>>;
+
+/// How long a query waits for the relay's answer.
+const QUERY_TIMEOUT: Duration = Duration::from_secs(10);
+
 enum Cmd {
     Job(Job),
+    Query(QueryJob, Reply),
     SetPaused(bool),
     Shutdown(oneshot::Sender<()>),
 }
@@ -71,19 +82,14 @@ impl Client {
         code: &str,
         device_name: &str,
     ) -> Result<Identity> {
-        let (token, fingerprint) = code.trim().rsplit_once('.').ok_or_else(|| {
-            CoreError::Enrolment(
-                "the enrolment code lacks the organisation's fingerprint (token.fingerprint)"
-                    .into(),
-            )
-        })?;
+        let (token, fingerprint) = code
+            .trim()
+            .rsplit_once('.')
+            .ok_or(EnrolmentError::BadCode)?;
         if fingerprint.len() != 64 || !fingerprint.bytes().all(|b| b.is_ascii_hexdigit()) {
-            return Err(CoreError::Enrolment(
-                "the enrolment code's fingerprint is not 64 hex digits".into(),
-            ));
+            return Err(EnrolmentError::BadCode.into());
         }
-        std::fs::create_dir_all(data_dir)
-            .map_err(|e| CoreError::Enrolment(format!("cannot create data directory: {e}")))?;
+        std::fs::create_dir_all(data_dir).map_err(EnrolmentError::DataDir)?;
         let mut engine = Engine::new(SqliteStore::open(&db_path(data_dir))?)?;
         let public_key = engine.begin_enrolment()?;
         let url = format!("{}/v1/enrol", server_url.trim_end_matches('/'));
@@ -96,7 +102,7 @@ impl Client {
             })
             .send()
             .await
-            .map_err(|e| CoreError::Enrolment(format!("relay unreachable: {}", e.without_url())))?;
+            .map_err(|_| EnrolmentError::Unreachable)?;
         if !resp.status().is_success() {
             let status = resp.status();
             let msg = resp
@@ -104,12 +110,9 @@ impl Client {
                 .await
                 .map(|e| e.message)
                 .unwrap_or_else(|_| status.to_string());
-            return Err(CoreError::Enrolment(msg));
+            return Err(EnrolmentError::Refused(msg).into());
         }
-        let body: EnrolResponse = resp
-            .json()
-            .await
-            .map_err(|_| CoreError::Enrolment("unexpected answer from the relay".into()))?;
+        let body: EnrolResponse = resp.json().await.map_err(|_| EnrolmentError::BadAnswer)?;
         let org: OrgInfo = reqwest::Client::new()
             .get(format!(
                 "{}/v1/orgs/{}",
@@ -118,18 +121,14 @@ impl Client {
             ))
             .send()
             .await
-            .map_err(|e| CoreError::Enrolment(format!("relay unreachable: {}", e.without_url())))?
+            .map_err(|_| EnrolmentError::Unreachable)?
             .json()
             .await
-            .map_err(|_| CoreError::Enrolment("the relay did not serve the organisation".into()))?;
-        let pem = org.ca_certificate.ok_or_else(|| {
-            CoreError::Enrolment("the organisation has no CA certificate on the relay".into())
-        })?;
+            .map_err(|_| EnrolmentError::BadAnswer)?;
+        let pem = org.ca_certificate.ok_or(EnrolmentError::NoCaCertificate)?;
         let der = crate::identity::pem_to_der(&pem)?;
         if crate::identity::fingerprint_hex(&der) != fingerprint.to_ascii_lowercase() {
-            return Err(CoreError::Enrolment(
-                "the organisation's CA certificate on the relay does not match the fingerprint in the enrolment code".into(),
-            ));
+            return Err(EnrolmentError::FingerprintMismatch.into());
         }
         engine.complete_enrolment(server_url, body, &der)?;
         engine.identity().cloned().ok_or(CoreError::NotEnrolled)
@@ -260,10 +259,32 @@ impl Client {
         self.call(move |e, _| e.members(&group)).await
     }
 
+    /// Members of a conversation by person, with their devices (see
+    /// [`Engine::participants`]).
+    pub async fn participants(&self, group: GroupId) -> Result<Vec<Participant>> {
+        self.call(move |e, _| e.participants(&group)).await
+    }
+
     /// The safety number of this user and `other` (see
     /// [`Engine::safety_number`]).
     pub async fn safety_number(&self, group: GroupId, other: UserId) -> Result<String> {
         self.call(move |e, _| e.safety_number(&group, &other)).await
+    }
+
+    /// Asks the relay through the engine and waits for the answer: `None`
+    /// when offline or disconnected before the answer.
+    async fn query(
+        &self,
+        f: impl FnOnce(&mut Engine, u64) -> Result<Option<QueryId>> + Send + 'static,
+    ) -> Result<Option<Answer>> {
+        let (tx, rx) = oneshot::channel();
+        self.cmds
+            .send(Cmd::Query(Box::new(f), tx))
+            .map_err(|_| CoreError::Closed)?;
+        match tokio::time::timeout(QUERY_TIMEOUT, rx).await {
+            Ok(answer) => answer.map_err(|_| CoreError::Closed)?,
+            Err(_) => Err(CoreError::Timeout),
+        }
     }
 
     /// Finds colleagues in the device's own and trusted organisations by
@@ -271,56 +292,25 @@ impl Client {
     /// relay when connected (and caches what it finds); searches the local
     /// cache when the relay is unreachable.
     pub async fn search_directory(&self, query: &str) -> Result<Vec<crate::store::Person>> {
-        let mut events = self.subscribe();
         let q = query.to_owned();
-        let token = self.call(move |e, _| e.search_directory(&q)).await?;
-        if let Some(token) = token {
-            let answer = tokio::time::timeout(Duration::from_secs(10), async {
-                loop {
-                    match events.recv().await {
-                        Ok(Event::DirectoryResults { request, people }) if request == token => {
-                            return Some(people)
-                        }
-                        Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) => {}
-                        Err(_) => return None,
-                    }
-                }
-            })
-            .await;
-            if let Ok(Some(people)) = answer {
-                return Ok(people);
-            }
+        match self.query(move |e, _| e.search_directory(&q)).await {
+            Ok(Some(Answer::People(people))) => return Ok(people),
+            Err(e @ CoreError::Invalid(_)) => return Err(e),
+            Ok(_) | Err(_) => {}
         }
         let q = query.to_owned();
         self.call(move |e, _| e.search_local(&q)).await
     }
 
     /// This user's current devices (enrolled and not revoked), as the relay
-    /// lists them; `this device` is among them. Needs the relay.
+    /// lists them; this device is among them. Needs the relay.
     pub async fn my_devices(&self) -> Result<Vec<cascade_protocol::DeviceId>> {
         let user = self.identity.user_id.clone();
-        let mut events = self.subscribe();
-        let token = self.call(move |e, _| e.request_user(&user)).await?;
-        let Some(token) = token else {
-            return Err(CoreError::Relay(
-                cascade_protocol::ProtocolError::Unauthenticated,
-            ));
-        };
-        tokio::time::timeout(Duration::from_secs(10), async {
-            loop {
-                match events.recv().await {
-                    Ok(Event::UserDevices { request, devices }) if request == token => {
-                        return devices.ok_or(CoreError::Relay(
-                            cascade_protocol::ProtocolError::UnknownUser,
-                        ));
-                    }
-                    Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) => {}
-                    Err(_) => return Err(CoreError::Closed),
-                }
-            }
-        })
-        .await
-        .map_err(|_| CoreError::Relay(cascade_protocol::ProtocolError::Internal))?
+        match self.query(move |e, _| e.request_user(&user)).await? {
+            Some(Answer::Devices(devices)) => Ok(devices),
+            Some(Answer::Refused(e)) => Err(CoreError::Relay(e)),
+            _ => Err(CoreError::Offline),
+        }
     }
 
     /// Registers (or, with `None`, removes) this device's push token: while
@@ -331,12 +321,11 @@ impl Client {
         if !self.sync(timeout).await? {
             return Ok(false);
         }
-        let sent = self.call(move |e, _| e.register_push(token)).await?;
-        if sent {
-            // The request is in flight; wait for the relay's answer.
-            self.sync(timeout).await?;
+        match self.query(move |e, _| e.register_push(token)).await? {
+            Some(Answer::PushRegistered) => Ok(true),
+            Some(Answer::Refused(e)) => Err(CoreError::Relay(e)),
+            _ => Ok(false),
         }
-        Ok(sent)
     }
 
     /// The organisations whose members this device accepts (its own first).
@@ -447,6 +436,7 @@ async fn run(
     let mut done: Option<oneshot::Sender<()>> = None;
     let mut paused = false;
     let mut backoff = BACKOFF_MIN;
+    let mut waiting: std::collections::HashMap<QueryId, Reply> = std::collections::HashMap::new();
     let mut reconnect_at = Instant::now();
     let config = WebSocketConfig::default()
         .max_message_size(Some(HARD_MAX_FRAME_BYTES))
@@ -465,6 +455,11 @@ async fn run(
         while let Some(ev) = engine.poll_event() {
             let _ = events.send(ev);
         }
+        while let Some((q, answer)) = engine.poll_answer() {
+            if let Some(reply) = waiting.remove(&q) {
+                let _ = reply.send(Ok(Some(answer)));
+            }
+        }
         let timer = engine.poll_timeout().map(instant_for);
         tokio::select! {
             cmd = cmds.recv() => match cmd {
@@ -474,6 +469,17 @@ async fn run(
                     break;
                 }
                 Some(Cmd::Job(job)) => job(&mut engine, now_ms()),
+                Some(Cmd::Query(job, reply)) => match job(&mut engine, now_ms()) {
+                    Ok(Some(q)) => {
+                        waiting.insert(q, reply);
+                    }
+                    Ok(None) => {
+                        let _ = reply.send(Ok(None));
+                    }
+                    Err(e) => {
+                        let _ = reply.send(Err(e));
+                    }
+                },
                 Some(Cmd::SetPaused(p)) => {
                     paused = p;
                     if p {

@@ -16,6 +16,10 @@ pub const CONTENT_VERSION: u8 = 1;
 /// Longest text message, in bytes of UTF-8.
 pub const MAX_TEXT_BYTES: usize = 64 * 1024;
 
+/// The kind of a history line the device adds itself (never sent): e.g.
+/// that it rejoined a conversation after falling out of step.
+pub const SYSTEM_KIND: &str = "system";
+
 /// A message id: 16 random bytes chosen by the sender, unique per message.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct MessageId(#[serde(with = "serde_bytes")] pub [u8; 16]);
@@ -36,11 +40,11 @@ impl std::fmt::Display for MessageId {
 impl std::str::FromStr for MessageId {
     type Err = CoreError;
     fn from_str(s: &str) -> Result<Self> {
-        let b = hex::decode(s).map_err(|_| CoreError::Invalid("message id".into()))?;
-        Ok(Self(
-            b.try_into()
-                .map_err(|_| CoreError::Invalid("message id".into()))?,
-        ))
+        let b = hex::decode(s)
+            .map_err(|_| CoreError::Invalid(crate::error::InvalidInput::MessageId))?;
+        Ok(Self(b.try_into().map_err(|_| {
+            CoreError::Invalid(crate::error::InvalidInput::MessageId)
+        })?))
     }
 }
 
@@ -141,7 +145,7 @@ impl Content {
     /// missing envelope is an error.
     pub fn decode(bytes: &[u8]) -> Result<Self> {
         let wire: Wire =
-            ciborium::from_reader(bytes).map_err(|_| CoreError::Decode("content".into()))?;
+            ciborium::from_reader(bytes).map_err(|_| CoreError::Decode("a message's content"))?;
         let unsupported = || Body::Unsupported {
             kind: wire.kind.clone(),
         };

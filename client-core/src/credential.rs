@@ -10,10 +10,10 @@
 
 use cascade_protocol::{DeviceId, OrgId, UserId};
 use openmls::prelude::tls_codec::{Serialize as _, VLBytes};
-use openmls::prelude::{Capabilities, Credential, CredentialType};
+use openmls::prelude::{Capabilities, Credential, CredentialType, ExtensionType};
 use serde::{Deserialize, Serialize};
 
-use crate::error::{CoreError, Result};
+use crate::error::{CoreError, CredentialError, Result};
 use crate::identity::{read_device_cert, verify_device_cert, TrustAnchor, VerifiedMember};
 
 /// The identity a credential claims.
@@ -25,13 +25,16 @@ pub struct MemberIdentity {
     pub device: DeviceId,
 }
 
-/// The leaf capabilities every Cascade device advertises: our ciphersuite
-/// and X.509 credentials only.
+/// The leaf capabilities every Cascade device advertises: our ciphersuite,
+/// X.509 credentials only, and the `last_resort` extension that its
+/// last-resort KeyPackage carries (RFC 9420 §7.2 and §10: a KeyPackage's
+/// extensions must be listed in its leaf's capabilities, or peers refuse
+/// it).
 pub fn capabilities() -> Capabilities {
     Capabilities::new(
         None,
         Some(&[crate::engine::CIPHERSUITE]),
-        None,
+        Some(&[ExtensionType::LastResort]),
         None,
         Some(&[CredentialType::X509]),
     )
@@ -53,17 +56,15 @@ pub fn make_credential(certificate: &[u8]) -> Credential {
 /// The device certificate inside a credential.
 pub fn certificate(credential: &Credential) -> Result<Vec<u8>> {
     if credential.credential_type() != CredentialType::X509 {
-        return Err(CoreError::Credential("not an X.509 credential".into()));
+        return Err(CredentialError::NotX509.into());
     }
     // The content is the chain's entries (see `make_credential`), read with
     // a bounds-checked reader: a member's credential is untrusted input.
-    let bad = || CoreError::Credential("the certificate chain does not decode".into());
+    let bad = || CoreError::Credential(CredentialError::ChainDecode);
     let (first, rest) =
         cascade_protocol::mls_header::split_vl(credential.serialized_content()).ok_or_else(bad)?;
     if !rest.is_empty() {
-        return Err(CoreError::Credential(
-            "expected exactly one certificate".into(),
-        ));
+        return Err(CredentialError::NotOneCertificate.into());
     }
     Ok(first.to_vec())
 }

@@ -1,15 +1,29 @@
 //! Errors of the client core.
+//!
+//! Every variant names a reason a caller can act on; none carries message
+//! text, keys or tokens. Front ends convert [`CoreError`] into their own
+//! error type in exactly one place each (the desktop shell, the FFI, the
+//! CLI), using [`CoreError::code`] as the stable machine-readable name.
 
-use cascade_protocol::ProtocolError;
+use cascade_protocol::{ProtocolError, UserId};
 
-/// Everything that can go wrong in the client core. Messages carry no
-/// plaintext, keys or tokens.
+/// Everything that can go wrong in the client core.
 #[derive(Debug, thiserror::Error)]
 pub enum CoreError {
     /// The local database failed.
     #[error("local storage: {0}")]
     Storage(#[from] rusqlite::Error),
-    /// An MLS operation failed (the text is openmls's error, without secrets).
+    /// The local database was written by a newer version of Cascade than
+    /// this one: it is not opened, so nothing in it is lost.
+    #[error("the device's data was written by a newer Cascade (schema {found}, this build reads up to {supported})")]
+    SchemaTooNew {
+        /// The schema version found on disk.
+        found: u32,
+        /// The newest version this build knows.
+        supported: u32,
+    },
+    /// An MLS operation failed (openmls's error, without secrets). A bug or
+    /// a corrupted group state; not something the user can fix.
     #[error("MLS: {0}")]
     Mls(String),
     /// The relay answered with an error.
@@ -21,21 +35,21 @@ pub enum CoreError {
     /// The data directory already holds an enrolled device.
     #[error("this data directory already holds an enrolled device")]
     AlreadyEnrolled,
-    /// Enrolment over HTTP failed (bad token, relay unreachable, ...).
+    /// Enrolment failed; the variant says why.
     #[error("enrolment failed: {0}")]
-    Enrolment(String),
+    Enrolment(#[from] EnrolmentError),
     /// No conversation with this id.
     #[error("unknown conversation")]
     UnknownConversation,
     /// The conversation is no longer active (left or removed).
     #[error("this device is no longer a member of the conversation")]
     NotActive,
-    /// An argument was invalid (empty text, too long a message, ...).
+    /// An argument was refused; the variant says which and why.
     #[error("invalid input: {0}")]
-    Invalid(String),
-    /// A member's credential is not acceptable.
+    Invalid(#[from] InvalidInput),
+    /// A member's credential is not acceptable; the variant says why.
     #[error("credential rejected: {0}")]
-    Credential(String),
+    Credential(#[from] CredentialError),
     /// A certificate is not acceptable; the variant names why.
     #[error("certificate rejected: {0}")]
     Certificate(#[from] crate::identity::CertError),
@@ -43,17 +57,161 @@ pub enum CoreError {
     /// has to issue it (`cascade admin issue`).
     #[error("this device is waiting for its certificate from its organisation")]
     CertificatePending,
-    /// A stored or received record did not decode.
-    #[error("decode: {0}")]
-    Decode(String),
+    /// A stored or received record did not decode; names what.
+    #[error("could not decode {0}")]
+    Decode(&'static str),
+    /// The device's state of a conversation no longer matches the group's
+    /// (a commit it cannot follow). It rejoins by itself.
+    #[error("this device is out of step with the conversation")]
+    OutOfStep,
+    /// The request needs the relay and the device is not connected.
+    #[error("not connected to the relay")]
+    Offline,
+    /// The relay did not answer in time.
+    #[error("the relay did not answer in time")]
+    Timeout,
     /// The client's background task has stopped.
     #[error("the client has shut down")]
     Closed,
 }
 
+/// Why an argument was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum InvalidInput {
+    /// A message with no visible text.
+    #[error("the message is empty")]
+    EmptyMessage,
+    /// A message over the size limit.
+    #[error("the message is longer than {limit} bytes")]
+    MessageTooLong {
+        /// The limit, in bytes of UTF-8.
+        limit: usize,
+    },
+    /// A conversation name that is empty or too long.
+    #[error("a conversation name must have 1 to {limit} bytes")]
+    ConversationName {
+        /// The longest name, in bytes of UTF-8.
+        limit: usize,
+    },
+    /// An add or remove that names nobody.
+    #[error("no users given")]
+    NoUsers,
+    /// A directory search text over the limit.
+    #[error("the search text is longer than {limit} bytes")]
+    SearchTooLong {
+        /// The limit, in bytes.
+        limit: usize,
+    },
+    /// A push token over the limit.
+    #[error("the push token is longer than {limit} bytes")]
+    PushTokenTooLong {
+        /// The limit, in bytes.
+        limit: usize,
+    },
+    /// No message with this id was sent by this device in the conversation.
+    #[error("no such message from this device")]
+    NoSuchMessage,
+    /// Only a failed message can be sent again.
+    #[error("only a failed message can be retried")]
+    NotFailed,
+    /// Only text messages can be sent again.
+    #[error("only a text message can be retried")]
+    NotText,
+    /// The user is not in the conversation.
+    #[error("{0} is not in this conversation")]
+    NotInConversation(UserId),
+    /// A message id that is not 32 hex digits.
+    #[error("a message id is 32 hex digits")]
+    MessageId,
+}
+
+/// Why enrolment failed.
+#[derive(Debug, thiserror::Error)]
+pub enum EnrolmentError {
+    /// The code is not `token.fingerprint` with a 64-hex-digit fingerprint.
+    #[error("the enrolment code is not token.fingerprint (64 hex digits)")]
+    BadCode,
+    /// The data directory could not be created.
+    #[error("cannot create the data directory: {0}")]
+    DataDir(std::io::Error),
+    /// The relay could not be reached.
+    #[error("the relay is unreachable")]
+    Unreachable,
+    /// The relay refused the enrolment (spent or unknown token, ...); its
+    /// reason.
+    #[error("the relay refused: {0}")]
+    Refused(String),
+    /// The relay's answer did not decode.
+    #[error("unexpected answer from the relay")]
+    BadAnswer,
+    /// The organisation has no CA certificate on the relay.
+    #[error("the organisation has no CA certificate on the relay")]
+    NoCaCertificate,
+    /// The CA certificate the relay served does not match the fingerprint
+    /// in the enrolment code: do not trust this relay's word.
+    #[error("the organisation's CA certificate on the relay does not match the fingerprint in the enrolment code")]
+    FingerprintMismatch,
+    /// The CA certificate is not the organisation's the relay enrolled the
+    /// device in.
+    #[error("the CA certificate is not the organisation's")]
+    WrongOrganisation,
+}
+
+/// Why a member's credential was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CredentialError {
+    /// Not an X.509 credential.
+    #[error("not an X.509 credential")]
+    NotX509,
+    /// The certificate chain does not decode.
+    #[error("the certificate chain does not decode")]
+    ChainDecode,
+    /// The chain does not hold exactly one certificate.
+    #[error("expected exactly one certificate")]
+    NotOneCertificate,
+    /// A certificate for another user, device or key than expected.
+    #[error("the certificate is for another device")]
+    OtherDevice,
+    /// A KeyPackage whose credential names another device than the relay
+    /// said it was for.
+    #[error("the KeyPackage does not belong to the device it was claimed for")]
+    ClaimMismatch,
+    /// An external commit by someone not already in the conversation.
+    #[error("an external join by someone not in the conversation")]
+    StrangerJoined,
+    /// An external commit that removes a device other than the joiner's
+    /// own old leaf.
+    #[error("an external join that removes someone else")]
+    JoinerRemovedOthers,
+}
+
 impl CoreError {
     pub(crate) fn mls(e: impl std::fmt::Debug) -> Self {
         CoreError::Mls(format!("{e:?}"))
+    }
+
+    /// A stable machine-readable name of the error, the same in every front
+    /// end (the desktop UI, the bindings, `cascade --json`).
+    pub fn code(&self) -> &'static str {
+        match self {
+            CoreError::Storage(_) => "storage",
+            CoreError::SchemaTooNew { .. } => "schema_too_new",
+            CoreError::Mls(_) => "mls",
+            CoreError::Relay(_) => "relay",
+            CoreError::NotEnrolled => "not_enrolled",
+            CoreError::AlreadyEnrolled => "already_enrolled",
+            CoreError::Enrolment(_) => "enrolment",
+            CoreError::UnknownConversation => "unknown_conversation",
+            CoreError::NotActive => "not_active",
+            CoreError::Invalid(_) => "invalid",
+            CoreError::Credential(_) | CoreError::Certificate(_) => "credential",
+            CoreError::CertificatePending => "certificate_pending",
+            CoreError::Decode(_) => "decode",
+            CoreError::OutOfStep => "out_of_step",
+            CoreError::Offline => "offline",
+            CoreError::Timeout => "timeout",
+            CoreError::Closed => "closed",
+        }
     }
 }
 

@@ -12,7 +12,7 @@
 pub mod admin;
 pub mod client;
 pub mod content;
-pub mod credential;
+mod credential;
 pub mod engine;
 pub mod error;
 pub mod identity;
@@ -21,8 +21,10 @@ pub mod store;
 pub use cascade_protocol::{DeviceId, GroupId, OrgId, UserId};
 pub use client::Client;
 pub use content::{Body, Content, MessageId};
-pub use engine::{ConnectionState, Engine, Event, Member};
-pub use error::{CoreError, Result};
+pub use engine::{
+    Answer, ConnectionState, Engine, Event, Member, Participant, ParticipantDevice, QueryId,
+};
+pub use error::{CoreError, CredentialError, EnrolmentError, InvalidInput, Result};
 pub use store::{
     ClientStore, Conversation, ConversationState, DeliveryState, Identity, Message, Person,
     SqliteStore,

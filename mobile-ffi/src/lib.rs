@@ -12,8 +12,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use cascade_core::{
-    Client, ConnectionState, Conversation, ConversationState, CoreError, DeliveryState, Event,
-    GroupId, Identity, Member, Message, Person, UserId,
+    Client, Conversation, CoreError, DeliveryState, Event, GroupId, Identity, Member, Message,
+    MessageId, Participant, Person, UserId,
 };
 use tokio::sync::broadcast;
 
@@ -65,9 +65,15 @@ pub enum CascadeError {
     /// The client has shut down.
     #[error("the client has shut down")]
     Closed,
+    /// The request needs the relay and the device is not connected, or the
+    /// relay did not answer in time.
+    #[error("the relay is not reachable")]
+    Offline,
     /// Anything else (MLS, credentials, certificates, decoding).
     #[error("{reason}")]
     Other {
+        /// The core's stable error code (`credential`, `out_of_step`, ...).
+        code: String,
         /// What went wrong.
         reason: String,
     },
@@ -77,13 +83,17 @@ impl From<CoreError> for CascadeError {
     fn from(e: CoreError) -> Self {
         match e {
             CoreError::NotEnrolled => Self::NotEnrolled,
-            CoreError::Enrolment(reason) => Self::Enrolment { reason },
+            CoreError::Enrolment(reason) => Self::Enrolment {
+                reason: reason.to_string(),
+            },
             CoreError::AlreadyEnrolled => Self::Enrolment {
                 reason: e.to_string(),
             },
             CoreError::UnknownConversation => Self::UnknownConversation,
             CoreError::NotActive => Self::NotActive,
-            CoreError::Invalid(reason) => Self::Invalid { reason },
+            CoreError::Invalid(reason) => Self::Invalid {
+                reason: reason.to_string(),
+            },
             CoreError::CertificatePending => Self::CertificatePending,
             CoreError::Relay(r) => Self::Relay {
                 reason: r.to_string(),
@@ -92,7 +102,9 @@ impl From<CoreError> for CascadeError {
                 reason: s.to_string(),
             },
             CoreError::Closed => Self::Closed,
+            CoreError::Offline | CoreError::Timeout => Self::Offline,
             other => Self::Other {
+                code: other.code().into(),
                 reason: other.to_string(),
             },
         }
@@ -160,9 +172,10 @@ pub struct FfiMessage {
     pub sent_at: u64,
     /// The text, or none for a kind this client cannot show.
     pub text: Option<String>,
-    /// The content kind (`text`, or an unsupported kind's name).
+    /// The content kind (`text`, `system` for a line the device adds
+    /// itself, or an unsupported kind's name).
     pub kind: String,
-    /// Delivery state: `sending`, `sent`, `failed` or `received`.
+    /// Delivery state: `sending`, `sent`, `delivered`, `failed` or `received`.
     pub state: String,
 }
 
@@ -187,7 +200,8 @@ pub struct FfiConversation {
     pub group_id: String,
     /// Its name.
     pub name: String,
-    /// `active`, `leaving` or `left`.
+    /// `active`, `rejoining` (out of step, coming back by itself), `leaving`
+    /// or `left`.
     pub state: String,
     /// The MLS epoch this device is at.
     pub epoch: u64,
@@ -197,6 +211,10 @@ pub struct FfiConversation {
     pub last_activity: u64,
     /// The newest message's text, if any.
     pub last_message: Option<String>,
+    /// The organisations of the current members, sorted.
+    pub orgs: Vec<String>,
+    /// How many people (users, not devices) are members.
+    pub people: u32,
 }
 
 impl From<Conversation> for FfiConversation {
@@ -204,12 +222,9 @@ impl From<Conversation> for FfiConversation {
         Self {
             group_id: c.group_id.to_string(),
             name: c.name,
-            state: match c.state {
-                ConversationState::Active => "active",
-                ConversationState::Leaving => "leaving",
-                ConversationState::Left => "left",
-            }
-            .into(),
+            state: c.state.as_str().into(),
+            orgs: c.orgs.iter().map(ToString::to_string).collect(),
+            people: c.people,
             epoch: c.epoch,
             unread: c.unread,
             last_activity: c.last_activity,
@@ -247,6 +262,46 @@ impl From<Member> for FfiMember {
             role: m.role,
             org_id: m.org_id.to_string(),
             certificate_expires: m.certificate_expires,
+        }
+    }
+}
+
+/// A person in a conversation with their devices, as a member list shows
+/// them (this user first, then by name).
+#[derive(Debug, Clone, uniffi::Record)]
+pub struct FfiParticipant {
+    /// The user, `local@org`.
+    pub user_id: String,
+    /// The certified name.
+    pub display_name: String,
+    /// The certified role.
+    pub role: String,
+    /// Their organisation.
+    pub org_id: String,
+    /// Whether this is the local user.
+    pub is_me: bool,
+    /// Their devices in the conversation (hex).
+    pub devices: Vec<String>,
+    /// The soonest expiry of their devices' certificates, seconds since
+    /// the Unix epoch.
+    pub certificate_expires: i64,
+}
+
+impl From<Participant> for FfiParticipant {
+    fn from(p: Participant) -> Self {
+        Self {
+            user_id: p.user_id.to_string(),
+            display_name: p.display_name,
+            role: p.role,
+            org_id: p.org_id.to_string(),
+            is_me: p.is_me,
+            certificate_expires: p
+                .devices
+                .iter()
+                .map(|d| d.certificate_expires)
+                .min()
+                .unwrap_or(0),
+            devices: p.devices.iter().map(|d| d.device_id.to_string()).collect(),
         }
     }
 }
@@ -292,7 +347,7 @@ pub enum FfiEvent {
         group_id: String,
         /// The message (hex).
         message_id: String,
-        /// `sending`, `sent`, `failed` or `received`.
+        /// `sending`, `sent`, `delivered`, `failed` or `received`.
         state: String,
     },
     /// Members joined or left a conversation.
@@ -351,12 +406,7 @@ impl From<Event> for FfiEvent {
                 group_id: g.to_string(),
             },
             Event::Connection(s) => Self::Connection {
-                state: match s {
-                    ConnectionState::Offline => "offline",
-                    ConnectionState::Connecting => "connecting",
-                    ConnectionState::Online => "online",
-                }
-                .into(),
+                state: s.as_str().into(),
             },
             Event::Synced => Self::Synced,
             Event::CertificatePending => Self::CertificatePending,
@@ -365,11 +415,8 @@ impl From<Event> for FfiEvent {
                 group_id: group_id.map(|g| g.to_string()),
                 reason,
             },
-            Event::DirectoryResults { .. } => Self::Other {
-                kind: "directory_results".into(),
-            },
-            Event::UserDevices { .. } => Self::Other {
-                kind: "user_devices".into(),
+            Event::AuthenticationRefused => Self::Other {
+                kind: "authentication_refused".into(),
             },
             Event::TrustUpdated { .. } => Self::Other {
                 kind: "trust_updated".into(),
@@ -438,6 +485,7 @@ fn forward_events(
         })
         .map(drop)
         .map_err(|e| CascadeError::Other {
+            code: "thread".into(),
             reason: format!("cannot start the event thread: {e}"),
         })
 }
@@ -535,6 +583,30 @@ impl CascadeClient {
             .into_iter()
             .map(Into::into)
             .collect())
+    }
+
+    /// The people in a conversation with their devices: this user first,
+    /// then by name (what a member list shows).
+    pub async fn participants(&self, group_id: String) -> Result<Vec<FfiParticipant>> {
+        Ok(self
+            .client()?
+            .participants(parse_group(&group_id)?)
+            .await?
+            .into_iter()
+            .map(Into::into)
+            .collect())
+    }
+
+    /// Sends again a message of ours the relay refused (state `failed`),
+    /// with the same id, so no one sees it twice.
+    pub async fn retry_message(&self, group_id: String, message_id: String) -> Result<()> {
+        let message: MessageId = message_id.parse().map_err(|_| CascadeError::Invalid {
+            reason: "message id must be 32 hex digits".into(),
+        })?;
+        Ok(self
+            .client()?
+            .retry_message(parse_group(&group_id)?, message)
+            .await?)
     }
 
     /// Finds colleagues by name, role or user id (from the relay when

@@ -135,23 +135,81 @@ pub fn messages_are_deduplicated_and_paged<S: ClientStore>(s: S) {
     );
 }
 
-pub fn outbox_is_fifo_with_prepared_bytes<S: ClientStore>(s: S) {
-    assert!(s.first_op().expect("read").is_none());
-    let a = s.push_op(b"a").expect("push");
-    let b = s.push_op(b"b").expect("push");
-    assert!(b > a);
-    assert_eq!(s.outbox_len().expect("len"), 2);
+pub fn outbox_keeps_lanes_in_order_with_prepared_bytes_and_state<S: ClientStore>(s: S) {
+    let (g1, g2) = (GroupId([1; 16]), GroupId([2; 16]));
+    assert!(s.outbox_groups().expect("read").is_empty());
+    let a = s.push_op(&g1, b"a").expect("push");
+    let x = s.push_op(&g2, b"x").expect("push");
+    let b = s.push_op(&g1, b"b").expect("push");
+    assert!(a < x && x < b, "ids increase across lanes");
+    assert_eq!(s.outbox_len().expect("len"), 3);
+    assert_eq!(s.outbox_groups().expect("read"), [g1, g2], "oldest first");
     s.set_op_prepared(a, b"cipher").expect("write");
-    let first = s.first_op().expect("read").expect("some");
+    s.set_op_state(b, b"claims").expect("write");
+    let lane = s.ops(&g1, None, 10).expect("read");
     assert_eq!(
-        (first.op_id, first.op.as_slice(), first.prepared.as_deref()),
-        (a, &b"a"[..], Some(&b"cipher"[..]))
+        lane.iter()
+            .map(|e| (
+                e.op_id,
+                e.group_id,
+                e.op.as_slice(),
+                e.prepared.as_deref(),
+                e.state.as_deref()
+            ))
+            .collect::<Vec<_>>(),
+        [
+            (a, g1, &b"a"[..], Some(&b"cipher"[..]), None),
+            (b, g1, &b"b"[..], None, Some(&b"claims"[..])),
+        ]
     );
+    assert_eq!(
+        s.ops(&g1, Some(a), 10).expect("read")[0].op_id,
+        b,
+        "after a"
+    );
+    assert_eq!(s.ops(&g1, None, 1).expect("read").len(), 1, "limit");
+    assert_eq!(s.op(x).expect("read").map(|e| e.group_id), Some(g2));
+    s.clear_prepared(&g1).expect("write");
+    assert_eq!(s.op(a).expect("read").and_then(|e| e.prepared), None);
     s.delete_op(a).expect("delete");
-    let first = s.first_op().expect("read").expect("some");
-    assert_eq!((first.op_id, first.prepared), (b, None));
+    s.delete_op(a).expect("deleting twice is fine");
+    assert_eq!(
+        s.outbox_groups().expect("read"),
+        [g2, g1],
+        "g2 now holds the oldest"
+    );
     s.delete_op(b).expect("delete");
+    s.delete_op(x).expect("delete");
     assert_eq!(s.outbox_len().expect("len"), 0);
+    assert!(s.outbox_groups().expect("read").is_empty());
+}
+
+pub fn conversation_members_are_summarised_and_joins_can_be_undone<S: ClientStore>(s: S) {
+    let g = GroupId([7; 16]);
+    s.insert_conversation(&g, "Ward", 0, 0).expect("insert");
+    let c = &s.conversations(&|_| 0).expect("list")[0];
+    assert_eq!((c.orgs.len(), c.people), (0, 0), "nothing recorded yet");
+    let (north, east) = (
+        OrgId::new("north").expect("valid"),
+        OrgId::new("east").expect("valid"),
+    );
+    s.set_conversation_members(&g, &[north.clone(), east.clone(), north.clone()], 3)
+        .expect("write");
+    let c = &s.conversations(&|_| 0).expect("list")[0];
+    assert_eq!((c.orgs.clone(), c.people), (vec![east, north], 3));
+    for state in [
+        ConversationState::Joining,
+        ConversationState::Rejoining,
+        ConversationState::Leaving,
+    ] {
+        s.set_conversation_state(&g, state).expect("write");
+        assert_eq!(
+            s.conversation_cursor(&g).expect("read").map(|c| c.1),
+            Some(state)
+        );
+    }
+    s.delete_conversation(&g).expect("delete");
+    assert_eq!(s.conversation_cursor(&g).expect("read"), None);
 }
 
 pub fn receipts_are_recorded_once_per_user<S: ClientStore>(s: S) {
@@ -297,8 +355,12 @@ macro_rules! client_store_conformance {
                 $crate::store::conformance::messages_are_deduplicated_and_paged($make);
             }
             #[test]
-            fn outbox_is_fifo_with_prepared_bytes() {
-                $crate::store::conformance::outbox_is_fifo_with_prepared_bytes($make);
+            fn outbox_keeps_lanes_in_order_with_prepared_bytes_and_state() {
+                $crate::store::conformance::outbox_keeps_lanes_in_order_with_prepared_bytes_and_state($make);
+            }
+            #[test]
+            fn conversation_members_are_summarised_and_joins_can_be_undone() {
+                $crate::store::conformance::conversation_members_are_summarised_and_joins_can_be_undone($make);
             }
             #[test]
             fn receipts_are_recorded_once_per_user() {
@@ -333,7 +395,7 @@ fn sqlite_file_survives_reopen() {
         let gid = make_group(&s);
         s.insert_conversation(&GroupId([1; 16]), "Persisted", 3, 0)
             .expect("insert");
-        s.push_op(b"op").expect("push");
+        s.push_op(&GroupId([1; 16]), b"op").expect("push");
         tx.commit().expect("commit");
         gid
     };
@@ -348,4 +410,28 @@ fn sqlite_file_survives_reopen() {
         Some(3)
     );
     assert_eq!(s.outbox_len().expect("len"), 1);
+}
+
+/// A new database is created at the current schema version; one written by
+/// a newer Cascade is refused, not opened (nothing in it is touched).
+#[test]
+fn schema_version_is_recorded_and_a_newer_one_refused() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let path = dir.path().join("store.db");
+    drop(SqliteStore::open(&path).expect("store"));
+    let conn = rusqlite::Connection::open(&path).expect("open");
+    let v: u32 = conn
+        .pragma_query_value(None, "user_version", |r| r.get(0))
+        .expect("read");
+    assert_eq!(v, SCHEMA_VERSION);
+    conn.pragma_update(None, "user_version", SCHEMA_VERSION + 1)
+        .expect("write");
+    drop(conn);
+    match SqliteStore::open(&path) {
+        Err(CoreError::SchemaTooNew { found, supported }) => {
+            assert_eq!((found, supported), (SCHEMA_VERSION + 1, SCHEMA_VERSION))
+        }
+        Err(e) => panic!("expected SchemaTooNew, got {e}"),
+        Ok(_) => panic!("a newer schema was opened"),
+    }
 }

@@ -99,14 +99,24 @@ pub enum ConversationState {
     Leaving,
     /// This device is no longer a member (left or removed).
     Left,
+    /// This (new) device's external commit into the conversation is on its
+    /// way; not shown until the relay accepted it.
+    Joining,
+    /// This device fell out of step with the conversation and is rejoining
+    /// it by external commit; what is written meanwhile waits.
+    Rejoining,
 }
 
 impl ConversationState {
-    fn as_str(self) -> &'static str {
+    /// The state's stable lowercase name (`active`, `leaving`, `left`,
+    /// `joining`, `rejoining`), as stored and as front ends show it.
+    pub fn as_str(self) -> &'static str {
         match self {
             Self::Active => "active",
             Self::Leaving => "leaving",
             Self::Left => "left",
+            Self::Joining => "joining",
+            Self::Rejoining => "rejoining",
         }
     }
 
@@ -114,8 +124,16 @@ impl ConversationState {
         match s {
             "leaving" => Self::Leaving,
             "left" => Self::Left,
+            "joining" => Self::Joining,
+            "rejoining" => Self::Rejoining,
             _ => Self::Active,
         }
+    }
+
+    /// Whether this device takes part in the conversation: it can write
+    /// (what it writes while rejoining waits until it is back in step).
+    pub fn is_member(self) -> bool {
+        matches!(self, Self::Active | Self::Rejoining)
     }
 }
 
@@ -136,6 +154,11 @@ pub struct Conversation {
     pub last_activity: u64,
     /// The newest message's text, if any.
     pub last_message: Option<String>,
+    /// The organisations of the current members, sorted (this device's
+    /// own among them).
+    pub orgs: Vec<OrgId>,
+    /// How many people (users, not devices) are members.
+    pub people: u32,
 }
 
 /// Delivery state of a message.
@@ -217,13 +240,20 @@ pub struct Person {
 }
 
 /// An operation waiting in the outbox.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OutboxEntry {
     /// Its id, increasing in queue order.
     pub op_id: i64,
+    /// The conversation it belongs to: its lane.
+    pub group_id: GroupId,
     /// The encoded operation.
     pub op: Vec<u8>,
-    /// Bytes prepared for it (a message's ciphertext), if any.
+    /// Bytes prepared for it (a message's ciphertext, a commit bundle), if
+    /// any: a retransmission sends exactly these.
     pub prepared: Option<Vec<u8>>,
+    /// Progress the operation keeps across restarts (KeyPackages claimed
+    /// for an add), if any.
+    pub state: Option<Vec<u8>>,
 }
 
 /// Durable client state: the device's identity, conversations, message
@@ -239,21 +269,12 @@ pub trait ClientStore: Send {
     /// An openmls provider whose writes join the current transaction.
     fn mls(&self) -> Provider<'_>;
     /// Begins a transaction covering openmls's state and the app data. Use
-    /// [`ClientStore::transaction`].
+    /// [`Transactions::transaction`].
     fn begin_transaction(&self) -> Result<()>;
     /// Commits the current transaction.
     fn commit_transaction(&self) -> Result<()>;
     /// Rolls the current transaction back.
     fn rollback_transaction(&self) -> Result<()>;
-
-    /// Starts a transaction that rolls back unless committed.
-    fn transaction(&self) -> Result<Tx<'_, Self>> {
-        self.begin_transaction()?;
-        Ok(Tx {
-            store: self,
-            done: false,
-        })
-    }
 
     /// The enrolled identity, if any.
     fn identity(&self) -> Result<Option<Identity>>;
@@ -272,6 +293,9 @@ pub trait ClientStore: Send {
     /// Records that everything up to `seq` of the group has been processed
     /// (never moves backwards).
     fn set_last_seq(&self, group: &GroupId, seq: u64) -> Result<()>;
+    /// Forgets a conversation this device never got into (an external join
+    /// that failed).
+    fn delete_conversation(&self, group: &GroupId) -> Result<()>;
     /// Sets a conversation's state.
     fn set_conversation_state(&self, group: &GroupId, state: ConversationState) -> Result<()>;
     /// Renames a conversation.
@@ -281,6 +305,9 @@ pub trait ClientStore: Send {
     /// All conversations, most recently active first; `epoch_of` supplies
     /// each group's MLS epoch.
     fn conversations(&self, epoch_of: &dyn Fn(&GroupId) -> u64) -> Result<Vec<Conversation>>;
+    /// Records who is in a conversation, for the list: the members'
+    /// organisations and how many people.
+    fn set_conversation_members(&self, group: &GroupId, orgs: &[OrgId], people: u32) -> Result<()>;
 
     /// Adds a message to history. Returns `false`, changing nothing, if a
     /// message with this id is already there (a duplicate).
@@ -318,14 +345,25 @@ pub trait ClientStore: Send {
     /// there. Returns the messages that were waiting for them.
     fn forget_recipient(&self, group: &GroupId, user: &UserId) -> Result<Vec<MessageId>>;
 
-    /// Appends an operation to the outbox; returns its id.
-    fn push_op(&self, op: &[u8]) -> Result<i64>;
-    /// The oldest outbox operation.
-    fn first_op(&self) -> Result<Option<OutboxEntry>>;
-    /// Stores bytes prepared for an operation (a message's ciphertext), so a
-    /// retransmission sends the same bytes.
+    /// Appends an operation to a conversation's lane of the outbox;
+    /// returns its id.
+    fn push_op(&self, group: &GroupId, op: &[u8]) -> Result<i64>;
+    /// The conversations with operations waiting, oldest operation first.
+    fn outbox_groups(&self) -> Result<Vec<GroupId>>;
+    /// Up to `limit` operations of a conversation in queue order, after
+    /// `after` if given.
+    fn ops(&self, group: &GroupId, after: Option<i64>, limit: u32) -> Result<Vec<OutboxEntry>>;
+    /// One operation by id.
+    fn op(&self, op_id: i64) -> Result<Option<OutboxEntry>>;
+    /// Stores bytes prepared for an operation (a message's ciphertext, a
+    /// commit bundle), so a retransmission sends the same bytes.
     fn set_op_prepared(&self, op_id: i64, prepared: &[u8]) -> Result<()>;
-    /// Removes a finished operation.
+    /// Forgets the prepared bytes of every operation of a conversation (its
+    /// group state was replaced: they would not decrypt).
+    fn clear_prepared(&self, group: &GroupId) -> Result<()>;
+    /// Stores an operation's progress (see [`OutboxEntry::state`]).
+    fn set_op_state(&self, op_id: i64, state: &[u8]) -> Result<()>;
+    /// Removes a finished operation (no-op if already gone).
     fn delete_op(&self, op_id: i64) -> Result<()>;
     /// Number of queued operations.
     fn outbox_len(&self) -> Result<u64>;
@@ -344,7 +382,9 @@ pub struct SqliteStore {
     crypto: RustCrypto,
 }
 
-const SCHEMA: &str = "
+/// Schema version 1: the first released layout (kept as it was, so an
+/// older database migrates forward from it).
+const SCHEMA_V1: &str = "
 CREATE TABLE IF NOT EXISTS identity (
     id INTEGER PRIMARY KEY CHECK (id = 1),
     record BLOB NOT NULL
@@ -399,6 +439,39 @@ CREATE TABLE IF NOT EXISTS kv (
 );
 ";
 
+/// Schema version 2: the outbox in lanes per conversation, with the
+/// progress an operation keeps across restarts; each conversation's
+/// organisations and head count for the list.
+const SCHEMA_V2: &str = "
+ALTER TABLE outbox ADD COLUMN group_id BLOB;
+ALTER TABLE outbox ADD COLUMN state BLOB;
+CREATE INDEX outbox_by_group ON outbox (group_id, op_id);
+ALTER TABLE conversations ADD COLUMN orgs TEXT;
+ALTER TABLE conversations ADD COLUMN people INTEGER;
+";
+
+/// The schema version this build writes. Databases of older versions are
+/// migrated forward when opened; newer ones are refused
+/// ([`CoreError::SchemaTooNew`]). Every version's layout is kept as a
+/// fixture (`tests/fixtures/store-v<N>/`) and opened by a test.
+pub const SCHEMA_VERSION: u32 = 2;
+
+/// Transactions on any store, also one used as `&dyn ClientStore`.
+pub trait Transactions: ClientStore {
+    /// Starts a transaction that rolls back unless committed.
+    fn transaction(&self) -> Result<Tx<'_, Self>>;
+}
+
+impl<S: ClientStore + ?Sized> Transactions for S {
+    fn transaction(&self) -> Result<Tx<'_, Self>> {
+        self.begin_transaction()?;
+        Ok(Tx {
+            store: self,
+            done: false,
+        })
+    }
+}
+
 /// A transaction on a store. Rolls back when dropped without [`Tx::commit`].
 pub struct Tx<'a, S: ClientStore + ?Sized> {
     store: &'a S,
@@ -448,7 +521,7 @@ impl SqliteStore {
         conn.pragma_update(None, "synchronous", "FULL")?;
         conn.pragma_update(None, "foreign_keys", "ON")?;
         conn.busy_timeout(std::time::Duration::from_secs(5))?;
-        conn.execute_batch(SCHEMA)?;
+        migrate(&mut conn)?;
         SqliteStorageProvider::<JsonCodec, &mut Connection>::new(&mut conn)
             .run_migrations()
             .map_err(|e| CoreError::Mls(format!("openmls storage migration: {e}")))?;
@@ -457,6 +530,71 @@ impl SqliteStore {
             crypto: RustCrypto::default(),
         })
     }
+}
+
+/// Brings the database to [`SCHEMA_VERSION`], one version at a time, each
+/// step in its own transaction together with the new `user_version`.
+///
+/// A database from before versioning has `user_version` 0 and, if it was
+/// used, the version-1 tables: version 1's statements are idempotent
+/// (`IF NOT EXISTS`), so it is recorded as version 1 and migrated on.
+fn migrate(conn: &mut Connection) -> Result<()> {
+    let found: u32 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
+    if found > SCHEMA_VERSION {
+        return Err(CoreError::SchemaTooNew {
+            found,
+            supported: SCHEMA_VERSION,
+        });
+    }
+    for version in (found + 1)..=SCHEMA_VERSION {
+        let tx = conn.transaction()?;
+        match version {
+            1 => tx.execute_batch(SCHEMA_V1)?,
+            2 => {
+                tx.execute_batch(SCHEMA_V2)?;
+                lane_v1_outbox(&tx)?;
+            }
+            _ => unreachable!("every version up to SCHEMA_VERSION has a step"),
+        }
+        tx.pragma_update(None, "user_version", version)?;
+        tx.commit()?;
+    }
+    Ok(())
+}
+
+/// Version 2 puts each outbox operation in its conversation's lane. A
+/// version-1 operation is a CBOR map `{variant: {"group_id": bytes(16),
+/// ...}}`; its group id is read from there.
+fn lane_v1_outbox(tx: &rusqlite::Transaction<'_>) -> Result<()> {
+    let rows: Vec<(i64, Vec<u8>)> = tx
+        .prepare("SELECT op_id, op FROM outbox")?
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
+        .collect::<rusqlite::Result<_>>()?;
+    for (op_id, op) in rows {
+        let group = v1_op_group(&op).ok_or(CoreError::Decode("a version-1 outbox operation"))?;
+        tx.execute(
+            "UPDATE outbox SET group_id = ?2 WHERE op_id = ?1",
+            params![op_id, group.as_bytes().as_slice()],
+        )?;
+    }
+    Ok(())
+}
+
+/// The group id inside a version-1 outbox operation.
+fn v1_op_group(op: &[u8]) -> Option<GroupId> {
+    use ciborium::Value;
+    let Value::Map(outer) = ciborium::from_reader::<Value, _>(op).ok()? else {
+        return None;
+    };
+    let [(_, Value::Map(fields))] = outer.as_slice() else {
+        return None;
+    };
+    fields.iter().find_map(|(k, v)| match (k, v) {
+        (Value::Text(k), Value::Bytes(b)) if k == "group_id" => {
+            <[u8; 16]>::try_from(b.as_slice()).ok().map(GroupId)
+        }
+        _ => None,
+    })
 }
 
 impl ClientStore for SqliteStore {
@@ -488,7 +626,8 @@ impl ClientStore for SqliteStore {
             .query_row("SELECT record FROM identity WHERE id = 1", [], |r| r.get(0))
             .optional()?;
         rec.map(|b| {
-            ciborium::from_reader(b.as_slice()).map_err(|_| CoreError::Decode("identity".into()))
+            ciborium::from_reader(b.as_slice())
+                .map_err(|_| CoreError::Decode("the stored identity"))
         })
         .transpose()
     }
@@ -551,6 +690,14 @@ impl ClientStore for SqliteStore {
         Ok(())
     }
 
+    fn delete_conversation(&self, group: &GroupId) -> Result<()> {
+        self.conn.execute(
+            "DELETE FROM conversations WHERE group_id = ?1",
+            [group.as_bytes().as_slice()],
+        )?;
+        Ok(())
+    }
+
     fn set_conversation_state(&self, group: &GroupId, state: ConversationState) -> Result<()> {
         self.conn.execute(
             "UPDATE conversations SET state = ?2 WHERE group_id = ?1",
@@ -579,7 +726,8 @@ impl ClientStore for SqliteStore {
         let mut stmt = self.conn.prepare(
             "SELECT c.group_id, c.name, c.state, c.unread, c.last_activity,
                     (SELECT text FROM messages m WHERE m.group_id = c.group_id
-                       AND m.kind = 'text' ORDER BY m.rowid DESC LIMIT 1)
+                       AND m.kind = 'text' ORDER BY m.rowid DESC LIMIT 1),
+                    c.orgs, c.people
              FROM conversations c ORDER BY c.last_activity DESC",
         )?;
         let rows = stmt.query_map([], |r| {
@@ -590,11 +738,13 @@ impl ClientStore for SqliteStore {
                 r.get::<_, i64>(3)? as u64,
                 r.get::<_, i64>(4)? as u64,
                 r.get::<_, Option<String>>(5)?,
+                r.get::<_, Option<String>>(6)?,
+                r.get::<_, Option<i64>>(7)?,
             ))
         })?;
         let mut out = Vec::new();
         for row in rows {
-            let (group_id, name, state, unread, last_activity, last_message) = row?;
+            let (group_id, name, state, unread, last_activity, last_message, orgs, people) = row?;
             out.push(Conversation {
                 epoch: epoch_of(&group_id),
                 group_id,
@@ -603,9 +753,27 @@ impl ClientStore for SqliteStore {
                 unread,
                 last_activity,
                 last_message,
+                orgs: orgs
+                    .as_deref()
+                    .unwrap_or("")
+                    .split(',')
+                    .filter_map(|o| OrgId::new(o).ok())
+                    .collect(),
+                people: people.unwrap_or(0) as u32,
             });
         }
         Ok(out)
+    }
+
+    fn set_conversation_members(&self, group: &GroupId, orgs: &[OrgId], people: u32) -> Result<()> {
+        let mut orgs: Vec<&str> = orgs.iter().map(|o| o.as_str()).collect();
+        orgs.sort_unstable();
+        orgs.dedup();
+        self.conn.execute(
+            "UPDATE conversations SET orgs = ?2, people = ?3 WHERE group_id = ?1",
+            params![group.as_bytes().as_slice(), orgs.join(","), people],
+        )?;
+        Ok(())
     }
 
     fn insert_message(&self, m: &Message, now: u64, count_unread: bool) -> Result<bool> {
@@ -744,30 +912,50 @@ impl ClientStore for SqliteStore {
             .map(|b| {
                 <[u8; 16]>::try_from(b)
                     .map(MessageId)
-                    .map_err(|_| CoreError::Decode("stored message id".into()))
+                    .map_err(|_| CoreError::Decode("a stored message id"))
             })
             .collect()
     }
 
-    fn push_op(&self, op: &[u8]) -> Result<i64> {
-        self.conn
-            .execute("INSERT INTO outbox (op) VALUES (?1)", [op])?;
+    fn push_op(&self, group: &GroupId, op: &[u8]) -> Result<i64> {
+        self.conn.execute(
+            "INSERT INTO outbox (group_id, op) VALUES (?1, ?2)",
+            params![group.as_bytes().as_slice(), op],
+        )?;
         Ok(self.conn.last_insert_rowid())
     }
 
-    fn first_op(&self) -> Result<Option<OutboxEntry>> {
+    fn outbox_groups(&self) -> Result<Vec<GroupId>> {
+        let mut stmt = self
+            .conn
+            .prepare_cached("SELECT group_id FROM outbox GROUP BY group_id ORDER BY MIN(op_id)")?;
+        let groups = stmt
+            .query_map([], |r| blob16(r.get(0)?, GroupId))?
+            .collect::<rusqlite::Result<Vec<_>>>()?;
+        Ok(groups)
+    }
+
+    fn ops(&self, group: &GroupId, after: Option<i64>, limit: u32) -> Result<Vec<OutboxEntry>> {
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT op_id, group_id, op, prepared, state FROM outbox
+             WHERE group_id = ?1 AND op_id > ?2 ORDER BY op_id LIMIT ?3",
+        )?;
+        let ops = stmt
+            .query_map(
+                params![group.as_bytes().as_slice(), after.unwrap_or(0), limit],
+                row_to_entry,
+            )?
+            .collect::<rusqlite::Result<Vec<_>>>()?;
+        Ok(ops)
+    }
+
+    fn op(&self, op_id: i64) -> Result<Option<OutboxEntry>> {
         Ok(self
             .conn
             .query_row(
-                "SELECT op_id, op, prepared FROM outbox ORDER BY op_id LIMIT 1",
-                [],
-                |r| {
-                    Ok(OutboxEntry {
-                        op_id: r.get(0)?,
-                        op: r.get(1)?,
-                        prepared: r.get(2)?,
-                    })
-                },
+                "SELECT op_id, group_id, op, prepared, state FROM outbox WHERE op_id = ?1",
+                [op_id],
+                row_to_entry,
             )
             .optional()?)
     }
@@ -776,6 +964,22 @@ impl ClientStore for SqliteStore {
         self.conn.execute(
             "UPDATE outbox SET prepared = ?2 WHERE op_id = ?1",
             params![op_id, prepared],
+        )?;
+        Ok(())
+    }
+
+    fn clear_prepared(&self, group: &GroupId) -> Result<()> {
+        self.conn.execute(
+            "UPDATE outbox SET prepared = NULL WHERE group_id = ?1",
+            [group.as_bytes().as_slice()],
+        )?;
+        Ok(())
+    }
+
+    fn set_op_state(&self, op_id: i64, state: &[u8]) -> Result<()> {
+        self.conn.execute(
+            "UPDATE outbox SET state = ?2 WHERE op_id = ?1",
+            params![op_id, state],
         )?;
         Ok(())
     }
@@ -852,6 +1056,16 @@ impl ClientStore for SqliteStore {
     }
 }
 
+fn row_to_entry(r: &rusqlite::Row<'_>) -> rusqlite::Result<OutboxEntry> {
+    Ok(OutboxEntry {
+        op_id: r.get(0)?,
+        group_id: blob16(r.get(1)?, GroupId)?,
+        op: r.get(2)?,
+        prepared: r.get(3)?,
+        state: r.get(4)?,
+    })
+}
+
 const MSG_COLS: &str =
     "message_id, group_id, sender, sender_device, sent_at, seq, kind, text, state";
 
@@ -874,3 +1088,5 @@ fn row_to_message(r: &rusqlite::Row<'_>) -> rusqlite::Result<Message> {
 
 #[cfg(test)]
 mod conformance;
+#[cfg(test)]
+mod golden;

@@ -6,8 +6,8 @@ use serde::Serialize;
 use tauri::{AppHandle, State};
 
 use crate::views::{
-    members_by_user, ConversationView, DevicesView, IdentityView, MemberView, MessageView,
-    PersonView, Settings, StatusView,
+    ConversationView, DevicesView, IdentityView, MemberView, MessageView, PersonView, Settings,
+    StatusView,
 };
 use crate::{AppState, SETTINGS_FILE};
 
@@ -30,21 +30,8 @@ impl UiError {
 
 impl From<CoreError> for UiError {
     fn from(e: CoreError) -> Self {
-        let code = match &e {
-            CoreError::NotEnrolled => "not_enrolled",
-            CoreError::AlreadyEnrolled => "already_enrolled",
-            CoreError::Enrolment(_) => "enrolment",
-            CoreError::UnknownConversation => "unknown_conversation",
-            CoreError::NotActive => "not_active",
-            CoreError::Invalid(_) => "invalid",
-            CoreError::Credential(_) | CoreError::Certificate(_) => "certificate",
-            CoreError::CertificatePending => "certificate_pending",
-            CoreError::Relay(_) => "relay",
-            CoreError::Closed => "closed",
-            CoreError::Storage(_) | CoreError::Mls(_) | CoreError::Decode(_) => "internal",
-        };
         UiError {
-            code,
+            code: e.code(),
             message: e.to_string(),
         }
     }
@@ -142,8 +129,7 @@ pub async fn conversations(state: State<'_, AppState>) -> Result<Vec<Conversatio
     let client = client(&state).await?;
     let mut out = Vec::new();
     for c in client.conversations().await? {
-        let members = client.members(c.group_id).await.unwrap_or_default();
-        out.push(ConversationView::new(c, &members));
+        out.push(ConversationView::from(c));
     }
     Ok(out)
 }
@@ -257,11 +243,12 @@ pub async fn leave_conversation(state: State<'_, AppState>, group_id: String) ->
 #[tauri::command]
 pub async fn members(state: State<'_, AppState>, group_id: String) -> Result<Vec<MemberView>> {
     let client = client(&state).await?;
-    let own = client.identity().user_id.to_string();
-    Ok(members_by_user(
-        client.members(group(&group_id)?).await?,
-        &own,
-    ))
+    Ok(client
+        .participants(group(&group_id)?)
+        .await?
+        .into_iter()
+        .map(MemberView::from)
+        .collect())
 }
 
 /// Searches the directory of the own and trusted organisations.

@@ -1,10 +1,8 @@
 //! What the UI sees: cascade-core's types converted to JSON-friendly views
 //! (ids as hex strings, camelCase fields). Conversion only; no decisions.
 
-use std::collections::BTreeMap;
-
-use cascade_core::engine::{ConnectionState, Event, Member};
-use cascade_core::store::{Conversation, DeliveryState, Identity, Message, Person};
+use cascade_core::engine::{Event, Participant};
+use cascade_core::store::{Conversation, Identity, Message, Person};
 use serde::{Deserialize, Serialize};
 
 /// This device's identity as the enrolment screen and the header show it.
@@ -47,20 +45,6 @@ pub struct StatusView {
     pub suggested_relay: String,
 }
 
-/// The connection state's name in the UI.
-pub fn connection_name(c: ConnectionState) -> &'static str {
-    match c {
-        ConnectionState::Offline => "offline",
-        ConnectionState::Connecting => "connecting",
-        ConnectionState::Online => "online",
-    }
-}
-
-/// A delivery state's name in the UI.
-pub fn state_name(s: DeliveryState) -> &'static str {
-    s.as_str()
-}
-
 /// One row of the conversation list.
 #[derive(Debug, Clone, Serialize)]
 #[serde(rename_all = "camelCase")]
@@ -77,24 +61,17 @@ pub struct ConversationView {
     pub member_count: usize,
 }
 
-impl ConversationView {
-    /// Builds a row from the conversation and its current members.
-    pub fn new(c: Conversation, members: &[Member]) -> Self {
-        let mut orgs: Vec<String> = members.iter().map(|m| m.org_id.to_string()).collect();
-        orgs.sort();
-        orgs.dedup();
-        let mut users: Vec<&str> = members.iter().map(|m| m.user_id.as_str()).collect();
-        users.sort_unstable();
-        users.dedup();
+impl From<Conversation> for ConversationView {
+    fn from(c: Conversation) -> Self {
         ConversationView {
             id: c.group_id.to_string(),
             name: c.name,
-            state: format!("{:?}", c.state).to_lowercase(),
+            state: c.state.as_str().to_owned(),
             unread: c.unread,
             last_activity: c.last_activity,
             last_message: c.last_message,
-            orgs,
-            member_count: users.len(),
+            orgs: c.orgs.iter().map(ToString::to_string).collect(),
+            member_count: c.people as usize,
         }
     }
 }
@@ -129,7 +106,7 @@ impl MessageView {
             seq: m.seq,
             text: m.text,
             kind: m.kind,
-            state: state_name(m.state),
+            state: m.state.as_str(),
         }
     }
 }
@@ -148,30 +125,23 @@ pub struct MemberView {
     pub certificate_expires: i64,
 }
 
-/// Groups a conversation's member devices by user, in name order.
-pub fn members_by_user(members: Vec<Member>, own_user: &str) -> Vec<MemberView> {
-    let mut by_user: BTreeMap<String, MemberView> = BTreeMap::new();
-    for m in members {
-        let entry = by_user
-            .entry(m.user_id.to_string())
-            .or_insert_with(|| MemberView {
-                user_id: m.user_id.to_string(),
-                display_name: m.display_name.clone(),
-                role: m.role.clone(),
-                org_id: m.org_id.to_string(),
-                is_self: m.user_id.as_str() == own_user,
-                devices: Vec::new(),
-                certificate_expires: m.certificate_expires,
-            });
-        entry.devices.push(m.device_id.to_string());
-        entry.certificate_expires = entry.certificate_expires.min(m.certificate_expires);
+impl From<Participant> for MemberView {
+    fn from(p: Participant) -> Self {
+        MemberView {
+            user_id: p.user_id.to_string(),
+            display_name: p.display_name,
+            role: p.role,
+            org_id: p.org_id.to_string(),
+            is_self: p.is_me,
+            certificate_expires: p
+                .devices
+                .iter()
+                .map(|d| d.certificate_expires)
+                .min()
+                .unwrap_or(0),
+            devices: p.devices.iter().map(|d| d.device_id.to_string()).collect(),
+        }
     }
-    let mut out: Vec<MemberView> = by_user.into_values().collect();
-    out.sort_by(|a, b| {
-        (!a.is_self, a.display_name.to_lowercase())
-            .cmp(&(!b.is_self, b.display_name.to_lowercase()))
-    });
-    out
 }
 
 /// A directory search result.
@@ -273,9 +243,7 @@ impl UiEvent {
     /// the commands consume themselves.
     pub fn from_core(e: Event, own_user: &str) -> Option<UiEvent> {
         Some(match e {
-            Event::Connection(c) => UiEvent::Connection {
-                state: connection_name(c),
-            },
+            Event::Connection(c) => UiEvent::Connection { state: c.as_str() },
             Event::Synced => return None,
             Event::ConversationUpdated(g) => UiEvent::Conversation {
                 group_id: g.to_string(),
@@ -290,7 +258,7 @@ impl UiEvent {
             } => UiEvent::Delivery {
                 group_id: group_id.to_string(),
                 message_id: message_id.to_string(),
-                state: state_name(state),
+                state: state.as_str(),
             },
             Event::MembershipChanged {
                 group_id,
@@ -301,7 +269,10 @@ impl UiEvent {
                 added: added.iter().map(ToString::to_string).collect(),
                 removed: removed.iter().map(ToString::to_string).collect(),
             },
-            Event::UserDevices { .. } | Event::DirectoryResults { .. } => return None,
+            Event::AuthenticationRefused => UiEvent::Failed {
+                group_id: None,
+                reason: "the relay refused this device".into(),
+            },
             Event::CertificatePending => UiEvent::Certificate { pending: true },
             Event::CertificateReceived => UiEvent::Certificate { pending: false },
             Event::TrustUpdated { partners } => UiEvent::Trust {

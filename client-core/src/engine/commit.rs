@@ -1,0 +1,284 @@
+//! Commits this device makes: building a group change into a commit
+//! bundle, sending it, and merging it once the relay accepted it.
+//!
+//! DESIGN.md's rules, all here:
+//! - the bundle (commit, Welcome, GroupInfo with `ratchet_tree` and
+//!   `external_pub`, roster change) is stored with the operation before it
+//!   is sent, in the same transaction as openmls's pending commit;
+//! - a commit whose outcome is unknown (a lost answer, a restart) is resent
+//!   byte for byte while its pending commit is still at the same epoch,
+//!   never rebuilt: the relay either applies it now or applied it before
+//!   (then its echo in the queue merges it);
+//! - it is merged only after the relay accepted it (answer or echo);
+//! - `WrongEpoch` keeps the pending commit for the incoming commit to
+//!   resolve (another member's clears it; our own, resent after a lost
+//!   answer, merges it), and the operation waits for that epoch.
+
+use cascade_protocol::{CommitBundle, DeviceId, GroupId, ProtocolError, Request, Response, UserId};
+use openmls::prelude::*;
+
+use super::effects::{Effects, Route};
+use super::groups::{self, bytes, mls_bytes, Present};
+use super::outbox::{Progress, RETRY_DELAY_MS};
+use super::receipts;
+use super::{Ctx, Event, Me};
+use crate::credential::member_identity;
+use crate::error::{CoreError, Result};
+use crate::store::ClientStore;
+use crate::store::Transactions;
+
+/// A commit built by openmls for a change.
+pub(crate) struct Built {
+    pub commit: MlsMessageOut,
+    pub welcome: Option<MlsMessageOut>,
+    pub group_info: Option<openmls::messages::group_info::GroupInfo>,
+}
+
+/// A group change this device commits (add, remove, self-update, commit of
+/// others' proposals).
+pub(crate) trait Change: Send {
+    /// Builds the commit on `group` at its current epoch; `None` when there
+    /// is nothing left to do (e.g. the members to remove are gone).
+    fn build(
+        &mut self,
+        cx: &Ctx<'_>,
+        group: &mut MlsGroup,
+        present: &[Present],
+    ) -> Result<Option<Built>>;
+
+    /// Runs in the transaction that merges the accepted commit.
+    fn merged(&mut self, _cx: &Ctx<'_>, _group_id: &GroupId) -> Result<()> {
+        Ok(())
+    }
+
+    /// Runs when [`Change::build`] found nothing to do.
+    fn nothing_to_do(&mut self, _cx: &Ctx<'_>, _group_id: &GroupId) -> Result<()> {
+        Ok(())
+    }
+}
+
+/// Starts (or restarts) a change: resends the stored bundle if its commit
+/// is still pending at the same epoch, or builds and sends a new one.
+pub(crate) fn start(
+    cx: &Ctx<'_>,
+    op_id: i64,
+    group_id: GroupId,
+    change: &mut dyn Change,
+    fx: &mut Effects,
+) -> Result<Progress> {
+    let store = cx.store;
+    if let Some(bundle) = prepared_bundle(store, op_id)? {
+        let g = groups::load(store, &group_id)?;
+        if g.pending_commit().is_some() && g.epoch().as_u64() == bundle.epoch {
+            fx.request(
+                Request::Commit(bundle),
+                Route::Op {
+                    group: group_id,
+                    op_id,
+                },
+            );
+            return Ok(Progress::Waiting);
+        }
+    }
+    // Any pending commit is stale now.
+    groups::clear_pending_commit(store, &group_id)?;
+    let tx = store.transaction()?;
+    let mut group = groups::load(store, &group_id)?;
+    let present = groups::present(&group);
+    let epoch = group.epoch().as_u64();
+    let Some(built) = change.build(cx, &mut group, &present)? else {
+        drop(tx);
+        change.nothing_to_do(cx, &group_id)?;
+        return Ok(Progress::Done);
+    };
+    // The new epoch's GroupInfo (with `ratchet_tree` and `external_pub`,
+    // for devices joining by external commit). openmls makes it with every
+    // commit of a group using the ratchet tree extension; exporting one now
+    // would describe the old epoch, so its absence is a bug, not a
+    // fallback.
+    let group_info = MlsMessageOut::from(
+        built
+            .group_info
+            .ok_or_else(|| CoreError::Mls("a commit without the new GroupInfo".into()))?,
+    );
+    // openmls also commits proposals waiting in the group (a member's
+    // leave request): the roster change must list exactly what the commit
+    // does, so it is read from the staged commit itself.
+    let (added, removed) = roster_change(&group, &present);
+    let bundle = CommitBundle {
+        group_id,
+        epoch,
+        commit: bytes(mls_bytes(&built.commit)?),
+        welcome: built.welcome.map(|w| mls_bytes(&w)).transpose()?.map(bytes),
+        group_info: bytes(mls_bytes(&group_info)?),
+        added,
+        removed,
+    };
+    store.set_op_prepared(op_id, &encode_bundle(&bundle))?;
+    tx.commit()?;
+    fx.request(
+        Request::Commit(bundle),
+        Route::Op {
+            group: group_id,
+            op_id,
+        },
+    );
+    Ok(Progress::Waiting)
+}
+
+/// The relay answered a change's commit.
+pub(crate) fn answer(
+    cx: &Ctx<'_>,
+    op_id: i64,
+    group_id: GroupId,
+    change: &mut dyn Change,
+    answer: std::result::Result<Response, ProtocolError>,
+    fx: &mut Effects,
+) -> Result<Progress> {
+    match answer {
+        Ok(Response::CommitAccepted { .. }) => {
+            let tx = cx.store.transaction()?;
+            let mut group = groups::load(cx.store, &group_id)?;
+            let events = merge_own(cx.store, cx.me, &mut group, &group_id)?;
+            change.merged(cx, &group_id)?;
+            cx.store.delete_op(op_id)?;
+            tx.commit()?;
+            fx.events(events);
+            Ok(Progress::Done)
+        }
+        Err(ProtocolError::WrongEpoch { current }) => Ok(Progress::WaitEpoch { current }),
+        Err(e) => Ok(transient_or_failed(cx, e)),
+        Ok(_) => Ok(Progress::Failed("unexpected answer from the relay".into())),
+    }
+}
+
+/// A refusal that passes (queue full, rate limited, relay error) is
+/// retried later with the same bytes; anything else fails the operation.
+pub(crate) fn transient_or_failed(cx: &Ctx<'_>, e: ProtocolError) -> Progress {
+    match e {
+        ProtocolError::QueueFull { .. } | ProtocolError::Internal => {
+            tracing::info!(error = %e, "operation refused for now; retrying later");
+            Progress::RetryAt(cx.now + RETRY_DELAY_MS)
+        }
+        ProtocolError::RateLimited { retry_after_ms } => {
+            Progress::RetryAt(cx.now + retry_after_ms.max(RETRY_DELAY_MS))
+        }
+        e => Progress::Failed(e.to_string()),
+    }
+}
+
+/// The commit bundle stored for an operation, if one was sent.
+pub(crate) fn prepared_bundle(store: &dyn ClientStore, op_id: i64) -> Result<Option<CommitBundle>> {
+    Ok(store
+        .op(op_id)?
+        .and_then(|e| e.prepared)
+        .and_then(|p| ciborium::from_reader(p.as_slice()).ok()))
+}
+
+/// The stored encoding of a prepared bundle (CBOR, as on the wire).
+pub(crate) fn encode_bundle(bundle: &CommitBundle) -> Vec<u8> {
+    let mut encoded = Vec::new();
+    ciborium::into_writer(bundle, &mut encoded).expect("serialising to a Vec cannot fail");
+    encoded
+}
+
+/// The devices the staged commit adds and removes.
+fn roster_change(group: &MlsGroup, present: &[Present]) -> (Vec<DeviceId>, Vec<DeviceId>) {
+    let Some(staged) = group.pending_commit() else {
+        return (vec![], vec![]);
+    };
+    let added = staged
+        .add_proposals()
+        .filter_map(|a| {
+            member_identity(a.add_proposal().key_package().leaf_node().credential())
+                .ok()
+                .map(|id| id.device)
+        })
+        .collect();
+    let removed = staged
+        .remove_proposals()
+        .filter_map(|r| {
+            present
+                .iter()
+                .find(|p| p.leaf == r.remove_proposal().removed())
+                .map(|p| p.id.device)
+        })
+        .collect();
+    (added, removed)
+}
+
+/// Merges this device's pending commit after the relay accepted it (its
+/// answer, or its echo in the queue). Runs inside the caller's
+/// transaction.
+pub(crate) fn merge_own(
+    store: &dyn ClientStore,
+    me: &Me,
+    group: &mut MlsGroup,
+    group_id: &GroupId,
+) -> Result<Vec<Event>> {
+    let provider = store.mls();
+    let Some(staged) = group.pending_commit() else {
+        return Ok(vec![]);
+    };
+    let mut added: Vec<UserId> = Vec::new();
+    for add in staged.add_proposals() {
+        added
+            .push(member_identity(add.add_proposal().key_package().leaf_node().credential())?.user);
+    }
+    let mut removed: Vec<UserId> = Vec::new();
+    for rem in staged.remove_proposals() {
+        if let Some(m) = group.member_at(rem.remove_proposal().removed()) {
+            removed.push(member_identity(&m.credential)?.user);
+        }
+    }
+    group
+        .merge_pending_commit(&provider)
+        .map_err(CoreError::mls)?;
+    added.dedup();
+    removed.dedup();
+    let mut events = if group.is_active() {
+        groups::record_members(store, group_id, group)?;
+        receipts::forget_departed(store, me, group_id, &removed)?
+    } else {
+        vec![]
+    };
+    events.push(Event::MembershipChanged {
+        group_id: *group_id,
+        added,
+        removed,
+    });
+    Ok(events)
+}
+
+/// An outbox operation that is exactly one change: its start and answer
+/// are the commit's.
+pub(crate) struct ChangeOp<C: Change> {
+    op_id: i64,
+    group_id: GroupId,
+    change: C,
+}
+
+impl<C: Change> ChangeOp<C> {
+    pub fn new(op_id: i64, group_id: GroupId, change: C) -> Self {
+        Self {
+            op_id,
+            group_id,
+            change,
+        }
+    }
+}
+
+impl<C: Change> super::outbox::Operation for ChangeOp<C> {
+    fn start(&mut self, cx: &Ctx<'_>, fx: &mut Effects) -> Result<Progress> {
+        start(cx, self.op_id, self.group_id, &mut self.change, fx)
+    }
+
+    fn answer(
+        &mut self,
+        cx: &Ctx<'_>,
+        result: std::result::Result<Response, ProtocolError>,
+        fx: &mut Effects,
+    ) -> Result<Progress> {
+        answer(cx, self.op_id, self.group_id, &mut self.change, result, fx)
+    }
+}

@@ -1,0 +1,42 @@
+//! `CommitProposals`: commit the proposals other members sent (a member's
+//! request to leave), so that the group moves on without them.
+
+use cascade_protocol::GroupId;
+use openmls::prelude::*;
+
+use crate::engine::commit::{Built, Change, ChangeOp};
+use crate::engine::groups::Present;
+use crate::engine::Ctx;
+use crate::error::{CoreError, Result};
+
+/// A commit of pending proposals.
+pub(super) struct CommitProposals;
+
+pub(super) fn commit_proposals(op_id: i64, group_id: GroupId) -> ChangeOp<CommitProposals> {
+    ChangeOp::new(op_id, group_id, CommitProposals)
+}
+
+impl Change for CommitProposals {
+    fn build(
+        &mut self,
+        cx: &Ctx<'_>,
+        group: &mut MlsGroup,
+        present: &[Present],
+    ) -> Result<Option<Built>> {
+        let removes_someone = group.pending_proposals().any(|p| match p.proposal() {
+            Proposal::Remove(r) => present.iter().any(|m| m.leaf == r.removed()),
+            _ => false,
+        });
+        if !removes_someone {
+            return Ok(None); // committed already by another member
+        }
+        let (commit, welcome, group_info) = group
+            .commit_to_pending_proposals(&cx.store.mls(), &cx.me.signer)
+            .map_err(CoreError::mls)?;
+        Ok(Some(Built {
+            commit,
+            welcome,
+            group_info,
+        }))
+    }
+}

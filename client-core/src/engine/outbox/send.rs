@@ -1,0 +1,161 @@
+//! `Send`: encrypt an application message (text, the conversation's name,
+//! a delivery receipt) and post it.
+//!
+//! The ciphertext is stored with the operation in the transaction that
+//! advances the group's sending ratchet, so a retransmission (after a lost
+//! answer, a reconnect or a restart) sends exactly the same bytes and
+//! receivers see one message. Messages of one conversation are pipelined
+//! (see the outbox); each is answered on its own.
+
+use cascade_protocol::{GroupId, ProtocolError, Request, Response};
+
+use super::{Operation, Progress};
+use crate::content::MessageId;
+use crate::engine::commit::transient_or_failed;
+use crate::engine::effects::{Effects, Route};
+use crate::engine::groups::{self, bytes, mls_bytes};
+use crate::engine::receipts;
+use crate::engine::{Ctx, Event};
+use crate::error::{CoreError, Result};
+use crate::store::Transactions;
+use crate::store::{ConversationState, DeliveryState};
+
+/// One application message.
+pub(super) struct SendMessage {
+    op_id: i64,
+    group_id: GroupId,
+    message_id: MessageId,
+    content: Vec<u8>,
+    prepared: Option<Vec<u8>>,
+}
+
+impl SendMessage {
+    pub fn new(
+        op_id: i64,
+        group_id: GroupId,
+        message_id: MessageId,
+        content: Vec<u8>,
+        prepared: Option<Vec<u8>>,
+    ) -> Self {
+        Self {
+            op_id,
+            group_id,
+            message_id,
+            content,
+            prepared,
+        }
+    }
+
+    /// Marks the message failed (if it is one the user sees: receipts and
+    /// names have no history entry) and ends the operation.
+    fn fail(&self, cx: &Ctx<'_>, fx: &mut Effects) -> Result<Progress> {
+        let tx = cx.store.transaction()?;
+        let shown = cx.store.message(&self.message_id)?.is_some();
+        if shown {
+            cx.store
+                .set_message_state(&self.message_id, DeliveryState::Failed, None)?;
+        }
+        cx.store.delete_op(self.op_id)?;
+        tx.commit()?;
+        if shown {
+            fx.event(Event::DeliveryState {
+                group_id: self.group_id,
+                message_id: self.message_id,
+                state: DeliveryState::Failed,
+            });
+        }
+        Ok(Progress::Done)
+    }
+
+    fn encrypt(&self, cx: &Ctx<'_>) -> Result<Vec<u8>> {
+        let tx = cx.store.transaction()?;
+        let provider = cx.store.mls();
+        let mut group = groups::load(cx.store, &self.group_id)?;
+        let msg = group
+            .create_message(&provider, &cx.me.signer, &self.content)
+            .map_err(CoreError::mls)?;
+        let b = mls_bytes(&msg)?;
+        cx.store.set_op_prepared(self.op_id, &b)?;
+        tx.commit()?;
+        Ok(b)
+    }
+}
+
+impl Operation for SendMessage {
+    fn start(&mut self, cx: &Ctx<'_>, fx: &mut Effects) -> Result<Progress> {
+        let state = cx.store.conversation_cursor(&self.group_id)?.map(|c| c.1);
+        if !matches!(
+            state,
+            Some(ConversationState::Active | ConversationState::Leaving)
+        ) {
+            return self.fail(cx, fx); // no longer a member
+        }
+        let message = match &self.prepared {
+            Some(p) => p.clone(),
+            None => match self.encrypt(cx) {
+                Ok(b) => {
+                    self.prepared = Some(b.clone());
+                    b
+                }
+                Err(e @ CoreError::Storage(_)) => return Err(e),
+                Err(e) => {
+                    tracing::warn!(error = %e, "a message could not be encrypted");
+                    return self.fail(cx, fx);
+                }
+            },
+        };
+        fx.request(
+            Request::SendMessage {
+                group_id: self.group_id,
+                message: bytes(message),
+            },
+            Route::Op {
+                group: self.group_id,
+                op_id: self.op_id,
+            },
+        );
+        Ok(Progress::Waiting)
+    }
+
+    fn answer(
+        &mut self,
+        cx: &Ctx<'_>,
+        answer: std::result::Result<Response, ProtocolError>,
+        fx: &mut Effects,
+    ) -> Result<Progress> {
+        match answer {
+            Ok(Response::MessageAccepted { seq }) => {
+                let tx = cx.store.transaction()?;
+                let shown = cx.store.message(&self.message_id)?.is_some();
+                let mut events = Vec::new();
+                if shown {
+                    cx.store
+                        .set_message_state(&self.message_id, DeliveryState::Sent, Some(seq))?;
+                    events.push(Event::DeliveryState {
+                        group_id: self.group_id,
+                        message_id: self.message_id,
+                        state: DeliveryState::Sent,
+                    });
+                    events.extend(receipts::on_sent(
+                        cx.store,
+                        cx.me,
+                        &self.group_id,
+                        &self.message_id,
+                    )?);
+                }
+                cx.store.delete_op(self.op_id)?;
+                tx.commit()?;
+                fx.events(events);
+                Ok(Progress::Done)
+            }
+            Err(e) => match transient_or_failed(cx, e) {
+                retry @ Progress::RetryAt(_) => Ok(retry),
+                _ => {
+                    tracing::warn!("message refused by the relay");
+                    self.fail(cx, fx)
+                }
+            },
+            Ok(_) => self.fail(cx, fx),
+        }
+    }
+}
