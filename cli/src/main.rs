@@ -10,7 +10,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::{anyhow, bail, Context, Result};
-use cascade_core::admin::{AdminClient, CaDir};
+use cascade_admin::{AdminClient, CaDir};
 use cascade_core::{Client, Conversation, Event, GroupId, Message, OrgId, UserId};
 use clap::{Parser, Subcommand};
 use serde_json::json;
@@ -400,7 +400,8 @@ async fn run(cli: Cli) -> Result<()> {
 }
 
 fn org_command(command: OrgCommand, json: bool) -> Result<()> {
-    use cascade_core::identity::{pem_to_der, OrgCa, TrustAnchor};
+    use cascade_admin::OrgCa;
+    use cascade_core::identity::{pem_to_der, TrustAnchor};
     match command {
         OrgCommand::Init {
             org,

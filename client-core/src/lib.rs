@@ -9,7 +9,6 @@
 //!   reconnects with backoff, and runs the engine in one task. Front ends
 //!   (CLI, desktop, mobile bindings) use only this.
 
-pub mod admin;
 pub mod client;
 pub mod content;
 pub mod credential;

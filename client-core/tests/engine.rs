@@ -3,8 +3,9 @@
 //! answers their requests the way DESIGN.md's delivery rules say the relay
 //! does, one step at a time, so every interleaving here is exact.
 
+use cascade_admin::OrgCa;
 use cascade_core::engine::{ConnectionState, Engine, Event, RECEIPT_DELAY_MS};
-use cascade_core::identity::{DeviceClaims, OrgCa};
+use cascade_core::identity::DeviceClaims;
 use cascade_core::store::SqliteStore as Store;
 use cascade_core::{DeliveryState, GroupId};
 use cascade_protocol::http::EnrolResponse;

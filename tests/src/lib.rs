@@ -20,8 +20,8 @@ use std::process::Stdio;
 use std::time::Duration;
 
 use anyhow::{anyhow, bail, Context, Result};
-use cascade_core::admin::AdminClient;
-use cascade_core::identity::{fingerprint_hex, OrgCa};
+use cascade_admin::{AdminClient, OrgCa};
+use cascade_core::identity::fingerprint_hex;
 use cascade_core::{Client, Event, GroupId, Message, OrgId, UserId};
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
