@@ -38,7 +38,8 @@ use tokio::process::{Child, Command};
 /// How long one documented command may take.
 const COMMAND_WAIT: Duration = Duration::from_secs(60);
 
-/// Takes the commands out of a markdown document's `sh` code blocks.
+/// Takes the commands out of a markdown document's shell code blocks
+/// (`sh`, or `bash`, `shell`, `console` should one appear).
 fn commands(markdown: &str) -> Vec<String> {
     let mut out = Vec::new();
     let mut in_sh = None::<bool>;
@@ -47,7 +48,7 @@ fn commands(markdown: &str) -> Vec<String> {
         let trimmed = line.trim();
         if let Some(info) = trimmed.strip_prefix("```") {
             in_sh = match in_sh {
-                None => Some(info.trim() == "sh"),
+                None => Some(matches!(info.trim(), "sh" | "bash" | "shell" | "console")),
                 Some(_) => None,
             };
             continue;
