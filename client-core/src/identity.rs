@@ -1,4 +1,4 @@
-//! Organisation CAs and X.509 device certificates.
+//! Organisation CAs and X.509 device certificates: the verifying side.
 //!
 //! Each organisation is a trust domain with its own CA key, held by its
 //! admins (the `cascade admin` commands), never by the relay. The CA issues
@@ -8,6 +8,14 @@
 //! they trust (their own organisation and the ones their admin pinned), so
 //! the relay cannot mint an identity that clients accept.
 //!
+//! This module reads and verifies; it cannot issue or sign. Issuing device
+//! certificates and signing trust and revocation lists is the CA's job and
+//! lives in the `cascade-admin` crate, so that a device (the desktop app, the
+//! mobile apps) does not even link the code that makes certificates. The
+//! formats both sides share are defined here: the certificate profile (the
+//! constants below) and the signed documents ([`TrustList`],
+//! [`RevocationList`]).
+//!
 //! Certificate profile (all Ed25519):
 //! - CA: self-signed, subject `O=<org id>, CN=<org name>`, basicConstraints
 //!   CA with path length 0, keyUsage keyCertSign + cRLSign.
@@ -16,21 +24,22 @@
 //!   and `urn:cascade:device:<32 hex digits>`; keyUsage digitalSignature;
 //!   the subject public key is the device's MLS signature key.
 //!
-//! Generation uses `rcgen`, parsing and signature checks `x509-parser`; no
-//! DER is written by hand.
+//! Parsing and signature checks use `x509-parser` and `ed25519-dalek`; no
+//! DER is read by hand.
 
 use cascade_protocol::{DeviceId, OrgId, UserId};
-use rcgen::{
-    BasicConstraints, CertificateParams, DistinguishedName, DnType, IsCa, Issuer, KeyPair,
-    KeyUsagePurpose, SanType, PKCS_ED25519,
-};
 use sha2::{Digest, Sha256};
 use x509_parser::prelude::*;
 
-/// The OID of the X.520 `title` attribute, which carries the role.
-const TITLE_OID: [u64; 4] = [2, 5, 4, 12];
-const USER_URN: &str = "urn:cascade:user:";
-const DEVICE_URN: &str = "urn:cascade:device:";
+/// The OID of the X.520 `title` attribute, which carries the role in a
+/// device certificate's subject.
+pub const TITLE_OID: [u64; 4] = [2, 5, 4, 12];
+/// The prefix of the subjectAltName URI that names a device's user
+/// (`urn:cascade:user:alice@north-trust`).
+pub const USER_URN: &str = "urn:cascade:user:";
+/// The prefix of the subjectAltName URI that names a device
+/// (`urn:cascade:device:<32 hex digits>`).
+pub const DEVICE_URN: &str = "urn:cascade:device:";
 
 /// Why a certificate is not acceptable. Every variant names the reason a
 /// user or admin needs to see; none carries key material.
@@ -103,10 +112,6 @@ fn malformed(e: impl std::fmt::Display) -> CertError {
     CertError::Malformed(e.to_string())
 }
 
-fn time(secs: i64) -> Result<::time::OffsetDateTime, CertError> {
-    ::time::OffsetDateTime::from_unix_timestamp(secs).map_err(malformed)
-}
-
 /// SHA-256 fingerprint of a certificate, as colon-separated hex: what admins
 /// read to each other out of band before pinning a partner's CA.
 pub fn fingerprint(cert_der: &[u8]) -> String {
@@ -115,165 +120,6 @@ pub fn fingerprint(cert_der: &[u8]) -> String {
         .map(|b| format!("{b:02X}"))
         .collect::<Vec<_>>()
         .join(":")
-}
-
-/// An organisation's CA: its key and self-signed certificate.
-pub struct OrgCa {
-    org: OrgId,
-    key: KeyPair,
-    cert_der: Vec<u8>,
-}
-
-impl OrgCa {
-    /// Creates a new CA for `org`, valid from `now` for `valid_days`.
-    pub fn generate(
-        org: &OrgId,
-        name: &str,
-        now: i64,
-        valid_days: i64,
-    ) -> Result<OrgCa, CertError> {
-        let key = KeyPair::generate_for(&PKCS_ED25519).map_err(malformed)?;
-        let mut params = CertificateParams::default();
-        params.distinguished_name = ca_name(org, name);
-        params.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
-        params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
-        params.not_before = time(now - 300)?;
-        params.not_after = time(now + valid_days * 86_400)?;
-        params.serial_number = Some(rand::random::<[u8; 16]>().to_vec().into());
-        let cert = params.self_signed(&key).map_err(malformed)?;
-        Ok(OrgCa {
-            org: org.clone(),
-            key,
-            cert_der: cert.der().to_vec(),
-        })
-    }
-
-    /// Loads a CA from its PEM key and PEM certificate (as written by
-    /// [`OrgCa::key_pem`] and [`OrgCa::cert_pem`]).
-    pub fn from_pem(key_pem: &str, cert_pem: &str) -> Result<OrgCa, CertError> {
-        let key = KeyPair::from_pem(key_pem).map_err(malformed)?;
-        let cert_der = pem_to_der(cert_pem)?;
-        let anchor = TrustAnchor::from_der(&cert_der)?;
-        let (_, cert) = parse_x509_certificate(&cert_der).map_err(malformed)?;
-        if cert.public_key().subject_public_key.data.as_ref() != key.public_key_raw() {
-            return Err(CertError::KeyMismatch);
-        }
-        Ok(OrgCa {
-            org: anchor.org,
-            key,
-            cert_der,
-        })
-    }
-
-    /// The organisation.
-    pub fn org(&self) -> &OrgId {
-        &self.org
-    }
-
-    /// The CA key, PEM (PKCS#8). Keep it owner-only.
-    pub fn key_pem(&self) -> String {
-        self.key.serialize_pem()
-    }
-
-    /// The CA certificate, PEM.
-    pub fn cert_pem(&self) -> String {
-        der_to_pem(&self.cert_der)
-    }
-
-    /// The CA certificate, DER.
-    pub fn cert_der(&self) -> &[u8] {
-        &self.cert_der
-    }
-
-    /// The trust anchor for this CA.
-    pub fn anchor(&self) -> TrustAnchor {
-        TrustAnchor::from_der(&self.cert_der).expect("our own CA certificate parses")
-    }
-
-    /// Issues a device certificate binding `claims` to `signature_key` (the
-    /// device's 32-byte Ed25519 MLS signature key), valid from `now` for
-    /// `valid_days`. Refuses claims for a user of another organisation.
-    pub fn issue_device(
-        &self,
-        claims: &DeviceClaims,
-        signature_key: &[u8],
-        now: i64,
-        valid_days: i64,
-    ) -> Result<Vec<u8>, CertError> {
-        if claims.user.org() != self.org {
-            return Err(CertError::WrongOrg {
-                claimed: claims.user.org().to_string(),
-                issuer: self.org.to_string(),
-            });
-        }
-        self.sign_device_cert(claims, signature_key, now, valid_days)
-    }
-
-    /// Signs a device certificate without checking the claims against this
-    /// CA (tests use it to make certificates a correct CA never issues).
-    fn sign_device_cert(
-        &self,
-        claims: &DeviceClaims,
-        signature_key: &[u8],
-        now: i64,
-        valid_days: i64,
-    ) -> Result<Vec<u8>, CertError> {
-        if signature_key.len() != 32 {
-            return Err(CertError::Malformed("an Ed25519 key has 32 bytes".into()));
-        }
-        let mut params = CertificateParams::default();
-        let mut dn = DistinguishedName::new();
-        dn.push(DnType::OrganizationName, self.org.as_str());
-        dn.push(DnType::CommonName, claims.display_name.as_str());
-        dn.push(
-            DnType::CustomDnType(TITLE_OID.to_vec()),
-            claims.role.as_str(),
-        );
-        params.distinguished_name = dn;
-        params.subject_alt_names = vec![
-            SanType::URI(
-                format!("{USER_URN}{}", claims.user)
-                    .try_into()
-                    .map_err(malformed)?,
-            ),
-            SanType::URI(
-                format!("{DEVICE_URN}{}", claims.device)
-                    .try_into()
-                    .map_err(malformed)?,
-            ),
-        ];
-        params.is_ca = IsCa::ExplicitNoCa;
-        params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
-        params.not_before = time(now - 300)?;
-        params.not_after = time(now + valid_days * 86_400)?;
-        params.serial_number = Some(rand::random::<[u8; 16]>().to_vec().into());
-        params.use_authority_key_identifier_extension = true;
-        let issuer = Issuer::from_ca_cert_der(&self.cert_der.clone().into(), &self.key)
-            .map_err(malformed)?;
-        let public = RawEd25519(signature_key.to_vec());
-        let cert = params.signed_by(&public, &issuer).map_err(malformed)?;
-        Ok(cert.der().to_vec())
-    }
-}
-
-fn ca_name(org: &OrgId, name: &str) -> DistinguishedName {
-    let mut dn = DistinguishedName::new();
-    dn.push(DnType::OrganizationName, org.as_str());
-    dn.push(DnType::CommonName, name);
-    dn
-}
-
-/// A device's raw Ed25519 public key, for rcgen.
-struct RawEd25519(Vec<u8>);
-
-impl rcgen::PublicKeyData for RawEd25519 {
-    fn der_bytes(&self) -> &[u8] {
-        &self.0
-    }
-
-    fn algorithm(&self) -> &'static rcgen::SignatureAlgorithm {
-        &PKCS_ED25519
-    }
 }
 
 /// PEM-encodes a DER certificate.
@@ -528,100 +374,25 @@ pub struct RevocationList {
     pub devices: Vec<DeviceId>,
 }
 
-impl OrgCa {
-    /// Signs a revocation list of `devices`.
-    pub fn sign_revocations(
-        &self,
-        devices: &[DeviceId],
-        serial: u64,
-        now: i64,
-    ) -> Result<cascade_protocol::SignedDocument, CertError> {
-        let list = RevocationList {
-            v: 1,
-            org: self.org.clone(),
-            serial,
-            issued_at: now,
-            devices: devices.to_vec(),
-        };
+impl TrustList {
+    /// The list as the bytes a CA signs (CBOR): the body of its
+    /// [`cascade_protocol::SignedDocument`], which [`verify_trust_list`]
+    /// reads back.
+    pub fn to_body(&self) -> Vec<u8> {
         let mut body = Vec::new();
-        ciborium::into_writer(&list, &mut body).expect("serialising to a Vec cannot fail");
-        let signature = self.sign(&body)?;
-        Ok(cascade_protocol::SignedDocument {
-            body: body.into(),
-            signature: signature.into(),
-            co_signature: None,
-        })
+        ciborium::into_writer(self, &mut body).expect("serialising to a Vec cannot fail");
+        body
     }
+}
 
-    /// Adds this CA's co-signature to a document another CA of the same
-    /// organisation signed (a CA rotation: the old CA signs, the new one
-    /// co-signs).
-    pub fn co_sign(
-        &self,
-        mut doc: cascade_protocol::SignedDocument,
-    ) -> Result<cascade_protocol::SignedDocument, CertError> {
-        doc.co_signature = Some(self.sign(&doc.body)?.into());
-        Ok(doc)
-    }
-
-    /// Signs raw bytes with the CA key (Ed25519).
-    fn sign(&self, msg: &[u8]) -> Result<Vec<u8>, CertError> {
-        rcgen::SigningKey::sign(&self.key, msg).map_err(malformed)
-    }
-
-    /// Signs a trust list pinning `partners` (their CA certificates, DER).
-    pub fn sign_trust_list(
-        &self,
-        partners: &[Vec<u8>],
-        serial: u64,
-        now: i64,
-    ) -> Result<cascade_protocol::SignedDocument, CertError> {
-        self.sign_trust_list_with_successor(partners, None, serial, now)
-    }
-
-    /// Signs a trust list that also names this organisation's successor CA
-    /// (DER), for a rotation.
-    pub fn sign_trust_list_with_successor(
-        &self,
-        partners: &[Vec<u8>],
-        successor: Option<&[u8]>,
-        serial: u64,
-        now: i64,
-    ) -> Result<cascade_protocol::SignedDocument, CertError> {
-        if let Some(next) = successor {
-            if TrustAnchor::from_der(next)?.org != self.org {
-                return Err(CertError::Malformed(
-                    "a successor CA belongs to the same organisation".into(),
-                ));
-            }
-        }
-        for p in partners {
-            let a = TrustAnchor::from_der(p)?;
-            if a.org == self.org {
-                return Err(CertError::Malformed(
-                    "an organisation does not pin itself".into(),
-                ));
-            }
-        }
-        let list = TrustList {
-            v: 1,
-            org: self.org.clone(),
-            serial,
-            issued_at: now,
-            anchors: partners
-                .iter()
-                .map(|p| serde_bytes::ByteBuf::from(p.clone()))
-                .collect(),
-            successor: successor.map(|s| serde_bytes::ByteBuf::from(s.to_vec())),
-        };
+impl RevocationList {
+    /// The list as the bytes a CA signs (CBOR): the body of its
+    /// [`cascade_protocol::SignedDocument`], which [`verify_revocations`]
+    /// reads back.
+    pub fn to_body(&self) -> Vec<u8> {
         let mut body = Vec::new();
-        ciborium::into_writer(&list, &mut body).expect("serialising to a Vec cannot fail");
-        let signature = self.sign(&body)?;
-        Ok(cascade_protocol::SignedDocument {
-            body: body.into(),
-            signature: signature.into(),
-            co_signature: None,
-        })
+        ciborium::into_writer(self, &mut body).expect("serialising to a Vec cannot fail");
+        body
     }
 }
 
@@ -713,212 +484,4 @@ pub fn verify_trust_list(
 /// enrolment code.
 pub fn fingerprint_hex(cert_der: &[u8]) -> String {
     hex::encode(Sha256::digest(cert_der))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    const NOW: i64 = 1_800_000_000;
-
-    fn claims(user: &str) -> DeviceClaims {
-        DeviceClaims {
-            user: UserId::new(user).expect("valid"),
-            device: DeviceId([7; 16]),
-            display_name: "Alice Okafor".into(),
-            role: "Ward Sister".into(),
-        }
-    }
-
-    fn ca(org: &str) -> OrgCa {
-        OrgCa::generate(
-            &OrgId::new(org).expect("valid"),
-            "North NHS Trust",
-            NOW,
-            3650,
-        )
-        .expect("CA")
-    }
-
-    fn never(_: &OrgId, _: &DeviceId) -> bool {
-        false
-    }
-
-    #[test]
-    fn a_device_certificate_verifies_with_every_claim() {
-        let north = ca("north");
-        let key = [9u8; 32];
-        let der = north
-            .issue_device(&claims("alice@north"), &key, NOW, 365)
-            .expect("issued");
-        let m = verify_device_cert(&der, &[north.anchor()], NOW + 10, &never).expect("verifies");
-        assert_eq!(m.claims, claims("alice@north"));
-        assert_eq!(m.org.as_str(), "north");
-        assert_eq!(m.signature_key, key.to_vec());
-        assert!(m.not_after > NOW + 364 * 86_400);
-    }
-
-    #[test]
-    fn a_certificate_from_an_untrusted_org_is_refused() {
-        let north = ca("north");
-        let east = ca("east");
-        let der = east
-            .issue_device(&claims("bob@east"), &[1; 32], NOW, 365)
-            .expect("issued");
-        assert_eq!(
-            verify_device_cert(&der, &[north.anchor()], NOW, &never),
-            Err(CertError::UntrustedOrg("east".into()))
-        );
-        // Once pinned, it verifies.
-        assert!(verify_device_cert(&der, &[north.anchor(), east.anchor()], NOW, &never).is_ok());
-    }
-
-    #[test]
-    fn a_forged_certificate_is_refused() {
-        let north = ca("north");
-        // Mallory makes her own CA that calls itself "north" too.
-        let fake = ca("north");
-        let der = fake
-            .issue_device(&claims("alice@north"), &[1; 32], NOW, 365)
-            .expect("issued");
-        assert_eq!(
-            verify_device_cert(&der, &[north.anchor()], NOW, &never),
-            Err(CertError::BadSignature)
-        );
-    }
-
-    #[test]
-    fn a_tampered_certificate_is_refused() {
-        let north = ca("north");
-        let mut der = north
-            .issue_device(&claims("alice@north"), &[1; 32], NOW, 365)
-            .expect("issued");
-        let pos = der
-            .windows(5)
-            .position(|w| w == b"Alice")
-            .expect("the name is in the certificate");
-        der[pos] = b'M';
-        assert_eq!(
-            verify_device_cert(&der, &[north.anchor()], NOW, &never),
-            Err(CertError::BadSignature)
-        );
-    }
-
-    #[test]
-    fn expiry_and_not_yet_valid_are_refused() {
-        let north = ca("north");
-        let der = north
-            .issue_device(&claims("alice@north"), &[1; 32], NOW, 30)
-            .expect("issued");
-        assert_eq!(
-            verify_device_cert(&der, &[north.anchor()], NOW + 31 * 86_400, &never),
-            Err(CertError::Expired)
-        );
-        assert_eq!(
-            verify_device_cert(&der, &[north.anchor()], NOW - 3600, &never),
-            Err(CertError::NotYetValid)
-        );
-    }
-
-    #[test]
-    fn a_certificate_claiming_another_org_is_refused() {
-        let north = ca("north");
-        let east = ca("east");
-        // The CA refuses to issue it...
-        assert!(matches!(
-            north.issue_device(&claims("carol@east"), &[1; 32], NOW, 365),
-            Err(CertError::WrongOrg { .. })
-        ));
-        // ...and a client refuses one that a careless or hostile CA signed:
-        // north cannot vouch for a user of east, even if both are trusted.
-        let der = north
-            .sign_device_cert(&claims("carol@east"), &[1; 32], NOW, 365)
-            .expect("signed");
-        assert_eq!(
-            verify_device_cert(&der, &[north.anchor(), east.anchor()], NOW, &never),
-            Err(CertError::WrongOrg {
-                claimed: "east".into(),
-                issuer: "north".into()
-            })
-        );
-    }
-
-    #[test]
-    fn a_revoked_device_is_refused() {
-        let north = ca("north");
-        let der = north
-            .issue_device(&claims("alice@north"), &[1; 32], NOW, 365)
-            .expect("issued");
-        let revoked = |o: &OrgId, d: &DeviceId| o.as_str() == "north" && d == &DeviceId([7; 16]);
-        assert_eq!(
-            verify_device_cert(&der, &[north.anchor()], NOW, &revoked),
-            Err(CertError::Revoked)
-        );
-    }
-
-    #[test]
-    fn a_ca_round_trips_through_pem_and_keeps_issuing() {
-        let north = ca("north");
-        let again = OrgCa::from_pem(&north.key_pem(), &north.cert_pem()).expect("loads");
-        assert_eq!(again.cert_der(), north.cert_der());
-        assert_eq!(again.anchor().fingerprint(), north.anchor().fingerprint());
-        assert_eq!(north.anchor().fingerprint().len(), 32 * 3 - 1);
-        let der = again
-            .issue_device(&claims("alice@north"), &[1; 32], NOW, 365)
-            .expect("issued");
-        assert!(verify_device_cert(&der, &[north.anchor()], NOW, &never).is_ok());
-        // A key that is not the certificate's is refused.
-        let other = ca("north");
-        assert_eq!(
-            OrgCa::from_pem(&other.key_pem(), &north.cert_pem()).err(),
-            Some(CertError::KeyMismatch)
-        );
-    }
-
-    #[test]
-    fn trust_lists_verify_only_under_the_own_ca() {
-        let north = ca("north");
-        let east = ca("east");
-        let doc = north
-            .sign_trust_list(&[east.cert_der().to_vec()], 1, NOW)
-            .expect("signed");
-        let (list, anchors) = verify_trust_list(&doc, &north.anchor()).expect("verifies");
-        assert_eq!(list.serial, 1);
-        assert_eq!(anchors, vec![east.anchor()]);
-        // The relay (or anyone without north's key) cannot add an org.
-        let mallory = ca("mallory");
-        let mut tampered = doc.clone();
-        let mut list2 = list.clone();
-        list2
-            .anchors
-            .push(serde_bytes::ByteBuf::from(mallory.cert_der().to_vec()));
-        let mut body = Vec::new();
-        ciborium::into_writer(&list2, &mut body).expect("encode");
-        tampered.body = body.into();
-        assert_eq!(
-            verify_trust_list(&tampered, &north.anchor()).err(),
-            Some(CertError::BadSignature)
-        );
-        // A list signed by another org's CA is not north's.
-        let forged = mallory
-            .sign_trust_list(&[east.cert_der().to_vec()], 9, NOW)
-            .expect("signed");
-        assert_eq!(
-            verify_trust_list(&forged, &north.anchor()).err(),
-            Some(CertError::BadSignature)
-        );
-    }
-
-    #[test]
-    fn a_device_certificate_is_not_an_anchor() {
-        let north = ca("north");
-        let der = north
-            .issue_device(&claims("alice@north"), &[1; 32], NOW, 365)
-            .expect("issued");
-        assert_eq!(TrustAnchor::from_der(&der), Err(CertError::NotCa));
-        assert!(matches!(
-            TrustAnchor::from_der(b"junk"),
-            Err(CertError::Malformed(_))
-        ));
-    }
 }

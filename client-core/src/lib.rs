@@ -9,10 +9,9 @@
 //!   reconnects with backoff, and runs the engine in one task. Front ends
 //!   (CLI, desktop, mobile bindings) use only this.
 
-pub mod admin;
 pub mod client;
 pub mod content;
-mod credential;
+pub mod credential;
 pub mod engine;
 pub mod error;
 pub mod identity;

@@ -67,7 +67,7 @@ fn messages_of_a_conversation_are_pipelined_and_a_commit_waits_for_them() {
     let c = sim.device("carol@north", "Carol");
     let g = sim.group(a, "Ward", &[b]);
     for i in 0..100 {
-        sim.send(a, g, &format!("m{i}"));
+        sim.send(a, g, &format!("plaintext-marker m{i}"));
     }
     let now = sim.now;
     sim.engine(a)
@@ -86,14 +86,19 @@ fn messages_of_a_conversation_are_pipelined_and_a_commit_waits_for_them() {
         };
         let h = framing_header(message).expect("MLS");
         assert_eq!(h.content_type, ContentType::Application);
-        assert!(!message.windows(2).any(|w| w == b"m1"), "encrypted");
+        assert!(
+            !message.windows(16).any(|w| w == b"plaintext-marker"),
+            "encrypted"
+        );
     }
     sim.settle();
     let texts = sim.texts(b, g);
     assert_eq!(texts.len(), 101);
     assert_eq!(
         texts[..100],
-        (0..100).map(|i| format!("m{i}")).collect::<Vec<_>>()[..]
+        (0..100)
+            .map(|i| format!("plaintext-marker m{i}"))
+            .collect::<Vec<_>>()[..]
     );
     assert_eq!(texts[100], "after the add");
     // Carol was added after the hundred and before the last one.

@@ -6,7 +6,7 @@
 
 mod sim;
 
-use cascade_core::identity::OrgCa;
+use cascade_admin::OrgCa;
 use cascade_core::{ConversationState, Event};
 use cascade_protocol::*;
 use sim::*;

@@ -20,8 +20,7 @@ use std::process::Stdio;
 use std::time::Duration;
 
 use anyhow::{anyhow, bail, Context, Result};
-use cascade_core::admin::AdminClient;
-use cascade_core::identity::{fingerprint_hex, OrgCa};
+use cascade_admin::{AdminClient, CaDir, OrgCa};
 use cascade_core::{Client, Event, GroupId, Message, OrgId, UserId};
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
@@ -55,15 +54,12 @@ pub struct Relay {
     pub url: String,
     admin: AdminClient,
     clients: tempfile::TempDir,
-    /// Each organisation's CA, as its admins would hold it.
-    cas: std::sync::Mutex<std::collections::HashMap<OrgId, std::sync::Arc<OrgCa>>>,
-    /// Partners each organisation has pinned, and its trust-list serial.
-    trust: std::sync::Mutex<std::collections::HashMap<OrgId, (u64, Vec<OrgId>)>>,
-    /// CA certificates each organisation used before a rotation (partners
-    /// keep them pinned while members move to the new CA).
-    retired: std::sync::Mutex<std::collections::HashMap<OrgId, Vec<Vec<u8>>>>,
-    /// Devices each organisation has revoked, and its revocation serial.
-    revoked: std::sync::Mutex<std::collections::HashMap<OrgId, (u64, Vec<cascade_core::DeviceId>)>>,
+    /// The admins' machines: each organisation's CA directories, made and
+    /// used by `cascade-admin` exactly as the `cascade admin` commands do.
+    admins: tempfile::TempDir,
+    /// The CA directory each organisation's admins use now (after a
+    /// rotation, the new one).
+    ca_dirs: std::sync::Mutex<std::collections::HashMap<OrgId, PathBuf>>,
 }
 
 impl Relay {
@@ -88,120 +84,86 @@ impl Relay {
             addr,
             url,
             clients: tempfile::tempdir()?,
-            cas: Default::default(),
-            trust: Default::default(),
-            retired: Default::default(),
-            revoked: Default::default(),
+            admins: tempfile::tempdir()?,
+            ca_dirs: Default::default(),
         })
+    }
+
+    /// The CA directory of an organisation created with [`Relay::org`],
+    /// as its admins use it now (after [`Relay::rotate_ca`], the new one).
+    pub fn ca_dir(&self, org: &str) -> CaDir {
+        let id = OrgId::new(org).expect("valid org id");
+        CaDir::new(
+            self.ca_dirs
+                .lock()
+                .expect("not poisoned")
+                .get(&id)
+                .cloned()
+                .expect("organisation created with Relay::org"),
+        )
     }
 
     /// The CA of an organisation created with [`Relay::org`].
     pub fn ca(&self, org: &str) -> std::sync::Arc<OrgCa> {
-        let id = OrgId::new(org).expect("valid org id");
-        self.cas
-            .lock()
-            .expect("not poisoned")
-            .get(&id)
-            .cloned()
-            .expect("organisation created with Relay::org")
+        std::sync::Arc::new(self.ca_dir(org).ca().expect("the CA directory loads"))
     }
 
-    /// `org`'s admins pin `partner`'s CA and publish the signed trust list.
+    /// `org`'s admins pin `partner`'s current CA, with the fingerprint
+    /// confirmed out of band, and publish the signed trust list
+    /// (`cascade admin trust add`).
     pub async fn trust(&self, org: &str, partner: &str) -> Result<()> {
-        let ca = self.ca(org);
-        let (serial, partners) = {
-            let mut t = self.trust.lock().expect("not poisoned");
-            let e = t.entry(ca.org().clone()).or_default();
-            e.0 += 1;
-            let p = OrgId::new(partner)?;
-            if !e.1.contains(&p) {
-                e.1.push(p);
-            }
-            (e.0, e.1.clone())
-        };
-        self.publish_trust(&ca, serial, &partners).await
+        let partner = self.ca_dir(partner);
+        let pem = std::fs::read_to_string(partner.cert_path())?;
+        let fingerprint = partner.anchor()?.fingerprint();
+        self.ca_dir(org)
+            .trust(&self.admin, &pem, &fingerprint, unix_now())
+            .await?;
+        Ok(())
     }
 
-    /// `org`'s admins unpin `partner` and publish the signed trust list.
+    /// `org`'s admins unpin `partner` (every CA of theirs) and publish the
+    /// signed trust list (`cascade admin trust remove`).
     pub async fn distrust(&self, org: &str, partner: &str) -> Result<()> {
-        let ca = self.ca(org);
-        let (serial, partners) = {
-            let mut t = self.trust.lock().expect("not poisoned");
-            let e = t.entry(ca.org().clone()).or_default();
-            e.0 += 1;
-            e.1.retain(|p| p.as_str() != partner);
-            (e.0, e.1.clone())
-        };
-        self.publish_trust(&ca, serial, &partners).await
-    }
-
-    async fn publish_trust(&self, ca: &OrgCa, serial: u64, partners: &[OrgId]) -> Result<()> {
-        let mut ders: Vec<Vec<u8>> = Vec::new();
-        for p in partners {
-            ders.push(self.ca(p.as_str()).cert_der().to_vec());
-            if let Some(old) = self.retired.lock().expect("not poisoned").get(p) {
-                ders.extend(old.iter().cloned());
-            }
-        }
-        let doc = ca.sign_trust_list(&ders, serial, unix_now())?;
-        self.admin.put_trust_list(ca.org(), &doc).await?;
+        self.ca_dir(org)
+            .distrust(&self.admin, &OrgId::new(partner)?, unix_now())
+            .await?;
         Ok(())
     }
 
-    /// `org`'s admins rotate its CA: the current CA vouches for a new one in
-    /// a signed trust list, and the relay gets the new CA. Members move when
-    /// re-issued ([`Relay::issue_pending`]); partners should pin the new CA
-    /// (their next [`Relay::trust`] includes old and new).
+    /// `org`'s admins rotate its CA (`cascade admin rotate-ca`): the current
+    /// CA vouches for a new one in a signed trust list, and the relay gets
+    /// the new CA. Members move when re-issued ([`Relay::issue_pending`]);
+    /// partners should pin the new CA next to the old one (their next
+    /// [`Relay::trust`]).
     pub async fn rotate_ca(&self, org: &str) -> Result<()> {
-        let old = self.ca(org);
-        let new = OrgCa::generate(
-            old.org(),
-            &format!("{org} (test, rotated)"),
-            unix_now(),
-            3650,
-        )?;
-        let (serial, partners) = {
-            let mut t = self.trust.lock().expect("not poisoned");
-            let e = t.entry(old.org().clone()).or_default();
-            e.0 += 1;
-            (e.0, e.1.clone())
-        };
-        let mut ders: Vec<Vec<u8>> = Vec::new();
-        for p in &partners {
-            ders.push(self.ca(p.as_str()).cert_der().to_vec());
-        }
-        let doc =
-            old.sign_trust_list_with_successor(&ders, Some(new.cert_der()), serial, unix_now())?;
-        let doc = new.co_sign(doc)?;
-        self.admin.put_trust_list(old.org(), &doc).await?;
-        self.admin.replace_ca(old.org(), &new.cert_pem()).await?;
-        self.retired
+        let id = OrgId::new(org)?;
+        let new_dir = self
+            .admins
+            .path()
+            .join(format!("{org}-{}", rand::random::<u32>()));
+        let rotation = self
+            .ca_dir(org)
+            .rotate(
+                &self.admin,
+                &new_dir,
+                &format!("{org} (test, rotated)"),
+                unix_now(),
+            )
+            .await?;
+        self.ca_dirs
             .lock()
             .expect("not poisoned")
-            .entry(old.org().clone())
-            .or_default()
-            .push(old.cert_der().to_vec());
-        self.cas
-            .lock()
-            .expect("not poisoned")
-            .insert(old.org().clone(), std::sync::Arc::new(new));
+            .insert(id, rotation.dir.path().to_owned());
         Ok(())
     }
 
-    /// The device's organisation revokes it: the relay refuses it and the
-    /// signed revocation list tells every client.
+    /// The device's organisation revokes it (`cascade admin revoke`): the
+    /// relay refuses it and the signed revocation list, with every device
+    /// the organisation revoked before, tells every client.
     pub async fn revoke(&self, org: &str, device: cascade_core::DeviceId) -> Result<()> {
-        let ca = self.ca(org);
-        self.admin.revoke_device(&device).await?;
-        let (serial, devices) = {
-            let mut r = self.revoked.lock().expect("not poisoned");
-            let e = r.entry(ca.org().clone()).or_default();
-            e.0 += 1;
-            e.1.push(device);
-            (e.0, e.1.clone())
-        };
-        let doc = ca.sign_revocations(&devices, serial, unix_now())?;
-        self.admin.put_revocations(ca.org(), &doc).await?;
+        self.ca_dir(org)
+            .revoke(&self.admin, &[device], unix_now())
+            .await?;
         Ok(())
     }
 
@@ -249,42 +211,45 @@ impl Relay {
         Err(last.unwrap_or_else(|| anyhow!("relay did not restart")))
     }
 
-    /// Creates an organisation: its admins make a CA and register it.
+    /// Creates an organisation: its admins make a CA in a directory of
+    /// their own (`cascade admin org init`) and register it
+    /// (`cascade admin create-org`).
     pub async fn org(&self, org: &str) -> Result<()> {
         let id = OrgId::new(org)?;
-        let ca = OrgCa::generate(&id, &format!("{org} (test)"), unix_now(), 3650)?;
-        self.admin
-            .create_org(&id, &format!("{org} (test)"), &ca.cert_pem())
-            .await?;
-        self.cas
+        let name = format!("{org} (test)");
+        let dir = CaDir::create(self.admins.path().join(org), &id, &name, unix_now(), 3650)?;
+        dir.register(&self.admin, &id, &name).await?;
+        self.ca_dirs
             .lock()
             .expect("not poisoned")
-            .insert(id, std::sync::Arc::new(ca));
+            .insert(id, dir.path().to_owned());
         Ok(())
     }
 
-    /// An enrolment code for one device of `user` (token and CA fingerprint).
+    /// An enrolment code for one device of `user` (token and CA
+    /// fingerprint), as `cascade admin token` makes it.
     pub async fn enrolment_code(&self, user: &str) -> Result<String> {
         let id = UserId::new(user)?;
-        let token = self.admin.issue_enrolment_token(&id, None).await?;
-        let ca = self.ca(id.org().as_str());
-        Ok(format!(
-            "{}.{}",
-            token.token,
-            fingerprint_hex(ca.cert_der())
-        ))
+        let code = self
+            .ca_dir(id.org().as_str())
+            .enrolment_code(&self.admin, &id, None)
+            .await?;
+        Ok(code.code)
     }
 
     /// The organisation's admins issue certificates to its waiting devices
-    /// (new ones, and ones due for renewal).
+    /// (new ones, and ones due for renewal), as `cascade admin issue` does.
     pub async fn issue_pending(&self, org: &str) -> Result<usize> {
         self.issue_pending_for(org, 365).await
     }
 
     /// Like [`Relay::issue_pending`], valid for `days`.
     pub async fn issue_pending_for(&self, org: &str, days: i64) -> Result<usize> {
-        let ca = self.ca(org);
-        Ok(self.admin.issue_pending(&ca, unix_now(), days).await?.len())
+        let issued = self
+            .ca_dir(org)
+            .issue_pending(&self.admin, unix_now(), days)
+            .await?;
+        Ok(issued.len())
     }
 
     /// Creates a user and enrols their first device; returns a connected,

@@ -139,6 +139,9 @@ pub const APT_PACKAGES: &[&str] = &[
     "build-essential",
     "pkg-config",
     "curl",
+    // The admin guide's troubleshooting reads the relay's CA with jq; the
+    // documentation test runs it.
+    "jq",
     "wget",
     "file",
     "libwebkit2gtk-4.1-dev",

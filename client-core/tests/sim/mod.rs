@@ -18,7 +18,8 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::path::PathBuf;
 
-use cascade_core::identity::{DeviceClaims, OrgCa};
+use cascade_admin::OrgCa;
+use cascade_core::identity::DeviceClaims;
 use cascade_core::store::SqliteStore;
 use cascade_core::{Answer, ConversationState, Engine, Event, GroupId, QueryId};
 use cascade_protocol::limits::{

@@ -1,0 +1,708 @@
+//! An organisation's CA directory on an admin's machine, and the admin
+//! operations that use it: one method per `cascade admin` command that
+//! needs the CA, so the command, the test harness and any later admin
+//! front end run the same code.
+//!
+//! The directory, as made by `cascade admin org init`:
+//!
+//! | File | What |
+//! |---|---|
+//! | `ca-key.pem` | the CA key (PKCS#8), owner-only; never leaves the directory |
+//! | `ca-cert.pem` | the CA certificate |
+//! | `trusted/<org>-<fingerprint prefix>.pem` | each pinned partner CA |
+//! | `trust-serial` | serial of the last trust list published |
+//! | `revoked.txt` | every device the organisation revoked, one per line |
+//! | `revocation-serial` | serial of the last revocation list published |
+//! | `issued.jsonl` | audit log: one line per certificate issued |
+//!
+//! Devices never accept a list whose serial is not above the last one they
+//! hold, and each list is published whole from these files. So a file that
+//! cannot be read is an error, never a fresh start: a serial that restarted
+//! at 1 would be ignored by every device, and an empty revocation list
+//! would un-revoke every device for the clients.
+
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+
+use cascade_core::identity::{der_to_pem, fingerprint_hex, pem_to_der, CertError, TrustAnchor};
+use cascade_protocol::{DeviceId, OrgId, UserId};
+
+use crate::relay::{AdminClient, AdminError, IssueError, Issued};
+use crate::OrgCa;
+
+const KEY: &str = "ca-key.pem";
+const CERT: &str = "ca-cert.pem";
+const TRUSTED: &str = "trusted";
+const TRUST_SERIAL: &str = "trust-serial";
+const REVOKED: &str = "revoked.txt";
+const REVOCATION_SERIAL: &str = "revocation-serial";
+const AUDIT_LOG: &str = "issued.jsonl";
+
+/// An organisation's CA directory (see the module documentation).
+pub struct CaDir {
+    path: PathBuf,
+}
+
+/// Why a CA directory operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum CaDirError {
+    /// Reading or writing a file of the directory failed.
+    #[error("{}: {source}", path.display())]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The error.
+        source: std::io::Error,
+    },
+    /// The directory already holds a CA key; a CA key is never replaced.
+    #[error("{} exists already; refusing to replace a CA key", path.display())]
+    KeyExists {
+        /// The existing key file.
+        path: PathBuf,
+    },
+    /// A serial file (`trust-serial`, `revocation-serial`) does not hold a
+    /// number. Nothing was published: a guessed serial could be one the
+    /// devices have seen, and they would ignore the list. Set the file to
+    /// the last serial published (the commands print it) or above.
+    #[error("{} does not hold a serial number; set it to the last serial published (or higher) and try again", path.display())]
+    CorruptSerial {
+        /// The serial file.
+        path: PathBuf,
+    },
+    /// A line of `revoked.txt` is not a device id. Nothing was published: a
+    /// list without that device would tell every client it is no longer
+    /// revoked.
+    #[error("{}, line {line}: not a device id; fix the file and try again", path.display())]
+    CorruptRevocations {
+        /// The revocation file.
+        path: PathBuf,
+        /// The line, counting from 1.
+        line: usize,
+    },
+    /// A certificate or key in the directory, or one given to it, is not
+    /// acceptable.
+    #[error(transparent)]
+    Certificate(#[from] CertError),
+    /// The partner certificate's fingerprint is not the one given.
+    #[error("the certificate's fingerprint is {actual}, not the one confirmed out of band")]
+    FingerprintMismatch {
+        /// The certificate's real fingerprint.
+        actual: String,
+    },
+    /// The CA in the directory belongs to another organisation than the one
+    /// the command is about.
+    #[error("the CA in that directory is {found}'s, not {wanted}'s")]
+    WrongOrg {
+        /// The organisation of the CA in the directory.
+        found: OrgId,
+        /// The organisation the command named.
+        wanted: OrgId,
+    },
+    /// `trust remove` of an organisation that is not pinned.
+    #[error("{0} is not pinned")]
+    NotPinned(OrgId),
+    /// `revoke --user` of a user the relay does not know.
+    #[error("no user {0}")]
+    UnknownUser(UserId),
+    /// The relay refused or could not be reached.
+    #[error(transparent)]
+    Admin(#[from] AdminError),
+    /// Issuing the waiting devices' certificates failed.
+    #[error(transparent)]
+    Issue(#[from] IssueError),
+}
+
+/// What [`CaDir::rotate`] made.
+pub struct Rotation {
+    /// The new CA directory: use it for every command from now on.
+    pub dir: CaDir,
+    /// The new CA's anchor (give partners its fingerprint to pin).
+    pub anchor: TrustAnchor,
+    /// Serial of the trust list that announced the new CA.
+    pub trust_serial: u64,
+}
+
+/// A one-time enrolment code, as [`CaDir::enrolment_code`] makes it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EnrolmentCode {
+    /// `<token>.<CA fingerprint, 64 hex digits>`: what the person types in.
+    /// The fingerprint lets the device check the CA the relay serves.
+    pub code: String,
+    /// The user it enrols a device for.
+    pub user_id: UserId,
+    /// Expiry of the token, seconds since the Unix epoch.
+    pub expires_at: u64,
+}
+
+/// File name of a pinned partner CA: its organisation and the start of its
+/// fingerprint, so that both CAs of a partner's rotation can be pinned.
+fn partner_file(a: &TrustAnchor) -> String {
+    format!("{}-{}.pem", a.org, &fingerprint_hex(&a.cert_der)[..16])
+}
+
+fn io(path: &Path) -> impl FnOnce(std::io::Error) -> CaDirError + '_ {
+    move |source| CaDirError::Io {
+        path: path.to_owned(),
+        source,
+    }
+}
+
+/// Reads a file, `None` if it does not exist.
+fn read_optional(path: &Path) -> Result<Option<String>, CaDirError> {
+    match std::fs::read_to_string(path) {
+        Ok(text) => Ok(Some(text)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(io(path)(e)),
+    }
+}
+
+/// Replaces a file's content in one step (write a sibling, then rename), so
+/// that a crash leaves the old content or the new, never half of either.
+fn write_atomically(path: &Path, content: &str) -> Result<(), CaDirError> {
+    let mut tmp = path.as_os_str().to_owned();
+    tmp.push(".new");
+    let tmp = PathBuf::from(tmp);
+    std::fs::write(&tmp, content).map_err(io(&tmp))?;
+    std::fs::rename(&tmp, path).map_err(io(path))
+}
+
+impl CaDir {
+    /// A CA directory at `path` (nothing is read until it is used).
+    pub fn new(path: impl Into<PathBuf>) -> Self {
+        Self { path: path.into() }
+    }
+
+    /// `cascade admin org init`: makes a new CA for `org` valid from `now`
+    /// for `valid_days`, in a directory at `path`. Refuses a directory that
+    /// holds a CA key already.
+    pub fn create(
+        path: impl Into<PathBuf>,
+        org: &OrgId,
+        name: &str,
+        now: i64,
+        valid_days: i64,
+    ) -> Result<CaDir, CaDirError> {
+        let path = path.into();
+        let key = path.join(KEY);
+        if key.exists() {
+            return Err(CaDirError::KeyExists { path: key });
+        }
+        let ca = OrgCa::generate(org, name, now, valid_days)?;
+        CaDir::init(path, &ca)
+    }
+
+    /// Creates a CA directory holding `ca`: the key owner-only (0600), never
+    /// replacing an existing key.
+    pub fn init(path: impl Into<PathBuf>, ca: &OrgCa) -> Result<CaDir, CaDirError> {
+        use std::os::unix::fs::OpenOptionsExt as _;
+        let dir = CaDir::new(path);
+        std::fs::create_dir_all(&dir.path).map_err(io(&dir.path))?;
+        let key = dir.path.join(KEY);
+        let mut file = match std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&key)
+        {
+            Ok(f) => f,
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                return Err(CaDirError::KeyExists { path: key })
+            }
+            Err(e) => return Err(io(&key)(e)),
+        };
+        file.write_all(ca.key_pem().as_bytes()).map_err(io(&key))?;
+        let cert = dir.path.join(CERT);
+        std::fs::write(&cert, ca.cert_pem()).map_err(io(&cert))?;
+        Ok(dir)
+    }
+
+    /// The directory.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The CA certificate file (`ca-cert.pem`): what the relay and partners
+    /// get.
+    pub fn cert_path(&self) -> PathBuf {
+        self.path.join(CERT)
+    }
+
+    /// The CA key file (`ca-key.pem`).
+    pub fn key_path(&self) -> PathBuf {
+        self.path.join(KEY)
+    }
+
+    /// Loads the CA (key and certificate).
+    pub fn ca(&self) -> Result<OrgCa, CaDirError> {
+        let key = self.path.join(KEY);
+        let cert = self.path.join(CERT);
+        let key_pem = std::fs::read_to_string(&key).map_err(io(&key))?;
+        let cert_pem = std::fs::read_to_string(&cert).map_err(io(&cert))?;
+        Ok(OrgCa::from_pem(&key_pem, &cert_pem)?)
+    }
+
+    /// The CA certificate as a trust anchor, without touching the key.
+    pub fn anchor(&self) -> Result<TrustAnchor, CaDirError> {
+        let cert = self.path.join(CERT);
+        let pem = std::fs::read_to_string(&cert).map_err(io(&cert))?;
+        Ok(TrustAnchor::from_der(&pem_to_der(&pem)?)?)
+    }
+
+    /// The CA, checked to be `org`'s.
+    fn ca_of(&self, org: &OrgId) -> Result<OrgCa, CaDirError> {
+        let ca = self.ca()?;
+        if ca.org() != org {
+            return Err(CaDirError::WrongOrg {
+                found: ca.org().clone(),
+                wanted: org.clone(),
+            });
+        }
+        Ok(ca)
+    }
+
+    /// `cascade admin create-org`: registers the organisation on the relay
+    /// with this directory's CA certificate (never the key).
+    pub async fn register(
+        &self,
+        admin: &AdminClient,
+        org: &OrgId,
+        name: &str,
+    ) -> Result<(), CaDirError> {
+        let ca = self.ca_of(org)?;
+        admin.create_org(org, name, &ca.cert_pem()).await?;
+        Ok(())
+    }
+
+    /// `cascade admin token`: a one-time enrolment code for one device of
+    /// `user`, valid for `ttl_secs` (the relay's default if `None`).
+    pub async fn enrolment_code(
+        &self,
+        admin: &AdminClient,
+        user: &UserId,
+        ttl_secs: Option<u64>,
+    ) -> Result<EnrolmentCode, CaDirError> {
+        let ca = self.ca_of(&user.org())?;
+        let t = admin.issue_enrolment_token(user, ttl_secs).await?;
+        Ok(EnrolmentCode {
+            code: format!("{}.{}", t.token, fingerprint_hex(ca.cert_der())),
+            user_id: t.user_id,
+            expires_at: t.expires_at,
+        })
+    }
+
+    /// `cascade admin issue`: certifies every device of the organisation
+    /// that waits for a certificate (valid for `valid_days` from `now`) and
+    /// appends them to the audit log.
+    pub async fn issue_pending(
+        &self,
+        admin: &AdminClient,
+        now: i64,
+        valid_days: i64,
+    ) -> Result<Vec<Issued>, CaDirError> {
+        let ca = self.ca()?;
+        let issued = admin.issue_pending(&ca, now, valid_days).await?;
+        self.audit(&issued)?;
+        Ok(issued)
+    }
+
+    /// Rotates the organisation's CA (`cascade admin rotate-ca`): makes a
+    /// new CA in `new_dir` (carrying over pinned partners, revocations and
+    /// serials), publishes a trust list signed by the current CA and
+    /// co-signed by the new one that names the new one as successor (so
+    /// devices accept certificates from either), and registers the new CA
+    /// with the relay. Then re-issue every device from the new directory
+    /// ([`CaDir::issue_pending`]; the relay lists them) and give partners
+    /// the new fingerprint to pin.
+    pub async fn rotate(
+        &self,
+        admin: &AdminClient,
+        new_dir: &Path,
+        name: &str,
+        now: i64,
+    ) -> Result<Rotation, CaDirError> {
+        let old = self.ca()?;
+        let partners = self.partners()?;
+        let serial = self.trust_serial()? + 1;
+        let revoked = self.revoked()?;
+        let revocation_serial = self.revocation_serial()?;
+        let new = OrgCa::generate(old.org(), name, now, 3650)?;
+        let next = CaDir::init(new_dir, &new)?;
+        let trusted = next.path.join(TRUSTED);
+        std::fs::create_dir_all(&trusted).map_err(io(&trusted))?;
+        for p in &partners {
+            let to = trusted.join(partner_file(p));
+            std::fs::write(&to, der_to_pem(&p.cert_der)).map_err(io(&to))?;
+        }
+        next.write_revoked(&revoked)?;
+        if revocation_serial > 0 {
+            next.write_serial(REVOCATION_SERIAL, revocation_serial)?;
+        }
+        let ders: Vec<Vec<u8>> = partners.into_iter().map(|a| a.cert_der).collect();
+        let doc = old.sign_trust_list_with_successor(&ders, Some(new.cert_der()), serial, now)?;
+        // Co-signed by the new CA: devices already moved to it (and new
+        // devices enrolled under it) accept the list too.
+        let doc = new.co_sign(doc)?;
+        // The serial is taken before publishing: if publishing fails, the
+        // next list skips a number, which devices accept; reusing a number
+        // they have seen would not be.
+        self.write_serial(TRUST_SERIAL, serial)?;
+        next.write_serial(TRUST_SERIAL, serial)?;
+        admin.put_trust_list(old.org(), &doc).await?;
+        admin.replace_ca(old.org(), &new.cert_pem()).await?;
+        Ok(Rotation {
+            dir: next,
+            anchor: new.anchor(),
+            trust_serial: serial,
+        })
+    }
+
+    fn read_serial(&self, file: &str) -> Result<u64, CaDirError> {
+        let path = self.path.join(file);
+        match read_optional(&path)? {
+            None => Ok(0),
+            Some(text) => text
+                .trim()
+                .parse::<u64>()
+                .map_err(|_| CaDirError::CorruptSerial { path }),
+        }
+    }
+
+    fn write_serial(&self, file: &str, serial: u64) -> Result<(), CaDirError> {
+        write_atomically(&self.path.join(file), &format!("{serial}\n"))
+    }
+
+    /// The serial of the last trust list published from this directory (0
+    /// before the first).
+    pub fn trust_serial(&self) -> Result<u64, CaDirError> {
+        self.read_serial(TRUST_SERIAL)
+    }
+
+    /// The serial of the last revocation list published from this
+    /// directory (0 before the first).
+    pub fn revocation_serial(&self) -> Result<u64, CaDirError> {
+        self.read_serial(REVOCATION_SERIAL)
+    }
+
+    /// `cascade admin trust list`: the pinned partner CA certificates,
+    /// sorted by organisation.
+    pub fn partners(&self) -> Result<Vec<TrustAnchor>, CaDirError> {
+        let dir = self.path.join(TRUSTED);
+        let mut out = Vec::new();
+        if dir.exists() {
+            for entry in std::fs::read_dir(&dir).map_err(io(&dir))? {
+                let p = entry.map_err(io(&dir))?.path();
+                let pem = std::fs::read_to_string(&p).map_err(io(&p))?;
+                out.push(TrustAnchor::from_der(&pem_to_der(&pem)?)?);
+            }
+        }
+        out.sort_by(|a, b| a.org.cmp(&b.org).then(a.cert_der.cmp(&b.cert_der)));
+        Ok(out)
+    }
+
+    /// Pins a partner's CA certificate after checking the fingerprint the
+    /// admins confirmed out of band (colons and case do not matter). Pins
+    /// nothing if it differs.
+    pub fn add_partner(&self, cert_pem: &str, fingerprint: &str) -> Result<OrgId, CaDirError> {
+        let der = pem_to_der(cert_pem)?;
+        let anchor = TrustAnchor::from_der(&der)?;
+        let want: String = fingerprint
+            .chars()
+            .filter(|c| c.is_ascii_hexdigit())
+            .collect::<String>()
+            .to_ascii_lowercase();
+        if want != fingerprint_hex(&der) {
+            return Err(CaDirError::FingerprintMismatch {
+                actual: anchor.fingerprint(),
+            });
+        }
+        let dir = self.path.join(TRUSTED);
+        std::fs::create_dir_all(&dir).map_err(io(&dir))?;
+        let p = dir.join(partner_file(&anchor));
+        std::fs::write(&p, der_to_pem(&der)).map_err(io(&p))?;
+        Ok(anchor.org)
+    }
+
+    /// Unpins a partner (every CA of theirs that was pinned, e.g. both
+    /// sides of their rotation). Returns whether any was pinned.
+    pub fn remove_partner(&self, org: &OrgId) -> Result<bool, CaDirError> {
+        let mut removed = false;
+        for a in self.partners()? {
+            if &a.org == org {
+                let p = self.path.join(TRUSTED).join(partner_file(&a));
+                std::fs::remove_file(&p).map_err(io(&p))?;
+                removed = true;
+            }
+        }
+        Ok(removed)
+    }
+
+    /// `cascade admin trust add`: pins a partner's CA after the fingerprint
+    /// check ([`CaDir::add_partner`]) and publishes the trust list. Returns
+    /// the partner and the list's serial.
+    pub async fn trust(
+        &self,
+        admin: &AdminClient,
+        cert_pem: &str,
+        fingerprint: &str,
+        now: i64,
+    ) -> Result<(OrgId, u64), CaDirError> {
+        let org = self.add_partner(cert_pem, fingerprint)?;
+        let serial = self.publish_trust_list(admin, now).await?;
+        Ok((org, serial))
+    }
+
+    /// `cascade admin trust remove`: unpins a partner and publishes the
+    /// trust list. Returns the list's serial.
+    pub async fn distrust(
+        &self,
+        admin: &AdminClient,
+        org: &OrgId,
+        now: i64,
+    ) -> Result<u64, CaDirError> {
+        if !self.remove_partner(org)? {
+            return Err(CaDirError::NotPinned(org.clone()));
+        }
+        self.publish_trust_list(admin, now).await
+    }
+
+    /// Signs the current partner list with the next serial and publishes it
+    /// on the relay. Returns the serial.
+    pub async fn publish_trust_list(
+        &self,
+        admin: &AdminClient,
+        now: i64,
+    ) -> Result<u64, CaDirError> {
+        let ca = self.ca()?;
+        let serial = self.trust_serial()? + 1;
+        let partners: Vec<Vec<u8>> = self.partners()?.into_iter().map(|a| a.cert_der).collect();
+        let doc = ca.sign_trust_list(&partners, serial, now)?;
+        self.write_serial(TRUST_SERIAL, serial)?;
+        admin.put_trust_list(ca.org(), &doc).await?;
+        Ok(serial)
+    }
+
+    /// The devices this organisation has revoked (`revoked.txt`).
+    pub fn revoked(&self) -> Result<Vec<DeviceId>, CaDirError> {
+        let path = self.path.join(REVOKED);
+        let Some(text) = read_optional(&path)? else {
+            return Ok(Vec::new());
+        };
+        let mut out = Vec::new();
+        for (i, line) in text.lines().enumerate() {
+            let line = line.trim();
+            if line.is_empty() {
+                continue;
+            }
+            match line.parse() {
+                Ok(d) => out.push(d),
+                Err(_) => {
+                    return Err(CaDirError::CorruptRevocations { path, line: i + 1 });
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    fn write_revoked(&self, devices: &[DeviceId]) -> Result<(), CaDirError> {
+        let text: String = devices.iter().map(|d| format!("{d}\n")).collect();
+        write_atomically(&self.path.join(REVOKED), &text)
+    }
+
+    /// `cascade admin revoke --device`: the relay refuses the devices at
+    /// once, and a new signed revocation list, holding every device this
+    /// organisation ever revoked, tells every client to remove them from
+    /// their conversations. Returns the list's serial.
+    pub async fn revoke(
+        &self,
+        admin: &AdminClient,
+        devices: &[DeviceId],
+        now: i64,
+    ) -> Result<u64, CaDirError> {
+        let ca = self.ca()?;
+        // Read both before the relay revokes anything: a directory that
+        // cannot publish must not leave devices revoked on the relay only.
+        let mut all = self.revoked()?;
+        let serial = self.revocation_serial()? + 1;
+        for d in devices {
+            admin.revoke_device(d).await?;
+            if !all.contains(d) {
+                all.push(*d);
+                // Recorded as soon as the relay has it, so a failure on a
+                // later device loses none (running the command again
+                // publishes them).
+                self.write_revoked(&all)?;
+            }
+        }
+        let doc = ca.sign_revocations(&all, serial, now)?;
+        self.write_serial(REVOCATION_SERIAL, serial)?;
+        admin.put_revocations(ca.org(), &doc).await?;
+        Ok(serial)
+    }
+
+    /// `cascade admin revoke --user`: revokes every current device of a
+    /// user of this organisation ([`CaDir::revoke`]). Returns the devices
+    /// and the list's serial.
+    pub async fn revoke_user(
+        &self,
+        admin: &AdminClient,
+        user: &UserId,
+        now: i64,
+    ) -> Result<(Vec<DeviceId>, u64), CaDirError> {
+        self.ca_of(&user.org())?;
+        let entry = admin
+            .list_users(&user.org())
+            .await?
+            .into_iter()
+            .find(|e| &e.user_id == user)
+            .ok_or_else(|| CaDirError::UnknownUser(user.clone()))?;
+        let serial = self.revoke(admin, &entry.devices, now).await?;
+        Ok((entry.devices, serial))
+    }
+
+    /// Appends issued certificates to the audit log `issued.jsonl`.
+    pub fn audit(&self, issued: &[Issued]) -> Result<(), CaDirError> {
+        let p = self.path.join(AUDIT_LOG);
+        let mut f = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&p)
+            .map_err(io(&p))?;
+        for i in issued {
+            let line = serde_json::to_string(i).expect("serialisable");
+            writeln!(f, "{line}").map_err(io(&p))?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const NOW: i64 = 1_800_000_000;
+
+    fn dir() -> (tempfile::TempDir, CaDir) {
+        let tmp = tempfile::tempdir().expect("temp dir");
+        let org = OrgId::new("north").expect("valid");
+        let dir = CaDir::create(tmp.path().join("ca"), &org, "North", NOW, 30).expect("CA");
+        (tmp, dir)
+    }
+
+    /// A relay that is never reached: the tests show the directory fails
+    /// before anything would be sent.
+    fn nowhere() -> AdminClient {
+        AdminClient::new("http://127.0.0.1:9", "token")
+    }
+
+    #[test]
+    fn a_fresh_directory_starts_at_serial_zero_with_nothing_revoked() {
+        let (_tmp, dir) = dir();
+        assert_eq!(dir.trust_serial().expect("serial"), 0);
+        assert_eq!(dir.revocation_serial().expect("serial"), 0);
+        assert_eq!(dir.revoked().expect("revoked"), Vec::<DeviceId>::new());
+    }
+
+    #[tokio::test]
+    async fn a_corrupt_serial_file_is_an_error_not_a_restart() {
+        let (_tmp, dir) = dir();
+        std::fs::write(dir.path().join(TRUST_SERIAL), "7\n").expect("write");
+        assert_eq!(dir.trust_serial().expect("serial"), 7);
+        std::fs::write(dir.path().join(TRUST_SERIAL), "\u{0}\u{0}garbage").expect("write");
+        assert!(matches!(
+            dir.trust_serial(),
+            Err(CaDirError::CorruptSerial { path }) if path.ends_with(TRUST_SERIAL)
+        ));
+        assert!(matches!(
+            dir.publish_trust_list(&nowhere(), NOW).await,
+            Err(CaDirError::CorruptSerial { .. })
+        ));
+        // The same for revocations, before the relay is asked to revoke.
+        std::fs::write(dir.path().join(REVOCATION_SERIAL), "").expect("write");
+        assert!(matches!(
+            dir.revoke(&nowhere(), &[DeviceId([1; 16])], NOW).await,
+            Err(CaDirError::CorruptSerial { path }) if path.ends_with(REVOCATION_SERIAL)
+        ));
+        assert_eq!(dir.revoked().expect("revoked"), Vec::<DeviceId>::new());
+    }
+
+    #[tokio::test]
+    async fn an_unreadable_revocation_file_is_an_error_not_an_empty_list() {
+        let (_tmp, dir) = dir();
+        let path = dir.path().join(REVOKED);
+        std::fs::write(
+            &path,
+            format!("{}\n\n{}\n", DeviceId([1; 16]), DeviceId([2; 16])),
+        )
+        .expect("write");
+        assert_eq!(
+            dir.revoked().expect("revoked"),
+            vec![DeviceId([1; 16]), DeviceId([2; 16])]
+        );
+        // A damaged line.
+        std::fs::write(&path, format!("{}\nnot-a-device\n", DeviceId([1; 16]))).expect("write");
+        assert!(matches!(
+            dir.revoked(),
+            Err(CaDirError::CorruptRevocations { line: 2, .. })
+        ));
+        assert!(matches!(
+            dir.revoke(&nowhere(), &[DeviceId([3; 16])], NOW).await,
+            Err(CaDirError::CorruptRevocations { .. })
+        ));
+        // A file that exists but cannot be read (a directory in its place
+        // stands in for a permission or disk error, even for root).
+        std::fs::remove_file(&path).expect("remove");
+        std::fs::create_dir(&path).expect("mkdir");
+        assert!(matches!(dir.revoked(), Err(CaDirError::Io { .. })));
+        assert!(matches!(
+            dir.revoke(&nowhere(), &[DeviceId([3; 16])], NOW).await,
+            Err(CaDirError::Io { .. })
+        ));
+    }
+
+    #[test]
+    fn a_ca_key_is_never_replaced() {
+        let (_tmp, dir) = dir();
+        let org = OrgId::new("north").expect("valid");
+        let before = std::fs::read(dir.key_path()).expect("key");
+        assert!(matches!(
+            CaDir::create(dir.path(), &org, "Again", NOW, 30),
+            Err(CaDirError::KeyExists { .. })
+        ));
+        let other = OrgCa::generate(&org, "Other", NOW, 30).expect("CA");
+        assert!(matches!(
+            CaDir::init(dir.path(), &other),
+            Err(CaDirError::KeyExists { .. })
+        ));
+        assert_eq!(std::fs::read(dir.key_path()).expect("key"), before);
+        use std::os::unix::fs::PermissionsExt as _;
+        let mode = std::fs::metadata(dir.key_path())
+            .expect("key")
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600);
+    }
+
+    #[test]
+    fn a_partner_is_pinned_only_with_its_fingerprint() {
+        let (_tmp, dir) = dir();
+        let east =
+            OrgCa::generate(&OrgId::new("east").expect("valid"), "East", NOW, 30).expect("CA");
+        let wrong = fingerprint_hex(dir.ca().expect("CA").cert_der());
+        assert!(matches!(
+            dir.add_partner(&east.cert_pem(), &wrong),
+            Err(CaDirError::FingerprintMismatch { actual }) if actual == east.anchor().fingerprint()
+        ));
+        assert!(dir.partners().expect("partners").is_empty());
+        // Colons and case do not matter.
+        let fp = east.anchor().fingerprint().to_ascii_lowercase();
+        assert_eq!(
+            dir.add_partner(&east.cert_pem(), &fp)
+                .expect("pinned")
+                .as_str(),
+            "east"
+        );
+        assert_eq!(dir.partners().expect("partners"), vec![east.anchor()]);
+        assert!(dir.remove_partner(&east.org().clone()).expect("removed"));
+        assert!(!dir.remove_partner(&east.org().clone()).expect("none left"));
+    }
+}

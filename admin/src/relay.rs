@@ -1,0 +1,333 @@
+//! The relay's admin API (`/v1/admin/…`), authenticated with the relay's
+//! admin token: register organisations, create users and enrolment tokens,
+//! list and certify waiting devices, publish signed lists, revoke devices.
+
+use cascade_protocol::http::{
+    CreateOrg, CreateUser, EnrolmentToken, HttpError, IssueEnrolmentToken, PendingDevice,
+    SignedDocumentJson, UploadCertificate,
+};
+use cascade_protocol::{OrgId, UserEntry, UserId};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+/// Why an admin call failed.
+#[derive(Debug, thiserror::Error)]
+pub enum AdminError {
+    /// The relay could not be reached.
+    #[error("relay unreachable: {0}")]
+    Unreachable(String),
+    /// The relay refused the call; `code` is its stable error code.
+    #[error("{message} ({code})")]
+    Refused {
+        /// HTTP status.
+        status: u16,
+        /// Stable machine-readable code, e.g. `unauthorized`, `conflict`.
+        code: String,
+        /// Explanation.
+        message: String,
+    },
+}
+
+/// A certificate issued by [`AdminClient::issue_pending`]: one line of the
+/// admin's audit log.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Issued {
+    /// The device.
+    pub device: cascade_protocol::DeviceId,
+    /// Its user.
+    pub user: UserId,
+    /// The certified name.
+    pub display_name: String,
+    /// The certified role.
+    pub role: String,
+    /// The device's own name.
+    pub device_name: String,
+    /// SHA-256 fingerprint of the certificate.
+    pub fingerprint: String,
+    /// When, seconds since the Unix epoch.
+    pub issued_at: i64,
+}
+
+/// Why issuing certificates failed.
+#[derive(Debug, thiserror::Error)]
+pub enum IssueError {
+    /// The relay refused or could not be reached.
+    #[error(transparent)]
+    Admin(#[from] AdminError),
+    /// The certificate could not be made.
+    #[error(transparent)]
+    Certificate(#[from] cascade_core::identity::CertError),
+    /// The relay listed a device with a key that is not hex.
+    #[error("device {0} has a malformed key")]
+    BadKey(cascade_protocol::DeviceId),
+}
+
+/// A client of the relay's admin API.
+pub struct AdminClient {
+    base: String,
+    token: String,
+    http: reqwest::Client,
+}
+
+impl AdminClient {
+    /// An admin client for the relay at `server_url` (e.g.
+    /// `http://127.0.0.1:7171`) with its admin token.
+    pub fn new(server_url: &str, token: &str) -> Self {
+        Self {
+            base: server_url.trim_end_matches('/').to_owned(),
+            token: token.trim().to_owned(),
+            http: reqwest::Client::new(),
+        }
+    }
+
+    async fn post<B: Serialize, R: DeserializeOwned>(
+        &self,
+        path: &str,
+        body: &B,
+    ) -> Result<R, AdminError> {
+        let resp = self
+            .http
+            .post(format!("{}{path}", self.base))
+            .bearer_auth(&self.token)
+            .json(body)
+            .send()
+            .await
+            .map_err(|e| AdminError::Unreachable(e.without_url().to_string()))?;
+        Self::answer(resp).await
+    }
+
+    async fn answer<R: DeserializeOwned>(resp: reqwest::Response) -> Result<R, AdminError> {
+        let status = resp.status();
+        if !status.is_success() {
+            let (code, message) = match resp.json::<HttpError>().await {
+                Ok(e) => (e.code, e.message),
+                Err(_) => ("http".into(), status.to_string()),
+            };
+            return Err(AdminError::Refused {
+                status: status.as_u16(),
+                code,
+                message,
+            });
+        }
+        let text = resp
+            .text()
+            .await
+            .map_err(|e| AdminError::Unreachable(e.without_url().to_string()))?;
+        serde_json::from_str(if text.trim().is_empty() {
+            "null"
+        } else {
+            &text
+        })
+        .map_err(|_| AdminError::Refused {
+            status: status.as_u16(),
+            code: "bad_response".into(),
+            message: "unexpected answer from the relay".into(),
+        })
+    }
+
+    /// Registers an organisation with its CA certificate (PEM, from
+    /// `cascade admin org init`).
+    pub async fn create_org(
+        &self,
+        org_id: &OrgId,
+        display_name: &str,
+        ca_certificate: &str,
+    ) -> Result<(), AdminError> {
+        self.post::<_, serde_json::Value>(
+            "/v1/admin/orgs",
+            &CreateOrg {
+                org_id: org_id.clone(),
+                display_name: display_name.to_owned(),
+                ca_certificate: Some(ca_certificate.to_owned()),
+            },
+        )
+        .await
+        .map(|_| ())
+    }
+
+    /// Devices of the organisation enrolled with a token and waiting for a
+    /// certificate.
+    pub async fn pending_devices(&self, org_id: &OrgId) -> Result<Vec<PendingDevice>, AdminError> {
+        let resp = self
+            .http
+            .get(format!(
+                "{}/v1/admin/orgs/{org_id}/pending-devices",
+                self.base
+            ))
+            .bearer_auth(&self.token)
+            .send()
+            .await
+            .map_err(|e| AdminError::Unreachable(e.without_url().to_string()))?;
+        Self::answer(resp).await
+    }
+
+    /// Uploads a device's certificate (PEM).
+    pub async fn upload_certificate(
+        &self,
+        device: &cascade_protocol::DeviceId,
+        certificate: &str,
+    ) -> Result<(), AdminError> {
+        self.post::<_, serde_json::Value>(
+            &format!("/v1/admin/devices/{device}/certificate"),
+            &UploadCertificate {
+                certificate: certificate.to_owned(),
+            },
+        )
+        .await
+        .map(|_| ())
+    }
+
+    /// Publishes the organisation's signed trust list.
+    pub async fn put_trust_list(
+        &self,
+        org_id: &OrgId,
+        doc: &cascade_protocol::SignedDocument,
+    ) -> Result<(), AdminError> {
+        self.put_signed(&format!("/v1/admin/orgs/{org_id}/trust-list"), doc)
+            .await
+    }
+
+    /// Publishes the organisation's signed revocation list.
+    pub async fn put_revocations(
+        &self,
+        org_id: &OrgId,
+        doc: &cascade_protocol::SignedDocument,
+    ) -> Result<(), AdminError> {
+        self.put_signed(&format!("/v1/admin/orgs/{org_id}/revocations"), doc)
+            .await
+    }
+
+    /// Replaces the organisation's CA certificate on the relay (a CA
+    /// rotation).
+    pub async fn replace_ca(&self, org_id: &OrgId, ca_certificate: &str) -> Result<(), AdminError> {
+        let resp = self
+            .http
+            .put(format!("{}/v1/admin/orgs/{org_id}/ca", self.base))
+            .bearer_auth(&self.token)
+            .json(&cascade_protocol::http::ReplaceCa {
+                ca_certificate: ca_certificate.to_owned(),
+            })
+            .send()
+            .await
+            .map_err(|e| AdminError::Unreachable(e.without_url().to_string()))?;
+        Self::answer::<serde_json::Value>(resp).await.map(|_| ())
+    }
+
+    /// Tells the relay to refuse a device from now on (and drop its
+    /// connection). Clients act on the signed revocation list.
+    pub async fn revoke_device(
+        &self,
+        device: &cascade_protocol::DeviceId,
+    ) -> Result<(), AdminError> {
+        self.post::<_, serde_json::Value>(
+            &format!("/v1/admin/devices/{device}/revoke"),
+            &serde_json::json!({}),
+        )
+        .await
+        .map(|_| ())
+    }
+
+    async fn put_signed(
+        &self,
+        path: &str,
+        doc: &cascade_protocol::SignedDocument,
+    ) -> Result<(), AdminError> {
+        use base64::Engine as _;
+        let b64 = base64::engine::general_purpose::STANDARD;
+        let resp = self
+            .http
+            .put(format!("{}{path}", self.base))
+            .bearer_auth(&self.token)
+            .json(&SignedDocumentJson {
+                body: b64.encode(&doc.body),
+                signature: b64.encode(&doc.signature),
+                co_signature: doc.co_signature.as_ref().map(|c| b64.encode(c)),
+            })
+            .send()
+            .await
+            .map_err(|e| AdminError::Unreachable(e.without_url().to_string()))?;
+        Self::answer::<serde_json::Value>(resp).await.map(|_| ())
+    }
+
+    /// Creates a user in an existing organisation.
+    pub async fn create_user(
+        &self,
+        user_id: &UserId,
+        display_name: &str,
+        role: &str,
+    ) -> Result<(), AdminError> {
+        self.post::<_, serde_json::Value>(
+            "/v1/admin/users",
+            &CreateUser {
+                user_id: user_id.clone(),
+                display_name: display_name.to_owned(),
+                role: role.to_owned(),
+            },
+        )
+        .await
+        .map(|_| ())
+    }
+
+    /// Issues a one-time enrolment token for one device of the user.
+    pub async fn issue_enrolment_token(
+        &self,
+        user_id: &UserId,
+        ttl_secs: Option<u64>,
+    ) -> Result<EnrolmentToken, AdminError> {
+        self.post(
+            "/v1/admin/enrolment-tokens",
+            &IssueEnrolmentToken {
+                user_id: user_id.clone(),
+                ttl_secs,
+            },
+        )
+        .await
+    }
+
+    /// Issues certificates for every device of the CA's organisation that
+    /// waits for one, with the claims (name, role) the relay's directory
+    /// holds, valid for `valid_days` from `now` (seconds). Returns what was
+    /// issued, for the admin's audit log.
+    pub async fn issue_pending(
+        &self,
+        ca: &crate::OrgCa,
+        now: i64,
+        valid_days: i64,
+    ) -> Result<Vec<Issued>, IssueError> {
+        let mut issued = Vec::new();
+        for p in self.pending_devices(ca.org()).await? {
+            let key = hex::decode(&p.signature_key).map_err(|_| IssueError::BadKey(p.device_id))?;
+            let claims = cascade_core::identity::DeviceClaims {
+                user: p.user_id.clone(),
+                device: p.device_id,
+                display_name: p.display_name.clone(),
+                role: p.role.clone(),
+            };
+            let der = ca.issue_device(&claims, &key, now, valid_days)?;
+            self.upload_certificate(&p.device_id, &cascade_core::identity::der_to_pem(&der))
+                .await?;
+            issued.push(Issued {
+                device: p.device_id,
+                user: p.user_id,
+                display_name: p.display_name,
+                role: p.role,
+                device_name: p.device_name,
+                fingerprint: cascade_core::identity::fingerprint(&der),
+                issued_at: now,
+            });
+        }
+        Ok(issued)
+    }
+
+    /// Lists an organisation's users.
+    pub async fn list_users(&self, org_id: &OrgId) -> Result<Vec<UserEntry>, AdminError> {
+        let resp = self
+            .http
+            .get(format!("{}/v1/admin/orgs/{org_id}/users", self.base))
+            .bearer_auth(&self.token)
+            .send()
+            .await
+            .map_err(|e| AdminError::Unreachable(e.without_url().to_string()))?;
+        Self::answer(resp).await
+    }
+}

@@ -1,0 +1,401 @@
+//! `cascade admin …`: the organisation's CA and the relay's admin API.
+//!
+//! `org init` and `org fingerprint` work offline; every other command needs
+//! the relay's address and admin token ([`Relay`]). Each command is one
+//! call into `cascade-admin` ([`CaDir`] for what needs the CA,
+//! [`AdminClient`] for the rest) and prints its result.
+
+use std::path::PathBuf;
+
+use anyhow::{bail, Context, Result};
+use cascade_admin::{AdminClient, CaDir};
+use cascade_core::identity::{pem_to_der, TrustAnchor};
+use cascade_core::{OrgId, UserId};
+use clap::Subcommand;
+use serde_json::json;
+
+use crate::now_secs;
+use crate::output::say;
+
+#[derive(Subcommand)]
+pub enum OrgCommand {
+    /// Create the organisation's CA key and self-signed certificate on this
+    /// machine. The key never goes to the relay.
+    Init {
+        /// Organisation id (a-z, 0-9, '-').
+        #[arg(long)]
+        org: OrgId,
+        /// Its name.
+        #[arg(long)]
+        name: String,
+        /// Directory for ca-key.pem (owner-only) and ca-cert.pem.
+        #[arg(long)]
+        dir: PathBuf,
+        /// Validity of the CA certificate in days.
+        #[arg(long, default_value_t = 3650)]
+        days: i64,
+    },
+    /// Print the SHA-256 fingerprint of a CA certificate, to compare out of
+    /// band before trusting a partner organisation.
+    Fingerprint {
+        /// The certificate (PEM).
+        cert: PathBuf,
+    },
+}
+
+#[derive(Subcommand)]
+pub enum TrustCommand {
+    /// Pin a partner organisation's CA, after confirming its fingerprint
+    /// with the partner's admins out of band; publishes the signed trust
+    /// list.
+    Add {
+        /// Our CA directory.
+        #[arg(long)]
+        ca_dir: PathBuf,
+        /// The partner's CA certificate (PEM).
+        #[arg(long)]
+        cert: PathBuf,
+        /// The fingerprint confirmed out of band.
+        #[arg(long)]
+        fingerprint: String,
+    },
+    /// Unpin a partner organisation; publishes the signed trust list.
+    Remove {
+        /// Our CA directory.
+        #[arg(long)]
+        ca_dir: PathBuf,
+        /// The partner organisation.
+        org: OrgId,
+    },
+    /// List the pinned partners.
+    List {
+        /// Our CA directory.
+        #[arg(long)]
+        ca_dir: PathBuf,
+    },
+}
+
+#[derive(Subcommand)]
+pub enum AdminCommand {
+    /// The organisation's certificate authority (runs offline).
+    #[command(subcommand)]
+    Org(OrgCommand),
+    /// Register an organisation on the relay with its CA certificate.
+    CreateOrg {
+        /// Organisation id (a-z, 0-9, '-').
+        org: OrgId,
+        /// Its name.
+        #[arg(long)]
+        name: String,
+        /// The CA directory made by `admin org init`.
+        #[arg(long)]
+        ca_dir: PathBuf,
+    },
+    /// Issue certificates to every device of the organisation that enrolled
+    /// and waits for one (with the names and roles in the directory), and
+    /// append them to the CA directory's audit log.
+    Issue {
+        /// The CA directory.
+        #[arg(long)]
+        ca_dir: PathBuf,
+        /// Validity in days.
+        #[arg(long, default_value_t = 365)]
+        days: i64,
+    },
+    /// Pin or unpin partner organisations.
+    #[command(subcommand)]
+    Trust(TrustCommand),
+    /// Rotate the organisation's CA: make a new one in NEW_DIR, vouched for
+    /// by the current one, and register it with the relay. Then re-issue
+    /// every device with `issue --ca-dir NEW_DIR` and give partners the new
+    /// fingerprint to pin.
+    RotateCa {
+        /// The current CA directory.
+        #[arg(long)]
+        ca_dir: PathBuf,
+        /// Where to create the new CA directory.
+        #[arg(long)]
+        new_dir: PathBuf,
+        /// The organisation's name for the new CA certificate.
+        #[arg(long)]
+        name: String,
+    },
+    /// Revoke a lost or compromised device, or every device of a user: the
+    /// relay refuses them at once and every client removes them from its
+    /// conversations.
+    Revoke {
+        /// The CA directory.
+        #[arg(long)]
+        ca_dir: PathBuf,
+        /// A device id.
+        #[arg(long, conflicts_with = "user", required_unless_present = "user")]
+        device: Option<cascade_core::DeviceId>,
+        /// A user: all of their devices.
+        #[arg(long)]
+        user: Option<UserId>,
+    },
+    /// Create a user.
+    AddUser {
+        /// user@org.
+        user: UserId,
+        /// Display name.
+        #[arg(long)]
+        name: String,
+        /// Role.
+        #[arg(long, default_value = "Staff")]
+        role: String,
+    },
+    /// Issue a one-time enrolment code for one device of a user: the token
+    /// and the organisation CA's fingerprint, for the user to type in.
+    Token {
+        /// user@org.
+        user: UserId,
+        /// The CA directory (for the fingerprint).
+        #[arg(long)]
+        ca_dir: PathBuf,
+        /// Lifetime in seconds.
+        #[arg(long)]
+        ttl: Option<u64>,
+    },
+    /// List an organisation's users.
+    Users {
+        /// Organisation id.
+        org: OrgId,
+    },
+}
+
+/// Where the relay is and how to authenticate to it, as given to
+/// `cascade admin`.
+pub struct Relay {
+    /// `--server` / `CASCADE_SERVER`.
+    pub server: Option<String>,
+    /// `--token` / `CASCADE_ADMIN_TOKEN`.
+    pub token: Option<String>,
+    /// `--token-file` / `CASCADE_ADMIN_TOKEN_FILE`.
+    pub token_file: Option<PathBuf>,
+}
+
+impl Relay {
+    /// The admin API client; fails if the address or the token is missing.
+    fn connect(self) -> Result<AdminClient> {
+        let server = self
+            .server
+            .context("give the relay with --server or CASCADE_SERVER")?;
+        let token = match (self.token, self.token_file) {
+            (Some(t), _) => t,
+            (None, Some(f)) => std::fs::read_to_string(&f)
+                .with_context(|| format!("reading {}", f.display()))?
+                .trim()
+                .to_owned(),
+            (None, None) => bail!("give the admin token with --token or --token-file"),
+        };
+        Ok(AdminClient::new(&server, &token))
+    }
+}
+
+/// Runs a `cascade admin` command.
+pub async fn run(relay: Relay, command: AdminCommand, json: bool) -> Result<()> {
+    match command {
+        AdminCommand::Org(cmd) => org(cmd, json),
+        AdminCommand::CreateOrg { org, name, ca_dir } => {
+            let admin = relay.connect()?;
+            CaDir::new(ca_dir).register(&admin, &org, &name).await?;
+            say(json, json!({ "org_id": org }), || {
+                format!("Created organisation {org}")
+            });
+            Ok(())
+        }
+        AdminCommand::AddUser { user, name, role } => {
+            let admin = relay.connect()?;
+            admin.create_user(&user, &name, &role).await?;
+            say(json, json!({ "user_id": user }), || {
+                format!("Created user {user}")
+            });
+            Ok(())
+        }
+        AdminCommand::Token { user, ca_dir, ttl } => {
+            let admin = relay.connect()?;
+            let c = CaDir::new(ca_dir)
+                .enrolment_code(&admin, &user, ttl)
+                .await?;
+            say(
+                json,
+                json!({ "code": c.code, "user_id": c.user_id, "expires_at": c.expires_at }),
+                || c.code.clone(),
+            );
+            Ok(())
+        }
+        AdminCommand::Issue { ca_dir, days } => {
+            let admin = relay.connect()?;
+            let issued = CaDir::new(ca_dir)
+                .issue_pending(&admin, now_secs(), days)
+                .await?;
+            if json {
+                println!("{}", serde_json::to_string(&issued)?);
+            } else if issued.is_empty() {
+                println!("No device is waiting for a certificate.");
+            } else {
+                for i in issued {
+                    println!(
+                        "Issued {} ({}, {}) device {} \"{}\"  {}",
+                        i.user, i.display_name, i.role, i.device, i.device_name, i.fingerprint
+                    );
+                }
+            }
+            Ok(())
+        }
+        AdminCommand::Trust(cmd) => trust(relay, cmd, json).await,
+        AdminCommand::RotateCa {
+            ca_dir,
+            new_dir,
+            name,
+        } => {
+            let admin = relay.connect()?;
+            let r = CaDir::new(ca_dir)
+                .rotate(&admin, &new_dir, &name, now_secs())
+                .await?;
+            let (org, fp, serial) = (&r.anchor.org, r.anchor.fingerprint(), r.trust_serial);
+            let (dir, cert) = (r.dir.path(), r.dir.cert_path());
+            say(
+                json,
+                json!({ "org_id": org, "dir": dir, "cert": cert, "fingerprint": fp, "serial": serial }),
+                || {
+                    format!(
+                        "Rotated the CA of {org} (trust list {serial} published).\n  new CA directory (use it from now on): {}\n  certificate: {}\n  fingerprint: {fp}\nNext: give partners the new fingerprint to pin, and re-issue every device with `cascade admin issue --ca-dir {}`.",
+                        dir.display(),
+                        cert.display(),
+                        dir.display()
+                    )
+                },
+            );
+            Ok(())
+        }
+        AdminCommand::Revoke {
+            ca_dir,
+            device,
+            user,
+        } => {
+            let admin = relay.connect()?;
+            let dir = CaDir::new(ca_dir);
+            let (devices, serial) = match (device, user) {
+                (Some(d), _) => (vec![d], dir.revoke(&admin, &[d], now_secs()).await?),
+                (None, Some(u)) => dir.revoke_user(&admin, &u, now_secs()).await?,
+                (None, None) => bail!("give --device or --user"),
+            };
+            say(
+                json,
+                json!({ "revoked": devices, "serial": serial }),
+                || {
+                    format!(
+                        "Revoked {} device(s) (revocation list {serial} published)",
+                        devices.len()
+                    )
+                },
+            );
+            Ok(())
+        }
+        AdminCommand::Users { org } => {
+            let admin = relay.connect()?;
+            let users = admin.list_users(&org).await?;
+            if json {
+                println!("{}", serde_json::to_string(&users)?);
+            } else {
+                for u in users {
+                    println!(
+                        "{}\t{}\t{}\t{} device(s)",
+                        u.user_id,
+                        u.display_name,
+                        u.role,
+                        u.devices.len()
+                    );
+                }
+            }
+            Ok(())
+        }
+    }
+}
+
+/// `cascade admin org …`, offline.
+fn org(command: OrgCommand, json: bool) -> Result<()> {
+    match command {
+        OrgCommand::Init {
+            org,
+            name,
+            dir,
+            days,
+        } => {
+            let dir = CaDir::create(dir, &org, &name, now_secs(), days)?;
+            let fp = dir.anchor()?.fingerprint();
+            let (key, cert) = (dir.key_path(), dir.cert_path());
+            say(
+                json,
+                json!({ "org_id": org, "key": key, "cert": cert, "fingerprint": fp }),
+                || {
+                    format!(
+                        "Created the CA of {org}.\n  key (keep it secret, owner-only): {}\n  certificate: {}\n  fingerprint: {fp}",
+                        key.display(),
+                        cert.display()
+                    )
+                },
+            );
+        }
+        OrgCommand::Fingerprint { cert } => {
+            let pem = std::fs::read_to_string(&cert)
+                .with_context(|| format!("reading {}", cert.display()))?;
+            let anchor = TrustAnchor::from_der(&pem_to_der(&pem)?)?;
+            let fp = anchor.fingerprint();
+            say(
+                json,
+                json!({ "org_id": anchor.org, "fingerprint": fp }),
+                || format!("{}  {fp}", anchor.org),
+            );
+        }
+    }
+    Ok(())
+}
+
+/// `cascade admin trust …`.
+async fn trust(relay: Relay, command: TrustCommand, json: bool) -> Result<()> {
+    // Every trust command needs the relay, even `list` (the admin guide
+    // says so; kept for compatibility).
+    let admin = relay.connect()?;
+    match command {
+        TrustCommand::Add {
+            ca_dir,
+            cert,
+            fingerprint,
+        } => {
+            let pem = std::fs::read_to_string(&cert)
+                .with_context(|| format!("reading {}", cert.display()))?;
+            let (org, serial) = CaDir::new(ca_dir)
+                .trust(&admin, &pem, &fingerprint, now_secs())
+                .await?;
+            say(json, json!({ "trusted": org, "serial": serial }), || {
+                format!("Now trusting {org} (trust list {serial} published)")
+            });
+        }
+        TrustCommand::Remove { ca_dir, org } => {
+            let serial = CaDir::new(ca_dir)
+                .distrust(&admin, &org, now_secs())
+                .await?;
+            say(json, json!({ "removed": org, "serial": serial }), || {
+                format!("No longer trusting {org} (trust list {serial} published)")
+            });
+        }
+        TrustCommand::List { ca_dir } => {
+            let partners = CaDir::new(ca_dir).partners()?;
+            if json {
+                let v: Vec<_> = partners
+                    .iter()
+                    .map(|a| json!({ "org_id": a.org, "fingerprint": a.fingerprint() }))
+                    .collect();
+                println!("{}", serde_json::Value::Array(v));
+            } else {
+                for a in partners {
+                    println!("{}  {}", a.org, a.fingerprint());
+                }
+            }
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,383 @@
+//! The `cascade admin` commands that publish signed lists, run as separate
+//! processes of the real binary against a real relay, the way an admin
+//! runs them over weeks: what they refuse, and what the relay ends up
+//! serving to devices.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{ensure, Context, Result};
+use cascade_core::identity::{verify_revocations, verify_trust_list, TrustAnchor};
+use cascade_protocol::{OrgId, Request, Response, SignedDocument};
+use cascade_tests::raw::{RawConn, RawDevice};
+use cascade_tests::{bin_dir, Relay};
+
+/// What one run of `cascade` did.
+struct Run {
+    code: Option<i32>,
+    stdout: String,
+    stderr: String,
+}
+
+impl Run {
+    /// The JSON it printed, if it succeeded.
+    fn json(&self) -> Result<serde_json::Value> {
+        ensure!(
+            self.code == Some(0),
+            "cascade failed ({:?}): {}",
+            self.code,
+            self.stderr
+        );
+        serde_json::from_str(&self.stdout).with_context(|| format!("not JSON: {}", self.stdout))
+    }
+}
+
+/// An organisation's admin: a CA directory on their machine, and the
+/// relay's address and admin token.
+struct Admin<'a> {
+    relay: &'a Relay,
+    home: tempfile::TempDir,
+}
+
+impl<'a> Admin<'a> {
+    /// `cascade admin org init` and `create-org` for `org`.
+    async fn new(relay: &'a Relay, org: &str) -> Result<Admin<'a>> {
+        let admin = Admin {
+            relay,
+            home: tempfile::tempdir()?,
+        };
+        let dir = admin.ca_dir(org);
+        let dir = dir.to_str().expect("utf-8");
+        admin
+            .cascade(&[
+                "admin", "org", "init", "--org", org, "--name", org, "--dir", dir,
+            ])
+            .await?
+            .json()?;
+        admin
+            .cascade(&["admin", "create-org", org, "--name", org, "--ca-dir", dir])
+            .await?
+            .json()?;
+        Ok(admin)
+    }
+
+    fn ca_dir(&self, org: &str) -> PathBuf {
+        self.home.path().join(org)
+    }
+
+    /// Runs `cascade --json <args>`, with the relay and token options after
+    /// `admin`.
+    async fn cascade(&self, args: &[&str]) -> Result<Run> {
+        let token_file = self.relay.data_dir().join("admin-token");
+        let mut all: Vec<&str> = vec!["--json"];
+        for a in args {
+            all.push(a);
+            if *a == "admin" && args.get(1) != Some(&"org") {
+                all.extend([
+                    "--server",
+                    &self.relay.url,
+                    "--token-file",
+                    token_file.to_str().expect("utf-8"),
+                ]);
+            }
+        }
+        let out = tokio::process::Command::new(bin_dir().join("cascade"))
+            .args(&all)
+            .env_remove("CASCADE_SERVER")
+            .env_remove("CASCADE_ADMIN_TOKEN")
+            .env_remove("CASCADE_ADMIN_TOKEN_FILE")
+            .output()
+            .await
+            .context("running cascade")?;
+        let run = Run {
+            code: out.status.code(),
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        };
+        ensure!(
+            !run.stderr.contains("panicked") && !run.stdout.contains("panicked"),
+            "cascade {args:?} panicked: {}",
+            run.stderr
+        );
+        Ok(run)
+    }
+
+    /// The organisation's CA, as devices hold it.
+    fn anchor(&self, org: &str) -> Result<TrustAnchor> {
+        let pem = std::fs::read_to_string(self.ca_dir(org).join("ca-cert.pem"))?;
+        Ok(TrustAnchor::from_der(&cascade_core::identity::pem_to_der(
+            &pem,
+        )?)?)
+    }
+
+    fn fingerprint(&self, org: &str) -> Result<String> {
+        Ok(self.anchor(org)?.fingerprint())
+    }
+}
+
+fn path(p: &Path) -> &str {
+    p.to_str().expect("utf-8 path")
+}
+
+/// What a device of `org` fetches from the relay: the signed trust list
+/// and revocation list.
+async fn published(
+    relay: &Relay,
+    org: &str,
+) -> Result<(Option<SignedDocument>, Option<SignedDocument>)> {
+    let reader = RawDevice::enrol(relay, &format!("reader@{org}")).await?;
+    let mut conn = RawConn::authenticated(relay, &reader).await?;
+    let org_id = OrgId::new(org)?;
+    let trust = match conn
+        .call(Request::GetTrustList {
+            org_id: org_id.clone(),
+        })
+        .await?
+    {
+        Ok(Response::TrustList { document }) => document,
+        other => anyhow::bail!("unexpected answer {other:?}"),
+    };
+    let revocations = match conn.call(Request::GetRevocations { org_id }).await? {
+        Ok(Response::Revocations { document }) => document,
+        other => anyhow::bail!("unexpected answer {other:?}"),
+    };
+    Ok((trust, revocations))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn trust_add_with_a_wrong_fingerprint_pins_and_publishes_nothing() -> Result<()> {
+    let relay = Relay::start().await?;
+    let north = Admin::new(&relay, "north-trust").await?;
+    let east = Admin::new(&relay, "east-ambulance").await?;
+    let ca = north.ca_dir("north-trust");
+    let east_cert = east.ca_dir("east-ambulance").join("ca-cert.pem");
+
+    // The file is east's, but the fingerprint read out was another one
+    // (here: north's own).
+    let wrong = north.fingerprint("north-trust")?;
+    let run = north
+        .cascade(&[
+            "admin",
+            "trust",
+            "add",
+            "--ca-dir",
+            path(&ca),
+            "--cert",
+            path(&east_cert),
+            "--fingerprint",
+            &wrong,
+        ])
+        .await?;
+    assert_eq!(run.code, Some(1), "refused: {}", run.stdout);
+    let error: serde_json::Value = serde_json::from_str(&run.stdout)?;
+    assert_eq!(
+        error["error"],
+        format!(
+            "the certificate's fingerprint is {}, not the one confirmed out of band",
+            east.fingerprint("east-ambulance")?
+        )
+    );
+    // Nothing pinned, no serial used, nothing published.
+    assert!(!ca.join("trusted").exists() || std::fs::read_dir(ca.join("trusted"))?.count() == 0);
+    assert!(!ca.join("trust-serial").exists());
+    let list = north
+        .cascade(&["admin", "trust", "list", "--ca-dir", path(&ca)])
+        .await?
+        .json()?;
+    assert_eq!(list, serde_json::json!([]));
+    let (trust, _) = published(&relay, "north-trust").await?;
+    assert!(trust.is_none(), "no trust list on the relay");
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serials_keep_increasing_across_runs() -> Result<()> {
+    let relay = Relay::start().await?;
+    let north = Admin::new(&relay, "north-trust").await?;
+    let east = Admin::new(&relay, "east-ambulance").await?;
+    let ca = north.ca_dir("north-trust");
+    let east_cert = east.ca_dir("east-ambulance").join("ca-cert.pem");
+    let east_fp = east.fingerprint("east-ambulance")?;
+    let add = [
+        "admin",
+        "trust",
+        "add",
+        "--ca-dir",
+        path(&ca),
+        "--cert",
+        path(&east_cert),
+        "--fingerprint",
+        &east_fp,
+    ];
+    let remove = [
+        "admin",
+        "trust",
+        "remove",
+        "--ca-dir",
+        path(&ca),
+        "east-ambulance",
+    ];
+
+    // Each a separate run of the command, as an admin runs them.
+    assert_eq!(north.cascade(&add).await?.json()?["serial"], 1);
+    assert_eq!(north.cascade(&remove).await?.json()?["serial"], 2);
+    assert_eq!(north.cascade(&add).await?.json()?["serial"], 3);
+    // Removing what is not pinned is refused without using a serial.
+    north.cascade(&remove).await?.json()?;
+    let not_pinned = north.cascade(&remove).await?;
+    assert_eq!(not_pinned.code, Some(1));
+    assert!(not_pinned.stdout.contains("east-ambulance is not pinned"));
+    assert_eq!(north.cascade(&add).await?.json()?["serial"], 5);
+
+    let (trust, _) = published(&relay, "north-trust").await?;
+    let (list, anchors) = verify_trust_list(
+        &trust.context("a trust list")?,
+        &north.anchor("north-trust")?,
+    )?;
+    assert_eq!(list.serial, 5);
+    assert_eq!(anchors, vec![east.anchor("east-ambulance")?]);
+
+    // Revocation lists likewise.
+    let a = RawDevice::enrol(&relay, "a@north-trust").await?.device_id;
+    let b = RawDevice::enrol(&relay, "b@north-trust").await?.device_id;
+    for (device, serial) in [(a, 1), (b, 2)] {
+        let run = north
+            .cascade(&[
+                "admin",
+                "revoke",
+                "--ca-dir",
+                path(&ca),
+                "--device",
+                &device.to_string(),
+            ])
+            .await?
+            .json()?;
+        assert_eq!(run["serial"], serial);
+    }
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_later_revocation_keeps_the_earlier_ones_in_the_published_list() -> Result<()> {
+    let relay = Relay::start().await?;
+    let north = Admin::new(&relay, "north-trust").await?;
+    let ca = north.ca_dir("north-trust");
+    let lost = RawDevice::enrol(&relay, "alice@north-trust")
+        .await?
+        .device_id;
+    let stolen = RawDevice::enrol(&relay, "bob@north-trust").await?.device_id;
+    let leaver = RawDevice::enrol(&relay, "carol@north-trust")
+        .await?
+        .device_id;
+
+    for device in [lost, stolen] {
+        north
+            .cascade(&[
+                "admin",
+                "revoke",
+                "--ca-dir",
+                path(&ca),
+                "--device",
+                &device.to_string(),
+            ])
+            .await?
+            .json()?;
+    }
+    let (_, revocations) = published(&relay, "north-trust").await?;
+    let list = verify_revocations(
+        &revocations.context("a revocation list")?,
+        &north.anchor("north-trust")?,
+    )?;
+    assert_eq!(list.serial, 2);
+    assert_eq!(
+        list.devices,
+        vec![lost, stolen],
+        "the first is still revoked"
+    );
+
+    // A user who leaves: every device of theirs, and the others stay.
+    let run = north
+        .cascade(&[
+            "admin",
+            "revoke",
+            "--ca-dir",
+            path(&ca),
+            "--user",
+            "carol@north-trust",
+        ])
+        .await?
+        .json()?;
+    assert_eq!(run["revoked"], serde_json::json!([leaver.to_string()]));
+    let (_, revocations) = published(&relay, "north-trust").await?;
+    let list = verify_revocations(
+        &revocations.context("a revocation list")?,
+        &north.anchor("north-trust")?,
+    )?;
+    assert_eq!(list.serial, 3);
+    assert_eq!(list.devices, vec![lost, stolen, leaver]);
+
+    // An unknown device is refused by the relay and nothing is published.
+    let unknown = north
+        .cascade(&[
+            "admin",
+            "revoke",
+            "--ca-dir",
+            path(&ca),
+            "--device",
+            &cascade_core::DeviceId([0xab; 16]).to_string(),
+        ])
+        .await?;
+    assert_eq!(unknown.code, Some(1));
+    assert!(unknown.stdout.contains("not_found"), "{}", unknown.stdout);
+    let (_, revocations) = published(&relay, "north-trust").await?;
+    let list = verify_revocations(
+        &revocations.context("a revocation list")?,
+        &north.anchor("north-trust")?,
+    )?;
+    assert_eq!(list.devices, vec![lost, stolen, leaver]);
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_damaged_ca_directory_stops_the_command_before_anything_is_published() -> Result<()> {
+    let relay = Relay::start().await?;
+    let north = Admin::new(&relay, "north-trust").await?;
+    let ca = north.ca_dir("north-trust");
+    let alice = RawDevice::enrol(&relay, "alice@north-trust").await?;
+    let device = alice.device_id;
+    let revoke = |d: String| {
+        let ca = ca.clone();
+        let north = &north;
+        async move {
+            north
+                .cascade(&["admin", "revoke", "--ca-dir", path(&ca), "--device", &d])
+                .await
+        }
+    };
+    std::fs::write(ca.join("revocation-serial"), "")?;
+    let run = revoke(device.to_string()).await?;
+    assert_eq!(run.code, Some(1));
+    assert!(
+        run.stdout
+            .contains("revocation-serial does not hold a serial number"),
+        "{}",
+        run.stdout
+    );
+    std::fs::write(ca.join("revocation-serial"), "4\n")?;
+    std::fs::write(ca.join("revoked.txt"), "garbage\n")?;
+    let run = revoke(device.to_string()).await?;
+    assert_eq!(run.code, Some(1));
+    assert!(
+        run.stdout.contains("revoked.txt, line 1: not a device id"),
+        "{}",
+        run.stdout
+    );
+    // Neither run reached the relay: the device still connects, and no
+    // list was published.
+    RawConn::authenticated(&relay, &alice).await?;
+    let (_, revocations) = published(&relay, "north-trust").await?;
+    assert!(revocations.is_none());
+    // Repaired, it carries on from the serial in the file.
+    std::fs::write(ca.join("revoked.txt"), "")?;
+    assert_eq!(revoke(device.to_string()).await?.json()?["serial"], 5);
+    Ok(())
+}

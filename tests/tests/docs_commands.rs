@@ -1,0 +1,680 @@
+//! Every shell command in `README.md` and `docs/admin-guide.md`, run as a
+//! reader types it, through the real `cascade` and `cascade-server`
+//! binaries, against a real relay in a temporary directory.
+//!
+//! Each test reads its document, takes the commands out of its `sh` code
+//! blocks (comments dropped, `\` continuations joined), and replays the
+//! document in order: [`Doc::run`] names the next command exactly as it is
+//! written and runs it with `sh -c`, so a command that changes in the
+//! document fails the test until the test changes with it, and
+//! [`Doc::finish`] fails if the document has a command the test never ran
+//! (a new documented command needs its line here). Commands that cannot
+//! run in a test are skipped by name, with the reason ([`Doc::skip`]).
+//! Steps the document only describes in words ("once Bob is enrolled the
+//! same way") are [`Doc::extra`] commands, run the same way.
+//!
+//! What a command sees is a reader's machine with its roots moved: `HOME`
+//! is a temporary directory (so `~/cascade-ca/…` lands there), the
+//! directory `cascade` and `cascade-server` are found in is the one the
+//! tests were built with (first on `PATH`, and as
+//! `$CARGO_TARGET_DIR/release`), and the command's text is rewritten only
+//! for what must differ: `/var/lib/cascade` becomes a temporary directory,
+//! the relay's port 7171 (and `relay.example:7171`) a free port, and
+//! placeholders (`<enrolment code>`, `<device id>`, …) and example values
+//! (a fingerprint, a device id) become the real values from earlier output.
+//! A command fails the test if it exits non-zero, prints a panic, or leaves
+//! a placeholder unfilled.
+
+use std::collections::VecDeque;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::Duration;
+
+use anyhow::{bail, ensure, Context, Result};
+use cascade_tests::bin_dir;
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::process::{Child, Command};
+
+/// How long one documented command may take.
+const COMMAND_WAIT: Duration = Duration::from_secs(60);
+
+/// Takes the commands out of a markdown document's shell code blocks
+/// (`sh`, or `bash`, `shell`, `console` should one appear).
+fn commands(markdown: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut in_sh = None::<bool>;
+    let mut pending = String::new();
+    for line in markdown.lines() {
+        let trimmed = line.trim();
+        if let Some(info) = trimmed.strip_prefix("```") {
+            in_sh = match in_sh {
+                None => Some(matches!(info.trim(), "sh" | "bash" | "shell" | "console")),
+                Some(_) => None,
+            };
+            continue;
+        }
+        if in_sh != Some(true)
+            || (pending.is_empty() && (trimmed.is_empty() || trimmed.starts_with('#')))
+        {
+            continue;
+        }
+        match trimmed.strip_suffix('\\') {
+            Some(head) => {
+                pending.push_str(head.trim_end());
+                pending.push(' ');
+            }
+            None => {
+                pending.push_str(trimmed);
+                out.push(std::mem::take(&mut pending));
+            }
+        }
+    }
+    out
+}
+
+/// `NAME` if `line` only sets a variable (`NAME=value` or
+/// `export NAME=value`, perhaps with a comment after it).
+fn assigned_variable(line: &str) -> Option<&str> {
+    let rest = line.strip_prefix("export ").unwrap_or(line).trim_start();
+    let (name, value) = rest.split_once('=')?;
+    let is_name = !name.is_empty()
+        && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+        && !name.starts_with(|c: char| c.is_ascii_digit());
+    let after_value = value.split_once(char::is_whitespace).map(|(_, r)| r.trim());
+    (is_name && after_value.is_none_or(|r| r.is_empty() || r.starts_with('#'))).then_some(name)
+}
+
+/// A placeholder left in a command: `<` and `>` around words.
+fn placeholder(command: &str) -> Option<&str> {
+    let start = command.find('<')?;
+    let len = command[start..].find('>')?;
+    let inner = &command[start + 1..start + len];
+    (!inner.is_empty()
+        && inner
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || " _-.…".contains(c)))
+    .then(|| &command[start..=start + len])
+}
+
+/// What a command printed.
+struct Output {
+    stdout: String,
+}
+
+impl Output {
+    /// The first line that starts with `prefix`, without the prefix.
+    fn after(&self, prefix: &str) -> Result<String> {
+        self.stdout
+            .lines()
+            .find_map(|l| l.trim().strip_prefix(prefix))
+            .map(|s| s.trim().to_owned())
+            .with_context(|| format!("no line starting {prefix:?} in {:?}", self.stdout))
+    }
+
+    /// The word after `marker` (e.g. the device id after "as device ").
+    fn word_after(&self, marker: &str) -> Result<String> {
+        let (_, rest) = self
+            .stdout
+            .split_once(marker)
+            .with_context(|| format!("{marker:?} not in {:?}", self.stdout))?;
+        Ok(rest
+            .split_whitespace()
+            .next()
+            .unwrap_or_default()
+            .to_owned())
+    }
+}
+
+/// One document being replayed.
+struct Doc {
+    /// The relay the document started (first, so it stops before its
+    /// directory goes).
+    relay: Option<Child>,
+    name: &'static str,
+    left: VecDeque<String>,
+    /// The reader's machine (removed when the run ends).
+    _tmp: tempfile::TempDir,
+    home: PathBuf,
+    /// Environment of every command: a clean one, plus what the document
+    /// exported.
+    env: Vec<(String, String)>,
+    /// Text replaced in every command before it runs.
+    rewrites: Vec<(String, String)>,
+    skipped: Vec<(String, &'static str)>,
+}
+
+impl Doc {
+    /// Reads `file` (relative to the workspace) and prepares a machine to
+    /// replay it on.
+    fn open(name: &'static str) -> Result<Doc> {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("..").join(name);
+        let text = std::fs::read_to_string(&path)
+            .with_context(|| format!("reading {}", path.display()))?;
+        let tmp = tempfile::tempdir()?;
+        let home = tmp.path().join("home");
+        std::fs::create_dir_all(home.join("work"))?;
+        std::fs::create_dir_all(tmp.path().join("var/lib"))?;
+        // `${CARGO_TARGET_DIR:-…}/release` is where the README's commands
+        // find the binaries: point it at the ones under test.
+        let target = tmp.path().join("target");
+        std::fs::create_dir_all(&target)?;
+        std::os::unix::fs::symlink(bin_dir(), target.join("release"))?;
+        let port = std::net::TcpListener::bind("127.0.0.1:0")?
+            .local_addr()?
+            .port();
+        let var_lib = tmp.path().join("var/lib/cascade").display().to_string();
+        let path_var = format!(
+            "{}:{}",
+            bin_dir().display(),
+            std::env::var("PATH").unwrap_or_else(|_| "/usr/bin:/bin".into())
+        );
+        Ok(Doc {
+            name,
+            left: commands(&text).into(),
+            env: vec![
+                ("PATH".into(), path_var),
+                ("HOME".into(), home.display().to_string()),
+                ("CARGO_TARGET_DIR".into(), target.display().to_string()),
+                ("LANG".into(), "C.UTF-8".into()),
+            ],
+            rewrites: vec![
+                ("/var/lib/cascade".into(), var_lib),
+                ("relay.example:7171".into(), format!("127.0.0.1:{port}")),
+                ("127.0.0.1:7171".into(), format!("127.0.0.1:{port}")),
+            ],
+            _tmp: tmp,
+            home,
+            relay: None,
+            skipped: Vec::new(),
+        })
+    }
+
+    /// From now on, `text` in a command stands for `value` (a placeholder
+    /// or an example value in the document).
+    fn fill(&mut self, text: &str, value: &str) {
+        self.rewrites.push((text.to_owned(), value.to_owned()));
+    }
+
+    /// Takes the next documented command, which must be `expected`.
+    fn next(&mut self, expected: &str) -> Result<String> {
+        let Some(next) = self.left.pop_front() else {
+            bail!(
+                "{}: the test runs {expected:?}, but the document has no more commands",
+                self.name
+            );
+        };
+        ensure!(
+            next == expected,
+            "{}: the next documented command is\n    {next}\nbut the test expected\n    {expected}\n\
+             (a documented command changed, or one was added or removed: update the test with it)",
+            self.name
+        );
+        Ok(next)
+    }
+
+    fn rewrite(&self, command: &str) -> Result<String> {
+        let mut c = command.to_owned();
+        for (from, to) in &self.rewrites {
+            c = c.replace(from, to);
+        }
+        if let Some(p) = placeholder(&c) {
+            bail!("{}: no value for {p} in {command:?}", self.name);
+        }
+        Ok(c)
+    }
+
+    fn shell(&self, script: &str) -> Command {
+        let mut cmd = Command::new("sh");
+        cmd.arg("-c")
+            .arg(script)
+            .env_clear()
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
+            .current_dir(self.home.join("work"))
+            .kill_on_drop(true);
+        cmd
+    }
+
+    /// Runs the next documented command, which must be `expected`, and
+    /// returns what it printed.
+    async fn run(&mut self, expected: &str) -> Result<Output> {
+        self.run_with_input(expected, "").await
+    }
+
+    /// Like [`Doc::run`], with `input` on standard input.
+    async fn run_with_input(&mut self, expected: &str, input: &str) -> Result<Output> {
+        let command = self.next(expected)?;
+        self.execute(&command, input).await
+    }
+
+    /// Runs a step the document describes only in words.
+    async fn extra(&mut self, command: &str) -> Result<Output> {
+        self.execute(command, "").await
+    }
+
+    /// The next documented command is `expected`, and is not run, because
+    /// `why`.
+    fn skip(&mut self, expected: &str, why: &'static str) -> Result<()> {
+        let command = self.next(expected)?;
+        println!("SKIPPED  {command}\n         ({why})");
+        self.skipped.push((command, why));
+        Ok(())
+    }
+
+    async fn execute(&mut self, command: &str, input: &str) -> Result<Output> {
+        let line = self.rewrite(command)?;
+        println!("$ {line}");
+        if let Some(name) = assigned_variable(&line) {
+            // A variable for the commands after it, as in the reader's
+            // shell.
+            let script = format!("{line}\nprintf '%s' \"${name}\"");
+            let out = self.shell(&script).output().await?;
+            ensure!(out.status.success(), "{command:?} failed");
+            let value = String::from_utf8(out.stdout)?;
+            self.env.retain(|(k, _)| k != name);
+            self.env.push((name.to_owned(), value));
+            return Ok(Output {
+                stdout: String::new(),
+            });
+        }
+        let mut child = self
+            .shell(&line)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()?;
+        let mut stdin = child.stdin.take().expect("piped");
+        stdin.write_all(input.as_bytes()).await?;
+        drop(stdin);
+        let out = tokio::time::timeout(COMMAND_WAIT, child.wait_with_output())
+            .await
+            .with_context(|| format!("{command:?} did not finish in time"))??;
+        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+        for l in stdout.lines() {
+            println!("  {l}");
+        }
+        for l in stderr.lines() {
+            println!("  (stderr) {l}");
+        }
+        ensure!(
+            !["panicked at", "internal error", "RUST_BACKTRACE"]
+                .iter()
+                .any(|p| stderr.contains(p) || stdout.contains(p)),
+            "{}: {command:?} panicked:\n{stderr}",
+            self.name
+        );
+        ensure!(
+            out.status.success(),
+            "{}: {command:?} failed ({}):\n{stdout}{stderr}",
+            self.name,
+            out.status
+        );
+        Ok(Output { stdout })
+    }
+
+    /// Starts the next documented command, which must be `expected`, as the
+    /// relay the reader runs in another terminal, and waits until it
+    /// listens.
+    async fn serve(&mut self, expected: &str) -> Result<()> {
+        let command = self.next(expected)?;
+        let line = self.rewrite(&command)?;
+        println!("$ {line} &");
+        let mut child = self
+            .shell(&format!("exec {line}"))
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()?;
+        let mut lines = BufReader::new(child.stdout.take().expect("piped")).lines();
+        tokio::time::timeout(COMMAND_WAIT, async {
+            while let Some(l) = lines.next_line().await? {
+                println!("  {l}");
+                if l.contains("listening on") {
+                    return Ok(());
+                }
+            }
+            bail!("{command:?} exited before listening")
+        })
+        .await
+        .with_context(|| format!("{command:?} did not start in time"))??;
+        tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+        self.relay = Some(child);
+        Ok(())
+    }
+
+    /// Every documented command was run or skipped.
+    fn finish(self) -> Result<()> {
+        ensure!(
+            self.left.is_empty(),
+            "{}: these documented commands are not run by the test: {:#?}",
+            self.name,
+            self.left
+        );
+        println!(
+            "{}: every command run, except {} skipped",
+            self.name,
+            self.skipped.len()
+        );
+        Ok(())
+    }
+}
+
+#[test]
+fn commands_are_taken_from_sh_blocks_only() {
+    let md = "text `cascade x`\n```sh\n# comment\nfoo --a \\\n    --b <c d>\n\nbar  # note\n```\n```\nnot a command\n```\n   ```sh\n   baz\n   ```\n";
+    assert_eq!(
+        commands(md),
+        vec!["foo --a --b <c d>", "bar  # note", "baz"]
+    );
+    assert_eq!(assigned_variable("export A_B=/x   # or --y"), Some("A_B"));
+    assert_eq!(
+        assigned_variable("target=${X:-$HOME/y}/release"),
+        Some("target")
+    );
+    assert_eq!(assigned_variable("A=1 cascade sync"), None);
+    assert_eq!(assigned_variable("cascade --x=1"), None);
+    assert_eq!(
+        placeholder("x --code <enrolment code>"),
+        Some("<enrolment code>")
+    );
+    assert_eq!(placeholder("jq -r .a > relay-ca.pem"), None);
+}
+
+/// README.md, top to bottom.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn readme_commands_work_as_documented() -> Result<()> {
+    let mut doc = Doc::open("README.md")?;
+    doc.skip(
+        "cargo xtask demo    # build, start a relay with a demo organisation, open the app and chat",
+        "builds the workspace, installs packages and opens windows; its steps are the ones below",
+    )?;
+    doc.skip(
+        "cargo xtask test    # install what is missing, build, run every test",
+        "it is the test run this test is part of",
+    )?;
+    doc.skip(
+        "~/.cache/cascade/target/debug/cascade --data-dir ~/.local/share/cascade-demo/bob chat 'Ward 7 handover'",
+        "needs the demo's data directory, which `cargo xtask demo` makes; `cascade chat` runs below",
+    )?;
+    doc.skip(
+        "cargo build --workspace --release",
+        "the test runs the binaries it was built with; $target points at them",
+    )?;
+    doc.run("target=${CARGO_TARGET_DIR:-$HOME/.cache/cascade/target}/release")
+        .await?;
+    doc.serve("$target/cascade-server serve --data-dir /var/lib/cascade --listen 127.0.0.1:7171")
+        .await?;
+
+    doc.run("export CASCADE_SERVER=http://127.0.0.1:7171")
+        .await?;
+    doc.run("export CASCADE_ADMIN_TOKEN_FILE=/var/lib/cascade/admin-token")
+        .await?;
+    doc.run("$target/cascade admin org init --org north-trust --name \"North NHS Trust\" --dir ~/cascade-ca/north-trust").await?;
+    doc.run("$target/cascade admin create-org north-trust --name \"North NHS Trust\" --ca-dir ~/cascade-ca/north-trust").await?;
+    doc.run("$target/cascade admin add-user alice@north-trust --name \"Alice Okafor\" --role \"Ward Sister\"").await?;
+    let code = doc
+        .run("$target/cascade admin token alice@north-trust --ca-dir ~/cascade-ca/north-trust")
+        .await?;
+    doc.fill("<enrolment code>", code.stdout.trim());
+    let enrolled = doc
+        .run("$target/cascade enrol --server http://127.0.0.1:7171 --code <enrolment code>")
+        .await?;
+    let alice_device = enrolled.word_after("as device ")?;
+    let issued = doc
+        .run("$target/cascade admin issue --ca-dir ~/cascade-ca/north-trust")
+        .await?;
+    ensure!(
+        issued.stdout.contains(&alice_device),
+        "alice's device is issued"
+    );
+
+    // "Once Bob is enrolled the same way".
+    doc.extra("$target/cascade admin add-user bob@north-trust --name \"Bob Singh\" --role \"Junior Doctor\"").await?;
+    let bob_code = doc
+        .extra("$target/cascade admin token bob@north-trust --ca-dir ~/cascade-ca/north-trust")
+        .await?;
+    doc.extra(&format!(
+        "$target/cascade --data-dir ~/bob enrol --server $CASCADE_SERVER --code {}",
+        bob_code.stdout.trim()
+    ))
+    .await?;
+    doc.extra("$target/cascade admin issue --ca-dir ~/cascade-ca/north-trust")
+        .await?;
+    doc.extra("$target/cascade --data-dir ~/bob sync").await?;
+
+    doc.run("$target/cascade sync      # picks up the certificate")
+        .await?;
+    doc.run("$target/cascade create \"Ward 7\" -m bob@north-trust")
+        .await?;
+    doc.run("$target/cascade send \"Ward 7\" \"Handover at 08:00\"")
+        .await?;
+    let chat = doc
+        .run_with_input("$target/cascade chat \"Ward 7\"", "On my way\n")
+        .await?;
+    ensure!(
+        chat.stdout.contains("Handover at 08:00"),
+        "chat shows the history"
+    );
+    let bob_sees = doc
+        .extra("$target/cascade --data-dir ~/bob history \"Ward 7\"")
+        .await?;
+    ensure!(
+        bob_sees.stdout.contains("Handover at 08:00") && bob_sees.stdout.contains("On my way"),
+        "Bob reads both messages"
+    );
+
+    // The partner's admins made their CA and sent its certificate.
+    let partner = doc
+        .extra("$target/cascade admin org init --org east-ambulance --name \"East Ambulance Service\" --dir ~/partner-ca")
+        .await?;
+    let partner_fp = partner.after("fingerprint:")?;
+    doc.extra("cp ~/partner-ca/ca-cert.pem partner-ca.pem")
+        .await?;
+    let fp = doc
+        .run("$target/cascade admin org fingerprint partner-ca.pem     # compare with what the partner read out")
+        .await?;
+    ensure!(
+        fp.stdout.contains(&partner_fp),
+        "the fingerprint printed is the partner's"
+    );
+    doc.fill("<fingerprint read out by the partner>", &partner_fp);
+    let trusted = doc
+        .run("$target/cascade admin trust add --ca-dir ~/cascade-ca/north-trust --cert partner-ca.pem --fingerprint <fingerprint read out by the partner>")
+        .await?;
+    ensure!(trusted.stdout.contains("Now trusting east-ambulance"));
+    let list = doc
+        .run("$target/cascade admin trust list --ca-dir ~/cascade-ca/north-trust")
+        .await?;
+    ensure!(list
+        .stdout
+        .contains(&format!("east-ambulance  {partner_fp}")));
+
+    doc.fill("<device id>", &alice_device);
+    let revoked = doc
+        .run("$target/cascade admin revoke --ca-dir ~/cascade-ca/north-trust --device <device id>")
+        .await?;
+    ensure!(revoked
+        .stdout
+        .contains("Revoked 1 device(s) (revocation list 1 published)"));
+    doc.finish()
+}
+
+/// docs/admin-guide.md, top to bottom: one organisation from its first
+/// relay start to its CA rotation.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn admin_guide_commands_work_as_documented() -> Result<()> {
+    const CA: &str = "~/cascade-ca/north-trust";
+    let mut doc = Doc::open("docs/admin-guide.md")?;
+
+    // §2 Running the relay.
+    doc.serve("cascade-server serve --data-dir /var/lib/cascade --listen 127.0.0.1:7171")
+        .await?;
+    doc.run("export CASCADE_SERVER=http://127.0.0.1:7171")
+        .await?;
+    doc.run("export CASCADE_ADMIN_TOKEN_FILE=/var/lib/cascade/admin-token   # or --token-file")
+        .await?;
+
+    // §3 Setting up an organisation.
+    let init = doc
+        .run("cascade admin org init --org north-trust --name \"North NHS Trust\" --dir ~/cascade-ca/north-trust")
+        .await?;
+    ensure!(init.stdout.starts_with("Created the CA of north-trust."));
+    let our_fp = init.after("fingerprint:")?;
+    doc.run("cascade admin create-org north-trust --name \"North NHS Trust\" --ca-dir ~/cascade-ca/north-trust").await?;
+    let org = doc
+        .run("curl -s \"$CASCADE_SERVER/v1/orgs/north-trust\"")
+        .await?;
+    ensure!(
+        org.stdout.contains("BEGIN CERTIFICATE"),
+        "the relay publishes the CA"
+    );
+
+    // §4 Enrolling staff.
+    doc.run(
+        "cascade admin add-user alice@north-trust --name \"Alice Okafor\" --role \"Ward Sister\"",
+    )
+    .await?;
+    let code = doc
+        .run("cascade admin token alice@north-trust --ca-dir ~/cascade-ca/north-trust")
+        .await?;
+    doc.fill("<enrolment code>", code.stdout.trim());
+    let enrolled = doc
+        .run("cascade enrol --server http://relay.example:7171 --code <enrolment code> --device-name \"Alice's phone\"")
+        .await?;
+    ensure!(enrolled
+        .stdout
+        .starts_with("Enrolled Alice Okafor (alice@north-trust, Ward Sister) as device "));
+    let alice_phone = enrolled.word_after("as device ")?;
+    let issued = doc
+        .run("cascade admin issue --ca-dir ~/cascade-ca/north-trust")
+        .await?;
+    ensure!(issued.stdout.starts_with(&format!(
+        "Issued alice@north-trust (Alice Okafor, Ward Sister) device {alice_phone} \"Alice's phone\"  "
+    )));
+    let audit = std::fs::read_to_string(doc.home.join("cascade-ca/north-trust/issued.jsonl"))?;
+    ensure!(
+        audit.contains(&alice_phone),
+        "issued.jsonl records the certificate"
+    );
+    // §4.6: what waits (nothing, now).
+    let pending = doc
+        .run("curl -s -H \"Authorization: Bearer $(cat \"$CASCADE_ADMIN_TOKEN_FILE\")\" \"$CASCADE_SERVER/v1/admin/orgs/north-trust/pending-devices\"")
+        .await?;
+    ensure!(
+        pending.stdout.trim() == "[]",
+        "nothing waits: {}",
+        pending.stdout
+    );
+
+    // §5 Pinning a partner organisation. The partner's admins made their
+    // CA and emailed its certificate.
+    let partner = doc
+        .extra("cascade admin org init --org east-ambulance --name \"East Ambulance Service\" --dir ~/east-ca")
+        .await?;
+    let east_fp = partner.after("fingerprint:")?;
+    doc.extra("cp ~/east-ca/ca-cert.pem east-ambulance-ca.pem")
+        .await?;
+    let ours = doc
+        .run("cascade admin org fingerprint ~/cascade-ca/north-trust/ca-cert.pem    # ours: read it out")
+        .await?;
+    ensure!(ours.stdout.trim() == format!("north-trust  {our_fp}"));
+    let theirs = doc
+        .run("cascade admin org fingerprint east-ambulance-ca.pem                  # theirs: compare")
+        .await?;
+    ensure!(theirs.stdout.trim() == format!("east-ambulance  {east_fp}"));
+    // The guide's example fingerprint is the one read out by phone.
+    doc.fill(
+        "14:67:2F:D7:6F:64:21:2D:5A:5D:17:05:6F:FA:36:14:3B:41:74:F1:CF:A6:BD:74:1B:F2:8D:AF:DE:5B:AE:B4",
+        &east_fp,
+    );
+    let pinned = doc
+        .run("cascade admin trust add --ca-dir ~/cascade-ca/north-trust --cert east-ambulance-ca.pem --fingerprint 14:67:2F:D7:6F:64:21:2D:5A:5D:17:05:6F:FA:36:14:3B:41:74:F1:CF:A6:BD:74:1B:F2:8D:AF:DE:5B:AE:B4")
+        .await?;
+    ensure!(pinned.stdout.trim() == "Now trusting east-ambulance (trust list 1 published)");
+    let unpinned = doc
+        .run("cascade admin trust remove --ca-dir ~/cascade-ca/north-trust east-ambulance")
+        .await?;
+    ensure!(unpinned.stdout.trim() == "No longer trusting east-ambulance (trust list 2 published)");
+
+    // §6 Revoking a lost phone: Alice's old phone, enrolled and issued
+    // like the first.
+    let old_code = doc
+        .extra(&format!(
+            "cascade admin token alice@north-trust --ca-dir {CA}"
+        ))
+        .await?;
+    let old = doc
+        .extra(&format!(
+            "cascade --data-dir ~/old-phone enrol --server $CASCADE_SERVER --code {} --device-name \"Alice's old phone\"",
+            old_code.stdout.trim()
+        ))
+        .await?;
+    let old_phone = old.word_after("as device ")?;
+    doc.extra(&format!("cascade admin issue --ca-dir {CA}"))
+        .await?;
+    doc.fill("9e53f381c0ce273101dc106fc87a9ebc", &old_phone);
+    let revoked = doc
+        .run("cascade admin revoke --ca-dir ~/cascade-ca/north-trust --device 9e53f381c0ce273101dc106fc87a9ebc")
+        .await?;
+    ensure!(revoked.stdout.trim() == "Revoked 1 device(s) (revocation list 1 published)");
+
+    // §7 Certificate expiry and renewal: Bob's laptop got a certificate
+    // that expires within 30 days.
+    doc.extra(
+        "cascade admin add-user bob@north-trust --name \"Bob Singh\" --role \"Junior Doctor\"",
+    )
+    .await?;
+    let bob_code = doc
+        .extra(&format!(
+            "cascade admin token bob@north-trust --ca-dir {CA}"
+        ))
+        .await?;
+    doc.extra(&format!(
+        "cascade --data-dir ~/bob enrol --server $CASCADE_SERVER --code {} --device-name laptop",
+        bob_code.stdout.trim()
+    ))
+    .await?;
+    doc.extra(&format!("cascade admin issue --ca-dir {CA} --days 10"))
+        .await?;
+    let renewed = doc
+        .run("cascade admin issue --ca-dir ~/cascade-ca/north-trust")
+        .await?;
+    ensure!(
+        renewed
+            .stdout
+            .starts_with("Issued bob@north-trust (Bob Singh, Junior Doctor) device "),
+        "the next issue renews Bob's certificate"
+    );
+
+    // §8 Rotating the CA.
+    let rotated = doc
+        .run("cascade admin rotate-ca --ca-dir ~/cascade-ca/north-trust --new-dir ~/cascade-ca/north-trust-2027 --name \"North NHS Trust\"")
+        .await?;
+    let new_fp = rotated.after("fingerprint:")?;
+    ensure!(new_fp != our_fp, "a new CA");
+    let reissued = doc
+        .run("cascade admin issue --ca-dir ~/cascade-ca/north-trust-2027")
+        .await?;
+    ensure!(
+        reissued.stdout.contains(&alice_phone) && reissued.stdout.contains("bob@north-trust"),
+        "every device is re-issued by the new CA, the revoked one is not"
+    );
+    ensure!(!reissued.stdout.contains(&old_phone));
+    doc.extra("cascade --data-dir ~/bob sync").await?;
+
+    // §9 Troubleshooting: the relay's CA against ours.
+    doc.run(
+        "curl -s \"$CASCADE_SERVER/v1/orgs/north-trust\" | jq -r .ca_certificate > relay-ca.pem",
+    )
+    .await?;
+    let relay_ca = doc
+        .run("cascade admin org fingerprint relay-ca.pem")
+        .await?;
+    ensure!(
+        relay_ca.stdout.trim() == format!("north-trust  {new_fp}"),
+        "the relay serves the new CA"
+    );
+    doc.run("cascade admin org fingerprint ~/cascade-ca/north-trust/ca-cert.pem")
+        .await?;
+    doc.finish()
+}
