@@ -570,6 +570,54 @@ async fn a_new_device_joins_by_external_commit() {
     );
 }
 
+/// A member device that fell out of step rejoins by external commit: the
+/// relay sequences it like any commit and keeps the roster as it is; a
+/// rejoin that removes anyone is refused.
+#[tokio::test]
+async fn a_member_rejoins_by_external_commit_keeping_its_place() {
+    let relay = start().await;
+    let alice = relay.device("alice@north");
+    let bob = relay.device("bob@north");
+    let (mut a, _) = relay.online(&alice).await;
+    let (mut b, _) = relay.online(&bob).await;
+    let group = GroupId([3; 16]);
+    a.create_group(group).await;
+    a.commit(bundle(group, 0, &[&bob], &[]))
+        .await
+        .expect("add bob");
+    let rejoin = cascade_protocol::frames::CommitBundle {
+        group_id: group,
+        epoch: 1,
+        commit: external_commit_message(group, 1),
+        welcome: None,
+        group_info: group_info(),
+        added: vec![bob.device_id],
+        removed: vec![alice.device_id],
+    };
+    assert!(matches!(
+        b.commit(rejoin.clone()).await,
+        Err(ProtocolError::Malformed { .. })
+    ));
+    let rejoin = cascade_protocol::frames::CommitBundle {
+        removed: vec![],
+        ..rejoin
+    };
+    assert_eq!(
+        b.commit(rejoin).await,
+        Ok(Response::CommitAccepted { epoch: 2, seq: 2 })
+    );
+    // Bob is still a member: he posts, and Alice gets his commit and post.
+    assert_eq!(
+        b.send_message(group, 2, b"back in step").await,
+        Ok(Response::MessageAccepted { seq: 3 })
+    );
+    let _ = a.push().await; // low stock
+    assert_eq!(a.delivery().await.kind, ItemKind::Commit); // bob's add
+    let rejoined = a.delivery().await;
+    assert_eq!((rejoined.kind, rejoined.seq), (ItemKind::Commit, 2));
+    assert_eq!(a.delivery().await.seq, 3);
+}
+
 #[tokio::test]
 async fn shutdown_closes_connections_and_returns() {
     let relay = start().await;

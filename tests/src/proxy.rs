@@ -25,6 +25,8 @@ struct Control {
     replayed: usize,
     /// Every `SendMessage` payload the client sent, in order.
     sends: Vec<cascade_protocol::Bytes>,
+    /// Queue items the relay delivered to the client.
+    deliveries: usize,
 }
 
 /// A running proxy; clients connect to [`Proxy::url`].
@@ -80,6 +82,11 @@ impl Proxy {
         self.control.lock().await.sends.clone()
     }
 
+    /// How many queue items the relay delivered through the proxy so far.
+    pub async fn deliveries(&self) -> usize {
+        self.control.lock().await.deliveries
+    }
+
     /// How many frames were replayed so far.
     pub async fn replayed(&self) -> usize {
         self.control.lock().await.replayed
@@ -129,6 +136,7 @@ async fn serve(
         while let Some(Ok(msg)) = s_rx.next().await {
             if let WsMessage::Binary(b) = &msg {
                 if let Ok(ServerFrame::Push(Push::Deliver(_))) = decode_server_frame(b) {
+                    control.lock().await.deliveries += 1;
                     loop {
                         let wait = released.notified();
                         if !control.lock().await.hold {

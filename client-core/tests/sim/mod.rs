@@ -1185,7 +1185,10 @@ impl Sim {
         };
         let member = g.roster.contains(&me);
         if external {
-            if bundle.added != [me] || bundle.welcome.is_some() {
+            if bundle.added != [me]
+                || bundle.welcome.is_some()
+                || (member && !bundle.removed.is_empty())
+            {
                 return Err(malformed("an external commit adds exactly its sender"));
             }
             let own = g

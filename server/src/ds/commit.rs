@@ -75,7 +75,8 @@ fn check_bundle(session: &Session, bundle: &CommitBundle) -> Result<bool, DsErro
 
 /// Accepts a commit for the group's current epoch from a member (or, for an
 /// external commit, from a new device of a user who already has a device in
-/// the group), under the group's writer lock: `WrongEpoch { current }` if
+/// the group, or from a member device rejoining after it fell out of step),
+/// under the group's writer lock: `WrongEpoch { current }` if
 /// another commit got there first. The commit goes to every device of the old
 /// roster (the committer's copy is the echo; removed devices learn of their
 /// removal) and to an external committer, the Welcome to every added device,
@@ -103,12 +104,11 @@ async fn sequence(
         .get_group(&bundle.group_id)?
         .ok_or(DsError::UnknownGroup)?;
     let is_member = group.roster.contains(&session.device_id);
-    if external {
-        if is_member {
-            return Err(DsError::Malformed(
-                "an external commit from a device that is a member",
-            ));
-        }
+    // An external commit from a member is a resync: a device that fell out
+    // of step rejoins, replacing its own leaf (the commit removes the old
+    // one); its place in the roster stays as it is.
+    let resync = external && is_member;
+    if external && !resync {
         let own: HashSet<_> = super::live_devices(state, &session.user_id)?
             .into_iter()
             .collect();
@@ -118,6 +118,12 @@ async fn sequence(
         if !bundle.removed.iter().all(|d| own.contains(d)) {
             return Err(DsError::Malformed(
                 "an external commit removes only the joiner's own devices",
+            ));
+        }
+    } else if resync {
+        if !bundle.removed.is_empty() {
+            return Err(DsError::Malformed(
+                "a rejoining member's external commit removes no device",
             ));
         }
     } else if !is_member {
@@ -133,7 +139,7 @@ async fn sequence(
             Some(device) if !device.revoked => {}
             _ => return Err(DsError::UnknownDevice),
         }
-        if group.roster.contains(device_id) {
+        if group.roster.contains(device_id) && !resync {
             return Err(DsError::Malformed("an added device is already a member"));
         }
     }
