@@ -37,6 +37,16 @@ pub const KEY_PACKAGE_BATCH: u32 = 20;
 /// pushes `KeyPackagesLow` so the device uploads a new batch.
 pub const KEY_PACKAGE_LOW_WATER: u32 = 5;
 
+/// An application message (or proposal) must be encrypted in the group's
+/// current epoch or at most this many epochs before it, never in a later
+/// one, and not before the latest epoch whose commit added devices (they
+/// have no earlier secrets); otherwise `SendMessage` is answered
+/// `WrongEpoch { current }` and the client encrypts it again. Members keep the secrets of only a few
+/// past epochs (Cascade's clients five), so an older message would be
+/// unreadable for everyone, and one from a "future" epoch would make them
+/// think they fell out of step.
+pub const MAX_MESSAGE_EPOCH_LAG: u64 = 3;
+
 /// Most member devices in one group.
 pub const MAX_GROUP_DEVICES: usize = 2_000;
 

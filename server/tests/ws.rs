@@ -618,6 +618,54 @@ async fn a_member_rejoins_by_external_commit_keeping_its_place() {
     assert_eq!(a.delivery().await.seq, 3);
 }
 
+/// A message must be readable by every member: encrypted in the group's
+/// epoch or at most `MAX_MESSAGE_EPOCH_LAG` before it, never after.
+#[tokio::test]
+async fn messages_from_too_old_or_future_epochs_are_refused() {
+    let relay = start().await;
+    let alice = relay.device("alice@north");
+    let (mut a, _) = relay.online(&alice).await;
+    let group = GroupId([4; 16]);
+    a.create_group(group).await;
+    let lag = cascade_protocol::limits::MAX_MESSAGE_EPOCH_LAG;
+    for epoch in 0..lag + 2 {
+        a.commit(bundle(group, epoch, &[], &[]))
+            .await
+            .expect("self-update");
+    }
+    let now = lag + 2;
+    assert_eq!(
+        a.send_message(group, 1, b"too old").await,
+        Err(ProtocolError::WrongEpoch { current: now })
+    );
+    assert_eq!(
+        a.send_message(group, now + 1, b"from the future").await,
+        Err(ProtocolError::WrongEpoch { current: now })
+    );
+    assert!(matches!(
+        a.send_message(group, now - lag, b"late but readable").await,
+        Ok(Response::MessageAccepted { .. })
+    ));
+    assert!(matches!(
+        a.send_message(group, now, b"current").await,
+        Ok(Response::MessageAccepted { .. })
+    ));
+    // Bob joins at the next epoch: a message from the epoch before, which
+    // he has no secrets of, is refused even though it is recent.
+    let bob = relay.device("bob@north");
+    a.commit(bundle(group, now, &[&bob], &[]))
+        .await
+        .expect("add bob");
+    assert_eq!(
+        a.send_message(group, now, b"before bob joined").await,
+        Err(ProtocolError::WrongEpoch { current: now + 1 })
+    );
+    assert!(matches!(
+        a.send_message(group, now + 1, b"bob reads this").await,
+        Ok(Response::MessageAccepted { .. })
+    ));
+}
+
 #[tokio::test]
 async fn shutdown_closes_connections_and_returns() {
     let relay = start().await;

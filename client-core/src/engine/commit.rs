@@ -137,6 +137,9 @@ pub(crate) fn answer(
 ) -> Result<Progress> {
     match answer {
         Ok(Response::CommitAccepted { .. }) => {
+            if cx.store.op(op_id)?.is_none() {
+                return Ok(Progress::Done); // its echo came first and finished it
+            }
             let tx = cx.store.transaction()?;
             let mut group = groups::load(cx.store, &group_id)?;
             let events = merge_own(cx.store, cx.me, &mut group, &group_id)?;

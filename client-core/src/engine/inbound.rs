@@ -46,6 +46,9 @@ pub(crate) fn handle_item(cx: &Ctx<'_>, item: &QueueItem, fx: &mut Effects) -> R
         (ItemKind::Welcome, Some((_, state))) if state != ConversationState::Left => {
             return Ok(Processed::default()); // already a member: a duplicate Welcome
         }
+        (ItemKind::Welcome, Some((last_seq, _))) if item.seq <= last_seq => {
+            return Ok(Processed::default()); // the one that brought us in before
+        }
         (ItemKind::Welcome, _) => {}
         (_, None) => {
             tracing::warn!(group = %item.group_id, "item for an unknown group dropped");
@@ -56,19 +59,25 @@ pub(crate) fn handle_item(cx: &Ctx<'_>, item: &QueueItem, fx: &mut Effects) -> R
             store.set_last_seq(&item.group_id, item.seq)?;
             return Ok(Processed::default());
         }
-        (_, Some((_, ConversationState::Joining | ConversationState::Rejoining))) => {
+        (_, Some((_, state @ (ConversationState::Joining | ConversationState::Rejoining)))) => {
             if item.kind == ItemKind::Commit {
                 if let Some(events) = own_echo(cx, item)? {
                     fx.events(events);
                     return Ok(Processed::default());
                 }
             }
-            // Sent while this device was out of step: it cannot read it.
-            store.set_last_seq(&item.group_id, item.seq)?;
-            return Ok(Processed::default());
+            if state == ConversationState::Joining {
+                // Nothing comes before our own external commit's echo.
+                store.set_last_seq(&item.group_id, item.seq)?;
+                return Ok(Processed::default());
+            }
+            // Rejoining: what the old state can still read is read (the
+            // device may prove in step after all); what it cannot is lost
+            // to it, as its history will say.
         }
         _ => {}
     }
+    let rejoining = matches!(cursor, Some((_, ConversationState::Rejoining)));
     let tx = store.transaction()?;
     let outcome = match item.kind {
         ItemKind::Welcome => process_welcome(cx, item),
@@ -96,10 +105,16 @@ pub(crate) fn handle_item(cx: &Ctx<'_>, item: &QueueItem, fx: &mut Effects) -> R
             drop(tx);
             Err(e)
         }
+        Err(_) if rejoining => {
+            drop(tx);
+            store.set_last_seq(&item.group_id, item.seq)?;
+            Ok(Processed::default())
+        }
         Err(CoreError::OutOfStep) => {
             drop(tx);
             store.set_last_seq(&item.group_id, item.seq)?;
-            begin_rejoin(cx, &item.group_id, fx)?;
+            let why = format!("a {:?} at seq {} it cannot follow", item.kind, item.seq);
+            begin_rejoin(cx, &item.group_id, &why, fx)?;
             Ok(Processed::default())
         }
         Err(e) => {
@@ -158,16 +173,21 @@ fn process_welcome(cx: &Ctx<'_>, item: &QueueItem) -> Result<Vec<Event>> {
     ])
 }
 
-/// The commit bytes of the bundle this device sent for the group and has
-/// not had answered: the commit of the barrier at the head of its lane.
-fn sent_commit(cx: &Ctx<'_>, group: &cascade_protocol::GroupId) -> Result<Option<Vec<u8>>> {
+/// The operation at the head of the group's lane if it is a group change
+/// whose commit bundle was sent and not yet answered: its id, the
+/// operation, and the commit's bytes.
+fn sent_commit(
+    cx: &Ctx<'_>,
+    group: &cascade_protocol::GroupId,
+) -> Result<Option<(i64, Op, Vec<u8>)>> {
     let Some(entry) = cx.store.ops(group, None, 1)?.pop() else {
         return Ok(None);
     };
-    if matches!(Op::decode(&entry.op), Ok(Op::Send { .. }) | Err(_)) {
-        return Ok(None);
-    }
-    Ok(prepared_bundle(cx.store, entry.op_id)?.map(|b| b.commit.into_vec()))
+    let op = match Op::decode(&entry.op) {
+        Ok(Op::Send { .. }) | Err(_) => return Ok(None),
+        Ok(op) => op,
+    };
+    Ok(prepared_bundle(cx.store, entry.op_id)?.map(|b| (entry.op_id, op, b.commit.into_vec())))
 }
 
 fn process_commit(cx: &Ctx<'_>, item: &QueueItem) -> Result<Vec<Event>> {
@@ -184,12 +204,22 @@ fn process_commit(cx: &Ctx<'_>, item: &QueueItem) -> Result<Vec<Event>> {
             return Ok(vec![]); // merged already, on the relay's answer
         }
         let sent = sent_commit(cx, &item.group_id)?;
-        let pending = group.pending_commit().is_some()
+        let ours = group.pending_commit().is_some()
             && sent
-                .as_deref()
-                .is_none_or(|bytes| bytes == item.payload.as_slice());
-        if pending {
-            return merge_own(store, cx.me, &mut group, &item.group_id);
+                .as_ref()
+                .is_none_or(|(_, _, bytes)| bytes == item.payload.as_slice());
+        if ours {
+            let events = merge_own(store, cx.me, &mut group, &item.group_id)?;
+            // The operation is done: its commit landed (its answer may never
+            // come). It must not run again: an add would bring back, with
+            // KeyPackages already used, someone who has since left.
+            if let Some((op_id, op, _)) = sent {
+                store.delete_op(op_id)?;
+                if matches!(op, Op::AddMembers { .. }) {
+                    send_name(cx, &item.group_id)?;
+                }
+            }
+            return Ok(events);
         }
         // A commit of ours the relay applied but whose state we no longer
         // hold: this device cannot follow the group any more.
@@ -302,6 +332,16 @@ fn process_commit(cx: &Ctx<'_>, item: &QueueItem) -> Result<Vec<Event>> {
         events.push(Event::ConversationUpdated(item.group_id));
     } else {
         groups::record_members(store, &item.group_id, &group)?;
+        if store.conversation_cursor(&item.group_id)?.map(|c| c.1)
+            == Some(ConversationState::Leaving)
+        {
+            // A commit that did not remove us discarded our request to
+            // leave (proposals live for one epoch): ask again.
+            Op::Leave {
+                group_id: item.group_id,
+            }
+            .queue(store)?;
+        }
     }
     added.sort();
     added.dedup();

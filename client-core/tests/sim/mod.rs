@@ -81,6 +81,8 @@ pub struct RGroup {
     /// Member devices.
     pub roster: BTreeSet<DeviceId>,
     group_info: Bytes,
+    /// The epoch of the latest commit that added devices.
+    readable_from: u64,
 }
 
 /// An application message the relay accepted.
@@ -304,6 +306,7 @@ impl Sim {
                 seq,
                 roster,
                 group_info: Bytes::new(),
+                readable_from: 0,
             },
         );
     }
@@ -444,6 +447,52 @@ impl Sim {
             .expect("signed")
     }
 
+    /// A device written by another MLS implementation: the relay knows its
+    /// user and key, the organisation's CA certifies it (returned, DER), and
+    /// it has no engine here; the test builds its KeyPackages itself.
+    pub fn foreign_device(&mut self, user: &str, public_key: Vec<u8>) -> (DeviceId, Vec<u8>) {
+        let user = UserId::new(user).expect("valid user");
+        let id = DeviceId::random();
+        let now = (self.now / 1000) as i64;
+        let cert = self
+            .ca(user.org().as_str())
+            .issue_device(
+                &DeviceClaims {
+                    user: user.clone(),
+                    device: id,
+                    display_name: "Peer".into(),
+                    role: "Tester".into(),
+                },
+                &public_key,
+                now,
+                30,
+            )
+            .expect("issued");
+        self.relay.devices.insert(
+            id,
+            RDevice {
+                user,
+                public_key,
+                cert: Some(cert.clone()),
+                revoked: false,
+                kps: VecDeque::new(),
+                last_resort: None,
+                queue: BTreeMap::new(),
+            },
+        );
+        (id, cert)
+    }
+
+    /// The relay holds these single-use KeyPackages for a device.
+    pub fn put_key_packages(&mut self, id: DeviceId, kps: Vec<Bytes>) {
+        self.relay.devices.get_mut(&id).expect("known").kps = kps.into();
+    }
+
+    /// Items queued at the relay for a device (one without an engine).
+    pub fn queued_for(&self, id: DeviceId) -> Vec<QueueItem> {
+        self.relay.devices[&id].queue.values().cloned().collect()
+    }
+
     /// The device's single-use KeyPackages at the relay are used up (only
     /// the last-resort one is left).
     pub fn use_up_key_packages(&mut self, d: D) {
@@ -564,8 +613,21 @@ impl Sim {
                 link.up.push_back(f);
             }
         }
-        dev.events
-            .extend(std::iter::from_fn(|| engine.poll_event()));
+        while let Some(e) = engine.poll_event() {
+            match &e {
+                Event::ConversationUpdated(g) => tracing::debug!(
+                    device = ?d,
+                    group = %g,
+                    state = ?engine.conversation(g).ok().map(|c| c.state),
+                    "sim sees a conversation change"
+                ),
+                Event::OperationFailed { group_id, reason } => {
+                    tracing::debug!(device = ?d, group = ?group_id, reason, "sim sees a failure")
+                }
+                _ => {}
+            }
+            dev.events.push(e);
+        }
         dev.answers
             .extend(std::iter::from_fn(|| engine.poll_answer()));
     }
@@ -621,6 +683,9 @@ impl Sim {
             return false;
         };
         let now = self.now;
+        if let Ok(ServerFrame::Push(Push::Deliver(item))) = decode_server_frame(&frame) {
+            tracing::debug!(device = ?d, group = %item.group_id, seq = item.seq, kind = ?item.kind, "sim delivers");
+        }
         if let Some(e) = self.devices[d.0].engine.as_mut() {
             if let Err(err) = e.handle_frame(&frame, now) {
                 panic!(
@@ -961,6 +1026,12 @@ impl Sim {
                 key_packages,
                 last_resort,
             } => {
+                tracing::debug!(
+                    device = %me,
+                    n = key_packages.len(),
+                    last_resort = ?last_resort.as_ref().map(|k| hex::encode(&k[k.len() - 8..])),
+                    "sim upload"
+                );
                 let dev = self.relay.devices.get_mut(&me).expect("known");
                 dev.kps.extend(key_packages);
                 if last_resort.is_some() {
@@ -989,6 +1060,13 @@ impl Sim {
                         Some(kp) => Some(kp),
                         None => dev.last_resort.clone(),
                     };
+                    tracing::debug!(
+                        claimer = %me,
+                        device = %id,
+                        kp = ?kp.as_ref().map(|k| hex::encode(&k[k.len() - 8..])),
+                        last_resort = dev.kps.is_empty(),
+                        "sim claim"
+                    );
                     if dev.kps.len() as u32 <= KEY_PACKAGE_LOW_WATER {
                         low.push((id, dev.kps.len() as u32));
                     }
@@ -1021,6 +1099,7 @@ impl Sim {
                         seq: 0,
                         roster: [me].into(),
                         group_info,
+                        readable_from: 0,
                     },
                 );
                 Ok(Response::GroupCreated)
@@ -1032,6 +1111,17 @@ impl Sim {
                 };
                 if !g.roster.contains(&me) {
                     return Err(ProtocolError::NotMember);
+                }
+                let epoch = framing_header(&message)
+                    .map_err(|_| ProtocolError::Malformed {
+                        reason: "not MLS".into(),
+                    })?
+                    .epoch;
+                if epoch > g.epoch
+                    || epoch + limits::MAX_MESSAGE_EPOCH_LAG < g.epoch
+                    || epoch < g.readable_from
+                {
+                    return Err(ProtocolError::WrongEpoch { current: g.epoch });
                 }
                 let recipients: BTreeSet<DeviceId> =
                     g.roster.iter().filter(|d| **d != me).copied().collect();
@@ -1232,6 +1322,9 @@ impl Sim {
         }
         for a in &bundle.added {
             g.roster.insert(*a);
+        }
+        if !bundle.added.is_empty() {
+            g.readable_from = epoch;
         }
         g.group_info = bundle.group_info.clone();
         let mut to: BTreeSet<DeviceId> = old_roster;

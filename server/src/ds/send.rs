@@ -2,6 +2,7 @@
 //! other member device.
 
 use cascade_protocol::frames::{Bytes, ItemKind, Response};
+use cascade_protocol::limits::MAX_MESSAGE_EPOCH_LAG;
 use cascade_protocol::mls_header::{framing_header, ContentType, WireFormat};
 use cascade_protocol::GroupId;
 
@@ -11,7 +12,10 @@ use crate::store::{ApplicationWrite, StoreError};
 use crate::AppState;
 
 /// Accepts an MLS `PrivateMessage` with application content for the group
-/// from a member device, under the group's writer lock; answers
+/// from a member device, encrypted in the group's current epoch or at most
+/// [`MAX_MESSAGE_EPOCH_LAG`] before it but not before the latest epoch that
+/// added devices (else `WrongEpoch`: every recipient must be able to read
+/// it), under the group's writer lock; answers
 /// `MessageAccepted { seq }` only once the message is durably in every
 /// recipient's queue, then delivers it live.
 pub async fn handle(
@@ -41,13 +45,17 @@ pub async fn handle(
     }
     let state = state.clone();
     let session = session.clone();
-    run_to_completion(async move { sequence(&state, &session, group_id, &message).await }).await
+    run_to_completion(
+        async move { sequence(&state, &session, group_id, header.epoch, &message).await },
+    )
+    .await
 }
 
 async fn sequence(
     state: &AppState,
     session: &Session,
     group_id: GroupId,
+    epoch: u64,
     message: &Bytes,
 ) -> Result<Response, DsError> {
     let _writer = state.groups().lock(group_id).await;
@@ -55,6 +63,16 @@ async fn sequence(
     let group = store.get_group(&group_id)?.ok_or(DsError::UnknownGroup)?;
     if !group.roster.contains(&session.device_id) {
         return Err(DsError::NotMember);
+    }
+    // Readable by every member (from an epoch they all have the secrets
+    // of), and not from an epoch that does not exist.
+    if epoch > group.epoch
+        || epoch + MAX_MESSAGE_EPOCH_LAG < group.epoch
+        || epoch < group.readable_from
+    {
+        return Err(DsError::WrongEpoch {
+            current: group.epoch,
+        });
     }
     let sequenced = store
         .append_application(&ApplicationWrite {

@@ -449,7 +449,15 @@ pub fn groups_sequence_commits_at_the_right_epoch(h: &mut dyn Harness) {
         Err(StoreError::AlreadyExists)
     );
     let group = store.get_group(&g).expect("get").expect("exists");
-    assert_eq!((group.epoch, group.next_seq, group.roster), (0, 1, vec![a]));
+    assert_eq!(
+        (
+            group.epoch,
+            group.next_seq,
+            group.roster,
+            group.readable_from
+        ),
+        (0, 1, vec![a], 0)
+    );
     assert_eq!(
         store.group_info(&g).expect("info"),
         Some((0, b"info-0".to_vec()))
@@ -478,6 +486,7 @@ pub fn groups_sequence_commits_at_the_right_epoch(h: &mut dyn Harness) {
     let group = store.get_group(&g).expect("get").expect("exists");
     assert_eq!((group.epoch, group.next_seq), (1, 2));
     assert_eq!(group.roster, vec![a, b]);
+    assert_eq!(group.readable_from, 1, "b reads from epoch 1 on");
     assert_eq!(
         store.group_info(&g).expect("info"),
         Some((1, b"info-1".to_vec()))
@@ -526,6 +535,7 @@ pub fn groups_sequence_commits_at_the_right_epoch(h: &mut dyn Harness) {
     assert_eq!(recipients, vec![a, b]);
     let group = store.get_group(&g).expect("get").expect("exists");
     assert_eq!(group.roster, vec![a]);
+    assert_eq!(group.readable_from, 1, "a removal adds nobody");
 
     let unknown = CommitWrite {
         group_id: group_id(9),

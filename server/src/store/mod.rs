@@ -188,6 +188,9 @@ pub struct Group {
     pub next_seq: u64,
     /// Its member devices.
     pub roster: Vec<DeviceId>,
+    /// The epoch of the latest commit that added devices: messages
+    /// encrypted in an earlier epoch cannot be read by all of them.
+    pub readable_from: u64,
 }
 
 /// An accepted commit with everything that lands with it, for

@@ -51,6 +51,15 @@ struct GroupRecord {
     group_id: GroupId,
     epoch: u64,
     roster: Vec<DeviceId>,
+    /// The epoch of the latest commit that brought devices in: every member
+    /// can read messages from this epoch on. Absent (0) in records written
+    /// before it existed, and while no device was ever added.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    readable_from: u64,
+}
+
+fn is_zero(v: &u64) -> bool {
+    *v == 0
 }
 
 /// The latest GroupInfo with the epoch it belongs to.
@@ -683,6 +692,7 @@ impl Store for SledStore {
             group_id: *group_id,
             epoch: 0,
             roster: vec![*creator],
+            readable_from: 0,
         });
         let info = encode(&GroupInfoRecord {
             epoch: 0,
@@ -714,6 +724,7 @@ impl Store for SledStore {
             epoch: record.epoch,
             next_seq,
             roster: record.roster,
+            readable_from: record.readable_from,
         }))
     }
 
@@ -800,6 +811,11 @@ impl Store for SledStore {
                 }
             }
             group.epoch += 1;
+            if !c.added.is_empty() {
+                // Devices that joined now (by Welcome, or rejoining by
+                // external commit) have no secrets of earlier epochs.
+                group.readable_from = group.epoch;
+            }
             let info = GroupInfoRecord {
                 epoch: group.epoch,
                 group_info: Bytes::from(c.group_info.to_vec()),
@@ -1023,6 +1039,16 @@ mod tests {
                     group_id: group,
                     epoch: 3,
                     roster: vec![device],
+                    readable_from: 0,
+                }),
+            ),
+            (
+                "group_readable_from",
+                encode(&GroupRecord {
+                    group_id: group,
+                    epoch: 3,
+                    roster: vec![device],
+                    readable_from: 2,
                 }),
             ),
             (

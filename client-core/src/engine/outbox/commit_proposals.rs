@@ -23,8 +23,13 @@ impl Change for CommitProposals {
         group: &mut MlsGroup,
         present: &[Present],
     ) -> Result<Option<Built>> {
+        // Others' requests to leave; our own (we are leaving) is for them
+        // to commit.
+        let own = group.own_leaf_index();
         let removes_someone = group.pending_proposals().any(|p| match p.proposal() {
-            Proposal::Remove(r) => present.iter().any(|m| m.leaf == r.removed()),
+            Proposal::Remove(r) => {
+                r.removed() != own && present.iter().any(|m| m.leaf == r.removed())
+            }
             _ => false,
         });
         if !removes_someone {

@@ -346,7 +346,12 @@ pub(crate) fn own_echo(cx: &Ctx<'_>, item: &QueueItem) -> Result<Option<Vec<Even
 /// This device is out of step with a conversation: it stops sending there
 /// and queues its rejoin (unless one is queued). A device that was leaving
 /// just leaves.
-pub(crate) fn begin_rejoin(cx: &Ctx<'_>, group: &GroupId, fx: &mut Effects) -> Result<()> {
+pub(crate) fn begin_rejoin(
+    cx: &Ctx<'_>,
+    group: &GroupId,
+    why: &str,
+    fx: &mut Effects,
+) -> Result<()> {
     let store = cx.store;
     let tx = store.transaction()?;
     match store.conversation_cursor(group)?.map(|c| c.1) {
@@ -362,7 +367,7 @@ pub(crate) fn begin_rejoin(cx: &Ctx<'_>, group: &GroupId, fx: &mut Effects) -> R
         Some(ConversationState::Rejoining) => {}
         _ => return Ok(()),
     }
-    tracing::warn!(group = %group, "out of step with the conversation; rejoining");
+    tracing::warn!(group = %group, why, "out of step with the conversation; rejoining");
     let queued = store
         .ops(group, None, u32::MAX)?
         .iter()

@@ -210,6 +210,9 @@ pub(crate) enum Progress {
     /// This device cannot follow the group any more: rejoin it, then run
     /// the operation again.
     OutOfStep,
+    /// The group holds proposals not yet committed (a member's request to
+    /// leave): commit them first, then run the operation again.
+    CommitFirst,
 }
 
 /// One outbox operation being carried out.
@@ -267,6 +270,12 @@ struct Lane {
     cursor: Option<i64>,
     /// After a transient refusal of a message: nothing new before this.
     paused_until: Option<u64>,
+    /// Proposals wait to be committed: the lane's commit of them runs
+    /// before anything else.
+    commit_first: bool,
+    /// The epoch at which proposals last blocked a message: blocked again
+    /// at the same epoch, the commit did not help, and the device rejoins.
+    blocked_at: Option<u64>,
 }
 
 /// The outbox's lanes. Their state is only what is under way on this
@@ -291,7 +300,10 @@ impl Outbox {
             self.lanes.entry(group).or_default().drive(group, cx, fx)?;
         }
         self.lanes.retain(|_, l| {
-            l.barrier.is_some() || !l.sending.is_empty() || l.paused_until.is_some()
+            l.barrier.is_some()
+                || !l.sending.is_empty()
+                || l.paused_until.is_some()
+                || l.commit_first
         });
         Ok(())
     }
@@ -354,6 +366,7 @@ impl Lane {
                                 return Ok(());
                             }
                             // The commits that bring us there never came.
+                            tracing::info!(group = %group, current, "the epoch the relay named never came");
                             self.settle_barrier(group, Progress::OutOfStep, cx, fx)?;
                             continue;
                         }
@@ -378,7 +391,23 @@ impl Lane {
             let state = cx.store.conversation_cursor(&group)?.map(|c| c.1);
             let next = if state == Some(ConversationState::Rejoining) {
                 // Out of step: only the rejoin runs; the rest waits for it.
-                rejoin_op(cx.store, &group)?
+                first_op(cx.store, &group, |op| {
+                    matches!(op, Op::JoinExternal { rejoin: true, .. })
+                })?
+            } else if self.commit_first {
+                if !self.sending.is_empty() {
+                    return Ok(()); // what is out was encrypted before
+                }
+                match first_op(cx.store, &group, |op| {
+                    matches!(op, Op::CommitProposals { .. })
+                })? {
+                    Some(e) => Some(e),
+                    None => {
+                        // Nobody queued it (a proposal from before a restart).
+                        Op::CommitProposals { group_id: group }.queue(cx.store)?;
+                        continue;
+                    }
+                }
             } else {
                 cx.store.ops(&group, self.cursor, 1)?.pop()
             };
@@ -445,19 +474,26 @@ impl Lane {
                 cx.store.delete_op(b.op_id)?;
                 self.barrier = None;
                 self.cursor = None;
+                self.commit_first = false;
             }
             Progress::Failed(reason) => {
                 groups::clear_pending_commit(cx.store, &group)?;
                 cx.store.delete_op(b.op_id)?;
                 self.barrier = None;
                 self.cursor = None;
+                self.commit_first = false;
                 fx.failed(Some(group), reason);
             }
             Progress::OutOfStep => {
                 // The operation stays queued and runs again after the rejoin.
                 self.barrier = None;
                 self.cursor = None;
-                begin_rejoin(cx, &group, fx)?;
+                begin_rejoin(cx, &group, "an operation found it out of step", fx)?;
+            }
+            Progress::CommitFirst => {
+                self.barrier = None;
+                self.cursor = None;
+                self.commit_first = true;
             }
         }
         Ok(())
@@ -480,7 +516,25 @@ impl Lane {
             }
             Progress::OutOfStep => {
                 self.cursor = None;
-                begin_rejoin(cx, &group, fx)?;
+                begin_rejoin(cx, &group, "a message found it out of step", fx)?;
+            }
+            Progress::CommitFirst => {
+                // Not sent: it starts again once the proposals are committed.
+                self.cursor = None;
+                let at = groups::epoch(cx.store, &group).ok();
+                if at.is_some() && self.blocked_at == at {
+                    // Their commit did not unblock us: something is wrong
+                    // with our state of the group.
+                    begin_rejoin(
+                        cx,
+                        &group,
+                        "proposals block sending and their commit did not help",
+                        fx,
+                    )?;
+                } else {
+                    self.blocked_at = at;
+                    self.commit_first = true;
+                }
             }
             Progress::Waiting | Progress::WaitEpoch { .. } => {
                 // A message is answered once; anything else is a bug.
@@ -491,8 +545,12 @@ impl Lane {
     }
 }
 
-/// The first rejoin operation of a lane.
-fn rejoin_op(store: &dyn ClientStore, group: &GroupId) -> Result<Option<OutboxEntry>> {
+/// The first operation of a lane that `pick` chooses.
+fn first_op(
+    store: &dyn ClientStore,
+    group: &GroupId,
+    pick: impl Fn(&Op) -> bool,
+) -> Result<Option<OutboxEntry>> {
     let mut after = None;
     loop {
         let batch = store.ops(group, after, 64)?;
@@ -502,7 +560,7 @@ fn rejoin_op(store: &dyn ClientStore, group: &GroupId) -> Result<Option<OutboxEn
         after = Some(last.op_id);
         if let Some(e) = batch
             .into_iter()
-            .find(|e| matches!(Op::decode(&e.op), Ok(Op::JoinExternal { rejoin: true, .. })))
+            .find(|e| Op::decode(&e.op).is_ok_and(|op| pick(&op)))
         {
             return Ok(Some(e));
         }

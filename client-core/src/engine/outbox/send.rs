@@ -3,12 +3,15 @@
 //!
 //! The ciphertext is stored with the operation in the transaction that
 //! advances the group's sending ratchet, so a retransmission (after a lost
-//! answer, a reconnect or a restart) sends exactly the same bytes and
-//! receivers see one message. Messages of one conversation are pipelined
+//! answer, a reconnect or a restart) sends exactly the same bytes while the
+//! group is at that epoch; receivers see one message either way (they drop
+//! a second copy by its message id). Messages of one conversation are pipelined
 //! (see the outbox); each is answered on its own.
 
+use cascade_protocol::mls_header::framing_header;
 use cascade_protocol::{GroupId, ProtocolError, Request, Response};
 
+use super::RETRY_DELAY_MS;
 use super::{Operation, Progress};
 use crate::content::MessageId;
 use crate::engine::commit::transient_or_failed;
@@ -67,36 +70,66 @@ impl SendMessage {
         Ok(Progress::Done)
     }
 
-    fn encrypt(&self, cx: &Ctx<'_>) -> Result<Vec<u8>> {
+    /// Encrypts the message at the group's epoch; `None` while the group
+    /// holds proposals not yet committed (MLS sends nothing then: they are
+    /// committed first).
+    fn encrypt(&self, cx: &Ctx<'_>) -> Result<Option<Vec<u8>>> {
         let tx = cx.store.transaction()?;
         let provider = cx.store.mls();
         let mut group = groups::load(cx.store, &self.group_id)?;
+        if group.pending_proposals().next().is_some() {
+            tracing::debug!(
+                group = %self.group_id,
+                own = ?group.own_leaf_index(),
+                proposals = ?group
+                    .pending_proposals()
+                    .map(|p| (p.proposal().proposal_type(), p.sender().clone()))
+                    .collect::<Vec<_>>(),
+                "proposals wait to be committed"
+            );
+            return Ok(None);
+        }
         let msg = group
             .create_message(&provider, &cx.me.signer, &self.content)
             .map_err(CoreError::mls)?;
         let b = mls_bytes(&msg)?;
         cx.store.set_op_prepared(self.op_id, &b)?;
         tx.commit()?;
-        Ok(b)
+        Ok(Some(b))
     }
 }
 
 impl Operation for SendMessage {
     fn start(&mut self, cx: &Ctx<'_>, fx: &mut Effects) -> Result<Progress> {
         let state = cx.store.conversation_cursor(&self.group_id)?.map(|c| c.1);
-        if !matches!(
-            state,
-            Some(ConversationState::Active | ConversationState::Leaving)
-        ) {
-            return self.fail(cx, fx); // no longer a member
+        if state != Some(ConversationState::Active) {
+            // No longer a member, or leaving: what the user wrote before
+            // asking to leave went out before the request (it is a barrier).
+            return self.fail(cx, fx);
+        }
+        // The same bytes again while the group is at the epoch they were
+        // encrypted in; after a commit, encrypted afresh. A ciphertext of an
+        // older epoch may no longer be readable (members keep only a few
+        // past epochs' keys), and if the first copy did land, receivers
+        // drop the second by its message id.
+        let stale = match &self.prepared {
+            Some(p) => {
+                framing_header(p).map(|h| h.epoch).ok()
+                    != groups::try_load(cx.store, &self.group_id)?.map(|g| g.epoch().as_u64())
+            }
+            None => false,
+        };
+        if stale {
+            self.prepared = None;
         }
         let message = match &self.prepared {
             Some(p) => p.clone(),
             None => match self.encrypt(cx) {
-                Ok(b) => {
+                Ok(Some(b)) => {
                     self.prepared = Some(b.clone());
                     b
                 }
+                Ok(None) => return Ok(Progress::CommitFirst),
                 Err(e @ CoreError::Storage(_)) => return Err(e),
                 Err(e) => {
                     tracing::warn!(error = %e, "a message could not be encrypted");
@@ -104,6 +137,7 @@ impl Operation for SendMessage {
                 }
             },
         };
+        tracing::debug!(device = %cx.me.identity.device_id, group = %self.group_id, op = self.op_id, epoch = ?framing_header(&message).map(|h| h.epoch).ok(), "message out");
         fx.request(
             Request::SendMessage {
                 group_id: self.group_id,
@@ -125,6 +159,7 @@ impl Operation for SendMessage {
     ) -> Result<Progress> {
         match answer {
             Ok(Response::MessageAccepted { seq }) => {
+                tracing::debug!(device = %cx.me.identity.device_id, group = %self.group_id, op = self.op_id, seq, "message accepted");
                 let tx = cx.store.transaction()?;
                 let shown = cx.store.message(&self.message_id)?.is_some();
                 let mut events = Vec::new();
@@ -147,6 +182,12 @@ impl Operation for SendMessage {
                 tx.commit()?;
                 fx.events(events);
                 Ok(Progress::Done)
+            }
+            // Encrypted in an epoch the relay no longer (or not yet) takes:
+            // again, once this device is at the group's epoch.
+            Err(ProtocolError::WrongEpoch { .. }) => {
+                self.prepared = None;
+                Ok(Progress::RetryAt(cx.now + RETRY_DELAY_MS))
             }
             Err(e) => match transient_or_failed(cx, e) {
                 retry @ Progress::RetryAt(_) => Ok(retry),

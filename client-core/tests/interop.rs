@@ -1,0 +1,116 @@
+//! Interoperability with other RFC 9420 implementations, on the simulated
+//! relay: a peer whose KeyPackage is built by openmls directly (as another
+//! implementation would), with the X.509 credential of `docs/protocol.md`.
+
+mod sim;
+
+use cascade_core::credential::make_credential;
+use cascade_core::engine::CIPHERSUITE;
+use cascade_protocol::*;
+use openmls::prelude::tls_codec::{Deserialize as _, Serialize as _};
+use openmls::prelude::*;
+use openmls_basic_credential::SignatureKeyPair;
+use openmls_rust_crypto::OpenMlsRustCrypto;
+use sim::*;
+
+/// A KeyPackage as a peer that GREASEs would send it (RFC 9420 §13.5, as
+/// mlspp does): a GREASE extension in its leaf and one in the KeyPackage,
+/// both listed in its capabilities, and a last-resort mark.
+fn greasing_key_package(
+    provider: &OpenMlsRustCrypto,
+    signer: &SignatureKeyPair,
+    certificate: &[u8],
+) -> Bytes {
+    let capabilities = Capabilities::new(
+        None,
+        Some(&[CIPHERSUITE]),
+        Some(&[
+            ExtensionType::LastResort,
+            ExtensionType::Grease(0x4A4A),
+            ExtensionType::Grease(0x8A8A),
+        ]),
+        None,
+        Some(&[CredentialType::X509]),
+    );
+    let leaf =
+        Extensions::<LeafNode>::single(Extension::Unknown(0x4A4A, UnknownExtension(vec![1, 2, 3])))
+            .expect("a leaf extension");
+    let kp_ext =
+        Extensions::<KeyPackage>::single(Extension::Unknown(0x8A8A, UnknownExtension(vec![])))
+            .expect("a KeyPackage extension");
+    let bundle = KeyPackage::builder()
+        .leaf_node_capabilities(capabilities)
+        .leaf_node_extensions(leaf)
+        .key_package_extensions(kp_ext)
+        .mark_as_last_resort()
+        .build(
+            CIPHERSUITE,
+            provider,
+            signer,
+            CredentialWithKey {
+                credential: make_credential(certificate),
+                signature_key: signer.public().into(),
+            },
+        )
+        .expect("KeyPackage");
+    Bytes::from(
+        MlsMessageOut::from(bundle.key_package().clone())
+            .tls_serialize_detached()
+            .expect("encodes"),
+    )
+}
+
+#[test]
+fn a_peer_that_greases_can_be_added() {
+    let mut sim = Sim::new();
+    let a = sim.device("alice@north", "Alice");
+    let provider = OpenMlsRustCrypto::default();
+    let signer = SignatureKeyPair::new(CIPHERSUITE.signature_algorithm()).expect("keys");
+    signer.store(provider.storage()).expect("stored");
+    let (peer, cert) = sim.foreign_device("peer@north", signer.public().to_vec());
+    let kp = greasing_key_package(&provider, &signer, &cert);
+    sim.put_key_packages(peer, vec![kp]);
+    let g = sim.group(a, "Mixed", &[]);
+    sim.events(a);
+    let now = sim.now;
+    sim.engine(a)
+        .add_members(&g, vec![UserId::new("peer@north").expect("valid")], now)
+        .expect("queued");
+    sim.settle();
+    assert!(
+        failures(&sim.events(a)).is_empty(),
+        "the GREASE KeyPackage is accepted"
+    );
+    assert!(sim.roster(g).contains(&peer));
+    assert!(sim
+        .engine(a)
+        .members(&g)
+        .expect("members")
+        .iter()
+        .any(|m| m.device_id == peer));
+    // The peer joins from the Welcome queued for it.
+    let welcome = sim
+        .queued_for(peer)
+        .into_iter()
+        .find(|i| i.kind == ItemKind::Welcome)
+        .expect("a Welcome for the peer");
+    let MlsMessageBodyIn::Welcome(w) =
+        MlsMessageIn::tls_deserialize_exact(welcome.payload.as_slice())
+            .expect("decodes")
+            .extract()
+    else {
+        panic!("not a Welcome");
+    };
+    let joined = StagedWelcome::new_from_welcome(
+        &provider,
+        &MlsGroupJoinConfig::builder()
+            .use_ratchet_tree_extension(true)
+            .build(),
+        w,
+        None,
+    )
+    .expect("the peer processes the Welcome")
+    .into_group(&provider)
+    .expect("joined");
+    assert_eq!(joined.epoch().as_u64(), sim.epoch(a, g));
+}
