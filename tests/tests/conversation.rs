@@ -2,6 +2,8 @@
 
 use anyhow::Result;
 use cascade_core::{DeliveryState, Event};
+use cascade_protocol::{ItemKind, Response};
+use cascade_tests::raw::RawConn;
 use cascade_tests::*;
 
 /// Two organisations, three users, one group spanning both; messages flow
@@ -373,7 +375,9 @@ async fn replayed_message_is_shown_once() -> Result<()> {
 }
 
 /// A member leaves: the remaining members commit the removal, the leaver's
-/// conversation ends, and nothing sent afterwards reaches the leaver.
+/// conversation ends, and nothing sent afterwards reaches the leaver: the
+/// relay queues nothing of the conversation for the leaver's device (its
+/// app would ignore it anyway; `server/tests/ws.rs` has the relay's side).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn leaving_a_conversation() -> Result<()> {
     let relay = Relay::start().await?;
@@ -405,14 +409,37 @@ async fn leaving_a_conversation() -> Result<()> {
         bob.client.send_text(group, "still there?").await,
         Err(cascade_core::CoreError::NotActive)
     ));
+    // Bob's app is closed, so that whatever the relay queues for his device
+    // stays there (his app would take and drop it).
+    bob.sync().await?;
+    let bob_dir = bob.close().await;
     alice.client.send_text(group, "after Bob left").await?;
     alice.sync().await?;
     carol.messages(group, 1).await?;
-    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    // The relay holds nothing of the conversation for Bob's device but,
+    // perhaps, his removal (if his ack of it was still on its way).
+    let (mut raw, login) = RawConn::login_as(&relay.url, &bob_dir).await?;
+    assert!(
+        matches!(login, Ok(Response::Authenticated { .. })),
+        "{login:?}"
+    );
+    let queued: Vec<_> = raw
+        .backlog()
+        .await?
+        .into_iter()
+        .filter(|i| i.group_id == group)
+        .map(|i| i.kind)
+        .collect();
+    assert!(
+        queued.is_empty() || queued == [ItemKind::Commit],
+        "nothing after the removal reaches Bob: {queued:?}"
+    );
+    drop(raw);
+    let bob = Peer::open(bob_dir).await?;
     bob.sync().await?;
     assert!(
         bob.texts(group).await?.is_empty(),
-        "the leaver receives nothing after leaving"
+        "the leaver shows nothing after leaving"
     );
     let e = alice.client.epoch(group).await?;
     assert_eq!(carol.client.epoch(group).await?, e);
