@@ -3,7 +3,8 @@
 //! It forwards frames unchanged, except when told to:
 //! - hold back queue deliveries to the client (`hold_deliveries`), so a test
 //!   can make a member act on a stale view of the group (a real race made
-//!   deterministic), then release them in order;
+//!   deterministic), then release them in order; the relay's answers and
+//!   other pushes still pass, as if only the deliveries were slow;
 //! - send the next `SendMessage` from the client twice (`replay_next_send`),
 //!   as a network replay would.
 //!
@@ -73,7 +74,8 @@ impl Proxy {
         })
     }
 
-    /// Holds back `Deliver` pushes to the client until [`Proxy::release`].
+    /// Holds back `Deliver` pushes to the client until [`Proxy::release`];
+    /// answers to the client's requests and other pushes still pass.
     pub async fn hold_deliveries(&self) {
         self.control.lock().await.hold = true;
     }
@@ -195,18 +197,34 @@ async fn serve(
     };
     let down_control = control.clone();
     let down = async move {
-        while let Some(Ok(msg)) = s_rx.next().await {
+        // Deliveries held back; everything else (answers, other pushes)
+        // passes, as if only the deliveries were slow.
+        let mut held: Vec<(QueueItem, WsMessage)> = Vec::new();
+        loop {
+            let released_now = released.notified();
+            tokio::pin!(released_now);
+            if !down_control.lock().await.hold {
+                for (item, msg) in held.drain(..) {
+                    down_control.lock().await.deliveries.push(item);
+                    let _ = c_tx.send(msg).await;
+                }
+            }
+            let msg = tokio::select! {
+                msg = s_rx.next() => match msg {
+                    Some(Ok(msg)) => msg,
+                    _ => break,
+                },
+                () = &mut released_now => continue,
+            };
             if let WsMessage::Binary(b) = &msg {
                 match decode_server_frame(b) {
                     Ok(ServerFrame::Push(Push::Deliver(item))) => {
-                        loop {
-                            let wait = released.notified();
-                            if !down_control.lock().await.hold {
-                                break;
-                            }
-                            wait.await;
+                        let mut c = down_control.lock().await;
+                        if c.hold {
+                            held.push((item, msg));
+                            continue;
                         }
-                        down_control.lock().await.deliveries.push(item);
+                        c.deliveries.push(item);
                     }
                     Ok(ServerFrame::Response { result: Err(e), .. }) => {
                         down_control.lock().await.refusals.push(e)
