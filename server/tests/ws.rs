@@ -227,6 +227,12 @@ async fn only_members_post_and_the_sender_gets_no_copy() {
         (ItemKind::Application, 2, alice.device_id)
     );
     assert_eq!(item.payload, private_message(group, 1, b"hello bob"));
+    // Nothing was queued for the sender (beyond its commit's echo) or the
+    // outsider: decided when the message was accepted. And nothing arrives
+    // live either.
+    let store = relay.server.state().store();
+    assert_eq!(store.queue_len(&alice.device_id).expect("len"), 1);
+    assert_eq!(store.queue_len(&eve.device_id).expect("len"), 0);
     a.assert_quiet().await;
     e.assert_quiet().await;
 }
