@@ -84,6 +84,7 @@ async fn serve_prints_its_address_and_stops_on_sigterm() {
             break exit;
         }
         assert!(waited < Duration::from_secs(10), "did not stop on SIGTERM");
+        // Polls the process state (a std child has no async wait).
         tokio::time::sleep(Duration::from_millis(50)).await;
         waited += Duration::from_millis(50);
     };

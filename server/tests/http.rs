@@ -170,6 +170,9 @@ async fn an_expired_token_does_not_enrol() {
     .await;
     assert_eq!(status, 201);
     let token: EnrolmentToken = serde_json::from_slice(&body).expect("token");
+    // The token must expire by the relay's wall clock, which a test cannot
+    // move, and nothing shows a token's state without spending it: wait out
+    // its 1 s lifetime, plus a second for the clock's whole-second steps.
     tokio::time::sleep(std::time::Duration::from_millis(2100)).await;
     let request =
         json!({"token": token.token, "signature_key": public_key_hex(), "device_name": "x"});

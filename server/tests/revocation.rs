@@ -23,7 +23,10 @@ use serde_json::{json, Value};
 /// How long a revoked device's connection may stay open.
 const PROMPTLY: Duration = Duration::from_secs(2);
 
-/// How long to listen for a push that must not come.
+/// How long to listen for a push that must not come. Absence has no event
+/// to wait for; the relay pushes to connected devices before it answers the
+/// admin request that caused the push, so one that was coming is already
+/// on its way over loopback when the listening starts.
 const QUIET: Duration = Duration::from_millis(300);
 
 /// An organisation CA as its admin holds it (Ed25519, self-signed, the

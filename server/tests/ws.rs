@@ -227,6 +227,12 @@ async fn only_members_post_and_the_sender_gets_no_copy() {
         (ItemKind::Application, 2, alice.device_id)
     );
     assert_eq!(item.payload, private_message(group, 1, b"hello bob"));
+    // Nothing was queued for the sender (beyond its commit's echo) or the
+    // outsider: decided when the message was accepted. And nothing arrives
+    // live either.
+    let store = relay.server.state().store();
+    assert_eq!(store.queue_len(&alice.device_id).expect("len"), 1);
+    assert_eq!(store.queue_len(&eve.device_id).expect("len"), 0);
     a.assert_quiet().await;
     e.assert_quiet().await;
 }
@@ -307,6 +313,83 @@ async fn of_two_concurrent_commits_for_one_epoch_exactly_one_is_accepted() {
         .expect("read")
         .expect("exists");
     assert_eq!(group_state.epoch, 6);
+}
+
+#[tokio::test]
+async fn a_removed_device_can_no_longer_post_commit_or_read_and_gets_nothing_more() {
+    let relay = start().await;
+    let alice = relay.device("alice@north");
+    let bob = relay.device("bob@north");
+    let carol = relay.device("carol@north");
+    let (mut a, _) = relay.online(&alice).await;
+    let group = GroupId([1; 16]);
+    a.create_group(group).await;
+    a.commit(bundle(group, 0, &[&bob, &carol], &[]))
+        .await
+        .expect("add bob and carol");
+    let (mut b, backlog) = relay.online(&bob).await;
+    assert_eq!(
+        backlog.iter().map(|i| (i.kind, i.seq)).collect::<Vec<_>>(),
+        vec![(ItemKind::Welcome, 1)]
+    );
+    b.ack(backlog.iter().map(|i| i.queue_id).collect()).await;
+
+    // Bob is removed; he learns of it (the commit is queued for him too).
+    assert_eq!(
+        a.commit(bundle(group, 1, &[], &[&bob])).await,
+        Ok(Response::CommitAccepted { epoch: 2, seq: 2 })
+    );
+    let _low = b.push().await;
+    let removal = b.delivery().await;
+    assert_eq!((removal.kind, removal.seq), (ItemKind::Commit, 2));
+    b.ack(vec![removal.queue_id]).await;
+
+    // From now on he is not a member: he cannot post, commit (at the
+    // group's current epoch) or read the GroupInfo.
+    assert_eq!(
+        b.send_message(group, 2, b"still here?").await,
+        Err(ProtocolError::NotMember)
+    );
+    assert_eq!(
+        b.commit(bundle(group, 2, &[], &[])).await,
+        Err(ProtocolError::NotMember)
+    );
+    assert_eq!(
+        b.request(Request::GetGroupInfo { group_id: group }).await,
+        Err(ProtocolError::NotMember)
+    );
+    assert_eq!(
+        b.request(Request::ListGroups).await,
+        Ok(Response::Groups { group_ids: vec![] })
+    );
+
+    // Nothing that follows is queued for him: not a message, not a commit.
+    assert_eq!(
+        a.send_message(group, 2, b"after bob left").await,
+        Ok(Response::MessageAccepted { seq: 3 })
+    );
+    assert_eq!(
+        a.commit(bundle(group, 2, &[], &[])).await,
+        Ok(Response::CommitAccepted { epoch: 3, seq: 4 })
+    );
+    let (_c, backlog) = relay.online(&carol).await;
+    assert_eq!(
+        backlog.iter().map(|i| i.seq).collect::<Vec<_>>(),
+        vec![1, 2, 3, 4],
+        "carol, still a member, has everything"
+    );
+    drop(b);
+    let (_b, backlog) = relay.online(&bob).await;
+    assert_eq!(backlog, vec![], "nothing was queued for bob");
+    assert_eq!(
+        relay
+            .server
+            .state()
+            .store()
+            .queue_len(&bob.device_id)
+            .expect("len"),
+        0
+    );
 }
 
 #[tokio::test]

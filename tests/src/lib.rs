@@ -508,3 +508,18 @@ pub fn unix_now() -> i64 {
 pub fn uid(s: &str) -> UserId {
     UserId::new(s).expect("valid user id literal")
 }
+
+impl Peer {
+    /// Forgets the events received so far, so that the next
+    /// [`Peer::wait_event`] waits for a new one (e.g. a second
+    /// `CertificateReceived`, not the one of the first connection, which
+    /// the stream since opening still holds).
+    pub fn forget_events(&mut self) {
+        loop {
+            match self.events.try_recv() {
+                Ok(_) | Err(broadcast::error::TryRecvError::Lagged(_)) => {}
+                Err(_) => return,
+            }
+        }
+    }
+}

@@ -1,6 +1,8 @@
 //! A raw protocol client for tests of bad input: it speaks the wire
 //! protocol directly, with synthetic MLS payloads, so tests can send exactly
-//! the frames a buggy or malicious client would.
+//! the frames a buggy or malicious client would. It can also log in as a
+//! real client's device ([`RawConn::login_as`]), to see the relay's own
+//! answers and the device's queue.
 
 use anyhow::{bail, Context, Result};
 use cascade_protocol::http::{EnrolRequest, EnrolResponse};
@@ -163,6 +165,60 @@ impl RawConn {
         }
     }
 
+    /// Logs in as the enrolled device whose (closed) data directory is
+    /// `data_dir`, with the device's own key: an engine opened on a copy of
+    /// the directory answers the relay's challenge exactly as the device's
+    /// app would, and its answer goes over this raw connection. Returns the
+    /// connection and the relay's answer (typed, unlike what the app shows).
+    pub async fn login_as(
+        relay_url: &str,
+        data_dir: &std::path::Path,
+    ) -> Result<(RawConn, Result<Response, ProtocolError>)> {
+        use cascade_core::{Engine, SqliteStore};
+        let copy = tempfile::tempdir()?;
+        copy_dir(data_dir, copy.path())?;
+        let mut engine = Engine::new(SqliteStore::open(
+            &copy.path().join(cascade_core::client::DB_FILE),
+        )?)?;
+        let mut conn = RawConn::connect_url(relay_url).await?;
+        engine.handle_connected();
+        let challenge = encode_server_frame(&ServerFrame::Push(Push::Challenge {
+            nonce: Bytes::from(conn.nonce.clone()),
+        }));
+        engine.handle_frame(&challenge, cascade_core::client::now_ms())?;
+        let answer = engine
+            .poll_transmit()
+            .context("the device's engine did not answer the challenge")?;
+        let id = match decode_client_frame(&answer)? {
+            ClientFrame {
+                id,
+                req: Request::Authenticate { .. },
+                ..
+            } => id,
+            other => bail!("expected the device's Authenticate, got {other:?}"),
+        };
+        conn.next_id = id + 1;
+        conn.send_raw(answer).await?;
+        match conn.next_reply().await? {
+            ServerFrame::Response { id: rid, result } if rid == id => Ok((conn, result)),
+            other => bail!("expected the answer to the login, got {other:?}"),
+        }
+    }
+
+    /// Reads the queue items the relay sends after authentication, up to
+    /// `QueueDrained` (other pushes are kept in `pushes`). Acks nothing.
+    pub async fn backlog(&mut self) -> Result<Vec<QueueItem>> {
+        let mut items = Vec::new();
+        loop {
+            match self.next().await? {
+                ServerFrame::Push(Push::Deliver(item)) => items.push(item),
+                ServerFrame::Push(Push::QueueDrained) => return Ok(items),
+                ServerFrame::Push(p) => self.pushes.push(p),
+                other => bail!("expected the backlog, got {other:?}"),
+            }
+        }
+    }
+
     /// Whether the connection is closed by the relay (within a short wait).
     pub async fn is_closed(&mut self) -> bool {
         matches!(
@@ -170,6 +226,21 @@ impl RawConn {
             Ok(None) | Ok(Some(Err(_))) | Ok(Some(Ok(WsMessage::Close(_))))
         )
     }
+}
+
+/// Copies a directory tree (a closed device's data directory).
+fn copy_dir(from: &std::path::Path, to: &std::path::Path) -> Result<()> {
+    std::fs::create_dir_all(to)?;
+    for entry in std::fs::read_dir(from)? {
+        let entry = entry?;
+        let target = to.join(entry.file_name());
+        if entry.file_type()?.is_dir() {
+            copy_dir(&entry.path(), &target)?;
+        } else {
+            std::fs::copy(entry.path(), &target)?;
+        }
+    }
+    Ok(())
 }
 
 /// Synthetic MLS messages with valid framing headers (RFC 9420 §6).

@@ -77,7 +77,7 @@ async fn a_backlog_of_thousands_is_read_and_acknowledged_in_full() -> Result<()>
     let bob = Peer::open_via(bob_dir, Some(&proxy.url)).await?;
     bob.sync().await?;
     assert_eq!(
-        proxy.deliveries().await,
+        proxy.deliveries().await.len(),
         0,
         "the relay kept no item for Bob"
     );

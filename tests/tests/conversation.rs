@@ -2,6 +2,8 @@
 
 use anyhow::Result;
 use cascade_core::{DeliveryState, Event};
+use cascade_protocol::{ItemKind, ProtocolError, Response};
+use cascade_tests::raw::RawConn;
 use cascade_tests::*;
 
 /// Two organisations, three users, one group spanning both; messages flow
@@ -212,12 +214,16 @@ async fn concurrent_commits_do_not_fork() -> Result<()> {
 }
 
 /// After a conversation, nothing the users wrote is anywhere in the relay's
-/// data directory.
+/// data directory, while what the relay does keep in clear (the directory's
+/// names and roles) is found by the same scan.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn relay_store_holds_no_plaintext() -> Result<()> {
     let relay = Relay::start().await?;
     relay.org("north-trust").await?;
-    let mut alice = relay.user("alice@north-trust", "Alice", "Nurse").await?;
+    let directory_role = "DIRECTORY-ROLE-2093";
+    let alice = relay
+        .user("alice@north-trust", "Alice", directory_role)
+        .await?;
     let bob = relay.user("bob@north-trust", "Bob", "Doctor").await?;
     let marker_name = "ZEBRA-GROUP-NAME-7731";
     let marker_text = "PLAINTEXT-MARKER-4471 patient in bed 12";
@@ -230,33 +236,31 @@ async fn relay_store_holds_no_plaintext() -> Result<()> {
     }
     bob.sync().await?;
     alice.messages(group, 20).await?;
-    alice
-        .wait_event("a message", |e| matches!(e, Event::Message(_)))
-        .await
-        .ok();
+    alice.sync().await?;
     drop(alice);
     drop(bob);
     let mut stack = vec![relay.data_dir().to_path_buf()];
-    let mut files = 0;
+    let mut directory_role_found = false;
     while let Some(p) = stack.pop() {
         for entry in std::fs::read_dir(&p)? {
             let path = entry?.path();
             if path.is_dir() {
                 stack.push(path);
             } else {
-                files += 1;
                 let bytes = std::fs::read(&path)?;
+                let holds =
+                    |marker: &str| bytes.windows(marker.len()).any(|w| w == marker.as_bytes());
                 for marker in [marker_name, "PLAINTEXT-MARKER-4471"] {
-                    assert!(
-                        !bytes.windows(marker.len()).any(|w| w == marker.as_bytes()),
-                        "{marker} found in {}",
-                        path.display()
-                    );
+                    assert!(!holds(marker), "{marker} found in {}", path.display());
                 }
+                directory_role_found |= holds(directory_role);
             }
         }
     }
-    assert!(files > 0, "the relay stored something");
+    assert!(
+        directory_role_found,
+        "the scan sees what the relay stores in clear"
+    );
     Ok(())
 }
 
@@ -287,7 +291,12 @@ async fn stale_commit_is_refused_then_retried() -> Result<()> {
     assert_eq!(alice.client.epoch(group).await?, start + 1);
     bob.client.add_members(group, vec![dave.user()]).await?;
     // Bob's commit is for the old epoch: refused, and his op waits.
-    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    proxy
+        .refused(
+            "WrongEpoch",
+            |e| matches!(e, ProtocolError::WrongEpoch { current } if *current == start + 1),
+        )
+        .await?;
     assert_eq!(
         bob.client.epoch(group).await?,
         start,
@@ -353,27 +362,31 @@ async fn replayed_message_is_shown_once() -> Result<()> {
     alice.client.send_text(group, "and then this").await?;
     alice.sync().await?;
     assert_eq!(proxy.replayed().await, 1);
-    bob.messages(group, 2).await?;
-    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    // The relay sequenced the replay before the second message, and Bob
+    // processes the conversation in order: once he shows the second
+    // message, he has dealt with the replay, and reported any failure.
+    let mut failures = Vec::new();
+    bob.wait_event("the second message", |e| match e {
+        Event::OperationFailed { reason, .. } => {
+            failures.push(reason.clone());
+            false
+        }
+        Event::Message(m) => m.text.as_deref() == Some("and then this"),
+        _ => false,
+    })
+    .await?;
     assert_eq!(
         bob.texts(group).await?,
         vec!["say it once", "and then this"]
     );
-    // No failure was reported for the replay.
-    let failed = tokio::time::timeout(
-        std::time::Duration::from_millis(300),
-        bob.wait_event("a failure", |e| matches!(e, Event::OperationFailed { .. })),
-    )
-    .await;
-    assert!(
-        failed.is_err() || failed.expect("checked").is_err(),
-        "no failure event"
-    );
+    assert_eq!(failures, Vec::<String>::new(), "no failure for the replay");
     Ok(())
 }
 
 /// A member leaves: the remaining members commit the removal, the leaver's
-/// conversation ends, and nothing sent afterwards reaches the leaver.
+/// conversation ends, and nothing sent afterwards reaches the leaver: the
+/// relay queues nothing of the conversation for the leaver's device (its
+/// app would ignore it anyway; `server/tests/ws.rs` has the relay's side).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn leaving_a_conversation() -> Result<()> {
     let relay = Relay::start().await?;
@@ -405,14 +418,37 @@ async fn leaving_a_conversation() -> Result<()> {
         bob.client.send_text(group, "still there?").await,
         Err(cascade_core::CoreError::NotActive)
     ));
+    // Bob's app is closed, so that whatever the relay queues for his device
+    // stays there (his app would take and drop it).
+    bob.sync().await?;
+    let bob_dir = bob.close().await;
     alice.client.send_text(group, "after Bob left").await?;
     alice.sync().await?;
     carol.messages(group, 1).await?;
-    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    // The relay holds nothing of the conversation for Bob's device but,
+    // perhaps, his removal (if his ack of it was still on its way).
+    let (mut raw, login) = RawConn::login_as(&relay.url, &bob_dir).await?;
+    assert!(
+        matches!(login, Ok(Response::Authenticated { .. })),
+        "{login:?}"
+    );
+    let queued: Vec<_> = raw
+        .backlog()
+        .await?
+        .into_iter()
+        .filter(|i| i.group_id == group)
+        .map(|i| i.kind)
+        .collect();
+    assert!(
+        queued.is_empty() || queued == [ItemKind::Commit],
+        "nothing after the removal reaches Bob: {queued:?}"
+    );
+    drop(raw);
+    let bob = Peer::open(bob_dir).await?;
     bob.sync().await?;
     assert!(
         bob.texts(group).await?.is_empty(),
-        "the leaver receives nothing after leaving"
+        "the leaver shows nothing after leaving"
     );
     let e = alice.client.epoch(group).await?;
     assert_eq!(carol.client.epoch(group).await?, e);
@@ -533,7 +569,15 @@ async fn delivered_means_every_other_member_has_it() -> Result<()> {
         group,
         id,
     } = night_shift(&relay, "Bay 3 needs a porter").await?;
-    alice.sync().await?;
+    // Bob answers after his receipt went out: once Alice reads his answer,
+    // she has processed his receipt (she reads the conversation in order).
+    bob.client.send_text(group, "on my way").await?;
+    bob.sync().await?;
+    alice
+        .until("Bob's answer", || async {
+            Ok(alice.texts(group).await?.last().map(String::as_str) == Some("on my way"))
+        })
+        .await?;
     let state = |p: &Peer| {
         let c = p.client.clone();
         async move {
@@ -553,7 +597,7 @@ async fn delivered_means_every_other_member_has_it() -> Result<()> {
     );
 
     carol.client.resume()?;
-    carol.messages(group, 1).await?;
+    carol.messages(group, 2).await?;
     alice
         .wait_event("delivered", |e| {
             matches!(e, Event::DeliveryState { message_id, state: DeliveryState::Delivered, .. } if *message_id == id)
@@ -564,7 +608,7 @@ async fn delivered_means_every_other_member_has_it() -> Result<()> {
         p.sync().await?;
         assert_eq!(
             p.texts(group).await?,
-            ["Bay 3 needs a porter"],
+            ["Bay 3 needs a porter", "on my way"],
             "receipts are not messages"
         );
     }

@@ -2,7 +2,6 @@
 
 use std::collections::HashSet;
 use std::process::Stdio;
-use std::time::Duration;
 
 use anyhow::Result;
 use cascade_core::{DeliveryState, Event};
@@ -10,8 +9,9 @@ use cascade_tests::*;
 use tokio::io::AsyncWriteExt;
 
 /// The relay is SIGKILLed while a member sends a stream of messages to an
-/// offline colleague. After a restart, every message the relay acknowledged
-/// is delivered, every message arrives exactly once, in order.
+/// offline colleague: some of the stream is acknowledged, the rest is not.
+/// After a restart, every message the relay acknowledged is delivered, and
+/// every message arrives exactly once, in order; the group is not forked.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn relay_sigkill_loses_nothing_acknowledged() -> Result<()> {
     let mut relay = Relay::start().await?;
@@ -22,7 +22,10 @@ async fn relay_sigkill_loses_nothing_acknowledged() -> Result<()> {
     bob.sync().await?;
     let bob_dir = bob.close().await;
 
+    // The whole stream is written while Alice is offline, so that it goes
+    // out at the relay's pace once she connects.
     const N: usize = 120;
+    alice.client.pause()?;
     let mut ids = Vec::new();
     for i in 0..N {
         ids.push(
@@ -32,39 +35,78 @@ async fn relay_sigkill_loses_nothing_acknowledged() -> Result<()> {
                 .await?,
         );
     }
+    alice.client.resume()?;
     // Kill the relay once a good part of the stream has been acknowledged.
-    let mut acked = HashSet::new();
-    while acked.len() < N / 3 {
-        if let Event::DeliveryState {
-            message_id,
-            state: DeliveryState::Sent,
-            ..
-        } = alice
-            .wait_event("acks", |e| matches!(e, Event::DeliveryState { .. }))
-            .await?
-        {
-            acked.insert(message_id);
-        }
+    let mut acks = 0;
+    while acks < N / 3 {
+        alice
+            .wait_event("acks", |e| {
+                matches!(
+                    e,
+                    Event::DeliveryState {
+                        state: DeliveryState::Sent,
+                        ..
+                    }
+                )
+            })
+            .await?;
+        acks += 1;
     }
     relay.kill9().await?;
-    assert!(acked.len() < N, "killed mid-stream");
+    // Once Alice has read all the relay sent before it died, her history
+    // says which messages it acknowledged; nothing can change that now.
+    alice
+        .until("noticing the relay is gone", || async {
+            Ok(!alice.client.is_online().await?)
+        })
+        .await?;
+    let history = alice.client.history(group, None, 10_000).await?;
+    let acked: HashSet<_> = history
+        .iter()
+        .filter(|m| m.state != DeliveryState::Sending)
+        .map(|m| m.id)
+        .collect();
     eprintln!("{} of {N} acknowledged before the kill", acked.len());
+    assert!(
+        acked.len() >= N / 3 && acked.len() < N,
+        "killed mid-stream: {} of {N} acknowledged",
+        acked.len()
+    );
     relay.restart().await?;
 
     alice.sync().await?;
     let bob = Peer::open(bob_dir).await?;
     bob.sync().await?;
     let msgs = bob.messages(group, N).await?;
-    let texts: Vec<_> = msgs.iter().filter_map(|m| m.text.clone()).collect();
-    let want: Vec<_> = (0..N).map(|i| format!("msg {i:03}")).collect();
-    assert_eq!(texts, want, "all messages, once each, in order");
     let got: HashSet<_> = msgs.iter().map(|m| m.id).collect();
-    assert!(acked.iter().all(|id| got.contains(id)));
-    assert!(ids.iter().all(|id| got.contains(id)));
-    // The group still works after the crash, both ways.
+    assert!(
+        acked.iter().all(|id| got.contains(id)),
+        "every acknowledged message"
+    );
+    assert!(ids.iter().all(|id| got.contains(id)), "and every other one");
+    // The group still works after the crash, both ways; and as each side
+    // reads the other's messages in order, what came before is complete.
     bob.client.send_text(group, "after the crash").await?;
     bob.sync().await?;
-    alice.messages(group, N + 1).await?;
+    alice
+        .until("Bob's reply", || async {
+            Ok(alice.texts(group).await?.last().map(String::as_str) == Some("after the crash"))
+        })
+        .await?;
+    alice.client.send_text(group, "received").await?;
+    alice.sync().await?;
+    bob.until("Alice's answer", || async {
+        Ok(bob.texts(group).await?.last().map(String::as_str) == Some("received"))
+    })
+    .await?;
+    let mut want: Vec<_> = (0..N).map(|i| format!("msg {i:03}")).collect();
+    want.extend(["after the crash".to_owned(), "received".to_owned()]);
+    assert_eq!(
+        bob.texts(group).await?,
+        want,
+        "all messages, once each, in order"
+    );
+    assert_eq!(alice.texts(group).await?, want, "the same on both sides");
     Ok(())
 }
 
@@ -102,36 +144,55 @@ async fn client_killed_mid_send_loses_and_doubles_nothing() -> Result<()> {
     child.start_kill()?;
     child.wait().await?;
 
+    // What the device had recorded, and not yet had acknowledged, when it
+    // was killed.
+    let unsent = {
+        let engine = cascade_core::Engine::new(cascade_core::SqliteStore::open(
+            &alice_dir.join(cascade_core::client::DB_FILE),
+        )?)?;
+        engine
+            .history(&group, None, 10_000)?
+            .into_iter()
+            .filter(|m| m.state == DeliveryState::Sending)
+            .count()
+    };
+    eprintln!("{unsent} recorded lines not yet acknowledged");
+    assert!(
+        unsent > 0,
+        "killed mid-send, with recorded lines still to go"
+    );
     // Restart the device; it finishes what it had recorded.
     let alice = Peer::open(alice_dir).await?;
     alice.sync().await?;
     let recorded = alice.texts(group).await?;
     eprintln!("recorded {} of 300 lines before the kill", recorded.len());
-    assert!(recorded.len() >= 20, "recorded {} lines", recorded.len());
+    assert!(
+        recorded.len() >= 20 && recorded.len() < 300,
+        "killed part of the way: recorded {} lines",
+        recorded.len()
+    );
     let history = alice.client.history(group, None, 10_000).await?;
     assert!(history
         .iter()
         .all(|m| matches!(m.state, DeliveryState::Sent | DeliveryState::Delivered)));
-    bob.until("every recorded line", || async {
-        Ok(bob.texts(group).await?.len() >= recorded.len())
-    })
-    .await?;
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    let received = bob.texts(group).await?;
-    assert_eq!(
-        received, recorded,
-        "exactly what was recorded, once, in order"
-    );
-    let want: Vec<_> = (0..recorded.len())
-        .map(|i| format!("line {i:03}"))
-        .collect();
-    assert_eq!(recorded, want, "a prefix of what was typed, in order");
-    // The group is not forked.
+    // The group is not forked; and as Bob reads Alice's messages in order,
+    // once he has this one he has everything she sent before it.
     alice.client.send_text(group, "still here").await?;
     alice.sync().await?;
     bob.until("the next message", || async {
         Ok(bob.texts(group).await?.last().map(String::as_str) == Some("still here"))
     })
     .await?;
+    let mut want = recorded.clone();
+    want.push("still here".to_owned());
+    assert_eq!(
+        bob.texts(group).await?,
+        want,
+        "exactly what was recorded, once, in order"
+    );
+    let typed: Vec<_> = (0..recorded.len())
+        .map(|i| format!("line {i:03}"))
+        .collect();
+    assert_eq!(recorded, typed, "a prefix of what was typed, in order");
     Ok(())
 }

@@ -1,6 +1,7 @@
 //! Identity end to end: organisation CAs, certificates, explicit trust.
 
 use anyhow::Result;
+use cascade_core::identity::{verify_device_cert, TrustAnchor};
 use cascade_core::{Client, CoreError, Event};
 use cascade_tests::*;
 
@@ -122,11 +123,20 @@ async fn enrolment_checks_the_ca_fingerprint() -> Result<()> {
         err.to_string().contains("does not match the fingerprint"),
         "{err}"
     );
+    // A fresh, unspent token without the fingerprint is refused too, before
+    // the token is spent: the same token with the fingerprint then enrols.
+    let code = relay.enrolment_code("bob@north-trust").await?;
+    let (token, _) = code.rsplit_once('.').expect("token.fingerprint");
+    let dir = tempfile::tempdir()?;
     let bare = Client::enrol(dir.path(), &relay.url, token, "laptop").await;
     assert!(
-        matches!(bare, Err(CoreError::Enrolment(_))),
-        "no fingerprint, no enrolment"
+        matches!(
+            &bare,
+            Err(CoreError::Enrolment(cascade_core::EnrolmentError::BadCode))
+        ),
+        "no fingerprint, no enrolment: {bare:?}"
     );
+    Client::enrol(dir.path(), &relay.url, &code, "laptop").await?;
     Ok(())
 }
 
@@ -163,24 +173,33 @@ async fn unpinning_a_partner_removes_and_refuses_its_members() -> Result<()> {
 
     let group2 = alice.client.create_group("Ward").await?;
     alice.client.add_members(group2, vec![carol.user()]).await?;
-    let ev = alice
+    alice
         .wait_event("the refusal", |e| {
-            matches!(e, Event::OperationFailed { reason, .. } if reason.contains("not trusted"))
+            matches!(e, Event::OperationFailed { group_id: Some(g), reason } if *g == group2 && reason.contains("east-ambulance is not trusted"))
         })
         .await?;
-    assert!(matches!(ev, Event::OperationFailed { .. }));
+    alice.sync().await?;
+    assert_eq!(
+        alice.member_users(group2).await?,
+        vec![alice.user()],
+        "Carol was not added"
+    );
     Ok(())
 }
 
-/// A lost phone is revoked: the relay refuses it at once, the remaining
-/// members remove it from the conversation (one commit wins), the user's
-/// other device stays, and nothing sent after the removal can be decrypted
-/// with the phone's keys.
+/// A lost phone is revoked: the relay refuses its login at once, the
+/// remaining members remove it from the conversation (one commit wins), the
+/// user's other device stays, and the phone's keys cannot read what follows:
+/// given its removal commit and the next message, the phone's saved state
+/// learns it was removed and reads nothing, while Bob's desk, offline just
+/// as long, reads the message from the same queue items.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_revoked_device_is_removed_and_cannot_read_what_follows() -> Result<()> {
     use cascade_core::engine::Engine;
-    use cascade_core::SqliteStore;
+    use cascade_core::{ConversationState, SqliteStore};
     use cascade_protocol::*;
+    use cascade_tests::proxy::Proxy;
+    use cascade_tests::raw::RawConn;
 
     let relay = Relay::start().await?;
     relay.org("north-trust").await?;
@@ -194,10 +213,6 @@ async fn a_revoked_device_is_removed_and_cannot_read_what_follows() -> Result<()
     let carol = relay
         .user("carol@east-ambulance", "Carol", "Paramedic")
         .await?;
-    let alice_dir = alice.close().await;
-    let proxy = cascade_tests::proxy::Proxy::start(&relay.url).await?;
-    let alice = Peer::open_via(alice_dir, Some(&proxy.url)).await?;
-    alice.sync().await?;
     let group = alice
         .create_group_with("Theatre", &[&bob_desk, &carol])
         .await?;
@@ -205,9 +220,32 @@ async fn a_revoked_device_is_removed_and_cannot_read_what_follows() -> Result<()
     assert_eq!(alice.client.members(group).await?.len(), 4);
     let phone_id = bob_phone.client.identity().device_id;
     let phone_dir = bob_phone.close().await;
+    // The phone's own login (its engine signs the relay's challenge) is
+    // accepted while it is enrolled.
+    let (_, login) = RawConn::login_as(&relay.url, &phone_dir).await?;
+    assert!(
+        matches!(login, Ok(Response::Authenticated { .. })),
+        "{login:?}"
+    );
+    // Bob's desk is closed while the phone is lost, as the phone is.
+    bob_desk.sync().await?;
+    let desk_dir = bob_desk.close().await;
 
     relay.revoke("north-trust", phone_id).await?;
-    for p in [&alice, &bob_desk, &carol] {
+    // The phone cannot connect any more: the relay refuses the same login
+    // as before, and the phone's app is told.
+    let (_, login) = RawConn::login_as(&relay.url, &phone_dir).await?;
+    assert_eq!(login, Err(ProtocolError::AuthenticationFailed));
+    let mut phone = Peer::open(phone_dir.clone()).await?;
+    phone
+        .wait_event("the relay's refusal", |e| {
+            matches!(e, Event::AuthenticationRefused)
+        })
+        .await?;
+    assert!(!phone.client.is_online().await?);
+    phone.close().await;
+
+    for p in [&alice, &carol] {
         p.until("the phone's removal", || async {
             Ok(!p
                 .client
@@ -219,6 +257,22 @@ async fn a_revoked_device_is_removed_and_cannot_read_what_follows() -> Result<()
         .await?;
         assert_eq!(p.client.members(group).await?.len(), 3, "Bob's desk stays");
     }
+    alice
+        .client
+        .send_text(group, "after the phone was lost")
+        .await?;
+    alice.sync().await?;
+
+    // Bob's desk comes back, through a proxy that records what the relay
+    // delivers to it: it processes the phone's removal and reads the message.
+    let proxy = Proxy::start(&relay.url).await?;
+    let bob_desk = Peer::open_via(desk_dir, Some(&proxy.url)).await?;
+    bob_desk.sync().await?;
+    bob_desk
+        .until("the message after the removal", || async {
+            Ok(bob_desk.texts(group).await? == ["after the phone was lost"])
+        })
+        .await?;
     let e = alice.client.epoch(group).await?;
     for p in [&bob_desk, &carol] {
         p.until("the same epoch", || async {
@@ -226,43 +280,39 @@ async fn a_revoked_device_is_removed_and_cannot_read_what_follows() -> Result<()
         })
         .await?;
     }
-
-    // The phone cannot connect any more.
-    let phone = Peer::open(phone_dir.clone()).await?;
-    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    let items: Vec<QueueItem> = proxy
+        .deliveries()
+        .await
+        .into_iter()
+        .filter(|i| i.group_id == group)
+        .collect();
     assert!(
-        !phone.client.is_online().await?,
-        "the relay refuses a revoked device"
+        items.iter().any(|i| i.kind == ItemKind::Commit)
+            && items.iter().any(|i| i.kind == ItemKind::Application),
+        "the desk got the removal and the message: {items:?}"
     );
-    phone.close().await;
 
-    // A message sent after the removal: the phone's keys cannot read it.
-    alice
-        .client
-        .send_text(group, "after the phone was lost")
-        .await?;
-    alice.sync().await?;
-    bob_desk.messages(group, 1).await?;
-    let ciphertext = proxy.sends().await.last().cloned().expect("captured");
-    let mut engine = Engine::new(SqliteStore::open(&phone_dir.join("cascade.db"))?)?;
+    // The phone's saved state, given the very same items in the same order.
+    let mut engine = Engine::new(SqliteStore::open(
+        &phone_dir.join(cascade_core::client::DB_FILE),
+    )?)?;
     let before = engine.history(&group, None, 100)?.len();
-    let frame = encode_server_frame(&ServerFrame::Push(Push::Deliver(QueueItem {
-        queue_id: 1,
-        group_id: group,
-        seq: 1_000,
-        sender: alice.client.identity().device_id,
-        kind: ItemKind::Application,
-        payload: ciphertext,
-    })));
     engine.handle_connected();
-    engine.handle_frame(&frame, cascade_core::client::now_ms())?;
+    for item in items {
+        let frame = encode_server_frame(&ServerFrame::Push(Push::Deliver(item)));
+        engine.handle_frame(&frame, cascade_core::client::now_ms())?;
+    }
+    assert_eq!(
+        engine.conversation(&group)?.state,
+        ConversationState::Left,
+        "the phone processed its removal"
+    );
     let texts: Vec<_> = engine
         .history(&group, None, 100)?
         .into_iter()
         .filter_map(|m| m.text)
         .collect();
-    assert_eq!(texts.len(), before, "nothing new was decrypted");
-    assert!(!texts.iter().any(|t| t.contains("after the phone was lost")));
+    assert_eq!(texts.len(), before, "nothing new was decrypted: {texts:?}");
     Ok(())
 }
 
@@ -414,7 +464,8 @@ async fn certificates_are_renewed_before_expiry() -> Result<()> {
         .certificate_expires;
 
     // 10 days left is inside the renewal window: the admin's next run
-    // renews it.
+    // renews it (the first connection brought the first certificate).
+    bob.forget_events();
     assert_eq!(relay.issue_pending("north-trust").await?, 1);
     bob.wait_event("the new certificate", |e| {
         matches!(e, Event::CertificateReceived)
@@ -466,12 +517,17 @@ async fn an_organisation_rotates_its_ca_without_re_enrolling() -> Result<()> {
         .user("carol@east-ambulance", "Carol", "Paramedic")
         .await?;
     let group = alice.create_group_with("Transfer", &[&carol]).await?;
+    let old_ca = relay.ca("north-trust").cert_der().to_vec();
+    let before = alice.client.epoch(group).await?;
 
     relay.rotate_ca("north-trust").await?;
+    let new_ca = relay.ca("north-trust").cert_der().to_vec();
     // East pins north's new CA next to the old one before north re-issues.
     relay.trust("east-ambulance", "north-trust").await?;
     carol.sync().await?;
     alice.sync().await?;
+    // Alice's first connection brought a certificate too; wait for this one.
+    alice.forget_events();
     assert_eq!(
         relay.issue_pending("north-trust").await?,
         1,
@@ -484,6 +540,7 @@ async fn an_organisation_rotates_its_ca_without_re_enrolling() -> Result<()> {
         .await?;
     alice.sync().await?;
     let e = alice.client.epoch(group).await?;
+    assert_eq!(e, before + 1, "alice's credential update was committed");
     carol
         .until("alice's credential update", || async {
             Ok(carol.client.epoch(group).await? == e)
@@ -494,6 +551,23 @@ async fn an_organisation_rotates_its_ca_without_re_enrolling() -> Result<()> {
         2,
         "nobody was dropped"
     );
+    // Alice's device moved to the new CA: it is her anchor (as the app
+    // loads it on its next start), and her certificate is the new CA's.
+    let alice = Peer::open(alice.close().await).await?;
+    let me = alice.client.identity().clone();
+    assert!(me.anchor == new_ca, "the new CA is alice's anchor");
+    let cert = me.certificate.expect("alice has a certificate");
+    let verified_by = |ca: &[u8]| -> Result<bool> {
+        Ok(
+            verify_device_cert(&cert, &[TrustAnchor::from_der(ca)?], unix_now(), &|_, _| {
+                false
+            })
+            .is_ok(),
+        )
+    };
+    assert!(verified_by(&new_ca)?, "issued by the new CA");
+    assert!(!verified_by(&old_ca)?, "not by the old one");
+    alice.sync().await?;
 
     // A colleague enrolled under the new CA joins, and both sides accept.
     let bob = relay.user("bob@north-trust", "Bob", "Doctor").await?;

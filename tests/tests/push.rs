@@ -2,11 +2,11 @@
 //! messages, and nothing else.
 
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
 use anyhow::Result;
 use axum::{routing::post, Json, Router};
 use cascade_protocol::http::PushNotification;
+use cascade_tests::proxy::Proxy;
 use cascade_tests::*;
 
 /// A stand-in push gateway on loopback that records what it receives.
@@ -31,52 +31,115 @@ async fn gateway() -> Result<(String, Arc<Mutex<Vec<serde_json::Value>>>)> {
     Ok((url, seen))
 }
 
+/// Reopens `peer` through a proxy of its own, which shows when the relay has
+/// let go of its connection (so the relay sees it offline).
+async fn through_proxy(relay: &Relay, peer: Peer) -> Result<(Peer, Proxy)> {
+    let proxy = Proxy::start(&relay.url).await?;
+    let peer = Peer::open_via(peer.close().await, Some(&proxy.url)).await?;
+    peer.sync().await?;
+    Ok((peer, proxy))
+}
+
+/// Bob's phone, registered for push, is woken once for a burst of messages
+/// while it is offline, with nothing in the notification but its token; not
+/// while it is online. Dave, who switched notifications off, is never woken.
+/// Carol's phone is the control: woken by a message sent after all the
+/// others, it shows that every notification they caused has been sent.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_offline_device_is_woken_without_content_or_sender() -> Result<()> {
     let (url, seen) = gateway().await?;
     let relay = Relay::start_with(&["--push-gateway", &url]).await?;
     relay.org("north-trust").await?;
     let alice = relay.user("alice@north-trust", "Alice", "Nurse").await?;
-    let bob = relay.user("bob@north-trust", "Bob", "Doctor").await?;
-    let group = alice.create_group_with("Ward", &[&bob]).await?;
-    assert!(
-        bob.client
-            .register_push(Some("apns:bob-phone-token".into()), WAIT)
-            .await?
-    );
+    let (bob, bob_link) = through_proxy(
+        &relay,
+        relay.user("bob@north-trust", "Bob", "Doctor").await?,
+    )
+    .await?;
+    let (dave, dave_link) = through_proxy(
+        &relay,
+        relay.user("dave@north-trust", "Dave", "Porter").await?,
+    )
+    .await?;
+    let (carol, carol_link) = through_proxy(
+        &relay,
+        relay
+            .user("carol@north-trust", "Carol", "Pharmacist")
+            .await?,
+    )
+    .await?;
+    let ward = alice.create_group_with("Ward", &[&bob, &dave]).await?;
+    let pharmacy = alice.create_group_with("Pharmacy", &[&carol]).await?;
+    for (p, token) in [
+        (&bob, "apns:bob-phone-token"),
+        (&dave, "apns:dave-phone-token"),
+        (&carol, "fcm:carol-phone-token"),
+    ] {
+        assert!(
+            p.client.register_push(Some(token.into()), WAIT).await?,
+            "{token} registered"
+        );
+    }
 
-    // Online: no notification.
-    alice.client.send_text(group, "while bob is here").await?;
+    // Online: no notification, token or not.
+    alice
+        .client
+        .send_text(ward, "while everyone is here")
+        .await?;
     alice.sync().await?;
-    bob.messages(group, 1).await?;
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    bob.messages(ward, 1).await?;
+    dave.messages(ward, 1).await?;
+
+    // Dave switches notifications off.
     assert!(
-        seen.lock().expect("not poisoned").is_empty(),
-        "no push while connected"
+        dave.client.register_push(None, WAIT).await?,
+        "dave's token removed"
     );
 
-    // Offline (the app went to the background): a burst of messages wakes
-    // the phone once, with nothing in the notification but its token.
-    bob.client.pause()?;
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    // Offline (the apps went to the background): a burst of messages wakes
+    // Bob's phone once, and Dave's not at all.
+    for (p, link) in [
+        (&bob, &bob_link),
+        (&dave, &dave_link),
+        (&carol, &carol_link),
+    ] {
+        p.client.pause()?;
+        link.relay_let_go().await?;
+    }
     for i in 0..5 {
         alice
             .client
-            .send_text(group, &format!("PUSH-SECRET-{i} bed 12"))
+            .send_text(ward, &format!("PUSH-SECRET-{i} bed 12"))
             .await?;
     }
     alice.sync().await?;
-    bob.until("a push notification", || async {
-        Ok(!seen.lock().expect("not poisoned").is_empty())
+    // The relay sends notifications one at a time, in the order it queued
+    // the items: once Carol's (for a later message) is in, so is every one
+    // the burst caused.
+    alice.client.send_text(pharmacy, "for Carol").await?;
+    alice.sync().await?;
+    let got = poll_until(|| async {
+        let got = seen.lock().expect("not poisoned").clone();
+        Ok(
+            if got.iter().any(|n| n["token"] == "fcm:carol-phone-token") {
+                Ok(got)
+            } else {
+                Err(format!("no notification for Carol's phone: {got:?}"))
+            },
+        )
     })
     .await?;
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    let got = seen.lock().expect("not poisoned").clone();
-    assert_eq!(got.len(), 1, "coalesced: {got:?}");
-    let n: PushNotification = serde_json::from_value(got[0].clone())?;
-    assert_eq!(n.token, "apns:bob-phone-token");
+    let tokens = got
+        .iter()
+        .map(|n| Ok(serde_json::from_value::<PushNotification>(n.clone())?.token))
+        .collect::<Result<Vec<_>>>()?;
+    assert_eq!(
+        tokens,
+        ["apns:bob-phone-token", "fcm:carol-phone-token"],
+        "Bob's phone once (coalesced), Dave's never, Carol's once"
+    );
     let raw = got[0].to_string();
-    for leak in ["PUSH-SECRET", "alice", "Ward", &group.to_string()] {
+    for leak in ["PUSH-SECRET", "alice", "Ward", &ward.to_string()] {
         assert!(!raw.contains(leak), "{leak} leaked into {raw}");
     }
     assert_eq!(
@@ -87,16 +150,6 @@ async fn an_offline_device_is_woken_without_content_or_sender() -> Result<()> {
 
     // The phone wakes, connects and gets everything.
     bob.client.resume()?;
-    bob.messages(group, 6).await?;
-
-    // Unregistering stops notifications.
-    bob.client.register_push(None, WAIT).await?;
-    bob.client.pause()?;
-    tokio::time::sleep(Duration::from_millis(200)).await;
-    seen.lock().expect("not poisoned").clear();
-    alice.client.send_text(group, "no push now").await?;
-    alice.sync().await?;
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    assert!(seen.lock().expect("not poisoned").is_empty());
+    bob.messages(ward, 6).await?;
     Ok(())
 }

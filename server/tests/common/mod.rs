@@ -258,6 +258,12 @@ impl Client {
     }
 
     /// Asserts nothing arrives for a short while.
+    ///
+    /// That something does *not* arrive can only be shown by listening for
+    /// a while; there is no event to wait for. The relay offers live items
+    /// and pushes before it answers the request that caused them, so one
+    /// that was going to come is already on its way over loopback: 200 ms
+    /// is ample, and short enough to keep the suite fast.
     pub async fn assert_quiet(&mut self) {
         assert!(self.pushes.is_empty(), "buffered pushes: {:?}", self.pushes);
         if let Ok(m) = tokio::time::timeout(Duration::from_millis(200), self.ws.next()).await {
@@ -265,7 +271,8 @@ impl Client {
         }
     }
 
-    /// Asserts nothing arrives for `quiet` (nothing buffered either).
+    /// Asserts nothing arrives for `quiet` (nothing buffered either); see
+    /// [`Client::assert_quiet`] for why this listens rather than waits.
     pub async fn assert_quiet_for(&mut self, quiet: Duration) {
         assert!(self.pushes.is_empty(), "buffered pushes: {:?}", self.pushes);
         if let Ok(m) = tokio::time::timeout(quiet, self.ws.next()).await {
