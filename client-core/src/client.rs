@@ -99,17 +99,23 @@ impl Client {
                 token: token.to_owned(),
                 signature_key: hex::encode(&public_key),
                 device_name: device_name.to_owned(),
+                ca_fingerprint: Some(fingerprint.to_ascii_lowercase()),
             })
             .send()
             .await
             .map_err(|_| EnrolmentError::Unreachable)?;
         if !resp.status().is_success() {
             let status = resp.status();
-            let msg = resp
-                .json::<HttpError>()
-                .await
+            let error = resp.json::<HttpError>().await.ok();
+            if error
+                .as_ref()
+                .is_some_and(|e| e.code == "fingerprint_mismatch")
+            {
+                return Err(EnrolmentError::FingerprintMismatch.into());
+            }
+            let msg = error
                 .map(|e| e.message)
-                .unwrap_or_else(|_| status.to_string());
+                .unwrap_or_else(|| status.to_string());
             return Err(EnrolmentError::Refused(msg).into());
         }
         let body: EnrolResponse = resp.json().await.map_err(|_| EnrolmentError::BadAnswer)?;

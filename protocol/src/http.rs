@@ -144,6 +144,14 @@ pub struct EnrolRequest {
     pub signature_key: String,
     /// A name for the device ("Ward 7 desktop").
     pub device_name: String,
+    /// The SHA-256 of the organisation's CA certificate (64 hex digits) as
+    /// the enrolment code carries it. If given, the relay refuses with
+    /// `409 fingerprint_mismatch`, without spending the token, when the
+    /// token's organisation has another CA. (The device checks the CA it is
+    /// served against the code itself as well; this only keeps a mistyped
+    /// or wrong code from using up the token.)
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca_fingerprint: Option<String>,
 }
 
 /// The answer to a successful enrolment.

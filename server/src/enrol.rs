@@ -7,6 +7,7 @@ use cascade_protocol::http::{EnrolRequest, EnrolResponse};
 use cascade_protocol::limits::MAX_NAME_BYTES;
 use cascade_protocol::DeviceId;
 use ed25519_dalek::VerifyingKey;
+use sha2::{Digest, Sha256};
 
 use crate::error::ApiError;
 use crate::extract::ApiJson;
@@ -26,6 +27,25 @@ fn signature_key(hex_key: &str) -> Result<[u8; 32], ApiError> {
         Ok(key) if !key.is_weak() => Ok(bytes),
         _ => Err(BAD_KEY),
     }
+}
+
+/// Refuses, before the token is spent, a code whose fingerprint is not the
+/// CA of the token's organisation. An unknown token is left for
+/// `enrol_device` to refuse as such.
+fn check_fingerprint(state: &AppState, hash: &[u8; 32], expected: &str) -> Result<(), ApiError> {
+    let store = state.store();
+    let Some(token) = store.enrolment_token(hash)? else {
+        return Ok(());
+    };
+    let ca = store
+        .get_org(&token.user_id.org())?
+        .and_then(|o| o.ca_certificate);
+    let actual = ca.map(|der| hex::encode(Sha256::digest(&der)));
+    if actual.as_deref() != Some(expected.to_ascii_lowercase().as_str()) {
+        tracing::info!("enrolment refused: the code's fingerprint is not the organisation's CA");
+        return Err(ApiError::FingerprintMismatch);
+    }
+    Ok(())
 }
 
 /// Spends the token and creates the device with a fresh random id. The
@@ -48,6 +68,9 @@ pub async fn enrol(
         enrolled_at: unix_now(),
     };
     let store = state.store();
+    if let Some(expected) = &req.ca_fingerprint {
+        check_fingerprint(&state, &token_hash(&req.token), expected)?;
+    }
     let device = match store.enrol_device(&token_hash(&req.token), unix_now(), &new) {
         Ok(device) => device,
         Err(StoreError::InvalidToken) => {

@@ -123,6 +123,10 @@ pub enum ApiError {
     /// invalid_token`).
     #[error("the enrolment token is unknown, used or expired")]
     InvalidToken,
+    /// The enrolment code's fingerprint is not the CA of the token's
+    /// organisation (`409 fingerprint_mismatch`); the token is not spent.
+    #[error("the enrolment code's fingerprint does not match the organisation's CA")]
+    FingerprintMismatch,
     /// The request is invalid (`400 bad_request`); a fixed explanation.
     #[error("{0}")]
     BadRequest(&'static str),
@@ -158,6 +162,7 @@ impl ApiError {
         match self {
             ApiError::Unauthorized => (StatusCode::UNAUTHORIZED, "unauthorized"),
             ApiError::InvalidToken => (StatusCode::UNAUTHORIZED, "invalid_token"),
+            ApiError::FingerprintMismatch => (StatusCode::CONFLICT, "fingerprint_mismatch"),
             ApiError::BadRequest(_) => (StatusCode::BAD_REQUEST, "bad_request"),
             ApiError::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
             ApiError::Conflict(_) => (StatusCode::CONFLICT, "conflict"),

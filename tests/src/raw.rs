@@ -36,6 +36,7 @@ impl RawDevice {
                 token: token.token,
                 signature_key: hex::encode(key.verifying_key().as_bytes()),
                 device_name: "raw".into(),
+                ca_fingerprint: None,
             })
             .send()
             .await?

@@ -120,9 +120,17 @@ async fn enrolment_checks_the_ca_fingerprint() -> Result<()> {
         .await
         .expect_err("a wrong fingerprint is refused");
     assert!(
-        err.to_string().contains("does not match the fingerprint"),
+        matches!(
+            err,
+            CoreError::Enrolment(cascade_core::EnrolmentError::FingerprintMismatch)
+        ),
         "{err}"
     );
+    // The relay refused it before spending the token: no device waits for
+    // a certificate, and the right code still works.
+    assert_eq!(relay.issue_pending("north-trust").await?, 0);
+    let first = tempfile::tempdir()?;
+    Client::enrol(first.path(), &relay.url, &code, "phone").await?;
     // A fresh, unspent token without the fingerprint is refused too, before
     // the token is spent: the same token with the fingerprint then enrols.
     let code = relay.enrolment_code("bob@north-trust").await?;

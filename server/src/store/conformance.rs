@@ -332,10 +332,20 @@ pub fn enrolment_tokens_are_one_time_and_expire(h: &mut dyn Harness) {
         .put_enrolment_token(&token_hash(2), &record)
         .expect("token 2");
 
+    assert_eq!(
+        store.enrolment_token(&token_hash(1)).expect("read"),
+        Some(record.clone()),
+        "read without spending"
+    );
+    assert_eq!(store.enrolment_token(&token_hash(7)).expect("read"), None);
     let device = store
         .enrol_device(&token_hash(1), NOW, &new_device(1))
         .expect("first use");
     assert_eq!(device.user_id, record.user_id);
+    assert!(store
+        .enrolment_token(&token_hash(1))
+        .expect("read")
+        .is_some_and(|t| t.used));
     assert_eq!(
         store.enrol_device(&token_hash(1), NOW, &new_device(2)),
         Err(StoreError::InvalidToken),

@@ -287,6 +287,13 @@ pub trait Store: Send + Sync {
         token: &EnrolmentTokenRecord,
     ) -> Result<(), StoreError>;
 
+    /// An enrolment token's record, without spending it (to check a request
+    /// against the token's organisation before spending it).
+    fn enrolment_token(
+        &self,
+        token_hash: &[u8; 32],
+    ) -> Result<Option<EnrolmentTokenRecord>, StoreError>;
+
     /// Atomically spends an enrolment token and creates the device for the
     /// token's user. `InvalidToken` if the token is unknown, used or expired
     /// at `now` (the same error for all three); `AlreadyExists` if the device

@@ -475,6 +475,16 @@ impl Store for SledStore {
         Ok(())
     }
 
+    fn enrolment_token(
+        &self,
+        token_hash: &[u8; 32],
+    ) -> Result<Option<EnrolmentTokenRecord>, StoreError> {
+        self.tokens
+            .get(token_hash)?
+            .map(|raw| decode(&raw, "enrolment token"))
+            .transpose()
+    }
+
     fn enrol_device(
         &self,
         token_hash: &[u8; 32],
