@@ -5,7 +5,7 @@ use cascade_admin::OrgCa;
 use cascade_core::credential::*;
 use cascade_core::identity::{CertError, DeviceClaims};
 use cascade_core::{CoreError, DeviceId, OrgId, UserId};
-use openmls::prelude::tls_codec::Serialize as _;
+use openmls::prelude::tls_codec::{Deserialize as _, Serialize as _};
 use openmls::prelude::{Credential, CredentialType};
 
 #[test]
@@ -52,4 +52,22 @@ fn credential_round_trips_and_verifies() {
     two.extend_from_slice(make_credential(&der).serialized_content());
     assert!(certificate(&Credential::new(CredentialType::X509, two)).is_err());
     assert!(certificate(&Credential::new(CredentialType::X509, vec![0x40])).is_err());
+}
+
+/// The RFC 9420 §5.3 form, pinned as `docs/protocol.md` §14.2 gives it: a
+/// 517-byte certificate is `00 02` (x509), then `42 07` (the certificate
+/// vector, 519 bytes) and `42 05` (`cert_data`, 517 bytes), then the DER.
+#[test]
+fn the_credential_is_the_rfc_9420_form_byte_for_byte() {
+    let mut der = vec![0x30, 0x82, 0x02, 0x01];
+    der.resize(517, 0xab);
+    let wire = make_credential(&der)
+        .tls_serialize_detached()
+        .expect("serialise");
+    assert_eq!(&wire[..6], &[0x00, 0x02, 0x42, 0x07, 0x42, 0x05]);
+    assert_eq!(&wire[6..], der.as_slice());
+    assert_eq!(wire.len(), 2 + 2 + 2 + 517);
+    // And it reads back from exactly those bytes.
+    let parsed = Credential::tls_deserialize_exact(wire.as_slice()).expect("parses");
+    assert_eq!(certificate(&parsed).expect("one certificate"), der);
 }
