@@ -13,6 +13,8 @@
 //! - `cargo xtask demo`: a relay on the embedded store, a provisioned demo
 //!   organisation, and a client to chat with.
 //! - `cargo xtask bench`: the relay load generator.
+//! - `cargo xtask soak [--seeds N] [--steps N]`: the engine's seeded random
+//!   interactions on the simulated relay, far longer than the test run.
 //!
 //! Cargo's target directory defaults to `$HOME/.cache/cascade/target`, outside
 //! the clone, so that fresh clones (CI) reuse warm builds.
@@ -36,9 +38,12 @@ fn main() -> Result<()> {
         Some("ci") => ci(),
         Some("demo") => demo::run(&root, &args[1..]),
         Some("bench") => bench(&args[1..]),
+        Some("soak") => soak(&args[1..]),
         Some("bindings") => bindings(&cwd, &args[1..]),
         _ => {
-            eprintln!("usage: cargo xtask <test|ci|demo|bench|bindings [--out DIR]>");
+            eprintln!(
+                "usage: cargo xtask <test|ci|demo|bench|soak [--seeds N] [--steps N]|bindings [--out DIR]>"
+            );
             std::process::exit(2);
         }
     }
@@ -342,6 +347,37 @@ fn generated(dir: &Path, ext: &str) -> Result<Vec<PathBuf>> {
 /// generator (arguments are passed on; see `tests/src/bin/cascade-load.rs`).
 /// Without arguments it runs the standard set recorded in
 /// `docs/benchmarks.md`.
+/// The seeded random interactions of the client engine on the simulated
+/// relay (`client-core/tests/random.rs`), for many more seeds and steps
+/// than the test run has time for: by default 200 seeds of 5,000 steps
+/// (some minutes). A failing seed is printed with the command that replays
+/// it.
+fn soak(args: &[String]) -> Result<()> {
+    let mut seeds = "200".to_owned();
+    let mut steps = "5000".to_owned();
+    let mut it = args.iter();
+    while let Some(flag) = it.next() {
+        let value = it.next().context("a value after the flag")?;
+        match flag.as_str() {
+            "--seeds" => seeds = value.clone(),
+            "--steps" => steps = value.clone(),
+            _ => bail!("usage: cargo xtask soak [--seeds N] [--steps N]"),
+        }
+    }
+    run(cargo()
+        .args([
+            "test",
+            "--release",
+            "--locked",
+            "-p",
+            "cascade-core",
+            "--test",
+            "random",
+        ])
+        .env("CASCADE_SIM_SEEDS", &seeds)
+        .env("CASCADE_SIM_STEPS", &steps))
+}
+
 fn bench(args: &[String]) -> Result<()> {
     run(cargo().args([
         "build",
