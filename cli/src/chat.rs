@@ -32,6 +32,10 @@ pub async fn follow(client: &Client, json: bool) -> Result<()> {
 
 /// One line of the interactive chat: who and what, without ids.
 fn print_chat_line(m: &Message) {
+    if m.kind == cascade_core::content::SYSTEM_KIND {
+        println!("— {}", text_of(m));
+        return;
+    }
     let mark = match m.state {
         DeliveryState::Failed => " [not delivered]",
         DeliveryState::Sending => " [sending]",

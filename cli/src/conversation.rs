@@ -49,9 +49,16 @@ pub async fn list(client: &Client, json: bool, timeout: Duration) -> Result<()> 
         println!("{}", serde_json::to_string(&convs)?);
     } else {
         for c in convs {
+            let orgs: Vec<&str> = c.orgs.iter().map(|o| o.as_str()).collect();
             println!(
-                "{}\t{}\t{:?}\tepoch {}\t{} unread",
-                c.group_id, c.name, c.state, c.epoch, c.unread
+                "{}\t{}\t{}\t{} people ({})\tepoch {}\t{} unread",
+                c.group_id,
+                c.name,
+                c.state.as_str(),
+                c.people,
+                orgs.join(", "),
+                c.epoch,
+                c.unread
             );
         }
     }

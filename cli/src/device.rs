@@ -3,9 +3,10 @@
 use std::path::Path;
 use std::time::Duration;
 
-use anyhow::{Context, Result};
-use cascade_core::Client;
+use anyhow::{bail, Context, Result};
+use cascade_core::{Client, Event};
 use serde_json::json;
+use tokio::sync::broadcast;
 
 use crate::output::say;
 use crate::synced;
@@ -51,10 +52,35 @@ pub fn whoami(client: &Client, json: bool) -> Result<()> {
     Ok(())
 }
 
-/// `cascade sync`.
+/// `cascade sync`: waits until caught up and idle; reports what could not
+/// be carried out meanwhile (a conversation this new device could not
+/// join, say) and then fails.
 pub async fn sync(client: &Client, json: bool, timeout: Duration) -> Result<()> {
+    let mut events = client.events_since_open();
     synced(client, timeout).await?;
-    say(json, json!({ "synced": true }), || "Synced".into());
+    let mut failures = Vec::new();
+    loop {
+        match events.try_recv() {
+            Ok(Event::OperationFailed { group_id, reason }) => failures.push(match group_id {
+                Some(g) => format!("{g}: {reason}"),
+                None => reason,
+            }),
+            Ok(_) | Err(broadcast::error::TryRecvError::Lagged(_)) => {}
+            Err(_) => break,
+        }
+    }
+    if !failures.is_empty() {
+        for f in &failures {
+            eprintln!("could not be done: {f}");
+        }
+        if json {
+            println!("{}", json!({ "synced": true, "failed": failures }));
+        }
+        bail!("{} operation(s) could not be carried out", failures.len());
+    }
+    say(json, json!({ "synced": true, "failed": [] }), || {
+        "Synced".into()
+    });
     Ok(())
 }
 

@@ -16,6 +16,8 @@ pub fn say(json: bool, value: serde_json::Value, text: impl FnOnce() -> String) 
 pub fn print_message(json: bool, m: &Message) {
     if json {
         println!("{}", serde_json::to_string(m).expect("messages serialise"));
+    } else if m.kind == cascade_core::content::SYSTEM_KIND {
+        println!("{} — {}", m.group_id, text_of(m));
     } else {
         println!(
             "{} [{}] {}: {}",

@@ -63,6 +63,14 @@ describe("buildTimeline", () => {
     ]);
   });
 
+  it("shows a line the device added itself as a notice, and starts a new run after it", () => {
+    const line = { ...msg("n", NOW - 2000), kind: "system", text: "This device fell out of step." };
+    const items = buildTimeline([msg("a", NOW - 3000), line, msg("b", NOW - 1000)], NOW);
+    expect(items.map((i) => i.kind)).toEqual(["date", "message", "notice", "message"]);
+    expect(items[2]).toMatchObject({ text: "This device fell out of step." });
+    expect(items[3]).toMatchObject({ firstOfRun: true });
+  });
+
   it("is empty for no messages", () => {
     expect(buildTimeline([], NOW)).toEqual([]);
   });

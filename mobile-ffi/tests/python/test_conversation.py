@@ -181,6 +181,14 @@ async def conversation(relay, tmp_path, admin, ca, codes):
     assert sorted(m.user_id for m in members) == ["alice@acme", "bob@acme"]
     assert [m.is_self for m in members if m.user_id == "alice@acme"] == [True]
     assert {m.role for m in members} == {"Doctor", "Nurse"}
+    # The same, by person with their devices, this user first (what a
+    # member list shows; the core works it out, not the app).
+    people_here = await alice.participants(group)
+    assert [p.user_id for p in people_here] == ["alice@acme", "bob@acme"]
+    assert [p.is_me for p in people_here] == [True, False]
+    assert all(len(p.devices) == 1 for p in people_here)
+    conv_alice = [c for c in await alice.conversations() if c.group_id == group][0]
+    assert (conv_alice.people, conv_alice.orgs) == (2, ["acme"])
 
     # Alice -> Bob.
     sent = await alice.send_text(group, "hello bob")
@@ -256,6 +264,9 @@ async def conversation(relay, tmp_path, admin, ca, codes):
         await alice.send_text("not-hex", "x")
     with pytest.raises(ffi.CascadeError.Invalid):
         await alice.add_members(group, ["Not A User"])
+    # Only a message the relay refused can be sent again.
+    with pytest.raises(ffi.CascadeError.Invalid):
+        await alice.retry_message(group, sent)
 
     # Pause / resume: offline work is queued and goes out on resume.
     bob.pause()

@@ -5,7 +5,12 @@ import type { DeliveryState, Message } from "./types";
 
 export type TimelineItem =
   | { kind: "date"; key: string; label: string }
-  | { kind: "message"; key: string; message: Message; firstOfRun: boolean };
+  | { kind: "message"; key: string; message: Message; firstOfRun: boolean }
+  | { kind: "notice"; key: string; text: string };
+
+/** The message kind of a line the device adds to the history itself (e.g.
+ * that it rejoined the conversation); shown as a notice, not a bubble. */
+export const SYSTEM_KIND = "system";
 
 /** Local calendar day of a timestamp, as a sortable key. */
 export function dayKey(ms: number): string {
@@ -65,9 +70,9 @@ export function timeOfDay(ms: number): string {
 
 /**
  * The items to render: a separator before the first message of each day,
- * and `firstOfRun` on a message whose sender differs from the previous
- * one's (or after a gap of more than five minutes), where the sender's
- * name is shown.
+ * a notice for a line the device added itself, and `firstOfRun` on a
+ * message whose sender differs from the previous one's (or after a gap of
+ * more than five minutes, or a notice), where the sender's name is shown.
  */
 export function buildTimeline(messages: Message[], now: number): TimelineItem[] {
   const items: TimelineItem[] = [];
@@ -80,6 +85,11 @@ export function buildTimeline(messages: Message[], now: number): TimelineItem[] 
       items.push({ kind: "date", key: `date-${day}`, label: dayLabel(m.sentAt, now) });
       lastDay = day;
       newDay = true;
+    }
+    if (m.kind === SYSTEM_KIND) {
+      items.push({ kind: "notice", key: m.id, text: m.text ?? "" });
+      prev = null; // the next message starts a run
+      continue;
     }
     const firstOfRun =
       newDay || prev === null || prev.sender !== m.sender || m.sentAt - prev.sentAt > 5 * 60 * 1000;
