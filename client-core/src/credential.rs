@@ -10,7 +10,7 @@
 
 use cascade_protocol::{DeviceId, OrgId, UserId};
 use openmls::prelude::tls_codec::{Serialize as _, VLBytes};
-use openmls::prelude::{Capabilities, Credential, CredentialType, ExtensionType};
+use openmls::prelude::{Credential, CredentialType};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{CoreError, CredentialError, Result};
@@ -23,21 +23,6 @@ pub struct MemberIdentity {
     pub user: UserId,
     /// The device (one MLS leaf).
     pub device: DeviceId,
-}
-
-/// The leaf capabilities every Cascade device advertises: our ciphersuite,
-/// X.509 credentials only, and the `last_resort` extension that its
-/// last-resort KeyPackage carries (RFC 9420 §7.2 and §10: a KeyPackage's
-/// extensions must be listed in its leaf's capabilities, or peers refuse
-/// it).
-pub fn capabilities() -> Capabilities {
-    Capabilities::new(
-        None,
-        Some(&[crate::engine::CIPHERSUITE]),
-        Some(&[ExtensionType::LastResort]),
-        None,
-        Some(&[CredentialType::X509]),
-    )
 }
 
 /// Builds the MLS credential carrying a device certificate (DER).

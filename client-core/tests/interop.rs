@@ -6,6 +6,7 @@ mod sim;
 
 use cascade_core::credential::make_credential;
 use cascade_core::engine::CIPHERSUITE;
+use cascade_core::GroupId;
 use cascade_protocol::*;
 use openmls::prelude::tls_codec::{Deserialize as _, Serialize as _};
 use openmls::prelude::*;
@@ -113,4 +114,42 @@ fn a_peer_that_greases_can_be_added() {
     .into_group(&provider)
     .expect("joined");
     assert_eq!(joined.epoch().as_u64(), sim.epoch(a, g));
+}
+
+/// Every GroupInfo a device gives the relay carries the ratchet tree and the
+/// external public key (what a new or rejoining device needs to join by
+/// external commit from the relay's copy alone), for the epoch the relay is
+/// at: the group's creation and each commit.
+#[test]
+fn the_relays_group_info_carries_the_tree_and_the_external_key() {
+    let mut sim = Sim::new();
+    let a = sim.device("alice@north", "Alice");
+    let b = sim.device("bob@north", "Bob");
+    let check = |sim: &Sim, g: GroupId| {
+        let info = sim.group_info(g);
+        let MlsMessageBodyIn::GroupInfo(gi) = MlsMessageIn::tls_deserialize_exact(info.as_slice())
+            .expect("decodes")
+            .extract()
+        else {
+            panic!("not a GroupInfo");
+        };
+        assert!(gi.extensions().ratchet_tree().is_some(), "ratchet_tree");
+        assert!(gi.extensions().external_pub().is_some(), "external_pub");
+        assert_eq!(gi.epoch().as_u64(), sim.relay.groups[&g].epoch);
+    };
+    let g = sim.group(a, "Ward", &[]);
+    check(&sim, g);
+    let now = sim.now;
+    sim.engine(a)
+        .add_members(&g, vec![UserId::new("bob@north").expect("valid")], now)
+        .expect("queued");
+    sim.settle();
+    assert_eq!(sim.relay.groups[&g].epoch, 1);
+    check(&sim, g);
+    let now = sim.now;
+    sim.engine(b)
+        .remove_members(&g, vec![UserId::new("alice@north").expect("valid")], now)
+        .expect("queued");
+    sim.settle();
+    check(&sim, g);
 }

@@ -5,7 +5,7 @@ use cascade_protocol::{DeviceId, GroupId, OrgId, UserId};
 use openmls::prelude::tls_codec::{Deserialize as _, Serialize as _};
 use openmls::prelude::*;
 
-use crate::credential::{capabilities, member_identity, MemberIdentity};
+use crate::credential::{member_identity, MemberIdentity};
 use crate::error::{CoreError, Result};
 use crate::identity::read_device_cert;
 use crate::store::ClientStore;
@@ -16,6 +16,21 @@ pub const CIPHERSUITE: Ciphersuite = Ciphersuite::MLS_128_DHKEMX25519_AES128GCM_
 /// How many past epochs' secrets a group keeps, so late application messages
 /// still decrypt after a commit.
 pub const MAX_PAST_EPOCHS: usize = 5;
+
+/// The leaf capabilities every Cascade device advertises: our ciphersuite,
+/// X.509 credentials only, and the `last_resort` extension that its
+/// last-resort KeyPackage carries (RFC 9420 §7.2 and §10: a KeyPackage's
+/// extensions must be listed in its leaf's capabilities, or peers refuse
+/// it).
+pub fn capabilities() -> Capabilities {
+    Capabilities::new(
+        None,
+        Some(&[CIPHERSUITE]),
+        Some(&[ExtensionType::LastResort]),
+        None,
+        Some(&[CredentialType::X509]),
+    )
+}
 
 /// The configuration of a group this device creates.
 pub(crate) fn create_config() -> MlsGroupCreateConfig {

@@ -5,7 +5,7 @@
 //! Every KeyPackage lists the extensions it carries in its leaf's
 //! capabilities (RFC 9420 §10 and §7.2): the last-resort one carries
 //! `last_resort` (0x000a), so the leaf advertises it (see
-//! [`crate::credential::capabilities`]). KeyPackages uploaded before that
+//! [`super::groups::capabilities`]). KeyPackages uploaded before that
 //! (format 1) did not, and peers that check refuse them; a device still
 //! on format 1 replaces its last-resort KeyPackage on its next connection.
 
@@ -14,9 +14,8 @@ use cascade_protocol::{ProtocolError, Request, Response};
 use openmls::prelude::*;
 
 use super::effects::{Effects, Route};
-use super::groups::{bytes, mls_bytes, CIPHERSUITE};
+use super::groups::{bytes, capabilities, mls_bytes, CIPHERSUITE};
 use super::Me;
-use crate::credential::capabilities;
 use crate::error::{CoreError, Result};
 use crate::store::ClientStore;
 use crate::store::Transactions;

@@ -21,10 +21,9 @@ use openmls::prelude::*;
 
 use super::{Op, Operation, Progress};
 use crate::content::MessageId;
-use crate::credential::capabilities;
 use crate::engine::commit::{encode_bundle, prepared_bundle, transient_or_failed};
 use crate::engine::effects::{Effects, Route};
-use crate::engine::groups::{self, bytes, join_config, mls_bytes, mls_in};
+use crate::engine::groups::{self, bytes, capabilities, join_config, mls_bytes, mls_in};
 use crate::engine::{Ctx, Event};
 use crate::error::{CoreError, Result};
 use crate::store::Transactions;
