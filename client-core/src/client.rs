@@ -6,7 +6,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use cascade_protocol::http::{EnrolRequest, EnrolResponse, HttpError, OrgInfo};
 use cascade_protocol::limits::HARD_MAX_FRAME_BYTES;
 use cascade_protocol::{GroupId, UserId};
-use futures_util::{SinkExt, StreamExt};
+use futures_util::{FutureExt, SinkExt, StreamExt};
 use tokio::sync::{broadcast, mpsc, oneshot};
 use tokio::time::Instant;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
@@ -417,9 +417,19 @@ fn ws_url(server_url: &str) -> String {
 type Ws =
     tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
+/// A message read from the socket while batching, to handle next.
+type Deferred = Option<Option<Result<WsMessage, tokio_tungstenite::tungstenite::Error>>>;
+
+/// Most frames handled in one transaction.
+const FRAME_BATCH: usize = 64;
+
 async fn next_frame(
     ws: &mut Option<Ws>,
+    deferred: &mut Deferred,
 ) -> Option<Result<WsMessage, tokio_tungstenite::tungstenite::Error>> {
+    if let Some(msg) = deferred.take() {
+        return msg;
+    }
     match ws {
         Some(ws) => ws.next().await,
         None => std::future::pending().await,
@@ -443,6 +453,7 @@ async fn run(
     let mut paused = false;
     let mut backoff = BACKOFF_MIN;
     let mut waiting: std::collections::HashMap<QueryId, Reply> = std::collections::HashMap::new();
+    let mut deferred: Deferred = None;
     let mut reconnect_at = Instant::now();
     let config = WebSocketConfig::default()
         .max_message_size(Some(HARD_MAX_FRAME_BYTES))
@@ -498,10 +509,29 @@ async fn run(
                     }
                 }
             },
-            msg = next_frame(&mut ws) => match msg {
+            msg = next_frame(&mut ws, &mut deferred) => match msg {
                 Some(Ok(WsMessage::Binary(b))) => {
-                    if let Err(e) = engine.handle_frame(&b, now_ms()) {
-                        tracing::warn!(error = %e, "frame from the relay not handled");
+                    // What else has arrived already is handled with it, in
+                    // one transaction (one fsync for a burst).
+                    let mut batch = vec![b];
+                    while batch.len() < FRAME_BATCH {
+                        match ws.as_mut().and_then(|s| s.next().now_or_never()) {
+                            Some(Some(Ok(WsMessage::Binary(b)))) => batch.push(b),
+                            Some(other) => {
+                                deferred = Some(other);
+                                break;
+                            }
+                            None => break,
+                        }
+                    }
+                    if let Err(e) = engine.handle_frames(batch.iter().map(|b| b.as_ref()), now_ms()) {
+                        tracing::warn!(error = %e, "frames from the relay not handled");
+                        if engine.is_disconnected() {
+                            // Nothing of them was kept: start over.
+                            ws = None;
+                            deferred = None;
+                            reconnect_at = Instant::now() + backoff;
+                        }
                     }
                 }
                 Some(Ok(WsMessage::Close(_))) | None | Some(Err(_)) => {

@@ -195,10 +195,18 @@ impl World {
             _ => {
                 // The network: a few frames one way or the other.
                 for _ in 0..self.rng.gen_range(1..8) {
-                    if self.rng.gen_bool(0.5) {
-                        self.sim.step_up(d);
-                    } else {
-                        self.sim.step_down(d);
+                    match self.rng.gen_range(0..5) {
+                        0 | 1 => {
+                            self.sim.step_up(d);
+                        }
+                        2 | 3 => {
+                            self.sim.step_down(d);
+                        }
+                        _ => {
+                            // A burst, handled in one transaction.
+                            let n = self.rng.gen_range(2..20);
+                            self.sim.step_down_batch(d, n);
+                        }
                     }
                 }
             }

@@ -189,8 +189,8 @@ pub(crate) fn record_members(
     let mut orgs: Vec<OrgId> = members.iter().map(|m| m.org.clone()).collect();
     orgs.sort();
     orgs.dedup();
-    let mut users: Vec<&UserId> = members.iter().map(|m| &m.user).collect();
+    let mut users: Vec<UserId> = members.into_iter().map(|m| m.user).collect();
     users.sort();
     users.dedup();
-    store.set_conversation_members(group_id, &orgs, users.len() as u32)
+    store.set_conversation_members(group_id, &orgs, &users)
 }

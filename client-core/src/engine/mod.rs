@@ -359,6 +359,52 @@ impl<S: ClientStore> Engine<S> {
         self.finish(fx, now, handled)
     }
 
+    /// Several frames that arrived together, handled in one transaction:
+    /// what they change is made durable with one commit before anything
+    /// they cause (acknowledgements included) goes out. If that commit
+    /// fails, the engine drops the connection's state as
+    /// [`Engine::handle_disconnected`] does (the caller must close the
+    /// socket: unacknowledged items come again) and returns the error.
+    pub fn handle_frames<'a>(
+        &mut self,
+        frames: impl IntoIterator<Item = &'a [u8]>,
+        now: u64,
+    ) -> Result<()> {
+        self.store.begin_transaction()?;
+        let events_before = self.events.len();
+        let mut result = Ok(());
+        for frame in frames {
+            match self.handle_frame(frame, now) {
+                Err(e @ CoreError::Storage(_)) => {
+                    result = Err(e);
+                    break;
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "frame from the relay not handled");
+                }
+                Ok(()) => {}
+            }
+        }
+        let committed = match result {
+            Ok(()) => self.store.commit_transaction(),
+            Err(e) => Err(e),
+        };
+        if let Err(e) = committed {
+            let _ = self.store.rollback_transaction();
+            // What the batch announced did not happen: it comes again.
+            self.events.truncate(events_before);
+            self.handle_disconnected();
+            return Err(e);
+        }
+        Ok(())
+    }
+
+    /// Whether the engine has no connection (it never had one, it was told
+    /// the socket closed, or it dropped it itself after a failed commit).
+    pub fn is_disconnected(&self) -> bool {
+        self.conn.phase() == connection::Phase::Offline
+    }
+
     /// Time passed: flushes due receipts and resumes delayed work.
     pub fn handle_timeout(&mut self, now: u64) -> Result<()> {
         let handled = match &self.me {
@@ -417,9 +463,23 @@ impl<S: ClientStore> Engine<S> {
             trust: &self.trust,
             now,
         };
-        let driven = self.outbox.drive(&cx, &mut fx);
-        let applied = self.apply(fx);
-        driven.and(applied)
+        // One transaction around everything the lanes start, so a burst of
+        // messages is made durable with one commit, before any of them
+        // leaves (frames go out only after this returns).
+        let tx = self.store.transaction()?;
+        let committed = match self.outbox.drive(&cx, &mut fx) {
+            Ok(()) => tx.commit(),
+            Err(e) => {
+                drop(tx);
+                Err(e)
+            }
+        };
+        if let Err(e) = committed {
+            // Nothing of it happened: the lanes start again from the store.
+            self.outbox.reset();
+            return Err(e);
+        }
+        self.apply(fx)
     }
 
     fn handle_push(&mut self, push: Push, now: u64, fx: &mut Effects) -> Result<()> {

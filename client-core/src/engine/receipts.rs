@@ -210,13 +210,20 @@ pub(crate) fn receipt_users(
     Ok((others.len() < MAX_RECEIPT_GROUP_USERS).then_some(others))
 }
 
-/// The other users in a conversation, sorted.
+/// The other users in a conversation, sorted: as recorded when its
+/// membership last changed (read from the group if not recorded yet).
 fn other_users(store: &dyn ClientStore, me: &Me, group_id: &GroupId) -> Result<Vec<UserId>> {
-    let group = groups::load(store, group_id)?;
-    if !group.is_active() {
-        return Ok(Vec::new());
-    }
-    Ok(groups::users(&group)
+    let users = match store.conversation_users(group_id)? {
+        Some(users) => users,
+        None => {
+            let group = groups::load(store, group_id)?;
+            if !group.is_active() {
+                return Ok(Vec::new());
+            }
+            groups::users(&group)
+        }
+    };
+    Ok(users
         .into_iter()
         .filter(|u| u != &me.identity.user_id)
         .collect())

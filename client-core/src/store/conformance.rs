@@ -193,10 +193,21 @@ pub fn conversation_members_are_summarised_and_joins_can_be_undone<S: ClientStor
         OrgId::new("north").expect("valid"),
         OrgId::new("east").expect("valid"),
     );
-    s.set_conversation_members(&g, &[north.clone(), east.clone(), north.clone()], 3)
-        .expect("write");
-    let c = &s.conversations(&|_| 0).expect("list")[0];
-    assert_eq!((c.orgs.clone(), c.people), (vec![east, north], 3));
+    assert_eq!(s.conversation_users(&g).expect("read"), None);
+    let (a, b, c) = (
+        UserId::new("ann@north").expect("valid"),
+        UserId::new("bo@east").expect("valid"),
+        UserId::new("cy@north").expect("valid"),
+    );
+    s.set_conversation_members(
+        &g,
+        &[north.clone(), east.clone(), north.clone()],
+        &[c.clone(), a.clone(), b.clone(), a.clone()],
+    )
+    .expect("write");
+    let conv = &s.conversations(&|_| 0).expect("list")[0];
+    assert_eq!((conv.orgs.clone(), conv.people), (vec![east, north], 3));
+    assert_eq!(s.conversation_users(&g).expect("read"), Some(vec![a, b, c]));
     for state in [
         ConversationState::Joining,
         ConversationState::Rejoining,
@@ -335,6 +346,37 @@ pub fn transactions_cover_mls_state_and_app_data<S: ClientStore>(s: S) {
         .is_some());
 }
 
+/// A transaction begun inside another commits or rolls back with respect
+/// to it; nothing is kept unless the outermost commits.
+pub fn nested_transactions_answer_to_the_outer_one<S: ClientStore>(s: S) {
+    let (g1, g2, g3) = (GroupId([1; 16]), GroupId([2; 16]), GroupId([3; 16]));
+    {
+        let outer = s.transaction().expect("begin");
+        let inner = s.transaction().expect("begin inner");
+        s.insert_conversation(&g1, "Inner, committed", 0, 0)
+            .expect("insert");
+        inner.commit().expect("commit inner");
+        drop(outer); // rolled back, and the inner work with it
+    }
+    assert_eq!(s.conversation_cursor(&g1).expect("read"), None);
+    {
+        let outer = s.transaction().expect("begin");
+        s.insert_conversation(&g2, "Outer", 0, 0).expect("insert");
+        let inner = s.transaction().expect("begin inner");
+        s.insert_conversation(&g3, "Inner, rolled back", 0, 0)
+            .expect("insert");
+        drop(inner);
+        outer.commit().expect("commit");
+    }
+    assert!(s.conversation_cursor(&g2).expect("read").is_some());
+    assert_eq!(s.conversation_cursor(&g3).expect("read"), None);
+    // And a plain transaction still works afterwards.
+    let tx = s.transaction().expect("begin");
+    s.insert_conversation(&g1, "Later", 0, 0).expect("insert");
+    tx.commit().expect("commit");
+    assert!(s.conversation_cursor(&g1).expect("read").is_some());
+}
+
 /// Generates the suite for a store constructor.
 macro_rules! client_store_conformance {
     ($name:ident, $make:expr) => {
@@ -369,6 +411,10 @@ macro_rules! client_store_conformance {
             #[test]
             fn directory_cache_is_searchable() {
                 $crate::store::conformance::directory_cache_is_searchable($make);
+            }
+            #[test]
+            fn nested_transactions_answer_to_the_outer_one() {
+                $crate::store::conformance::nested_transactions_answer_to_the_outer_one($make);
             }
             #[test]
             fn transactions_cover_mls_state_and_app_data() {

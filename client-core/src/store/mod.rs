@@ -269,7 +269,9 @@ pub trait ClientStore: Send {
     /// An openmls provider whose writes join the current transaction.
     fn mls(&self) -> Provider<'_>;
     /// Begins a transaction covering openmls's state and the app data. Use
-    /// [`Transactions::transaction`].
+    /// [`Transactions::transaction`]. Transactions nest: one begun inside
+    /// another commits or rolls back with respect to it, and nothing is
+    /// durable before the outermost commits.
     fn begin_transaction(&self) -> Result<()>;
     /// Commits the current transaction.
     fn commit_transaction(&self) -> Result<()>;
@@ -305,9 +307,18 @@ pub trait ClientStore: Send {
     /// All conversations, most recently active first; `epoch_of` supplies
     /// each group's MLS epoch.
     fn conversations(&self, epoch_of: &dyn Fn(&GroupId) -> u64) -> Result<Vec<Conversation>>;
-    /// Records who is in a conversation, for the list: the members'
-    /// organisations and how many people.
-    fn set_conversation_members(&self, group: &GroupId, orgs: &[OrgId], people: u32) -> Result<()>;
+    /// Records who is in a conversation (after its membership changed):
+    /// the users, and their organisations, for the list and for whose
+    /// delivery receipts count.
+    fn set_conversation_members(
+        &self,
+        group: &GroupId,
+        orgs: &[OrgId],
+        users: &[UserId],
+    ) -> Result<()>;
+    /// The users recorded as in a conversation, sorted; `None` if not
+    /// recorded (a conversation from before schema 2, until it is).
+    fn conversation_users(&self, group: &GroupId) -> Result<Option<Vec<UserId>>>;
 
     /// Adds a message to history. Returns `false`, changing nothing, if a
     /// message with this id is already there (a duplicate).
@@ -380,6 +391,10 @@ pub trait ClientStore: Send {
 pub struct SqliteStore {
     conn: Connection,
     crypto: RustCrypto,
+    /// Transactions open: the outermost is a SQLite transaction, the ones
+    /// inside it savepoints, so that work done in several transactions can
+    /// be made durable with one commit (one fsync).
+    depth: std::cell::Cell<u32>,
 }
 
 /// Schema version 1: the first released layout (kept as it was, so an
@@ -448,6 +463,7 @@ ALTER TABLE outbox ADD COLUMN state BLOB;
 CREATE INDEX outbox_by_group ON outbox (group_id, op_id);
 ALTER TABLE conversations ADD COLUMN orgs TEXT;
 ALTER TABLE conversations ADD COLUMN people INTEGER;
+ALTER TABLE conversations ADD COLUMN users TEXT;
 ";
 
 /// The schema version this build writes. Databases of older versions are
@@ -528,6 +544,7 @@ impl SqliteStore {
         Ok(Self {
             conn,
             crypto: RustCrypto::default(),
+            depth: std::cell::Cell::new(0),
         })
     }
 }
@@ -606,17 +623,36 @@ impl ClientStore for SqliteStore {
     }
 
     fn begin_transaction(&self) -> Result<()> {
-        self.conn.execute_batch("BEGIN IMMEDIATE")?;
+        let depth = self.depth.get();
+        if depth == 0 {
+            self.conn.execute_batch("BEGIN IMMEDIATE")?;
+        } else {
+            self.conn.execute_batch(&format!("SAVEPOINT s{depth}"))?;
+        }
+        self.depth.set(depth + 1);
         Ok(())
     }
 
     fn commit_transaction(&self) -> Result<()> {
-        self.conn.execute_batch("COMMIT")?;
+        let depth = self.depth.get() - 1;
+        if depth == 0 {
+            self.conn.execute_batch("COMMIT")?;
+        } else {
+            self.conn.execute_batch(&format!("RELEASE s{depth}"))?;
+        }
+        self.depth.set(depth);
         Ok(())
     }
 
     fn rollback_transaction(&self) -> Result<()> {
-        self.conn.execute_batch("ROLLBACK")?;
+        let depth = self.depth.get() - 1;
+        self.depth.set(depth);
+        if depth == 0 {
+            self.conn.execute_batch("ROLLBACK")?;
+        } else {
+            self.conn
+                .execute_batch(&format!("ROLLBACK TO s{depth}; RELEASE s{depth}"))?;
+        }
         Ok(())
     }
 
@@ -765,15 +801,42 @@ impl ClientStore for SqliteStore {
         Ok(out)
     }
 
-    fn set_conversation_members(&self, group: &GroupId, orgs: &[OrgId], people: u32) -> Result<()> {
+    fn set_conversation_members(
+        &self,
+        group: &GroupId,
+        orgs: &[OrgId],
+        users: &[UserId],
+    ) -> Result<()> {
         let mut orgs: Vec<&str> = orgs.iter().map(|o| o.as_str()).collect();
         orgs.sort_unstable();
         orgs.dedup();
+        let mut users: Vec<&str> = users.iter().map(|u| u.as_str()).collect();
+        users.sort_unstable();
+        users.dedup();
         self.conn.execute(
-            "UPDATE conversations SET orgs = ?2, people = ?3 WHERE group_id = ?1",
-            params![group.as_bytes().as_slice(), orgs.join(","), people],
+            "UPDATE conversations SET orgs = ?2, people = ?3, users = ?4 WHERE group_id = ?1",
+            params![
+                group.as_bytes().as_slice(),
+                orgs.join(","),
+                users.len() as u32,
+                users.join(",")
+            ],
         )?;
         Ok(())
+    }
+
+    fn conversation_users(&self, group: &GroupId) -> Result<Option<Vec<UserId>>> {
+        let users: Option<Option<String>> = self
+            .conn
+            .prepare_cached("SELECT users FROM conversations WHERE group_id = ?1")?
+            .query_row([group.as_bytes().as_slice()], |r| r.get(0))
+            .optional()?;
+        Ok(users.flatten().map(|u| {
+            u.split(',')
+                .filter(|s| !s.is_empty())
+                .filter_map(|s| UserId::new(s).ok())
+                .collect()
+        }))
     }
 
     fn insert_message(&self, m: &Message, now: u64, count_unread: bool) -> Result<bool> {

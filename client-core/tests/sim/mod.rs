@@ -698,6 +698,30 @@ impl Sim {
         true
     }
 
+    /// The device handles up to `n` frames from the relay together, as the
+    /// client does with a burst (one transaction). Returns how many.
+    pub fn step_down_batch(&mut self, d: D, n: usize) -> usize {
+        let Some(link) = self.devices[d.0].link.as_mut() else {
+            return 0;
+        };
+        let take = n.min(link.down.len());
+        let frames: Vec<Vec<u8>> = link.down.drain(..take).collect();
+        if frames.is_empty() {
+            return 0;
+        }
+        let now = self.now;
+        if let Some(e) = self.devices[d.0].engine.as_mut() {
+            if let Err(err) = e.handle_frames(frames.iter().map(|f| f.as_slice()), now) {
+                panic!(
+                    "device {} failed to handle frames: {err}",
+                    self.devices[d.0].name
+                );
+            }
+        }
+        self.pump(d);
+        take
+    }
+
     /// Moves every frame until none is in flight (relay side first, device
     /// by device in order). Returns how many were moved.
     pub fn run(&mut self) -> usize {
