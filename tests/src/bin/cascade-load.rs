@@ -294,31 +294,40 @@ async fn e2e_mode(args: &Args) -> Result<()> {
             let n = args.messages;
             tasks.push(tokio::spawn(async move {
                 let mut events = p.client.subscribe();
-                for i in 0..n {
-                    let stamp = cascade_core::client::now_ms();
-                    p.client.send_text(group, &format!("{stamp} {i}")).await?;
-                }
-                let mut got = 0;
-                let deadline = tokio::time::Instant::now() + Duration::from_secs(300);
-                while got < expected_per_peer {
-                    let ev = tokio::time::timeout_at(deadline, events.recv()).await??;
-                    if let Event::Message(m) = ev {
-                        if m.state == cascade_core::DeliveryState::Received {
-                            got += 1;
-                            let sent: u64 = m
-                                .text
-                                .as_deref()
-                                .and_then(|t| t.split(' ').next())
-                                .and_then(|s| s.parse().ok())
-                                .unwrap_or(0);
-                            let now = cascade_core::client::now_ms();
-                            latencies
-                                .lock()
-                                .await
-                                .push(Duration::from_millis(now.saturating_sub(sent)));
+                // Sending and receiving run side by side, so a long burst
+                // does not overrun the event channel.
+                let send = async {
+                    for i in 0..n {
+                        let stamp = cascade_core::client::now_ms();
+                        p.client.send_text(group, &format!("{stamp} {i}")).await?;
+                    }
+                    anyhow::Ok(())
+                };
+                let receive = async {
+                    let mut got = 0;
+                    let deadline = tokio::time::Instant::now() + Duration::from_secs(300);
+                    while got < expected_per_peer {
+                        let ev = tokio::time::timeout_at(deadline, events.recv()).await??;
+                        if let Event::Message(m) = ev {
+                            if m.state == cascade_core::DeliveryState::Received {
+                                got += 1;
+                                let sent: u64 = m
+                                    .text
+                                    .as_deref()
+                                    .and_then(|t| t.split(' ').next())
+                                    .and_then(|s| s.parse().ok())
+                                    .unwrap_or(0);
+                                let now = cascade_core::client::now_ms();
+                                latencies
+                                    .lock()
+                                    .await
+                                    .push(Duration::from_millis(now.saturating_sub(sent)));
+                            }
                         }
                     }
-                }
+                    anyhow::Ok(got)
+                };
+                let ((), got) = tokio::try_join!(send, receive)?;
                 // Everyone has everything now; the delivery receipts that
                 // follow (after their batching delay) are not counted.
                 let done = start.elapsed();
