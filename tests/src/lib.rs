@@ -284,6 +284,14 @@ impl Relay {
     }
 }
 
+impl Relay {
+    /// The relay process's id, while it runs (for the load generator's
+    /// memory and CPU figures).
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().and_then(|c| c.id())
+    }
+}
+
 impl Drop for Relay {
     fn drop(&mut self) {
         if let Some(c) = &mut self.child {

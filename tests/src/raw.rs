@@ -13,7 +13,8 @@ use tokio_tungstenite::tungstenite::Message as WsMessage;
 
 use crate::Relay;
 
-type Ws =
+/// The client end of a WebSocket.
+pub type Ws =
     tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
 /// An enrolled device's keys, without any MLS state.
@@ -24,6 +25,15 @@ pub struct RawDevice {
 }
 
 impl RawDevice {
+    /// A device with fresh keys that no relay knows (for the load
+    /// generator's baseline server, which checks no signature).
+    pub fn unenrolled() -> RawDevice {
+        RawDevice {
+            device_id: DeviceId::random(),
+            key: SigningKey::from_bytes(&rand::random::<[u8; 32]>()),
+        }
+    }
+
     /// Creates a user (if needed) and enrols a device for it over HTTP.
     pub async fn enrol(relay: &Relay, user: &str) -> Result<RawDevice> {
         let id = UserId::new(user)?;
@@ -110,6 +120,13 @@ impl RawConn {
             bail!("authentication failed: {r:?}");
         }
         Ok(())
+    }
+
+    /// The WebSocket and the next request id, for a client that runs its
+    /// own loop (the load generator). Pushes kept in `pushes` are returned
+    /// too.
+    pub fn into_parts(self) -> (Ws, u64, Vec<Push>) {
+        (self.ws, self.next_id, self.pushes)
     }
 
     /// The challenge nonce of this connection.
@@ -256,6 +273,18 @@ pub mod mls {
         b.extend_from_slice(&epoch.to_be_bytes());
         b
     }
+
+    /// A PrivateMessage carrying application content whose ciphertext is
+    /// `body` (opaque to the relay).
+    pub fn application_with(group: &GroupId, epoch: u64, body: &[u8]) -> Vec<u8> {
+        let mut b = header(2, group, epoch);
+        b.push(1);
+        b.extend_from_slice(body);
+        b
+    }
+
+    /// How many bytes of an [`application_with`] message precede its body.
+    pub const APPLICATION_HEADER_LEN: usize = 2 + 2 + 1 + 16 + 8 + 1;
 
     /// A PrivateMessage carrying application content.
     pub fn application(group: &GroupId, epoch: u64) -> Vec<u8> {

@@ -12,7 +12,9 @@
 //!   `docs/mobile.md`.
 //! - `cargo xtask demo`: a relay on the embedded store, a provisioned demo
 //!   organisation, and a client to chat with.
-//! - `cargo xtask bench`: the relay load generator.
+//! - `cargo xtask bench [ARGS]`: the load generator against the relay and
+//!   the raw fan-out baselines in the same run; `--compare A.json B.json`
+//!   prints the change between two recorded runs.
 //! - `cargo xtask soak [--seeds N] [--steps N]`: the engine's seeded random
 //!   interactions on the simulated relay, far longer than the test run.
 //!
@@ -391,36 +393,49 @@ fn bench(args: &[String]) -> Result<()> {
         "cascade-server",
         "--bin",
         "cascade-load",
+        "--bin",
+        "cascade-baseline",
     ]))?;
     let load = target_dir().join("release/cascade-load");
+    let bins = target_dir().join("release");
     if !args.is_empty() {
-        return run(Command::new(&load).args(args));
+        return run(Command::new(&load).args(args).env("CASCADE_BIN_DIR", &bins));
+    }
+    let out = target_dir().join("bench");
+    std::fs::create_dir_all(&out)?;
+    // Relay shapes: each runs against the raw baseline, the baseline with
+    // group-commit fsync and the relay, in that order, in the same run.
+    for (devices, senders, messages) in [
+        ("2", "2", "500"),
+        ("16", "16", "200"),
+        ("100", "100", "20"),
+        ("1000", "10", "20"),
+    ] {
+        let json = out.join(format!("relay-{devices}.json"));
+        run(Command::new(&load)
+            .args([
+                "--mode",
+                "relay",
+                "--devices",
+                devices,
+                "--senders",
+                senders,
+                "--messages",
+                messages,
+                "--json",
+            ])
+            .arg(&json)
+            .env("CASCADE_BIN_DIR", &bins))?;
     }
     for set in [
-        &["--mode", "relay", "--devices", "2", "--messages", "500"][..],
-        &["--mode", "relay", "--devices", "16", "--messages", "200"],
-        &[
-            "--mode",
-            "e2e",
-            "--groups",
-            "1",
-            "--members",
-            "2",
-            "--messages",
-            "200",
-        ],
-        &[
-            "--mode",
-            "e2e",
-            "--groups",
-            "4",
-            "--members",
-            "4",
-            "--messages",
-            "50",
-        ],
+        &["--groups", "1", "--members", "2", "--messages", "200"][..],
+        &["--groups", "4", "--members", "4", "--messages", "50"],
     ] {
-        run(Command::new(&load).args(set))?;
+        run(Command::new(&load)
+            .args(["--mode", "e2e"])
+            .args(set)
+            .env("CASCADE_BIN_DIR", &bins))?;
     }
+    println!("JSON records in {}", out.display());
     Ok(())
 }

@@ -5,38 +5,64 @@
 //! Two modes:
 //! - `relay`: raw protocol clients post synthetic MLS application messages
 //!   into one group and drain their queues. This measures the relay alone:
-//!   sequencing, the durable write before each answer, fan-out.
+//!   sequencing, the durable write before each answer, fan-out. The same
+//!   workload also runs against `cascade-baseline` (raw fan-out, with and
+//!   without a group-commit fsync) in the same run, and every relay figure
+//!   is printed as a ratio to the baselines (`--target`).
 //! - `e2e`: real `cascade-core` clients in several groups exchange real MLS
 //!   messages. This measures the whole path: encryption, SQLite, relay,
 //!   decryption.
 //!
-//! Results are printed as Markdown table rows for `docs/benchmarks.md`.
+//! Results are printed as Markdown table rows for `docs/benchmarks.md`;
+//! `--json FILE` also writes them with the machine, commit and command, and
+//! `--compare A.json B.json` prints the change between two such files.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use anyhow::{bail, Result};
+use anyhow::{bail, Context, Result};
 use cascade_core::{Event, GroupId};
 use cascade_protocol::*;
 use cascade_tests::raw::{mls, RawConn, RawDevice};
 use cascade_tests::{Peer, Relay};
+use tokio::io::AsyncBufReadExt;
 use tokio::sync::Mutex;
+
+/// The size of a synthetic message: about a short text message's MLS
+/// `PrivateMessage` in Cascade (framing header, encrypted sender data,
+/// the content with its signature and padding, AEAD tags).
+const DEFAULT_SIZE: usize = 256;
 
 struct Args {
     mode: String,
+    target: String,
     devices: usize,
+    senders: Option<usize>,
     groups: usize,
     members: usize,
     messages: usize,
+    size: usize,
+    rate: Option<f64>,
+    json: Option<String>,
+    compare: Option<(String, String)>,
+    /// The command line, for the JSON record.
+    command: String,
 }
 
 fn parse() -> Result<Args> {
     let mut a = Args {
         mode: "relay".into(),
+        target: "all".into(),
         devices: 8,
+        senders: None,
         groups: 4,
         members: 4,
         messages: 200,
+        size: DEFAULT_SIZE,
+        rate: None,
+        json: None,
+        compare: None,
+        command: std::env::args().collect::<Vec<_>>().join(" "),
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -50,8 +76,17 @@ fn parse() -> Result<Args> {
             "--groups" => a.groups = val()?.parse()?,
             "--members" => a.members = val()?.parse()?,
             "--messages" => a.messages = val()?.parse()?,
+            "--target" => a.target = val()?,
+            "--senders" => a.senders = Some(val()?.parse()?),
+            "--size" => a.size = val()?.parse()?,
+            "--rate" => a.rate = Some(val()?.parse()?),
+            "--json" => a.json = Some(val()?),
+            "--compare" => {
+                let first = val()?;
+                a.compare = Some((first, val()?));
+            }
             other => bail!(
-                "unknown argument {other}; usage: cascade-load [--mode relay|e2e] [--devices N] [--groups N] [--members N] [--messages N]"
+                "unknown argument {other}; usage: cascade-load [--mode relay|e2e] [--target relay|baseline|baseline-fsync|all] [--devices N] [--senders N] [--size BYTES] [--rate PER_SECOND] [--groups N] [--members N] [--messages N] [--json FILE] | --compare A.json B.json"
             ),
         }
     }
@@ -100,7 +135,16 @@ fn ms(d: Duration) -> String {
 
 #[tokio::main]
 async fn main() -> Result<()> {
+    if let Ok(filter) = std::env::var("CASCADE_LOG") {
+        tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
+            .with_writer(std::io::stderr)
+            .init();
+    }
     let args = parse()?;
+    if let Some((a, b)) = &args.compare {
+        return compare(a, b);
+    }
     match args.mode.as_str() {
         "relay" => relay_mode(&args).await,
         "e2e" => e2e_mode(&args).await,
@@ -108,18 +152,161 @@ async fn main() -> Result<()> {
     }
 }
 
-/// Raw devices in one group, each posting `messages` synthetic application
-/// messages one after another (each waits for its durable acceptance), while
-/// every device drains and acks its queue.
+/// Which server a `relay`-mode run drives.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Target {
+    /// `cascade-server` on its embedded store.
+    Relay,
+    /// `cascade-baseline`: raw fan-out, nothing durable.
+    Baseline,
+    /// `cascade-baseline --fsync`: raw fan-out after a group-commit fsync.
+    BaselineFsync,
+}
+
+impl Target {
+    fn name(self) -> &'static str {
+        match self {
+            Target::Relay => "relay",
+            Target::Baseline => "baseline",
+            Target::BaselineFsync => "baseline-fsync",
+        }
+    }
+}
+
+/// A running server and what is needed to read its figures.
+struct Server {
+    url: String,
+    pid: u32,
+    _relay: Option<Relay>,
+    _child: Option<tokio::process::Child>,
+    _dir: tempfile::TempDir,
+}
+
+async fn start_server(target: Target) -> Result<Server> {
+    let dir = tempfile::tempdir()?;
+    if target == Target::Relay {
+        let relay = Relay::start().await?;
+        relay.org("bench").await?;
+        return Ok(Server {
+            url: relay.url.clone(),
+            pid: relay.pid().context("the relay has no pid")?,
+            _relay: Some(relay),
+            _child: None,
+            _dir: dir,
+        });
+    }
+    let mut cmd = tokio::process::Command::new(cascade_tests::bin_dir().join("cascade-baseline"));
+    if target == Target::BaselineFsync {
+        cmd.arg("--fsync").arg(dir.path());
+    }
+    let mut child = cmd
+        .stdout(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .context("starting cascade-baseline (build it with cargo xtask bench)")?;
+    let mut lines = tokio::io::BufReader::new(child.stdout.take().context("piped")?).lines();
+    let line = lines
+        .next_line()
+        .await?
+        .context("cascade-baseline exited before listening")?;
+    let addr = line
+        .strip_prefix("cascade-baseline listening on ")
+        .with_context(|| format!("unexpected line from cascade-baseline: {line}"))?;
+    Ok(Server {
+        url: addr.to_owned(),
+        pid: child.id().context("the baseline has no pid")?,
+        _relay: None,
+        _child: Some(child),
+        _dir: dir,
+    })
+}
+
+/// The server's resident memory (KiB) and CPU time (user + system).
+fn process_stats(pid: u32) -> Result<(u64, Duration)> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
+    let rss_kib = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .context("no VmRSS")?;
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
+    // Fields after the command name (which may hold spaces) in parentheses.
+    let after = &stat[stat.rfind(')').context("bad stat")? + 2..];
+    let fields: Vec<&str> = after.split(' ').collect();
+    // utime and stime are fields 14 and 15 of the whole line, in ticks of
+    // USER_HZ (100 on Linux).
+    let ticks: u64 = fields[11].parse::<u64>()? + fields[12].parse::<u64>()?;
+    Ok((rss_kib, Duration::from_millis(ticks * 10)))
+}
+
+/// What one device saw.
+#[derive(Default)]
+struct Outcome {
+    accepts: Vec<Duration>,
+    deliveries: Vec<Duration>,
+    done: Duration,
+}
+
+/// One `relay`-mode run's figures.
+#[derive(serde::Serialize, serde::Deserialize, Clone, Debug)]
+struct RelayFigures {
+    target: String,
+    devices: usize,
+    senders: usize,
+    messages: usize,
+    size: usize,
+    rate: Option<f64>,
+    accepted: usize,
+    deliveries: usize,
+    seconds: f64,
+    accepted_per_s: f64,
+    deliveries_per_s: f64,
+    accept_ms: [f64; 3],
+    delivery_ms: [f64; 3],
+    rss_mib: f64,
+    cpu_s_per_1k_deliveries: f64,
+}
+
+/// Raw devices in one group of `devices`; `senders` of them post `messages`
+/// synthetic application messages of `size` bytes each (closed loop: each
+/// waits for its durable acceptance; open loop with `--rate`: at a fixed
+/// rate, latency counted from when each message was due), while every
+/// device drains and acks its queue. Runs against the relay, the raw
+/// baseline and the baseline with group-commit fsync, as `--target` says.
 async fn relay_mode(args: &Args) -> Result<()> {
-    let relay = Relay::start().await?;
-    relay.org("bench").await?;
+    let targets: Vec<Target> = match args.target.as_str() {
+        "all" => vec![Target::Baseline, Target::BaselineFsync, Target::Relay],
+        "relay" => vec![Target::Relay],
+        "baseline" => vec![Target::Baseline],
+        "baseline-fsync" => vec![Target::BaselineFsync],
+        t => bail!("unknown target {t}: relay, baseline, baseline-fsync or all"),
+    };
+    let mut results = Vec::new();
+    for t in targets {
+        results.push(relay_run(args, t).await?);
+    }
+    print_relay_table(&results);
+    if let Some(path) = &args.json {
+        write_json(path, args, &results)?;
+    }
+    Ok(())
+}
+
+async fn relay_run(args: &Args, target: Target) -> Result<RelayFigures> {
+    let server = start_server(target).await?;
+    let senders = args.senders.unwrap_or(args.devices).min(args.devices);
     let mut devices = Vec::new();
     for i in 0..args.devices {
-        devices.push(RawDevice::enrol(&relay, &format!("u{i}@bench")).await?);
+        devices.push(match target {
+            Target::Relay => {
+                let relay = server._relay.as_ref().context("relay")?;
+                RawDevice::enrol(relay, &format!("u{i}@bench")).await?
+            }
+            _ => RawDevice::unenrolled(),
+        });
     }
     let group = GroupId::random();
-    let mut owner = RawConn::authenticated(&relay, &devices[0]).await?;
+    let mut owner = RawConn::authenticated_url(&server.url, &devices[0]).await?;
     let b = |v: Vec<u8>| Bytes::from(v);
     owner
         .call(Request::CreateGroup {
@@ -142,119 +329,322 @@ async fn relay_mode(args: &Args) -> Result<()> {
         .map_err(|e| anyhow::anyhow!("commit: {e}"))?;
     drop(owner);
 
-    let latencies = Arc::new(Mutex::new(Vec::new()));
-    let start = Instant::now();
+    // Everyone connects and drains what is queued (the Welcome) first, so
+    // the baseline, which keeps no queues, loses nothing.
+    let mut conns = Vec::new();
+    for d in &devices {
+        let mut c = RawConn::authenticated_url(&server.url, d).await?;
+        let backlog = c.backlog().await?;
+        let ids: Vec<u64> = backlog.iter().map(|i| i.queue_id).collect();
+        for chunk in ids.chunks(limits::MAX_ACK_BATCH) {
+            c.call(Request::Ack {
+                queue_ids: chunk.to_vec(),
+            })
+            .await?
+            .map_err(|e| anyhow::anyhow!("ack: {e}"))?;
+        }
+        conns.push(c);
+    }
+    let (rss_before, cpu_before) = process_stats(server.pid)?;
+    let _ = rss_before;
+    let clock = Instant::now();
     let mut tasks = Vec::new();
-    for d in devices {
-        let url = relay.url.clone();
-        let latencies = latencies.clone();
-        let n = args.messages;
-        let others = args.devices - 1;
-        tasks.push(tokio::spawn(async move {
-            drive_raw_device(&url, d, group, n, others, latencies).await
-        }));
+    for (i, c) in conns.into_iter().enumerate() {
+        let sends = if i < senders { args.messages } else { 0 };
+        let other_senders = senders - usize::from(i < senders);
+        let plan = Plan {
+            group,
+            sends,
+            rate: args.rate,
+            size: args.size,
+            expected: other_senders * args.messages,
+            clock,
+        };
+        tasks.push(tokio::spawn(run_device(c, plan)));
     }
-    let mut delivered = 0;
+    let mut accepts = Vec::new();
+    let mut deliveries = Vec::new();
+    let mut elapsed = Duration::ZERO;
     for t in tasks {
-        delivered += t.await??;
+        let o = t.await??;
+        accepts.extend(o.accepts);
+        deliveries.extend(o.deliveries);
+        elapsed = elapsed.max(o.done);
     }
-    let elapsed = start.elapsed();
-    let sent = args.devices * args.messages;
-    let header = ["devices", "accept"];
-    report(
-        &header,
-        "relay",
-        &args.devices.to_string(),
-        sent,
-        delivered,
-        elapsed,
-        &latencies,
-    )
-    .await;
+    let (rss_kib, cpu_after) = process_stats(server.pid)?;
+    accepts.sort();
+    deliveries.sort();
+    let secs = elapsed.as_secs_f64();
+    let p = |l: &[Duration]| [0.5, 0.99, 0.999].map(|q| percentile(l, q).as_secs_f64() * 1000.0);
+    let cpu = (cpu_after - cpu_before).as_secs_f64();
+    Ok(RelayFigures {
+        target: target.name().into(),
+        devices: args.devices,
+        senders,
+        messages: args.messages,
+        size: args.size,
+        rate: args.rate,
+        accepted: accepts.len(),
+        deliveries: deliveries.len(),
+        seconds: secs,
+        accepted_per_s: accepts.len() as f64 / secs,
+        deliveries_per_s: deliveries.len() as f64 / secs,
+        accept_ms: p(&accepts),
+        delivery_ms: p(&deliveries),
+        rss_mib: rss_kib as f64 / 1024.0,
+        cpu_s_per_1k_deliveries: cpu / (deliveries.len().max(1) as f64 / 1000.0),
+    })
+}
+
+struct Plan {
+    group: GroupId,
+    sends: usize,
+    rate: Option<f64>,
+    size: usize,
+    expected: usize,
+    clock: Instant,
+}
+
+/// Sends this device's messages and receives everyone else's, acking in
+/// batches, until both are complete.
+async fn run_device(conn: RawConn, plan: Plan) -> Result<Outcome> {
+    use futures_util::{FutureExt, SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::Message as WsMessage;
+    let (mut ws, mut next_id, _) = conn.into_parts();
+    let mut out = Outcome::default();
+    let mut pending: std::collections::HashMap<u64, Instant> = Default::default();
+    let mut sent = 0usize;
+    let mut received = 0usize;
+    let period = plan.rate.map(|r| Duration::from_secs_f64(1.0 / r));
+    let mut due = plan.clock;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(300);
+    let body_len = plan.size.saturating_sub(mls::APPLICATION_HEADER_LEN).max(8);
+    let mut to_ack = Vec::new();
+    loop {
+        let closed_loop_turn = period.is_none() && pending.is_empty() && sent < plan.sends;
+        let open_loop_turn = period.is_some() && sent < plan.sends && Instant::now() >= due;
+        if closed_loop_turn || open_loop_turn {
+            let at = if period.is_some() {
+                due
+            } else {
+                Instant::now()
+            };
+            let mut body = vec![0u8; body_len];
+            body[..8].copy_from_slice(&(at - plan.clock).as_nanos().to_be_bytes()[8..]);
+            let id = next_id;
+            next_id += 1;
+            let frame = encode_client_frame(&ClientFrame {
+                v: 1,
+                id,
+                req: Request::SendMessage {
+                    group_id: plan.group,
+                    message: Bytes::from(mls::application_with(&plan.group, 1, &body)),
+                },
+            });
+            ws.send(WsMessage::Binary(frame.into())).await?;
+            pending.insert(id, at);
+            sent += 1;
+            if let Some(p) = period {
+                due += p;
+            }
+            continue;
+        }
+        if sent == plan.sends && pending.is_empty() && received >= plan.expected {
+            out.done = plan.clock.elapsed();
+            return Ok(out);
+        }
+        let wake = if period.is_some() && sent < plan.sends {
+            tokio::time::Instant::from_std(due)
+        } else {
+            deadline
+        };
+        let first = match tokio::time::timeout_at(wake, ws.next()).await {
+            Ok(m) => m,
+            Err(_) if wake < deadline => continue,
+            Err(_) => bail!(
+                "timed out: sent {sent}/{}, {} unanswered, received {received}/{}",
+                plan.sends,
+                pending.len(),
+                plan.expected
+            ),
+        };
+        let mut batch = vec![first];
+        while let Some(more) = ws.next().now_or_never() {
+            batch.push(more);
+        }
+        for msg in batch {
+            let msg = msg.context("the server closed the connection")??;
+            let WsMessage::Binary(bytes) = msg else {
+                continue;
+            };
+            match decode_server_frame(&bytes)? {
+                ServerFrame::Response { id, result } => {
+                    if let Some(at) = pending.remove(&id) {
+                        if !matches!(result, Ok(Response::MessageAccepted { .. })) {
+                            bail!("send refused: {result:?}");
+                        }
+                        out.accepts.push(at.elapsed());
+                    } else if let Err(e) = result {
+                        bail!("request {id} refused: {e}");
+                    }
+                }
+                ServerFrame::Push(Push::Deliver(item)) => {
+                    let body = &item.payload[mls::APPLICATION_HEADER_LEN..];
+                    let mut stamp = [0u8; 16];
+                    stamp[8..].copy_from_slice(&body[..8]);
+                    let at = plan.clock + Duration::from_nanos(u128::from_be_bytes(stamp) as u64);
+                    out.deliveries.push(at.elapsed());
+                    received += 1;
+                    to_ack.push(item.queue_id);
+                }
+                ServerFrame::Push(_) => {}
+                ServerFrame::Rejected(e) => bail!("frame rejected: {e}"),
+            }
+        }
+        for chunk in to_ack.chunks(limits::MAX_ACK_BATCH) {
+            let id = next_id;
+            next_id += 1;
+            let frame = encode_client_frame(&ClientFrame {
+                v: 1,
+                id,
+                req: Request::Ack {
+                    queue_ids: chunk.to_vec(),
+                },
+            });
+            ws.send(WsMessage::Binary(frame.into())).await?;
+        }
+        to_ack.clear();
+    }
+}
+
+fn print_relay_table(results: &[RelayFigures]) {
+    let base = |name: &str| {
+        results
+            .iter()
+            .find(|r| r.target == name)
+            .map(|r| r.deliveries_per_s)
+    };
+    let (raw, fsync) = (base("baseline"), base("baseline-fsync"));
+    println!("| target | devices | senders × messages | size B | rate/s | accepted/s | deliveries/s | accept p50 / p99 / p99.9 ms | delivery p50 / p99 / p99.9 ms | RSS MiB | CPU s per 1k deliveries | × baseline | × baseline-fsync |");
+    println!("|---|---|---|---|---|---|---|---|---|---|---|---|---|");
+    for r in results {
+        let ratio = |b: Option<f64>| {
+            b.map_or("–".to_owned(), |b| {
+                format!("{:.3}", r.deliveries_per_s / b)
+            })
+        };
+        println!(
+            "| {} | {} | {} × {} | {} | {} | {:.0} | {:.0} | {:.2} / {:.2} / {:.2} | {:.2} / {:.2} / {:.2} | {:.1} | {:.3} | {} | {} |",
+            r.target,
+            r.devices,
+            r.senders,
+            r.messages,
+            r.size,
+            r.rate.map_or("closed".to_owned(), |x| format!("{x}")),
+            r.accepted_per_s,
+            r.deliveries_per_s,
+            r.accept_ms[0],
+            r.accept_ms[1],
+            r.accept_ms[2],
+            r.delivery_ms[0],
+            r.delivery_ms[1],
+            r.delivery_ms[2],
+            r.rss_mib,
+            r.cpu_s_per_1k_deliveries,
+            ratio(raw),
+            ratio(fsync),
+        );
+    }
+}
+
+/// A run's JSON record: the machine, the commit, the command and the
+/// figures (`cargo xtask bench --compare A.json B.json` reads two).
+#[derive(serde::Serialize, serde::Deserialize)]
+struct Record {
+    date: String,
+    machine: String,
+    commit: String,
+    command: String,
+    results: Vec<RelayFigures>,
+}
+
+fn command_output(cmd: &str, args: &[&str]) -> String {
+    std::process::Command::new(cmd)
+        .args(args)
+        .output()
+        .ok()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
+        .unwrap_or_default()
+}
+
+fn write_json(path: &str, args: &Args, results: &[RelayFigures]) -> Result<()> {
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|c| {
+            c.lines()
+                .find_map(|l| l.strip_prefix("model name"))
+                .map(|m| m.trim_start_matches([' ', '\t', ':']).to_owned())
+        })
+        .unwrap_or_default();
+    let record = Record {
+        date: command_output("date", &["-u", "+%Y-%m-%dT%H:%M:%SZ"]),
+        machine: format!(
+            "{} CPUs ({cpu}), {}",
+            std::thread::available_parallelism().map_or(0, |n| n.get()),
+            command_output("uname", &["-sr"])
+        ),
+        commit: command_output("git", &["rev-parse", "--short", "HEAD"]),
+        command: args.command.clone(),
+        results: results.to_vec(),
+    };
+    std::fs::write(path, serde_json::to_vec_pretty(&record)?)?;
+    eprintln!("wrote {path}");
     Ok(())
 }
 
-async fn drive_raw_device(
-    url: &str,
-    device: RawDevice,
-    group: GroupId,
-    n: usize,
-    others: usize,
-    latencies: Arc<Mutex<Vec<Duration>>>,
-) -> Result<usize> {
-    let mut c = RawConn::authenticated_url(url, &device).await?;
-    let expected = n * others;
-    let mut received = 0usize;
-    let mut mine = Vec::with_capacity(n);
-    for _ in 0..n {
-        let t = Instant::now();
-        let r = c
-            .call(Request::SendMessage {
-                group_id: group,
-                message: Bytes::from(mls::application(&group, 1)),
-            })
-            .await?;
-        if !matches!(r, Ok(Response::MessageAccepted { .. })) {
-            bail!("send refused: {r:?}");
-        }
-        mine.push(t.elapsed());
-        received += ack_pushes(&mut c).await?;
+/// Prints the change of every figure from run `a` to run `b`, matching
+/// results by target and shape.
+fn compare(a: &str, b: &str) -> Result<()> {
+    let read = |p: &str| -> Result<Record> {
+        Ok(serde_json::from_slice(
+            &std::fs::read(p).with_context(|| format!("reading {p}"))?,
+        )?)
+    };
+    let (a, b) = (read(a)?, read(b)?);
+    println!(
+        "A: {} {} ({})\nB: {} {} ({})\n",
+        a.commit, a.date, a.command, b.commit, b.date, b.command
+    );
+    println!("| target | devices | senders × messages | deliveries/s A → B | change | delivery p99 ms A → B | accept p99 ms A → B | RSS MiB A → B |");
+    println!("|---|---|---|---|---|---|---|---|");
+    for rb in &b.results {
+        let Some(ra) = a.results.iter().find(|r| {
+            r.target == rb.target
+                && r.devices == rb.devices
+                && r.senders == rb.senders
+                && r.size == rb.size
+                && r.rate == rb.rate
+        }) else {
+            continue;
+        };
+        println!(
+            "| {} | {} | {} × {} | {:.0} → {:.0} | {:+.1} % | {:.2} → {:.2} | {:.2} → {:.2} | {:.1} → {:.1} |",
+            rb.target,
+            rb.devices,
+            rb.senders,
+            rb.messages,
+            ra.deliveries_per_s,
+            rb.deliveries_per_s,
+            (rb.deliveries_per_s / ra.deliveries_per_s - 1.0) * 100.0,
+            ra.delivery_ms[1],
+            rb.delivery_ms[1],
+            ra.accept_ms[1],
+            rb.accept_ms[1],
+            ra.rss_mib,
+            rb.rss_mib,
+        );
     }
-    latencies.lock().await.extend(mine);
-    let deadline = Instant::now() + Duration::from_secs(120);
-    loop {
-        // Acking can bring in more pushes (read while waiting for the ack's
-        // answer); drain until none are left before waiting on the socket.
-        while c.pushes.iter().any(|p| matches!(p, Push::Deliver(_))) {
-            received += ack_pushes(&mut c).await?;
-        }
-        if received >= expected || Instant::now() > deadline {
-            break;
-        }
-        match c.next().await {
-            Ok(ServerFrame::Push(p)) => c.pushes.push(p),
-            Ok(_) => {}
-            Err(e) => {
-                drop(c);
-                let mut again = RawConn::authenticated_url(url, &device).await?;
-                let mut left = 0;
-                loop {
-                    match again.next().await? {
-                        ServerFrame::Push(Push::Deliver(_)) => left += 1,
-                        ServerFrame::Push(Push::QueueDrained) => break,
-                        _ => {}
-                    }
-                }
-                left += again
-                    .pushes
-                    .iter()
-                    .filter(|p| matches!(p, Push::Deliver(_)))
-                    .count();
-                bail!("device {} waited for {expected} deliveries, got {received}: {e}; {left} still queued at the relay", device.device_id)
-            }
-        }
-    }
-    Ok(received)
-}
-
-async fn ack_pushes(c: &mut RawConn) -> Result<usize> {
-    let ids: Vec<u64> = c
-        .pushes
-        .drain(..)
-        .filter_map(|p| match p {
-            Push::Deliver(i) => Some(i.queue_id),
-            _ => None,
-        })
-        .collect();
-    let n = ids.len();
-    for chunk in ids.chunks(limits::MAX_ACK_BATCH) {
-        c.call(Request::Ack {
-            queue_ids: chunk.to_vec(),
-        })
-        .await?
-        .map_err(|e| anyhow::anyhow!("ack: {e}"))?;
-    }
-    Ok(n)
+    Ok(())
 }
 
 /// Real clients: `groups` groups of `members` users; everyone sends
@@ -287,13 +677,27 @@ async fn e2e_mode(args: &Args) -> Result<()> {
     let expected_per_peer = (args.members - 1) * args.messages;
     let latencies = Arc::new(Mutex::new(Vec::new()));
     let start = Instant::now();
+    // Everyone listens before anyone sends: an event sent before a
+    // subscription is not seen by it.
+    let groups: Vec<_> = groups
+        .into_iter()
+        .map(|(g, peers)| {
+            let peers: Vec<_> = peers
+                .into_iter()
+                .map(|p| {
+                    let events = p.client.subscribe();
+                    (p, events)
+                })
+                .collect();
+            (g, peers)
+        })
+        .collect();
     let mut tasks = Vec::new();
     for (group, peers) in groups {
-        for p in peers {
+        for (p, mut events) in peers {
             let latencies = latencies.clone();
             let n = args.messages;
             tasks.push(tokio::spawn(async move {
-                let mut events = p.client.subscribe();
                 // Sending and receiving run side by side, so a long burst
                 // does not overrun the event channel.
                 let send = async {
@@ -305,9 +709,16 @@ async fn e2e_mode(args: &Args) -> Result<()> {
                 };
                 let receive = async {
                     let mut got = 0;
-                    let deadline = tokio::time::Instant::now() + Duration::from_secs(300);
+                    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
                     while got < expected_per_peer {
-                        let ev = tokio::time::timeout_at(deadline, events.recv()).await??;
+                        let ev = tokio::time::timeout_at(deadline, events.recv())
+                            .await
+                            .with_context(|| {
+                                format!(
+                                    "{} received {got} of {expected_per_peer} messages",
+                                    p.user()
+                                )
+                            })??;
                         if let Event::Message(m) = ev {
                             if m.state == cascade_core::DeliveryState::Received {
                                 got += 1;
