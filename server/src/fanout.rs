@@ -2,8 +2,8 @@
 //!
 //! The [`Registry`] maps each connected, authenticated device to a bounded
 //! channel read by its connection. Items are written to the store and
-//! flushed first; then they are offered here, still under the group's writer
-//! lock, so a device sees a group's items in order. A connection registers
+//! flushed first; then they are offered here in the group's publication
+//! order ([`crate::group_lock`]), so a device sees a group's items in order. A connection registers
 //! before it reads its backlog from the store and skips live items it already
 //! sent from the backlog, so nothing falls in between.
 //!

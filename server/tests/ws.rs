@@ -765,3 +765,71 @@ async fn shutdown_closes_connections_and_returns() {
         .expect("clean shutdown");
     drop(dir);
 }
+
+/// Many senders in one group at once: their writes share flushes and the
+/// group's lock is not held through them, yet a member who only listens
+/// gets every accepted message once, live, in `seq` order, and each
+/// sender's answers carry the `seq` the listener saw for its message.
+#[tokio::test]
+async fn concurrent_senders_in_one_group_are_delivered_live_in_seq_order() {
+    const SENDERS: usize = 6;
+    const EACH: u8 = 25;
+    let relay = start().await;
+    let listener = relay.device("listener@north");
+    let senders: Vec<TestDevice> = (0..SENDERS)
+        .map(|i| relay.device(&format!("sender{i}@north")))
+        .collect();
+    let group = GroupId([7; 16]);
+    let (mut owner, _) = relay.online(&senders[0]).await;
+    owner.create_group(group).await;
+    let others: Vec<&TestDevice> = senders[1..].iter().chain([&listener]).collect();
+    owner
+        .commit(bundle(group, 0, &others, &[]))
+        .await
+        .expect("add everyone");
+    drop(owner);
+    let (mut listen, backlog) = relay.online(&listener).await;
+    assert_eq!(backlog.len(), 1, "the Welcome");
+
+    let mut tasks = Vec::new();
+    for (i, device) in senders.iter().enumerate() {
+        let (mut client, _) = relay.online(device).await;
+        tasks.push(tokio::spawn(async move {
+            let mut accepted = Vec::new();
+            for n in 0..EACH {
+                match client.send_message(group, 1, &[i as u8, n]).await {
+                    Ok(Response::MessageAccepted { seq }) => accepted.push((seq, [i as u8, n])),
+                    other => panic!("send refused: {other:?}"),
+                }
+            }
+            accepted
+        }));
+    }
+    let mut expected = std::collections::BTreeMap::new();
+    for t in tasks {
+        for (seq, body) in t.await.expect("sender") {
+            assert!(
+                expected.insert(seq, body).is_none(),
+                "seq {seq} given twice"
+            );
+        }
+    }
+    let mut seen = Vec::new();
+    while seen.len() < SENDERS * usize::from(EACH) {
+        match listen.push().await {
+            Push::Deliver(item) => seen.push(item),
+            Push::KeyPackagesLow { .. } => {}
+            other => panic!("unexpected push {other:?}"),
+        }
+    }
+    assert!(
+        seen.windows(2).all(|w| w[0].seq < w[1].seq),
+        "live items arrive in seq order: {:?}",
+        seen.iter().map(|i| i.seq).collect::<Vec<_>>()
+    );
+    for item in &seen {
+        let body = expected.get(&item.seq).expect("an accepted seq");
+        assert_eq!(item.payload, private_message(group, 1, body));
+    }
+    listen.assert_quiet().await;
+}

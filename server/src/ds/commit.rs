@@ -98,7 +98,7 @@ async fn sequence(
     bundle: &CommitBundle,
     external: bool,
 ) -> Result<Response, DsError> {
-    let _writer = state.groups().lock(bundle.group_id).await;
+    let mut writer = state.groups().lock(bundle.group_id).await;
     let store = state.store();
     let group = store
         .get_group(&bundle.group_id)?
@@ -166,7 +166,12 @@ async fn sequence(
         StoreError::NotFound => DsError::UnknownGroup,
         e => e.into(),
     })?;
+    // As for messages: the lock goes before the flush, delivery waits for
+    // durability and for the group's earlier items.
+    let mut publication = writer.publication();
+    drop(writer);
     state.flush().await?;
+    publication.turn().await;
 
     let mut payloads = vec![(ItemKind::Commit, &bundle.commit)];
     if let Some(welcome) = &bundle.welcome {

@@ -135,7 +135,8 @@ where
 }
 
 /// Offers freshly sequenced (and flushed) items to the connected recipients.
-/// Call with the group's writer lock held.
+/// Call in the write's publication turn (see [`crate::group_lock`]), after
+/// the flush.
 fn deliver_live(
     state: &AppState,
     group_id: GroupId,

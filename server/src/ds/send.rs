@@ -17,7 +17,7 @@ use crate::AppState;
 /// added devices (else `WrongEpoch`: every recipient must be able to read
 /// it), under the group's writer lock; answers
 /// `MessageAccepted { seq }` only once the message is durably in every
-/// recipient's queue, then delivers it live.
+/// recipient's queue, after delivering it live in the group's order.
 pub async fn handle(
     state: &AppState,
     session: &Session,
@@ -58,7 +58,7 @@ async fn sequence(
     epoch: u64,
     message: &Bytes,
 ) -> Result<Response, DsError> {
-    let _writer = state.groups().lock(group_id).await;
+    let mut writer = state.groups().lock(group_id).await;
     let store = state.store();
     let group = store.get_group(&group_id)?.ok_or(DsError::UnknownGroup)?;
     if !group.roster.contains(&session.device_id) {
@@ -84,7 +84,13 @@ async fn sequence(
             StoreError::NotFound => DsError::UnknownGroup,
             e => e.into(),
         })?;
+    // The lock goes before the flush: writes of this group made meanwhile
+    // share the next fsync. Delivery waits for it, and for the group's
+    // earlier items.
+    let mut publication = writer.publication();
+    drop(writer);
     state.flush().await?;
+    publication.turn().await;
     deliver_live(
         state,
         group_id,
