@@ -37,6 +37,12 @@ pub const BACKLOG_PAGE: usize = 100;
 /// gives up on the connection.
 pub const SEND_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// The WebSocket read buffer a connection starts with. Most frames are far
+/// smaller; a larger frame grows the buffer as it arrives. The library's
+/// default (128 KiB) made an idle connection cost about 136 KiB of relay
+/// memory (`docs/benchmarks.md`, connection density).
+pub const READ_BUFFER_BYTES: usize = 4096;
+
 /// `GET /v1/ws`: upgrades to the device WebSocket with the protocol's size
 /// limits.
 pub async fn upgrade(
@@ -45,6 +51,7 @@ pub async fn upgrade(
 ) -> axum::response::Response {
     ws.max_message_size(HARD_MAX_FRAME_BYTES)
         .max_frame_size(HARD_MAX_FRAME_BYTES)
+        .read_buffer_size(READ_BUFFER_BYTES)
         .on_upgrade(move |socket| run_connection(state, socket))
 }
 

@@ -80,6 +80,12 @@ impl RawConn {
     pub async fn connect_url(relay_url: &str) -> Result<RawConn> {
         let url = format!("{}/v1/ws", relay_url.replace("http://", "ws://"));
         let (ws, _) = tokio_tungstenite::connect_async_with_config(url, None, true).await?;
+        Self::from_ws(ws).await
+    }
+
+    /// Takes over an open WebSocket (for a client that set up the socket
+    /// itself, e.g. from another source address) and reads the challenge.
+    pub async fn from_ws(ws: Ws) -> Result<RawConn> {
         let mut c = RawConn {
             ws,
             next_id: 1,

@@ -2,7 +2,7 @@
 //! (`cargo xtask bench`). Traffic stays on loopback, and every loop is
 //! bounded in count.
 //!
-//! Two modes:
+//! Three modes:
 //! - `relay`: raw protocol clients post synthetic MLS application messages
 //!   into one group and drain their queues. This measures the relay alone:
 //!   sequencing, the durable write before each answer, fan-out. The same
@@ -12,6 +12,10 @@
 //! - `e2e`: real `cascade-core` clients in several groups exchange real MLS
 //!   messages. This measures the whole path: encryption, SQLite, relay,
 //!   decryption.
+//!
+//! - `idle`: connection density, against the relay and the baseline:
+//!   `--connections N` authenticated idle connections, the server's memory
+//!   per connection and the time to connect them and to reconnect them all.
 //!
 //! Results are printed as Markdown table rows for `docs/benchmarks.md`;
 //! `--json FILE` also writes them with the machine, commit and command, and
@@ -45,6 +49,7 @@ struct Args {
     rate: Option<f64>,
     json: Option<String>,
     compare: Option<(String, String)>,
+    connections: usize,
     /// The command line, for the JSON record.
     command: String,
 }
@@ -62,6 +67,7 @@ fn parse() -> Result<Args> {
         rate: None,
         json: None,
         compare: None,
+        connections: 1000,
         command: std::env::args().collect::<Vec<_>>().join(" "),
     };
     let mut it = std::env::args().skip(1);
@@ -81,12 +87,13 @@ fn parse() -> Result<Args> {
             "--size" => a.size = val()?.parse()?,
             "--rate" => a.rate = Some(val()?.parse()?),
             "--json" => a.json = Some(val()?),
+            "--connections" => a.connections = val()?.parse()?,
             "--compare" => {
                 let first = val()?;
                 a.compare = Some((first, val()?));
             }
             other => bail!(
-                "unknown argument {other}; usage: cascade-load [--mode relay|e2e] [--target relay|baseline|baseline-fsync|all] [--devices N] [--senders N] [--size BYTES] [--rate PER_SECOND] [--groups N] [--members N] [--messages N] [--json FILE] | --compare A.json B.json"
+                "unknown argument {other}; usage: cascade-load [--mode relay|e2e|idle] [--target relay|baseline|baseline-fsync|all] [--devices N] [--senders N] [--size BYTES] [--rate PER_SECOND] [--groups N] [--members N] [--messages N] [--connections N] [--json FILE] | --compare A.json B.json"
             ),
         }
     }
@@ -148,6 +155,7 @@ async fn main() -> Result<()> {
     match args.mode.as_str() {
         "relay" => relay_mode(&args).await,
         "e2e" => e2e_mode(&args).await,
+        "idle" => idle_mode(&args).await,
         m => bail!("unknown mode {m}"),
     }
 }
@@ -196,6 +204,8 @@ async fn start_server(target: Target) -> Result<Server> {
         });
     }
     let mut cmd = tokio::process::Command::new(cascade_tests::bin_dir().join("cascade-baseline"));
+    // The same WebSocket read buffer as the relay's.
+    cmd.args(["--read-buffer", &IDLE_READ_BUFFER.to_string()]);
     if target == Target::BaselineFsync {
         cmd.arg("--fsync").arg(dir.path());
     }
@@ -645,6 +655,109 @@ fn compare(a: &str, b: &str) -> Result<()> {
         );
     }
     Ok(())
+}
+
+/// The WebSocket read buffer both servers and the idle clients use in
+/// `idle` mode, as the relay sets it (`server/src/ws.rs`).
+const IDLE_READ_BUFFER: usize = 4096;
+
+/// Connection density: `connections` authenticated idle WebSocket
+/// connections to the relay and to the baseline, from several 127.0.0.x
+/// source addresses; the server's RSS per connection, the time to accept
+/// and authenticate them all, and the time to take them all again after
+/// they dropped at once (a burst of reconnections).
+async fn idle_mode(args: &Args) -> Result<()> {
+    let targets = match args.target.as_str() {
+        "all" => vec![Target::Baseline, Target::Relay],
+        "relay" => vec![Target::Relay],
+        "baseline" => vec![Target::Baseline],
+        t => bail!("idle mode runs against relay, baseline or all, not {t}"),
+    };
+    println!("| target | connections | connect + authenticate s | per s | RSS idle MiB | RSS connected MiB | KiB per connection | reconnect burst s | per s |");
+    println!("|---|---|---|---|---|---|---|---|---|");
+    for target in targets {
+        let server = start_server(target).await?;
+        let n = args.connections;
+        let devices: Vec<RawDevice> = match &server._relay {
+            Some(relay) => {
+                use futures_util::StreamExt;
+                futures_util::stream::iter(0..n)
+                    .map(
+                        |i| async move { RawDevice::enrol(relay, &format!("idle{i}@bench")).await },
+                    )
+                    .buffer_unordered(8)
+                    .collect::<Vec<_>>()
+                    .await
+                    .into_iter()
+                    .collect::<Result<_>>()?
+            }
+            None => (0..n).map(|_| RawDevice::unenrolled()).collect(),
+        };
+        let addr: std::net::SocketAddr = server
+            .url
+            .trim_start_matches("http://")
+            .parse()
+            .context("server address")?;
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let (rss_idle, _) = process_stats(server.pid)?;
+        let start = Instant::now();
+        let conns = connect_all(addr, &devices).await?;
+        let connect = start.elapsed();
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        let (rss_connected, _) = process_stats(server.pid)?;
+        drop(conns);
+        // Let the server see every connection close before they come back.
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        let start = Instant::now();
+        let conns = connect_all(addr, &devices).await?;
+        let burst = start.elapsed();
+        drop(conns);
+        println!(
+            "| {} | {n} | {:.2} | {:.0} | {:.1} | {:.1} | {:.1} | {:.2} | {:.0} |",
+            target.name(),
+            connect.as_secs_f64(),
+            n as f64 / connect.as_secs_f64(),
+            rss_idle as f64 / 1024.0,
+            rss_connected as f64 / 1024.0,
+            rss_connected.saturating_sub(rss_idle) as f64 / n as f64,
+            burst.as_secs_f64(),
+            n as f64 / burst.as_secs_f64(),
+        );
+    }
+    Ok(())
+}
+
+/// Connects and authenticates every device, 64 at a time, spreading the
+/// connections over source addresses 127.0.0.2, .3, … (1,000 each: binding
+/// a source address to an ephemeral port searches that address's used
+/// ports, which at 10,000 per address made the load generator, not the
+/// server, the limit).
+async fn connect_all(addr: std::net::SocketAddr, devices: &[RawDevice]) -> Result<Vec<RawConn>> {
+    use futures_util::StreamExt;
+    futures_util::stream::iter(devices.iter().enumerate())
+        .map(|(i, d)| async move {
+            let source = std::net::Ipv4Addr::new(127, 0, 0, 2 + (i / 1_000) as u8);
+            let socket = tokio::net::TcpSocket::new_v4()?;
+            socket.bind((source, 0).into())?;
+            let tcp = socket.connect(addr).await?;
+            tcp.set_nodelay(true)?;
+            let config = tokio_tungstenite::tungstenite::protocol::WebSocketConfig::default()
+                .read_buffer_size(IDLE_READ_BUFFER);
+            let (ws, _) = tokio_tungstenite::client_async_with_config(
+                format!("ws://{addr}/v1/ws"),
+                tokio_tungstenite::MaybeTlsStream::Plain(tcp),
+                Some(config),
+            )
+            .await?;
+            let mut conn = RawConn::from_ws(ws).await?;
+            conn.authenticate(d).await?;
+            anyhow::Ok(conn)
+        })
+        .buffer_unordered(64)
+        .collect::<Vec<_>>()
+        .await
+        .into_iter()
+        .collect()
 }
 
 /// Real clients: `groups` groups of `members` users; everyone sends
