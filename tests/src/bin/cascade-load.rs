@@ -418,7 +418,7 @@ struct Plan {
 /// Sends this device's messages and receives everyone else's, acking in
 /// batches, until both are complete.
 async fn run_device(conn: RawConn, plan: Plan) -> Result<Outcome> {
-    use futures_util::{FutureExt, SinkExt, StreamExt};
+    use futures_util::{FutureExt, StreamExt};
     use tokio_tungstenite::tungstenite::Message as WsMessage;
     let (mut ws, mut next_id, _) = conn.into_parts();
     let mut out = Outcome::default();
@@ -441,17 +441,11 @@ async fn run_device(conn: RawConn, plan: Plan) -> Result<Outcome> {
             };
             let mut body = vec![0u8; body_len];
             body[..8].copy_from_slice(&(at - plan.clock).as_nanos().to_be_bytes()[8..]);
-            let id = next_id;
-            next_id += 1;
-            let frame = encode_client_frame(&ClientFrame {
-                v: 1,
-                id,
-                req: Request::SendMessage {
-                    group_id: plan.group,
-                    message: Bytes::from(mls::application_with(&plan.group, 1, &body)),
-                },
-            });
-            ws.send(WsMessage::Binary(frame.into())).await?;
+            let request = Request::SendMessage {
+                group_id: plan.group,
+                message: Bytes::from(mls::application_with(&plan.group, 1, &body)),
+            };
+            let id = send_request(&mut ws, &mut next_id, request).await?;
             pending.insert(id, at);
             sent += 1;
             if let Some(p) = period {
@@ -512,19 +506,30 @@ async fn run_device(conn: RawConn, plan: Plan) -> Result<Outcome> {
             }
         }
         for chunk in to_ack.chunks(limits::MAX_ACK_BATCH) {
-            let id = next_id;
-            next_id += 1;
-            let frame = encode_client_frame(&ClientFrame {
-                v: 1,
-                id,
-                req: Request::Ack {
-                    queue_ids: chunk.to_vec(),
-                },
-            });
-            ws.send(WsMessage::Binary(frame.into())).await?;
+            let request = Request::Ack {
+                queue_ids: chunk.to_vec(),
+            };
+            send_request(&mut ws, &mut next_id, request).await?;
         }
         to_ack.clear();
     }
+}
+
+/// Sends a request without waiting for its answer; returns its id.
+async fn send_request(
+    ws: &mut cascade_tests::raw::Ws,
+    next_id: &mut u64,
+    req: Request,
+) -> Result<u64> {
+    use futures_util::SinkExt;
+    let id = *next_id;
+    *next_id += 1;
+    let frame = encode_client_frame(&ClientFrame { v: 1, id, req });
+    ws.send(tokio_tungstenite::tungstenite::Message::Binary(
+        frame.into(),
+    ))
+    .await?;
+    Ok(id)
 }
 
 fn print_relay_table(results: &[RelayFigures]) {
@@ -603,7 +608,16 @@ fn write_json(path: &str, args: &Args, results: &[RelayFigures]) -> Result<()> {
             std::thread::available_parallelism().map_or(0, |n| n.get()),
             command_output("uname", &["-sr"])
         ),
-        commit: command_output("git", &["rev-parse", "--short", "HEAD"]),
+        commit: command_output(
+            "git",
+            &[
+                "-C",
+                env!("CARGO_MANIFEST_DIR"),
+                "rev-parse",
+                "--short",
+                "HEAD",
+            ],
+        ),
         command: args.command.clone(),
         results: results.to_vec(),
     };
