@@ -15,6 +15,8 @@
 //! - `cargo xtask bench [ARGS]`: the load generator against the relay and
 //!   the raw fan-out baselines in the same run; `--compare A.json B.json`
 //!   prints the change between two recorded runs.
+//! - `cargo xtask bench-mls [--sizes N,N,…]`: criterion benchmarks of MLS
+//!   group operations against group size.
 //! - `cargo xtask soak [--seeds N] [--steps N]`: the engine's seeded random
 //!   interactions on the simulated relay, far longer than the test run.
 //!
@@ -40,11 +42,12 @@ fn main() -> Result<()> {
         Some("ci") => ci(),
         Some("demo") => demo::run(&root, &args[1..]),
         Some("bench") => bench(&args[1..]),
+        Some("bench-mls") => bench_mls(&args[1..]),
         Some("soak") => soak(&args[1..]),
         Some("bindings") => bindings(&cwd, &args[1..]),
         _ => {
             eprintln!(
-                "usage: cargo xtask <test|ci|demo|bench|soak [--seeds N] [--steps N]|bindings [--out DIR]>"
+                "usage: cargo xtask <test|ci|demo|bench|bench-mls [--sizes N,N,…]|soak [--seeds N] [--steps N]|bindings [--out DIR]>"
             );
             std::process::exit(2);
         }
@@ -349,6 +352,29 @@ fn generated(dir: &Path, ext: &str) -> Result<Vec<PathBuf>> {
 /// generator (arguments are passed on; see `tests/src/bin/cascade-load.rs`).
 /// Without arguments it runs the standard set recorded in
 /// `docs/benchmarks.md`.
+/// The criterion benchmarks of MLS group operations against group size
+/// (`client-core/benches/mls_groups.rs`), by default in groups of 10, 100,
+/// 1,000 and 10,000 devices; `--sizes 30000` for others.
+fn bench_mls(args: &[String]) -> Result<()> {
+    let mut cmd = cargo();
+    cmd.args([
+        "bench",
+        "--locked",
+        "-p",
+        "cascade-core",
+        "--bench",
+        "mls_groups",
+    ]);
+    match args {
+        [] => {}
+        [flag, sizes] if flag == "--sizes" => {
+            cmd.env("CASCADE_BENCH_SIZES", sizes);
+        }
+        _ => bail!("usage: cargo xtask bench-mls [--sizes N,N,…]"),
+    }
+    run(&mut cmd)
+}
+
 /// The seeded random interactions of the client engine on the simulated
 /// relay (`client-core/tests/random.rs`), for many more seeds and steps
 /// than the test run has time for: by default 200 seeds of 5,000 steps

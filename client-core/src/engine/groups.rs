@@ -33,7 +33,7 @@ pub fn capabilities() -> Capabilities {
 }
 
 /// The configuration of a group this device creates.
-pub(crate) fn create_config() -> MlsGroupCreateConfig {
+pub fn create_config() -> MlsGroupCreateConfig {
     MlsGroupCreateConfig::builder()
         .ciphersuite(CIPHERSUITE)
         .capabilities(capabilities())
@@ -45,7 +45,7 @@ pub(crate) fn create_config() -> MlsGroupCreateConfig {
 
 /// The configuration of a group this device joins (Welcome or external
 /// commit).
-pub(crate) fn join_config() -> MlsGroupJoinConfig {
+pub fn join_config() -> MlsGroupJoinConfig {
     MlsGroupJoinConfig::builder()
         .use_ratchet_tree_extension(true)
         .max_past_epochs(MAX_PAST_EPOCHS)

@@ -48,7 +48,7 @@ use openmls_basic_credential::SignatureKeyPair;
 use serde::{Deserialize, Serialize};
 
 pub use effects::{Answer, QueryId};
-pub use groups::{CIPHERSUITE, MAX_PAST_EPOCHS};
+pub use groups::{capabilities, create_config, join_config, CIPHERSUITE, MAX_PAST_EPOCHS};
 pub use outbox::REJOINED_TEXT;
 pub use queries::{safety_number, Member, Participant, ParticipantDevice};
 pub use receipts::{MAX_RECEIPT_GROUP_USERS, RECEIPT_DELAY_MS};
