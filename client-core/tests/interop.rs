@@ -153,3 +153,56 @@ fn the_relays_group_info_carries_the_tree_and_the_external_key() {
     sim.settle();
     check(&sim, g);
 }
+
+/// RFC 9420 §7.2 (valn0104): a newcomer whose credential type the members
+/// do not support is refused. The vendored openmls gathers the credential
+/// types in use once per validation (`vendor/openmls/large-join.patch`);
+/// this checks the patch keeps the refusal for a type nobody uses yet.
+#[test]
+fn a_newcomer_with_a_credential_type_members_do_not_support_is_refused() {
+    let provider = OpenMlsRustCrypto::default();
+    let signer = SignatureKeyPair::new(CIPHERSUITE.signature_algorithm()).expect("keys");
+    signer.store(provider.storage()).expect("stored");
+    let mut group = MlsGroup::new(
+        &provider,
+        &signer,
+        &cascade_core::engine::create_config(),
+        CredentialWithKey {
+            credential: make_credential(&[0x30; 64]),
+            signature_key: signer.public().into(),
+        },
+    )
+    .expect("group");
+
+    let peer = OpenMlsRustCrypto::default();
+    let peer_signer = SignatureKeyPair::new(CIPHERSUITE.signature_algorithm()).expect("keys");
+    peer_signer.store(peer.storage()).expect("stored");
+    // The newcomer supports the X.509 credentials in use, but its own
+    // credential is of a type no member supports.
+    let basic_and_x509 = Capabilities::new(
+        None,
+        Some(&[CIPHERSUITE]),
+        None,
+        None,
+        Some(&[CredentialType::Basic, CredentialType::X509]),
+    );
+    let kp = KeyPackage::builder()
+        .leaf_node_capabilities(basic_and_x509)
+        .build(
+            CIPHERSUITE,
+            &peer,
+            &peer_signer,
+            CredentialWithKey {
+                credential: BasicCredential::new(b"peer".to_vec()).into(),
+                signature_key: peer_signer.public().into(),
+            },
+        )
+        .expect("KeyPackage")
+        .key_package()
+        .clone();
+    assert!(
+        group.add_members(&provider, &signer, &[kp]).is_err(),
+        "members support X.509 credentials only"
+    );
+    assert_eq!(group.members().count(), 1);
+}

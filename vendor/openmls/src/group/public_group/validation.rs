@@ -24,9 +24,18 @@ use crate::{
         proposals::{Proposal, ProposalOrRefType, ProposalType},
         Commit,
     },
-    prelude::LibraryError,
+    prelude::{CredentialType, LibraryError},
     treesync::{errors::LeafNodeValidationError, LeafNode},
 };
+
+/// The credential types in use in a tree, and those of them every member
+/// supports, computed once so that validating every leaf of a tree (or
+/// every leaf a commit adds) checks valn0104 in linear rather than
+/// quadratic time. (Cascade: openmls issue #2224.)
+pub(crate) struct CredentialCompatibility {
+    in_use: Vec<CredentialType>,
+    supported_by_all: Vec<CredentialType>,
+}
 
 #[cfg(feature = "extensions-draft")]
 use crate::{
@@ -353,6 +362,7 @@ impl PublicGroup {
         //   support for all the credential types currently in use by other
         //   members.
 
+        let compatibility = self.credential_compatibility();
         // Extract the leaf nodes from the add & update proposals and validate them
         proposal_queue
             .queued_proposals()
@@ -362,7 +372,7 @@ impl PublicGroup {
                 _ => None,
             })
             .try_for_each(|leaf_node| {
-                self.validate_leaf_node_capabilities(leaf_node)
+                self.validate_leaf_node_capabilities(leaf_node, &compatibility)
                     .map_err(|_| ProposalValidationError::InsufficientCapabilities)
             })
     }
@@ -787,9 +797,35 @@ impl PublicGroup {
         Ok(())
     }
 
+    /// The credential types in use in this group's tree and those every
+    /// member supports (one pass over the tree per type in use).
+    pub(crate) fn credential_compatibility(&self) -> CredentialCompatibility {
+        let mut in_use: Vec<CredentialType> = Vec::new();
+        for (_, node) in self.treesync().full_leaves() {
+            let credential_type = node.credential().credential_type();
+            if !in_use.contains(&credential_type) {
+                in_use.push(credential_type);
+            }
+        }
+        let supported_by_all = in_use
+            .iter()
+            .copied()
+            .filter(|t| {
+                self.treesync()
+                    .full_leaves()
+                    .all(|(_, node)| node.capabilities().contains_credential(*t))
+            })
+            .collect();
+        CredentialCompatibility {
+            in_use,
+            supported_by_all,
+        }
+    }
+
     fn validate_leaf_node_capabilities(
         &self,
         leaf_node: &LeafNode,
+        compatibility: &CredentialCompatibility,
     ) -> Result<(), LeafNodeValidationError> {
         // Check that the data in the leaf node is self-consistent
         // Check that the capabilities contain the leaf node's credential
@@ -817,20 +853,28 @@ impl PublicGroup {
         }
 
         // Check that the credential type is supported by all members of the group (https://validation.openmls.tech/#valn0104).
-        if !self.treesync().full_leaves().all(|(_, node)| {
-            node.capabilities()
-                .contains_credential(leaf_node.credential().credential_type())
-        }) {
+        let credential_type = leaf_node.credential().credential_type();
+        let supported_everywhere = if compatibility.supported_by_all.contains(&credential_type) {
+            true
+        } else if compatibility.in_use.contains(&credential_type) {
+            false
+        } else {
+            // A type nobody uses yet (a newcomer's): ask every member.
+            self.treesync()
+                .full_leaves()
+                .all(|(_, node)| node.capabilities().contains_credential(credential_type))
+        };
+        if !supported_everywhere {
             return Err(LeafNodeValidationError::UnsupportedCredentials);
         }
 
         // Check that the capabilities field of this LeafNode indicates
         // support for all the credential types currently in use by other
         // members (https://validation.openmls.tech/#valn0104).
-        if !self
-            .treesync()
-            .full_leaves()
-            .all(|(_, node)| capabilities.contains_credential(node.credential().credential_type()))
+        if !compatibility
+            .in_use
+            .iter()
+            .all(|t| capabilities.contains_credential(*t))
         {
             return Err(LeafNodeValidationError::UnsupportedCredentials);
         }
@@ -846,7 +890,8 @@ impl PublicGroup {
         leaf_node: &crate::treesync::LeafNode,
     ) -> Result<(), LeafNodeValidationError> {
         // Call the validation function and validate the lifetime
-        self.validate_leaf_node_inner(leaf_node, LeafNodeLifetimePolicy::Verify)
+        let compatibility = self.credential_compatibility();
+        self.validate_leaf_node_inner(leaf_node, LeafNodeLifetimePolicy::Verify, &compatibility)
     }
 
     /// Validate a leaf node.
@@ -856,11 +901,12 @@ impl PublicGroup {
         &self,
         leaf_node: &crate::treesync::LeafNode,
         validate_lifetimes: LeafNodeLifetimePolicy,
+        compatibility: &CredentialCompatibility,
     ) -> Result<(), LeafNodeValidationError> {
         // https://validation.openmls.tech/#valn0103
         // https://validation.openmls.tech/#valn0104
         // https://validation.openmls.tech/#valn0107
-        self.validate_leaf_node_capabilities(leaf_node)?;
+        self.validate_leaf_node_capabilities(leaf_node, compatibility)?;
 
         // https://validation.openmls.tech/#valn0105 is done when sending
 
