@@ -114,6 +114,18 @@ impl Sized {
             .expect("merge");
     }
 
+    /// The creator adds the member of `kp` and merges; returns the Welcome.
+    fn add(&mut self, kp: KeyPackage) -> MlsMessageOut {
+        let (_, welcome, _) = self
+            .group
+            .add_members(&self.creator.provider, &self.creator.signer, &[kp])
+            .expect("add");
+        self.group
+            .merge_pending_commit(&self.creator.provider)
+            .expect("merge");
+        welcome
+    }
+
     /// A new member and its KeyPackage (not measured).
     fn newcomer(&mut self) -> (Member, KeyPackage) {
         self.restore_size();
@@ -242,17 +254,7 @@ fn groups(c: &mut Criterion) {
         bench.bench_function(BenchmarkId::new("add_one", size), |b| {
             b.iter_batched(
                 || cell.borrow_mut().newcomer(),
-                |(m, kp)| {
-                    let g = &mut *cell.borrow_mut();
-                    let (_, welcome, _) = g
-                        .group
-                        .add_members(&g.creator.provider, &g.creator.signer, &[kp])
-                        .expect("add");
-                    g.group
-                        .merge_pending_commit(&g.creator.provider)
-                        .expect("merge");
-                    (m, welcome)
-                },
+                |(m, kp)| (m, cell.borrow_mut().add(kp)),
                 BatchSize::PerIteration,
             )
         });
@@ -262,13 +264,7 @@ fn groups(c: &mut Criterion) {
                 || {
                     let g = &mut *cell.borrow_mut();
                     let (m, kp) = g.newcomer();
-                    let (_, welcome, _) = g
-                        .group
-                        .add_members(&g.creator.provider, &g.creator.signer, &[kp])
-                        .expect("add");
-                    g.group
-                        .merge_pending_commit(&g.creator.provider)
-                        .expect("merge");
+                    let welcome = g.add(kp);
                     (m, welcome_of(welcome))
                 },
                 |(m, welcome)| join(&m, welcome),
