@@ -5,7 +5,7 @@
 //! fsync: a caller takes a ticket after its write; a flush covers every ticket
 //! issued before it started.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 
 use crate::store::{Store, StoreError};
@@ -13,6 +13,9 @@ use crate::store::{Store, StoreError};
 /// Batches [`Store::flush`] calls across concurrent writers.
 pub struct Flusher {
     store: Arc<dyn Store>,
+    /// Benchmarks only: answer without flushing (see
+    /// [`Flusher::skip_for_benchmarks`]).
+    skip: AtomicBool,
     tickets: AtomicU64,
     /// The highest ticket known to be durable; held while a flush runs.
     flushed: tokio::sync::Mutex<u64>,
@@ -23,14 +26,31 @@ impl Flusher {
     pub fn new(store: Arc<dyn Store>) -> Self {
         Self {
             store,
+            skip: AtomicBool::new(false),
             tickets: AtomicU64::new(0),
             flushed: tokio::sync::Mutex::new(0),
         }
     }
 
+    /// From now on [`Flusher::flush`] returns at once: answers no longer
+    /// wait for durability, and a crash loses what was acknowledged. Only
+    /// for measuring what durability costs (`cascade-load`'s
+    /// `relay-nofsync` target); never in service.
+    pub fn skip_for_benchmarks(&self) {
+        self.skip.store(true, Ordering::Relaxed);
+    }
+
     /// Returns once every write this task completed before the call is
     /// durable. Holds no lock other writers need while it waits.
     pub async fn flush(&self) -> Result<(), StoreError> {
+        if self.skip.load(Ordering::Relaxed) {
+            return Ok(());
+        }
+        self.flush_now().await
+    }
+
+    /// Like [`Flusher::flush`], even when flushes are skipped (shutdown).
+    pub async fn flush_now(&self) -> Result<(), StoreError> {
         let ticket = self.tickets.fetch_add(1, Ordering::SeqCst) + 1;
         let mut flushed = self.flushed.lock().await;
         if *flushed >= ticket {

@@ -141,6 +141,13 @@ impl AppState {
         self.inner.flusher.flush().await
     }
 
+    /// Answers stop waiting for durable flushes: only for measuring what
+    /// durability costs (`serve --unsafe-no-fsync-for-benchmarks`).
+    pub fn skip_flushes_for_benchmarks(&self) {
+        tracing::warn!("flushes are skipped: acknowledged writes can be lost (benchmarks only)");
+        self.inner.flusher.skip_for_benchmarks();
+    }
+
     /// The connected devices.
     pub fn registry(&self) -> &Registry {
         &self.inner.registry
@@ -291,7 +298,7 @@ impl Server {
                 "connections still open after the grace period"
             );
         }
-        state.flush().await?;
+        state.inner.flusher.flush_now().await?;
         tracing::info!("store flushed; stopped");
         Ok(())
     }

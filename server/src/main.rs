@@ -42,6 +42,11 @@ struct ServeArgs {
     /// variables take precedence.
     #[arg(long)]
     config: Option<PathBuf>,
+    /// Answer without waiting for durable flushes, so that a crash loses
+    /// acknowledged messages. Only for measuring the cost of durability
+    /// (`cascade-load --target relay-nofsync`); never in service.
+    #[arg(long, hide = true)]
+    unsafe_no_fsync_for_benchmarks: bool,
 }
 
 #[derive(Args)]
@@ -114,11 +119,16 @@ fn shutdown_signal() -> impl std::future::Future<Output = ()> {
 
 async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let push_gateway = args.push_gateway.clone();
+    let no_fsync = args.unsafe_no_fsync_for_benchmarks;
     let config = resolve(args)?;
     let (server, token) = Server::open(&config.data_dir)
         .with_context(|| format!("opening the data directory {}", config.data_dir.display()))?;
     if let Some(gateway) = push_gateway {
         server.state().enable_push(gateway);
+    }
+    if no_fsync {
+        eprintln!("WARNING: --unsafe-no-fsync-for-benchmarks: acknowledged messages can be lost");
+        server.state().skip_flushes_for_benchmarks();
     }
     eprintln!("admin token: {}", token.path.display());
     let listener = tokio::net::TcpListener::bind(config.listen)

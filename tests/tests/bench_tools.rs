@@ -48,13 +48,16 @@ fn relay_mode_runs_every_target_and_counts_every_delivery() -> Result<()> {
         closed.to_str().context("path")?,
     ])?;
     let rows: Vec<&str> = out.lines().filter(|l| l.starts_with("| ")).collect();
-    ensure!(rows.len() == 4, "a header and three rows: {out}");
+    ensure!(rows.len() == 5, "a header and four rows: {out}");
     let results = read_results(&closed)?;
     let targets: Vec<&str> = results
         .iter()
         .map(|r| r["target"].as_str().unwrap_or_default())
         .collect();
-    assert_eq!(targets, ["baseline", "baseline-fsync", "relay"]);
+    assert_eq!(
+        targets,
+        ["baseline", "baseline-fsync", "relay-nofsync", "relay"]
+    );
     for r in &results {
         assert_eq!(r["accepted"], 15, "{r}");
         assert_eq!(r["deliveries"], 30, "each message reaches both others: {r}");

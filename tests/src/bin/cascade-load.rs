@@ -93,7 +93,7 @@ fn parse() -> Result<Args> {
                 a.compare = Some((first, val()?));
             }
             other => bail!(
-                "unknown argument {other}; usage: cascade-load [--mode relay|e2e|idle] [--target relay|baseline|baseline-fsync|all] [--devices N] [--senders N] [--size BYTES] [--rate PER_SECOND] [--groups N] [--members N] [--messages N] [--connections N] [--json FILE] | --compare A.json B.json"
+                "unknown argument {other}; usage: cascade-load [--mode relay|e2e|idle] [--target relay|relay-nofsync|baseline|baseline-fsync|all] [--devices N] [--senders N] [--size BYTES] [--rate PER_SECOND] [--groups N] [--members N] [--messages N] [--connections N] [--json FILE] | --compare A.json B.json"
             ),
         }
     }
@@ -165,6 +165,9 @@ async fn main() -> Result<()> {
 enum Target {
     /// `cascade-server` on its embedded store.
     Relay,
+    /// `cascade-server` answering without durable flushes (the cost of
+    /// durability, against `Relay`).
+    RelayNoFsync,
     /// `cascade-baseline`: raw fan-out, nothing durable.
     Baseline,
     /// `cascade-baseline --fsync`: raw fan-out after a group-commit fsync.
@@ -175,6 +178,7 @@ impl Target {
     fn name(self) -> &'static str {
         match self {
             Target::Relay => "relay",
+            Target::RelayNoFsync => "relay-nofsync",
             Target::Baseline => "baseline",
             Target::BaselineFsync => "baseline-fsync",
         }
@@ -192,8 +196,11 @@ struct Server {
 
 async fn start_server(target: Target) -> Result<Server> {
     let dir = tempfile::tempdir()?;
-    if target == Target::Relay {
-        let relay = Relay::start().await?;
+    if matches!(target, Target::Relay | Target::RelayNoFsync) {
+        let relay = match target {
+            Target::Relay => Relay::start().await?,
+            _ => Relay::start_with(&["--unsafe-no-fsync-for-benchmarks"]).await?,
+        };
         relay.org("bench").await?;
         return Ok(Server {
             url: relay.url.clone(),
@@ -285,11 +292,17 @@ struct RelayFigures {
 /// baseline and the baseline with group-commit fsync, as `--target` says.
 async fn relay_mode(args: &Args) -> Result<()> {
     let targets: Vec<Target> = match args.target.as_str() {
-        "all" => vec![Target::Baseline, Target::BaselineFsync, Target::Relay],
+        "all" => vec![
+            Target::Baseline,
+            Target::BaselineFsync,
+            Target::RelayNoFsync,
+            Target::Relay,
+        ],
         "relay" => vec![Target::Relay],
+        "relay-nofsync" => vec![Target::RelayNoFsync],
         "baseline" => vec![Target::Baseline],
         "baseline-fsync" => vec![Target::BaselineFsync],
-        t => bail!("unknown target {t}: relay, baseline, baseline-fsync or all"),
+        t => bail!("unknown target {t}: relay, relay-nofsync, baseline, baseline-fsync or all"),
     };
     let mut results = Vec::new();
     for t in targets {
@@ -308,7 +321,7 @@ async fn relay_run(args: &Args, target: Target) -> Result<RelayFigures> {
     let mut devices = Vec::new();
     for i in 0..args.devices {
         devices.push(match target {
-            Target::Relay => {
+            Target::Relay | Target::RelayNoFsync => {
                 let relay = server._relay.as_ref().context("relay")?;
                 RawDevice::enrol(relay, &format!("u{i}@bench")).await?
             }
