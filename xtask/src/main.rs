@@ -348,10 +348,6 @@ fn generated(dir: &Path, ext: &str) -> Result<Vec<PathBuf>> {
     Ok(found)
 }
 
-/// Builds the relay and the load generator in release mode and runs the load
-/// generator (arguments are passed on; see `tests/src/bin/cascade-load.rs`).
-/// Without arguments it runs the standard set recorded in
-/// `docs/benchmarks.md`.
 /// The criterion benchmarks of MLS group operations against group size
 /// (`client-core/benches/mls_groups.rs`), by default in groups of 10, 100,
 /// 1,000 and 10,000 devices; `--sizes 30000` for others.
@@ -406,6 +402,10 @@ fn soak(args: &[String]) -> Result<()> {
         .env("CASCADE_SIM_STEPS", &steps))
 }
 
+/// Builds the relay and the load generator in release mode and runs the load
+/// generator (arguments are passed on; see `tests/src/bin/cascade-load.rs`).
+/// Without arguments it runs the standard set recorded in
+/// `docs/benchmarks.md`.
 fn bench(args: &[String]) -> Result<()> {
     run(cargo().args([
         "build",
@@ -430,7 +430,8 @@ fn bench(args: &[String]) -> Result<()> {
     let out = target_dir().join("bench");
     std::fs::create_dir_all(&out)?;
     // Relay shapes: each runs against the raw baseline, the baseline with
-    // group-commit fsync and the relay, in that order, in the same run.
+    // group-commit fsync, the relay without and with fsync, in that order,
+    // in the same run.
     for (devices, senders, messages) in [
         ("2", "2", "500"),
         ("16", "16", "200"),

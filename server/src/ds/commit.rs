@@ -7,7 +7,9 @@ use cascade_protocol::frames::{CommitBundle, ItemKind, Response};
 use cascade_protocol::limits::MAX_GROUP_DEVICES;
 use cascade_protocol::mls_header::{framing_header, ContentType, SenderType, WireFormat};
 
-use super::{check_mls_size, deliver_live, expect_wire_format, run_to_completion, Session};
+use super::{
+    check_mls_size, deliver_live, durable_turn, expect_wire_format, run_to_completion, Session,
+};
 use crate::error::DsError;
 use crate::store::{CommitWrite, StoreError};
 use crate::AppState;
@@ -98,7 +100,7 @@ async fn sequence(
     bundle: &CommitBundle,
     external: bool,
 ) -> Result<Response, DsError> {
-    let mut writer = state.groups().lock(bundle.group_id).await;
+    let writer = state.groups().lock(bundle.group_id).await;
     let store = state.store();
     let group = store
         .get_group(&bundle.group_id)?
@@ -166,12 +168,7 @@ async fn sequence(
         StoreError::NotFound => DsError::UnknownGroup,
         e => e.into(),
     })?;
-    // As for messages: the lock goes before the flush, delivery waits for
-    // durability and for the group's earlier items.
-    let mut publication = writer.publication();
-    drop(writer);
-    state.flush().await?;
-    publication.turn().await;
+    let _turn = durable_turn(state, writer).await?;
 
     let mut payloads = vec![(ItemKind::Commit, &bundle.commit)];
     if let Some(welcome) = &bundle.welcome {

@@ -16,6 +16,7 @@ use cascade_protocol::{DeviceId, GroupId, UserId};
 
 use crate::error::DsError;
 use crate::fanout::{Live, SharedItem};
+use crate::group_lock::{GroupGuard, Publication};
 use crate::store::Sequenced;
 use crate::AppState;
 
@@ -132,6 +133,21 @@ where
     tokio::spawn(operation)
         .await
         .map_err(|_| DsError::Internal("a sequencing task failed"))?
+}
+
+/// After a sequencing write: lets the group's writer lock go (so writes of
+/// the group made meanwhile share the next fsync), waits until the write is
+/// durable and the group's earlier writes are published, and returns the
+/// write's turn to publish; hold it across [`deliver_live`].
+async fn durable_turn<'a>(
+    state: &'a AppState,
+    mut writer: GroupGuard<'a>,
+) -> Result<Publication<'a>, DsError> {
+    let mut publication = writer.publication();
+    drop(writer);
+    state.flush().await?;
+    publication.turn().await;
+    Ok(publication)
 }
 
 /// Offers freshly sequenced (and flushed) items to the connected recipients.

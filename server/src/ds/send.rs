@@ -6,7 +6,7 @@ use cascade_protocol::limits::MAX_MESSAGE_EPOCH_LAG;
 use cascade_protocol::mls_header::{framing_header, ContentType, WireFormat};
 use cascade_protocol::GroupId;
 
-use super::{check_mls_size, deliver_live, run_to_completion, Session};
+use super::{check_mls_size, deliver_live, durable_turn, run_to_completion, Session};
 use crate::error::DsError;
 use crate::store::{ApplicationWrite, StoreError};
 use crate::AppState;
@@ -58,7 +58,7 @@ async fn sequence(
     epoch: u64,
     message: &Bytes,
 ) -> Result<Response, DsError> {
-    let mut writer = state.groups().lock(group_id).await;
+    let writer = state.groups().lock(group_id).await;
     let store = state.store();
     let group = store.get_group(&group_id)?.ok_or(DsError::UnknownGroup)?;
     if !group.roster.contains(&session.device_id) {
@@ -84,13 +84,7 @@ async fn sequence(
             StoreError::NotFound => DsError::UnknownGroup,
             e => e.into(),
         })?;
-    // The lock goes before the flush: writes of this group made meanwhile
-    // share the next fsync. Delivery waits for it, and for the group's
-    // earlier items.
-    let mut publication = writer.publication();
-    drop(writer);
-    state.flush().await?;
-    publication.turn().await;
+    let _turn = durable_turn(state, writer).await?;
     deliver_live(
         state,
         group_id,

@@ -288,8 +288,9 @@ struct RelayFigures {
 /// synthetic application messages of `size` bytes each (closed loop: each
 /// waits for its durable acceptance; open loop with `--rate`: at a fixed
 /// rate, latency counted from when each message was due), while every
-/// device drains and acks its queue. Runs against the relay, the raw
-/// baseline and the baseline with group-commit fsync, as `--target` says.
+/// device drains and acks its queue. Runs against the relay (with and
+/// without fsync), the raw baseline and the baseline with group-commit
+/// fsync, as `--target` says.
 async fn relay_mode(args: &Args) -> Result<()> {
     let targets: Vec<Target> = match args.target.as_str() {
         "all" => vec![
@@ -368,8 +369,7 @@ async fn relay_run(args: &Args, target: Target) -> Result<RelayFigures> {
         }
         conns.push(c);
     }
-    let (rss_before, cpu_before) = process_stats(server.pid)?;
-    let _ = rss_before;
+    let (_, cpu_before) = process_stats(server.pid)?;
     let clock = Instant::now();
     let mut tasks = Vec::new();
     for (i, c) in conns.into_iter().enumerate() {
