@@ -41,6 +41,7 @@ macro_rules! store_conformance_tests {
             groups_are_found_by_member_device,
             queues_keep_order_and_ack_removes,
             queue_limit_refuses_without_writing,
+            a_device_reads_only_while_a_member,
             org_ca_certificate_is_kept,
             device_certificates_end_pending,
             trust_lists_are_kept_per_org,
@@ -72,6 +73,7 @@ pub fn run_all(h: &mut dyn Harness) {
     groups_are_found_by_member_device(h);
     queues_keep_order_and_ack_removes(h);
     queue_limit_refuses_without_writing(h);
+    a_device_reads_only_while_a_member(h);
     org_ca_certificate_is_kept(h);
     device_certificates_end_pending(h);
     trust_lists_are_kept_per_org(h);
@@ -737,8 +739,10 @@ pub fn queues_keep_order_and_ack_removes(h: &mut dyn Harness) {
     assert_eq!(store.queue_len(&b).expect("len"), 0);
 }
 
-/// A message that would overflow a recipient's queue is refused and writes
-/// nothing, not even to the other recipients.
+/// A group refuses messages, writing nothing, when a member device has not
+/// acknowledged anything of its last [`MAX_QUEUE_LEN`] sequence numbers;
+/// the device's other groups go on, commits still pass (so members can
+/// remove it), and an ack makes room.
 pub fn queue_limit_refuses_without_writing(h: &mut dyn Harness) {
     let store = h.fresh();
     let (a, b, c) = (DeviceId([1; 16]), DeviceId([2; 16]), DeviceId([3; 16]));
@@ -770,39 +774,143 @@ pub fn queue_limit_refuses_without_writing(h: &mut dyn Harness) {
             removed: &[],
         })
         .expect("add b and c in g2");
-    // b's queue holds 2 Welcomes; fill it up with messages from a in g.
-    for _ in 2..MAX_QUEUE_LEN {
+    // a reads its commits' echoes; b never reads: its Welcome and the
+    // messages of g (seq 2 on) fill g's limit.
+    let echoes: Vec<u64> = store
+        .queue_page(&a, None, 10)
+        .expect("queue")
+        .iter()
+        .map(|i| i.queue_id)
+        .collect();
+    assert_eq!(store.ack(&a, &echoes).expect("ack"), 2);
+    for _ in 2..=MAX_QUEUE_LEN + 1 {
         app(&*store, g, a, b"x");
     }
-    assert_eq!(store.queue_len(&b).expect("len"), MAX_QUEUE_LEN);
-    let before = store.get_group(&g2).expect("get").expect("exists");
+    // The Welcomes of g and g2, and the messages.
+    assert_eq!(store.queue_len(&b).expect("len"), MAX_QUEUE_LEN + 2);
+    let before = store.get_group(&g).expect("get").expect("exists");
+    let one_more = ApplicationWrite {
+        group_id: g,
+        sender: a,
+        message: b"y",
+    };
     assert_eq!(
-        store.append_application(&ApplicationWrite {
-            group_id: g2,
-            sender: a,
-            message: b"y",
-        }),
+        store.append_application(&one_more),
         Err(StoreError::QueueFull)
     );
+    assert_eq!(store.get_group(&g).expect("get"), Some(before));
+    assert_eq!(store.queue_len(&b).expect("len"), MAX_QUEUE_LEN + 2);
+
+    // b's other conversation is not held up by it.
+    app(&*store, g2, a, b"in g2");
     assert_eq!(
-        store.apply_commit(&CommitWrite {
-            group_id: g2,
+        store.queue_len(&c).expect("len"),
+        2,
+        "c's Welcome and the message"
+    );
+
+    // An ack makes room.
+    let first = store.queue_page(&b, None, 3).expect("queue");
+    assert_eq!((first[2].group_id, first[2].seq), (g, 2));
+    assert_eq!(store.ack(&b, &[first[2].queue_id]).expect("ack"), 1);
+    store.append_application(&one_more).expect("room again");
+    assert_eq!(
+        store.append_application(&one_more),
+        Err(StoreError::QueueFull)
+    );
+
+    // Members can still remove the device that does not read, and then
+    // write again.
+    store
+        .apply_commit(&CommitWrite {
+            group_id: g,
             epoch: 1,
             committer: a,
-            commit: b"c1",
+            commit: b"remove b",
             welcome: None,
             group_info: b"info-2",
             added: &[],
-            removed: &[],
-        }),
-        Err(StoreError::QueueFull)
+            removed: &[b],
+        })
+        .expect("a commit passes the message limit");
+    store
+        .append_application(&one_more)
+        .expect("b no longer holds g back");
+}
+
+/// A device receives a group's items only while it is in the roster: up to
+/// the commit that removed it, and again from the Welcome that brought it
+/// back; never its own messages.
+pub fn a_device_reads_only_while_a_member(h: &mut dyn Harness) {
+    let store = h.fresh();
+    let (a, b) = (DeviceId([1; 16]), DeviceId([2; 16]));
+    let g = group_id(4);
+    store.create_group(&g, &a, b"info").expect("create");
+    let commit = |epoch: u64, added: &[DeviceId], removed: &[DeviceId]| {
+        store
+            .apply_commit(&CommitWrite {
+                group_id: g,
+                epoch,
+                committer: a,
+                commit: b"c",
+                welcome: (!added.is_empty()).then_some(b"w".as_slice()),
+                group_info: b"i",
+                added,
+                removed,
+            })
+            .expect("commit")
+            .seq
+    };
+    assert_eq!(commit(0, &[b], &[]), 1);
+    assert_eq!(app(&*store, g, a, b"m2"), 2);
+    assert_eq!(app(&*store, g, b, b"m3 from b"), 3);
+    assert_eq!(commit(1, &[], &[b]), 4);
+    assert_eq!(app(&*store, g, a, b"m5 while b is out"), 5);
+    assert_eq!(commit(2, &[b], &[]), 6);
+    assert_eq!(app(&*store, g, a, b"m7"), 7);
+
+    let seen = |device: &DeviceId| -> Vec<(u64, ItemKind)> {
+        store
+            .queue_page(device, None, 100)
+            .expect("queue")
+            .iter()
+            .map(|i| (i.seq, i.kind))
+            .collect()
+    };
+    assert_eq!(
+        seen(&b),
+        vec![
+            (1, ItemKind::Welcome),
+            (2, ItemKind::Application),
+            (4, ItemKind::Commit),
+            (6, ItemKind::Welcome),
+            (7, ItemKind::Application),
+        ]
     );
-    assert_eq!(store.get_group(&g2).expect("get"), Some(before));
-    assert_eq!(store.queue_len(&c).expect("len"), 1, "only c's Welcome");
-    // After an ack there is room again.
-    let first = store.queue_page(&b, None, 1).expect("queue");
-    store.ack(&b, &[first[0].queue_id]).expect("ack");
-    app(&*store, g2, a, b"y");
+    assert_eq!(
+        seen(&a),
+        vec![
+            (1, ItemKind::Commit),
+            (3, ItemKind::Application),
+            (4, ItemKind::Commit),
+            (6, ItemKind::Commit),
+        ]
+    );
+    assert_eq!(store.queue_len(&b).expect("len"), 5);
+
+    // Acking an item acknowledges the group's earlier items for the device,
+    // and nothing of another device's.
+    let b_items = store.queue_page(&b, None, 100).expect("queue");
+    assert_eq!(store.ack(&b, &[b_items[2].queue_id]).expect("ack"), 1);
+    assert_eq!(
+        seen(&b),
+        vec![(6, ItemKind::Welcome), (7, ItemKind::Application)]
+    );
+    assert_eq!(seen(&a).len(), 4, "a's queue is its own");
+    // Ids that were never b's (a's echo) move nothing.
+    let a_items = store.queue_page(&a, None, 100).expect("queue");
+    assert_eq!(store.ack(&b, &[a_items[3].queue_id]).expect("ack"), 0);
+    assert_eq!(seen(&b).len(), 2);
 }
 
 /// An organisation's CA certificate is stored with it.

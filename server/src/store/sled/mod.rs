@@ -16,16 +16,22 @@
 //! | `groups`       | group id                         | `GroupRecord`              |
 //! | `group_seq`    | group id                         | next sequence number       |
 //! | `group_info`   | group id                         | `GroupInfoRecord`          |
-//! | `queue`        | device id, queue id              | `QueueEntry`               |
-//! | `queue_len`    | device id                        | item count                 |
-//! | `payloads`     | group id, seq, kind tag          | `PayloadRecord`            |
+//! | `log`          | group id, position               | `LogEntry`                 |
+//! | `log_pos`      | position                         | group id, seq              |
+//! | `members`      | group id, device id              | `Membership`               |
+//! | `device_groups`| device id, group id              | empty                      |
+//! | `log_gc`       | group id                         | floor seq, collected at seq |
+//! | `queue`        | device id, queue id              | `QueueEntry` (earlier layout) |
+//! | `queue_len`    | device id                        | item count (earlier layout) |
+//! | `payloads`     | group id, seq, kind tag          | `PayloadRecord` (earlier layout) |
 //! | `trust_lists`  | org id                           | [`TrustList`]              |
 //! | `revocations`  | org id                           | [`TrustList`] (revocation list) |
 //!
-//! A payload is stored once and referenced by every queue entry that
-//! delivers it, with a reference count, so a commit to a large group is not
-//! copied into every member's queue. Multi-key invariants are only written
-//! inside sled transactions.
+//! A group's commits, Welcomes and messages are stored once, in its log, and
+//! every member device reads it with a cursor ([`log`] explains the rules);
+//! `meta`'s `layout` key records that the database has the logs (the
+//! per-device queues of earlier versions are served until drained).
+//! Multi-key invariants are only written inside sled transactions.
 
 use std::path::Path;
 
@@ -33,6 +39,12 @@ use ::sled::transaction::{ConflictableTransactionError, TransactionError, Transa
 use ::sled::{IVec, Transactional, Tree};
 use cascade_protocol::frames::{Bytes, ItemKind, QueueItem};
 use cascade_protocol::limits::{MAX_KEY_PACKAGE_STOCK, MAX_QUEUE_LEN};
+
+mod log;
+use self::log::{
+    append_tx, collected_tx, device_group_key, member_key, membership_tx, LogEntry, Membership,
+    COMMIT_HEADROOM,
+};
 use cascade_protocol::{DeviceId, GroupId, OrgId, UserId};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
@@ -219,6 +231,11 @@ pub struct SledStore {
     groups: Tree,
     group_seq: Tree,
     group_info: Tree,
+    log: Tree,
+    log_pos: Tree,
+    members: Tree,
+    device_groups: Tree,
+    log_gc: Tree,
     queue: Tree,
     queue_len: Tree,
     payloads: Tree,
@@ -294,7 +311,7 @@ impl SledStore {
 
     fn from_db(db: ::sled::Db) -> Result<Self, StoreError> {
         let tree = |name: &str| db.open_tree(name);
-        Ok(Self {
+        let store = Self {
             meta: tree("meta")?,
             orgs: tree("orgs")?,
             users: tree("users")?,
@@ -307,68 +324,32 @@ impl SledStore {
             groups: tree("groups")?,
             group_seq: tree("group_seq")?,
             group_info: tree("group_info")?,
+            log: tree("log")?,
+            log_pos: tree("log_pos")?,
+            members: tree("members")?,
+            device_groups: tree("device_groups")?,
+            log_gc: tree("log_gc")?,
             queue: tree("queue")?,
             queue_len: tree("queue_len")?,
             payloads: tree("payloads")?,
             trust_lists: tree("trust_lists")?,
             revocations: tree("revocations")?,
             db,
-        })
+        };
+        store.migrate_to_group_logs()?;
+        Ok(store)
     }
-}
 
-/// Appends one entry to a device's queue inside a transaction, enforcing the
-/// queue limit. Returns the new queue id.
-fn append_entry(
-    queue: &TransactionalTree,
-    lens: &TransactionalTree,
-    device: &DeviceId,
-    entry: &[u8],
-) -> TxResult<u64> {
-    let len = counter_tx(lens.get(device.as_bytes())?)?;
-    if len >= MAX_QUEUE_LEN {
-        return abort(StoreError::QueueFull);
+    /// Runs [`log`]'s collection for `group` if a write at its next `seq`
+    /// needs it (see [`log::Collected::due`]).
+    fn collect_if_due(&self, group: &GroupId, limit: u64) -> Result<(), StoreError> {
+        let seq = counter(self.group_seq.get(group.as_bytes())?)?;
+        let last = log::Collected::from_bytes(self.log_gc.get(group.as_bytes())?.as_deref())?;
+        if last.due(seq, limit) {
+            self.collect(group)?;
+        }
+        Ok(())
     }
-    let queue_id = queue.generate_id()?;
-    queue.insert(&device_index_key(device, queue_id)[..], entry)?;
-    lens.insert(device.as_bytes(), &(len + 1).to_be_bytes()[..])?;
-    Ok(queue_id)
-}
-
-/// Appends `kind` items for `group`/`seq` to every recipient and stores the
-/// shared payload.
-#[allow(clippy::too_many_arguments)]
-fn append_to_all(
-    queue: &TransactionalTree,
-    lens: &TransactionalTree,
-    payloads: &TransactionalTree,
-    recipients: &[DeviceId],
-    entry: &QueueEntry,
-    payload: &[u8],
-    deliveries: &mut Vec<Delivery>,
-) -> TxResult<()> {
-    if recipients.is_empty() {
-        return Ok(());
-    }
-    let bytes = encode(entry);
-    for device in recipients {
-        let queue_id = append_entry(queue, lens, device, &bytes)?;
-        deliveries.push(Delivery {
-            device_id: *device,
-            queue_id,
-            kind: entry.kind,
-        });
-    }
-    let refs = u32::try_from(recipients.len()).expect("rosters are far smaller than u32::MAX");
-    let record = PayloadRecord {
-        refs,
-        payload: Bytes::from(payload.to_vec()),
-    };
-    payloads.insert(
-        &payload_key(&entry.group_id, entry.seq, entry.kind)[..],
-        encode(&record),
-    )?;
-    Ok(())
 }
 
 fn load_group(groups: &TransactionalTree, group_id: &GroupId) -> TxResult<GroupRecord> {
@@ -708,18 +689,26 @@ impl Store for SledStore {
             epoch: 0,
             group_info: Bytes::from(group_info.to_vec()),
         });
-        (&self.groups, &self.group_seq, &self.group_info).transaction(
-            |(groups, seqs, infos)| {
-                let key = &group_id.as_bytes()[..];
-                if groups.get(key)?.is_some() {
-                    return abort(StoreError::AlreadyExists);
-                }
-                groups.insert(key, &record[..])?;
-                seqs.insert(key, &1u64.to_be_bytes()[..])?;
-                infos.insert(key, &info[..])?;
-                Ok(())
-            },
-        )?;
+        let membership = encode(&Membership::joining(0, 0));
+        let trees = (
+            &self.groups,
+            &self.group_seq,
+            &self.group_info,
+            &self.members,
+            &self.device_groups,
+        );
+        trees.transaction(|(groups, seqs, infos, members, index)| {
+            let key = &group_id.as_bytes()[..];
+            if groups.get(key)?.is_some() {
+                return abort(StoreError::AlreadyExists);
+            }
+            groups.insert(key, &record[..])?;
+            seqs.insert(key, &1u64.to_be_bytes()[..])?;
+            infos.insert(key, &info[..])?;
+            members.insert(&member_key(group_id, creator)[..], &membership[..])?;
+            index.insert(&device_group_key(creator, group_id)[..], &[][..])?;
+            Ok(())
+        })?;
         Ok(())
     }
 
@@ -740,11 +729,19 @@ impl Store for SledStore {
 
     fn groups_with_devices(&self, devices: &[DeviceId]) -> Result<Vec<GroupId>, StoreError> {
         let mut found = Vec::new();
-        for entry in self.groups.iter() {
-            let (_, raw) = entry?;
-            let record: GroupRecord = decode(&raw, "group")?;
-            if record.roster.iter().any(|d| devices.contains(d)) {
-                found.push(record.group_id);
+        for device in devices {
+            for group in self.groups_of(device)? {
+                if found.contains(&group) {
+                    continue;
+                }
+                // A device that left keeps a membership until it read the
+                // commit that removed it: ask the roster.
+                if let Some(raw) = self.groups.get(group.as_bytes())? {
+                    let record: GroupRecord = decode(&raw, "group")?;
+                    if record.roster.iter().any(|d| devices.contains(d)) {
+                        found.push(group);
+                    }
+                }
             }
         }
         found.sort();
@@ -760,121 +757,145 @@ impl Store for SledStore {
     }
 
     fn apply_commit(&self, c: &CommitWrite<'_>) -> Result<Sequenced, StoreError> {
+        let limit = MAX_QUEUE_LEN + COMMIT_HEADROOM;
+        self.collect_if_due(&c.group_id, limit)?;
         let trees = (
             &self.groups,
             &self.group_seq,
             &self.group_info,
-            &self.queue,
-            &self.queue_len,
-            &self.payloads,
+            &self.log,
+            &self.log_pos,
+            &self.members,
+            &self.device_groups,
+            &self.log_gc,
         );
-        let sequenced = trees.transaction(|(groups, seqs, infos, queue, lens, payloads)| {
-            let key = &c.group_id.as_bytes()[..];
-            let mut group = load_group(groups, &c.group_id)?;
-            if group.epoch != c.epoch {
-                return abort(StoreError::WrongEpoch {
-                    current: group.epoch,
-                });
-            }
-            let seq = load_seq(seqs, &c.group_id)?;
-            let mut deliveries = Vec::new();
-
-            let mut commit_recipients = group.roster.clone();
-            if !commit_recipients.contains(&c.committer) {
-                commit_recipients.push(c.committer);
-            }
-            let commit_entry = QueueEntry {
-                group_id: c.group_id,
-                seq,
-                sender: c.committer,
-                kind: ItemKind::Commit,
-            };
-            append_to_all(
-                queue,
-                lens,
-                payloads,
-                &commit_recipients,
-                &commit_entry,
-                c.commit,
-                &mut deliveries,
-            )?;
-            if let Some(welcome) = c.welcome {
-                let welcome_entry = QueueEntry {
-                    kind: ItemKind::Welcome,
-                    ..commit_entry
-                };
-                append_to_all(
-                    queue,
-                    lens,
-                    payloads,
-                    c.added,
-                    &welcome_entry,
-                    welcome,
-                    &mut deliveries,
-                )?;
-            }
-
-            group.roster.retain(|d| !c.removed.contains(d));
-            for device in c.added {
-                if !group.roster.contains(device) {
-                    group.roster.push(*device);
+        let sequenced = trees.transaction(
+            |(groups, seqs, infos, log, positions, members, index, collected)| {
+                let key = &c.group_id.as_bytes()[..];
+                let mut group = load_group(groups, &c.group_id)?;
+                if group.epoch != c.epoch {
+                    return abort(StoreError::WrongEpoch {
+                        current: group.epoch,
+                    });
                 }
-            }
-            group.epoch += 1;
-            if !c.added.is_empty() {
-                // Devices that joined now (by Welcome, or rejoining by
-                // external commit) have no secrets of earlier epochs.
-                group.readable_from = group.epoch;
-            }
-            let info = GroupInfoRecord {
-                epoch: group.epoch,
-                group_info: Bytes::from(c.group_info.to_vec()),
-            };
-            groups.insert(key, encode(&group))?;
-            seqs.insert(key, &(seq + 1).to_be_bytes()[..])?;
-            infos.insert(key, encode(&info))?;
-            Ok(Sequenced {
-                epoch: group.epoch,
-                seq,
-                deliveries,
-            })
-        })?;
+                let seq = load_seq(seqs, &c.group_id)?;
+                if seq.saturating_sub(collected_tx(collected, &c.group_id)?.floor_seq) > limit {
+                    return abort(StoreError::QueueFull);
+                }
+                let mut deliveries = Vec::new();
+                let commit = LogEntry {
+                    seq,
+                    sender: c.committer,
+                    kind: ItemKind::Commit,
+                    payload: Bytes::from(c.commit.to_vec()),
+                    welcomed: Vec::new(),
+                };
+                let commit_pos = append_tx(log, positions, &c.group_id, &commit)?;
+                let mut commit_recipients = group.roster.clone();
+                if !commit_recipients.contains(&c.committer) {
+                    commit_recipients.push(c.committer);
+                }
+                deliveries.extend(commit_recipients.iter().map(|d| Delivery {
+                    device_id: *d,
+                    queue_id: commit_pos,
+                    kind: ItemKind::Commit,
+                }));
+                if let (Some(welcome), false) = (c.welcome, c.added.is_empty()) {
+                    let entry = LogEntry {
+                        kind: ItemKind::Welcome,
+                        payload: Bytes::from(welcome.to_vec()),
+                        welcomed: c.added.to_vec(),
+                        ..commit
+                    };
+                    let pos = append_tx(log, positions, &c.group_id, &entry)?;
+                    deliveries.extend(c.added.iter().map(|d| Delivery {
+                        device_id: *d,
+                        queue_id: pos,
+                        kind: ItemKind::Welcome,
+                    }));
+                }
+
+                for device in &group.roster {
+                    if c.removed.contains(device) {
+                        if let Some(mut m) = membership_tx(members, &c.group_id, device)? {
+                            m.leave(seq);
+                            members.insert(&member_key(&c.group_id, device)[..], encode(&m))?;
+                        }
+                    }
+                }
+                group.roster.retain(|d| !c.removed.contains(d));
+                for device in c.added {
+                    if group.roster.contains(device) {
+                        continue;
+                    }
+                    group.roster.push(*device);
+                    let m = match membership_tx(members, &c.group_id, device)? {
+                        Some(mut m) => {
+                            m.join(seq);
+                            m
+                        }
+                        None => Membership::joining(seq, commit_pos),
+                    };
+                    members.insert(&member_key(&c.group_id, device)[..], encode(&m))?;
+                    index.insert(&device_group_key(device, &c.group_id)[..], &[][..])?;
+                }
+                group.epoch += 1;
+                if !c.added.is_empty() {
+                    // Devices that joined now (by Welcome, or rejoining by
+                    // external commit) have no secrets of earlier epochs.
+                    group.readable_from = group.epoch;
+                }
+                let info = GroupInfoRecord {
+                    epoch: group.epoch,
+                    group_info: Bytes::from(c.group_info.to_vec()),
+                };
+                groups.insert(key, encode(&group))?;
+                seqs.insert(key, &(seq + 1).to_be_bytes()[..])?;
+                infos.insert(key, encode(&info))?;
+                Ok(Sequenced {
+                    epoch: group.epoch,
+                    seq,
+                    deliveries,
+                })
+            },
+        )?;
         Ok(sequenced)
     }
 
     fn append_application(&self, m: &ApplicationWrite<'_>) -> Result<Sequenced, StoreError> {
+        self.collect_if_due(&m.group_id, MAX_QUEUE_LEN)?;
+        let entry_payload = Bytes::from(m.message.to_vec());
         let trees = (
             &self.groups,
             &self.group_seq,
-            &self.queue,
-            &self.queue_len,
-            &self.payloads,
+            &self.log,
+            &self.log_pos,
+            &self.log_gc,
         );
-        let sequenced = trees.transaction(|(groups, seqs, queue, lens, payloads)| {
+        let sequenced = trees.transaction(|(groups, seqs, log, positions, collected)| {
             let group = load_group(groups, &m.group_id)?;
             let seq = load_seq(seqs, &m.group_id)?;
-            let recipients: Vec<DeviceId> = group
-                .roster
-                .iter()
-                .copied()
-                .filter(|d| *d != m.sender)
-                .collect();
-            let entry = QueueEntry {
-                group_id: m.group_id,
+            if seq.saturating_sub(collected_tx(collected, &m.group_id)?.floor_seq) > MAX_QUEUE_LEN {
+                return abort(StoreError::QueueFull);
+            }
+            let entry = LogEntry {
                 seq,
                 sender: m.sender,
                 kind: ItemKind::Application,
+                payload: entry_payload.clone(),
+                welcomed: Vec::new(),
             };
-            let mut deliveries = Vec::new();
-            append_to_all(
-                queue,
-                lens,
-                payloads,
-                &recipients,
-                &entry,
-                m.message,
-                &mut deliveries,
-            )?;
+            let pos = append_tx(log, positions, &m.group_id, &entry)?;
+            let deliveries = group
+                .roster
+                .iter()
+                .filter(|d| **d != m.sender)
+                .map(|d| Delivery {
+                    device_id: *d,
+                    queue_id: pos,
+                    kind: ItemKind::Application,
+                })
+                .collect();
             seqs.insert(&m.group_id.as_bytes()[..], &(seq + 1).to_be_bytes()[..])?;
             Ok(Sequenced {
                 epoch: group.epoch,
@@ -891,78 +912,28 @@ impl Store for SledStore {
         after: Option<u64>,
         limit: usize,
     ) -> Result<Vec<QueueItem>, StoreError> {
-        let first = match after {
+        let from = match after {
             None => 0,
             Some(u64::MAX) => return Ok(Vec::new()),
             Some(id) => id + 1,
         };
-        let start = device_index_key(device_id, first);
-        let end = device_index_key(device_id, u64::MAX);
-        let mut out = Vec::new();
-        for kv in self.queue.range(start..=end) {
-            if out.len() >= limit {
-                break;
-            }
-            let (key, value) = kv?;
-            let queue_id = u64::from_be_bytes(key[16..24].try_into().expect("24-byte queue key"));
-            let entry: QueueEntry = decode(&value, "queue entry")?;
-            let payload_key = payload_key(&entry.group_id, entry.seq, entry.kind);
-            // Missing only if the item was acked since the scan read it.
-            let Some(raw) = self.payloads.get(payload_key)? else {
-                continue;
-            };
-            let payload: PayloadRecord = decode(&raw, "payload")?;
-            out.push(QueueItem {
-                queue_id,
-                group_id: entry.group_id,
-                seq: entry.seq,
-                sender: entry.sender,
-                kind: entry.kind,
-                payload: payload.payload,
-            });
+        // Items of the earlier layout first: their ids are all lower.
+        let legacy = self.legacy_page(device_id, from, limit)?;
+        if !legacy.is_empty() {
+            return Ok(legacy);
         }
-        Ok(out)
+        self.log_page(device_id, from, limit)
     }
 
     fn queue_len(&self, device_id: &DeviceId) -> Result<u64, StoreError> {
-        counter(self.queue_len.get(device_id.as_bytes())?)
+        Ok(self.legacy_len(device_id)? + self.log_len(device_id)?)
     }
 
     fn ack(&self, device_id: &DeviceId, queue_ids: &[u64]) -> Result<u64, StoreError> {
         let mut ids = queue_ids.to_vec();
         ids.sort_unstable();
         ids.dedup();
-        let removed = (&self.queue, &self.queue_len, &self.payloads).transaction(
-            |(queue, lens, payloads)| {
-                let mut removed = 0u64;
-                for id in &ids {
-                    let Some(raw) = queue.remove(&device_index_key(device_id, *id)[..])? else {
-                        continue;
-                    };
-                    removed += 1;
-                    let entry: QueueEntry = decode_tx(&raw, "queue entry")?;
-                    let key = payload_key(&entry.group_id, entry.seq, entry.kind);
-                    if let Some(raw) = payloads.get(key)? {
-                        let mut record: PayloadRecord = decode_tx(&raw, "payload")?;
-                        if record.refs <= 1 {
-                            payloads.remove(&key[..])?;
-                        } else {
-                            record.refs -= 1;
-                            payloads.insert(&key[..], encode(&record))?;
-                        }
-                    }
-                }
-                if removed > 0 {
-                    let len = counter_tx(lens.get(device_id.as_bytes())?)?;
-                    lens.insert(
-                        &device_id.as_bytes()[..],
-                        &len.saturating_sub(removed).to_be_bytes()[..],
-                    )?;
-                }
-                Ok::<_, ConflictableTransactionError<StoreError>>(removed)
-            },
-        )?;
-        Ok(removed)
+        self.log_ack(device_id, &ids)
     }
 
     fn flush(&self) -> Result<(), StoreError> {
@@ -972,169 +943,4 @@ impl Store for SledStore {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::store::conformance::Harness;
-    use std::sync::Arc;
-
-    /// Opens sled stores in temporary directories.
-    struct SledHarness {
-        dirs: Vec<tempfile::TempDir>,
-    }
-
-    impl Harness for SledHarness {
-        fn fresh(&mut self) -> Arc<dyn Store> {
-            self.dirs.push(tempfile::tempdir().expect("temp dir"));
-            self.reopen()
-        }
-
-        fn reopen(&mut self) -> Arc<dyn Store> {
-            let dir = self.dirs.last().expect("fresh was called");
-            Arc::new(SledStore::open(dir.path()).expect("open sled"))
-        }
-    }
-
-    crate::store_conformance_tests!(SledHarness { dirs: Vec::new() });
-
-    /// Pins the on-disk encoding of every record (STYLE.md #10). Run with
-    /// `UPDATE_GOLDEN=1` after a deliberate change of the disk format.
-    #[test]
-    fn record_encodings_are_pinned() {
-        let device = DeviceId([0x11; 16]);
-        let group = GroupId([0x22; 16]);
-        let user = UserId::new("alice@north-trust").expect("valid");
-        let samples: Vec<(&str, Vec<u8>)> = vec![
-            (
-                "org",
-                encode(&Org {
-                    org_id: OrgId::new("north-trust").expect("valid"),
-                    display_name: "North Trust".into(),
-                    created_at: 1_700_000_000,
-                    ca_certificate: Some(Bytes::from(vec![0x30, 0x01, 0xca])),
-                }),
-            ),
-            (
-                "user",
-                encode(&User {
-                    user_id: user.clone(),
-                    display_name: "Alice".into(),
-                    role: "Nurse".into(),
-                    created_at: 1_700_000_001,
-                }),
-            ),
-            (
-                "device",
-                encode(&Device {
-                    device_id: device,
-                    user_id: user.clone(),
-                    name: "Ward 7".into(),
-                    signature_key: Bytes::from(vec![0x33; 32]),
-                    enrolled_at: 1_700_000_002,
-                    revoked: false,
-                    certificate: Some(Bytes::from(vec![0x30, 0x01, 0xde])),
-                    push_token: None,
-                }),
-            ),
-            (
-                "enrolment_token",
-                encode(&EnrolmentTokenRecord {
-                    user_id: user,
-                    expires_at: 1_700_003_600,
-                    used: true,
-                }),
-            ),
-            (
-                "group",
-                encode(&GroupRecord {
-                    group_id: group,
-                    epoch: 3,
-                    roster: vec![device],
-                    readable_from: 0,
-                }),
-            ),
-            (
-                "group_readable_from",
-                encode(&GroupRecord {
-                    group_id: group,
-                    epoch: 3,
-                    roster: vec![device],
-                    readable_from: 2,
-                }),
-            ),
-            (
-                "group_info",
-                encode(&GroupInfoRecord {
-                    epoch: 3,
-                    group_info: Bytes::from(vec![0, 1, 0, 4]),
-                }),
-            ),
-            (
-                "queue_entry",
-                encode(&QueueEntry {
-                    group_id: group,
-                    seq: 9,
-                    sender: device,
-                    kind: ItemKind::Welcome,
-                }),
-            ),
-            (
-                "payload",
-                encode(&PayloadRecord {
-                    refs: 2,
-                    payload: Bytes::from(vec![0, 1, 0, 2]),
-                }),
-            ),
-            (
-                "trust_list",
-                encode(&TrustList {
-                    body: Bytes::from(vec![0xa1, 0x01, 0x02]),
-                    signature: Bytes::from(vec![0x5e; 64]),
-                    published_at: 1_700_000_003,
-                    co_signature: None,
-                }),
-            ),
-            ("queue_key", device_index_key(&device, 258).to_vec()),
-            (
-                "payload_key",
-                payload_key(&group, 9, ItemKind::Commit).to_vec(),
-            ),
-            ("kp_meta", kp_meta_bytes(1, 5).to_vec()),
-            ("user_key", user_key(&UserId::new("bob@b").expect("valid"))),
-        ];
-        let actual: String = samples
-            .iter()
-            .map(|(name, bytes)| format!("{name} {}\n", hex::encode(bytes)))
-            .collect();
-        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/src/store/golden.txt");
-        if std::env::var_os("UPDATE_GOLDEN").is_some() {
-            std::fs::write(path, &actual).expect("write golden file");
-        }
-        let expected =
-            std::fs::read_to_string(path).expect("golden file; run with UPDATE_GOLDEN=1");
-        assert_eq!(actual, expected, "the disk format changed");
-    }
-
-    /// Records written before organisation CAs and device certificates
-    /// existed (pinned bytes of that format) still decode, without them.
-    #[test]
-    fn records_from_before_certificates_still_decode() {
-        let org = hex::decode(
-            "a3666f72675f69646b6e6f7274682d74727573746c646973706c61795f6e616d65\
-             6b4e6f7274682054727573746a637265617465645f61741a6553f100",
-        )
-        .expect("hex");
-        let org: Org = decode(&org, "org").expect("an old org record decodes");
-        assert_eq!(org.org_id.as_str(), "north-trust");
-        assert_eq!(org.ca_certificate, None);
-        let device = hex::decode(
-            "a6696465766963655f6964501111111111111111111111111111111167757365725f69\
-             6471616c696365406e6f7274682d7472757374646e616d65665761726420376d736967\
-             6e61747572655f6b65795820333333333333333333333333333333333333333333333333\
-             33333333333333336b656e726f6c6c65645f61741a6553f102677265766f6b6564f4",
-        )
-        .expect("hex");
-        let device: Device = decode(&device, "device").expect("an old device record decodes");
-        assert_eq!(device.device_id, DeviceId([0x11; 16]));
-        assert_eq!(device.certificate, None);
-    }
-}
+mod tests;
