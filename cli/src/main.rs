@@ -68,7 +68,8 @@ enum Command {
         #[arg(long, env = "CASCADE_SERVER")]
         server: String,
         /// The enrolment code (token.fingerprint) from `cascade admin token`.
-        #[arg(long, alias = "token")]
+        /// (Codes may start with `-`: they are base64url.)
+        #[arg(long, alias = "token", allow_hyphen_values = true)]
         code: String,
         /// A name for this device.
         #[arg(long, default_value = "terminal")]

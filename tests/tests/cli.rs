@@ -71,3 +71,30 @@ fn org_init_creates_an_owner_only_ca_key_and_refuses_to_overwrite_it() -> Result
     );
     Ok(())
 }
+
+/// Enrolment codes are base64url, so one in 64 starts with `-`: the code is
+/// still taken as the code, not as an option (found by the admin guide's
+/// test, which types a fresh code each run).
+#[test]
+fn an_enrolment_code_that_starts_with_a_dash_is_read_as_the_code() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let data_dir = dir.path().to_str().expect("utf-8 temp dir");
+    let out = cascade(&[
+        "--data-dir",
+        data_dir,
+        "enrol",
+        "--server",
+        "http://127.0.0.1:9",
+        "--code",
+        "-n-BX-O2Uv01kvXrIpSDLchPRMz92e7rMhj5hByjSYs.79cf6fd148b4e078058a4062944dd25680088bb7ad512e5bfb6897c4ad025a52",
+        "--device-name",
+        "phone",
+    ]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "nothing listens on port 9");
+    assert!(
+        !stderr.contains("unexpected argument"),
+        "the code was taken for an option: {stderr}"
+    );
+    Ok(())
+}
