@@ -14,18 +14,23 @@
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 
-use cascade_protocol::frames::{Bytes, ItemKind, Push, QueueItem};
+use cascade_protocol::encode_server_frame;
+use cascade_protocol::frames::{Bytes, ItemKind, Push, QueueItem, ServerFrame};
 use cascade_protocol::{DeviceId, GroupId};
 use tokio::sync::mpsc;
 
 /// How many live frames may wait for one connection before it is dropped.
 pub const LIVE_CHANNEL_CAPACITY: usize = 4096;
 
-/// An item sequenced once and delivered to many devices.
+/// An item sequenced once and delivered to many devices: every recipient
+/// gets the same frame (the queue id is the item's log position), encoded
+/// once.
 #[derive(Debug)]
 pub struct SharedItem {
+    /// Its queue id.
+    pub queue_id: u64,
     /// The group.
     pub group_id: GroupId,
     /// Its sequence number in the group.
@@ -36,18 +41,38 @@ pub struct SharedItem {
     pub kind: ItemKind,
     /// The MLS message.
     pub payload: Bytes,
+    /// The `Deliver` frame, encoded by the first connection that sends it.
+    pub frame: OnceLock<axum::body::Bytes>,
+}
+
+impl SharedItem {
+    /// The queue item.
+    pub fn queue_item(&self) -> QueueItem {
+        QueueItem {
+            queue_id: self.queue_id,
+            group_id: self.group_id,
+            seq: self.seq,
+            sender: self.sender,
+            kind: self.kind,
+            payload: self.payload.clone(),
+        }
+    }
+
+    /// The encoded `Push(Deliver(..))` frame.
+    pub fn frame(&self) -> axum::body::Bytes {
+        self.frame
+            .get_or_init(|| {
+                encode_server_frame(&ServerFrame::Push(Push::Deliver(self.queue_item()))).into()
+            })
+            .clone()
+    }
 }
 
 /// A frame for one connected device.
 #[derive(Debug, Clone)]
 pub enum Live {
-    /// A queue item, with its id in this device's queue.
-    Deliver {
-        /// The id in the recipient's queue.
-        queue_id: u64,
-        /// The item.
-        item: Arc<SharedItem>,
-    },
+    /// A queue item.
+    Deliver(Arc<SharedItem>),
     /// The device's single-use KeyPackage stock is low.
     KeyPackagesLow {
         /// Single-use KeyPackages left.
@@ -74,14 +99,7 @@ impl Live {
     /// The push frame to send.
     pub fn into_push(self) -> Push {
         match self {
-            Live::Deliver { queue_id, item } => Push::Deliver(QueueItem {
-                queue_id,
-                group_id: item.group_id,
-                seq: item.seq,
-                sender: item.sender,
-                kind: item.kind,
-                payload: item.payload.clone(),
-            }),
+            Live::Deliver(item) => Push::Deliver(item.queue_item()),
             Live::KeyPackagesLow { stock } => Push::KeyPackagesLow { stock },
             Live::CertificateIssued { certificate } => Push::CertificateIssued { certificate },
             Live::TrustListUpdated { org_id } => Push::TrustListUpdated { org_id },

@@ -29,6 +29,9 @@ use crate::error::DsError;
 use crate::fanout::Live;
 use crate::AppState;
 
+/// How many live frames already waiting are written before one flush.
+pub const LIVE_BATCH: usize = 64;
+
 /// How many queued items are read from the store at a time while sending
 /// the backlog.
 pub const BACKLOG_PAGE: usize = 100;
@@ -342,19 +345,63 @@ where
                 if let Some(authed) = &mut self.authed {
                     authed.backlog_ids.insert(item.queue_id);
                 }
-                self.send(ServerFrame::Push(Push::Deliver(item))).await?;
+                let frame = encode_server_frame(&ServerFrame::Push(Push::Deliver(item)));
+                self.feed(Message::binary(frame)).await?;
             }
+            self.flush().await?;
         }
     }
 
-    /// Forwards a live frame, skipping items already sent from the backlog.
+    /// Forwards a live frame and those already waiting behind it (up to
+    /// [`LIVE_BATCH`]) with one flush, skipping items already sent from the
+    /// backlog.
     async fn forward(&mut self, live: Live) -> Result<(), Ended> {
-        if let (Live::Deliver { queue_id, .. }, Some(authed)) = (&live, &mut self.authed) {
-            if authed.backlog_ids.remove(queue_id) {
-                return Ok(());
-            }
+        self.feed_live(live).await?;
+        for _ in 1..LIVE_BATCH {
+            let Some(authed) = &mut self.authed else {
+                break;
+            };
+            // A closed channel is seen by the caller's next receive.
+            let Ok(live) = authed.live.try_recv() else {
+                break;
+            };
+            self.feed_live(live).await?;
         }
-        self.send(ServerFrame::Push(live.into_push())).await
+        self.flush().await
+    }
+
+    /// Writes one live frame without flushing.
+    async fn feed_live(&mut self, live: Live) -> Result<(), Ended> {
+        let message = match live {
+            Live::Deliver(item) => {
+                if let Some(authed) = &mut self.authed {
+                    if authed.backlog_ids.remove(&item.queue_id) {
+                        return Ok(());
+                    }
+                }
+                Message::Binary(item.frame())
+            }
+            other => Message::binary(encode_server_frame(&ServerFrame::Push(other.into_push()))),
+        };
+        self.feed(message).await
+    }
+
+    /// Queues a frame for the socket without flushing it.
+    async fn feed(&mut self, message: Message) -> Result<(), Ended> {
+        match tokio::time::timeout(SEND_TIMEOUT, self.socket.feed(message)).await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(_)) => Err(Ended::Socket),
+            Err(_) => Err(Ended::SendTimeout),
+        }
+    }
+
+    /// Writes out what was fed.
+    async fn flush(&mut self) -> Result<(), Ended> {
+        match tokio::time::timeout(SEND_TIMEOUT, self.socket.flush()).await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(_)) => Err(Ended::Socket),
+            Err(_) => Err(Ended::SendTimeout),
+        }
     }
 }
 

@@ -160,31 +160,37 @@ fn deliver_live(
     sequenced: &Sequenced,
     payloads: &[(ItemKind, &Bytes)],
 ) {
-    let items: Vec<Arc<SharedItem>> = payloads
-        .iter()
-        .map(|(kind, payload)| {
-            Arc::new(SharedItem {
-                group_id,
-                seq: sequenced.seq,
-                sender,
-                kind: *kind,
-                payload: (*payload).clone(),
-            })
-        })
-        .collect();
-    state.notify_offline(sequenced.deliveries.iter().map(|d| d.device_id));
-    state
-        .registry()
-        .offer(sequenced.deliveries.iter().filter_map(|delivery| {
-            let item = items.iter().find(|i| i.kind == delivery.kind)?;
-            Some((
-                delivery.device_id,
-                Live::Deliver {
+    // One shared item per (kind, queue id): every recipient of an item gets
+    // the same frame.
+    let mut items: Vec<Arc<SharedItem>> = Vec::new();
+    let mut frames = Vec::with_capacity(sequenced.deliveries.len());
+    for delivery in &sequenced.deliveries {
+        let known = items
+            .iter()
+            .find(|i| i.kind == delivery.kind && i.queue_id == delivery.queue_id);
+        let item = match known {
+            Some(item) => Arc::clone(item),
+            None => {
+                let Some((_, payload)) = payloads.iter().find(|(k, _)| *k == delivery.kind) else {
+                    continue;
+                };
+                let item = Arc::new(SharedItem {
                     queue_id: delivery.queue_id,
-                    item: Arc::clone(item),
-                },
-            ))
-        }));
+                    group_id,
+                    seq: sequenced.seq,
+                    sender,
+                    kind: delivery.kind,
+                    payload: (*payload).clone(),
+                    frame: std::sync::OnceLock::new(),
+                });
+                items.push(Arc::clone(&item));
+                item
+            }
+        };
+        frames.push((delivery.device_id, Live::Deliver(item)));
+    }
+    state.notify_offline(sequenced.deliveries.iter().map(|d| d.device_id));
+    state.registry().offer(frames);
 }
 
 /// Whether a device with `stock` single-use KeyPackages should be told to
