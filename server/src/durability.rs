@@ -19,6 +19,8 @@ pub struct Flusher {
     tickets: AtomicU64,
     /// The highest ticket known to be durable; held while a flush runs.
     flushed: tokio::sync::Mutex<u64>,
+    /// How many flushes ran.
+    count: AtomicU64,
 }
 
 impl Flusher {
@@ -29,7 +31,13 @@ impl Flusher {
             skip: AtomicBool::new(false),
             tickets: AtomicU64::new(0),
             flushed: tokio::sync::Mutex::new(0),
+            count: AtomicU64::new(0),
         }
+    }
+
+    /// How many store flushes have run (each an fsync).
+    pub fn count(&self) -> u64 {
+        self.count.load(Ordering::Relaxed)
     }
 
     /// From now on [`Flusher::flush`] returns at once: answers no longer
@@ -61,6 +69,7 @@ impl Flusher {
         tokio::task::spawn_blocking(move || store.flush())
             .await
             .map_err(|_| StoreError::Backend("the flush task failed".into()))??;
+        self.count.fetch_add(1, Ordering::Relaxed);
         *flushed = covers;
         Ok(())
     }

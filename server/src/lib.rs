@@ -141,6 +141,11 @@ impl AppState {
         self.inner.flusher.flush().await
     }
 
+    /// How many durable flushes have run since the relay started.
+    pub fn flush_count(&self) -> u64 {
+        self.inner.flusher.count()
+    }
+
     /// Answers stop waiting for durable flushes: only for measuring what
     /// durability costs (`serve --unsafe-no-fsync-for-benchmarks`).
     pub fn skip_flushes_for_benchmarks(&self) {

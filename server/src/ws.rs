@@ -12,6 +12,8 @@
 //! without a network.
 
 use std::collections::HashSet;
+use std::future::Future;
+use std::pin::Pin;
 use std::time::Duration;
 
 use axum::extract::ws::{close_code, CloseFrame, Message, Utf8Bytes, WebSocketUpgrade};
@@ -20,6 +22,7 @@ use cascade_protocol::auth::NONCE_LEN;
 use cascade_protocol::frames::{Bytes, Push, Request, Response, ServerFrame};
 use cascade_protocol::limits::{AUTH_TIMEOUT_SECS, HARD_MAX_FRAME_BYTES};
 use cascade_protocol::{decode_client_frame, encode_server_frame, ProtocolError};
+use futures_util::stream::FuturesOrdered;
 use futures_util::{Sink, SinkExt, Stream, StreamExt};
 use rand::RngCore;
 use tokio::sync::mpsc;
@@ -28,6 +31,10 @@ use crate::ds::{self, stock_is_low, Session};
 use crate::error::DsError;
 use crate::fanout::Live;
 use crate::AppState;
+
+/// How many of a connection's writes may wait for their flush at once before
+/// the connection stops reading requests.
+pub const MAX_IN_FLIGHT: usize = 64;
 
 /// How many live frames already waiting are written before one flush.
 pub const LIVE_BATCH: usize = 64;
@@ -71,6 +78,7 @@ where
         socket,
         nonce,
         authed: None,
+        in_flight: FuturesOrdered::new(),
     };
     match conn.run().await {
         Ok(()) => {}
@@ -101,11 +109,17 @@ struct Authed {
     backlog_ids: HashSet<u64>,
 }
 
+/// A request's answer on its way: its id and result.
+type InFlight = Pin<Box<dyn Future<Output = (u64, Result<Response, ProtocolError>)> + Send>>;
+
 struct Connection<S> {
     state: AppState,
     socket: S,
     nonce: [u8; NONCE_LEN],
     authed: Option<Authed>,
+    /// Answers not sent yet, in request order: writes waiting for their
+    /// flush, and answers queued behind them.
+    in_flight: FuturesOrdered<InFlight>,
 }
 
 enum Event {
@@ -113,6 +127,7 @@ enum Event {
     Shutdown,
     Socket(Option<Result<Message, axum::Error>>),
     Live(Option<Live>),
+    Answer((u64, Result<Response, ProtocolError>)),
 }
 
 /// Whether the loop goes on.
@@ -147,6 +162,9 @@ where
                 _ = shutdown.wait_for(|stop| *stop) => Event::Shutdown,
                 message = self.socket.next() => Event::Socket(message),
                 live = next_live(&mut self.authed), if authed => Event::Live(live),
+                Some(answer) = self.in_flight.next(), if !self.in_flight.is_empty() => {
+                    Event::Answer(answer)
+                }
             };
             let flow = match event {
                 Event::AuthTimeout => {
@@ -155,6 +173,7 @@ where
                     Flow::Stop
                 }
                 Event::Shutdown => {
+                    self.answer_in_flight().await?;
                     self.close(close_code::AWAY, "relay shutting down").await;
                     Flow::Stop
                 }
@@ -173,6 +192,10 @@ where
                 Event::Socket(Some(Ok(Message::Ping(_) | Message::Pong(_)))) => Flow::Continue,
                 Event::Live(Some(live)) => {
                     self.forward(live).await?;
+                    Flow::Continue
+                }
+                Event::Answer((id, result)) => {
+                    self.respond(id, result).await?;
                     Flow::Continue
                 }
                 Event::Live(None) => {
@@ -203,6 +226,14 @@ where
         result: Result<Response, ProtocolError>,
     ) -> Result<(), Ended> {
         self.send(ServerFrame::Response { id, result }).await
+    }
+
+    /// Sends every answer still on its way.
+    async fn answer_in_flight(&mut self) -> Result<(), Ended> {
+        while let Some((id, result)) = self.in_flight.next().await {
+            self.respond(id, result).await?;
+        }
+        Ok(())
     }
 
     /// Sends a close frame; best effort, as the peer may be gone already.
@@ -243,10 +274,31 @@ where
             }
             (Some(authed), request) => {
                 let session = authed.session.clone();
-                let result = ds::handle_request(&self.state, &session, request)
-                    .await
-                    .map_err(|e| e.to_protocol_error());
-                self.respond(id, result).await?;
+                // Requests are answered in order. Writes go on while earlier
+                // ones wait for their flush (so a device's pipelined
+                // messages share fsyncs); a request that reads state waits
+                // until they are durable.
+                let overtakes = ds::may_overtake(&request);
+                if !overtakes {
+                    self.answer_in_flight().await?;
+                }
+                while self.in_flight.len() >= MAX_IN_FLIGHT {
+                    if let Some((earlier, result)) = self.in_flight.next().await {
+                        self.respond(earlier, result).await?;
+                    }
+                }
+                match ds::start_request(&self.state, &session, request).await {
+                    ds::Handling::Answered(result) if self.in_flight.is_empty() => {
+                        self.respond(id, result.map_err(|e| e.to_protocol_error()))
+                            .await?;
+                    }
+                    handling => self.in_flight.push_back(Box::pin(async move {
+                        (
+                            id,
+                            handling.answer().await.map_err(|e| e.to_protocol_error()),
+                        )
+                    })),
+                }
                 Ok(Flow::Continue)
             }
         }

@@ -833,3 +833,80 @@ async fn concurrent_senders_in_one_group_are_delivered_live_in_seq_order() {
     }
     listen.assert_quiet().await;
 }
+
+/// A device that pipelines its messages (sends many without waiting) gets
+/// them sequenced in the order it sent them, sharing flushes, and every
+/// answer in request order; a read sent behind them is answered after them and sees their
+/// effect; a refused write in the middle changes nothing for the others.
+#[tokio::test]
+async fn pipelined_writes_keep_their_order_and_answers_come_in_request_order() {
+    let relay = start().await;
+    let alice = relay.device("alice@north");
+    let bob = relay.device("bob@north");
+    let group = GroupId([9; 16]);
+    let (mut a, _) = relay.online(&alice).await;
+    a.create_group(group).await;
+    a.commit(bundle(group, 0, &[&bob], &[]))
+        .await
+        .expect("add bob");
+    let (mut b, backlog) = relay.online(&bob).await;
+    assert_eq!(backlog.len(), 1, "the Welcome");
+
+    let flushes_before = relay.server.state().flush_count();
+    let mut ids = Vec::new();
+    for n in 0..40u8 {
+        let message = if n == 20 {
+            // From an epoch that does not exist: refused.
+            private_message(group, 7, &[n])
+        } else {
+            private_message(group, 1, &[n])
+        };
+        ids.push(
+            a.send(Request::SendMessage {
+                group_id: group,
+                message,
+            })
+            .await,
+        );
+    }
+    let info = a.send(Request::GetGroupInfo { group_id: group }).await;
+    let mut seqs = Vec::new();
+    for (n, id) in ids.into_iter().enumerate() {
+        match a.response(id).await {
+            Ok(Response::MessageAccepted { seq }) => seqs.push(seq),
+            Err(ProtocolError::WrongEpoch { current: 1 }) => assert_eq!(n, 20),
+            other => panic!("message {n}: {other:?}"),
+        }
+    }
+    assert_eq!(
+        seqs,
+        (2..41).collect::<Vec<u64>>(),
+        "sequenced in sending order"
+    );
+    let flushes = relay.server.state().flush_count() - flushes_before;
+    assert!(
+        flushes < 39,
+        "pipelined messages share flushes: {flushes} for 39 messages"
+    );
+    assert!(matches!(
+        a.response(info).await,
+        Ok(Response::GroupInfo { epoch: 1, .. })
+    ));
+
+    let mut received = Vec::new();
+    while received.len() < 39 {
+        match b.push().await {
+            Push::Deliver(item) => received.push(item.payload),
+            Push::KeyPackagesLow { .. } => {}
+            other => panic!("unexpected push {other:?}"),
+        }
+    }
+    let expected: Vec<_> = (0..40u8)
+        .filter(|n| *n != 20)
+        .map(|n| private_message(group, 1, &[n]))
+        .collect();
+    assert_eq!(
+        received, expected,
+        "bob reads them in the order alice wrote"
+    );
+}

@@ -8,7 +8,8 @@ use cascade_protocol::limits::MAX_GROUP_DEVICES;
 use cascade_protocol::mls_header::{framing_header, ContentType, SenderType, WireFormat};
 
 use super::{
-    check_mls_size, deliver_live, durable_turn, expect_wire_format, run_to_completion, Session,
+    check_mls_size, deliver_live, durable_turn, expect_wire_format, start_sequencing, Handling,
+    Session, Written,
 };
 use crate::error::DsError;
 use crate::store::{CommitWrite, StoreError};
@@ -83,15 +84,17 @@ fn check_bundle(session: &Session, bundle: &CommitBundle) -> Result<bool, DsErro
 /// roster (the committer's copy is the echo; removed devices learn of their
 /// removal) and to an external committer, the Welcome to every added device,
 /// all in one transaction, flushed before the answer and the live fan-out.
-pub async fn handle(
-    state: &AppState,
-    session: &Session,
-    bundle: CommitBundle,
-) -> Result<Response, DsError> {
-    let external = check_bundle(session, &bundle)?;
+pub async fn start(state: &AppState, session: &Session, bundle: CommitBundle) -> Handling {
+    let external = match check_bundle(session, &bundle) {
+        Ok(external) => external,
+        Err(e) => return Handling::Answered(Err(e)),
+    };
     let state = state.clone();
     let session = session.clone();
-    run_to_completion(async move { sequence(&state, &session, &bundle, external).await }).await
+    start_sequencing(move |written| async move {
+        sequence(&state, &session, &bundle, external, written).await
+    })
+    .await
 }
 
 async fn sequence(
@@ -99,6 +102,7 @@ async fn sequence(
     session: &Session,
     bundle: &CommitBundle,
     external: bool,
+    written: Written,
 ) -> Result<Response, DsError> {
     let writer = state.groups().lock(bundle.group_id).await;
     let store = state.store();
@@ -168,7 +172,7 @@ async fn sequence(
         StoreError::NotFound => DsError::UnknownGroup,
         e => e.into(),
     })?;
-    let _turn = durable_turn(state, writer).await?;
+    let _turn = durable_turn(state, writer, written).await?;
 
     let mut payloads = vec![(ItemKind::Commit, &bundle.commit)];
     if let Some(welcome) = &bundle.welcome {

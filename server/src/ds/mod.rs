@@ -1,13 +1,20 @@
 //! The delivery service: one module per relay operation on the WebSocket.
 //!
-//! [`handle_request`] takes a decoded request of an authenticated connection
-//! and returns its answer; the connection loop in [`crate::ws`] owns the
-//! socket. Operations that sequence a group (commit, send) run as their own
-//! task so that, once their write has started, a dropped connection cannot
-//! interrupt the flush and fan-out that follow.
+//! [`start_request`] takes a decoded request of an authenticated connection
+//! and answers it, or, for the operations that sequence a group (commit,
+//! send), returns once the write is made and the group's lock released, with
+//! the task that finishes it (durable flush, publication in the group's
+//! order, answer). The connection loop in [`crate::ws`] owns the socket: it
+//! reads the connection's next request meanwhile, so a device's pipelined
+//! messages share flushes, and answers in request order. The sequencing task
+//! runs on its own, so a dropped connection cannot interrupt the flush and
+//! fan-out that follow a write.
 
 use std::future::Future;
 use std::sync::Arc;
+
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
 
 use cascade_protocol::frames::{Bytes, ItemKind, Request, Response};
 use cascade_protocol::limits::{KEY_PACKAGE_LOW_WATER, MAX_MLS_MESSAGE_BYTES};
@@ -39,7 +46,51 @@ pub struct Session {
     pub user_id: UserId,
 }
 
-/// Handles one request of an authenticated connection.
+/// How a request of an authenticated connection is being handled.
+pub enum Handling {
+    /// It is answered.
+    Answered(Result<Response, DsError>),
+    /// Its write is made (or it failed before writing); the task answers
+    /// once the write is durable and published.
+    Sequenced(JoinHandle<Result<Response, DsError>>),
+}
+
+impl Handling {
+    /// The answer, once there is one.
+    pub async fn answer(self) -> Result<Response, DsError> {
+        match self {
+            Handling::Answered(result) => result,
+            Handling::Sequenced(task) => task
+                .await
+                .map_err(|_| DsError::Internal("a sequencing task failed"))?,
+        }
+    }
+}
+
+/// Whether a request may be handled while the connection's earlier writes
+/// are still on their way to disk: writes (they are sequenced in request
+/// order all the same), acknowledgements and pings. Anything else reads
+/// state, which must not show a write that is not yet durable, so the
+/// connection answers what is in flight first.
+pub fn may_overtake(request: &Request) -> bool {
+    matches!(
+        request,
+        Request::SendMessage { .. } | Request::Commit(_) | Request::Ack { .. } | Request::Ping
+    )
+}
+
+/// Starts one request of an authenticated connection (see [`Handling`]).
+pub async fn start_request(state: &AppState, session: &Session, request: Request) -> Handling {
+    match request {
+        Request::Commit(bundle) => commit::start(state, session, bundle).await,
+        Request::SendMessage { group_id, message } => {
+            send::start(state, session, group_id, message).await
+        }
+        other => Handling::Answered(handle_request(state, session, other).await),
+    }
+}
+
+/// Handles one request of an authenticated connection to its answer.
 pub async fn handle_request(
     state: &AppState,
     session: &Session,
@@ -58,9 +109,11 @@ pub async fn handle_request(
             group_id,
             group_info,
         } => create_group::handle(state, session, group_id, group_info).await,
-        Request::Commit(bundle) => commit::handle(state, session, bundle).await,
-        Request::SendMessage { group_id, message } => {
-            send::handle(state, session, group_id, message).await
+        request @ (Request::Commit(_) | Request::SendMessage { .. }) => {
+            Box::pin(start_request(state, session, request))
+                .await
+                .answer()
+                .await
         }
         Request::Ack { queue_ids } => ack::handle(state, session, &queue_ids),
         Request::GetGroupInfo { group_id } => group_info::handle(state, session, &group_id),
@@ -123,16 +176,22 @@ fn expect_wire_format(
     }
 }
 
+/// Told by a sequencing operation once its write is made and the group's
+/// lock released (dropped unsent if it ends before writing).
+pub struct Written(oneshot::Sender<()>);
+
 /// Runs a sequencing operation as its own task, so that it completes even if
-/// the connection that asked for it goes away.
-async fn run_to_completion<F, T>(operation: F) -> Result<T, DsError>
+/// the connection that asked for it goes away, and returns once it has
+/// written (or ended).
+async fn start_sequencing<F>(operation: impl FnOnce(Written) -> F) -> Handling
 where
-    F: Future<Output = Result<T, DsError>> + Send + 'static,
-    T: Send + 'static,
+    F: Future<Output = Result<Response, DsError>> + Send + 'static,
 {
-    tokio::spawn(operation)
-        .await
-        .map_err(|_| DsError::Internal("a sequencing task failed"))?
+    let (tx, rx) = oneshot::channel();
+    let task = tokio::spawn(operation(Written(tx)));
+    // An error before the write drops the sender: nothing to wait for.
+    let _ = rx.await;
+    Handling::Sequenced(task)
 }
 
 /// After a sequencing write: lets the group's writer lock go (so writes of
@@ -142,9 +201,11 @@ where
 async fn durable_turn<'a>(
     state: &'a AppState,
     mut writer: GroupGuard<'a>,
+    written: Written,
 ) -> Result<Publication<'a>, DsError> {
     let mut publication = writer.publication();
     drop(writer);
+    let _ = written.0.send(());
     state.flush().await?;
     publication.turn().await;
     Ok(publication)

@@ -6,7 +6,9 @@ use cascade_protocol::limits::MAX_MESSAGE_EPOCH_LAG;
 use cascade_protocol::mls_header::{framing_header, ContentType, WireFormat};
 use cascade_protocol::GroupId;
 
-use super::{check_mls_size, deliver_live, durable_turn, run_to_completion, Session};
+use super::{
+    check_mls_size, deliver_live, durable_turn, start_sequencing, Handling, Session, Written,
+};
 use crate::error::DsError;
 use crate::store::{ApplicationWrite, StoreError};
 use crate::AppState;
@@ -18,14 +20,28 @@ use crate::AppState;
 /// it), under the group's writer lock; answers
 /// `MessageAccepted { seq }` only once the message is durably in every
 /// recipient's queue, after delivering it live in the group's order.
-pub async fn handle(
+pub async fn start(
     state: &AppState,
     session: &Session,
     group_id: GroupId,
     message: Bytes,
-) -> Result<Response, DsError> {
-    check_mls_size(&message)?;
-    let header = framing_header(&message)
+) -> Handling {
+    let epoch = match check(&message, group_id) {
+        Ok(epoch) => epoch,
+        Err(e) => return Handling::Answered(Err(e)),
+    };
+    let state = state.clone();
+    let session = session.clone();
+    start_sequencing(move |written| async move {
+        sequence(&state, &session, group_id, epoch, &message, written).await
+    })
+    .await
+}
+
+/// Checks that need no state; returns the message's epoch.
+fn check(message: &Bytes, group_id: GroupId) -> Result<u64, DsError> {
+    check_mls_size(message)?;
+    let header = framing_header(message)
         .map_err(|_| DsError::Malformed("the message is not an MLS private message"))?;
     // Proposals travel like application messages: a member's request to
     // leave is a self-remove proposal that another member then commits.
@@ -43,12 +59,7 @@ pub async fn handle(
     if header.group_id != group_id.as_bytes() {
         return Err(DsError::Malformed("the message is for another group"));
     }
-    let state = state.clone();
-    let session = session.clone();
-    run_to_completion(
-        async move { sequence(&state, &session, group_id, header.epoch, &message).await },
-    )
-    .await
+    Ok(header.epoch)
 }
 
 async fn sequence(
@@ -57,6 +68,7 @@ async fn sequence(
     group_id: GroupId,
     epoch: u64,
     message: &Bytes,
+    written: Written,
 ) -> Result<Response, DsError> {
     let writer = state.groups().lock(group_id).await;
     let store = state.store();
@@ -84,7 +96,7 @@ async fn sequence(
             StoreError::NotFound => DsError::UnknownGroup,
             e => e.into(),
         })?;
-    let _turn = durable_turn(state, writer).await?;
+    let _turn = durable_turn(state, writer, written).await?;
     deliver_live(
         state,
         group_id,
