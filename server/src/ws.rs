@@ -23,7 +23,7 @@ use cascade_protocol::frames::{Bytes, Push, Request, Response, ServerFrame};
 use cascade_protocol::limits::{AUTH_TIMEOUT_SECS, HARD_MAX_FRAME_BYTES};
 use cascade_protocol::{decode_client_frame, encode_server_frame, ProtocolError};
 use futures_util::stream::FuturesOrdered;
-use futures_util::{Sink, SinkExt, Stream, StreamExt};
+use futures_util::{FutureExt, Sink, SinkExt, Stream, StreamExt};
 use rand::RngCore;
 use tokio::sync::mpsc;
 
@@ -79,6 +79,7 @@ where
         nonce,
         authed: None,
         in_flight: FuturesOrdered::new(),
+        unflushed: false,
     };
     match conn.run().await {
         Ok(()) => {}
@@ -120,6 +121,9 @@ struct Connection<S> {
     /// Answers not sent yet, in request order: writes waiting for their
     /// flush, and answers queued behind them.
     in_flight: FuturesOrdered<InFlight>,
+    /// Frames written to the socket but not flushed: answers and live items
+    /// are flushed together once nothing else is ready.
+    unflushed: bool,
 }
 
 enum Event {
@@ -155,15 +159,27 @@ where
         let auth_deadline = tokio::time::sleep(Duration::from_secs(AUTH_TIMEOUT_SECS));
         tokio::pin!(auth_deadline);
         let mut shutdown = self.state.shutdown_signal();
+        let mut handled_since_flush = 0;
         loop {
-            let authed = self.authed.is_some();
-            let event = tokio::select! {
-                () = &mut auth_deadline, if !authed => Event::AuthTimeout,
-                _ = shutdown.wait_for(|stop| *stop) => Event::Shutdown,
-                message = self.socket.next() => Event::Socket(message),
-                live = next_live(&mut self.authed), if authed => Event::Live(live),
-                Some(answer) = self.in_flight.next(), if !self.in_flight.is_empty() => {
-                    Event::Answer(answer)
+            // What is ready now is handled first; the socket is flushed
+            // before waiting (or after `LIVE_BATCH` events without a wait),
+            // so answers and live items that come together leave in one
+            // write.
+            let ready = if handled_since_flush < LIVE_BATCH {
+                self.next_event(auth_deadline.as_mut(), &mut shutdown)
+                    .now_or_never()
+            } else {
+                None
+            };
+            handled_since_flush += 1;
+            let event = match ready {
+                Some(event) => event,
+                None => {
+                    handled_since_flush = 0;
+                    if self.unflushed {
+                        self.flush().await?;
+                    }
+                    self.next_event(auth_deadline.as_mut(), &mut shutdown).await
                 }
             };
             let flow = match event {
@@ -211,6 +227,24 @@ where
         }
     }
 
+    /// The next thing to handle (every branch is cancel-safe).
+    async fn next_event(
+        &mut self,
+        auth_deadline: Pin<&mut tokio::time::Sleep>,
+        shutdown: &mut tokio::sync::watch::Receiver<bool>,
+    ) -> Event {
+        let authed = self.authed.is_some();
+        tokio::select! {
+            () = auth_deadline, if !authed => Event::AuthTimeout,
+            _ = shutdown.wait_for(|stop| *stop) => Event::Shutdown,
+            message = self.socket.next() => Event::Socket(message),
+            live = next_live(&mut self.authed), if authed => Event::Live(live),
+            Some(answer) = self.in_flight.next(), if !self.in_flight.is_empty() => {
+                Event::Answer(answer)
+            }
+        }
+    }
+
     async fn send(&mut self, frame: ServerFrame) -> Result<(), Ended> {
         let message = Message::binary(encode_server_frame(&frame));
         match tokio::time::timeout(SEND_TIMEOUT, self.socket.send(message)).await {
@@ -225,11 +259,15 @@ where
         id: u64,
         result: Result<Response, ProtocolError>,
     ) -> Result<(), Ended> {
-        self.send(ServerFrame::Response { id, result }).await
+        let frame = encode_server_frame(&ServerFrame::Response { id, result });
+        self.feed(Message::binary(frame)).await
     }
 
     /// Sends every answer still on its way.
     async fn answer_in_flight(&mut self) -> Result<(), Ended> {
+        if self.unflushed && !self.in_flight.is_empty() {
+            self.flush().await?;
+        }
         while let Some((id, result)) = self.in_flight.next().await {
             self.respond(id, result).await?;
         }
@@ -283,6 +321,9 @@ where
                     self.answer_in_flight().await?;
                 }
                 while self.in_flight.len() >= MAX_IN_FLIGHT {
+                    if self.unflushed {
+                        self.flush().await?;
+                    }
                     if let Some((earlier, result)) = self.in_flight.next().await {
                         self.respond(earlier, result).await?;
                     }
@@ -404,9 +445,9 @@ where
         }
     }
 
-    /// Forwards a live frame and those already waiting behind it (up to
-    /// [`LIVE_BATCH`]) with one flush, skipping items already sent from the
-    /// backlog.
+    /// Writes a live frame and those already waiting behind it (up to
+    /// [`LIVE_BATCH`]), skipping items already sent from the backlog; the
+    /// loop flushes them.
     async fn forward(&mut self, live: Live) -> Result<(), Ended> {
         self.feed_live(live).await?;
         for _ in 1..LIVE_BATCH {
@@ -419,7 +460,7 @@ where
             };
             self.feed_live(live).await?;
         }
-        self.flush().await
+        Ok(())
     }
 
     /// Writes one live frame without flushing.
@@ -440,6 +481,7 @@ where
 
     /// Queues a frame for the socket without flushing it.
     async fn feed(&mut self, message: Message) -> Result<(), Ended> {
+        self.unflushed = true;
         match tokio::time::timeout(SEND_TIMEOUT, self.socket.feed(message)).await {
             Ok(Ok(())) => Ok(()),
             Ok(Err(_)) => Err(Ended::Socket),
@@ -449,6 +491,7 @@ where
 
     /// Writes out what was fed.
     async fn flush(&mut self) -> Result<(), Ended> {
+        self.unflushed = false;
         match tokio::time::timeout(SEND_TIMEOUT, self.socket.flush()).await {
             Ok(Ok(())) => Ok(()),
             Ok(Err(_)) => Err(Ended::Socket),
