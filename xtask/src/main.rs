@@ -16,7 +16,8 @@
 //!   the raw fan-out baselines in the same run; `--compare A.json B.json`
 //!   prints the change between two recorded runs.
 //! - `cargo xtask bench-mls [--sizes N,N,…]`: criterion benchmarks of MLS
-//!   group operations against group size.
+//!   group operations against group size, and of the engine's work for one
+//!   message.
 //! - `cargo xtask soak [--seeds N] [--steps N]`: the engine's seeded random
 //!   interactions on the simulated relay, far longer than the test run.
 //!
@@ -360,6 +361,8 @@ fn bench_mls(args: &[String]) -> Result<()> {
         "cascade-core",
         "--bench",
         "mls_groups",
+        "--bench",
+        "engine",
     ]);
     match args {
         [] => {}
