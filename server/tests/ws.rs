@@ -4,7 +4,7 @@ mod common;
 
 use cascade_protocol::frames::{ItemKind, Push, Request, Response, ServerFrame};
 use cascade_protocol::limits::{
-    KEY_PACKAGE_LOW_WATER, MAX_FRAME_BYTES, MAX_KEY_PACKAGE_UPLOAD, PROTOCOL_VERSION,
+    KEY_PACKAGE_LOW_WATER, MAX_FRAME_BYTES, MAX_KEY_PACKAGE_UPLOAD, MAX_QUEUE_LEN, PROTOCOL_VERSION,
 };
 use cascade_protocol::{DeviceId, GroupId, ProtocolError};
 use common::*;
@@ -909,4 +909,68 @@ async fn pipelined_writes_keep_their_order_and_answers_come_in_request_order() {
         received, expected,
         "bob reads them in the order alice wrote"
     );
+}
+
+/// Issue 11's freeze attack, as an attacker would run it: a device of an
+/// organisation nobody trusts adds an offline victim to a group of its own
+/// (the relay checks only that the device exists) and floods it until the
+/// victim's lag reaches the limit. That group refuses further messages;
+/// the victim's conversation with a colleague goes on, and the colleague
+/// can still remove the victim from it.
+#[tokio::test]
+async fn a_device_flooded_in_one_group_does_not_freeze_its_other_groups() {
+    let relay = start().await;
+    let alice = relay.device("alice@north");
+    let victim = relay.device("victim@north");
+    let mallory = relay.device("mallory@hostile");
+    let ward = GroupId([1; 16]);
+    let spam = GroupId([2; 16]);
+    let (mut a, _) = relay.online(&alice).await;
+    a.create_group(ward).await;
+    a.commit(bundle(ward, 0, &[&victim], &[]))
+        .await
+        .expect("alice adds the victim");
+    let (mut m, _) = relay.online(&mallory).await;
+    m.create_group(spam).await;
+    m.commit(bundle(spam, 0, &[&victim], &[]))
+        .await
+        .expect("mallory adds the victim");
+
+    // The victim's lag in the spam group starts at its Welcome (seq 1):
+    // seq 2 to MAX_QUEUE_LEN are accepted, the next is refused.
+    let total = MAX_QUEUE_LEN;
+    let mut ids = Vec::new();
+    for n in 0..total {
+        ids.push(
+            m.send(Request::SendMessage {
+                group_id: spam,
+                message: private_message(spam, 1, &n.to_be_bytes()),
+            })
+            .await,
+        );
+    }
+    let mut accepted = 0;
+    let mut refused = 0;
+    for id in ids {
+        match m.response(id).await {
+            Ok(Response::MessageAccepted { .. }) => accepted += 1,
+            Err(ProtocolError::QueueFull { .. }) => refused += 1,
+            other => panic!("unexpected answer {other:?}"),
+        }
+    }
+    assert_eq!(
+        (accepted, refused),
+        (total - 1, 1),
+        "the spam group is full"
+    );
+
+    // Alice and the victim's conversation is not held up.
+    assert!(matches!(
+        a.send_message(ward, 1, b"handover at 8").await,
+        Ok(Response::MessageAccepted { .. })
+    ));
+    assert!(matches!(
+        a.commit(bundle(ward, 1, &[], &[&victim])).await,
+        Ok(Response::CommitAccepted { epoch: 2, .. })
+    ));
 }
