@@ -132,3 +132,23 @@ fn e2e_mode_delivers_every_message_between_real_clients() -> Result<()> {
     );
     Ok(())
 }
+
+/// Both tools explain themselves, and a mistyped flag is an error that
+/// names it, not a crash.
+#[test]
+fn the_tools_print_their_usage_and_refuse_unknown_flags() -> Result<()> {
+    for tool in ["cascade-load", "cascade-baseline"] {
+        let help = Command::new(bin_dir().join(tool)).arg("--help").output()?;
+        assert!(help.status.success(), "{tool} --help");
+        let text = String::from_utf8_lossy(&help.stdout);
+        assert!(text.contains("Usage:"), "{tool}: {text}");
+        let bad = Command::new(bin_dir().join(tool))
+            .arg("--devcies")
+            .output()?;
+        assert_eq!(bad.status.code(), Some(2), "{tool} --devcies");
+        let err = String::from_utf8_lossy(&bad.stderr);
+        assert!(err.contains("--devcies"), "{tool}: {err}");
+        assert!(!err.contains("panicked"), "{tool}: {err}");
+    }
+    Ok(())
+}

@@ -19,7 +19,7 @@ use std::io::Write;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result};
 use cascade_protocol::frames::{Bytes, ItemKind, Push, QueueItem, Response};
 use cascade_protocol::*;
 use futures_util::{SinkExt, StreamExt};
@@ -31,37 +31,28 @@ use tokio_tungstenite::tungstenite::Message as WsMessage;
 /// Frames waiting for one connection, as in the relay.
 const CHANNEL_CAPACITY: usize = 4096;
 
+/// A raw tokio-tungstenite fan-out server on Cascade's frames, the
+/// load generator's baseline (`docs/benchmarks.md`).
+#[derive(clap::Parser)]
+#[command(name = "cascade-baseline")]
 struct Args {
+    /// Address to listen on; the chosen one is printed.
+    #[arg(long, default_value = "127.0.0.1:0")]
     listen: String,
+    /// Append every message to a log in this directory and fsync it (one
+    /// fsync per batch of messages) before fan-out and answer.
+    #[arg(long)]
     fsync: Option<PathBuf>,
+    /// WebSocket read buffer per connection, bytes.
+    #[arg(long)]
     read_buffer: Option<usize>,
+    /// WebSocket write buffer per connection, bytes.
+    #[arg(long)]
     write_buffer: Option<usize>,
 }
 
 fn parse() -> Result<Args> {
-    let mut a = Args {
-        listen: "127.0.0.1:0".into(),
-        fsync: None,
-        read_buffer: None,
-        write_buffer: None,
-    };
-    let mut it = std::env::args().skip(1);
-    while let Some(flag) = it.next() {
-        let mut val = || {
-            it.next()
-                .ok_or_else(|| anyhow::anyhow!("{flag} needs a value"))
-        };
-        match flag.as_str() {
-            "--listen" => a.listen = val()?,
-            "--fsync" => a.fsync = Some(val()?.into()),
-            "--read-buffer" => a.read_buffer = Some(val()?.parse()?),
-            "--write-buffer" => a.write_buffer = Some(val()?.parse()?),
-            other => bail!(
-                "unknown argument {other}; usage: cascade-baseline [--listen ADDR] [--fsync DIR] [--read-buffer BYTES] [--write-buffer BYTES]"
-            ),
-        }
-    }
-    Ok(a)
+    Ok(<Args as clap::Parser>::parse())
 }
 
 /// A frame for one connection: an encoded answer, or a shared item to

@@ -37,66 +37,55 @@ use tokio::sync::Mutex;
 /// the content with its signature and padding, AEAD tags).
 const DEFAULT_SIZE: usize = 256;
 
+/// A load generator against a real relay process and the raw fan-out
+/// baselines (`docs/benchmarks.md`).
+#[derive(clap::Parser)]
+#[command(name = "cascade-load")]
 struct Args {
+    /// relay, e2e or idle.
+    #[arg(long, default_value = "relay")]
     mode: String,
+    /// relay, relay-nofsync, baseline, baseline-fsync or all (relay mode).
+    #[arg(long, default_value = "all")]
     target: String,
+    /// Devices in the group (relay mode).
+    #[arg(long, default_value_t = 8)]
     devices: usize,
+    /// How many of them post (default: all).
+    #[arg(long)]
     senders: Option<usize>,
+    /// Groups (e2e mode).
+    #[arg(long, default_value_t = 4)]
     groups: usize,
+    /// Members per group (e2e mode).
+    #[arg(long, default_value_t = 4)]
     members: usize,
+    /// Messages per sender.
+    #[arg(long, default_value_t = 200)]
     messages: usize,
+    /// Message size in bytes (relay mode).
+    #[arg(long, default_value_t = DEFAULT_SIZE)]
     size: usize,
+    /// Messages per second per sender (open loop); closed loop without it.
+    #[arg(long)]
     rate: Option<f64>,
+    /// Also write the figures, with machine, commit and command, here.
+    #[arg(long)]
     json: Option<String>,
-    compare: Option<(String, String)>,
+    /// Print the change between two JSON records, and nothing else.
+    #[arg(long, num_args = 2, value_names = ["A.json", "B.json"])]
+    compare: Option<Vec<String>>,
+    /// Idle connections (idle mode).
+    #[arg(long, default_value_t = 1000)]
     connections: usize,
     /// The command line, for the JSON record.
+    #[arg(skip)]
     command: String,
 }
 
 fn parse() -> Result<Args> {
-    let mut a = Args {
-        mode: "relay".into(),
-        target: "all".into(),
-        devices: 8,
-        senders: None,
-        groups: 4,
-        members: 4,
-        messages: 200,
-        size: DEFAULT_SIZE,
-        rate: None,
-        json: None,
-        compare: None,
-        connections: 1000,
-        command: std::env::args().collect::<Vec<_>>().join(" "),
-    };
-    let mut it = std::env::args().skip(1);
-    while let Some(flag) = it.next() {
-        let mut val = || {
-            it.next()
-                .ok_or_else(|| anyhow::anyhow!("{flag} needs a value"))
-        };
-        match flag.as_str() {
-            "--mode" => a.mode = val()?,
-            "--devices" => a.devices = val()?.parse()?,
-            "--groups" => a.groups = val()?.parse()?,
-            "--members" => a.members = val()?.parse()?,
-            "--messages" => a.messages = val()?.parse()?,
-            "--target" => a.target = val()?,
-            "--senders" => a.senders = Some(val()?.parse()?),
-            "--size" => a.size = val()?.parse()?,
-            "--rate" => a.rate = Some(val()?.parse()?),
-            "--json" => a.json = Some(val()?),
-            "--connections" => a.connections = val()?.parse()?,
-            "--compare" => {
-                let first = val()?;
-                a.compare = Some((first, val()?));
-            }
-            other => bail!(
-                "unknown argument {other}; usage: cascade-load [--mode relay|e2e|idle] [--target relay|relay-nofsync|baseline|baseline-fsync|all] [--devices N] [--senders N] [--size BYTES] [--rate PER_SECOND] [--groups N] [--members N] [--messages N] [--connections N] [--json FILE] | --compare A.json B.json"
-            ),
-        }
-    }
+    let mut a = <Args as clap::Parser>::parse();
+    a.command = std::env::args().collect::<Vec<_>>().join(" ");
     Ok(a)
 }
 
@@ -149,7 +138,7 @@ async fn main() -> Result<()> {
             .init();
     }
     let args = parse()?;
-    if let Some((a, b)) = &args.compare {
+    if let Some([a, b]) = args.compare.as_deref() {
         return compare(a, b);
     }
     match args.mode.as_str() {
