@@ -14,8 +14,13 @@ use crate::store::ClientStore;
 pub const CIPHERSUITE: Ciphersuite = Ciphersuite::MLS_128_DHKEMX25519_AES128GCM_SHA256_Ed25519;
 
 /// How many past epochs' secrets a group keeps, so late application messages
-/// still decrypt after a commit.
-pub const MAX_PAST_EPOCHS: usize = 5;
+/// still decrypt after a commit: as many as the relay lets a message lag
+/// behind the group's epoch. A device processes a group's items in `seq`
+/// order, so it is at the group's epoch of each message's `seq` when it
+/// reads it. More would cost without use: openmls keeps each past epoch's
+/// full member list and writes them all on every merge (about 70 % of
+/// processing a commit in a group of 10,000, `docs/benchmarks.md`).
+pub const MAX_PAST_EPOCHS: usize = cascade_protocol::limits::MAX_MESSAGE_EPOCH_LAG as usize;
 
 /// The leaf capabilities every Cascade device advertises: our ciphersuite,
 /// X.509 credentials only, and the `last_resort` extension that its
