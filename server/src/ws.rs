@@ -247,11 +247,8 @@ where
 
     async fn send(&mut self, frame: ServerFrame) -> Result<(), Ended> {
         let message = Message::binary(encode_server_frame(&frame));
-        match tokio::time::timeout(SEND_TIMEOUT, self.socket.send(message)).await {
-            Ok(Ok(())) => Ok(()),
-            Ok(Err(_)) => Err(Ended::Socket),
-            Err(_) => Err(Ended::SendTimeout),
-        }
+        self.unflushed = false;
+        within_send_timeout(self.socket.send(message)).await
     }
 
     async fn respond(
@@ -265,13 +262,27 @@ where
 
     /// Sends every answer still on its way.
     async fn answer_in_flight(&mut self) -> Result<(), Ended> {
-        if self.unflushed && !self.in_flight.is_empty() {
+        while self.answer_oldest().await? {}
+        Ok(())
+    }
+
+    /// Waits for the oldest answer on its way and sends it (first flushing
+    /// what was written, so nothing waits behind a flush); false if there is
+    /// none.
+    async fn answer_oldest(&mut self) -> Result<bool, Ended> {
+        if self.in_flight.is_empty() {
+            return Ok(false);
+        }
+        if self.unflushed {
             self.flush().await?;
         }
-        while let Some((id, result)) = self.in_flight.next().await {
-            self.respond(id, result).await?;
+        match self.in_flight.next().await {
+            Some((id, result)) => {
+                self.respond(id, result).await?;
+                Ok(true)
+            }
+            None => Ok(false),
         }
-        Ok(())
     }
 
     /// Sends a close frame; best effort, as the peer may be gone already.
@@ -321,12 +332,7 @@ where
                     self.answer_in_flight().await?;
                 }
                 while self.in_flight.len() >= MAX_IN_FLIGHT {
-                    if self.unflushed {
-                        self.flush().await?;
-                    }
-                    if let Some((earlier, result)) = self.in_flight.next().await {
-                        self.respond(earlier, result).await?;
-                    }
+                    self.answer_oldest().await?;
                 }
                 match ds::start_request(&self.state, &session, request).await {
                     ds::Handling::Answered(result) if self.in_flight.is_empty() => {
@@ -482,21 +488,24 @@ where
     /// Queues a frame for the socket without flushing it.
     async fn feed(&mut self, message: Message) -> Result<(), Ended> {
         self.unflushed = true;
-        match tokio::time::timeout(SEND_TIMEOUT, self.socket.feed(message)).await {
-            Ok(Ok(())) => Ok(()),
-            Ok(Err(_)) => Err(Ended::Socket),
-            Err(_) => Err(Ended::SendTimeout),
-        }
+        within_send_timeout(self.socket.feed(message)).await
     }
 
     /// Writes out what was fed.
     async fn flush(&mut self) -> Result<(), Ended> {
         self.unflushed = false;
-        match tokio::time::timeout(SEND_TIMEOUT, self.socket.flush()).await {
-            Ok(Ok(())) => Ok(()),
-            Ok(Err(_)) => Err(Ended::Socket),
-            Err(_) => Err(Ended::SendTimeout),
-        }
+        within_send_timeout(self.socket.flush()).await
+    }
+}
+
+/// A socket write, given at most [`SEND_TIMEOUT`].
+async fn within_send_timeout(
+    write: impl Future<Output = Result<(), axum::Error>>,
+) -> Result<(), Ended> {
+    match tokio::time::timeout(SEND_TIMEOUT, write).await {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(_)) => Err(Ended::Socket),
+        Err(_) => Err(Ended::SendTimeout),
     }
 }
 

@@ -79,65 +79,61 @@ pub fn may_overtake(request: &Request) -> bool {
     )
 }
 
-/// Starts one request of an authenticated connection (see [`Handling`]).
+/// Starts one request of an authenticated connection (see [`Handling`]):
+/// writes are sequenced, everything else is answered.
 pub async fn start_request(state: &AppState, session: &Session, request: Request) -> Handling {
+    use Handling::Answered;
     match request {
         Request::Commit(bundle) => commit::start(state, session, bundle).await,
         Request::SendMessage { group_id, message } => {
             send::start(state, session, group_id, message).await
         }
-        other => Handling::Answered(handle_request(state, session, other).await),
-    }
-}
-
-/// Handles one request of an authenticated connection to its answer.
-pub async fn handle_request(
-    state: &AppState,
-    session: &Session,
-    request: Request,
-) -> Result<Response, DsError> {
-    match request {
-        Request::Authenticate { .. } => Err(DsError::AlreadyAuthenticated),
+        Request::Authenticate { .. } => Answered(Err(DsError::AlreadyAuthenticated)),
         Request::UploadKeyPackages {
             key_packages,
             last_resort,
-        } => keypackages::handle_upload(state, session, key_packages, last_resort).await,
+        } => Answered(keypackages::handle_upload(state, session, key_packages, last_resort).await),
         Request::ClaimKeyPackages { user_id } => {
-            keypackages::handle_claim(state, session, &user_id).await
+            Answered(keypackages::handle_claim(state, session, &user_id).await)
         }
         Request::CreateGroup {
             group_id,
             group_info,
-        } => create_group::handle(state, session, group_id, group_info).await,
-        request @ (Request::Commit(_) | Request::SendMessage { .. }) => {
-            Box::pin(start_request(state, session, request))
-                .await
-                .answer()
-                .await
+        } => Answered(create_group::handle(state, session, group_id, group_info).await),
+        Request::Ack { queue_ids } => Answered(ack::handle(state, session, &queue_ids)),
+        Request::GetGroupInfo { group_id } => {
+            Answered(group_info::handle(state, session, &group_id))
         }
-        Request::Ack { queue_ids } => ack::handle(state, session, &queue_ids),
-        Request::GetGroupInfo { group_id } => group_info::handle(state, session, &group_id),
-        Request::ListGroups => group_info::list(state, session),
-        Request::GetUser { user_id } => directory::handle_get_user(state, &user_id),
-        Request::GetTrustList { org_id } => trust_list::handle(state, &org_id),
-        Request::GetRevocations { org_id } => trust_list::revocations(state, &org_id),
-        Request::SearchDirectory { orgs, query } => directory::handle_search(state, &orgs, &query),
-        Request::RegisterPush { token } => {
-            if token
-                .as_ref()
-                .is_some_and(|t| t.len() > cascade_protocol::limits::MAX_PUSH_TOKEN_BYTES)
-            {
-                return Err(DsError::TooLarge {
-                    limit: cascade_protocol::limits::MAX_PUSH_TOKEN_BYTES as u64,
-                });
-            }
-            state
-                .store()
-                .set_push_token(&session.device_id, token.as_deref())?;
-            Ok(Response::PushRegistered)
+        Request::ListGroups => Answered(group_info::list(state, session)),
+        Request::GetUser { user_id } => Answered(directory::handle_get_user(state, &user_id)),
+        Request::GetTrustList { org_id } => Answered(trust_list::handle(state, &org_id)),
+        Request::GetRevocations { org_id } => Answered(trust_list::revocations(state, &org_id)),
+        Request::SearchDirectory { orgs, query } => {
+            Answered(directory::handle_search(state, &orgs, &query))
         }
-        Request::Ping => Ok(Response::Pong),
+        Request::RegisterPush { token } => Answered(register_push(state, session, token)),
+        Request::Ping => Answered(Ok(Response::Pong)),
     }
+}
+
+/// Stores (or clears) the device's push token.
+fn register_push(
+    state: &AppState,
+    session: &Session,
+    token: Option<String>,
+) -> Result<Response, DsError> {
+    if token
+        .as_ref()
+        .is_some_and(|t| t.len() > cascade_protocol::limits::MAX_PUSH_TOKEN_BYTES)
+    {
+        return Err(DsError::TooLarge {
+            limit: cascade_protocol::limits::MAX_PUSH_TOKEN_BYTES as u64,
+        });
+    }
+    state
+        .store()
+        .set_push_token(&session.device_id, token.as_deref())?;
+    Ok(Response::PushRegistered)
 }
 
 /// `TooLarge` if an MLS message exceeds [`MAX_MLS_MESSAGE_BYTES`].

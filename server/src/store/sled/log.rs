@@ -364,6 +364,26 @@ impl SledStore {
             .collect()
     }
 
+    /// `device`'s entries of each of its groups, from its cursor there or
+    /// position `from`, whichever is later.
+    fn streams(&self, device: &DeviceId, from: u64) -> Result<Vec<Stream>, StoreError> {
+        let mut streams = Vec::new();
+        for group in self.groups_of(device)? {
+            let Some(m) = self.membership(&group, device)? else {
+                continue;
+            };
+            let start = m.next.max(from);
+            streams.push(Stream {
+                group,
+                spans: m.spans,
+                entries: self
+                    .log
+                    .range(log_key(&group, start)..=log_key(&group, u64::MAX)),
+            });
+        }
+        Ok(streams)
+    }
+
     /// Up to `limit` items addressed to `device` at positions `from` and
     /// later, in position order.
     pub(super) fn log_page(
@@ -374,18 +394,7 @@ impl SledStore {
     ) -> Result<Vec<QueueItem>, StoreError> {
         let mut streams = Vec::new();
         let mut heads = BinaryHeap::new();
-        for group in self.groups_of(device)? {
-            let Some(m) = self.membership(&group, device)? else {
-                continue;
-            };
-            let start = m.next.max(from);
-            let mut stream = Stream {
-                group,
-                spans: m.spans,
-                entries: self
-                    .log
-                    .range(log_key(&group, start)..=log_key(&group, u64::MAX)),
-            };
+        for mut stream in self.streams(device, from)? {
             if let Some((pos, entry)) = stream.next_for(device)? {
                 heads.push(Reverse((pos, streams.len())));
                 streams.push((stream, Some(entry)));
@@ -419,17 +428,7 @@ impl SledStore {
     /// How many log entries wait for `device`.
     pub(super) fn log_len(&self, device: &DeviceId) -> Result<u64, StoreError> {
         let mut n = 0;
-        for group in self.groups_of(device)? {
-            let Some(m) = self.membership(&group, device)? else {
-                continue;
-            };
-            let mut stream = Stream {
-                group,
-                spans: m.spans,
-                entries: self
-                    .log
-                    .range(log_key(&group, m.next)..=log_key(&group, u64::MAX)),
-            };
+        for mut stream in self.streams(device, 0)? {
             while stream.next_for(device)?.is_some() {
                 n += 1;
             }
