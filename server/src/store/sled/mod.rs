@@ -38,9 +38,12 @@ use std::path::Path;
 use ::sled::transaction::{ConflictableTransactionError, TransactionError, TransactionalTree};
 use ::sled::{IVec, Transactional, Tree};
 use cascade_protocol::frames::{Bytes, ItemKind, QueueItem};
-use cascade_protocol::limits::{MAX_KEY_PACKAGE_STOCK, MAX_QUEUE_LEN};
+use cascade_protocol::limits::MAX_QUEUE_LEN;
 
+mod key_packages;
 mod log;
+#[cfg(test)]
+use self::key_packages::kp_meta_bytes;
 use self::log::{
     append_tx, collected_tx, device_group_key, member_key, membership_tx, LogEntry, Membership,
     COMMIT_HEADROOM,
@@ -143,30 +146,6 @@ fn counter(value: Option<IVec>) -> Result<u64, StoreError> {
 
 fn counter_tx(value: Option<IVec>) -> TxResult<u64> {
     counter(value).map_err(ConflictableTransactionError::Abort)
-}
-
-/// KeyPackage indices of a device: the next to claim and the next to fill.
-fn kp_meta(value: Option<IVec>) -> TxResult<(u64, u64)> {
-    match value {
-        None => Ok((0, 0)),
-        Some(v) if v.len() == 16 => {
-            let head = u64::from_be_bytes(v[..8].try_into().expect("8 bytes"));
-            let tail = u64::from_be_bytes(v[8..].try_into().expect("8 bytes"));
-            Ok((head, tail))
-        }
-        Some(_) => abort(StoreError::Corrupt("KeyPackage counters".into())),
-    }
-}
-
-fn kp_meta_bytes(head: u64, tail: u64) -> [u8; 16] {
-    let mut out = [0; 16];
-    out[..8].copy_from_slice(&head.to_be_bytes());
-    out[8..].copy_from_slice(&tail.to_be_bytes());
-    out
-}
-
-fn stock_of(head: u64, tail: u64) -> u32 {
-    u32::try_from(tail.saturating_sub(head)).unwrap_or(u32::MAX)
 }
 
 fn device_index_key(device: &DeviceId, index: u64) -> [u8; 24] {
@@ -599,78 +578,22 @@ impl Store for SledStore {
         key_packages: &[&[u8]],
         last_resort: Option<&[u8]>,
     ) -> Result<u32, StoreError> {
-        let stock = (&self.kp, &self.kp_meta, &self.kp_last).transaction(|(kp, meta, last)| {
-            let (head, mut tail) = kp_meta(meta.get(device_id.as_bytes())?)?;
-            let new_stock = u64::from(stock_of(head, tail)) + key_packages.len() as u64;
-            if new_stock > u64::from(MAX_KEY_PACKAGE_STOCK) {
-                return abort(StoreError::StockFull);
-            }
-            for package in key_packages {
-                kp.insert(&device_index_key(device_id, tail)[..], *package)?;
-                tail += 1;
-            }
-            meta.insert(&device_id.as_bytes()[..], &kp_meta_bytes(head, tail)[..])?;
-            if let Some(package) = last_resort {
-                last.insert(&device_id.as_bytes()[..], package)?;
-            }
-            Ok(stock_of(head, tail))
-        })?;
-        Ok(stock)
+        self.kp_put(device_id, key_packages, last_resort)
     }
 
     fn withdraw_key_packages(&self, device_id: &DeviceId) -> Result<(), StoreError> {
-        (&self.kp, &self.kp_meta, &self.kp_last).transaction(|(kp, meta, last)| {
-            let (head, tail) = kp_meta(meta.get(device_id.as_bytes())?)?;
-            for i in head..tail {
-                kp.remove(&device_index_key(device_id, i)[..])?;
-            }
-            meta.insert(&device_id.as_bytes()[..], &kp_meta_bytes(tail, tail)[..])?;
-            last.remove(&device_id.as_bytes()[..])?;
-            Ok(())
-        })?;
-        Ok(())
+        self.kp_withdraw(device_id)
     }
 
     fn key_package_stock(&self, device_id: &DeviceId) -> Result<KeyPackageStock, StoreError> {
-        let (head, tail) = kp_meta(self.kp_meta.get(device_id.as_bytes())?)
-            .map_err(|_| StoreError::Corrupt("KeyPackage counters".into()))?;
-        Ok(KeyPackageStock {
-            stock: stock_of(head, tail),
-            has_last_resort: self.kp_last.contains_key(device_id.as_bytes())?,
-        })
+        self.kp_stock(device_id)
     }
 
     fn claim_key_package(
         &self,
         device_id: &DeviceId,
     ) -> Result<Option<ClaimedKeyPackage>, StoreError> {
-        let claimed =
-            (&self.kp, &self.kp_meta, &self.kp_last).transaction(|(kp, meta, last)| {
-                let (head, tail) = kp_meta(meta.get(device_id.as_bytes())?)?;
-                if head < tail {
-                    let key = device_index_key(device_id, head);
-                    let Some(package) = kp.remove(&key[..])? else {
-                        return abort(StoreError::Corrupt("missing KeyPackage".into()));
-                    };
-                    meta.insert(
-                        &device_id.as_bytes()[..],
-                        &kp_meta_bytes(head + 1, tail)[..],
-                    )?;
-                    return Ok(Some(ClaimedKeyPackage {
-                        key_package: package.to_vec(),
-                        last_resort: false,
-                        stock: stock_of(head + 1, tail),
-                    }));
-                }
-                Ok(last
-                    .get(device_id.as_bytes())?
-                    .map(|package| ClaimedKeyPackage {
-                        key_package: package.to_vec(),
-                        last_resort: true,
-                        stock: 0,
-                    }))
-            })?;
-        Ok(claimed)
+        self.kp_claim(device_id)
     }
 
     fn create_group(
