@@ -1,0 +1,474 @@
+//! Conformance cases of groups and queues: sequencing commits and
+//! messages, who receives what, acknowledgements and the lag limit.
+
+use cascade_protocol::frames::ItemKind;
+use cascade_protocol::limits::MAX_QUEUE_LEN;
+use cascade_protocol::DeviceId;
+
+use super::{app, group_id, Harness};
+use crate::store::{ApplicationWrite, CommitWrite, StoreError};
+
+/// A group starts at epoch 0 with its creator; a commit at the current epoch
+/// advances it, changes the roster and queues commit and Welcome; a commit at
+/// another epoch changes nothing.
+pub fn groups_sequence_commits_at_the_right_epoch(h: &mut dyn Harness) {
+    let store = h.fresh();
+    let (a, b, c) = (DeviceId([1; 16]), DeviceId([2; 16]), DeviceId([3; 16]));
+    let g = group_id(7);
+    store.create_group(&g, &a, b"info-0").expect("create");
+    assert_eq!(
+        store.create_group(&g, &b, b"other"),
+        Err(StoreError::AlreadyExists)
+    );
+    let group = store.get_group(&g).expect("get").expect("exists");
+    assert_eq!(
+        (
+            group.epoch,
+            group.next_seq,
+            group.roster,
+            group.readable_from
+        ),
+        (0, 1, vec![a], 0)
+    );
+    assert_eq!(
+        store.group_info(&g).expect("info"),
+        Some((0, b"info-0".to_vec()))
+    );
+    assert_eq!(store.get_group(&group_id(8)).expect("get"), None);
+    assert_eq!(store.group_info(&group_id(8)).expect("info"), None);
+
+    let add_b = CommitWrite {
+        group_id: g,
+        epoch: 0,
+        committer: a,
+        commit: b"commit-0",
+        welcome: Some(b"welcome-0"),
+        group_info: b"info-1",
+        added: &[b],
+        removed: &[],
+    };
+    let done = store.apply_commit(&add_b).expect("commit");
+    assert_eq!((done.epoch, done.seq), (1, 1));
+    let kinds: Vec<(DeviceId, ItemKind)> = done
+        .deliveries
+        .iter()
+        .map(|d| (d.device_id, d.kind))
+        .collect();
+    assert_eq!(kinds, vec![(a, ItemKind::Commit), (b, ItemKind::Welcome)]);
+    let group = store.get_group(&g).expect("get").expect("exists");
+    assert_eq!((group.epoch, group.next_seq), (1, 2));
+    assert_eq!(group.roster, vec![a, b]);
+    assert_eq!(group.readable_from, 1, "b reads from epoch 1 on");
+    assert_eq!(
+        store.group_info(&g).expect("info"),
+        Some((1, b"info-1".to_vec()))
+    );
+    let a_queue = store.queue_page(&a, None, 10).expect("queue");
+    assert_eq!(a_queue.len(), 1);
+    assert_eq!(
+        (a_queue[0].kind, a_queue[0].seq, a_queue[0].sender),
+        (ItemKind::Commit, 1, a)
+    );
+    assert_eq!(a_queue[0].payload.as_slice(), b"commit-0");
+    let b_queue = store.queue_page(&b, None, 10).expect("queue");
+    assert_eq!(b_queue.len(), 1);
+    assert_eq!((b_queue[0].kind, b_queue[0].seq), (ItemKind::Welcome, 1));
+    assert_eq!(b_queue[0].payload.as_slice(), b"welcome-0");
+
+    // A second commit for epoch 0 loses and writes nothing.
+    let stale = CommitWrite {
+        added: &[c],
+        ..add_b
+    };
+    assert_eq!(
+        store.apply_commit(&stale),
+        Err(StoreError::WrongEpoch { current: 1 })
+    );
+    let group = store.get_group(&g).expect("get").expect("exists");
+    assert_eq!((group.epoch, group.next_seq), (1, 2));
+    assert_eq!(group.roster, vec![a, b]);
+    assert!(store.queue_page(&c, None, 10).expect("queue").is_empty());
+    assert_eq!(store.queue_len(&a).expect("len"), 1);
+
+    // Removing b: both a and b get the commit; b leaves the roster.
+    let remove_b = CommitWrite {
+        group_id: g,
+        epoch: 1,
+        committer: a,
+        commit: b"commit-1",
+        welcome: None,
+        group_info: b"info-2",
+        added: &[],
+        removed: &[b],
+    };
+    let done = store.apply_commit(&remove_b).expect("commit");
+    assert_eq!((done.epoch, done.seq), (2, 2));
+    let recipients: Vec<DeviceId> = done.deliveries.iter().map(|d| d.device_id).collect();
+    assert_eq!(recipients, vec![a, b]);
+    let group = store.get_group(&g).expect("get").expect("exists");
+    assert_eq!(group.roster, vec![a]);
+    assert_eq!(group.readable_from, 1, "a removal adds nobody");
+
+    let unknown = CommitWrite {
+        group_id: group_id(9),
+        ..remove_b
+    };
+    assert_eq!(store.apply_commit(&unknown), Err(StoreError::NotFound));
+    assert_eq!(
+        store.append_application(&ApplicationWrite {
+            group_id: group_id(9),
+            sender: a,
+            message: b"m",
+        }),
+        Err(StoreError::NotFound)
+    );
+}
+
+/// An external commit (the committer is not in the roster) reaches the old
+/// roster and the joiner, who joins the roster.
+pub fn external_commit_echoes_to_the_joiner(h: &mut dyn Harness) {
+    let store = h.fresh();
+    let (a, b, j) = (DeviceId([1; 16]), DeviceId([2; 16]), DeviceId([3; 16]));
+    let g = group_id(1);
+    store.create_group(&g, &a, b"info-0").expect("create");
+    store
+        .apply_commit(&CommitWrite {
+            group_id: g,
+            epoch: 0,
+            committer: a,
+            commit: b"c0",
+            welcome: Some(b"w0"),
+            group_info: b"info-1",
+            added: &[b],
+            removed: &[],
+        })
+        .expect("add b");
+    let done = store
+        .apply_commit(&CommitWrite {
+            group_id: g,
+            epoch: 1,
+            committer: j,
+            commit: b"external",
+            welcome: None,
+            group_info: b"info-2",
+            added: &[j],
+            removed: &[],
+        })
+        .expect("external commit");
+    let recipients: Vec<(DeviceId, ItemKind)> = done
+        .deliveries
+        .iter()
+        .map(|d| (d.device_id, d.kind))
+        .collect();
+    assert_eq!(
+        recipients,
+        vec![
+            (a, ItemKind::Commit),
+            (b, ItemKind::Commit),
+            (j, ItemKind::Commit)
+        ]
+    );
+    let group = store.get_group(&g).expect("get").expect("exists");
+    assert_eq!(group.roster, vec![a, b, j]);
+    assert_eq!(group.epoch, 2);
+}
+
+/// Groups are found by any of their member devices, and no longer once the
+/// device is removed.
+pub fn groups_are_found_by_member_device(h: &mut dyn Harness) {
+    let store = h.fresh();
+    let (a, b, c) = (DeviceId([1; 16]), DeviceId([2; 16]), DeviceId([3; 16]));
+    store.create_group(&group_id(2), &a, b"i").expect("create");
+    store.create_group(&group_id(1), &b, b"i").expect("create");
+    store.create_group(&group_id(3), &c, b"i").expect("create");
+    assert_eq!(
+        store.groups_with_devices(&[a, b]).expect("list"),
+        vec![group_id(1), group_id(2)],
+        "sorted, each once"
+    );
+    store
+        .apply_commit(&CommitWrite {
+            group_id: group_id(3),
+            epoch: 0,
+            committer: c,
+            commit: b"c",
+            welcome: Some(b"w"),
+            group_info: b"i",
+            added: &[a],
+            removed: &[],
+        })
+        .expect("add a");
+    assert_eq!(
+        store.groups_with_devices(&[a]).expect("list"),
+        vec![group_id(2), group_id(3)]
+    );
+    store
+        .apply_commit(&CommitWrite {
+            group_id: group_id(3),
+            epoch: 1,
+            committer: c,
+            commit: b"c",
+            welcome: None,
+            group_info: b"i",
+            added: &[],
+            removed: &[a],
+        })
+        .expect("remove a");
+    assert_eq!(
+        store.groups_with_devices(&[a]).expect("list"),
+        vec![group_id(2)]
+    );
+    assert!(store
+        .groups_with_devices(&[DeviceId([9; 16])])
+        .expect("list")
+        .is_empty());
+}
+
+/// Application messages get increasing seqs, reach every member but the
+/// sender in order, and stay until acked; acks are per device.
+pub fn queues_keep_order_and_ack_removes(h: &mut dyn Harness) {
+    let store = h.fresh();
+    let (a, b, c) = (DeviceId([1; 16]), DeviceId([2; 16]), DeviceId([3; 16]));
+    let g = group_id(1);
+    store.create_group(&g, &a, b"info").expect("create");
+    store
+        .apply_commit(&CommitWrite {
+            group_id: g,
+            epoch: 0,
+            committer: a,
+            commit: b"c0",
+            welcome: Some(b"w0"),
+            group_info: b"info-1",
+            added: &[b, c],
+            removed: &[],
+        })
+        .expect("add b and c");
+    let seqs: Vec<u64> = (0..5u8).map(|i| app(&*store, g, a, &[b'm', i])).collect();
+    assert_eq!(seqs, vec![2, 3, 4, 5, 6]);
+    assert_eq!(app(&*store, g, b, b"from b"), 7);
+
+    assert_eq!(store.queue_len(&a).expect("len"), 2, "commit echo + b's");
+    assert_eq!(store.queue_len(&b).expect("len"), 6, "welcome + 5");
+    assert_eq!(store.queue_len(&c).expect("len"), 7);
+    let items = store.queue_page(&c, None, 100).expect("queue");
+    let order: Vec<(u64, ItemKind)> = items.iter().map(|i| (i.seq, i.kind)).collect();
+    assert_eq!(
+        order,
+        vec![
+            (1, ItemKind::Welcome),
+            (2, ItemKind::Application),
+            (3, ItemKind::Application),
+            (4, ItemKind::Application),
+            (5, ItemKind::Application),
+            (6, ItemKind::Application),
+            (7, ItemKind::Application),
+        ]
+    );
+    assert!(
+        items.windows(2).all(|w| w[0].queue_id < w[1].queue_id),
+        "queue ids increase along the queue"
+    );
+    assert_eq!(items[1].payload.as_slice(), &[b'm', 0]);
+    assert_eq!(items[6].sender, b);
+
+    let page = store
+        .queue_page(&c, Some(items[2].queue_id), 2)
+        .expect("page");
+    assert_eq!(page, items[3..5].to_vec());
+
+    // Acking c's copies leaves b's copies of the same messages.
+    let ids: Vec<u64> = items[..3].iter().map(|i| i.queue_id).collect();
+    let mut with_unknown = ids.clone();
+    with_unknown.push(u64::MAX);
+    with_unknown.push(ids[0]);
+    assert_eq!(store.ack(&c, &with_unknown).expect("ack"), 3);
+    assert_eq!(store.ack(&c, &ids).expect("ack again"), 0, "idempotent");
+    assert_eq!(store.queue_len(&c).expect("len"), 4);
+    assert_eq!(
+        store.queue_page(&c, None, 100).expect("queue"),
+        items[3..].to_vec()
+    );
+    let b_items = store.queue_page(&b, None, 100).expect("queue");
+    assert_eq!(b_items.len(), 6);
+    assert_eq!(b_items[1].payload.as_slice(), &[b'm', 0]);
+    // Acking another device's ids removes nothing.
+    assert_eq!(store.ack(&a, &ids).expect("ack"), 0);
+    let all: Vec<u64> = b_items.iter().map(|i| i.queue_id).collect();
+    assert_eq!(store.ack(&b, &all).expect("ack"), 6);
+    assert!(store.queue_page(&b, None, 100).expect("queue").is_empty());
+    assert_eq!(store.queue_len(&b).expect("len"), 0);
+}
+
+/// A group refuses messages, writing nothing, when a member device has not
+/// acknowledged anything of its last [`MAX_QUEUE_LEN`] sequence numbers;
+/// the device's other groups go on, commits still pass (so members can
+/// remove it), and an ack makes room.
+pub fn queue_limit_refuses_without_writing(h: &mut dyn Harness) {
+    let store = h.fresh();
+    let (a, b, c) = (DeviceId([1; 16]), DeviceId([2; 16]), DeviceId([3; 16]));
+    let g = group_id(1);
+    let g2 = group_id(2);
+    store.create_group(&g, &a, b"info").expect("create");
+    store.create_group(&g2, &a, b"info").expect("create");
+    store
+        .apply_commit(&CommitWrite {
+            group_id: g,
+            epoch: 0,
+            committer: a,
+            commit: b"c0",
+            welcome: Some(b"w0"),
+            group_info: b"info-1",
+            added: &[b],
+            removed: &[],
+        })
+        .expect("add b");
+    store
+        .apply_commit(&CommitWrite {
+            group_id: g2,
+            epoch: 0,
+            committer: a,
+            commit: b"c0",
+            welcome: Some(b"w0"),
+            group_info: b"info-1",
+            added: &[b, c],
+            removed: &[],
+        })
+        .expect("add b and c in g2");
+    // a reads its commits' echoes; b never reads: its Welcome and the
+    // messages of g (seq 2 on) fill g's limit.
+    let echoes: Vec<u64> = store
+        .queue_page(&a, None, 10)
+        .expect("queue")
+        .iter()
+        .map(|i| i.queue_id)
+        .collect();
+    assert_eq!(store.ack(&a, &echoes).expect("ack"), 2);
+    for _ in 2..=MAX_QUEUE_LEN + 1 {
+        app(&*store, g, a, b"x");
+    }
+    // The Welcomes of g and g2, and the messages.
+    assert_eq!(store.queue_len(&b).expect("len"), MAX_QUEUE_LEN + 2);
+    let before = store.get_group(&g).expect("get").expect("exists");
+    let one_more = ApplicationWrite {
+        group_id: g,
+        sender: a,
+        message: b"y",
+    };
+    assert_eq!(
+        store.append_application(&one_more),
+        Err(StoreError::QueueFull)
+    );
+    assert_eq!(store.get_group(&g).expect("get"), Some(before));
+    assert_eq!(store.queue_len(&b).expect("len"), MAX_QUEUE_LEN + 2);
+
+    // b's other conversation is not held up by it.
+    app(&*store, g2, a, b"in g2");
+    assert_eq!(
+        store.queue_len(&c).expect("len"),
+        2,
+        "c's Welcome and the message"
+    );
+
+    // An ack makes room.
+    let first = store.queue_page(&b, None, 3).expect("queue");
+    assert_eq!((first[2].group_id, first[2].seq), (g, 2));
+    assert_eq!(store.ack(&b, &[first[2].queue_id]).expect("ack"), 1);
+    store.append_application(&one_more).expect("room again");
+    assert_eq!(
+        store.append_application(&one_more),
+        Err(StoreError::QueueFull)
+    );
+
+    // Members can still remove the device that does not read, and then
+    // write again.
+    store
+        .apply_commit(&CommitWrite {
+            group_id: g,
+            epoch: 1,
+            committer: a,
+            commit: b"remove b",
+            welcome: None,
+            group_info: b"info-2",
+            added: &[],
+            removed: &[b],
+        })
+        .expect("a commit passes the message limit");
+    store
+        .append_application(&one_more)
+        .expect("b no longer holds g back");
+}
+
+/// A device receives a group's items only while it is in the roster: up to
+/// the commit that removed it, and again from the Welcome that brought it
+/// back; never its own messages.
+pub fn a_device_reads_only_while_a_member(h: &mut dyn Harness) {
+    let store = h.fresh();
+    let (a, b) = (DeviceId([1; 16]), DeviceId([2; 16]));
+    let g = group_id(4);
+    store.create_group(&g, &a, b"info").expect("create");
+    let commit = |epoch: u64, added: &[DeviceId], removed: &[DeviceId]| {
+        store
+            .apply_commit(&CommitWrite {
+                group_id: g,
+                epoch,
+                committer: a,
+                commit: b"c",
+                welcome: (!added.is_empty()).then_some(b"w".as_slice()),
+                group_info: b"i",
+                added,
+                removed,
+            })
+            .expect("commit")
+            .seq
+    };
+    assert_eq!(commit(0, &[b], &[]), 1);
+    assert_eq!(app(&*store, g, a, b"m2"), 2);
+    assert_eq!(app(&*store, g, b, b"m3 from b"), 3);
+    assert_eq!(commit(1, &[], &[b]), 4);
+    assert_eq!(app(&*store, g, a, b"m5 while b is out"), 5);
+    assert_eq!(commit(2, &[b], &[]), 6);
+    assert_eq!(app(&*store, g, a, b"m7"), 7);
+
+    let seen = |device: &DeviceId| -> Vec<(u64, ItemKind)> {
+        store
+            .queue_page(device, None, 100)
+            .expect("queue")
+            .iter()
+            .map(|i| (i.seq, i.kind))
+            .collect()
+    };
+    assert_eq!(
+        seen(&b),
+        vec![
+            (1, ItemKind::Welcome),
+            (2, ItemKind::Application),
+            (4, ItemKind::Commit),
+            (6, ItemKind::Welcome),
+            (7, ItemKind::Application),
+        ]
+    );
+    assert_eq!(
+        seen(&a),
+        vec![
+            (1, ItemKind::Commit),
+            (3, ItemKind::Application),
+            (4, ItemKind::Commit),
+            (6, ItemKind::Commit),
+        ]
+    );
+    assert_eq!(store.queue_len(&b).expect("len"), 5);
+
+    // Acking an item acknowledges the group's earlier items for the device,
+    // and nothing of another device's.
+    let b_items = store.queue_page(&b, None, 100).expect("queue");
+    assert_eq!(store.ack(&b, &[b_items[2].queue_id]).expect("ack"), 1);
+    assert_eq!(
+        seen(&b),
+        vec![(6, ItemKind::Welcome), (7, ItemKind::Application)]
+    );
+    assert_eq!(seen(&a).len(), 4, "a's queue is its own");
+    // Ids that were never b's (a's echo) move nothing.
+    let a_items = store.queue_page(&a, None, 100).expect("queue");
+    assert_eq!(store.ack(&b, &[a_items[3].queue_id]).expect("ack"), 0);
+    assert_eq!(seen(&b).len(), 2);
+}
