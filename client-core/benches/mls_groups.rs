@@ -20,7 +20,9 @@
 //! Between iterations the member an iteration added is removed again (not
 //! measured), so every iteration sees a group of the stated size.
 //! - `message`: the creator encrypts a 200-byte message, the observer
-//!   decrypts it.
+//!   decrypts it, in the group as built (no past epochs yet);
+//! - `message_with_past_epochs`: the same after `process_commit`'s
+//!   commits, with as many past epochs kept as Cascade keeps.
 
 use std::time::Duration;
 
@@ -196,7 +198,7 @@ fn groups(c: &mut Criterion) {
         // Setup and measured closures both change the group.
         let cell = std::cell::RefCell::new(build(size));
 
-        bench.bench_function(BenchmarkId::new("message", size), |b| {
+        let message = |b: &mut criterion::Bencher| {
             b.iter(|| {
                 let g = &mut *cell.borrow_mut();
                 let out = g
@@ -210,7 +212,8 @@ fn groups(c: &mut Criterion) {
                     .process_message(&g.observer.provider, protocol)
                     .expect("decrypt")
             })
-        });
+        };
+        bench.bench_function(BenchmarkId::new("message", size), message);
 
         bench.bench_function(BenchmarkId::new("process_commit", size), |b| {
             b.iter_batched(
@@ -250,6 +253,11 @@ fn groups(c: &mut Criterion) {
                 BatchSize::PerIteration,
             )
         });
+
+        // The same once the group has past epochs (the commits just processed), as
+        // in a group in use: openmls stores the past epochs' state with
+        // every message it encrypts or decrypts.
+        bench.bench_function(BenchmarkId::new("message_with_past_epochs", size), message);
 
         bench.bench_function(BenchmarkId::new("add_one", size), |b| {
             b.iter_batched(

@@ -155,10 +155,8 @@ impl DecryptedMessage {
     ) -> Result<InboundDecryptionResult, ValidationError> {
         // This will be refactored with #265.
         let ciphersuite = group.ciphersuite();
-        // TODO: #819 The old leaves should not be needed any more.
-        //       Revisit when the transition is further along.
-        let (message_secrets, _old_leaves) = group
-            .message_secrets_and_leaves(ciphertext.epoch())
+        let message_secrets = group
+            .message_secrets_for_epoch(ciphertext.epoch())
             .map_err(MessageDecryptionError::SecretTreeError)?;
         let sender_data = ciphertext.sender_data(message_secrets, crypto, ciphersuite)?;
         let own_sender = sender_data.leaf_index == group.own_leaf_index();

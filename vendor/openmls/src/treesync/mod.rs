@@ -724,6 +724,18 @@ impl TreeSync {
     ///
     /// XXX: For performance reasons we probably want to have this in a borrowing
     ///      version as well. But it might well go away again.
+    /// The member at `leaf_index`, if the leaf is not blank.
+    pub(crate) fn member(&self, leaf_index: LeafNodeIndex) -> Option<Member> {
+        self.leaf(leaf_index).map(|leaf_node| {
+            Member::new(
+                leaf_index,
+                leaf_node.encryption_key().as_slice().to_vec(),
+                leaf_node.signature_key().as_slice().to_vec(),
+                leaf_node.credential().clone(),
+            )
+        })
+    }
+
     pub(crate) fn full_leaf_members(&self) -> impl Iterator<Item = Member> + '_ {
         self.tree
             .leaves()

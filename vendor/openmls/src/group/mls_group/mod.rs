@@ -679,26 +679,6 @@ impl MlsGroup {
         }
     }
 
-    /// Get the message secrets and leaves for the given epoch. Either from the
-    /// secrets store or from the group.
-    ///
-    /// Note that the leaves vector is empty for message secrets of the current
-    /// epoch. The caller can use treesync in this case.
-    pub(crate) fn message_secrets_and_leaves(
-        &self,
-        epoch: GroupEpoch,
-    ) -> Result<(&MessageSecrets, &[Member]), SecretTreeError> {
-        if epoch < self.context().epoch() {
-            self.message_secrets_store
-                .secrets_and_leaves_for_epoch(epoch)
-                .ok_or(SecretTreeError::TooDistantInThePast)
-        } else {
-            // No need for leaves here. The tree of the current epoch is
-            // available to the caller.
-            Ok((self.message_secrets_store.message_secrets(), &[]))
-        }
-    }
-
     /// Create a new group context extension proposal
     pub(crate) fn create_group_context_ext_proposal<Provider: OpenMlsProvider>(
         &self,

@@ -1,4 +1,4 @@
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 
 #[cfg(not(target_arch = "wasm32"))]
 use std::time::SystemTime;
@@ -23,7 +23,49 @@ impl EpochTree {
 pub(crate) struct EpochTree {
     epoch: u64,
     message_secrets: MessageSecrets,
+    /// The epoch's members in full, as stored before Cascade's patch
+    /// (`member-changes.patch`); empty in an epoch stored with `changed`.
     leaves: Vec<Member>,
+    /// The members of this epoch at the leaves the next epoch changed
+    /// (`None`: the leaf was blank in this epoch), in leaf order. This
+    /// epoch's members are the next epoch's with these put back, so a past
+    /// epoch costs the size of one commit's changes, not of the group.
+    #[serde(default)]
+    changed: Option<Vec<(LeafNodeIndex, Option<Member>)>>,
+}
+
+/// The leaves whose member differs between `old` and `new` (both in leaf
+/// order), each with its member in `old` (`None`: blank in `old`).
+pub(crate) fn changed_members(
+    old: Vec<Member>,
+    new: impl Iterator<Item = Member>,
+) -> Vec<(LeafNodeIndex, Option<Member>)> {
+    let mut old = old.into_iter().peekable();
+    let mut new = new.peekable();
+    let mut changed = Vec::new();
+    loop {
+        match (old.peek(), new.peek()) {
+            (None, None) => return changed,
+            (Some(o), Some(n)) if o.index == n.index => {
+                let (o, n) = (old.next(), new.next());
+                if let (Some(o), Some(n)) = (o, n) {
+                    if o != n {
+                        changed.push((o.index, Some(o)));
+                    }
+                }
+            }
+            (Some(o), n) if n.is_none_or(|n| o.index < n.index) => {
+                if let Some(o) = old.next() {
+                    changed.push((o.index, Some(o)));
+                }
+            }
+            _ => {
+                if let Some(n) = new.next() {
+                    changed.push((n.index, None));
+                }
+            }
+        }
+    }
 }
 
 /// Can store message secrets for up to `max_epochs`. The trees are added with [`self::add()`] and can be queried
@@ -115,7 +157,7 @@ impl MessageSecretsStore {
         &mut self,
         group_epoch: impl Into<GroupEpoch>,
         message_secrets: MessageSecrets,
-        leaves: Vec<Member>,
+        changed: Vec<(LeafNodeIndex, Option<Member>)>,
     ) {
         // Don't store the tree if it's not intended
         if self.max_epochs == 0 {
@@ -129,7 +171,8 @@ impl MessageSecretsStore {
         self.past_epoch_trees.push_back(EpochTree {
             epoch: group_epoch.into().as_u64(),
             message_secrets,
-            leaves,
+            leaves: Vec::new(),
+            changed: Some(changed),
         });
         debug_assert!(
             self.max_epochs >= self.past_epoch_trees.len(),
@@ -169,53 +212,68 @@ impl MessageSecretsStore {
         None
     }
 
-    /// Get a mutable reference to a secret tree for a given epoch `group_epoch`.
-    /// Return a mutable reference to the [`MessageSecrets`] and a slice to the
-    /// [`Member`]s of the epoch.
-    pub(crate) fn secrets_and_leaves_for_epoch(
-        &self,
-        group_epoch: impl Into<GroupEpoch>,
-    ) -> Option<(&MessageSecrets, &[Member])> {
-        let epoch = group_epoch.into().as_u64();
-        for epoch_tree in self.past_epoch_trees.iter() {
-            if epoch_tree.epoch == epoch {
-                return Some((&epoch_tree.message_secrets, &epoch_tree.leaves));
-            }
-        }
-        None
-    }
-
-    /// Returns a `HashMap` that maps a `LeafNodeIndex` to the correct
-    /// [`Member`] in the given `group_epoch`.
-    pub(crate) fn leaves_for_epoch(
-        &self,
-        group_epoch: impl Into<GroupEpoch>,
-    ) -> HashMap<LeafNodeIndex, &Member> {
-        let epoch = group_epoch.into().as_u64();
-        for epoch_tree in self.past_epoch_trees.iter() {
-            if epoch_tree.epoch == epoch {
-                return epoch_tree
-                    .leaves
-                    .iter()
-                    .map(|m| (m.index, m))
-                    .collect::<HashMap<LeafNodeIndex, &Member>>();
-            }
-        }
-        HashMap::new()
-    }
-
-    /// Check if the provided epoch contains a leaf index.
-    pub(crate) fn epoch_has_leaf(
+    /// The member at `leaf_index` in the past epoch `group_epoch`, given the
+    /// current epoch and its member at that leaf (`current`, read only when
+    /// no later epoch changed the leaf). `None` when the epoch is not kept
+    /// or the leaf was blank in it.
+    ///
+    /// An epoch stored with its changes is read through every later kept
+    /// epoch up to the current one: the first of them that changed the leaf
+    /// holds its member, or no later epoch changed it. Those epochs are
+    /// consecutive by construction (one is kept per merged commit, and only
+    /// the oldest are dropped); should they not be, the member is not known
+    /// rather than guessed.
+    pub(crate) fn member_in_past_epoch(
         &self,
         group_epoch: GroupEpoch,
         leaf_index: LeafNodeIndex,
-    ) -> bool {
-        self.past_epoch_trees.iter().any(|t| {
-            t.epoch == group_epoch.0
-                && t.leaves
-                    .iter()
-                    .any(|Member { index, .. }| *index == leaf_index)
-        })
+        current_epoch: GroupEpoch,
+        current: impl FnOnce(LeafNodeIndex) -> Option<Member>,
+    ) -> Option<Member> {
+        let position = self
+            .past_epoch_trees
+            .iter()
+            .position(|t| t.epoch == group_epoch.as_u64())?;
+        let later = self.past_epoch_trees.range(position..);
+        let mut expected = group_epoch.as_u64();
+        for tree in later {
+            if tree.epoch != expected {
+                return None;
+            }
+            expected += 1;
+            let Some(changed) = &tree.changed else {
+                // A full list (stored before the patch): the epoch's members.
+                return tree.leaves.iter().find(|m| m.index == leaf_index).cloned();
+            };
+            if let Ok(i) = changed.binary_search_by_key(&leaf_index, |(index, _)| *index) {
+                return changed[i].1.clone();
+            }
+        }
+        if expected != current_epoch.as_u64() {
+            return None;
+        }
+        current(leaf_index)
+    }
+
+    /// Turns every past epoch kept as changes into its full member list,
+    /// given the current epoch's members: before the current members change
+    /// without a new past epoch (a merge that leaves the group).
+    pub(crate) fn keep_past_members_in_full(&mut self, current: Vec<Member>) {
+        let mut members: std::collections::BTreeMap<LeafNodeIndex, Member> =
+            current.into_iter().map(|m| (m.index, m)).collect();
+        for tree in self.past_epoch_trees.iter_mut().rev() {
+            let Some(changed) = tree.changed.take() else {
+                members = tree.leaves.iter().map(|m| (m.index, m.clone())).collect();
+                continue;
+            };
+            for (index, member) in changed {
+                match member {
+                    Some(member) => members.insert(index, member),
+                    None => members.remove(&index),
+                };
+            }
+            tree.leaves = members.values().cloned().collect();
+        }
     }
 
     /// Get a mutable reference to the message secrets of the current epoch.

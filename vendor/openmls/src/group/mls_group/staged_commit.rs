@@ -686,6 +686,11 @@ impl MlsGroup {
             .map_err(MergeCommitError::StorageError)?;
         match staged_commit.state {
             StagedCommitState::PublicState(staged_state) => {
+                // The members change without a new past epoch: past epochs
+                // kept as changes against them are written out in full.
+                let members = self.public_group().members().collect();
+                self.message_secrets_store
+                    .keep_past_members_in_full(members);
                 self.public_group
                     .merge_diff(staged_state.into_staged_diff());
                 self.store(provider.storage())
@@ -695,8 +700,8 @@ impl MlsGroup {
             StagedCommitState::GroupMember(state) => {
                 // Save the past epoch
                 let past_epoch = self.context().epoch();
-                // Get all the full leaves
-                let leaves = self.public_group().members().collect();
+                // Get all the full leaves, to keep the ones this commit changes
+                let leaves: Vec<super::Member> = self.public_group().members().collect();
                 // Merge the staged commit into the group state and store the secret tree from the
                 // previous epoch in the message secrets store.
                 self.group_epoch_secrets = state.group_epoch_secrets;
@@ -705,11 +710,6 @@ impl MlsGroup {
                 let old_message_secrets = self
                     .message_secrets_store
                     .replace_current_message_secrets(state.message_secrets);
-                self.message_secrets_store.add_past_epoch_tree(
-                    past_epoch,
-                    old_message_secrets,
-                    leaves,
-                );
 
                 // Replace the previous exporter tree with the new one.
                 #[cfg(feature = "extensions-draft")]
@@ -734,6 +734,11 @@ impl MlsGroup {
                 }
 
                 self.public_group.merge_diff(state.staged_diff);
+                self.message_secrets_store.add_past_epoch_tree(
+                    past_epoch,
+                    old_message_secrets,
+                    super::past_secrets::changed_members(leaves, self.public_group().members()),
+                );
 
                 #[cfg(feature = "virtual-clients-draft")]
                 let previous_own_leaf_index = self.own_leaf_index;

@@ -75,9 +75,13 @@ impl PublicGroup {
                 // past secrets store based on the epoch and sender's leaf
                 // index.
                 store
-                    .leaves_for_epoch(message_epoch)
-                    .get(&leaf_node_index)
-                    .map(|&member| CredentialWithKey::from(member))
+                    .member_in_past_epoch(
+                        message_epoch,
+                        leaf_node_index,
+                        self.group_context().epoch(),
+                        |index| self.treesync().member(index),
+                    )
+                    .map(|member| CredentialWithKey::from(&member))
             } else {
                 None
             }

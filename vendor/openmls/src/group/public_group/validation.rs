@@ -105,7 +105,13 @@ impl PublicGroup {
             // it's an application message. Then it might be okay if it's in an
             // old secret tree instance.
             let is_in_secrets_store = if let Some(mss) = message_secrets_store_option {
-                mss.epoch_has_leaf(verifiable_content.epoch(), *leaf_index)
+                mss.member_in_past_epoch(
+                    verifiable_content.epoch(),
+                    *leaf_index,
+                    self.group_context().epoch(),
+                    |index| self.treesync().member(index),
+                )
+                .is_some()
             } else {
                 false
             };
