@@ -23,11 +23,21 @@
 //!   decrypts it, in the group as built (no past epochs yet);
 //! - `message_with_past_epochs`: the same after `process_commit`'s
 //!   commits, with as many past epochs kept as Cascade keeps.
+//!
+//! The same member operations through the client's own storage (`stored_*`:
+//! a member whose openmls state lives in a [`SqliteStore`] file, as on a
+//! device, `synchronous=FULL`), to show what storage adds, since the client
+//! core loads a group's state from its store for every operation and writes
+//! it back in one transaction:
+//! - `stored_load`: loading the group's state from the store;
+//! - `stored_message`: load, decrypt a message, commit;
+//! - `stored_process_commit`: load, process and merge a commit, commit.
 
 use std::time::Duration;
 
 use cascade_core::credential::make_credential;
 use cascade_core::engine::{create_config, join_config, CIPHERSUITE};
+use cascade_core::store::{ClientStore, SqliteStore, Transactions};
 use criterion::{criterion_group, criterion_main, BatchSize, BenchmarkId, Criterion};
 use openmls::prelude::*;
 use openmls_basic_credential::SignatureKeyPair;
@@ -84,6 +94,73 @@ fn join(m: &Member, welcome: Welcome) -> MlsGroup {
         .expect("joined")
 }
 
+/// A member whose openmls state is in the client's SQLite store.
+struct Stored {
+    store: SqliteStore,
+    group_id: GroupId,
+    _dir: tempfile::TempDir,
+}
+
+impl Stored {
+    /// A new member with a store file in a fresh directory; its KeyPackage.
+    fn new(n: usize) -> (Self, KeyPackage) {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let store = SqliteStore::open(&dir.path().join("device.db")).expect("store");
+        let signer = SignatureKeyPair::new(CIPHERSUITE.signature_algorithm()).expect("keys");
+        signer.store(store.mls().storage()).expect("stored");
+        let mut certificate = vec![0x30; CERTIFICATE_BYTES];
+        certificate[..8].copy_from_slice(&(n as u64).to_be_bytes());
+        let credential = CredentialWithKey {
+            credential: make_credential(&certificate),
+            signature_key: signer.public().into(),
+        };
+        let kp = KeyPackage::builder()
+            .leaf_node_capabilities(cascade_core::engine::capabilities())
+            .build(CIPHERSUITE, &store.mls(), &signer, credential)
+            .expect("KeyPackage")
+            .key_package()
+            .clone();
+        let stored = Self {
+            store,
+            group_id: GroupId::from_slice(b"not joined"),
+            _dir: dir,
+        };
+        (stored, kp)
+    }
+
+    fn join(&mut self, welcome: Welcome) {
+        let tx = self.store.transaction().expect("transaction");
+        let group =
+            StagedWelcome::new_from_welcome(&self.store.mls(), &join_config(), welcome, None)
+                .expect("staged")
+                .into_group(&self.store.mls())
+                .expect("joined");
+        tx.commit().expect("committed");
+        self.group_id = group.group_id().clone();
+    }
+
+    fn load(&self) -> MlsGroup {
+        MlsGroup::load(self.store.mls().storage(), &self.group_id)
+            .expect("loads")
+            .expect("stored")
+    }
+
+    /// Loads the group, processes `message` and commits, as the client does.
+    fn process(&self, message: ProtocolMessage) {
+        let tx = self.store.transaction().expect("transaction");
+        let mut group = self.load();
+        let processed = group
+            .process_message(&self.store.mls(), message)
+            .expect("processed");
+        if let ProcessedMessageContent::StagedCommitMessage(staged) = processed.into_content() {
+            group
+                .merge_staged_commit(&self.store.mls(), *staged)
+                .expect("merged");
+        }
+        tx.commit().expect("committed");
+    }
+}
+
 /// A group of `size` members: the creator and the observer among them.
 struct Sized {
     creator: Member,
@@ -94,6 +171,8 @@ struct Sized {
     /// The member the last `add_one` or `join_welcome` iteration added,
     /// removed again before the next so the group keeps its size.
     added: Option<Vec<u8>>,
+    /// The member with the client's storage, once it joined.
+    stored: Option<Stored>,
 }
 
 impl Sized {
@@ -126,6 +205,37 @@ impl Sized {
             .merge_pending_commit(&self.creator.provider)
             .expect("merge");
         welcome
+    }
+
+    /// The creator's self-update (a commit with a path), merged on its
+    /// side; what members process.
+    fn self_update(&mut self) -> ProtocolMessage {
+        let bundle = self
+            .group
+            .self_update(
+                &self.creator.provider,
+                &self.creator.signer,
+                LeafNodeParameters::default(),
+            )
+            .expect("commit");
+        self.group
+            .merge_pending_commit(&self.creator.provider)
+            .expect("merge");
+        let (commit, _, _) = bundle.into_contents();
+        MlsMessageIn::from(commit)
+            .try_into_protocol_message()
+            .expect("protocol message")
+    }
+
+    /// Adds the member with the client's storage (the group grows by one;
+    /// the in-memory observer is left behind and not used after this).
+    fn add_stored(&mut self) {
+        self.restore_size();
+        self.next += 1;
+        let (mut stored, kp) = Stored::new(self.next);
+        let welcome = self.add(kp);
+        stored.join(welcome_of(welcome));
+        self.stored = Some(stored);
     }
 
     /// A new member and its KeyPackage (not measured).
@@ -170,6 +280,7 @@ fn build(size: usize) -> Sized {
         observed,
         next: size,
         added: None,
+        stored: None,
     }
 }
 
@@ -217,24 +328,7 @@ fn groups(c: &mut Criterion) {
 
         bench.bench_function(BenchmarkId::new("process_commit", size), |b| {
             b.iter_batched(
-                || {
-                    let g = &mut *cell.borrow_mut();
-                    let bundle = g
-                        .group
-                        .self_update(
-                            &g.creator.provider,
-                            &g.creator.signer,
-                            LeafNodeParameters::default(),
-                        )
-                        .expect("commit");
-                    g.group
-                        .merge_pending_commit(&g.creator.provider)
-                        .expect("merge");
-                    let (commit, _, _) = bundle.into_contents();
-                    MlsMessageIn::from(commit)
-                        .try_into_protocol_message()
-                        .expect("protocol message")
-                },
+                || cell.borrow_mut().self_update(),
                 |commit| {
                     let g = &mut *cell.borrow_mut();
                     let processed = g
@@ -258,6 +352,42 @@ fn groups(c: &mut Criterion) {
         // in a group in use: openmls stores the past epochs' state with
         // every message it encrypts or decrypts.
         bench.bench_function(BenchmarkId::new("message_with_past_epochs", size), message);
+
+        // Through the client's storage. Commits first, so the stored
+        // member has past epochs as in a group in use.
+        cell.borrow_mut().add_stored();
+        bench.bench_function(BenchmarkId::new("stored_process_commit", size), |b| {
+            b.iter_batched(
+                || cell.borrow_mut().self_update(),
+                |commit| {
+                    let g = cell.borrow();
+                    g.stored.as_ref().expect("joined").process(commit)
+                },
+                BatchSize::PerIteration,
+            )
+        });
+        bench.bench_function(BenchmarkId::new("stored_load", size), |b| {
+            b.iter(|| cell.borrow().stored.as_ref().expect("joined").load())
+        });
+        bench.bench_function(BenchmarkId::new("stored_message", size), |b| {
+            b.iter_batched(
+                || {
+                    let g = &mut *cell.borrow_mut();
+                    let out = g
+                        .group
+                        .create_message(&g.creator.provider, &g.creator.signer, &[7u8; 200])
+                        .expect("encrypt");
+                    MlsMessageIn::from(out)
+                        .try_into_protocol_message()
+                        .expect("protocol message")
+                },
+                |message| {
+                    let g = cell.borrow();
+                    g.stored.as_ref().expect("joined").process(message)
+                },
+                BatchSize::PerIteration,
+            )
+        });
 
         bench.bench_function(BenchmarkId::new("add_one", size), |b| {
             b.iter_batched(

@@ -422,11 +422,15 @@ async fn upload_certificate(
     Ok(StatusCode::NO_CONTENT)
 }
 
-/// `PUT /v1/admin/orgs/{org}/ca` ([`ReplaceCa`]): replaces the
-/// organisation's CA certificate (a CA rotation), checked like a new one.
+/// `PUT /v1/admin/orgs/{org}/ca` ([`ReplaceCa`]): sets the organisation's
+/// CA certificate, checked like a new one: its first CA, or in a CA
+/// rotation the successor that the organisation's current trust list
+/// (signed by the current CA, checked when it was stored) names. The relay
+/// operator cannot put a CA of its choosing in an organisation's place.
 /// From then on device certificates are checked against the new CA, and
 /// devices whose certificate it did not sign are listed for re-issue.
-/// `204`; `404` unknown organisation; `400 bad_certificate`.
+/// `204` (also for the CA in place); `404` unknown organisation; `400
+/// bad_certificate`; `409 successor_not_announced`.
 async fn replace_ca(
     _: AdminAuth,
     State(state): State<AppState>,
@@ -435,6 +439,23 @@ async fn replace_ca(
 ) -> Result<StatusCode, ApiError> {
     let org_id = org_id(org)?;
     let der = check_org_ca(&req.ca_certificate, &org_id, now_secs())?;
+    let org = state
+        .store()
+        .get_org(&org_id)?
+        .ok_or(ApiError::NotFound("unknown organisation"))?;
+    match org.ca_certificate {
+        None => {}
+        Some(current) if current == der => return Ok(StatusCode::NO_CONTENT),
+        Some(_) => {
+            let announced = state
+                .store()
+                .trust_list(&org_id)?
+                .and_then(|list| announced_successor(&list.body));
+            if announced.as_deref() != Some(der.as_slice()) {
+                return Err(ApiError::SuccessorNotAnnounced);
+            }
+        }
+    }
     match state.store().set_org_ca(&org_id, &der) {
         Ok(()) => {}
         Err(StoreError::NotFound) => return Err(ApiError::NotFound("unknown organisation")),
@@ -443,6 +464,19 @@ async fn replace_ca(
     state.flush().await?;
     tracing::info!(org = %org_id, fingerprint = %fingerprint(&der), "organisation CA replaced");
     Ok(StatusCode::NO_CONTENT)
+}
+
+/// The successor CA (DER) a trust list body names, if any. The body was
+/// signed by the organisation's CA (checked when it was stored); the relay
+/// reads only this field (`docs/protocol.md` §14.4).
+fn announced_successor(body: &[u8]) -> Option<Vec<u8>> {
+    #[derive(serde::Deserialize)]
+    struct Announced {
+        #[serde(default)]
+        successor: Option<serde_bytes::ByteBuf>,
+    }
+    let announced: Announced = ciborium::from_reader(body).ok()?;
+    announced.successor.map(serde_bytes::ByteBuf::into_vec)
 }
 
 /// `POST /v1/admin/devices/{device}/revoke`: the relay refuses the device

@@ -148,6 +148,10 @@ pub enum ApiError {
     /// against it (`409 no_ca`).
     #[error("the organisation has no CA certificate")]
     NoCa,
+    /// A CA replacement names a CA that the organisation's trust list does
+    /// not announce as its successor (`409 successor_not_announced`).
+    #[error("the organisation's trust list does not name this CA as its successor")]
+    SuccessorNotAnnounced,
     /// The body is larger than the endpoint's limit (`413
     /// payload_too_large`).
     #[error("the request body is too large")]
@@ -169,6 +173,7 @@ impl ApiError {
             ApiError::BadCertificate(_) => (StatusCode::BAD_REQUEST, "bad_certificate"),
             ApiError::BadSignature => (StatusCode::BAD_REQUEST, "bad_signature"),
             ApiError::NoCa => (StatusCode::CONFLICT, "no_ca"),
+            ApiError::SuccessorNotAnnounced => (StatusCode::CONFLICT, "successor_not_announced"),
             ApiError::PayloadTooLarge => (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large"),
             ApiError::Store(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
         }

@@ -43,6 +43,8 @@ pub mod error;
 pub mod extract;
 pub mod fanout;
 pub mod group_lock;
+pub mod guard;
+pub mod listen;
 pub mod orgs;
 pub mod push;
 pub mod store;
@@ -52,7 +54,6 @@ pub mod ws;
 pub use admin::AdminToken;
 pub use error::{ApiError, DsError, ServerError};
 
-use axum::serve::ListenerExt as _;
 use durability::Flusher;
 use fanout::Registry;
 use group_lock::GroupLocks;
@@ -110,6 +111,7 @@ struct Inner {
     shutdown: watch::Sender<bool>,
     connections: AtomicUsize,
     connections_idle: Notify,
+    admission: listen::Admission,
 }
 
 impl AppState {
@@ -126,6 +128,7 @@ impl AppState {
                 shutdown,
                 connections: AtomicUsize::new(0),
                 connections_idle: Notify::new(),
+                admission: listen::Admission::default(),
             }),
         }
     }
@@ -175,6 +178,11 @@ impl AppState {
                 }
             }
         }
+    }
+
+    /// The open TCP connections, counted against the connection caps.
+    pub fn admission(&self) -> &listen::Admission {
+        &self.inner.admission
     }
 
     /// The per-group writer locks.
@@ -238,12 +246,14 @@ pub fn app(state: AppState) -> Router {
         .merge(admin::routes())
         .fallback(|| async { ApiError::NotFound("no such endpoint") })
         .layer(DefaultBodyLimit::max(MAX_HTTP_BODY_BYTES))
+        .layer(axum::middleware::from_fn(guard::guard))
         .with_state(state)
 }
 
 /// A relay ready to serve.
 pub struct Server {
     state: AppState,
+    limits: listen::ConnectionLimits,
 }
 
 impl Server {
@@ -261,7 +271,14 @@ impl Server {
     pub fn with_store(store: Arc<dyn Store>) -> Self {
         Self {
             state: AppState::new(store),
+            limits: listen::ConnectionLimits::default(),
         }
+    }
+
+    /// Serves within these connection limits instead of the defaults.
+    pub fn with_limits(mut self, limits: listen::ConnectionLimits) -> Self {
+        self.limits = limits;
+        self
     }
 
     /// The relay's state.
@@ -278,21 +295,27 @@ impl Server {
     {
         let state = self.state;
         let signal_state = state.clone();
-        // Small frames go out at once: without TCP_NODELAY, Nagle's
-        // algorithm and the peer's delayed ACK add ~40 ms to a response that
-        // follows a push (measured with `cargo xtask bench`).
-        let listener = listener.tap_io(|tcp| {
-            if let Err(e) = tcp.set_nodelay(true) {
-                tracing::debug!(error = %e, "could not set TCP_NODELAY");
-            }
-        });
-        axum::serve(listener, app(state.clone()))
-            .with_graceful_shutdown(async move {
+        let limits = self
+            .limits
+            .within_open_files(listen::raise_open_files_limit());
+        tracing::info!(
+            max_connections = limits.max_connections,
+            max_per_address = limits.max_per_address,
+            "accepting connections"
+        );
+        listen::serve(
+            listener,
+            app(state.clone()),
+            state.admission().clone(),
+            limits,
+            async move {
                 shutdown.await;
                 tracing::info!("shutting down");
                 signal_state.begin_shutdown();
-            })
-            .await?;
+            },
+            SHUTDOWN_GRACE,
+        )
+        .await;
         state.begin_shutdown();
         if tokio::time::timeout(SHUTDOWN_GRACE, state.connections_closed())
             .await
@@ -365,13 +388,24 @@ impl RunningServer {
     }
 }
 
-/// Creates a directory (and parents) readable only by the owner.
+/// Creates a directory (and parents) readable only by the owner; one that
+/// exists already is made owner-only too.
 fn create_private_dir(dir: &Path) -> std::io::Result<()> {
     let mut builder = std::fs::DirBuilder::new();
     builder.recursive(true);
     #[cfg(unix)]
     std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
-    builder.create(dir)
+    builder.create(dir)?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        let mode = std::fs::metadata(dir)?.permissions().mode();
+        if mode & 0o077 != 0 {
+            tracing::warn!(dir = %dir.display(), "the data directory was open to others; made owner-only");
+            std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))?;
+        }
+    }
+    Ok(())
 }
 
 /// Seconds since the Unix epoch.

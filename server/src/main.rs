@@ -3,8 +3,10 @@
 use std::io::Write;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use anyhow::Context;
+use cascade_server::listen::ConnectionLimits;
 use cascade_server::{Config, Server, DEFAULT_LISTEN};
 use clap::{Args, Parser, Subcommand};
 use serde::Deserialize;
@@ -38,8 +40,21 @@ struct ServeArgs {
     /// offline device that registered a push token has new messages.
     #[arg(long, env = "CASCADE_PUSH_GATEWAY")]
     push_gateway: Option<String>,
-    /// JSON file with `data_dir` and/or `listen`; flags and environment
-    /// variables take precedence.
+    /// Most connections open at once, HTTP and WebSocket [default:
+    /// 100000, lowered to fit the open-files limit].
+    #[arg(long, env = "CASCADE_MAX_CONNECTIONS")]
+    max_connections: Option<usize>,
+    /// Most connections open at once from one source address [default:
+    /// 1000].
+    #[arg(long, env = "CASCADE_MAX_CONNECTIONS_PER_ADDRESS")]
+    max_connections_per_address: Option<usize>,
+    /// Seconds a connection may take to send a request header, or sit idle
+    /// between requests [default: 10].
+    #[arg(long, env = "CASCADE_HEADER_TIMEOUT_SECS")]
+    header_timeout_secs: Option<u64>,
+    /// JSON file with `data_dir`, `listen`, `max_connections`,
+    /// `max_connections_per_address` and/or `header_timeout_secs`; flags
+    /// and environment variables take precedence.
     #[arg(long)]
     config: Option<PathBuf>,
     /// Answer without waiting for durable flushes, so that a crash loses
@@ -62,6 +77,9 @@ struct InitArgs {
 struct ConfigFile {
     data_dir: Option<PathBuf>,
     listen: Option<SocketAddr>,
+    max_connections: Option<usize>,
+    max_connections_per_address: Option<usize>,
+    header_timeout_secs: Option<u64>,
 }
 
 fn read_config_file(path: &Path) -> anyhow::Result<ConfigFile> {
@@ -71,19 +89,44 @@ fn read_config_file(path: &Path) -> anyhow::Result<ConfigFile> {
         .with_context(|| format!("parsing the config file {} as JSON", path.display()))
 }
 
-fn resolve(args: ServeArgs) -> anyhow::Result<Config> {
+fn resolve(args: ServeArgs) -> anyhow::Result<(Config, ConnectionLimits)> {
     let file = match &args.config {
         Some(path) => read_config_file(path)?,
         None => ConfigFile::default(),
     };
     let default_listen: SocketAddr = DEFAULT_LISTEN.parse().expect("the default address parses");
-    Ok(Config {
+    let config = Config {
         data_dir: args
             .data_dir
             .or(file.data_dir)
             .unwrap_or_else(Config::default_data_dir),
         listen: args.listen.or(file.listen).unwrap_or(default_listen),
-    })
+    };
+    let defaults = ConnectionLimits::default();
+    let limits = ConnectionLimits {
+        max_connections: args
+            .max_connections
+            .or(file.max_connections)
+            .unwrap_or(defaults.max_connections),
+        max_per_address: args
+            .max_connections_per_address
+            .or(file.max_connections_per_address)
+            .unwrap_or(defaults.max_per_address),
+        header_read_timeout: args
+            .header_timeout_secs
+            .or(file.header_timeout_secs)
+            .map(Duration::from_secs)
+            .unwrap_or(defaults.header_read_timeout),
+    };
+    anyhow::ensure!(
+        limits.max_connections > 0 && limits.max_per_address > 0,
+        "connection limits must be at least 1"
+    );
+    anyhow::ensure!(
+        !limits.header_read_timeout.is_zero(),
+        "the header timeout must be at least 1 second"
+    );
+    Ok((config, limits))
 }
 
 /// Resolves on Ctrl-C or SIGTERM. The handlers are installed when this is
@@ -120,9 +163,10 @@ fn shutdown_signal() -> impl std::future::Future<Output = ()> {
 async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let push_gateway = args.push_gateway.clone();
     let no_fsync = args.unsafe_no_fsync_for_benchmarks;
-    let config = resolve(args)?;
+    let (config, limits) = resolve(args)?;
     let (server, token) = Server::open(&config.data_dir)
         .with_context(|| format!("opening the data directory {}", config.data_dir.display()))?;
+    let server = server.with_limits(limits);
     if let Some(gateway) = push_gateway {
         server.state().enable_push(gateway);
     }

@@ -53,6 +53,21 @@ pub const SEND_TIMEOUT: Duration = Duration::from_secs(30);
 /// memory (`docs/benchmarks.md`, connection density).
 pub const READ_BUFFER_BYTES: usize = 4096;
 
+/// The most a connection's unsent output may hold: two frames of the
+/// largest size past the library's default write buffer. A peer that does
+/// not read (its pongs, answers and deliveries piling up) is disconnected
+/// at this point rather than growing the relay's memory; a device reads
+/// what it missed from its backlog when it comes back.
+pub const MAX_WRITE_BUFFER_BYTES: usize = 128 * 1024 + 2 * HARD_MAX_FRAME_BYTES;
+
+/// Pings and pongs a peer may send per [`CONTROL_WINDOW`] before it is
+/// disconnected (close code 1008). Every ping makes the relay write a pong;
+/// a device pings about twice a minute.
+pub const MAX_CONTROL_FRAMES: u32 = 32;
+
+/// The window [`MAX_CONTROL_FRAMES`] counts over.
+pub const CONTROL_WINDOW: Duration = Duration::from_secs(10);
+
 /// `GET /v1/ws`: upgrades to the device WebSocket with the protocol's size
 /// limits.
 pub async fn upgrade(
@@ -62,6 +77,7 @@ pub async fn upgrade(
     ws.max_message_size(HARD_MAX_FRAME_BYTES)
         .max_frame_size(HARD_MAX_FRAME_BYTES)
         .read_buffer_size(READ_BUFFER_BYTES)
+        .max_write_buffer_size(MAX_WRITE_BUFFER_BYTES)
         .on_upgrade(move |socket| run_connection(state, socket))
 }
 
@@ -80,6 +96,7 @@ where
         authed: None,
         in_flight: FuturesOrdered::new(),
         unflushed: false,
+        control_frames: (0, tokio::time::Instant::now()),
     };
     match conn.run().await {
         Ok(()) => {}
@@ -124,6 +141,9 @@ struct Connection<S> {
     /// Frames written to the socket but not flushed: answers and live items
     /// are flushed together once nothing else is ready.
     unflushed: bool,
+    /// Pings and pongs received in the current [`CONTROL_WINDOW`], and when
+    /// it began.
+    control_frames: (u32, tokio::time::Instant),
 }
 
 enum Event {
@@ -205,7 +225,15 @@ where
                     self.send(ServerFrame::Rejected(error)).await?;
                     Flow::Continue
                 }
-                Event::Socket(Some(Ok(Message::Ping(_) | Message::Pong(_)))) => Flow::Continue,
+                Event::Socket(Some(Ok(Message::Ping(_) | Message::Pong(_)))) => {
+                    if self.control_frame_allowed() {
+                        Flow::Continue
+                    } else {
+                        tracing::info!("connection dropped: too many pings");
+                        self.close(close_code::POLICY, "too many pings").await;
+                        Flow::Stop
+                    }
+                }
                 Event::Live(Some(live)) => {
                     self.forward(live).await?;
                     Flow::Continue
@@ -243,6 +271,18 @@ where
                 Event::Answer(answer)
             }
         }
+    }
+
+    /// Counts a ping or pong; false once the peer sent more than
+    /// [`MAX_CONTROL_FRAMES`] in the current window.
+    fn control_frame_allowed(&mut self) -> bool {
+        let (count, since) = &mut self.control_frames;
+        if since.elapsed() >= CONTROL_WINDOW {
+            *count = 0;
+            *since = tokio::time::Instant::now();
+        }
+        *count += 1;
+        *count <= MAX_CONTROL_FRAMES
     }
 
     async fn send(&mut self, frame: ServerFrame) -> Result<(), Ended> {

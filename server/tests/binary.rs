@@ -90,3 +90,87 @@ async fn serve_prints_its_address_and_stops_on_sigterm() {
     };
     assert!(exit.success(), "{exit:?}");
 }
+
+/// Starts `cascade-server serve` with `args`; returns the child and its
+/// address.
+async fn serve(dir: &std::path::Path, args: &[&str]) -> (std::process::Child, String) {
+    let mut child = Command::new(BIN)
+        .args(["serve", "--listen", "127.0.0.1:0"])
+        .args(args)
+        .env("CASCADE_DATA_DIR", dir)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn");
+    let stdout = child.stdout.take().expect("stdout");
+    let line = tokio::task::spawn_blocking(move || {
+        let mut line = String::new();
+        BufReader::new(stdout).read_line(&mut line).expect("read");
+        line
+    })
+    .await
+    .expect("reader");
+    let addr = line
+        .trim()
+        .strip_prefix("cascade-server listening on http://")
+        .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
+        .to_string();
+    (child, addr)
+}
+
+/// The connection-limit flags of `docs/admin-guide.md` §2.4 take effect.
+#[tokio::test]
+async fn the_connection_limit_flags_take_effect() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (mut child, addr) = serve(
+        dir.path(),
+        &[
+            "--max-connections-per-address",
+            "2",
+            "--header-timeout-secs",
+            "1",
+        ],
+    )
+    .await;
+    let silent = tokio::net::TcpStream::connect(&addr)
+        .await
+        .expect("connect");
+    let _second = tokio::net::TcpStream::connect(&addr)
+        .await
+        .expect("connect");
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    // The third from this address is refused: closed without an answer.
+    let mut third = tokio::net::TcpStream::connect(&addr)
+        .await
+        .expect("connect");
+    let _ = third
+        .write_all(b"GET /health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .await;
+    let mut out = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(10), third.read_to_end(&mut out)).await;
+    assert!(
+        out.is_empty(),
+        "refused: {:?}",
+        String::from_utf8_lossy(&out)
+    );
+    // The silent ones are closed after a second; then /health answers.
+    let mut silent = silent;
+    let mut buf = Vec::new();
+    tokio::time::timeout(Duration::from_secs(10), silent.read_to_end(&mut buf))
+        .await
+        .expect("closed by the header deadline")
+        .expect("read");
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(health(&addr).await.ends_with("ok"));
+    child.kill().expect("kill");
+    let _ = child.wait();
+
+    // Nonsense limits are refused at start.
+    let out = Command::new(BIN)
+        .args(["serve", "--listen", "127.0.0.1:0", "--max-connections", "0"])
+        .env("CASCADE_DATA_DIR", dir.path())
+        .output()
+        .expect("run");
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("at least 1"));
+}

@@ -699,3 +699,113 @@ async fn an_admin_publishes_a_signed_trust_list_and_devices_fetch_it() {
         "{answer:?}"
     );
 }
+
+/// A trust list body (`docs/protocol.md` §14.4) naming `successor`.
+fn trust_list_body(successor: Option<&[u8]>) -> Vec<u8> {
+    #[derive(serde::Serialize)]
+    struct Body<'a> {
+        v: u8,
+        org: &'a str,
+        serial: u64,
+        issued_at: i64,
+        anchors: Vec<serde_bytes::ByteBuf>,
+        successor: Option<serde_bytes::ByteBuf>,
+    }
+    let mut out = Vec::new();
+    ciborium::into_writer(
+        &Body {
+            v: 1,
+            org: "north",
+            serial: 1,
+            issued_at: 0,
+            anchors: vec![],
+            successor: successor.map(|d| serde_bytes::ByteBuf::from(d.to_vec())),
+        },
+        &mut out,
+    )
+    .expect("CBOR");
+    out
+}
+
+/// The relay operator cannot put a CA of its choosing in an organisation's
+/// place: a replacement must be the successor that the organisation's trust
+/// list, signed by its current CA, names (a CA rotation, §14.7).
+#[tokio::test]
+async fn a_ca_is_replaced_only_by_the_successor_its_trust_list_names() {
+    let relay = start().await;
+    let north = TestCa::new("north");
+    create_org(&relay, "north", Some(&north.pem)).await;
+    create_org(&relay, "plain", None).await;
+    let path = "/v1/admin/orgs/north/ca";
+    let next = TestCa::new("north");
+    let replace = |ca: &TestCa| json!({ "ca_certificate": ca.pem });
+    let publish =
+        |body: Vec<u8>, by: &TestCa| json!({"body": b64(&body), "signature": b64(&by.sign(&body))});
+    let ca_of = |info: &[u8]| {
+        serde_json::from_slice::<OrgInfo>(info)
+            .expect("org info")
+            .ca_certificate
+            .map(|pem| pem_to_der(&pem))
+    };
+
+    // No trust list yet, then one that names no successor, then one that
+    // names another CA: refused, and the CA stays.
+    refused(
+        put(&relay, path, replace(&next)).await,
+        409,
+        "successor_not_announced",
+    );
+    let trust_list = "/v1/admin/orgs/north/trust-list";
+    let (status, _) = put(&relay, trust_list, publish(trust_list_body(None), &north)).await;
+    assert_eq!(status, 204);
+    refused(
+        put(&relay, path, replace(&next)).await,
+        409,
+        "successor_not_announced",
+    );
+    let other = TestCa::new("north");
+    let (status, _) = put(
+        &relay,
+        trust_list,
+        publish(trust_list_body(Some(&other.der)), &north),
+    )
+    .await;
+    assert_eq!(status, 204);
+    refused(
+        put(&relay, path, replace(&next)).await,
+        409,
+        "successor_not_announced",
+    );
+    let (_, info) = get(&relay, "/v1/orgs/north", None).await;
+    assert_eq!(ca_of(&info), Some(north.der.clone()));
+
+    // Named by a list the current CA signed: replaced; again: no change.
+    let (status, _) = put(
+        &relay,
+        trust_list,
+        publish(trust_list_body(Some(&next.der)), &north),
+    )
+    .await;
+    assert_eq!(status, 204);
+    let (status, body) = put(&relay, path, replace(&next)).await;
+    assert_eq!(status, 204, "{}", String::from_utf8_lossy(&body));
+    let (_, info) = get(&relay, "/v1/orgs/north", None).await;
+    assert_eq!(ca_of(&info), Some(next.der.clone()));
+    let (status, _) = put(&relay, path, replace(&next)).await;
+    assert_eq!(status, 204);
+    // Back to the old CA: no list names it.
+    refused(
+        put(&relay, path, replace(&north)).await,
+        409,
+        "successor_not_announced",
+    );
+    // An organisation without a CA gets its first one.
+    let plain = TestCa::new("plain");
+    let (status, _) = put(
+        &relay,
+        "/v1/admin/orgs/plain/ca",
+        json!({ "ca_certificate": plain.pem }),
+    )
+    .await;
+    assert_eq!(status, 204);
+}

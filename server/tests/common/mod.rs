@@ -35,8 +35,14 @@ pub struct Relay {
 }
 
 pub async fn start() -> Relay {
+    start_with(cascade_server::listen::ConnectionLimits::default()).await
+}
+
+/// A relay serving within `limits`.
+pub async fn start_with(limits: cascade_server::listen::ConnectionLimits) -> Relay {
     let dir = tempfile::tempdir().expect("temp dir");
     let (server, token) = Server::open(dir.path()).expect("open relay");
+    let server = server.with_limits(limits);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .expect("bind");
