@@ -1,6 +1,8 @@
 //! `POST /v1/enrol`: a device enrols with a one-time token.
 
-use axum::extract::State;
+use std::net::SocketAddr;
+
+use axum::extract::{ConnectInfo, State};
 use axum::Json;
 use cascade_protocol::frames::Bytes;
 use cascade_protocol::http::{EnrolRequest, EnrolResponse};
@@ -51,9 +53,38 @@ fn check_fingerprint(state: &AppState, hash: &[u8; 32], expected: &str) -> Resul
 /// Spends the token and creates the device with a fresh random id. The
 /// request is validated before the token is touched, so a bad request does
 /// not burn it. `401 invalid_token` for an unknown, used or expired token.
+///
+/// After [`crate::ENROL_FAILURES_PER_ADDRESS`] refused tokens or codes from
+/// one source address within [`crate::ENROL_WINDOW`], every request from
+/// it gets `429 rate_limited` until the window ends, so tokens cannot be
+/// guessed at speed.
 pub async fn enrol(
     State(state): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
     ApiJson(req): ApiJson<EnrolRequest>,
+) -> Result<Json<EnrolResponse>, ApiError> {
+    let failures = &state.limits().enrol_failures;
+    if let Err(wait) = failures.check(&peer.ip()) {
+        tracing::info!("enrolment refused: too many failures from one address");
+        return Err(ApiError::RateLimited {
+            retry_after_secs: wait.as_secs().max(1),
+        });
+    }
+    let result = enrol_device(&state, req).await;
+    if matches!(
+        result,
+        Err(ApiError::InvalidToken | ApiError::FingerprintMismatch)
+    ) {
+        // A full table refuses new addresses at their next attempt (the
+        // check above), not this one, which was answered already.
+        let _ = failures.attempt(&peer.ip());
+    }
+    result
+}
+
+async fn enrol_device(
+    state: &AppState,
+    req: EnrolRequest,
 ) -> Result<Json<EnrolResponse>, ApiError> {
     if req.device_name.trim().is_empty() || req.device_name.len() > MAX_NAME_BYTES {
         return Err(ApiError::BadRequest(
@@ -69,7 +100,7 @@ pub async fn enrol(
     };
     let store = state.store();
     if let Some(expected) = &req.ca_fingerprint {
-        check_fingerprint(&state, &token_hash(&req.token), expected)?;
+        check_fingerprint(state, &token_hash(&req.token), expected)?;
     }
     let device = match store.enrol_device(&token_hash(&req.token), unix_now(), &new) {
         Ok(device) => device,

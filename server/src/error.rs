@@ -61,6 +61,12 @@ pub enum DsError {
     /// content.
     #[error("malformed: {0}")]
     Malformed(&'static str),
+    /// Over a rate limit; retry after this long.
+    #[error("rate limited")]
+    RateLimited {
+        /// Milliseconds until the limit's window ends.
+        retry_after_ms: u64,
+    },
     /// The store failed or refused (`WrongEpoch` and `QueueFull` from the
     /// store are passed on as such).
     #[error(transparent)]
@@ -90,6 +96,9 @@ impl DsError {
             DsError::UnknownUser => ProtocolError::UnknownUser,
             DsError::UnknownDevice => ProtocolError::UnknownDevice,
             DsError::TooLarge { limit } => ProtocolError::TooLarge { limit: *limit },
+            DsError::RateLimited { retry_after_ms } => ProtocolError::RateLimited {
+                retry_after_ms: *retry_after_ms,
+            },
             DsError::NoKeyPackages => ProtocolError::NoKeyPackages,
             DsError::Malformed(reason) => ProtocolError::Malformed {
                 reason: (*reason).into(),
@@ -152,6 +161,13 @@ pub enum ApiError {
     /// not announce as its successor (`409 successor_not_announced`).
     #[error("the organisation's trust list does not name this CA as its successor")]
     SuccessorNotAnnounced,
+    /// Too many failed attempts from this address (`429 rate_limited`,
+    /// with `Retry-After` in seconds).
+    #[error("too many failed attempts; try again later")]
+    RateLimited {
+        /// Seconds until the limit's window ends.
+        retry_after_secs: u64,
+    },
     /// The body is larger than the endpoint's limit (`413
     /// payload_too_large`).
     #[error("the request body is too large")]
@@ -174,6 +190,7 @@ impl ApiError {
             ApiError::BadSignature => (StatusCode::BAD_REQUEST, "bad_signature"),
             ApiError::NoCa => (StatusCode::CONFLICT, "no_ca"),
             ApiError::SuccessorNotAnnounced => (StatusCode::CONFLICT, "successor_not_announced"),
+            ApiError::RateLimited { .. } => (StatusCode::TOO_MANY_REQUESTS, "rate_limited"),
             ApiError::PayloadTooLarge => (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large"),
             ApiError::Store(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
         }
@@ -190,7 +207,14 @@ impl IntoResponse for ApiError {
             code: code.into(),
             message: self.to_string(),
         };
-        (status, Json(body)).into_response()
+        let mut response = (status, Json(body)).into_response();
+        if let ApiError::RateLimited { retry_after_secs } = self {
+            response.headers_mut().insert(
+                axum::http::header::RETRY_AFTER,
+                axum::http::HeaderValue::from(retry_after_secs),
+            );
+        }
+        response
     }
 }
 

@@ -47,8 +47,10 @@ pub mod guard;
 pub mod listen;
 pub mod orgs;
 pub mod push;
+pub mod ratelimit;
 pub mod store;
 pub mod token;
+pub mod trust;
 pub mod ws;
 
 pub use admin::AdminToken;
@@ -112,6 +114,56 @@ struct Inner {
     connections: AtomicUsize,
     connections_idle: Notify,
     admission: listen::Admission,
+    limits: Limits,
+}
+
+/// The relay's rate limits (`ratelimit`), shared by all connections.
+pub struct Limits {
+    /// KeyPackage claims per (claiming device, claimed user).
+    pub claims_per_user: ratelimit::Limiter<(cascade_protocol::DeviceId, cascade_protocol::UserId)>,
+    /// KeyPackage claims per claiming device.
+    pub claims_per_device: ratelimit::Limiter<cascade_protocol::DeviceId>,
+    /// Failed enrolments per source address.
+    pub enrol_failures: ratelimit::Limiter<std::net::IpAddr>,
+}
+
+/// Claims one device may make of one user's KeyPackages per
+/// [`CLAIM_WINDOW`]: adding a user takes one; a device that claims more is
+/// draining them.
+pub const CLAIMS_PER_USER: u32 = 10;
+/// Claims one device may make in all per [`CLAIM_WINDOW`] (a large group
+/// made at once claims once per person).
+pub const CLAIMS_PER_DEVICE: u32 = 5_000;
+/// The window of the claim limits.
+pub const CLAIM_WINDOW: Duration = Duration::from_secs(600);
+/// Failed enrolments from one source address per [`ENROL_WINDOW`] before
+/// the relay answers `429` until the window ends.
+pub const ENROL_FAILURES_PER_ADDRESS: u32 = 10;
+/// The window of the enrolment limit.
+pub const ENROL_WINDOW: Duration = Duration::from_secs(600);
+/// Most keys a rate-limit table holds (beyond it new keys are refused).
+pub const RATE_LIMIT_KEYS: usize = 100_000;
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            claims_per_user: ratelimit::Limiter::new(
+                CLAIMS_PER_USER,
+                CLAIM_WINDOW,
+                RATE_LIMIT_KEYS,
+            ),
+            claims_per_device: ratelimit::Limiter::new(
+                CLAIMS_PER_DEVICE,
+                CLAIM_WINDOW,
+                RATE_LIMIT_KEYS,
+            ),
+            enrol_failures: ratelimit::Limiter::new(
+                ENROL_FAILURES_PER_ADDRESS,
+                ENROL_WINDOW,
+                RATE_LIMIT_KEYS,
+            ),
+        }
+    }
 }
 
 impl AppState {
@@ -129,6 +181,7 @@ impl AppState {
                 connections: AtomicUsize::new(0),
                 connections_idle: Notify::new(),
                 admission: listen::Admission::default(),
+                limits: Limits::default(),
             }),
         }
     }
@@ -183,6 +236,11 @@ impl AppState {
     /// The open TCP connections, counted against the connection caps.
     pub fn admission(&self) -> &listen::Admission {
         &self.inner.admission
+    }
+
+    /// The rate limits.
+    pub fn limits(&self) -> &Limits {
+        &self.inner.limits
     }
 
     /// The per-group writer locks.

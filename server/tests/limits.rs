@@ -307,3 +307,79 @@ async fn an_existing_data_directory_is_made_owner_only() {
     let mode = std::fs::metadata(&data).expect("meta").permissions().mode();
     assert_eq!(mode & 0o777, 0o700);
 }
+
+/// `POST /v1/enrol` from `from` with `body`: the status, `Retry-After` (if
+/// any) and the JSON body.
+async fn enrol_from(
+    from: &str,
+    relay: SocketAddr,
+    body: &serde_json::Value,
+) -> (u16, Option<String>, serde_json::Value) {
+    let mut stream = connect_from(from, relay).await;
+    let body = serde_json::to_vec(body).expect("json");
+    let head = format!(
+        "POST /v1/enrol HTTP/1.1\r\nHost: relay\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    );
+    stream.write_all(head.as_bytes()).await.expect("write");
+    stream.write_all(&body).await.expect("write");
+    let mut answer = Vec::new();
+    tokio::time::timeout(WAIT, stream.read_to_end(&mut answer))
+        .await
+        .expect("answered")
+        .expect("read");
+    let text = String::from_utf8_lossy(&answer).to_string();
+    let status = text
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    let (head, body) = text.split_once("\r\n\r\n").expect("a head");
+    let retry_after = head.lines().find_map(|l| {
+        l.to_ascii_lowercase()
+            .strip_prefix("retry-after:")
+            .map(|v| v.trim().to_string())
+    });
+    (
+        status,
+        retry_after,
+        serde_json::from_str(body).unwrap_or(serde_json::Value::Null),
+    )
+}
+
+#[tokio::test]
+async fn guessing_enrolment_tokens_is_stopped_per_address() {
+    let relay = start().await;
+    let addr = relay.server.addr();
+    let _ = relay.device("alice@north");
+    let (status, body) = admin(
+        &relay,
+        "/v1/admin/enrolment-tokens",
+        serde_json::json!({"user_id": "alice@north", "ttl_secs": null}),
+    )
+    .await;
+    assert_eq!(status, 201);
+    let token: cascade_protocol::http::EnrolmentToken =
+        serde_json::from_slice(&body).expect("token");
+    let key = hex::encode(
+        ed25519_dalek::SigningKey::from_bytes(&rand::random())
+            .verifying_key()
+            .to_bytes(),
+    );
+    let attempt = |token: &str| serde_json::json!({"token": token, "signature_key": key, "device_name": "Phone"});
+    for n in 0..cascade_server::ENROL_FAILURES_PER_ADDRESS {
+        let (status, _, body) =
+            enrol_from("127.0.0.1", addr, &attempt(&format!("guess-{n}"))).await;
+        assert_eq!(
+            (status, body["code"].as_str()),
+            (401, Some("invalid_token"))
+        );
+    }
+    // Now even the right token waits, from that address only.
+    let (status, retry_after, body) = enrol_from("127.0.0.1", addr, &attempt(&token.token)).await;
+    assert_eq!((status, body["code"].as_str()), (429, Some("rate_limited")));
+    let retry_after: u64 = retry_after.expect("Retry-After").parse().expect("seconds");
+    assert!((1..=600).contains(&retry_after), "{retry_after}");
+    let (status, _, body) = enrol_from("127.0.0.2", addr, &attempt(&token.token)).await;
+    assert_eq!(status, 200, "{body}");
+}

@@ -18,7 +18,7 @@ fn malformed(e: &Result<Response, ProtocolError>) -> bool {
 #[tokio::test]
 async fn requests_before_authentication_are_refused_and_the_connection_carries_on() {
     let relay = start().await;
-    let alice = relay.device("alice@north");
+    let alice = relay.device_uncertified("alice@north");
     let mut client = Client::connect(&relay.server.ws_url()).await;
     let answer = client
         .request(Request::GetUser {
@@ -912,11 +912,12 @@ async fn pipelined_writes_keep_their_order_and_answers_come_in_request_order() {
 }
 
 /// Issue 11's freeze attack, as an attacker would run it: a device of an
-/// organisation nobody trusts adds an offline victim to a group of its own
-/// (the relay checks only that the device exists) and floods it until the
-/// victim's lag reaches the limit. That group refuses further messages;
-/// the victim's conversation with a colleague goes on, and the colleague
-/// can still remove the victim from it.
+/// organisation adds an offline victim to a group of its own and floods it
+/// until the victim's lag reaches the limit. An organisation the victim's
+/// does not trust cannot add it at all; a trusted partner turned hostile
+/// can, and then only that group refuses further messages: the victim's
+/// conversation with a colleague goes on, and the colleague can still
+/// remove the victim from it.
 #[tokio::test]
 async fn a_device_flooded_in_one_group_does_not_freeze_its_other_groups() {
     let relay = start().await;
@@ -932,9 +933,15 @@ async fn a_device_flooded_in_one_group_does_not_freeze_its_other_groups() {
         .expect("alice adds the victim");
     let (mut m, _) = relay.online(&mallory).await;
     m.create_group(spam).await;
+    assert_eq!(
+        m.commit(bundle(spam, 0, &[&victim], &[])).await,
+        Err(ProtocolError::UnknownDevice),
+        "north does not pin hostile"
+    );
+    relay.trust("north", "hostile");
     m.commit(bundle(spam, 0, &[&victim], &[]))
         .await
-        .expect("mallory adds the victim");
+        .expect("a trusted partner adds the victim");
 
     // The victim's lag in the spam group starts at its Welcome (seq 1):
     // seq 2 to MAX_QUEUE_LEN are accepted, the next is refused.

@@ -34,7 +34,20 @@ impl RawDevice {
         }
     }
 
-    /// Creates a user (if needed) and enrols a device for it over HTTP.
+    /// Like [`RawDevice::enrol`], then certified by the organisation's CA
+    /// (as `cascade admin issue` does), as a device must be to take part
+    /// in groups. The organisation must have been made with
+    /// [`Relay::org`].
+    pub async fn enrol_certified(relay: &Relay, user: &str) -> Result<RawDevice> {
+        let device = Self::enrol(relay, user).await?;
+        relay
+            .issue_pending(UserId::new(user)?.org().as_str())
+            .await?;
+        Ok(device)
+    }
+
+    /// Creates a user (if needed) and enrols a device for it over HTTP
+    /// (its certificate is pending).
     pub async fn enrol(relay: &Relay, user: &str) -> Result<RawDevice> {
         let id = UserId::new(user)?;
         let _ = relay.admin().create_user(&id, "Raw", "Test").await;

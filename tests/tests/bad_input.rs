@@ -114,7 +114,7 @@ async fn malformed_and_oversized_frames_get_typed_errors() -> Result<()> {
 async fn non_members_cannot_post_and_stale_epochs_are_refused() -> Result<()> {
     let relay = Relay::start().await?;
     relay.org("north-trust").await?;
-    let owner = RawDevice::enrol(&relay, "alice@north-trust").await?;
+    let owner = RawDevice::enrol_certified(&relay, "alice@north-trust").await?;
     let outsider = RawDevice::enrol(&relay, "mallory@north-trust").await?;
     let mut a = RawConn::authenticated(&relay, &owner).await?;
     let mut m = RawConn::authenticated(&relay, &outsider).await?;

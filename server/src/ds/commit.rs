@@ -97,6 +97,33 @@ pub async fn start(state: &AppState, session: &Session, bundle: CommitBundle) ->
     .await
 }
 
+/// Every organisation of an added device and every organisation of the
+/// group's devices after the commit pin each other
+/// ([`crate::trust::mutually_trusted`]), as their clients require:
+/// `UnknownDevice` otherwise, so that no organisation puts another's
+/// devices in a group with an organisation they do not trust.
+fn check_trust(
+    store: &dyn crate::store::Store,
+    roster: &[cascade_protocol::DeviceId],
+    removed: &[cascade_protocol::DeviceId],
+    added_orgs: &HashSet<cascade_protocol::OrgId>,
+) -> Result<(), DsError> {
+    let mut orgs = added_orgs.clone();
+    for device_id in roster.iter().filter(|d| !removed.contains(d)) {
+        if let Some(device) = store.get_device(device_id)? {
+            orgs.insert(device.user_id.org());
+        }
+    }
+    for added in added_orgs {
+        for org in &orgs {
+            if !crate::trust::mutually_trusted(store, added, org)? {
+                return Err(DsError::UnknownDevice);
+            }
+        }
+    }
+    Ok(())
+}
+
 async fn sequence(
     state: &AppState,
     session: &Session,
@@ -140,14 +167,21 @@ async fn sequence(
             current: group.epoch,
         });
     }
+    let mut added_orgs = HashSet::new();
     for device_id in &bundle.added {
         match store.get_device(device_id)? {
-            Some(device) if !device.revoked => {}
+            // Only certified devices take part in groups.
+            Some(device) if !device.revoked && device.certificate.is_some() => {
+                added_orgs.insert(device.user_id.org());
+            }
             _ => return Err(DsError::UnknownDevice),
         }
         if group.roster.contains(device_id) && !resync {
             return Err(DsError::Malformed("an added device is already a member"));
         }
+    }
+    if !added_orgs.is_empty() {
+        check_trust(&**store, &group.roster, &bundle.removed, &added_orgs)?;
     }
     if !bundle.removed.iter().all(|d| group.roster.contains(d)) {
         return Err(DsError::Malformed("a removed device is not a member"));

@@ -10,7 +10,9 @@ use crate::store::StoreError;
 use crate::AppState;
 
 /// Creates the group at epoch 0 with roster `[caller]` and its GroupInfo,
-/// durably. `GroupExists` if the id is taken.
+/// durably. `GroupExists` if the id is taken; `UnknownDevice` if the caller
+/// has no certificate from its organisation's CA yet (only certified
+/// devices take part in groups).
 pub async fn handle(
     state: &AppState,
     session: &Session,
@@ -23,6 +25,13 @@ pub async fn handle(
         WireFormat::GroupInfo,
         "group_info is not an MLS GroupInfo message",
     )?;
+    let certified = state
+        .store()
+        .get_device(&session.device_id)?
+        .is_some_and(|d| d.certificate.is_some() && !d.revoked);
+    if !certified {
+        return Err(DsError::UnknownDevice);
+    }
     match state
         .store()
         .create_group(&group_id, &session.device_id, &group_info)

@@ -3,8 +3,10 @@
 use cascade_protocol::frames::{Response, UserEntry};
 use cascade_protocol::UserId;
 
+use super::Session;
 use crate::error::DsError;
 use crate::store::{Store, StoreError, User};
+use crate::trust::mutually_trusted;
 use crate::AppState;
 
 /// A user's directory entry: their current (unrevoked) devices.
@@ -24,9 +26,18 @@ pub fn user_entry(store: &dyn Store, user: User) -> Result<UserEntry, StoreError
     })
 }
 
-/// Looks up a user; `UnknownUser` if there is none.
-pub fn handle_get_user(state: &AppState, user_id: &UserId) -> Result<Response, DsError> {
+/// Looks up a user; `UnknownUser` if there is none, or if the caller's
+/// organisation and theirs do not pin each other ([`mutually_trusted`]):
+/// an organisation nobody trusts learns nothing of others' staff.
+pub fn handle_get_user(
+    state: &AppState,
+    session: &Session,
+    user_id: &UserId,
+) -> Result<Response, DsError> {
     let store = &**state.store();
+    if !mutually_trusted(store, &session.user_id.org(), &user_id.org())? {
+        return Err(DsError::UnknownUser);
+    }
     let user = store.get_user(user_id)?.ok_or(DsError::UnknownUser)?;
     Ok(Response::User(user_entry(store, user)?))
 }
@@ -35,8 +46,11 @@ pub fn handle_get_user(state: &AppState, user_id: &UserId) -> Result<Response, D
 /// user id contains `query` (case-insensitive), with their devices'
 /// certificates. Only users with at least one certified, unrevoked device
 /// are listed; clients verify the certificates before showing anyone.
+/// Organisations that do not pin the caller's, or that it does not pin
+/// ([`mutually_trusted`]), are left out.
 pub fn handle_search(
     state: &AppState,
+    session: &Session,
     orgs: &[cascade_protocol::OrgId],
     query: &str,
 ) -> Result<Response, DsError> {
@@ -59,7 +73,11 @@ pub fn handle_search(
     orgs.dedup();
     let store = &**state.store();
     let mut entries = Vec::new();
+    let own = session.user_id.org();
     'orgs: for org in &orgs {
+        if !mutually_trusted(store, &own, org)? {
+            continue;
+        }
         for user in store.list_users(org)? {
             let matches = needle.is_empty()
                 || user.display_name.to_lowercase().contains(&needle)

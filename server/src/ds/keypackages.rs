@@ -8,6 +8,7 @@ use cascade_protocol::UserId;
 use super::{check_mls_size, expect_wire_format, stock_is_low, Session};
 use crate::error::DsError;
 use crate::fanout::Live;
+use crate::trust::mutually_trusted;
 use crate::AppState;
 
 /// Stores single-use KeyPackages (at most [`MAX_KEY_PACKAGE_UPLOAD`] per
@@ -47,13 +48,33 @@ pub async fn handle_upload(
 /// calling device (a device never adds itself): a single-use one if the
 /// device has any, else its last-resort one. Devices with neither are left
 /// out; `NoKeyPackages` if that leaves none. Devices whose stock is low are
-/// told so if connected.
+/// told so if connected. `UnknownUser` also when the caller's organisation
+/// and the user's do not pin each other ([`mutually_trusted`]): an
+/// organisation nobody trusts cannot drain another's KeyPackages.
+/// `RateLimited` past [`crate::CLAIMS_PER_USER`] claims of one user (or
+/// [`crate::CLAIMS_PER_DEVICE`] in all) per [`crate::CLAIM_WINDOW`], so a
+/// trusted device cannot drain them either.
 pub async fn handle_claim(
     state: &AppState,
     session: &Session,
     user_id: &UserId,
 ) -> Result<Response, DsError> {
     let store = state.store();
+    if !mutually_trusted(&**store, &session.user_id.org(), &user_id.org())? {
+        return Err(DsError::UnknownUser);
+    }
+    let limits = state.limits();
+    limits
+        .claims_per_device
+        .attempt(&session.device_id)
+        .and_then(|()| {
+            limits
+                .claims_per_user
+                .attempt(&(session.device_id, user_id.clone()))
+        })
+        .map_err(|wait| DsError::RateLimited {
+            retry_after_ms: u64::try_from(wait.as_millis()).unwrap_or(u64::MAX),
+        })?;
     if store.get_user(user_id)?.is_none() {
         return Err(DsError::UnknownUser);
     }

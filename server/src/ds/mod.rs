@@ -105,11 +105,13 @@ pub async fn start_request(state: &AppState, session: &Session, request: Request
             Answered(group_info::handle(state, session, &group_id))
         }
         Request::ListGroups => Answered(group_info::list(state, session)),
-        Request::GetUser { user_id } => Answered(directory::handle_get_user(state, &user_id)),
+        Request::GetUser { user_id } => {
+            Answered(directory::handle_get_user(state, session, &user_id))
+        }
         Request::GetTrustList { org_id } => Answered(trust_list::handle(state, &org_id)),
         Request::GetRevocations { org_id } => Answered(trust_list::revocations(state, &org_id)),
         Request::SearchDirectory { orgs, query } => {
-            Answered(directory::handle_search(state, &orgs, &query))
+            Answered(directory::handle_search(state, session, &orgs, &query))
         }
         Request::RegisterPush { token } => Answered(register_push(state, session, token)),
         Request::Ping => Answered(Ok(Response::Pong)),

@@ -32,6 +32,76 @@ pub struct Relay {
     pub server: RunningServer,
     pub admin_token: String,
     pub dir: tempfile::TempDir,
+    /// The organisation CAs the harness made, by organisation.
+    cas: std::sync::Mutex<std::collections::HashMap<String, std::sync::Arc<HarnessCa>>>,
+    /// The partner CAs each organisation pinned through [`Relay::trust`].
+    pins: std::sync::Mutex<std::collections::HashMap<String, Vec<Vec<u8>>>>,
+}
+
+/// An organisation CA of the harness: it certifies the organisation's
+/// devices and signs its trust list, as an admin would with `cascade admin`.
+pub struct HarnessCa {
+    key: rcgen::KeyPair,
+    der: Vec<u8>,
+}
+
+impl HarnessCa {
+    fn new(org: &str) -> Self {
+        use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyUsagePurpose};
+        let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ED25519).expect("key");
+        let mut params = CertificateParams::default();
+        params
+            .distinguished_name
+            .push(DnType::OrganizationName, org);
+        params
+            .distinguished_name
+            .push(DnType::CommonName, format!("{org} CA"));
+        params.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
+        params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
+        let cert = params.self_signed(&key).expect("self-signed");
+        HarnessCa {
+            der: cert.der().to_vec(),
+            key,
+        }
+    }
+
+    /// A Cascade-profile certificate (DER) for `device` of `user` with the
+    /// raw Ed25519 `public_key`.
+    fn certify(&self, user: &UserId, device: DeviceId, public_key: &[u8]) -> Vec<u8> {
+        use rcgen::{CertificateParams, DnType, IsCa, Issuer, KeyUsagePurpose, SanType};
+        struct Raw(Vec<u8>);
+        impl rcgen::PublicKeyData for Raw {
+            fn der_bytes(&self) -> &[u8] {
+                &self.0
+            }
+            fn algorithm(&self) -> &'static rcgen::SignatureAlgorithm {
+                &rcgen::PKCS_ED25519
+            }
+        }
+        let mut params = CertificateParams::default();
+        params
+            .distinguished_name
+            .push(DnType::OrganizationName, user.org().as_str());
+        params
+            .distinguished_name
+            .push(DnType::CommonName, user.as_str());
+        params.subject_alt_names = vec![
+            SanType::URI(format!("urn:cascade:user:{user}").try_into().expect("uri")),
+            SanType::URI(
+                format!("urn:cascade:device:{device}")
+                    .try_into()
+                    .expect("uri"),
+            ),
+        ];
+        params.is_ca = IsCa::ExplicitNoCa;
+        params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+        let issuer = Issuer::from_ca_cert_der(&self.der.clone().into(), &self.key).expect("issuer");
+        params
+            .signed_by(&Raw(public_key.to_vec()), &issuer)
+            .expect("signed")
+            .der()
+            .to_vec()
+    }
 }
 
 pub async fn start() -> Relay {
@@ -50,6 +120,8 @@ pub async fn start_with(limits: cascade_server::listen::ConnectionLimits) -> Rel
         server: server.spawn(listener).expect("spawn"),
         admin_token: token.created.expect("a fresh data dir gets a token"),
         dir,
+        cas: Default::default(),
+        pins: Default::default(),
     }
 }
 
@@ -62,15 +134,106 @@ pub struct TestDevice {
 }
 
 impl Relay {
-    /// Creates org and user as needed and enrols a new device for `user`.
+    /// The harness's CA for `org` (made on first use).
+    fn ca(&self, org: &str) -> std::sync::Arc<HarnessCa> {
+        let mut cas = self.cas.lock().expect("lock");
+        std::sync::Arc::clone(
+            cas.entry(org.to_string())
+                .or_insert_with(|| std::sync::Arc::new(HarnessCa::new(org))),
+        )
+    }
+
+    /// Creates org and user as needed, enrols a new device for `user` and
+    /// certifies it with the organisation's CA (only certified devices take
+    /// part in groups).
     pub fn device(&self, user: &str) -> TestDevice {
+        let device = self.device_uncertified(user);
+        let ca = self.ca(device.user_id.org().as_str());
+        let certificate = ca.certify(
+            &device.user_id,
+            device.device_id,
+            &device.key.verifying_key().to_bytes(),
+        );
+        self.server
+            .state()
+            .store()
+            .set_device_certificate(&device.device_id, &certificate)
+            .expect("certificate stored");
+        device
+    }
+
+    /// Makes `a` and `b` pin each other's CA in their signed trust lists,
+    /// as their admins would to let their staff talk.
+    pub fn trust(&self, a: &str, b: &str) {
+        self.pin(a, b);
+        self.pin(b, a);
+    }
+
+    /// `org` pins `partner`'s CA in its signed trust list (one way).
+    pub fn pin(&self, org: &str, partner: &str) {
+        {
+            let partner_der = self.ca(partner).der.clone();
+            let anchors = {
+                let mut pins = self.pins.lock().expect("lock");
+                let list = pins.entry(org.to_string()).or_default();
+                if !list.contains(&partner_der) {
+                    list.push(partner_der);
+                }
+                list.clone()
+            };
+            #[derive(serde::Serialize)]
+            struct Body {
+                v: u8,
+                org: String,
+                serial: u64,
+                issued_at: i64,
+                anchors: Vec<serde_bytes::ByteBuf>,
+            }
+            let mut body = Vec::new();
+            ciborium::into_writer(
+                &Body {
+                    v: 1,
+                    org: org.to_string(),
+                    serial: anchors.len() as u64,
+                    issued_at: 0,
+                    anchors: anchors
+                        .into_iter()
+                        .map(serde_bytes::ByteBuf::from)
+                        .collect(),
+                },
+                &mut body,
+            )
+            .expect("CBOR");
+            let signature = {
+                use rcgen::SigningKey as _;
+                self.ca(org).key.sign(&body).expect("signed")
+            };
+            self.server
+                .state()
+                .store()
+                .put_trust_list(
+                    &cascade_protocol::OrgId::new(org).expect("org id"),
+                    &cascade_server::store::TrustList {
+                        body: Bytes::from(body),
+                        signature: Bytes::from(signature),
+                        published_at: 0,
+                        co_signature: None,
+                    },
+                )
+                .expect("trust list stored");
+        }
+    }
+
+    /// Like [`Relay::device`] without the certificate: issuance pending.
+    pub fn device_uncertified(&self, user: &str) -> TestDevice {
         let store = self.server.state().store();
         let user_id = UserId::new(user).expect("valid user id");
+        let ca = self.ca(user_id.org().as_str());
         match store.create_org(&Org {
             org_id: user_id.org(),
             display_name: "Org".into(),
             created_at: 0,
-            ca_certificate: None,
+            ca_certificate: Some(Bytes::from(ca.der.clone())),
         }) {
             Ok(()) | Err(StoreError::AlreadyExists) => {}
             Err(e) => panic!("create org: {e}"),

@@ -318,6 +318,10 @@ async fn relay_run(args: &Args, target: Target) -> Result<RelayFigures> {
             _ => RawDevice::unenrolled(),
         });
     }
+    if let Some(relay) = server._relay.as_ref() {
+        // Only certified devices take part in groups.
+        relay.issue_pending("bench").await?;
+    }
     let group = GroupId::random();
     let mut owner = RawConn::authenticated_url(&server.url, &devices[0]).await?;
     let b = |v: Vec<u8>| Bytes::from(v);

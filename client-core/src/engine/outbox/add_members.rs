@@ -128,7 +128,28 @@ impl AddMembers {
         };
         let devices = match answer {
             Ok(Response::KeyPackages { devices }) => devices,
-            Err(ProtocolError::NoKeyPackages | ProtocolError::UnknownUser) => Vec::new(),
+            Err(ProtocolError::UnknownUser) => {
+                // The relay answers so for a user it does not know and for
+                // one of an organisation that does not trust ours, or that
+                // ours does not trust (protocol §11.5).
+                let org = user.org();
+                let why = if !cx.trust.orgs().contains(&org) {
+                    crate::identity::CertError::UntrustedOrg(org.to_string()).to_string()
+                } else {
+                    format!(
+                        "no such user, or organisation {org} does not trust {}",
+                        cx.me.identity.org_id
+                    )
+                };
+                fx.failed(
+                    Some(self.group_id),
+                    format!("{user} cannot be added: {why}"),
+                );
+                self.claims.next += 1;
+                cx.store.set_op_state(self.op_id, &self.claims.encode())?;
+                return self.next(cx, fx);
+            }
+            Err(ProtocolError::NoKeyPackages) => Vec::new(),
             Err(e) => return Ok(transient_or_failed(cx, e)),
             Ok(_) => return Ok(Progress::Failed("unexpected answer from the relay".into())),
         };
