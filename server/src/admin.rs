@@ -17,6 +17,7 @@ use axum::extract::{DefaultBodyLimit, FromRequestParts, Path as UrlPath, State};
 use axum::http::header::AUTHORIZATION;
 use axum::http::request::Parts;
 use axum::http::StatusCode;
+use axum::response::IntoResponse;
 use axum::routing::{get, post, put};
 use axum::{Json, Router};
 use base64::Engine as _;
@@ -477,6 +478,18 @@ fn announced_successor(body: &[u8]) -> Option<Vec<u8>> {
     }
     let announced: Announced = ciborium::from_reader(body).ok()?;
     announced.successor.map(serde_bytes::ByteBuf::into_vec)
+}
+
+/// `GET /metrics` (relay operator's admin token): the relay's metrics in
+/// the OpenMetrics text format that Prometheus reads ([`crate::metrics`]).
+pub async fn metrics(_: AdminAuth, State(state): State<AppState>) -> impl IntoResponse {
+    (
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        state.metrics().render(&state),
+    )
 }
 
 /// `POST /v1/admin/devices/{device}/revoke`: the relay refuses the device

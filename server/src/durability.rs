@@ -21,12 +21,19 @@ pub struct Flusher {
     flushed: tokio::sync::Mutex<u64>,
     /// How many flushes ran.
     count: AtomicU64,
+    /// How long each took.
+    seconds: prometheus_client::metrics::histogram::Histogram,
 }
 
 impl Flusher {
-    /// A flusher for `store`.
-    pub fn new(store: Arc<dyn Store>) -> Self {
+    /// A flusher for `store` that records each flush's duration in
+    /// `seconds`.
+    pub fn new(
+        store: Arc<dyn Store>,
+        seconds: prometheus_client::metrics::histogram::Histogram,
+    ) -> Self {
         Self {
+            seconds,
             store,
             skip: AtomicBool::new(false),
             tickets: AtomicU64::new(0),
@@ -66,9 +73,11 @@ impl Flusher {
         }
         let covers = self.tickets.load(Ordering::SeqCst);
         let store = Arc::clone(&self.store);
+        let started = std::time::Instant::now();
         tokio::task::spawn_blocking(move || store.flush())
             .await
             .map_err(|_| StoreError::Backend("the flush task failed".into()))??;
+        self.seconds.observe(started.elapsed().as_secs_f64());
         self.count.fetch_add(1, Ordering::Relaxed);
         *flushed = covers;
         Ok(())

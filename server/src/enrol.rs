@@ -65,6 +65,7 @@ pub async fn enrol(
 ) -> Result<Json<EnrolResponse>, ApiError> {
     let failures = &state.limits().enrol_failures;
     if let Err(wait) = failures.check(&peer.ip()) {
+        state.metrics().limited("enrolment");
         tracing::info!("enrolment refused: too many failures from one address");
         return Err(ApiError::RateLimited {
             retry_after_secs: wait.as_secs().max(1),

@@ -45,6 +45,7 @@ pub mod fanout;
 pub mod group_lock;
 pub mod guard;
 pub mod listen;
+pub mod metrics;
 pub mod orgs;
 pub mod push;
 pub mod ratelimit;
@@ -115,6 +116,7 @@ struct Inner {
     connections_idle: Notify,
     admission: listen::Admission,
     limits: Limits,
+    metrics: metrics::Metrics,
 }
 
 /// The relay's rate limits (`ratelimit`), shared by all connections.
@@ -170,9 +172,10 @@ impl AppState {
     /// The state of a relay over `store`.
     pub fn new(store: Arc<dyn Store>) -> Self {
         let (shutdown, _) = watch::channel(false);
+        let metrics = metrics::Metrics::default();
         Self {
             inner: Arc::new(Inner {
-                flusher: Flusher::new(Arc::clone(&store)),
+                flusher: Flusher::new(Arc::clone(&store), metrics.flush_seconds.clone()),
                 push: std::sync::OnceLock::new(),
                 store,
                 registry: Registry::default(),
@@ -182,6 +185,7 @@ impl AppState {
                 connections_idle: Notify::new(),
                 admission: listen::Admission::default(),
                 limits: Limits::default(),
+                metrics,
             }),
         }
     }
@@ -243,6 +247,11 @@ impl AppState {
         &self.inner.limits
     }
 
+    /// The metrics (`GET /metrics`).
+    pub fn metrics(&self) -> &metrics::Metrics {
+        &self.inner.metrics
+    }
+
     /// The per-group writer locks.
     pub fn groups(&self) -> &GroupLocks {
         &self.inner.groups
@@ -299,6 +308,7 @@ pub fn app(state: AppState) -> Router {
     Router::new()
         .route("/health", get(|| async { "ok" }))
         .route("/v1/ws", get(ws::upgrade))
+        .route("/metrics", get(admin::metrics))
         .route("/v1/enrol", post(enrol::enrol))
         .route("/v1/orgs/{org}", get(orgs::org_info))
         .merge(admin::routes())

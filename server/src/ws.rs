@@ -229,6 +229,7 @@ where
                     if self.control_frame_allowed() {
                         Flow::Continue
                     } else {
+                        self.state.metrics().limited("pings");
                         tracing::info!("connection dropped: too many pings");
                         self.close(close_code::POLICY, "too many pings").await;
                         Flow::Stop
@@ -296,6 +297,9 @@ where
         id: u64,
         result: Result<Response, ProtocolError>,
     ) -> Result<(), Ended> {
+        if let Err(e) = &result {
+            self.state.metrics().refusal(e);
+        }
         let frame = encode_server_frame(&ServerFrame::Response { id, result });
         self.feed(Message::binary(frame)).await
     }
@@ -363,6 +367,7 @@ where
             }
             (Some(authed), request) => {
                 let session = authed.session.clone();
+                self.state.metrics().request(&request);
                 // Requests are answered in order. Writes go on while earlier
                 // ones wait for their flush (so a device's pipelined
                 // messages share fsyncs); a request that reads state waits
@@ -454,6 +459,7 @@ where
     /// failure (logged here).
     async fn send_backlog(&mut self, session: &Session) -> Result<Result<(), ()>, Ended> {
         let mut after = None;
+        let mut sent = 0u64;
         loop {
             let page = match self
                 .state
@@ -467,8 +473,10 @@ where
                 }
             };
             let Some(last) = page.last() else {
+                self.state.metrics().backlog_items.observe(sent as f64);
                 return Ok(Ok(()));
             };
+            sent += page.len() as u64;
             after = Some(last.queue_id);
             // The store shows writes before they are on disk. An item read
             // here may belong to a commit whose flush is still running; were

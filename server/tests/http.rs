@@ -238,3 +238,49 @@ async fn the_admin_token_file_holds_the_token_and_is_private() {
         .expect("set");
     assert_eq!(hash, cascade_server::token::token_hash(&relay.admin_token));
 }
+
+/// `GET /metrics` needs the relay operator's token and reports counts in
+/// the Prometheus text format, with no identifier in it.
+#[tokio::test]
+async fn metrics_count_without_naming_anyone() {
+    let relay = start().await;
+    let (status, _) = http(relay.server.addr(), "GET", "/metrics", None, None).await;
+    assert_eq!(status, 401);
+    let alice = relay.device("alice@north");
+    let (mut client, _) = relay.online(&alice).await;
+    client
+        .request(cascade_protocol::frames::Request::Ping)
+        .await
+        .expect("pong");
+    let group = cascade_protocol::GroupId([9; 16]);
+    let _ = client.send_message(group, 0, b"x").await;
+    let (status, body) = http(
+        relay.server.addr(),
+        "GET",
+        "/metrics",
+        Some(&relay.admin_token),
+        None,
+    )
+    .await;
+    assert_eq!(status, 200);
+    let text = String::from_utf8(body).expect("text");
+    for line in [
+        "cascade_requests_total{kind=\"Ping\"} 1",
+        "cascade_requests_total{kind=\"SendMessage\"} 1",
+        "cascade_refusals_total{kind=\"UnknownGroup\"} 1",
+        "cascade_websockets_open 1",
+        "cascade_devices_online 1",
+    ] {
+        assert!(text.lines().any(|l| l == line), "{line} in:\n{text}");
+    }
+    assert!(text.contains("cascade_store_flush_seconds_count"));
+    assert!(text.contains("# EOF"));
+    for secret in [
+        "alice",
+        "north",
+        &alice.device_id.to_string(),
+        &relay.admin_token,
+    ] {
+        assert!(!text.contains(secret), "{secret} appears in the metrics");
+    }
+}

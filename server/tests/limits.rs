@@ -183,6 +183,14 @@ async fn a_ping_flood_is_cut_off_and_others_are_served() {
         "{pongs} pongs"
     );
     assert!(matches!(close, None | Some(1008)), "{close:?}");
+    let limited = relay
+        .server
+        .state()
+        .metrics()
+        .rate_limited
+        .get_or_create(&cascade_server::metrics::Kind { kind: "pings" })
+        .get();
+    assert_eq!(limited, 1, "counted in the metrics");
     // Everyone else is served.
     client
         .request(cascade_protocol::frames::Request::Ping)

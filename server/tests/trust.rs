@@ -220,4 +220,12 @@ async fn claiming_one_persons_key_packages_over_and_over_is_rate_limited() {
         .key_package_stock(&alice.device_id)
         .expect("stock");
     assert_eq!(stock.stock, 20 - cascade_server::CLAIMS_PER_USER);
+    let limited = relay
+        .server
+        .state()
+        .metrics()
+        .rate_limited
+        .get_or_create(&cascade_server::metrics::Kind { kind: "claims" })
+        .get();
+    assert_eq!(limited, 1, "counted in the metrics");
 }

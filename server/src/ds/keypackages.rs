@@ -72,8 +72,11 @@ pub async fn handle_claim(
                 .claims_per_user
                 .attempt(&(session.device_id, user_id.clone()))
         })
-        .map_err(|wait| DsError::RateLimited {
-            retry_after_ms: u64::try_from(wait.as_millis()).unwrap_or(u64::MAX),
+        .map_err(|wait| {
+            state.metrics().limited("claims");
+            DsError::RateLimited {
+                retry_after_ms: u64::try_from(wait.as_millis()).unwrap_or(u64::MAX),
+            }
         })?;
     if store.get_user(user_id)?.is_none() {
         return Err(DsError::UnknownUser);
