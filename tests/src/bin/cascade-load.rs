@@ -186,9 +186,16 @@ struct Server {
 async fn start_server(target: Target) -> Result<Server> {
     let dir = tempfile::tempdir()?;
     if matches!(target, Target::Relay | Target::RelayNoFsync) {
+        // Every simulated device connects from loopback: the cap on
+        // connections per source address (which protects a relay in
+        // service) would refuse them, so it is lifted here.
+        let lifted = ["--max-connections-per-address", "1000000"];
         let relay = match target {
-            Target::Relay => Relay::start().await?,
-            _ => Relay::start_with(&["--unsafe-no-fsync-for-benchmarks"]).await?,
+            Target::Relay => Relay::start_with(&lifted).await?,
+            _ => {
+                Relay::start_with(&[lifted[0], lifted[1], "--unsafe-no-fsync-for-benchmarks"])
+                    .await?
+            }
         };
         relay.org("bench").await?;
         return Ok(Server {
