@@ -91,9 +91,8 @@ fn committed(p: &Party, g: &mut MlsGroup, out: MlsMessageOut) -> ProtocolMessage
     protocol(out)
 }
 
-#[test]
-fn a_message_from_a_past_epoch_is_read_and_attributed_to_its_sender() {
-    let (alice, bob, carol, dan) = (party(b'a'), party(b'b'), party(b'c'), party(b'd'));
+/// Alice's group with Bob and Carol, at epoch 1: (Alice's, Bob's, Carol's).
+fn trio(alice: &Party, bob: &Party, carol: &Party) -> (MlsGroup, MlsGroup, MlsGroup) {
     let mut a = MlsGroup::new(
         &alice.provider,
         &alice.signer,
@@ -105,12 +104,28 @@ fn a_message_from_a_past_epoch_is_read_and_attributed_to_its_sender() {
         .add_members(
             &alice.provider,
             &alice.signer,
-            &[key_package(&bob), key_package(&carol)],
+            &[key_package(bob), key_package(carol)],
         )
         .expect("add");
     a.merge_pending_commit(&alice.provider).expect("merge");
-    let mut b = join(&bob, welcome.clone());
-    let mut c = join(&carol, welcome);
+    let b = join(bob, welcome.clone());
+    let c = join(carol, welcome);
+    (a, b, c)
+}
+
+/// `p` updates its own leaf (a commit with a path); the commit, not merged.
+fn self_update(p: &Party, g: &mut MlsGroup) -> MlsMessageOut {
+    let bundle = g
+        .self_update(&p.provider, &p.signer, LeafNodeParameters::default())
+        .expect("update");
+    let (out, _, _) = bundle.into_contents();
+    out
+}
+
+#[test]
+fn a_message_from_a_past_epoch_is_read_and_attributed_to_its_sender() {
+    let (alice, bob, carol, dan) = (party(b'a'), party(b'b'), party(b'c'), party(b'd'));
+    let (mut a, mut b, mut c) = trio(&alice, &bob, &carol);
 
     // Epoch 1: Carol and Alice write; Bob reads later.
     let carols = send(&carol, &mut c, b"from carol in epoch 1");
@@ -134,14 +149,7 @@ fn a_message_from_a_past_epoch_is_read_and_attributed_to_its_sender() {
         "Dan holds Carol's leaf now"
     );
     // Epoch 4: Alice updates her own leaf (a commit with a path).
-    let bundle = a
-        .self_update(
-            &alice.provider,
-            &alice.signer,
-            LeafNodeParameters::default(),
-        )
-        .expect("update");
-    let (out, _, _) = bundle.into_contents();
+    let out = self_update(&alice, &mut a);
     let commit = committed(&alice, &mut a, out);
     merge(&bob, &mut b, commit.clone());
     merge(&dan, &mut d, commit);
@@ -162,14 +170,7 @@ fn a_message_from_a_past_epoch_is_read_and_attributed_to_its_sender() {
 
     // Past the kept epochs, the message is refused, never misattributed.
     for _ in 0..MAX_PAST_EPOCHS {
-        let bundle = a
-            .self_update(
-                &alice.provider,
-                &alice.signer,
-                LeafNodeParameters::default(),
-            )
-            .expect("update");
-        let (out, _, _) = bundle.into_contents();
+        let out = self_update(&alice, &mut a);
         merge(&bob, &mut b, committed(&alice, &mut a, out));
     }
     assert!(b.process_message(&bob.provider, carols_last).is_err());
@@ -180,23 +181,7 @@ fn a_message_from_a_past_epoch_is_read_and_attributed_to_its_sender() {
 #[test]
 fn past_epochs_are_read_back_from_storage() {
     let (alice, bob, carol) = (party(b'a'), party(b'b'), party(b'c'));
-    let mut a = MlsGroup::new(
-        &alice.provider,
-        &alice.signer,
-        &create_config(),
-        alice.credential.clone(),
-    )
-    .expect("group");
-    let (_, welcome, _) = a
-        .add_members(
-            &alice.provider,
-            &alice.signer,
-            &[key_package(&bob), key_package(&carol)],
-        )
-        .expect("add");
-    a.merge_pending_commit(&alice.provider).expect("merge");
-    let mut b = join(&bob, welcome.clone());
-    let mut c = join(&carol, welcome);
+    let (mut a, mut b, mut c) = trio(&alice, &bob, &carol);
     let carols = send(&carol, &mut c, b"before the commits");
     let carols_leaf = c.own_leaf_index();
     let (out, _, _) = a
@@ -261,23 +246,7 @@ fn store_past_epochs_in_full(p: &Party, g: &MlsGroup) {
 #[test]
 fn past_epochs_stored_in_full_before_the_patch_are_read() {
     let (alice, bob, carol, dan) = (party(b'a'), party(b'b'), party(b'c'), party(b'd'));
-    let mut a = MlsGroup::new(
-        &alice.provider,
-        &alice.signer,
-        &create_config(),
-        alice.credential.clone(),
-    )
-    .expect("group");
-    let (_, welcome, _) = a
-        .add_members(
-            &alice.provider,
-            &alice.signer,
-            &[key_package(&bob), key_package(&carol)],
-        )
-        .expect("add");
-    a.merge_pending_commit(&alice.provider).expect("merge");
-    let mut b = join(&bob, welcome.clone());
-    let mut c = join(&carol, welcome);
+    let (mut a, mut b, mut c) = trio(&alice, &bob, &carol);
     let carols = send(&carol, &mut c, b"carol, epoch 1");
     let carols_later = send(&carol, &mut c, b"carol again, epoch 1");
     let (out, _, _) = a
@@ -299,14 +268,7 @@ fn past_epochs_stored_in_full_before_the_patch_are_read() {
 
     // A commit now keeps epoch 3 as changes, behind the full epochs 1 and 2.
     let alices = send(&alice, &mut a, b"alice, epoch 3");
-    let bundle = a
-        .self_update(
-            &alice.provider,
-            &alice.signer,
-            LeafNodeParameters::default(),
-        )
-        .expect("update");
-    let (out, _, _) = bundle.into_contents();
+    let out = self_update(&alice, &mut a);
     merge(&bob, &mut b, committed(&alice, &mut a, out));
     let (_, sender) = read(&bob, &mut b, alices);
     assert_eq!(sender, alice.credential.credential);

@@ -38,12 +38,7 @@ impl<K: Eq + Hash + Clone> Limiter<K> {
     pub fn attempt(&self, key: &K) -> Result<(), Duration> {
         let now = Instant::now();
         let mut windows = self.windows.lock().unwrap_or_else(|e| e.into_inner());
-        if !windows.contains_key(key) && windows.len() >= self.capacity {
-            windows.retain(|_, (_, since)| now.duration_since(*since) < self.window);
-            if windows.len() >= self.capacity {
-                return Err(self.window);
-            }
-        }
+        self.make_room(&mut windows, key, now)?;
         let (count, since) = windows.entry(key.clone()).or_insert((0, now));
         if now.duration_since(*since) >= self.window {
             *count = 0;
@@ -56,18 +51,30 @@ impl<K: Eq + Hash + Clone> Limiter<K> {
         Ok(())
     }
 
-    /// Whether `key` may try now, without counting an attempt: `Err` with
-    /// the wait while it has used up its window.
-    /// A key the table has no room for may not try.
-    pub fn check(&self, key: &K) -> Result<(), Duration> {
-        let now = Instant::now();
-        let mut windows = self.windows.lock().unwrap_or_else(|e| e.into_inner());
+    /// Makes sure the table has room for `key`: drops windows that ended
+    /// when it is full; `Err` if that made none.
+    fn make_room(
+        &self,
+        windows: &mut HashMap<K, (u32, Instant)>,
+        key: &K,
+        now: Instant,
+    ) -> Result<(), Duration> {
         if !windows.contains_key(key) && windows.len() >= self.capacity {
             windows.retain(|_, (_, since)| now.duration_since(*since) < self.window);
             if windows.len() >= self.capacity {
                 return Err(self.window);
             }
         }
+        Ok(())
+    }
+
+    /// Whether `key` may try now, without counting an attempt: `Err` with
+    /// the wait while it has used up its window.
+    /// A key the table has no room for may not try.
+    pub fn check(&self, key: &K) -> Result<(), Duration> {
+        let now = Instant::now();
+        let mut windows = self.windows.lock().unwrap_or_else(|e| e.into_inner());
+        self.make_room(&mut windows, key, now)?;
         match windows.get(key) {
             Some((count, since))
                 if *count >= self.max && now.duration_since(*since) < self.window =>

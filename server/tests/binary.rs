@@ -50,26 +50,7 @@ async fn health(addr: &str) -> String {
 #[tokio::test]
 async fn serve_prints_its_address_and_stops_on_sigterm() {
     let dir = tempfile::tempdir().expect("temp dir");
-    let mut child = Command::new(BIN)
-        .args(["serve", "--listen", "127.0.0.1:0"])
-        .env("CASCADE_DATA_DIR", dir.path())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("spawn");
-    let stdout = child.stdout.take().expect("stdout");
-    let line = tokio::task::spawn_blocking(move || {
-        let mut line = String::new();
-        BufReader::new(stdout).read_line(&mut line).expect("read");
-        line
-    })
-    .await
-    .expect("reader");
-    let addr = line
-        .trim()
-        .strip_prefix("cascade-server listening on http://")
-        .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
-        .to_string();
+    let (mut child, addr) = serve(dir.path(), &[]).await;
     assert!(health(&addr).await.ends_with("ok"));
     assert!(dir.path().join("admin-token").exists());
 
