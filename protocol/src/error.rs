@@ -52,8 +52,8 @@ pub enum ProtocolError {
         /// The queue limit.
         limit: u64,
     },
-    /// The device sends too fast. Retry after the given time. (Reserved: the
-    /// relay does not rate-limit yet; clients must already handle it.)
+    /// Over a rate limit of the relay (protocol §10: KeyPackage claims).
+    /// Retry after the given time; nothing was done.
     #[error("rate limited: retry after {retry_after_ms} ms")]
     RateLimited {
         /// Milliseconds to wait before retrying.

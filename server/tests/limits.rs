@@ -391,3 +391,77 @@ async fn guessing_enrolment_tokens_is_stopped_per_address() {
     let (status, _, body) = enrol_from("127.0.0.2", addr, &attempt(&token.token)).await;
     assert_eq!(status, 200, "{body}");
 }
+
+/// A frame nested a hundred thousand levels deep (in a field the relay
+/// skips) is refused as malformed, without exhausting the relay's stack,
+/// and the connection carries on.
+#[tokio::test]
+async fn deeply_nested_cbor_is_malformed_and_harmless() {
+    let relay = start().await;
+    let alice = relay.device("alice@north");
+    let mut client = relay.online_idle(&alice).await;
+    // {"v": 1, "id": 7, "x": [[[…0…]]], "req": "Ping"}
+    let mut frame = vec![0xa4, 0x61, b'v', 0x01, 0x62, b'i', b'd', 0x07, 0x61, b'x'];
+    frame.extend(std::iter::repeat_n(0x81, 100_000));
+    frame.push(0x00);
+    frame.extend([0x63, b'r', b'e', b'q', 0x64, b'P', b'i', b'n', b'g']);
+    client.send_raw(frame).await;
+    match client.frame().await {
+        cascade_protocol::frames::ServerFrame::Rejected(
+            cascade_protocol::ProtocolError::Malformed { .. },
+        )
+        | cascade_protocol::frames::ServerFrame::Response {
+            result: Err(cascade_protocol::ProtocolError::Malformed { .. }),
+            ..
+        } => {}
+        other => panic!("expected Malformed, got {other:?}"),
+    }
+    client
+        .request(cascade_protocol::frames::Request::Ping)
+        .await
+        .expect("the connection carries on");
+}
+
+/// Fragments each under the frame limit that add up past the message limit
+/// end the connection (the relay never assembles more than the limit), and
+/// everyone else is served.
+#[tokio::test]
+async fn fragments_adding_up_past_the_limit_end_the_connection() {
+    use tokio_tungstenite::tungstenite::protocol::frame::coding::{Data, OpCode};
+    use tokio_tungstenite::tungstenite::protocol::frame::Frame;
+    let relay = start().await;
+    let alice = relay.device("alice@north");
+    let (mut other, _) = relay.online(&alice).await;
+    let (mut ws, _) = tokio_tungstenite::connect_async(relay.server.ws_url())
+        .await
+        .expect("connect");
+    let chunk = vec![0u8; 1024 * 1024];
+    let fragments = cascade_protocol::limits::HARD_MAX_FRAME_BYTES / chunk.len() + 2;
+    for n in 0..fragments {
+        let opcode = if n == 0 {
+            OpCode::Data(Data::Binary)
+        } else {
+            OpCode::Data(Data::Continue)
+        };
+        let last = n + 1 == fragments;
+        let frame = Frame::message(chunk.clone(), opcode, last);
+        if ws.send(Message::Frame(frame)).await.is_err() {
+            break;
+        }
+    }
+    let ended = tokio::time::timeout(WAIT, async {
+        use futures_util::StreamExt;
+        loop {
+            match ws.next().await {
+                None | Some(Err(_)) | Some(Ok(Message::Close(_))) => return,
+                Some(Ok(_)) => {}
+            }
+        }
+    })
+    .await;
+    assert!(ended.is_ok(), "the relay ended the connection");
+    other
+        .request(cascade_protocol::frames::Request::Ping)
+        .await
+        .expect("others are served");
+}
