@@ -68,10 +68,12 @@ impl Default for ConnectionLimits {
 
 impl ConnectionLimits {
     /// These limits with the total cap lowered to fit `open_files` (the
-    /// process's open-files limit).
+    /// process's open-files limit), and the cap per address to half the
+    /// total, so that one address can never hold every connection.
     pub fn within_open_files(mut self, open_files: u64) -> Self {
-        let fit = open_files.saturating_sub(RESERVED_FILES).max(1);
-        self.max_connections = self.max_connections.min(fit as usize);
+        let fit = open_files.saturating_sub(RESERVED_FILES).max(2);
+        self.max_connections = self.max_connections.min(fit as usize).max(2);
+        self.max_per_address = self.max_per_address.min(self.max_connections / 2);
         self
     }
 }
@@ -311,5 +313,21 @@ pub async fn serve(
     stop.send_replace(true);
     if tokio::time::timeout(grace, closed.recv()).await.is_err() {
         tracing::warn!("HTTP connections still open after the grace period");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_caps_fit_the_open_files_limit_and_no_address_takes_all() {
+        let limits = ConnectionLimits::default().within_open_files(1024);
+        assert_eq!(limits.max_connections, 1024 - RESERVED_FILES as usize);
+        assert_eq!(limits.max_per_address, limits.max_connections / 2);
+        let limits = ConnectionLimits::default().within_open_files(1_000_000);
+        assert_eq!(limits, ConnectionLimits::default(), "room for the defaults");
+        let tiny = ConnectionLimits::default().within_open_files(10);
+        assert!(tiny.max_connections >= 2 && tiny.max_per_address >= 1);
     }
 }

@@ -155,3 +155,72 @@ async fn the_connection_limit_flags_take_effect() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("at least 1"));
 }
+
+/// At a low open-files limit the relay fits its caps under it, and one
+/// address filling its share leaves room for others: `/health` still
+/// answers from another address.
+#[tokio::test]
+async fn at_a_low_open_files_limit_one_address_cannot_lock_everyone_out() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mut child = Command::new("sh")
+        .arg("-c")
+        .arg("ulimit -n 400 && exec \"$0\" serve --listen 127.0.0.1:0")
+        .arg(BIN)
+        .env("CASCADE_DATA_DIR", dir.path())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn");
+    let stdout = child.stdout.take().expect("stdout");
+    let line = tokio::task::spawn_blocking(move || {
+        let mut line = String::new();
+        BufReader::new(stdout).read_line(&mut line).expect("read");
+        line
+    })
+    .await
+    .expect("reader");
+    let addr: std::net::SocketAddr = line
+        .trim()
+        .strip_prefix("cascade-server listening on http://")
+        .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
+        .parse()
+        .expect("address");
+    // 400 files: 144 connections in all, 72 from one address.
+    let mut held = Vec::new();
+    for _ in 0..100 {
+        let socket = tokio::net::TcpSocket::new_v4().expect("socket");
+        socket
+            .bind("127.0.0.1:0".parse().expect("addr"))
+            .expect("bind");
+        held.push(socket.connect(addr).await.expect("connect"));
+    }
+    // A refused connection is closed at once; an admitted one stays open
+    // (its header deadline is 10 s). Wait for all at once, 3 s at most.
+    let closed = futures_util::future::join_all(held.iter_mut().map(|stream| async move {
+        let mut buf = [0u8; 1];
+        matches!(
+            tokio::time::timeout(Duration::from_secs(3), stream.read(&mut buf)).await,
+            Ok(Ok(0))
+        )
+    }))
+    .await;
+    let refused = closed.into_iter().filter(|closed| *closed).count();
+    assert_eq!(refused, 100 - 72, "one address gets half the connections");
+    let socket = tokio::net::TcpSocket::new_v4().expect("socket");
+    socket
+        .bind("127.0.0.2:0".parse().expect("addr"))
+        .expect("bind");
+    let mut other = socket.connect(addr).await.expect("connect");
+    other
+        .write_all(b"GET /health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .await
+        .expect("write");
+    let mut answer = String::new();
+    tokio::time::timeout(Duration::from_secs(10), other.read_to_string(&mut answer))
+        .await
+        .expect("answered")
+        .expect("read");
+    assert!(answer.ends_with("ok"), "{answer}");
+    child.kill().expect("kill");
+    let _ = child.wait();
+}
