@@ -40,6 +40,7 @@ use ::sled::{IVec, Transactional, Tree};
 use cascade_protocol::frames::{Bytes, ItemKind, QueueItem};
 use cascade_protocol::limits::MAX_QUEUE_LEN;
 
+mod durable;
 mod key_packages;
 mod log;
 #[cfg(test)]
@@ -198,6 +199,9 @@ fn payload_key(group: &GroupId, seq: u64, kind: ItemKind) -> [u8; 25] {
 /// The sled backend of [`Store`].
 pub struct SledStore {
     db: ::sled::Db,
+    /// The files a flush syncs beyond what sled does (`durable`); `None`
+    /// for a temporary database.
+    files: Option<durable::DurableFiles>,
     meta: Tree,
     orgs: Tree,
     users: Tree,
@@ -279,7 +283,12 @@ impl SledStore {
     /// Opens (creating if needed) the database in directory `path`. Only one
     /// process may have it open.
     pub fn open(path: &Path) -> Result<Self, StoreError> {
-        Self::from_db(::sled::Config::new().path(path).open()?)
+        let db = ::sled::Config::new().path(path).open()?;
+        let files = durable::DurableFiles::open(path)
+            .map_err(|e| StoreError::Backend(format!("opening the database files: {e}")))?;
+        let mut store = Self::from_db(db)?;
+        store.files = Some(files);
+        Ok(store)
     }
 
     /// A database that lives in a temporary directory and is deleted when
@@ -313,6 +322,7 @@ impl SledStore {
             payloads: tree("payloads")?,
             trust_lists: tree("trust_lists")?,
             revocations: tree("revocations")?,
+            files: None,
             db,
         };
         store.migrate_to_group_logs()?;
@@ -861,6 +871,11 @@ impl Store for SledStore {
 
     fn flush(&self) -> Result<(), StoreError> {
         self.db.flush()?;
+        if let Some(files) = &self.files {
+            files
+                .sync()
+                .map_err(|e| StoreError::Backend(format!("syncing the database files: {e}")))?;
+        }
         Ok(())
     }
 }
