@@ -342,6 +342,33 @@ impl Doc {
         Ok(())
     }
 
+    /// Starts `command`, which the document does not show (a relay the
+    /// reader's administrator runs), and waits until it listens.
+    async fn serve_extra(&mut self, command: &str) -> Result<()> {
+        let line = self.rewrite(command)?;
+        println!("$ {line} &   (not in the document)");
+        let mut child = self
+            .shell(&format!("exec {line}"))
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()?;
+        let mut lines = BufReader::new(child.stdout.take().expect("piped")).lines();
+        tokio::time::timeout(COMMAND_WAIT, async {
+            while let Some(l) = lines.next_line().await? {
+                if l.contains("listening on") {
+                    return Ok(());
+                }
+            }
+            bail!("{command:?} exited before listening")
+        })
+        .await
+        .with_context(|| format!("{command:?} did not start in time"))??;
+        tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+        self.relay = Some(child);
+        Ok(())
+    }
+
     /// Every documented command was run or skipped.
     fn finish(self) -> Result<()> {
         ensure!(
@@ -676,5 +703,136 @@ async fn admin_guide_commands_work_as_documented() -> Result<()> {
     );
     doc.run("cascade admin org fingerprint ~/cascade-ca/north-trust/ca-cert.pem")
         .await?;
+    doc.finish()
+}
+
+/// docs/user-guide.md, top to bottom, as a member of staff: enrol, find
+/// colleagues, talk, check a safety number, list devices, leave. The
+/// administrator's part (the relay, the organisation, the colleagues'
+/// devices) is done with extra commands, as the guide assumes it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn user_guide_commands_work_as_documented() -> Result<()> {
+    const CA: &str = "~/cascade-ca/north-trust";
+    let mut doc = Doc::open("docs/user-guide.md")?;
+    doc.serve_extra("cascade-server serve --data-dir /var/lib/cascade --listen 127.0.0.1:7171")
+        .await?;
+    doc.extra("export CASCADE_SERVER=http://127.0.0.1:7171")
+        .await?;
+    doc.extra("export CASCADE_ADMIN_TOKEN_FILE=/var/lib/cascade/admin-token")
+        .await?;
+    doc.extra(&format!(
+        "cascade admin org init --org north-trust --name \"North NHS Trust\" --dir {CA}"
+    ))
+    .await?;
+    doc.extra(&format!(
+        "cascade admin create-org north-trust --name \"North NHS Trust\" --ca-dir {CA}"
+    ))
+    .await?;
+    for (user, name, role) in [
+        ("alice@north-trust", "Alice Okafor", "Ward Sister"),
+        ("bob@north-trust", "Bob Singh", "Junior Doctor"),
+        ("carol@north-trust", "Carol Hughes", "Staff Nurse"),
+    ] {
+        doc.extra(&format!(
+            "cascade admin add-user {user} --name \"{name}\" --role \"{role}\""
+        ))
+        .await?;
+    }
+    // Bob and Carol are enrolled already, each on their own device.
+    for who in ["bob", "carol"] {
+        let code = doc
+            .extra(&format!(
+                "cascade admin token {who}@north-trust --ca-dir {CA}"
+            ))
+            .await?;
+        doc.extra(&format!(
+            "cascade --data-dir ~/{who} enrol --server $CASCADE_SERVER --code {} --device-name desk",
+            code.stdout.trim()
+        ))
+        .await?;
+    }
+    let code = doc
+        .extra(&format!(
+            "cascade admin token alice@north-trust --ca-dir {CA}"
+        ))
+        .await?;
+    doc.fill("<enrolment code>", code.stdout.trim());
+
+    // §1: Alice enrols; her administrator issues the certificates.
+    let enrolled = doc
+        .run("cascade enrol --server http://127.0.0.1:7171 --code <enrolment code> --device-name \"Ward 7 desktop\"")
+        .await?;
+    let device = enrolled.word_after("as device ")?;
+    doc.extra(&format!("cascade admin issue --ca-dir {CA}"))
+        .await?;
+    for who in ["bob", "carol"] {
+        doc.extra(&format!("cascade --data-dir ~/{who} sync"))
+            .await?;
+    }
+    let me = doc.run("cascade whoami").await?;
+    ensure!(
+        me.stdout.contains("Alice Okafor") && me.stdout.contains(&device),
+        "whoami shows the certified identity"
+    );
+
+    // §2: conversations.
+    let found = doc.run("cascade directory \"junior doctor\"").await?;
+    ensure!(
+        found.stdout.contains("bob@north-trust"),
+        "Bob is found by role"
+    );
+    doc.run("cascade create \"Ward 7 handover\" -m bob@north-trust")
+        .await?;
+    doc.run("cascade send \"Ward 7 handover\" \"Bed 4 needs obs at 14:00\"")
+        .await?;
+    let history = doc.run("cascade history \"Ward 7 handover\"").await?;
+    ensure!(history.stdout.contains("Bed 4 needs obs at 14:00"));
+    doc.run("cascade add \"Ward 7 handover\" carol@north-trust")
+        .await?;
+    let members = doc.run("cascade members \"Ward 7 handover\"").await?;
+    ensure!(
+        ["alice@north-trust", "bob@north-trust", "carol@north-trust"]
+            .iter()
+            .all(|u| members.stdout.contains(u)),
+        "three members:\n{}",
+        members.stdout
+    );
+    let conversations = doc.run("cascade conversations").await?;
+    ensure!(conversations.stdout.contains("Ward 7 handover"));
+    let bob_reads = doc
+        .extra("cascade --data-dir ~/bob history \"Ward 7 handover\"")
+        .await?;
+    ensure!(bob_reads.stdout.contains("Bed 4 needs obs at 14:00"));
+
+    // §3: the safety number is the same on both sides.
+    let mine = doc
+        .run("cascade safety-number \"Ward 7 handover\" bob@north-trust")
+        .await?;
+    let bobs = doc
+        .extra("cascade --data-dir ~/bob safety-number \"Ward 7 handover\" alice@north-trust")
+        .await?;
+    let digits = |s: &str| s.chars().filter(char::is_ascii_digit).collect::<String>();
+    ensure!(
+        !digits(&mine.stdout).is_empty() && digits(&mine.stdout) == digits(&bobs.stdout),
+        "the safety numbers match: {} / {}",
+        mine.stdout,
+        bobs.stdout
+    );
+
+    // §6: devices.
+    let devices = doc.run("cascade devices").await?;
+    ensure!(devices.stdout.contains(&device));
+
+    // §8: leaving.
+    doc.run("cascade leave \"Ward 7 handover\"").await?;
+    doc.extra("cascade --data-dir ~/bob sync").await?;
+    let left = doc
+        .extra("cascade --data-dir ~/bob members \"Ward 7 handover\"")
+        .await?;
+    ensure!(
+        !left.stdout.contains("alice@north-trust"),
+        "Alice left:\n{}",
+        left.stdout
+    );
     doc.finish()
 }
