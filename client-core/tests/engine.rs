@@ -253,3 +253,50 @@ fn a_backlog_of_thousands_is_acknowledged_in_batches_within_the_limit() {
         "no ack refused"
     );
 }
+
+fn is_send(r: &Request) -> bool {
+    matches!(r, Request::SendMessage { .. })
+}
+
+/// When the relay holds a conversation's messages because a member's device
+/// stopped reading (`QueueFull` naming it), the conversation says who, once
+/// for that device, and the message goes out once the relay takes it again
+/// (hazard H-017).
+#[test]
+fn a_held_conversation_says_whose_device_stopped_reading() {
+    let mut sim = Sim::new();
+    let a = sim.device("alice@north", "Alice");
+    let b = sim.device("bob@north", "Bob");
+    let g = sim.group(a, "Ward", &[b]);
+    let bob_device = sim.id(b);
+    let held = || {
+        Err(ProtocolError::QueueFull {
+            limit: limits::MAX_QUEUE_LEN,
+            devices: vec![bob_device],
+        })
+    };
+    let holds = |sim: &mut Sim| {
+        sim.texts(a, g)
+            .iter()
+            .filter(|t| t.starts_with(cascade_core::engine::HELD_TEXT))
+            .cloned()
+            .collect::<Vec<_>>()
+    };
+    sim.answer_next(a, is_send, held());
+    sim.answer_next(a, is_send, held());
+    sim.send(a, g, "obs due at 14:00");
+    sim.settle();
+    let lines = holds(&mut sim);
+    assert_eq!(lines.len(), 1, "said once for the same device: {lines:?}");
+    assert!(lines[0].contains("Bob (bob@north)"), "{}", lines[0]);
+    assert!(
+        sim.texts(b, g).contains(&"obs due at 14:00".to_string()),
+        "the message went out once the relay took it"
+    );
+    // Held again after messages flowed: said again.
+    sim.answer_next(a, is_send, held());
+    sim.send(a, g, "second");
+    sim.settle();
+    assert_eq!(holds(&mut sim).len(), 2);
+    assert!(sim.texts(b, g).contains(&"second".to_string()));
+}

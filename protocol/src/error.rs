@@ -46,11 +46,16 @@ pub enum ProtocolError {
         /// The limit that was exceeded.
         limit: u64,
     },
-    /// A recipient's queue is full; nothing was stored. Retry later.
+    /// A recipient's queue is full; nothing was stored. Retry later, or
+    /// remove the devices named.
     #[error("a recipient's queue is full (limit {limit})")]
     QueueFull {
         /// The queue limit.
         limit: u64,
+        /// The member devices that have stopped reading this group (absent
+        /// from the encoding when empty, as before it was added).
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        devices: Vec<crate::DeviceId>,
     },
     /// Over a rate limit of the relay (protocol §10: KeyPackage claims).
     /// Retry after the given time; nothing was done.

@@ -229,7 +229,23 @@ fn samples() -> Vec<(&'static str, Vec<u8>)> {
         ),
         (
             "err_queue_full",
-            resp(11, Err(ProtocolError::QueueFull { limit: 10 })),
+            resp(
+                11,
+                Err(ProtocolError::QueueFull {
+                    limit: 10,
+                    devices: vec![],
+                }),
+            ),
+        ),
+        (
+            "err_queue_full_naming_devices",
+            resp(
+                11,
+                Err(ProtocolError::QueueFull {
+                    limit: 10,
+                    devices: vec![device],
+                }),
+            ),
         ),
         (
             "err_rate_limited",

@@ -61,6 +61,13 @@ pub enum DsError {
     /// content.
     #[error("malformed: {0}")]
     Malformed(&'static str),
+    /// A member device lags so far behind that the group takes nothing
+    /// more; these devices hold it there.
+    #[error("a member's queue is full")]
+    QueueFull {
+        /// The devices that stopped reading.
+        devices: Vec<cascade_protocol::DeviceId>,
+    },
     /// Over a rate limit; retry after this long.
     #[error("rate limited")]
     RateLimited {
@@ -105,6 +112,11 @@ impl DsError {
             },
             DsError::Store(StoreError::QueueFull) => ProtocolError::QueueFull {
                 limit: MAX_QUEUE_LEN,
+                devices: Vec::new(),
+            },
+            DsError::QueueFull { devices } => ProtocolError::QueueFull {
+                limit: MAX_QUEUE_LEN,
+                devices: devices.clone(),
             },
             DsError::Store(StoreError::StockFull) => ProtocolError::TooLarge {
                 limit: u64::from(MAX_KEY_PACKAGE_STOCK),

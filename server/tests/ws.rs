@@ -961,7 +961,15 @@ async fn a_device_flooded_in_one_group_does_not_freeze_its_other_groups() {
     for id in ids {
         match m.response(id).await {
             Ok(Response::MessageAccepted { .. }) => accepted += 1,
-            Err(ProtocolError::QueueFull { .. }) => refused += 1,
+            Err(ProtocolError::QueueFull { devices, .. }) => {
+                // Mallory's raw client never acknowledged its own commit's
+                // echo, so it is named too.
+                assert!(
+                    devices.contains(&victim.device_id) && !devices.contains(&alice.device_id),
+                    "the answer names the victim: {devices:?}"
+                );
+                refused += 1
+            }
             other => panic!("unexpected answer {other:?}"),
         }
     }

@@ -49,7 +49,7 @@ use serde::{Deserialize, Serialize};
 
 pub use effects::{Answer, QueryId};
 pub use groups::{capabilities, create_config, join_config, CIPHERSUITE, MAX_PAST_EPOCHS};
-pub use outbox::REJOINED_TEXT;
+pub use outbox::{HELD_TEXT, REJOINED_TEXT};
 pub use queries::{safety_number, Member, Participant, ParticipantDevice};
 pub use receipts::{MAX_RECEIPT_GROUP_USERS, RECEIPT_DELAY_MS};
 

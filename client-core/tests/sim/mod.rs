@@ -1149,12 +1149,15 @@ impl Sim {
                 }
                 let recipients: BTreeSet<DeviceId> =
                     g.roster.iter().filter(|d| **d != me).copied().collect();
-                if recipients
+                let full: Vec<DeviceId> = recipients
                     .iter()
-                    .any(|r| self.relay.devices[r].queue.len() as u64 >= MAX_QUEUE_LEN)
-                {
+                    .filter(|r| self.relay.devices[r].queue.len() as u64 >= MAX_QUEUE_LEN)
+                    .copied()
+                    .collect();
+                if !full.is_empty() {
                     return Err(ProtocolError::QueueFull {
                         limit: MAX_QUEUE_LEN,
+                        devices: full,
                     });
                 }
                 let g = self.relay.groups.get_mut(&group_id).expect("checked");

@@ -204,6 +204,7 @@ async fn sequence(
     };
     let sequenced = store.apply_commit(&write).map_err(|e| match e {
         StoreError::NotFound => DsError::UnknownGroup,
+        StoreError::QueueFull => super::queue_full(&**store, &bundle.group_id),
         e => e.into(),
     })?;
     let _turn = durable_turn(state, writer, written).await?;

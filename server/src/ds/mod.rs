@@ -257,3 +257,12 @@ fn deliver_live(
 pub fn stock_is_low(stock: u32) -> bool {
     stock <= KEY_PACKAGE_LOW_WATER
 }
+
+/// The `QueueFull` answer for a group at its lag limit, naming the devices
+/// that hold it there (so members can remove them; hazard H-017).
+pub(crate) fn queue_full(store: &dyn crate::store::Store, group: &GroupId) -> DsError {
+    match store.lagging_devices(group, cascade_protocol::limits::MAX_QUEUE_LEN) {
+        Ok(devices) => DsError::QueueFull { devices },
+        Err(e) => DsError::Store(e),
+    }
+}

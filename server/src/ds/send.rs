@@ -94,6 +94,7 @@ async fn sequence(
         })
         .map_err(|e| match e {
             StoreError::NotFound => DsError::UnknownGroup,
+            StoreError::QueueFull => super::queue_full(&**store, &group_id),
             e => e.into(),
         })?;
     let _turn = durable_turn(state, writer, written).await?;

@@ -405,6 +405,12 @@ pub trait Store: Send + Sync {
     /// would overflow; `NotFound` if the group does not exist.
     fn append_application(&self, message: &ApplicationWrite<'_>) -> Result<Sequenced, StoreError>;
 
+    /// The member devices of the group that have stopped reading it: those
+    /// more than half of `lag` sequence numbers behind the group, or, if
+    /// none is that far, the ones furthest behind. For the `QueueFull`
+    /// answer, so the group learns whom to remove.
+    fn lagging_devices(&self, group_id: &GroupId, lag: u64) -> Result<Vec<DeviceId>, StoreError>;
+
     /// Up to `limit` items of a device's queue with ids greater than `after`,
     /// in queue-id order.
     fn queue_page(

@@ -31,6 +31,7 @@ mod update_credential;
 pub(crate) use add_members::{AddClaims, Claimed};
 pub use join_external::REJOINED_TEXT;
 pub(crate) use join_external::{begin_rejoin, own_echo};
+pub use send::HELD_TEXT;
 
 use std::collections::{HashMap, VecDeque};
 

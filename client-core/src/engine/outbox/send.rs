@@ -179,6 +179,11 @@ impl Operation for SendMessage {
                     )?);
                 }
                 cx.store.delete_op(self.op_id)?;
+                // Messages go out again: a later hold is announced anew.
+                let held = format!("held:{}", self.group_id);
+                if cx.store.kv_get(&held)?.is_some_and(|v| !v.is_empty()) {
+                    cx.store.kv_set(&held, b"")?;
+                }
                 tx.commit()?;
                 fx.events(events);
                 Ok(Progress::Done)
@@ -187,6 +192,14 @@ impl Operation for SendMessage {
             // again, once this device is at the group's epoch.
             Err(ProtocolError::WrongEpoch { .. }) => {
                 self.prepared = None;
+                Ok(Progress::RetryAt(cx.now + RETRY_DELAY_MS))
+            }
+            Err(ProtocolError::QueueFull { devices, .. }) if !devices.is_empty() => {
+                // Held until the silent devices read or are removed: say
+                // so in the conversation, once per set of devices.
+                if let Some(line) = held_notice(cx, &self.group_id, &devices)? {
+                    fx.events(vec![Event::Message(line)]);
+                }
                 Ok(Progress::RetryAt(cx.now + RETRY_DELAY_MS))
             }
             Err(e) => match transient_or_failed(cx, e) {
@@ -199,4 +212,58 @@ impl Operation for SendMessage {
             Ok(_) => self.fail(cx, fx),
         }
     }
+}
+
+/// The line a conversation shows when the relay holds its messages because
+/// member devices stopped reading (`QueueFull` naming them; hazard H-017):
+/// who, and what to do. Added once for each set of devices.
+pub const HELD_TEXT: &str =
+    "Messages to this conversation are held because a member's device has stopped receiving them";
+
+/// Adds [`HELD_TEXT`] with the devices' owners to the conversation, unless
+/// it was added for the same devices already; the line, if added.
+fn held_notice(
+    cx: &Ctx<'_>,
+    group_id: &GroupId,
+    devices: &[cascade_protocol::DeviceId],
+) -> Result<Option<crate::store::Message>> {
+    let mut ids: Vec<String> = devices.iter().map(|d| d.to_string()).collect();
+    ids.sort();
+    let key = format!("held:{group_id}");
+    let seen = ids.join(",");
+    if cx.store.kv_get(&key)?.as_deref() == Some(seen.as_bytes()) {
+        return Ok(None);
+    }
+    let who: Vec<String> = match groups::load(cx.store, group_id) {
+        Ok(group) => {
+            let certs = groups::member_certs(&group).unwrap_or_default();
+            devices
+                .iter()
+                .map(|d| match certs.iter().find(|c| c.device == *d) {
+                    Some(c) => format!("{} ({})", c.display_name, c.user),
+                    None => format!("device {d}"),
+                })
+                .collect()
+        }
+        Err(_) => devices.iter().map(|d| format!("device {d}")).collect(),
+    };
+    let line = crate::store::Message {
+        id: MessageId::random(),
+        group_id: *group_id,
+        sender: cx.me.identity.user_id.clone(),
+        sender_device: cx.me.identity.device_id,
+        sent_at: cx.now,
+        seq: None,
+        text: Some(format!(
+            "{HELD_TEXT}: {}. They go out when it reads again; removing that device (or person) from the conversation releases them now.",
+            who.join(", ")
+        )),
+        kind: crate::content::SYSTEM_KIND.into(),
+        state: DeliveryState::Received,
+    };
+    let tx = cx.store.transaction()?;
+    cx.store.insert_message(&line, cx.now, false)?;
+    cx.store.kv_set(&key, seen.as_bytes())?;
+    tx.commit()?;
+    Ok(Some(line))
 }

@@ -360,6 +360,11 @@ pub fn queue_limit_refuses_without_writing(h: &mut dyn Harness) {
     );
     assert_eq!(store.get_group(&g).expect("get"), Some(before));
     assert_eq!(store.queue_len(&b).expect("len"), MAX_QUEUE_LEN + 2);
+    assert_eq!(
+        store.lagging_devices(&g, MAX_QUEUE_LEN).expect("lagging"),
+        vec![b],
+        "b holds the group, a does not"
+    );
 
     // b's other conversation is not held up by it.
     app(&*store, g2, a, b"in g2");

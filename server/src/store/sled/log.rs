@@ -522,6 +522,29 @@ impl SledStore {
         Ok(acked)
     }
 
+    /// The roster devices more than half of `lag` seqs behind the group's
+    /// head, or, if none is, those furthest behind
+    /// (`Store::lagging_devices`).
+    pub(super) fn lagging(&self, group: &GroupId, lag: u64) -> Result<Vec<DeviceId>, StoreError> {
+        let head_seq = counter(self.group_seq.get(group.as_bytes())?)?.saturating_sub(1);
+        let mut behind = Vec::new();
+        for kv in self.members.scan_prefix(group.as_bytes()) {
+            let (key, raw) = kv?;
+            let m: Membership = decode(&raw, "membership")?;
+            if m.is_open() {
+                let device = DeviceId(tail_id(&key, "membership key")?);
+                behind.push((head_seq.saturating_sub(m.acked_seq), device));
+            }
+        }
+        let furthest = behind.iter().map(|(l, _)| *l).max().unwrap_or(0);
+        let threshold = (lag / 2 + 1).min(furthest).max(1);
+        Ok(behind
+            .into_iter()
+            .filter(|(l, _)| *l >= threshold)
+            .map(|(_, d)| d)
+            .collect())
+    }
+
     /// Moves cursors past entries not addressed to their device, forgets
     /// devices that left and read everything (or lag too far to matter),
     /// deletes the entries every cursor has passed, and records the roster's

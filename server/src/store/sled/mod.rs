@@ -795,6 +795,10 @@ impl Store for SledStore {
         Ok(sequenced)
     }
 
+    fn lagging_devices(&self, group_id: &GroupId, lag: u64) -> Result<Vec<DeviceId>, StoreError> {
+        self.lagging(group_id, lag)
+    }
+
     fn append_application(&self, m: &ApplicationWrite<'_>) -> Result<Sequenced, StoreError> {
         self.collect_if_due(&m.group_id, MAX_QUEUE_LEN)?;
         let entry_payload = Bytes::from(m.message.to_vec());
