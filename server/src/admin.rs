@@ -152,6 +152,9 @@ pub fn routes() -> Router<AppState> {
         )
 }
 
+/// The authority admin actions are taken with today (see [`crate::audit`]).
+const ADMIN: &str = "relay-admin-token";
+
 fn org_id(org: String) -> Result<OrgId, ApiError> {
     OrgId::new(org).map_err(|_| ApiError::BadRequest("invalid organisation id"))
 }
@@ -204,6 +207,11 @@ async fn create_org(
         ca_fingerprint = ca_fingerprint.as_deref().unwrap_or("none"),
         "organisation created"
     );
+    state.audit(
+        ADMIN,
+        "org.create",
+        serde_json::json!({"org": org.org_id, "ca_sha256": ca_fingerprint}),
+    )?;
     Ok((StatusCode::CREATED, Json(req)))
 }
 
@@ -232,6 +240,11 @@ async fn create_user(
     }
     state.flush().await?;
     tracing::info!(user = %user.user_id, "user created");
+    state.audit(
+        ADMIN,
+        "user.create",
+        serde_json::json!({"user": user.user_id, "name": user.display_name, "role": user.role}),
+    )?;
     let entry = user_entry(&**state.store(), user)?;
     Ok((StatusCode::CREATED, Json(entry)))
 }
@@ -284,6 +297,11 @@ async fn issue_enrolment_token(
         .put_enrolment_token(&token_hash(&token), &record)?;
     state.flush().await?;
     tracing::info!(user = %req.user_id, expires_at, "enrolment token issued");
+    state.audit(
+        ADMIN,
+        "enrolment_token.issue",
+        serde_json::json!({"user": req.user_id, "expires_at": expires_at}),
+    )?;
     Ok((
         StatusCode::CREATED,
         Json(EnrolmentToken {
@@ -416,6 +434,16 @@ async fn upload_certificate(
         fingerprint = %fingerprint(&der),
         "device certificate stored"
     );
+    state.audit(
+        ADMIN,
+        "certificate.store",
+        serde_json::json!({
+            "device": device_id.to_string(),
+            "user": device.user_id,
+            "sha256": fingerprint(&der),
+            "renewal": renewal,
+        }),
+    )?;
     let certificate = Bytes::from(der);
     state
         .registry()
@@ -464,6 +492,11 @@ async fn replace_ca(
     }
     state.flush().await?;
     tracing::info!(org = %org_id, fingerprint = %fingerprint(&der), "organisation CA replaced");
+    state.audit(
+        ADMIN,
+        "org.ca.set",
+        serde_json::json!({"org": org_id, "ca_sha256": fingerprint(&der)}),
+    )?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -514,6 +547,11 @@ async fn revoke_device(
     state.registry().disconnect(&device_id);
     state.flush().await?;
     tracing::info!(device = %device_id, "device revoked");
+    state.audit(
+        ADMIN,
+        "device.revoke",
+        serde_json::json!({"device": device_id.to_string()}),
+    )?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -609,6 +647,11 @@ async fn put_signed_document(
     let devices = match kind {
         SignedKind::TrustList => {
             tracing::info!(org = %org_id, bytes, sha256 = %digest, "trust list stored");
+            state.audit(
+                ADMIN,
+                "trust_list.store",
+                serde_json::json!({"org": org_id, "sha256": digest}),
+            )?;
             // The organisation's own devices fetch it.
             let mut devices = Vec::new();
             for user in store.list_users(&org_id)? {
@@ -623,6 +666,11 @@ async fn put_signed_document(
         }
         SignedKind::Revocations => {
             tracing::info!(org = %org_id, bytes, sha256 = %digest, "revocation list stored");
+            state.audit(
+                ADMIN,
+                "revocation_list.store",
+                serde_json::json!({"org": org_id, "sha256": digest}),
+            )?;
             // Any device may share a group with the organisation's members.
             state.registry().connected()
         }

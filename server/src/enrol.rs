@@ -116,6 +116,15 @@ async fn enrol_device(
         .ok_or(StoreError::Corrupt("device of an unknown user".into()))?;
     state.flush().await?;
     tracing::info!(user = %user.user_id, device = %device.device_id, "device enrolled");
+    state.audit(
+        "enrolment-token",
+        "device.enrol",
+        serde_json::json!({
+            "user": user.user_id,
+            "device": device.device_id.to_string(),
+            "name": device.name,
+        }),
+    )?;
     Ok(Json(EnrolResponse {
         device_id: device.device_id,
         org_id: user.user_id.org(),

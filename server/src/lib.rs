@@ -35,6 +35,7 @@ use tokio::sync::{oneshot, watch, Notify};
 use tokio::task::JoinHandle;
 
 pub mod admin;
+pub mod audit;
 pub mod certificate;
 pub mod ds;
 pub mod durability;
@@ -117,6 +118,7 @@ struct Inner {
     admission: listen::Admission,
     limits: Limits,
     metrics: metrics::Metrics,
+    audit: std::sync::OnceLock<audit::AuditLog>,
 }
 
 /// The relay's rate limits (`ratelimit`), shared by all connections.
@@ -186,6 +188,7 @@ impl AppState {
                 admission: listen::Admission::default(),
                 limits: Limits::default(),
                 metrics,
+                audit: std::sync::OnceLock::new(),
             }),
         }
     }
@@ -245,6 +248,32 @@ impl AppState {
     /// The rate limits.
     pub fn limits(&self) -> &Limits {
         &self.inner.limits
+    }
+
+    /// Writes admin actions to `log` from now on (see [`audit`]). Call
+    /// once, at start-up.
+    pub fn enable_audit(&self, log: audit::AuditLog) {
+        let _ = self.inner.audit.set(log);
+    }
+
+    /// Records an admin action in the audit log, if there is one. A failure
+    /// to write it fails the action's answer (the action is done; the admin
+    /// is told the record is missing).
+    pub fn audit(
+        &self,
+        by: &str,
+        action: &str,
+        subject: serde_json::Value,
+    ) -> Result<(), ApiError> {
+        match self.inner.audit.get() {
+            Some(log) => log.record(by, action, subject).map_err(|e| {
+                tracing::error!(error = %e, action, "could not write the audit log");
+                ApiError::Store(StoreError::Backend(
+                    "the audit log could not be written".into(),
+                ))
+            }),
+            None => Ok(()),
+        }
     }
 
     /// The metrics (`GET /metrics`).
@@ -331,7 +360,9 @@ impl Server {
         create_private_dir(data_dir)?;
         let store: Arc<dyn Store> = Arc::new(SledStore::open(&data_dir.join("db"))?);
         let token = admin::ensure_admin_token(data_dir, &*store)?;
-        Ok((Self::with_store(store), token))
+        let server = Self::with_store(store);
+        server.state.enable_audit(audit::AuditLog::open(data_dir)?);
+        Ok((server, token))
     }
 
     /// A relay over an existing store (which needs an admin token hash for

@@ -284,3 +284,80 @@ async fn metrics_count_without_naming_anyone() {
         assert!(!text.contains(secret), "{secret} appears in the metrics");
     }
 }
+
+/// Every admin action (and every enrolment) is appended to
+/// `<data-dir>/audit.jsonl`, owner-only, with when, by what authority, what
+/// and to what, and never a token.
+#[tokio::test]
+async fn admin_actions_are_written_to_the_audit_log() {
+    let relay = start().await;
+    admin(
+        &relay,
+        "/v1/admin/orgs",
+        json!({"org_id": "north", "display_name": "North Trust"}),
+    )
+    .await;
+    admin(
+        &relay,
+        "/v1/admin/users",
+        json!({"user_id": "alice@north", "display_name": "Alice", "role": "Nurse"}),
+    )
+    .await;
+    let (_, body) = admin(
+        &relay,
+        "/v1/admin/enrolment-tokens",
+        json!({"user_id": "alice@north", "ttl_secs": null}),
+    )
+    .await;
+    let token: EnrolmentToken = serde_json::from_slice(&body).expect("token");
+    let (status, body) = post(
+        &relay,
+        "/v1/enrol",
+        None,
+        json!({"token": token.token, "signature_key": public_key_hex(), "device_name": "Ward 7 desktop"}),
+    )
+    .await;
+    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
+    let enrolled: EnrolResponse = serde_json::from_slice(&body).expect("enrolled");
+    let (status, _) = http(
+        relay.server.addr(),
+        "POST",
+        &format!("/v1/admin/devices/{}/revoke", enrolled.device_id),
+        Some(&relay.admin_token),
+        None,
+    )
+    .await;
+    assert_eq!(status, 204);
+
+    let path = relay.dir.path().join(cascade_server::audit::AUDIT_FILE);
+    let text = std::fs::read_to_string(&path).expect("audit log");
+    let records: Vec<serde_json::Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("a JSON line"))
+        .collect();
+    let actions: Vec<&str> = records
+        .iter()
+        .map(|r| r["action"].as_str().expect("action"))
+        .collect();
+    assert_eq!(
+        actions,
+        [
+            "org.create",
+            "user.create",
+            "enrolment_token.issue",
+            "device.enrol",
+            "device.revoke"
+        ]
+    );
+    assert_eq!(records[0]["by"], "relay-admin-token");
+    assert_eq!(records[3]["by"], "enrolment-token");
+    assert_eq!(records[3]["device"], enrolled.device_id.to_string());
+    assert!(records.iter().all(|r| r["at"].as_u64().is_some()));
+    assert!(!text.contains(&token.token) && !text.contains(&relay.admin_token));
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&path).expect("meta").permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+    }
+}
