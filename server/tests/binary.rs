@@ -75,9 +75,20 @@ async fn serve_prints_its_address_and_stops_on_sigterm() {
 /// Starts `cascade-server serve` with `args`; returns the child and its
 /// address.
 async fn serve(dir: &std::path::Path, args: &[&str]) -> (std::process::Child, String) {
-    let mut child = Command::new(BIN)
+    let mut command = Command::new(BIN);
+    command
         .args(["serve", "--listen", "127.0.0.1:0"])
-        .args(args)
+        .args(args);
+    spawn_serving(command, dir).await
+}
+
+/// Spawns `command` (a relay that prints its address first) with `dir` as
+/// its data directory; returns the child and the address.
+async fn spawn_serving(
+    mut command: Command,
+    dir: &std::path::Path,
+) -> (std::process::Child, String) {
+    let mut child = command
         .env("CASCADE_DATA_DIR", dir)
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
@@ -162,29 +173,13 @@ async fn the_connection_limit_flags_take_effect() {
 #[tokio::test]
 async fn at_a_low_open_files_limit_one_address_cannot_lock_everyone_out() {
     let dir = tempfile::tempdir().expect("temp dir");
-    let mut child = Command::new("sh")
+    let mut command = Command::new("sh");
+    command
         .arg("-c")
         .arg("ulimit -n 400 && exec \"$0\" serve --listen 127.0.0.1:0")
-        .arg(BIN)
-        .env("CASCADE_DATA_DIR", dir.path())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("spawn");
-    let stdout = child.stdout.take().expect("stdout");
-    let line = tokio::task::spawn_blocking(move || {
-        let mut line = String::new();
-        BufReader::new(stdout).read_line(&mut line).expect("read");
-        line
-    })
-    .await
-    .expect("reader");
-    let addr: std::net::SocketAddr = line
-        .trim()
-        .strip_prefix("cascade-server listening on http://")
-        .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
-        .parse()
-        .expect("address");
+        .arg(BIN);
+    let (mut child, addr) = spawn_serving(command, dir.path()).await;
+    let addr: std::net::SocketAddr = addr.parse().expect("address");
     // 400 files: 144 connections in all, 72 from one address.
     let mut held = Vec::new();
     for _ in 0..100 {

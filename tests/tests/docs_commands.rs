@@ -317,8 +317,14 @@ impl Doc {
     /// listens.
     async fn serve(&mut self, expected: &str) -> Result<()> {
         let command = self.next(expected)?;
-        let line = self.rewrite(&command)?;
-        println!("$ {line} &");
+        self.start_relay(&command, "").await
+    }
+
+    /// Runs `command` (rewritten) in the background as the relay, and waits
+    /// until it listens.
+    async fn start_relay(&mut self, command: &str, note: &str) -> Result<()> {
+        let line = self.rewrite(command)?;
+        println!("$ {line} &{note}");
         let mut child = self
             .shell(&format!("exec {line}"))
             .stdin(Stdio::null())
@@ -345,28 +351,7 @@ impl Doc {
     /// Starts `command`, which the document does not show (a relay the
     /// reader's administrator runs), and waits until it listens.
     async fn serve_extra(&mut self, command: &str) -> Result<()> {
-        let line = self.rewrite(command)?;
-        println!("$ {line} &   (not in the document)");
-        let mut child = self
-            .shell(&format!("exec {line}"))
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()?;
-        let mut lines = BufReader::new(child.stdout.take().expect("piped")).lines();
-        tokio::time::timeout(COMMAND_WAIT, async {
-            while let Some(l) = lines.next_line().await? {
-                if l.contains("listening on") {
-                    return Ok(());
-                }
-            }
-            bail!("{command:?} exited before listening")
-        })
-        .await
-        .with_context(|| format!("{command:?} did not start in time"))??;
-        tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
-        self.relay = Some(child);
-        Ok(())
+        self.start_relay(command, "   (not in the document)").await
     }
 
     /// Every documented command was run or skipped.
