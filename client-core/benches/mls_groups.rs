@@ -32,11 +32,17 @@
 //! - `stored_load`: loading the group's state from the store;
 //! - `stored_message`: load, decrypt a message, commit;
 //! - `stored_process_commit`: load, process and merge a commit, commit.
+//!
+//! And the same as the engine does them, with the group kept in memory
+//! between operations by the store's group cache (`cached_*`, the cache
+//! warm from the previous iteration):
+//! - `cached_message`: decrypt a message, commit;
+//! - `cached_process_commit`: process and merge a commit, commit.
 
 use std::time::Duration;
 
 use cascade_core::credential::make_credential;
-use cascade_core::engine::{create_config, join_config, CIPHERSUITE};
+use cascade_core::engine::{create_config, join_config, load_group, CIPHERSUITE};
 use cascade_core::store::{ClientStore, SqliteStore, Transactions};
 use criterion::{criterion_group, criterion_main, BatchSize, BenchmarkId, Criterion};
 use openmls::prelude::*;
@@ -145,19 +151,39 @@ impl Stored {
             .expect("stored")
     }
 
-    /// Loads the group, processes `message` and commits, as the client does.
+    /// Loads the group from the store, processes `message` and commits.
     fn process(&self, message: ProtocolMessage) {
         let tx = self.store.transaction().expect("transaction");
         let mut group = self.load();
+        Self::apply(&self.store, &mut group, message);
+        tx.commit().expect("committed");
+    }
+
+    /// Processes `message` and commits as the engine does, with the group
+    /// from the store's group cache (decoded only on a miss).
+    fn process_cached(&self, message: ProtocolMessage) {
+        let id = cascade_protocol::GroupId(
+            self.group_id
+                .as_slice()
+                .try_into()
+                .expect("a 16-byte group id"),
+        );
+        let tx = self.store.transaction().expect("transaction");
+        let mut group = load_group(&self.store, &id).expect("loads");
+        Self::apply(&self.store, &mut group, message);
+        drop(group);
+        tx.commit().expect("committed");
+    }
+
+    fn apply(store: &SqliteStore, group: &mut MlsGroup, message: ProtocolMessage) {
         let processed = group
-            .process_message(&self.store.mls(), message)
+            .process_message(&store.mls(), message)
             .expect("processed");
         if let ProcessedMessageContent::StagedCommitMessage(staged) = processed.into_content() {
             group
-                .merge_staged_commit(&self.store.mls(), *staged)
+                .merge_staged_commit(&store.mls(), *staged)
                 .expect("merged");
         }
-        tx.commit().expect("committed");
     }
 }
 
@@ -384,6 +410,36 @@ fn groups(c: &mut Criterion) {
                 |message| {
                     let g = cell.borrow();
                     g.stored.as_ref().expect("joined").process(message)
+                },
+                BatchSize::PerIteration,
+            )
+        });
+
+        bench.bench_function(BenchmarkId::new("cached_process_commit", size), |b| {
+            b.iter_batched(
+                || cell.borrow_mut().self_update(),
+                |commit| {
+                    let g = cell.borrow();
+                    g.stored.as_ref().expect("joined").process_cached(commit)
+                },
+                BatchSize::PerIteration,
+            )
+        });
+        bench.bench_function(BenchmarkId::new("cached_message", size), |b| {
+            b.iter_batched(
+                || {
+                    let g = &mut *cell.borrow_mut();
+                    let out = g
+                        .group
+                        .create_message(&g.creator.provider, &g.creator.signer, &[7u8; 200])
+                        .expect("encrypt");
+                    MlsMessageIn::from(out)
+                        .try_into_protocol_message()
+                        .expect("protocol message")
+                },
+                |message| {
+                    let g = cell.borrow();
+                    g.stored.as_ref().expect("joined").process_cached(message)
                 },
                 BatchSize::PerIteration,
             )

@@ -68,7 +68,7 @@ pub(crate) fn start(
 ) -> Result<Progress> {
     let store = cx.store;
     if let Some(bundle) = prepared_bundle(store, op_id)? {
-        let g = groups::load(store, &group_id)?;
+        let g = groups::read(store, &group_id)?;
         if g.pending_commit().is_some() && g.epoch().as_u64() == bundle.epoch {
             fx.request(
                 Request::Commit(bundle),

@@ -8,6 +8,7 @@ use openmls::prelude::*;
 use crate::credential::{member_identity, MemberIdentity};
 use crate::error::{CoreError, Result};
 use crate::identity::read_device_cert;
+use crate::store::group_cache::Ticket;
 use crate::store::ClientStore;
 
 /// The one ciphersuite Cascade uses.
@@ -78,17 +79,100 @@ pub(crate) fn bytes(v: Vec<u8>) -> cascade_protocol::Bytes {
     cascade_protocol::Bytes::from(v)
 }
 
-/// Loads a group's MLS state.
-pub(crate) fn load(store: &dyn ClientStore, group_id: &GroupId) -> Result<MlsGroup> {
-    let provider = store.mls();
-    MlsGroup::load(provider.storage(), &mls_group_id(group_id))?
-        .ok_or(CoreError::UnknownConversation)
+/// A group's live MLS state, loaded for one operation. It goes back to the
+/// store's cache when dropped ([`crate::store::group_cache`]): kept if the
+/// operation's transaction commits.
+pub struct Loaded<'a> {
+    store: &'a dyn ClientStore,
+    id: GroupId,
+    group: Option<MlsGroup>,
+    ticket: Ticket,
+    changed: bool,
 }
 
-/// Loads a group's MLS state if this device has any.
-pub(crate) fn try_load(store: &dyn ClientStore, group_id: &GroupId) -> Result<Option<MlsGroup>> {
-    let provider = store.mls();
-    Ok(MlsGroup::load(provider.storage(), &mls_group_id(group_id))?)
+impl std::ops::Deref for Loaded<'_> {
+    type Target = MlsGroup;
+
+    fn deref(&self) -> &MlsGroup {
+        self.group.as_ref().expect("present until dropped")
+    }
+}
+
+impl std::ops::DerefMut for Loaded<'_> {
+    fn deref_mut(&mut self) -> &mut MlsGroup {
+        self.group.as_mut().expect("present until dropped")
+    }
+}
+
+impl Drop for Loaded<'_> {
+    fn drop(&mut self) {
+        if let Some(group) = self.group.take() {
+            self.store
+                .give_back_group(self.id, group, self.ticket, self.changed);
+        }
+    }
+}
+
+/// Loads a group's MLS state, to change it.
+pub fn load<'a>(store: &'a dyn ClientStore, group_id: &GroupId) -> Result<Loaded<'a>> {
+    try_load(store, group_id)?.ok_or(CoreError::UnknownConversation)
+}
+
+/// Loads a group's MLS state, to change it, if this device has any.
+pub fn try_load<'a>(store: &'a dyn ClientStore, group_id: &GroupId) -> Result<Option<Loaded<'a>>> {
+    fetch(store, group_id, true)
+}
+
+/// Loads a group's MLS state only to read it: it goes back to the cache
+/// whatever happens to the transaction.
+pub(crate) fn read<'a>(
+    store: &'a dyn ClientStore,
+    group_id: &GroupId,
+) -> Result<impl std::ops::Deref<Target = MlsGroup> + 'a> {
+    let loaded = fetch(store, group_id, false)?.ok_or(CoreError::UnknownConversation)?;
+    Ok(ReadOnly(loaded))
+}
+
+/// A [`Loaded`] that gives no `&mut` access, so it can be kept unchanged.
+struct ReadOnly<'a>(Loaded<'a>);
+
+impl std::ops::Deref for ReadOnly<'_> {
+    type Target = MlsGroup;
+
+    fn deref(&self) -> &MlsGroup {
+        &self.0
+    }
+}
+
+fn fetch<'a>(
+    store: &'a dyn ClientStore,
+    group_id: &GroupId,
+    changed: bool,
+) -> Result<Option<Loaded<'a>>> {
+    let (kept, ticket) = store.take_group(group_id)?;
+    let group = match kept {
+        Some(group) => group,
+        None => {
+            let provider = store.mls();
+            match MlsGroup::load(provider.storage(), &mls_group_id(group_id))? {
+                Some(group) => group,
+                None => return Ok(None),
+            }
+        }
+    };
+    Ok(Some(Loaded {
+        store,
+        id: *group_id,
+        group: Some(group),
+        ticket,
+        changed,
+    }))
+}
+
+/// Forgets any state of the group kept in memory: call after creating,
+/// joining or deleting its state other than through [`load`].
+pub(crate) fn forget(store: &dyn ClientStore, group_id: &GroupId) {
+    store.forget_group(group_id);
 }
 
 /// Deletes a group's MLS state, if any.
@@ -97,6 +181,7 @@ pub(crate) fn delete(store: &dyn ClientStore, group_id: &GroupId) -> Result<()> 
     if let Some(mut g) = try_load(store, group_id)? {
         g.delete(provider.storage())?;
     }
+    forget(store, group_id);
     Ok(())
 }
 
@@ -113,7 +198,7 @@ pub(crate) fn clear_pending_commit(store: &dyn ClientStore, group_id: &GroupId) 
 
 /// The group's epoch on this device.
 pub(crate) fn epoch(store: &dyn ClientStore, group_id: &GroupId) -> Result<u64> {
-    Ok(load(store, group_id)?.epoch().as_u64())
+    Ok(read(store, group_id)?.epoch().as_u64())
 }
 
 /// A member as read from its (already verified) credential.
@@ -198,4 +283,158 @@ pub(crate) fn record_members(
     users.sort();
     users.dedup();
     store.set_conversation_members(group_id, &orgs, &users)
+}
+
+#[cfg(test)]
+mod tests {
+    //! The group cache hands out only state that equals the database's.
+    //! Each test would fail if the cache kept the instance it must not.
+
+    use openmls_basic_credential::SignatureKeyPair;
+
+    use super::*;
+    use crate::store::{SqliteStore, Transactions};
+
+    fn create(store: &SqliteStore, id: &GroupId) -> SignatureKeyPair {
+        let provider = store.mls();
+        let signer = SignatureKeyPair::new(CIPHERSUITE.signature_algorithm()).expect("keys");
+        signer.store(provider.storage()).expect("key stored");
+        let credential = CredentialWithKey {
+            credential: BasicCredential::new(b"cache".to_vec()).into(),
+            signature_key: signer.public().into(),
+        };
+        MlsGroup::new_with_group_id(
+            &provider,
+            &signer,
+            &MlsGroupCreateConfig::builder()
+                .ciphersuite(CIPHERSUITE)
+                .build(),
+            mls_group_id(id),
+            credential,
+        )
+        .expect("group");
+        signer
+    }
+
+    /// Moves the group one epoch on through a loaded instance.
+    fn advance(store: &SqliteStore, group: &mut MlsGroup, signer: &SignatureKeyPair) {
+        let provider = store.mls();
+        group
+            .self_update(&provider, signer, LeafNodeParameters::default())
+            .expect("update");
+        group.merge_pending_commit(&provider).expect("merged");
+    }
+
+    fn stored_epoch(store: &SqliteStore, id: &GroupId) -> u64 {
+        MlsGroup::load(store.mls().storage(), &mls_group_id(id))
+            .expect("read")
+            .expect("present")
+            .epoch()
+            .as_u64()
+    }
+
+    #[test]
+    fn a_committed_change_is_kept_and_a_rolled_back_one_is_not() {
+        let store = SqliteStore::in_memory().expect("store");
+        let id = GroupId([7; 16]);
+        let signer = create(&store, &id);
+        assert_eq!(epoch(&store, &id).expect("epoch"), 0);
+        assert_eq!(store.groups.borrow().kept_len(), 1, "a read is kept");
+
+        let tx = store.transaction().expect("tx");
+        {
+            let mut g = load(&store, &id).expect("load");
+            advance(&store, &mut g, &signer);
+        }
+        tx.commit().expect("commit");
+        assert_eq!(
+            store.groups.borrow().kept_len(),
+            1,
+            "a committed change is kept"
+        );
+        assert_eq!(epoch(&store, &id).expect("epoch"), 1);
+
+        let tx = store.transaction().expect("tx");
+        {
+            let mut g = load(&store, &id).expect("load");
+            advance(&store, &mut g, &signer);
+            assert_eq!(g.epoch().as_u64(), 2);
+        }
+        drop(tx); // rolled back: the database is at epoch 1
+        assert_eq!(stored_epoch(&store, &id), 1);
+        assert_eq!(epoch(&store, &id).expect("epoch"), 1);
+
+        // Changed outside any transaction: not known to have been written.
+        {
+            let mut g = load(&store, &id).expect("load");
+            g.self_update(&store.mls(), &signer, LeafNodeParameters::default())
+                .expect("update");
+        }
+        assert_eq!(store.groups.borrow().kept_len(), 0);
+    }
+
+    #[test]
+    fn an_instance_out_during_a_rollback_is_not_kept() {
+        let store = SqliteStore::in_memory().expect("store");
+        let id = GroupId([8; 16]);
+        let signer = create(&store, &id);
+        let outer = store.transaction().expect("tx");
+        let mut g = load(&store, &id).expect("load");
+        let inner = store.transaction().expect("savepoint");
+        advance(&store, &mut g, &signer);
+        drop(inner); // the savepoint rolls back; `g` is still out, at epoch 1
+        drop(g);
+        outer.commit().expect("commit");
+        assert_eq!(stored_epoch(&store, &id), 0);
+        assert_eq!(epoch(&store, &id).expect("epoch"), 0);
+    }
+
+    #[test]
+    fn a_second_load_while_one_is_out_keeps_neither() {
+        let store = SqliteStore::in_memory().expect("store");
+        let id = GroupId([9; 16]);
+        let signer = create(&store, &id);
+        let stale = read(&store, &id).expect("read");
+        let tx = store.transaction().expect("tx");
+        {
+            let mut g = load(&store, &id).expect("load");
+            advance(&store, &mut g, &signer);
+        }
+        tx.commit().expect("commit");
+        drop(stale); // from before the change: must not replace it
+        assert_eq!(epoch(&store, &id).expect("epoch"), 1);
+    }
+
+    #[test]
+    fn another_connections_commit_empties_the_cache() {
+        let dir = tempfile::tempdir().expect("dir");
+        let path = dir.path().join("device.db");
+        let a = SqliteStore::open(&path).expect("a");
+        let id = GroupId([10; 16]);
+        let signer = create(&a, &id);
+        assert_eq!(epoch(&a, &id).expect("epoch"), 0);
+        assert_eq!(a.groups.borrow().kept_len(), 1);
+
+        let b = SqliteStore::open(&path).expect("b");
+        let tx = b.transaction().expect("tx");
+        {
+            let mut g = load(&b, &id).expect("load");
+            advance(&b, &mut g, &signer);
+        }
+        tx.commit().expect("commit");
+        assert_eq!(epoch(&a, &id).expect("epoch"), 1, "a sees b's commit");
+    }
+
+    #[test]
+    fn deleting_a_group_forgets_it() {
+        let store = SqliteStore::in_memory().expect("store");
+        let id = GroupId([11; 16]);
+        create(&store, &id);
+        assert_eq!(epoch(&store, &id).expect("epoch"), 0);
+        delete(&store, &id).expect("deleted");
+        assert!(matches!(
+            epoch(&store, &id),
+            Err(CoreError::UnknownConversation)
+        ));
+    }
 }

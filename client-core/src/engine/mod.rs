@@ -49,6 +49,10 @@ use serde::{Deserialize, Serialize};
 
 pub use effects::{Answer, QueryId};
 pub use groups::{capabilities, create_config, join_config, CIPHERSUITE, MAX_PAST_EPOCHS};
+/// The engine's own way to load a group's state for a change, through the
+/// store's group cache, for benchmarks (`benches/mls_groups.rs`).
+#[doc(hidden)]
+pub use groups::{load as load_group, Loaded};
 pub use outbox::{HELD_TEXT, REJOINED_TEXT};
 pub use queries::{safety_number, Member, Participant, ParticipantDevice};
 pub use receipts::{MAX_RECEIPT_GROUP_USERS, RECEIPT_DELAY_MS};
@@ -277,9 +281,12 @@ impl<S: ClientStore> Engine<S> {
     /// Second half of enrolment: records what the relay assigned and the
     /// organisation's CA certificate (DER), which the caller has checked
     /// against the fingerprint in the enrolment code.
+    /// `server_ca` is the CA (PEM) pinned for the relay's TLS certificate,
+    /// if any.
     pub fn complete_enrolment(
         &mut self,
         server_url: &str,
+        server_ca: Option<&str>,
         resp: EnrolResponse,
         anchor: &[u8],
     ) -> Result<()> {
@@ -308,6 +315,7 @@ impl<S: ClientStore> Engine<S> {
             anchor: anchor.to_vec(),
             certificate: None,
             previous_anchor: None,
+            server_ca: server_ca.map(str::to_owned),
         };
         self.store.set_identity(&identity)?;
         self.me = Some(Me { identity, signer });
@@ -978,7 +986,7 @@ impl<S: ClientStore> Engine<S> {
             // Recorded when membership changes; a conversation from before
             // schema 2 gets it on first sight.
             if c.people == 0 && c.state != ConversationState::Left {
-                if let Ok(group) = groups::load(store, &c.group_id) {
+                if let Ok(group) = groups::read(store, &c.group_id) {
                     groups::record_members(store, &c.group_id, &group)?;
                     let members = groups::member_certs(&group)?;
                     c.orgs = members.iter().map(|m| m.org.clone()).collect();

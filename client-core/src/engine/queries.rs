@@ -61,7 +61,7 @@ pub struct ParticipantDevice {
 
 /// The conversation's member devices, from the MLS group state.
 pub(crate) fn members(store: &dyn ClientStore, me: &Me, group_id: &GroupId) -> Result<Vec<Member>> {
-    let group = groups::load(store, group_id)?;
+    let group = groups::read(store, group_id)?;
     Ok(groups::member_certs(&group)?
         .into_iter()
         .map(|m| Member {
@@ -181,7 +181,7 @@ pub(crate) fn conversation_safety_number(
     group_id: &GroupId,
     other: &UserId,
 ) -> Result<String> {
-    let group = groups::load(store, group_id)?;
+    let group = groups::read(store, group_id)?;
     let mut keys: HashMap<UserId, Vec<(DeviceId, Vec<u8>)>> = HashMap::new();
     for m in groups::member_certs(&group)? {
         keys.entry(m.user)

@@ -216,7 +216,7 @@ fn other_users(store: &dyn ClientStore, me: &Me, group_id: &GroupId) -> Result<V
     let users = match store.conversation_users(group_id)? {
         Some(users) => users,
         None => {
-            let group = groups::load(store, group_id)?;
+            let group = groups::read(store, group_id)?;
             if !group.is_active() {
                 return Ok(Vec::new());
             }

@@ -315,7 +315,7 @@ impl Trust {
             if conv.state != ConversationState::Active {
                 continue;
             }
-            let Ok(group) = groups::load(store, &conv.group_id) else {
+            let Ok(group) = groups::read(store, &conv.group_id) else {
                 continue;
             };
             let Ok(members) = groups::member_certs(&group) else {

@@ -19,6 +19,10 @@ use serde::{Deserialize, Serialize};
 use crate::content::MessageId;
 use crate::error::{CoreError, Result};
 
+pub mod group_cache;
+use group_cache::{GroupCache, Ticket};
+use openmls::group::MlsGroup;
+
 /// The serde codec openmls's state is stored with.
 #[derive(Default)]
 pub struct JsonCodec;
@@ -88,6 +92,10 @@ pub struct Identity {
     /// one signed by the new CA arrives.
     #[serde(default)]
     pub previous_anchor: Option<serde_bytes::ByteBuf>,
+    /// The CA (PEM) the relay's TLS certificate must chain to, pinned at
+    /// enrolment for a private deployment; `None`: the system's roots.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub server_ca: Option<String>,
 }
 
 /// State of a conversation on this device.
@@ -384,6 +392,17 @@ pub trait ClientStore: Send {
     /// Searches the local directory cache (name, role or user id contains
     /// `query`, case-insensitive), sorted by name, at most `limit`.
     fn search_people(&self, query: &str, limit: u32) -> Result<Vec<Person>>;
+
+    /// Takes the live state of a group kept in memory, if there is one that
+    /// matches the database ([`group_cache`]), and the ticket of this load.
+    /// Use `engine::groups::load`, which decodes the group when none is kept.
+    fn take_group(&self, group: &GroupId) -> Result<(Option<MlsGroup>, Ticket)>;
+    /// Gives back a group's live state after use: `changed` if it may have
+    /// changed, when it is kept only if the open transaction commits.
+    fn give_back_group(&self, group: GroupId, state: MlsGroup, ticket: Ticket, changed: bool);
+    /// Forgets any kept state of a group (it was created, replaced or
+    /// deleted other than through a kept instance).
+    fn forget_group(&self, group: &GroupId);
 }
 
 /// The SQLite store: a file (or, for tests, memory) holding openmls's state
@@ -395,6 +414,8 @@ pub struct SqliteStore {
     /// inside it savepoints, so that work done in several transactions can
     /// be made durable with one commit (one fsync).
     depth: std::cell::Cell<u32>,
+    /// Groups kept in memory between operations.
+    pub(crate) groups: std::cell::RefCell<GroupCache>,
 }
 
 /// Schema version 1: the first released layout (kept as it was, so an
@@ -545,6 +566,7 @@ impl SqliteStore {
             conn,
             crypto: RustCrypto::default(),
             depth: std::cell::Cell::new(0),
+            groups: Default::default(),
         })
     }
 }
@@ -615,6 +637,26 @@ fn v1_op_group(op: &[u8]) -> Option<GroupId> {
 }
 
 impl ClientStore for SqliteStore {
+    fn take_group(&self, group: &GroupId) -> Result<(Option<MlsGroup>, Ticket)> {
+        let data_version: i64 = self
+            .conn
+            .pragma_query_value(None, "data_version", |r| r.get(0))?;
+        let mut cache = self.groups.borrow_mut();
+        cache.check(data_version);
+        Ok(cache.take(group))
+    }
+
+    fn give_back_group(&self, group: GroupId, state: MlsGroup, ticket: Ticket, changed: bool) {
+        let in_transaction = self.depth.get() > 0;
+        self.groups
+            .borrow_mut()
+            .give_back(group, state, ticket, changed, in_transaction);
+    }
+
+    fn forget_group(&self, group: &GroupId) {
+        self.groups.borrow_mut().forget(group);
+    }
+
     fn mls(&self) -> Provider<'_> {
         Provider {
             crypto: &self.crypto,
@@ -637,6 +679,7 @@ impl ClientStore for SqliteStore {
         let depth = self.depth.get() - 1;
         if depth == 0 {
             self.conn.execute_batch("COMMIT")?;
+            self.groups.borrow_mut().committed();
         } else {
             self.conn.execute_batch(&format!("RELEASE s{depth}"))?;
         }
@@ -647,6 +690,7 @@ impl ClientStore for SqliteStore {
     fn rollback_transaction(&self) -> Result<()> {
         let depth = self.depth.get() - 1;
         self.depth.set(depth);
+        self.groups.borrow_mut().rolled_back();
         if depth == 0 {
             self.conn.execute_batch("ROLLBACK")?;
         } else {

@@ -315,7 +315,7 @@ impl Change for Adding {
     }
 
     fn nothing_to_do(&mut self, cx: &Ctx<'_>, group_id: &GroupId) -> Result<()> {
-        let group = crate::engine::groups::load(cx.store, group_id)?;
+        let group = crate::engine::groups::read(cx.store, group_id)?;
         let present = crate::engine::groups::users(&group);
         if self.users.iter().all(|u| present.contains(u)) {
             // Added by our commit merged through its echo (the relay's

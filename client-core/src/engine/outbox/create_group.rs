@@ -25,7 +25,7 @@ impl CreateGroup {
 
 impl Operation for CreateGroup {
     fn start(&mut self, cx: &Ctx<'_>, fx: &mut Effects) -> Result<Progress> {
-        let group = groups::load(cx.store, &self.group_id)?;
+        let group = groups::read(cx.store, &self.group_id)?;
         let gi = group
             .export_group_info(cx.store.mls().crypto(), &cx.me.signer, true)
             .map_err(CoreError::mls)?;

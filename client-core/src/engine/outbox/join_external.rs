@@ -284,7 +284,7 @@ fn complete(
     }
     store.set_conversation_state(group_id, ConversationState::Active)?;
     store.set_last_seq(group_id, seq)?;
-    let group = groups::load(store, group_id)?;
+    let group = groups::read(store, group_id)?;
     groups::record_members(store, group_id, &group)?;
     store.delete_op(op_id)?;
     let mut events = vec![Event::ConversationUpdated(*group_id)];

@@ -234,7 +234,7 @@ fn held_notice(
     if cx.store.kv_get(&key)?.as_deref() == Some(seen.as_bytes()) {
         return Ok(None);
     }
-    let who: Vec<String> = match groups::load(cx.store, group_id) {
+    let who: Vec<String> = match groups::read(cx.store, group_id) {
         Ok(group) => {
             let certs = groups::member_certs(&group).unwrap_or_default();
             devices
