@@ -591,7 +591,7 @@ mod tests {
     /// A relay that is never reached: the tests show the directory fails
     /// before anything would be sent.
     fn nowhere() -> AdminClient {
-        AdminClient::new("http://127.0.0.1:9", "token")
+        AdminClient::new("http://127.0.0.1:9", "token").expect("loopback")
     }
 
     #[test]

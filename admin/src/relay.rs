@@ -16,6 +16,10 @@ pub enum AdminError {
     /// The relay could not be reached.
     #[error("relay unreachable: {0}")]
     Unreachable(String),
+    /// The relay address may not be used (plain HTTP to another machine,
+    /// a pinned CA that is not a certificate, ...).
+    #[error(transparent)]
+    Transport(#[from] cascade_core::transport::TransportError),
     /// The relay refused the call; `code` is its stable error code.
     #[error("{message} ({code})")]
     Refused {
@@ -62,6 +66,16 @@ pub enum IssueError {
     BadKey(cascade_protocol::DeviceId),
 }
 
+/// Why a call did not reach the relay: TLS's reason when it was TLS.
+fn unreachable(e: reqwest::Error) -> AdminError {
+    match cascade_core::transport::tls_failure(&e) {
+        Some(why) => {
+            AdminError::Unreachable(format!("the relay's TLS certificate is not trusted: {why}"))
+        }
+        None => AdminError::Unreachable(e.without_url().to_string()),
+    }
+}
+
 /// A client of the relay's admin API.
 pub struct AdminClient {
     base: String,
@@ -71,13 +85,24 @@ pub struct AdminClient {
 
 impl AdminClient {
     /// An admin client for the relay at `server_url` (e.g.
-    /// `http://127.0.0.1:7171`) with its admin token.
-    pub fn new(server_url: &str, token: &str) -> Self {
-        Self {
+    /// `https://relay.example.nhs.uk`, or `http://` to this machine) with
+    /// its admin token, verifying the relay against the system's roots.
+    pub fn new(server_url: &str, token: &str) -> Result<Self, AdminError> {
+        Self::pinned(server_url, None, token)
+    }
+
+    /// Like [`AdminClient::new`], but the relay's TLS certificate must
+    /// chain to `server_ca` (PEM) when given.
+    pub fn pinned(
+        server_url: &str,
+        server_ca: Option<&str>,
+        token: &str,
+    ) -> Result<Self, AdminError> {
+        Ok(Self {
             base: server_url.trim_end_matches('/').to_owned(),
             token: token.trim().to_owned(),
-            http: reqwest::Client::new(),
-        }
+            http: cascade_core::transport::http_client(server_url, server_ca)?,
+        })
     }
 
     async fn post<B: Serialize, R: DeserializeOwned>(
@@ -92,7 +117,7 @@ impl AdminClient {
             .json(body)
             .send()
             .await
-            .map_err(|e| AdminError::Unreachable(e.without_url().to_string()))?;
+            .map_err(unreachable)?;
         Self::answer(resp).await
     }
 
@@ -109,10 +134,7 @@ impl AdminClient {
                 message,
             });
         }
-        let text = resp
-            .text()
-            .await
-            .map_err(|e| AdminError::Unreachable(e.without_url().to_string()))?;
+        let text = resp.text().await.map_err(unreachable)?;
         serde_json::from_str(if text.trim().is_empty() {
             "null"
         } else {
@@ -157,7 +179,7 @@ impl AdminClient {
             .bearer_auth(&self.token)
             .send()
             .await
-            .map_err(|e| AdminError::Unreachable(e.without_url().to_string()))?;
+            .map_err(unreachable)?;
         Self::answer(resp).await
     }
 
@@ -209,7 +231,7 @@ impl AdminClient {
             })
             .send()
             .await
-            .map_err(|e| AdminError::Unreachable(e.without_url().to_string()))?;
+            .map_err(unreachable)?;
         Self::answer::<serde_json::Value>(resp).await.map(|_| ())
     }
 
@@ -245,7 +267,7 @@ impl AdminClient {
             })
             .send()
             .await
-            .map_err(|e| AdminError::Unreachable(e.without_url().to_string()))?;
+            .map_err(unreachable)?;
         Self::answer::<serde_json::Value>(resp).await.map(|_| ())
     }
 
@@ -327,7 +349,7 @@ impl AdminClient {
             .bearer_auth(&self.token)
             .send()
             .await
-            .map_err(|e| AdminError::Unreachable(e.without_url().to_string()))?;
+            .map_err(unreachable)?;
         Self::answer(resp).await
     }
 }

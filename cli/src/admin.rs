@@ -173,6 +173,8 @@ pub struct Relay {
     pub token: Option<String>,
     /// `--token-file` / `CASCADE_ADMIN_TOKEN_FILE`.
     pub token_file: Option<PathBuf>,
+    /// `--server-ca` / `CASCADE_SERVER_CA`.
+    pub server_ca: Option<PathBuf>,
 }
 
 impl Relay {
@@ -189,7 +191,14 @@ impl Relay {
                 .to_owned(),
             (None, None) => bail!("give the admin token with --token or --token-file"),
         };
-        Ok(AdminClient::new(&server, &token))
+        let server_ca = self
+            .server_ca
+            .map(|path| {
+                std::fs::read_to_string(&path)
+                    .with_context(|| format!("reading the relay CA {}", path.display()))
+            })
+            .transpose()?;
+        Ok(AdminClient::pinned(&server, server_ca.as_deref(), &token)?)
     }
 }
 

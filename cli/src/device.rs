@@ -17,12 +17,13 @@ use crate::synced;
 pub async fn enrol(
     data_dir: &Path,
     server: &str,
+    server_ca: Option<&str>,
     code: &str,
     device_name: &str,
     json: bool,
     timeout: Duration,
 ) -> Result<()> {
-    let id = Client::enrol(data_dir, server, code, device_name).await?;
+    let id = Client::enrol_pinned(data_dir, server, server_ca, code, device_name).await?;
     let client = Client::open(data_dir).await?;
     let synced = synced(&client, timeout).await;
     client.shutdown().await;

@@ -59,14 +59,24 @@ enum Command {
         /// A file holding the admin token (e.g. the relay's data-dir/admin-token).
         #[arg(long, env = "CASCADE_ADMIN_TOKEN_FILE")]
         token_file: Option<PathBuf>,
+        /// For a relay whose TLS certificate comes from a private CA: that
+        /// CA's certificate (PEM file).
+        #[arg(long, env = "CASCADE_SERVER_CA")]
+        server_ca: Option<PathBuf>,
         #[command(subcommand)]
         command: admin::AdminCommand,
     },
     /// Enrol this device with the one-time enrolment code from your admin.
     Enrol {
-        /// The relay, e.g. http://127.0.0.1:7171.
+        /// The relay, e.g. https://relay.example.nhs.uk (plain http:// only
+        /// for a relay on this machine).
         #[arg(long, env = "CASCADE_SERVER")]
         server: String,
+        /// For a relay whose TLS certificate comes from a private CA: that
+        /// CA's certificate (PEM file). Without it, the system's trusted
+        /// roots verify the relay.
+        #[arg(long, env = "CASCADE_SERVER_CA")]
+        server_ca: Option<PathBuf>,
         /// The enrolment code (token.fingerprint) from `cascade admin token`.
         /// (Codes may start with `-`: they are base64url.)
         #[arg(long, alias = "token", allow_hyphen_values = true)]
@@ -233,20 +243,40 @@ async fn run(cli: Cli) -> Result<()> {
             server,
             token,
             token_file,
+            server_ca,
             command,
         } => {
             let relay = admin::Relay {
                 server,
                 token,
                 token_file,
+                server_ca,
             };
             admin::run(relay, command, json).await
         }
         Command::Enrol {
             server,
+            server_ca,
             code,
             device_name,
-        } => device::enrol(dir, &server, &code, &device_name, json, timeout).await,
+        } => {
+            let server_ca = server_ca
+                .map(|path| {
+                    std::fs::read_to_string(&path)
+                        .with_context(|| format!("reading the relay CA {}", path.display()))
+                })
+                .transpose()?;
+            device::enrol(
+                dir,
+                &server,
+                server_ca.as_deref(),
+                &code,
+                &device_name,
+                json,
+                timeout,
+            )
+            .await
+        }
         Command::Whoami => with_client(dir, async |c| device::whoami(c, json)).await,
         Command::Sync => with_client(dir, async |c| device::sync(c, json, timeout).await).await,
         Command::Devices => {

@@ -12,6 +12,8 @@ use tokio::time::Instant;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::tungstenite::Message as WsMessage;
 
+use crate::transport;
+
 use crate::content::MessageId;
 use crate::engine::{Answer, Engine, Event, Member, Participant, QueryId};
 use crate::error::{CoreError, EnrolmentError, Result};
@@ -76,9 +78,27 @@ impl Client {
     /// dot, and the 64-hex-digit SHA-256 fingerprint of the organisation's
     /// CA certificate. The relay serves the certificate; the fingerprint is
     /// what makes it trustworthy (no trust on first use).
+    ///
+    /// The relay is reached over HTTPS, verified against the system's
+    /// trusted roots ([`Client::enrol_pinned`] pins a CA instead); plain
+    /// `http://` only to this machine ([`crate::transport`]).
     pub async fn enrol(
         data_dir: &Path,
         server_url: &str,
+        code: &str,
+        device_name: &str,
+    ) -> Result<Identity> {
+        Self::enrol_pinned(data_dir, server_url, None, code, device_name).await
+    }
+
+    /// Like [`Client::enrol`], but the relay's TLS certificate must chain to
+    /// `server_ca` (PEM): for a private deployment whose relay certificate
+    /// comes from the organisation's own CA. The pin is kept with the
+    /// identity and used for every later connection.
+    pub async fn enrol_pinned(
+        data_dir: &Path,
+        server_url: &str,
+        server_ca: Option<&str>,
         code: &str,
         device_name: &str,
     ) -> Result<Identity> {
@@ -89,11 +109,12 @@ impl Client {
         if fingerprint.len() != 64 || !fingerprint.bytes().all(|b| b.is_ascii_hexdigit()) {
             return Err(EnrolmentError::BadCode.into());
         }
+        let http = transport::http_client(server_url, server_ca)?;
         std::fs::create_dir_all(data_dir).map_err(EnrolmentError::DataDir)?;
         let mut engine = Engine::new(SqliteStore::open(&db_path(data_dir))?)?;
         let public_key = engine.begin_enrolment()?;
         let url = format!("{}/v1/enrol", server_url.trim_end_matches('/'));
-        let resp = reqwest::Client::new()
+        let resp = http
             .post(url)
             .json(&EnrolRequest {
                 token: token.to_owned(),
@@ -103,7 +124,7 @@ impl Client {
             })
             .send()
             .await
-            .map_err(|_| EnrolmentError::Unreachable)?;
+            .map_err(unreachable)?;
         if !resp.status().is_success() {
             let status = resp.status();
             let error = resp.json::<HttpError>().await.ok();
@@ -119,7 +140,7 @@ impl Client {
             return Err(EnrolmentError::Refused(msg).into());
         }
         let body: EnrolResponse = resp.json().await.map_err(|_| EnrolmentError::BadAnswer)?;
-        let org: OrgInfo = reqwest::Client::new()
+        let org: OrgInfo = http
             .get(format!(
                 "{}/v1/orgs/{}",
                 server_url.trim_end_matches('/'),
@@ -127,7 +148,7 @@ impl Client {
             ))
             .send()
             .await
-            .map_err(|_| EnrolmentError::Unreachable)?
+            .map_err(unreachable)?
             .json()
             .await
             .map_err(|_| EnrolmentError::BadAnswer)?;
@@ -136,7 +157,7 @@ impl Client {
         if crate::identity::fingerprint_hex(&der) != fingerprint.to_ascii_lowercase() {
             return Err(EnrolmentError::FingerprintMismatch.into());
         }
-        engine.complete_enrolment(server_url, body, &der)?;
+        engine.complete_enrolment(server_url, server_ca, body, &der)?;
         engine.identity().cloned().ok_or(CoreError::NotEnrolled)
     }
 
@@ -155,7 +176,8 @@ impl Client {
         let (cmds, rx) = mpsc::unbounded_channel();
         let (events, first) = broadcast::channel(4096);
         let ws_url = ws_url(server_url.unwrap_or(&identity.server_url));
-        tokio::spawn(run(engine, ws_url, rx, events.clone()));
+        let connector = transport::ws_connector(&ws_url, identity.server_ca.as_deref())?;
+        tokio::spawn(run(engine, ws_url, connector, rx, events.clone()));
         Ok(Client {
             cmds,
             events,
@@ -402,6 +424,14 @@ impl Client {
     }
 }
 
+/// Enrolment could not reach the relay: why, if TLS refused it.
+fn unreachable(e: reqwest::Error) -> EnrolmentError {
+    match transport::tls_failure(&e) {
+        Some(why) => EnrolmentError::Tls(why),
+        None => EnrolmentError::Unreachable,
+    }
+}
+
 fn ws_url(server_url: &str) -> String {
     let base = server_url.trim_end_matches('/');
     let base = if let Some(rest) = base.strip_prefix("https://") {
@@ -445,6 +475,7 @@ fn instant_for(at_ms: u64) -> Instant {
 async fn run(
     mut engine: Engine,
     url: String,
+    connector: Option<tokio_tungstenite::Connector>,
     mut cmds: mpsc::UnboundedReceiver<Cmd>,
     events: broadcast::Sender<Event>,
 ) {
@@ -542,14 +573,18 @@ async fn run(
                 Some(Ok(_)) => {}
             },
             _ = tokio::time::sleep_until(reconnect_at), if ws.is_none() && !paused => {
-                match tokio_tungstenite::connect_async_with_config(url.as_str(), Some(config), true).await {
+                match tokio_tungstenite::connect_async_tls_with_config(url.as_str(), Some(config), true, connector.clone()).await {
                     Ok((s, _)) => {
                         ws = Some(s);
                         backoff = BACKOFF_MIN;
                         engine.handle_connected();
                     }
                     Err(e) => {
-                        tracing::debug!(error = %e, "relay unreachable; retrying");
+                        match transport::tls_failure(&e) {
+                            // Not transient: say so where it can be seen.
+                            Some(why) => tracing::warn!(why, "the relay's TLS certificate is not trusted; retrying"),
+                            None => tracing::debug!(error = %e, "relay unreachable; retrying"),
+                        }
                         backoff = (backoff * 2).min(BACKOFF_MAX);
                         let jitter = Duration::from_millis(u64::from(rand::random::<u8>()));
                         reconnect_at = Instant::now() + backoff + jitter;

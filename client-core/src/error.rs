@@ -38,6 +38,10 @@ pub enum CoreError {
     /// Enrolment failed; the variant says why.
     #[error("enrolment failed: {0}")]
     Enrolment(#[from] EnrolmentError),
+    /// The relay address may not be used (plain HTTP to another machine,
+    /// not a URL, a pinned CA that is not a certificate).
+    #[error("{0}")]
+    Transport(#[from] crate::transport::TransportError),
     /// No conversation with this id.
     #[error("unknown conversation")]
     UnknownConversation,
@@ -137,6 +141,10 @@ pub enum EnrolmentError {
     /// The relay could not be reached.
     #[error("the relay is unreachable")]
     Unreachable,
+    /// The relay's TLS certificate was refused (not signed by a trusted or
+    /// the pinned CA, expired, for another name, ...): rustls's reason.
+    #[error("the relay's TLS certificate is not trusted: {0}")]
+    Tls(String),
     /// The relay refused the enrolment (spent or unknown token, ...); its
     /// reason.
     #[error("the relay refused: {0}")]
@@ -201,6 +209,7 @@ impl CoreError {
             CoreError::NotEnrolled => "not_enrolled",
             CoreError::AlreadyEnrolled => "already_enrolled",
             CoreError::Enrolment(_) => "enrolment",
+            CoreError::Transport(_) => "transport",
             CoreError::UnknownConversation => "unknown_conversation",
             CoreError::NotActive => "not_active",
             CoreError::Invalid(_) => "invalid",

@@ -16,6 +16,7 @@ pub mod engine;
 pub mod error;
 pub mod identity;
 pub mod store;
+pub mod transport;
 
 pub use cascade_protocol::{DeviceId, GroupId, OrgId, UserId};
 pub use client::Client;

@@ -435,18 +435,25 @@ pub trait EventListener: Send + Sync {
 
 /// Enrols this device with an enrolment code from an admin, creating
 /// `data_dir` and the device's keys. Then [`CascadeClient::open`] it.
-#[uniffi::export(async_runtime = "tokio")]
+/// `server_ca` (PEM) pins the CA of a relay with a private TLS certificate;
+/// without it the system's trusted roots verify the relay.
+#[uniffi::export(async_runtime = "tokio", default(server_ca = None))]
 pub async fn enrol(
     data_dir: String,
     server_url: String,
     code: String,
     device_name: String,
+    server_ca: Option<String>,
 ) -> Result<FfiIdentity> {
-    Ok(
-        Client::enrol(&PathBuf::from(data_dir), &server_url, &code, &device_name)
-            .await?
-            .into(),
+    Ok(Client::enrol_pinned(
+        &PathBuf::from(data_dir),
+        &server_url,
+        server_ca.as_deref(),
+        &code,
+        &device_name,
     )
+    .await?
+    .into())
 }
 
 /// A running client for one enrolled device.

@@ -51,6 +51,7 @@ pub mod orgs;
 pub mod push;
 pub mod ratelimit;
 pub mod store;
+pub mod tls;
 pub mod token;
 pub mod trust;
 pub mod ws;
@@ -351,6 +352,7 @@ pub fn app(state: AppState) -> Router {
 pub struct Server {
     state: AppState,
     limits: listen::ConnectionLimits,
+    tls: Option<Arc<tls::Tls>>,
 }
 
 impl Server {
@@ -371,7 +373,15 @@ impl Server {
         Self {
             state: AppState::new(store),
             limits: listen::ConnectionLimits::default(),
+            tls: None,
         }
+    }
+
+    /// Serves TLS only, with this certificate (reloadable through the same
+    /// [`tls::Tls`]).
+    pub fn with_tls(mut self, tls: Arc<tls::Tls>) -> Self {
+        self.tls = Some(tls);
+        self
     }
 
     /// Serves within these connection limits instead of the defaults.
@@ -405,6 +415,7 @@ impl Server {
         listen::serve(
             listener,
             app(state.clone()),
+            self.tls.as_ref().map(|tls| tls.acceptor()),
             state.admission().clone(),
             limits,
             async move {

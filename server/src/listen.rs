@@ -36,6 +36,7 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, watch};
+use tokio_rustls::TlsAcceptor;
 use tower::ServiceExt as _;
 
 /// Descriptors kept free below the open-files limit for the store, the
@@ -171,11 +172,35 @@ impl Drop for Admitted {
     }
 }
 
-/// A TCP stream that stays counted while it is open, through the
+/// A connection's byte stream: the TCP stream itself, or TLS over it.
+pub enum Stream {
+    /// Plain TCP (no TLS configured).
+    Plain(TcpStream),
+    /// TLS over TCP.
+    Tls(Box<tokio_rustls::server::TlsStream<TcpStream>>),
+}
+
+/// A connection that stays counted while it is open, through the
 /// WebSocket upgrade (which takes the stream out of the HTTP connection).
 pub struct Counted {
-    stream: TcpStream,
+    stream: Stream,
     _admitted: Admitted,
+}
+
+/// Forwards an I/O call to whichever stream the connection has.
+macro_rules! forward {
+    ($self:ident, $s:ident => $call:expr) => {
+        match &mut $self.stream {
+            Stream::Plain($s) => {
+                let $s = Pin::new($s);
+                $call
+            }
+            Stream::Tls($s) => {
+                let $s = Pin::new($s.as_mut());
+                $call
+            }
+        }
+    };
 }
 
 impl AsyncRead for Counted {
@@ -184,7 +209,7 @@ impl AsyncRead for Counted {
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.stream).poll_read(cx, buf)
+        forward!(self, s => s.poll_read(cx, buf))
     }
 }
 
@@ -194,15 +219,15 @@ impl AsyncWrite for Counted {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.stream).poll_write(cx, buf)
+        forward!(self, s => s.poll_write(cx, buf))
     }
 
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.stream).poll_flush(cx)
+        forward!(self, s => s.poll_flush(cx))
     }
 
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.stream).poll_shutdown(cx)
+        forward!(self, s => s.poll_shutdown(cx))
     }
 
     fn poll_write_vectored(
@@ -210,11 +235,14 @@ impl AsyncWrite for Counted {
         cx: &mut Context<'_>,
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.stream).poll_write_vectored(cx, bufs)
+        forward!(self, s => s.poll_write_vectored(cx, bufs))
     }
 
     fn is_write_vectored(&self) -> bool {
-        self.stream.is_write_vectored()
+        match &self.stream {
+            Stream::Plain(s) => s.is_write_vectored(),
+            Stream::Tls(s) => s.is_write_vectored(),
+        }
     }
 }
 
@@ -231,10 +259,13 @@ fn is_connection_error(e: &io::Error) -> bool {
 
 /// Serves `app` on `listener` within `limits` until `shutdown` resolves,
 /// then stops accepting and asks open HTTP connections to finish, waiting
-/// at most `grace`. (Upgraded WebSockets are the caller's to close.)
+/// at most `grace`. (Upgraded WebSockets are the caller's to close.) With
+/// `tls`, every connection first completes a TLS handshake, within the
+/// header deadline.
 pub async fn serve(
     listener: TcpListener,
     app: Router,
+    tls: Option<TlsAcceptor>,
     admission: Admission,
     limits: ConnectionLimits,
     shutdown: impl Future<Output = ()>,
@@ -276,10 +307,6 @@ pub async fn serve(
         if let Err(e) = stream.set_nodelay(true) {
             tracing::debug!(error = %e, "could not set TCP_NODELAY");
         }
-        let io = TokioIo::new(Counted {
-            stream,
-            _admitted: admitted,
-        });
         let service = app
             .clone()
             .map_request(move |mut request: axum::extract::Request<_>| {
@@ -289,11 +316,36 @@ pub async fn serve(
                 request
             });
         let service = hyper_util::service::TowerToHyperService::new(service);
-        let connection = builder.serve_connection(io, service).with_upgrades();
+        let builder = builder.clone();
+        let tls = tls.clone();
+        let handshake_deadline = limits.header_read_timeout;
         let open = open.clone();
         let mut stopping = stopping.clone();
         tokio::spawn(async move {
             let _open = open;
+            let stream = match tls {
+                None => Stream::Plain(stream),
+                // A handshake gets the header deadline, so that silent or
+                // slow TLS clients cannot hold connections either.
+                Some(acceptor) => {
+                    match tokio::time::timeout(handshake_deadline, acceptor.accept(stream)).await {
+                        Ok(Ok(tls)) => Stream::Tls(Box::new(tls)),
+                        Ok(Err(e)) => {
+                            tracing::debug!(error = %e, "TLS handshake failed");
+                            return;
+                        }
+                        Err(_) => {
+                            tracing::debug!("TLS handshake timed out");
+                            return;
+                        }
+                    }
+                }
+            };
+            let io = TokioIo::new(Counted {
+                stream,
+                _admitted: admitted,
+            });
+            let connection = builder.serve_connection(io, service).with_upgrades();
             tokio::pin!(connection);
             let ended = tokio::select! {
                 ended = connection.as_mut() => ended,

@@ -6,7 +6,10 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::Context;
+use std::sync::Arc;
+
 use cascade_server::listen::ConnectionLimits;
+use cascade_server::tls::Tls;
 use cascade_server::{Config, Server, DEFAULT_LISTEN};
 use clap::{Args, Parser, Subcommand};
 use serde::Deserialize;
@@ -52,9 +55,16 @@ struct ServeArgs {
     /// between requests [default: 10].
     #[arg(long, env = "CASCADE_HEADER_TIMEOUT_SECS")]
     header_timeout_secs: Option<u64>,
+    /// TLS certificate chain (PEM, leaf first): with `--tls-key`, the relay
+    /// serves HTTPS and WSS only. Re-read on SIGHUP.
+    #[arg(long, env = "CASCADE_TLS_CERT", requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// The TLS certificate's private key (PEM). Re-read on SIGHUP.
+    #[arg(long, env = "CASCADE_TLS_KEY", requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
     /// JSON file with `data_dir`, `listen`, `max_connections`,
-    /// `max_connections_per_address` and/or `header_timeout_secs`; flags
-    /// and environment variables take precedence.
+    /// `max_connections_per_address`, `header_timeout_secs`, `tls_cert`
+    /// and/or `tls_key`; flags and environment variables take precedence.
     #[arg(long)]
     config: Option<PathBuf>,
     /// Answer without waiting for durable flushes, so that a crash loses
@@ -80,6 +90,8 @@ struct ConfigFile {
     max_connections: Option<usize>,
     max_connections_per_address: Option<usize>,
     header_timeout_secs: Option<u64>,
+    tls_cert: Option<PathBuf>,
+    tls_key: Option<PathBuf>,
 }
 
 fn read_config_file(path: &Path) -> anyhow::Result<ConfigFile> {
@@ -89,7 +101,13 @@ fn read_config_file(path: &Path) -> anyhow::Result<ConfigFile> {
         .with_context(|| format!("parsing the config file {} as JSON", path.display()))
 }
 
-fn resolve(args: ServeArgs) -> anyhow::Result<(Config, ConnectionLimits)> {
+/// Where the TLS certificate and key are, if the relay serves TLS.
+struct TlsFiles {
+    certificate: PathBuf,
+    key: PathBuf,
+}
+
+fn resolve(args: ServeArgs) -> anyhow::Result<(Config, ConnectionLimits, Option<TlsFiles>)> {
     let file = match &args.config {
         Some(path) => read_config_file(path)?,
         None => ConfigFile::default(),
@@ -126,7 +144,15 @@ fn resolve(args: ServeArgs) -> anyhow::Result<(Config, ConnectionLimits)> {
         !limits.header_read_timeout.is_zero(),
         "the header timeout must be at least 1 second"
     );
-    Ok((config, limits))
+    let tls = match (
+        args.tls_cert.or(file.tls_cert),
+        args.tls_key.or(file.tls_key),
+    ) {
+        (Some(certificate), Some(key)) => Some(TlsFiles { certificate, key }),
+        (None, None) => None,
+        _ => anyhow::bail!("TLS needs both a certificate (tls_cert) and a key (tls_key)"),
+    };
+    Ok((config, limits, tls))
 }
 
 /// Resolves on Ctrl-C or SIGTERM. The handlers are installed when this is
@@ -163,10 +189,24 @@ fn shutdown_signal() -> impl std::future::Future<Output = ()> {
 async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let push_gateway = args.push_gateway.clone();
     let no_fsync = args.unsafe_no_fsync_for_benchmarks;
-    let (config, limits) = resolve(args)?;
+    let (config, limits, tls_files) = resolve(args)?;
+    let tls = match &tls_files {
+        Some(files) => Some(Arc::new(Tls::load(&files.certificate, &files.key)?)),
+        None => None,
+    };
     let (server, token) = Server::open(&config.data_dir)
         .with_context(|| format!("opening the data directory {}", config.data_dir.display()))?;
-    let server = server.with_limits(limits);
+    let mut server = server.with_limits(limits);
+    if let Some(tls) = &tls {
+        server = server.with_tls(tls.clone());
+        reload_on_hangup(tls.clone())?;
+    } else if !config.listen.ip().is_loopback() {
+        eprintln!(
+            "WARNING: serving plain HTTP on {}: clients refuse it unless a TLS proxy \
+             stands in front (see --tls-cert)",
+            config.listen
+        );
+    }
     if let Some(gateway) = push_gateway {
         server.state().enable_push(gateway);
     }
@@ -182,10 +222,33 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     // Catch SIGTERM from here on, before anyone can learn the address.
     let shutdown = shutdown_signal();
     let mut stdout = std::io::stdout().lock();
-    writeln!(stdout, "cascade-server listening on http://{addr}")?;
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    writeln!(stdout, "cascade-server listening on {scheme}://{addr}")?;
     stdout.flush()?;
     drop(stdout);
     server.run(listener, shutdown).await?;
+    Ok(())
+}
+
+/// Re-reads the TLS certificate and key on every SIGHUP.
+fn reload_on_hangup(tls: Arc<Tls>) -> anyhow::Result<()> {
+    #[cfg(unix)]
+    {
+        let mut hangups = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+            .context("installing the SIGHUP handler")?;
+        tokio::spawn(async move {
+            while hangups.recv().await.is_some() {
+                match tls.reload() {
+                    Ok(()) => tracing::info!("TLS certificate reloaded"),
+                    Err(e) => {
+                        tracing::error!(error = %e, "TLS reload failed; serving the previous certificate")
+                    }
+                }
+            }
+        });
+    }
+    #[cfg(not(unix))]
+    drop(tls);
     Ok(())
 }
 

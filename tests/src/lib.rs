@@ -79,7 +79,7 @@ impl Relay {
         Ok(Relay {
             child: Some(child),
             extra,
-            admin: AdminClient::new(&url, &token),
+            admin: AdminClient::new(&url, &token).expect("a loopback relay"),
             data,
             addr,
             url,

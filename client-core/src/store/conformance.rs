@@ -39,6 +39,7 @@ pub fn identity_round_trips<S: ClientStore>(s: S) {
         anchor: vec![1, 2, 3],
         certificate: Some(serde_bytes::ByteBuf::from(vec![4, 5])),
         previous_anchor: None,
+        server_ca: None,
     };
     s.set_identity(&id).expect("write");
     assert_eq!(s.identity().expect("read"), Some(id));

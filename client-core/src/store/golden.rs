@@ -122,6 +122,7 @@ fn samples() -> Vec<(&'static str, Vec<u8>)> {
                 anchor: vec![1, 2],
                 certificate: Some(serde_bytes::ByteBuf::from(vec![3])),
                 previous_anchor: None,
+                server_ca: None,
             }),
         ),
         (

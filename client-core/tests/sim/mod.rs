@@ -194,6 +194,7 @@ impl Sim {
         engine
             .complete_enrolment(
                 "http://relay.sim",
+                None,
                 http::EnrolResponse {
                     device_id: id,
                     org_id: org,
@@ -346,6 +347,7 @@ impl Sim {
         engine
             .complete_enrolment(
                 "http://relay.sim",
+                None,
                 http::EnrolResponse {
                     device_id: id,
                     org_id: user_id.org(),
