@@ -25,7 +25,9 @@ use std::io::Write as _;
 use std::path::{Path, PathBuf};
 
 use cascade_core::identity::{der_to_pem, fingerprint_hex, pem_to_der, CertError, TrustAnchor};
+use cascade_protocol::enrolment_code;
 use cascade_protocol::{DeviceId, OrgId, UserId};
+use sha2::Digest as _;
 
 use crate::relay::{AdminClient, AdminError, IssueError, Issued};
 use crate::OrgCa;
@@ -125,9 +127,13 @@ pub struct Rotation {
 /// A one-time enrolment code, as [`CaDir::enrolment_code`] makes it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct EnrolmentCode {
-    /// `<token>.<CA fingerprint, 64 hex digits>`: what the person types in.
-    /// The fingerprint lets the device check the CA the relay serves.
+    /// The short code (`XXXX-XXXX-XXXX-XXXX-XXXX-XXXX`): the token and the
+    /// start of the CA's fingerprint, which lets the device check the CA
+    /// the relay serves (`cascade_protocol::enrolment_code`).
     pub code: String,
+    /// The same as a `cascade://enrol` link, with the relay's address and
+    /// the CA's full fingerprint: for a QR code or a click.
+    pub link: String,
     /// The user it enrols a device for.
     pub user_id: UserId,
     /// Expiry of the token, seconds since the Unix epoch.
@@ -283,8 +289,11 @@ impl CaDir {
     ) -> Result<EnrolmentCode, CaDirError> {
         let ca = self.ca_of(&user.org())?;
         let t = admin.issue_enrolment_token(user, ttl_secs).await?;
+        let digest: [u8; 32] = sha2::Sha256::digest(ca.cert_der()).into();
+        let code = enrolment_code::short_code(&t.token, &digest);
         Ok(EnrolmentCode {
-            code: format!("{}.{}", t.token, fingerprint_hex(ca.cert_der())),
+            link: enrolment_code::link(admin.server_url(), &code, &digest),
+            code,
             user_id: t.user_id,
             expires_at: t.expires_at,
         })

@@ -105,6 +105,11 @@ impl AdminClient {
         })
     }
 
+    /// The relay's address, as given.
+    pub fn server_url(&self) -> &str {
+        &self.base
+    }
+
     async fn post<B: Serialize, R: DeserializeOwned>(
         &self,
         path: &str,

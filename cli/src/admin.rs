@@ -145,17 +145,22 @@ pub enum AdminCommand {
         #[arg(long, default_value = "Staff")]
         role: String,
     },
-    /// Issue a one-time enrolment code for one device of a user: the token
-    /// and the organisation CA's fingerprint, for the user to type in.
+    /// Issue a one-time enrolment code for one device of a user: 24
+    /// letters and digits to read out (the token and the start of the
+    /// organisation CA's fingerprint).
     Token {
         /// user@org.
         user: UserId,
         /// The CA directory (for the fingerprint).
         #[arg(long)]
         ca_dir: PathBuf,
-        /// Lifetime in seconds.
+        /// Lifetime in seconds [default: 3 days].
         #[arg(long)]
         ttl: Option<u64>,
+        /// Also print the code as a QR code (and the `cascade://enrol` link
+        /// it holds), for a device with a camera.
+        #[arg(long)]
+        qr: bool,
     },
     /// List an organisation's users.
     Users {
@@ -222,14 +227,33 @@ pub async fn run(relay: Relay, command: AdminCommand, json: bool) -> Result<()> 
             });
             Ok(())
         }
-        AdminCommand::Token { user, ca_dir, ttl } => {
+        AdminCommand::Token {
+            user,
+            ca_dir,
+            ttl,
+            qr,
+        } => {
             let admin = relay.connect()?;
             let c = CaDir::new(ca_dir)
                 .enrolment_code(&admin, &user, ttl)
                 .await?;
+            if qr && !json {
+                let code = qrcode::QrCode::new(c.link.as_bytes())
+                    .context("the link does not fit a QR code")?;
+                let picture = code
+                    .render::<qrcode::render::unicode::Dense1x2>()
+                    .quiet_zone(true)
+                    .build();
+                println!("{picture}\n{}", c.link);
+            }
             say(
                 json,
-                json!({ "code": c.code, "user_id": c.user_id, "expires_at": c.expires_at }),
+                json!({
+                    "code": c.code,
+                    "link": c.link,
+                    "user_id": c.user_id,
+                    "expires_at": c.expires_at,
+                }),
                 || c.code.clone(),
             );
             Ok(())

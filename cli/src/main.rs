@@ -69,16 +69,18 @@ enum Command {
     /// Enrol this device with the one-time enrolment code from your admin.
     Enrol {
         /// The relay, e.g. https://relay.example.nhs.uk (plain http:// only
-        /// for a relay on this machine).
+        /// for a relay on this machine). Not needed with a cascade://enrol
+        /// link, which carries it.
         #[arg(long, env = "CASCADE_SERVER")]
-        server: String,
+        server: Option<String>,
         /// For a relay whose TLS certificate comes from a private CA: that
         /// CA's certificate (PEM file). Without it, the system's trusted
         /// roots verify the relay.
         #[arg(long, env = "CASCADE_SERVER_CA")]
         server_ca: Option<PathBuf>,
-        /// The enrolment code (token.fingerprint) from `cascade admin token`.
-        /// (Codes may start with `-`: they are base64url.)
+        /// The enrolment code from `cascade admin token`
+        /// (XXXX-XXXX-XXXX-XXXX-XXXX-XXXX, any case), or its cascade://enrol
+        /// link. (Earlier token.fingerprint codes may start with `-`.)
         #[arg(long, alias = "token", allow_hyphen_values = true)]
         code: String,
         /// A name for this device.
@@ -268,7 +270,7 @@ async fn run(cli: Cli) -> Result<()> {
                 .transpose()?;
             device::enrol(
                 dir,
-                &server,
+                server.as_deref().unwrap_or_default(),
                 server_ca.as_deref(),
                 &code,
                 &device_name,

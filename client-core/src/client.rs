@@ -13,6 +13,8 @@ use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::tungstenite::Message as WsMessage;
 
 use crate::transport;
+use cascade_protocol::enrolment_code;
+use sha2::Digest as _;
 
 use crate::content::MessageId;
 use crate::engine::{Answer, Engine, Event, Member, Participant, QueryId};
@@ -102,13 +104,13 @@ impl Client {
         code: &str,
         device_name: &str,
     ) -> Result<Identity> {
-        let (token, fingerprint) = code
-            .trim()
-            .rsplit_once('.')
-            .ok_or(EnrolmentError::BadCode)?;
-        if fingerprint.len() != 64 || !fingerprint.bytes().all(|b| b.is_ascii_hexdigit()) {
-            return Err(EnrolmentError::BadCode.into());
-        }
+        let code = enrolment_code::parse(code).map_err(|_| EnrolmentError::BadCode)?;
+        // An address given explicitly wins over a link's.
+        let server_url = match (server_url.trim(), code.server.as_deref()) {
+            ("", Some(from_link)) => from_link,
+            ("", None) => return Err(EnrolmentError::NoServer.into()),
+            (given, _) => given,
+        };
         let http = transport::http_client(server_url, server_ca)?;
         std::fs::create_dir_all(data_dir).map_err(EnrolmentError::DataDir)?;
         let mut engine = Engine::new(SqliteStore::open(&db_path(data_dir))?)?;
@@ -117,10 +119,10 @@ impl Client {
         let resp = http
             .post(url)
             .json(&EnrolRequest {
-                token: token.to_owned(),
+                token: code.token.clone(),
                 signature_key: hex::encode(&public_key),
                 device_name: device_name.to_owned(),
-                ca_fingerprint: Some(fingerprint.to_ascii_lowercase()),
+                ca_fingerprint: Some(code.fingerprint.as_str().to_owned()),
             })
             .send()
             .await
@@ -154,7 +156,7 @@ impl Client {
             .map_err(|_| EnrolmentError::BadAnswer)?;
         let pem = org.ca_certificate.ok_or(EnrolmentError::NoCaCertificate)?;
         let der = crate::identity::pem_to_der(&pem)?;
-        if crate::identity::fingerprint_hex(&der) != fingerprint.to_ascii_lowercase() {
+        if !code.fingerprint.matches(&sha2::Sha256::digest(&der).into()) {
             return Err(EnrolmentError::FingerprintMismatch.into());
         }
         engine.complete_enrolment(server_url, server_ca, body, &der)?;

@@ -132,9 +132,12 @@ pub enum InvalidInput {
 /// Why enrolment failed.
 #[derive(Debug, thiserror::Error)]
 pub enum EnrolmentError {
-    /// The code is not `token.fingerprint` with a 64-hex-digit fingerprint.
-    #[error("the enrolment code is not token.fingerprint (64 hex digits)")]
+    /// The code is none of the forms of `cascade_protocol::enrolment_code`.
+    #[error("the enrolment code does not read: it is 24 letters and digits (XXXX-XXXX-XXXX-XXXX-XXXX-XXXX), or a cascade://enrol link")]
     BadCode,
+    /// No relay address: none given, and the code is not a link.
+    #[error("no relay address: give it (--server), or use the cascade://enrol link")]
+    NoServer,
     /// The data directory could not be created.
     #[error("cannot create the data directory: {0}")]
     DataDir(std::io::Error),

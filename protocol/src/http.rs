@@ -138,14 +138,17 @@ pub struct EnrolmentToken {
 /// `POST /v1/enrol`: enrol a device with a one-time token.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct EnrolRequest {
-    /// The one-time enrolment token.
+    /// The one-time enrolment token (a short code's 10 characters, in any
+    /// case; or an earlier long token).
     pub token: String,
     /// The device's Ed25519 signature public key (its MLS signature key), hex.
     pub signature_key: String,
     /// A name for the device ("Ward 7 desktop").
     pub device_name: String,
-    /// The SHA-256 of the organisation's CA certificate (64 hex digits) as
-    /// the enrolment code carries it. If given, the relay refuses with
+    /// The organisation's CA fingerprint as the enrolment code carries it:
+    /// the SHA-256 of its certificate in 64 hex digits, or its first 14
+    /// characters in Crockford base32 (a short code,
+    /// [`crate::enrolment_code`]). If given, the relay refuses with
     /// `409 fingerprint_mismatch`, without spending the token, when the
     /// token's organisation has another CA. (The device checks the CA it is
     /// served against the code itself as well; this only keeps a mistyped

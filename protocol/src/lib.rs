@@ -11,6 +11,7 @@
 
 pub mod auth;
 pub mod codec;
+pub mod enrolment_code;
 pub mod error;
 pub mod frames;
 pub mod http;

@@ -285,7 +285,9 @@ async fn issue_enrolment_token(
     if state.store().get_user(&req.user_id)?.is_none() {
         return Err(ApiError::NotFound("unknown user"));
     }
-    let token = new_token();
+    // A short-code token (50 bits): guessing is held off by the enrolment
+    // rate limits (`enrol.rs`), and the code stays short enough to read out.
+    let token = cascade_protocol::enrolment_code::new_token();
     let expires_at = unix_now() + ttl;
     let record = EnrolmentTokenRecord {
         user_id: req.user_id.clone(),

@@ -1,9 +1,10 @@
 //! `POST /v1/enrol`: a device enrols with a one-time token.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, Ipv6Addr, SocketAddr};
 
 use axum::extract::{ConnectInfo, State};
 use axum::Json;
+use cascade_protocol::enrolment_code::{canonical_token, Fingerprint};
 use cascade_protocol::frames::Bytes;
 use cascade_protocol::http::{EnrolRequest, EnrolResponse};
 use cascade_protocol::limits::MAX_NAME_BYTES;
@@ -42,8 +43,11 @@ fn check_fingerprint(state: &AppState, hash: &[u8; 32], expected: &str) -> Resul
     let ca = store
         .get_org(&token.user_id.org())?
         .and_then(|o| o.ca_certificate);
-    let actual = ca.map(|der| hex::encode(Sha256::digest(&der)));
-    if actual.as_deref() != Some(expected.to_ascii_lowercase().as_str()) {
+    let matches = match (ca, Fingerprint::parse(expected)) {
+        (Some(der), Ok(fingerprint)) => fingerprint.matches(&Sha256::digest(&der).into()),
+        _ => false,
+    };
+    if !matches {
         tracing::info!("enrolment refused: the code's fingerprint is not the organisation's CA");
         return Err(ApiError::FingerprintMismatch);
     }
@@ -55,18 +59,25 @@ fn check_fingerprint(state: &AppState, hash: &[u8; 32], expected: &str) -> Resul
 /// not burn it. `401 invalid_token` for an unknown, used or expired token.
 ///
 /// After [`crate::ENROL_FAILURES_PER_ADDRESS`] refused tokens or codes from
-/// one source address within [`crate::ENROL_WINDOW`], every request from
-/// it gets `429 rate_limited` until the window ends, so tokens cannot be
-/// guessed at speed.
+/// one source address (one /64 for IPv6) within [`crate::ENROL_WINDOW`],
+/// every request from it gets `429 rate_limited` until the window ends, and
+/// after [`crate::ENROL_FAILURES_TOTAL`] from all addresses together, every
+/// request does: tokens cannot be guessed at speed, from one address or
+/// many.
 pub async fn enrol(
     State(state): State<AppState>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     ApiJson(req): ApiJson<EnrolRequest>,
 ) -> Result<Json<EnrolResponse>, ApiError> {
-    let failures = &state.limits().enrol_failures;
-    if let Err(wait) = failures.check(&peer.ip()) {
+    let limits = state.limits();
+    let address = address_key(peer.ip());
+    if let Err(wait) = limits
+        .enrol_failures
+        .check(&address)
+        .and_then(|()| limits.enrol_failures_total.check(&()))
+    {
         state.metrics().limited("enrolment");
-        tracing::info!("enrolment refused: too many failures from one address");
+        tracing::info!("enrolment refused: too many failed enrolments");
         return Err(ApiError::RateLimited {
             retry_after_secs: wait.as_secs().max(1),
         });
@@ -78,9 +89,25 @@ pub async fn enrol(
     ) {
         // A full table refuses new addresses at their next attempt (the
         // check above), not this one, which was answered already.
-        let _ = failures.attempt(&peer.ip());
+        let _ = limits.enrol_failures.attempt(&address);
+        let _ = limits.enrol_failures_total.attempt(&());
     }
     result
+}
+
+/// The key a source address is limited under: an IPv4 address itself, an
+/// IPv6 address's /64 (one host commonly holds a whole /64).
+pub fn address_key(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V4(_) => ip,
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => IpAddr::V4(v4),
+            None => {
+                let [a, b, c, d, ..] = v6.segments();
+                IpAddr::V6(Ipv6Addr::new(a, b, c, d, 0, 0, 0, 0))
+            }
+        },
+    }
 }
 
 async fn enrol_device(
@@ -100,10 +127,12 @@ async fn enrol_device(
         enrolled_at: unix_now(),
     };
     let store = state.store();
+    // A short-code token reads however it was typed.
+    let hash = token_hash(&canonical_token(&req.token));
     if let Some(expected) = &req.ca_fingerprint {
-        check_fingerprint(state, &token_hash(&req.token), expected)?;
+        check_fingerprint(state, &hash, expected)?;
     }
-    let device = match store.enrol_device(&token_hash(&req.token), unix_now(), &new) {
+    let device = match store.enrol_device(&hash, unix_now(), &new) {
         Ok(device) => device,
         Err(StoreError::InvalidToken) => {
             tracing::info!("enrolment refused: invalid token");
@@ -132,4 +161,22 @@ async fn enrol_device(
         display_name: user.display_name,
         role: user.role,
     }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_ipv6_host_is_limited_as_its_slash_64() {
+        let a: IpAddr = "2001:db8:1:2:aaaa::1".parse().expect("v6");
+        let b: IpAddr = "2001:db8:1:2:bbbb::9".parse().expect("v6");
+        let c: IpAddr = "2001:db8:1:3::1".parse().expect("v6");
+        assert_eq!(address_key(a), address_key(b));
+        assert_ne!(address_key(a), address_key(c));
+        let v4: IpAddr = "192.0.2.7".parse().expect("v4");
+        let mapped: IpAddr = "::ffff:192.0.2.7".parse().expect("mapped");
+        assert_eq!(address_key(mapped), v4);
+        assert_eq!(address_key(v4), v4);
+    }
 }

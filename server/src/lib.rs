@@ -128,8 +128,10 @@ pub struct Limits {
     pub claims_per_user: ratelimit::Limiter<(cascade_protocol::DeviceId, cascade_protocol::UserId)>,
     /// KeyPackage claims per claiming device.
     pub claims_per_device: ratelimit::Limiter<cascade_protocol::DeviceId>,
-    /// Failed enrolments per source address.
+    /// Failed enrolments per source address (an IPv6 address's /64).
     pub enrol_failures: ratelimit::Limiter<std::net::IpAddr>,
+    /// Failed enrolments from all addresses together.
+    pub enrol_failures_total: ratelimit::Limiter<()>,
 }
 
 /// Claims one device may make of one user's KeyPackages per
@@ -144,6 +146,13 @@ pub const CLAIM_WINDOW: Duration = Duration::from_secs(600);
 /// Failed enrolments from one source address per [`ENROL_WINDOW`] before
 /// the relay answers `429` until the window ends.
 pub const ENROL_FAILURES_PER_ADDRESS: u32 = 10;
+/// Failed enrolments from all addresses together per [`ENROL_WINDOW`]
+/// before every enrolment gets `429` until the window ends: with many
+/// addresses a guesser is still held to 28,800 guesses a day, against 2^50
+/// possible short-code tokens (`docs/threat-model.md`). It makes guessing
+/// stop enrolment for everyone (never messaging): that is the intended
+/// failure.
+pub const ENROL_FAILURES_TOTAL: u32 = 200;
 /// The window of the enrolment limit.
 pub const ENROL_WINDOW: Duration = Duration::from_secs(600);
 /// Most keys a rate-limit table holds (beyond it new keys are refused).
@@ -167,6 +176,7 @@ impl Default for Limits {
                 ENROL_WINDOW,
                 RATE_LIMIT_KEYS,
             ),
+            enrol_failures_total: ratelimit::Limiter::new(ENROL_FAILURES_TOTAL, ENROL_WINDOW, 1),
         }
     }
 }
@@ -382,6 +392,11 @@ impl Server {
     pub fn with_tls(mut self, tls: Arc<tls::Tls>) -> Self {
         self.tls = Some(tls);
         self
+    }
+
+    /// The metrics, e.g. for [`tls::Tls::report_expiry`].
+    pub fn metrics(&self) -> &metrics::Metrics {
+        self.state.metrics()
     }
 
     /// Serves within these connection limits instead of the defaults.

@@ -191,15 +191,19 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let no_fsync = args.unsafe_no_fsync_for_benchmarks;
     let (config, limits, tls_files) = resolve(args)?;
     let tls = match &tls_files {
-        Some(files) => Some(Arc::new(Tls::load(&files.certificate, &files.key)?)),
+        Some(files) => Some(Tls::load(&files.certificate, &files.key)?),
         None => None,
     };
     let (server, token) = Server::open(&config.data_dir)
         .with_context(|| format!("opening the data directory {}", config.data_dir.display()))?;
     let mut server = server.with_limits(limits);
+    let tls = tls.map(|mut tls| {
+        tls.report_expiry(server.metrics().tls_certificate_expiry.clone());
+        Arc::new(tls)
+    });
+    reload_on_hangup(tls.clone())?;
     if let Some(tls) = &tls {
         server = server.with_tls(tls.clone());
-        reload_on_hangup(tls.clone())?;
     } else if !config.listen.ip().is_loopback() {
         eprintln!(
             "WARNING: serving plain HTTP on {}: clients refuse it unless a TLS proxy \
@@ -230,17 +234,20 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Re-reads the TLS certificate and key on every SIGHUP.
-fn reload_on_hangup(tls: Arc<Tls>) -> anyhow::Result<()> {
+/// Re-reads the TLS certificate and key on every SIGHUP. Without TLS a
+/// SIGHUP only says there is nothing to reload (rather than ending the
+/// relay, as the signal's default would).
+fn reload_on_hangup(tls: Option<Arc<Tls>>) -> anyhow::Result<()> {
     #[cfg(unix)]
     {
         let mut hangups = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
             .context("installing the SIGHUP handler")?;
         tokio::spawn(async move {
             while hangups.recv().await.is_some() {
-                match tls.reload() {
-                    Ok(()) => tracing::info!("TLS certificate reloaded"),
-                    Err(e) => {
+                match tls.as_deref().map(Tls::reload) {
+                    None => tracing::info!("SIGHUP: no TLS certificate to reload"),
+                    Some(Ok(())) => tracing::info!("TLS certificate reloaded"),
+                    Some(Err(e)) => {
                         tracing::error!(error = %e, "TLS reload failed; serving the previous certificate")
                     }
                 }

@@ -37,6 +37,9 @@ pub struct Metrics {
     connections_refused: Counter,
     websockets_open: Gauge,
     devices_online: Gauge,
+    /// When the TLS certificate served now expires (seconds since 1970;
+    /// absent without TLS).
+    pub tls_certificate_expiry: Gauge,
 }
 
 impl Default for Metrics {
@@ -96,8 +99,15 @@ impl Default for Metrics {
             "Authenticated devices connected",
             devices_online.clone(),
         );
+        let tls_certificate_expiry = Gauge::default();
+        registry.register(
+            "tls_certificate_expiry_timestamp_seconds",
+            "When the TLS certificate served now expires (0 without TLS)",
+            tls_certificate_expiry.clone(),
+        );
         Self {
             registry,
+            tls_certificate_expiry,
             requests,
             refusals,
             rate_limited,

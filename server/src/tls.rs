@@ -11,6 +11,7 @@
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
 
+use prometheus_client::metrics::gauge::Gauge;
 use rustls::crypto::CryptoProvider;
 use rustls::server::{ClientHello, ResolvesServerCert};
 use rustls::sign::CertifiedKey;
@@ -55,7 +56,14 @@ pub struct Tls {
     key: PathBuf,
     current: Arc<Current>,
     acceptor: TlsAcceptor,
+    /// When the certificate served now expires (seconds since 1970), shared
+    /// with the metric that reports it.
+    expiry: Gauge,
 }
+
+/// A certificate that expires within this many seconds is warned about at
+/// every load (an expired relay certificate cuts every device off).
+pub const EXPIRY_WARNING_SECS: i64 = 14 * 24 * 3600;
 
 /// The certificate served to new handshakes.
 #[derive(Debug)]
@@ -80,7 +88,9 @@ impl Tls {
     /// Reads the certificate chain (PEM, leaf first) and its private key
     /// (PEM: PKCS#8, PKCS#1 or SEC1).
     pub fn load(certificate: &Path, key: &Path) -> Result<Self, TlsError> {
-        let pair = read_pair(certificate, key)?;
+        let (pair, not_after) = read_pair(certificate, key)?;
+        let expiry = Gauge::default();
+        expiry.set(not_after);
         let current = Arc::new(Current(RwLock::new(Arc::new(pair))));
         let mut config = ServerConfig::builder_with_provider(provider())
             .with_safe_default_protocol_versions()
@@ -94,18 +104,31 @@ impl Tls {
             key: key.to_owned(),
             current,
             acceptor: TlsAcceptor::from(Arc::new(config)),
+            expiry,
         })
+    }
+
+    /// When the certificate served now expires (seconds since 1970).
+    pub fn expiry(&self) -> i64 {
+        self.expiry.get()
+    }
+
+    /// Reports the expiry through `gauge` (a metric) from now on.
+    pub fn report_expiry(&mut self, gauge: Gauge) {
+        gauge.set(self.expiry.get());
+        self.expiry = gauge;
     }
 
     /// Reads the certificate and key again; new handshakes get them. On an
     /// error the pair served so far stays.
     pub fn reload(&self) -> Result<(), TlsError> {
-        let pair = read_pair(&self.certificate, &self.key)?;
+        let (pair, not_after) = read_pair(&self.certificate, &self.key)?;
         *self
             .current
             .0
             .write()
             .unwrap_or_else(std::sync::PoisonError::into_inner) = Arc::new(pair);
+        self.expiry.set(not_after);
         Ok(())
     }
 
@@ -115,7 +138,9 @@ impl Tls {
     }
 }
 
-fn read_pair(certificate: &Path, key: &Path) -> Result<CertifiedKey, TlsError> {
+/// The pair, and when its certificate expires (seconds since 1970). Warns
+/// if that is in less than [`EXPIRY_WARNING_SECS`].
+fn read_pair(certificate: &Path, key: &Path) -> Result<(CertifiedKey, i64), TlsError> {
     let cert_error = |reason: String| TlsError::Certificate {
         path: certificate.to_owned(),
         reason,
@@ -136,10 +161,23 @@ fn read_pair(certificate: &Path, key: &Path) -> Result<CertifiedKey, TlsError> {
         .key_provider
         .load_private_key(der)
         .map_err(|e| key_error(e.to_string()))?;
+    let not_after = x509_parser::parse_x509_certificate(&chain[0])
+        .map_err(|e| cert_error(format!("the leaf certificate does not parse: {e}")))?
+        .1
+        .validity()
+        .not_after
+        .timestamp();
     let pair = CertifiedKey::new(chain, signing);
     pair.keys_match().map_err(|_| TlsError::Mismatch {
         certificate: certificate.to_owned(),
         key: key.to_owned(),
     })?;
-    Ok(pair)
+    let left = not_after - crate::unix_now() as i64;
+    if left < EXPIRY_WARNING_SECS {
+        tracing::warn!(
+            days_left = left / 86_400,
+            "the TLS certificate expires soon (or has): replace it and send SIGHUP"
+        );
+    }
+    Ok((pair, not_after))
 }

@@ -389,8 +389,59 @@ async fn guessing_enrolment_tokens_is_stopped_per_address() {
     assert_eq!((status, body["code"].as_str()), (429, Some("rate_limited")));
     let retry_after: u64 = retry_after.expect("Retry-After").parse().expect("seconds");
     assert!((1..=600).contains(&retry_after), "{retry_after}");
-    let (status, _, body) = enrol_from("127.0.0.2", addr, &attempt(&token.token)).await;
+    // The token reads however it was typed (lower case, grouped).
+    let typed = format!("{}-{}", &token.token[..4], &token.token[4..]).to_lowercase();
+    let (status, _, body) = enrol_from("127.0.0.2", addr, &attempt(&typed)).await;
     assert_eq!(status, 200, "{body}");
+}
+
+/// Guessing from many addresses is held off too: after
+/// `ENROL_FAILURES_TOTAL` refused attempts from all addresses together,
+/// every enrolment waits, from any address.
+#[tokio::test]
+async fn guessing_enrolment_tokens_from_many_addresses_is_stopped() {
+    let relay = start().await;
+    let addr = relay.server.addr();
+    let _ = relay.device("alice@north");
+    let (status, body) = admin(
+        &relay,
+        "/v1/admin/enrolment-tokens",
+        serde_json::json!({"user_id": "alice@north", "ttl_secs": null}),
+    )
+    .await;
+    assert_eq!(status, 201);
+    let token: cascade_protocol::http::EnrolmentToken =
+        serde_json::from_slice(&body).expect("token");
+    assert_eq!(
+        token.token.len(),
+        cascade_protocol::enrolment_code::TOKEN_CHARS
+    );
+    let key = hex::encode(
+        ed25519_dalek::SigningKey::from_bytes(&rand::random())
+            .verifying_key()
+            .to_bytes(),
+    );
+    let attempt = |token: &str| serde_json::json!({"token": token, "signature_key": key, "device_name": "Phone"});
+    let per_address = cascade_server::ENROL_FAILURES_PER_ADDRESS;
+    let addresses = cascade_server::ENROL_FAILURES_TOTAL.div_ceil(per_address);
+    let mut refused = 0;
+    for a in 0..addresses {
+        let from = format!("127.0.1.{}", a + 1);
+        for n in 0..per_address {
+            if refused == cascade_server::ENROL_FAILURES_TOTAL {
+                break;
+            }
+            let (status, _, body) =
+                enrol_from(&from, addr, &attempt(&format!("GUESS{a:02}{n:03}"))).await;
+            assert_eq!(
+                (status, body["code"].as_str()),
+                (401, Some("invalid_token"))
+            );
+            refused += 1;
+        }
+    }
+    let (status, _, body) = enrol_from("127.0.2.1", addr, &attempt(&token.token)).await;
+    assert_eq!((status, body["code"].as_str()), (429, Some("rate_limited")));
 }
 
 /// A frame nested a hundred thousand levels deep (in a field the relay

@@ -237,6 +237,17 @@ impl Relay {
         Ok(code.code)
     }
 
+    /// The same as a `cascade://enrol` link (what `cascade admin token --qr`
+    /// shows as a QR code).
+    pub async fn enrolment_link(&self, user: &str) -> Result<String> {
+        let id = UserId::new(user)?;
+        let code = self
+            .ca_dir(id.org().as_str())
+            .enrolment_code(&self.admin, &id, None)
+            .await?;
+        Ok(code.link)
+    }
+
     /// The organisation's admins issue certificates to its waiting devices
     /// (new ones, and ones due for renewal), as `cascade admin issue` does.
     pub async fn issue_pending(&self, org: &str) -> Result<usize> {

@@ -518,10 +518,22 @@ async fn admin_guide_commands_work_as_documented() -> Result<()> {
     const CA: &str = "~/cascade-ca/north-trust";
     let mut doc = Doc::open("docs/admin-guide.md")?;
 
-    // §2 Running the relay.
-    doc.serve("cascade-server serve --data-dir /var/lib/cascade --listen 127.0.0.1:7171")
+    // §2 Running the relay: its TLS certificate first. The document's
+    // relay is `relay.example`, which the test reaches as 127.0.0.1: the
+    // certificate names that address too.
+    doc.fill(
+        "subjectAltName=DNS:relay.example",
+        "subjectAltName=DNS:relay.example,IP:127.0.0.1",
+    );
+    doc.run("mkdir -p ~/cascade-tls").await?;
+    doc.run("openssl req -x509 -newkey ed25519 -nodes -days 3650 -subj \"/CN=North NHS Trust relay CA\" -keyout ~/cascade-tls/tls-ca.key -out ~/cascade-tls/tls-ca.pem").await?;
+    doc.run("openssl req -newkey ed25519 -nodes -subj \"/CN=relay.example\" -addext \"subjectAltName=DNS:relay.example\" -keyout ~/cascade-tls/relay.key -out ~/cascade-tls/relay.csr").await?;
+    doc.run("openssl x509 -req -in ~/cascade-tls/relay.csr -CA ~/cascade-tls/tls-ca.pem -CAkey ~/cascade-tls/tls-ca.key -days 365 -copy_extensions copy -out ~/cascade-tls/relay.pem").await?;
+    doc.serve("cascade-server serve --data-dir /var/lib/cascade --listen 127.0.0.1:7171 --tls-cert ~/cascade-tls/relay.pem --tls-key ~/cascade-tls/relay.key")
         .await?;
-    doc.run("export CASCADE_SERVER=http://127.0.0.1:7171")
+    doc.run("export CASCADE_SERVER=https://relay.example:7171")
+        .await?;
+    doc.run("export CASCADE_SERVER_CA=$HOME/cascade-tls/tls-ca.pem   # or --server-ca; not needed with a public CA")
         .await?;
     doc.run("export CASCADE_ADMIN_TOKEN_FILE=/var/lib/cascade/admin-token   # or --token-file")
         .await?;
@@ -534,7 +546,7 @@ async fn admin_guide_commands_work_as_documented() -> Result<()> {
     let our_fp = init.after("fingerprint:")?;
     doc.run("cascade admin create-org north-trust --name \"North NHS Trust\" --ca-dir ~/cascade-ca/north-trust").await?;
     let org = doc
-        .run("curl -s \"$CASCADE_SERVER/v1/orgs/north-trust\"")
+        .run("curl -s --cacert \"$CASCADE_SERVER_CA\" \"$CASCADE_SERVER/v1/orgs/north-trust\"")
         .await?;
     ensure!(
         org.stdout.contains("BEGIN CERTIFICATE"),
@@ -549,9 +561,27 @@ async fn admin_guide_commands_work_as_documented() -> Result<()> {
     let code = doc
         .run("cascade admin token alice@north-trust --ca-dir ~/cascade-ca/north-trust")
         .await?;
-    doc.fill("<enrolment code>", code.stdout.trim());
+    let short = code.stdout.trim();
+    ensure!(
+        short.len() == 29 && short.split('-').all(|g| g.len() == 4),
+        "a short code in six groups of four: {short:?}"
+    );
+    doc.fill("<enrolment code>", short);
+    let qr = doc
+        .run("cascade admin token alice@north-trust --ca-dir ~/cascade-ca/north-trust --qr")
+        .await?;
+    ensure!(
+        qr.stdout.contains('█')
+            && qr
+                .stdout
+                .contains("cascade://enrol?server=https%3A%2F%2F127.0.0.1%3A"),
+        "a QR code and the link it holds: {}",
+        qr.stdout
+    );
+    // The admin gave Alice the relay's TLS CA with the code.
+    doc.extra("cp ~/cascade-tls/tls-ca.pem tls-ca.pem").await?;
     let enrolled = doc
-        .run("cascade enrol --server http://relay.example:7171 --code <enrolment code> --device-name \"Alice's phone\"")
+        .run("cascade enrol --server https://relay.example:7171 --server-ca tls-ca.pem --code <enrolment code> --device-name \"Alice's phone\"")
         .await?;
     ensure!(enrolled
         .stdout
@@ -570,7 +600,7 @@ async fn admin_guide_commands_work_as_documented() -> Result<()> {
     );
     // §4.6: what waits (nothing, now).
     let pending = doc
-        .run("curl -s -H \"Authorization: Bearer $(cat \"$CASCADE_ADMIN_TOKEN_FILE\")\" \"$CASCADE_SERVER/v1/admin/orgs/north-trust/pending-devices\"")
+        .run("curl -s --cacert \"$CASCADE_SERVER_CA\" -H \"Authorization: Bearer $(cat \"$CASCADE_ADMIN_TOKEN_FILE\")\" \"$CASCADE_SERVER/v1/admin/orgs/north-trust/pending-devices\"")
         .await?;
     ensure!(
         pending.stdout.trim() == "[]",
@@ -676,7 +706,7 @@ async fn admin_guide_commands_work_as_documented() -> Result<()> {
 
     // §9 Troubleshooting: the relay's CA against ours.
     doc.run(
-        "curl -s \"$CASCADE_SERVER/v1/orgs/north-trust\" | jq -r .ca_certificate > relay-ca.pem",
+        "curl -s --cacert \"$CASCADE_SERVER_CA\" \"$CASCADE_SERVER/v1/orgs/north-trust\" | jq -r .ca_certificate > relay-ca.pem",
     )
     .await?;
     let relay_ca = doc

@@ -3,6 +3,7 @@
 use anyhow::Result;
 use cascade_core::identity::{verify_device_cert, TrustAnchor};
 use cascade_core::{Client, CoreError, Event};
+use cascade_protocol::enrolment_code;
 use cascade_tests::*;
 
 /// A cross-organisation conversation needs each organisation to pin the
@@ -113,7 +114,20 @@ async fn enrolment_checks_the_ca_fingerprint() -> Result<()> {
         .create_user(&uid("bob@north-trust"), "Bob", "Doctor")
         .await?;
     let code = relay.enrolment_code("bob@north-trust").await?;
-    let (token, _) = code.rsplit_once('.').expect("token.fingerprint");
+    let token = enrolment_code::parse(&code).expect("a code").token;
+    // The same token with another CA's fingerprint (in both forms).
+    let wrong = format!("{token}{}", "0".repeat(enrolment_code::FINGERPRINT_CHARS));
+    let dir = tempfile::tempdir()?;
+    let err = Client::enrol(dir.path(), &relay.url, &wrong, "laptop")
+        .await
+        .expect_err("a wrong fingerprint is refused");
+    assert!(
+        matches!(
+            err,
+            CoreError::Enrolment(cascade_core::EnrolmentError::FingerprintMismatch)
+        ),
+        "{err}"
+    );
     let wrong = format!("{token}.{}", "ab".repeat(32));
     let dir = tempfile::tempdir()?;
     let err = Client::enrol(dir.path(), &relay.url, &wrong, "laptop")
@@ -134,9 +148,9 @@ async fn enrolment_checks_the_ca_fingerprint() -> Result<()> {
     // A fresh, unspent token without the fingerprint is refused too, before
     // the token is spent: the same token with the fingerprint then enrols.
     let code = relay.enrolment_code("bob@north-trust").await?;
-    let (token, _) = code.rsplit_once('.').expect("token.fingerprint");
+    let token = enrolment_code::parse(&code).expect("a code").token;
     let dir = tempfile::tempdir()?;
-    let bare = Client::enrol(dir.path(), &relay.url, token, "laptop").await;
+    let bare = Client::enrol(dir.path(), &relay.url, &token, "laptop").await;
     assert!(
         matches!(
             &bare,
@@ -144,7 +158,33 @@ async fn enrolment_checks_the_ca_fingerprint() -> Result<()> {
         ),
         "no fingerprint, no enrolment: {bare:?}"
     );
-    Client::enrol(dir.path(), &relay.url, &code, "laptop").await?;
+    // Typed as a person might from a phone call: lower case, spaces, and
+    // an `o` for a zero or an `l` for a one.
+    let typed = code
+        .to_lowercase()
+        .replace('-', " ")
+        .replace('0', "o")
+        .replace('1', "l");
+    Client::enrol(dir.path(), &relay.url, &typed, "laptop").await?;
+    Ok(())
+}
+
+/// The code as a `cascade://enrol` link (what the QR code holds) enrols
+/// with no relay address given: the link carries it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_link_enrols_without_a_relay_address() -> Result<()> {
+    let relay = Relay::start().await?;
+    relay.org("north-trust").await?;
+    relay
+        .admin()
+        .create_user(&uid("bob@north-trust"), "Bob", "Doctor")
+        .await?;
+    let link = relay.enrolment_link("bob@north-trust").await?;
+    assert!(link.starts_with("cascade://enrol?server=http%3A%2F%2F127.0.0.1%3A"));
+    let dir = tempfile::tempdir()?;
+    let id = Client::enrol(dir.path(), "", &link, "phone").await?;
+    assert_eq!(id.user_id, uid("bob@north-trust"));
+    assert_eq!(id.server_url, relay.url);
     Ok(())
 }
 

@@ -22,7 +22,7 @@ struct Pki {
     key_pem: String,
 }
 
-fn pki(name: &str) -> Result<Pki> {
+fn pki(name: &str, expires: (i32, u8, u8)) -> Result<Pki> {
     let ca_key = KeyPair::generate()?;
     let mut ca = CertificateParams::new(Vec::<String>::new())?;
     ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
@@ -32,6 +32,7 @@ fn pki(name: &str) -> Result<Pki> {
     let issuer = rcgen::Issuer::new(ca, ca_key);
     let key = KeyPair::generate()?;
     let mut leaf = CertificateParams::new(vec!["localhost".to_owned()])?;
+    leaf.not_after = rcgen::date_time_ymd(expires.0, expires.1, expires.2);
     leaf.subject_alt_names
         .push(SanType::IpAddress("127.0.0.1".parse()?));
     let cert = leaf.signed_by(&key, &issuer)?;
@@ -128,10 +129,29 @@ fn s(p: &Path) -> &str {
     p.to_str().expect("utf-8 path")
 }
 
+/// `cascade_tls_certificate_expiry_timestamp_seconds` from the relay's
+/// metrics, read over TLS with its CA pinned.
+async fn expiry_metric(relay: &TlsRelay, ca_pem: &str) -> Result<i64> {
+    let token = std::fs::read_to_string(&relay.token_file)?;
+    let client = cascade_core::transport::http_client(&relay.url, Some(ca_pem))?;
+    let text = client
+        .get(format!("{}/metrics", relay.url))
+        .bearer_auth(token.trim())
+        .send()
+        .await?
+        .text()
+        .await?;
+    let line = text
+        .lines()
+        .find(|l| l.starts_with("cascade_tls_certificate_expiry_timestamp_seconds "))
+        .context("no expiry metric")?;
+    Ok(line.rsplit(' ').next().unwrap_or_default().parse()?)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_tls_relay_serves_admins_and_devices_that_pin_its_ca() -> Result<()> {
     let dir = tempfile::tempdir()?;
-    let first = pki("first")?;
+    let first = pki("first", (2031, 1, 2))?;
     let ca = dir.path().join("relay-ca.pem");
     let cert = dir.path().join("relay.pem");
     let key = dir.path().join("relay.key");
@@ -141,6 +161,8 @@ async fn a_tls_relay_serves_admins_and_devices_that_pin_its_ca() -> Result<()> {
     let relay = start(&dir.path().join("relay"), &cert, &key, &[]).await?;
     let url = relay.url.as_str();
     let token = s(&relay.token_file).to_owned();
+    // The relay reports when its certificate expires (2031-01-02).
+    assert_eq!(expiry_metric(&relay, &first.ca_pem).await?, 1_925_078_400);
     let ca_dir = dir.path().join("ca");
     let admin = |rest: &[&str]| -> Vec<String> {
         let mut v: Vec<String> = [
@@ -307,7 +329,7 @@ async fn a_tls_relay_serves_admins_and_devices_that_pin_its_ca() -> Result<()> {
     // A new certificate from another CA, loaded on SIGHUP without a
     // restart: new connections get it, so clients pinning the old CA stop
     // trusting the relay and clients pinning the new one start.
-    let second = pki("second")?;
+    let second = pki("second", (2032, 3, 4))?;
     let ca2 = dir.path().join("relay-ca-2.pem");
     std::fs::write(&ca2, &second.ca_pem)?;
     std::fs::write(&cert, &second.cert_pem)?;
@@ -367,6 +389,7 @@ async fn a_tls_relay_serves_admins_and_devices_that_pin_its_ca() -> Result<()> {
     )
     .await?;
     ensure!(old.contains("UnknownIssuer"), "old pin after reload: {old}");
+    assert_eq!(expiry_metric(&relay, &second.ca_pem).await?, 1_961_971_200); // 2032-03-04
 
     // A reload that fails (a key that is not the certificate's) keeps the
     // certificate served so far.
@@ -385,7 +408,7 @@ async fn a_tls_relay_serves_admins_and_devices_that_pin_its_ca() -> Result<()> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_silent_tls_client_is_cut_off_at_the_handshake_deadline() -> Result<()> {
     let dir = tempfile::tempdir()?;
-    let pki = pki("deadline")?;
+    let pki = pki("deadline", (2031, 1, 2))?;
     let cert = dir.path().join("relay.pem");
     let key = dir.path().join("relay.key");
     std::fs::write(&cert, &pki.cert_pem)?;

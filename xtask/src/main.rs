@@ -153,6 +153,9 @@ pub const APT_PACKAGES: &[&str] = &[
     // The admin guide's troubleshooting reads the relay's CA with jq; the
     // documentation test runs it.
     "jq",
+    // The admin guide makes the relay's TLS certificate with openssl; the
+    // documentation test runs it.
+    "openssl",
     "wget",
     "file",
     "libwebkit2gtk-4.1-dev",
