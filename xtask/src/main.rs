@@ -20,6 +20,13 @@
 //!   message.
 //! - `cargo xtask soak [--seeds N] [--steps N]`: the engine's seeded random
 //!   interactions on the simulated relay, far longer than the test run.
+//! - `cargo xtask fuzz <target> [--secs N] [-- LIBFUZZER ARGS]`: one of
+//!   `fuzz/`'s targets under libFuzzer with LLVM coverage (stable compiler
+//!   options only), on its corpus in `fuzz/corpus/<target>/`, which it
+//!   grows; a crash is written to `fuzz/artifacts/<target>/`. With
+//!   `--minimize` it instead rewrites the corpus as the smallest set of its
+//!   inputs that keeps the same coverage (libFuzzer's `-merge=1`), which is
+//!   what is checked in.
 //!
 //! Cargo's target directory defaults to `$HOME/.cache/cascade/target`, outside
 //! the clone, so that fresh clones (CI) reuse warm builds.
@@ -45,10 +52,11 @@ fn main() -> Result<()> {
         Some("bench") => bench(&args[1..]),
         Some("bench-mls") => bench_mls(&args[1..]),
         Some("soak") => soak(&args[1..]),
+        Some("fuzz") => fuzz(&args[1..]),
         Some("bindings") => bindings(&cwd, &args[1..]),
         _ => {
             eprintln!(
-                "usage: cargo xtask <test|ci|demo|bench|bench-mls [--sizes N,N,…]|soak [--seeds N] [--steps N]|bindings [--out DIR]>"
+                "usage: cargo xtask <test|ci|demo|bench|bench-mls [--sizes N,N,…]|soak [--seeds N] [--steps N]|fuzz <target> [--secs N]|bindings [--out DIR]>"
             );
             std::process::exit(2);
         }
@@ -406,6 +414,115 @@ fn soak(args: &[String]) -> Result<()> {
         ])
         .env("CASCADE_SIM_SEEDS", &seeds)
         .env("CASCADE_SIM_STEPS", &steps))
+}
+
+/// The fuzz targets of `fuzz/`.
+const FUZZ_TARGETS: &[&str] = &[
+    "frame_decoder",
+    "mls_header",
+    "stored_records",
+    "relay_requests",
+];
+
+/// `cargo xtask fuzz <target> [--secs N] [-- ARGS]`: builds the target with
+/// libFuzzer and SanitizerCoverage instrumentation (what cargo-fuzz passes,
+/// minus the nightly-only address sanitizer: every option here is stable),
+/// in its own target directory so the ordinary build stays warm, and runs
+/// it on its corpus for `N` seconds (default 60).
+fn fuzz(args: &[String]) -> Result<()> {
+    const USAGE: &str =
+        "usage: cargo xtask fuzz <target> [--secs N | --minimize] [-- LIBFUZZER ARGS]";
+    let (ours, theirs) = match args.iter().position(|a| a == "--") {
+        Some(at) => (&args[..at], &args[at + 1..]),
+        None => (args, &[][..]),
+    };
+    let target = ours.first().context(USAGE)?;
+    if !FUZZ_TARGETS.contains(&target.as_str()) {
+        bail!(
+            "unknown target {target:?}; the targets: {}",
+            FUZZ_TARGETS.join(", ")
+        );
+    }
+    let mut secs = "60".to_owned();
+    let mut minimize = false;
+    let mut it = ours[1..].iter();
+    while let Some(flag) = it.next() {
+        match flag.as_str() {
+            "--secs" => secs = it.next().context(USAGE)?.clone(),
+            "--minimize" => minimize = true,
+            _ => bail!(USAGE),
+        }
+    }
+    let fuzz_target_dir = target_dir().join("fuzz");
+    let flags = [
+        "--cfg fuzzing",
+        "-Cpasses=sancov-module",
+        "-Cllvm-args=-sanitizer-coverage-level=4",
+        "-Cllvm-args=-sanitizer-coverage-inline-8bit-counters",
+        "-Cllvm-args=-sanitizer-coverage-pc-table",
+        "-Cllvm-args=-sanitizer-coverage-trace-compares",
+        "-Cdebug-assertions",
+        "-Coverflow-checks",
+    ]
+    .join(" ");
+    // An explicit `--target` keeps RUSTFLAGS off build scripts and proc
+    // macros, which are linked without libFuzzer's coverage callbacks.
+    let host = host_triple()?;
+    run(cargo()
+        .args([
+            "build",
+            "--release",
+            "--locked",
+            "-p",
+            "cascade-fuzz",
+            "--bin",
+            target,
+        ])
+        .args(["--target", &host])
+        .env("CARGO_TARGET_DIR", &fuzz_target_dir)
+        .env("RUSTFLAGS", &flags))?;
+    let corpus = Path::new("fuzz/corpus").join(target);
+    let artifacts = Path::new("fuzz/artifacts").join(target);
+    std::fs::create_dir_all(&corpus)?;
+    std::fs::create_dir_all(&artifacts)?;
+    let binary = fuzz_target_dir.join(&host).join("release").join(target);
+    if minimize {
+        // Merge into an empty directory, then put it in the corpus's place.
+        let merged = Path::new("fuzz/artifacts").join(format!("{target}.merged"));
+        if merged.exists() {
+            std::fs::remove_dir_all(&merged)?;
+        }
+        std::fs::create_dir_all(&merged)?;
+        run(Command::new(&binary)
+            .arg("-merge=1")
+            .arg("-rss_limit_mb=4096")
+            .arg(&merged)
+            .arg(&corpus)
+            .args(theirs))?;
+        let before = std::fs::read_dir(&corpus)?.count();
+        std::fs::remove_dir_all(&corpus)?;
+        std::fs::rename(&merged, &corpus)?;
+        let after = std::fs::read_dir(&corpus)?.count();
+        println!("{target}: corpus minimised from {before} to {after} inputs");
+        return Ok(());
+    }
+    run(Command::new(&binary)
+        .arg(&corpus)
+        .arg(format!("-max_total_time={secs}"))
+        .arg(format!("-artifact_prefix={}/", artifacts.display()))
+        .arg("-rss_limit_mb=4096")
+        .arg("-max_len=65536")
+        .args(theirs))
+}
+
+/// The compiler's host target triple (`rustc -vV`).
+fn host_triple() -> Result<String> {
+    let out = Command::new("rustc").arg("-vV").output()?;
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .find_map(|l| l.strip_prefix("host: "))
+        .map(str::to_owned)
+        .context("rustc -vV names no host")
 }
 
 /// Builds the relay and the load generator in release mode and runs the load

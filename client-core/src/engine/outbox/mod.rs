@@ -27,8 +27,9 @@ mod remove;
 mod send;
 mod update_credential;
 
+pub(crate) use add_members::AddClaims;
 #[cfg(test)]
-pub(crate) use add_members::{AddClaims, Claimed};
+pub(crate) use add_members::Claimed;
 pub use join_external::REJOINED_TEXT;
 pub(crate) use join_external::{begin_rejoin, own_echo};
 pub use send::HELD_TEXT;
