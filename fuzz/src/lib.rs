@@ -14,12 +14,19 @@
 //!   authentication, is answered or refused, a `Ping` sent after them is
 //!   still answered (or the connection closed), and a fresh connection is
 //!   still served.
+//! - [`groups`]: several client engines and the relay in process, in the
+//!   order the input chooses, crashing and reconnecting; no honest group
+//!   forks and no message is shown twice (see [`groups`]'s module).
 //!
 //! `cargo xtask fuzz <target> [--secs N]` builds a target with LLVM's
 //! coverage instrumentation and libFuzzer (`--cfg fuzzing`; all stable
 //! compiler options) and runs it on `fuzz/corpus/<target>/`. Built
 //! normally, a target replays the files or directories it is given, and
 //! `tests/corpus.rs` replays the checked-in corpus in every test run.
+
+mod groups;
+
+pub use groups::{groups, play, Outcome};
 
 use std::path::PathBuf;
 use std::pin::Pin;

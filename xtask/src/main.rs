@@ -422,6 +422,7 @@ const FUZZ_TARGETS: &[&str] = &[
     "mls_header",
     "stored_records",
     "relay_requests",
+    "groups",
 ];
 
 /// `cargo xtask fuzz <target> [--secs N] [-- ARGS]`: builds the target with
