@@ -82,6 +82,13 @@ pub enum ProtocolError {
     /// resort), or the user has no enrolled device.
     #[error("no KeyPackages available for this user")]
     NoKeyPackages,
+    /// The relay cannot store anything new for now (its disk is nearly
+    /// full); nothing was done. Retry after the given time.
+    #[error("relay unavailable for writes: retry after {retry_after_ms} ms")]
+    Unavailable {
+        /// Milliseconds to wait before retrying.
+        retry_after_ms: u64,
+    },
     /// The relay failed internally (storage error). The request had no effect;
     /// retrying is safe.
     #[error("internal relay error")]

@@ -268,6 +268,15 @@ fn samples() -> Vec<(&'static str, Vec<u8>)> {
             "err_no_key_packages",
             resp(11, Err(ProtocolError::NoKeyPackages)),
         ),
+        (
+            "err_unavailable",
+            resp(
+                11,
+                Err(ProtocolError::Unavailable {
+                    retry_after_ms: 5000,
+                }),
+            ),
+        ),
         ("err_internal", resp(11, Err(ProtocolError::Internal))),
         (
             "rejected",

@@ -82,6 +82,11 @@ pub async fn enrol(
             retry_after_secs: wait.as_secs().max(1),
         });
     }
+    if state.room_to_write().is_err() {
+        return Err(ApiError::Unavailable {
+            retry_after_secs: crate::disk::RETRY_AFTER_MS / 1000,
+        });
+    }
     let result = enrol_device(&state, req).await;
     if matches!(
         result,

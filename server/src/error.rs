@@ -74,6 +74,13 @@ pub enum DsError {
         /// Milliseconds until the limit's window ends.
         retry_after_ms: u64,
     },
+    /// The data directory's disk is under its reserve: nothing was
+    /// written (see [`crate::disk`]).
+    #[error("the relay's disk is nearly full")]
+    Unavailable {
+        /// Milliseconds to wait before retrying.
+        retry_after_ms: u64,
+    },
     /// The store failed or refused (`WrongEpoch` and `QueueFull` from the
     /// store are passed on as such).
     #[error(transparent)]
@@ -104,6 +111,9 @@ impl DsError {
             DsError::UnknownDevice => ProtocolError::UnknownDevice,
             DsError::TooLarge { limit } => ProtocolError::TooLarge { limit: *limit },
             DsError::RateLimited { retry_after_ms } => ProtocolError::RateLimited {
+                retry_after_ms: *retry_after_ms,
+            },
+            DsError::Unavailable { retry_after_ms } => ProtocolError::Unavailable {
                 retry_after_ms: *retry_after_ms,
             },
             DsError::NoKeyPackages => ProtocolError::NoKeyPackages,
@@ -184,6 +194,13 @@ pub enum ApiError {
     /// payload_too_large`).
     #[error("the request body is too large")]
     PayloadTooLarge,
+    /// The relay's disk is under its reserve; nothing was written (`503
+    /// unavailable`, with `Retry-After` in seconds).
+    #[error("the relay cannot store anything now (its disk is nearly full); try again later")]
+    Unavailable {
+        /// Seconds to wait before retrying.
+        retry_after_secs: u64,
+    },
     /// The store failed (`500 internal`).
     #[error("internal relay error")]
     Store(#[from] StoreError),
@@ -204,6 +221,7 @@ impl ApiError {
             ApiError::SuccessorNotAnnounced => (StatusCode::CONFLICT, "successor_not_announced"),
             ApiError::RateLimited { .. } => (StatusCode::TOO_MANY_REQUESTS, "rate_limited"),
             ApiError::PayloadTooLarge => (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large"),
+            ApiError::Unavailable { .. } => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
             ApiError::Store(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
         }
     }
@@ -220,7 +238,9 @@ impl IntoResponse for ApiError {
             message: self.to_string(),
         };
         let mut response = (status, Json(body)).into_response();
-        if let ApiError::RateLimited { retry_after_secs } = self {
+        if let ApiError::RateLimited { retry_after_secs }
+        | ApiError::Unavailable { retry_after_secs } = self
+        {
             response.headers_mut().insert(
                 axum::http::header::RETRY_AFTER,
                 axum::http::HeaderValue::from(retry_after_secs),
@@ -239,4 +259,11 @@ pub enum ServerError {
     /// A file, directory or socket operation failed.
     #[error("io: {0}")]
     Io(#[from] std::io::Error),
+    /// A durable flush failed while serving (the disk is full, or failing):
+    /// the relay stopped so that it restarts on what is durable.
+    #[error(
+        "the store failed to write (is the disk full?); the relay stopped so that it \
+         restarts on what is durable: free space and start it again"
+    )]
+    StoreFailed,
 }

@@ -37,6 +37,7 @@ use tokio::task::JoinHandle;
 pub mod admin;
 pub mod audit;
 pub mod certificate;
+pub mod disk;
 pub mod ds;
 pub mod durability;
 pub mod enrol;
@@ -120,6 +121,10 @@ struct Inner {
     limits: Limits,
     metrics: metrics::Metrics,
     audit: std::sync::OnceLock<audit::AuditLog>,
+    disk: std::sync::OnceLock<Arc<disk::DiskGuard>>,
+    /// A durable flush failed: the store may hold in memory what is not on
+    /// disk, so the relay stops (see [`disk`]).
+    store_failed: std::sync::atomic::AtomicBool,
 }
 
 /// The relay's rate limits (`ratelimit`), shared by all connections.
@@ -200,6 +205,8 @@ impl AppState {
                 limits: Limits::default(),
                 metrics,
                 audit: std::sync::OnceLock::new(),
+                disk: std::sync::OnceLock::new(),
+                store_failed: std::sync::atomic::AtomicBool::new(false),
             }),
         }
     }
@@ -212,7 +219,60 @@ impl AppState {
     /// Makes every write completed before the call durable; concurrent
     /// callers share flushes.
     pub async fn flush(&self) -> Result<(), StoreError> {
-        self.inner.flusher.flush().await
+        let flushed = self.inner.flusher.flush().await;
+        if let Err(e) = &flushed {
+            self.store_failed(e);
+        }
+        flushed
+    }
+
+    /// A durable flush failed. The store (sled) refuses every write after a
+    /// failed one until it is reopened, and may hold in memory what never
+    /// reached the disk, so nothing more is served from it: the relay stops
+    /// and its process exits non-zero for the supervisor to restart it on
+    /// what is durable (see [`disk`]).
+    fn store_failed(&self, error: &StoreError) {
+        if !self.inner.store_failed.swap(true, Ordering::SeqCst) {
+            tracing::error!(
+                error = %error,
+                "the store failed to write (is the disk full?): stopping, so that the relay \
+                 restarts on what is durable"
+            );
+            self.begin_shutdown();
+        }
+    }
+
+    /// Whether a durable flush failed (the relay is stopping).
+    pub fn has_store_failed(&self) -> bool {
+        self.inner.store_failed.load(Ordering::SeqCst)
+    }
+
+    /// Refuses writes while the data directory's disk has less than
+    /// `min_free` bytes free (see [`disk`]). Call once, at start-up.
+    pub fn watch_disk(&self, dir: &Path, min_free: u64) -> std::io::Result<()> {
+        let guard = Arc::new(disk::DiskGuard::new(dir, min_free)?);
+        disk::DiskGuard::spawn_checks(Arc::clone(&guard), self.shutdown_signal());
+        let _ = self.inner.disk.set(guard);
+        Ok(())
+    }
+
+    /// The disk guard, when the relay watches its disk.
+    pub fn disk(&self) -> Option<&disk::DiskGuard> {
+        self.inner.disk.get().map(|d| &**d)
+    }
+
+    /// `Err(Unavailable)` while the disk is under its reserve: call before a
+    /// request stores anything new.
+    pub fn room_to_write(&self) -> Result<(), DsError> {
+        match self.disk() {
+            Some(disk) if disk.is_low() => {
+                self.inner.metrics.limited("disk_reserve");
+                Err(DsError::Unavailable {
+                    retry_after_ms: disk::RETRY_AFTER_MS,
+                })
+            }
+            _ => Ok(()),
+        }
     }
 
     /// How many durable flushes have run since the relay started.
@@ -434,8 +494,13 @@ impl Server {
             state.admission().clone(),
             limits,
             async move {
-                shutdown.await;
-                tracing::info!("shutting down");
+                // The caller's signal, or the relay's own stop (a store that
+                // failed to write).
+                let mut stopping = signal_state.shutdown_signal();
+                tokio::select! {
+                    () = shutdown => tracing::info!("shutting down"),
+                    _ = stopping.wait_for(|stopping| *stopping) => {}
+                }
                 signal_state.begin_shutdown();
             },
             SHUTDOWN_GRACE,
@@ -450,6 +515,9 @@ impl Server {
                 open = state.open_connections(),
                 "connections still open after the grace period"
             );
+        }
+        if state.has_store_failed() {
+            return Err(ServerError::StoreFailed);
         }
         state.inner.flusher.flush_now().await?;
         tracing::info!("store flushed; stopped");

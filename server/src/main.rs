@@ -62,9 +62,16 @@ struct ServeArgs {
     /// The TLS certificate's private key (PEM). Re-read on SIGHUP.
     #[arg(long, env = "CASCADE_TLS_KEY", requires = "tls_cert")]
     tls_key: Option<PathBuf>,
+    /// Free space (MiB) to keep on the data directory's disk: below it the
+    /// relay refuses new messages, groups, KeyPackages and enrolments with
+    /// a retryable `Unavailable` until space is freed; 0 turns the reserve
+    /// off [default: 256].
+    #[arg(long, env = "CASCADE_MIN_FREE_DISK_MIB")]
+    min_free_disk_mib: Option<u64>,
     /// JSON file with `data_dir`, `listen`, `max_connections`,
-    /// `max_connections_per_address`, `header_timeout_secs`, `tls_cert`
-    /// and/or `tls_key`; flags and environment variables take precedence.
+    /// `max_connections_per_address`, `header_timeout_secs`,
+    /// `min_free_disk_mib`, `tls_cert` and/or `tls_key`; flags and
+    /// environment variables take precedence.
     #[arg(long)]
     config: Option<PathBuf>,
     /// Answer without waiting for durable flushes, so that a crash loses
@@ -90,6 +97,7 @@ struct ConfigFile {
     max_connections: Option<usize>,
     max_connections_per_address: Option<usize>,
     header_timeout_secs: Option<u64>,
+    min_free_disk_mib: Option<u64>,
     tls_cert: Option<PathBuf>,
     tls_key: Option<PathBuf>,
 }
@@ -101,13 +109,23 @@ fn read_config_file(path: &Path) -> anyhow::Result<ConfigFile> {
         .with_context(|| format!("parsing the config file {} as JSON", path.display()))
 }
 
+/// The relay's settings that come from flags, environment and the config
+/// file.
+struct Settings {
+    config: Config,
+    limits: ConnectionLimits,
+    tls: Option<TlsFiles>,
+    /// The disk reserve in bytes.
+    min_free_disk: u64,
+}
+
 /// Where the TLS certificate and key are, if the relay serves TLS.
 struct TlsFiles {
     certificate: PathBuf,
     key: PathBuf,
 }
 
-fn resolve(args: ServeArgs) -> anyhow::Result<(Config, ConnectionLimits, Option<TlsFiles>)> {
+fn resolve(args: ServeArgs) -> anyhow::Result<Settings> {
     let file = match &args.config {
         Some(path) => read_config_file(path)?,
         None => ConfigFile::default(),
@@ -152,7 +170,18 @@ fn resolve(args: ServeArgs) -> anyhow::Result<(Config, ConnectionLimits, Option<
         (None, None) => None,
         _ => anyhow::bail!("TLS needs both a certificate (tls_cert) and a key (tls_key)"),
     };
-    Ok((config, limits, tls))
+    let min_free_disk = match args.min_free_disk_mib.or(file.min_free_disk_mib) {
+        Some(mib) => mib
+            .checked_mul(1024 * 1024)
+            .context("min_free_disk_mib is too large")?,
+        None => cascade_server::disk::DEFAULT_MIN_FREE_BYTES,
+    };
+    Ok(Settings {
+        config,
+        limits,
+        tls,
+        min_free_disk,
+    })
 }
 
 /// Resolves on Ctrl-C or SIGTERM. The handlers are installed when this is
@@ -189,7 +218,12 @@ fn shutdown_signal() -> impl std::future::Future<Output = ()> {
 async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let push_gateway = args.push_gateway.clone();
     let no_fsync = args.unsafe_no_fsync_for_benchmarks;
-    let (config, limits, tls_files) = resolve(args)?;
+    let Settings {
+        config,
+        limits,
+        tls: tls_files,
+        min_free_disk,
+    } = resolve(args)?;
     let tls = match &tls_files {
         Some(files) => Some(Tls::load(&files.certificate, &files.key)?),
         None => None,
@@ -211,6 +245,10 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             config.listen
         );
     }
+    server
+        .state()
+        .watch_disk(&config.data_dir, min_free_disk)
+        .with_context(|| format!("reading the free space of {}", config.data_dir.display()))?;
     if let Some(gateway) = push_gateway {
         server.state().enable_push(gateway);
     }

@@ -40,6 +40,8 @@ pub struct Metrics {
     /// When the TLS certificate served now expires (seconds since 1970;
     /// absent without TLS).
     pub tls_certificate_expiry: Gauge,
+    disk_free: Gauge,
+    disk_reserve: Gauge,
 }
 
 impl Default for Metrics {
@@ -105,9 +107,23 @@ impl Default for Metrics {
             "When the TLS certificate served now expires (0 without TLS)",
             tls_certificate_expiry.clone(),
         );
+        let disk_free = Gauge::default();
+        registry.register(
+            "disk_free_bytes",
+            "Free space on the data directory's disk at the last check (every second)",
+            disk_free.clone(),
+        );
+        let disk_reserve = Gauge::default();
+        registry.register(
+            "disk_reserve_bytes",
+            "Free space below which new messages, groups, KeyPackages and enrolments are refused",
+            disk_reserve.clone(),
+        );
         Self {
             registry,
             tls_certificate_expiry,
+            disk_free,
+            disk_reserve,
             requests,
             refusals,
             rate_limited,
@@ -135,6 +151,10 @@ impl Metrics {
             .set(to_i64(state.open_connections() as u64));
         self.devices_online
             .set(to_i64(state.registry().connected().len() as u64));
+        if let Some(disk) = state.disk() {
+            self.disk_free.set(to_i64(disk.free_bytes()));
+            self.disk_reserve.set(to_i64(disk.min_free_bytes()));
+        }
         let mut out = String::new();
         if let Err(e) = prometheus_client::encoding::text::encode(&mut out, &self.registry) {
             tracing::error!(error = %e, "could not encode the metrics");
@@ -208,6 +228,7 @@ fn refusal_kind(error: &ProtocolError) -> &'static str {
         ProtocolError::Malformed { .. } => "Malformed",
         ProtocolError::UnsupportedVersion { .. } => "UnsupportedVersion",
         ProtocolError::NoKeyPackages => "NoKeyPackages",
+        ProtocolError::Unavailable { .. } => "Unavailable",
         ProtocolError::Internal => "Internal",
     }
 }

@@ -46,6 +46,12 @@ pub fn bin_dir() -> PathBuf {
 /// A relay process with its own temporary data directory.
 pub struct Relay {
     child: Option<Child>,
+    /// Where the test sees the data directory when it is not `data`'s
+    /// (a relay on a small disk of its own).
+    data_view: Option<PathBuf>,
+    /// Where the supervisor of a relay on a small disk writes each exit
+    /// status.
+    exits: Option<PathBuf>,
     /// Extra `serve` arguments, kept for restarts.
     extra: Vec<String>,
     data: tempfile::TempDir,
@@ -70,23 +76,82 @@ impl Relay {
 
     /// Starts a relay with extra `serve` arguments (e.g. a push gateway).
     pub async fn start_with(extra: &[&str]) -> Result<Relay> {
+        Self::start_on(extra, None, "127.0.0.1:0").await
+    }
+
+    /// Starts a relay whose data directory is a filesystem of its own of
+    /// `mib` MiB, which the test can fill: a tmpfs mounted in user, mount
+    /// and PID namespaces of the relay's own (`unshare`). Inside them a
+    /// shell supervises the relay as systemd's `Restart=on-failure` would:
+    /// whenever it exits with an error it is started again, on the same
+    /// port and disk; [`Relay::exits`] lists how it exited. The test reaches
+    /// the directory through [`Relay::data_dir`] (`/proc/<pid>/root/...`).
+    /// [`Relay::restart`] does not apply: the disk goes with the namespaces.
+    pub async fn start_on_small_disk(mib: u64, extra: &[&str]) -> Result<Relay> {
+        // A fixed port, so that the supervised restarts listen where the
+        // devices connect.
+        let port = std::net::TcpListener::bind("127.0.0.1:0")?
+            .local_addr()?
+            .port();
+        Self::start_on(extra, Some(mib), &format!("127.0.0.1:{port}")).await
+    }
+
+    async fn start_on(extra: &[&str], disk_mib: Option<u64>, listen: &str) -> Result<Relay> {
         let data = tempfile::tempdir()?;
+        let admins = tempfile::tempdir()?;
         let extra: Vec<String> = extra.iter().map(|s| s.to_string()).collect();
-        let (child, addr) = spawn_relay(data.path(), "127.0.0.1:0", &extra).await?;
+        let small_disk = disk_mib.map(|mib| SmallDisk {
+            mib,
+            exits: admins.path().join("relay-exits"),
+        });
+        let (child, addr) =
+            spawn_relay_on(data.path(), listen, &extra, small_disk.as_ref()).await?;
         let url = format!("http://{addr}");
-        let token = std::fs::read_to_string(data.path().join("admin-token"))
-            .context("relay wrote no admin token")?;
+        let data_view = match (disk_mib, child.id()) {
+            (Some(_), Some(pid)) => Some(
+                PathBuf::from(format!("/proc/{}/root", supervisor_pid(pid)?)).join(
+                    data.path()
+                        .strip_prefix("/")
+                        .context("an absolute data dir")?,
+                ),
+            ),
+            _ => None,
+        };
+        let token = std::fs::read_to_string(
+            data_view
+                .as_deref()
+                .unwrap_or(data.path())
+                .join("admin-token"),
+        )
+        .context("relay wrote no admin token")?;
         Ok(Relay {
             child: Some(child),
+            data_view,
+            exits: small_disk.map(|d| d.exits),
             extra,
             admin: AdminClient::new(&url, &token).expect("a loopback relay"),
             data,
             addr,
             url,
             clients: tempfile::tempdir()?,
-            admins: tempfile::tempdir()?,
+            admins,
             ca_dirs: Default::default(),
         })
+    }
+
+    /// How a supervised relay ([`Relay::start_on_small_disk`]) exited so
+    /// far: one exit status per run that ended.
+    pub fn exits(&self) -> Result<Vec<i32>> {
+        let path = self
+            .exits
+            .as_ref()
+            .context("this relay is not supervised")?;
+        let text = match std::fs::read_to_string(path) {
+            Ok(text) => text,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
+            Err(e) => return Err(e.into()),
+        };
+        Ok(text.lines().filter_map(|l| l.trim().parse().ok()).collect())
     }
 
     /// The CA directory of an organisation created with [`Relay::org`],
@@ -175,7 +240,7 @@ impl Relay {
 
     /// The relay's data directory.
     pub fn data_dir(&self) -> &Path {
-        self.data.path()
+        self.data_view.as_deref().unwrap_or(self.data.path())
     }
 
     /// The admin API client.
@@ -194,6 +259,9 @@ impl Relay {
 
     /// Starts the relay again on the same address and data directory.
     pub async fn restart(&mut self) -> Result<()> {
+        if self.data_view.is_some() {
+            bail!("a relay on a small disk of its own restarts only under its supervisor");
+        }
         self.kill9().await?;
         let mut last = None;
         for _ in 0..50 {
@@ -312,6 +380,54 @@ impl Drop for Relay {
 }
 
 async fn spawn_relay(data: &Path, listen: &str, extra: &[String]) -> Result<(Child, String)> {
+    spawn_relay_on(data, listen, extra, None).await
+}
+
+/// A relay's own small disk (see [`Relay::start_on_small_disk`]).
+struct SmallDisk {
+    mib: u64,
+    /// The supervisor appends each exit status here.
+    exits: PathBuf,
+}
+
+/// The shell that mounts a small disk and supervises the relay on it:
+/// `sh -c SCRIPT sh <data dir> <exits file> <MiB> <relay> <args>...`.
+const SMALL_DISK_SUPERVISOR: &str = r#"
+data="$1"; exits="$2"; size="$3"; shift 3
+mount -t tmpfs -o "size=${size}m,mode=0700" cascade-test "$data" || exit 97
+while :; do
+  "$@"
+  status=$?
+  echo "$status" >> "$exits"
+  [ "$status" -eq 0 ] && exit 0
+  sleep 0.2
+done
+"#;
+
+/// The host PID of the supervising shell: the only child of `unshare`.
+fn supervisor_pid(unshare: u32) -> Result<u32> {
+    let children = format!("/proc/{unshare}/task/{unshare}/children");
+    for _ in 0..100 {
+        if let Some(pid) = std::fs::read_to_string(&children)?
+            .split_whitespace()
+            .next()
+            .and_then(|p| p.parse().ok())
+        {
+            return Ok(pid);
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    bail!("unshare started no supervisor")
+}
+
+/// Spawns the relay; with `disk`, on a tmpfs of that size mounted at `data`
+/// in namespaces of its own, under a supervisor.
+async fn spawn_relay_on(
+    data: &Path,
+    listen: &str,
+    extra: &[String],
+    disk: Option<&SmallDisk>,
+) -> Result<(Child, String)> {
     let bin = bin_dir().join("cascade-server");
     if !bin.exists() {
         bail!(
@@ -319,7 +435,29 @@ async fn spawn_relay(data: &Path, listen: &str, extra: &[String]) -> Result<(Chi
             bin.display()
         );
     }
-    let mut child = Command::new(&bin)
+    let mut command = match disk {
+        None => Command::new(&bin),
+        Some(disk) => {
+            let mut c = Command::new("unshare");
+            c.args([
+                "--user",
+                "--map-root-user",
+                "--mount",
+                "--pid",
+                "--kill-child",
+                "sh",
+                "-c",
+                SMALL_DISK_SUPERVISOR,
+                "sh",
+            ])
+            .arg(data)
+            .arg(&disk.exits)
+            .arg(disk.mib.to_string())
+            .arg(&bin);
+            c
+        }
+    };
+    let mut child = command
         .args(["serve", "--listen", listen, "--data-dir"])
         .arg(data)
         .args(extra)

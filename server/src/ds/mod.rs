@@ -83,6 +83,11 @@ pub fn may_overtake(request: &Request) -> bool {
 /// writes are sequenced, everything else is answered.
 pub async fn start_request(state: &AppState, session: &Session, request: Request) -> Handling {
     use Handling::Answered;
+    if stores_new(&request) {
+        if let Err(e) = state.room_to_write() {
+            return Answered(Err(e));
+        }
+    }
     match request {
         Request::Commit(bundle) => commit::start(state, session, bundle).await,
         Request::SendMessage { group_id, message } => {
@@ -116,6 +121,20 @@ pub async fn start_request(state: &AppState, session: &Session, request: Request
         Request::RegisterPush { token } => Answered(register_push(state, session, token)),
         Request::Ping => Answered(Ok(Response::Pong)),
     }
+}
+
+/// Whether the request stores something new, and so is refused while the
+/// disk is under its reserve ([`crate::disk`]). Commits are not: they are
+/// few (one per group and epoch), and removing a member must always work.
+/// Acknowledgements and claims free space; the rest reads.
+fn stores_new(request: &Request) -> bool {
+    matches!(
+        request,
+        Request::SendMessage { .. }
+            | Request::CreateGroup { .. }
+            | Request::UploadKeyPackages { .. }
+            | Request::RegisterPush { .. }
+    )
 }
 
 /// Stores (or clears) the device's push token.
