@@ -139,6 +139,35 @@ impl Relay {
         })
     }
 
+    /// Whether this machine lets [`Relay::start_on_small_disk`] make the
+    /// namespaces it needs (unprivileged user namespaces, or root). Where
+    /// it does not (some containers), the tests that need a small disk
+    /// say so and stop.
+    pub fn small_disks_available() -> bool {
+        let works = std::process::Command::new("unshare")
+            .args([
+                "--user",
+                "--map-root-user",
+                "--mount",
+                "--pid",
+                "--kill-child",
+                "sh",
+                "-c",
+                "mount -t tmpfs -o size=1m cascade-probe /tmp",
+            ])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success());
+        if !works {
+            eprintln!(
+                "SKIPPED: this machine cannot make user and mount namespaces (unshare), \
+                 which the full-disk tests need"
+            );
+        }
+        works
+    }
+
     /// How a supervised relay ([`Relay::start_on_small_disk`]) exited so
     /// far: one exit status per run that ended.
     pub fn exits(&self) -> Result<Vec<i32>> {
