@@ -54,6 +54,8 @@ pub struct Relay {
     exits: Option<PathBuf>,
     /// Extra `serve` arguments, kept for restarts.
     extra: Vec<String>,
+    /// Extra environment variables, kept for restarts.
+    env: Vec<(String, std::ffi::OsString)>,
     data: tempfile::TempDir,
     addr: String,
     /// Base URL, e.g. `http://127.0.0.1:41234`.
@@ -105,7 +107,7 @@ impl Relay {
             exits: admins.path().join("relay-exits"),
         });
         let (child, addr) =
-            spawn_relay_on(data.path(), listen, &extra, small_disk.as_ref()).await?;
+            spawn_relay_on(data.path(), listen, &extra, small_disk.as_ref(), &[]).await?;
         let url = format!("http://{addr}");
         let data_view = match (disk_mib, child.id()) {
             (Some(_), Some(pid)) => Some(
@@ -129,6 +131,7 @@ impl Relay {
             data_view,
             exits: small_disk.map(|d| d.exits),
             extra,
+            env: Vec::new(),
             admin: AdminClient::new(&url, &token).expect("a loopback relay"),
             data,
             addr,
@@ -286,15 +289,48 @@ impl Relay {
         Ok(())
     }
 
+    /// Stops the relay gracefully (SIGTERM: it closes connections and
+    /// flushes its store) and waits for it to exit.
+    pub async fn stop(&mut self) -> Result<()> {
+        if let Some(mut c) = self.child.take() {
+            let pid = c.id().context("the relay has exited already")?;
+            let status = std::process::Command::new("kill")
+                .args(["-TERM", &pid.to_string()])
+                .status()?;
+            anyhow::ensure!(status.success(), "kill -TERM {pid} failed");
+            let exit = tokio::time::timeout(WAIT, c.wait())
+                .await
+                .context("the relay did not stop on SIGTERM")??;
+            anyhow::ensure!(exit.success(), "the relay stopped with {exit}");
+        }
+        Ok(())
+    }
+
+    /// Environment variables the relay is started with from now on (for
+    /// example `LD_PRELOAD`).
+    pub fn set_env(&mut self, env: &[(&str, &Path)]) {
+        self.env = env
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.as_os_str().to_owned()))
+            .collect();
+    }
+
     /// Starts the relay again on the same address and data directory.
     pub async fn restart(&mut self) -> Result<()> {
+        self.kill9().await?;
+        self.start_again().await
+    }
+
+    /// Starts the relay, stopped or killed, again on the same address and
+    /// data directory.
+    pub async fn start_again(&mut self) -> Result<()> {
         if self.data_view.is_some() {
             bail!("a relay on a small disk of its own restarts only under its supervisor");
         }
-        self.kill9().await?;
+        anyhow::ensure!(self.child.is_none(), "the relay is running");
         let mut last = None;
         for _ in 0..50 {
-            match spawn_relay(self.data.path(), &self.addr, &self.extra).await {
+            match spawn_relay(self.data.path(), &self.addr, &self.extra, &self.env).await {
                 Ok((child, _)) => {
                     self.child = Some(child);
                     return Ok(());
@@ -408,8 +444,13 @@ impl Drop for Relay {
     }
 }
 
-async fn spawn_relay(data: &Path, listen: &str, extra: &[String]) -> Result<(Child, String)> {
-    spawn_relay_on(data, listen, extra, None).await
+async fn spawn_relay(
+    data: &Path,
+    listen: &str,
+    extra: &[String],
+    env: &[(String, std::ffi::OsString)],
+) -> Result<(Child, String)> {
+    spawn_relay_on(data, listen, extra, None, env).await
 }
 
 /// A relay's own small disk (see [`Relay::start_on_small_disk`]).
@@ -456,6 +497,7 @@ async fn spawn_relay_on(
     listen: &str,
     extra: &[String],
     disk: Option<&SmallDisk>,
+    env: &[(String, std::ffi::OsString)],
 ) -> Result<(Child, String)> {
     let bin = bin_dir().join("cascade-server");
     if !bin.exists() {
@@ -490,6 +532,7 @@ async fn spawn_relay_on(
         .args(["serve", "--listen", listen, "--data-dir"])
         .arg(data)
         .args(extra)
+        .envs(env.iter().map(|(k, v)| (k, v)))
         .env(
             "RUST_LOG",
             std::env::var("CASCADE_RELAY_LOG").unwrap_or_else(|_| "warn".into()),

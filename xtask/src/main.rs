@@ -18,8 +18,10 @@
 //! - `cargo xtask bench-mls [--sizes N,N,…]`: criterion benchmarks of MLS
 //!   group operations against group size, and of the engine's work for one
 //!   message.
-//! - `cargo xtask soak [--seeds N] [--steps N]`: the engine's seeded random
-//!   interactions on the simulated relay, far longer than the test run.
+//! - `cargo xtask soak [--seeds N] [--steps N] [--kills N] [--cuts N]`: the
+//!   engine's seeded random interactions on the simulated relay, far longer
+//!   than the test run; then the real relay SIGKILLed `N` times (100) and
+//!   its power cut `N` times (100) under message load (`tests/tests/soak.rs`).
 //! - `cargo xtask fuzz <target> [--secs N] [-- LIBFUZZER ARGS]`: one of
 //!   `fuzz/`'s targets under libFuzzer with LLVM coverage (stable compiler
 //!   options only), on its corpus in `fuzz/corpus/<target>/`, which it
@@ -56,7 +58,7 @@ fn main() -> Result<()> {
         Some("bindings") => bindings(&cwd, &args[1..]),
         _ => {
             eprintln!(
-                "usage: cargo xtask <test|ci|demo|bench|bench-mls [--sizes N,N,…]|soak [--seeds N] [--steps N]|fuzz <target> [--secs N]|bindings [--out DIR]>"
+                "usage: cargo xtask <test|ci|demo|bench|bench-mls [--sizes N,N,…]|soak [--seeds N] [--steps N] [--kills N] [--cuts N]|fuzz <target> [--secs N]|bindings [--out DIR]>"
             );
             std::process::exit(2);
         }
@@ -391,17 +393,23 @@ fn bench_mls(args: &[String]) -> Result<()> {
 /// (some minutes). A failing seed is printed with the command that replays
 /// it.
 fn soak(args: &[String]) -> Result<()> {
+    const USAGE: &str = "usage: cargo xtask soak [--seeds N] [--steps N] [--kills N] [--cuts N]";
     let mut seeds = "200".to_owned();
     let mut steps = "5000".to_owned();
+    let mut kills = "100".to_owned();
+    let mut cuts = "100".to_owned();
     let mut it = args.iter();
     while let Some(flag) = it.next() {
-        let value = it.next().context("a value after the flag")?;
+        let value = it.next().context(USAGE)?;
         match flag.as_str() {
             "--seeds" => seeds = value.clone(),
             "--steps" => steps = value.clone(),
-            _ => bail!("usage: cargo xtask soak [--seeds N] [--steps N]"),
+            "--kills" => kills = value.clone(),
+            "--cuts" => cuts = value.clone(),
+            _ => bail!(USAGE),
         }
     }
+    // The client engines against a simulated relay, in random orders.
     run(cargo()
         .args([
             "test",
@@ -413,7 +421,25 @@ fn soak(args: &[String]) -> Result<()> {
             "random",
         ])
         .env("CASCADE_SIM_SEEDS", &seeds)
-        .env("CASCADE_SIM_STEPS", &steps))
+        .env("CASCADE_SIM_STEPS", &steps))?;
+    // The relay killed, and its power cut, under message load
+    // (`tests/tests/soak.rs`; the power-cut library is a workspace cdylib).
+    // The workspace as a whole, as `cargo xtask test` builds it: one
+    // feature set, so nothing is rebuilt.
+    build_all()?;
+    run(cargo()
+        .args([
+            "test",
+            "--workspace",
+            "--locked",
+            "--test",
+            "soak",
+            "--",
+            "--nocapture",
+        ])
+        .env("CASCADE_BIN_DIR", target_dir().join("debug"))
+        .env("CASCADE_SOAK_KILLS", &kills)
+        .env("CASCADE_SOAK_CUTS", &cuts))
 }
 
 /// The fuzz targets of `fuzz/`.
