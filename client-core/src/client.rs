@@ -65,6 +65,8 @@ pub struct Client {
     /// A receiver made before the background task started, so that the
     /// first events (connection, certificate) are not missed.
     first: std::sync::Arc<std::sync::Mutex<Option<broadcast::Receiver<Event>>>>,
+    /// Set when the device erased itself (its organisation revoked it).
+    erased: std::sync::Arc<std::sync::atomic::AtomicBool>,
 }
 
 fn db_path(data_dir: &Path) -> PathBuf {
@@ -177,14 +179,34 @@ impl Client {
         let identity = engine.identity().cloned().ok_or(CoreError::NotEnrolled)?;
         let (cmds, rx) = mpsc::unbounded_channel();
         let (events, first) = broadcast::channel(4096);
-        let ws_url = ws_url(server_url.unwrap_or(&identity.server_url));
+        let base = server_url.unwrap_or(&identity.server_url);
+        let ws_url = ws_url(base);
         let connector = transport::ws_connector(&ws_url, identity.server_ca.as_deref())?;
-        tokio::spawn(run(engine, ws_url, connector, rx, events.clone()));
+        let revocations = RevocationCheck {
+            http: transport::http_client(base, identity.server_ca.as_deref())?,
+            url: format!(
+                "{}/v1/orgs/{}/revocations",
+                base.trim_end_matches('/'),
+                identity.org_id
+            ),
+            data_dir: data_dir.to_owned(),
+        };
+        let erased = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        tokio::spawn(run(
+            engine,
+            ws_url,
+            connector,
+            rx,
+            events.clone(),
+            revocations,
+            erased.clone(),
+        ));
         Ok(Client {
             cmds,
             events,
             identity,
             first: std::sync::Arc::new(std::sync::Mutex::new(Some(first))),
+            erased,
         })
     }
 
@@ -208,6 +230,15 @@ impl Client {
             .unwrap_or_else(|| self.events.subscribe())
     }
 
+    /// Why the background task is gone: erased, or shut down.
+    fn closed(&self) -> CoreError {
+        if self.erased.load(std::sync::atomic::Ordering::SeqCst) {
+            CoreError::Erased
+        } else {
+            CoreError::Closed
+        }
+    }
+
     async fn call<T: Send + 'static>(
         &self,
         f: impl FnOnce(&mut Engine, u64) -> Result<T> + Send + 'static,
@@ -216,10 +247,8 @@ impl Client {
         let job: Job = Box::new(move |engine, now| {
             let _ = tx.send(f(engine, now));
         });
-        self.cmds
-            .send(Cmd::Job(job))
-            .map_err(|_| CoreError::Closed)?;
-        rx.await.map_err(|_| CoreError::Closed)?
+        self.cmds.send(Cmd::Job(job)).map_err(|_| self.closed())?;
+        rx.await.map_err(|_| self.closed())?
     }
 
     /// Creates a conversation; add members with [`Client::add_members`].
@@ -310,9 +339,9 @@ impl Client {
         let (tx, rx) = oneshot::channel();
         self.cmds
             .send(Cmd::Query(Box::new(f), tx))
-            .map_err(|_| CoreError::Closed)?;
+            .map_err(|_| self.closed())?;
         match tokio::time::timeout(QUERY_TIMEOUT, rx).await {
-            Ok(answer) => answer.map_err(|_| CoreError::Closed)?,
+            Ok(answer) => answer.map_err(|_| self.closed())?,
             Err(_) => Err(CoreError::Timeout),
         }
     }
@@ -393,7 +422,7 @@ impl Client {
             tokio::select! {
                 _ = tokio::time::sleep_until(deadline) => return Ok(false),
                 ev = events.recv() => if let Err(broadcast::error::RecvError::Closed) = ev {
-                    return Err(CoreError::Closed);
+                    return Err(self.closed());
                 },
                 _ = wait => {}
             }
@@ -405,14 +434,14 @@ impl Client {
     pub fn pause(&self) -> Result<()> {
         self.cmds
             .send(Cmd::SetPaused(true))
-            .map_err(|_| CoreError::Closed)
+            .map_err(|_| self.closed())
     }
 
     /// Reconnects after [`Client::pause`].
     pub fn resume(&self) -> Result<()> {
         self.cmds
             .send(Cmd::SetPaused(false))
-            .map_err(|_| CoreError::Closed)
+            .map_err(|_| self.closed())
     }
 
     /// Stops the background task after the current step. Everything durable
@@ -473,6 +502,87 @@ fn instant_for(at_ms: u64) -> Instant {
     Instant::now() + Duration::from_millis(at_ms.saturating_sub(now))
 }
 
+/// How a device finds out that its organisation revoked it: after the relay
+/// refuses its authentication, it fetches its organisation's signed
+/// revocation list over HTTP (it cannot ask on the WebSocket any more).
+struct RevocationCheck {
+    http: reqwest::Client,
+    /// `GET /v1/orgs/{org}/revocations` of the device's own organisation.
+    url: String,
+    /// What to erase.
+    data_dir: PathBuf,
+}
+
+impl RevocationCheck {
+    /// The organisation's signed revocation list as the relay serves it
+    /// (`None`: none, or the relay could not be asked).
+    async fn fetch(&self) -> Option<cascade_protocol::SignedDocument> {
+        let response = self.http.get(&self.url).send().await.ok()?;
+        if !response.status().is_success() {
+            return None;
+        }
+        let json: cascade_protocol::http::SignedDocumentJson = response.json().await.ok()?;
+        use base64::Engine as _;
+        let b64 = base64::engine::general_purpose::STANDARD;
+        Some(cascade_protocol::SignedDocument {
+            body: b64.decode(&json.body).ok()?.into(),
+            signature: b64.decode(&json.signature).ok()?.into(),
+            co_signature: match &json.co_signature {
+                Some(c) => Some(b64.decode(c).ok()?.into()),
+                None => None,
+            },
+        })
+    }
+}
+
+/// Overwrites every file under `dir` with zeros, syncs it, and removes it
+/// and every directory under `dir` (`dir` itself stays, empty). Goes on
+/// past a failure and returns the first.
+pub(crate) fn erase_dir(dir: &Path) -> std::io::Result<()> {
+    use std::io::Write as _;
+    let mut first = None;
+    let mut note = |e: std::io::Error| {
+        first.get_or_insert(e);
+    };
+    let entries = match std::fs::read_dir(dir) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(e),
+    };
+    for entry in entries.flatten() {
+        let path = entry.path();
+        match entry.file_type() {
+            Ok(t) if t.is_dir() => {
+                if let Err(e) = erase_dir(&path).and_then(|()| std::fs::remove_dir(&path)) {
+                    note(e);
+                }
+            }
+            Ok(_) => {
+                let overwrite = || -> std::io::Result<()> {
+                    let len = std::fs::metadata(&path)?.len();
+                    let mut file = std::fs::OpenOptions::new().write(true).open(&path)?;
+                    let zeros = vec![0u8; 64 * 1024];
+                    let mut left = len;
+                    while left > 0 {
+                        let n = left.min(zeros.len() as u64) as usize;
+                        file.write_all(&zeros[..n])?;
+                        left -= n as u64;
+                    }
+                    file.sync_all()
+                };
+                if let Err(e) = overwrite().and_then(|()| std::fs::remove_file(&path)) {
+                    note(e);
+                }
+            }
+            Err(e) => note(e),
+        }
+    }
+    match first {
+        Some(e) => Err(e),
+        None => Ok(()),
+    }
+}
+
 /// The background task: one engine, one socket.
 async fn run(
     mut engine: Engine,
@@ -480,7 +590,10 @@ async fn run(
     connector: Option<tokio_tungstenite::Connector>,
     mut cmds: mpsc::UnboundedReceiver<Cmd>,
     events: broadcast::Sender<Event>,
+    revocations: RevocationCheck,
+    erased: std::sync::Arc<std::sync::atomic::AtomicBool>,
 ) {
+    let mut revoked = false;
     let mut ws: Option<Ws> = None;
     let mut done: Option<oneshot::Sender<()>> = None;
     let mut paused = false;
@@ -502,8 +615,18 @@ async fn run(
                 reconnect_at = Instant::now() + backoff;
             }
         }
+        let mut refused = false;
         while let Some(ev) = engine.poll_event() {
+            refused |= matches!(ev, Event::AuthenticationRefused);
             let _ = events.send(ev);
+        }
+        if refused {
+            if let Some(doc) = revocations.fetch().await {
+                if engine.revoked_by_own_organisation(&doc) {
+                    revoked = true;
+                    break;
+                }
+            }
         }
         while let Some((q, answer)) = engine.poll_answer() {
             if let Some(reply) = waiting.remove(&q) {
@@ -604,6 +727,15 @@ async fn run(
         let _ = s.close(None).await;
     }
     drop(engine); // closes the database before confirming
+    if revoked {
+        // No log line carries the path's contents; the path is the user's.
+        tracing::warn!("this device's organisation revoked it: erasing its data");
+        erased.store(true, std::sync::atomic::Ordering::SeqCst);
+        if let Err(e) = erase_dir(&revocations.data_dir) {
+            tracing::error!(error = %e, "erasing the revoked device's data failed");
+        }
+        let _ = events.send(Event::Erased);
+    }
     if let Some(tx) = done {
         let _ = tx.send(());
     }

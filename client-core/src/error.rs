@@ -77,6 +77,12 @@ pub enum CoreError {
     /// The client's background task has stopped.
     #[error("the client has shut down")]
     Closed,
+    /// This device's organisation revoked it; everything it kept on this
+    /// device was erased. Enrol again with a new code to use it.
+    #[error(
+        "this device was revoked by its organisation; its data on this device has been erased"
+    )]
+    Erased,
 }
 
 /// Why an argument was refused.
@@ -223,6 +229,7 @@ impl CoreError {
             CoreError::Offline => "offline",
             CoreError::Timeout => "timeout",
             CoreError::Closed => "closed",
+            CoreError::Erased => "erased",
         }
     }
 }

@@ -65,6 +65,12 @@ pub enum CascadeError {
     /// The client has shut down.
     #[error("the client has shut down")]
     Closed,
+    /// This device's organisation revoked it, and everything the device
+    /// kept was erased: show the user, and offer to enrol again.
+    #[error(
+        "this device was revoked by its organisation; its data on this device has been erased"
+    )]
+    Erased,
     /// The request needs the relay and the device is not connected, or the
     /// relay did not answer in time.
     #[error("the relay is not reachable")]
@@ -102,6 +108,7 @@ impl From<CoreError> for CascadeError {
                 reason: s.to_string(),
             },
             CoreError::Closed => Self::Closed,
+            CoreError::Erased => Self::Erased,
             CoreError::Offline | CoreError::Timeout => Self::Offline,
             other => Self::Other {
                 code: other.code().into(),
@@ -371,6 +378,10 @@ pub enum FfiEvent {
     CertificatePending,
     /// The device's certificate arrived and verified.
     CertificateReceived,
+    /// The device's organisation revoked it: everything it kept was erased
+    /// and the client stopped. The app should erase what it keeps of its
+    /// own (notifications, caches) and return to enrolment.
+    Erased,
     /// A queued operation could not be carried out and was dropped.
     OperationFailed {
         /// The conversation (hex), if the operation concerned one.
@@ -411,6 +422,7 @@ impl From<Event> for FfiEvent {
             Event::Synced => Self::Synced,
             Event::CertificatePending => Self::CertificatePending,
             Event::CertificateReceived => Self::CertificateReceived,
+            Event::Erased => Self::Erased,
             Event::OperationFailed { group_id, reason } => Self::OperationFailed {
                 group_id: group_id.map(|g| g.to_string()),
                 reason,

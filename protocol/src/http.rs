@@ -19,6 +19,9 @@
 //!   the one-time token in the body.
 //! - `GET /v1/orgs/{org}` (→ [`OrgInfo`]): public; a client checks the CA
 //!   certificate's fingerprint against the one its admin gave it.
+//! - `GET /v1/orgs/{org}/revocations` (→ [`SignedDocumentJson`], `404` when
+//!   there is none): public; the organisation's signed revocation list, as
+//!   a device the relay refuses checks whether it was revoked.
 //!
 //! Errors come back as a non-2xx status with an [`HttpError`] body.
 

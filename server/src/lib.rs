@@ -411,6 +411,7 @@ pub fn app(state: AppState) -> Router {
         .route("/metrics", get(admin::metrics))
         .route("/v1/enrol", post(enrol::enrol))
         .route("/v1/orgs/{org}", get(orgs::org_info))
+        .route("/v1/orgs/{org}/revocations", get(orgs::revocations))
         .merge(admin::routes())
         .fallback(|| async { ApiError::NotFound("no such endpoint") })
         .layer(DefaultBodyLimit::max(MAX_HTTP_BODY_BYTES))

@@ -1,12 +1,18 @@
-//! `GET /v1/orgs/{org}`: what the relay publishes about an organisation.
+//! `GET /v1/orgs/{org}` and `GET /v1/orgs/{org}/revocations`: what the
+//! relay publishes about an organisation.
 //!
 //! Public, without authentication: a client fetches its organisation's CA
 //! certificate here and checks its fingerprint against the one its admin
-//! gave it, so the relay cannot substitute a CA unnoticed.
+//! gave it, so the relay cannot substitute a CA unnoticed; and a device the
+//! relay refuses fetches its organisation's signed revocation list here, to
+//! learn whether its organisation revoked it (then it erases itself). The
+//! list names device ids only, and devices of every organisation fetch it
+//! anyway.
 
 use axum::extract::{Path as UrlPath, State};
 use axum::Json;
-use cascade_protocol::http::OrgInfo;
+use base64::Engine as _;
+use cascade_protocol::http::{OrgInfo, SignedDocumentJson};
 use cascade_protocol::OrgId;
 
 use crate::certificate::der_to_pem;
@@ -28,5 +34,24 @@ pub async fn org_info(
         org_id: org.org_id,
         display_name: org.display_name,
         ca_certificate: org.ca_certificate.as_deref().map(|der| der_to_pem(der)),
+    }))
+}
+
+/// The organisation's signed revocation list, as its admins uploaded it;
+/// `404` if it has none or does not exist.
+pub async fn revocations(
+    State(state): State<AppState>,
+    UrlPath(org): UrlPath<String>,
+) -> Result<Json<SignedDocumentJson>, ApiError> {
+    let org_id = OrgId::new(org).map_err(|_| ApiError::BadRequest("invalid organisation id"))?;
+    let list = state
+        .store()
+        .revocations(&org_id)?
+        .ok_or(ApiError::NotFound("no revocation list"))?;
+    let b64 = base64::engine::general_purpose::STANDARD;
+    Ok(Json(SignedDocumentJson {
+        body: b64.encode(&list.body),
+        signature: b64.encode(&list.signature),
+        co_signature: list.co_signature.as_ref().map(|c| b64.encode(c)),
     }))
 }

@@ -728,6 +728,39 @@ where
     }
 }
 
+/// Copies the directory tree `from` into `to` (created if missing).
+pub fn copy_dir(from: &Path, to: &Path) -> Result<()> {
+    std::fs::create_dir_all(to)?;
+    for entry in std::fs::read_dir(from)? {
+        let entry = entry?;
+        let target = to.join(entry.file_name());
+        if entry.file_type()?.is_dir() {
+            copy_dir(&entry.path(), &target)?;
+        } else {
+            std::fs::copy(entry.path(), &target)?;
+        }
+    }
+    Ok(())
+}
+
+/// Whether any file under `dir` contains `needle` (as raw bytes).
+pub fn dir_contains(dir: &Path, needle: &[u8]) -> Result<bool> {
+    for entry in std::fs::read_dir(dir)? {
+        let entry = entry?;
+        let found = if entry.file_type()?.is_dir() {
+            dir_contains(&entry.path(), needle)?
+        } else {
+            std::fs::read(entry.path())?
+                .windows(needle.len())
+                .any(|w| w == needle)
+        };
+        if found {
+            return Ok(true);
+        }
+    }
+    Ok(false)
+}
+
 /// Seconds since the Unix epoch.
 pub fn unix_now() -> i64 {
     (cascade_core::client::now_ms() / 1000) as i64

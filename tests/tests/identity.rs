@@ -235,12 +235,15 @@ async fn unpinning_a_partner_removes_and_refuses_its_members() -> Result<()> {
     Ok(())
 }
 
-/// A lost phone is revoked: the relay refuses its login at once, the
-/// remaining members remove it from the conversation (one commit wins), the
-/// user's other device stays, and the phone's keys cannot read what follows:
-/// given its removal commit and the next message, the phone's saved state
-/// learns it was removed and reads nothing, while Bob's desk, offline just
-/// as long, reads the message from the same queue items.
+/// A lost phone is revoked: the relay refuses its login at once; the phone,
+/// when it next runs, finds itself in its organisation's signed revocation
+/// list and erases everything it kept; the remaining members remove it from
+/// the conversation (one commit wins), the user's other device stays, and
+/// the phone's keys cannot read what follows: given its removal commit and
+/// the next message, a copy of the phone's storage taken before it erased
+/// itself (a thief's) learns it was removed and reads nothing, while Bob's
+/// desk, offline just as long, reads the message from the same queue
+/// items.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_revoked_device_is_removed_and_cannot_read_what_follows() -> Result<()> {
     use cascade_core::engine::Engine;
@@ -266,8 +269,19 @@ async fn a_revoked_device_is_removed_and_cannot_read_what_follows() -> Result<()
         .await?;
     bob_phone.joined(group).await?;
     assert_eq!(alice.client.members(group).await?.len(), 4);
+    const SECRET: &str = "bed 14: penicillin allergy";
+    alice.client.send_text(group, SECRET).await?;
+    bob_phone
+        .until("the message", || async {
+            Ok(bob_phone.texts(group).await? == [SECRET])
+        })
+        .await?;
     let phone_id = bob_phone.client.identity().device_id;
     let phone_dir = bob_phone.close().await;
+    assert!(
+        dir_contains(&phone_dir, SECRET.as_bytes())?,
+        "the phone keeps the message in clear (until the store is encrypted)"
+    );
     // The phone's own login (its engine signs the relay's challenge) is
     // accepted while it is enrolled.
     let (_, login) = RawConn::login_as(&relay.url, &phone_dir).await?;
@@ -284,14 +298,36 @@ async fn a_revoked_device_is_removed_and_cannot_read_what_follows() -> Result<()
     // as before, and the phone's app is told.
     let (_, login) = RawConn::login_as(&relay.url, &phone_dir).await?;
     assert_eq!(login, Err(ProtocolError::AuthenticationFailed));
+    // What a thief copies off the phone before it runs again.
+    let stolen = tempfile::tempdir()?;
+    copy_dir(&phone_dir, stolen.path())?;
     let mut phone = Peer::open(phone_dir.clone()).await?;
     phone
         .wait_event("the relay's refusal", |e| {
             matches!(e, Event::AuthenticationRefused)
         })
         .await?;
-    assert!(!phone.client.is_online().await?);
+    phone
+        .wait_event("erasing itself", |e| matches!(e, Event::Erased))
+        .await?;
+    assert!(
+        matches!(phone.client.is_online().await, Err(CoreError::Erased)),
+        "the client says why it stopped"
+    );
     phone.close().await;
+    assert!(
+        !dir_contains(&phone_dir, SECRET.as_bytes())?,
+        "nothing of the message is left on the phone"
+    );
+    assert_eq!(
+        std::fs::read_dir(&phone_dir)?.count(),
+        0,
+        "nor anything else"
+    );
+    assert!(matches!(
+        Client::open(&phone_dir).await,
+        Err(CoreError::NotEnrolled)
+    ));
 
     for p in [&alice, &carol] {
         p.until("the phone's removal", || async {
@@ -318,7 +354,7 @@ async fn a_revoked_device_is_removed_and_cannot_read_what_follows() -> Result<()
     bob_desk.sync().await?;
     bob_desk
         .until("the message after the removal", || async {
-            Ok(bob_desk.texts(group).await? == ["after the phone was lost"])
+            Ok(bob_desk.texts(group).await? == [SECRET, "after the phone was lost"])
         })
         .await?;
     let e = alice.client.epoch(group).await?;
@@ -342,7 +378,7 @@ async fn a_revoked_device_is_removed_and_cannot_read_what_follows() -> Result<()
 
     // The phone's saved state, given the very same items in the same order.
     let mut engine = Engine::new(SqliteStore::open(
-        &phone_dir.join(cascade_core::client::DB_FILE),
+        &stolen.path().join(cascade_core::client::DB_FILE),
     )?)?;
     let before = engine.history(&group, None, 100)?.len();
     engine.handle_connected();
@@ -634,4 +670,69 @@ async fn an_organisation_rotates_its_ca_without_re_enrolling() -> Result<()> {
     carol.messages(group, 1).await?;
     alice.messages(group, 1).await?;
     Ok(())
+}
+
+/// The relay cannot make a device erase itself: a relay that lost its data
+/// (or lies) refuses the device's login, and even serves a revocation list
+/// naming the device, signed by a CA its operator made for the device's
+/// organisation; the device checks the list against its own organisation's
+/// CA, pinned at enrolment, and keeps everything.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_relay_that_refuses_a_device_cannot_make_it_erase_itself() -> Result<()> {
+    let mut relay = Relay::start().await?;
+    relay.org("north-trust").await?;
+    let alice = relay.user("alice@north-trust", "Alice", "Nurse").await?;
+    let bob = relay.user("bob@north-trust", "Bob", "Doctor").await?;
+    let group = alice.create_group_with("Ward", &[&bob]).await?;
+    bob.joined(group).await?;
+    alice.client.send_text(group, "kept").await?;
+    bob.until("the message", || async {
+        Ok(bob.texts(group).await? == ["kept"])
+    })
+    .await?;
+    let bob_dir = bob.close().await;
+    // The relay forgets Bob's device: it refuses his login from now on.
+    relay.kill9().await?;
+    std::fs::remove_dir_all(relay.data_dir().join("db"))?;
+    relay.start_again().await?;
+    let token = std::fs::read_to_string(relay.data_dir().join("admin-token"))?;
+    let operator = cascade_admin::AdminClient::new(&relay.url, token.trim())?;
+    // Worse, its operator registers a CA of their own for Bob's
+    // organisation and publishes a revocation list naming Bob's device,
+    // signed by that CA.
+    let org = cascade_core::OrgId::new("north-trust")?;
+    let impostor = tempfile::tempdir()?;
+    let ca = cascade_admin::CaDir::create(
+        impostor.path().join("ca"),
+        &org,
+        "North (impostor)",
+        unix_now(),
+        30,
+    )?;
+    ca.register(&operator, &org, "North (impostor)").await?;
+    let forged = ca
+        .ca()?
+        .sign_revocations(&[bob_dir_device(&bob_dir)?], 99, unix_now())?;
+    operator.put_revocations(&org, &forged).await?;
+    let mut bob = Peer::open(bob_dir.clone()).await?;
+    bob.wait_event("the relay's refusal", |e| {
+        matches!(e, Event::AuthenticationRefused)
+    })
+    .await?;
+    // Give the check time to run (it happens right after the refusal).
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    assert_eq!(bob.texts(group).await?, ["kept"], "nothing was erased");
+    assert!(dir_contains(&bob_dir, b"kept")?);
+    Ok(())
+}
+
+/// The device id kept in a closed device directory.
+fn bob_dir_device(dir: &std::path::Path) -> Result<cascade_core::DeviceId> {
+    let engine = cascade_core::engine::Engine::new(cascade_core::SqliteStore::open(
+        &dir.join(cascade_core::client::DB_FILE),
+    )?)?;
+    Ok(engine
+        .identity()
+        .ok_or_else(|| anyhow::anyhow!("not enrolled"))?
+        .device_id)
 }

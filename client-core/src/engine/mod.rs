@@ -127,6 +127,10 @@ pub enum Event {
     /// The relay refused this device's authentication (unknown or revoked
     /// device).
     AuthenticationRefused,
+    /// This device's organisation revoked it (its signed revocation list
+    /// names the device): the client erased everything it kept on this
+    /// device (messages, keys, identity) and stopped. The last event.
+    Erased,
     /// A queued operation could not be carried out and was dropped.
     OperationFailed {
         /// The conversation, if the operation concerned one.
@@ -258,6 +262,16 @@ impl<S: ClientStore> Engine<S> {
 
     fn me(&self) -> Result<&Me> {
         self.me.as_ref().ok_or(CoreError::NotEnrolled)
+    }
+
+    /// Whether `doc` is this device's own organisation's signed revocation
+    /// list and names this device: then the device must erase itself (see
+    /// [`Event::Erased`]). Asked after the relay refused the device's
+    /// authentication; a relay alone cannot make a device erase itself.
+    pub fn revoked_by_own_organisation(&self, doc: &cascade_protocol::SignedDocument) -> bool {
+        self.me
+            .as_ref()
+            .is_some_and(|me| self.trust.revokes_me(me, doc))
     }
 
     // ----- enrolment -------------------------------------------------------

@@ -91,6 +91,24 @@ impl Trust {
         orgs
     }
 
+    /// Whether `doc` is a revocation list of this device's own organisation,
+    /// signed by its CA (or, during a rotation, its successor), that names
+    /// this device. What the relay says counts for nothing here: only a
+    /// list the organisation signed makes a device erase itself.
+    pub fn revokes_me(&self, me: &Me, doc: &SignedDocument) -> bool {
+        let own = &me.identity.org_id;
+        self.anchors
+            .iter()
+            .filter(|anchor| &anchor.org == own)
+            .any(|anchor| match verify_revocations(doc, anchor) {
+                Ok(list) => &list.org == own && list.devices.contains(&me.identity.device_id),
+                Err(e) => {
+                    tracing::warn!(error = %e, "a revocation list offered for this device was refused");
+                    false
+                }
+            })
+    }
+
     /// Whether an organisation we trust revoked this device.
     pub fn is_revoked(&self, org: &OrgId, device: &DeviceId) -> bool {
         self.revoked.get(org).is_some_and(|d| d.contains(device))

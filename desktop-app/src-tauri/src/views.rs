@@ -273,6 +273,12 @@ impl UiEvent {
                 group_id: None,
                 reason: "the relay refused this device".into(),
             },
+            Event::Erased => UiEvent::Failed {
+                group_id: None,
+                reason: "this device was revoked by its organisation; its data on this device \
+                         has been erased"
+                    .into(),
+            },
             Event::CertificatePending => UiEvent::Certificate { pending: true },
             Event::CertificateReceived => UiEvent::Certificate { pending: false },
             Event::TrustUpdated { partners } => UiEvent::Trust {
