@@ -56,6 +56,10 @@ pub struct Relay {
     extra: Vec<String>,
     /// Extra environment variables, kept for restarts.
     env: Vec<(String, std::ffi::OsString)>,
+    /// The private CA of a TLS relay's certificate (PEM).
+    server_ca: Option<String>,
+    /// A TLS relay's certificate and key files.
+    tls_files: Option<tempfile::TempDir>,
     data: tempfile::TempDir,
     addr: String,
     /// Base URL, e.g. `http://127.0.0.1:41234`.
@@ -98,6 +102,39 @@ impl Relay {
         Self::start_on(extra, Some(mib), &format!("127.0.0.1:{port}")).await
     }
 
+    /// Starts a relay serving HTTPS and WSS with a certificate for
+    /// 127.0.0.1 and localhost from a private CA made for it
+    /// ([`Relay::server_ca`]): the admin client and every device this
+    /// harness enrols pin that CA, as a private deployment's would.
+    pub async fn start_tls() -> Result<Relay> {
+        let pki = TestPki::new("Test")?;
+        let files = tempfile::tempdir()?;
+        let (cert, key) = (
+            files.path().join("relay.pem"),
+            files.path().join("relay.key"),
+        );
+        std::fs::write(&cert, &pki.cert_pem)?;
+        std::fs::write(&key, &pki.key_pem)?;
+        let extra = [
+            "--tls-cert",
+            cert.to_str().context("utf-8 path")?,
+            "--tls-key",
+            key.to_str().context("utf-8 path")?,
+        ];
+        let mut relay = Self::start_on(&extra, None, "127.0.0.1:0").await?;
+        relay.url = relay.url.replacen("http://", "https://", 1);
+        let token = std::fs::read_to_string(relay.data_dir().join("admin-token"))?;
+        relay.admin = AdminClient::pinned(&relay.url, Some(&pki.ca_pem), token.trim())?;
+        relay.server_ca = Some(pki.ca_pem);
+        relay.tls_files = Some(files);
+        Ok(relay)
+    }
+
+    /// The CA a relay from [`Relay::start_tls`] pins (PEM).
+    pub fn server_ca(&self) -> Option<&str> {
+        self.server_ca.as_deref()
+    }
+
     async fn start_on(extra: &[&str], disk_mib: Option<u64>, listen: &str) -> Result<Relay> {
         let data = tempfile::tempdir()?;
         let admins = tempfile::tempdir()?;
@@ -133,6 +170,8 @@ impl Relay {
             extra,
             env: Vec::new(),
             admin: AdminClient::new(&url, &token).expect("a loopback relay"),
+            server_ca: None,
+            tls_files: None,
             data,
             addr,
             url,
@@ -417,7 +456,7 @@ impl Relay {
             .clients
             .path()
             .join(format!("{user}-{device_name}-{}", rand::random::<u32>()));
-        Client::enrol(&dir, &self.url, &code, device_name).await?;
+        Client::enrol_pinned(&dir, &self.url, self.server_ca(), &code, device_name).await?;
         // The organisation's admins issue the certificate.
         self.issue_pending_for(id.org().as_str(), days).await?;
         // Like `cascade enrol`: connect once, so the device's KeyPackages are
@@ -546,7 +585,10 @@ async fn spawn_relay_on(
     let mut lines = BufReader::new(stdout).lines();
     let addr = tokio::time::timeout(WAIT, async {
         while let Some(line) = lines.next_line().await? {
-            if let Some(u) = line.strip_prefix("cascade-server listening on http://") {
+            if let Some(u) = line
+                .strip_prefix("cascade-server listening on http://")
+                .or_else(|| line.strip_prefix("cascade-server listening on https://"))
+            {
                 return Ok::<_, anyhow::Error>(u.trim().to_owned());
             }
         }
@@ -726,6 +768,56 @@ where
             Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
         }
     }
+}
+
+/// A private CA (its certificate in PEM) and a relay certificate and key
+/// it signed, for 127.0.0.1 and localhost.
+pub struct TestPki {
+    /// The CA's certificate.
+    pub ca_pem: String,
+    /// The relay's certificate.
+    pub cert_pem: String,
+    /// The relay's private key.
+    pub key_pem: String,
+}
+
+impl TestPki {
+    /// A new CA named after `name`, and a certificate valid for a year.
+    pub fn new(name: &str) -> Result<TestPki> {
+        let now = time_now_year()?;
+        Self::expiring(name, (now + 1, 1, 1))
+    }
+
+    /// Like [`TestPki::new`], with the relay certificate expiring on the
+    /// given (year, month, day).
+    pub fn expiring(name: &str, expires: (i32, u8, u8)) -> Result<TestPki> {
+        use rcgen::{BasicConstraints, CertificateParams, IsCa, KeyPair, SanType};
+        let ca_key = KeyPair::generate()?;
+        let mut ca = CertificateParams::new(Vec::<String>::new())?;
+        ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        ca.distinguished_name
+            .push(rcgen::DnType::CommonName, format!("{name} relay CA"));
+        let ca_cert = ca.self_signed(&ca_key)?;
+        let issuer = rcgen::Issuer::new(ca, ca_key);
+        let key = KeyPair::generate()?;
+        let mut leaf = CertificateParams::new(vec!["localhost".to_owned()])?;
+        leaf.not_after = rcgen::date_time_ymd(expires.0, expires.1, expires.2);
+        leaf.subject_alt_names
+            .push(SanType::IpAddress("127.0.0.1".parse()?));
+        let cert = leaf.signed_by(&key, &issuer)?;
+        Ok(TestPki {
+            ca_pem: ca_cert.pem(),
+            cert_pem: cert.pem(),
+            key_pem: key.serialize_pem(),
+        })
+    }
+}
+
+/// This year (UTC).
+fn time_now_year() -> Result<i32> {
+    let days = unix_now() / 86_400;
+    // 1970 + days / 365.2425, good to the year for certificate validity.
+    Ok(1970 + (days as f64 / 365.2425) as i32)
 }
 
 /// Copies the directory tree `from` into `to` (created if missing).

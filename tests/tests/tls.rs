@@ -9,39 +9,9 @@ use std::process::{Output, Stdio};
 use std::time::Duration;
 
 use anyhow::{bail, ensure, Context, Result};
-use cascade_tests::bin_dir;
-use rcgen::{BasicConstraints, CertificateParams, IsCa, KeyPair, SanType};
+use cascade_tests::{bin_dir, TestPki};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, BufReader};
 use tokio::process::{Child, Command};
-
-/// A CA (its certificate in PEM) and a relay certificate and key it
-/// signed, for 127.0.0.1 and localhost.
-struct Pki {
-    ca_pem: String,
-    cert_pem: String,
-    key_pem: String,
-}
-
-fn pki(name: &str, expires: (i32, u8, u8)) -> Result<Pki> {
-    let ca_key = KeyPair::generate()?;
-    let mut ca = CertificateParams::new(Vec::<String>::new())?;
-    ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    ca.distinguished_name
-        .push(rcgen::DnType::CommonName, format!("{name} relay CA"));
-    let ca_cert = ca.self_signed(&ca_key)?;
-    let issuer = rcgen::Issuer::new(ca, ca_key);
-    let key = KeyPair::generate()?;
-    let mut leaf = CertificateParams::new(vec!["localhost".to_owned()])?;
-    leaf.not_after = rcgen::date_time_ymd(expires.0, expires.1, expires.2);
-    leaf.subject_alt_names
-        .push(SanType::IpAddress("127.0.0.1".parse()?));
-    let cert = leaf.signed_by(&key, &issuer)?;
-    Ok(Pki {
-        ca_pem: ca_cert.pem(),
-        cert_pem: cert.pem(),
-        key_pem: key.serialize_pem(),
-    })
-}
 
 struct TlsRelay {
     child: Child,
@@ -151,7 +121,7 @@ async fn expiry_metric(relay: &TlsRelay, ca_pem: &str) -> Result<i64> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_tls_relay_serves_admins_and_devices_that_pin_its_ca() -> Result<()> {
     let dir = tempfile::tempdir()?;
-    let first = pki("first", (2031, 1, 2))?;
+    let first = TestPki::expiring("first", (2031, 1, 2))?;
     let ca = dir.path().join("relay-ca.pem");
     let cert = dir.path().join("relay.pem");
     let key = dir.path().join("relay.key");
@@ -329,7 +299,7 @@ async fn a_tls_relay_serves_admins_and_devices_that_pin_its_ca() -> Result<()> {
     // A new certificate from another CA, loaded on SIGHUP without a
     // restart: new connections get it, so clients pinning the old CA stop
     // trusting the relay and clients pinning the new one start.
-    let second = pki("second", (2032, 3, 4))?;
+    let second = TestPki::expiring("second", (2032, 3, 4))?;
     let ca2 = dir.path().join("relay-ca-2.pem");
     std::fs::write(&ca2, &second.ca_pem)?;
     std::fs::write(&cert, &second.cert_pem)?;
@@ -408,7 +378,7 @@ async fn a_tls_relay_serves_admins_and_devices_that_pin_its_ca() -> Result<()> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_silent_tls_client_is_cut_off_at_the_handshake_deadline() -> Result<()> {
     let dir = tempfile::tempdir()?;
-    let pki = pki("deadline", (2031, 1, 2))?;
+    let pki = TestPki::expiring("deadline", (2031, 1, 2))?;
     let cert = dir.path().join("relay.pem");
     let key = dir.path().join("relay.key");
     std::fs::write(&cert, &pki.cert_pem)?;

@@ -86,7 +86,10 @@ pub async fn status(state: State<'_, AppState>) -> Result<StatusView> {
 }
 
 /// Enrols this installation with the admin's enrolment code and starts the
-/// client. Refused if a device is already enrolled here.
+/// client. Refused if a device is already enrolled here. `relay_url` may be
+/// empty when the code is a `cascade://enrol` link (which names the
+/// relay); `server_ca` (PEM) pins the CA of a relay with a private TLS
+/// certificate, and is kept with the identity.
 #[tauri::command]
 pub async fn enrol(
     app: AppHandle,
@@ -94,16 +97,24 @@ pub async fn enrol(
     relay_url: String,
     code: String,
     device_name: String,
+    server_ca: Option<String>,
 ) -> Result<StatusView> {
     if state.client.read().await.is_some() {
         return Err(CoreError::AlreadyEnrolled.into());
     }
     let relay_url = relay_url.trim();
-    if !(relay_url.starts_with("http://") || relay_url.starts_with("https://")) {
+    if !(relay_url.is_empty()
+        || relay_url.starts_with("http://")
+        || relay_url.starts_with("https://"))
+    {
         return Err(UiError::invalid(
             "the relay address starts with http:// or https://",
         ));
     }
+    let server_ca = server_ca
+        .as_deref()
+        .map(str::trim)
+        .filter(|pem| !pem.is_empty());
     let device_name = match device_name.trim() {
         "" => "Desktop",
         name => name,
@@ -113,7 +124,7 @@ pub async fn enrol(
     let client = match Client::open(&state.data_dir).await {
         Ok(c) => c,
         Err(CoreError::NotEnrolled) => {
-            Client::enrol(&state.data_dir, relay_url, &code, device_name).await?;
+            Client::enrol_pinned(&state.data_dir, relay_url, server_ca, &code, device_name).await?;
             Client::open(&state.data_dir).await?
         }
         Err(e) => return Err(e.into()),

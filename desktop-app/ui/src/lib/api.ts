@@ -25,8 +25,8 @@ export function errorText(e: unknown): string {
 
 export const api = {
   status: () => invoke<Status>("status"),
-  enrol: (relayUrl: string, code: string, deviceName: string) =>
-    invoke<Status>("enrol", { relayUrl, code, deviceName }),
+  enrol: (relayUrl: string, code: string, deviceName: string, serverCa: string | null) =>
+    invoke<Status>("enrol", { relayUrl, code, deviceName, serverCa }),
   conversations: () => invoke<Conversation[]>("conversations"),
   history: (groupId: string, before: string | null, limit: number) =>
     invoke<Message[]>("history", { groupId, before, limit }),
