@@ -31,9 +31,7 @@ use cascade_server::store::{
     EnrolmentTokenRecord, NewDevice, Org, SledStore, Store, TrustList, User,
 };
 use cascade_server::AppState;
-use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver, UnboundedSender};
-
-use crate::MemSocket;
+use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender};
 
 /// The devices: user, device name.
 const DEVICES: [(&str, &str); 4] = [
@@ -383,12 +381,7 @@ impl World {
         if self.devices[d].link.is_some() || self.devices[d].engine.is_none() {
             return;
         }
-        let (to_relay, incoming) = unbounded_channel();
-        let (outgoing, from_relay) = unbounded_channel();
-        tokio::spawn(cascade_server::ws::run_connection(
-            self.state.clone(),
-            MemSocket { incoming, outgoing },
-        ));
+        let (to_relay, from_relay) = cascade_server::ws::connect_in_memory(&self.state);
         self.devices[d].link = Some(Link {
             to_relay,
             from_relay,

@@ -29,9 +29,7 @@ mod groups;
 pub use groups::{groups, play, Outcome};
 
 use std::path::PathBuf;
-use std::pin::Pin;
 use std::sync::{Arc, OnceLock};
-use std::task::{Context, Poll};
 use std::time::Duration;
 
 use axum::extract::ws::Message;
@@ -44,8 +42,7 @@ use cascade_protocol::{
 use cascade_server::store::{EnrolmentTokenRecord, NewDevice, Org, SledStore, Store, User};
 use cascade_server::AppState;
 use ed25519_dalek::{Signer, SigningKey};
-use futures_util::{Sink, Stream};
-use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver, UnboundedSender};
+use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender};
 
 /// Makes a target's `main`: libFuzzer's under `--cfg fuzzing`, otherwise
 /// one that replays the files and directories named on the command line.
@@ -253,50 +250,11 @@ impl Relay {
     }
 
     fn connect(&self) -> Peer {
-        let (to_relay, incoming) = unbounded_channel();
-        let (outgoing, from_relay) = unbounded_channel();
-        tokio::spawn(cascade_server::ws::run_connection(
-            self.state.clone(),
-            MemSocket { incoming, outgoing },
-        ));
+        let (to_relay, from_relay) = cascade_server::ws::connect_in_memory(&self.state);
         Peer {
             to_relay,
             from_relay,
         }
-    }
-}
-
-/// One end of an in-memory WebSocket.
-struct MemSocket {
-    incoming: UnboundedReceiver<Result<Message, axum::Error>>,
-    outgoing: UnboundedSender<Message>,
-}
-
-impl Stream for MemSocket {
-    type Item = Result<Message, axum::Error>;
-
-    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
-        self.incoming.poll_recv(cx)
-    }
-}
-
-impl Sink<Message> for MemSocket {
-    type Error = axum::Error;
-
-    fn poll_ready(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        Poll::Ready(Ok(()))
-    }
-
-    fn start_send(self: Pin<&mut Self>, item: Message) -> Result<(), Self::Error> {
-        self.outgoing.send(item).map_err(axum::Error::new)
-    }
-
-    fn poll_flush(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        Poll::Ready(Ok(()))
-    }
-
-    fn poll_close(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        Poll::Ready(Ok(()))
     }
 }
 

@@ -557,25 +557,37 @@ async fn within_send_timeout(
     }
 }
 
-#[cfg(test)]
-mod tests {
+/// The sending half of an in-memory connection: what the device sends.
+pub type ToRelay = mpsc::UnboundedSender<Result<Message, axum::Error>>;
+/// The receiving half of an in-memory connection: what the relay sent.
+pub type FromRelay = mpsc::UnboundedReceiver<Message>;
+
+/// Opens a device connection to the relay of `state` over an in-memory
+/// socket, for in-process tests and fuzzing: the real [`run_connection`],
+/// as its own task, without a network. Dropping the sending half closes the
+/// connection.
+pub fn connect_in_memory(state: &AppState) -> (ToRelay, FromRelay) {
+    let (to_relay, incoming) = mpsc::unbounded_channel();
+    let (outgoing, from_relay) = mpsc::unbounded_channel();
+    tokio::spawn(run_connection(
+        state.clone(),
+        memory::MemSocket { incoming, outgoing },
+    ));
+    (to_relay, from_relay)
+}
+
+mod memory {
     use std::pin::Pin;
-    use std::sync::Arc;
     use std::task::{Context, Poll};
 
-    use cascade_protocol::frames::ClientFrame;
-    use cascade_protocol::limits::PROTOCOL_VERSION;
-    use cascade_protocol::{decode_server_frame, encode_client_frame, DeviceId, UserId};
-    use ed25519_dalek::{Signer, SigningKey};
-    use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver, UnboundedSender};
+    use axum::extract::ws::Message;
+    use futures_util::{Sink, Stream};
+    use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender};
 
-    use super::*;
-    use crate::store::{EnrolmentTokenRecord, NewDevice, Org, SledStore, Store, User};
-
-    /// One end of an in-memory WebSocket.
-    struct MemSocket {
-        incoming: UnboundedReceiver<Result<Message, axum::Error>>,
-        outgoing: UnboundedSender<Message>,
+    /// The relay's end of an in-memory WebSocket.
+    pub(super) struct MemSocket {
+        pub incoming: UnboundedReceiver<Result<Message, axum::Error>>,
+        pub outgoing: UnboundedSender<Message>,
     }
 
     impl Stream for MemSocket {
@@ -605,6 +617,20 @@ mod tests {
             Poll::Ready(Ok(()))
         }
     }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use cascade_protocol::frames::ClientFrame;
+    use cascade_protocol::limits::PROTOCOL_VERSION;
+    use cascade_protocol::{decode_server_frame, encode_client_frame, DeviceId, UserId};
+    use ed25519_dalek::{Signer, SigningKey};
+    use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender};
+
+    use super::*;
+    use crate::store::{EnrolmentTokenRecord, NewDevice, Org, SledStore, Store, User};
 
     /// The client's end: what it sends and what the relay sent.
     struct Peer {
@@ -633,12 +659,7 @@ mod tests {
     }
 
     fn connect(state: &AppState) -> Peer {
-        let (to_relay, incoming) = unbounded_channel();
-        let (outgoing, from_relay) = unbounded_channel();
-        tokio::spawn(run_connection(
-            state.clone(),
-            MemSocket { incoming, outgoing },
-        ));
+        let (to_relay, from_relay) = connect_in_memory(state);
         Peer {
             to_relay,
             from_relay,

@@ -187,16 +187,8 @@ impl Relay {
     /// say so and stop.
     pub fn small_disks_available() -> bool {
         let works = std::process::Command::new("unshare")
-            .args([
-                "--user",
-                "--map-root-user",
-                "--mount",
-                "--pid",
-                "--kill-child",
-                "sh",
-                "-c",
-                "mount -t tmpfs -o size=1m cascade-probe /tmp",
-            ])
+            .args(OWN_NAMESPACES)
+            .args(["sh", "-c", "mount -t tmpfs -o size=1m cascade-probe /tmp"])
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .status()
@@ -492,6 +484,16 @@ async fn spawn_relay(
     spawn_relay_on(data, listen, extra, None, env).await
 }
 
+/// `unshare`'s options for a relay on a small disk: user (root inside),
+/// mount and PID namespaces of its own, all killed with `unshare`.
+const OWN_NAMESPACES: [&str; 5] = [
+    "--user",
+    "--map-root-user",
+    "--mount",
+    "--pid",
+    "--kill-child",
+];
+
 /// A relay's own small disk (see [`Relay::start_on_small_disk`]).
 struct SmallDisk {
     mib: u64,
@@ -549,21 +551,12 @@ async fn spawn_relay_on(
         None => Command::new(&bin),
         Some(disk) => {
             let mut c = Command::new("unshare");
-            c.args([
-                "--user",
-                "--map-root-user",
-                "--mount",
-                "--pid",
-                "--kill-child",
-                "sh",
-                "-c",
-                SMALL_DISK_SUPERVISOR,
-                "sh",
-            ])
-            .arg(data)
-            .arg(&disk.exits)
-            .arg(disk.mib.to_string())
-            .arg(&bin);
+            c.args(OWN_NAMESPACES)
+                .args(["sh", "-c", SMALL_DISK_SUPERVISOR, "sh"])
+                .arg(data)
+                .arg(&disk.exits)
+                .arg(disk.mib.to_string())
+                .arg(&bin);
             c
         }
     };

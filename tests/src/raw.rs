@@ -213,7 +213,7 @@ impl RawConn {
     ) -> Result<(RawConn, Result<Response, ProtocolError>)> {
         use cascade_core::{Engine, SqliteStore};
         let copy = tempfile::tempdir()?;
-        copy_dir(data_dir, copy.path())?;
+        crate::copy_dir(data_dir, copy.path())?;
         let mut engine = Engine::new(SqliteStore::open(
             &copy.path().join(cascade_core::client::DB_FILE),
         )?)?;
@@ -263,21 +263,6 @@ impl RawConn {
             Ok(None) | Ok(Some(Err(_))) | Ok(Some(Ok(WsMessage::Close(_))))
         )
     }
-}
-
-/// Copies a directory tree (a closed device's data directory).
-fn copy_dir(from: &std::path::Path, to: &std::path::Path) -> Result<()> {
-    std::fs::create_dir_all(to)?;
-    for entry in std::fs::read_dir(from)? {
-        let entry = entry?;
-        let target = to.join(entry.file_name());
-        if entry.file_type()?.is_dir() {
-            copy_dir(&entry.path(), &target)?;
-        } else {
-            std::fs::copy(entry.path(), &target)?;
-        }
-    }
-    Ok(())
 }
 
 /// Synthetic MLS messages with valid framing headers (RFC 9420 §6).
