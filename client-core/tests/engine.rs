@@ -134,6 +134,64 @@ fn a_slow_operation_in_one_conversation_does_not_hold_up_another() {
     assert_eq!(sim.texts(c, g1), ["behind the add"]);
 }
 
+/// A claim the relay's rate limit refuses for minutes (someone added the
+/// same colleague over and over) does not hold the conversation: that
+/// user's add is reported, the other users are added, and the messages
+/// queued behind the add go out at once. A short wait is waited for.
+#[test]
+fn a_long_rate_limit_on_a_claim_fails_that_add_and_releases_the_conversation() {
+    let mut sim = Sim::new();
+    let a = sim.device("alice@north", "Alice");
+    let b = sim.device("bob@north", "Bob");
+    let c = sim.device("carol@north", "Carol");
+    let d = sim.device("dave@north", "Dave");
+    let g = sim.group(a, "Ward", &[b]);
+    sim.answer_next(
+        a,
+        is_claim,
+        Err(ProtocolError::RateLimited {
+            retry_after_ms: 540_000,
+        }),
+    );
+    let now = sim.now;
+    sim.engine(a)
+        .add_members(&g, vec![uid("carol@north"), uid("dave@north")], now)
+        .expect("queued");
+    sim.send(a, g, "behind the add");
+    sim.run();
+    assert_eq!(
+        sim.texts(b, g),
+        ["behind the add"],
+        "the message did not wait nine minutes"
+    );
+    assert!(
+        failures(&sim.events(a))
+            .iter()
+            .any(|f| f.contains("carol@north cannot be added now") && f.contains("9 minutes")),
+        "{:?}",
+        failures(&sim.events(a))
+    );
+    assert!(sim.texts(c, g).is_empty(), "Carol was not added");
+    assert_eq!(sim.texts(d, g), ["behind the add"], "Dave was");
+
+    // A wait of a second is waited for: the add goes through.
+    let e = sim.device("erin@north", "Erin");
+    sim.answer_next(
+        a,
+        is_claim,
+        Err(ProtocolError::RateLimited {
+            retry_after_ms: 1_000,
+        }),
+    );
+    let now = sim.now;
+    sim.engine(a)
+        .add_members(&g, vec![uid("erin@north")], now)
+        .expect("queued");
+    sim.send(a, g, "after the second add");
+    sim.settle();
+    assert_eq!(sim.texts(e, g), ["after the second add"]);
+}
+
 #[test]
 fn a_refused_message_is_marked_failed_and_retried_only_on_request() {
     let mut sim = Sim::new();

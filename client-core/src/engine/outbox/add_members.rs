@@ -65,6 +65,11 @@ enum Phase {
     Committing,
 }
 
+/// The longest a claim refused by a rate limit is waited for before that
+/// user's add is given up (and reported): an add holds the messages queued
+/// behind it in its conversation.
+const MAX_CLAIM_WAIT_MS: u64 = 5_000;
+
 /// Adds users to a conversation.
 pub(super) struct AddMembers {
     op_id: i64,
@@ -150,6 +155,24 @@ impl AddMembers {
                 return self.next(cx, fx);
             }
             Err(ProtocolError::NoKeyPackages) => Vec::new(),
+            Err(ProtocolError::RateLimited { retry_after_ms })
+                if retry_after_ms > MAX_CLAIM_WAIT_MS =>
+            {
+                // Waiting would hold every message queued behind the add in
+                // this conversation for minutes: this user is reported, and
+                // the others are still added.
+                fx.failed(
+                    Some(self.group_id),
+                    format!(
+                        "{user} cannot be added now: their devices were asked for too often; \
+                         try again in {} minutes",
+                        retry_after_ms.div_ceil(60_000)
+                    ),
+                );
+                self.claims.next += 1;
+                cx.store.set_op_state(self.op_id, &self.claims.encode())?;
+                return self.next(cx, fx);
+            }
             Err(e) => return Ok(transient_or_failed(cx, e)),
             Ok(_) => return Ok(Progress::Failed("unexpected answer from the relay".into())),
         };
