@@ -65,8 +65,16 @@ fn main() -> Result<()> {
     }
 }
 
+/// The checkout `cargo xtask` was run in. `cargo run` gives the running
+/// binary the manifest directory of the package it ran; the one compiled
+/// in is only a fallback, because checkouts that share a target directory
+/// share the xtask binary too (another checkout's build can replace it
+/// between this one's build and its run).
 fn workspace_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
+    let manifest_dir = std::env::var_os("CARGO_MANIFEST_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")));
+    manifest_dir
         .parent()
         .expect("xtask lives in the workspace")
         .to_path_buf()
