@@ -517,11 +517,21 @@ impl RevocationCheck {
     /// The organisation's signed revocation list as the relay serves it
     /// (`None`: none, or the relay could not be asked).
     async fn fetch(&self) -> Option<cascade_protocol::SignedDocument> {
-        let response = self.http.get(&self.url).send().await.ok()?;
-        if !response.status().is_success() {
-            return None;
-        }
-        let json: cascade_protocol::http::SignedDocumentJson = response.json().await.ok()?;
+        // Bounded in time and size: a relay that stalls or floods the
+        // answer must not hold the client.
+        let answer = async {
+            let response = self.http.get(&self.url).send().await.ok()?;
+            if !response.status().is_success() {
+                return None;
+            }
+            let body = response.bytes().await.ok()?;
+            (body.len() <= MAX_REVOCATIONS_JSON_BYTES).then_some(body)
+        };
+        let body = tokio::time::timeout(Duration::from_secs(10), answer)
+            .await
+            .ok()??;
+        let json: cascade_protocol::http::SignedDocumentJson =
+            serde_json::from_slice(&body).ok()?;
         use base64::Engine as _;
         let b64 = base64::engine::general_purpose::STANDARD;
         Some(cascade_protocol::SignedDocument {
@@ -534,6 +544,10 @@ impl RevocationCheck {
         })
     }
 }
+
+/// The largest revocation list answer read: the relay's own limit on an
+/// uploaded list (base64 of 256 KiB, and a margin).
+const MAX_REVOCATIONS_JSON_BYTES: usize = 512 * 1024;
 
 /// Overwrites every file under `dir` with zeros, syncs it, and removes it
 /// and every directory under `dir` (`dir` itself stays, empty). Goes on
@@ -554,6 +568,12 @@ pub(crate) fn erase_dir(dir: &Path) -> std::io::Result<()> {
         match entry.file_type() {
             Ok(t) if t.is_dir() => {
                 if let Err(e) = erase_dir(&path).and_then(|()| std::fs::remove_dir(&path)) {
+                    note(e);
+                }
+            }
+            // A link (or anything not a file) is removed, never followed.
+            Ok(t) if !t.is_file() => {
+                if let Err(e) = std::fs::remove_file(&path) {
                     note(e);
                 }
             }

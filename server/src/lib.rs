@@ -219,9 +219,18 @@ impl AppState {
     /// Makes every write completed before the call durable; concurrent
     /// callers share flushes.
     pub async fn flush(&self) -> Result<(), StoreError> {
+        // A failure is final: a later flush that succeeds does not make the
+        // writes of the failed one durable (the kernel reports a failed
+        // write-back once, then forgets the pages).
+        if self.has_store_failed() {
+            return Err(StoreError::Backend("the store failed earlier".into()));
+        }
         let flushed = self.inner.flusher.flush().await;
         if let Err(e) = &flushed {
             self.store_failed(e);
+        }
+        if self.has_store_failed() {
+            return Err(StoreError::Backend("the store failed".into()));
         }
         flushed
     }
@@ -253,6 +262,23 @@ impl AppState {
         let guard = Arc::new(disk::DiskGuard::new(dir, min_free)?);
         disk::DiskGuard::spawn_checks(Arc::clone(&guard), self.shutdown_signal());
         let _ = self.inner.disk.set(guard);
+        // Writes that are not flushed at once (acknowledgements, push
+        // tokens) reach the disk through sled's own background flush; a
+        // flush every check finds a failure of those too.
+        let state = self.clone();
+        let mut stop = self.shutdown_signal();
+        tokio::spawn(async move {
+            let mut ticks = tokio::time::interval(disk::CHECK_EVERY);
+            loop {
+                tokio::select! {
+                    _ = ticks.tick() => {}
+                    _ = stop.wait_for(|stopping| *stopping) => return,
+                }
+                if state.flush().await.is_err() {
+                    return;
+                }
+            }
+        });
         Ok(())
     }
 

@@ -325,7 +325,7 @@ async fn a_nurse_enrols_chats_across_organisations_and_rides_out_a_relay_outage(
 /// the pin is refused with a message naming TLS.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "needs a display, tauri-driver and WebKitWebDriver: run by `cargo xtask test`"]
-async fn a_nurse_enrols_with_a_link_on_a_private_tls_relay() -> Result<()> {
+async fn tls_a_nurse_enrols_with_a_link_on_a_private_relay() -> Result<()> {
     let relay = Relay::start_tls().await?;
     relay.org("north-trust").await?;
     let bob = relay.user("bob@north-trust", "Bob Jones", "Porter").await?;

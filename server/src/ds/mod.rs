@@ -83,6 +83,13 @@ pub fn may_overtake(request: &Request) -> bool {
 /// writes are sequenced, everything else is answered.
 pub async fn start_request(state: &AppState, session: &Session, request: Request) -> Handling {
     use Handling::Answered;
+    if state.has_store_failed() {
+        // Its memory may be ahead of the disk: nothing more is served from
+        // it while the relay stops.
+        return Answered(Err(DsError::Unavailable {
+            retry_after_ms: 1_000,
+        }));
+    }
     if stores_new(&request) {
         if let Err(e) = state.room_to_write() {
             return Answered(Err(e));

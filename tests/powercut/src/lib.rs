@@ -146,7 +146,8 @@ fn mark(fd: c_int, range: Option<(u64, u64)>) {
 fn synced(fd: c_int) {
     let Some(config) = config() else { return };
     let Some(st) = stat_fd(fd) else { return };
-    if !is_regular(&st) {
+    if !is_regular(&st) || st.st_nlink == 0 {
+        // Not a file, or one already unlinked: nothing of it survives.
         return;
     }
     let Some(path) = fd_path(fd) else { return };

@@ -161,14 +161,14 @@ impl AddMembers {
                 // Waiting would hold every message queued behind the add in
                 // this conversation for minutes: this user is reported, and
                 // the others are still added.
-                fx.failed(
-                    Some(self.group_id),
+                fx.failed(Some(self.group_id), {
+                    let minutes = retry_after_ms.div_ceil(60_000);
                     format!(
                         "{user} cannot be added now: their devices were asked for too often; \
-                         try again in {} minutes",
-                        retry_after_ms.div_ceil(60_000)
-                    ),
-                );
+                             try again in {minutes} minute{}",
+                        if minutes == 1 { "" } else { "s" }
+                    )
+                });
                 self.claims.next += 1;
                 cx.store.set_op_state(self.op_id, &self.claims.encode())?;
                 return self.next(cx, fx);
