@@ -90,27 +90,17 @@ impl DiskGuard {
         self.min_free
     }
 
-    /// Checks every [`CHECK_EVERY`] until the relay stops.
-    pub fn spawn_checks(guard: std::sync::Arc<Self>, mut stop: tokio::sync::watch::Receiver<bool>) {
-        tokio::spawn(async move {
-            let mut ticks = tokio::time::interval(CHECK_EVERY);
-            ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-            let mut failing = false;
-            loop {
-                tokio::select! {
-                    _ = ticks.tick() => {}
-                    _ = stop.wait_for(|stopping| *stopping) => return,
-                }
-                match guard.check() {
-                    Ok(_) => failing = false,
-                    Err(e) if !failing => {
-                        failing = true;
-                        tracing::error!(error = %e, "cannot read the data directory's free space");
-                    }
-                    Err(_) => {}
-                }
+    /// [`DiskGuard::check`] for the periodic task: a failure to read the
+    /// space is logged once while it lasts (`unreadable` carries that).
+    pub fn recheck(&self, unreadable: &mut bool) {
+        match self.check() {
+            Ok(_) => *unreadable = false,
+            Err(e) if !*unreadable => {
+                *unreadable = true;
+                tracing::error!(error = %e, "cannot read the data directory's free space");
             }
-        });
+            Err(_) => {}
+        }
     }
 }
 

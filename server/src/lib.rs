@@ -260,20 +260,23 @@ impl AppState {
     /// `min_free` bytes free (see [`disk`]). Call once, at start-up.
     pub fn watch_disk(&self, dir: &Path, min_free: u64) -> std::io::Result<()> {
         let guard = Arc::new(disk::DiskGuard::new(dir, min_free)?);
-        disk::DiskGuard::spawn_checks(Arc::clone(&guard), self.shutdown_signal());
-        let _ = self.inner.disk.set(guard);
-        // Writes that are not flushed at once (acknowledgements, push
-        // tokens) reach the disk through sled's own background flush; a
-        // flush every check finds a failure of those too.
+        let _ = self.inner.disk.set(Arc::clone(&guard));
+        // Every [`disk::CHECK_EVERY`]: the free space, and a flush. Writes
+        // that are not flushed at once (acknowledgements, push tokens)
+        // reach the disk through sled's own background flush; the flush
+        // finds a failure of those too.
         let state = self.clone();
         let mut stop = self.shutdown_signal();
         tokio::spawn(async move {
             let mut ticks = tokio::time::interval(disk::CHECK_EVERY);
+            ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            let mut unreadable = false;
             loop {
                 tokio::select! {
                     _ = ticks.tick() => {}
                     _ = stop.wait_for(|stopping| *stopping) => return,
                 }
+                guard.recheck(&mut unreadable);
                 if state.flush().await.is_err() {
                     return;
                 }

@@ -121,6 +121,20 @@ impl AddMembers {
         }
     }
 
+    /// Reports that the user being claimed for is not added, and goes on
+    /// with the next.
+    fn give_up_on_user(
+        &mut self,
+        reason: String,
+        cx: &Ctx<'_>,
+        fx: &mut Effects,
+    ) -> Result<Progress> {
+        fx.failed(Some(self.group_id), reason);
+        self.claims.next += 1;
+        cx.store.set_op_state(self.op_id, &self.claims.encode())?;
+        self.next(cx, fx)
+    }
+
     /// The relay's KeyPackages for the user being claimed for.
     fn claimed(
         &mut self,
@@ -146,13 +160,7 @@ impl AddMembers {
                         cx.me.identity.org_id
                     )
                 };
-                fx.failed(
-                    Some(self.group_id),
-                    format!("{user} cannot be added: {why}"),
-                );
-                self.claims.next += 1;
-                cx.store.set_op_state(self.op_id, &self.claims.encode())?;
-                return self.next(cx, fx);
+                return self.give_up_on_user(format!("{user} cannot be added: {why}"), cx, fx);
             }
             Err(ProtocolError::NoKeyPackages) => Vec::new(),
             Err(ProtocolError::RateLimited { retry_after_ms })
@@ -161,17 +169,13 @@ impl AddMembers {
                 // Waiting would hold every message queued behind the add in
                 // this conversation for minutes: this user is reported, and
                 // the others are still added.
-                fx.failed(Some(self.group_id), {
-                    let minutes = retry_after_ms.div_ceil(60_000);
-                    format!(
-                        "{user} cannot be added now: their devices were asked for too often; \
-                             try again in {minutes} minute{}",
-                        if minutes == 1 { "" } else { "s" }
-                    )
-                });
-                self.claims.next += 1;
-                cx.store.set_op_state(self.op_id, &self.claims.encode())?;
-                return self.next(cx, fx);
+                let minutes = retry_after_ms.div_ceil(60_000);
+                let reason = format!(
+                    "{user} cannot be added now: their devices were asked for too often; \
+                     try again in {minutes} minute{}",
+                    if minutes == 1 { "" } else { "s" }
+                );
+                return self.give_up_on_user(reason, cx, fx);
             }
             Err(e) => return Ok(transient_or_failed(cx, e)),
             Ok(_) => return Ok(Progress::Failed("unexpected answer from the relay".into())),
