@@ -366,6 +366,53 @@ pub enum ItemKind {
     /// A Welcome into the group; `seq` is that of the commit that added the
     /// device, so the device processes the group from `seq + 1`.
     Welcome,
+    /// A notice from the relay about the group, not an MLS message: the
+    /// payload is a CBOR [`Notice`] and `sender` is the device it concerns.
+    /// It takes a `seq` in the group's order like any other item.
+    Notice,
+}
+
+/// What an [`ItemKind::Notice`] item tells the group's devices.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Notice {
+    /// The relay stopped delivering this group to the device named by the
+    /// item's `sender` (its backlog in the group is gone; this notice is the
+    /// last item of the group it gets). The device is still in the MLS
+    /// group: it comes back by rejoining with an external commit (protocol
+    /// §12.2), or a member removes it.
+    DeliveryStopped {
+        /// Why.
+        reason: StopReason,
+    },
+}
+
+/// Why the relay stopped delivering a group to a device.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum StopReason {
+    /// The device fell more than `limit` items behind in the group
+    /// ([`MAX_QUEUE_LEN`](crate::limits::MAX_QUEUE_LEN)).
+    QueueFull {
+        /// The lag limit.
+        limit: u64,
+    },
+    /// The device had not connected for `idle_secs` seconds, past the
+    /// relay's queue expiry.
+    Expired {
+        /// How long it had been away, in seconds.
+        idle_secs: u64,
+    },
+}
+
+impl Notice {
+    /// The notice's payload bytes (CBOR).
+    pub fn encode(&self) -> Vec<u8> {
+        crate::codec::encode(self)
+    }
+
+    /// Reads a notice payload; `None` if it is not one this version knows.
+    pub fn decode(payload: &[u8]) -> Option<Self> {
+        ciborium::from_reader(payload).ok()
+    }
 }
 
 /// One item of a device's queue.

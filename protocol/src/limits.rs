@@ -1,8 +1,8 @@
 //! Every limit of the protocol, as named constants.
 //!
 //! Both sides use these: the relay enforces them and answers
-//! [`ProtocolError::TooLarge`](crate::ProtocolError::TooLarge) or
-//! [`ProtocolError::QueueFull`](crate::ProtocolError::QueueFull); clients check
+//! [`ProtocolError::TooLarge`](crate::ProtocolError::TooLarge) (or stop
+//! delivery to a device that falls too far behind); clients check
 //! them before sending so that a user gets a clear error early.
 
 /// Version of the CBOR envelope carried in every client frame (`v`).
@@ -20,8 +20,11 @@ pub const HARD_MAX_FRAME_BYTES: usize = 4 * MAX_FRAME_BYTES;
 /// message or KeyPackage) inside a frame.
 pub const MAX_MLS_MESSAGE_BYTES: usize = 512 * 1024;
 
-/// Most unacknowledged items a device's queue holds. A message that would
-/// overflow a recipient's queue is refused with `QueueFull` for the sender.
+/// How far (in sequence numbers) a member device may fall behind in one
+/// group. A device further behind has its delivery of that group stopped
+/// ([`Notice::DeliveryStopped`](crate::Notice::DeliveryStopped) with
+/// [`StopReason::QueueFull`](crate::StopReason::QueueFull)) and the write goes
+/// on: one device's backlog never stops its group.
 pub const MAX_QUEUE_LEN: u64 = 10_000;
 
 /// Most KeyPackages in one upload request.

@@ -299,6 +299,38 @@ fn samples() -> Vec<(&'static str, Vec<u8>)> {
                 payload: bytes(&[0xcc]),
             })),
         ),
+        (
+            "push_deliver_notice",
+            push(Push::Deliver(QueueItem {
+                queue_id: 43,
+                group_id: group,
+                seq: 10,
+                sender: device,
+                kind: ItemKind::Notice,
+                payload: bytes(
+                    &Notice::DeliveryStopped {
+                        reason: StopReason::QueueFull { limit: 10_000 },
+                    }
+                    .encode(),
+                ),
+            })),
+        ),
+        (
+            "notice_stopped_queue_full",
+            Notice::DeliveryStopped {
+                reason: StopReason::QueueFull { limit: 10_000 },
+            }
+            .encode(),
+        ),
+        (
+            "notice_stopped_expired",
+            Notice::DeliveryStopped {
+                reason: StopReason::Expired {
+                    idle_secs: 2_592_000,
+                },
+            }
+            .encode(),
+        ),
         ("push_queue_drained", push(Push::QueueDrained)),
         (
             "push_key_packages_low",
@@ -396,7 +428,10 @@ fn frames_match_golden_bytes() {
 #[test]
 fn every_golden_frame_decodes_back() {
     for (name, b) in samples() {
-        if name.starts_with("req_") {
+        if name.starts_with("notice_") {
+            let n = Notice::decode(&b).expect(name);
+            assert_eq!(n.encode(), b, "{name}");
+        } else if name.starts_with("req_") {
             let f = decode_client_frame(&b).expect(name);
             assert_eq!(encode_client_frame(&f), b, "{name}");
         } else {
@@ -404,6 +439,20 @@ fn every_golden_frame_decodes_back() {
             assert_eq!(encode_server_frame(&f), b, "{name}");
         }
     }
+}
+
+#[test]
+fn a_notice_of_an_unknown_shape_is_none_not_an_error() {
+    assert_eq!(Notice::decode(&[0xff, 0x00]), None);
+    assert_eq!(Notice::decode(b""), None);
+    // A later version's notice (an unknown variant).
+    let mut later = Vec::new();
+    ciborium::into_writer(&serde_json_like_map("Renamed"), &mut later).expect("encode");
+    assert_eq!(Notice::decode(&later), None);
+}
+
+fn serde_json_like_map(key: &str) -> std::collections::BTreeMap<String, u8> {
+    std::collections::BTreeMap::from([(key.to_string(), 1)])
 }
 
 #[test]

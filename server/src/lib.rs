@@ -77,6 +77,10 @@ pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 /// The address the relay listens on unless told otherwise.
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:7171";
 
+/// Days a device may stay away before its queues expire
+/// ([`AppState::expire_queues`]).
+pub const DEFAULT_QUEUE_EXPIRY_DAYS: f64 = 30.0;
+
 /// Where the relay keeps its state and where it listens.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Config {
@@ -283,6 +287,30 @@ impl AppState {
             }
         });
         Ok(())
+    }
+
+    /// Expires the queues of devices away for longer than `expiry`
+    /// ([`ds::expire_idle_devices`]), checking every eighth of it (at least
+    /// every second, at most every 10 minutes).
+    pub fn expire_queues(&self, expiry: Duration) {
+        let state = self.clone();
+        let mut stop = self.shutdown_signal();
+        let every = (expiry / 8).clamp(Duration::from_secs(1), Duration::from_secs(600));
+        tokio::spawn(async move {
+            let mut ticks = tokio::time::interval(every);
+            ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tokio::select! {
+                    _ = ticks.tick() => {}
+                    _ = stop.wait_for(|stopping| *stopping) => return,
+                }
+                match ds::expire_idle_devices(&state, expiry).await {
+                    Ok(0) => {}
+                    Ok(groups) => tracing::info!(groups, "queues of devices away too long expired"),
+                    Err(e) => tracing::warn!(error = %e, "expiring queues failed"),
+                }
+            }
+        });
     }
 
     /// The disk guard, when the relay watches its disk.

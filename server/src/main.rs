@@ -10,7 +10,7 @@ use std::sync::Arc;
 
 use cascade_server::listen::ConnectionLimits;
 use cascade_server::tls::Tls;
-use cascade_server::{Config, Server, DEFAULT_LISTEN};
+use cascade_server::{Config, Server, DEFAULT_LISTEN, DEFAULT_QUEUE_EXPIRY_DAYS};
 use clap::{Args, Parser, Subcommand};
 use serde::Deserialize;
 
@@ -24,7 +24,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Run the relay.
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Create the data directory and the admin token, print the token's path
     /// and exit. Safe to run again.
     Init(InitArgs),
@@ -68,10 +68,16 @@ struct ServeArgs {
     /// off [default: 256].
     #[arg(long, env = "CASCADE_MIN_FREE_DISK_MIB")]
     min_free_disk_mib: Option<u64>,
+    /// Days a device may stay away before the relay drops what it queued
+    /// for it and stops delivering its groups to it (it rejoins them when
+    /// it comes back); fractions allowed, 0 keeps queues for ever
+    /// [default: 30].
+    #[arg(long, env = "CASCADE_QUEUE_EXPIRY_DAYS")]
+    queue_expiry_days: Option<f64>,
     /// JSON file with `data_dir`, `listen`, `max_connections`,
     /// `max_connections_per_address`, `header_timeout_secs`,
-    /// `min_free_disk_mib`, `tls_cert` and/or `tls_key`; flags and
-    /// environment variables take precedence.
+    /// `min_free_disk_mib`, `queue_expiry_days`, `tls_cert` and/or
+    /// `tls_key`; flags and environment variables take precedence.
     #[arg(long)]
     config: Option<PathBuf>,
     /// Answer without waiting for durable flushes, so that a crash loses
@@ -98,6 +104,7 @@ struct ConfigFile {
     max_connections_per_address: Option<usize>,
     header_timeout_secs: Option<u64>,
     min_free_disk_mib: Option<u64>,
+    queue_expiry_days: Option<f64>,
     tls_cert: Option<PathBuf>,
     tls_key: Option<PathBuf>,
 }
@@ -117,6 +124,8 @@ struct Settings {
     tls: Option<TlsFiles>,
     /// The disk reserve in bytes.
     min_free_disk: u64,
+    /// The queue expiry; `None` keeps queues for ever.
+    queue_expiry: Option<Duration>,
 }
 
 /// Where the TLS certificate and key are, if the relay serves TLS.
@@ -176,11 +185,21 @@ fn resolve(args: ServeArgs) -> anyhow::Result<Settings> {
             .context("min_free_disk_mib is too large")?,
         None => cascade_server::disk::DEFAULT_MIN_FREE_BYTES,
     };
+    let days = args
+        .queue_expiry_days
+        .or(file.queue_expiry_days)
+        .unwrap_or(DEFAULT_QUEUE_EXPIRY_DAYS);
+    anyhow::ensure!(
+        days.is_finite() && (0.0..=36_500.0).contains(&days),
+        "queue_expiry_days must be between 0 and 36500"
+    );
+    let queue_expiry = (days > 0.0).then(|| Duration::from_secs_f64(days * 86_400.0));
     Ok(Settings {
         config,
         limits,
         tls,
         min_free_disk,
+        queue_expiry,
     })
 }
 
@@ -223,6 +242,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         limits,
         tls: tls_files,
         min_free_disk,
+        queue_expiry,
     } = resolve(args)?;
     let tls = match &tls_files {
         Some(files) => Some(Tls::load(&files.certificate, &files.key)?),
@@ -249,6 +269,9 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         .state()
         .watch_disk(&config.data_dir, min_free_disk)
         .with_context(|| format!("reading the free space of {}", config.data_dir.display()))?;
+    if let Some(expiry) = queue_expiry {
+        server.state().expire_queues(expiry);
+    }
     if let Some(gateway) = push_gateway {
         server.state().enable_push(gateway);
     }
@@ -315,7 +338,7 @@ async fn main() -> anyhow::Result<()> {
         .with_writer(std::io::stderr)
         .init();
     match Cli::parse().command {
-        Command::Serve(args) => serve(args).await,
+        Command::Serve(args) => serve(*args).await,
         Command::Init(args) => init(args),
     }
 }

@@ -28,6 +28,8 @@ pub struct Metrics {
     pub refusals: Family<Kind, Counter>,
     /// Attempts refused by a rate limit, by limit.
     pub rate_limited: Family<Kind, Counter>,
+    /// Groups whose delivery to a device was stopped, by reason.
+    pub delivery_stopped: Family<Kind, Counter>,
     /// How long each durable flush took.
     pub flush_seconds: Histogram,
     /// How many items a device was sent from its backlog when it connected
@@ -64,6 +66,12 @@ impl Default for Metrics {
             "rate_limited",
             "Attempts refused by a rate limit, by limit",
             rate_limited.clone(),
+        );
+        let delivery_stopped = Family::<Kind, Counter>::default();
+        registry.register(
+            "delivery_stopped",
+            "Groups whose delivery to a device was stopped (queue_full: it fell too far behind; expired: it was away past the queue expiry)",
+            delivery_stopped.clone(),
         );
         let flush_seconds = Histogram::new(exponential_buckets(0.0005, 2.0, 14));
         registry.register(
@@ -127,6 +135,7 @@ impl Default for Metrics {
             requests,
             refusals,
             rate_limited,
+            delivery_stopped,
             flush_seconds,
             backlog_items,
             connections_open,

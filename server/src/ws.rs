@@ -107,6 +107,15 @@ where
         conn.state
             .registry()
             .unregister(&authed.session.device_id, authed.conn_id);
+        // Its queue expiry counts from here (a device connected for longer
+        // than the expiry is not idle).
+        if let Err(e) = conn
+            .state
+            .store()
+            .set_last_seen(&authed.session.device_id, crate::unix_now())
+        {
+            tracing::warn!(error = %e, "recording when a device was last seen failed");
+        }
         tracing::debug!(device = %authed.session.device_id, "device disconnected");
     }
 }

@@ -36,6 +36,33 @@ fn init_creates_the_admin_token_once() {
     );
 }
 
+/// A queue expiry that is not a number of days from 0 to 36,500 stops the
+/// relay at start with a clear message, before it opens anything.
+#[test]
+fn a_queue_expiry_out_of_range_is_refused() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    for bad in ["-1", "NaN", "inf", "40000"] {
+        let out = Command::new(BIN)
+            .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+            .arg(dir.path().join("data"))
+            .arg(format!("--queue-expiry-days={bad}"))
+            .env_remove("CASCADE_QUEUE_EXPIRY_DAYS")
+            .output()
+            .expect("run serve");
+        assert!(!out.status.success(), "{bad}: {out:?}");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            stderr.contains("queue_expiry_days must be between 0 and 36500"),
+            "{bad}: {stderr}"
+        );
+        assert!(!out.stderr.is_empty());
+    }
+    assert!(
+        !dir.path().join("data").exists(),
+        "nothing is created for a bad setting"
+    );
+}
+
 async fn health(addr: &str) -> String {
     let mut stream = tokio::net::TcpStream::connect(addr).await.expect("connect");
     stream

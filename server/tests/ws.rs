@@ -2,7 +2,9 @@
 
 mod common;
 
-use cascade_protocol::frames::{ItemKind, Push, Request, Response, ServerFrame};
+use cascade_protocol::frames::{
+    ItemKind, Notice, Push, Request, Response, ServerFrame, StopReason,
+};
 use cascade_protocol::limits::{
     KEY_PACKAGE_LOW_WATER, MAX_FRAME_BYTES, MAX_KEY_PACKAGE_UPLOAD, MAX_QUEUE_LEN, PROTOCOL_VERSION,
 };
@@ -912,14 +914,16 @@ async fn pipelined_writes_keep_their_order_and_answers_come_in_request_order() {
 }
 
 /// Issue 11's freeze attack, as an attacker would run it: a device of an
-/// organisation adds an offline victim to a group of its own and floods it
-/// until the victim's lag reaches the limit. An organisation the victim's
-/// does not trust cannot add it at all; a trusted partner turned hostile
-/// can, and then only that group refuses further messages: the victim's
-/// conversation with a colleague goes on, and the colleague can still
-/// remove the victim from it.
+/// organisation adds an offline victim to a group of its own and floods it.
+/// An organisation the victim's does not trust cannot add it at all; a
+/// trusted partner turned hostile can, and then nothing stops: when the
+/// victim falls `MAX_QUEUE_LEN` behind, the relay stops delivering that
+/// group to it with a notice every member sees, and takes the flood on. The
+/// victim's queue holds its own conversation and the notice, not the flood;
+/// its conversation with a colleague goes on; it comes back into the spam
+/// group only by rejoining.
 #[tokio::test]
-async fn a_device_flooded_in_one_group_does_not_freeze_its_other_groups() {
+async fn a_device_flooded_in_one_group_is_dropped_from_it_and_nothing_stops() {
     let relay = start().await;
     let alice = relay.device("alice@north");
     let victim = relay.device("victim@north");
@@ -942,10 +946,21 @@ async fn a_device_flooded_in_one_group_does_not_freeze_its_other_groups() {
     m.commit(bundle(spam, 0, &[&victim], &[]))
         .await
         .expect("a trusted partner adds the victim");
+    // Mallory reads its own echo, as any client does.
+    loop {
+        match m.push().await {
+            Push::Deliver(echo) => {
+                m.ack(vec![echo.queue_id]).await;
+                break;
+            }
+            _ => continue,
+        }
+    }
 
-    // The victim's lag in the spam group starts at its Welcome (seq 1):
-    // seq 2 to MAX_QUEUE_LEN are accepted, the next is refused.
-    let total = MAX_QUEUE_LEN;
+    // The victim's lag starts at its Welcome (seq 1). Every message is
+    // accepted; the one that would take it past the limit stops the
+    // group's delivery to it first.
+    let total = MAX_QUEUE_LEN + 100;
     let mut ids = Vec::new();
     for n in 0..total {
         ids.push(
@@ -956,27 +971,39 @@ async fn a_device_flooded_in_one_group_does_not_freeze_its_other_groups() {
             .await,
         );
     }
-    let mut accepted = 0;
-    let mut refused = 0;
     for id in ids {
-        match m.response(id).await {
-            Ok(Response::MessageAccepted { .. }) => accepted += 1,
-            Err(ProtocolError::QueueFull { devices, .. }) => {
-                // Mallory's raw client never acknowledged its own commit's
-                // echo, so it is named too.
-                assert!(
-                    devices.contains(&victim.device_id) && !devices.contains(&alice.device_id),
-                    "the answer names the victim: {devices:?}"
-                );
-                refused += 1
-            }
-            other => panic!("unexpected answer {other:?}"),
-        }
+        assert!(
+            matches!(m.response(id).await, Ok(Response::MessageAccepted { .. })),
+            "every message is accepted"
+        );
     }
+    let notice = loop {
+        match m.push().await {
+            Push::Deliver(item) if item.kind == ItemKind::Notice => break item,
+            _ => continue,
+        }
+    };
     assert_eq!(
-        (accepted, refused),
-        (total - 1, 1),
-        "the spam group is full"
+        (notice.group_id, notice.sender),
+        (spam, victim.device_id),
+        "mallory's group is told whose delivery stopped"
+    );
+    assert_eq!(
+        Notice::decode(&notice.payload),
+        Some(Notice::DeliveryStopped {
+            reason: StopReason::QueueFull {
+                limit: MAX_QUEUE_LEN
+            }
+        })
+    );
+    // Its lag counts from its Welcome (seq 1): the write that would have
+    // been MAX_QUEUE_LEN + 1 behind gets the notice's seq.
+    assert_eq!(notice.seq, MAX_QUEUE_LEN + 2);
+    let state = relay.server.state();
+    let metrics = state.metrics().render(state);
+    assert!(
+        metrics.contains("cascade_delivery_stopped_total{kind=\"queue_full\"} 1"),
+        "{metrics}"
     );
 
     // Alice and the victim's conversation is not held up.
@@ -984,6 +1011,63 @@ async fn a_device_flooded_in_one_group_does_not_freeze_its_other_groups() {
         a.send_message(ward, 1, b"handover at 8").await,
         Ok(Response::MessageAccepted { .. })
     ));
+
+    // The victim comes online: its ward Welcome and message, and of the
+    // spam group its Welcome and the notice. Not the flood.
+    let (mut v, backlog) = relay.online(&victim).await;
+    let kinds: Vec<_> = backlog
+        .iter()
+        .map(|i| (i.group_id, i.kind, i.seq))
+        .collect();
+    assert_eq!(
+        kinds,
+        vec![
+            (ward, ItemKind::Welcome, 1),
+            (spam, ItemKind::Welcome, 1),
+            (spam, ItemKind::Notice, MAX_QUEUE_LEN + 2),
+            (ward, ItemKind::Application, 2),
+        ],
+        "the backlog"
+    );
+    v.ack(backlog.iter().map(|i| i.queue_id).collect()).await;
+    // Stopped, it cannot post to the spam group or commit to it.
+    assert_eq!(
+        v.send_message(spam, 1, b"hello?").await,
+        Err(ProtocolError::NotMember)
+    );
+    assert_eq!(
+        v.commit(bundle(spam, 1, &[], &[&mallory])).await,
+        Err(ProtocolError::NotMember)
+    );
+    // It rejoins by external commit, and the group is delivered to it
+    // again from there.
+    let rejoin = cascade_protocol::frames::CommitBundle {
+        group_id: spam,
+        epoch: 1,
+        commit: external_commit_message(spam, 1),
+        welcome: None,
+        group_info: group_info(),
+        added: vec![victim.device_id],
+        removed: vec![],
+    };
+    let Ok(Response::CommitAccepted { seq, .. }) = v.commit(rejoin).await else {
+        panic!("the rejoin is accepted");
+    };
+    assert_eq!(
+        m.send_message(spam, 2, b"welcome back").await,
+        Ok(Response::MessageAccepted { seq: seq + 1 })
+    );
+    let mut got = Vec::new();
+    while got.len() < 2 {
+        if let Push::Deliver(item) = v.push().await {
+            got.push((item.kind, item.seq));
+        }
+    }
+    assert_eq!(
+        got,
+        vec![(ItemKind::Commit, seq), (ItemKind::Application, seq + 1)]
+    );
+    // And alice can still remove it from the ward, as always.
     assert!(matches!(
         a.commit(bundle(ward, 1, &[], &[&victim])).await,
         Ok(Response::CommitAccepted { epoch: 2, .. })

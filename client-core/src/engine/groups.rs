@@ -238,6 +238,23 @@ pub(crate) struct MemberCert {
 
 /// Every member device of an active group with its certificate's claims;
 /// empty for a group this device is no longer in.
+/// Who a member device of a conversation belongs to, for a line in it:
+/// "Name (user id)" from the device's certificate, or the device id.
+pub(crate) fn device_owner(
+    store: &dyn crate::store::ClientStore,
+    group_id: &cascade_protocol::GroupId,
+    device: &cascade_protocol::DeviceId,
+) -> String {
+    let found = read(store, group_id)
+        .ok()
+        .and_then(|group| member_certs(&group).ok())
+        .and_then(|certs| certs.into_iter().find(|c| c.device == *device));
+    match found {
+        Some(c) => format!("{} ({})", c.display_name, c.user),
+        None => format!("device {device}"),
+    }
+}
+
 pub(crate) fn member_certs(group: &MlsGroup) -> Result<Vec<MemberCert>> {
     if !group.is_active() {
         return Ok(Vec::new());

@@ -11,13 +11,13 @@
 //! conversation ([`super::outbox::begin_rejoin`]).
 
 use cascade_protocol::mls_header::framing_header;
-use cascade_protocol::{ItemKind, QueueItem};
+use cascade_protocol::{ItemKind, Notice, QueueItem, StopReason};
 use openmls::prelude::*;
 
 use super::commit::{merge_own, prepared_bundle};
 use super::effects::Effects;
 use super::groups::{self, join_config, mls_in};
-use super::outbox::{begin_rejoin, own_echo, Op};
+use super::outbox::{begin_rejoin, own_echo, stopped_key, Op};
 use super::receipts;
 use super::{Ctx, Event};
 use crate::content::{Body, Content, MessageId};
@@ -77,12 +77,16 @@ pub(crate) fn handle_item(cx: &Ctx<'_>, item: &QueueItem, fx: &mut Effects) -> R
         }
         _ => {}
     }
+    if item.kind == ItemKind::Notice {
+        return process_notice(cx, item, fx);
+    }
     let rejoining = matches!(cursor, Some((_, ConversationState::Rejoining)));
     let tx = store.transaction()?;
     let outcome = match item.kind {
         ItemKind::Welcome => process_welcome(cx, item),
         ItemKind::Commit => process_commit(cx, item),
         ItemKind::Application => process_application(cx, item),
+        ItemKind::Notice => unreachable!("handled above"),
     };
     match outcome {
         Ok(events) => {
@@ -128,6 +132,81 @@ pub(crate) fn handle_item(cx: &Ctx<'_>, item: &QueueItem, fx: &mut Effects) -> R
                 format!("a {:?} could not be processed: {e}", item.kind),
             );
             Ok(Processed::default())
+        }
+    }
+}
+
+/// What a conversation shows when the relay stopped delivering it to one of
+/// its member devices (protocol §12.2; hazard H-017), after who and before why.
+pub const STOPPED_TEXT: &str = "no longer receives this conversation";
+
+/// What a conversation shows when the relay stopped delivering it to this
+/// device, before why.
+pub const STOPPED_HERE_TEXT: &str = "This device stopped receiving this conversation";
+
+/// A notice from the relay. `DeliveryStopped` about this device: it says so
+/// and rejoins (what was written meanwhile is lost to it). About another
+/// device: the conversation says whose, why, and that it misses what is
+/// written until it comes back. A notice this version does not know is
+/// skipped.
+fn process_notice(cx: &Ctx<'_>, item: &QueueItem, fx: &mut Effects) -> Result<Processed> {
+    let store = cx.store;
+    let Some(Notice::DeliveryStopped { reason }) = Notice::decode(&item.payload) else {
+        tracing::info!(group = %item.group_id, seq = item.seq, "a relay notice this version does not know; skipped");
+        store.set_last_seq(&item.group_id, item.seq)?;
+        return Ok(Processed::default());
+    };
+    let why = stop_reason(reason);
+    let mine = item.sender == cx.me.identity.device_id;
+    let text = if mine {
+        format!(
+            "{STOPPED_HERE_TEXT}: {why}. It is rejoining; messages sent meanwhile cannot be shown here."
+        )
+    } else {
+        let who = groups::device_owner(store, &item.group_id, &item.sender);
+        format!(
+            "{who} {STOPPED_TEXT} on one device: {why}. That device misses what is written here until it comes back online and rejoins."
+        )
+    };
+    let line = Message {
+        id: MessageId::random(),
+        group_id: item.group_id,
+        sender: cx.me.identity.user_id.clone(),
+        sender_device: cx.me.identity.device_id,
+        sent_at: cx.now,
+        seq: Some(item.seq),
+        text: Some(text),
+        kind: crate::content::SYSTEM_KIND.into(),
+        state: DeliveryState::Received,
+    };
+    let tx = store.transaction()?;
+    store.insert_message(&line, cx.now, false)?;
+    store.set_last_seq(&item.group_id, item.seq)?;
+    if mine {
+        store.kv_set(&stopped_key(&item.group_id), &item.seq.to_be_bytes())?;
+    }
+    tx.commit()?;
+    fx.events(vec![Event::Message(line)]);
+    if mine {
+        begin_rejoin(cx, &item.group_id, "the relay stopped delivering it", fx)?;
+    }
+    Ok(Processed::default())
+}
+
+/// Why the relay stopped a delivery, in words.
+fn stop_reason(reason: StopReason) -> String {
+    match reason {
+        StopReason::QueueFull { limit } => {
+            format!("more than {limit} messages were waiting for it")
+        }
+        StopReason::Expired { idle_secs } => {
+            let (n, unit) = match idle_secs {
+                s if s >= 2 * 86_400 => (s / 86_400, "days"),
+                s if s >= 2 * 3_600 => (s / 3_600, "hours"),
+                s if s >= 120 => (s / 60, "minutes"),
+                s => (s, "seconds"),
+            };
+            format!("it had not connected for {n} {unit}")
         }
     }
 }

@@ -53,6 +53,7 @@ pub use groups::{capabilities, create_config, join_config, CIPHERSUITE, MAX_PAST
 /// store's group cache, for benchmarks (`benches/mls_groups.rs`).
 #[doc(hidden)]
 pub use groups::{load as load_group, Loaded};
+pub use inbound::{STOPPED_HERE_TEXT, STOPPED_TEXT};
 pub use outbox::{HELD_TEXT, REJOINED_TEXT};
 pub use queries::{safety_number, Member, Participant, ParticipantDevice};
 pub use receipts::{MAX_RECEIPT_GROUP_USERS, RECEIPT_DELAY_MS};

@@ -54,6 +54,7 @@ pub fn authenticated(state: &AppState, session: &Session) -> Result<Response, Ds
     if device.revoked {
         return Err(DsError::AuthenticationFailed);
     }
+    store.set_last_seen(&session.device_id, crate::unix_now())?;
     Ok(Response::Authenticated {
         user_id: session.user_id.clone(),
         key_package_stock: stock.stock,

@@ -8,8 +8,8 @@ use cascade_protocol::limits::MAX_GROUP_DEVICES;
 use cascade_protocol::mls_header::{framing_header, ContentType, SenderType, WireFormat};
 
 use super::{
-    check_mls_size, deliver_live, durable_turn, expect_wire_format, start_sequencing, Handling,
-    Session, Written,
+    check_mls_size, deliver_live, deliver_notices, durable_turn, expect_wire_format,
+    start_sequencing, write_past_laggers, Handling, Session, Written,
 };
 use crate::error::DsError;
 use crate::store::{CommitWrite, StoreError};
@@ -159,7 +159,8 @@ async fn sequence(
                 "a rejoining member's external commit removes no device",
             ));
         }
-    } else if !is_member {
+    } else if !is_member || group.stopped.contains(&session.device_id) {
+        // A device whose delivery is stopped comes back by resync first.
         return Err(DsError::NotMember);
     }
     if bundle.epoch != group.epoch {
@@ -202,12 +203,21 @@ async fn sequence(
         added: &bundle.added,
         removed: &bundle.removed,
     };
-    let sequenced = store.apply_commit(&write).map_err(|e| match e {
-        StoreError::NotFound => DsError::UnknownGroup,
-        StoreError::QueueFull => super::queue_full(&**store, &bundle.group_id),
-        e => e.into(),
-    })?;
+    let (notices, outcome) =
+        write_past_laggers(state, &bundle.group_id, &session.device_id, || {
+            store.apply_commit(&write)
+        });
+    let outcome = outcome.map_err(|e| match e {
+        DsError::Store(StoreError::NotFound) => DsError::UnknownGroup,
+        e => e,
+    });
+    let outcome = match outcome {
+        Err(e) if notices.is_empty() => return Err(e),
+        outcome => outcome,
+    };
     let _turn = durable_turn(state, writer, written).await?;
+    deliver_notices(state, bundle.group_id, &notices);
+    let sequenced = outcome?;
 
     let mut payloads = vec![(ItemKind::Commit, &bundle.commit)];
     if let Some(welcome) = &bundle.welcome {

@@ -16,8 +16,8 @@ use std::sync::Arc;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
-use cascade_protocol::frames::{Bytes, ItemKind, Request, Response};
-use cascade_protocol::limits::{KEY_PACKAGE_LOW_WATER, MAX_MLS_MESSAGE_BYTES};
+use cascade_protocol::frames::{Bytes, ItemKind, Notice, Request, Response, StopReason};
+use cascade_protocol::limits::{KEY_PACKAGE_LOW_WATER, MAX_MLS_MESSAGE_BYTES, MAX_QUEUE_LEN};
 use cascade_protocol::mls_header::{wire_format, WireFormat};
 use cascade_protocol::{DeviceId, GroupId, UserId};
 
@@ -284,11 +284,146 @@ pub fn stock_is_low(stock: u32) -> bool {
     stock <= KEY_PACKAGE_LOW_WATER
 }
 
-/// The `QueueFull` answer for a group at its lag limit, naming the devices
-/// that hold it there (so members can remove them; hazard H-017).
+/// The `QueueFull` answer for a group still at its lag limit after the
+/// devices that held it there were stopped (which should not happen: a
+/// refusal left for a client to retry, never a silent loss).
 pub(crate) fn queue_full(store: &dyn crate::store::Store, group: &GroupId) -> DsError {
     match store.lagging_devices(group, cascade_protocol::limits::MAX_QUEUE_LEN) {
         Ok(devices) => DsError::QueueFull { devices },
         Err(e) => DsError::Store(e),
+    }
+}
+
+/// A `Notice` item written to a group, to deliver live once flushed.
+pub(crate) struct NoticeWritten {
+    /// The device the notice is about (the item's sender).
+    pub device: DeviceId,
+    /// Where it went.
+    pub sequenced: Sequenced,
+    /// Its payload.
+    pub payload: Bytes,
+}
+
+/// Stops delivering `group` to `device` for `reason` (protocol §12.2):
+/// the notice written, or `None` if it was stopped already or is not a
+/// member. Call under the group's writer lock.
+pub(crate) fn stop_delivery(
+    state: &AppState,
+    group: &GroupId,
+    device: &DeviceId,
+    reason: StopReason,
+) -> Result<Option<NoticeWritten>, DsError> {
+    let payload = Bytes::from(Notice::DeliveryStopped { reason }.encode());
+    let Some(sequenced) = state.store().stop_delivery(group, device, &payload)? else {
+        return Ok(None);
+    };
+    let kind = match reason {
+        StopReason::QueueFull { .. } => "queue_full",
+        StopReason::Expired { .. } => "expired",
+    };
+    state
+        .metrics()
+        .delivery_stopped
+        .get_or_create(&crate::metrics::Kind { kind })
+        .inc();
+    tracing::info!(%group, reason = kind, "delivery of a group to a device stopped");
+    Ok(Some(NoticeWritten {
+        device: *device,
+        sequenced,
+        payload,
+    }))
+}
+
+/// Runs a group write; if the store refuses it with `QueueFull`, stops
+/// delivering the group to the devices that hold it there (more than
+/// [`MAX_QUEUE_LEN`] behind) and writes again, so that one device's backlog
+/// never stops its group. If that stops the writer itself (it writes but
+/// never reads), its write is refused with `NotMember`. Returns the notices
+/// written (deliver them before the write's own items) and the write's
+/// outcome. Call under the group's writer lock.
+pub(crate) fn write_past_laggers<T>(
+    state: &AppState,
+    group: &GroupId,
+    writer: &DeviceId,
+    mut write: impl FnMut() -> Result<T, crate::store::StoreError>,
+) -> (Vec<NoticeWritten>, Result<T, DsError>) {
+    let mut notices = Vec::new();
+    match write() {
+        Err(crate::store::StoreError::QueueFull) => {}
+        other => return (notices, other.map_err(DsError::from)),
+    }
+    let laggers = match state.store().lagging_devices(group, MAX_QUEUE_LEN) {
+        Ok(laggers) => laggers,
+        Err(e) => return (notices, Err(e.into())),
+    };
+    for device in &laggers {
+        let reason = StopReason::QueueFull {
+            limit: MAX_QUEUE_LEN,
+        };
+        match stop_delivery(state, group, device, reason) {
+            Ok(Some(notice)) => notices.push(notice),
+            Ok(None) => {}
+            Err(e) => return (notices, Err(e)),
+        }
+    }
+    if laggers.contains(writer) {
+        return (notices, Err(DsError::NotMember));
+    }
+    let outcome = match write() {
+        Err(crate::store::StoreError::QueueFull) => Err(queue_full(&**state.store(), group)),
+        other => other.map_err(DsError::from),
+    };
+    (notices, outcome)
+}
+
+/// Stops delivering every group to the devices that have not connected
+/// since `expiry` ago (and are not connected now), with
+/// [`StopReason::Expired`]: their queues go, and they rejoin when they come
+/// back (protocol §12.2). Returns how many groups were stopped.
+pub async fn expire_idle_devices(
+    state: &AppState,
+    expiry: std::time::Duration,
+) -> Result<usize, DsError> {
+    let now = crate::unix_now();
+    let before = now.saturating_sub(expiry.as_secs());
+    let store = Arc::clone(state.store());
+    let idle = tokio::task::spawn_blocking(move || store.idle_devices(before))
+        .await
+        .map_err(|_| DsError::Internal("the queue expiry scan failed"))??;
+    let mut stopped = 0;
+    for (device, seen) in idle {
+        if state.registry().is_connected(&device) {
+            continue;
+        }
+        for group in state.store().groups_with_devices(&[device])? {
+            let mut writer = state.groups().lock(group).await;
+            let reason = StopReason::Expired {
+                idle_secs: now.saturating_sub(seen),
+            };
+            let Some(notice) = stop_delivery(state, &group, &device, reason)? else {
+                continue;
+            };
+            stopped += 1;
+            let mut publication = writer.publication();
+            drop(writer);
+            state.flush().await?;
+            publication.turn().await;
+            deliver_notices(state, group, &[notice]);
+        }
+    }
+    Ok(stopped)
+}
+
+/// Offers written notices to the connected devices; call in the write's
+/// publication turn, after the flush, before the write's own items.
+pub(crate) fn deliver_notices(state: &AppState, group: GroupId, notices: &[NoticeWritten]) {
+    for n in notices {
+        deliver_live(
+            state,
+            group,
+            n.device,
+            &n.sequenced,
+            &[(ItemKind::Notice, &n.payload)],
+        );
     }
 }

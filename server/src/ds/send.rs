@@ -7,7 +7,8 @@ use cascade_protocol::mls_header::{framing_header, ContentType, WireFormat};
 use cascade_protocol::GroupId;
 
 use super::{
-    check_mls_size, deliver_live, durable_turn, start_sequencing, Handling, Session, Written,
+    check_mls_size, deliver_live, deliver_notices, durable_turn, start_sequencing,
+    write_past_laggers, Handling, Session, Written,
 };
 use crate::error::DsError;
 use crate::store::{ApplicationWrite, StoreError};
@@ -73,7 +74,9 @@ async fn sequence(
     let writer = state.groups().lock(group_id).await;
     let store = state.store();
     let group = store.get_group(&group_id)?.ok_or(DsError::UnknownGroup)?;
-    if !group.roster.contains(&session.device_id) {
+    // A device whose delivery is stopped reads nothing of the group: it
+    // rejoins before it writes again.
+    if !group.roster.contains(&session.device_id) || group.stopped.contains(&session.device_id) {
         return Err(DsError::NotMember);
     }
     // Readable by every member (from an epoch they all have the secrets
@@ -86,18 +89,27 @@ async fn sequence(
             current: group.epoch,
         });
     }
-    let sequenced = store
-        .append_application(&ApplicationWrite {
-            group_id,
-            sender: session.device_id,
-            message,
-        })
-        .map_err(|e| match e {
-            StoreError::NotFound => DsError::UnknownGroup,
-            StoreError::QueueFull => super::queue_full(&**store, &group_id),
-            e => e.into(),
-        })?;
+    let write = ApplicationWrite {
+        group_id,
+        sender: session.device_id,
+        message,
+    };
+    let (notices, outcome) = write_past_laggers(state, &group_id, &session.device_id, || {
+        store.append_application(&write)
+    });
+    let outcome = outcome.map_err(|e| match e {
+        DsError::Store(StoreError::NotFound) => DsError::UnknownGroup,
+        e => e,
+    });
+    let outcome = match outcome {
+        Err(e) if notices.is_empty() => return Err(e),
+        outcome => outcome,
+    };
+    // Notices are written: they are flushed and delivered whatever the
+    // message's outcome.
     let _turn = durable_turn(state, writer, written).await?;
+    deliver_notices(state, group_id, &notices);
+    let sequenced = outcome?;
     deliver_live(
         state,
         group_id,

@@ -113,6 +113,14 @@ pub struct Device {
     /// sent to the relay's push gateway).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub push_token: Option<String>,
+    /// When it last authenticated, seconds since the Unix epoch; 0 if never
+    /// (or before this was recorded). For the queue expiry.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub last_seen: u64,
+}
+
+fn is_zero(v: &u64) -> bool {
+    *v == 0
 }
 
 /// A device about to be enrolled: [`Store::enrol_device`] takes the user from
@@ -191,6 +199,9 @@ pub struct Group {
     /// The epoch of the latest commit that added devices: messages
     /// encrypted in an earlier epoch cannot be read by all of them.
     pub readable_from: u64,
+    /// Roster devices the group is no longer delivered to
+    /// ([`Store::stop_delivery`]) until they rejoin or are removed.
+    pub stopped: Vec<DeviceId>,
 }
 
 /// An accepted commit with everything that lands with it, for
@@ -405,11 +416,34 @@ pub trait Store: Send + Sync {
     /// would overflow; `NotFound` if the group does not exist.
     fn append_application(&self, message: &ApplicationWrite<'_>) -> Result<Sequenced, StoreError>;
 
-    /// The member devices of the group that have stopped reading it: those
-    /// more than half of `lag` sequence numbers behind the group, or, if
-    /// none is that far, the ones furthest behind. For the `QueueFull`
-    /// answer, so the group learns whom to remove.
+    /// The member devices the group is still delivered to that are at
+    /// least `lag` sequence numbers behind it (not counting items that are
+    /// not for them): the ones that hold a write at `QueueFull`.
     fn lagging_devices(&self, group_id: &GroupId, lag: u64) -> Result<Vec<DeviceId>, StoreError>;
+
+    /// Atomically stops delivering the group to one of its roster devices:
+    /// takes the next sequence number for a `Notice` item with this payload
+    /// (sender: the device) queued for every device the group is delivered
+    /// to, the stopped one included, for which it is the last item of the
+    /// group (its earlier backlog there is dropped). The device stays in the
+    /// roster, listed in [`Group::stopped`], until a commit removes it or its
+    /// own external commit (a resync) brings it back. `None` (nothing
+    /// written) if it is not in the roster or already stopped; `NotFound`
+    /// if the group does not exist.
+    fn stop_delivery(
+        &self,
+        group_id: &GroupId,
+        device_id: &DeviceId,
+        notice: &[u8],
+    ) -> Result<Option<Sequenced>, StoreError>;
+
+    /// Records that a device authenticated at `at` (seconds since the Unix
+    /// epoch).
+    fn set_last_seen(&self, device_id: &DeviceId, at: u64) -> Result<(), StoreError>;
+
+    /// Devices in at least one group that were last seen (or, never seen,
+    /// enrolled) before `before`, with that time.
+    fn idle_devices(&self, before: u64) -> Result<Vec<(DeviceId, u64)>, StoreError>;
 
     /// Up to `limit` items of a device's queue with ids greater than `after`,
     /// in queue-id order.

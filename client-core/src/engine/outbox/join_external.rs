@@ -39,6 +39,13 @@ fn rejoined_key(group: &GroupId) -> String {
     format!("rejoined:{group}")
 }
 
+/// Set while the relay has stopped delivering the conversation to this
+/// device: its rejoin must land even if its state is in step (the external
+/// commit is what makes the relay deliver to it again).
+pub(crate) fn stopped_key(group: &GroupId) -> String {
+    format!("stopped:{group}")
+}
+
 /// The history line a device shows after rejoining.
 pub const REJOINED_TEXT: &str = "This device fell out of step with the conversation and rejoined it. Messages sent in the meantime cannot be shown here.";
 
@@ -87,7 +94,10 @@ impl JoinExternal {
             MlsMessageBodyIn::GroupInfo(gi) => gi,
             _ => return Err(CoreError::Decode("the relay's GroupInfo")),
         };
-        if self.rejoin {
+        let stopped = store
+            .kv_get(&stopped_key(&self.group_id))?
+            .is_some_and(|v| !v.is_empty());
+        if self.rejoin && !stopped {
             // The GroupInfo's own epoch and context, not the relay's word:
             // an older GroupInfo, or the very state this device holds, means
             // it is in step after all (what looked wrong was not).
@@ -290,6 +300,7 @@ fn complete(
     let mut events = vec![Event::ConversationUpdated(*group_id)];
     if rejoin {
         store.kv_set(&rejoined_key(group_id), &cx.now.to_be_bytes())?;
+        store.kv_set(&stopped_key(group_id), b"")?;
         let line = Message {
             id: MessageId::random(),
             group_id: *group_id,

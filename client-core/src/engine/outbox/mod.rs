@@ -31,7 +31,7 @@ pub(crate) use add_members::AddClaims;
 #[cfg(test)]
 pub(crate) use add_members::Claimed;
 pub use join_external::REJOINED_TEXT;
-pub(crate) use join_external::{begin_rejoin, own_echo};
+pub(crate) use join_external::{begin_rejoin, own_echo, stopped_key};
 pub use send::HELD_TEXT;
 
 use std::collections::{HashMap, VecDeque};

@@ -234,19 +234,10 @@ fn held_notice(
     if cx.store.kv_get(&key)?.as_deref() == Some(seen.as_bytes()) {
         return Ok(None);
     }
-    let who: Vec<String> = match groups::read(cx.store, group_id) {
-        Ok(group) => {
-            let certs = groups::member_certs(&group).unwrap_or_default();
-            devices
-                .iter()
-                .map(|d| match certs.iter().find(|c| c.device == *d) {
-                    Some(c) => format!("{} ({})", c.display_name, c.user),
-                    None => format!("device {d}"),
-                })
-                .collect()
-        }
-        Err(_) => devices.iter().map(|d| format!("device {d}")).collect(),
-    };
+    let who: Vec<String> = devices
+        .iter()
+        .map(|d| groups::device_owner(cx.store, group_id, d))
+        .collect();
     let line = crate::store::Message {
         id: MessageId::random(),
         group_id: *group_id,

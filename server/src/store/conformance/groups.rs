@@ -477,3 +477,185 @@ pub fn a_device_reads_only_while_a_member(h: &mut dyn Harness) {
     assert_eq!(store.ack(&b, &[a_items[3].queue_id]).expect("ack"), 0);
     assert_eq!(seen(&b).len(), 2);
 }
+
+/// Stopping a device's delivery writes one `Notice` for every device the
+/// group is delivered to: the stopped device's backlog there is gone
+/// (except an unread Welcome), it gets nothing more of the group, and it
+/// does not count for the lag limit; a resync by external commit brings it
+/// back, and a commit that removes it forgets it.
+pub fn stopping_delivery_drops_the_backlog_until_a_resync(h: &mut dyn Harness) {
+    let store = h.fresh();
+    let (a, b, c) = (DeviceId([1; 16]), DeviceId([2; 16]), DeviceId([3; 16]));
+    let g = group_id(12);
+    store.create_group(&g, &a, b"info").expect("create");
+    let commit = |epoch: u64, committer: DeviceId, added: &[DeviceId], removed: &[DeviceId]| {
+        store.apply_commit(&CommitWrite {
+            group_id: g,
+            epoch,
+            committer,
+            commit: b"c",
+            welcome: (!added.is_empty()).then_some(&b"w"[..]),
+            group_info: b"info",
+            added,
+            removed,
+        })
+    };
+    commit(0, a, &[b, c], &[]).expect("add b and c");
+    let echo = store.queue_page(&a, None, 10).expect("queue");
+    store
+        .ack(&a, &[echo[0].queue_id])
+        .expect("a reads its echo");
+    // b reads its Welcome; c never reads anything.
+    let welcome = store.queue_page(&b, None, 10).expect("queue");
+    store
+        .ack(&b, &[welcome[0].queue_id])
+        .expect("ack the Welcome");
+    for n in 0..5u8 {
+        app(&*store, g, a, &[n]);
+    }
+    assert_eq!(
+        store.stop_delivery(&group_id(99), &b, b"n"),
+        Err(StoreError::NotFound)
+    );
+    assert_eq!(
+        store.stop_delivery(&g, &DeviceId([9; 16]), b"n"),
+        Ok(None),
+        "not a member"
+    );
+    let stopped = store
+        .stop_delivery(&g, &b, b"notice b")
+        .expect("stop")
+        .expect("written");
+    assert_eq!(stopped.seq, 7);
+    let mut to: Vec<_> = stopped.deliveries.iter().map(|d| d.device_id).collect();
+    to.sort();
+    assert_eq!(to, vec![a, b, c], "every device the group goes to, b too");
+    assert!(stopped
+        .deliveries
+        .iter()
+        .all(|d| d.kind == ItemKind::Notice));
+    assert_eq!(
+        store.stop_delivery(&g, &b, b"again"),
+        Ok(None),
+        "already stopped"
+    );
+    let group = store.get_group(&g).expect("get").expect("exists");
+    assert_eq!(group.stopped, vec![b]);
+    assert!(group.roster.contains(&b), "still in the MLS group");
+
+    // b's queue: the notice only (its five messages are gone).
+    let page = store.queue_page(&b, None, 10).expect("queue");
+    let got: Vec<_> = page
+        .iter()
+        .map(|i| (i.kind, i.seq, i.sender, i.payload.to_vec()))
+        .collect();
+    assert_eq!(got, vec![(ItemKind::Notice, 7, b, b"notice b".to_vec())]);
+    // c has not read its Welcome: that stays, with the notice about c.
+    store
+        .stop_delivery(&g, &c, b"notice c")
+        .expect("stop")
+        .expect("written");
+    let got: Vec<_> = store
+        .queue_page(&c, None, 20)
+        .expect("queue")
+        .iter()
+        .map(|i| (i.kind, i.seq))
+        .collect();
+    assert_eq!(
+        got,
+        vec![(ItemKind::Welcome, 1), (ItemKind::Notice, 8)],
+        "c's Welcome and the notice about c"
+    );
+    // Nothing more of the group reaches b or c, and neither holds it back.
+    app(&*store, g, a, b"later");
+    assert_eq!(store.queue_len(&b).expect("len"), 1);
+    let before = store.queue_len(&c).expect("len");
+    let notices: Vec<_> = store
+        .queue_page(&a, None, 10)
+        .expect("queue")
+        .iter()
+        .map(|i| i.queue_id)
+        .collect();
+    assert_eq!(notices.len(), 2, "a got both notices");
+    store.ack(&a, &notices).expect("a reads them");
+    for _ in 0..MAX_QUEUE_LEN + 5 {
+        app(&*store, g, a, b"x");
+    }
+    assert_eq!(store.queue_len(&c).expect("len"), before);
+    assert_eq!(
+        store.lagging_devices(&g, MAX_QUEUE_LEN).expect("lagging"),
+        Vec::<DeviceId>::new()
+    );
+
+    // b rejoins by external commit: delivered to again from there.
+    let epoch = store.get_group(&g).expect("get").expect("exists").epoch;
+    let resync = commit(epoch, b, &[b], &[]).expect("resync");
+    assert!(resync.deliveries.iter().any(|d| d.device_id == b));
+    assert!(
+        !resync.deliveries.iter().any(|d| d.device_id == c),
+        "c is still stopped"
+    );
+    let seq = app(&*store, g, a, b"welcome back");
+    let last = store.queue_page(&b, None, 10).expect("queue");
+    assert_eq!(last.last().map(|i| i.seq), Some(seq));
+    assert_eq!(
+        store.get_group(&g).expect("get").expect("exists").stopped,
+        vec![c]
+    );
+    // Removing c forgets that it was stopped.
+    commit(epoch + 1, a, &[], &[c]).expect("remove c");
+    let group = store.get_group(&g).expect("get").expect("exists");
+    assert!(group.stopped.is_empty() && !group.roster.contains(&c));
+}
+
+/// Devices in a group are idle from when they were last seen (or, never
+/// seen, enrolled).
+pub fn idle_devices_are_found_by_last_seen(h: &mut dyn Harness) {
+    let store = h.fresh();
+    let a = super::enrolled(&*store, "a@o", 1);
+    let b = super::enrolled(&*store, "b@o", 2);
+    let loner = super::enrolled(&*store, "c@o", 3);
+    let g = group_id(13);
+    store
+        .create_group(&g, &a.device_id, b"info")
+        .expect("create");
+    store
+        .apply_commit(&CommitWrite {
+            group_id: g,
+            epoch: 0,
+            committer: a.device_id,
+            commit: b"c",
+            welcome: Some(b"w"),
+            group_info: b"info",
+            added: &[b.device_id],
+            removed: &[],
+        })
+        .expect("add b");
+    let now = super::NOW;
+    assert_eq!(
+        store.idle_devices(now + 1).expect("idle"),
+        vec![(a.device_id, now), (b.device_id, now)],
+        "never seen: from enrolment; the device in no group is not listed"
+    );
+    store.set_last_seen(&a.device_id, now + 100).expect("seen");
+    store
+        .set_last_seen(&a.device_id, now + 50)
+        .expect("an earlier time changes nothing");
+    assert_eq!(
+        store
+            .get_device(&a.device_id)
+            .expect("get")
+            .expect("exists")
+            .last_seen,
+        now + 100
+    );
+    assert_eq!(
+        store.idle_devices(now + 100).expect("idle"),
+        vec![(b.device_id, now)]
+    );
+    assert_eq!(
+        store.set_last_seen(&DeviceId([9; 16]), now),
+        Err(StoreError::NotFound)
+    );
+    let _ = loner;
+}

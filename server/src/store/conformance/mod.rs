@@ -45,6 +45,8 @@ macro_rules! store_conformance_tests {
             queues_keep_order_and_ack_removes,
             queue_limit_refuses_without_writing,
             a_device_reads_only_while_a_member,
+            stopping_delivery_drops_the_backlog_until_a_resync,
+            idle_devices_are_found_by_last_seen,
             org_ca_certificate_is_kept,
             device_certificates_end_pending,
             trust_lists_are_kept_per_org,
@@ -77,6 +79,8 @@ pub fn run_all(h: &mut dyn Harness) {
     queues_keep_order_and_ack_removes(h);
     queue_limit_refuses_without_writing(h);
     a_device_reads_only_while_a_member(h);
+    stopping_delivery_drops_the_backlog_until_a_resync(h);
+    idle_devices_are_found_by_last_seen(h);
     org_ca_certificate_is_kept(h);
     device_certificates_end_pending(h);
     trust_lists_are_kept_per_org(h);
@@ -171,7 +175,7 @@ pub fn key_packages_can_be_withdrawn(h: &mut dyn Harness) {
     assert_eq!(c.key_package, b"new-a");
 }
 
-const NOW: u64 = 1_700_000_000;
+pub(crate) const NOW: u64 = 1_700_000_000;
 
 fn org(id: &str) -> Org {
     Org {
@@ -205,7 +209,7 @@ fn new_device(n: u8) -> NewDevice {
 }
 
 /// Creates org `o`, user `u@o` and enrols device `n` for it.
-fn enrolled(store: &dyn Store, user_id: &str, n: u8) -> Device {
+pub(crate) fn enrolled(store: &dyn Store, user_id: &str, n: u8) -> Device {
     let user_id = UserId::new(user_id).expect("valid user id");
     match store.create_org(&org(user_id.org().as_str())) {
         Ok(()) | Err(StoreError::AlreadyExists) => {}

@@ -160,6 +160,7 @@ fn header_addressed_to(
     match kind {
         ItemKind::Application => sender != device && member(),
         ItemKind::Commit => sender == device || member(),
+        ItemKind::Notice => member(),
         ItemKind::Welcome => false,
     }
 }
@@ -193,6 +194,7 @@ impl Header {
             1 => ItemKind::Commit,
             2 => ItemKind::Application,
             3 => ItemKind::Welcome,
+            4 => ItemKind::Notice,
             _ => return Err(corrupt()),
         };
         Ok(Self {
@@ -522,27 +524,25 @@ impl SledStore {
         Ok(acked)
     }
 
-    /// The roster devices more than half of `lag` seqs behind the group's
-    /// head, or, if none is, those furthest behind
+    /// The devices with an open membership at least `lag` seqs behind the
+    /// group's head, past the entries that are not for them
     /// (`Store::lagging_devices`).
     pub(super) fn lagging(&self, group: &GroupId, lag: u64) -> Result<Vec<DeviceId>, StoreError> {
         let head_seq = counter(self.group_seq.get(group.as_bytes())?)?.saturating_sub(1);
         let mut behind = Vec::new();
         for kv in self.members.scan_prefix(group.as_bytes()) {
             let (key, raw) = kv?;
-            let m: Membership = decode(&raw, "membership")?;
-            if m.is_open() {
-                let device = DeviceId(tail_id(&key, "membership key")?);
-                behind.push((head_seq.saturating_sub(m.acked_seq), device));
+            let mut m: Membership = decode(&raw, "membership")?;
+            if !m.is_open() || head_seq.saturating_sub(m.acked_seq) < lag {
+                continue;
+            }
+            let device = DeviceId(tail_id(&key, "membership key")?);
+            self.skip_unaddressed(group, &device, &mut m)?;
+            if head_seq.saturating_sub(m.acked_seq) >= lag {
+                behind.push(device);
             }
         }
-        let furthest = behind.iter().map(|(l, _)| *l).max().unwrap_or(0);
-        let threshold = (lag / 2 + 1).min(furthest).max(1);
-        Ok(behind
-            .into_iter()
-            .filter(|(l, _)| *l >= threshold)
-            .map(|(_, d)| d)
-            .collect())
+        Ok(behind)
     }
 
     /// Moves cursors past entries not addressed to their device, forgets
@@ -594,6 +594,35 @@ impl SledStore {
         self.log_gc
             .insert(group.as_bytes(), &found.to_bytes()[..])?;
         Ok(found)
+    }
+
+    /// Whether `device` has not yet read the Welcome that brought it into
+    /// the group this time.
+    pub(super) fn welcome_unread(
+        &self,
+        group: &GroupId,
+        device: &DeviceId,
+    ) -> Result<bool, StoreError> {
+        let Some(m) = self.membership(group, device)? else {
+            return Ok(false);
+        };
+        let Some(span) = m.spans.last() else {
+            return Ok(false);
+        };
+        for kv in self
+            .log
+            .range(log_key(group, m.next)..=log_key(group, u64::MAX))
+        {
+            let (_, raw) = kv?;
+            let entry: LogEntry = decode(&raw, "log entry")?;
+            if entry.seq > span.from {
+                break;
+            }
+            if entry.kind == ItemKind::Welcome && entry.welcomed.contains(device) {
+                return Ok(true);
+            }
+        }
+        Ok(false)
     }
 
     /// Moves `m`'s cursor past the entries after it that are not for

@@ -72,6 +72,9 @@ struct GroupRecord {
     /// before it existed, and while no device was ever added.
     #[serde(default, skip_serializing_if = "is_zero")]
     readable_from: u64,
+    /// Roster devices whose delivery is stopped (`Store::stop_delivery`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    stopped: Vec<DeviceId>,
 }
 
 fn is_zero(v: &u64) -> bool {
@@ -185,6 +188,7 @@ fn kind_tag(kind: ItemKind) -> u8 {
         ItemKind::Commit => 1,
         ItemKind::Application => 2,
         ItemKind::Welcome => 3,
+        ItemKind::Notice => 4,
     }
 }
 
@@ -486,6 +490,7 @@ impl Store for SledStore {
                     revoked: false,
                     certificate: None,
                     push_token: None,
+                    last_seen: 0,
                 };
                 tokens.insert(&token_hash[..], encode(&token))?;
                 devices.insert(&new.device_id.as_bytes()[..], encode(&device))?;
@@ -617,6 +622,7 @@ impl Store for SledStore {
             epoch: 0,
             roster: vec![*creator],
             readable_from: 0,
+            stopped: Vec::new(),
         });
         let info = encode(&GroupInfoRecord {
             epoch: 0,
@@ -657,6 +663,7 @@ impl Store for SledStore {
             next_seq,
             roster: record.roster,
             readable_from: record.readable_from,
+            stopped: record.stopped,
         }))
     }
 
@@ -724,7 +731,12 @@ impl Store for SledStore {
                     welcomed: Vec::new(),
                 };
                 let commit_pos = append_tx(log, positions, &c.group_id, &commit)?;
-                let mut commit_recipients = group.roster.clone();
+                let mut commit_recipients: Vec<DeviceId> = group
+                    .roster
+                    .iter()
+                    .filter(|d| !group.stopped.contains(d))
+                    .copied()
+                    .collect();
                 if !commit_recipients.contains(&c.committer) {
                     commit_recipients.push(c.committer);
                 }
@@ -757,8 +769,23 @@ impl Store for SledStore {
                     }
                 }
                 group.roster.retain(|d| !c.removed.contains(d));
+                group.stopped.retain(|d| !c.removed.contains(d));
                 for device in c.added {
                     if group.roster.contains(device) {
+                        // A resync: a stopped device is delivered to again
+                        // from this commit on.
+                        if group.stopped.contains(device) {
+                            group.stopped.retain(|d| d != device);
+                            let m = match membership_tx(members, &c.group_id, device)? {
+                                Some(mut m) => {
+                                    m.join(seq);
+                                    m
+                                }
+                                None => Membership::joining(seq, commit_pos),
+                            };
+                            members.insert(&member_key(&c.group_id, device)[..], encode(&m))?;
+                            index.insert(&device_group_key(device, &c.group_id)[..], &[][..])?;
+                        }
                         continue;
                     }
                     group.roster.push(*device);
@@ -799,6 +826,116 @@ impl Store for SledStore {
         self.lagging(group_id, lag)
     }
 
+    fn stop_delivery(
+        &self,
+        group_id: &GroupId,
+        device_id: &DeviceId,
+        notice: &[u8],
+    ) -> Result<Option<Sequenced>, StoreError> {
+        let payload = Bytes::from(notice.to_vec());
+        // Read outside the transaction: the caller holds the group's writer
+        // lock, and acknowledgements only move the cursor past it.
+        let welcome_unread = self.welcome_unread(group_id, device_id)?;
+        let trees = (
+            &self.groups,
+            &self.group_seq,
+            &self.log,
+            &self.log_pos,
+            &self.members,
+            &self.device_groups,
+        );
+        let sequenced = trees.transaction(|(groups, seqs, log, positions, members, index)| {
+            let key = &group_id.as_bytes()[..];
+            let mut group = load_group(groups, group_id)?;
+            if !group.roster.contains(device_id) || group.stopped.contains(device_id) {
+                return Ok(None);
+            }
+            let seq = load_seq(seqs, group_id)?;
+            let entry = LogEntry {
+                seq,
+                sender: *device_id,
+                kind: ItemKind::Notice,
+                payload: payload.clone(),
+                welcomed: Vec::new(),
+            };
+            let pos = append_tx(log, positions, group_id, &entry)?;
+            // Its backlog goes: the notice is all it has left to read here,
+            // after the Welcome that brought it in if it has not read that
+            // (so that it learns of the group, and rejoins it).
+            let mut m = membership_tx(members, group_id, device_id)?
+                .unwrap_or_else(|| Membership::joining(0, pos));
+            match (welcome_unread, m.spans.last_mut()) {
+                (true, Some(span)) => {
+                    span.from = seq - 1;
+                    span.until = Some(seq);
+                    // What it is behind by is the notice only.
+                    m.acked_seq = seq - 1;
+                }
+                _ => {
+                    m.next = m.next.max(pos);
+                    m.acked_seq = seq - 1;
+                    m.leave(seq);
+                }
+            }
+            members.insert(&member_key(group_id, device_id)[..], encode(&m))?;
+            index.insert(&device_group_key(device_id, group_id)[..], &[][..])?;
+            let deliveries = group
+                .roster
+                .iter()
+                .filter(|d| *d == device_id || !group.stopped.contains(d))
+                .map(|d| Delivery {
+                    device_id: *d,
+                    queue_id: pos,
+                    kind: ItemKind::Notice,
+                })
+                .collect();
+            group.stopped.push(*device_id);
+            groups.insert(key, encode(&group))?;
+            seqs.insert(key, &(seq + 1).to_be_bytes()[..])?;
+            Ok(Some(Sequenced {
+                epoch: group.epoch,
+                seq,
+                deliveries,
+            }))
+        })?;
+        Ok(sequenced)
+    }
+
+    fn set_last_seen(&self, device_id: &DeviceId, at: u64) -> Result<(), StoreError> {
+        self.update_device(device_id, |d| {
+            d.last_seen = d.last_seen.max(at);
+            Ok(())
+        })
+    }
+
+    fn idle_devices(&self, before: u64) -> Result<Vec<(DeviceId, u64)>, StoreError> {
+        let mut idle = Vec::new();
+        let mut last: Option<DeviceId> = None;
+        for key in self.device_groups.iter().keys() {
+            let key = key?;
+            let device = DeviceId(
+                key.get(..16)
+                    .and_then(|b| <[u8; 16]>::try_from(b).ok())
+                    .ok_or_else(|| StoreError::Corrupt("device group key".into()))?,
+            );
+            if last == Some(device) {
+                continue;
+            }
+            last = Some(device);
+            if let Some(d) = self.get_device(&device)? {
+                let seen = if d.last_seen == 0 {
+                    d.enrolled_at
+                } else {
+                    d.last_seen
+                };
+                if seen < before {
+                    idle.push((device, seen));
+                }
+            }
+        }
+        Ok(idle)
+    }
+
     fn append_application(&self, m: &ApplicationWrite<'_>) -> Result<Sequenced, StoreError> {
         self.collect_if_due(&m.group_id, MAX_QUEUE_LEN)?;
         let entry_payload = Bytes::from(m.message.to_vec());
@@ -826,7 +963,7 @@ impl Store for SledStore {
             let deliveries = group
                 .roster
                 .iter()
-                .filter(|d| **d != m.sender)
+                .filter(|d| **d != m.sender && !group.stopped.contains(d))
                 .map(|d| Delivery {
                     device_id: *d,
                     queue_id: pos,

@@ -58,6 +58,21 @@ fn record_encodings_are_pinned() {
                 revoked: false,
                 certificate: Some(Bytes::from(vec![0x30, 0x01, 0xde])),
                 push_token: None,
+                last_seen: 0,
+            }),
+        ),
+        (
+            "device_seen",
+            encode(&Device {
+                device_id: device,
+                user_id: user.clone(),
+                name: "Ward 7".into(),
+                signature_key: Bytes::from(vec![0x33; 32]),
+                enrolled_at: 1_700_000_002,
+                revoked: false,
+                certificate: Some(Bytes::from(vec![0x30, 0x01, 0xde])),
+                push_token: None,
+                last_seen: 1_700_000_100,
             }),
         ),
         (
@@ -75,6 +90,7 @@ fn record_encodings_are_pinned() {
                 epoch: 3,
                 roster: vec![device],
                 readable_from: 0,
+                stopped: Vec::new(),
             }),
         ),
         (
@@ -84,6 +100,17 @@ fn record_encodings_are_pinned() {
                 epoch: 3,
                 roster: vec![device],
                 readable_from: 2,
+                stopped: Vec::new(),
+            }),
+        ),
+        (
+            "group_stopped",
+            encode(&GroupRecord {
+                group_id: group,
+                epoch: 3,
+                roster: vec![device, DeviceId([0x44; 16])],
+                readable_from: 0,
+                stopped: vec![DeviceId([0x44; 16])],
             }),
         ),
         (
@@ -155,7 +182,28 @@ fn record_encodings_are_pinned() {
                 ],
             }),
         ),
+        (
+            "log_entry_notice",
+            encode(&LogEntry {
+                seq: 10,
+                sender: device,
+                kind: ItemKind::Notice,
+                payload: Bytes::from(vec![0xa1]),
+                welcomed: Vec::new(),
+            }),
+        ),
         ("log_key", log::log_key(&group, 258).to_vec()),
+        (
+            "log_pos_notice",
+            log::Header {
+                group,
+                seq: 10,
+                kind: ItemKind::Notice,
+                sender: device,
+            }
+            .to_bytes()
+            .to_vec(),
+        ),
         (
             "log_pos",
             log::Header {
@@ -317,6 +365,7 @@ fn queues_of_the_earlier_layout_are_delivered_after_an_upgrade() {
             epoch: 1,
             roster: vec![a, b],
             readable_from: 1,
+            stopped: Vec::new(),
         };
         db.open_tree("groups")
             .expect("tree")
