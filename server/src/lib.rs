@@ -126,6 +126,9 @@ struct Inner {
     metrics: metrics::Metrics,
     audit: std::sync::OnceLock<audit::AuditLog>,
     disk: std::sync::OnceLock<Arc<disk::DiskGuard>>,
+    /// When this relay process started (seconds since the Unix epoch):
+    /// time before it does not count towards a device's queue expiry.
+    started_at: u64,
     /// A durable flush failed: the store may hold in memory what is not on
     /// disk, so the relay stops (see [`disk`]).
     store_failed: std::sync::atomic::AtomicBool,
@@ -210,6 +213,7 @@ impl AppState {
                 metrics,
                 audit: std::sync::OnceLock::new(),
                 disk: std::sync::OnceLock::new(),
+                started_at: unix_now(),
                 store_failed: std::sync::atomic::AtomicBool::new(false),
             }),
         }
@@ -311,6 +315,11 @@ impl AppState {
                 }
             }
         });
+    }
+
+    /// When this relay process started (seconds since the Unix epoch).
+    pub fn started_at(&self) -> u64 {
+        self.inner.started_at
     }
 
     /// The disk guard, when the relay watches its disk.

@@ -2,6 +2,8 @@
 
 mod common;
 
+use std::time::Duration;
+
 use cascade_protocol::frames::{
     ItemKind, Notice, Push, Request, Response, ServerFrame, StopReason,
 };
@@ -1072,4 +1074,76 @@ async fn a_device_flooded_in_one_group_is_dropped_from_it_and_nothing_stops() {
         a.commit(bundle(ward, 1, &[], &[&victim])).await,
         Ok(Response::CommitAccepted { epoch: 2, .. })
     ));
+}
+
+/// The queue expiry: time before the relay started does not count (a
+/// device enrolled long ago, never seen since, is not stopped at once); a
+/// connected device is never stopped, however long ago it connected; an
+/// offline one is stopped in every group it is in, with an `Expired`
+/// notice, once.
+#[tokio::test]
+async fn the_queue_expiry_stops_offline_devices_only_and_counts_from_the_start() {
+    use cascade_server::ds::expire_idle_devices;
+    let relay = start().await;
+    let alice = relay.device("alice@north");
+    let bob = relay.device("bob@north"); // enrolled "at 0", never seen
+    let (ward, rota) = (GroupId([5; 16]), GroupId([6; 16]));
+    let (mut a, _) = relay.online(&alice).await;
+    for group in [ward, rota] {
+        a.create_group(group).await;
+        a.commit(bundle(group, 0, &[&bob], &[]))
+            .await
+            .expect("alice adds bob");
+    }
+    let state = relay.server.state();
+    let expiry = Duration::from_secs(1);
+    assert_eq!(
+        expire_idle_devices(state, expiry).await.expect("sweep"),
+        0,
+        "the relay has just started"
+    );
+    tokio::time::sleep(Duration::from_millis(2100)).await;
+    assert_eq!(
+        expire_idle_devices(state, expiry).await.expect("sweep"),
+        2,
+        "bob, in both groups; not alice, connected all along"
+    );
+    assert_eq!(
+        expire_idle_devices(state, expiry).await.expect("sweep"),
+        0,
+        "once"
+    );
+    let mut notices = Vec::new();
+    while notices.len() < 2 {
+        if let Push::Deliver(item) = a.push().await {
+            if item.kind == ItemKind::Notice {
+                notices.push(item);
+            }
+        }
+    }
+    for notice in &notices {
+        assert_eq!(notice.sender, bob.device_id);
+        let Some(Notice::DeliveryStopped {
+            reason: StopReason::Expired { idle_secs },
+        }) = Notice::decode(&notice.payload)
+        else {
+            panic!("an Expired notice: {notice:?}");
+        };
+        assert!(
+            (2..60).contains(&idle_secs),
+            "counted from the start: {idle_secs}"
+        );
+    }
+    // Bob comes back: in each group his Welcome, then the notice.
+    let (_b, backlog) = relay.online(&bob).await;
+    let got: Vec<_> = backlog.iter().map(|i| (i.group_id, i.kind)).collect();
+    assert_eq!(
+        got,
+        vec![
+            (ward, ItemKind::Welcome),
+            (rota, ItemKind::Welcome),
+            (ward, ItemKind::Notice),
+            (rota, ItemKind::Notice),
+        ]
+    );
 }

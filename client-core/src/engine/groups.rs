@@ -236,8 +236,6 @@ pub(crate) struct MemberCert {
     pub signature_key: Vec<u8>,
 }
 
-/// Every member device of an active group with its certificate's claims;
-/// empty for a group this device is no longer in.
 /// Who a member device of a conversation belongs to, for a line in it:
 /// "Name (user id)" from the device's certificate, or the device id.
 pub(crate) fn device_owner(
@@ -255,6 +253,8 @@ pub(crate) fn device_owner(
     }
 }
 
+/// Every member device of an active group with its certificate's claims;
+/// empty for a group this device is no longer in.
 pub(crate) fn member_certs(group: &MlsGroup) -> Result<Vec<MemberCert>> {
     if !group.is_active() {
         return Ok(Vec::new());

@@ -151,12 +151,18 @@ pub const STOPPED_HERE_TEXT: &str = "This device stopped receiving this conversa
 /// skipped.
 fn process_notice(cx: &Ctx<'_>, item: &QueueItem, fx: &mut Effects) -> Result<Processed> {
     let store = cx.store;
-    let Some(Notice::DeliveryStopped { reason }) = Notice::decode(&item.payload) else {
-        tracing::info!(group = %item.group_id, seq = item.seq, "a relay notice this version does not know; skipped");
-        store.set_last_seq(&item.group_id, item.seq)?;
-        return Ok(Processed::default());
+    let why = match Notice::decode(&item.payload) {
+        Some(Notice::DeliveryStopped { reason }) => stop_reason(reason),
+        // A stop for a reason a later relay added is still a stop.
+        None if is_delivery_stopped(&item.payload) => {
+            "for a reason this version does not know".into()
+        }
+        None => {
+            tracing::info!(group = %item.group_id, seq = item.seq, "a relay notice this version does not know; skipped");
+            store.set_last_seq(&item.group_id, item.seq)?;
+            return Ok(Processed::default());
+        }
     };
-    let why = stop_reason(reason);
     let mine = item.sender == cx.me.identity.device_id;
     let text = if mine {
         format!(
@@ -182,15 +188,33 @@ fn process_notice(cx: &Ctx<'_>, item: &QueueItem, fx: &mut Effects) -> Result<Pr
     let tx = store.transaction()?;
     store.insert_message(&line, cx.now, false)?;
     store.set_last_seq(&item.group_id, item.seq)?;
+    let mut events = Effects::default();
     if mine {
+        // With the notice, in one transaction: a crash in between would
+        // leave the conversation waiting for items that never come.
         store.kv_set(&stopped_key(&item.group_id), &item.seq.to_be_bytes())?;
+        begin_rejoin(
+            cx,
+            &item.group_id,
+            "the relay stopped delivering it",
+            &mut events,
+        )?;
     }
     tx.commit()?;
     fx.events(vec![Event::Message(line)]);
-    if mine {
-        begin_rejoin(cx, &item.group_id, "the relay stopped delivering it", fx)?;
-    }
+    fx.events(events.events);
     Ok(Processed::default())
+}
+
+/// Whether a notice this version cannot decode is still a
+/// `DeliveryStopped` (with a reason it does not know).
+fn is_delivery_stopped(payload: &[u8]) -> bool {
+    match ciborium::from_reader::<ciborium::Value, _>(payload) {
+        Ok(ciborium::Value::Map(entries)) => entries
+            .iter()
+            .any(|(k, _)| k.as_text() == Some("DeliveryStopped")),
+        _ => false,
+    }
 }
 
 /// Why the relay stopped a delivery, in words.
@@ -218,8 +242,9 @@ fn process_welcome(cx: &Ctx<'_>, item: &QueueItem) -> Result<Vec<Event>> {
         MlsMessageBodyIn::Welcome(w) => w,
         _ => return Err(CoreError::Decode("a Welcome")),
     };
-    // Re-added after leaving: the old state is dead.
+    // Re-added after leaving: the old state is dead (and so is a stop).
     groups::delete(store, &item.group_id)?;
+    store.kv_set(&stopped_key(&item.group_id), b"")?;
     let group = StagedWelcome::new_from_welcome(&provider, &join_config(), welcome, None)
         .map_err(CoreError::mls)?
         .into_group(&provider)

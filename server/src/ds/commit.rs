@@ -204,7 +204,7 @@ async fn sequence(
         removed: &bundle.removed,
     };
     let (notices, outcome) =
-        write_past_laggers(state, &bundle.group_id, &session.device_id, || {
+        write_past_laggers(state, &bundle.group_id, &session.device_id, resync, || {
             store.apply_commit(&write)
         });
     let outcome = outcome.map_err(|e| match e {

@@ -304,17 +304,22 @@ pub(crate) struct NoticeWritten {
     pub payload: Bytes,
 }
 
-/// Stops delivering `group` to `device` for `reason` (protocol §12.2):
-/// the notice written, or `None` if it was stopped already or is not a
-/// member. Call under the group's writer lock.
+/// Stops delivering `group` to `device` for `reason` (protocol §12.5),
+/// if it is still at least `behind` seqs behind (when given): the notice
+/// written, or `None` if it was stopped already, is not a member, or read
+/// meanwhile. Call under the group's writer lock.
 pub(crate) fn stop_delivery(
     state: &AppState,
     group: &GroupId,
     device: &DeviceId,
     reason: StopReason,
+    behind: Option<u64>,
 ) -> Result<Option<NoticeWritten>, DsError> {
     let payload = Bytes::from(Notice::DeliveryStopped { reason }.encode());
-    let Some(sequenced) = state.store().stop_delivery(group, device, &payload)? else {
+    let Some(sequenced) = state
+        .store()
+        .stop_delivery(group, device, &payload, behind)?
+    else {
         return Ok(None);
     };
     let kind = match reason {
@@ -337,14 +342,16 @@ pub(crate) fn stop_delivery(
 /// Runs a group write; if the store refuses it with `QueueFull`, stops
 /// delivering the group to the devices that hold it there (more than
 /// [`MAX_QUEUE_LEN`] behind) and writes again, so that one device's backlog
-/// never stops its group. If that stops the writer itself (it writes but
-/// never reads), its write is refused with `NotMember`. Returns the notices
-/// written (deliver them before the write's own items) and the write's
-/// outcome. Call under the group's writer lock.
+/// never stops its group. If that stops the writer itself (it never read
+/// what it was sent), its write is refused with `NotMember`, unless the
+/// write is its resync (`resync`), which brings it back at once. Returns
+/// the notices written (deliver them before the write's own items) and the
+/// write's outcome. Call under the group's writer lock.
 pub(crate) fn write_past_laggers<T>(
     state: &AppState,
     group: &GroupId,
     writer: &DeviceId,
+    resync: bool,
     mut write: impl FnMut() -> Result<T, crate::store::StoreError>,
 ) -> (Vec<NoticeWritten>, Result<T, DsError>) {
     let mut notices = Vec::new();
@@ -360,13 +367,13 @@ pub(crate) fn write_past_laggers<T>(
         let reason = StopReason::QueueFull {
             limit: MAX_QUEUE_LEN,
         };
-        match stop_delivery(state, group, device, reason) {
+        match stop_delivery(state, group, device, reason, Some(MAX_QUEUE_LEN)) {
             Ok(Some(notice)) => notices.push(notice),
             Ok(None) => {}
             Err(e) => return (notices, Err(e)),
         }
     }
-    if laggers.contains(writer) {
+    if !resync && notices.iter().any(|n| n.device == *writer) {
         return (notices, Err(DsError::NotMember));
     }
     let outcome = match write() {
@@ -386,32 +393,72 @@ pub async fn expire_idle_devices(
 ) -> Result<usize, DsError> {
     let now = crate::unix_now();
     let before = now.saturating_sub(expiry.as_secs());
+    // While the relay was down (or before it recorded when devices were
+    // last seen) nobody could connect: idle time counts from its start.
+    if state.started_at() > before {
+        return Ok(0);
+    }
     let store = Arc::clone(state.store());
     let idle = tokio::task::spawn_blocking(move || store.idle_devices(before))
         .await
         .map_err(|_| DsError::Internal("the queue expiry scan failed"))??;
     let mut stopped = 0;
-    for (device, seen) in idle {
-        if state.registry().is_connected(&device) {
-            continue;
-        }
+    for (device, _) in idle {
         for group in state.store().groups_with_devices(&[device])? {
-            let mut writer = state.groups().lock(group).await;
-            let reason = StopReason::Expired {
-                idle_secs: now.saturating_sub(seen),
-            };
-            let Some(notice) = stop_delivery(state, &group, &device, reason)? else {
-                continue;
-            };
-            stopped += 1;
-            let mut publication = writer.publication();
-            drop(writer);
-            state.flush().await?;
-            publication.turn().await;
-            deliver_notices(state, group, &[notice]);
+            match expire_in_group(state, &group, &device, before, now).await {
+                Ok(true) => stopped += 1,
+                Ok(false) => {}
+                Err(e) => tracing::warn!(%group, error = %e, "expiring a queue failed"),
+            }
         }
     }
     Ok(stopped)
+}
+
+/// Stops `group`'s delivery to `device` if it is still idle since before
+/// `before` (checked under the group's lock: it may have connected since
+/// the scan). Returns whether it stopped it.
+async fn expire_in_group(
+    state: &AppState,
+    group: &GroupId,
+    device: &DeviceId,
+    before: u64,
+    now: u64,
+) -> Result<bool, DsError> {
+    let store = state.store();
+    if store
+        .get_group(group)?
+        .is_none_or(|g| g.stopped.contains(device))
+    {
+        return Ok(false);
+    }
+    let mut writer = state.groups().lock(*group).await;
+    if state.registry().is_connected(device) {
+        return Ok(false);
+    }
+    let Some(record) = store.get_device(device)? else {
+        return Ok(false);
+    };
+    let seen = if record.last_seen == 0 {
+        record.enrolled_at
+    } else {
+        record.last_seen
+    };
+    if seen >= before {
+        return Ok(false);
+    }
+    let reason = StopReason::Expired {
+        idle_secs: now.saturating_sub(seen.max(state.started_at())),
+    };
+    let Some(notice) = stop_delivery(state, group, device, reason, None)? else {
+        return Ok(false);
+    };
+    let mut publication = writer.publication();
+    drop(writer);
+    state.flush().await?;
+    publication.turn().await;
+    deliver_notices(state, *group, &[notice]);
+    Ok(true)
 }
 
 /// Offers written notices to the connected devices; call in the write's

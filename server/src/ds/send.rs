@@ -94,9 +94,10 @@ async fn sequence(
         sender: session.device_id,
         message,
     };
-    let (notices, outcome) = write_past_laggers(state, &group_id, &session.device_id, || {
-        store.append_application(&write)
-    });
+    let (notices, outcome) =
+        write_past_laggers(state, &group_id, &session.device_id, false, || {
+            store.append_application(&write)
+        });
     let outcome = outcome.map_err(|e| match e {
         DsError::Store(StoreError::NotFound) => DsError::UnknownGroup,
         e => e,

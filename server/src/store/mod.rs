@@ -429,12 +429,16 @@ pub trait Store: Send + Sync {
     /// roster, listed in [`Group::stopped`], until a commit removes it or its
     /// own external commit (a resync) brings it back. `None` (nothing
     /// written) if it is not in the roster or already stopped; `NotFound`
-    /// if the group does not exist.
+    /// if the group does not exist. With `behind`, only if the device has
+    /// acknowledged nothing of the group's last `behind` sequence numbers
+    /// (checked in the same transaction, so that a device that read
+    /// meanwhile keeps its delivery).
     fn stop_delivery(
         &self,
         group_id: &GroupId,
         device_id: &DeviceId,
         notice: &[u8],
+        behind: Option<u64>,
     ) -> Result<Option<Sequenced>, StoreError>;
 
     /// Records that a device authenticated at `at` (seconds since the Unix

@@ -94,10 +94,12 @@ impl JoinExternal {
             MlsMessageBodyIn::GroupInfo(gi) => gi,
             _ => return Err(CoreError::Decode("the relay's GroupInfo")),
         };
+        // Stopped by the relay, the device rejoins even in step: its
+        // resync is what resumes delivery. Never onto an older GroupInfo.
         let stopped = store
             .kv_get(&stopped_key(&self.group_id))?
             .is_some_and(|v| !v.is_empty());
-        if self.rejoin && !stopped {
+        if self.rejoin {
             // The GroupInfo's own epoch and context, not the relay's word:
             // an older GroupInfo, or the very state this device holds, means
             // it is in step after all (what looked wrong was not).
@@ -106,7 +108,8 @@ impl JoinExternal {
                 let at = ours.epoch().as_u64();
                 if ours.is_active()
                     && (at > theirs
-                        || (at == theirs
+                        || (!stopped
+                            && at == theirs
                             && ours.public_group().group_context() == verifiable.group_context()))
                 {
                     tracing::info!(group = %self.group_id, relay_epoch, "in step after all; not rejoining");
@@ -176,6 +179,7 @@ impl JoinExternal {
     /// records that it is no longer in it.
     fn abandon(&self, cx: &Ctx<'_>, reason: String, fx: &mut Effects) -> Result<Progress> {
         let tx = cx.store.transaction()?;
+        cx.store.kv_set(&stopped_key(&self.group_id), b"")?;
         if self.rejoin {
             cx.store
                 .set_conversation_state(&self.group_id, ConversationState::Left)?;

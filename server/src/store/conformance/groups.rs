@@ -514,16 +514,21 @@ pub fn stopping_delivery_drops_the_backlog_until_a_resync(h: &mut dyn Harness) {
         app(&*store, g, a, &[n]);
     }
     assert_eq!(
-        store.stop_delivery(&group_id(99), &b, b"n"),
+        store.stop_delivery(&group_id(99), &b, b"n", None),
         Err(StoreError::NotFound)
     );
     assert_eq!(
-        store.stop_delivery(&g, &DeviceId([9; 16]), b"n"),
+        store.stop_delivery(&g, &DeviceId([9; 16]), b"n", None),
         Ok(None),
         "not a member"
     );
+    assert_eq!(
+        store.stop_delivery(&g, &b, b"n", Some(6)),
+        Ok(None),
+        "b is 5 behind, not 6"
+    );
     let stopped = store
-        .stop_delivery(&g, &b, b"notice b")
+        .stop_delivery(&g, &b, b"notice b", Some(5))
         .expect("stop")
         .expect("written");
     assert_eq!(stopped.seq, 7);
@@ -535,7 +540,7 @@ pub fn stopping_delivery_drops_the_backlog_until_a_resync(h: &mut dyn Harness) {
         .iter()
         .all(|d| d.kind == ItemKind::Notice));
     assert_eq!(
-        store.stop_delivery(&g, &b, b"again"),
+        store.stop_delivery(&g, &b, b"again", None),
         Ok(None),
         "already stopped"
     );
@@ -552,7 +557,7 @@ pub fn stopping_delivery_drops_the_backlog_until_a_resync(h: &mut dyn Harness) {
     assert_eq!(got, vec![(ItemKind::Notice, 7, b, b"notice b".to_vec())]);
     // c has not read its Welcome: that stays, with the notice about c.
     store
-        .stop_delivery(&g, &c, b"notice c")
+        .stop_delivery(&g, &c, b"notice c", None)
         .expect("stop")
         .expect("written");
     let got: Vec<_> = store
@@ -581,7 +586,22 @@ pub fn stopping_delivery_drops_the_backlog_until_a_resync(h: &mut dyn Harness) {
     for _ in 0..MAX_QUEUE_LEN + 5 {
         app(&*store, g, a, b"x");
     }
-    assert_eq!(store.queue_len(&c).expect("len"), before);
+    // The log is collected past them (they hold nothing back); c's notice
+    // outlives it (its Welcome may not).
+    let after: Vec<_> = store
+        .queue_page(&c, None, 20)
+        .expect("queue")
+        .iter()
+        .map(|i| (i.kind, i.seq, i.payload.to_vec()))
+        .collect();
+    assert_eq!(after.len() as u64, before);
+    assert_eq!(
+        after,
+        vec![
+            (ItemKind::Welcome, 1, b"w".to_vec()),
+            (ItemKind::Notice, 8, b"notice c".to_vec())
+        ]
+    );
     assert_eq!(
         store.lagging_devices(&g, MAX_QUEUE_LEN).expect("lagging"),
         Vec::<DeviceId>::new()
@@ -602,6 +622,15 @@ pub fn stopping_delivery_drops_the_backlog_until_a_resync(h: &mut dyn Harness) {
         store.get_group(&g).expect("get").expect("exists").stopped,
         vec![c]
     );
+    // c reads its notice: nothing is left for it.
+    let ids: Vec<u64> = store
+        .queue_page(&c, None, 20)
+        .expect("queue")
+        .iter()
+        .map(|i| i.queue_id)
+        .collect();
+    assert_eq!(store.ack(&c, &ids).expect("ack"), ids.len() as u64);
+    assert_eq!(store.queue_len(&c).expect("len"), 0);
     // Removing c forgets that it was stopped.
     commit(epoch + 1, a, &[], &[c]).expect("remove c");
     let group = store.get_group(&g).expect("get").expect("exists");

@@ -21,10 +21,12 @@
 //! groups it names without a transaction. Entries every cursor has passed are
 //! deleted by [`collect`], which the writer runs every [`COLLECT_EVERY`]
 //! sequence numbers and whenever a write would hit the lag limit. The limit is
-//! per group: a write is refused with `QueueFull` when the slowest member
-//! device would lag more than [`MAX_QUEUE_LEN`] items behind, so a device that
-//! never reads can block one conversation (which its members can leave, or
-//! remove it from with [`COMMIT_HEADROOM`] more commits), never its others.
+//! per group: the store refuses a write with `QueueFull` when the slowest
+//! member device would lag more than [`MAX_QUEUE_LEN`] items behind (a
+//! commit [`COMMIT_HEADROOM`] more), and the delivery service then stops the
+//! group's delivery to the devices that far behind (`Store::stop_delivery`)
+//! and writes again. A stopped device's membership keeps its notice
+//! ([`Stop`]) and holds nothing back: the log is collected past it.
 //!
 //! Items queued by the per-device layout of earlier versions (the `queue` and
 //! `payloads` trees) are served before the log, by [`legacy_page`], until
@@ -96,6 +98,39 @@ pub(super) struct Membership {
     pub acked_seq: u64,
     /// When it was in the roster, oldest first; only the last may be open.
     pub spans: Vec<Span>,
+    /// The group's delivery to it is stopped (`Store::stop_delivery`): the
+    /// notice it still has to read, kept here so that it outlives the
+    /// log's collection (which a stopped device no longer holds back).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stop: Option<Stop>,
+}
+
+/// The notice of a stopped delivery, as the stopped device reads it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(super) struct Stop {
+    /// Its log position (its queue id).
+    pub pos: u64,
+    /// Its `seq`.
+    pub seq: u64,
+    /// Its payload (a CBOR `Notice`).
+    pub payload: Bytes,
+    /// The Welcome that brought the device in, if it had not read it: it
+    /// comes first, so that the device learns of the group (and rejoins).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub welcome: Option<KeptWelcome>,
+}
+
+/// A Welcome kept with a stop.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(super) struct KeptWelcome {
+    /// Its log position (its queue id).
+    pub pos: u64,
+    /// Its `seq`.
+    pub seq: u64,
+    /// Who committed it.
+    pub sender: DeviceId,
+    /// The Welcome.
+    pub payload: Bytes,
 }
 
 impl Membership {
@@ -108,6 +143,7 @@ impl Membership {
                 from: seq,
                 until: None,
             }],
+            stop: None,
         }
     }
 
@@ -120,8 +156,10 @@ impl Membership {
         self.spans.last().and_then(|s| s.until)
     }
 
-    /// Starts a span at `seq` unless one is open.
+    /// Starts a span at `seq` unless one is open (ending a stop: the
+    /// device is delivered to again).
     pub fn join(&mut self, seq: u64) {
+        self.stop = None;
         if !self.is_open() {
             self.spans.push(Span {
                 from: seq,
@@ -325,23 +363,36 @@ struct Stream {
     group: GroupId,
     spans: Vec<Span>,
     entries: ::sled::Iter,
+    /// The log is read out (or past the device's last span).
+    ended: bool,
+    /// For a stopped device: its kept Welcome and its notice, which end
+    /// the stream (in position order; the next one last).
+    tail: Vec<(u64, LogEntry)>,
 }
 
 impl Stream {
     fn next_for(&mut self, device: &DeviceId) -> Result<Option<(u64, LogEntry)>, StoreError> {
         let last = self.spans.last().and_then(|s| s.until).unwrap_or(u64::MAX);
-        for kv in self.entries.by_ref() {
+        let tail_pos = self.tail.first().map_or(u64::MAX, |(pos, _)| *pos);
+        while !self.ended {
+            let Some(kv) = self.entries.next() else {
+                break;
+            };
             let (key, raw) = kv?;
             let (_, pos) = split_id(&key, "log key")?;
+            if pos >= tail_pos {
+                break;
+            }
             let entry: LogEntry = decode(&raw, "log entry")?;
             if entry.seq > last {
-                return Ok(None);
+                break;
             }
             if addressed_to(&entry, device, &self.spans) {
                 return Ok(Some((pos, entry)));
             }
         }
-        Ok(None)
+        self.ended = true;
+        Ok(self.tail.pop())
     }
 }
 
@@ -375,12 +426,37 @@ impl SledStore {
                 continue;
             };
             let start = m.next.max(from);
+            let mut tail = Vec::new();
+            if let Some(stop) = m.stop {
+                if stop.pos >= start {
+                    let notice = LogEntry {
+                        seq: stop.seq,
+                        sender: *device,
+                        kind: ItemKind::Notice,
+                        payload: stop.payload,
+                        welcomed: Vec::new(),
+                    };
+                    tail.push((stop.pos, notice));
+                }
+                if let Some(w) = stop.welcome.filter(|w| w.pos >= from) {
+                    let welcome = LogEntry {
+                        seq: w.seq,
+                        sender: w.sender,
+                        kind: ItemKind::Welcome,
+                        payload: w.payload,
+                        welcomed: vec![*device],
+                    };
+                    tail.push((w.pos, welcome));
+                }
+            }
             streams.push(Stream {
                 group,
                 spans: m.spans,
                 entries: self
                     .log
                     .range(log_key(&group, start)..=log_key(&group, u64::MAX)),
+                ended: false,
+                tail,
             });
         }
         Ok(streams)
@@ -479,19 +555,32 @@ impl SledStore {
     pub(super) fn log_ack(&self, device: &DeviceId, ids: &[u64]) -> Result<u64, StoreError> {
         let mut by_group: BTreeMap<GroupId, Vec<(u64, Header)>> = BTreeMap::new();
         let mut legacy = Vec::new();
+        // Ids that may be a stopped delivery's notice or kept Welcome.
+        let mut stops = Vec::new();
         for id in ids {
             match self.log_pos.get(id.to_be_bytes())? {
                 Some(raw) => {
                     let header = Header::from_bytes(&raw)?;
+                    if matches!(header.kind, ItemKind::Welcome | ItemKind::Notice) {
+                        stops.push(*id);
+                    }
                     by_group
                         .entry(header.group)
                         .or_default()
                         .push((*id, header));
                 }
-                None => legacy.push(*id),
+                None => {
+                    legacy.push(*id);
+                    stops.push(*id);
+                }
             }
         }
         let mut acked = 0;
+        if !stops.is_empty() {
+            let kept = self.ack_stops(device, &stops)?;
+            legacy.retain(|id| !kept.contains(id));
+            acked += kept.len() as u64;
+        }
         for (group, items) in by_group {
             let Some(m) = self.membership(&group, device)? else {
                 continue;
@@ -520,6 +609,44 @@ impl SledStore {
         }
         if !legacy.is_empty() && !self.queue.is_empty() {
             acked += self.legacy_ack(device, &legacy)?;
+        }
+        Ok(acked)
+    }
+
+    /// Acknowledges what stopped deliveries keep among `ids` (their log
+    /// entries may be collected already): a kept Welcome is dropped from
+    /// its stop, a notice moves the cursor past it. Returns the ids that
+    /// were such items, acknowledged now.
+    fn ack_stops(&self, device: &DeviceId, ids: &[u64]) -> Result<Vec<u64>, StoreError> {
+        let mut acked = Vec::new();
+        for group in self.groups_of(device)? {
+            let key = member_key(&group, device);
+            let mut corrupt = false;
+            let mut found = Vec::new();
+            self.members.fetch_and_update(key, |old| {
+                found.clear();
+                let old = old?;
+                let Ok(mut m) = decode::<Membership>(old, "membership") else {
+                    corrupt = true;
+                    return Some(IVec::from(old));
+                };
+                let Some(stop) = m.stop.as_mut() else {
+                    return Some(IVec::from(old));
+                };
+                if let Some(w) = stop.welcome.take_if(|w| ids.contains(&w.pos)) {
+                    found.push(w.pos);
+                }
+                if ids.contains(&stop.pos) && m.next <= stop.pos {
+                    found.push(stop.pos);
+                    m.next = stop.pos + 1;
+                    m.acked_seq = m.acked_seq.max(stop.seq);
+                }
+                Some(IVec::from(encode(&m)))
+            })?;
+            if corrupt {
+                return Err(StoreError::Corrupt("membership record".into()));
+            }
+            acked.extend_from_slice(&found);
         }
         Ok(acked)
     }
@@ -558,6 +685,14 @@ impl SledStore {
             let (key, raw) = kv?;
             let device = DeviceId(tail_id(&key, "membership key")?);
             let mut m: Membership = decode(&raw, "membership")?;
+            if let (Some(stop), false) = (&m.stop, m.is_open()) {
+                // A stopped device holds nothing back; it is forgotten once
+                // it has read its notice.
+                if m.acked_seq >= stop.seq {
+                    self.forget(group, &device, &raw)?;
+                }
+                continue;
+            }
             let moved = self.skip_unaddressed(group, &device, &mut m)?;
             let open = m.is_open();
             let done = match m.last_until() {
@@ -596,33 +731,39 @@ impl SledStore {
         Ok(found)
     }
 
-    /// Whether `device` has not yet read the Welcome that brought it into
-    /// the group this time.
-    pub(super) fn welcome_unread(
+    /// The Welcome that brought `device` into the group this time, if it
+    /// has not read it yet.
+    pub(super) fn unread_welcome(
         &self,
         group: &GroupId,
         device: &DeviceId,
-    ) -> Result<bool, StoreError> {
+    ) -> Result<Option<KeptWelcome>, StoreError> {
         let Some(m) = self.membership(group, device)? else {
-            return Ok(false);
+            return Ok(None);
         };
         let Some(span) = m.spans.last() else {
-            return Ok(false);
+            return Ok(None);
         };
         for kv in self
             .log
             .range(log_key(group, m.next)..=log_key(group, u64::MAX))
         {
-            let (_, raw) = kv?;
+            let (key, raw) = kv?;
             let entry: LogEntry = decode(&raw, "log entry")?;
             if entry.seq > span.from {
                 break;
             }
             if entry.kind == ItemKind::Welcome && entry.welcomed.contains(device) {
-                return Ok(true);
+                let (_, pos) = split_id(&key, "log key")?;
+                return Ok(Some(KeptWelcome {
+                    pos,
+                    seq: entry.seq,
+                    sender: entry.sender,
+                    payload: entry.payload,
+                }));
             }
         }
-        Ok(false)
+        Ok(None)
     }
 
     /// Moves `m`'s cursor past the entries after it that are not for
@@ -768,6 +909,7 @@ impl SledStore {
                             from: 0,
                             until: None,
                         }],
+                        stop: None,
                     };
                     self.members.insert(key, encode(&m))?;
                 }

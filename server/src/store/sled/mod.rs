@@ -831,11 +831,12 @@ impl Store for SledStore {
         group_id: &GroupId,
         device_id: &DeviceId,
         notice: &[u8],
+        behind: Option<u64>,
     ) -> Result<Option<Sequenced>, StoreError> {
         let payload = Bytes::from(notice.to_vec());
         // Read outside the transaction: the caller holds the group's writer
         // lock, and acknowledgements only move the cursor past it.
-        let welcome_unread = self.welcome_unread(group_id, device_id)?;
+        let welcome = self.unread_welcome(group_id, device_id)?;
         let trees = (
             &self.groups,
             &self.group_seq,
@@ -851,6 +852,12 @@ impl Store for SledStore {
                 return Ok(None);
             }
             let seq = load_seq(seqs, group_id)?;
+            let found = membership_tx(members, group_id, device_id)?;
+            if let (Some(lag), Some(m)) = (behind, &found) {
+                if (seq - 1).saturating_sub(m.acked_seq) < lag {
+                    return Ok(None); // it read meanwhile
+                }
+            }
             let entry = LogEntry {
                 seq,
                 sender: *device_id,
@@ -862,21 +869,16 @@ impl Store for SledStore {
             // Its backlog goes: the notice is all it has left to read here,
             // after the Welcome that brought it in if it has not read that
             // (so that it learns of the group, and rejoins it).
-            let mut m = membership_tx(members, group_id, device_id)?
-                .unwrap_or_else(|| Membership::joining(0, pos));
-            match (welcome_unread, m.spans.last_mut()) {
-                (true, Some(span)) => {
-                    span.from = seq - 1;
-                    span.until = Some(seq);
-                    // What it is behind by is the notice only.
-                    m.acked_seq = seq - 1;
-                }
-                _ => {
-                    m.next = m.next.max(pos);
-                    m.acked_seq = seq - 1;
-                    m.leave(seq);
-                }
-            }
+            let mut m = found.unwrap_or_else(|| Membership::joining(0, pos));
+            m.stop = Some(log::Stop {
+                pos,
+                seq,
+                payload: payload.clone(),
+                welcome: welcome.clone(),
+            });
+            m.next = m.next.max(pos);
+            m.acked_seq = seq - 1;
+            m.leave(seq);
             members.insert(&member_key(group_id, device_id)[..], encode(&m))?;
             index.insert(&device_group_key(device_id, group_id)[..], &[][..])?;
             let deliveries = group

@@ -180,6 +180,29 @@ fn record_encodings_are_pinned() {
                         until: None,
                     },
                 ],
+                stop: None,
+            }),
+        ),
+        (
+            "membership_stopped",
+            encode(&Membership {
+                next: 300,
+                acked_seq: 9,
+                spans: vec![log::Span {
+                    from: 1,
+                    until: Some(10),
+                }],
+                stop: Some(log::Stop {
+                    pos: 301,
+                    seq: 10,
+                    payload: Bytes::from(vec![0xa1]),
+                    welcome: Some(log::KeptWelcome {
+                        pos: 280,
+                        seq: 1,
+                        sender: DeviceId([0x44; 16]),
+                        payload: Bytes::from(vec![0, 1, 0, 3]),
+                    }),
+                }),
             }),
         ),
         (
@@ -305,6 +328,61 @@ fn ack_all(store: &SledStore, device: &DeviceId) -> usize {
         store.ack(device, chunk).expect("ack");
     }
     ids.len()
+}
+
+/// A device whose delivery is stopped holds nothing back: the group's log
+/// is collected past it, while its kept Welcome and notice stay readable
+/// until it acknowledges them.
+#[test]
+fn a_stopped_device_holds_no_log_back() {
+    let store = SledStore::open_temporary().expect("open");
+    let g = GroupId([6; 16]);
+    let (a, b) = (DeviceId([1; 16]), DeviceId([2; 16]));
+    store.create_group(&g, &a, b"info").expect("create");
+    add(&store, g, 0, a, &[b]);
+    ack_all(&store, &a);
+    for n in 0..100u32 {
+        send(&store, g, a, &n.to_be_bytes());
+    }
+    store
+        .stop_delivery(&g, &b, b"stopped", None)
+        .expect("stop")
+        .expect("written");
+    for round in 0..4u32 {
+        for n in 0..1_000u32 {
+            send(&store, g, a, &(round * 1_000 + n).to_be_bytes());
+        }
+        ack_all(&store, &a);
+    }
+    assert!(
+        store.log.len() < usize::try_from(log::COLLECT_EVERY).expect("small"),
+        "{} entries left",
+        store.log.len()
+    );
+    let kinds: Vec<_> = store
+        .queue_page(&b, None, 100)
+        .expect("queue")
+        .iter()
+        .map(|i| (i.kind, i.seq, i.payload.to_vec()))
+        .collect();
+    assert_eq!(
+        kinds,
+        vec![
+            (ItemKind::Welcome, 1, b"welcome".to_vec()),
+            (ItemKind::Notice, 102, b"stopped".to_vec()),
+        ]
+    );
+    assert_eq!(ack_all(&store, &b), 2);
+    assert_eq!(store.queue_len(&b).expect("len"), 0);
+    store.collect(&g).expect("collect");
+    assert!(
+        store
+            .members
+            .get(member_key(&g, &b))
+            .expect("read")
+            .is_none(),
+        "forgotten once it read its notice"
+    );
 }
 
 /// A message is stored once whatever the group's size, and what every
