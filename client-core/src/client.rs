@@ -115,6 +115,7 @@ impl Client {
         };
         let http = transport::http_client(server_url, server_ca)?;
         std::fs::create_dir_all(data_dir).map_err(EnrolmentError::DataDir)?;
+        let _lock = DirLock::acquire(data_dir)?;
         let mut engine = Engine::new(SqliteStore::open(&db_path(data_dir))?)?;
         let public_key = engine.begin_enrolment()?;
         let url = format!("{}/v1/enrol", server_url.trim_end_matches('/'));
@@ -175,6 +176,7 @@ impl Client {
     /// relay address recorded at enrolment (a relay that moved, or a test
     /// proxy in front of it).
     pub async fn open_via(data_dir: &Path, server_url: Option<&str>) -> Result<Client> {
+        let lock = DirLock::acquire(data_dir)?;
         let engine = Engine::new(SqliteStore::open(&db_path(data_dir))?)?;
         let identity = engine.identity().cloned().ok_or(CoreError::NotEnrolled)?;
         let (cmds, rx) = mpsc::unbounded_channel();
@@ -194,6 +196,7 @@ impl Client {
         let erased = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
         tokio::spawn(run(
             engine,
+            lock,
             ws_url,
             connector,
             rx,
@@ -603,9 +606,47 @@ pub(crate) fn erase_dir(dir: &Path) -> std::io::Result<()> {
     }
 }
 
+/// The lock file in a device's data directory.
+const LOCK_FILE: &str = "lock";
+
+/// An exclusive lock on a device's data directory, held while one client
+/// has it open (an OS file lock: released when the process ends, however
+/// it ends). Two engines on one directory would both process the same
+/// queue items and fork the device's conversations.
+struct DirLock {
+    /// Holding the open file holds the lock.
+    _file: std::fs::File,
+}
+
+impl DirLock {
+    /// Takes the lock, or `InUse` if another client (in this process or
+    /// another) holds it.
+    fn acquire(data_dir: &Path) -> Result<DirLock> {
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(data_dir.join(LOCK_FILE))
+            .map_err(|e| {
+                if e.kind() == std::io::ErrorKind::NotFound {
+                    CoreError::NotEnrolled
+                } else {
+                    CoreError::DataDir(e)
+                }
+            })?;
+        match file.try_lock() {
+            Ok(()) => Ok(DirLock { _file: file }),
+            Err(std::fs::TryLockError::WouldBlock) => Err(CoreError::InUse),
+            Err(std::fs::TryLockError::Error(e)) => Err(CoreError::DataDir(e)),
+        }
+    }
+}
+
 /// The background task: one engine, one socket.
+#[allow(clippy::too_many_arguments)]
 async fn run(
     mut engine: Engine,
+    lock: DirLock,
     url: String,
     connector: Option<tokio_tungstenite::Connector>,
     mut cmds: mpsc::UnboundedReceiver<Cmd>,
@@ -756,6 +797,7 @@ async fn run(
         }
         let _ = events.send(Event::Erased);
     }
+    drop(lock); // only now may another program open the directory
     if let Some(tx) = done {
         let _ = tx.send(());
     }

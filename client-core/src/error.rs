@@ -83,6 +83,14 @@ pub enum CoreError {
         "this device was revoked by its organisation; its data on this device has been erased"
     )]
     Erased,
+    /// Another Cascade program (or client) has this device's data open:
+    /// two at once would both process the same messages and fork its
+    /// conversations.
+    #[error("this device's data is open in another Cascade program; close that one first")]
+    InUse,
+    /// The data directory cannot be used (its lock file cannot be opened).
+    #[error("cannot use the data directory: {0}")]
+    DataDir(std::io::Error),
 }
 
 /// Why an argument was refused.
@@ -230,6 +238,8 @@ impl CoreError {
             CoreError::Timeout => "timeout",
             CoreError::Closed => "closed",
             CoreError::Erased => "erased",
+            CoreError::InUse => "in_use",
+            CoreError::DataDir(_) => "data_dir",
         }
     }
 }

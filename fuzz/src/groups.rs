@@ -280,6 +280,9 @@ impl World {
         let d = usize::from(device) % self.devices.len();
         let user = UserId::new(USERS[usize::from(b) % USERS.len()]).expect("valid");
         let now = self.now;
+        if trace() {
+            eprintln!("t={now} op {} device {d} a {a} user {user}", op % 16);
+        }
         match op % 16 {
             0 | 1 => {
                 let Some(g) = self.pick_group(a) else {
@@ -354,6 +357,25 @@ impl World {
             }
         }
         self.pump(d);
+        if trace() {
+            for g in &self.groups {
+                let states: Vec<String> = self
+                    .devices
+                    .iter()
+                    .map(|dev| match dev.engine.as_ref() {
+                        Some(e) => format!("{:?}", e.conversation(g).ok().map(|c| c.state)),
+                        None => "down".into(),
+                    })
+                    .collect();
+                let roster = self
+                    .store
+                    .get_group(g)
+                    .ok()
+                    .flatten()
+                    .map(|gr| (gr.epoch, gr.roster.len()));
+                eprintln!("  {g}: {states:?} relay {roster:?}");
+            }
+        }
     }
 
     fn pick_group(&self, a: u8) -> Option<GroupId> {
@@ -372,7 +394,11 @@ impl World {
                 link.up.push_back(f);
             }
         }
-        while engine.poll_event().is_some() {}
+        while let Some(event) = engine.poll_event() {
+            if trace() {
+                eprintln!("  device {d}: {event:?}");
+            }
+        }
         while engine.poll_answer().is_some() {}
     }
 
@@ -693,4 +719,11 @@ async fn settle_tasks() {
     for _ in 0..16 {
         tokio::task::yield_now().await;
     }
+}
+
+/// Whether to print each step and every event (`CASCADE_FUZZ_TRACE=1`,
+/// when replaying a finding).
+fn trace() -> bool {
+    static TRACE: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *TRACE.get_or_init(|| std::env::var_os("CASCADE_FUZZ_TRACE").is_some())
 }

@@ -196,3 +196,50 @@ async fn client_killed_mid_send_loses_and_doubles_nothing() -> Result<()> {
     assert_eq!(recorded, typed, "a prefix of what was typed, in order");
     Ok(())
 }
+
+/// One device's data is used by one program at a time: a second client on
+/// the same directory (the CLI while the desktop app has it open, say)
+/// is refused with a clear message instead of processing the same
+/// messages a second time and forking the conversations; once the first
+/// closes, the second opens.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_program_on_the_same_device_data_is_refused() -> Result<()> {
+    let relay = Relay::start().await?;
+    relay.org("north-trust").await?;
+    let alice = relay.user("alice@north-trust", "Alice", "Nurse").await?;
+    let bob = relay.user("bob@north-trust", "Bob", "Porter").await?;
+    let group = alice.create_group_with("Ward 7", &[&bob]).await?;
+
+    assert!(matches!(
+        cascade_core::Client::open(&bob.dir).await,
+        Err(cascade_core::CoreError::InUse)
+    ));
+    let out = std::process::Command::new(bin_dir().join("cascade"))
+        .arg("--data-dir")
+        .arg(&bob.dir)
+        .args(["conversations"])
+        .output()?;
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("open in another Cascade program"),
+        "{stderr}"
+    );
+
+    // Bob's app closes; the CLI opens his data and reads the conversation.
+    let dir = bob.close().await;
+    alice.client.send_text(group, "are you there?").await?;
+    alice.sync().await?;
+    let out = std::process::Command::new(bin_dir().join("cascade"))
+        .arg("--data-dir")
+        .arg(&dir)
+        .args(["conversations"])
+        .output()?;
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("Ward 7"));
+    Ok(())
+}
