@@ -139,6 +139,17 @@ pub enum Request {
     },
     /// Liveness check. Answer: [`Response::Pong`].
     Ping,
+    /// The calling device, the group's only roster device, leaves it: the
+    /// relay deletes the group (nobody is left to commit a removal, and a
+    /// new device of the same user must not find it and join it). Answer:
+    /// [`Response::GroupClosed`]; `NotMember` if the caller is not in the
+    /// roster, `UnknownGroup` if there is no such group, and
+    /// `Malformed` while other devices are in it (leave with a
+    /// self-remove proposal instead).
+    CloseGroup {
+        /// The group.
+        group_id: GroupId,
+    },
     /// The groups the caller's user is in: those whose roster holds an
     /// unrevoked device of the caller's user (the caller included). A new
     /// device uses it to find the groups it can join by external commit.
@@ -286,6 +297,8 @@ pub enum Response {
     PushRegistered,
     /// Answer to `Ping`.
     Pong,
+    /// The group is deleted.
+    GroupClosed,
     /// Answer to `ListGroups`: group ids, sorted.
     Groups {
         /// The groups.

@@ -48,6 +48,11 @@ fn samples() -> Vec<(&'static str, Vec<u8>)> {
             ),
         ),
         (
+            "req_close_group",
+            req(31, Request::CloseGroup { group_id: group }),
+        ),
+        ("resp_group_closed", resp(31, Ok(Response::GroupClosed))),
+        (
             "req_create_group",
             req(
                 4,

@@ -206,6 +206,7 @@ fn request_kind(request: &Request) -> &'static str {
         Request::UploadKeyPackages { .. } => "UploadKeyPackages",
         Request::ClaimKeyPackages { .. } => "ClaimKeyPackages",
         Request::CreateGroup { .. } => "CreateGroup",
+        Request::CloseGroup { .. } => "CloseGroup",
         Request::Commit(_) => "Commit",
         Request::SendMessage { .. } => "SendMessage",
         Request::Ack { .. } => "Ack",

@@ -1147,3 +1147,52 @@ async fn the_queue_expiry_stops_offline_devices_only_and_counts_from_the_start()
         ]
     );
 }
+
+/// `CloseGroup`: only the last device in a group may close it, and then the
+/// group is gone: no GroupInfo, not listed, its id free again.
+#[tokio::test]
+async fn the_last_device_closes_its_group() {
+    let relay = start().await;
+    let alice = relay.device("alice@north");
+    let bob = relay.device("bob@north");
+    let group = GroupId([7; 16]);
+    let (mut a, _) = relay.online(&alice).await;
+    let (mut b, _) = relay.online(&bob).await;
+    a.create_group(group).await;
+    a.commit(bundle(group, 0, &[&bob], &[]))
+        .await
+        .expect("add bob");
+    assert_eq!(
+        a.request(Request::CloseGroup { group_id: group }).await,
+        Err(ProtocolError::Malformed {
+            reason: "other devices are in the group: leave with a self-remove proposal".into()
+        }),
+        "not while bob is in it"
+    );
+    a.commit(bundle(group, 1, &[], &[&bob]))
+        .await
+        .expect("remove bob");
+    assert_eq!(
+        b.request(Request::CloseGroup { group_id: group }).await,
+        Err(ProtocolError::NotMember),
+        "bob is out"
+    );
+    assert_eq!(
+        a.request(Request::CloseGroup { group_id: group }).await,
+        Ok(Response::GroupClosed)
+    );
+    assert_eq!(
+        a.request(Request::GetGroupInfo { group_id: group }).await,
+        Err(ProtocolError::UnknownGroup)
+    );
+    assert_eq!(
+        a.request(Request::ListGroups).await,
+        Ok(Response::Groups { group_ids: vec![] })
+    );
+    assert_eq!(
+        a.request(Request::CloseGroup { group_id: group }).await,
+        Err(ProtocolError::UnknownGroup),
+        "closing again: gone already"
+    );
+    a.create_group(group).await;
+}

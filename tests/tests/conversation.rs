@@ -703,3 +703,36 @@ async fn a_new_device_joins_its_users_conversations() -> Result<()> {
     );
     Ok(())
 }
+
+/// The last member to leave a conversation closes it at the relay: nobody
+/// is left to commit the removal, and a new device of the same person must
+/// not find it and join it again (found by the `groups` fuzz target; its
+/// input is in `fuzz/corpus/groups/`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_last_member_to_leave_closes_the_conversation() -> Result<()> {
+    let relay = Relay::start().await?;
+    relay.org("north-trust").await?;
+    let alice = relay.user("alice@north-trust", "Alice", "Nurse").await?;
+    let notes = alice.client.create_group("Notes").await?;
+    let kept = alice.client.create_group("Kept").await?;
+    alice.sync().await?;
+
+    alice.client.leave(notes).await?;
+    alice
+        .until("leaving", || async {
+            Ok(alice.client.conversation(notes).await?.state
+                == cascade_core::ConversationState::Left)
+        })
+        .await?;
+    alice.sync().await?;
+
+    // Alice's new tablet joins what she is still in, not what she left.
+    let tablet = relay.device("alice@north-trust", "tablet").await?;
+    tablet.joined(kept).await?;
+    tablet.sync().await?;
+    assert!(
+        tablet.client.conversation(notes).await.is_err(),
+        "the closed conversation is not joined"
+    );
+    Ok(())
+}

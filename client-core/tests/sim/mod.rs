@@ -1130,6 +1130,21 @@ impl Sim {
                 );
                 Ok(Response::GroupCreated)
             }
+            Request::CloseGroup { group_id } => {
+                let Some(g) = self.relay.groups.get(&group_id) else {
+                    return Err(ProtocolError::UnknownGroup);
+                };
+                if !g.roster.contains(&me) {
+                    return Err(ProtocolError::NotMember);
+                }
+                if g.roster.len() > 1 {
+                    return Err(ProtocolError::Malformed {
+                        reason: "other devices are in the group".into(),
+                    });
+                }
+                self.relay.groups.remove(&group_id);
+                Ok(Response::GroupClosed)
+            }
             Request::Commit(bundle) => self.commit(me, &my_user, bundle),
             Request::SendMessage { group_id, message } => {
                 let Some(g) = self.relay.groups.get(&group_id) else {

@@ -1,4 +1,5 @@
-//! `CreateGroup`: register a new group with the caller as its only member.
+//! `CreateGroup`: register a new group with the caller as its only member;
+//! `CloseGroup`: the only member leaves, and the group goes.
 
 use cascade_protocol::frames::{Bytes, Response};
 use cascade_protocol::mls_header::WireFormat;
@@ -43,4 +44,39 @@ pub async fn handle(
     state.flush().await?;
     tracing::debug!(group = %group_id, device = %session.device_id, "group created");
     Ok(Response::GroupCreated)
+}
+
+/// The caller, the group's only roster device, leaves: the group is
+/// deleted, durably, under its writer lock. `NotMember` if the caller is
+/// not in the roster; `Malformed` while others are.
+pub async fn close(
+    state: &AppState,
+    session: &Session,
+    group_id: GroupId,
+) -> Result<Response, DsError> {
+    let writer = state.groups().lock(group_id).await;
+    let store = state.store();
+    let group = store.get_group(&group_id)?.ok_or(DsError::UnknownGroup)?;
+    if !group.roster.contains(&session.device_id) {
+        return Err(DsError::NotMember);
+    }
+    if group.roster.len() > 1 {
+        return Err(DsError::Malformed(
+            "other devices are in the group: leave with a self-remove proposal",
+        ));
+    }
+    match store.close_group(&group_id, &session.device_id) {
+        Ok(true) => {}
+        Ok(false) => {
+            return Err(DsError::Malformed(
+                "other devices are in the group: leave with a self-remove proposal",
+            ))
+        }
+        Err(StoreError::NotFound) => return Err(DsError::UnknownGroup),
+        Err(e) => return Err(e.into()),
+    }
+    drop(writer);
+    state.flush().await?;
+    tracing::debug!(group = %group_id, "group closed by its last member");
+    Ok(Response::GroupClosed)
 }

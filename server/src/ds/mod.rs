@@ -112,6 +112,9 @@ pub async fn start_request(state: &AppState, session: &Session, request: Request
             group_id,
             group_info,
         } => Answered(create_group::handle(state, session, group_id, group_info).await),
+        Request::CloseGroup { group_id } => {
+            Answered(create_group::close(state, session, group_id).await)
+        }
         Request::Ack { queue_ids } => Answered(ack::handle(state, session, &queue_ids)),
         Request::GetGroupInfo { group_id } => {
             Answered(group_info::handle(state, session, &group_id))

@@ -390,6 +390,11 @@ pub trait Store: Send + Sync {
         group_info: &[u8],
     ) -> Result<(), StoreError>;
 
+    /// Deletes a group whose roster is exactly `[device_id]`: its record,
+    /// GroupInfo, log and memberships. `false` (nothing deleted) if its
+    /// roster is another; `NotFound` if there is no such group.
+    fn close_group(&self, group_id: &GroupId, device_id: &DeviceId) -> Result<bool, StoreError>;
+
     /// Looks up a group.
     fn get_group(&self, group_id: &GroupId) -> Result<Option<Group>, StoreError>;
 

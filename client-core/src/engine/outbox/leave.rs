@@ -16,11 +16,25 @@ use crate::store::Transactions;
 pub(super) struct Leave {
     op_id: i64,
     group_id: GroupId,
+    /// It is the last member and asked the relay to close the group.
+    closing: bool,
 }
 
 impl Leave {
     pub fn new(op_id: i64, group_id: GroupId) -> Self {
-        Self { op_id, group_id }
+        Self {
+            op_id,
+            group_id,
+            closing: false,
+        }
+    }
+
+    /// The conversation is left (closed, or gone already).
+    fn left(&self, cx: &Ctx<'_>, fx: &mut Effects) -> Result<Progress> {
+        cx.store
+            .set_conversation_state(&self.group_id, ConversationState::Left)?;
+        fx.event(Event::ConversationUpdated(self.group_id));
+        Ok(Progress::Done)
     }
 }
 
@@ -38,13 +52,23 @@ impl Operation for Leave {
             return Ok(Progress::Done); // removed already
         }
         if group.members().count() == 1 {
-            // The last one out: nobody is left to commit the removal.
-            cx.store
-                .set_conversation_state(&self.group_id, ConversationState::Left)?;
-            tx.commit()?;
-            fx.event(Event::ConversationUpdated(self.group_id));
-            return Ok(Progress::Done);
+            // The last one out: nobody is left to commit the removal, so
+            // the relay closes the group (else a new device of this user
+            // would find it and join it).
+            drop(tx);
+            self.closing = true;
+            fx.request(
+                Request::CloseGroup {
+                    group_id: self.group_id,
+                },
+                Route::Op {
+                    group: self.group_id,
+                    op_id: self.op_id,
+                },
+            );
+            return Ok(Progress::Waiting);
         }
+        self.closing = false;
         let msg = group
             .leave_group(&provider, &cx.me.signer)
             .map_err(CoreError::mls)?;
@@ -66,8 +90,21 @@ impl Operation for Leave {
         &mut self,
         cx: &Ctx<'_>,
         answer: std::result::Result<Response, ProtocolError>,
-        _fx: &mut Effects,
+        fx: &mut Effects,
     ) -> Result<Progress> {
+        if self.closing {
+            return match answer {
+                Ok(Response::GroupClosed)
+                | Err(ProtocolError::UnknownGroup | ProtocolError::NotMember) => self.left(cx, fx),
+                // Someone joined meanwhile (a new device of this user):
+                // leave the ordinary way once their commit is processed.
+                Err(ProtocolError::Malformed { .. }) => {
+                    Ok(Progress::RetryAt(cx.now + super::RETRY_DELAY_MS))
+                }
+                Err(e) => Ok(transient_or_failed(cx, e)),
+                Ok(_) => Ok(Progress::Failed("unexpected answer from the relay".into())),
+            };
+        }
         Ok(match answer {
             Ok(Response::MessageAccepted { .. }) => Progress::Done,
             Err(e) => transient_or_failed(cx, e),

@@ -651,6 +651,55 @@ impl Store for SledStore {
         Ok(())
     }
 
+    fn close_group(&self, group_id: &GroupId, device_id: &DeviceId) -> Result<bool, StoreError> {
+        let key = &group_id.as_bytes()[..];
+        let trees = (
+            &self.groups,
+            &self.group_seq,
+            &self.group_info,
+            &self.members,
+            &self.device_groups,
+            &self.log_gc,
+        );
+        let closed = trees.transaction(|(groups, seqs, infos, members, index, collected)| {
+            let group = load_group(groups, group_id)?;
+            if group.roster != [*device_id] {
+                return Ok(false);
+            }
+            groups.remove(key)?;
+            seqs.remove(key)?;
+            infos.remove(key)?;
+            collected.remove(key)?;
+            members.remove(&member_key(group_id, device_id)[..])?;
+            index.remove(&device_group_key(device_id, group_id)[..])?;
+            Ok(true)
+        })?;
+        if closed {
+            // Memberships of devices that left and had not read it all, and
+            // the log: nothing reads them any more.
+            for kv in self.members.scan_prefix(key) {
+                let (member, _) = kv?;
+                let device = DeviceId(
+                    member
+                        .get(16..32)
+                        .and_then(|b| <[u8; 16]>::try_from(b).ok())
+                        .ok_or_else(|| StoreError::Corrupt("membership key".into()))?,
+                );
+                self.members.remove(&member)?;
+                self.device_groups
+                    .remove(device_group_key(&device, group_id))?;
+            }
+            for entry in self.log.scan_prefix(key).keys() {
+                let entry = entry?;
+                if let Some(pos) = entry.get(16..24).and_then(|b| <[u8; 8]>::try_from(b).ok()) {
+                    self.log_pos.remove(pos)?;
+                }
+                self.log.remove(&entry)?;
+            }
+        }
+        Ok(closed)
+    }
+
     fn get_group(&self, group_id: &GroupId) -> Result<Option<Group>, StoreError> {
         let Some(raw) = self.groups.get(group_id.as_bytes())? else {
             return Ok(None);
