@@ -259,17 +259,11 @@ impl AdminClient {
         path: &str,
         doc: &cascade_protocol::SignedDocument,
     ) -> Result<(), AdminError> {
-        use base64::Engine as _;
-        let b64 = base64::engine::general_purpose::STANDARD;
         let resp = self
             .http
             .put(format!("{}{path}", self.base))
             .bearer_auth(&self.token)
-            .json(&SignedDocumentJson {
-                body: b64.encode(&doc.body),
-                signature: b64.encode(&doc.signature),
-                co_signature: doc.co_signature.as_ref().map(|c| b64.encode(c)),
-            })
+            .json(&SignedDocumentJson::from_document(doc))
             .send()
             .await
             .map_err(unreachable)?;

@@ -535,16 +535,7 @@ impl RevocationCheck {
             .ok()??;
         let json: cascade_protocol::http::SignedDocumentJson =
             serde_json::from_slice(&body).ok()?;
-        use base64::Engine as _;
-        let b64 = base64::engine::general_purpose::STANDARD;
-        Some(cascade_protocol::SignedDocument {
-            body: b64.decode(&json.body).ok()?.into(),
-            signature: b64.decode(&json.signature).ok()?.into(),
-            co_signature: match &json.co_signature {
-                Some(c) => Some(b64.decode(c).ok()?.into()),
-                None => None,
-            },
-        })
+        json.to_document().ok()
     }
 }
 

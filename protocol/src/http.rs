@@ -104,6 +104,42 @@ pub struct SignedDocumentJson {
     pub co_signature: Option<String>,
 }
 
+impl SignedDocumentJson {
+    /// The JSON form of a signed document.
+    pub fn from_document(doc: &crate::SignedDocument) -> Self {
+        use base64::Engine as _;
+        let b64 = base64::engine::general_purpose::STANDARD;
+        Self {
+            body: b64.encode(&doc.body),
+            signature: b64.encode(&doc.signature),
+            co_signature: doc.co_signature.as_ref().map(|c| b64.encode(c)),
+        }
+    }
+
+    /// The signed document, or which field is not standard base64.
+    pub fn to_document(&self) -> Result<crate::SignedDocument, &'static str> {
+        use base64::Engine as _;
+        let b64 = base64::engine::general_purpose::STANDARD;
+        let (Ok(body), Ok(signature)) = (b64.decode(&self.body), b64.decode(&self.signature))
+        else {
+            return Err("body and signature must be standard base64");
+        };
+        let co_signature = match &self.co_signature {
+            Some(c) => Some(
+                b64.decode(c)
+                    .map_err(|_| "co_signature must be standard base64")?
+                    .into(),
+            ),
+            None => None,
+        };
+        Ok(crate::SignedDocument {
+            body: body.into(),
+            signature: signature.into(),
+            co_signature,
+        })
+    }
+}
+
 /// `POST /v1/admin/users`: create a user in an existing organisation (the org
 /// is the part of `user_id` after `@`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

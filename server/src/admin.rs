@@ -20,7 +20,6 @@ use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use axum::routing::{get, post, put};
 use axum::{Json, Router};
-use base64::Engine as _;
 use cascade_protocol::frames::{Bytes, UserEntry};
 use cascade_protocol::http::{
     CreateOrg, CreateUser, EnrolmentToken, IssueEnrolmentToken, PendingDevice, SignedDocumentJson,
@@ -604,36 +603,24 @@ async fn put_signed_document(
         .get_org(&org_id)?
         .ok_or(ApiError::NotFound("unknown organisation"))?;
     let ca_der = org.ca_certificate.ok_or(ApiError::NoCa)?;
-    let base64 = base64::engine::general_purpose::STANDARD;
-    let (Ok(body), Ok(signature)) = (base64.decode(&req.body), base64.decode(&req.signature))
-    else {
-        return Err(ApiError::BadRequest(
-            "body and signature must be standard base64",
-        ));
-    };
-    if body.len() > MAX_TRUST_LIST_BYTES {
+    let doc = req.to_document().map_err(ApiError::BadRequest)?;
+    if doc.body.len() > MAX_TRUST_LIST_BYTES {
         return Err(ApiError::PayloadTooLarge);
     }
-    if !OrgCa::from_stored(&ca_der)?.signed(&body, &signature) {
+    if !OrgCa::from_stored(&ca_der)?.signed(&doc.body, &doc.signature) {
         return Err(ApiError::BadSignature);
     }
-    let digest = hex::encode(Sha256::digest(&body));
-    let co_signature = match &req.co_signature {
-        Some(c) => match base64.decode(c) {
-            Ok(c) if c.len() == 64 => Some(Bytes::from(c)),
-            _ => {
-                return Err(ApiError::BadRequest(
-                    "co_signature must be a base64 Ed25519 signature",
-                ))
-            }
-        },
-        None => None,
-    };
+    if doc.co_signature.as_ref().is_some_and(|c| c.len() != 64) {
+        return Err(ApiError::BadRequest(
+            "co_signature must be a base64 Ed25519 signature",
+        ));
+    }
+    let digest = hex::encode(Sha256::digest(&doc.body));
     let list = TrustList {
-        body: Bytes::from(body),
-        signature: Bytes::from(signature),
+        body: doc.body,
+        signature: doc.signature,
         published_at: unix_now(),
-        co_signature,
+        co_signature: doc.co_signature,
     };
     let stored = match kind {
         SignedKind::TrustList => store.put_trust_list(&org_id, &list),

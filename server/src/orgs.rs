@@ -11,7 +11,6 @@
 
 use axum::extract::{Path as UrlPath, State};
 use axum::Json;
-use base64::Engine as _;
 use cascade_protocol::http::{OrgInfo, SignedDocumentJson};
 use cascade_protocol::OrgId;
 
@@ -48,10 +47,11 @@ pub async fn revocations(
         .store()
         .revocations(&org_id)?
         .ok_or(ApiError::NotFound("no revocation list"))?;
-    let b64 = base64::engine::general_purpose::STANDARD;
-    Ok(Json(SignedDocumentJson {
-        body: b64.encode(&list.body),
-        signature: b64.encode(&list.signature),
-        co_signature: list.co_signature.as_ref().map(|c| b64.encode(c)),
-    }))
+    Ok(Json(SignedDocumentJson::from_document(
+        &cascade_protocol::SignedDocument {
+            body: list.body,
+            signature: list.signature,
+            co_signature: list.co_signature,
+        },
+    )))
 }
