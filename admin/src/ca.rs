@@ -188,6 +188,30 @@ impl OrgCa {
     }
 
     /// Signs raw bytes with the CA key (Ed25519).
+    /// The `Authorization` header value that makes a request to the
+    /// relay's admin API an act of this CA's organisation
+    /// ([`cascade_protocol::org_auth`]): a signature over the method, the
+    /// path and query, the time `now`, a fresh nonce and the body.
+    pub fn authorize(
+        &self,
+        method: &str,
+        path_and_query: &str,
+        body: &[u8],
+        now: u64,
+    ) -> Result<String, CertError> {
+        use cascade_protocol::org_auth::OrgAuthorization;
+        let nonce: [u8; 16] = rand::random();
+        let message =
+            OrgAuthorization::message(method, path_and_query, &self.org, now, &nonce, body);
+        Ok(OrgAuthorization {
+            org: self.org.clone(),
+            time: now,
+            nonce,
+            signature: self.sign(&message)?,
+        }
+        .to_header())
+    }
+
     fn sign(&self, msg: &[u8]) -> Result<Vec<u8>, CertError> {
         rcgen::SigningKey::sign(&self.key, msg).map_err(malformed)
     }

@@ -23,10 +23,11 @@
 
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use cascade_core::identity::{der_to_pem, fingerprint_hex, pem_to_der, CertError, TrustAnchor};
 use cascade_protocol::enrolment_code;
-use cascade_protocol::{DeviceId, OrgId, UserId};
+use cascade_protocol::{DeviceId, OrgId, UserEntry, UserId};
 use sha2::Digest as _;
 
 use crate::relay::{AdminClient, AdminError, IssueError, Issued};
@@ -172,6 +173,16 @@ fn write_atomically(path: &Path, content: &str) -> Result<(), CaDirError> {
     std::fs::rename(&tmp, path).map_err(io(path))
 }
 
+/// What [`CaDir::register`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Registered {
+    /// A new organisation with this CA.
+    Created,
+    /// The organisation existed without a CA (an older relay's) and now
+    /// has this one.
+    CaAdded,
+}
+
 impl CaDir {
     /// A CA directory at `path` (nothing is read until it is used).
     pub fn new(path: impl Into<PathBuf>) -> Self {
@@ -266,17 +277,36 @@ impl CaDir {
         Ok(ca)
     }
 
-    /// `cascade admin create-org`: registers the organisation on the relay
-    /// with this directory's CA certificate (never the key).
+    /// `cascade admin create-org` (the relay operator's `admin`):
+    /// registers the organisation on the relay with this directory's CA
+    /// certificate (never the key). An organisation that an older relay
+    /// registered without a CA gets this one instead, once
+    /// ([`Registered::CaAdded`]); one that has a CA is a `conflict`.
     pub async fn register(
         &self,
         admin: &AdminClient,
         org: &OrgId,
         name: &str,
-    ) -> Result<(), CaDirError> {
+    ) -> Result<Registered, CaDirError> {
         let ca = self.ca_of(org)?;
-        admin.create_org(org, name, &ca.cert_pem()).await?;
-        Ok(())
+        let pem = ca.cert_pem();
+        match admin.create_org(org, name, &pem).await {
+            Ok(()) => Ok(Registered::Created),
+            Err(AdminError::Refused { code, .. }) if code == "conflict" => {
+                match admin.replace_ca(org, &pem).await {
+                    Ok(()) => Ok(Registered::CaAdded),
+                    // It has a CA: only its key acts for it.
+                    Err(AdminError::Refused { status: 401, .. }) => Err(AdminError::Refused {
+                        status: 409,
+                        code,
+                        message: "the organisation exists already, with its CA".into(),
+                    }
+                    .into()),
+                    Err(e) => Err(e.into()),
+                }
+            }
+            Err(e) => Err(e.into()),
+        }
     }
 
     /// `cascade admin token`: a one-time enrolment code for one device of
@@ -287,8 +317,11 @@ impl CaDir {
         user: &UserId,
         ttl_secs: Option<u64>,
     ) -> Result<EnrolmentCode, CaDirError> {
-        let ca = self.ca_of(&user.org())?;
-        let t = admin.issue_enrolment_token(user, ttl_secs).await?;
+        let ca = Arc::new(self.ca_of(&user.org())?);
+        let t = admin
+            .as_org(ca.clone())
+            .issue_enrolment_token(user, ttl_secs)
+            .await?;
         let digest: [u8; 32] = sha2::Sha256::digest(ca.cert_der()).into();
         let code = enrolment_code::short_code(&t.token, &digest);
         Ok(EnrolmentCode {
@@ -308,8 +341,11 @@ impl CaDir {
         now: i64,
         valid_days: i64,
     ) -> Result<Vec<Issued>, CaDirError> {
-        let ca = self.ca()?;
-        let issued = admin.issue_pending(&ca, now, valid_days).await?;
+        let ca = Arc::new(self.ca()?);
+        let issued = admin
+            .as_org(ca.clone())
+            .issue_pending(&ca, now, valid_days)
+            .await?;
         self.audit(&issued)?;
         Ok(issued)
     }
@@ -329,7 +365,10 @@ impl CaDir {
         name: &str,
         now: i64,
     ) -> Result<Rotation, CaDirError> {
-        let old = self.ca()?;
+        let old = Arc::new(self.ca()?);
+        // Both requests are the current CA's: the relay holds it until the
+        // second one.
+        let admin = admin.as_org(old.clone());
         let partners = self.partners()?;
         let serial = self.trust_serial()? + 1;
         let revoked = self.revoked()?;
@@ -481,7 +520,8 @@ impl CaDir {
         admin: &AdminClient,
         now: i64,
     ) -> Result<u64, CaDirError> {
-        let ca = self.ca()?;
+        let ca = Arc::new(self.ca()?);
+        let admin = admin.as_org(ca.clone());
         let serial = self.trust_serial()? + 1;
         let partners: Vec<Vec<u8>> = self.partners()?.into_iter().map(|a| a.cert_der).collect();
         let doc = ca.sign_trust_list(&partners, serial, now)?;
@@ -527,7 +567,8 @@ impl CaDir {
         devices: &[DeviceId],
         now: i64,
     ) -> Result<u64, CaDirError> {
-        let ca = self.ca()?;
+        let ca = Arc::new(self.ca()?);
+        let admin = admin.as_org(ca.clone());
         // Read both before the relay revokes anything: a directory that
         // cannot publish must not leave devices revoked on the relay only.
         let mut all = self.revoked()?;
@@ -558,14 +599,48 @@ impl CaDir {
         now: i64,
     ) -> Result<(Vec<DeviceId>, u64), CaDirError> {
         self.ca_of(&user.org())?;
-        let entry = admin
-            .list_users(&user.org())
+        let entry = self
+            .users(admin)
             .await?
             .into_iter()
             .find(|e| &e.user_id == user)
             .ok_or_else(|| CaDirError::UnknownUser(user.clone()))?;
         let serial = self.revoke(admin, &entry.devices, now).await?;
         Ok((entry.devices, serial))
+    }
+
+    /// `cascade admin add-user`: creates a user of this organisation.
+    pub async fn create_user(
+        &self,
+        admin: &AdminClient,
+        user: &UserId,
+        display_name: &str,
+        role: &str,
+    ) -> Result<(), CaDirError> {
+        let ca = Arc::new(self.ca_of(&user.org())?);
+        admin
+            .as_org(ca)
+            .create_user(user, display_name, role)
+            .await?;
+        Ok(())
+    }
+
+    /// `cascade admin pending`: the organisation's devices waiting for a
+    /// certificate (new, or due for renewal), as the relay lists them.
+    pub async fn pending(
+        &self,
+        admin: &AdminClient,
+    ) -> Result<Vec<cascade_protocol::http::PendingDevice>, CaDirError> {
+        let ca = Arc::new(self.ca()?);
+        let org = ca.org().clone();
+        Ok(admin.as_org(ca).pending_devices(&org).await?)
+    }
+
+    /// `cascade admin users`: the organisation's users.
+    pub async fn users(&self, admin: &AdminClient) -> Result<Vec<UserEntry>, CaDirError> {
+        let ca = Arc::new(self.ca()?);
+        let org = ca.org().clone();
+        Ok(admin.as_org(ca).list_users(&org).await?)
     }
 
     /// Appends issued certificates to the audit log `issued.jsonl`.

@@ -1,12 +1,15 @@
-//! The relay's admin API (`/v1/admin/…`), authenticated with the relay's
-//! admin token: register organisations, create users and enrolment tokens,
-//! list and certify waiting devices, publish signed lists, revoke devices.
+//! The relay's admin API (`/v1/admin/…`): the relay operator registers
+//! organisations with its admin token; an organisation's admins, signing
+//! each request with their CA key, create users and enrolment tokens, list
+//! and certify waiting devices, publish signed lists and revoke devices.
 
 use cascade_protocol::http::{
     CreateOrg, CreateUser, EnrolmentToken, HttpError, IssueEnrolmentToken, PendingDevice,
     SignedDocumentJson, UploadCertificate,
 };
 use cascade_protocol::{OrgId, UserEntry, UserId};
+use std::sync::Arc;
+
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
@@ -76,10 +79,15 @@ fn unreachable(e: reqwest::Error) -> AdminError {
     }
 }
 
-/// A client of the relay's admin API.
+/// A client of the relay's admin API, with one of its two authorities: the
+/// relay operator's admin token (creating organisations), or an
+/// organisation's CA key ([`AdminClient::as_org`]: everything done for that
+/// organisation, each request signed, `docs/protocol.md` §3.2.1).
+#[derive(Clone)]
 pub struct AdminClient {
     base: String,
-    token: String,
+    token: Option<String>,
+    org: Option<Arc<crate::OrgCa>>,
     http: reqwest::Client,
 }
 
@@ -98,11 +106,31 @@ impl AdminClient {
         server_ca: Option<&str>,
         token: &str,
     ) -> Result<Self, AdminError> {
+        let mut client = Self::without_token(server_url, server_ca)?;
+        client.token = Some(token.trim().to_owned());
+        Ok(client)
+    }
+
+    /// A client without the relay operator's token: what an organisation's
+    /// admins use, with [`AdminClient::as_org`].
+    pub fn without_token(server_url: &str, server_ca: Option<&str>) -> Result<Self, AdminError> {
         Ok(Self {
             base: server_url.trim_end_matches('/').to_owned(),
-            token: token.trim().to_owned(),
+            token: None,
+            org: None,
             http: cascade_core::transport::http_client(server_url, server_ca)?,
         })
+    }
+
+    /// The same relay, acting for `ca`'s organisation: every request is
+    /// signed with the CA's key, and the operator's token is not sent.
+    pub fn as_org(&self, ca: Arc<crate::OrgCa>) -> Self {
+        Self {
+            base: self.base.clone(),
+            token: None,
+            org: Some(ca),
+            http: self.http.clone(),
+        }
     }
 
     /// The relay's address, as given.
@@ -110,20 +138,59 @@ impl AdminClient {
         &self.base
     }
 
+    /// Sends one request with this client's authority: the organisation's
+    /// signature over the method, path, time, nonce and body, or the
+    /// operator's token.
+    async fn send<R: DeserializeOwned>(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<&impl Serialize>,
+    ) -> Result<R, AdminError> {
+        let url = format!("{}{path}", self.base);
+        let body = body
+            .map(|b| serde_json::to_vec(b).expect("admin bodies serialise"))
+            .unwrap_or_default();
+        let mut request = self.http.request(method.clone(), &url);
+        if !body.is_empty() {
+            request = request
+                .header(reqwest::header::CONTENT_TYPE, "application/json")
+                .body(body.clone());
+        }
+        if let Some(ca) = &self.org {
+            let parsed = reqwest::Url::parse(&url)
+                .map_err(|e| AdminError::Unreachable(format!("bad relay address: {e}")))?;
+            let signed_path = match parsed.query() {
+                Some(q) => format!("{}?{q}", parsed.path()),
+                None => parsed.path().to_owned(),
+            };
+            let header = ca
+                .authorize(method.as_str(), &signed_path, &body, unix_now())
+                .map_err(|e| AdminError::Unreachable(format!("could not sign: {e}")))?;
+            request = request.header(reqwest::header::AUTHORIZATION, header);
+        } else if let Some(token) = &self.token {
+            request = request.bearer_auth(token);
+        }
+        let resp = request.send().await.map_err(unreachable)?;
+        Self::answer(resp).await
+    }
+
     async fn post<B: Serialize, R: DeserializeOwned>(
         &self,
         path: &str,
         body: &B,
     ) -> Result<R, AdminError> {
-        let resp = self
-            .http
-            .post(format!("{}{path}", self.base))
-            .bearer_auth(&self.token)
-            .json(body)
-            .send()
+        self.send(reqwest::Method::POST, path, Some(body)).await
+    }
+
+    async fn get<R: DeserializeOwned>(&self, path: &str) -> Result<R, AdminError> {
+        self.send(reqwest::Method::GET, path, None::<&()>).await
+    }
+
+    async fn put<B: Serialize>(&self, path: &str, body: &B) -> Result<(), AdminError> {
+        self.send::<serde_json::Value>(reqwest::Method::PUT, path, Some(body))
             .await
-            .map_err(unreachable)?;
-        Self::answer(resp).await
+            .map(|_| ())
     }
 
     async fn answer<R: DeserializeOwned>(resp: reqwest::Response) -> Result<R, AdminError> {
@@ -175,17 +242,8 @@ impl AdminClient {
     /// Devices of the organisation enrolled with a token and waiting for a
     /// certificate.
     pub async fn pending_devices(&self, org_id: &OrgId) -> Result<Vec<PendingDevice>, AdminError> {
-        let resp = self
-            .http
-            .get(format!(
-                "{}/v1/admin/orgs/{org_id}/pending-devices",
-                self.base
-            ))
-            .bearer_auth(&self.token)
-            .send()
+        self.get(&format!("/v1/admin/orgs/{org_id}/pending-devices"))
             .await
-            .map_err(unreachable)?;
-        Self::answer(resp).await
     }
 
     /// Uploads a device's certificate (PEM).
@@ -227,17 +285,13 @@ impl AdminClient {
     /// Replaces the organisation's CA certificate on the relay (a CA
     /// rotation).
     pub async fn replace_ca(&self, org_id: &OrgId, ca_certificate: &str) -> Result<(), AdminError> {
-        let resp = self
-            .http
-            .put(format!("{}/v1/admin/orgs/{org_id}/ca", self.base))
-            .bearer_auth(&self.token)
-            .json(&cascade_protocol::http::ReplaceCa {
+        self.put(
+            &format!("/v1/admin/orgs/{org_id}/ca"),
+            &cascade_protocol::http::ReplaceCa {
                 ca_certificate: ca_certificate.to_owned(),
-            })
-            .send()
-            .await
-            .map_err(unreachable)?;
-        Self::answer::<serde_json::Value>(resp).await.map(|_| ())
+            },
+        )
+        .await
     }
 
     /// Tells the relay to refuse a device from now on (and drop its
@@ -259,15 +313,8 @@ impl AdminClient {
         path: &str,
         doc: &cascade_protocol::SignedDocument,
     ) -> Result<(), AdminError> {
-        let resp = self
-            .http
-            .put(format!("{}{path}", self.base))
-            .bearer_auth(&self.token)
-            .json(&SignedDocumentJson::from_document(doc))
-            .send()
+        self.put(path, &SignedDocumentJson::from_document(doc))
             .await
-            .map_err(unreachable)?;
-        Self::answer::<serde_json::Value>(resp).await.map(|_| ())
     }
 
     /// Creates a user in an existing organisation.
@@ -342,13 +389,13 @@ impl AdminClient {
 
     /// Lists an organisation's users.
     pub async fn list_users(&self, org_id: &OrgId) -> Result<Vec<UserEntry>, AdminError> {
-        let resp = self
-            .http
-            .get(format!("{}/v1/admin/orgs/{org_id}/users", self.base))
-            .bearer_auth(&self.token)
-            .send()
-            .await
-            .map_err(unreachable)?;
-        Self::answer(resp).await
+        self.get(&format!("/v1/admin/orgs/{org_id}/users")).await
     }
+}
+
+/// Seconds since the Unix epoch.
+fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
 }

@@ -1,9 +1,11 @@
 //! `cascade admin …`: the organisation's CA and the relay's admin API.
 //!
 //! `org init` and `org fingerprint` work offline; every other command needs
-//! the relay's address and admin token ([`Relay`]). Each command is one
-//! call into `cascade-admin` ([`CaDir`] for what needs the CA,
-//! [`AdminClient`] for the rest) and prints its result.
+//! the relay's address ([`Relay`]). `create-org` is the relay operator's
+//! and takes the relay's admin token; every other command acts for an
+//! organisation and signs its requests with the key in its `--ca-dir`.
+//! Each command is one call into `cascade-admin` ([`CaDir`]) and prints
+//! its result.
 
 use std::path::PathBuf;
 
@@ -138,6 +140,9 @@ pub enum AdminCommand {
     AddUser {
         /// user@org.
         user: UserId,
+        /// The CA directory of the user's organisation.
+        #[arg(long)]
+        ca_dir: PathBuf,
         /// Display name.
         #[arg(long)]
         name: String,
@@ -162,10 +167,18 @@ pub enum AdminCommand {
         #[arg(long)]
         qr: bool,
     },
-    /// List an organisation's users.
+    /// List the organisation's devices that wait for a certificate (new,
+    /// or due for renewal), to check before `issue`.
+    Pending {
+        /// The CA directory of the organisation.
+        #[arg(long)]
+        ca_dir: PathBuf,
+    },
+    /// List the organisation's users.
     Users {
-        /// Organisation id.
-        org: OrgId,
+        /// The CA directory of the organisation.
+        #[arg(long)]
+        ca_dir: PathBuf,
     },
 }
 
@@ -183,19 +196,33 @@ pub struct Relay {
 }
 
 impl Relay {
-    /// The admin API client; fails if the address or the token is missing.
-    fn connect(self) -> Result<AdminClient> {
-        let server = self
-            .server
-            .context("give the relay with --server or CASCADE_SERVER")?;
-        let token = match (self.token, self.token_file) {
-            (Some(t), _) => t,
-            (None, Some(f)) => std::fs::read_to_string(&f)
+    /// The admin API client with the relay operator's token; fails if the
+    /// address or the token is missing.
+    fn operator(self) -> Result<AdminClient> {
+        let token = match (&self.token, &self.token_file) {
+            (Some(t), _) => t.clone(),
+            (None, Some(f)) => std::fs::read_to_string(f)
                 .with_context(|| format!("reading {}", f.display()))?
                 .trim()
                 .to_owned(),
-            (None, None) => bail!("give the admin token with --token or --token-file"),
+            (None, None) => bail!("give the relay's admin token with --token or --token-file"),
         };
+        let (server, server_ca) = self.address()?;
+        Ok(AdminClient::pinned(&server, server_ca.as_deref(), &token)?)
+    }
+
+    /// The admin API client for an organisation's admins, who sign each
+    /// request with their CA key (the `--ca-dir` of the command); the
+    /// relay's token is neither needed nor sent.
+    fn connect(self) -> Result<AdminClient> {
+        let (server, server_ca) = self.address()?;
+        Ok(AdminClient::without_token(&server, server_ca.as_deref())?)
+    }
+
+    fn address(self) -> Result<(String, Option<String>)> {
+        let server = self
+            .server
+            .context("give the relay with --server or CASCADE_SERVER")?;
         let server_ca = self
             .server_ca
             .map(|path| {
@@ -203,7 +230,7 @@ impl Relay {
                     .with_context(|| format!("reading the relay CA {}", path.display()))
             })
             .transpose()?;
-        Ok(AdminClient::pinned(&server, server_ca.as_deref(), &token)?)
+        Ok((server, server_ca))
     }
 }
 
@@ -212,16 +239,28 @@ pub async fn run(relay: Relay, command: AdminCommand, json: bool) -> Result<()> 
     match command {
         AdminCommand::Org(cmd) => org(cmd, json),
         AdminCommand::CreateOrg { org, name, ca_dir } => {
-            let admin = relay.connect()?;
-            CaDir::new(ca_dir).register(&admin, &org, &name).await?;
-            say(json, json!({ "org_id": org }), || {
-                format!("Created organisation {org}")
+            let admin = relay.operator()?;
+            let registered = CaDir::new(ca_dir).register(&admin, &org, &name).await?;
+            let ca_added = registered == cascade_admin::Registered::CaAdded;
+            say(json, json!({ "org_id": org, "ca_added": ca_added }), || {
+                if ca_added {
+                    format!("Organisation {org} existed without a CA; it now has this one")
+                } else {
+                    format!("Created organisation {org}")
+                }
             });
             Ok(())
         }
-        AdminCommand::AddUser { user, name, role } => {
+        AdminCommand::AddUser {
+            user,
+            ca_dir,
+            name,
+            role,
+        } => {
             let admin = relay.connect()?;
-            admin.create_user(&user, &name, &role).await?;
+            CaDir::new(ca_dir)
+                .create_user(&admin, &user, &name, &role)
+                .await?;
             say(json, json!({ "user_id": user }), || {
                 format!("Created user {user}")
             });
@@ -327,9 +366,31 @@ pub async fn run(relay: Relay, command: AdminCommand, json: bool) -> Result<()> 
             );
             Ok(())
         }
-        AdminCommand::Users { org } => {
+        AdminCommand::Pending { ca_dir } => {
             let admin = relay.connect()?;
-            let users = admin.list_users(&org).await?;
+            let pending = CaDir::new(ca_dir).pending(&admin).await?;
+            if json {
+                println!("{}", serde_json::to_string(&pending)?);
+            } else if pending.is_empty() {
+                println!("No device is waiting for a certificate.");
+            } else {
+                for p in pending {
+                    println!(
+                        "{} ({}, {}) device {} \"{}\"{}",
+                        p.user_id,
+                        p.display_name,
+                        p.role,
+                        p.device_id,
+                        p.device_name,
+                        if p.renewal { "  renewal" } else { "" }
+                    );
+                }
+            }
+            Ok(())
+        }
+        AdminCommand::Users { ca_dir } => {
+            let admin = relay.connect()?;
+            let users = CaDir::new(ca_dir).users(&admin).await?;
             if json {
                 println!("{}", serde_json::to_string(&users)?);
             } else {

@@ -47,16 +47,19 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Provisioning, with the relay's admin token.
+    /// Provisioning: an organisation's CA and its admin actions (signed
+    /// with the CA key), and registering organisations (with the relay's
+    /// admin token).
     Admin {
         /// The relay, e.g. http://127.0.0.1:7171 (needed by the commands
         /// that talk to it).
         #[arg(long, env = "CASCADE_SERVER")]
         server: Option<String>,
-        /// The admin token.
+        /// The relay operator's admin token (only `create-org` uses it).
         #[arg(long, env = "CASCADE_ADMIN_TOKEN", conflicts_with = "token_file")]
         token: Option<String>,
-        /// A file holding the admin token (e.g. the relay's data-dir/admin-token).
+        /// A file holding the relay operator's admin token (e.g. the
+        /// relay's data-dir/admin-token; only `create-org` uses it).
         #[arg(long, env = "CASCADE_ADMIN_TOKEN_FILE")]
         token_file: Option<PathBuf>,
         /// For a relay whose TLS certificate comes from a private CA: that

@@ -1,8 +1,10 @@
 //! JSON bodies of the plain-HTTP API.
 //!
 //! - `GET /health` → `200 ok`.
-//! - Admin API, authenticated with `Authorization: Bearer <admin token>`:
-//!   `POST /v1/admin/orgs` ([`CreateOrg`] → `201`, the organisation echoed),
+//! - Admin API. The relay operator's `Authorization: Bearer <admin token>`:
+//!   `POST /v1/admin/orgs` ([`CreateOrg`] → `201`, the organisation echoed).
+//!   Signed by the organisation's CA key ([`crate::org_auth`]) and acting
+//!   for it alone: `PUT /v1/admin/orgs/{org}/ca` ([`ReplaceCa`] → `204`),
 //!   `POST /v1/admin/users` ([`CreateUser`] → `201`, the user's
 //!   [`UserEntry`](crate::UserEntry)), `POST /v1/admin/enrolment-tokens`
 //!   ([`IssueEnrolmentToken`] → `201`, [`EnrolmentToken`]),

@@ -18,6 +18,7 @@ pub mod http;
 pub mod ids;
 pub mod limits;
 pub mod mls_header;
+pub mod org_auth;
 
 pub use codec::{
     decode_client_frame, decode_server_frame, encode_client_frame, encode_server_frame, DecodeError,

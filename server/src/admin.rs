@@ -1,8 +1,17 @@
-//! The admin HTTP API and the admin token.
+//! The admin HTTP API: two authorities.
 //!
-//! Every request carries `Authorization: Bearer <admin token>`. The token is
-//! created once per data directory, written to `<data-dir>/admin-token`
-//! (mode 0600) for the operator, and only its SHA-256 is stored.
+//! - The relay operator's admin token (`Authorization: Bearer <token>`)
+//!   creates organisations and reads the metrics, nothing else ([`AdminAuth`]).
+//!   It is created once per data directory, written to
+//!   `<data-dir>/admin-token` (mode 0600) for the operator, and only its
+//!   SHA-256 is stored.
+//! - Everything done for an organisation (users, enrolment tokens,
+//!   certificates, revocation, trust and revocation lists, CA rotation) is
+//!   signed with that organisation's CA key (`Authorization: Cascade-Org
+//!   …`, [`cascade_protocol::org_auth`]) and checked against the CA
+//!   certificate the relay holds for it ([`OrgAdmin`]). It acts for that
+//!   organisation only: the operator's token cannot, and neither can
+//!   another organisation's key.
 //!
 //! Organisation CAs, device certificates and trust lists pass through here,
 //! but the CA keys stay with the organisations' admins: the relay only
@@ -26,6 +35,7 @@ use cascade_protocol::http::{
     UploadCertificate,
 };
 use cascade_protocol::limits::{ENROLMENT_TOKEN_TTL_SECS, MAX_NAME_BYTES};
+use cascade_protocol::org_auth::{self, OrgAuthorization};
 use cascade_protocol::{DeviceId, OrgId};
 use sha2::{Digest, Sha256};
 
@@ -127,10 +137,185 @@ impl FromRequestParts<AppState> for AdminAuth {
     }
 }
 
-/// The admin routes.
-pub fn routes() -> Router<AppState> {
-    Router::new()
-        .route("/v1/admin/orgs", post(create_org))
+/// Proof that an organisation's admins signed the request: set by
+/// [`org_admin_auth`] on every organisation route.
+#[derive(Debug, Clone)]
+pub struct OrgAdmin {
+    /// The organisation the request acts for.
+    org: OrgId,
+    /// Who, for the audit log: the organisation and its CA's fingerprint.
+    by: String,
+}
+
+impl OrgAdmin {
+    /// `403 forbidden` unless this is `org`'s admin.
+    fn act_for(&self, org: &OrgId) -> Result<(), ApiError> {
+        if &self.org == org {
+            Ok(())
+        } else {
+            Err(ApiError::Forbidden)
+        }
+    }
+}
+
+impl FromRequestParts<AppState> for OrgAdmin {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _: &AppState) -> Result<Self, ApiError> {
+        parts
+            .extensions
+            .get::<OrgAdmin>()
+            .cloned()
+            .ok_or(ApiError::OrgUnauthorized("missing organisation signature"))
+    }
+}
+
+/// Most nonces remembered at once; past it (only after pruning expired
+/// ones) signed requests get `429` until old nonces expire. Only requests
+/// with a valid organisation signature are remembered.
+pub const MAX_ADMIN_NONCES: usize = 100_000;
+
+/// The nonces of recent organisation requests, so none is taken twice
+/// ([`org_auth::MAX_SKEW_SECS`] either way of its time).
+#[derive(Default)]
+pub struct AdminNonces {
+    seen: std::sync::Mutex<HashMap<(OrgId, [u8; 16]), u64>>,
+}
+
+impl AdminNonces {
+    /// Records `nonce` of `org`, forgettable after `until`; `false` if it
+    /// was seen already. `Err` with the seconds to wait when full.
+    fn take(&self, org: &OrgId, nonce: [u8; 16], until: u64, now: u64) -> Result<bool, u64> {
+        let mut seen = self.seen.lock().unwrap_or_else(|e| e.into_inner());
+        let key = (org.clone(), nonce);
+        if seen.contains_key(&key) {
+            return Ok(false);
+        }
+        if seen.len() >= MAX_ADMIN_NONCES {
+            seen.retain(|_, until| *until >= now);
+            if seen.len() >= MAX_ADMIN_NONCES {
+                return Err(org_auth::MAX_SKEW_SECS);
+            }
+        }
+        seen.insert(key, until);
+        Ok(true)
+    }
+}
+
+/// Checks the `Cascade-Org` signature of an organisation route (protocol
+/// §3.2.1): the header (`401`), the body, read here to be hashed (`413`),
+/// the time (`401`), the signature by the CA the relay holds for the
+/// organisation (`401`) and the nonce (`401` when replayed). Then the
+/// handler runs with [`OrgAdmin`] and the body as it came.
+async fn org_admin_auth(
+    State(state): State<AppState>,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Result<axum::response::Response, ApiError> {
+    let (mut parts, body) = req.into_parts();
+    let header = parts
+        .headers
+        .get(AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default();
+    if header.starts_with("Bearer ") {
+        let org = first_ca_by_operator(&state, &mut parts).await?;
+        parts.extensions.insert(OrgAdmin {
+            org,
+            by: OPERATOR.to_owned(),
+        });
+        return Ok(next
+            .run(axum::extract::Request::from_parts(parts, body))
+            .await);
+    }
+    let auth = OrgAuthorization::parse(header).ok_or(ApiError::OrgUnauthorized(
+        "missing or malformed Cascade-Org authorization",
+    ))?;
+    let body = axum::body::to_bytes(body, MAX_TRUST_LIST_HTTP_BODY_BYTES)
+        .await
+        .map_err(|_| ApiError::PayloadTooLarge)?;
+    let now = unix_now();
+    if now.abs_diff(auth.time) > org_auth::MAX_SKEW_SECS {
+        state.metrics().admin_refused("stale");
+        return Err(ApiError::OrgUnauthorized(
+            "the request's time is more than 5 minutes from the relay's clock",
+        ));
+    }
+    const NOT_SIGNED: ApiError = ApiError::OrgUnauthorized(
+        "the signature does not verify with the CA the relay holds for the organisation",
+    );
+    let ca_der = state
+        .store()
+        .get_org(&auth.org)?
+        .and_then(|org| org.ca_certificate)
+        .ok_or(NOT_SIGNED)?;
+    let path = parts
+        .uri
+        .path_and_query()
+        .map_or_else(|| parts.uri.path(), |p| p.as_str());
+    let message = OrgAuthorization::message(
+        parts.method.as_str(),
+        path,
+        &auth.org,
+        auth.time,
+        &auth.nonce,
+        &body,
+    );
+    if !OrgCa::from_stored(&ca_der)?.signed(&message, &auth.signature) {
+        state.metrics().admin_refused("bad_signature");
+        return Err(NOT_SIGNED);
+    }
+    let until = auth.time + org_auth::MAX_SKEW_SECS;
+    match state.admin_nonces().take(&auth.org, auth.nonce, until, now) {
+        Ok(true) => {}
+        Ok(false) => {
+            state.metrics().admin_refused("replayed");
+            return Err(ApiError::OrgUnauthorized(
+                "this request was received already (its nonce was used)",
+            ));
+        }
+        Err(retry_after_secs) => return Err(ApiError::RateLimited { retry_after_secs }),
+    }
+    parts.extensions.insert(OrgAdmin {
+        by: format!("org:{} ca-sha256:{}", auth.org, fingerprint(&ca_der)),
+        org: auth.org,
+    });
+    Ok(next
+        .run(axum::extract::Request::from_parts(
+            parts,
+            axum::body::Body::from(body),
+        ))
+        .await)
+}
+
+/// The one organisation action the relay operator's token may take: giving
+/// an organisation that has no CA (one created before organisations
+/// needed one) its first, with `PUT /v1/admin/orgs/{org}/ca`. Once it has
+/// one, only that CA's key acts for it. Anything else with the token is
+/// `401`.
+async fn first_ca_by_operator(state: &AppState, parts: &mut Parts) -> Result<OrgId, ApiError> {
+    const REFUSED: ApiError = ApiError::OrgUnauthorized(
+        "an organisation's admin actions are signed with its CA key (Cascade-Org); \
+         the relay's admin token cannot act for an organisation",
+    );
+    let org = (parts.method == axum::http::Method::PUT)
+        .then(|| parts.uri.path().strip_prefix("/v1/admin/orgs/"))
+        .flatten()
+        .and_then(|rest| rest.strip_suffix("/ca"))
+        .and_then(|org| OrgId::new(org).ok())
+        .ok_or(REFUSED)?;
+    AdminAuth::from_request_parts(parts, state).await?;
+    match state.store().get_org(&org)? {
+        Some(record) if record.ca_certificate.is_none() => Ok(org),
+        Some(_) => Err(REFUSED),
+        None => Err(ApiError::NotFound("unknown organisation")),
+    }
+}
+
+/// The admin routes: the relay operator's, then the organisations'
+/// (behind [`org_admin_auth`]).
+pub fn routes(state: AppState) -> Router<AppState> {
+    let organisations = Router::new()
         .route("/v1/admin/orgs/{org}/users", get(list_users))
         .route("/v1/admin/orgs/{org}/pending-devices", get(pending_devices))
         .route(
@@ -149,10 +334,14 @@ pub fn routes() -> Router<AppState> {
             "/v1/admin/devices/{device}/certificate",
             post(upload_certificate),
         )
+        .route_layer(axum::middleware::from_fn_with_state(state, org_admin_auth));
+    Router::new()
+        .route("/v1/admin/orgs", post(create_org))
+        .merge(organisations)
 }
 
-/// The authority admin actions are taken with today (see [`crate::audit`]).
-const ADMIN: &str = "relay-admin-token";
+/// The relay operator's authority in the audit log (see [`crate::audit`]).
+const OPERATOR: &str = "relay-admin-token";
 
 fn org_id(org: String) -> Result<OrgId, ApiError> {
     OrgId::new(org).map_err(|_| ApiError::BadRequest("invalid organisation id"))
@@ -172,26 +361,27 @@ fn check_name(name: &str) -> Result<(), ApiError> {
     Ok(())
 }
 
-/// `POST /v1/admin/orgs`: `201` with the organisation, `409` if it exists,
-/// `400 bad_certificate` if its CA certificate fails
-/// [`check_org_ca`].
+/// `POST /v1/admin/orgs` (the relay operator): `201` with the
+/// organisation, `409` if it exists, `400 bad_request` without a CA
+/// certificate (its admins act with its CA key, so an organisation without
+/// one could never be administered), `400 bad_certificate` if the CA
+/// certificate fails [`check_org_ca`].
 async fn create_org(
     _: AdminAuth,
     State(state): State<AppState>,
     ApiJson(req): ApiJson<CreateOrg>,
 ) -> Result<(StatusCode, Json<CreateOrg>), ApiError> {
     check_name(&req.display_name)?;
-    let ca_certificate = req
-        .ca_certificate
-        .as_deref()
-        .map(|pem| check_org_ca(pem, &req.org_id, now_secs()))
-        .transpose()?;
-    let ca_fingerprint = ca_certificate.as_deref().map(fingerprint);
+    let pem = req.ca_certificate.as_deref().ok_or(ApiError::BadRequest(
+        "ca_certificate is required: an organisation's admins act with its CA key",
+    ))?;
+    let ca_certificate = check_org_ca(pem, &req.org_id, now_secs())?;
+    let ca_fingerprint = fingerprint(&ca_certificate);
     let org = Org {
         org_id: req.org_id.clone(),
         display_name: req.display_name.clone(),
         created_at: unix_now(),
-        ca_certificate: ca_certificate.map(Bytes::from),
+        ca_certificate: Some(Bytes::from(ca_certificate)),
     };
     match state.store().create_org(&org) {
         Ok(()) => {}
@@ -203,11 +393,11 @@ async fn create_org(
     state.flush().await?;
     tracing::info!(
         org = %org.org_id,
-        ca_fingerprint = ca_fingerprint.as_deref().unwrap_or("none"),
+        ca_fingerprint = %ca_fingerprint,
         "organisation created"
     );
     state.audit(
-        ADMIN,
+        OPERATOR,
         "org.create",
         serde_json::json!({"org": org.org_id, "ca_sha256": ca_fingerprint}),
     )?;
@@ -217,10 +407,11 @@ async fn create_org(
 /// `POST /v1/admin/users`: `201` with the directory entry; `404` if the
 /// organisation does not exist, `409` if the user does.
 async fn create_user(
-    _: AdminAuth,
+    admin: OrgAdmin,
     State(state): State<AppState>,
     ApiJson(req): ApiJson<CreateUser>,
 ) -> Result<(StatusCode, Json<UserEntry>), ApiError> {
+    admin.act_for(&req.user_id.org())?;
     check_name(&req.display_name)?;
     check_name(&req.role)?;
     let user = User {
@@ -240,7 +431,7 @@ async fn create_user(
     state.flush().await?;
     tracing::info!(user = %user.user_id, "user created");
     state.audit(
-        ADMIN,
+        &admin.by,
         "user.create",
         serde_json::json!({"user": user.user_id, "name": user.display_name, "role": user.role}),
     )?;
@@ -251,11 +442,12 @@ async fn create_user(
 /// `GET /v1/admin/orgs/{org}/users`: the organisation's users with their
 /// current devices; `404` if it does not exist.
 async fn list_users(
-    _: AdminAuth,
+    admin: OrgAdmin,
     State(state): State<AppState>,
     UrlPath(org): UrlPath<String>,
 ) -> Result<Json<Vec<UserEntry>>, ApiError> {
     let org = org_id(org)?;
+    admin.act_for(&org)?;
     let store = &**state.store();
     if store.get_org(&org)?.is_none() {
         return Err(ApiError::NotFound("unknown organisation"));
@@ -271,10 +463,11 @@ async fn list_users(
 /// `POST /v1/admin/enrolment-tokens`: `201` with a fresh one-time token;
 /// `404` if the user does not exist.
 async fn issue_enrolment_token(
-    _: AdminAuth,
+    admin: OrgAdmin,
     State(state): State<AppState>,
     ApiJson(req): ApiJson<IssueEnrolmentToken>,
 ) -> Result<(StatusCode, Json<EnrolmentToken>), ApiError> {
+    admin.act_for(&req.user_id.org())?;
     let ttl = req.ttl_secs.unwrap_or(ENROLMENT_TOKEN_TTL_SECS);
     if ttl == 0 || ttl > MAX_ENROLMENT_TOKEN_TTL_SECS {
         return Err(ApiError::BadRequest(
@@ -299,7 +492,7 @@ async fn issue_enrolment_token(
     state.flush().await?;
     tracing::info!(user = %req.user_id, expires_at, "enrolment token issued");
     state.audit(
-        ADMIN,
+        &admin.by,
         "enrolment_token.issue",
         serde_json::json!({"user": req.user_id, "expires_at": expires_at}),
     )?;
@@ -318,11 +511,12 @@ async fn issue_enrolment_token(
 /// device, with what the admin needs to issue one; `404` if the
 /// organisation does not exist.
 async fn pending_devices(
-    _: AdminAuth,
+    admin: OrgAdmin,
     State(state): State<AppState>,
     UrlPath(org): UrlPath<String>,
 ) -> Result<Json<Vec<PendingDevice>>, ApiError> {
     let org = org_id(org)?;
+    admin.act_for(&org)?;
     let store = &**state.store();
     if store.get_org(&org)?.is_none() {
         return Err(ApiError::NotFound("unknown organisation"));
@@ -390,7 +584,7 @@ async fn pending_devices(
 /// [`OrgCa::check_device_certificate`]. A later upload replaces the
 /// certificate (renewal).
 async fn upload_certificate(
-    _: AdminAuth,
+    admin: OrgAdmin,
     State(state): State<AppState>,
     UrlPath(device): UrlPath<String>,
     ApiJson(req): ApiJson<UploadCertificate>,
@@ -400,8 +594,9 @@ async fn upload_certificate(
         .parse()
         .map_err(|_| ApiError::BadRequest("invalid device id"))?;
     let store = state.store();
+    // Another organisation's devices are unknown to this admin.
     let device = match store.get_device(&device_id)? {
-        Some(device) if !device.revoked => device,
+        Some(device) if !device.revoked && device.user_id.org() == admin.org => device,
         _ => return Err(UNKNOWN_DEVICE),
     };
     let org_id = device.user_id.org();
@@ -436,7 +631,7 @@ async fn upload_certificate(
         "device certificate stored"
     );
     state.audit(
-        ADMIN,
+        &admin.by,
         "certificate.store",
         serde_json::json!({
             "device": device_id.to_string(),
@@ -453,21 +648,24 @@ async fn upload_certificate(
 }
 
 /// `PUT /v1/admin/orgs/{org}/ca` ([`ReplaceCa`]): sets the organisation's
-/// CA certificate, checked like a new one: its first CA, or in a CA
-/// rotation the successor that the organisation's current trust list
-/// (signed by the current CA, checked when it was stored) names. The relay
-/// operator cannot put a CA of its choosing in an organisation's place.
+/// CA certificate, checked like a new one: in a CA rotation the successor
+/// that the organisation's current trust list (signed by the current CA,
+/// checked when it was stored) names; or, set by the relay operator, the
+/// first CA of an organisation created before organisations needed one
+/// ([`first_ca_by_operator`]). The relay operator cannot put a CA of its
+/// choosing in an organisation's place.
 /// From then on device certificates are checked against the new CA, and
 /// devices whose certificate it did not sign are listed for re-issue.
 /// `204` (also for the CA in place); `404` unknown organisation; `400
 /// bad_certificate`; `409 successor_not_announced`.
 async fn replace_ca(
-    _: AdminAuth,
+    admin: OrgAdmin,
     State(state): State<AppState>,
     UrlPath(org): UrlPath<String>,
     ApiJson(req): ApiJson<cascade_protocol::http::ReplaceCa>,
 ) -> Result<StatusCode, ApiError> {
     let org_id = org_id(org)?;
+    admin.act_for(&org_id)?;
     let der = check_org_ca(&req.ca_certificate, &org_id, now_secs())?;
     let org = state
         .store()
@@ -494,7 +692,7 @@ async fn replace_ca(
     state.flush().await?;
     tracing::info!(org = %org_id, fingerprint = %fingerprint(&der), "organisation CA replaced");
     state.audit(
-        ADMIN,
+        &admin.by,
         "org.ca.set",
         serde_json::json!({"org": org_id, "ca_sha256": fingerprint(&der)}),
     )?;
@@ -531,7 +729,7 @@ pub async fn metrics(_: AdminAuth, State(state): State<AppState>) -> impl IntoRe
 /// connection at once. `204`; `404` for an unknown device. Idempotent.
 /// Clients act on the organisation's signed revocation list, not on this.
 async fn revoke_device(
-    _: AdminAuth,
+    admin: OrgAdmin,
     State(state): State<AppState>,
     UrlPath(device): UrlPath<String>,
 ) -> Result<StatusCode, ApiError> {
@@ -539,7 +737,11 @@ async fn revoke_device(
         .parse()
         .map_err(|_| ApiError::BadRequest("invalid device id"))?;
     let store = state.store();
-    if store.get_device(&device_id)?.is_none() {
+    // Another organisation's devices are unknown to this admin.
+    if store
+        .get_device(&device_id)?
+        .is_none_or(|d| d.user_id.org() != admin.org)
+    {
         return Err(ApiError::NotFound("unknown device"));
     }
     store.revoke_device(&device_id)?;
@@ -549,7 +751,7 @@ async fn revoke_device(
     state.flush().await?;
     tracing::info!(device = %device_id, "device revoked");
     state.audit(
-        ADMIN,
+        &admin.by,
         "device.revoke",
         serde_json::json!({"device": device_id.to_string()}),
     )?;
@@ -563,24 +765,24 @@ async fn revoke_device(
 /// [`MAX_TRUST_LIST_BYTES`], `400 bad_signature` if the signature does not
 /// verify. Replaces the previous list.
 async fn put_trust_list(
-    auth: AdminAuth,
+    admin: OrgAdmin,
     State(state): State<AppState>,
     UrlPath(org): UrlPath<String>,
     ApiJson(req): ApiJson<SignedDocumentJson>,
 ) -> Result<StatusCode, ApiError> {
-    put_signed_document(auth, state, org, req, SignedKind::TrustList).await
+    put_signed_document(admin, state, org, req, SignedKind::TrustList).await
 }
 
 /// `PUT /v1/admin/orgs/{org}/revocations`: stores the organisation's signed
 /// revocation list, checked like a trust list, and tells every connected
 /// device to fetch it.
 async fn put_revocations(
-    auth: AdminAuth,
+    admin: OrgAdmin,
     State(state): State<AppState>,
     UrlPath(org): UrlPath<String>,
     ApiJson(req): ApiJson<SignedDocumentJson>,
 ) -> Result<StatusCode, ApiError> {
-    put_signed_document(auth, state, org, req, SignedKind::Revocations).await
+    put_signed_document(admin, state, org, req, SignedKind::Revocations).await
 }
 
 /// The documents an organisation's CA signs and the relay only stores.
@@ -591,13 +793,14 @@ enum SignedKind {
 }
 
 async fn put_signed_document(
-    _: AdminAuth,
+    admin: OrgAdmin,
     state: AppState,
     org: String,
     req: SignedDocumentJson,
     kind: SignedKind,
 ) -> Result<StatusCode, ApiError> {
     let org_id = org_id(org)?;
+    admin.act_for(&org_id)?;
     let store = state.store();
     let org = store
         .get_org(&org_id)?
@@ -637,7 +840,7 @@ async fn put_signed_document(
         SignedKind::TrustList => {
             tracing::info!(org = %org_id, bytes, sha256 = %digest, "trust list stored");
             state.audit(
-                ADMIN,
+                &admin.by,
                 "trust_list.store",
                 serde_json::json!({"org": org_id, "sha256": digest}),
             )?;
@@ -656,7 +859,7 @@ async fn put_signed_document(
         SignedKind::Revocations => {
             tracing::info!(org = %org_id, bytes, sha256 = %digest, "revocation list stored");
             state.audit(
-                ADMIN,
+                &admin.by,
                 "revocation_list.store",
                 serde_json::json!({"org": org_id, "sha256": digest}),
             )?;

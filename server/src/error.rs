@@ -150,6 +150,14 @@ pub enum ApiError {
     /// Missing or wrong admin token (`401 unauthorized`).
     #[error("missing or invalid admin token")]
     Unauthorized,
+    /// An organisation route without a valid `Cascade-Org` signature (`401
+    /// unauthorized`); the message says what is wrong.
+    #[error("{0}")]
+    OrgUnauthorized(&'static str),
+    /// An organisation's admin acting for another organisation (`403
+    /// forbidden`).
+    #[error("an organisation's admins act only for their own organisation")]
+    Forbidden,
     /// The enrolment token is unknown, used or expired (`401
     /// invalid_token`).
     #[error("the enrolment token is unknown, used or expired")]
@@ -209,7 +217,10 @@ pub enum ApiError {
 impl ApiError {
     fn status_and_code(&self) -> (StatusCode, &'static str) {
         match self {
-            ApiError::Unauthorized => (StatusCode::UNAUTHORIZED, "unauthorized"),
+            ApiError::Unauthorized | ApiError::OrgUnauthorized(_) => {
+                (StatusCode::UNAUTHORIZED, "unauthorized")
+            }
+            ApiError::Forbidden => (StatusCode::FORBIDDEN, "forbidden"),
             ApiError::InvalidToken => (StatusCode::UNAUTHORIZED, "invalid_token"),
             ApiError::FingerprintMismatch => (StatusCode::CONFLICT, "fingerprint_mismatch"),
             ApiError::BadRequest(_) => (StatusCode::BAD_REQUEST, "bad_request"),

@@ -125,6 +125,8 @@ struct Inner {
     limits: Limits,
     metrics: metrics::Metrics,
     audit: std::sync::OnceLock<audit::AuditLog>,
+    /// Nonces of recent organisation admin requests.
+    admin_nonces: admin::AdminNonces,
     disk: std::sync::OnceLock<Arc<disk::DiskGuard>>,
     /// When this relay process started (seconds since the Unix epoch):
     /// time before it does not count towards a device's queue expiry.
@@ -212,6 +214,7 @@ impl AppState {
                 limits: Limits::default(),
                 metrics,
                 audit: std::sync::OnceLock::new(),
+                admin_nonces: admin::AdminNonces::default(),
                 disk: std::sync::OnceLock::new(),
                 started_at: unix_now(),
                 store_failed: std::sync::atomic::AtomicBool::new(false),
@@ -222,6 +225,11 @@ impl AppState {
     /// The store.
     pub fn store(&self) -> &Arc<dyn Store> {
         &self.inner.store
+    }
+
+    /// Nonces of recent organisation admin requests.
+    pub(crate) fn admin_nonces(&self) -> &admin::AdminNonces {
+        &self.inner.admin_nonces
     }
 
     /// Makes every write completed before the call durable; concurrent
@@ -478,7 +486,7 @@ pub fn app(state: AppState) -> Router {
         .route("/v1/enrol", post(enrol::enrol))
         .route("/v1/orgs/{org}", get(orgs::org_info))
         .route("/v1/orgs/{org}/revocations", get(orgs::revocations))
-        .merge(admin::routes())
+        .merge(admin::routes(state.clone()))
         .fallback(|| async { ApiError::NotFound("no such endpoint") })
         .layer(DefaultBodyLimit::max(MAX_HTTP_BODY_BYTES))
         .layer(axum::middleware::from_fn(guard::guard))

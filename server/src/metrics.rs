@@ -30,6 +30,9 @@ pub struct Metrics {
     pub rate_limited: Family<Kind, Counter>,
     /// Groups whose delivery to a device was stopped, by reason.
     pub delivery_stopped: Family<Kind, Counter>,
+    /// Organisation admin requests refused after their header parsed, by
+    /// reason (`stale`, `bad_signature`, `replayed`).
+    pub admin_refused: Family<Kind, Counter>,
     /// How long each durable flush took.
     pub flush_seconds: Histogram,
     /// How many items a device was sent from its backlog when it connected
@@ -72,6 +75,12 @@ impl Default for Metrics {
             "delivery_stopped",
             "Groups whose delivery to a device was stopped (queue_full: it fell too far behind; expired: it was away past the queue expiry)",
             delivery_stopped.clone(),
+        );
+        let admin_refused = Family::<Kind, Counter>::default();
+        registry.register(
+            "admin_refused",
+            "Organisation admin requests refused (stale: signed more than 5 minutes from the relay's time; bad_signature: not signed by the organisation's CA; replayed: a nonce seen already)",
+            admin_refused.clone(),
         );
         let flush_seconds = Histogram::new(exponential_buckets(0.0005, 2.0, 14));
         registry.register(
@@ -136,6 +145,7 @@ impl Default for Metrics {
             refusals,
             rate_limited,
             delivery_stopped,
+            admin_refused,
             flush_seconds,
             backlog_items,
             connections_open,
@@ -186,6 +196,13 @@ impl Metrics {
             .get_or_create(&Kind {
                 kind: refusal_kind(error),
             })
+            .inc();
+    }
+
+    /// Counts an organisation admin request refused for `reason`.
+    pub fn admin_refused(&self, reason: &'static str) {
+        self.admin_refused
+            .get_or_create(&Kind { kind: reason })
             .inc();
     }
 

@@ -132,20 +132,45 @@ async fn get(relay: &Relay, path: &str, bearer: Option<&str>) -> (u16, Vec<u8>) 
     http(relay.server.addr(), "GET", path, bearer, None).await
 }
 
+/// A `PUT` signed by the organisation the path names.
 async fn put(relay: &Relay, path: &str, body: Value) -> (u16, Vec<u8>) {
     let bytes = serde_json::to_vec(&body).expect("json");
-    let token = relay.admin_token.as_str();
-    http(relay.server.addr(), "PUT", path, Some(token), Some(&bytes)).await
+    admin_request(relay, "PUT", path, Some(&bytes)).await
 }
 
-/// Creates `org` with `ca` (if any) through the admin API.
-async fn create_org(relay: &Relay, org: &str, ca: Option<&str>) -> (u16, Vec<u8>) {
-    admin(
+/// Creates `org` with `ca` through the admin API (the relay operator), and
+/// makes `ca` the key its admins sign with.
+async fn create_org(relay: &Relay, org: &str, ca: &TestCa) -> (u16, Vec<u8>) {
+    let answer = admin(
         relay,
         "/v1/admin/orgs",
-        json!({"org_id": org, "display_name": format!("{org} Trust"), "ca_certificate": ca}),
+        json!({"org_id": org, "display_name": format!("{org} Trust"), "ca_certificate": ca.pem}),
     )
-    .await
+    .await;
+    if answer.0 == 201 {
+        uses(relay, org, ca);
+    }
+    answer
+}
+
+/// `org`'s admins sign with `ca` from now on.
+fn uses(relay: &Relay, org: &str, ca: &TestCa) {
+    relay.set_ca(org, &ca.key.serialize_der(), &ca.der, &ca.pem);
+}
+
+/// An organisation registered without a CA (as older relays allowed).
+fn legacy_org(relay: &Relay, org: &str) {
+    relay
+        .server
+        .state()
+        .store()
+        .create_org(&cascade_server::store::Org {
+            org_id: OrgId::new(org).expect("valid"),
+            display_name: format!("{org} Trust"),
+            created_at: 0,
+            ca_certificate: None,
+        })
+        .expect("created");
 }
 
 /// Creates the user if needed and enrols a new device for it over HTTP.
@@ -194,7 +219,7 @@ async fn upload(relay: &Relay, device: DeviceId, pem: &str) -> (u16, Vec<u8>) {
 
 async fn pending(relay: &Relay, org: &str) -> Vec<PendingDevice> {
     let path = format!("/v1/admin/orgs/{org}/pending-devices");
-    let (status, body) = get(relay, &path, Some(&relay.admin_token)).await;
+    let (status, body) = admin_request(relay, "GET", &path, None).await;
     assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
     serde_json::from_slice(&body).expect("pending devices")
 }
@@ -231,9 +256,9 @@ fn refused_because(status: u16, body: &[u8], why: &str, because: &str) {
 async fn an_organisation_registers_its_ca_and_anyone_can_read_it() {
     let relay = start().await;
     let north = TestCa::new("north");
-    let (status, body) = create_org(&relay, "north", Some(&north.pem)).await;
+    let (status, body) = create_org(&relay, "north", &north).await;
     assert_eq!(status, 201, "{}", String::from_utf8_lossy(&body));
-    create_org(&relay, "south", None).await;
+    legacy_org(&relay, "south");
 
     // Public: no admin token needed.
     let (status, body) = get(&relay, "/v1/orgs/north", None).await;
@@ -329,12 +354,17 @@ async fn a_ca_certificate_clients_would_refuse_is_refused() {
         ),
     ];
     for (why, pem, because) in cases {
-        let (status, body) = create_org(&relay, "north", Some(&pem)).await;
+        let (status, body) = admin(
+            &relay,
+            "/v1/admin/orgs",
+            json!({"org_id": "north", "display_name": "North", "ca_certificate": pem}),
+        )
+        .await;
         refused_because(status, &body, why, because);
     }
     // Nothing was created by the refusals.
     refused(get(&relay, "/v1/orgs/north", None).await, 404, "not_found");
-    let (status, _) = create_org(&relay, "north", Some(&north.pem)).await;
+    let (status, _) = create_org(&relay, "north", &north).await;
     assert_eq!(status, 201);
 }
 
@@ -342,8 +372,8 @@ async fn a_ca_certificate_clients_would_refuse_is_refused() {
 async fn enrolled_devices_wait_for_their_certificate() {
     let relay = start().await;
     let north = TestCa::new("north");
-    create_org(&relay, "north", Some(&north.pem)).await;
-    create_org(&relay, "south", Some(&TestCa::new("south").pem)).await;
+    create_org(&relay, "north", &north).await;
+    create_org(&relay, "south", &TestCa::new("south")).await;
     let desktop = enrol(&relay, "alice@north", "Ward 7 desktop").await;
     let phone = enrol(&relay, "alice@north", "Phone").await;
     enrol(&relay, "bob@south", "Bob's phone").await;
@@ -395,14 +425,16 @@ async fn enrolled_devices_wait_for_their_certificate() {
     assert!(pending(&relay, "north").await.is_empty());
 
     refused(
-        get(
+        org_request(
             &relay,
+            "north",
+            "GET",
             "/v1/admin/orgs/east/pending-devices",
-            Some(&relay.admin_token),
+            None,
         )
         .await,
-        404,
-        "not_found",
+        403,
+        "forbidden",
     );
     refused(
         get(&relay, "/v1/admin/orgs/north/pending-devices", None).await,
@@ -415,8 +447,7 @@ async fn enrolled_devices_wait_for_their_certificate() {
 async fn a_device_certificate_clients_would_refuse_is_refused() {
     let relay = start().await;
     let north = TestCa::new("north");
-    create_org(&relay, "north", Some(&north.pem)).await;
-    create_org(&relay, "plain", None).await;
+    create_org(&relay, "north", &north).await;
     let alice = enrol(&relay, "alice@north", "Desktop").await;
     let bob = enrol(&relay, "bob@north", "Phone").await;
 
@@ -525,12 +556,6 @@ async fn a_device_certificate_clients_would_refuse_is_refused() {
         404,
         "not_found",
     );
-    let carol = enrol(&relay, "carol@plain", "Desktop").await;
-    refused(
-        upload(&relay, carol.device_id, &north.certify(&carol)).await,
-        409,
-        "no_ca",
-    );
     let (status, _) = post(
         &relay,
         &format!("/v1/admin/devices/{}/certificate", alice.device_id),
@@ -545,7 +570,7 @@ async fn a_device_certificate_clients_would_refuse_is_refused() {
 async fn a_device_learns_its_certificate_live_and_on_every_connection() {
     let relay = start().await;
     let north = TestCa::new("north");
-    create_org(&relay, "north", Some(&north.pem)).await;
+    create_org(&relay, "north", &north).await;
     let alice = enrol(&relay, "alice@north", "Desktop").await;
 
     let mut client = Client::connect(&relay.server.ws_url()).await;
@@ -580,8 +605,8 @@ async fn a_device_learns_its_certificate_live_and_on_every_connection() {
 async fn an_admin_publishes_a_signed_trust_list_and_devices_fetch_it() {
     let relay = start().await;
     let north = TestCa::new("north");
-    create_org(&relay, "north", Some(&north.pem)).await;
-    create_org(&relay, "plain", None).await;
+    create_org(&relay, "north", &north).await;
+    legacy_org(&relay, "plain");
     let alice = enrol(&relay, "alice@north", "Desktop").await;
     let path = "/v1/admin/orgs/north/trust-list";
 
@@ -664,15 +689,36 @@ async fn an_admin_publishes_a_signed_trust_list_and_devices_fetch_it() {
         413,
         "payload_too_large",
     );
-    refused(
-        put(&relay, "/v1/admin/orgs/plain/trust-list", signed(b"list")).await,
-        409,
-        "no_ca",
+    // North's admins publish for north only; an organisation without a CA
+    // (registered by an older relay) has no admins who could sign.
+    for other in ["plain", "east"] {
+        let path = format!("/v1/admin/orgs/{other}/trust-list");
+        let json_body = serde_json::to_vec(&signed(b"list")).expect("json");
+        refused(
+            org_request(&relay, "north", "PUT", &path, Some(&json_body)).await,
+            403,
+            "forbidden",
+        );
+    }
+    let json_body = serde_json::to_vec(&signed(b"list")).expect("json");
+    let header = relay.org_authorization(
+        "north",
+        "PUT",
+        "/v1/admin/orgs/plain/trust-list",
+        &json_body,
     );
+    let forged = header.replacen("org=north", "org=plain", 1);
     refused(
-        put(&relay, "/v1/admin/orgs/east/trust-list", signed(b"list")).await,
-        404,
-        "not_found",
+        http_authorized(
+            relay.server.addr(),
+            "PUT",
+            "/v1/admin/orgs/plain/trust-list",
+            Some(&forged),
+            Some(&json_body),
+        )
+        .await,
+        401,
+        "unauthorized",
     );
     // The refusals left the published list alone; a new one replaces it.
     let answer = client
@@ -734,8 +780,7 @@ fn trust_list_body(successor: Option<&[u8]>) -> Vec<u8> {
 async fn a_ca_is_replaced_only_by_the_successor_its_trust_list_names() {
     let relay = start().await;
     let north = TestCa::new("north");
-    create_org(&relay, "north", Some(&north.pem)).await;
-    create_org(&relay, "plain", None).await;
+    create_org(&relay, "north", &north).await;
     let path = "/v1/admin/orgs/north/ca";
     let next = TestCa::new("north");
     let replace = |ca: &TestCa| json!({ "ca_certificate": ca.pem });
@@ -787,10 +832,28 @@ async fn a_ca_is_replaced_only_by_the_successor_its_trust_list_names() {
     )
     .await;
     assert_eq!(status, 204);
+    // Not by the relay operator.
+    let bytes = serde_json::to_vec(&replace(&next)).expect("json");
+    refused(
+        http(
+            relay.server.addr(),
+            "PUT",
+            path,
+            Some(&relay.admin_token),
+            Some(&bytes),
+        )
+        .await,
+        401,
+        "unauthorized",
+    );
     let (status, body) = put(&relay, path, replace(&next)).await;
     assert_eq!(status, 204, "{}", String::from_utf8_lossy(&body));
     let (_, info) = get(&relay, "/v1/orgs/north", None).await;
     assert_eq!(ca_of(&info), Some(next.der.clone()));
+    // From now on north's admins sign with the new CA; the old one no
+    // longer acts for north.
+    refused(put(&relay, path, replace(&next)).await, 401, "unauthorized");
+    uses(&relay, "north", &next);
     let (status, _) = put(&relay, path, replace(&next)).await;
     assert_eq!(status, 204);
     // Back to the old CA: no list names it.
@@ -799,13 +862,107 @@ async fn a_ca_is_replaced_only_by_the_successor_its_trust_list_names() {
         409,
         "successor_not_announced",
     );
-    // An organisation without a CA gets its first one.
-    let plain = TestCa::new("plain");
-    let (status, _) = put(
-        &relay,
+}
+
+/// An organisation created before organisations needed a CA gets its first
+/// one from the relay operator, once: from then on only that CA's key acts
+/// for it, and the token can neither replace it nor act for any other
+/// organisation.
+#[tokio::test]
+async fn the_operator_gives_an_organisation_without_a_ca_its_first_one_only() {
+    let relay = start().await;
+    legacy_org(&relay, "plain");
+    let north = TestCa::new("north");
+    create_org(&relay, "north", &north).await;
+    let first = TestCa::new("plain");
+    let replace =
+        |ca: &TestCa| serde_json::to_vec(&json!({ "ca_certificate": ca.pem })).expect("json");
+    let operator = |path: &'static str, token: &str, body: Vec<u8>| {
+        let addr = relay.server.addr();
+        let token = token.to_owned();
+        async move { http(addr, "PUT", path, Some(&token), Some(&body)).await }
+    };
+
+    // A wrong token, an unknown organisation, another organisation's CA.
+    refused(
+        operator("/v1/admin/orgs/plain/ca", "not-the-token", replace(&first)).await,
+        401,
+        "unauthorized",
+    );
+    refused(
+        operator(
+            "/v1/admin/orgs/east/ca",
+            &relay.admin_token,
+            replace(&first),
+        )
+        .await,
+        404,
+        "not_found",
+    );
+    refused(
+        operator(
+            "/v1/admin/orgs/plain/ca",
+            &relay.admin_token,
+            replace(&north),
+        )
+        .await,
+        400,
+        "bad_certificate",
+    );
+    // The token for anything else of the organisation: refused.
+    let user = serde_json::to_vec(
+        &json!({"user_id": "alice@plain", "display_name": "Alice", "role": "Nurse"}),
+    )
+    .expect("json");
+    refused(
+        http(
+            relay.server.addr(),
+            "POST",
+            "/v1/admin/users",
+            Some(&relay.admin_token),
+            Some(&user),
+        )
+        .await,
+        401,
+        "unauthorized",
+    );
+
+    let (status, body) = operator(
         "/v1/admin/orgs/plain/ca",
-        json!({ "ca_certificate": plain.pem }),
+        &relay.admin_token,
+        replace(&first),
     )
     .await;
-    assert_eq!(status, 204);
+    assert_eq!(status, 204, "{}", String::from_utf8_lossy(&body));
+    let (_, info) = get(&relay, "/v1/orgs/plain", None).await;
+    let info: OrgInfo = serde_json::from_slice(&info).expect("OrgInfo");
+    assert_eq!(
+        info.ca_certificate.map(|pem| pem_to_der(&pem)),
+        Some(first.der.clone())
+    );
+
+    // Once it has a CA, the token cannot replace it, even with the same one,
+    // nor set north's.
+    let other = TestCa::new("plain");
+    for ca in [&other, &first] {
+        refused(
+            operator("/v1/admin/orgs/plain/ca", &relay.admin_token, replace(ca)).await,
+            401,
+            "unauthorized",
+        );
+    }
+    refused(
+        operator(
+            "/v1/admin/orgs/north/ca",
+            &relay.admin_token,
+            replace(&TestCa::new("north")),
+        )
+        .await,
+        401,
+        "unauthorized",
+    );
+    // The organisation's own key acts for it now.
+    uses(&relay, "plain", &first);
+    let (status, body) = admin_request(&relay, "POST", "/v1/admin/users", Some(&user)).await;
+    assert_eq!(status, 201, "{}", String::from_utf8_lossy(&body));
 }

@@ -24,7 +24,7 @@ async fn health_answers_ok() {
 }
 
 #[tokio::test]
-async fn the_admin_api_needs_the_admin_token() {
+async fn only_the_relay_operator_creates_organisations_and_only_with_a_ca() {
     let relay = start().await;
     let org = json!({"org_id": "north", "display_name": "North Trust"});
     for bearer in [None, Some("wrong"), Some("")] {
@@ -32,35 +32,139 @@ async fn the_admin_api_needs_the_admin_token() {
         assert_eq!(status, 401, "{bearer:?}");
         assert_eq!(error_code(&body), "unauthorized");
     }
-    let (status, _) = http(
-        relay.server.addr(),
-        "GET",
-        "/v1/admin/orgs/north/users",
-        None,
-        None,
+    // An organisation without a CA could never be administered.
+    let (status, body) = admin(&relay, "/v1/admin/orgs", org).await;
+    assert_eq!((status, error_code(&body).as_str()), (400, "bad_request"));
+    assert_eq!(relay.create_org("north").await.0, 201);
+    // An organisation's key does not create organisations.
+    relay.create_org("south").await;
+    let body = br#"{"org_id": "east", "display_name": "East"}"#;
+    let (status, _) = org_request(&relay, "north", "POST", "/v1/admin/orgs", Some(body)).await;
+    assert_eq!(status, 401);
+}
+
+/// Everything done for an organisation is signed with its CA key: the
+/// relay operator's token cannot do it, another organisation's key cannot,
+/// and a signature over anything else, an old one or a replayed one is
+/// refused.
+#[tokio::test]
+async fn an_organisations_admin_acts_for_it_alone() {
+    let relay = start().await;
+    relay.create_org("north").await;
+    relay.create_org("south").await;
+    let user = br#"{"user_id": "alice@north", "display_name": "Alice", "role": "Nurse"}"#;
+    let path = "/v1/admin/users";
+    let addr = relay.server.addr();
+
+    // The operator's token, or nothing, is not an organisation's authority.
+    for bearer in [Some(relay.admin_token.as_str()), None] {
+        let (status, body) = http(addr, "POST", path, bearer, Some(user)).await;
+        assert_eq!((status, error_code(&body).as_str()), (401, "unauthorized"));
+        let (status, _) = http(addr, "GET", "/v1/admin/orgs/north/users", bearer, None).await;
+        assert_eq!(status, 401);
+    }
+    // South's admins cannot act for north.
+    let (status, body) = org_request(&relay, "south", "POST", path, Some(user)).await;
+    assert_eq!((status, error_code(&body).as_str()), (403, "forbidden"));
+    for read in ["users", "pending-devices"] {
+        let read = format!("/v1/admin/orgs/north/{read}");
+        let (status, body) = org_request(&relay, "south", "GET", &read, None).await;
+        assert_eq!(
+            (status, error_code(&body).as_str()),
+            (403, "forbidden"),
+            "{read}"
+        );
+    }
+    // A signature that does not cover this request.
+    let tampered = br#"{"user_id": "alice@north", "display_name": "Mallory", "role": "Nurse"}"#;
+    let header = relay.org_authorization("north", "POST", path, user);
+    let (status, body) = http_authorized(addr, "POST", path, Some(&header), Some(tampered)).await;
+    assert_eq!((status, error_code(&body).as_str()), (401, "unauthorized"));
+    let (status, _) = http_authorized(
+        addr,
+        "POST",
+        "/v1/admin/enrolment-tokens",
+        Some(&header),
+        Some(user),
     )
     .await;
-    assert_eq!(status, 401);
-    let (status, _) = admin(&relay, "/v1/admin/orgs", org).await;
+    assert_eq!(status, 401, "signed for another path");
+    // Signed by a key that is not the organisation's CA.
+    let forged = header.replacen("org=north", "org=south", 1);
+    let (status, _) = http_authorized(addr, "POST", path, Some(&forged), Some(user)).await;
+    assert_eq!(status, 401, "north's signature presented as south's");
+    // Too old.
+    let old = relay.org_authorization_at(
+        "north",
+        "POST",
+        path,
+        user,
+        cascade_server::unix_now() - 600,
+    );
+    let (status, _) = http_authorized(addr, "POST", path, Some(&old), Some(user)).await;
+    assert_eq!(status, 401, "ten minutes old");
+    // Nothing was created by any of that.
+    let (status, body) = admin_request(&relay, "GET", "/v1/admin/orgs/north/users", None).await;
+    assert_eq!((status, body.as_slice()), (200, &b"[]"[..]));
+
+    // Signed and fresh: done once, and the same request again is refused.
+    let (status, _) = http_authorized(addr, "POST", path, Some(&header), Some(user)).await;
     assert_eq!(status, 201);
+    let (status, body) = http_authorized(addr, "POST", path, Some(&header), Some(user)).await;
+    assert_eq!((status, error_code(&body).as_str()), (401, "unauthorized"));
+    assert!(
+        String::from_utf8_lossy(&body).contains("nonce"),
+        "{}",
+        String::from_utf8_lossy(&body)
+    );
+    let (_, metrics) = http(addr, "GET", "/metrics", Some(&relay.admin_token), None).await;
+    let metrics = String::from_utf8(metrics).expect("text");
+    for line in [
+        "cascade_admin_refused_total{kind=\"replayed\"} 1",
+        "cascade_admin_refused_total{kind=\"bad_signature\"} 3",
+        "cascade_admin_refused_total{kind=\"stale\"} 1",
+    ] {
+        assert!(metrics.lines().any(|l| l == line), "{line} in:\n{metrics}");
+    }
+}
+
+/// Another organisation's devices are unknown to an organisation's admins:
+/// they cannot revoke or certify them, or learn that they exist.
+#[tokio::test]
+async fn an_organisations_admin_cannot_touch_another_organisations_devices() {
+    let relay = start().await;
+    relay.create_org("north").await;
+    relay.create_org("south").await;
+    let bob = relay.device_uncertified("bob@south");
+    for action in ["revoke", "certificate"] {
+        let path = format!("/v1/admin/devices/{}/{action}", bob.device_id);
+        let body = br#"{"certificate": "-----BEGIN CERTIFICATE-----"}"#;
+        let (status, body) = org_request(&relay, "north", "POST", &path, Some(body)).await;
+        assert_eq!(
+            (status, error_code(&body).as_str()),
+            (404, "not_found"),
+            "{action}"
+        );
+    }
+    let (mut client, _) = relay.online(&bob).await;
+    client
+        .request(cascade_protocol::frames::Request::Ping)
+        .await
+        .expect("bob is not revoked");
+    // South's own admins can.
+    let path = format!("/v1/admin/devices/{}/revoke", bob.device_id);
+    assert_eq!(
+        org_request(&relay, "south", "POST", &path, None).await.0,
+        204
+    );
 }
 
 #[tokio::test]
 async fn an_admin_provisions_and_a_device_enrols_once() {
     let relay = start().await;
-    let (status, _) = admin(
-        &relay,
-        "/v1/admin/orgs",
-        json!({"org_id": "north", "display_name": "North Trust"}),
-    )
-    .await;
+    let (status, _) = relay.create_org("north").await;
     assert_eq!(status, 201);
-    let (status, body) = admin(
-        &relay,
-        "/v1/admin/orgs",
-        json!({"org_id": "north", "display_name": "Again"}),
-    )
-    .await;
+    let (status, body) = relay.create_org("north").await;
     assert_eq!((status, error_code(&body).as_str()), (409, "conflict"));
 
     let user = json!({"user_id": "alice@north", "display_name": "Alice", "role": "Staff nurse"});
@@ -71,17 +175,21 @@ async fn an_admin_provisions_and_a_device_enrols_once() {
     assert!(entry.devices.is_empty());
     let (status, _) = admin(&relay, "/v1/admin/users", user).await;
     assert_eq!(status, 409);
-    let (status, body) = admin(
+    let (status, body) = org_request(
         &relay,
+        "north",
+        "POST",
         "/v1/admin/users",
-        json!({"user_id": "bob@south", "display_name": "Bob", "role": "Porter"}),
+        Some(br#"{"user_id": "bob@south", "display_name": "Bob", "role": "Porter"}"#),
     )
     .await;
-    assert_eq!((status, error_code(&body).as_str()), (404, "not_found"));
-    let (status, body) = admin(
+    assert_eq!((status, error_code(&body).as_str()), (403, "forbidden"));
+    let (status, body) = org_request(
         &relay,
+        "north",
+        "POST",
         "/v1/admin/users",
-        json!({"user_id": "Not A User", "display_name": "Bob", "role": "Porter"}),
+        Some(br#"{"user_id": "Not A User", "display_name": "Bob", "role": "Porter"}"#),
     )
     .await;
     assert_eq!((status, error_code(&body).as_str()), (400, "bad_request"));
@@ -124,38 +232,21 @@ async fn an_admin_provisions_and_a_device_enrols_once() {
     let (status, body) = post(&relay, "/v1/enrol", None, unknown).await;
     assert_eq!((status, error_code(&body).as_str()), (401, "invalid_token"));
 
-    let (status, body) = http(
-        relay.server.addr(),
-        "GET",
-        "/v1/admin/orgs/north/users",
-        Some(&relay.admin_token),
-        None,
-    )
-    .await;
+    let (status, body) = admin_request(&relay, "GET", "/v1/admin/orgs/north/users", None).await;
     assert_eq!(status, 200);
     let users: Vec<UserEntry> = serde_json::from_slice(&body).expect("users");
     assert_eq!(users.len(), 1);
     assert_eq!(users[0].devices, vec![enrolled.device_id]);
-    let (status, _) = http(
-        relay.server.addr(),
-        "GET",
-        "/v1/admin/orgs/south/users",
-        Some(&relay.admin_token),
-        None,
-    )
-    .await;
-    assert_eq!(status, 404);
+    // Another organisation's users are not north's admins' to read.
+    let (status, body) =
+        org_request(&relay, "north", "GET", "/v1/admin/orgs/south/users", None).await;
+    assert_eq!((status, error_code(&body).as_str()), (403, "forbidden"));
 }
 
 #[tokio::test]
 async fn an_expired_token_does_not_enrol() {
     let relay = start().await;
-    admin(
-        &relay,
-        "/v1/admin/orgs",
-        json!({"org_id": "north", "display_name": "North"}),
-    )
-    .await;
+    relay.create_org("north").await;
     admin(
         &relay,
         "/v1/admin/users",
@@ -190,7 +281,8 @@ async fn an_expired_token_does_not_enrol() {
 #[tokio::test]
 async fn bodies_over_64_kib_are_refused() {
     let relay = start().await;
-    let big = json!({"org_id": "north", "display_name": "x".repeat(70 * 1024)});
+    let big =
+        json!({"org_id": "north", "display_name": "x".repeat(70 * 1024), "ca_certificate": null});
     let (status, body) = admin(&relay, "/v1/admin/orgs", big).await;
     assert_eq!(status, 413);
     assert_eq!(error_code(&body), "payload_too_large");
@@ -291,12 +383,7 @@ async fn metrics_count_without_naming_anyone() {
 #[tokio::test]
 async fn admin_actions_are_written_to_the_audit_log() {
     let relay = start().await;
-    admin(
-        &relay,
-        "/v1/admin/orgs",
-        json!({"org_id": "north", "display_name": "North Trust"}),
-    )
-    .await;
+    relay.create_org("north").await;
     admin(
         &relay,
         "/v1/admin/users",
@@ -319,11 +406,10 @@ async fn admin_actions_are_written_to_the_audit_log() {
     .await;
     assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
     let enrolled: EnrolResponse = serde_json::from_slice(&body).expect("enrolled");
-    let (status, _) = http(
-        relay.server.addr(),
+    let (status, _) = admin_request(
+        &relay,
         "POST",
         &format!("/v1/admin/devices/{}/revoke", enrolled.device_id),
-        Some(&relay.admin_token),
         None,
     )
     .await;
@@ -350,6 +436,11 @@ async fn admin_actions_are_written_to_the_audit_log() {
         ]
     );
     assert_eq!(records[0]["by"], "relay-admin-token");
+    for i in [1, 2, 4] {
+        let by = records[i]["by"].as_str().expect("by");
+        assert!(by.starts_with("org:north ca-sha256:"), "{by}");
+        assert_eq!(by.len(), "org:north ca-sha256:".len() + 95, "{by}");
+    }
     assert_eq!(records[3]["by"], "enrolment-token");
     assert_eq!(records[3]["device"], enrolled.device_id.to_string());
     assert!(records.iter().all(|r| r["at"].as_u64().is_some()));

@@ -306,7 +306,8 @@ impl Relay {
         self.data_view.as_deref().unwrap_or(self.data.path())
     }
 
-    /// The admin API client.
+    /// The admin API client, with the relay operator's token (it signs as
+    /// an organisation through [`AdminClient::as_org`]).
     pub fn admin(&self) -> &AdminClient {
         &self.admin
     }
@@ -430,9 +431,18 @@ impl Relay {
     /// Creates a user and enrols their first device; returns a connected,
     /// synced client for it (its KeyPackages are on the relay).
     pub async fn user(&self, user: &str, name: &str, role: &str) -> Result<Peer> {
-        let id = UserId::new(user)?;
-        self.admin.create_user(&id, name, role).await?;
+        self.add_user(user, name, role).await?;
         self.device(user, "first").await
+    }
+
+    /// Creates a user, as their organisation's admins do with
+    /// `cascade admin add-user` (signed with the organisation's CA key).
+    pub async fn add_user(&self, user: &str, name: &str, role: &str) -> Result<()> {
+        let id = UserId::new(user)?;
+        self.ca_dir(id.org().as_str())
+            .create_user(&self.admin, &id, name, role)
+            .await?;
+        Ok(())
     }
 
     /// Enrols another device of an existing user.

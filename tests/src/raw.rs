@@ -49,9 +49,21 @@ impl RawDevice {
     /// Creates a user (if needed) and enrols a device for it over HTTP
     /// (its certificate is pending).
     pub async fn enrol(relay: &Relay, user: &str) -> Result<RawDevice> {
+        let org = UserId::new(user)?.org();
+        let admin = relay.admin().as_org(relay.ca(org.as_str()));
+        Self::enrol_by(relay, &admin, user).await
+    }
+
+    /// [`RawDevice::enrol`], by the organisation's admins `admin` (for an
+    /// organisation not created with [`Relay::org`]).
+    pub async fn enrol_by(
+        relay: &Relay,
+        admin: &cascade_admin::AdminClient,
+        user: &str,
+    ) -> Result<RawDevice> {
         let id = UserId::new(user)?;
-        let _ = relay.admin().create_user(&id, "Raw", "Test").await;
-        let token = relay.admin().issue_enrolment_token(&id, None).await?;
+        let _ = admin.create_user(&id, "Raw", "Test").await;
+        let token = admin.issue_enrolment_token(&id, None).await?;
         let key = SigningKey::from_bytes(&rand::random::<[u8; 32]>());
         let resp: EnrolResponse = reqwest::Client::new()
             .post(format!("{}/v1/enrol", relay.url))

@@ -6,6 +6,7 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::{ensure, Context, Result};
+use cascade_admin::CaDir;
 use cascade_core::identity::{verify_revocations, verify_trust_list, TrustAnchor};
 use cascade_protocol::{OrgId, Request, Response, SignedDocument};
 use cascade_tests::raw::{RawConn, RawDevice};
@@ -109,6 +110,15 @@ impl<'a> Admin<'a> {
         )?)?)
     }
 
+    /// Enrols a raw device for `user` (created if needed), as this
+    /// organisation's admins.
+    async fn enrol(&self, user: &str) -> Result<RawDevice> {
+        let org = cascade_protocol::UserId::new(user)?.org();
+        let ca = std::sync::Arc::new(CaDir::new(self.ca_dir(org.as_str())).ca()?);
+        let signed = cascade_admin::AdminClient::without_token(&self.relay.url, None)?.as_org(ca);
+        RawDevice::enrol_by(self.relay, &signed, user).await
+    }
+
     fn fingerprint(&self, org: &str) -> Result<String> {
         Ok(self.anchor(org)?.fingerprint())
     }
@@ -121,10 +131,11 @@ fn path(p: &Path) -> &str {
 /// What a device of `org` fetches from the relay: the signed trust list
 /// and revocation list.
 async fn published(
-    relay: &Relay,
+    admin: &Admin<'_>,
     org: &str,
 ) -> Result<(Option<SignedDocument>, Option<SignedDocument>)> {
-    let reader = RawDevice::enrol(relay, &format!("reader@{org}")).await?;
+    let relay = admin.relay;
+    let reader = admin.enrol(&format!("reader@{org}")).await?;
     let mut conn = RawConn::authenticated(relay, &reader).await?;
     let org_id = OrgId::new(org)?;
     let trust = match conn
@@ -184,7 +195,7 @@ async fn trust_add_with_a_wrong_fingerprint_pins_and_publishes_nothing() -> Resu
         .await?
         .json()?;
     assert_eq!(list, serde_json::json!([]));
-    let (trust, _) = published(&relay, "north-trust").await?;
+    let (trust, _) = published(&north, "north-trust").await?;
     assert!(trust.is_none(), "no trust list on the relay");
     Ok(())
 }
@@ -228,7 +239,7 @@ async fn serials_keep_increasing_across_runs() -> Result<()> {
     assert!(not_pinned.stdout.contains("east-ambulance is not pinned"));
     assert_eq!(north.cascade(&add).await?.json()?["serial"], 5);
 
-    let (trust, _) = published(&relay, "north-trust").await?;
+    let (trust, _) = published(&north, "north-trust").await?;
     let (list, anchors) = verify_trust_list(
         &trust.context("a trust list")?,
         &north.anchor("north-trust")?,
@@ -237,8 +248,8 @@ async fn serials_keep_increasing_across_runs() -> Result<()> {
     assert_eq!(anchors, vec![east.anchor("east-ambulance")?]);
 
     // Revocation lists likewise.
-    let a = RawDevice::enrol(&relay, "a@north-trust").await?.device_id;
-    let b = RawDevice::enrol(&relay, "b@north-trust").await?.device_id;
+    let a = north.enrol("a@north-trust").await?.device_id;
+    let b = north.enrol("b@north-trust").await?.device_id;
     for (device, serial) in [(a, 1), (b, 2)] {
         let run = north
             .cascade(&[
@@ -261,13 +272,9 @@ async fn a_later_revocation_keeps_the_earlier_ones_in_the_published_list() -> Re
     let relay = Relay::start().await?;
     let north = Admin::new(&relay, "north-trust").await?;
     let ca = north.ca_dir("north-trust");
-    let lost = RawDevice::enrol(&relay, "alice@north-trust")
-        .await?
-        .device_id;
-    let stolen = RawDevice::enrol(&relay, "bob@north-trust").await?.device_id;
-    let leaver = RawDevice::enrol(&relay, "carol@north-trust")
-        .await?
-        .device_id;
+    let lost = north.enrol("alice@north-trust").await?.device_id;
+    let stolen = north.enrol("bob@north-trust").await?.device_id;
+    let leaver = north.enrol("carol@north-trust").await?.device_id;
 
     for device in [lost, stolen] {
         north
@@ -282,7 +289,7 @@ async fn a_later_revocation_keeps_the_earlier_ones_in_the_published_list() -> Re
             .await?
             .json()?;
     }
-    let (_, revocations) = published(&relay, "north-trust").await?;
+    let (_, revocations) = published(&north, "north-trust").await?;
     let list = verify_revocations(
         &revocations.context("a revocation list")?,
         &north.anchor("north-trust")?,
@@ -307,7 +314,7 @@ async fn a_later_revocation_keeps_the_earlier_ones_in_the_published_list() -> Re
         .await?
         .json()?;
     assert_eq!(run["revoked"], serde_json::json!([leaver.to_string()]));
-    let (_, revocations) = published(&relay, "north-trust").await?;
+    let (_, revocations) = published(&north, "north-trust").await?;
     let list = verify_revocations(
         &revocations.context("a revocation list")?,
         &north.anchor("north-trust")?,
@@ -328,7 +335,7 @@ async fn a_later_revocation_keeps_the_earlier_ones_in_the_published_list() -> Re
         .await?;
     assert_eq!(unknown.code, Some(1));
     assert!(unknown.stdout.contains("not_found"), "{}", unknown.stdout);
-    let (_, revocations) = published(&relay, "north-trust").await?;
+    let (_, revocations) = published(&north, "north-trust").await?;
     let list = verify_revocations(
         &revocations.context("a revocation list")?,
         &north.anchor("north-trust")?,
@@ -342,7 +349,7 @@ async fn a_damaged_ca_directory_stops_the_command_before_anything_is_published()
     let relay = Relay::start().await?;
     let north = Admin::new(&relay, "north-trust").await?;
     let ca = north.ca_dir("north-trust");
-    let alice = RawDevice::enrol(&relay, "alice@north-trust").await?;
+    let alice = north.enrol("alice@north-trust").await?;
     let device = alice.device_id;
     let revoke = |d: String| {
         let ca = ca.clone();
@@ -374,10 +381,64 @@ async fn a_damaged_ca_directory_stops_the_command_before_anything_is_published()
     // Neither run reached the relay: the device still connects, and no
     // list was published.
     RawConn::authenticated(&relay, &alice).await?;
-    let (_, revocations) = published(&relay, "north-trust").await?;
+    let (_, revocations) = published(&north, "north-trust").await?;
     assert!(revocations.is_none());
     // Repaired, it carries on from the serial in the file.
     std::fs::write(ca.join("revoked.txt"), "")?;
     assert_eq!(revoke(device.to_string()).await?.json()?["serial"], 5);
+    Ok(())
+}
+
+/// `create-org` of an organisation that has its CA already changes
+/// nothing, even with another CA of the same organisation: the operator
+/// cannot swap an organisation's CA (only an older relay's organisation
+/// without one gets a CA this way, `admin/tests/register.rs`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn create_org_again_cannot_replace_an_organisations_ca() -> Result<()> {
+    let relay = Relay::start().await?;
+    let north = Admin::new(&relay, "north-trust").await?;
+    let before = north.fingerprint("north-trust")?;
+    let other_dir = north.home.path().join("other");
+    let other = path(&other_dir);
+    north
+        .cascade(&[
+            "admin",
+            "org",
+            "init",
+            "--org",
+            "north-trust",
+            "--name",
+            "North",
+            "--dir",
+            other,
+        ])
+        .await?
+        .json()?;
+    for dir in [path(&north.ca_dir("north-trust")), other] {
+        let run = north
+            .cascade(&[
+                "admin",
+                "create-org",
+                "north-trust",
+                "--name",
+                "North",
+                "--ca-dir",
+                dir,
+            ])
+            .await?;
+        assert_eq!(run.code, Some(1), "refused: {}", run.stdout);
+        let error: serde_json::Value = serde_json::from_str(&run.stdout)?;
+        assert_eq!(
+            error["error"],
+            "the organisation exists already, with its CA (conflict)"
+        );
+    }
+    let info: serde_json::Value = reqwest::get(format!("{}/v1/orgs/north-trust", relay.url))
+        .await?
+        .json()
+        .await?;
+    let pem = info["ca_certificate"].as_str().expect("a CA");
+    let served = TrustAnchor::from_der(&cascade_core::identity::pem_to_der(pem)?)?;
+    assert_eq!(served.fingerprint(), before);
     Ok(())
 }

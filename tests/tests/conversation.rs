@@ -496,7 +496,9 @@ async fn a_user_without_devices_is_reported_and_the_rest_added() -> Result<()> {
     let mut alice = relay.user("alice@north-trust", "Alice", "Nurse").await?;
     let bob = relay.user("bob@north-trust", "Bob", "Doctor").await?;
     let ghost = uid("ghost@north-trust");
-    relay.admin().create_user(&ghost, "Ghost", "Locum").await?;
+    relay
+        .add_user("ghost@north-trust", "Ghost", "Locum")
+        .await?;
     let group = alice.client.create_group("Mixed").await?;
     alice
         .client

@@ -50,8 +50,7 @@ async fn a_nurse_enrols_chats_across_organisations_and_rides_out_a_relay_outage(
         .await?;
     let alice_id = uid("alice@north-trust");
     relay
-        .admin()
-        .create_user(&alice_id, "Alice Smith", "Charge Nurse")
+        .add_user("alice@north-trust", "Alice Smith", "Charge Nurse")
         .await?;
     let code = relay.enrolment_code("alice@north-trust").await?;
 
@@ -330,8 +329,7 @@ async fn tls_a_nurse_enrols_with_a_link_on_a_private_relay() -> Result<()> {
     relay.org("north-trust").await?;
     let bob = relay.user("bob@north-trust", "Bob Jones", "Porter").await?;
     relay
-        .admin()
-        .create_user(&uid("alice@north-trust"), "Alice Smith", "Charge Nurse")
+        .add_user("alice@north-trust", "Alice Smith", "Charge Nurse")
         .await?;
     let link = relay.enrolment_link("alice@north-trust").await?;
     assert!(link.starts_with("cascade://enrol?"), "{link}");

@@ -423,7 +423,7 @@ async fn readme_commands_work_as_documented() -> Result<()> {
         .await?;
     doc.run("$target/cascade admin org init --org north-trust --name \"North NHS Trust\" --dir ~/cascade-ca/north-trust").await?;
     doc.run("$target/cascade admin create-org north-trust --name \"North NHS Trust\" --ca-dir ~/cascade-ca/north-trust").await?;
-    doc.run("$target/cascade admin add-user alice@north-trust --name \"Alice Okafor\" --role \"Ward Sister\"").await?;
+    doc.run("$target/cascade admin add-user alice@north-trust --name \"Alice Okafor\" --role \"Ward Sister\" --ca-dir ~/cascade-ca/north-trust").await?;
     let code = doc
         .run("$target/cascade admin token alice@north-trust --ca-dir ~/cascade-ca/north-trust")
         .await?;
@@ -441,7 +441,7 @@ async fn readme_commands_work_as_documented() -> Result<()> {
     );
 
     // "Once Bob is enrolled the same way".
-    doc.extra("$target/cascade admin add-user bob@north-trust --name \"Bob Singh\" --role \"Junior Doctor\"").await?;
+    doc.extra("$target/cascade admin add-user bob@north-trust --name \"Bob Singh\" --role \"Junior Doctor\" --ca-dir ~/cascade-ca/north-trust").await?;
     let bob_code = doc
         .extra("$target/cascade admin token bob@north-trust --ca-dir ~/cascade-ca/north-trust")
         .await?;
@@ -555,7 +555,7 @@ async fn admin_guide_commands_work_as_documented() -> Result<()> {
 
     // §4 Enrolling staff.
     doc.run(
-        "cascade admin add-user alice@north-trust --name \"Alice Okafor\" --role \"Ward Sister\"",
+        "cascade admin add-user alice@north-trust --name \"Alice Okafor\" --role \"Ward Sister\" --ca-dir ~/cascade-ca/north-trust",
     )
     .await?;
     let code = doc
@@ -600,10 +600,10 @@ async fn admin_guide_commands_work_as_documented() -> Result<()> {
     );
     // §4.6: what waits (nothing, now).
     let pending = doc
-        .run("curl -s --cacert \"$CASCADE_SERVER_CA\" -H \"Authorization: Bearer $(cat \"$CASCADE_ADMIN_TOKEN_FILE\")\" \"$CASCADE_SERVER/v1/admin/orgs/north-trust/pending-devices\"")
+        .run("cascade admin pending --ca-dir ~/cascade-ca/north-trust")
         .await?;
     ensure!(
-        pending.stdout.trim() == "[]",
+        pending.stdout.trim() == "No device is waiting for a certificate.",
         "nothing waits: {}",
         pending.stdout
     );
@@ -663,7 +663,7 @@ async fn admin_guide_commands_work_as_documented() -> Result<()> {
     // §7 Certificate expiry and renewal: Bob's laptop got a certificate
     // that expires within 30 days.
     doc.extra(
-        "cascade admin add-user bob@north-trust --name \"Bob Singh\" --role \"Junior Doctor\"",
+        "cascade admin add-user bob@north-trust --name \"Bob Singh\" --role \"Junior Doctor\" --ca-dir ~/cascade-ca/north-trust",
     )
     .await?;
     let bob_code = doc
@@ -749,7 +749,7 @@ async fn user_guide_commands_work_as_documented() -> Result<()> {
         ("carol@north-trust", "Carol Hughes", "Staff Nurse"),
     ] {
         doc.extra(&format!(
-            "cascade admin add-user {user} --name \"{name}\" --role \"{role}\""
+            "cascade admin add-user {user} --name \"{name}\" --role \"{role}\" --ca-dir {CA}"
         ))
         .await?;
     }

@@ -63,10 +63,7 @@ async fn a_device_without_a_certificate_cannot_join_until_issued() -> Result<()>
     let relay = Relay::start().await?;
     relay.org("north-trust").await?;
     let mut alice = relay.user("alice@north-trust", "Alice", "Nurse").await?;
-    relay
-        .admin()
-        .create_user(&uid("bob@north-trust"), "Bob", "Doctor")
-        .await?;
+    relay.add_user("bob@north-trust", "Bob", "Doctor").await?;
     let code = relay.enrolment_code("bob@north-trust").await?;
     let dir = tempfile::tempdir()?;
     Client::enrol(dir.path(), &relay.url, &code, "bob's laptop").await?;
@@ -109,10 +106,7 @@ async fn a_device_without_a_certificate_cannot_join_until_issued() -> Result<()>
 async fn enrolment_checks_the_ca_fingerprint() -> Result<()> {
     let relay = Relay::start().await?;
     relay.org("north-trust").await?;
-    relay
-        .admin()
-        .create_user(&uid("bob@north-trust"), "Bob", "Doctor")
-        .await?;
+    relay.add_user("bob@north-trust", "Bob", "Doctor").await?;
     let code = relay.enrolment_code("bob@north-trust").await?;
     let token = enrolment_code::parse(&code).expect("a code").token;
     // The same token with another CA's fingerprint (in both forms).
@@ -175,10 +169,7 @@ async fn enrolment_checks_the_ca_fingerprint() -> Result<()> {
 async fn a_link_enrols_without_a_relay_address() -> Result<()> {
     let relay = Relay::start().await?;
     relay.org("north-trust").await?;
-    relay
-        .admin()
-        .create_user(&uid("bob@north-trust"), "Bob", "Doctor")
-        .await?;
+    relay.add_user("bob@north-trust", "Bob", "Doctor").await?;
     let link = relay.enrolment_link("bob@north-trust").await?;
     assert!(link.starts_with("cascade://enrol?server=http%3A%2F%2F127.0.0.1%3A"));
     let dir = tempfile::tempdir()?;
@@ -530,10 +521,7 @@ async fn certificates_are_renewed_before_expiry() -> Result<()> {
     let relay = Relay::start().await?;
     relay.org("north-trust").await?;
     let alice = relay.user("alice@north-trust", "Alice", "Nurse").await?;
-    relay
-        .admin()
-        .create_user(&uid("bob@north-trust"), "Bob", "Doctor")
-        .await?;
+    relay.add_user("bob@north-trust", "Bob", "Doctor").await?;
     let mut bob = relay
         .device_valid_for("bob@north-trust", "laptop", 10)
         .await?;
@@ -710,10 +698,12 @@ async fn a_relay_that_refuses_a_device_cannot_make_it_erase_itself() -> Result<(
         30,
     )?;
     ca.register(&operator, &org, "North (impostor)").await?;
-    let forged = ca
-        .ca()?
-        .sign_revocations(&[bob_dir_device(&bob_dir)?], 99, unix_now())?;
-    operator.put_revocations(&org, &forged).await?;
+    let impostor_ca = std::sync::Arc::new(ca.ca()?);
+    let forged = impostor_ca.sign_revocations(&[bob_dir_device(&bob_dir)?], 99, unix_now())?;
+    operator
+        .as_org(impostor_ca)
+        .put_revocations(&org, &forged)
+        .await?;
     let mut bob = Peer::open(bob_dir.clone()).await?;
     bob.wait_event("the relay's refusal", |e| {
         matches!(e, Event::AuthenticationRefused)

@@ -201,7 +201,17 @@ async fn a_tls_relay_serves_admins_and_devices_that_pin_its_ca() -> Result<()> {
         ("alice@north-trust", "Alice Okafor"),
         ("bob@north-trust", "Bob Singh"),
     ] {
-        run_admin(&["add-user", user, "--name", name, "--role", "Nurse"]).await?;
+        run_admin(&[
+            "add-user",
+            user,
+            "--name",
+            name,
+            "--role",
+            "Nurse",
+            "--ca-dir",
+            s(&ca_dir),
+        ])
+        .await?;
         codes.push(
             run_admin(&["token", user, "--ca-dir", s(&ca_dir)])
                 .await?
@@ -312,6 +322,7 @@ async fn a_tls_relay_serves_admins_and_devices_that_pin_its_ca() -> Result<()> {
     let with_new_ca = |who: &str| {
         let who = who.to_owned();
         let (url, token, ca2) = (url.to_owned(), token.clone(), s(&ca2).to_owned());
+        let ca_dir = s(&ca_dir).to_owned();
         async move {
             cascade(&[
                 "admin",
@@ -327,6 +338,8 @@ async fn a_tls_relay_serves_admins_and_devices_that_pin_its_ca() -> Result<()> {
                 "Carol",
                 "--role",
                 "Nurse",
+                "--ca-dir",
+                &ca_dir,
             ])
             .await
         }
@@ -352,6 +365,8 @@ async fn a_tls_relay_serves_admins_and_devices_that_pin_its_ca() -> Result<()> {
             "Dave",
             "--role",
             "Nurse",
+            "--ca-dir",
+            s(&ca_dir),
         ])
         .iter()
         .map(String::as_str)

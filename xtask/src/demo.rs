@@ -173,7 +173,16 @@ pub fn run(_root: &Path, args: &[String]) -> Result<()> {
         }
         for (user, name, role) in users {
             let org = user.split('@').nth(1).expect("user@org");
-            admin(&["add-user", user, "--name", name, "--role", role])?;
+            admin(&[
+                "add-user",
+                user,
+                "--name",
+                name,
+                "--role",
+                role,
+                "--ca-dir",
+                path_str(&ca_dir(org))?,
+            ])?;
             let code = admin(&["token", user, "--ca-dir", path_str(&ca_dir(org))?])?;
             capture(cascade(&bin, &dir_of(user)).args([
                 "enrol",

@@ -135,8 +135,8 @@ def provision(relay: Relay, tmp_path: pathlib.Path, server_ca=None):
     if server_ca is not None:
         admin += ["--server-ca", str(server_ca)]
     cascade(*admin, "create-org", "acme", "--name", "Acme Health", "--ca-dir", str(ca))
-    cascade(*admin, "add-user", "alice@acme", "--name", "Alice Smith", "--role", "Doctor")
-    cascade(*admin, "add-user", "bob@acme", "--name", "Bob Jones", "--role", "Nurse")
+    for user, name, role in (("alice@acme", "Alice Smith", "Doctor"), ("bob@acme", "Bob Jones", "Nurse")):
+        cascade(*admin, "add-user", user, "--name", name, "--role", role, "--ca-dir", str(ca))
     codes = {
         u: cascade(*admin, "token", u, "--ca-dir", str(ca)).strip().splitlines()[-1]
         for u in ("alice@acme", "bob@acme")

@@ -13,7 +13,7 @@ use cascade_protocol::frames::{
 use cascade_protocol::http::HttpError;
 use cascade_protocol::limits::PROTOCOL_VERSION;
 use cascade_protocol::{
-    decode_server_frame, encode_client_frame, DeviceId, GroupId, ProtocolError, UserId,
+    decode_server_frame, encode_client_frame, DeviceId, GroupId, OrgId, ProtocolError, UserId,
 };
 use cascade_server::store::{EnrolmentTokenRecord, NewDevice, Org, StoreError, User};
 use cascade_server::{RunningServer, Server};
@@ -43,6 +43,7 @@ pub struct Relay {
 pub struct HarnessCa {
     key: rcgen::KeyPair,
     der: Vec<u8>,
+    pem: String,
 }
 
 impl HarnessCa {
@@ -61,6 +62,7 @@ impl HarnessCa {
         let cert = params.self_signed(&key).expect("self-signed");
         HarnessCa {
             der: cert.der().to_vec(),
+            pem: cert.pem(),
             key,
         }
     }
@@ -134,6 +136,95 @@ pub struct TestDevice {
 }
 
 impl Relay {
+    /// Makes `org`'s admins use the CA key `key_pkcs8` (DER) with the
+    /// certificate `der` from now on: to sign admin requests and certify
+    /// devices.
+    pub fn set_ca(&self, org: &str, key_pkcs8: &[u8], der: &[u8], pem: &str) {
+        let key = rcgen::KeyPair::try_from(key_pkcs8).expect("a PKCS#8 key");
+        self.cas.lock().expect("lock").insert(
+            org.to_string(),
+            std::sync::Arc::new(HarnessCa {
+                key,
+                der: der.to_vec(),
+                pem: pem.to_string(),
+            }),
+        );
+    }
+
+    /// Registers `org` with the harness's CA for it, as the relay operator
+    /// does (`POST /v1/admin/orgs`); the status and body.
+    pub async fn create_org(&self, org: &str) -> (u16, Vec<u8>) {
+        let pem = self.ca(org).pem.clone();
+        admin(
+            self,
+            "/v1/admin/orgs",
+            serde_json::json!({"org_id": org, "display_name": format!("{org} Trust"), "ca_certificate": pem}),
+        )
+        .await
+    }
+
+    /// The `Authorization` value `org`'s admins send with this request.
+    pub fn org_authorization(&self, org: &str, method: &str, path: &str, body: &[u8]) -> String {
+        self.org_authorization_at(org, method, path, body, cascade_server::unix_now())
+    }
+
+    /// [`Relay::org_authorization`] as if signed at `time`.
+    pub fn org_authorization_at(
+        &self,
+        org: &str,
+        method: &str,
+        path: &str,
+        body: &[u8],
+        time: u64,
+    ) -> String {
+        use cascade_protocol::org_auth::OrgAuthorization;
+        use rcgen::SigningKey as _;
+        let org = OrgId::new(org).expect("org id");
+        let nonce: [u8; 16] = rand::random();
+        let message = OrgAuthorization::message(method, path, &org, time, &nonce, body);
+        let signature = self.ca(org.as_str()).key.sign(&message).expect("signed");
+        OrgAuthorization {
+            org,
+            time,
+            nonce,
+            signature,
+        }
+        .to_header()
+    }
+
+    /// The organisation an admin request is about (see [`admin_request`]).
+    fn owner(&self, path: &str, body: Option<&[u8]>) -> String {
+        let parts: Vec<&str> = path.split('?').next().unwrap_or(path).split('/').collect();
+        match parts.as_slice() {
+            ["", "v1", "admin", "orgs", org, ..] => return org.to_string(),
+            ["", "v1", "admin", "devices", device, ..] => {
+                if let Some(device) = device
+                    .parse::<DeviceId>()
+                    .ok()
+                    .and_then(|d| self.server.state().store().get_device(&d).ok().flatten())
+                {
+                    return device.user_id.org().as_str().to_string();
+                }
+            }
+            _ => {}
+        }
+        let user = body
+            .and_then(|b| serde_json::from_slice::<Value>(b).ok())
+            .and_then(|v| v["user_id"].as_str().map(str::to_owned));
+        if let Some(org) = user.and_then(|u| u.split_once('@').map(|(_, org)| org.to_owned())) {
+            if OrgId::new(org.clone()).is_ok() {
+                return org;
+            }
+        }
+        let cas = self.cas.lock().expect("lock");
+        assert_eq!(
+            cas.len(),
+            1,
+            "say which organisation signs {path}: use org_request"
+        );
+        cas.keys().next().cloned().expect("one")
+    }
+
     /// The harness's CA for `org` (made on first use).
     fn ca(&self, org: &str) -> std::sync::Arc<HarnessCa> {
         let mut cas = self.cas.lock().expect("lock");
@@ -595,10 +686,22 @@ pub async fn http(
     bearer: Option<&str>,
     body: Option<&[u8]>,
 ) -> (u16, Vec<u8>) {
+    let header = bearer.map(|token| format!("Bearer {token}"));
+    http_authorized(addr, method, path, header.as_deref(), body).await
+}
+
+/// [`http`] with any `Authorization` header value.
+pub async fn http_authorized(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    authorization: Option<&str>,
+    body: Option<&[u8]>,
+) -> (u16, Vec<u8>) {
     let mut stream = tokio::net::TcpStream::connect(addr).await.expect("connect");
     let mut head = format!("{method} {path} HTTP/1.1\r\nHost: relay\r\nConnection: close\r\n");
-    if let Some(token) = bearer {
-        head.push_str(&format!("Authorization: Bearer {token}\r\n"));
+    if let Some(value) = authorization {
+        head.push_str(&format!("Authorization: {value}\r\n"));
     }
     let body = body.unwrap_or_default();
     head.push_str(&format!(
@@ -667,8 +770,49 @@ pub async fn put_json(
     http(relay.server.addr(), "PUT", path, bearer, Some(&bytes)).await
 }
 
+/// An admin `POST` with the authority it needs ([`admin_request`]).
 pub async fn admin(relay: &Relay, path: &str, body: Value) -> (u16, Vec<u8>) {
-    post(relay, path, Some(&relay.admin_token), body).await
+    let bytes = serde_json::to_vec(&body).expect("json");
+    admin_request(relay, "POST", path, Some(&bytes)).await
+}
+
+/// An admin request with the authority it needs: the relay operator's
+/// token to create organisations, otherwise signed by the organisation the
+/// request is about (named in the path, the owner of the device in the
+/// path, or the organisation of the body's `user_id`), as its admins would
+/// sign it; the only organisation the harness knows when the request names
+/// none it can read.
+pub async fn admin_request(
+    relay: &Relay,
+    method: &str,
+    path: &str,
+    body: Option<&[u8]>,
+) -> (u16, Vec<u8>) {
+    if path == "/v1/admin/orgs" {
+        return http(
+            relay.server.addr(),
+            method,
+            path,
+            Some(&relay.admin_token),
+            body,
+        )
+        .await;
+    }
+    let org = relay.owner(path, body);
+    org_request(relay, &org, method, path, body).await
+}
+
+/// An admin request signed by `org`'s CA key (`Authorization:
+/// Cascade-Org`, protocol §3.3).
+pub async fn org_request(
+    relay: &Relay,
+    org: &str,
+    method: &str,
+    path: &str,
+    body: Option<&[u8]>,
+) -> (u16, Vec<u8>) {
+    let header = relay.org_authorization(org, method, path, body.unwrap_or_default());
+    http_authorized(relay.server.addr(), method, path, Some(&header), body).await
 }
 
 pub fn error_code(body: &[u8]) -> String {
