@@ -6,8 +6,8 @@
 //! them. Generation uses `rcgen`; no DER is written by hand.
 
 use cascade_core::identity::{
-    der_to_pem, pem_to_der, CertError, DeviceClaims, RevocationList, TrustAnchor, TrustList,
-    DEVICE_URN, TITLE_OID, USER_URN,
+    der_to_pem, pem_to_der, CertError, DeviceClaims, DevicePolicy, RevocationList, TrustAnchor,
+    TrustList, DEVICE_URN, TITLE_OID, USER_URN,
 };
 use cascade_protocol::{DeviceId, OrgId, SignedDocument};
 use rcgen::{
@@ -244,6 +244,20 @@ impl OrgCa {
         serial: u64,
         now: i64,
     ) -> Result<SignedDocument, CertError> {
+        self.sign_trust_list_with_policy(partners, successor, None, serial, now)
+    }
+
+    /// Signs a trust list with everything it can carry: pinned partners, a
+    /// successor CA during a rotation, and the organisation's device
+    /// policy (`None` for the defaults).
+    pub fn sign_trust_list_with_policy(
+        &self,
+        partners: &[Vec<u8>],
+        successor: Option<&[u8]>,
+        policy: Option<DevicePolicy>,
+        serial: u64,
+        now: i64,
+    ) -> Result<SignedDocument, CertError> {
         if let Some(next) = successor {
             if TrustAnchor::from_der(next)?.org != self.org {
                 return Err(CertError::Malformed(
@@ -269,6 +283,7 @@ impl OrgCa {
                 .map(|p| serde_bytes::ByteBuf::from(p.clone()))
                 .collect(),
             successor: successor.map(|s| serde_bytes::ByteBuf::from(s.to_vec())),
+            policy,
         };
         self.signed(list.to_body())
     }

@@ -25,7 +25,10 @@ use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use cascade_core::identity::{der_to_pem, fingerprint_hex, pem_to_der, CertError, TrustAnchor};
+use cascade_core::identity::{
+    der_to_pem, fingerprint_hex, pem_to_der, CertError, DevicePolicy, TrustAnchor,
+    MAX_IDLE_LOCK_SECS, MIN_IDLE_LOCK_SECS,
+};
 use cascade_protocol::enrolment_code;
 use cascade_protocol::{DeviceId, OrgId, UserEntry, UserId};
 use sha2::Digest as _;
@@ -40,6 +43,7 @@ const TRUST_SERIAL: &str = "trust-serial";
 const REVOKED: &str = "revoked.txt";
 const REVOCATION_SERIAL: &str = "revocation-serial";
 const AUDIT_LOG: &str = "issued.jsonl";
+const POLICY: &str = "policy.json";
 
 /// An organisation's CA directory (see the module documentation).
 pub struct CaDir {
@@ -86,6 +90,17 @@ pub enum CaDirError {
     /// acceptable.
     #[error(transparent)]
     Certificate(#[from] CertError),
+    /// `policy.json` does not hold a device policy. Nothing was published:
+    /// a list without the policy would put every device back on the
+    /// defaults.
+    #[error("{} does not hold a device policy; set it again with cascade admin policy", path.display())]
+    CorruptPolicy {
+        /// The policy file.
+        path: PathBuf,
+    },
+    /// An idle lock outside what devices accept.
+    #[error("the idle lock must be between {} and {} minutes", MIN_IDLE_LOCK_SECS / 60, MAX_IDLE_LOCK_SECS / 60)]
+    PolicyOutOfRange,
     /// The partner certificate's fingerprint is not the one given.
     #[error("the certificate's fingerprint is {actual}, not the one confirmed out of band")]
     FingerprintMismatch {
@@ -386,7 +401,12 @@ impl CaDir {
             next.write_serial(REVOCATION_SERIAL, revocation_serial)?;
         }
         let ders: Vec<Vec<u8>> = partners.into_iter().map(|a| a.cert_der).collect();
-        let doc = old.sign_trust_list_with_successor(&ders, Some(new.cert_der()), serial, now)?;
+        let policy = self.policy()?;
+        if let Some(policy) = policy {
+            next.write_policy(&policy)?;
+        }
+        let doc =
+            old.sign_trust_list_with_policy(&ders, Some(new.cert_der()), policy, serial, now)?;
         // Co-signed by the new CA: devices already moved to it (and new
         // devices enrolled under it) accept the list too.
         let doc = new.co_sign(doc)?;
@@ -524,10 +544,48 @@ impl CaDir {
         let admin = admin.as_org(ca.clone());
         let serial = self.trust_serial()? + 1;
         let partners: Vec<Vec<u8>> = self.partners()?.into_iter().map(|a| a.cert_der).collect();
-        let doc = ca.sign_trust_list(&partners, serial, now)?;
+        let doc = ca.sign_trust_list_with_policy(&partners, None, self.policy()?, serial, now)?;
         self.write_serial(TRUST_SERIAL, serial)?;
         admin.put_trust_list(ca.org(), &doc).await?;
         Ok(serial)
+    }
+
+    /// The device policy this organisation set (`policy.json`), which
+    /// every trust list it publishes carries; `None` for the defaults.
+    pub fn policy(&self) -> Result<Option<DevicePolicy>, CaDirError> {
+        let path = self.path.join(POLICY);
+        read_optional(&path)?
+            .map(|text| {
+                serde_json::from_str::<DevicePolicy>(&text)
+                    .map_err(|_| CaDirError::CorruptPolicy { path: path.clone() })
+            })
+            .transpose()
+    }
+
+    fn write_policy(&self, policy: &DevicePolicy) -> Result<(), CaDirError> {
+        let text = serde_json::to_string_pretty(policy).expect("a policy serialises");
+        write_atomically(&self.path.join(POLICY), &format!("{text}\n"))
+    }
+
+    /// `cascade admin policy --idle-lock-minutes N`: sets the
+    /// organisation's device policy and publishes it in a new trust list
+    /// (its devices apply it when they fetch the list). Returns the list's
+    /// serial. Refuses an idle lock outside
+    /// [`MIN_IDLE_LOCK_SECS`]..=[`MAX_IDLE_LOCK_SECS`] before anything is
+    /// written.
+    pub async fn set_policy(
+        &self,
+        admin: &AdminClient,
+        policy: DevicePolicy,
+        now: i64,
+    ) -> Result<u64, CaDirError> {
+        if !(MIN_IDLE_LOCK_SECS..=MAX_IDLE_LOCK_SECS).contains(&policy.idle_lock_secs) {
+            return Err(CaDirError::PolicyOutOfRange);
+        }
+        // The CA loads (the directory is whole) before the file changes.
+        self.ca()?;
+        self.write_policy(&policy)?;
+        self.publish_trust_list(admin, now).await
     }
 
     /// The devices this organisation has revoked (`revoked.txt`).

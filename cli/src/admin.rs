@@ -11,7 +11,7 @@ use std::path::PathBuf;
 
 use anyhow::{bail, Context, Result};
 use cascade_admin::{AdminClient, CaDir};
-use cascade_core::identity::{pem_to_der, TrustAnchor};
+use cascade_core::identity::{pem_to_der, DevicePolicy, TrustAnchor};
 use cascade_core::{OrgId, UserId};
 use clap::Subcommand;
 use serde_json::json;
@@ -180,6 +180,16 @@ pub enum AdminCommand {
         #[arg(long)]
         ca_dir: PathBuf,
     },
+    /// Show the organisation's device policy, or set it and publish it to
+    /// every device in a new trust list.
+    Policy {
+        /// The CA directory of the organisation.
+        #[arg(long)]
+        ca_dir: PathBuf,
+        /// Lock the app after this many minutes without input (1 to 480).
+        #[arg(long)]
+        idle_lock_minutes: Option<u32>,
+    },
 }
 
 /// Where the relay is and how to authenticate to it, as given to
@@ -317,6 +327,42 @@ pub async fn run(relay: Relay, command: AdminCommand, json: bool) -> Result<()> 
             Ok(())
         }
         AdminCommand::Trust(cmd) => trust(relay, cmd, json).await,
+        AdminCommand::Policy {
+            ca_dir,
+            idle_lock_minutes,
+        } => {
+            let dir = CaDir::new(ca_dir);
+            let Some(minutes) = idle_lock_minutes else {
+                let (policy, set) = match dir.policy()? {
+                    Some(policy) => (policy, true),
+                    None => (DevicePolicy::default(), false),
+                };
+                let minutes = policy.idle_lock_secs / 60;
+                say(
+                    json,
+                    json!({ "idle_lock_minutes": minutes, "set": set }),
+                    || {
+                        let default = if set { "" } else { " (the default)" };
+                        format!("Devices lock after {minutes} minutes without input{default}")
+                    },
+                );
+                return Ok(());
+            };
+            let policy = DevicePolicy {
+                idle_lock_secs: minutes.saturating_mul(60),
+            };
+            let serial = dir
+                .set_policy(&relay.connect()?, policy, now_secs())
+                .await?;
+            say(
+                json,
+                json!({ "idle_lock_minutes": minutes, "serial": serial }),
+                || {
+                    format!("Devices lock after {minutes} minutes without input (trust list {serial} published)")
+                },
+            );
+            Ok(())
+        }
         AdminCommand::RotateCa {
             ca_dir,
             new_dir,

@@ -395,6 +395,13 @@ impl Client {
         self.call(|e, _| Ok(e.trusted_orgs())).await
     }
 
+    /// What this device's organisation asks of it: how long the app waits
+    /// without input before it locks. Changes come as
+    /// [`Event::PolicyUpdated`](crate::engine::Event::PolicyUpdated).
+    pub async fn device_policy(&self) -> Result<crate::identity::DevicePolicy> {
+        self.call(|e, _| Ok(e.device_policy())).await
+    }
+
     /// The MLS epoch of a conversation on this device.
     pub async fn epoch(&self, group: GroupId) -> Result<u64> {
         self.call(move |e, _| e.epoch(&group)).await

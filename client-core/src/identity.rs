@@ -356,6 +356,47 @@ pub struct TrustList {
     /// accept certificates from either until they move to the new one.
     #[serde(default)]
     pub successor: Option<serde_bytes::ByteBuf>,
+    /// What the organisation asks of its staff's devices; absent (not
+    /// written at all, so lists without one keep their bytes) for the
+    /// defaults.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub policy: Option<DevicePolicy>,
+}
+
+/// What an organisation asks of its staff's devices, carried in its signed
+/// trust list (`docs/protocol.md` §14.4), so the relay cannot change it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct DevicePolicy {
+    /// The app locks after this many seconds without input, hiding every
+    /// conversation until the person unlocks it. Devices clamp it to
+    /// [`MIN_IDLE_LOCK_SECS`]..=[`MAX_IDLE_LOCK_SECS`].
+    pub idle_lock_secs: u32,
+}
+
+/// The shortest idle lock an organisation can set: one minute.
+pub const MIN_IDLE_LOCK_SECS: u32 = 60;
+/// The longest: eight hours, a shift.
+pub const MAX_IDLE_LOCK_SECS: u32 = 8 * 3600;
+/// The idle lock of an organisation that has not set one: five minutes.
+pub const DEFAULT_IDLE_LOCK_SECS: u32 = 300;
+
+impl Default for DevicePolicy {
+    fn default() -> Self {
+        DevicePolicy {
+            idle_lock_secs: DEFAULT_IDLE_LOCK_SECS,
+        }
+    }
+}
+
+impl DevicePolicy {
+    /// The policy with its values within the bounds devices accept.
+    pub fn clamped(self) -> Self {
+        DevicePolicy {
+            idle_lock_secs: self
+                .idle_lock_secs
+                .clamp(MIN_IDLE_LOCK_SECS, MAX_IDLE_LOCK_SECS),
+        }
+    }
 }
 
 /// The body of an organisation's revocation list: devices its admins
@@ -484,4 +525,54 @@ pub fn verify_trust_list(
 /// enrolment code.
 pub fn fingerprint_hex(cert_der: &[u8]) -> String {
     hex::encode(Sha256::digest(cert_der))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn list(policy: Option<DevicePolicy>) -> TrustList {
+        TrustList {
+            v: 1,
+            org: OrgId::new("north").expect("valid"),
+            serial: 2,
+            issued_at: 1_700_000_000,
+            anchors: vec![],
+            successor: None,
+            policy,
+        }
+    }
+
+    /// The trust list's bytes are what CAs sign and devices verify: pinned,
+    /// and a list without a policy keeps the bytes it had before policies.
+    #[test]
+    fn trust_list_bodies_are_pinned() {
+        let without = hex::encode(list(None).to_body());
+        assert_eq!(
+            without,
+            "a6617601636f7267656e6f7274686673657269616c026969737375656\
+             45f61741a6553f10067616e63686f7273806973756363657373\
+             6f72f6"
+        );
+        let with = hex::encode(
+            list(Some(DevicePolicy {
+                idle_lock_secs: 600,
+            }))
+            .to_body(),
+        );
+        assert_eq!(
+            with,
+            "a7617601636f7267656e6f7274686673657269616c026969737375656\
+             45f61741a6553f10067616e63686f7273806973756363657373\
+             6f72f666706f6c696379a16e69646c655f6c6f636b5f73656373190258"
+        );
+        // Read back, and a body from a newer admin tool with keys this
+        // version does not know still reads.
+        let body = list(Some(DevicePolicy {
+            idle_lock_secs: 600,
+        }))
+        .to_body();
+        let read: TrustList = ciborium::from_reader(body.as_slice()).expect("reads");
+        assert_eq!(read.policy.map(|p| p.idle_lock_secs), Some(600));
+    }
 }

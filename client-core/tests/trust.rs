@@ -392,3 +392,67 @@ fn events_carry_notifications_and_answers_go_to_who_asked() {
         .iter()
         .any(|e| matches!(e, Event::OperationFailed { .. })));
 }
+
+/// The idle lock an organisation sets reaches its own devices through its
+/// signed trust list, within the bounds devices accept, and stays after a
+/// restart; a forged list, or another organisation's, changes nothing.
+#[test]
+fn an_organisations_device_policy_reaches_its_devices_only() {
+    use cascade_core::identity::{DevicePolicy, DEFAULT_IDLE_LOCK_SECS};
+    let policy = |secs| DevicePolicy {
+        idle_lock_secs: secs,
+    };
+    let mut sim = Sim::new();
+    let a = sim.device("alice@north", "Alice");
+    let b = sim.device("bob@east", "Bob");
+    sim.settle();
+    assert_eq!(
+        sim.engine(a).device_policy(),
+        policy(DEFAULT_IDLE_LOCK_SECS)
+    );
+    sim.events(a);
+    let now = (sim.now / 1000) as i64;
+    let with_policy = |sim: &mut Sim, org: &str, p: DevicePolicy, serial| {
+        sim.ca(org)
+            .sign_trust_list_with_policy(&[], None, Some(p), serial, now)
+            .expect("signed")
+    };
+    let doc = with_policy(&mut sim, "north", policy(120), 3);
+    sim.serve_trust_list("north", doc);
+    sim.settle();
+    assert_eq!(sim.engine(a).device_policy(), policy(120));
+    assert!(sim.events(a).contains(&Event::PolicyUpdated(policy(120))));
+    // East's devices keep their own organisation's (the default), and a
+    // list east publishes does not reach north's.
+    assert_eq!(
+        sim.engine(b).device_policy(),
+        policy(DEFAULT_IDLE_LOCK_SECS)
+    );
+    let doc = with_policy(&mut sim, "east", policy(3600), 3);
+    sim.serve_trust_list("east", doc);
+    sim.settle();
+    assert_eq!(sim.engine(b).device_policy(), policy(3600));
+    assert_eq!(sim.engine(a).device_policy(), policy(120));
+    // Outside the bounds: a second is a minute, a week is a shift.
+    let doc = with_policy(&mut sim, "north", policy(1), 4);
+    sim.serve_trust_list("north", doc);
+    sim.settle();
+    assert_eq!(sim.engine(a).device_policy(), policy(60));
+    let doc = with_policy(&mut sim, "north", policy(7 * 24 * 3600), 5);
+    sim.serve_trust_list("north", doc);
+    sim.settle();
+    assert_eq!(sim.engine(a).device_policy(), policy(8 * 3600));
+    // A list in north's name signed by another CA is refused; the policy
+    // stays.
+    let forged = forger("north")
+        .sign_trust_list_with_policy(&[], None, Some(policy(60)), 99, now)
+        .expect("signed");
+    sim.serve_trust_list("north", forged);
+    sim.settle();
+    assert!(reported(&mut sim, a, "trust list was refused"));
+    assert_eq!(sim.engine(a).device_policy(), policy(8 * 3600));
+    // Kept in the store: the same after a restart, before any fetch.
+    sim.crash(a);
+    sim.restart(a);
+    assert_eq!(sim.engine(a).device_policy(), policy(8 * 3600));
+}

@@ -389,6 +389,12 @@ pub enum FfiEvent {
         /// Why, without content.
         reason: String,
     },
+    /// The organisation's device policy changed: the app locks after
+    /// `idle_lock_secs` without input (see `idle_lock_secs()`).
+    PolicyUpdated {
+        /// Seconds without input before the app locks.
+        idle_lock_secs: u32,
+    },
     /// Something the app need not act on (directory answers, trust-list
     /// updates, missed events).
     Other {
@@ -429,6 +435,9 @@ impl From<Event> for FfiEvent {
             },
             Event::AuthenticationRefused => Self::Other {
                 kind: "authentication_refused".into(),
+            },
+            Event::PolicyUpdated(policy) => Self::PolicyUpdated {
+                idle_lock_secs: policy.idle_lock_secs,
             },
             Event::TrustUpdated { .. } => Self::Other {
                 kind: "trust_updated".into(),
@@ -646,6 +655,13 @@ impl CascadeClient {
             .client()?
             .safety_number(parse_group(&group_id)?, user_id(&user)?)
             .await?)
+    }
+
+    /// Seconds without input after which the app must lock (hide every
+    /// conversation until the person unlocks it): the organisation's
+    /// policy from its signed trust list, or the default (5 minutes).
+    pub async fn idle_lock_secs(&self) -> Result<u32> {
+        Ok(self.client()?.device_policy().await?.idle_lock_secs)
     }
 
     /// Whether the client is connected, authenticated and caught up.

@@ -249,6 +249,18 @@ impl Relay {
         Ok(())
     }
 
+    /// `org`'s admins set its devices' idle lock and publish it in a signed
+    /// trust list (`cascade admin policy --idle-lock-minutes`).
+    pub async fn set_idle_lock(&self, org: &str, minutes: u32) -> Result<()> {
+        let policy = cascade_core::identity::DevicePolicy {
+            idle_lock_secs: minutes * 60,
+        };
+        self.ca_dir(org)
+            .set_policy(&self.admin, policy, unix_now())
+            .await?;
+        Ok(())
+    }
+
     /// `org`'s admins unpin `partner` (every CA of theirs) and publish the
     /// signed trust list (`cascade admin trust remove`).
     pub async fn distrust(&self, org: &str, partner: &str) -> Result<()> {

@@ -552,6 +552,23 @@ async fn admin_guide_commands_work_as_documented() -> Result<()> {
         org.stdout.contains("BEGIN CERTIFICATE"),
         "the relay publishes the CA"
     );
+    let policy = doc
+        .run("cascade admin policy --ca-dir ~/cascade-ca/north-trust --idle-lock-minutes 10")
+        .await?;
+    ensure!(
+        policy.stdout.trim()
+            == "Devices lock after 10 minutes without input (trust list 1 published)",
+        "{}",
+        policy.stdout
+    );
+    let shown = doc
+        .run("cascade admin policy --ca-dir ~/cascade-ca/north-trust")
+        .await?;
+    ensure!(
+        shown.stdout.trim() == "Devices lock after 10 minutes without input",
+        "{}",
+        shown.stdout
+    );
 
     // §4 Enrolling staff.
     doc.run(
@@ -632,11 +649,11 @@ async fn admin_guide_commands_work_as_documented() -> Result<()> {
     let pinned = doc
         .run("cascade admin trust add --ca-dir ~/cascade-ca/north-trust --cert east-ambulance-ca.pem --fingerprint 14:67:2F:D7:6F:64:21:2D:5A:5D:17:05:6F:FA:36:14:3B:41:74:F1:CF:A6:BD:74:1B:F2:8D:AF:DE:5B:AE:B4")
         .await?;
-    ensure!(pinned.stdout.trim() == "Now trusting east-ambulance (trust list 1 published)");
+    ensure!(pinned.stdout.trim() == "Now trusting east-ambulance (trust list 2 published)");
     let unpinned = doc
         .run("cascade admin trust remove --ca-dir ~/cascade-ca/north-trust east-ambulance")
         .await?;
-    ensure!(unpinned.stdout.trim() == "No longer trusting east-ambulance (trust list 2 published)");
+    ensure!(unpinned.stdout.trim() == "No longer trusting east-ambulance (trust list 3 published)");
 
     // §6 Revoking a lost phone: Alice's old phone, enrolled and issued
     // like the first.
@@ -692,8 +709,23 @@ async fn admin_guide_commands_work_as_documented() -> Result<()> {
     let rotated = doc
         .run("cascade admin rotate-ca --ca-dir ~/cascade-ca/north-trust --new-dir ~/cascade-ca/north-trust-2027 --name \"North NHS Trust\"")
         .await?;
+    ensure!(
+        rotated
+            .stdout
+            .starts_with("Rotated the CA of north-trust (trust list 4 published)."),
+        "{}",
+        rotated.stdout
+    );
     let new_fp = rotated.after("fingerprint:")?;
     ensure!(new_fp != our_fp, "a new CA");
+    let policy = doc
+        .extra("cascade admin policy --ca-dir ~/cascade-ca/north-trust-2027")
+        .await?;
+    ensure!(
+        policy.stdout.trim() == "Devices lock after 10 minutes without input",
+        "the new CA directory keeps the policy: {}",
+        policy.stdout
+    );
     let reissued = doc
         .run("cascade admin issue --ca-dir ~/cascade-ca/north-trust-2027")
         .await?;

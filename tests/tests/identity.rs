@@ -726,3 +726,49 @@ fn bob_dir_device(dir: &std::path::Path) -> Result<cascade_core::DeviceId> {
         .ok_or_else(|| anyhow::anyhow!("not enrolled"))?
         .device_id)
 }
+
+/// The idle lock an organisation's admins set reaches its staff's running
+/// devices at once, through the relay, and a device offline meanwhile when
+/// it comes back; a partner organisation's policy is not theirs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_organisations_idle_lock_reaches_its_devices() -> Result<()> {
+    use cascade_core::identity::{DevicePolicy, DEFAULT_IDLE_LOCK_SECS};
+    let relay = Relay::start().await?;
+    relay.org("north-trust").await?;
+    relay.org("east-ambulance").await?;
+    let mut alice = relay.user("alice@north-trust", "Alice", "Nurse").await?;
+    let bob = relay.user("bob@north-trust", "Bob", "Doctor").await?;
+    let carol = relay
+        .user("carol@east-ambulance", "Carol", "Paramedic")
+        .await?;
+    assert_eq!(
+        alice.client.device_policy().await?.idle_lock_secs,
+        DEFAULT_IDLE_LOCK_SECS
+    );
+    let bob_dir = bob.close().await;
+    relay.set_idle_lock("north-trust", 2).await?;
+    let two_minutes = DevicePolicy {
+        idle_lock_secs: 120,
+    };
+    alice
+        .wait_event("the new policy", |e| {
+            *e == Event::PolicyUpdated(two_minutes)
+        })
+        .await?;
+    assert_eq!(alice.client.device_policy().await?, two_minutes);
+    // Bob's device was off: it takes the policy when it connects.
+    let bob = Peer::open(bob_dir).await?;
+    bob.until("Bob's policy", || async {
+        Ok(bob.client.device_policy().await? == two_minutes)
+    })
+    .await?;
+    // Carol is in another organisation.
+    relay.set_idle_lock("east-ambulance", 30).await?;
+    carol
+        .until("Carol's policy", || async {
+            Ok(carol.client.device_policy().await?.idle_lock_secs == 1800)
+        })
+        .await?;
+    assert_eq!(alice.client.device_policy().await?, two_minutes);
+    Ok(())
+}

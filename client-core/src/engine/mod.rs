@@ -125,6 +125,10 @@ pub enum Event {
         /// The partner organisations now trusted.
         partners: Vec<cascade_protocol::OrgId>,
     },
+    /// The organisation's device policy changed (its signed trust list
+    /// says so): e.g. how long the app waits without input before it
+    /// locks.
+    PolicyUpdated(crate::identity::DevicePolicy),
     /// The relay refused this device's authentication (unknown or revoked
     /// device).
     AuthenticationRefused,
@@ -1071,6 +1075,12 @@ impl<S: ClientStore> Engine<S> {
     /// The organisations whose members this device accepts (its own first).
     pub fn trusted_orgs(&self) -> Vec<cascade_protocol::OrgId> {
         self.trust.orgs()
+    }
+
+    /// What this device's organisation asks of it (its signed trust list's
+    /// device policy, or the defaults).
+    pub fn device_policy(&self) -> crate::identity::DevicePolicy {
+        self.trust.policy()
     }
 
     fn query(&mut self, req: Request, kind: QueryKind) -> Option<QueryId> {

@@ -21,8 +21,8 @@ use super::{Event, Me};
 use crate::credential::{verify_member, MemberIdentity};
 use crate::error::{CoreError, CredentialError, Result};
 use crate::identity::{
-    verify_device_cert, verify_revocations, verify_trust_list, TrustAnchor, TrustList,
-    VerifiedMember,
+    verify_device_cert, verify_revocations, verify_trust_list, DevicePolicy, TrustAnchor,
+    TrustList, VerifiedMember,
 };
 use crate::store::Transactions;
 use crate::store::{ClientStore, ConversationState};
@@ -49,6 +49,9 @@ pub(crate) struct Trust {
     /// Devices revoked by the organisations we trust, from their signed
     /// revocation lists.
     revoked: HashMap<OrgId, HashSet<DeviceId>>,
+    /// What our organisation asks of this device, from its stored trust
+    /// list (the defaults without one).
+    policy: DevicePolicy,
     gate: Option<Gate>,
 }
 
@@ -63,6 +66,16 @@ impl Trust {
             tracing::error!(error = %e, "trust anchors could not be loaded");
             Vec::new()
         });
+        t.policy = match stored_document(store, KV_TRUST_LIST) {
+            Ok(Some(doc)) => verify_own_trust_list(me, &doc)
+                .map(|(list, _)| policy_of(&list))
+                .unwrap_or_default(),
+            Ok(None) => DevicePolicy::default(),
+            Err(e) => {
+                tracing::error!(error = %e, "the trust list could not be loaded");
+                DevicePolicy::default()
+            }
+        };
         for anchor in &t.anchors {
             let key = format!("{KV_REVOCATIONS}{}", anchor.org);
             match stored_document(store, &key).map(|d| d.map(|d| verify_revocations(&d, anchor))) {
@@ -78,6 +91,11 @@ impl Trust {
             }
         }
         t
+    }
+
+    /// What our organisation asks of this device.
+    pub fn policy(&self) -> DevicePolicy {
+        self.policy
     }
 
     /// The organisations whose members this device accepts (its own first).
@@ -260,6 +278,11 @@ impl Trust {
         }
         store_document(store, KV_TRUST_LIST, &doc)?;
         self.anchors = load_anchors(store, me)?;
+        let policy = policy_of(&list);
+        if policy != self.policy {
+            self.policy = policy;
+            fx.event(Event::PolicyUpdated(policy));
+        }
         let own = &me.identity.org_id;
         let mut partner_orgs: Vec<OrgId> = partners
             .into_iter()
@@ -489,6 +512,12 @@ fn load_anchors(store: &dyn ClientStore, me: &Me) -> Result<Vec<TrustAnchor>> {
         }
     }
     Ok(anchors)
+}
+
+/// The device policy a verified trust list of our organisation sets, within
+/// the bounds devices accept.
+fn policy_of(list: &TrustList) -> DevicePolicy {
+    list.policy.unwrap_or_default().clamped()
 }
 
 /// Verifies our organisation's trust list: signed by our CA, or, right

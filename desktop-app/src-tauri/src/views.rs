@@ -228,6 +228,10 @@ pub enum UiEvent {
     Certificate { pending: bool },
     /// The set of trusted partner organisations changed.
     Trust { partners: Vec<String> },
+    /// The organisation's device policy changed: lock after this long
+    /// without input.
+    #[serde(rename_all = "camelCase")]
+    Policy { idle_lock_secs: u32 },
     /// Events were missed: the UI should load its state afresh.
     Reload,
     /// A queued operation failed.
@@ -281,6 +285,9 @@ impl UiEvent {
             },
             Event::CertificatePending => UiEvent::Certificate { pending: true },
             Event::CertificateReceived => UiEvent::Certificate { pending: false },
+            Event::PolicyUpdated(policy) => UiEvent::Policy {
+                idle_lock_secs: policy.idle_lock_secs,
+            },
             Event::TrustUpdated { partners } => UiEvent::Trust {
                 partners: partners.iter().map(ToString::to_string).collect(),
             },
