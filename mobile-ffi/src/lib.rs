@@ -16,7 +16,7 @@ use cascade_core::{
     MessageId, Participant, Person, StoreKey, UserId,
 };
 use tokio::sync::broadcast;
-use zeroize::{Zeroize as _, Zeroizing};
+use zeroize::Zeroizing;
 
 uniffi::setup_scaffolding!();
 
@@ -133,17 +133,9 @@ type Result<T, E = CascadeError> = std::result::Result<T, E>;
 /// zeroized.
 fn store_key(key: Vec<u8>) -> Result<StoreKey> {
     let key = Zeroizing::new(key);
-    let bytes: [u8; 32] = key
-        .as_slice()
-        .try_into()
-        .map_err(|_| CascadeError::Invalid {
-            reason: "the data's key is 32 bytes".into(),
-        })?;
-    let key = StoreKey::key(bytes);
-    // `bytes` is a copy on this stack frame: clear it too.
-    let mut bytes = bytes;
-    bytes.zeroize();
-    Ok(key)
+    StoreKey::key_from_slice(&key).ok_or_else(|| CascadeError::Invalid {
+        reason: "the data's key is 32 bytes".into(),
+    })
 }
 
 fn parse_group(hex: &str) -> Result<GroupId> {

@@ -59,6 +59,16 @@ impl StoreKey {
         StoreKey::Key(Zeroizing::new(bytes))
     }
 
+    /// A key from the platform keystore as the bytes it gave, copied
+    /// straight into zeroized memory; `None` unless they are 32.
+    pub fn key_from_slice(bytes: &[u8]) -> Option<StoreKey> {
+        let mut key = Zeroizing::new([0u8; 32]);
+        (bytes.len() == key.len()).then(|| {
+            key.copy_from_slice(bytes);
+            StoreKey::Key(key)
+        })
+    }
+
     /// A passphrase, with the standard cost ([`KdfCost::Standard`]).
     pub fn passphrase(passphrase: impl Into<String>) -> StoreKey {
         Self::passphrase_with(passphrase, KdfCost::Standard)
@@ -239,44 +249,37 @@ pub(crate) fn db_key(db: &Path, key: &StoreKey, state: DbState) -> Result<DbKey>
         StoreKey::Passphrase { passphrase, cost } => (passphrase, *cost),
     };
     let path = key_file_path(db);
-    let existing = if state == DbState::Encrypted {
-        match std::fs::read(&path) {
-            Ok(bytes) => Some(bytes),
+    let file = if state == DbState::Encrypted {
+        let bytes = match std::fs::read(&path) {
+            Ok(bytes) => bytes,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err(CoreError::WrongKey),
             Err(e) => return Err(CoreError::DataDir(e)),
+        };
+        let file: KeyFile = serde_json::from_slice(&bytes)
+            .map_err(|_| CoreError::Decode("the store's key file"))?;
+        if file.version != KEY_FILE_VERSION || file.kdf != KDF_ARGON2ID {
+            return Err(CoreError::Decode("the store's key file"));
         }
+        file
     } else {
-        None
-    };
-    let file = match existing {
-        Some(bytes) => {
-            let file: KeyFile = serde_json::from_slice(&bytes)
-                .map_err(|_| CoreError::Decode("the store's key file"))?;
-            if file.version != KEY_FILE_VERSION || file.kdf != KDF_ARGON2ID {
-                return Err(CoreError::Decode("the store's key file"));
+        if passphrase.chars().count() < MIN_PASSPHRASE_CHARS {
+            return Err(InvalidInput::PassphraseTooShort {
+                min: MIN_PASSPHRASE_CHARS,
             }
-            file
+            .into());
         }
-        None => {
-            if passphrase.chars().count() < MIN_PASSPHRASE_CHARS {
-                return Err(InvalidInput::PassphraseTooShort {
-                    min: MIN_PASSPHRASE_CHARS,
-                }
-                .into());
-            }
-            let file = KeyFile {
-                version: KEY_FILE_VERSION,
-                kdf: KDF_ARGON2ID.into(),
-                params: cost.params(),
-                salt: hex::encode(rand::random::<[u8; 16]>()),
-            };
-            if cost == KdfCost::InsecureForTests {
-                tracing::warn!("this store's passphrase is protected by test-only KDF parameters");
-            }
-            let json = serde_json::to_vec_pretty(&file).expect("a key file serialises");
-            write_atomically(&path, &json).map_err(CoreError::DataDir)?;
-            file
+        let file = KeyFile {
+            version: KEY_FILE_VERSION,
+            kdf: KDF_ARGON2ID.into(),
+            params: cost.params(),
+            salt: hex::encode(rand::random::<[u8; 16]>()),
+        };
+        if cost == KdfCost::InsecureForTests {
+            tracing::warn!("this store's passphrase is protected by test-only KDF parameters");
         }
+        let json = serde_json::to_vec_pretty(&file).expect("a key file serialises");
+        write_atomically(&path, &json).map_err(CoreError::DataDir)?;
+        file
     };
     derive(passphrase.as_bytes(), &file)
 }

@@ -61,11 +61,7 @@ fn from_keystore(data_dir: &Path) -> Result<StoreKey, CoreError> {
             tracing::warn!(error = %e, "the keystore has no key for this device's data");
             CoreError::WrongKey
         })?;
-    let bytes: [u8; 32] = secret
-        .as_slice()
-        .try_into()
-        .map_err(|_| CoreError::WrongKey)?;
-    Ok(StoreKey::key(bytes))
+    StoreKey::key_from_slice(&secret).ok_or(CoreError::WrongKey)
 }
 
 /// A new random key, kept in the keystore for `data_dir`; `None` when
@@ -74,10 +70,10 @@ fn new_in_keystore(data_dir: &Path) -> Option<StoreKey> {
     let key = Zeroizing::new(rand::random::<[u8; 32]>());
     let stored = entry(data_dir).and_then(|e| {
         e.set_secret(key.as_slice())?;
-        e.get_secret()
+        e.get_secret().map(Zeroizing::new)
     });
     match stored {
-        Ok(back) if back.as_slice() == key.as_slice() => Some(StoreKey::key(*key)),
+        Ok(back) if back.as_slice() == key.as_slice() => StoreKey::key_from_slice(key.as_slice()),
         Ok(_) => {
             tracing::warn!("the keystore gave back another key; using a passphrase");
             None
