@@ -23,8 +23,9 @@ pub async fn enrol(
     json: bool,
     timeout: Duration,
 ) -> Result<()> {
-    let id = Client::enrol_pinned(data_dir, server, server_ca, code, device_name).await?;
-    let client = Client::open(data_dir).await?;
+    let key = crate::passphrase::store_key(data_dir, true)?;
+    let id = Client::enrol_pinned(data_dir, server, server_ca, code, device_name, &key).await?;
+    let client = Client::open(data_dir, &key).await?;
     let synced = synced(&client, timeout).await;
     client.shutdown().await;
     synced.context("enrolled, but could not connect to the relay afterwards")?;

@@ -8,7 +8,8 @@
 //!
 //! This file is the command line's surface; one module per command group
 //! runs them: [`admin`] (`cascade admin …`), [`device`] (enrol, whoami,
-//! sync, devices), [`conversation`] (conversations and their members,
+//! sync, devices), [`passphrase`] (what unlocks the device's data),
+//! [`conversation`] (conversations and their members,
 //! send, history, safety numbers), [`chat`] (follow, chat), [`directory`].
 
 mod admin;
@@ -17,6 +18,7 @@ mod conversation;
 mod device;
 mod directory;
 mod output;
+mod passphrase;
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -229,7 +231,15 @@ async fn main() {
                 1
             };
             if json {
-                println!("{}", serde_json::json!({ "error": format!("{e:#}") }));
+                // The core's stable code, when the core said why.
+                let code = e
+                    .chain()
+                    .find_map(|c| c.downcast_ref::<cascade_core::CoreError>())
+                    .map(|c| c.code());
+                println!(
+                    "{}",
+                    serde_json::json!({ "error": format!("{e:#}"), "code": code })
+                );
             } else {
                 eprintln!("error: {e:#}");
             }
@@ -363,7 +373,8 @@ async fn run(cli: Cli) -> Result<()> {
 /// Opens the device enrolled in `data_dir`, runs `f` with its client, and
 /// shuts the client down (also when `f` fails).
 async fn with_client(data_dir: &Path, f: impl AsyncFnOnce(&Client) -> Result<()>) -> Result<()> {
-    let client = Client::open(data_dir)
+    let key = passphrase::store_key(data_dir, false)?;
+    let client = Client::open(data_dir, &key)
         .await
         .with_context(|| format!("opening {}", data_dir.display()))?;
     let result = f(&client).await;

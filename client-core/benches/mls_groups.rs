@@ -111,7 +111,11 @@ impl Stored {
     /// A new member with a store file in a fresh directory; its KeyPackage.
     fn new(n: usize) -> (Self, KeyPackage) {
         let dir = tempfile::tempdir().expect("temp dir");
-        let store = SqliteStore::open(&dir.path().join("device.db")).expect("store");
+        let store = SqliteStore::open(
+            &dir.path().join("device.db"),
+            &cascade_core::StoreKey::key([7; 32]),
+        )
+        .expect("store");
         let signer = SignatureKeyPair::new(CIPHERSUITE.signature_algorithm()).expect("keys");
         signer.store(store.mls().storage()).expect("stored");
         let mut certificate = vec![0x30; CERTIFICATE_BYTES];

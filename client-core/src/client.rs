@@ -19,7 +19,7 @@ use sha2::Digest as _;
 use crate::content::MessageId;
 use crate::engine::{Answer, Engine, Event, Member, Participant, QueryId};
 use crate::error::{CoreError, EnrolmentError, Result};
-use crate::store::{Conversation, Identity, Message, SqliteStore};
+use crate::store::{Conversation, Identity, Message, Protection, SqliteStore, StoreKey};
 
 /// File name of the device database inside the data directory.
 pub const DB_FILE: &str = "cascade.db";
@@ -86,13 +86,17 @@ impl Client {
     /// The relay is reached over HTTPS, verified against the system's
     /// trusted roots ([`Client::enrol_pinned`] pins a CA instead); plain
     /// `http://` only to this machine ([`crate::transport`]).
+    ///
+    /// `key` encrypts the device's data ([`crate::store::at_rest`]): a new
+    /// passphrase, or a key from the platform keystore.
     pub async fn enrol(
         data_dir: &Path,
         server_url: &str,
         code: &str,
         device_name: &str,
+        key: &StoreKey,
     ) -> Result<Identity> {
-        Self::enrol_pinned(data_dir, server_url, None, code, device_name).await
+        Self::enrol_pinned(data_dir, server_url, None, code, device_name, key).await
     }
 
     /// Like [`Client::enrol`], but the relay's TLS certificate must chain to
@@ -105,6 +109,7 @@ impl Client {
         server_ca: Option<&str>,
         code: &str,
         device_name: &str,
+        key: &StoreKey,
     ) -> Result<Identity> {
         let code = enrolment_code::parse(code).map_err(|_| EnrolmentError::BadCode)?;
         // An address given explicitly wins over a link's.
@@ -116,7 +121,7 @@ impl Client {
         let http = transport::http_client(server_url, server_ca)?;
         std::fs::create_dir_all(data_dir).map_err(EnrolmentError::DataDir)?;
         let _lock = DirLock::acquire(data_dir)?;
-        let mut engine = Engine::new(SqliteStore::open(&db_path(data_dir))?)?;
+        let mut engine = Engine::new(SqliteStore::open(&db_path(data_dir), key)?)?;
         let public_key = engine.begin_enrolment()?;
         let url = format!("{}/v1/enrol", server_url.trim_end_matches('/'));
         let resp = http
@@ -166,18 +171,36 @@ impl Client {
         engine.identity().cloned().ok_or(CoreError::NotEnrolled)
     }
 
-    /// Opens an enrolled device's data directory and starts connecting to
-    /// its relay in the background.
-    pub async fn open(data_dir: &Path) -> Result<Client> {
-        Self::open_via(data_dir, None).await
+    /// What protects the device's data in `data_dir`: none yet, a
+    /// passphrase or a keystore's key. A front end decides from it what to
+    /// ask for, and whether to ask for a new passphrase twice
+    /// ([`Protection::takes_a_new_key`]).
+    pub fn protection(data_dir: &Path) -> Result<Protection> {
+        crate::store::at_rest::protection(&db_path(data_dir))
+    }
+
+    /// Opens an enrolled device's data directory with its key and starts
+    /// connecting to its relay in the background. A wrong key or
+    /// passphrase is [`CoreError::WrongKey`], and nothing is changed; a
+    /// directory with no store is [`CoreError::NotEnrolled`], and nothing
+    /// is created.
+    pub async fn open(data_dir: &Path, key: &StoreKey) -> Result<Client> {
+        Self::open_via(data_dir, None, key).await
     }
 
     /// Like [`Client::open`], but connects to `server_url` instead of the
     /// relay address recorded at enrolment (a relay that moved, or a test
     /// proxy in front of it).
-    pub async fn open_via(data_dir: &Path, server_url: Option<&str>) -> Result<Client> {
+    pub async fn open_via(
+        data_dir: &Path,
+        server_url: Option<&str>,
+        key: &StoreKey,
+    ) -> Result<Client> {
         let lock = DirLock::acquire(data_dir)?;
-        let engine = Engine::new(SqliteStore::open(&db_path(data_dir))?)?;
+        if Self::protection(data_dir)? == Protection::Missing {
+            return Err(CoreError::NotEnrolled);
+        }
+        let engine = Engine::new(SqliteStore::open(&db_path(data_dir), key)?)?;
         let identity = engine.identity().cloned().ok_or(CoreError::NotEnrolled)?;
         let (cmds, rx) = mpsc::unbounded_channel();
         let (events, first) = broadcast::channel(4096);

@@ -88,6 +88,11 @@ pub enum CoreError {
     /// conversations.
     #[error("this device's data is open in another Cascade program; close that one first")]
     InUse,
+    /// The passphrase (or the keystore's key) does not unlock this device's
+    /// data. Nothing was changed; try again. A forgotten passphrase cannot
+    /// be recovered: the device is enrolled again.
+    #[error("the passphrase (or key) does not unlock this device's data")]
+    WrongKey,
     /// The data directory cannot be used (its lock file cannot be opened).
     #[error("cannot use the data directory: {0}")]
     DataDir(std::io::Error),
@@ -138,6 +143,12 @@ pub enum InvalidInput {
     /// The user is not in the conversation.
     #[error("{0} is not in this conversation")]
     NotInConversation(UserId),
+    /// A new passphrase for the device's data that is too short.
+    #[error("a passphrase has at least {min} characters")]
+    PassphraseTooShort {
+        /// The fewest characters.
+        min: usize,
+    },
     /// A message id that is not 32 hex digits.
     #[error("a message id is 32 hex digits")]
     MessageId,
@@ -239,6 +250,7 @@ impl CoreError {
             CoreError::Closed => "closed",
             CoreError::Erased => "erased",
             CoreError::InUse => "in_use",
+            CoreError::WrongKey => "wrong_key",
             CoreError::DataDir(_) => "data_dir",
         }
     }

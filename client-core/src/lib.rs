@@ -26,6 +26,6 @@ pub use engine::{
 };
 pub use error::{CoreError, CredentialError, EnrolmentError, InvalidInput, Result};
 pub use store::{
-    ClientStore, Conversation, ConversationState, DeliveryState, Identity, Message, Person,
-    SqliteStore,
+    ClientStore, Conversation, ConversationState, DeliveryState, Identity, KdfCost, Message,
+    Person, Protection, SqliteStore, StoreKey,
 };

@@ -1,10 +1,12 @@
 //! Databases written by every earlier schema version open, migrate and
 //! carry on: each `tests/fixtures/store-v<N>/` holds real devices'
-//! databases as version N wrote them (see the fixtures' README).
+//! databases as version N wrote them (see the fixtures' README). They are
+//! plain SQLite, as every version before encryption at rest wrote them:
+//! the first open with a key encrypts them.
 
 mod sim;
 
-use cascade_core::store::{ClientStore, SqliteStore, SCHEMA_VERSION};
+use cascade_core::store::{ClientStore, SqliteStore, StoreKey, SCHEMA_VERSION};
 use cascade_core::{ConversationState, DeliveryState, GroupId};
 use sim::*;
 
@@ -21,11 +23,92 @@ fn fixture(version: u32) -> (tempfile::TempDir, serde_json::Value) {
     (dir, meta)
 }
 
+/// The schema version of a database, plain or encrypted with [`STORE_KEY`]
+/// (SQLCipher's raw-key form: the format is SQLCipher's own).
 fn user_version(path: &std::path::Path) -> u32 {
-    rusqlite::Connection::open(path)
-        .expect("open")
-        .pragma_query_value(None, "user_version", |r| r.get(0))
+    let conn = rusqlite::Connection::open(path).expect("open");
+    let plain = std::fs::read(path).expect("read")[..16] == *b"SQLite format 3\0";
+    if !plain {
+        conn.pragma_update(None, "key", format!("x'{}'", hex::encode(STORE_KEY)))
+            .expect("key");
+    }
+    conn.pragma_query_value(None, "user_version", |r| r.get(0))
         .expect("read")
+}
+
+/// The files under `dir` (recursively) that hold `needle`.
+fn files_holding(dir: &std::path::Path, needle: &[u8]) -> Vec<std::path::PathBuf> {
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir(dir).expect("list") {
+        let path = entry.expect("entry").path();
+        if path.is_dir() {
+            found.extend(files_holding(&path, needle));
+        } else if std::fs::read(&path)
+            .expect("read")
+            .windows(needle.len())
+            .any(|w| w == needle)
+        {
+            found.push(path);
+        }
+    }
+    found
+}
+
+/// A store from before encryption is encrypted on its first open with a
+/// key: before, its text can be read in the files; after, in none of them
+/// (nor in a WAL, journal or left-over copy), and it reads as before.
+#[test]
+fn a_plaintext_store_is_encrypted_on_first_open() {
+    let (dir, meta) = fixture(1);
+    let group: GroupId = meta["group_id"]
+        .as_str()
+        .expect("id")
+        .parse()
+        .expect("group id");
+    let text = b"v1 history from alice";
+    assert_eq!(
+        files_holding(dir.path(), text).len(),
+        2,
+        "the fixture is plaintext: the scan finds the text in both stores"
+    );
+    for name in ["alice.db", "bob.db"] {
+        drop(
+            SqliteStore::open(&dir.path().join(name), &StoreKey::key(STORE_KEY)).expect("encrypts"),
+        );
+    }
+    assert_eq!(
+        files_holding(dir.path(), text),
+        Vec::<std::path::PathBuf>::new()
+    );
+    assert_eq!(
+        files_holding(dir.path(), b"SQLite format 3"),
+        Vec::<std::path::PathBuf>::new()
+    );
+    assert_eq!(
+        files_holding(dir.path(), b"Ward 7"),
+        Vec::<std::path::PathBuf>::new()
+    );
+    let mut names: Vec<_> = std::fs::read_dir(dir.path())
+        .expect("list")
+        .map(|e| e.expect("entry").file_name().into_string().expect("utf-8"))
+        .collect();
+    names.sort();
+    assert_eq!(
+        names,
+        ["alice.db", "bob.db", "fixture.json"],
+        "no copies left"
+    );
+
+    let store = SqliteStore::open(&dir.path().join("alice.db"), &StoreKey::key(STORE_KEY))
+        .expect("reopens");
+    let h = store.history(&group, None, 10).expect("history");
+    assert_eq!(h[0].text.as_deref(), Some("v1 history from alice"));
+    assert_eq!(user_version(&dir.path().join("alice.db")), SCHEMA_VERSION);
+    drop(store);
+    assert!(matches!(
+        SqliteStore::open(&dir.path().join("alice.db"), &StoreKey::key([8; 32])),
+        Err(cascade_core::CoreError::WrongKey)
+    ));
 }
 
 #[test]
@@ -44,7 +127,7 @@ fn a_version_1_database_migrates_and_its_conversation_carries_on() {
         .expect("group id");
 
     // What version 1 stored reads as it was.
-    let store = SqliteStore::open(&alice_db).expect("migrates");
+    let store = SqliteStore::open(&alice_db, &StoreKey::key(STORE_KEY)).expect("migrates");
     assert_eq!(user_version(&alice_db), SCHEMA_VERSION);
     assert_eq!(store.outbox_len().expect("outbox"), 2);
     assert_eq!(

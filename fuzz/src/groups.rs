@@ -22,7 +22,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use axum::extract::ws::Message;
 use cascade_admin::OrgCa;
 use cascade_core::identity::DeviceClaims;
-use cascade_core::store::SqliteStore;
+use cascade_core::store::{SqliteStore, StoreKey};
 use cascade_core::{ConversationState, Engine, GroupId, MessageId};
 use cascade_protocol::frames::ServerFrame;
 use cascade_protocol::http::EnrolResponse;
@@ -32,6 +32,9 @@ use cascade_server::store::{
 };
 use cascade_server::AppState;
 use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender};
+
+/// The key every simulated device's store is encrypted with.
+const STORE_KEY: [u8; 32] = [7; 32];
 
 /// The devices: user, device name.
 const DEVICES: [(&str, &str); 4] = [
@@ -197,7 +200,9 @@ impl World {
             let org = user.org();
             let ca = &cas()[&org];
             let path = dir.path().join(format!("{i}.db"));
-            let mut engine = Engine::new(SqliteStore::open(&path).expect("db")).expect("engine");
+            let mut engine =
+                Engine::new(SqliteStore::open(&path, &StoreKey::key(STORE_KEY)).expect("db"))
+                    .expect("engine");
             let public_key = engine.begin_enrolment().expect("keys");
             let token = [i as u8 + 1; 32];
             sled.put_enrolment_token(
@@ -454,7 +459,8 @@ impl World {
 
     fn restart(&mut self, d: usize) {
         if self.devices[d].engine.is_none() {
-            let store = SqliteStore::open(&self.devices[d].path).expect("reopen");
+            let store = SqliteStore::open(&self.devices[d].path, &StoreKey::key(STORE_KEY))
+                .expect("reopen");
             self.devices[d].engine = Some(Engine::new(store).expect("engine"));
         }
     }

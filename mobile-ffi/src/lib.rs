@@ -13,9 +13,10 @@ use std::time::Duration;
 
 use cascade_core::{
     Client, Conversation, CoreError, DeliveryState, Event, GroupId, Identity, Member, Message,
-    MessageId, Participant, Person, UserId,
+    MessageId, Participant, Person, StoreKey, UserId,
 };
 use tokio::sync::broadcast;
+use zeroize::Zeroizing;
 
 uniffi::setup_scaffolding!();
 
@@ -75,6 +76,11 @@ pub enum CascadeError {
     /// relay did not answer in time.
     #[error("the relay is not reachable")]
     Offline,
+    /// The key given does not unlock this device's data (it is not the
+    /// key the keystore holds for it). Nothing was changed. A lost key
+    /// cannot be recovered: the device is enrolled again.
+    #[error("the key does not unlock this device's data")]
+    WrongKey,
     /// Anything else (MLS, credentials, certificates, decoding).
     #[error("{reason}")]
     Other {
@@ -109,6 +115,7 @@ impl From<CoreError> for CascadeError {
             },
             CoreError::Closed => Self::Closed,
             CoreError::Erased => Self::Erased,
+            CoreError::WrongKey => Self::WrongKey,
             CoreError::Offline | CoreError::Timeout => Self::Offline,
             other => Self::Other {
                 code: other.code().into(),
@@ -119,6 +126,17 @@ impl From<CoreError> for CascadeError {
 }
 
 type Result<T, E = CascadeError> = std::result::Result<T, E>;
+
+/// The 32 raw bytes of the key that encrypts the device's data, which the
+/// app keeps in the platform keystore (Android Keystore, iOS Keychain; see
+/// docs/mobile.md). The foreign copy is the app's to clear; this one is
+/// zeroized.
+fn store_key(key: Vec<u8>) -> Result<StoreKey> {
+    let key = Zeroizing::new(key);
+    StoreKey::key_from_slice(&key).ok_or_else(|| CascadeError::Invalid {
+        reason: "the data's key is 32 bytes".into(),
+    })
+}
 
 fn parse_group(hex: &str) -> Result<GroupId> {
     hex.parse().map_err(|_| CascadeError::Invalid {
@@ -456,22 +474,27 @@ pub trait EventListener: Send + Sync {
 
 /// Enrols this device with an enrolment code from an admin, creating
 /// `data_dir` and the device's keys. Then [`CascadeClient::open`] it.
-/// `server_ca` (PEM) pins the CA of a relay with a private TLS certificate;
-/// without it the system's trusted roots verify the relay.
+/// `key` (32 random bytes the app made and keeps in the platform keystore)
+/// encrypts everything the device stores. `server_ca` (PEM) pins the CA of
+/// a relay with a private TLS certificate; without it the system's trusted
+/// roots verify the relay.
 #[uniffi::export(async_runtime = "tokio", default(server_ca = None))]
 pub async fn enrol(
     data_dir: String,
+    key: Vec<u8>,
     server_url: String,
     code: String,
     device_name: String,
     server_ca: Option<String>,
 ) -> Result<FfiIdentity> {
+    let key = store_key(key)?;
     Ok(Client::enrol_pinned(
         &PathBuf::from(data_dir),
         &server_url,
         server_ca.as_deref(),
         &code,
         &device_name,
+        &key,
     )
     .await?
     .into())
@@ -520,12 +543,18 @@ fn forward_events(
 
 #[uniffi::export(async_runtime = "tokio")]
 impl CascadeClient {
-    /// Opens an enrolled device's data directory, starts connecting to its
+    /// Opens an enrolled device's data directory with the key it was
+    /// enrolled with (from the platform keystore), starts connecting to its
     /// relay in the background, and delivers every event from now on to
-    /// `listener`.
+    /// `listener`. Another key raises [`CascadeError::WrongKey`].
     #[uniffi::constructor]
-    pub async fn open(data_dir: String, listener: Arc<dyn EventListener>) -> Result<Arc<Self>> {
-        let client = Client::open(&PathBuf::from(data_dir)).await?;
+    pub async fn open(
+        data_dir: String,
+        key: Vec<u8>,
+        listener: Arc<dyn EventListener>,
+    ) -> Result<Arc<Self>> {
+        let key = store_key(key)?;
+        let client = Client::open(&PathBuf::from(data_dir), &key).await?;
         forward_events(client.events_since_open(), listener)?;
         Ok(Arc::new(Self {
             identity: client.identity().clone().into(),

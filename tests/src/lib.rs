@@ -21,13 +21,32 @@ use std::time::Duration;
 
 use anyhow::{anyhow, bail, Context, Result};
 use cascade_admin::{AdminClient, CaDir, OrgCa};
-use cascade_core::{Client, Event, GroupId, Message, OrgId, UserId};
+use cascade_core::{Client, Event, GroupId, KdfCost, Message, OrgId, StoreKey, UserId};
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
 use tokio::sync::broadcast;
 
 /// How long a test waits for something that should happen promptly.
 pub const WAIT: Duration = Duration::from_secs(30);
+
+/// The passphrase of every device's data the harness enrols, which the
+/// `cascade` commands a test runs on those devices are given too
+/// ([`CLI_ENV`]).
+pub const PASSPHRASE: &str = "correct horse battery staple";
+
+/// The environment a `cascade` command needs to open a harness device's
+/// data: its passphrase, and the test-only KDF cost (so that a test's
+/// hundreds of opens do not each take a second).
+pub const CLI_ENV: [(&str, &str); 2] = [
+    ("CASCADE_PASSPHRASE", PASSPHRASE),
+    ("CASCADE_INSECURE_TEST_KDF", "1"),
+];
+
+/// What unlocks a harness device's data: [`PASSPHRASE`], with the same
+/// test-only KDF cost as [`CLI_ENV`].
+pub fn store_key() -> StoreKey {
+    StoreKey::passphrase_with(PASSPHRASE, KdfCost::InsecureForTests)
+}
 
 /// Directory holding the built `cascade-server` and `cascade` binaries.
 pub fn bin_dir() -> PathBuf {
@@ -464,18 +483,42 @@ impl Relay {
 
     /// Enrols a device whose certificate is valid for `days`.
     pub async fn device_valid_for(&self, user: &str, device_name: &str, days: i64) -> Result<Peer> {
+        self.enrol(user, device_name, days, &store_key()).await
+    }
+
+    /// Creates a user and enrols their first device with its data
+    /// encrypted under `key` (e.g. a keystore's raw key) instead of
+    /// [`PASSPHRASE`]; reopen it with [`Peer::open_with`].
+    pub async fn user_with_key(
+        &self,
+        user: &str,
+        name: &str,
+        role: &str,
+        key: &StoreKey,
+    ) -> Result<Peer> {
+        self.add_user(user, name, role).await?;
+        self.enrol(user, "first", 365, key).await
+    }
+
+    async fn enrol(
+        &self,
+        user: &str,
+        device_name: &str,
+        days: i64,
+        key: &StoreKey,
+    ) -> Result<Peer> {
         let id = UserId::new(user)?;
         let code = self.enrolment_code(user).await?;
         let dir = self
             .clients
             .path()
             .join(format!("{user}-{device_name}-{}", rand::random::<u32>()));
-        Client::enrol_pinned(&dir, &self.url, self.server_ca(), &code, device_name).await?;
+        Client::enrol_pinned(&dir, &self.url, self.server_ca(), &code, device_name, key).await?;
         // The organisation's admins issue the certificate.
         self.issue_pending_for(id.org().as_str(), days).await?;
         // Like `cascade enrol`: connect once, so the device's KeyPackages are
         // on the relay before anyone tries to add it.
-        let peer = Peer::open(dir).await?;
+        let peer = Peer::open_with(dir, None, key).await?;
         peer.sync().await?;
         Ok(peer)
     }
@@ -633,7 +676,13 @@ impl Peer {
 
     /// Opens a device that connects through `url` (e.g. a [`proxy::Proxy`]).
     pub async fn open_via(dir: PathBuf, url: Option<&str>) -> Result<Peer> {
-        let client = Client::open_via(&dir, url).await?;
+        Self::open_with(dir, url, &store_key()).await
+    }
+
+    /// Opens a device whose data `key` unlocks (see
+    /// [`Relay::user_with_key`]), connecting through `url` if given.
+    pub async fn open_with(dir: PathBuf, url: Option<&str>, key: &StoreKey) -> Result<Peer> {
+        let client = Client::open_via(&dir, url, key).await?;
         let events = client.events_since_open();
         Ok(Peer {
             client,

@@ -228,6 +228,7 @@ impl RawConn {
         crate::copy_dir(data_dir, copy.path())?;
         let mut engine = Engine::new(SqliteStore::open(
             &copy.path().join(cascade_core::client::DB_FILE),
+            &crate::store_key(),
         )?)?;
         let mut conn = RawConn::connect_url(relay_url).await?;
         engine.handle_connected();

@@ -14,6 +14,7 @@ const LINES: usize = 2_500;
 
 fn cascade(dir: &std::path::Path, args: &[&str], stdin: Option<&str>) -> Result<String> {
     let mut child = Command::new(bin_dir().join("cascade"))
+        .envs(CLI_ENV)
         .arg("--data-dir")
         .arg(dir)
         .args(args)

@@ -98,3 +98,53 @@ fn an_enrolment_code_that_starts_with_a_dash_is_read_as_the_code() -> Result<()>
     );
     Ok(())
 }
+
+/// `cascade enrol` on a terminal: a new passphrase is asked for twice and
+/// two that differ stop it before anything is written; once the device's
+/// data exists, the passphrase is asked for once, and a wrong one is
+/// refused. (`script` gives the command a terminal; the relay here is
+/// unreachable, which enrolment reports after the store is made.)
+#[test]
+fn on_a_terminal_a_new_passphrase_is_asked_for_twice() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let data = dir.path().join("device");
+    let on_terminal = |typed: &str| -> Result<(Option<i32>, String)> {
+        let command = format!(
+            "{} --data-dir {} enrol --server http://127.0.0.1:9 --code 7KQM-2D9X-PAWE-RC8G-MRZG-E196",
+            bin_dir().join("cascade").display(),
+            data.display()
+        );
+        let out = Command::new("sh")
+            .arg("-c")
+            .arg(format!("printf '{typed}' | script -qec \"$0\" /dev/null",))
+            .arg(command)
+            .env_remove("CASCADE_PASSPHRASE")
+            .output()?;
+        Ok((
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+        ))
+    };
+    let (code, out) = on_terminal("tea at eleven\\ntea at twelve\\n")?;
+    assert_eq!(code, Some(1), "{out}");
+    assert!(
+        out.contains("New passphrase:") && out.contains("The same again:"),
+        "{out}"
+    );
+    assert!(out.contains("the two passphrases differ"), "{out}");
+    assert!(!data.exists(), "nothing was written");
+
+    let (code, out) = on_terminal("tea at eleven\\ntea at eleven\\n")?;
+    assert_eq!(code, Some(1), "{out}");
+    assert!(out.contains("the relay is unreachable"), "{out}");
+    assert!(data.join("store-key.json").exists(), "the store was made");
+
+    let (code, out) = on_terminal("tea at twelve\\n")?;
+    assert_eq!(code, Some(1), "{out}");
+    assert!(
+        out.contains("Passphrase for this device's data:") && !out.contains("New passphrase"),
+        "{out}"
+    );
+    assert!(out.contains("does not unlock this device's data"), "{out}");
+    Ok(())
+}

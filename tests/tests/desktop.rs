@@ -64,6 +64,8 @@ async fn a_nurse_enrols_chats_across_organisations_and_rides_out_a_relay_outage(
                 data.path().to_str().context("utf-8 path")?,
             ),
             ("CASCADE_RELAY", &relay.url),
+            // Xvfb has no Secret Service: the passphrase path.
+            ("CASCADE_PASSPHRASE", PASSPHRASE),
         ],
         &shots,
     )
@@ -339,10 +341,13 @@ async fn tls_a_nurse_enrols_with_a_link_on_a_private_relay() -> Result<()> {
     let shots = screenshot_dir().join("tls");
     let app = Driver::start(
         &bin_dir().join("cascade-desktop"),
-        &[(
-            "CASCADE_DATA_DIR",
-            data.path().to_str().context("utf-8 path")?,
-        )],
+        &[
+            (
+                "CASCADE_DATA_DIR",
+                data.path().to_str().context("utf-8 path")?,
+            ),
+            ("CASCADE_PASSPHRASE", PASSPHRASE),
+        ],
         &shots,
     )
     .await?;
@@ -398,6 +403,98 @@ async fn tls_a_nurse_enrols_with_a_link_on_a_private_relay() -> Result<()> {
         app.wait_for_text("[data-testid=message-text]", |t| t == "Over TLS")
             .await?;
         app.screenshot("03-online-over-tls").await?;
+        Ok(())
+    }
+    .await;
+    if story.is_err() {
+        let _ = app.screenshot("failure").await;
+    }
+    story?;
+    app.quit().await?;
+    Ok(())
+}
+
+/// Without an OS keystore (no Secret Service on the session bus) the app
+/// asks for a passphrase: twice at enrolment; then, each time it opens,
+/// once, and a wrong one is refused with nothing changed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs a display, tauri-driver and WebKitWebDriver: run by `cargo xtask test`"]
+async fn without_a_keystore_the_app_asks_for_a_passphrase() -> Result<()> {
+    let relay = Relay::start().await?;
+    relay.org("north-trust").await?;
+    relay
+        .admin()
+        .create_user(&uid("alice@north-trust"), "Alice Smith", "Charge Nurse")
+        .await?;
+    let code = relay.enrolment_code("alice@north-trust").await?;
+    let data = tempfile::tempdir()?;
+    let dir = data.path().to_str().context("utf-8 path")?;
+    let shots = screenshot_dir().join("passphrase");
+    let env = [
+        ("CASCADE_DATA_DIR", dir),
+        ("CASCADE_RELAY", relay.url.as_str()),
+        // A session bus nobody listens on: no Secret Service.
+        (
+            "DBUS_SESSION_BUS_ADDRESS",
+            "unix:path=/nonexistent/cascade-test",
+        ),
+    ];
+    const PASS: &str = "ward seven night shift";
+
+    let app = Driver::start(&bin_dir().join("cascade-desktop"), &env, &shots).await?;
+    let story: Result<()> = async {
+        app.send_keys(&app.find("[data-testid=enrol-code]").await?, &code)
+            .await?;
+        app.send_keys(&app.find("[data-testid=enrol-passphrase]").await?, PASS)
+            .await?;
+        app.send_keys(
+            &app.find("[data-testid=enrol-passphrase-again]").await?,
+            PASS,
+        )
+        .await?;
+        app.screenshot("01-enrol-with-passphrase").await?;
+        assert_accessible(&app, "enrolment with a passphrase").await?;
+        app.click(&app.find("[data-testid=enrol-submit]").await?)
+            .await?;
+        app.wait_for_text("[data-testid=enrolled] [data-testid=identity-name]", |t| {
+            t == "Alice Smith"
+        })
+        .await?;
+        Ok(())
+    }
+    .await;
+    if story.is_err() {
+        let _ = app.screenshot("failure").await;
+    }
+    story?;
+    app.quit().await?;
+    relay.issue_pending("north-trust").await?;
+    assert_eq!(
+        cascade_core::Client::protection(data.path())?,
+        cascade_core::Protection::Passphrase
+    );
+
+    let app = Driver::start(&bin_dir().join("cascade-desktop"), &env, &shots).await?;
+    let story: Result<()> = async {
+        let field = app.find("[data-testid=unlock-passphrase]").await?;
+        app.screenshot("02-unlock").await?;
+        assert_accessible(&app, "unlock").await?;
+        app.send_keys(&field, "ward seven day shift").await?;
+        app.click(&app.find("[data-testid=unlock-submit]").await?)
+            .await?;
+        app.wait_for_text("[data-testid=unlock-error]", |t| {
+            t.contains("does not unlock this device's data")
+        })
+        .await?;
+        app.screenshot("03-wrong-passphrase").await?;
+        app.clear(&field).await?;
+        app.send_keys(&field, PASS).await?;
+        app.click(&app.find("[data-testid=unlock-submit]").await?)
+            .await?;
+        app.wait_for_text("[data-testid=me-name]", |t| t == "Alice Smith")
+            .await?;
+        let dot = app.find("[data-testid=connection]").await?;
+        wait_attr(&app, &dot, "data-state", "online").await?;
         Ok(())
     }
     .await;
@@ -670,6 +767,7 @@ async fn notifications_hide_content_until_the_user_allows_it() -> Result<()> {
             tokio::process::Command::new(bin_dir().join("cascade-desktop"))
                 .arg("--data-dir")
                 .arg(&alice_dir)
+                .env("CASCADE_PASSPHRASE", PASSPHRASE)
                 .env("DBUS_SESSION_BUS_ADDRESS", &bus.address)
                 .stdout(std::process::Stdio::null())
                 .stderr(std::process::Stdio::null())

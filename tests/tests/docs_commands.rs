@@ -23,7 +23,9 @@
 //! placeholders (`<enrolment code>`, `<device id>`, …) and example values
 //! (a fingerprint, a device id) become the real values from earlier output.
 //! A command fails the test if it exits non-zero, prints a panic, or leaves
-//! a placeholder unfilled.
+//! a placeholder unfilled. Where the reader would type the passphrase of
+//! their device's data at `cascade`'s prompt, the command gets it in
+//! `CASCADE_PASSPHRASE`, as the user guide says scripts do.
 
 use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
@@ -34,6 +36,9 @@ use anyhow::{bail, ensure, Context, Result};
 use cascade_tests::bin_dir;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::process::{Child, Command};
+
+/// The passphrase of every device's data the documents' commands enrol.
+const DOC_PASSPHRASE: &str = "a passphrase for the docs";
 
 /// How long one documented command may take.
 const COMMAND_WAIT: Duration = Duration::from_secs(60);
@@ -176,6 +181,11 @@ impl Doc {
                 ("HOME".into(), home.display().to_string()),
                 ("CARGO_TARGET_DIR".into(), target.display().to_string()),
                 ("LANG".into(), "C.UTF-8".into()),
+                // What the reader types when `cascade` asks for the
+                // passphrase of a device's data: a command here has no
+                // terminal to ask on, so it is given the way the user
+                // guide gives it to scripts.
+                ("CASCADE_PASSPHRASE".into(), DOC_PASSPHRASE.into()),
             ],
             rewrites: vec![
                 ("/var/lib/cascade".into(), var_lib),

@@ -124,6 +124,7 @@ async fn client_killed_mid_send_loses_and_doubles_nothing() -> Result<()> {
     // The terminal client reads lines from stdin and sends each one.
     let cli = bin_dir().join("cascade");
     let mut child = tokio::process::Command::new(&cli)
+        .envs(CLI_ENV)
         .arg("--data-dir")
         .arg(&alice_dir)
         .args(["chat", &group.to_string()])
@@ -149,6 +150,7 @@ async fn client_killed_mid_send_loses_and_doubles_nothing() -> Result<()> {
     let unsent = {
         let engine = cascade_core::Engine::new(cascade_core::SqliteStore::open(
             &alice_dir.join(cascade_core::client::DB_FILE),
+            &store_key(),
         )?)?;
         engine
             .history(&group, None, 10_000)?
@@ -211,10 +213,11 @@ async fn a_second_program_on_the_same_device_data_is_refused() -> Result<()> {
     let group = alice.create_group_with("Ward 7", &[&bob]).await?;
 
     assert!(matches!(
-        cascade_core::Client::open(&bob.dir).await,
+        cascade_core::Client::open(&bob.dir, &store_key()).await,
         Err(cascade_core::CoreError::InUse)
     ));
     let out = std::process::Command::new(bin_dir().join("cascade"))
+        .envs(CLI_ENV)
         .arg("--data-dir")
         .arg(&bob.dir)
         .args(["conversations"])
@@ -231,6 +234,7 @@ async fn a_second_program_on_the_same_device_data_is_refused() -> Result<()> {
     alice.client.send_text(group, "are you there?").await?;
     alice.sync().await?;
     let out = std::process::Command::new(bin_dir().join("cascade"))
+        .envs(CLI_ENV)
         .arg("--data-dir")
         .arg(&dir)
         .args(["conversations"])

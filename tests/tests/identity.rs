@@ -66,7 +66,7 @@ async fn a_device_without_a_certificate_cannot_join_until_issued() -> Result<()>
     relay.add_user("bob@north-trust", "Bob", "Doctor").await?;
     let code = relay.enrolment_code("bob@north-trust").await?;
     let dir = tempfile::tempdir()?;
-    Client::enrol(dir.path(), &relay.url, &code, "bob's laptop").await?;
+    Client::enrol(dir.path(), &relay.url, &code, "bob's laptop", &store_key()).await?;
     let mut bob = Peer::open(dir.path().to_path_buf()).await?;
     bob.wait_event("pending", |e| matches!(e, Event::CertificatePending))
         .await?;
@@ -112,7 +112,7 @@ async fn enrolment_checks_the_ca_fingerprint() -> Result<()> {
     // The same token with another CA's fingerprint (in both forms).
     let wrong = format!("{token}{}", "0".repeat(enrolment_code::FINGERPRINT_CHARS));
     let dir = tempfile::tempdir()?;
-    let err = Client::enrol(dir.path(), &relay.url, &wrong, "laptop")
+    let err = Client::enrol(dir.path(), &relay.url, &wrong, "laptop", &store_key())
         .await
         .expect_err("a wrong fingerprint is refused");
     assert!(
@@ -124,7 +124,7 @@ async fn enrolment_checks_the_ca_fingerprint() -> Result<()> {
     );
     let wrong = format!("{token}.{}", "ab".repeat(32));
     let dir = tempfile::tempdir()?;
-    let err = Client::enrol(dir.path(), &relay.url, &wrong, "laptop")
+    let err = Client::enrol(dir.path(), &relay.url, &wrong, "laptop", &store_key())
         .await
         .expect_err("a wrong fingerprint is refused");
     assert!(
@@ -138,13 +138,13 @@ async fn enrolment_checks_the_ca_fingerprint() -> Result<()> {
     // a certificate, and the right code still works.
     assert_eq!(relay.issue_pending("north-trust").await?, 0);
     let first = tempfile::tempdir()?;
-    Client::enrol(first.path(), &relay.url, &code, "phone").await?;
+    Client::enrol(first.path(), &relay.url, &code, "phone", &store_key()).await?;
     // A fresh, unspent token without the fingerprint is refused too, before
     // the token is spent: the same token with the fingerprint then enrols.
     let code = relay.enrolment_code("bob@north-trust").await?;
     let token = enrolment_code::parse(&code).expect("a code").token;
     let dir = tempfile::tempdir()?;
-    let bare = Client::enrol(dir.path(), &relay.url, &token, "laptop").await;
+    let bare = Client::enrol(dir.path(), &relay.url, &token, "laptop", &store_key()).await;
     assert!(
         matches!(
             &bare,
@@ -159,7 +159,7 @@ async fn enrolment_checks_the_ca_fingerprint() -> Result<()> {
         .replace('-', " ")
         .replace('0', "o")
         .replace('1', "l");
-    Client::enrol(dir.path(), &relay.url, &typed, "laptop").await?;
+    Client::enrol(dir.path(), &relay.url, &typed, "laptop", &store_key()).await?;
     Ok(())
 }
 
@@ -173,7 +173,7 @@ async fn a_link_enrols_without_a_relay_address() -> Result<()> {
     let link = relay.enrolment_link("bob@north-trust").await?;
     assert!(link.starts_with("cascade://enrol?server=http%3A%2F%2F127.0.0.1%3A"));
     let dir = tempfile::tempdir()?;
-    let id = Client::enrol(dir.path(), "", &link, "phone").await?;
+    let id = Client::enrol(dir.path(), "", &link, "phone", &store_key()).await?;
     assert_eq!(id.user_id, uid("bob@north-trust"));
     assert_eq!(id.server_url, relay.url);
     Ok(())
@@ -270,8 +270,8 @@ async fn a_revoked_device_is_removed_and_cannot_read_what_follows() -> Result<()
     let phone_id = bob_phone.client.identity().device_id;
     let phone_dir = bob_phone.close().await;
     assert!(
-        dir_contains(&phone_dir, SECRET.as_bytes())?,
-        "the phone keeps the message in clear (until the store is encrypted)"
+        !dir_contains(&phone_dir, SECRET.as_bytes())?,
+        "the phone keeps the message encrypted (the erasure below is checked by reading the store)"
     );
     // The phone's own login (its engine signs the relay's challenge) is
     // accepted while it is enrolled.
@@ -316,7 +316,7 @@ async fn a_revoked_device_is_removed_and_cannot_read_what_follows() -> Result<()
         "nor anything else"
     );
     assert!(matches!(
-        Client::open(&phone_dir).await,
+        Client::open(&phone_dir, &store_key()).await,
         Err(CoreError::NotEnrolled)
     ));
 
@@ -370,6 +370,7 @@ async fn a_revoked_device_is_removed_and_cannot_read_what_follows() -> Result<()
     // The phone's saved state, given the very same items in the same order.
     let mut engine = Engine::new(SqliteStore::open(
         &stolen.path().join(cascade_core::client::DB_FILE),
+        &store_key(),
     )?)?;
     let before = engine.history(&group, None, 100)?.len();
     engine.handle_connected();
@@ -712,7 +713,19 @@ async fn a_relay_that_refuses_a_device_cannot_make_it_erase_itself() -> Result<(
     // Give the check time to run (it happens right after the refusal).
     tokio::time::sleep(std::time::Duration::from_millis(500)).await;
     assert_eq!(bob.texts(group).await?, ["kept"], "nothing was erased");
-    assert!(dir_contains(&bob_dir, b"kept")?);
+    // Nor on disk: the store reopens with it (read through the store: its
+    // files are encrypted).
+    let bob_dir = bob.close().await;
+    let engine = cascade_core::engine::Engine::new(cascade_core::SqliteStore::open(
+        &bob_dir.join(cascade_core::client::DB_FILE),
+        &store_key(),
+    )?)?;
+    let kept: Vec<_> = engine
+        .history(&group, None, 10)?
+        .into_iter()
+        .filter_map(|m| m.text)
+        .collect();
+    assert_eq!(kept, ["kept"]);
     Ok(())
 }
 
@@ -720,6 +733,7 @@ async fn a_relay_that_refuses_a_device_cannot_make_it_erase_itself() -> Result<(
 fn bob_dir_device(dir: &std::path::Path) -> Result<cascade_core::DeviceId> {
     let engine = cascade_core::engine::Engine::new(cascade_core::SqliteStore::open(
         &dir.join(cascade_core::client::DB_FILE),
+        &store_key(),
     )?)?;
     Ok(engine
         .identity()

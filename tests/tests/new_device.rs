@@ -9,6 +9,7 @@ use cascade_tests::*;
 
 fn cascade(dir: &std::path::Path, args: &[&str]) -> Result<std::process::Output> {
     Ok(Command::new(bin_dir().join("cascade"))
+        .envs(CLI_ENV)
         .arg("--data-dir")
         .arg(dir)
         .args(args)

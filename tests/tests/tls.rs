@@ -9,7 +9,7 @@ use std::process::{Output, Stdio};
 use std::time::Duration;
 
 use anyhow::{bail, ensure, Context, Result};
-use cascade_tests::{bin_dir, TestPki};
+use cascade_tests::{bin_dir, TestPki, CLI_ENV};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, BufReader};
 use tokio::process::{Child, Command};
 
@@ -58,6 +58,7 @@ async fn cascade(args: &[&str]) -> Result<Output> {
         Duration::from_secs(60),
         Command::new(bin_dir().join("cascade"))
             .args(args)
+            .envs(CLI_ENV)
             .env_remove("CASCADE_SERVER")
             .env_remove("CASCADE_SERVER_CA")
             .stdin(Stdio::null())

@@ -31,9 +31,15 @@ impl Drop for Relay {
     }
 }
 
+/// The passphrase of the demo devices' data (printed: the demo's data is
+/// not secret).
+const PASSPHRASE: &str = "demo passphrase";
+
 fn cascade(bin: &Path, data: &Path) -> Command {
     let mut c = Command::new(bin.join("cascade"));
-    c.arg("--data-dir").arg(data);
+    c.arg("--data-dir")
+        .arg(data)
+        .env("CASCADE_PASSPHRASE", PASSPHRASE);
     c
 }
 
@@ -218,7 +224,7 @@ pub fn run(_root: &Path, args: &[String]) -> Result<()> {
         "Cascade demo is running: relay {url}, store {}",
         relay_dir.display()
     );
-    println!("Chat as another user in a second terminal:");
+    println!("Chat as another user in a second terminal (passphrase \"{PASSPHRASE}\"):");
     // In the desktop demo Carol has a window; her data directory must not
     // be opened twice.
     let others: &[_] = if desktop { &users[1..2] } else { &users[1..] };
@@ -238,6 +244,7 @@ pub fn run(_root: &Path, args: &[String]) -> Result<()> {
             println!("Opening the desktop app as {name} ({user})…");
             windows.push(
                 Command::new(bin.join("cascade-desktop"))
+                    .env("CASCADE_PASSPHRASE", PASSPHRASE)
                     .arg("--data-dir")
                     .arg(dir_of(user))
                     .args(["--geometry", geometry])

@@ -178,7 +178,10 @@ pub const APT_PACKAGES: &[&str] = &[
     "file",
     "libwebkit2gtk-4.1-dev",
     "libxdo-dev",
+    // SQLCipher (the device's store) links libcrypto.
     "libssl-dev",
+    // The desktop's keystore: the Secret Service over libdbus.
+    "libdbus-1-dev",
     "libayatana-appindicator3-dev",
     "librsvg2-dev",
     "fonts-dejavu-core",

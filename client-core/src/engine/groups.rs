@@ -426,13 +426,13 @@ mod tests {
     fn another_connections_commit_empties_the_cache() {
         let dir = tempfile::tempdir().expect("dir");
         let path = dir.path().join("device.db");
-        let a = SqliteStore::open(&path).expect("a");
+        let a = SqliteStore::open(&path, &crate::StoreKey::key([7; 32])).expect("a");
         let id = GroupId([10; 16]);
         let signer = create(&a, &id);
         assert_eq!(epoch(&a, &id).expect("epoch"), 0);
         assert_eq!(a.groups.borrow().kept_len(), 1);
 
-        let b = SqliteStore::open(&path).expect("b");
+        let b = SqliteStore::open(&path, &crate::StoreKey::key([7; 32])).expect("b");
         let tx = b.transaction().expect("tx");
         {
             let mut g = load(&b, &id).expect("load");

@@ -428,7 +428,11 @@ macro_rules! client_store_conformance {
 client_store_conformance!(sqlite_in_memory, SqliteStore::in_memory().expect("store"));
 client_store_conformance!(
     sqlite_file,
-    SqliteStore::open(&tempfile::tempdir().expect("tmp").keep().join("store.db")).expect("store")
+    SqliteStore::open(
+        &tempfile::tempdir().expect("tmp").keep().join("store.db"),
+        &StoreKey::key([7; 32])
+    )
+    .expect("store")
 );
 
 /// A file-backed store keeps everything across a reopen, MLS state included.
@@ -437,7 +441,7 @@ fn sqlite_file_survives_reopen() {
     let dir = tempfile::tempdir().expect("tmp");
     let path = dir.path().join("store.db");
     let gid = {
-        let s = SqliteStore::open(&path).expect("store");
+        let s = SqliteStore::open(&path, &StoreKey::key([7; 32])).expect("store");
         let tx = s.transaction().expect("begin");
         let gid = make_group(&s);
         s.insert_conversation(&GroupId([1; 16]), "Persisted", 3, 0)
@@ -446,7 +450,7 @@ fn sqlite_file_survives_reopen() {
         tx.commit().expect("commit");
         gid
     };
-    let s = SqliteStore::open(&path).expect("reopen");
+    let s = SqliteStore::open(&path, &StoreKey::key([7; 32])).expect("reopen");
     assert!(MlsGroup::load(s.mls().storage(), &gid)
         .expect("read")
         .is_some());
@@ -465,8 +469,8 @@ fn sqlite_file_survives_reopen() {
 fn schema_version_is_recorded_and_a_newer_one_refused() {
     let dir = tempfile::tempdir().expect("tmp");
     let path = dir.path().join("store.db");
-    drop(SqliteStore::open(&path).expect("store"));
-    let conn = rusqlite::Connection::open(&path).expect("open");
+    drop(SqliteStore::open(&path, &StoreKey::key([7; 32])).expect("store"));
+    let conn = at_rest::open(&path, &StoreKey::key([7; 32])).expect("open");
     let v: u32 = conn
         .pragma_query_value(None, "user_version", |r| r.get(0))
         .expect("read");
@@ -474,11 +478,55 @@ fn schema_version_is_recorded_and_a_newer_one_refused() {
     conn.pragma_update(None, "user_version", SCHEMA_VERSION + 1)
         .expect("write");
     drop(conn);
-    match SqliteStore::open(&path) {
+    match SqliteStore::open(&path, &StoreKey::key([7; 32])) {
         Err(CoreError::SchemaTooNew { found, supported }) => {
             assert_eq!((found, supported), (SCHEMA_VERSION + 1, SCHEMA_VERSION))
         }
         Err(e) => panic!("expected SchemaTooNew, got {e}"),
         Ok(_) => panic!("a newer schema was opened"),
     }
+}
+
+/// The file on disk is SQLCipher's: neither what was stored nor SQLite's
+/// header can be read from it without the key, and a wrong key is
+/// `WrongKey` without a byte changed.
+#[test]
+fn sqlite_file_is_encrypted_and_a_wrong_key_changes_nothing() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let path = dir.path().join("store.db");
+    {
+        let s = SqliteStore::open(&path, &StoreKey::key([7; 32])).expect("store");
+        s.insert_conversation(&GroupId([1; 16]), "Bay 12 handover", 0, 0)
+            .expect("insert");
+    }
+    let files = |dir: &std::path::Path| -> Vec<(std::path::PathBuf, Vec<u8>)> {
+        let mut all: Vec<_> = std::fs::read_dir(dir)
+            .expect("list")
+            .map(|e| e.expect("entry").path())
+            .map(|p| (p.clone(), std::fs::read(&p).expect("read")))
+            .collect();
+        all.sort();
+        all
+    };
+    let before = files(dir.path());
+    for (p, bytes) in &before {
+        for needle in [&b"Bay 12 handover"[..], b"SQLite format 3", b"CREATE TABLE"] {
+            assert!(
+                !bytes.windows(needle.len()).any(|w| w == needle),
+                "{} holds {:?}",
+                p.display(),
+                String::from_utf8_lossy(needle)
+            );
+        }
+    }
+    assert!(matches!(
+        SqliteStore::open(&path, &StoreKey::key([8; 32])),
+        Err(CoreError::WrongKey)
+    ));
+    assert_eq!(files(dir.path()), before, "a wrong key changed the files");
+    let s = SqliteStore::open(&path, &StoreKey::key([7; 32])).expect("reopens");
+    assert!(s
+        .conversation_cursor(&GroupId([1; 16]))
+        .expect("read")
+        .is_some());
 }

@@ -19,7 +19,9 @@ use serde::{Deserialize, Serialize};
 use crate::content::MessageId;
 use crate::error::{CoreError, Result};
 
+pub mod at_rest;
 pub mod group_cache;
+pub use at_rest::{KdfCost, Protection, StoreKey};
 use group_cache::{GroupCache, Ticket};
 use openmls::group::MlsGroup;
 
@@ -542,13 +544,15 @@ fn blob16<T, F: Fn([u8; 16]) -> T>(v: Vec<u8>, f: F) -> rusqlite::Result<T> {
 }
 
 impl SqliteStore {
-    /// Opens (creating if needed) the database at `path`.
-    pub fn open(path: &Path) -> Result<Self> {
-        let conn = Connection::open(path)?;
-        Self::init(conn)
+    /// Opens (creating if needed) the encrypted database at `path` with
+    /// `key`, encrypting it first if it is a plain SQLite database from
+    /// before encryption ([`at_rest`]). A wrong key or passphrase is
+    /// [`CoreError::WrongKey`] and changes nothing on disk.
+    pub fn open(path: &Path, key: &StoreKey) -> Result<Self> {
+        Self::init(at_rest::open(path, key)?)
     }
 
-    /// An in-memory store, for tests of the engine.
+    /// An in-memory store, for tests of the engine (nothing on disk).
     pub fn in_memory() -> Result<Self> {
         Self::init(Connection::open_in_memory()?)
     }

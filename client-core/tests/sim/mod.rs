@@ -20,13 +20,16 @@ use std::path::PathBuf;
 
 use cascade_admin::OrgCa;
 use cascade_core::identity::DeviceClaims;
-use cascade_core::store::SqliteStore;
+use cascade_core::store::{SqliteStore, StoreKey};
 use cascade_core::{Answer, ConversationState, Engine, Event, GroupId, QueryId};
 use cascade_protocol::limits::{
     KEY_PACKAGE_LOW_WATER, MAX_ACK_BATCH, MAX_QUEUE_LEN, PROTOCOL_VERSION,
 };
 use cascade_protocol::mls_header::{framing_header, SenderType};
 use cascade_protocol::*;
+
+/// The key every simulated device's store is encrypted with.
+pub const STORE_KEY: [u8; 32] = [7; 32];
 
 /// The simulation's start: 2023-11-14, inside every certificate's
 /// validity.
@@ -188,7 +191,9 @@ impl Sim {
         let org = user.org();
         let anchor = self.ca(org.as_str()).cert_der().to_vec();
         let path = self.dir.path().join(format!("{}.db", self.devices.len()));
-        let mut engine = Engine::new(SqliteStore::open(&path).expect("store")).expect("engine");
+        let mut engine =
+            Engine::new(SqliteStore::open(&path, &StoreKey::key(STORE_KEY)).expect("store"))
+                .expect("engine");
         let public_key = engine.begin_enrolment().expect("keys");
         let id = DeviceId::random();
         engine
@@ -270,7 +275,9 @@ impl Sim {
     /// Takes in a device whose database was written elsewhere (a fixture):
     /// the relay learns its key, user and certificate from it.
     pub fn adopt(&mut self, name: &str, path: PathBuf) -> D {
-        let engine = Engine::new(SqliteStore::open(&path).expect("store")).expect("engine");
+        let engine =
+            Engine::new(SqliteStore::open(&path, &StoreKey::key(STORE_KEY)).expect("store"))
+                .expect("engine");
         let identity = engine.identity().cloned().expect("enrolled");
         self.relay.devices.insert(
             identity.device_id,
@@ -341,7 +348,9 @@ impl Sim {
     pub fn device_under(&mut self, user: &str, name: &str, ca: &OrgCa) -> D {
         let user_id = UserId::new(user).expect("valid user");
         let path = self.dir.path().join(format!("{}.db", self.devices.len()));
-        let mut engine = Engine::new(SqliteStore::open(&path).expect("store")).expect("engine");
+        let mut engine =
+            Engine::new(SqliteStore::open(&path, &StoreKey::key(STORE_KEY)).expect("store"))
+                .expect("engine");
         let public_key = engine.begin_enrolment().expect("keys");
         let id = DeviceId::random();
         engine
@@ -593,7 +602,8 @@ impl Sim {
     /// Starts a crashed device again from its database.
     pub fn restart(&mut self, d: D) {
         if self.devices[d.0].engine.is_none() {
-            let store = SqliteStore::open(&self.devices[d.0].path).expect("reopen");
+            let store = SqliteStore::open(&self.devices[d.0].path, &StoreKey::key(STORE_KEY))
+                .expect("reopen");
             self.devices[d.0].engine = Some(Engine::new(store).expect("engine"));
         }
     }

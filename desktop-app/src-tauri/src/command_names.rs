@@ -3,6 +3,7 @@
 pub const COMMANDS: &[&str] = &[
     "status",
     "enrol",
+    "unlock",
     "conversations",
     "history",
     "send_message",

@@ -1,7 +1,7 @@
 //! The Tauri commands the UI invokes: parse ids, call cascade-core, convert
 //! the answer. Errors become [`UiError`] here and nowhere else.
 
-use cascade_core::{Client, CoreError, GroupId, MessageId, UserId};
+use cascade_core::{Client, CoreError, GroupId, MessageId, StoreKey, UserId};
 use serde::Serialize;
 use tauri::{AppHandle, State};
 
@@ -82,14 +82,54 @@ pub async fn status(state: State<'_, AppState>) -> Result<StatusView> {
             .certificate_pending
             .load(std::sync::atomic::Ordering::SeqCst),
         suggested_relay: state.suggested_relay.clone(),
+        ask: *state.ask.lock().expect("not poisoned"),
     })
+}
+
+/// The key for the data when the window was asked for a passphrase (`ask`
+/// in the status): the one typed, which must be there.
+fn typed_key(passphrase: Option<String>) -> Result<StoreKey> {
+    passphrase
+        .filter(|p| !p.is_empty())
+        .map(StoreKey::passphrase)
+        .ok_or_else(|| UiError::invalid("type the passphrase of this device's data"))
+}
+
+/// Opens the enrolled device's data with the passphrase typed in the
+/// window (a new one, for a store from before encryption, when there is
+/// no keystore) and starts the client. A wrong passphrase is the error
+/// `wrong_key`, and nothing changes.
+#[tauri::command]
+pub async fn unlock(
+    app: AppHandle,
+    state: State<'_, AppState>,
+    passphrase: String,
+) -> Result<StatusView> {
+    if state.client.read().await.is_some() {
+        return status(state).await;
+    }
+    let key = typed_key(Some(passphrase))?;
+    let client = match Client::open(&state.data_dir, &key).await {
+        Ok(client) => client,
+        // The data of an enrolment that failed: the window enrols again,
+        // with this passphrase.
+        Err(CoreError::NotEnrolled) => {
+            *state.ask.lock().expect("not poisoned") = crate::unlock::Ask::NewPassphrase;
+            return status(state).await;
+        }
+        Err(e) => return Err(e.into()),
+    };
+    crate::start(&app, client).await;
+    status(state).await
 }
 
 /// Enrols this installation with the admin's enrolment code and starts the
 /// client. Refused if a device is already enrolled here. `relay_url` may be
 /// empty when the code is a `cascade://enrol` link (which names the
 /// relay); `server_ca` (PEM) pins the CA of a relay with a private TLS
-/// certificate, and is kept with the identity.
+/// certificate, and is kept with the identity. The device's data is
+/// encrypted with a new key in the OS keystore, or where there is none with
+/// `passphrase` (which the window asked for twice).
 #[tauri::command]
 pub async fn enrol(
     app: AppHandle,
@@ -98,6 +138,7 @@ pub async fn enrol(
     code: String,
     device_name: String,
     server_ca: Option<String>,
+    passphrase: Option<String>,
 ) -> Result<StatusView> {
     if state.client.read().await.is_some() {
         return Err(CoreError::AlreadyEnrolled.into());
@@ -121,11 +162,23 @@ pub async fn enrol(
     };
     // An earlier attempt may have enrolled and then failed to open: open
     // what is there rather than refusing with "already enrolled".
-    let client = match Client::open(&state.data_dir).await {
+    let key = match crate::unlock::key_for(&state.data_dir)? {
+        Ok(key) => key,
+        Err(_) => typed_key(passphrase)?,
+    };
+    let client = match Client::open(&state.data_dir, &key).await {
         Ok(c) => c,
         Err(CoreError::NotEnrolled) => {
-            Client::enrol_pinned(&state.data_dir, relay_url, server_ca, &code, device_name).await?;
-            Client::open(&state.data_dir).await?
+            Client::enrol_pinned(
+                &state.data_dir,
+                relay_url,
+                server_ca,
+                &code,
+                device_name,
+                &key,
+            )
+            .await?;
+            Client::open(&state.data_dir, &key).await?
         }
         Err(e) => return Err(e.into()),
     };

@@ -17,6 +17,7 @@
 #[cfg(test)]
 mod command_names;
 mod commands;
+mod unlock;
 mod views;
 
 use std::path::PathBuf;
@@ -41,6 +42,8 @@ pub struct AppState {
     connection: std::sync::Mutex<&'static str>,
     /// Desktop preferences, kept in `desktop-settings.json`.
     settings: std::sync::Mutex<Settings>,
+    /// What the window asks for before the device's data opens.
+    ask: std::sync::Mutex<unlock::Ask>,
 }
 
 const SETTINGS_FILE: &str = "desktop-settings.json";
@@ -127,6 +130,7 @@ fn main() {
         .invoke_handler(tauri::generate_handler![
             commands::status,
             commands::enrol,
+            commands::unlock,
             commands::conversations,
             commands::history,
             commands::send_message,
@@ -158,6 +162,7 @@ fn main() {
                 .and_then(|b| serde_json::from_slice(&b).ok())
                 .unwrap_or_default();
             app.manage(AppState {
+                ask: std::sync::Mutex::new(unlock::ask(&data_dir)),
                 data_dir: data_dir.clone(),
                 suggested_relay: args.relay.clone().unwrap_or_else(|| DEFAULT_RELAY.into()),
                 client: RwLock::new(None),
@@ -165,10 +170,25 @@ fn main() {
                 connection: std::sync::Mutex::new("offline"),
                 settings: std::sync::Mutex::new(settings),
             });
-            // An enrolled device starts connecting at once.
+            // An enrolled device whose key needs no asking starts
+            // connecting at once; otherwise the window asks (`status`).
             let handle = app.handle().clone();
             tauri::async_runtime::block_on(async move {
-                match Client::open(&data_dir).await {
+                if matches!(
+                    Client::protection(&data_dir),
+                    Ok(cascade_core::Protection::Missing)
+                ) {
+                    return;
+                }
+                let key = match unlock::key_for(&data_dir) {
+                    Ok(Ok(key)) => key,
+                    Ok(Err(_)) => return,
+                    Err(e) => {
+                        tracing::error!(error = %e, "cannot unlock the device's data");
+                        return;
+                    }
+                };
+                match Client::open(&data_dir, &key).await {
                     Ok(client) => start(&handle, client).await,
                     Err(cascade_core::CoreError::NotEnrolled) => {}
                     Err(e) => tracing::error!(error = %e, "cannot open the device's data"),
@@ -196,6 +216,7 @@ pub(crate) async fn start(app: &tauri::AppHandle, client: Client) {
     }
     let mut events = client.events_since_open();
     *state.client.write().await = Some(client);
+    *state.ask.lock().expect("not poisoned") = unlock::Ask::Nothing;
     let app = app.clone();
     let own_user = identity.user_id.to_string();
     tauri::async_runtime::spawn(async move {

@@ -43,6 +43,10 @@ pub struct StatusView {
     pub certificate_pending: bool,
     /// The relay address to suggest on the enrolment screen.
     pub suggested_relay: String,
+    /// What the window asks for before the device's data opens: nothing
+    /// (the OS keystore has its key), its passphrase, or a new passphrase
+    /// at enrolment.
+    pub ask: crate::unlock::Ask,
 }
 
 /// One row of the conversation list.

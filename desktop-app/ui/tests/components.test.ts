@@ -160,3 +160,34 @@ describe("Composer", () => {
     await vi.waitFor(() => expect(box.value).toBe("keep me"));
   });
 });
+
+describe("Unlock", () => {
+  it("asks for a new passphrase twice and sends it only when both match", async () => {
+    const { api } = await import("../src/lib/api");
+    const status = {
+      identity: null,
+      connection: "offline",
+      certificatePending: false,
+      suggestedRelay: "",
+      ask: "nothing",
+    } as const;
+    const unlock = vi.spyOn(api, "unlock").mockResolvedValue(status);
+    const onunlocked = vi.fn();
+    const { default: Unlock } = await import("../src/components/Unlock.svelte");
+    render(Unlock, { newPassphrase: true, onunlocked });
+    const [first, again] = [
+      screen.getByTestId("unlock-passphrase"),
+      screen.getByTestId("unlock-passphrase-again"),
+    ];
+    expect(first.getAttribute("type")).toBe("password");
+    await fireEvent.input(first, { target: { value: "correct horse battery" } });
+    await fireEvent.input(again, { target: { value: "correct horse battery!" } });
+    await fireEvent.click(screen.getByTestId("unlock-submit"));
+    expect(screen.getByTestId("unlock-error").textContent).toContain("differ");
+    expect(unlock).not.toHaveBeenCalled();
+    await fireEvent.input(again, { target: { value: "correct horse battery" } });
+    await fireEvent.click(screen.getByTestId("unlock-submit"));
+    await vi.waitFor(() => expect(onunlocked).toHaveBeenCalledWith(status));
+    expect(unlock).toHaveBeenCalledWith("correct horse battery");
+  });
+});

@@ -89,6 +89,12 @@ def cascade(*args: str) -> str:
     return out.stdout
 
 
+def key() -> bytes:
+    """A new device's data key, as an app makes it before putting it in the
+    platform keystore."""
+    return os.urandom(32)
+
+
 class Collector(ffi.EventListener):
     """An EventListener implemented in Python: collects every event."""
 
@@ -155,10 +161,13 @@ async def conversation(relay, tmp_path, admin, ca, codes):
 
     # A bad code is a typed error.
     with pytest.raises(ffi.CascadeError.Enrolment):
-        await ffi.enrol(str(tmp_path / "nobody"), relay.url, "not-a-code", "phone")
+        await ffi.enrol(str(tmp_path / "nobody"), key(), relay.url, "not-a-code", "phone")
 
-    alice_id = await ffi.enrol(alice_dir, relay.url, codes["alice@acme"], "alice-phone")
-    bob_id = await ffi.enrol(bob_dir, relay.url, codes["bob@acme"], "bob-phone")
+    # Each app makes a random key for its device's data and keeps it in the
+    # platform keystore (Android Keystore, iOS Keychain).
+    alice_key, bob_key = key(), key()
+    alice_id = await ffi.enrol(alice_dir, alice_key, relay.url, codes["alice@acme"], "alice-phone")
+    bob_id = await ffi.enrol(bob_dir, bob_key, relay.url, codes["bob@acme"], "bob-phone")
     assert alice_id.user_id == "alice@acme"
     assert bob_id.user_id == "bob@acme"
     assert bob_id.display_name == "Bob Jones"
@@ -167,8 +176,8 @@ async def conversation(relay, tmp_path, admin, ca, codes):
     cascade(*admin, "issue", "--ca-dir", str(ca))
 
     alice_events, bob_events = Collector(), Collector()
-    alice = await ffi.CascadeClient.open(alice_dir, alice_events)
-    bob = await ffi.CascadeClient.open(bob_dir, bob_events)
+    alice = await ffi.CascadeClient.open(alice_dir, alice_key, alice_events)
+    bob = await ffi.CascadeClient.open(bob_dir, bob_key, bob_events)
     assert alice.identity().user_id == "alice@acme"
 
     # Both connect once (bob's KeyPackages reach the relay).
@@ -305,6 +314,26 @@ async def conversation(relay, tmp_path, admin, ca, codes):
     with pytest.raises(ffi.CascadeError.Closed):
         await alice.conversations()
 
+    # Closed, Bob's data opens with his key only: another key is the typed
+    # WrongKey (and changes nothing), a key of the wrong length is refused,
+    # and his key still opens it with everything there.
+    files_before = data_files(bob_dir)
+    with pytest.raises(ffi.CascadeError.WrongKey):
+        await ffi.CascadeClient.open(bob_dir, key(), Collector())
+    with pytest.raises(ffi.CascadeError.Invalid):
+        await ffi.CascadeClient.open(bob_dir, bob_key[:16], Collector())
+    assert data_files(bob_dir) == files_before
+    for content in files_before.values():
+        assert b"hello bob" not in content and b"Ward 7" not in content
+    bob = await ffi.CascadeClient.open(bob_dir, bob_key, Collector())
+    assert [m.text for m in await bob.history(group, 50) if m.text == "hello bob"] == ["hello bob"]
+    await bob.shutdown()
+
+
+def data_files(data_dir):
+    """Every file in a device's data directory, with its bytes."""
+    return {p.name: p.read_bytes() for p in sorted(pathlib.Path(data_dir).iterdir()) if p.is_file()}
+
 
 async def _named(client, group, name):
     return [c for c in await client.conversations() if c.group_id == group and c.name == name]
@@ -346,12 +375,13 @@ async def tls_conversation(relay, tmp_path, admin, ca, codes, server_ca):
     # Without the pin the system roots do not vouch for the relay: a typed
     # error, and the code is not spent.
     with pytest.raises(ffi.CascadeError.Enrolment) as refused:
-        await ffi.enrol(str(tmp_path / "unpinned"), relay.url, codes["alice@acme"], "phone")
+        await ffi.enrol(str(tmp_path / "unpinned"), key(), relay.url, codes["alice@acme"], "phone")
     assert "TLS" in str(refused.value) or "certificate" in str(refused.value), refused.value
     # A plain http:// address to the same relay is not TLS: refused as well.
     with pytest.raises(ffi.CascadeError.Enrolment):
         await ffi.enrol(
             str(tmp_path / "plain"),
+            key(),
             relay.url.replace("https://", "http://"),
             codes["alice@acme"],
             "phone",
@@ -359,13 +389,16 @@ async def tls_conversation(relay, tmp_path, admin, ca, codes, server_ca):
         )
 
     alice_dir, bob_dir = str(tmp_path / "alice"), str(tmp_path / "bob")
-    await ffi.enrol(alice_dir, relay.url, codes["alice@acme"], "alice-phone", server_ca=server_ca)
-    await ffi.enrol(bob_dir, relay.url, codes["bob@acme"], "bob-phone", server_ca=server_ca)
+    alice_key, bob_key = key(), key()
+    await ffi.enrol(
+        alice_dir, alice_key, relay.url, codes["alice@acme"], "alice-phone", server_ca=server_ca
+    )
+    await ffi.enrol(bob_dir, bob_key, relay.url, codes["bob@acme"], "bob-phone", server_ca=server_ca)
     cascade(*admin, "issue", "--ca-dir", str(ca))
 
     # The pin is kept with the identity: opening needs nothing more.
-    alice = await ffi.CascadeClient.open(alice_dir, Collector())
-    bob = await ffi.CascadeClient.open(bob_dir, Collector())
+    alice = await ffi.CascadeClient.open(alice_dir, alice_key, Collector())
+    bob = await ffi.CascadeClient.open(bob_dir, bob_key, Collector())
     assert await alice.sync_once(20_000)
     assert await bob.sync_once(20_000)
     group = await alice.create_group("Ward 7 (TLS)")

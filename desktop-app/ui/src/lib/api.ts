@@ -25,8 +25,14 @@ export function errorText(e: unknown): string {
 
 export const api = {
   status: () => invoke<Status>("status"),
-  enrol: (relayUrl: string, code: string, deviceName: string, serverCa: string | null) =>
-    invoke<Status>("enrol", { relayUrl, code, deviceName, serverCa }),
+  enrol: (
+    relayUrl: string,
+    code: string,
+    deviceName: string,
+    serverCa: string | null,
+    passphrase: string | null,
+  ) => invoke<Status>("enrol", { relayUrl, code, deviceName, serverCa, passphrase }),
+  unlock: (passphrase: string) => invoke<Status>("unlock", { passphrase }),
   conversations: () => invoke<Conversation[]>("conversations"),
   history: (groupId: string, before: string | null, limit: number) =>
     invoke<Message[]>("history", { groupId, before, limit }),

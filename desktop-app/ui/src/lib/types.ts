@@ -13,11 +13,15 @@ export interface Identity {
   orgFingerprint: string;
 }
 
+/** What the window asks for before the device's data opens. */
+export type Ask = "nothing" | "passphrase" | "newPassphrase" | "newPassphraseForData";
+
 export interface Status {
   identity: Identity | null;
   connection: Connection;
   certificatePending: boolean;
   suggestedRelay: string;
+  ask: Ask;
 }
 
 export interface Conversation {
