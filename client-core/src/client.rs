@@ -19,6 +19,7 @@ use sha2::Digest as _;
 use crate::content::MessageId;
 use crate::engine::{Answer, Engine, Event, Member, Participant, QueryId};
 use crate::error::{CoreError, EnrolmentError, Result};
+use crate::lock::{AppLock, Tick};
 use crate::store::{Conversation, Identity, Message, Protection, SqliteStore, StoreKey};
 
 /// File name of the device database inside the data directory.
@@ -67,6 +68,10 @@ pub struct Client {
     first: std::sync::Arc<std::sync::Mutex<Option<broadcast::Receiver<Event>>>>,
     /// Set when the device erased itself (its organisation revoked it).
     erased: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    /// The app lock ([`crate::lock`]).
+    lock: std::sync::Arc<AppLock>,
+    /// The store's file, to check an unlock's passphrase against.
+    db: PathBuf,
 }
 
 fn db_path(data_dir: &Path) -> PathBuf {
@@ -200,8 +205,15 @@ impl Client {
         if Self::protection(data_dir)? == Protection::Missing {
             return Err(CoreError::NotEnrolled);
         }
-        let engine = Engine::new(SqliteStore::open(&db_path(data_dir), key)?)?;
+        let store = SqliteStore::open(&db_path(data_dir), key)?;
+        let key_digest = store.key_digest().expect("a store on disk");
+        let engine = Engine::new(store)?;
         let identity = engine.identity().cloned().ok_or(CoreError::NotEnrolled)?;
+        let app_lock = std::sync::Arc::new(AppLock::new(
+            key_digest,
+            engine.device_policy().idle_lock_secs,
+            now_ms(),
+        ));
         let (cmds, rx) = mpsc::unbounded_channel();
         let (events, first) = broadcast::channel(4096);
         let base = server_url.unwrap_or(&identity.server_url);
@@ -227,12 +239,20 @@ impl Client {
             revocations,
             erased.clone(),
         ));
+        tokio::spawn(idle_lock(
+            app_lock.clone(),
+            cmds.downgrade(),
+            events.clone(),
+            events.subscribe(),
+        ));
         Ok(Client {
             cmds,
             events,
             identity,
             first: std::sync::Arc::new(std::sync::Mutex::new(Some(first))),
             erased,
+            lock: app_lock,
+            db: db_path(data_dir),
         })
     }
 
@@ -265,7 +285,20 @@ impl Client {
         }
     }
 
+    /// Runs `f` on the engine; [`CoreError::Locked`] while the app is
+    /// locked (everything a person does, and everything that shows
+    /// content, goes through here).
     async fn call<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&mut Engine, u64) -> Result<T> + Send + 'static,
+    ) -> Result<T> {
+        self.lock.check()?;
+        self.call_locked(f).await
+    }
+
+    /// Runs `f` on the engine even while the app is locked: only for what
+    /// shows no content (connection state, the outbox's length, policy).
+    async fn call_locked<T: Send + 'static>(
         &self,
         f: impl FnOnce(&mut Engine, u64) -> Result<T> + Send + 'static,
     ) -> Result<T> {
@@ -362,6 +395,7 @@ impl Client {
         &self,
         f: impl FnOnce(&mut Engine, u64) -> Result<Option<QueryId>> + Send + 'static,
     ) -> Result<Option<Answer>> {
+        self.lock.check()?;
         let (tx, rx) = oneshot::channel();
         self.cmds
             .send(Cmd::Query(Box::new(f), tx))
@@ -422,7 +456,43 @@ impl Client {
     /// without input before it locks. Changes come as
     /// [`Event::PolicyUpdated`](crate::engine::Event::PolicyUpdated).
     pub async fn device_policy(&self) -> Result<crate::identity::DevicePolicy> {
-        self.call(|e, _| Ok(e.device_policy())).await
+        self.call_locked(|e, _| Ok(e.device_policy())).await
+    }
+
+    /// The person used the app (a key, a click, a touch): puts off the idle
+    /// lock. Front ends call it on input, at most every few seconds.
+    pub fn input(&self) {
+        self.lock.input(now_ms());
+    }
+
+    /// Locks the app now (the person stepped away): every call that shows
+    /// content fails with [`CoreError::Locked`] until [`Client::unlock`];
+    /// messages still arrive underneath. Sends [`Event::Locked`].
+    pub fn lock(&self) {
+        if self.lock.lock() {
+            let _ = self.events.send(Event::Locked);
+        }
+    }
+
+    /// Whether the app is locked.
+    pub fn is_locked(&self) -> bool {
+        self.lock.is_locked()
+    }
+
+    /// Unlocks the app with the key the device's data was opened with,
+    /// given again: the passphrase (derived with the store's own salt and
+    /// cost), or the keystore's key. A wrong one is [`CoreError::WrongKey`]
+    /// and it stays locked. Sends [`Event::Unlocked`].
+    pub async fn unlock(&self, key: StoreKey) -> Result<()> {
+        let db = self.db.clone();
+        let digest =
+            tokio::task::spawn_blocking(move || crate::store::at_rest::key_digest(&db, &key))
+                .await
+                .map_err(|_| CoreError::Closed)??;
+        if self.lock.unlock(digest, now_ms())? {
+            let _ = self.events.send(Event::Unlocked);
+        }
+        Ok(())
     }
 
     /// The MLS epoch of a conversation on this device.
@@ -432,12 +502,12 @@ impl Client {
 
     /// Operations not yet accepted by the relay.
     pub async fn outbox_len(&self) -> Result<u64> {
-        self.call(|e, _| e.outbox_len()).await
+        self.call_locked(|e, _| e.outbox_len()).await
     }
 
     /// Whether the client is connected, authenticated and caught up.
     pub async fn is_online(&self) -> Result<bool> {
-        self.call(|e, _| Ok(e.is_online())).await
+        self.call_locked(|e, _| Ok(e.is_online())).await
     }
 
     /// Waits until the client is connected, has processed everything the
@@ -447,7 +517,7 @@ impl Client {
         let mut events = self.subscribe();
         let deadline = Instant::now() + timeout;
         loop {
-            let idle = self.call(|e, _| e.is_idle()).await?;
+            let idle = self.call_locked(|e, _| e.is_idle()).await?;
             if idle {
                 return Ok(true);
             }
@@ -659,6 +729,39 @@ impl DirLock {
             Ok(()) => Ok(DirLock { _file: file }),
             Err(std::fs::TryLockError::WouldBlock) => Err(CoreError::InUse),
             Err(std::fs::TryLockError::Error(e)) => Err(CoreError::DataDir(e)),
+        }
+    }
+}
+
+/// How often the idle lock looks at the clock.
+const IDLE_CHECK: Duration = Duration::from_secs(1);
+
+/// Locks the app once the organisation's idle period has passed without
+/// input, and follows changes of that period; ends with the client.
+async fn idle_lock(
+    lock: std::sync::Arc<AppLock>,
+    cmds: mpsc::WeakUnboundedSender<Cmd>,
+    events: broadcast::Sender<Event>,
+    mut seen: broadcast::Receiver<Event>,
+) {
+    let mut every = tokio::time::interval(IDLE_CHECK);
+    every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = every.tick() => {
+                // Every handle dropped, or the client stopped.
+                if cmds.upgrade().is_none_or(|c| c.is_closed()) {
+                    return;
+                }
+                if lock.tick(now_ms()) == Tick::Locked {
+                    let _ = events.send(Event::Locked);
+                }
+            }
+            event = seen.recv() => match event {
+                Ok(Event::PolicyUpdated(policy)) => lock.set_idle_secs(policy.idle_lock_secs),
+                Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) => {}
+                Err(broadcast::error::RecvError::Closed) => return,
+            },
         }
     }
 }

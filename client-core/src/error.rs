@@ -93,6 +93,12 @@ pub enum CoreError {
     /// be recovered: the device is enrolled again.
     #[error("the passphrase (or key) does not unlock this device's data")]
     WrongKey,
+    /// The app is locked (the organisation's idle period passed, or the
+    /// person locked it): nothing that shows content is answered until it
+    /// is unlocked with the device's passphrase or key
+    /// ([`crate::Client::unlock`]).
+    #[error("Cascade is locked; unlock it to continue")]
+    Locked,
     /// The data directory cannot be used (its lock file cannot be opened).
     #[error("cannot use the data directory: {0}")]
     DataDir(std::io::Error),
@@ -251,6 +257,7 @@ impl CoreError {
             CoreError::Erased => "erased",
             CoreError::InUse => "in_use",
             CoreError::WrongKey => "wrong_key",
+            CoreError::Locked => "locked",
             CoreError::DataDir(_) => "data_dir",
         }
     }

@@ -15,6 +15,7 @@ pub mod credential;
 pub mod engine;
 pub mod error;
 pub mod identity;
+mod lock;
 pub mod store;
 pub mod transport;
 

@@ -81,6 +81,10 @@ pub enum CascadeError {
     /// cannot be recovered: the device is enrolled again.
     #[error("the key does not unlock this device's data")]
     WrongKey,
+    /// The app is locked (idle, or locked by the person): nothing that
+    /// shows content is answered until `unlock` with the data's key.
+    #[error("Cascade is locked")]
+    Locked,
     /// Anything else (MLS, credentials, certificates, decoding).
     #[error("{reason}")]
     Other {
@@ -116,6 +120,7 @@ impl From<CoreError> for CascadeError {
             CoreError::Closed => Self::Closed,
             CoreError::Erased => Self::Erased,
             CoreError::WrongKey => Self::WrongKey,
+            CoreError::Locked => Self::Locked,
             CoreError::Offline | CoreError::Timeout => Self::Offline,
             other => Self::Other {
                 code: other.code().into(),
@@ -407,6 +412,11 @@ pub enum FfiEvent {
         /// Why, without content.
         reason: String,
     },
+    /// The app locked: hide every conversation (and keep notifications
+    /// free of content) until `Unlocked`.
+    Locked,
+    /// The app was unlocked with the data's key.
+    Unlocked,
     /// The organisation's device policy changed: the app locks after
     /// `idle_lock_secs` without input (see `idle_lock_secs()`).
     PolicyUpdated {
@@ -454,6 +464,8 @@ impl From<Event> for FfiEvent {
             Event::AuthenticationRefused => Self::Other {
                 kind: "authentication_refused".into(),
             },
+            Event::Locked => Self::Locked,
+            Event::Unlocked => Self::Unlocked,
             Event::PolicyUpdated(policy) => Self::PolicyUpdated {
                 idle_lock_secs: policy.idle_lock_secs,
             },
@@ -691,6 +703,33 @@ impl CascadeClient {
     /// policy from its signed trust list, or the default (5 minutes).
     pub async fn idle_lock_secs(&self) -> Result<u32> {
         Ok(self.client()?.device_policy().await?.idle_lock_secs)
+    }
+
+    /// The person used the app: puts off the idle lock. Call it on input,
+    /// at most every few seconds.
+    pub fn input(&self) -> Result<()> {
+        self.client()?.input();
+        Ok(())
+    }
+
+    /// Locks the app now; `Locked` follows.
+    pub fn lock(&self) -> Result<()> {
+        self.client()?.lock();
+        Ok(())
+    }
+
+    /// Whether the app is locked.
+    pub fn is_locked(&self) -> Result<bool> {
+        Ok(self.client()?.is_locked())
+    }
+
+    /// Unlocks the app with the data's key (32 bytes), which the app gets
+    /// again from the platform keystore after the OS's own authentication
+    /// (biometrics or the device PIN). Another key raises `WrongKey` and it
+    /// stays locked.
+    pub async fn unlock(&self, key: Vec<u8>) -> Result<()> {
+        let key = store_key(key)?;
+        Ok(self.client()?.unlock(key).await?)
     }
 
     /// Whether the client is connected, authenticated and caught up.

@@ -419,13 +419,13 @@ async fn tls_a_nurse_enrols_with_a_link_on_a_private_relay() -> Result<()> {
 /// once, and a wrong one is refused with nothing changed.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "needs a display, tauri-driver and WebKitWebDriver: run by `cargo xtask test`"]
-async fn without_a_keystore_the_app_asks_for_a_passphrase() -> Result<()> {
+async fn without_a_keystore_the_app_asks_for_a_passphrase_and_locks_when_idle() -> Result<()> {
     let relay = Relay::start().await?;
     relay.org("north-trust").await?;
     relay
-        .admin()
-        .create_user(&uid("alice@north-trust"), "Alice Smith", "Charge Nurse")
+        .add_user("alice@north-trust", "Alice Smith", "Charge Nurse")
         .await?;
+    let bob = relay.user("bob@north-trust", "Bob Jones", "Doctor").await?;
     let code = relay.enrolment_code("alice@north-trust").await?;
     let data = tempfile::tempdir()?;
     let dir = data.path().to_str().context("utf-8 path")?;
@@ -495,6 +495,63 @@ async fn without_a_keystore_the_app_asks_for_a_passphrase() -> Result<()> {
             .await?;
         let dot = app.find("[data-testid=connection]").await?;
         wait_attr(&app, &dot, "data-state", "online").await?;
+
+        // Bob writes; Alice reads it.
+        let group = bob.client.create_group("Bay 4").await?;
+        bob.client
+            .add_members(group, vec![uid("alice@north-trust")])
+            .await?;
+        bob.client.send_text(group, "Obs due in bay 4").await?;
+        open_conversation(&app, "Bay 4").await?;
+        app.wait_for_text("[data-testid=message-text]", |t| t == "Obs due in bay 4")
+            .await?;
+
+        // She steps away and locks it: nothing of the conversation stays
+        // in the window, and what arrives meanwhile is not shown.
+        app.click(&app.find("[data-testid=lock-button]").await?)
+            .await?;
+        app.find("[data-testid=lock-screen]").await?;
+        bob.client.send_text(group, "Bed 9 needs a review").await?;
+        tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+        let page = window_html(&app).await?;
+        for secret in ["Obs due", "Bed 9", "Bay 4", "Bob Jones"] {
+            assert!(!page.contains(secret), "{secret:?} shown while locked");
+        }
+        app.screenshot("04-locked").await?;
+        assert_accessible(&app, "lock screen").await?;
+        let field = app.find("[data-testid=unlock-passphrase]").await?;
+        app.send_keys(&field, "ward seven day shift").await?;
+        app.click(&app.find("[data-testid=unlock-submit]").await?)
+            .await?;
+        app.wait_for_text("[data-testid=unlock-error]", |t| {
+            t.contains("does not unlock this device's data")
+        })
+        .await?;
+        app.find("[data-testid=lock-screen]").await?;
+        app.clear(&field).await?;
+        app.send_keys(&field, PASS).await?;
+        app.click(&app.find("[data-testid=unlock-submit]").await?)
+            .await?;
+        open_conversation(&app, "Bay 4").await?;
+        app.wait_for_text("[data-testid=message-text]", |t| {
+            t == "Bed 9 needs a review"
+        })
+        .await?;
+
+        // Her organisation sets a one-minute idle lock: without input the
+        // app locks by itself.
+        relay.set_idle_lock("north-trust", 1).await?;
+        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(120);
+        while app.find_all("[data-testid=lock-screen]").await?.is_empty() {
+            anyhow::ensure!(
+                tokio::time::Instant::now() < deadline,
+                "the app did not lock after its idle minute"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+        }
+        let page = window_html(&app).await?;
+        assert!(!page.contains("Bed 9"), "content shown while locked");
+        app.screenshot("05-idle-locked").await?;
         Ok(())
     }
     .await;
@@ -504,6 +561,16 @@ async fn without_a_keystore_the_app_asks_for_a_passphrase() -> Result<()> {
     story?;
     app.quit().await?;
     Ok(())
+}
+
+/// The window's whole document, as the WebView holds it.
+async fn window_html(app: &Driver) -> Result<String> {
+    Ok(app
+        .execute("return document.documentElement.outerHTML;", vec![])
+        .await?
+        .as_str()
+        .context("the document as text")?
+        .to_owned())
 }
 
 /// Runs axe-core (the accessibility rules engine, from the front end's npm

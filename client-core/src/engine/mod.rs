@@ -129,6 +129,13 @@ pub enum Event {
     /// says so): e.g. how long the app waits without input before it
     /// locks.
     PolicyUpdated(crate::identity::DevicePolicy),
+    /// The app locked (the organisation's idle period passed without
+    /// input, or the person locked it): hide every conversation until
+    /// [`Event::Unlocked`]; calls that show content fail with
+    /// [`CoreError::Locked`] meanwhile. Messages still arrive underneath.
+    Locked,
+    /// The app was unlocked with the device's passphrase or key.
+    Unlocked,
     /// The relay refused this device's authentication (unknown or revoked
     /// device).
     AuthenticationRefused,

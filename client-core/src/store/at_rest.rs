@@ -154,6 +154,12 @@ const KDF_ARGON2ID: &str = "argon2id";
 pub(crate) struct DbKey(Zeroizing<[u8; 32]>);
 
 impl DbKey {
+    /// SHA-256 of the raw key.
+    fn digest(&self) -> [u8; 32] {
+        use sha2::Digest as _;
+        sha2::Sha256::digest(self.0.as_slice()).into()
+    }
+
     /// `x'<64 hex digits>'`: SQLCipher's raw-key form.
     fn sqlcipher_literal(&self) -> Zeroizing<String> {
         // Written into a buffer of the final size, so that no reallocation
@@ -337,7 +343,9 @@ fn plaintext_path(db: &Path) -> PathBuf {
 /// Opens the encrypted store at `db` with `key`, encrypting a plaintext one
 /// first. Checks the key before anything is written: a wrong one is
 /// `WrongKey` and leaves every file as it was.
-pub(crate) fn open(db: &Path, key: &StoreKey) -> Result<Connection> {
+/// Also returns the SHA-256 of the raw key, for the app lock
+/// ([`crate::lock`]) to check an unlock against without keeping the key.
+pub(crate) fn open(db: &Path, key: &StoreKey) -> Result<(Connection, [u8; 32])> {
     finish_interrupted(db)?;
     let state = db_state(db)?;
     let key = db_key(db, key, state)?;
@@ -346,7 +354,14 @@ pub(crate) fn open(db: &Path, key: &StoreKey) -> Result<Connection> {
     }
     let conn = Connection::open(db)?;
     apply_key(&conn, &key)?;
-    Ok(conn)
+    Ok((conn, key.digest()))
+}
+
+/// The SHA-256 of the raw key `key` gives for the encrypted store at `db`
+/// (the passphrase derived with the store's own salt and cost), without
+/// opening it: what an unlock is checked with. Writes nothing.
+pub(crate) fn key_digest(db: &Path, key: &StoreKey) -> Result<[u8; 32]> {
+    Ok(db_key(db, key, DbState::Encrypted)?.digest())
 }
 
 /// Gives SQLCipher the key (the first statement on the connection) and
@@ -568,7 +583,7 @@ mod tests {
     }
 
     fn read_text(db: &Path, key: &StoreKey) -> (String, u32) {
-        let conn = open(db, key).expect("opens");
+        let (conn, _) = open(db, key).expect("opens");
         let text = conn
             .query_row("SELECT x FROM t", [], |r| r.get(0))
             .expect("row");
@@ -688,7 +703,7 @@ mod tests {
         let dir = tempfile::tempdir().expect("tmp");
         let db = dir.path().join("cascade.db");
         drop(open(&db, &StoreKey::key([3; 32])).expect("creates"));
-        let conn = open(&db, &StoreKey::key([3; 32])).expect("opens");
+        let (conn, _) = open(&db, &StoreKey::key([3; 32])).expect("opens");
         conn.execute_batch("CREATE TABLE t(x TEXT)").expect("write");
         drop(conn);
         assert!(matches!(

@@ -470,7 +470,7 @@ fn schema_version_is_recorded_and_a_newer_one_refused() {
     let dir = tempfile::tempdir().expect("tmp");
     let path = dir.path().join("store.db");
     drop(SqliteStore::open(&path, &StoreKey::key([7; 32])).expect("store"));
-    let conn = at_rest::open(&path, &StoreKey::key([7; 32])).expect("open");
+    let (conn, _) = at_rest::open(&path, &StoreKey::key([7; 32])).expect("open");
     let v: u32 = conn
         .pragma_query_value(None, "user_version", |r| r.get(0))
         .expect("read");

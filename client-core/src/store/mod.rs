@@ -418,6 +418,8 @@ pub struct SqliteStore {
     depth: std::cell::Cell<u32>,
     /// Groups kept in memory between operations.
     pub(crate) groups: std::cell::RefCell<GroupCache>,
+    /// SHA-256 of the raw key it was opened with, for the app lock.
+    key_digest: Option<[u8; 32]>,
 }
 
 /// Schema version 1: the first released layout (kept as it was, so an
@@ -549,12 +551,20 @@ impl SqliteStore {
     /// before encryption ([`at_rest`]). A wrong key or passphrase is
     /// [`CoreError::WrongKey`] and changes nothing on disk.
     pub fn open(path: &Path, key: &StoreKey) -> Result<Self> {
-        Self::init(at_rest::open(path, key)?)
+        let (conn, digest) = at_rest::open(path, key)?;
+        let mut store = Self::init(conn)?;
+        store.key_digest = Some(digest);
+        Ok(store)
     }
 
     /// An in-memory store, for tests of the engine (nothing on disk).
     pub fn in_memory() -> Result<Self> {
         Self::init(Connection::open_in_memory()?)
+    }
+
+    /// SHA-256 of the raw key the store was opened with (`None` in memory).
+    pub(crate) fn key_digest(&self) -> Option<[u8; 32]> {
+        self.key_digest
     }
 
     fn init(mut conn: Connection) -> Result<Self> {
@@ -571,6 +581,7 @@ impl SqliteStore {
             crypto: RustCrypto::default(),
             depth: std::cell::Cell::new(0),
             groups: Default::default(),
+            key_digest: None,
         })
     }
 }

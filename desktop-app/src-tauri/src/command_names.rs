@@ -4,6 +4,8 @@ pub const COMMANDS: &[&str] = &[
     "status",
     "enrol",
     "unlock",
+    "lock_now",
+    "input",
     "conversations",
     "history",
     "send_message",

@@ -69,20 +69,24 @@ fn message(id: &str) -> Result<MessageId> {
 /// Whether the device is enrolled, who it is, and the connection state.
 #[tauri::command]
 pub async fn status(state: State<'_, AppState>) -> Result<StatusView> {
-    let identity = state
-        .client
-        .read()
-        .await
-        .as_ref()
-        .map(|c| IdentityView::from(c.identity()));
+    let (identity, locked) = match state.client.read().await.as_ref() {
+        Some(c) => (Some(IdentityView::from(c.identity())), c.is_locked()),
+        None => (None, false),
+    };
+    let ask = if locked {
+        crate::unlock::ask_to_unlock(&state.data_dir)
+    } else {
+        *state.ask.lock().expect("not poisoned")
+    };
     Ok(StatusView {
         identity,
+        locked,
         connection: *state.connection.lock().expect("not poisoned"),
         certificate_pending: state
             .certificate_pending
             .load(std::sync::atomic::Ordering::SeqCst),
         suggested_relay: state.suggested_relay.clone(),
-        ask: *state.ask.lock().expect("not poisoned"),
+        ask,
     })
 }
 
@@ -105,7 +109,14 @@ pub async fn unlock(
     state: State<'_, AppState>,
     passphrase: String,
 ) -> Result<StatusView> {
-    if state.client.read().await.is_some() {
+    let running = state.client.read().await.clone();
+    if let Some(client) = running {
+        // The app locked while running: the same passphrase (or the
+        // keystore's key, which it gives only to the logged-in user).
+        if client.is_locked() {
+            let key = crate::unlock::key_to_unlock(&state.data_dir, passphrase)?;
+            client.unlock(key).await?;
+        }
         return status(state).await;
     }
     let key = typed_key(Some(passphrase))?;
@@ -121,6 +132,24 @@ pub async fn unlock(
     };
     crate::start(&app, client).await;
     status(state).await
+}
+
+/// Locks the app now (the person steps away): the window shows only the
+/// lock screen until it is unlocked; messages still arrive.
+#[tauri::command]
+pub async fn lock_now(state: State<'_, AppState>) -> Result<StatusView> {
+    client(&state).await?.lock();
+    status(state).await
+}
+
+/// The person used the window: puts off the idle lock. The window calls it
+/// on input, at most every few seconds.
+#[tauri::command]
+pub async fn input(state: State<'_, AppState>) -> Result<()> {
+    if let Some(c) = state.client.read().await.as_ref() {
+        c.input();
+    }
+    Ok(())
 }
 
 /// Enrols this installation with the admin's enrolment code and starts the

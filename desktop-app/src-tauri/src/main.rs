@@ -131,6 +131,8 @@ fn main() {
             commands::status,
             commands::enrol,
             commands::unlock,
+            commands::lock_now,
+            commands::input,
             commands::conversations,
             commands::history,
             commands::send_message,
@@ -215,6 +217,7 @@ pub(crate) async fn start(app: &tauri::AppHandle, client: Client) {
         ));
     }
     let mut events = client.events_since_open();
+    let lock = client.clone();
     *state.client.write().await = Some(client);
     *state.ask.lock().expect("not poisoned") = unlock::Ask::Nothing;
     let app = app.clone();
@@ -238,6 +241,11 @@ pub(crate) async fn start(app: &tauri::AppHandle, client: Client) {
                 continue;
             };
             let state = app.state::<AppState>();
+            // While locked the window shows only the lock screen: nothing
+            // about conversations reaches it (it loads everything again
+            // when unlocked), and notifications say only that something
+            // came.
+            let locked = lock.is_locked();
             match &ui {
                 UiEvent::Connection { state: c } => {
                     *state.connection.lock().expect("not poisoned") = c;
@@ -252,6 +260,16 @@ pub(crate) async fn start(app: &tauri::AppHandle, client: Client) {
                 UiEvent::Certificate { pending } => state
                     .certificate_pending
                     .store(*pending, std::sync::atomic::Ordering::SeqCst),
+                UiEvent::Message { message } if !message.mine && locked => {
+                    if *state.connection.lock().expect("not poisoned") == "online" {
+                        let app = app.clone();
+                        tauri::async_runtime::spawn(async move {
+                            notify(&app, Notice::CaughtUp(1)).await
+                        });
+                    } else {
+                        caught_up += 1;
+                    }
+                }
                 UiEvent::Message { message } if !message.mine => {
                     if *state.connection.lock().expect("not poisoned") == "online" {
                         // Off the event loop: looking up names must not
@@ -265,6 +283,9 @@ pub(crate) async fn start(app: &tauri::AppHandle, client: Client) {
                     }
                 }
                 _ => {}
+            }
+            if locked && ui.shows_content() {
+                continue;
             }
             let _ = app.emit("cascade", ui);
         }

@@ -34,6 +34,8 @@ pub enum Ask {
     /// A new passphrase, twice, for data from before encryption at rest
     /// (no keystore): opening it encrypts it.
     NewPassphraseForData,
+    /// Nothing to type, to unlock the app: the OS keystore holds the key.
+    Keystore,
 }
 
 /// The passphrase from [`PASSPHRASE_ENV`], if set.
@@ -121,5 +123,27 @@ fn keystore_available() -> bool {
     match keyring::Entry::new(SERVICE, "availability check").and_then(|e| e.get_secret()) {
         Ok(_) | Err(keyring::Error::NoEntry) => true,
         Err(_) => false,
+    }
+}
+
+/// What the lock screen asks for when the app locked while running: the
+/// passphrase of passphrase-protected data; for data keyed by the OS
+/// keystore nothing to type (the keystore hands the key back only to the
+/// logged-in user).
+pub fn ask_to_unlock(data_dir: &Path) -> Ask {
+    match Client::protection(data_dir) {
+        Ok(Protection::Key) => Ask::Keystore,
+        _ => Ask::Passphrase,
+    }
+}
+
+/// The key that unlocks the app after it locked: the passphrase typed (never
+/// [`PASSPHRASE_ENV`]: the person at the screen must know it), or the
+/// keystore's key.
+pub fn key_to_unlock(data_dir: &Path, typed: String) -> Result<StoreKey, CoreError> {
+    match Client::protection(data_dir)? {
+        Protection::Key => from_keystore(data_dir),
+        _ if typed.is_empty() => Err(CoreError::WrongKey),
+        _ => Ok(StoreKey::passphrase(typed)),
     }
 }

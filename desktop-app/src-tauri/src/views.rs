@@ -39,6 +39,8 @@ impl From<&Identity> for IdentityView {
 #[serde(rename_all = "camelCase")]
 pub struct StatusView {
     pub identity: Option<IdentityView>,
+    /// The app is locked: show only the lock screen.
+    pub locked: bool,
     pub connection: &'static str,
     pub certificate_pending: bool,
     /// The relay address to suggest on the enrolment screen.
@@ -232,6 +234,10 @@ pub enum UiEvent {
     Certificate { pending: bool },
     /// The set of trusted partner organisations changed.
     Trust { partners: Vec<String> },
+    /// The app locked: hide everything but the lock screen.
+    Locked,
+    /// The app was unlocked: load everything again.
+    Unlocked,
     /// The organisation's device policy changed: lock after this long
     /// without input.
     #[serde(rename_all = "camelCase")]
@@ -247,6 +253,20 @@ pub enum UiEvent {
 }
 
 impl UiEvent {
+    /// Whether the event says anything about conversations (held back from
+    /// the window while the app is locked).
+    pub fn shows_content(&self) -> bool {
+        matches!(
+            self,
+            UiEvent::Message { .. }
+                | UiEvent::Delivery { .. }
+                | UiEvent::Conversation { .. }
+                | UiEvent::Membership { .. }
+                | UiEvent::Trust { .. }
+                | UiEvent::Failed { .. }
+        )
+    }
+
     /// The UI's view of a core event; `None` for answers to requests that
     /// the commands consume themselves.
     pub fn from_core(e: Event, own_user: &str) -> Option<UiEvent> {
@@ -289,6 +309,8 @@ impl UiEvent {
             },
             Event::CertificatePending => UiEvent::Certificate { pending: true },
             Event::CertificateReceived => UiEvent::Certificate { pending: false },
+            Event::Locked => UiEvent::Locked,
+            Event::Unlocked => UiEvent::Unlocked,
             Event::PolicyUpdated(policy) => UiEvent::Policy {
                 idle_lock_secs: policy.idle_lock_secs,
             },

@@ -166,6 +166,7 @@ describe("Unlock", () => {
     const { api } = await import("../src/lib/api");
     const status = {
       identity: null,
+      locked: false,
       connection: "offline",
       certificatePending: false,
       suggestedRelay: "",
@@ -189,5 +190,26 @@ describe("Unlock", () => {
     await fireEvent.click(screen.getByTestId("unlock-submit"));
     await vi.waitFor(() => expect(onunlocked).toHaveBeenCalledWith(status));
     expect(unlock).toHaveBeenCalledWith("correct horse battery");
+  });
+
+  it("says it is locked, and with a keystore asks nothing to type", async () => {
+    const { api } = await import("../src/lib/api");
+    const status = {
+      identity: null,
+      locked: false,
+      connection: "online",
+      certificatePending: false,
+      suggestedRelay: "",
+      ask: "nothing",
+    } as const;
+    const unlock = vi.spyOn(api, "unlock").mockResolvedValue(status);
+    const onunlocked = vi.fn();
+    const { default: Unlock } = await import("../src/components/Unlock.svelte");
+    render(Unlock, { newPassphrase: false, locked: true, keystore: true, onunlocked });
+    expect(screen.getByTestId("lock-screen").textContent).toContain("still arrive");
+    expect(screen.queryByTestId("unlock-passphrase")).toBeNull();
+    await fireEvent.click(screen.getByTestId("unlock-submit"));
+    await vi.waitFor(() => expect(onunlocked).toHaveBeenCalledWith(status));
+    expect(unlock).toHaveBeenCalledWith("");
   });
 });

@@ -33,6 +33,8 @@ export const api = {
     passphrase: string | null,
   ) => invoke<Status>("enrol", { relayUrl, code, deviceName, serverCa, passphrase }),
   unlock: (passphrase: string) => invoke<Status>("unlock", { passphrase }),
+  lockNow: () => invoke<Status>("lock_now"),
+  input: () => invoke<void>("input"),
   conversations: () => invoke<Conversation[]>("conversations"),
   history: (groupId: string, before: string | null, limit: number) =>
     invoke<Message[]>("history", { groupId, before, limit }),

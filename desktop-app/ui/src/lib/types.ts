@@ -14,10 +14,12 @@ export interface Identity {
 }
 
 /** What the window asks for before the device's data opens. */
-export type Ask = "nothing" | "passphrase" | "newPassphrase" | "newPassphraseForData";
+export type Ask = "nothing" | "passphrase" | "newPassphrase" | "newPassphraseForData" | "keystore";
 
 export interface Status {
   identity: Identity | null;
+  /** The app locked (idle, or the person locked it): only the lock screen. */
+  locked: boolean;
   connection: Connection;
   certificatePending: boolean;
   suggestedRelay: string;
@@ -89,5 +91,8 @@ export type CascadeEvent =
   | { type: "membership"; groupId: string; added: string[]; removed: string[] }
   | { type: "certificate"; pending: boolean }
   | { type: "trust"; partners: string[] }
+  | { type: "locked" }
+  | { type: "unlocked" }
+  | { type: "policy"; idleLockSecs: number }
   | { type: "reload" }
   | { type: "failed"; groupId: string | null; reason: string };
