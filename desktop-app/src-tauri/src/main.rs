@@ -237,6 +237,10 @@ pub(crate) async fn start(app: &tauri::AppHandle, client: Client) {
                 }
                 Err(RecvError::Closed) => break,
             };
+            if matches!(event, cascade_core::Event::Erased) {
+                // The key of data that is gone goes from the keystore too.
+                unlock::forget(&app.state::<AppState>().data_dir);
+            }
             let Some(ui) = UiEvent::from_core(event, &own_user) else {
                 continue;
             };

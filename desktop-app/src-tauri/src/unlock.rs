@@ -66,6 +66,14 @@ fn from_keystore(data_dir: &Path) -> Result<StoreKey, CoreError> {
     StoreKey::key_from_slice(&secret).ok_or(CoreError::WrongKey)
 }
 
+/// Deletes the keystore's key for `data_dir`, whose data is gone (the
+/// device erased itself). Nothing to do without a keystore or a key.
+pub fn forget(data_dir: &Path) {
+    if let Err(e) = entry(data_dir).and_then(|e| e.delete_credential()) {
+        tracing::debug!(error = %e, "no keystore key to delete");
+    }
+}
+
 /// A new random key, kept in the keystore for `data_dir`; `None` when
 /// there is no keystore to keep it (then a passphrase is asked for).
 fn new_in_keystore(data_dir: &Path) -> Option<StoreKey> {
