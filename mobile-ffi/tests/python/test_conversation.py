@@ -325,9 +325,36 @@ async def conversation(relay, tmp_path, admin, ca, codes):
     assert data_files(bob_dir) == files_before
     for content in files_before.values():
         assert b"hello bob" not in content and b"Ward 7" not in content
-    bob = await ffi.CascadeClient.open(bob_dir, bob_key, Collector())
+    bob_events = Collector()
+    bob = await ffi.CascadeClient.open(bob_dir, bob_key, bob_events)
     assert [m.text for m in await bob.history(group, 50) if m.text == "hello bob"] == ["hello bob"]
+
+    # The app lock: the organisation's default idle period, Locked refuses
+    # what shows content, only Bob's key unlocks.
+    assert await bob.idle_lock_secs() == 300
+    bob.input()
+    bob.lock()
+    assert bob.is_locked()
+    await wait_for("the Locked event", async_true(
+        lambda: any(isinstance(e, ffi.FfiEvent.LOCKED) for e in bob_events.snapshot())))
+    with pytest.raises(ffi.CascadeError.Locked):
+        await bob.history(group, 50)
+    with pytest.raises(ffi.CascadeError.Locked):
+        await bob.conversations()
+    with pytest.raises(ffi.CascadeError.WrongKey):
+        await bob.unlock(key())
+    assert bob.is_locked()
+    await bob.unlock(bob_key)
+    assert not bob.is_locked()
+    assert [c.name for c in await bob.conversations()] != []
     await bob.shutdown()
+
+
+def async_true(check):
+    """An async check from a plain one, for `wait_for`."""
+    async def run():
+        return check()
+    return run
 
 
 def data_files(data_dir):
