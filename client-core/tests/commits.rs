@@ -427,3 +427,25 @@ fn a_refused_commit_whose_epoch_never_comes_checks_and_carries_on() {
         "it did not rejoin"
     );
 }
+
+#[test]
+fn the_last_two_members_leaving_at_once_both_get_out() {
+    let mut sim = Sim::new();
+    let a = sim.device("alice@north", "Alice");
+    let b = sim.device("bob@north", "Bob");
+    let g = sim.group(a, "Ward", &[b]);
+    // Both ask to be removed in the same epoch: each holds its own request
+    // and receives the other's, and MLS lets neither commit its own
+    // removal. One commits the other's; the one left alone closes the
+    // group (the groups fuzz finding: both stayed Leaving, in the roster).
+    let now = sim.now;
+    sim.engine(a).leave(&g, now).expect("queued");
+    sim.engine(b).leave(&g, now).expect("queued");
+    sim.settle();
+    assert_eq!(sim.state(a, g), Some(ConversationState::Left));
+    assert_eq!(sim.state(b, g), Some(ConversationState::Left));
+    assert!(!sim.relay.groups.contains_key(&g), "the group is closed");
+    for d in [a, b] {
+        assert_eq!(sim.engine(d).outbox_len().expect("outbox"), 0);
+    }
+}

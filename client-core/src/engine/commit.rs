@@ -19,7 +19,7 @@ use openmls::prelude::*;
 
 use super::effects::{Effects, Route};
 use super::groups::{self, bytes, mls_bytes, Present};
-use super::outbox::{Progress, RETRY_DELAY_MS};
+use super::outbox::{ask_again_to_leave, Progress, RETRY_DELAY_MS};
 use super::receipts;
 use super::{Ctx, Event, Me};
 use crate::credential::member_identity;
@@ -242,6 +242,9 @@ pub(crate) fn merge_own(
     removed.dedup();
     let mut events = if group.is_active() {
         groups::record_members(store, group_id, group)?;
+        // A device leaving commits others' requests to leave without its
+        // own, which this commit therefore discarded.
+        ask_again_to_leave(store, group_id)?;
         receipts::forget_departed(store, me, group_id, &removed)?
     } else {
         vec![]

@@ -17,7 +17,7 @@ use openmls::prelude::*;
 use super::commit::{merge_own, prepared_bundle};
 use super::effects::Effects;
 use super::groups::{self, join_config, mls_in};
-use super::outbox::{begin_rejoin, own_echo, stopped_key, Op};
+use super::outbox::{ask_again_to_leave, begin_rejoin, own_echo, stopped_key, Op};
 use super::receipts;
 use super::{Ctx, Event};
 use crate::content::{Body, Content, MessageId};
@@ -436,16 +436,7 @@ fn process_commit(cx: &Ctx<'_>, item: &QueueItem) -> Result<Vec<Event>> {
         events.push(Event::ConversationUpdated(item.group_id));
     } else {
         groups::record_members(store, &item.group_id, &group)?;
-        if store.conversation_cursor(&item.group_id)?.map(|c| c.1)
-            == Some(ConversationState::Leaving)
-        {
-            // A commit that did not remove us discarded our request to
-            // leave (proposals live for one epoch): ask again.
-            Op::Leave {
-                group_id: item.group_id,
-            }
-            .queue(store)?;
-        }
+        ask_again_to_leave(store, &item.group_id)?;
     }
     added.sort();
     added.dedup();

@@ -35,9 +35,28 @@ impl Change for CommitProposals {
         if !removes_someone {
             return Ok(None); // committed already by another member
         }
-        let (commit, welcome, group_info) = group
-            .commit_to_pending_proposals(&cx.store.mls(), &cx.me.signer)
+        // Our own request stays out of the commit (MLS refuses a commit
+        // that removes its committer: two members leaving at once would
+        // each refuse to commit the other's); it stays stored, so that a
+        // commit of it by another member still processes, and is asked
+        // again after ours (`leave::ask_again`).
+        let provider = cx.store.mls();
+        let bundle = group
+            .commit_builder()
+            .consume_proposal_store(true)
+            .load_psks(provider.storage())
+            .map_err(CoreError::mls)?
+            .build(
+                provider.rand(),
+                provider.crypto(),
+                &cx.me.signer,
+                |p| !matches!(p.proposal(), Proposal::Remove(r) if r.removed() == own),
+            )
+            .map_err(CoreError::mls)?
+            .stage_commit(&provider)
             .map_err(CoreError::mls)?;
+        let welcome = bundle.to_welcome_msg();
+        let (commit, _, group_info) = bundle.into_contents();
         Ok(Some(Built {
             commit,
             welcome,

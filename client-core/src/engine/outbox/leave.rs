@@ -3,14 +3,29 @@
 
 use cascade_protocol::{GroupId, ProtocolError, Request, Response};
 
-use super::{Operation, Progress};
+use super::{Op, Operation, Progress};
 use crate::engine::commit::transient_or_failed;
 use crate::engine::effects::{Effects, Route};
 use crate::engine::groups::{self, bytes, mls_bytes};
 use crate::engine::{Ctx, Event};
 use crate::error::{CoreError, Result};
-use crate::store::ConversationState;
 use crate::store::Transactions;
+use crate::store::{ClientStore, ConversationState};
+
+/// A commit that did not remove this device discarded its request to
+/// leave (proposals live for one epoch): while the conversation is still
+/// `Leaving`, asks again. Runs in the transaction that merges the commit,
+/// whoever made it. (A request asked twice in one epoch is one removal:
+/// a commit holds one removal per member.)
+pub(crate) fn ask_again(store: &dyn ClientStore, group_id: &GroupId) -> Result<()> {
+    if store.conversation_cursor(group_id)?.map(|c| c.1) == Some(ConversationState::Leaving) {
+        Op::Leave {
+            group_id: *group_id,
+        }
+        .queue(store)?;
+    }
+    Ok(())
+}
 
 /// Asks to be removed from a conversation.
 pub(super) struct Leave {

@@ -32,6 +32,7 @@ pub(crate) use add_members::AddClaims;
 pub(crate) use add_members::Claimed;
 pub use join_external::REJOINED_TEXT;
 pub(crate) use join_external::{begin_rejoin, own_echo, stopped_key};
+pub(crate) use leave::ask_again as ask_again_to_leave;
 pub use send::HELD_TEXT;
 
 use std::collections::{HashMap, VecDeque};
