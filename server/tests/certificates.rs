@@ -158,21 +158,6 @@ fn uses(relay: &Relay, org: &str, ca: &TestCa) {
     relay.set_ca(org, &ca.key.serialize_der(), &ca.der, &ca.pem);
 }
 
-/// An organisation registered without a CA (as older relays allowed).
-fn legacy_org(relay: &Relay, org: &str) {
-    relay
-        .server
-        .state()
-        .store()
-        .create_org(&cascade_server::store::Org {
-            org_id: OrgId::new(org).expect("valid"),
-            display_name: format!("{org} Trust"),
-            created_at: 0,
-            ca_certificate: None,
-        })
-        .expect("created");
-}
-
 /// Creates the user if needed and enrols a new device for it over HTTP.
 async fn enrol(relay: &Relay, user: &str, device_name: &str) -> TestDevice {
     admin(
@@ -258,7 +243,7 @@ async fn an_organisation_registers_its_ca_and_anyone_can_read_it() {
     let north = TestCa::new("north");
     let (status, body) = create_org(&relay, "north", &north).await;
     assert_eq!(status, 201, "{}", String::from_utf8_lossy(&body));
-    legacy_org(&relay, "south");
+    relay.legacy_org("south");
 
     // Public: no admin token needed.
     let (status, body) = get(&relay, "/v1/orgs/north", None).await;
@@ -606,7 +591,7 @@ async fn an_admin_publishes_a_signed_trust_list_and_devices_fetch_it() {
     let relay = start().await;
     let north = TestCa::new("north");
     create_org(&relay, "north", &north).await;
-    legacy_org(&relay, "plain");
+    relay.legacy_org("plain");
     let alice = enrol(&relay, "alice@north", "Desktop").await;
     let path = "/v1/admin/orgs/north/trust-list";
 
@@ -871,7 +856,7 @@ async fn a_ca_is_replaced_only_by_the_successor_its_trust_list_names() {
 #[tokio::test]
 async fn the_operator_gives_an_organisation_without_a_ca_its_first_one_only() {
     let relay = start().await;
-    legacy_org(&relay, "plain");
+    relay.legacy_org("plain");
     let north = TestCa::new("north");
     create_org(&relay, "north", &north).await;
     let first = TestCa::new("plain");

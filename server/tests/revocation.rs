@@ -79,17 +79,7 @@ fn org(org: &str) -> OrgId {
 /// into the store: the admin API refuses that now).
 async fn create_org(relay: &Relay, org: &str, ca: Option<&Ca>) {
     let Some(ca) = ca else {
-        relay
-            .server
-            .state()
-            .store()
-            .create_org(&cascade_server::store::Org {
-                org_id: OrgId::new(org).expect("valid"),
-                display_name: format!("{org} Trust"),
-                created_at: 0,
-                ca_certificate: None,
-            })
-            .expect("created");
+        relay.legacy_org(org);
         return;
     };
     let (status, body) = admin(

@@ -476,21 +476,10 @@ async fn without_a_keystore_the_app_asks_for_a_passphrase_and_locks_when_idle() 
 
     let app = Driver::start(&bin_dir().join("cascade-desktop"), &env, &shots).await?;
     let story: Result<()> = async {
-        let field = app.find("[data-testid=unlock-passphrase]").await?;
+        app.find("[data-testid=unlock-passphrase]").await?;
         app.screenshot("02-unlock").await?;
         assert_accessible(&app, "unlock").await?;
-        app.send_keys(&field, "ward seven day shift").await?;
-        app.click(&app.find("[data-testid=unlock-submit]").await?)
-            .await?;
-        app.wait_for_text("[data-testid=unlock-error]", |t| {
-            t.contains("does not unlock this device's data")
-        })
-        .await?;
-        app.screenshot("03-wrong-passphrase").await?;
-        app.clear(&field).await?;
-        app.send_keys(&field, PASS).await?;
-        app.click(&app.find("[data-testid=unlock-submit]").await?)
-            .await?;
+        unlock_after_a_wrong_passphrase(&app, PASS, "03-wrong-passphrase").await?;
         app.wait_for_text("[data-testid=me-name]", |t| t == "Alice Smith")
             .await?;
         let dot = app.find("[data-testid=connection]").await?;
@@ -519,19 +508,7 @@ async fn without_a_keystore_the_app_asks_for_a_passphrase_and_locks_when_idle() 
         }
         app.screenshot("04-locked").await?;
         assert_accessible(&app, "lock screen").await?;
-        let field = app.find("[data-testid=unlock-passphrase]").await?;
-        app.send_keys(&field, "ward seven day shift").await?;
-        app.click(&app.find("[data-testid=unlock-submit]").await?)
-            .await?;
-        app.wait_for_text("[data-testid=unlock-error]", |t| {
-            t.contains("does not unlock this device's data")
-        })
-        .await?;
-        app.find("[data-testid=lock-screen]").await?;
-        app.clear(&field).await?;
-        app.send_keys(&field, PASS).await?;
-        app.click(&app.find("[data-testid=unlock-submit]").await?)
-            .await?;
+        unlock_after_a_wrong_passphrase(&app, PASS, "05-locked-wrong-passphrase").await?;
         open_conversation(&app, "Bay 4").await?;
         app.wait_for_text("[data-testid=message-text]", |t| {
             t == "Bed 9 needs a review"
@@ -551,7 +528,7 @@ async fn without_a_keystore_the_app_asks_for_a_passphrase_and_locks_when_idle() 
         }
         let page = window_html(&app).await?;
         assert!(!page.contains("Bed 9"), "content shown while locked");
-        app.screenshot("05-idle-locked").await?;
+        app.screenshot("06-idle-locked").await?;
         Ok(())
     }
     .await;
@@ -561,6 +538,25 @@ async fn without_a_keystore_the_app_asks_for_a_passphrase_and_locks_when_idle() 
     story?;
     app.quit().await?;
     Ok(())
+}
+
+/// Types another passphrase on the unlock screen (refused, the screen
+/// stays), then `right`.
+async fn unlock_after_a_wrong_passphrase(app: &Driver, right: &str, shot: &str) -> Result<()> {
+    let field = app.find("[data-testid=unlock-passphrase]").await?;
+    app.send_keys(&field, "ward seven day shift").await?;
+    app.click(&app.find("[data-testid=unlock-submit]").await?)
+        .await?;
+    app.wait_for_text("[data-testid=unlock-error]", |t| {
+        t.contains("does not unlock this device's data")
+    })
+    .await?;
+    app.screenshot(shot).await?;
+    app.find("[data-testid=unlock-passphrase]").await?;
+    app.clear(&field).await?;
+    app.send_keys(&field, right).await?;
+    app.click(&app.find("[data-testid=unlock-submit]").await?)
+        .await
 }
 
 /// The window's whole document, as the WebView holds it.

@@ -136,6 +136,21 @@ pub struct TestDevice {
 }
 
 impl Relay {
+    /// Registers `org` without a CA, as older relays allowed (straight
+    /// into the store: the admin API refuses that now).
+    pub fn legacy_org(&self, org: &str) {
+        self.server
+            .state()
+            .store()
+            .create_org(&cascade_server::store::Org {
+                org_id: OrgId::new(org).expect("valid"),
+                display_name: format!("{org} Trust"),
+                created_at: 0,
+                ca_certificate: None,
+            })
+            .expect("created");
+    }
+
     /// Makes `org`'s admins use the CA key `key_pkcs8` (DER) with the
     /// certificate `der` from now on: to sign admin requests and certify
     /// devices.
