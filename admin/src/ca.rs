@@ -7,7 +7,7 @@
 
 use cascade_core::identity::{
     der_to_pem, pem_to_der, CertError, DeviceClaims, DevicePolicy, RevocationList, TrustAnchor,
-    TrustList, DEVICE_URN, TITLE_OID, USER_URN,
+    TrustList, WipeOrder, DEVICE_URN, TITLE_OID, USER_URN,
 };
 use cascade_protocol::{DeviceId, OrgId, SignedDocument};
 use rcgen::{
@@ -177,6 +177,11 @@ impl OrgCa {
             devices: devices.to_vec(),
         };
         self.signed(list.to_body())
+    }
+
+    /// Signs an order to wipe one of the organisation's devices.
+    pub fn sign_wipe_order(&self, device: DeviceId, now: i64) -> Result<SignedDocument, CertError> {
+        self.signed(WipeOrder::new(self.org.clone(), device, now).to_body())
     }
 
     /// Adds this CA's co-signature to a document another CA of the same

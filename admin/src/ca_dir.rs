@@ -26,8 +26,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use cascade_core::identity::{
-    der_to_pem, fingerprint_hex, pem_to_der, CertError, DevicePolicy, TrustAnchor,
-    MAX_IDLE_LOCK_SECS, MIN_IDLE_LOCK_SECS,
+    der_to_pem, fingerprint_hex, pem_to_der, verify_device_cert, verify_wipe_order, CertError,
+    DevicePolicy, TrustAnchor, MAX_IDLE_LOCK_SECS, MIN_IDLE_LOCK_SECS,
 };
 use cascade_protocol::enrolment_code;
 use cascade_protocol::{DeviceId, OrgId, UserEntry, UserId};
@@ -48,6 +48,37 @@ const POLICY: &str = "policy.json";
 /// An organisation's CA directory (see the module documentation).
 pub struct CaDir {
     path: PathBuf,
+}
+
+/// A wipe order and what became of it ([`CaDir::wipes`]).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct WipeReport {
+    /// The device.
+    pub device: DeviceId,
+    /// Its user.
+    pub user: UserId,
+    /// The name it enrolled with.
+    pub device_name: String,
+    /// When the relay took the order, seconds since the Unix epoch.
+    pub ordered_at: u64,
+    /// When the device's confirmation reached the relay.
+    pub confirmed_at: Option<u64>,
+    /// Whether the device confirmed, checked.
+    pub state: WipeState,
+}
+
+/// Whether a device confirmed its wipe.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum WipeState {
+    /// The device has not confirmed: it has not connected since, or it
+    /// could not erase.
+    Pending,
+    /// The device confirmed, with a signature by the key this CA certified
+    /// for it over this CA's order.
+    Confirmed,
+    /// The relay reports a confirmation that does not check out (why).
+    Unverified(String),
 }
 
 /// Why a CA directory operation failed.
@@ -647,6 +678,54 @@ impl CaDir {
         Ok(serial)
     }
 
+    /// `cascade admin wipe`: orders one of the organisation's devices to
+    /// erase its store and keys, and revokes it ([`CaDir::revoke`]). The
+    /// relay refuses the device at once; when it next connects it finds
+    /// the order, checks that its own organisation's CA signed it, erases
+    /// everything and confirms. Returns the revocation list's serial.
+    pub async fn wipe(
+        &self,
+        admin: &AdminClient,
+        device: DeviceId,
+        now: i64,
+    ) -> Result<u64, CaDirError> {
+        let ca = Arc::new(self.ca()?);
+        let order = ca.sign_wipe_order(device, now)?;
+        admin.as_org(ca).order_wipe(&device, &order).await?;
+        self.revoke(admin, &[device], now).await
+    }
+
+    /// `cascade admin wipes`: the organisation's wipe orders and whether
+    /// each device confirmed its erasure. A confirmation counts only if it
+    /// verifies with the key of a certificate this CA issued to that
+    /// device, over an order this CA signed: the relay cannot make one up.
+    pub async fn wipes(&self, admin: &AdminClient) -> Result<Vec<WipeReport>, CaDirError> {
+        let ca = Arc::new(self.ca()?);
+        let anchor = ca.anchor();
+        let org = ca.org().clone();
+        let statuses = admin.as_org(ca).wipes(&org).await?;
+        Ok(statuses
+            .into_iter()
+            .map(|s| {
+                let state = match (&s.confirmation, s.confirmed_at) {
+                    (Some(signature), Some(_)) => match check_wipe(&s, signature, &anchor) {
+                        Ok(()) => WipeState::Confirmed,
+                        Err(why) => WipeState::Unverified(why.to_owned()),
+                    },
+                    _ => WipeState::Pending,
+                };
+                WipeReport {
+                    device: s.device_id,
+                    user: s.user_id,
+                    device_name: s.device_name,
+                    ordered_at: s.ordered_at,
+                    confirmed_at: s.confirmed_at,
+                    state,
+                }
+            })
+            .collect())
+    }
+
     /// `cascade admin revoke --user`: revokes every current device of a
     /// user of this organisation ([`CaDir::revoke`]). Returns the devices
     /// and the list's serial.
@@ -715,6 +794,55 @@ impl CaDir {
         }
         Ok(())
     }
+}
+
+/// Checks a device's confirmation of its wipe (base64 `signature`) against
+/// the key of the certificate `anchor` issued it, over the order `anchor`
+/// signed; says what is wrong otherwise.
+fn check_wipe(
+    s: &cascade_protocol::http::WipeStatus,
+    signature: &str,
+    anchor: &TrustAnchor,
+) -> Result<(), &'static str> {
+    use base64::Engine as _;
+    let order = s
+        .order
+        .to_document()
+        .map_err(|_| "the order is malformed")?;
+    let signed =
+        verify_wipe_order(&order, anchor).map_err(|_| "the order was not signed by this CA")?;
+    if signed.device != s.device_id {
+        return Err("the order names another device");
+    }
+    let pem = s
+        .certificate
+        .as_deref()
+        .ok_or("the device has no certificate to check it with")?;
+    let der = pem_to_der(pem).map_err(|_| "the certificate is malformed")?;
+    let member = verify_device_cert(
+        &der,
+        std::slice::from_ref(anchor),
+        signed.issued_at,
+        &|_, _| false,
+    )
+    .map_err(|_| "the certificate was not issued by this CA")?;
+    if member.claims.device != s.device_id {
+        return Err("the certificate is another device's");
+    }
+    let key = <[u8; 32]>::try_from(member.signature_key.as_slice())
+        .ok()
+        .and_then(|k| ed25519_dalek::VerifyingKey::from_bytes(&k).ok())
+        .ok_or("the certificate's key is not Ed25519")?;
+    let sig = base64::engine::general_purpose::STANDARD
+        .decode(signature)
+        .ok()
+        .and_then(|b| ed25519_dalek::Signature::from_slice(&b).ok())
+        .ok_or("the confirmation is malformed")?;
+    key.verify_strict(
+        &cascade_protocol::auth::wiped_payload(&s.device_id, &order.body),
+        &sig,
+    )
+    .map_err(|_| "the confirmation does not verify with the device's key")
 }
 
 #[cfg(test)]

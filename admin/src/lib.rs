@@ -20,5 +20,5 @@ mod ca_dir;
 mod relay;
 
 pub use ca::OrgCa;
-pub use ca_dir::{CaDir, CaDirError, EnrolmentCode, Registered, Rotation};
+pub use ca_dir::{CaDir, CaDirError, EnrolmentCode, Registered, Rotation, WipeReport, WipeState};
 pub use relay::{AdminClient, AdminError, IssueError, Issued};

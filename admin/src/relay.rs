@@ -308,6 +308,27 @@ impl AdminClient {
         .map(|_| ())
     }
 
+    /// Gives the relay the organisation's signed order to wipe a device;
+    /// the relay revokes the device and keeps the order for it.
+    pub async fn order_wipe(
+        &self,
+        device: &cascade_protocol::DeviceId,
+        order: &cascade_protocol::SignedDocument,
+    ) -> Result<(), AdminError> {
+        self.put_signed(&format!("/v1/admin/devices/{device}/wipe"), order)
+            .await
+    }
+
+    /// The organisation's wipe orders and the devices' confirmations, as
+    /// the relay reports them (check them with
+    /// [`crate::CaDir::wipes`]).
+    pub async fn wipes(
+        &self,
+        org_id: &OrgId,
+    ) -> Result<Vec<cascade_protocol::http::WipeStatus>, AdminError> {
+        self.get(&format!("/v1/admin/orgs/{org_id}/wipes")).await
+    }
+
     async fn put_signed(
         &self,
         path: &str,

@@ -10,7 +10,7 @@
 use std::path::PathBuf;
 
 use anyhow::{bail, Context, Result};
-use cascade_admin::{AdminClient, CaDir};
+use cascade_admin::{AdminClient, CaDir, WipeState};
 use cascade_core::identity::{pem_to_der, DevicePolicy, TrustAnchor};
 use cascade_core::{OrgId, UserId};
 use clap::Subcommand;
@@ -135,6 +135,24 @@ pub enum AdminCommand {
         /// A user: all of their devices.
         #[arg(long)]
         user: Option<UserId>,
+    },
+    /// Wipe a lost device: order it, signed by the CA, to erase every
+    /// message and key it holds, and revoke it. The device carries the
+    /// order out when it next connects and confirms; see `wipes`.
+    Wipe {
+        /// The CA directory.
+        #[arg(long)]
+        ca_dir: PathBuf,
+        /// The device id.
+        #[arg(long)]
+        device: cascade_core::DeviceId,
+    },
+    /// List the organisation's wipe orders and whether each device
+    /// confirmed its erasure (checked against the key the CA certified).
+    Wipes {
+        /// The CA directory.
+        #[arg(long)]
+        ca_dir: PathBuf,
     },
     /// Create a user.
     AddUser {
@@ -412,6 +430,48 @@ pub async fn run(relay: Relay, command: AdminCommand, json: bool) -> Result<()> 
             );
             Ok(())
         }
+        AdminCommand::Wipe { ca_dir, device } => {
+            let admin = relay.connect()?;
+            let serial = CaDir::new(ca_dir).wipe(&admin, device, now_secs()).await?;
+            say(
+                json,
+                json!({ "wipe_ordered": device, "revoked": [device], "serial": serial }),
+                || {
+                    format!(
+                        "Wipe ordered for device {device}, and revoked (revocation list {serial} published).\nThe device erases itself when it next connects; `cascade admin wipes` shows when it confirms."
+                    )
+                },
+            );
+            Ok(())
+        }
+        AdminCommand::Wipes { ca_dir } => {
+            let admin = relay.connect()?;
+            let wipes = CaDir::new(ca_dir).wipes(&admin).await?;
+            if json {
+                println!("{}", serde_json::to_string(&wipes)?);
+            } else if wipes.is_empty() {
+                println!("No wipe orders.");
+            } else {
+                for w in wipes {
+                    let state = match &w.state {
+                        WipeState::Pending => "pending: not confirmed yet".to_owned(),
+                        WipeState::Confirmed => format!(
+                            "confirmed by the device at {}",
+                            w.confirmed_at.map(format_time).unwrap_or_default()
+                        ),
+                        WipeState::Unverified(why) => format!("NOT CONFIRMED: {why}"),
+                    };
+                    println!(
+                        "{}\t{}\t{}\tordered {}\t{state}",
+                        w.device,
+                        w.user,
+                        w.device_name,
+                        format_time(w.ordered_at)
+                    );
+                }
+            }
+            Ok(())
+        }
         AdminCommand::Pending { ca_dir } => {
             let admin = relay.connect()?;
             let pending = CaDir::new(ca_dir).pending(&admin).await?;
@@ -538,4 +598,16 @@ async fn trust(relay: Relay, command: TrustCommand, json: bool) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// A time for people: RFC 3339, UTC (`2026-12-05T12:15:27Z`).
+fn format_time(secs: u64) -> String {
+    i64::try_from(secs)
+        .ok()
+        .and_then(|s| time::OffsetDateTime::from_unix_timestamp(s).ok())
+        .and_then(|t| {
+            t.format(&time::format_description::well_known::Rfc3339)
+                .ok()
+        })
+        .unwrap_or_else(|| format!("{secs} s after the epoch"))
 }

@@ -221,11 +221,8 @@ impl Client {
         let connector = transport::ws_connector(&ws_url, identity.server_ca.as_deref())?;
         let revocations = RevocationCheck {
             http: transport::http_client(base, identity.server_ca.as_deref())?,
-            url: format!(
-                "{}/v1/orgs/{}/revocations",
-                base.trim_end_matches('/'),
-                identity.org_id
-            ),
+            org_url: format!("{}/v1/orgs/{}", base.trim_end_matches('/'), identity.org_id),
+            device: identity.device_id,
             data_dir: data_dir.to_owned(),
         };
         let erased = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
@@ -610,8 +607,10 @@ fn instant_for(at_ms: u64) -> Instant {
 /// revocation list over HTTP (it cannot ask on the WebSocket any more).
 struct RevocationCheck {
     http: reqwest::Client,
-    /// `GET /v1/orgs/{org}/revocations` of the device's own organisation.
-    url: String,
+    /// `/v1/orgs/{org}` of the device's own organisation, on the relay.
+    org_url: String,
+    /// This device.
+    device: cascade_protocol::DeviceId,
     /// What to erase.
     data_dir: PathBuf,
 }
@@ -619,11 +618,22 @@ struct RevocationCheck {
 impl RevocationCheck {
     /// The organisation's signed revocation list as the relay serves it
     /// (`None`: none, or the relay could not be asked).
-    async fn fetch(&self) -> Option<cascade_protocol::SignedDocument> {
+    async fn revocations(&self) -> Option<cascade_protocol::SignedDocument> {
+        self.fetch(&format!("{}/revocations", self.org_url)).await
+    }
+
+    /// The organisation's signed order to wipe this device, if the relay
+    /// holds one.
+    async fn wipe_order(&self) -> Option<cascade_protocol::SignedDocument> {
+        self.fetch(&format!("{}/devices/{}/wipe", self.org_url, self.device))
+            .await
+    }
+
+    async fn fetch(&self, url: &str) -> Option<cascade_protocol::SignedDocument> {
         // Bounded in time and size: a relay that stalls or floods the
         // answer must not hold the client.
         let answer = async {
-            let response = self.http.get(&self.url).send().await.ok()?;
+            let response = self.http.get(url).send().await.ok()?;
             if !response.status().is_success() {
                 return None;
             }
@@ -636,6 +646,30 @@ impl RevocationCheck {
         let json: cascade_protocol::http::SignedDocumentJson =
             serde_json::from_slice(&body).ok()?;
         json.to_document().ok()
+    }
+
+    /// Tells the relay, and through it the organisation's admins, that this
+    /// device erased itself on their order (`signature` made before).
+    async fn confirm_wipe(&self, signature: &[u8]) {
+        use base64::Engine as _;
+        let url = format!("{}/devices/{}/wiped", self.org_url, self.device);
+        let body = cascade_protocol::http::WipeConfirmation {
+            signature: base64::engine::general_purpose::STANDARD.encode(signature),
+        };
+        let sent = tokio::time::timeout(
+            Duration::from_secs(10),
+            self.http.post(&url).json(&body).send(),
+        )
+        .await;
+        match sent {
+            Ok(Ok(r)) if r.status().is_success() => {
+                tracing::info!("the erasure was confirmed to the organisation")
+            }
+            Ok(Ok(r)) => {
+                tracing::warn!(status = %r.status(), "the relay refused the wipe confirmation")
+            }
+            _ => tracing::warn!("the wipe confirmation could not be sent"),
+        }
     }
 }
 
@@ -779,6 +813,7 @@ async fn run(
     erased: std::sync::Arc<std::sync::atomic::AtomicBool>,
 ) {
     let mut revoked = false;
+    let mut wiped: Option<Vec<u8>> = None;
     let mut ws: Option<Ws> = None;
     let mut done: Option<oneshot::Sender<()>> = None;
     let mut paused = false;
@@ -806,7 +841,15 @@ async fn run(
             let _ = events.send(ev);
         }
         if refused {
-            if let Some(doc) = revocations.fetch().await {
+            // Refused: the organisation may have wiped or revoked this
+            // device. Only what its own CA signed is believed.
+            if let Some(doc) = revocations.wipe_order().await {
+                wiped = engine.wipe_confirmation(&doc);
+            }
+            if wiped.is_some() {
+                break;
+            }
+            if let Some(doc) = revocations.revocations().await {
                 if engine.revoked_by_own_organisation(&doc) {
                     revoked = true;
                     break;
@@ -912,12 +955,20 @@ async fn run(
         let _ = s.close(None).await;
     }
     drop(engine); // closes the database before confirming
-    if revoked {
+    if revoked || wiped.is_some() {
         // No log line carries the path's contents; the path is the user's.
-        tracing::warn!("this device's organisation revoked it: erasing its data");
+        match wiped {
+            Some(_) => tracing::warn!("this device's organisation wiped it: erasing its data"),
+            None => tracing::warn!("this device's organisation revoked it: erasing its data"),
+        }
         erased.store(true, std::sync::atomic::Ordering::SeqCst);
-        if let Err(e) = erase_dir(&revocations.data_dir) {
-            tracing::error!(error = %e, "erasing the revoked device's data failed");
+        match erase_dir(&revocations.data_dir) {
+            Ok(()) => {
+                if let Some(signature) = &wiped {
+                    revocations.confirm_wipe(signature).await;
+                }
+            }
+            Err(e) => tracing::error!(error = %e, "erasing the device's data failed"),
         }
         let _ = events.send(Event::Erased);
     }

@@ -437,6 +437,69 @@ impl RevocationList {
     }
 }
 
+/// The body of an admin's order to wipe one device of their organisation
+/// (`cascade admin wipe`): the device erases its store and keys when it
+/// sees it, and confirms. Signed by the organisation's CA key; the relay
+/// only stores and serves it (`docs/protocol.md` §14.6).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct WipeOrder {
+    /// Format version (1).
+    pub v: u8,
+    /// Always [`WipeOrder::KIND`]: no other document the CA signs reads as
+    /// an order.
+    pub kind: String,
+    /// The organisation whose device this is.
+    pub org: OrgId,
+    /// The device to wipe.
+    pub device: DeviceId,
+    /// When it was signed, seconds since the Unix epoch.
+    pub issued_at: i64,
+}
+
+impl WipeOrder {
+    /// The value of [`WipeOrder::kind`].
+    pub const KIND: &'static str = "wipe";
+
+    /// An order to wipe `device` of `org`.
+    pub fn new(org: OrgId, device: DeviceId, issued_at: i64) -> Self {
+        WipeOrder {
+            v: 1,
+            kind: Self::KIND.to_owned(),
+            org,
+            device,
+            issued_at,
+        }
+    }
+
+    /// The order as the bytes a CA signs (CBOR): the body of its
+    /// [`cascade_protocol::SignedDocument`], which [`verify_wipe_order`]
+    /// reads back.
+    pub fn to_body(&self) -> Vec<u8> {
+        let mut body = Vec::new();
+        ciborium::into_writer(self, &mut body).expect("serialising to a Vec cannot fail");
+        body
+    }
+}
+
+/// Verifies a wipe order against the organisation's CA.
+pub fn verify_wipe_order(
+    doc: &cascade_protocol::SignedDocument,
+    anchor: &TrustAnchor,
+) -> Result<WipeOrder, CertError> {
+    verify_signed(doc, anchor)?;
+    let order: WipeOrder = ciborium::from_reader(doc.body.as_slice()).map_err(malformed)?;
+    if order.v != 1 || order.kind != WipeOrder::KIND {
+        return Err(CertError::Malformed("not a version 1 wipe order".into()));
+    }
+    if order.org != anchor.org {
+        return Err(CertError::WrongOrg {
+            claimed: order.org.to_string(),
+            issuer: anchor.org.to_string(),
+        });
+    }
+    Ok(order)
+}
+
 /// Checks a document's signature against an organisation's CA.
 fn verify_signed(
     doc: &cascade_protocol::SignedDocument,

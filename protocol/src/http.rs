@@ -94,6 +94,40 @@ pub struct UploadCertificate {
     pub certificate: String,
 }
 
+/// `POST /v1/orgs/{org}/devices/{device}/wiped`: a device's confirmation
+/// that it erased itself on its organisation's wipe order.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WipeConfirmation {
+    /// Ed25519 signature, standard base64, by the device's enrolled
+    /// signature key over [`crate::auth::wiped_payload`].
+    pub signature: String,
+}
+
+/// One entry of `GET /v1/admin/orgs/{org}/wipes`: a device its admins
+/// ordered wiped, and whether it confirmed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WipeStatus {
+    /// The device.
+    pub device_id: DeviceId,
+    /// Its user.
+    pub user_id: UserId,
+    /// The name it was enrolled with.
+    pub device_name: String,
+    /// When the relay stored the order, seconds since the Unix epoch.
+    pub ordered_at: u64,
+    /// When the device confirmed its erasure; `None` until it does.
+    pub confirmed_at: Option<u64>,
+    /// The device's confirming signature (standard base64), for the admin
+    /// to check against the key they certified; `None` until confirmed.
+    pub confirmation: Option<String>,
+    /// The signed order (so the admin can check the signature covers it).
+    pub order: SignedDocumentJson,
+    /// The device's certificate (PEM) as the relay holds it, for the admin
+    /// to check against their own CA before trusting its key; `None` if
+    /// it was never issued one.
+    pub certificate: Option<String>,
+}
+
 /// A [`SignedDocument`](crate::SignedDocument) in JSON: base64 fields.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SignedDocumentJson {

@@ -148,8 +148,18 @@ pub struct OrgAdmin {
 }
 
 impl OrgAdmin {
+    /// The organisation the request acts for.
+    pub(crate) fn org(&self) -> &OrgId {
+        &self.org
+    }
+
+    /// Who, for the audit log.
+    pub(crate) fn by(&self) -> &str {
+        &self.by
+    }
+
     /// `403 forbidden` unless this is `org`'s admin.
-    fn act_for(&self, org: &OrgId) -> Result<(), ApiError> {
+    pub(crate) fn act_for(&self, org: &OrgId) -> Result<(), ApiError> {
         if &self.org == org {
             Ok(())
         } else {
@@ -327,6 +337,8 @@ pub fn routes(state: AppState) -> Router<AppState> {
             put(put_revocations).layer(DefaultBodyLimit::max(MAX_TRUST_LIST_HTTP_BODY_BYTES)),
         )
         .route("/v1/admin/devices/{device}/revoke", post(revoke_device))
+        .route("/v1/admin/devices/{device}/wipe", put(crate::wipe::order))
+        .route("/v1/admin/orgs/{org}/wipes", get(crate::wipe::list))
         .route("/v1/admin/orgs/{org}/ca", put(replace_ca))
         .route("/v1/admin/users", post(create_user))
         .route("/v1/admin/enrolment-tokens", post(issue_enrolment_token))

@@ -183,6 +183,10 @@ pub enum ApiError {
     /// key (`400 bad_signature`).
     #[error("the signature does not verify with the organisation's CA key")]
     BadSignature,
+    /// A device's signature does not verify with its enrolled key (`400
+    /// bad_signature`).
+    #[error("the signature does not verify with the device's key")]
+    BadDeviceSignature,
     /// The organisation has no CA certificate, so nothing can be checked
     /// against it (`409 no_ca`).
     #[error("the organisation has no CA certificate")]
@@ -227,7 +231,9 @@ impl ApiError {
             ApiError::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
             ApiError::Conflict(_) => (StatusCode::CONFLICT, "conflict"),
             ApiError::BadCertificate(_) => (StatusCode::BAD_REQUEST, "bad_certificate"),
-            ApiError::BadSignature => (StatusCode::BAD_REQUEST, "bad_signature"),
+            ApiError::BadSignature | ApiError::BadDeviceSignature => {
+                (StatusCode::BAD_REQUEST, "bad_signature")
+            }
             ApiError::NoCa => (StatusCode::CONFLICT, "no_ca"),
             ApiError::SuccessorNotAnnounced => (StatusCode::CONFLICT, "successor_not_announced"),
             ApiError::RateLimited { .. } => (StatusCode::TOO_MANY_REQUESTS, "rate_limited"),

@@ -55,6 +55,7 @@ pub mod store;
 pub mod tls;
 pub mod token;
 pub mod trust;
+pub mod wipe;
 pub mod ws;
 
 pub use admin::AdminToken;
@@ -486,6 +487,8 @@ pub fn app(state: AppState) -> Router {
         .route("/v1/enrol", post(enrol::enrol))
         .route("/v1/orgs/{org}", get(orgs::org_info))
         .route("/v1/orgs/{org}/revocations", get(orgs::revocations))
+        .route("/v1/orgs/{org}/devices/{device}/wipe", get(wipe::fetch))
+        .route("/v1/orgs/{org}/devices/{device}/wiped", post(wipe::confirm))
         .merge(admin::routes(state.clone()))
         .fallback(|| async { ApiError::NotFound("no such endpoint") })
         .layer(DefaultBodyLimit::max(MAX_HTTP_BODY_BYTES))

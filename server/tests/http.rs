@@ -452,3 +452,181 @@ async fn admin_actions_are_written_to_the_audit_log() {
         assert_eq!(mode & 0o777, 0o600);
     }
 }
+
+/// A wipe order: only the device's own organisation's admins give it,
+/// only its CA's signature over an order naming that device counts, and it
+/// revokes the device at once; the relay serves it to anyone who asks, and
+/// keeps only a confirmation signed with the device's own enrolled key.
+#[tokio::test]
+async fn a_wipe_order_is_checked_kept_and_confirmed_by_the_device_alone() {
+    use base64::Engine as _;
+    let b64 = base64::engine::general_purpose::STANDARD;
+    let relay = start().await;
+    relay.create_org("north").await;
+    relay.create_org("south").await;
+    let alice = relay.device("alice@north");
+    let alice_2 = relay.device("alice@north");
+    let bob = relay.device("bob@south");
+    let addr = relay.server.addr();
+    let order_path = format!("/v1/admin/devices/{}/wipe", alice.device_id);
+    let fetch = format!("/v1/orgs/north/devices/{}/wipe", alice.device_id);
+    let confirm = format!("/v1/orgs/north/devices/{}/wiped", alice.device_id);
+    let payload =
+        |order_body: &[u8]| cascade_protocol::auth::wiped_payload(&alice.device_id, order_body);
+    let confirmation = |key: &SigningKey, order_body: &[u8]| {
+        use ed25519_dalek::Signer as _;
+        serde_json::to_vec(&json!({
+            "signature": b64.encode(key.sign(&payload(order_body)).to_bytes())
+        }))
+        .expect("JSON")
+    };
+    let (status, body) = http(addr, "GET", &fetch, None, None).await;
+    assert_eq!((status, error_code(&body).as_str()), (404, "not_found"));
+
+    let order = relay.wipe_order("north", alice.device_id, "north");
+    let order_body = {
+        let json: serde_json::Value = serde_json::from_slice(&order).expect("JSON");
+        b64.decode(json["body"].as_str().expect("body"))
+            .expect("base64")
+    };
+    let (status, body) = http(
+        addr,
+        "POST",
+        &confirm,
+        None,
+        Some(&confirmation(&alice.key, &order_body)),
+    )
+    .await;
+    assert_eq!(
+        (status, error_code(&body).as_str()),
+        (404, "not_found"),
+        "no order yet"
+    );
+    // South's admins do not know North's devices, whatever they send.
+    let (status, body) = org_request(&relay, "south", "PUT", &order_path, Some(&order)).await;
+    assert_eq!((status, error_code(&body).as_str()), (404, "not_found"));
+    // North's admins send only what North's CA signed, for that device.
+    for (why, doc, code) in [
+        (
+            "signed by South's CA",
+            relay.wipe_order("north", alice.device_id, "south"),
+            "bad_signature",
+        ),
+        (
+            "for another device",
+            relay.wipe_order("north", alice_2.device_id, "north"),
+            "bad_request",
+        ),
+        (
+            "for another organisation",
+            relay.wipe_order("south", alice.device_id, "north"),
+            "bad_request",
+        ),
+        (
+            "not an order",
+            relay.signed_json("north", &[0xa1, 0x61, 0x76, 0x01]),
+            "bad_request",
+        ),
+    ] {
+        let (status, body) = org_request(&relay, "north", "PUT", &order_path, Some(&doc)).await;
+        assert_eq!((status, error_code(&body).as_str()), (400, code), "{why}");
+    }
+    let (mut online, _) = relay.online(&alice).await;
+    let (status, body) = org_request(&relay, "north", "PUT", &order_path, Some(&order)).await;
+    assert_eq!(status, 204, "{}", String::from_utf8_lossy(&body));
+    assert!(online.closed().await.is_some(), "her connection is dropped");
+    let mut again = Client::connect(&relay.server.ws_url()).await;
+    assert_eq!(
+        again.authenticate(&alice).await,
+        Err(cascade_protocol::ProtocolError::AuthenticationFailed),
+        "and her login refused"
+    );
+    let (status, body) = http(addr, "GET", &fetch, None, None).await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        serde_json::from_slice::<serde_json::Value>(&body).expect("JSON"),
+        serde_json::from_slice::<serde_json::Value>(&order).expect("JSON"),
+        "the order is served as signed"
+    );
+    // Only her own key confirms, over the order she was given.
+    for (why, body, code) in [
+        (
+            "Bob's key",
+            confirmation(&bob.key, &order_body),
+            "bad_signature",
+        ),
+        (
+            "another order",
+            confirmation(&alice.key, b"another"),
+            "bad_signature",
+        ),
+        (
+            "not base64",
+            br#"{"signature": "!"}"#.to_vec(),
+            "bad_request",
+        ),
+        (
+            "not a signature",
+            br#"{"signature": "AAAA"}"#.to_vec(),
+            "bad_signature",
+        ),
+    ] {
+        let (status, answer) = http(addr, "POST", &confirm, None, Some(&body)).await;
+        assert_eq!((status, error_code(&answer).as_str()), (400, code), "{why}");
+    }
+    let listed = wipes(&relay).await;
+    assert_eq!(listed.len(), 1);
+    assert_eq!(listed[0].device_id, alice.device_id);
+    assert_eq!(listed[0].confirmed_at, None, "nothing forged was kept");
+    let (status, body) =
+        org_request(&relay, "south", "GET", "/v1/admin/orgs/north/wipes", None).await;
+    assert_eq!((status, error_code(&body).as_str()), (403, "forbidden"));
+    let (status, _) = http(
+        addr,
+        "POST",
+        &confirm,
+        None,
+        Some(&confirmation(&alice.key, &order_body)),
+    )
+    .await;
+    assert_eq!(status, 204);
+    let (status, _) = http(
+        addr,
+        "POST",
+        &confirm,
+        None,
+        Some(&confirmation(&alice.key, &order_body)),
+    )
+    .await;
+    assert_eq!(status, 204, "again: the first stays");
+    let listed = wipes(&relay).await;
+    assert!(listed[0].confirmed_at.is_some());
+    assert!(listed[0].certificate.is_some());
+    let text = std::fs::read_to_string(relay.dir.path().join(cascade_server::audit::AUDIT_FILE))
+        .expect("audit log");
+    let actions: Vec<String> = text
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).expect("JSON")["action"].to_string())
+        .collect();
+    assert_eq!(
+        actions.iter().filter(|a| a.contains("device.wipe")).count(),
+        2,
+        "the order and the confirmation: {actions:?}"
+    );
+    // Her other device and other organisations carry on.
+    for device in [&alice_2, &bob] {
+        let (mut client, _) = relay.online(device).await;
+        client
+            .request(cascade_protocol::frames::Request::Ping)
+            .await
+            .expect("unaffected");
+    }
+}
+
+/// North's wipe orders, as its admins list them.
+async fn wipes(relay: &Relay) -> Vec<cascade_protocol::http::WipeStatus> {
+    let (status, body) =
+        org_request(relay, "north", "GET", "/v1/admin/orgs/north/wipes", None).await;
+    assert_eq!(status, 200);
+    serde_json::from_slice(&body).expect("WipeStatus list")
+}

@@ -104,6 +104,7 @@ fn placeholder(command: &str) -> Option<&str> {
 /// What a command printed.
 struct Output {
     stdout: String,
+    stderr: String,
 }
 
 impl Output {
@@ -271,6 +272,20 @@ impl Doc {
     }
 
     async fn execute(&mut self, command: &str, input: &str) -> Result<Output> {
+        self.execute_expecting(command, input, false).await
+    }
+
+    /// A command that is not in the document, which must fail (cleanly).
+    async fn extra_failing(&mut self, command: &str) -> Result<Output> {
+        self.execute_expecting(command, "", true).await
+    }
+
+    async fn execute_expecting(
+        &mut self,
+        command: &str,
+        input: &str,
+        fails: bool,
+    ) -> Result<Output> {
         let line = self.rewrite(command)?;
         println!("$ {line}");
         if let Some(name) = assigned_variable(&line) {
@@ -284,6 +299,7 @@ impl Doc {
             self.env.push((name.to_owned(), value));
             return Ok(Output {
                 stdout: String::new(),
+                stderr: String::new(),
             });
         }
         let mut child = self
@@ -314,12 +330,17 @@ impl Doc {
             self.name
         );
         ensure!(
-            out.status.success(),
-            "{}: {command:?} failed ({}):\n{stdout}{stderr}",
+            out.status.success() != fails,
+            "{}: {command:?} {} ({}):\n{stdout}{stderr}",
             self.name,
+            if fails {
+                "succeeded, but should fail"
+            } else {
+                "failed"
+            },
             out.status
         );
-        Ok(Output { stdout })
+        Ok(Output { stdout, stderr })
     }
 
     /// Starts the next documented command, which must be `expected`, as the
@@ -686,6 +707,51 @@ async fn admin_guide_commands_work_as_documented() -> Result<()> {
         .run("cascade admin revoke --ca-dir ~/cascade-ca/north-trust --device 9e53f381c0ce273101dc106fc87a9ebc")
         .await?;
     ensure!(revoked.stdout.trim() == "Revoked 1 device(s) (revocation list 1 published)");
+
+    // §6.1 Wiping it, with a confirmation: the old phone connects once
+    // more, erases itself and confirms.
+    let wiped = doc
+        .run("cascade admin wipe --ca-dir ~/cascade-ca/north-trust --device 9e53f381c0ce273101dc106fc87a9ebc")
+        .await?;
+    ensure!(
+        wiped.stdout.trim()
+            == format!("Wipe ordered for device {old_phone}, and revoked (revocation list 2 published).\nThe device erases itself when it next connects; `cascade admin wipes` shows when it confirms."),
+        "{}",
+        wiped.stdout
+    );
+    let pending = doc
+        .extra(&format!("cascade admin wipes --ca-dir {CA}"))
+        .await?;
+    ensure!(
+        pending.stdout.starts_with(&format!(
+            "{old_phone}\talice@north-trust\tAlice's old phone\tordered "
+        )) && pending
+            .stdout
+            .trim_end()
+            .ends_with("\tpending: not confirmed yet"),
+        "{}",
+        pending.stdout
+    );
+    let last_run = doc
+        .extra_failing("cascade --data-dir ~/old-phone sync")
+        .await?;
+    ensure!(
+        last_run
+            .stderr
+            .contains("its data on this device has been erased"),
+        "{}",
+        last_run.stderr
+    );
+    let wipes = doc
+        .run("cascade admin wipes --ca-dir ~/cascade-ca/north-trust")
+        .await?;
+    ensure!(
+        wipes.stdout.starts_with(&format!(
+            "{old_phone}\talice@north-trust\tAlice's old phone\tordered "
+        )) && wipes.stdout.contains("\tconfirmed by the device at "),
+        "{}",
+        wipes.stdout
+    );
 
     // §7 Certificate expiry and renewal: Bob's laptop got a certificate
     // that expires within 30 days.

@@ -661,6 +661,143 @@ async fn an_organisation_rotates_its_ca_without_re_enrolling() -> Result<()> {
     Ok(())
 }
 
+/// An admin wipes two lost devices (`cascade admin wipe`): Alice's phone,
+/// running, and Bob's tablet, switched off. The phone erases everything at
+/// once and confirms; the tablet does the same when it is switched on. The
+/// admin sees both confirmations, checked against the keys their CA
+/// certified; the remaining members remove both devices, and the users'
+/// other devices and the partner organisation carry on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_admins_wipe_erases_lost_devices_and_they_confirm() -> Result<()> {
+    use cascade_admin::WipeState;
+    let relay = Relay::start().await?;
+    relay.org("north-trust").await?;
+    relay.org("east-ambulance").await?;
+    relay
+        .trust_each_other("north-trust", "east-ambulance")
+        .await?;
+    let alice = relay.user("alice@north-trust", "Alice", "Nurse").await?;
+    let mut phone = relay.device("alice@north-trust", "phone").await?;
+    let bob = relay.user("bob@north-trust", "Bob", "Doctor").await?;
+    let tablet = relay.device("bob@north-trust", "tablet").await?;
+    let carol = relay
+        .user("carol@east-ambulance", "Carol", "Paramedic")
+        .await?;
+    let group = carol.create_group_with("Handover", &[&alice, &bob]).await?;
+    phone.joined(group).await?;
+    tablet.joined(group).await?;
+    const SECRET: &str = "bay 3: query sepsis, lactate 4.1";
+    carol.client.send_text(group, SECRET).await?;
+    for p in [&phone, &tablet] {
+        p.until("the message", || async {
+            Ok(p.texts(group).await? == [SECRET])
+        })
+        .await?;
+    }
+    let phone_id = phone.client.identity().device_id;
+    let tablet_id = tablet.client.identity().device_id;
+    let phone_dir = phone.dir.clone();
+    let tablet_dir = tablet.close().await;
+
+    let ca = relay.ca_dir("north-trust");
+    ca.wipe(relay.admin(), phone_id, unix_now()).await?;
+    ca.wipe(relay.admin(), tablet_id, unix_now()).await?;
+    // The running phone is cut off, finds the order and erases itself.
+    phone
+        .wait_event("erasing itself", |e| matches!(e, Event::Erased))
+        .await?;
+    assert!(matches!(
+        phone.client.is_online().await,
+        Err(CoreError::Erased)
+    ));
+    phone.close().await;
+    // The tablet does when it is switched on.
+    let mut tablet = Peer::open(tablet_dir.clone()).await?;
+    tablet
+        .wait_event("erasing itself", |e| matches!(e, Event::Erased))
+        .await?;
+    tablet.close().await;
+    for dir in [&phone_dir, &tablet_dir] {
+        assert!(!dir_contains(dir, SECRET.as_bytes())?);
+        assert_eq!(std::fs::read_dir(dir)?.count(), 0, "nothing is left");
+        assert!(matches!(
+            Client::open(dir, &store_key()).await,
+            Err(CoreError::NotEnrolled)
+        ));
+    }
+    // The admin sees both confirmed, with the devices' own signatures.
+    let wipes = ca.wipes(relay.admin()).await?;
+    let mut confirmed: Vec<_> = wipes
+        .iter()
+        .filter(|w| w.state == WipeState::Confirmed)
+        .map(|w| w.device)
+        .collect();
+    confirmed.sort();
+    let mut expected = vec![phone_id, tablet_id];
+    expected.sort();
+    assert_eq!(confirmed, expected, "{wipes:?}");
+
+    for p in [&alice, &bob, &carol] {
+        p.until("both devices' removal", || async {
+            Ok(p.client.members(group).await?.len() == 3)
+        })
+        .await?;
+    }
+    alice
+        .client
+        .send_text(group, "both lost devices wiped")
+        .await?;
+    for p in [&bob, &carol] {
+        p.until("the next message", || async {
+            Ok(p.texts(group).await?.last().map(String::as_str) == Some("both lost devices wiped"))
+        })
+        .await?;
+    }
+
+    // A device believes only its own organisation's CA, about itself.
+    let alice_dir = alice.close().await;
+    let engine = cascade_core::engine::Engine::new(cascade_core::SqliteStore::open(
+        &alice_dir.join(cascade_core::client::DB_FILE),
+        &store_key(),
+    )?)?;
+    let laptop = engine
+        .identity()
+        .ok_or_else(|| anyhow::anyhow!("not enrolled"))?
+        .device_id;
+    let north = relay.ca("north-trust");
+    let east = relay.ca("east-ambulance");
+    let impostor_dir = tempfile::tempdir()?;
+    let impostor = cascade_admin::CaDir::create(
+        impostor_dir.path().join("ca"),
+        &cascade_core::OrgId::new("north-trust")?,
+        "North (impostor)",
+        unix_now(),
+        30,
+    )?
+    .ca()?;
+    for (why, doc) in [
+        ("a partner's CA", east.sign_wipe_order(laptop, unix_now())?),
+        (
+            "an impostor CA of its organisation",
+            impostor.sign_wipe_order(laptop, unix_now())?,
+        ),
+        (
+            "another device",
+            north.sign_wipe_order(phone_id, unix_now())?,
+        ),
+        (
+            "a revocation list",
+            north.sign_revocations(&[laptop], 9, unix_now())?,
+        ),
+    ] {
+        assert_eq!(engine.wipe_confirmation(&doc), None, "{why}");
+    }
+    assert!(engine
+        .wipe_confirmation(&north.sign_wipe_order(laptop, unix_now())?)
+        .is_some());
+    Ok(())
+}
+
 /// The relay cannot make a device erase itself: a relay that lost its data
 /// (or lies) refuses the device's login, and even serves a revocation list
 /// naming the device, signed by a CA its operator made for the device's

@@ -286,6 +286,19 @@ impl<S: ClientStore> Engine<S> {
             .is_some_and(|me| self.trust.revokes_me(me, doc))
     }
 
+    /// If `doc` is an order, signed by this device's own organisation, to
+    /// wipe this device: the device's signature, with its MLS signature
+    /// key, confirming it (made now, while the key exists; sent after the
+    /// erasure).
+    pub fn wipe_confirmation(&self, doc: &cascade_protocol::SignedDocument) -> Option<Vec<u8>> {
+        let me = self.me.as_ref()?;
+        if !self.trust.wipes_me(me, doc) {
+            return None;
+        }
+        let payload = cascade_protocol::auth::wiped_payload(&me.identity.device_id, &doc.body);
+        openmls_traits::signatures::Signer::sign(&me.signer, &payload).ok()
+    }
+
     // ----- enrolment -------------------------------------------------------
 
     /// First half of enrolment: makes (or reuses) the device's signature key

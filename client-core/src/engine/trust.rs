@@ -21,8 +21,8 @@ use super::{Event, Me};
 use crate::credential::{verify_member, MemberIdentity};
 use crate::error::{CoreError, CredentialError, Result};
 use crate::identity::{
-    verify_device_cert, verify_revocations, verify_trust_list, DevicePolicy, TrustAnchor,
-    TrustList, VerifiedMember,
+    verify_device_cert, verify_revocations, verify_trust_list, verify_wipe_order, DevicePolicy,
+    TrustAnchor, TrustList, VerifiedMember,
 };
 use crate::store::Transactions;
 use crate::store::{ClientStore, ConversationState};
@@ -125,6 +125,21 @@ impl Trust {
                     false
                 }
             })
+    }
+
+    /// Whether `doc` is a wipe order for this device signed by its own
+    /// organisation's CA (any of its current anchors).
+    pub fn wipes_me(&self, me: &Me, doc: &SignedDocument) -> bool {
+        let own = &me.identity.org_id;
+        self.anchors.iter().filter(|anchor| &anchor.org == own).any(
+            |anchor| match verify_wipe_order(doc, anchor) {
+                Ok(order) => order.device == me.identity.device_id,
+                Err(e) => {
+                    tracing::warn!(error = %e, "a wipe order offered for this device was refused");
+                    false
+                }
+            },
+        )
     }
 
     /// Whether an organisation we trust revoked this device.

@@ -117,6 +117,39 @@ pub struct Device {
     /// (or before this was recorded). For the queue expiry.
     #[serde(default, skip_serializing_if = "is_zero")]
     pub last_seen: u64,
+    /// Its organisation's order to wipe it, if its admins gave one. Absent
+    /// (not written) otherwise, so other records keep their bytes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub wipe: Option<Wipe>,
+}
+
+/// An organisation's signed order to wipe one of its devices, as the relay
+/// keeps it (`docs/protocol.md` §14.6), and the device's confirmation.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Wipe {
+    /// The signed order's body (CBOR; the relay checked the signature with
+    /// the organisation's CA and that the body names this device).
+    pub body: Bytes,
+    /// The CA's signature over `body`.
+    pub signature: Bytes,
+    /// During a CA rotation, the new CA's co-signature.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub co_signature: Option<Bytes>,
+    /// When the relay stored it, seconds since the Unix epoch.
+    pub ordered_at: u64,
+    /// When the device confirmed it erased itself, and its signature.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub confirmed: Option<WipeConfirmed>,
+}
+
+/// A device's confirmation of its wipe.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WipeConfirmed {
+    /// When the relay received it, seconds since the Unix epoch.
+    pub at: u64,
+    /// The device's Ed25519 signature over
+    /// [`cascade_protocol::auth::wiped_payload`].
+    pub signature: Bytes,
 }
 
 fn is_zero(v: &u64) -> bool {
@@ -341,6 +374,20 @@ pub trait Store: Send + Sync {
     /// Sets or clears a device's push token. `NotFound` for an unknown
     /// device.
     fn set_push_token(&self, device_id: &DeviceId, token: Option<&str>) -> Result<(), StoreError>;
+
+    /// Records the organisation's order to wipe a device and revokes it, in
+    /// one write; `NotFound` for an unknown device. The first order stays
+    /// (the device confirms the order it saw).
+    fn order_wipe(&self, device_id: &DeviceId, wipe: &Wipe) -> Result<(), StoreError>;
+
+    /// Records the device's confirmation of its wipe; `NotFound` for an
+    /// unknown device or one without an order. The first confirmation
+    /// stays.
+    fn confirm_wipe(
+        &self,
+        device_id: &DeviceId,
+        confirmed: &WipeConfirmed,
+    ) -> Result<(), StoreError>;
 
     /// Atomically withdraws all of a device's KeyPackages, single-use and
     /// last resort (they carry a certificate that was just replaced).

@@ -330,6 +330,46 @@ impl Relay {
         }
     }
 
+    /// An order to wipe `device` of `org` as `signer`'s CA signs it (so a
+    /// forgery when `signer` is not `org`), in its JSON form.
+    pub fn wipe_order(&self, org: &str, device: DeviceId, signer: &str) -> Vec<u8> {
+        #[derive(serde::Serialize)]
+        struct Order {
+            v: u8,
+            kind: &'static str,
+            org: String,
+            device: DeviceId,
+            issued_at: i64,
+        }
+        let mut body = Vec::new();
+        ciborium::into_writer(
+            &Order {
+                v: 1,
+                kind: "wipe",
+                org: org.to_owned(),
+                device,
+                issued_at: 1_700_000_000,
+            },
+            &mut body,
+        )
+        .expect("CBOR");
+        self.signed_json(signer, &body)
+    }
+
+    /// `body` signed by `signer`'s CA, as a signed document's JSON form.
+    pub fn signed_json(&self, signer: &str, body: &[u8]) -> Vec<u8> {
+        use base64::Engine as _;
+        let signature = {
+            use rcgen::SigningKey as _;
+            self.ca(signer).key.sign(body).expect("signed")
+        };
+        let b64 = base64::engine::general_purpose::STANDARD;
+        serde_json::to_vec(
+            &serde_json::json!({"body": b64.encode(body), "signature": b64.encode(signature)}),
+        )
+        .expect("JSON")
+    }
+
     /// Like [`Relay::device`] without the certificate: issuance pending.
     pub fn device_uncertified(&self, user: &str) -> TestDevice {
         let store = self.server.state().store();

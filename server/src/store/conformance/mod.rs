@@ -16,7 +16,7 @@ pub use self::groups::*;
 
 use super::{
     ApplicationWrite, CommitWrite, Device, EnrolmentTokenRecord, KeyPackageStock, NewDevice, Org,
-    Store, StoreError, TrustList, User,
+    Store, StoreError, TrustList, User, Wipe, WipeConfirmed,
 };
 
 /// Opens stores of one backend for the suite.
@@ -53,6 +53,7 @@ macro_rules! store_conformance_tests {
             key_packages_can_be_withdrawn,
             org_ca_can_be_replaced,
             push_tokens_are_kept,
+            wipe_orders_revoke_and_keep_the_first_confirmation,
             state_survives_reopen
         );
     };
@@ -87,6 +88,7 @@ pub fn run_all(h: &mut dyn Harness) {
     key_packages_can_be_withdrawn(h);
     org_ca_can_be_replaced(h);
     push_tokens_are_kept(h);
+    wipe_orders_revoke_and_keep_the_first_confirmation(h);
     state_survives_reopen(h);
 }
 
@@ -129,6 +131,65 @@ pub fn push_tokens_are_kept(h: &mut dyn Harness) {
     );
     assert!(matches!(
         store.set_push_token(&DeviceId([9; 16]), Some("x")),
+        Err(StoreError::NotFound)
+    ));
+}
+
+/// A wipe order revokes its device and is kept with it; the first order
+/// and the device's first confirmation stay (the device confirms the order
+/// it saw).
+pub fn wipe_orders_revoke_and_keep_the_first_confirmation(h: &mut dyn Harness) {
+    let store = h.fresh();
+    store.create_org(&org("north")).expect("org");
+    let d = enrolled(&*store, "alice@north", 1);
+    let other = enrolled(&*store, "alice@north", 2);
+    let order = |n: u8| Wipe {
+        body: Bytes::from(vec![n; 8]),
+        signature: Bytes::from(vec![n; 64]),
+        co_signature: None,
+        ordered_at: 1_700_000_000 + u64::from(n),
+        confirmed: None,
+    };
+    let confirmed = |n: u8| WipeConfirmed {
+        at: 1_700_000_100 + u64::from(n),
+        signature: Bytes::from(vec![n; 64]),
+    };
+    let read = |id: &DeviceId| store.get_device(id).expect("read").expect("some");
+    assert!(
+        matches!(
+            store.confirm_wipe(&d.device_id, &confirmed(1)),
+            Err(StoreError::NotFound)
+        ),
+        "no order, nothing to confirm"
+    );
+    store.order_wipe(&d.device_id, &order(1)).expect("order");
+    let got = read(&d.device_id);
+    assert!(got.revoked);
+    assert_eq!(got.wipe, Some(order(1)));
+    store.order_wipe(&d.device_id, &order(2)).expect("again");
+    assert_eq!(
+        read(&d.device_id).wipe,
+        Some(order(1)),
+        "the first order stays"
+    );
+    store
+        .confirm_wipe(&d.device_id, &confirmed(1))
+        .expect("confirm");
+    store
+        .confirm_wipe(&d.device_id, &confirmed(2))
+        .expect("idempotent");
+    store.order_wipe(&d.device_id, &order(3)).expect("after");
+    assert_eq!(
+        read(&d.device_id).wipe,
+        Some(Wipe {
+            confirmed: Some(confirmed(1)),
+            ..order(1)
+        }),
+        "the order and its first confirmation stay"
+    );
+    assert_eq!(read(&other.device_id), other, "another device is untouched");
+    assert!(matches!(
+        store.order_wipe(&DeviceId([9; 16]), &order(1)),
         Err(StoreError::NotFound)
     ));
 }

@@ -55,7 +55,8 @@ use serde::{Deserialize, Serialize};
 
 use super::{
     ApplicationWrite, ClaimedKeyPackage, CommitWrite, Delivery, Device, EnrolmentTokenRecord,
-    Group, KeyPackageStock, NewDevice, Org, Sequenced, Store, StoreError, TrustList, User,
+    Group, KeyPackageStock, NewDevice, Org, Sequenced, Store, StoreError, TrustList, User, Wipe,
+    WipeConfirmed,
 };
 
 const ADMIN_TOKEN_KEY: &[u8] = b"admin_token_sha256";
@@ -491,6 +492,7 @@ impl Store for SledStore {
                     certificate: None,
                     push_token: None,
                     last_seen: 0,
+                    wipe: None,
                 };
                 tokens.insert(&token_hash[..], encode(&token))?;
                 devices.insert(&new.device_id.as_bytes()[..], encode(&device))?;
@@ -553,6 +555,26 @@ impl Store for SledStore {
     fn set_push_token(&self, device_id: &DeviceId, token: Option<&str>) -> Result<(), StoreError> {
         self.update_device(device_id, |device| {
             device.push_token = token.map(str::to_owned);
+            Ok(())
+        })
+    }
+
+    fn order_wipe(&self, device_id: &DeviceId, wipe: &Wipe) -> Result<(), StoreError> {
+        self.update_device(device_id, |device| {
+            device.revoked = true;
+            device.wipe.get_or_insert_with(|| wipe.clone());
+            Ok(())
+        })
+    }
+
+    fn confirm_wipe(
+        &self,
+        device_id: &DeviceId,
+        confirmed: &WipeConfirmed,
+    ) -> Result<(), StoreError> {
+        self.update_device(device_id, |device| {
+            let wipe = device.wipe.as_mut().ok_or(StoreError::NotFound)?;
+            wipe.confirmed.get_or_insert_with(|| confirmed.clone());
             Ok(())
         })
     }

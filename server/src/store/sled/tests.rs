@@ -59,6 +59,7 @@ fn record_encodings_are_pinned() {
                 certificate: Some(Bytes::from(vec![0x30, 0x01, 0xde])),
                 push_token: None,
                 last_seen: 0,
+                wipe: None,
             }),
         ),
         (
@@ -73,6 +74,31 @@ fn record_encodings_are_pinned() {
                 certificate: Some(Bytes::from(vec![0x30, 0x01, 0xde])),
                 push_token: None,
                 last_seen: 1_700_000_100,
+                wipe: None,
+            }),
+        ),
+        (
+            "device_wiped",
+            encode(&Device {
+                device_id: device,
+                user_id: user.clone(),
+                name: "Ward 7".into(),
+                signature_key: Bytes::from(vec![0x33; 32]),
+                enrolled_at: 1_700_000_002,
+                revoked: true,
+                certificate: Some(Bytes::from(vec![0x30, 0x01, 0xde])),
+                push_token: None,
+                last_seen: 1_700_000_100,
+                wipe: Some(Wipe {
+                    body: Bytes::from(vec![0xa1, 0x01, 0x02]),
+                    signature: Bytes::from(vec![0x5e; 64]),
+                    co_signature: None,
+                    ordered_at: 1_700_000_200,
+                    confirmed: Some(WipeConfirmed {
+                        at: 1_700_000_300,
+                        signature: Bytes::from(vec![0x5f; 64]),
+                    }),
+                }),
             }),
         ),
         (
