@@ -449,3 +449,34 @@ fn the_last_two_members_leaving_at_once_both_get_out() {
         assert_eq!(sim.engine(d).outbox_len().expect("outbox"), 0);
     }
 }
+
+#[test]
+fn a_leaving_member_can_still_remove_a_revoked_device() {
+    let mut sim = Sim::new();
+    let a = sim.device("alice@north", "Alice");
+    let b = sim.device("bob@north", "Bob");
+    let c = sim.device("carol@north", "Carol");
+    let g = sim.group(a, "Ward", &[b, c]);
+    // Bob asks to leave while nobody else is there to commit it; then
+    // Carol's device is revoked. Bob's device commits her removal, which
+    // must not carry his own request (MLS refuses a commit that removes
+    // its committer), and then asks again.
+    sim.disconnect(a);
+    sim.disconnect(c);
+    let now = sim.now;
+    sim.engine(b).leave(&g, now).expect("queued");
+    sim.settle();
+    assert_eq!(sim.state(b, g), Some(ConversationState::Leaving));
+    sim.revoke(c);
+    sim.settle();
+    assert!(
+        !sim.roster(g).contains(&sim.id(c)),
+        "Bob's device removed Carol's"
+    );
+    assert_eq!(sim.engine(b).outbox_len().expect("outbox"), 0);
+    sim.connect(a);
+    sim.settle();
+    assert_eq!(sim.state(b, g), Some(ConversationState::Left));
+    assert_eq!(sim.roster(g), [sim.id(a)].into_iter().collect());
+    assert_eq!(sim.engine(a).outbox_len().expect("outbox"), 0);
+}

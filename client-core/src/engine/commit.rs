@@ -289,3 +289,16 @@ impl<C: Change> super::outbox::Operation for ChangeOp<C> {
         answer(cx, self.op_id, self.group_id, &mut self.change, result, fx)
     }
 }
+
+/// The filter of stored proposals for every commit this device makes: all
+/// but its own request to leave. MLS refuses a commit that removes its
+/// committer, so a device that asked to leave and then commits (others'
+/// requests, a revoked device's removal, its renewed credential) must
+/// leave its own request out; it stays stored, so that another member's
+/// commit of it still processes, and is asked again after this commit
+/// (`leave::ask_again`).
+pub(crate) fn not_own_removal(
+    own: openmls::prelude::LeafNodeIndex,
+) -> impl FnMut(&openmls::prelude::QueuedProposal) -> bool {
+    move |p| !matches!(p.proposal(), openmls::prelude::Proposal::Remove(r) if r.removed() == own)
+}

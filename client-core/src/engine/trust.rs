@@ -368,7 +368,12 @@ impl Trust {
     fn remove_unacceptable_members(&self, store: &dyn ClientStore, me: &Me) -> Result<()> {
         let trusted = self.orgs();
         for conv in store.conversations(&|_| 0)? {
-            if conv.state != ConversationState::Active {
+            // A device that asked to leave is still a member until someone
+            // commits it, and may be the only one there to remove them.
+            if !matches!(
+                conv.state,
+                ConversationState::Active | ConversationState::Leaving
+            ) {
                 continue;
             }
             let Ok(group) = groups::read(store, &conv.group_id) else {

@@ -4,7 +4,7 @@
 use cascade_protocol::GroupId;
 use openmls::prelude::*;
 
-use crate::engine::commit::{Built, Change, ChangeOp};
+use crate::engine::commit::{not_own_removal, Built, Change, ChangeOp};
 use crate::engine::groups::Present;
 use crate::engine::Ctx;
 use crate::error::{CoreError, Result};
@@ -50,7 +50,7 @@ impl Change for CommitProposals {
                 provider.rand(),
                 provider.crypto(),
                 &cx.me.signer,
-                |p| !matches!(p.proposal(), Proposal::Remove(r) if r.removed() == own),
+                not_own_removal(own),
             )
             .map_err(CoreError::mls)?
             .stage_commit(&provider)
