@@ -290,6 +290,39 @@ impl<C: Change> super::outbox::Operation for ChangeOp<C> {
     }
 }
 
+/// Builds and stages a commit of this device: the proposals `configure`
+/// adds, and those stored in the group except its own request to leave
+/// ([`not_own_removal`]).
+pub(crate) fn build_commit<'a>(
+    cx: &Ctx<'_>,
+    group: &'a mut openmls::prelude::MlsGroup,
+    configure: impl FnOnce(
+        openmls::prelude::CommitBuilder<'a, openmls::prelude::Initial>,
+    ) -> openmls::prelude::CommitBuilder<'a, openmls::prelude::Initial>,
+) -> Result<Built> {
+    let own = group.own_leaf_index();
+    let provider = cx.store.mls();
+    let bundle = configure(group.commit_builder().consume_proposal_store(true))
+        .load_psks(provider.storage())
+        .map_err(CoreError::mls)?
+        .build(
+            provider.rand(),
+            provider.crypto(),
+            &cx.me.signer,
+            not_own_removal(own),
+        )
+        .map_err(CoreError::mls)?
+        .stage_commit(&provider)
+        .map_err(CoreError::mls)?;
+    let welcome = bundle.to_welcome_msg();
+    let (commit, _, group_info) = bundle.into_contents();
+    Ok(Built {
+        commit,
+        welcome,
+        group_info,
+    })
+}
+
 /// The filter of stored proposals for every commit this device makes: all
 /// but its own request to leave. MLS refuses a commit that removes its
 /// committer, so a device that asked to leave and then commits (others'

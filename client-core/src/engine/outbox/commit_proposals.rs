@@ -4,10 +4,10 @@
 use cascade_protocol::GroupId;
 use openmls::prelude::*;
 
-use crate::engine::commit::{not_own_removal, Built, Change, ChangeOp};
+use crate::engine::commit::{build_commit, Built, Change, ChangeOp};
 use crate::engine::groups::Present;
 use crate::engine::Ctx;
-use crate::error::{CoreError, Result};
+use crate::error::Result;
 
 /// A commit of pending proposals.
 pub(super) struct CommitProposals;
@@ -40,27 +40,6 @@ impl Change for CommitProposals {
         // each refuse to commit the other's); it stays stored, so that a
         // commit of it by another member still processes, and is asked
         // again after ours (`leave::ask_again`).
-        let provider = cx.store.mls();
-        let bundle = group
-            .commit_builder()
-            .consume_proposal_store(true)
-            .load_psks(provider.storage())
-            .map_err(CoreError::mls)?
-            .build(
-                provider.rand(),
-                provider.crypto(),
-                &cx.me.signer,
-                not_own_removal(own),
-            )
-            .map_err(CoreError::mls)?
-            .stage_commit(&provider)
-            .map_err(CoreError::mls)?;
-        let welcome = bundle.to_welcome_msg();
-        let (commit, _, group_info) = bundle.into_contents();
-        Ok(Some(Built {
-            commit,
-            welcome,
-            group_info,
-        }))
+        build_commit(cx, group, |b| b).map(Some)
     }
 }

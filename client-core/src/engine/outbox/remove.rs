@@ -5,10 +5,10 @@
 use cascade_protocol::{DeviceId, GroupId, UserId};
 use openmls::prelude::*;
 
-use crate::engine::commit::{not_own_removal, Built, Change, ChangeOp};
+use crate::engine::commit::{build_commit, Built, Change, ChangeOp};
 use crate::engine::groups::Present;
 use crate::engine::Ctx;
-use crate::error::{CoreError, Result};
+use crate::error::Result;
 
 /// Who goes.
 pub(super) enum Targets {
@@ -51,30 +51,7 @@ impl Change for Remove {
         if leaves.is_empty() {
             return Ok(None); // gone already (another member's commit)
         }
-        // Built as `remove_members` does, but without this device's own
-        // request to leave, if it made one (see `not_own_removal`).
-        let own = group.own_leaf_index();
-        let provider = cx.store.mls();
-        let bundle = group
-            .commit_builder()
-            .propose_removals(leaves)
-            .load_psks(provider.storage())
-            .map_err(CoreError::mls)?
-            .build(
-                provider.rand(),
-                provider.crypto(),
-                &cx.me.signer,
-                not_own_removal(own),
-            )
-            .map_err(CoreError::mls)?
-            .stage_commit(&provider)
-            .map_err(CoreError::mls)?;
-        let welcome = bundle.to_welcome_msg();
-        let (commit, _, group_info) = bundle.into_contents();
-        Ok(Some(Built {
-            commit,
-            welcome,
-            group_info,
-        }))
+        // As `remove_members`, without this device's own request to leave.
+        build_commit(cx, group, |b| b.propose_removals(leaves)).map(Some)
     }
 }

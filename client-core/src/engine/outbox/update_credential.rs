@@ -4,10 +4,10 @@
 use cascade_protocol::GroupId;
 use openmls::prelude::*;
 
-use crate::engine::commit::{not_own_removal, Built, Change, ChangeOp};
+use crate::engine::commit::{build_commit, Built, Change, ChangeOp};
 use crate::engine::groups::Present;
 use crate::engine::Ctx;
-use crate::error::{CoreError, Result};
+use crate::error::Result;
 
 /// A self-update carrying the current certificate.
 pub(super) struct UpdateCredential;
@@ -34,31 +34,7 @@ impl Change for UpdateCredential {
         let params = LeafNodeParameters::builder()
             .with_credential_with_key(cx.me.credential_with_key()?)
             .build();
-        // Built as `self_update` does, but without this device's own
-        // request to leave, if it made one (see `not_own_removal`). A
-        // self-update adds nobody: there is no Welcome.
-        let own = group.own_leaf_index();
-        let provider = cx.store.mls();
-        let (commit, _, group_info) = group
-            .commit_builder()
-            .leaf_node_parameters(params)
-            .consume_proposal_store(true)
-            .load_psks(provider.storage())
-            .map_err(CoreError::mls)?
-            .build(
-                provider.rand(),
-                provider.crypto(),
-                &cx.me.signer,
-                not_own_removal(own),
-            )
-            .map_err(CoreError::mls)?
-            .stage_commit(&provider)
-            .map_err(CoreError::mls)?
-            .into_contents();
-        Ok(Some(Built {
-            commit,
-            welcome: None,
-            group_info,
-        }))
+        // As `self_update`, without this device's own request to leave.
+        build_commit(cx, group, |b| b.leaf_node_parameters(params)).map(Some)
     }
 }
