@@ -192,29 +192,25 @@ impl OrgCa {
         Ok(doc)
     }
 
-    /// Signs raw bytes with the CA key (Ed25519).
-    /// The `Authorization` header value that makes a request to the
-    /// relay's admin API an act of this CA's organisation
-    /// ([`cascade_protocol::org_auth`]): a signature over the method, the
-    /// path and query, the time `now`, a fresh nonce and the body.
-    pub fn authorize(
+    /// Signs an organisation's roster of appointed admins (protocol
+    /// §3.2.2) with serial `serial` at `now`.
+    pub fn sign_admin_roster(
         &self,
-        method: &str,
-        path_and_query: &str,
-        body: &[u8],
-        now: u64,
-    ) -> Result<String, CertError> {
-        use cascade_protocol::org_auth::OrgAuthorization;
-        let nonce: [u8; 16] = rand::random();
-        let message =
-            OrgAuthorization::message(method, path_and_query, &self.org, now, &nonce, body);
-        Ok(OrgAuthorization {
-            org: self.org.clone(),
-            time: now,
-            nonce,
-            signature: self.sign(&message)?,
-        }
-        .to_header())
+        admins: Vec<cascade_protocol::org_auth::AdminEntry>,
+        serial: u64,
+        now: i64,
+    ) -> Result<SignedDocument, CertError> {
+        self.signed(
+            cascade_protocol::org_auth::AdminRoster {
+                v: 1,
+                kind: cascade_protocol::org_auth::AdminRoster::KIND.to_owned(),
+                org: self.org.clone(),
+                serial,
+                issued_at: now,
+                admins,
+            }
+            .to_body(),
+        )
     }
 
     fn sign(&self, msg: &[u8]) -> Result<Vec<u8>, CertError> {
@@ -311,6 +307,36 @@ impl rcgen::PublicKeyData for RawEd25519 {
 
     fn algorithm(&self) -> &'static rcgen::SignatureAlgorithm {
         &PKCS_ED25519
+    }
+}
+
+/// The CA signs its organisation's admin requests itself: the
+/// `Authorization` header that makes a request an act of this CA's
+/// organisation ([`cascade_protocol::org_auth`]).
+impl crate::OrgSigner for OrgCa {
+    fn org(&self) -> &OrgId {
+        &self.org
+    }
+
+    fn authorize(
+        &self,
+        method: &str,
+        path_and_query: &str,
+        body: &[u8],
+        now: u64,
+    ) -> Result<String, CertError> {
+        use cascade_protocol::org_auth::OrgAuthorization;
+        let nonce: [u8; 16] = rand::random();
+        let message =
+            OrgAuthorization::message(method, path_and_query, &self.org, None, now, &nonce, body);
+        Ok(OrgAuthorization {
+            org: self.org.clone(),
+            admin: None,
+            time: now,
+            nonce,
+            signature: self.sign(&message)?,
+        }
+        .to_header())
     }
 }
 

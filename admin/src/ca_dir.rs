@@ -14,6 +14,15 @@
 //! | `revoked.txt` | every device the organisation revoked, one per line |
 //! | `revocation-serial` | serial of the last revocation list published |
 //! | `issued.jsonl` | audit log: one line per certificate issued |
+//! | `admins.json` | the admins the CA appointed (id, name, key, until) |
+//! | `admin-serial` | serial of the last admin roster published |
+//!
+//! An appointed admin's own directory, made by `cascade admin key init`,
+//! holds their key instead of the CA's: `admin-key.pem` (owner-only),
+//! `admin-id`, and a copy of `ca-cert.pem`. The commands that only ask the
+//! relay (users, enrolment codes, pending devices, wipes) and `revoke`'s
+//! refusal at the relay work with it; the ones that sign with the CA key
+//! (certificates, lists, wipe orders, appointments) say they need the CA.
 //!
 //! Devices never accept a list whose serial is not above the last one they
 //! hold, and each list is published whole from these files. So a file that
@@ -34,7 +43,8 @@ use cascade_protocol::{DeviceId, OrgId, UserEntry, UserId};
 use sha2::Digest as _;
 
 use crate::relay::{AdminClient, AdminError, IssueError, Issued};
-use crate::OrgCa;
+use crate::{AdminKey, OrgCa, OrgSigner};
+use cascade_protocol::org_auth::{AdminEntry, AdminRoster};
 
 const KEY: &str = "ca-key.pem";
 const CERT: &str = "ca-cert.pem";
@@ -44,6 +54,10 @@ const REVOKED: &str = "revoked.txt";
 const REVOCATION_SERIAL: &str = "revocation-serial";
 const AUDIT_LOG: &str = "issued.jsonl";
 const POLICY: &str = "policy.json";
+const ADMINS: &str = "admins.json";
+const ADMIN_SERIAL: &str = "admin-serial";
+const ADMIN_KEY: &str = "admin-key.pem";
+const ADMIN_ID: &str = "admin-id";
 
 /// An organisation's CA directory (see the module documentation).
 pub struct CaDir {
@@ -147,6 +161,35 @@ pub enum CaDirError {
         /// The organisation the command named.
         wanted: OrgId,
     },
+    /// A command that signs with the CA key, run with an appointed admin's
+    /// directory.
+    #[error("{} holds an admin's key, not the CA key: {what} needs the organisation's CA directory", path.display())]
+    NeedsCa {
+        /// The directory given.
+        path: PathBuf,
+        /// What was asked.
+        what: &'static str,
+    },
+    /// `admin key init` into a directory that holds a key already.
+    #[error("{} holds a key already; choose an empty directory", path.display())]
+    DirInUse {
+        /// The directory.
+        path: PathBuf,
+    },
+    /// `admins.json` does not hold the appointed admins. Nothing was
+    /// published: a roster without them would dismiss them all.
+    #[error("{} does not hold the appointed admins; restore it from a backup", path.display())]
+    CorruptAdmins {
+        /// The file.
+        path: PathBuf,
+    },
+    /// `dismiss` of an admin who is not appointed.
+    #[error("no admin {0} is appointed")]
+    NotAppointed(String),
+    /// The relay's admin roster is not one this CA signed for this
+    /// organisation.
+    #[error("the relay's admin roster does not verify with our CA: {0}")]
+    RosterNotSigned(CertError),
     /// `trust remove` of an organisation that is not pinned.
     #[error("{0} is not pinned")]
     NotPinned(OrgId),
@@ -297,6 +340,18 @@ impl CaDir {
 
     /// Loads the CA (key and certificate).
     pub fn ca(&self) -> Result<OrgCa, CaDirError> {
+        self.ca_for("this command")
+    }
+
+    /// Loads the CA for `what`: [`CaDirError::NeedsCa`] in an appointed
+    /// admin's directory.
+    fn ca_for(&self, what: &'static str) -> Result<OrgCa, CaDirError> {
+        if self.is_admins() {
+            return Err(CaDirError::NeedsCa {
+                path: self.path.clone(),
+                what,
+            });
+        }
         let key = self.path.join(KEY);
         let cert = self.path.join(CERT);
         let key_pem = std::fs::read_to_string(&key).map_err(io(&key))?;
@@ -309,6 +364,201 @@ impl CaDir {
         let cert = self.path.join(CERT);
         let pem = std::fs::read_to_string(&cert).map_err(io(&cert))?;
         Ok(TrustAnchor::from_der(&pem_to_der(&pem)?)?)
+    }
+
+    /// Whether this is an appointed admin's directory (their key, no CA
+    /// key).
+    pub fn is_admins(&self) -> bool {
+        self.path.join(ADMIN_KEY).exists() && !self.path.join(KEY).exists()
+    }
+
+    /// `cascade admin key init`: makes a new admin key for `id` in a new
+    /// directory at `path`, with a copy of the organisation's CA
+    /// certificate (PEM). Give [`AdminKey::public_key`] to the CA's holder
+    /// to appoint ([`CaDir::appoint`]).
+    pub fn create_admin(
+        path: impl Into<PathBuf>,
+        ca_cert_pem: &str,
+        id: &str,
+    ) -> Result<(CaDir, AdminKey), CaDirError> {
+        use std::os::unix::fs::OpenOptionsExt as _;
+        let anchor = TrustAnchor::from_der(&pem_to_der(ca_cert_pem)?)?;
+        let key = AdminKey::generate(&anchor.org, id)?;
+        let dir = CaDir::new(path);
+        if dir.path.join(KEY).exists() || dir.path.join(ADMIN_KEY).exists() {
+            return Err(CaDirError::DirInUse { path: dir.path });
+        }
+        std::fs::create_dir_all(&dir.path).map_err(io(&dir.path))?;
+        let key_path = dir.path.join(ADMIN_KEY);
+        let mut file = match std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&key_path)
+        {
+            Ok(f) => f,
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                return Err(CaDirError::DirInUse { path: dir.path })
+            }
+            Err(e) => return Err(io(&key_path)(e)),
+        };
+        file.write_all(key.key_pem().as_bytes())
+            .map_err(io(&key_path))?;
+        let id_path = dir.path.join(ADMIN_ID);
+        std::fs::write(&id_path, format!("{id}\n")).map_err(io(&id_path))?;
+        let cert = dir.path.join(CERT);
+        std::fs::write(&cert, der_to_pem(&anchor.cert_der)).map_err(io(&cert))?;
+        Ok((dir, key))
+    }
+
+    /// The appointed admin's key of this directory.
+    pub fn admin_key(&self) -> Result<AdminKey, CaDirError> {
+        let org = self.anchor()?.org;
+        let id_path = self.path.join(ADMIN_ID);
+        let id = std::fs::read_to_string(&id_path).map_err(io(&id_path))?;
+        let key_path = self.path.join(ADMIN_KEY);
+        let pem = std::fs::read_to_string(&key_path).map_err(io(&key_path))?;
+        Ok(AdminKey::from_pem(&org, id.trim(), &pem)?)
+    }
+
+    /// What signs this directory's requests for `org`: the appointed
+    /// admin's key in an admin's directory, else the CA.
+    fn authority(&self, org: &OrgId) -> Result<Arc<dyn OrgSigner>, CaDirError> {
+        if self.is_admins() {
+            let key = self.admin_key()?;
+            if key.org() != org {
+                return Err(CaDirError::WrongOrg {
+                    found: key.org().clone(),
+                    wanted: org.clone(),
+                });
+            }
+            return Ok(Arc::new(key));
+        }
+        Ok(Arc::new(self.ca_of(org)?))
+    }
+
+    /// The appointed admins, as last published from this CA directory.
+    pub fn admins(&self) -> Result<Vec<AdminEntry>, CaDirError> {
+        #[derive(serde::Deserialize)]
+        struct Saved {
+            id: String,
+            name: String,
+            key: String,
+            not_after: i64,
+        }
+        let path = self.path.join(ADMINS);
+        let Some(text) = read_optional(&path)? else {
+            return Ok(Vec::new());
+        };
+        let saved: Vec<Saved> = serde_json::from_str(&text)
+            .map_err(|_| CaDirError::CorruptAdmins { path: path.clone() })?;
+        saved
+            .into_iter()
+            .map(|a| {
+                Ok(AdminEntry {
+                    key: hex::decode(&a.key)
+                        .ok()
+                        .filter(|k| k.len() == 32)
+                        .ok_or_else(|| CaDirError::CorruptAdmins { path: path.clone() })?,
+                    id: a.id,
+                    name: a.name,
+                    not_after: a.not_after,
+                })
+            })
+            .collect()
+    }
+
+    fn write_admins(&self, admins: &[AdminEntry]) -> Result<(), CaDirError> {
+        let saved: Vec<serde_json::Value> = admins
+            .iter()
+            .map(|a| {
+                serde_json::json!({
+                    "id": a.id, "name": a.name, "key": hex::encode(&a.key), "not_after": a.not_after
+                })
+            })
+            .collect();
+        let text = serde_json::to_string_pretty(&saved).expect("serialisable");
+        write_atomically(&self.path.join(ADMINS), &format!("{text}\n"))
+    }
+
+    /// Signs the roster of `admins` with the next serial, records both and
+    /// gives it to the relay.
+    async fn publish_admins(
+        &self,
+        admin: &AdminClient,
+        ca: Arc<OrgCa>,
+        admins: Vec<AdminEntry>,
+        now: i64,
+    ) -> Result<u64, CaDirError> {
+        let serial = self.read_serial(ADMIN_SERIAL)? + 1;
+        let doc = ca.sign_admin_roster(admins.clone(), serial, now)?;
+        // As for the lists: the serial is spent before publishing.
+        self.write_serial(ADMIN_SERIAL, serial)?;
+        self.write_admins(&admins)?;
+        let org = ca.org().clone();
+        admin.as_org(ca).put_admin_roster(&org, &doc).await?;
+        Ok(serial)
+    }
+
+    /// `cascade admin appoint`: appoints (or re-appoints, with a new key or
+    /// term) admin `id`, a person named `name` holding the Ed25519 public
+    /// key `key`, until `not_after`: their own key then signs their admin
+    /// requests. Returns the roster's serial.
+    pub async fn appoint(
+        &self,
+        admin: &AdminClient,
+        entry: AdminEntry,
+        now: i64,
+    ) -> Result<u64, CaDirError> {
+        let ca = Arc::new(self.ca_for("appointing an admin")?);
+        let mut admins = self.admins()?;
+        admins.retain(|a| a.id != entry.id);
+        admins.push(entry);
+        let probe = AdminRoster {
+            v: 1,
+            kind: AdminRoster::KIND.into(),
+            org: ca.org().clone(),
+            serial: 0,
+            issued_at: now,
+            admins: admins.clone(),
+        };
+        AdminRoster::from_body(&probe.to_body())
+            .map_err(|why| CaDirError::Certificate(CertError::Malformed(why.into())))?;
+        self.publish_admins(admin, ca, admins, now).await
+    }
+
+    /// `cascade admin dismiss`: removes admin `id` from the roster; the
+    /// relay refuses their key from then on. Returns the roster's serial.
+    pub async fn dismiss(
+        &self,
+        admin: &AdminClient,
+        id: &str,
+        now: i64,
+    ) -> Result<u64, CaDirError> {
+        let ca = Arc::new(self.ca_for("dismissing an admin")?);
+        let mut admins = self.admins()?;
+        let before = admins.len();
+        admins.retain(|a| a.id != id);
+        if admins.len() == before {
+            return Err(CaDirError::NotAppointed(id.to_owned()));
+        }
+        self.publish_admins(admin, ca, admins, now).await
+    }
+
+    /// `cascade admin admins`: the roster the relay holds, checked against
+    /// this directory's CA certificate (so the relay cannot add anyone).
+    /// `None` if the organisation has none.
+    pub async fn roster(&self, admin: &AdminClient) -> Result<Option<AdminRoster>, CaDirError> {
+        let anchor = self.anchor()?;
+        let signer = self.authority(&anchor.org)?;
+        let doc = match admin.as_org(signer).admin_roster(&anchor.org).await {
+            Ok(doc) => doc,
+            Err(AdminError::Refused { status: 404, .. }) => return Ok(None),
+            Err(e) => return Err(e.into()),
+        };
+        cascade_core::identity::verify_admin_roster(&doc, &anchor)
+            .map(Some)
+            .map_err(CaDirError::RosterNotSigned)
     }
 
     /// The CA, checked to be `org`'s.
@@ -363,12 +613,13 @@ impl CaDir {
         user: &UserId,
         ttl_secs: Option<u64>,
     ) -> Result<EnrolmentCode, CaDirError> {
-        let ca = Arc::new(self.ca_of(&user.org())?);
+        let signer = self.authority(&user.org())?;
+        let anchor = self.anchor()?;
         let t = admin
-            .as_org(ca.clone())
+            .as_org(signer)
             .issue_enrolment_token(user, ttl_secs)
             .await?;
-        let digest: [u8; 32] = sha2::Sha256::digest(ca.cert_der()).into();
+        let digest: [u8; 32] = sha2::Sha256::digest(&anchor.cert_der).into();
         let code = enrolment_code::short_code(&t.token, &digest);
         Ok(EnrolmentCode {
             link: enrolment_code::link(admin.server_url(), &code, &digest),
@@ -387,7 +638,7 @@ impl CaDir {
         now: i64,
         valid_days: i64,
     ) -> Result<Vec<Issued>, CaDirError> {
-        let ca = Arc::new(self.ca()?);
+        let ca = Arc::new(self.ca_for("issuing certificates")?);
         let issued = admin
             .as_org(ca.clone())
             .issue_pending(&ca, now, valid_days)
@@ -411,7 +662,7 @@ impl CaDir {
         name: &str,
         now: i64,
     ) -> Result<Rotation, CaDirError> {
-        let old = Arc::new(self.ca()?);
+        let old = Arc::new(self.ca_for("rotating the CA")?);
         // Both requests are the current CA's: the relay holds it until the
         // second one.
         let admin = admin.as_org(old.clone());
@@ -446,8 +697,24 @@ impl CaDir {
         // they have seen would not be.
         self.write_serial(TRUST_SERIAL, serial)?;
         next.write_serial(TRUST_SERIAL, serial)?;
+        let admins = self.admins()?;
+        let admin_serial = self.read_serial(ADMIN_SERIAL)?;
+        if admin_serial > 0 {
+            next.write_serial(ADMIN_SERIAL, admin_serial)?;
+        }
         admin.put_trust_list(old.org(), &doc).await?;
         admin.replace_ca(old.org(), &new.cert_pem()).await?;
+        // The relay checks the roster with the CA it holds: signed again
+        // by the new one, so appointed admins keep acting.
+        if admin_serial > 0 {
+            next.publish_admins(&admin, Arc::new(new), admins, now)
+                .await?;
+            return Ok(Rotation {
+                anchor: next.anchor()?,
+                dir: next,
+                trust_serial: serial,
+            });
+        }
         Ok(Rotation {
             dir: next,
             anchor: new.anchor(),
@@ -545,6 +812,7 @@ impl CaDir {
         fingerprint: &str,
         now: i64,
     ) -> Result<(OrgId, u64), CaDirError> {
+        self.ca_for("a trust list")?;
         let org = self.add_partner(cert_pem, fingerprint)?;
         let serial = self.publish_trust_list(admin, now).await?;
         Ok((org, serial))
@@ -558,6 +826,7 @@ impl CaDir {
         org: &OrgId,
         now: i64,
     ) -> Result<u64, CaDirError> {
+        self.ca_for("a trust list")?;
         if !self.remove_partner(org)? {
             return Err(CaDirError::NotPinned(org.clone()));
         }
@@ -571,7 +840,7 @@ impl CaDir {
         admin: &AdminClient,
         now: i64,
     ) -> Result<u64, CaDirError> {
-        let ca = Arc::new(self.ca()?);
+        let ca = Arc::new(self.ca_for("a trust list")?);
         let admin = admin.as_org(ca.clone());
         let serial = self.trust_serial()? + 1;
         let partners: Vec<Vec<u8>> = self.partners()?.into_iter().map(|a| a.cert_der).collect();
@@ -614,7 +883,7 @@ impl CaDir {
             return Err(CaDirError::PolicyOutOfRange);
         }
         // The CA loads (the directory is whole) before the file changes.
-        self.ca()?;
+        self.ca_for("a device policy")?;
         self.write_policy(&policy)?;
         self.publish_trust_list(admin, now).await
     }
@@ -655,7 +924,18 @@ impl CaDir {
         admin: &AdminClient,
         devices: &[DeviceId],
         now: i64,
-    ) -> Result<u64, CaDirError> {
+    ) -> Result<Option<u64>, CaDirError> {
+        if self.is_admins() {
+            // An appointed admin cuts the devices off at the relay now;
+            // the signed list that makes every client remove them takes
+            // the CA key (run the command again from the CA directory).
+            let org = self.anchor()?.org;
+            let admin = admin.as_org(self.authority(&org)?);
+            for d in devices {
+                admin.revoke_device(d).await?;
+            }
+            return Ok(None);
+        }
         let ca = Arc::new(self.ca()?);
         let admin = admin.as_org(ca.clone());
         // Read both before the relay revokes anything: a directory that
@@ -675,7 +955,7 @@ impl CaDir {
         let doc = ca.sign_revocations(&all, serial, now)?;
         self.write_serial(REVOCATION_SERIAL, serial)?;
         admin.put_revocations(ca.org(), &doc).await?;
-        Ok(serial)
+        Ok(Some(serial))
     }
 
     /// `cascade admin wipe`: orders one of the organisation's devices to
@@ -689,10 +969,13 @@ impl CaDir {
         device: DeviceId,
         now: i64,
     ) -> Result<u64, CaDirError> {
-        let ca = Arc::new(self.ca()?);
+        let ca = Arc::new(self.ca_for("a wipe order")?);
         let order = ca.sign_wipe_order(device, now)?;
         admin.as_org(ca).order_wipe(&device, &order).await?;
-        self.revoke(admin, &[device], now).await
+        Ok(self
+            .revoke(admin, &[device], now)
+            .await?
+            .expect("the CA's directory publishes the list"))
     }
 
     /// `cascade admin wipes`: the organisation's wipe orders and whether
@@ -700,10 +983,9 @@ impl CaDir {
     /// verifies with the key of a certificate this CA issued to that
     /// device, over an order this CA signed: the relay cannot make one up.
     pub async fn wipes(&self, admin: &AdminClient) -> Result<Vec<WipeReport>, CaDirError> {
-        let ca = Arc::new(self.ca()?);
-        let anchor = ca.anchor();
-        let org = ca.org().clone();
-        let statuses = admin.as_org(ca).wipes(&org).await?;
+        let anchor = self.anchor()?;
+        let org = anchor.org.clone();
+        let statuses = admin.as_org(self.authority(&org)?).wipes(&org).await?;
         Ok(statuses
             .into_iter()
             .map(|s| {
@@ -734,8 +1016,8 @@ impl CaDir {
         admin: &AdminClient,
         user: &UserId,
         now: i64,
-    ) -> Result<(Vec<DeviceId>, u64), CaDirError> {
-        self.ca_of(&user.org())?;
+    ) -> Result<(Vec<DeviceId>, Option<u64>), CaDirError> {
+        self.authority(&user.org())?;
         let entry = self
             .users(admin)
             .await?
@@ -754,9 +1036,8 @@ impl CaDir {
         display_name: &str,
         role: &str,
     ) -> Result<(), CaDirError> {
-        let ca = Arc::new(self.ca_of(&user.org())?);
         admin
-            .as_org(ca)
+            .as_org(self.authority(&user.org())?)
             .create_user(user, display_name, role)
             .await?;
         Ok(())
@@ -768,16 +1049,17 @@ impl CaDir {
         &self,
         admin: &AdminClient,
     ) -> Result<Vec<cascade_protocol::http::PendingDevice>, CaDirError> {
-        let ca = Arc::new(self.ca()?);
-        let org = ca.org().clone();
-        Ok(admin.as_org(ca).pending_devices(&org).await?)
+        let org = self.anchor()?.org;
+        Ok(admin
+            .as_org(self.authority(&org)?)
+            .pending_devices(&org)
+            .await?)
     }
 
     /// `cascade admin users`: the organisation's users.
     pub async fn users(&self, admin: &AdminClient) -> Result<Vec<UserEntry>, CaDirError> {
-        let ca = Arc::new(self.ca()?);
-        let org = ca.org().clone();
-        Ok(admin.as_org(ca).list_users(&org).await?)
+        let org = self.anchor()?.org;
+        Ok(admin.as_org(self.authority(&org)?).list_users(&org).await?)
     }
 
     /// Appends issued certificates to the audit log `issued.jsonl`.

@@ -87,7 +87,7 @@ fn unreachable(e: reqwest::Error) -> AdminError {
 pub struct AdminClient {
     base: String,
     token: Option<String>,
-    org: Option<Arc<crate::OrgCa>>,
+    org: Option<Arc<dyn crate::OrgSigner>>,
     http: reqwest::Client,
 }
 
@@ -122,13 +122,14 @@ impl AdminClient {
         })
     }
 
-    /// The same relay, acting for `ca`'s organisation: every request is
-    /// signed with the CA's key, and the operator's token is not sent.
-    pub fn as_org(&self, ca: Arc<crate::OrgCa>) -> Self {
+    /// The same relay, acting for `signer`'s organisation: every request
+    /// is signed with its key (the CA's, or an appointed admin's), and the
+    /// operator's token is not sent.
+    pub fn as_org(&self, signer: Arc<dyn crate::OrgSigner>) -> Self {
         Self {
             base: self.base.clone(),
             token: None,
-            org: Some(ca),
+            org: Some(signer),
             http: self.http.clone(),
         }
     }
@@ -327,6 +328,31 @@ impl AdminClient {
         org_id: &OrgId,
     ) -> Result<Vec<cascade_protocol::http::WipeStatus>, AdminError> {
         self.get(&format!("/v1/admin/orgs/{org_id}/wipes")).await
+    }
+
+    /// Appoints the organisation's admins: its roster, signed by its CA
+    /// (the request must be signed by the CA key too).
+    pub async fn put_admin_roster(
+        &self,
+        org_id: &OrgId,
+        doc: &cascade_protocol::SignedDocument,
+    ) -> Result<(), AdminError> {
+        self.put_signed(&format!("/v1/admin/orgs/{org_id}/admins"), doc)
+            .await
+    }
+
+    /// The organisation's admin roster as the relay holds it (check it
+    /// with `cascade_core::identity::verify_admin_roster`).
+    pub async fn admin_roster(
+        &self,
+        org_id: &OrgId,
+    ) -> Result<cascade_protocol::SignedDocument, AdminError> {
+        let doc: SignedDocumentJson = self.get(&format!("/v1/admin/orgs/{org_id}/admins")).await?;
+        doc.to_document().map_err(|why| AdminError::Refused {
+            status: 200,
+            code: "bad_response".into(),
+            message: why.into(),
+        })
     }
 
     async fn put_signed(

@@ -3,7 +3,9 @@
 //! `org init` and `org fingerprint` work offline; every other command needs
 //! the relay's address ([`Relay`]). `create-org` is the relay operator's
 //! and takes the relay's admin token; every other command acts for an
-//! organisation and signs its requests with the key in its `--ca-dir`.
+//! organisation and signs its requests with the key in its `--ca-dir`:
+//! the CA's, or an appointed admin's (`admin key init`, `admin appoint`),
+//! which does everything that does not sign with the CA key.
 //! Each command is one call into `cascade-admin` ([`CaDir`]) and prints
 //! its result.
 
@@ -78,10 +80,68 @@ pub enum TrustCommand {
 }
 
 #[derive(Subcommand)]
+pub enum KeyCommand {
+    /// Make your own admin key (offline), to be appointed by your
+    /// organisation's CA holder with `admin appoint`. The directory then
+    /// serves as `--ca-dir` for the commands that do not sign with the CA.
+    Init {
+        /// Directory for admin-key.pem (owner-only), admin-id and a copy
+        /// of the CA certificate.
+        #[arg(long)]
+        dir: PathBuf,
+        /// Your organisation's CA certificate (PEM).
+        #[arg(long)]
+        ca_cert: PathBuf,
+        /// Your admin id (a-z, 0-9, '-'), as the audit log will name you.
+        #[arg(long)]
+        id: String,
+    },
+}
+
+#[derive(Subcommand)]
 pub enum AdminCommand {
     /// The organisation's certificate authority (runs offline).
     #[command(subcommand)]
     Org(OrgCommand),
+    /// Your own admin key.
+    #[command(subcommand)]
+    Key(KeyCommand),
+    /// Appoint an admin: their own key (from `admin key init`) then signs
+    /// their requests, so the CA key can stay offline. Also renews an
+    /// appointment or replaces its key.
+    Appoint {
+        /// The CA directory.
+        #[arg(long)]
+        ca_dir: PathBuf,
+        /// The admin's id.
+        #[arg(long)]
+        id: String,
+        /// The person's name.
+        #[arg(long)]
+        name: String,
+        /// Their public key, as `admin key init` printed it (64 hex).
+        #[arg(long)]
+        key: String,
+        /// How long the appointment holds, in days.
+        #[arg(long, default_value_t = 365)]
+        days: i64,
+    },
+    /// Dismiss an appointed admin: the relay refuses their key at once.
+    Dismiss {
+        /// The CA directory.
+        #[arg(long)]
+        ca_dir: PathBuf,
+        /// The admin's id.
+        #[arg(long)]
+        id: String,
+    },
+    /// List the appointed admins, as the relay holds them (checked against
+    /// the CA certificate).
+    Admins {
+        /// The CA directory, or an appointed admin's directory.
+        #[arg(long)]
+        ca_dir: PathBuf,
+    },
     /// Register an organisation on the relay with its CA certificate.
     CreateOrg {
         /// Organisation id (a-z, 0-9, '-').
@@ -126,7 +186,9 @@ pub enum AdminCommand {
     /// relay refuses them at once and every client removes them from its
     /// conversations.
     Revoke {
-        /// The CA directory.
+        /// The CA directory. With an appointed admin's directory the relay
+        /// refuses the devices at once, and the CA's directory must then
+        /// publish the list that makes clients remove them.
         #[arg(long)]
         ca_dir: PathBuf,
         /// A device id.
@@ -150,7 +212,7 @@ pub enum AdminCommand {
     /// List the organisation's wipe orders and whether each device
     /// confirmed its erasure (checked against the key the CA certified).
     Wipes {
-        /// The CA directory.
+        /// The CA directory, or an appointed admin's directory.
         #[arg(long)]
         ca_dir: PathBuf,
     },
@@ -158,7 +220,8 @@ pub enum AdminCommand {
     AddUser {
         /// user@org.
         user: UserId,
-        /// The CA directory of the user's organisation.
+        /// The CA directory of the user's organisation, or an appointed
+        /// admin's directory.
         #[arg(long)]
         ca_dir: PathBuf,
         /// Display name.
@@ -174,7 +237,8 @@ pub enum AdminCommand {
     Token {
         /// user@org.
         user: UserId,
-        /// The CA directory (for the fingerprint).
+        /// The CA directory, or an appointed admin's directory (for the
+        /// fingerprint).
         #[arg(long)]
         ca_dir: PathBuf,
         /// Lifetime in seconds [default: 3 days].
@@ -188,13 +252,15 @@ pub enum AdminCommand {
     /// List the organisation's devices that wait for a certificate (new,
     /// or due for renewal), to check before `issue`.
     Pending {
-        /// The CA directory of the organisation.
+        /// The CA directory of the organisation, or an appointed admin's
+        /// directory.
         #[arg(long)]
         ca_dir: PathBuf,
     },
     /// List the organisation's users.
     Users {
-        /// The CA directory of the organisation.
+        /// The CA directory of the organisation, or an appointed admin's
+        /// directory.
         #[arg(long)]
         ca_dir: PathBuf,
     },
@@ -266,6 +332,99 @@ impl Relay {
 pub async fn run(relay: Relay, command: AdminCommand, json: bool) -> Result<()> {
     match command {
         AdminCommand::Org(cmd) => org(cmd, json),
+        AdminCommand::Key(KeyCommand::Init { dir, ca_cert, id }) => {
+            let pem = std::fs::read_to_string(&ca_cert)
+                .with_context(|| format!("reading {}", ca_cert.display()))?;
+            let (dir, key) = CaDir::create_admin(dir, &pem, &id)?;
+            let public = hex::encode(key.public_key());
+            let org = dir.anchor()?.org;
+            say(
+                json,
+                json!({ "org_id": org, "id": id, "key": public, "dir": dir.path() }),
+                || {
+                    format!(
+                        "Created the admin key of {id} ({org}) in {}.\nGive this public key to your CA holder, who appoints you with:\n  cascade admin appoint --ca-dir CA_DIR --id {id} --name \"YOUR NAME\" --key {public}",
+                        dir.path().display()
+                    )
+                },
+            );
+            Ok(())
+        }
+        AdminCommand::Appoint {
+            ca_dir,
+            id,
+            name,
+            key,
+            days,
+        } => {
+            let key = hex::decode(key.trim())
+                .ok()
+                .filter(|k| k.len() == 32)
+                .context("--key is the 64 hex digits `cascade admin key init` printed")?;
+            if !(1..=3650).contains(&days) {
+                bail!("--days is between 1 and 3650");
+            }
+            let admin = relay.connect()?;
+            let now = now_secs();
+            let not_after = now + days * 86_400;
+            let entry = cascade_protocol::org_auth::AdminEntry {
+                id: id.clone(),
+                name: name.clone(),
+                key,
+                not_after,
+            };
+            let serial = CaDir::new(ca_dir).appoint(&admin, entry, now).await?;
+            say(
+                json,
+                json!({ "appointed": id, "not_after": not_after, "serial": serial }),
+                || {
+                    format!(
+                        "Appointed {id} ({name}) until {} (admin roster {serial} published)",
+                        format_time(not_after.try_into().unwrap_or_default())
+                    )
+                },
+            );
+            Ok(())
+        }
+        AdminCommand::Dismiss { ca_dir, id } => {
+            let admin = relay.connect()?;
+            let serial = CaDir::new(ca_dir).dismiss(&admin, &id, now_secs()).await?;
+            say(json, json!({ "dismissed": id, "serial": serial }), || {
+                format!("Dismissed {id} (admin roster {serial} published); the relay refuses their key now")
+            });
+            Ok(())
+        }
+        AdminCommand::Admins { ca_dir } => {
+            let admin = relay.connect()?;
+            let roster = CaDir::new(ca_dir).roster(&admin).await?;
+            let admins = roster.map(|r| r.admins).unwrap_or_default();
+            if json {
+                let list: Vec<_> = admins
+                    .iter()
+                    .map(|a| json!({ "id": a.id, "name": a.name, "key": hex::encode(&a.key), "not_after": a.not_after }))
+                    .collect();
+                println!("{}", serde_json::Value::Array(list));
+            } else if admins.is_empty() {
+                println!("No admin is appointed; the CA key signs every request.");
+            } else {
+                let now = now_secs();
+                for a in admins {
+                    let until = format_time(a.not_after.try_into().unwrap_or_default());
+                    let state = if a.not_after < now {
+                        "EXPIRED"
+                    } else {
+                        "until"
+                    };
+                    println!(
+                        "{}\t{}\t{state} {until}\tkey {}",
+                        a.id,
+                        a.name,
+                        hex::encode(&a.key)
+                    );
+                }
+            }
+            Ok(())
+        }
         AdminCommand::CreateOrg { org, name, ca_dir } => {
             let admin = relay.operator()?;
             let registered = CaDir::new(ca_dir).register(&admin, &org, &name).await?;
@@ -422,10 +581,16 @@ pub async fn run(relay: Relay, command: AdminCommand, json: bool) -> Result<()> 
                 json,
                 json!({ "revoked": devices, "serial": serial }),
                 || {
-                    format!(
+                    match serial {
+                    Some(serial) => format!(
                         "Revoked {} device(s) (revocation list {serial} published)",
                         devices.len()
-                    )
+                    ),
+                    None => format!(
+                        "The relay refuses {} device(s) from now on. Clients remove them from their conversations once the CA holder publishes the revocation list: the same command with the CA directory.",
+                        devices.len()
+                    ),
+                }
                 },
             );
             Ok(())

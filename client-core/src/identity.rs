@@ -500,6 +500,25 @@ pub fn verify_wipe_order(
     Ok(order)
 }
 
+/// Verifies an organisation's roster of appointed admins (protocol
+/// §3.2.2) against its CA: what an admin's tool checks before believing
+/// the relay's copy.
+pub fn verify_admin_roster(
+    doc: &cascade_protocol::SignedDocument,
+    anchor: &TrustAnchor,
+) -> Result<cascade_protocol::org_auth::AdminRoster, CertError> {
+    verify_signed(doc, anchor)?;
+    let roster = cascade_protocol::org_auth::AdminRoster::from_body(&doc.body)
+        .map_err(|why| CertError::Malformed(why.into()))?;
+    if roster.org != anchor.org {
+        return Err(CertError::WrongOrg {
+            claimed: roster.org.to_string(),
+            issuer: anchor.org.to_string(),
+        });
+    }
+    Ok(roster)
+}
+
 /// Checks a document's signature against an organisation's CA.
 fn verify_signed(
     doc: &cascade_protocol::SignedDocument,

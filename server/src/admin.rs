@@ -9,9 +9,11 @@
 //!   certificates, revocation, trust and revocation lists, CA rotation) is
 //!   signed with that organisation's CA key (`Authorization: Cascade-Org
 //!   …`, [`cascade_protocol::org_auth`]) and checked against the CA
-//!   certificate the relay holds for it ([`OrgAdmin`]). It acts for that
-//!   organisation only: the operator's token cannot, and neither can
-//!   another organisation's key.
+//!   certificate the relay holds for it ([`OrgAdmin`]), or signed by a
+//!   person the CA appointed in the organisation's admin roster, with
+//!   their own key (`admin=`). It acts for that organisation only: the
+//!   operator's token cannot, and neither can another organisation's key.
+//!   Appointing admins and replacing the CA take the CA key itself.
 //!
 //! Organisation CAs, device certificates and trust lists pass through here,
 //! but the CA keys stay with the organisations' admins: the relay only
@@ -143,11 +145,34 @@ impl FromRequestParts<AppState> for AdminAuth {
 pub struct OrgAdmin {
     /// The organisation the request acts for.
     org: OrgId,
-    /// Who, for the audit log: the organisation and its CA's fingerprint.
+    /// Who, for the audit log: the organisation and its CA's fingerprint,
+    /// or the appointed admin's id, name and key fingerprint.
     by: String,
+    /// Which key signed.
+    authority: Authority,
+}
+
+/// Which key made a request an act of its organisation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Authority {
+    /// The relay operator's token, for an organisation's first CA only.
+    Operator,
+    /// The organisation's CA key.
+    Ca,
+    /// An admin the CA appointed, with their own key.
+    Appointed,
 }
 
 impl OrgAdmin {
+    /// `403 ca_only` if an appointed admin's key signed: some acts
+    /// (appointing admins, replacing the CA) take the CA key itself.
+    pub(crate) fn not_appointed(&self) -> Result<(), ApiError> {
+        match self.authority {
+            Authority::Appointed => Err(ApiError::CaOnly),
+            Authority::Operator | Authority::Ca => Ok(()),
+        }
+    }
+
     /// The organisation the request acts for.
     pub(crate) fn org(&self) -> &OrgId {
         &self.org
@@ -233,6 +258,7 @@ async fn org_admin_auth(
         parts.extensions.insert(OrgAdmin {
             org,
             by: OPERATOR.to_owned(),
+            authority: Authority::Operator,
         });
         return Ok(next
             .run(axum::extract::Request::from_parts(parts, body))
@@ -267,14 +293,39 @@ async fn org_admin_auth(
         parts.method.as_str(),
         path,
         &auth.org,
+        auth.admin.as_deref(),
         auth.time,
         &auth.nonce,
         &body,
     );
-    if !OrgCa::from_stored(&ca_der)?.signed(&message, &auth.signature) {
-        state.metrics().admin_refused("bad_signature");
-        return Err(NOT_SIGNED);
-    }
+    let ca = OrgCa::from_stored(&ca_der)?;
+    let (by, authority) = match &auth.admin {
+        None => {
+            if !ca.signed(&message, &auth.signature) {
+                state.metrics().admin_refused("bad_signature");
+                return Err(NOT_SIGNED);
+            }
+            let by = format!("org:{} ca-sha256:{}", auth.org, fingerprint(&ca_der));
+            (by, Authority::Ca)
+        }
+        Some(id) => {
+            let admin = appointed(&state, &ca, &auth.org, id, now)?;
+            if !verify_ed25519(&admin.key, &message, &auth.signature) {
+                state.metrics().admin_refused("bad_signature");
+                return Err(ApiError::OrgUnauthorized(
+                    "the signature does not verify with the admin's key in the roster",
+                ));
+            }
+            let by = format!(
+                "org:{} admin:{} ({}) key-sha256:{}",
+                auth.org,
+                admin.id,
+                admin.name,
+                hex::encode(Sha256::digest(&admin.key))
+            );
+            (by, Authority::Appointed)
+        }
+    };
     let until = auth.time + org_auth::MAX_SKEW_SECS;
     match state.admin_nonces().take(&auth.org, auth.nonce, until, now) {
         Ok(true) => {}
@@ -287,8 +338,9 @@ async fn org_admin_auth(
         Err(retry_after_secs) => return Err(ApiError::RateLimited { retry_after_secs }),
     }
     parts.extensions.insert(OrgAdmin {
-        by: format!("org:{} ca-sha256:{}", auth.org, fingerprint(&ca_der)),
+        by,
         org: auth.org,
+        authority,
     });
     Ok(next
         .run(axum::extract::Request::from_parts(
@@ -296,6 +348,52 @@ async fn org_admin_auth(
             axum::body::Body::from(body),
         ))
         .await)
+}
+
+/// The admin `id` of the organisation's roster, if the roster the relay
+/// holds verifies with the organisation's current CA and their
+/// appointment holds at `now`; `401` otherwise (one answer for an unknown,
+/// expired or dismissed admin, so the roster's names are not probed).
+fn appointed(
+    state: &AppState,
+    ca: &OrgCa,
+    org: &OrgId,
+    id: &str,
+    now: u64,
+) -> Result<org_auth::AdminEntry, ApiError> {
+    const NOT_APPOINTED: ApiError = ApiError::OrgUnauthorized(
+        "no admin of this id is appointed now in the organisation's roster signed by its CA",
+    );
+    let Some(doc) = state.store().admin_roster(org)? else {
+        state.metrics().admin_refused("not_appointed");
+        return Err(NOT_APPOINTED);
+    };
+    let now = i64::try_from(now).unwrap_or(i64::MAX);
+    let admin = ca
+        .signed(&doc.body, &doc.signature)
+        .then(|| org_auth::AdminRoster::from_body(&doc.body).ok())
+        .flatten()
+        .filter(|roster| &roster.org == org)
+        .and_then(|roster| roster.current(id, now).cloned());
+    admin.ok_or_else(|| {
+        state.metrics().admin_refused("not_appointed");
+        NOT_APPOINTED
+    })
+}
+
+/// Whether `signature` over `message` verifies with the Ed25519 `key`.
+fn verify_ed25519(key: &[u8], message: &[u8], signature: &[u8]) -> bool {
+    use ed25519_dalek::{Signature, VerifyingKey};
+    let Ok(key) = <[u8; 32]>::try_from(key) else {
+        return false;
+    };
+    match (
+        VerifyingKey::from_bytes(&key),
+        Signature::from_slice(signature),
+    ) {
+        (Ok(key), Ok(signature)) => key.verify_strict(message, &signature).is_ok(),
+        _ => false,
+    }
 }
 
 /// The one organisation action the relay operator's token may take: giving
@@ -340,6 +438,10 @@ pub fn routes(state: AppState) -> Router<AppState> {
         .route("/v1/admin/devices/{device}/wipe", put(crate::wipe::order))
         .route("/v1/admin/orgs/{org}/wipes", get(crate::wipe::list))
         .route("/v1/admin/orgs/{org}/ca", put(replace_ca))
+        .route(
+            "/v1/admin/orgs/{org}/admins",
+            put(put_admin_roster).get(get_admin_roster),
+        )
         .route("/v1/admin/users", post(create_user))
         .route("/v1/admin/enrolment-tokens", post(issue_enrolment_token))
         .route(
@@ -678,6 +780,7 @@ async fn replace_ca(
 ) -> Result<StatusCode, ApiError> {
     let org_id = org_id(org)?;
     admin.act_for(&org_id)?;
+    admin.not_appointed()?;
     let der = check_org_ca(&req.ca_certificate, &org_id, now_secs())?;
     let org = state
         .store()
@@ -709,6 +812,93 @@ async fn replace_ca(
         serde_json::json!({"org": org_id, "ca_sha256": fingerprint(&der)}),
     )?;
     Ok(StatusCode::NO_CONTENT)
+}
+
+/// `PUT /v1/admin/orgs/{org}/admins` ([`SignedDocumentJson`] of an
+/// [`org_auth::AdminRoster`]): appoints the organisation's admins, whose
+/// own keys may then sign its requests (protocol §3.2.2). Only the CA key
+/// may send it (`403 ca_only` for an appointed admin). `204`; `404`
+/// unknown organisation; `409 no_ca`; `413` over [`MAX_TRUST_LIST_BYTES`];
+/// `400 bad_signature` unless the CA signed it; `400 bad_request` unless
+/// it is a valid roster of this organisation; `409 conflict` unless its
+/// serial is above the roster's in place.
+async fn put_admin_roster(
+    admin: OrgAdmin,
+    State(state): State<AppState>,
+    UrlPath(org): UrlPath<String>,
+    ApiJson(req): ApiJson<SignedDocumentJson>,
+) -> Result<StatusCode, ApiError> {
+    let org_id = org_id(org)?;
+    admin.act_for(&org_id)?;
+    admin.not_appointed()?;
+    let store = state.store();
+    let ca_der = store
+        .get_org(&org_id)?
+        .ok_or(ApiError::NotFound("unknown organisation"))?
+        .ca_certificate
+        .ok_or(ApiError::NoCa)?;
+    let doc = req.to_document().map_err(ApiError::BadRequest)?;
+    if doc.body.len() > MAX_TRUST_LIST_BYTES {
+        return Err(ApiError::PayloadTooLarge);
+    }
+    if !OrgCa::from_stored(&ca_der)?.signed(&doc.body, &doc.signature) {
+        return Err(ApiError::BadSignature);
+    }
+    let roster = org_auth::AdminRoster::from_body(&doc.body).map_err(ApiError::BadRequest)?;
+    if roster.org != org_id {
+        return Err(ApiError::BadRequest("the roster is another organisation's"));
+    }
+    let current = store
+        .admin_roster(&org_id)?
+        .and_then(|d| org_auth::AdminRoster::from_body(&d.body).ok());
+    if current.is_some_and(|c| c.serial >= roster.serial) {
+        return Err(ApiError::Conflict(
+            "the roster's serial is not above the one the relay holds",
+        ));
+    }
+    let record = TrustList {
+        body: doc.body,
+        signature: doc.signature,
+        published_at: unix_now(),
+        co_signature: None,
+    };
+    match store.put_admin_roster(&org_id, &record) {
+        Ok(()) => {}
+        Err(StoreError::NotFound) => return Err(ApiError::NotFound("unknown organisation")),
+        Err(e) => return Err(e.into()),
+    }
+    state.flush().await?;
+    let admins: Vec<&str> = roster.admins.iter().map(|a| a.id.as_str()).collect();
+    tracing::info!(org = %org_id, serial = roster.serial, admins = admins.len(), "admin roster stored");
+    state.audit(
+        &admin.by,
+        "admin_roster.store",
+        serde_json::json!({"org": org_id, "serial": roster.serial, "admins": admins}),
+    )?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// `GET /v1/admin/orgs/{org}/admins`: the organisation's signed admin
+/// roster as stored, for its admins to check against their CA; `404` if
+/// it has none.
+async fn get_admin_roster(
+    admin: OrgAdmin,
+    State(state): State<AppState>,
+    UrlPath(org): UrlPath<String>,
+) -> Result<Json<SignedDocumentJson>, ApiError> {
+    let org_id = org_id(org)?;
+    admin.act_for(&org_id)?;
+    let doc = state
+        .store()
+        .admin_roster(&org_id)?
+        .ok_or(ApiError::NotFound("the organisation has no admin roster"))?;
+    Ok(Json(SignedDocumentJson::from_document(
+        &cascade_protocol::SignedDocument {
+            body: doc.body,
+            signature: doc.signature,
+            co_signature: None,
+        },
+    )))
 }
 
 /// The successor CA (DER) a trust list body names, if any. The body was

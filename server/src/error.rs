@@ -158,6 +158,9 @@ pub enum ApiError {
     /// forbidden`).
     #[error("an organisation's admins act only for their own organisation")]
     Forbidden,
+    /// An appointed admin's key signed an act that takes the CA key.
+    #[error("only the organisation's CA key may do this, not an appointed admin's key")]
+    CaOnly,
     /// The enrolment token is unknown, used or expired (`401
     /// invalid_token`).
     #[error("the enrolment token is unknown, used or expired")]
@@ -225,6 +228,7 @@ impl ApiError {
                 (StatusCode::UNAUTHORIZED, "unauthorized")
             }
             ApiError::Forbidden => (StatusCode::FORBIDDEN, "forbidden"),
+            ApiError::CaOnly => (StatusCode::FORBIDDEN, "ca_only"),
             ApiError::InvalidToken => (StatusCode::UNAUTHORIZED, "invalid_token"),
             ApiError::FingerprintMismatch => (StatusCode::CONFLICT, "fingerprint_mismatch"),
             ApiError::BadRequest(_) => (StatusCode::BAD_REQUEST, "bad_request"),

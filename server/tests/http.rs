@@ -7,6 +7,7 @@ use cascade_protocol::http::{EnrolResponse, EnrolmentToken};
 use common::*;
 use ed25519_dalek::SigningKey;
 use serde_json::json;
+use sha2::Digest as _;
 
 fn public_key_hex() -> String {
     let key = SigningKey::from_bytes(&rand::random());
@@ -629,4 +630,173 @@ async fn wipes(relay: &Relay) -> Vec<cascade_protocol::http::WipeStatus> {
         org_request(relay, "north", "GET", "/v1/admin/orgs/north/wipes", None).await;
     assert_eq!(status, 200);
     serde_json::from_slice(&body).expect("WipeStatus list")
+}
+
+/// Appointed admins (protocol §3.2.2): once the organisation's CA signs a
+/// roster naming a person's key, that key acts for the organisation, and
+/// the audit log names the person. Nothing else makes a key an admin: a
+/// roster the CA did not sign, another organisation's, an older one, one
+/// sent by an appointed admin, an expired or dismissed appointment.
+#[tokio::test]
+async fn appointed_admins_act_with_their_own_keys_and_the_audit_log_names_them() {
+    let relay = start().await;
+    relay.create_org("north").await;
+    relay.create_org("south").await;
+    let addr = relay.server.addr();
+    let dana = SigningKey::from_bytes(&rand::random());
+    let erin = SigningKey::from_bytes(&rand::random());
+    let now = i64::try_from(cascade_server::unix_now()).expect("now");
+    let by = |id: &str, key: &SigningKey, method: &str, path: &str, body: &[u8]| {
+        admin_authorization("north", id, key, method, path, body)
+    };
+    let users = "/v1/admin/users";
+    let alice = br#"{"user_id": "alice@north", "display_name": "Alice", "role": "Nurse"}"#;
+    let roster_path = "/v1/admin/orgs/north/admins";
+
+    // No roster yet: Dana's key is nobody's.
+    let header = by("dana", &dana, "POST", users, alice);
+    let (status, body) = http_authorized(addr, "POST", users, Some(&header), Some(alice)).await;
+    assert_eq!((status, error_code(&body).as_str()), (401, "unauthorized"));
+
+    // Rosters the relay refuses, each with its reason.
+    let dana_erin = [
+        ("dana", "Dana Price", &dana, now + 3600),
+        ("erin", "Erin Cole", &erin, now - 1),
+    ];
+    let refused: [(&str, Vec<u8>, (u16, &str)); 4] = [
+        (
+            "signed by south's CA",
+            relay.admin_roster("south", "north", 1, &dana_erin),
+            (400, "bad_signature"),
+        ),
+        (
+            "south's roster",
+            relay.admin_roster("north", "south", 1, &dana_erin),
+            (400, "bad_request"),
+        ),
+        (
+            "not a roster",
+            relay.wipe_order("north", "0".repeat(32).parse().expect("id"), "north"),
+            (400, "bad_request"),
+        ),
+        (
+            "an id twice",
+            relay.admin_roster("north", "north", 1, &[dana_erin[0], dana_erin[0]]),
+            (400, "bad_request"),
+        ),
+    ];
+    for (what, roster, expected) in refused {
+        let (status, body) = org_request(&relay, "north", "PUT", roster_path, Some(&roster)).await;
+        assert_eq!((status, error_code(&body).as_str()), expected, "{what}");
+    }
+    let roster = relay.admin_roster("north", "north", 1, &dana_erin);
+    let (status, body) = org_request(&relay, "south", "PUT", roster_path, Some(&roster)).await;
+    assert_eq!((status, error_code(&body).as_str()), (403, "forbidden"));
+
+    // The CA appoints Dana (and Erin, whose term is over).
+    let (status, body) = org_request(&relay, "north", "PUT", roster_path, Some(&roster)).await;
+    assert_eq!(status, 204, "{}", String::from_utf8_lossy(&body));
+    let (status, body) = org_request(&relay, "north", "PUT", roster_path, Some(&roster)).await;
+    assert_eq!(
+        (status, error_code(&body).as_str()),
+        (409, "conflict"),
+        "the same serial again"
+    );
+
+    // Dana acts for north with her own key, once per signature.
+    let (status, body) = http_authorized(addr, "POST", users, Some(&header), Some(alice)).await;
+    assert_eq!(status, 201, "{}", String::from_utf8_lossy(&body));
+    let (status, _) = http_authorized(addr, "POST", users, Some(&header), Some(alice)).await;
+    assert_eq!(status, 401, "replayed");
+    let read = by("dana", &dana, "GET", roster_path, b"");
+    let (status, body) = http_authorized(addr, "GET", roster_path, Some(&read), None).await;
+    assert_eq!(status, 200);
+    let served: serde_json::Value = serde_json::from_slice(&body).expect("JSON");
+    let put: serde_json::Value = serde_json::from_slice(&roster).expect("JSON");
+    assert_eq!(served["body"], put["body"]);
+    assert_eq!(served["signature"], put["signature"]);
+
+    // But not for south, not as the CA, and nobody else with her id.
+    let bob = br#"{"user_id": "bob@south", "display_name": "Bob", "role": "Nurse"}"#;
+    let header = by("dana", &dana, "POST", users, bob);
+    let (status, body) = http_authorized(addr, "POST", users, Some(&header), Some(bob)).await;
+    assert_eq!((status, error_code(&body).as_str()), (403, "forbidden"));
+    let header = admin_authorization("south", "dana", &dana, "POST", users, bob);
+    let (status, _) = http_authorized(addr, "POST", users, Some(&header), Some(bob)).await;
+    assert_eq!(status, 401, "south appointed nobody");
+    let newer = relay.admin_roster("north", "north", 2, &[dana_erin[0]]);
+    let header = by("dana", &dana, "PUT", roster_path, &newer);
+    let (status, body) =
+        http_authorized(addr, "PUT", roster_path, Some(&header), Some(&newer)).await;
+    assert_eq!(
+        (status, error_code(&body).as_str()),
+        (403, "ca_only"),
+        "an admin cannot appoint"
+    );
+    let ca = br#"{"ca_certificate": "x"}"#;
+    let ca_path = "/v1/admin/orgs/north/ca";
+    let header = by("dana", &dana, "PUT", ca_path, ca);
+    let (status, body) = http_authorized(addr, "PUT", ca_path, Some(&header), Some(ca)).await;
+    assert_eq!((status, error_code(&body).as_str()), (403, "ca_only"));
+    let carol = br#"{"user_id": "carol@north", "display_name": "Carol", "role": "Nurse"}"#;
+    for (who, id, key) in [
+        ("expired", "erin", &erin),
+        ("unknown", "frank", &dana),
+        ("Erin's key as Dana", "dana", &erin),
+    ] {
+        let header = by(id, key, "POST", users, carol);
+        let (status, body) = http_authorized(addr, "POST", users, Some(&header), Some(carol)).await;
+        assert_eq!(
+            (status, error_code(&body).as_str()),
+            (401, "unauthorized"),
+            "{who}"
+        );
+    }
+
+    // Dismissed: a newer roster without Dana.
+    let without = relay.admin_roster("north", "north", 2, &[dana_erin[1]]);
+    let (status, _) = org_request(&relay, "north", "PUT", roster_path, Some(&without)).await;
+    assert_eq!(status, 204);
+    let header = by("dana", &dana, "POST", users, carol);
+    let (status, _) = http_authorized(addr, "POST", users, Some(&header), Some(carol)).await;
+    assert_eq!(status, 401, "dismissed");
+
+    // Only alice was created, and the audit log says by whom.
+    let (_, body) = admin_request(&relay, "GET", "/v1/admin/orgs/north/users", None).await;
+    let listed: Vec<UserEntry> = serde_json::from_slice(&body).expect("users");
+    assert_eq!(listed.len(), 1);
+    let path = relay.dir.path().join(cascade_server::audit::AUDIT_FILE);
+    let text = std::fs::read_to_string(&path).expect("audit log");
+    let records: Vec<serde_json::Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("a JSON line"))
+        .filter(|r: &serde_json::Value| r["action"] != "org.create")
+        .collect();
+    let seen: Vec<(&str, &str)> = records
+        .iter()
+        .map(|r| {
+            (
+                r["action"].as_str().expect("action"),
+                r["by"].as_str().expect("by"),
+            )
+        })
+        .collect();
+    let dana_by = format!(
+        "org:north admin:dana (Dana Price) key-sha256:{}",
+        hex::encode(sha2::Sha256::digest(dana.verifying_key().to_bytes()))
+    );
+    assert_eq!(seen.len(), 3, "{seen:?}");
+    assert_eq!(seen[0].0, "admin_roster.store");
+    assert!(seen[0].1.starts_with("org:north ca-sha256:"), "{seen:?}");
+    assert_eq!(seen[1], ("user.create", dana_by.as_str()));
+    assert_eq!(seen[2].0, "admin_roster.store");
+    assert_eq!(records[2]["admins"], serde_json::json!(["erin"]));
+    let (_, metrics) = http(addr, "GET", "/metrics", Some(&relay.admin_token), None).await;
+    let metrics = String::from_utf8(metrics).expect("text");
+    assert!(
+        metrics
+            .lines()
+            .any(|l| l == "cascade_admin_refused_total{kind=\"not_appointed\"} 5"),
+        "{metrics}"
+    );
 }

@@ -442,3 +442,146 @@ async fn create_org_again_cannot_replace_an_organisations_ca() -> Result<()> {
     assert_eq!(served.fingerprint(), before);
     Ok(())
 }
+
+/// An appointed admin (admin guide §3.5) works from their own directory:
+/// they cut a lost device off at the relay at once, but what devices
+/// believe (the signed revocation list, a wipe order, the policy, an
+/// appointment) still takes the CA's directory, which says so without
+/// changing anything.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_appointed_admin_cuts_a_device_off_and_the_ca_publishes_the_list() -> Result<()> {
+    let relay = Relay::start().await?;
+    let north = Admin::new(&relay, "north-trust").await?;
+    let ca = north.ca_dir("north-trust");
+    let dana = north.home.path().join("dana");
+    let made = north
+        .cascade(&[
+            "admin",
+            "key",
+            "init",
+            "--dir",
+            path(&dana),
+            "--ca-cert",
+            path(&ca.join("ca-cert.pem")),
+            "--id",
+            "dana",
+        ])
+        .await?
+        .json()?;
+    let key = made["key"].as_str().context("key")?.to_owned();
+    north
+        .cascade(&[
+            "admin",
+            "appoint",
+            "--ca-dir",
+            path(&ca),
+            "--id",
+            "dana",
+            "--name",
+            "Dana Price",
+            "--key",
+            &key,
+            "--days",
+            "30",
+        ])
+        .await?
+        .json()?;
+    let listed = north
+        .cascade(&["admin", "admins", "--ca-dir", path(&dana)])
+        .await?
+        .json()?;
+    assert_eq!(listed[0]["id"], "dana");
+    assert_eq!(listed[0]["key"], key);
+
+    // Dana cuts Alice's lost phone off: the relay refuses it now, and no
+    // list is published yet.
+    let lost = north.enrol("alice@north-trust").await?;
+    let run = north
+        .cascade(&[
+            "admin",
+            "revoke",
+            "--ca-dir",
+            path(&dana),
+            "--device",
+            &lost.device_id.to_string(),
+        ])
+        .await?
+        .json()?;
+    assert_eq!(run["serial"], serde_json::Value::Null);
+    assert!(
+        RawConn::authenticated(&relay, &lost).await.is_err(),
+        "the relay refuses the device"
+    );
+    let (_, revocations) = published(&north, "north-trust").await?;
+    assert!(revocations.is_none(), "only the CA publishes the list");
+
+    // What takes the CA key, her directory refuses, changing nothing.
+    let device = lost.device_id.to_string();
+    for args in [
+        vec![
+            "admin",
+            "wipe",
+            "--ca-dir",
+            path(&dana),
+            "--device",
+            &device,
+        ],
+        vec![
+            "admin",
+            "policy",
+            "--ca-dir",
+            path(&dana),
+            "--idle-lock-minutes",
+            "3",
+        ],
+        vec!["admin", "issue", "--ca-dir", path(&dana)],
+        vec![
+            "admin",
+            "appoint",
+            "--ca-dir",
+            path(&dana),
+            "--id",
+            "eve",
+            "--name",
+            "Eve",
+            "--key",
+            &key,
+        ],
+        vec!["admin", "dismiss", "--ca-dir", path(&dana), "--id", "dana"],
+    ] {
+        let run = north.cascade(&args).await?;
+        assert_eq!(run.code, Some(1), "{args:?}");
+        let said = format!("{}{}", run.stdout, run.stderr);
+        assert!(
+            said.contains("holds an admin's key, not the CA key"),
+            "{args:?}: {said}"
+        );
+    }
+    assert!(!dana.join("policy.json").exists());
+    assert!(!dana.join("admins.json").exists());
+
+    // The CA's directory publishes the list, and Dana is still appointed.
+    let run = north
+        .cascade(&[
+            "admin",
+            "revoke",
+            "--ca-dir",
+            path(&ca),
+            "--device",
+            &device,
+        ])
+        .await?
+        .json()?;
+    assert_eq!(run["serial"], 1);
+    let (_, revocations) = published(&north, "north-trust").await?;
+    let list = verify_revocations(
+        &revocations.context("a revocation list")?,
+        &north.anchor("north-trust")?,
+    )?;
+    assert_eq!(list.devices, vec![lost.device_id]);
+    north
+        .cascade(&["admin", "users", "--ca-dir", path(&dana)])
+        .await?
+        .json()?;
+    Ok(())
+}

@@ -601,6 +601,92 @@ async fn admin_guide_commands_work_as_documented() -> Result<()> {
         shown.stdout
     );
 
+    // §3.5 Appointing an admin: Dana makes her key with the CA
+    // certificate the CA holder sent her.
+    doc.extra("cp ~/cascade-ca/north-trust/ca-cert.pem ca-cert.pem")
+        .await?;
+    let made = doc
+        .run("cascade admin key init --dir ~/cascade-admin --ca-cert ca-cert.pem --id dana-price")
+        .await?;
+    ensure!(
+        made.stdout
+            .starts_with("Created the admin key of dana-price (north-trust) in "),
+        "{}",
+        made.stdout
+    );
+    let dana_key = made.word_after("--key ")?;
+    ensure!(dana_key.len() == 64, "{dana_key}");
+    doc.fill("<admin public key>", &dana_key);
+    let appointed = doc
+        .run("cascade admin appoint --ca-dir ~/cascade-ca/north-trust --id dana-price --name \"Dana Price\" --key <admin public key>")
+        .await?;
+    ensure!(
+        appointed
+            .stdout
+            .starts_with("Appointed dana-price (Dana Price) until ")
+            && appointed
+                .stdout
+                .trim_end()
+                .ends_with("(admin roster 1 published)"),
+        "{}",
+        appointed.stdout
+    );
+    let admins = doc
+        .run("cascade admin admins --ca-dir ~/cascade-admin")
+        .await?;
+    ensure!(
+        admins.stdout.starts_with("dana-price\tDana Price\tuntil ")
+            && admins
+                .stdout
+                .trim_end()
+                .ends_with(&format!("\tkey {dana_key}")),
+        "{}",
+        admins.stdout
+    );
+    let pending = doc
+        .run("cascade admin pending --ca-dir ~/cascade-admin")
+        .await?;
+    ensure!(
+        pending.stdout.trim() == "No device is waiting for a certificate.",
+        "{}",
+        pending.stdout
+    );
+    // What her directory cannot do, it says.
+    let refused = doc
+        .extra_failing("cascade admin issue --ca-dir ~/cascade-admin")
+        .await?;
+    ensure!(
+        refused
+            .stderr
+            .contains("holds an admin's key, not the CA key: issuing certificates needs the organisation's CA directory"),
+        "{}",
+        refused.stderr
+    );
+    let dismissed = doc
+        .run("cascade admin dismiss --ca-dir ~/cascade-ca/north-trust --id dana-price")
+        .await?;
+    ensure!(
+        dismissed.stdout.trim()
+            == "Dismissed dana-price (admin roster 2 published); the relay refuses their key now",
+        "{}",
+        dismissed.stdout
+    );
+    let refused = doc
+        .extra_failing("cascade admin users --ca-dir ~/cascade-admin")
+        .await?;
+    ensure!(
+        refused
+            .stderr
+            .contains("no admin of this id is appointed now"),
+        "{}",
+        refused.stderr
+    );
+    // Appointed again, for the CA rotation of §8 to carry over.
+    doc.extra(&format!(
+        "cascade admin appoint --ca-dir {CA} --id dana-price --name \"Dana Price\" --key {dana_key}"
+    ))
+    .await?;
+
     // §4 Enrolling staff.
     doc.run(
         "cascade admin add-user alice@north-trust --name \"Alice Okafor\" --role \"Ward Sister\" --ca-dir ~/cascade-ca/north-trust",
@@ -754,15 +840,14 @@ async fn admin_guide_commands_work_as_documented() -> Result<()> {
     );
 
     // §7 Certificate expiry and renewal: Bob's laptop got a certificate
-    // that expires within 30 days.
+    // that expires within 30 days. Dana, appointed in §3.5, added him and
+    // made his code with her own key.
     doc.extra(
-        "cascade admin add-user bob@north-trust --name \"Bob Singh\" --role \"Junior Doctor\" --ca-dir ~/cascade-ca/north-trust",
+        "cascade admin add-user bob@north-trust --name \"Bob Singh\" --role \"Junior Doctor\" --ca-dir ~/cascade-admin",
     )
     .await?;
     let bob_code = doc
-        .extra(&format!(
-            "cascade admin token bob@north-trust --ca-dir {CA}"
-        ))
+        .extra("cascade admin token bob@north-trust --ca-dir ~/cascade-admin")
         .await?;
     doc.extra(&format!(
         "cascade --data-dir ~/bob enrol --server $CASCADE_SERVER --code {} --device-name laptop",
@@ -802,6 +887,25 @@ async fn admin_guide_commands_work_as_documented() -> Result<()> {
         "the new CA directory keeps the policy: {}",
         policy.stdout
     );
+    // Dana takes the new CA certificate and goes on with her own key: the
+    // rotation signed the roster again with the new CA.
+    doc.extra("cp ~/cascade-ca/north-trust-2027/ca-cert.pem north-trust-2027-ca-cert.pem")
+        .await?;
+    doc.run("cp north-trust-2027-ca-cert.pem ~/cascade-admin/ca-cert.pem")
+        .await?;
+    let users = doc
+        .extra("cascade admin users --ca-dir ~/cascade-admin")
+        .await?;
+    ensure!(users.stdout.contains("bob@north-trust"), "{}", users.stdout);
+    let audit = std::fs::read_to_string(doc.home.join("../var/lib/cascade/audit.jsonl"))
+        .context("the relay's audit log")?;
+    ensure!(
+        audit.lines().any(|l| l.contains("\"user.create\"")
+            && l.contains("bob@north-trust")
+            && l.contains("admin:dana-price (Dana Price) key-sha256:")),
+        "the audit log names Dana: {audit}"
+    );
+
     let reissued = doc
         .run("cascade admin issue --ca-dir ~/cascade-ca/north-trust-2027")
         .await?;
@@ -811,7 +915,6 @@ async fn admin_guide_commands_work_as_documented() -> Result<()> {
     );
     ensure!(!reissued.stdout.contains(&old_phone));
     doc.extra("cascade --data-dir ~/bob sync").await?;
-
     // §9 Troubleshooting: the relay's CA against ours.
     doc.run(
         "curl -s --cacert \"$CASCADE_SERVER_CA\" \"$CASCADE_SERVER/v1/orgs/north-trust\" | jq -r .ca_certificate > relay-ca.pem",

@@ -408,6 +408,14 @@ pub trait Store: Send + Sync {
     /// An organisation's revocation list, if one was stored.
     fn revocations(&self, org_id: &OrgId) -> Result<Option<TrustList>, StoreError>;
 
+    /// Stores (replaces) an organisation's signed roster of appointed
+    /// admins (same record shape as a trust list; the relay reads it,
+    /// protocol §3.2.2). `NotFound` if the organisation does not exist.
+    fn put_admin_roster(&self, org_id: &OrgId, roster: &TrustList) -> Result<(), StoreError>;
+
+    /// An organisation's admin roster, if one was stored.
+    fn admin_roster(&self, org_id: &OrgId) -> Result<Option<TrustList>, StoreError>;
+
     /// Atomically appends single-use KeyPackages to a device's stock and, if
     /// given, replaces its last-resort KeyPackage. `StockFull` (and nothing
     /// stored) if the stock would exceed the limit. Returns the new stock.

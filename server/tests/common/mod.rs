@@ -196,10 +196,11 @@ impl Relay {
         use rcgen::SigningKey as _;
         let org = OrgId::new(org).expect("org id");
         let nonce: [u8; 16] = rand::random();
-        let message = OrgAuthorization::message(method, path, &org, time, &nonce, body);
+        let message = OrgAuthorization::message(method, path, &org, None, time, &nonce, body);
         let signature = self.ca(org.as_str()).key.sign(&message).expect("signed");
         OrgAuthorization {
             org,
+            admin: None,
             time,
             nonce,
             signature,
@@ -207,6 +208,62 @@ impl Relay {
         .to_header()
     }
 
+    /// An `org` roster of appointed admins (`id`, name, key, until) with
+    /// `serial`, signed by `signer`'s CA, in its JSON form.
+    pub fn admin_roster(
+        &self,
+        signer: &str,
+        org: &str,
+        serial: u64,
+        admins: &[(&str, &str, &SigningKey, i64)],
+    ) -> Vec<u8> {
+        use cascade_protocol::org_auth::{AdminEntry, AdminRoster};
+        let roster = AdminRoster {
+            v: 1,
+            kind: AdminRoster::KIND.into(),
+            org: OrgId::new(org).expect("org id"),
+            serial,
+            issued_at: 1_700_000_000,
+            admins: admins
+                .iter()
+                .map(|(id, name, key, not_after)| AdminEntry {
+                    id: (*id).into(),
+                    name: (*name).into(),
+                    key: key.verifying_key().to_bytes().to_vec(),
+                    not_after: *not_after,
+                })
+                .collect(),
+        };
+        self.signed_json(signer, &roster.to_body())
+    }
+}
+
+/// The `Authorization` value of appointed admin `id` of `org` signing
+/// with `key` (protocol §3.2.2).
+pub fn admin_authorization(
+    org: &str,
+    id: &str,
+    key: &SigningKey,
+    method: &str,
+    path: &str,
+    body: &[u8],
+) -> String {
+    use cascade_protocol::org_auth::OrgAuthorization;
+    let org = OrgId::new(org).expect("org id");
+    let time = cascade_server::unix_now();
+    let nonce: [u8; 16] = rand::random();
+    let message = OrgAuthorization::message(method, path, &org, Some(id), time, &nonce, body);
+    OrgAuthorization {
+        org,
+        admin: Some(id.into()),
+        time,
+        nonce,
+        signature: key.sign(&message).to_bytes().to_vec(),
+    }
+    .to_header()
+}
+
+impl Relay {
     /// The organisation an admin request is about (see [`admin_request`]).
     fn owner(&self, path: &str, body: Option<&[u8]>) -> String {
         let parts: Vec<&str> = path.split('?').next().unwrap_or(path).split('/').collect();

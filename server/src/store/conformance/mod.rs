@@ -50,6 +50,7 @@ macro_rules! store_conformance_tests {
             org_ca_certificate_is_kept,
             device_certificates_end_pending,
             trust_lists_are_kept_per_org,
+            admin_rosters_are_kept_per_org_apart_from_the_lists,
             key_packages_can_be_withdrawn,
             org_ca_can_be_replaced,
             push_tokens_are_kept,
@@ -85,6 +86,7 @@ pub fn run_all(h: &mut dyn Harness) {
     org_ca_certificate_is_kept(h);
     device_certificates_end_pending(h);
     trust_lists_are_kept_per_org(h);
+    admin_rosters_are_kept_per_org_apart_from_the_lists(h);
     key_packages_can_be_withdrawn(h);
     org_ca_can_be_replaced(h);
     push_tokens_are_kept(h);
@@ -642,6 +644,40 @@ pub fn trust_lists_are_kept_per_org(h: &mut dyn Harness) {
     assert_eq!(store.trust_list(&south).expect("get"), None);
     store.put_trust_list(&north, &list(2)).expect("replace");
     assert_eq!(store.trust_list(&north).expect("get"), Some(list(2)));
+}
+
+/// An admin roster is stored per organisation, apart from its trust and
+/// revocation lists, replaced by the next one, needs its organisation and
+/// is there after a reopen.
+pub fn admin_rosters_are_kept_per_org_apart_from_the_lists(h: &mut dyn Harness) {
+    let store = h.fresh();
+    let north = OrgId::new("north").expect("valid");
+    let south = OrgId::new("south").expect("valid");
+    let doc = |n: u8| TrustList {
+        body: Bytes::from(vec![n; 5]),
+        signature: Bytes::from(vec![n; 64]),
+        published_at: NOW + u64::from(n),
+        co_signature: None,
+    };
+    assert_eq!(
+        store.put_admin_roster(&north, &doc(1)),
+        Err(StoreError::NotFound),
+        "a roster needs its organisation"
+    );
+    store.create_org(&org("north")).expect("create");
+    store.create_org(&org("south")).expect("create");
+    store.put_trust_list(&north, &doc(8)).expect("trust list");
+    store.put_revocations(&north, &doc(9)).expect("revocations");
+    assert_eq!(store.admin_roster(&north).expect("get"), None);
+    store.put_admin_roster(&north, &doc(1)).expect("put");
+    store.put_admin_roster(&north, &doc(2)).expect("replace");
+    store.flush().expect("flush");
+    drop(store);
+    let store = h.reopen();
+    assert_eq!(store.admin_roster(&north).expect("get"), Some(doc(2)));
+    assert_eq!(store.admin_roster(&south).expect("get"), None);
+    assert_eq!(store.trust_list(&north).expect("get"), Some(doc(8)));
+    assert_eq!(store.revocations(&north).expect("get"), Some(doc(9)));
 }
 
 /// Everything written and flushed is there after the store is dropped and

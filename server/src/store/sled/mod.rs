@@ -26,6 +26,7 @@
 //! | `payloads`     | group id, seq, kind tag          | `PayloadRecord` (earlier layout) |
 //! | `trust_lists`  | org id                           | [`TrustList`]              |
 //! | `revocations`  | org id                           | [`TrustList`] (revocation list) |
+//! | `admin_rosters`| org id                           | [`TrustList`] (admin roster) |
 //!
 //! A group's commits, Welcomes and messages are stored once, in its log, and
 //! every member device reads it with a cursor ([`log`] explains the rules);
@@ -229,6 +230,7 @@ pub struct SledStore {
     payloads: Tree,
     trust_lists: Tree,
     revocations: Tree,
+    admin_rosters: Tree,
 }
 
 impl SledStore {
@@ -327,6 +329,7 @@ impl SledStore {
             payloads: tree("payloads")?,
             trust_lists: tree("trust_lists")?,
             revocations: tree("revocations")?,
+            admin_rosters: tree("admin_rosters")?,
             files: None,
             db,
         };
@@ -607,6 +610,14 @@ impl Store for SledStore {
 
     fn revocations(&self, org_id: &OrgId) -> Result<Option<TrustList>, StoreError> {
         self.get_org_document(&self.revocations, org_id, "revocation list")
+    }
+
+    fn put_admin_roster(&self, org_id: &OrgId, roster: &TrustList) -> Result<(), StoreError> {
+        self.put_org_document(&self.admin_rosters, org_id, roster)
+    }
+
+    fn admin_roster(&self, org_id: &OrgId) -> Result<Option<TrustList>, StoreError> {
+        self.get_org_document(&self.admin_rosters, org_id, "admin roster")
     }
 
     fn put_key_packages(
