@@ -183,6 +183,13 @@ pub enum CaDirError {
         /// The file.
         path: PathBuf,
     },
+    /// An appointed admin's copy of the CA certificate is not the one the
+    /// relay serves for the organisation (it was rotated).
+    #[error("the relay serves another CA for the organisation than {}: after a CA rotation, replace it with the new ca-cert.pem from your CA holder", path.display())]
+    CaChanged {
+        /// The admin's copy.
+        path: PathBuf,
+    },
     /// `dismiss` of an admin who is not appointed.
     #[error("no admin {0} is appointed")]
     NotAppointed(String),
@@ -411,6 +418,30 @@ impl CaDir {
         Ok((dir, key))
     }
 
+    /// In an appointed admin's directory, whose CA certificate is a copy:
+    /// [`CaDirError::CaChanged`] if the relay now serves another CA for the
+    /// organisation (after a rotation, codes made with the old one would
+    /// be refused by every device). The relay's copy is not adopted: the
+    /// admin replaces theirs with the one their CA holder sends.
+    async fn check_ca_current(
+        &self,
+        admin: &AdminClient,
+        anchor: &TrustAnchor,
+    ) -> Result<(), CaDirError> {
+        let served = admin.org_info(&anchor.org).await?.ca_certificate;
+        let same = served
+            .as_deref()
+            .and_then(|pem| pem_to_der(pem).ok())
+            .is_some_and(|der| der == anchor.cert_der);
+        if same {
+            Ok(())
+        } else {
+            Err(CaDirError::CaChanged {
+                path: self.cert_path(),
+            })
+        }
+    }
+
     /// The appointed admin's key of this directory.
     pub fn admin_key(&self) -> Result<AdminKey, CaDirError> {
         let org = self.anchor()?.org;
@@ -615,6 +646,9 @@ impl CaDir {
     ) -> Result<EnrolmentCode, CaDirError> {
         let signer = self.authority(&user.org())?;
         let anchor = self.anchor()?;
+        if self.is_admins() {
+            self.check_ca_current(admin, &anchor).await?;
+        }
         let t = admin
             .as_org(signer)
             .issue_enrolment_token(user, ttl_secs)

@@ -330,6 +330,21 @@ impl AdminClient {
         self.get(&format!("/v1/admin/orgs/{org_id}/wipes")).await
     }
 
+    /// What the relay publishes about an organisation (public, unsigned):
+    /// its name and CA certificate.
+    pub async fn org_info(
+        &self,
+        org_id: &OrgId,
+    ) -> Result<cascade_protocol::http::OrgInfo, AdminError> {
+        let resp = self
+            .http
+            .get(format!("{}/v1/orgs/{org_id}", self.base))
+            .send()
+            .await
+            .map_err(unreachable)?;
+        Self::answer(resp).await
+    }
+
     /// Appoints the organisation's admins: its roster, signed by its CA
     /// (the request must be signed by the CA key too).
     pub async fn put_admin_roster(

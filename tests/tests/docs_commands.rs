@@ -889,6 +889,16 @@ async fn admin_guide_commands_work_as_documented() -> Result<()> {
     );
     // Dana takes the new CA certificate and goes on with her own key: the
     // rotation signed the roster again with the new CA.
+    let stale = doc
+        .extra_failing("cascade admin token bob@north-trust --ca-dir ~/cascade-admin")
+        .await?;
+    ensure!(
+        stale
+            .stderr
+            .contains("after a CA rotation, replace it with the new ca-cert.pem"),
+        "{}",
+        stale.stderr
+    );
     doc.extra("cp ~/cascade-ca/north-trust-2027/ca-cert.pem north-trust-2027-ca-cert.pem")
         .await?;
     doc.run("cp north-trust-2027-ca-cert.pem ~/cascade-admin/ca-cert.pem")
@@ -897,6 +907,10 @@ async fn admin_guide_commands_work_as_documented() -> Result<()> {
         .extra("cascade admin users --ca-dir ~/cascade-admin")
         .await?;
     ensure!(users.stdout.contains("bob@north-trust"), "{}", users.stdout);
+    let code = doc
+        .extra("cascade admin token bob@north-trust --ca-dir ~/cascade-admin")
+        .await?;
+    ensure!(code.stdout.trim().len() == 29, "{}", code.stdout);
     let audit = std::fs::read_to_string(doc.home.join("../var/lib/cascade/audit.jsonl"))
         .context("the relay's audit log")?;
     ensure!(

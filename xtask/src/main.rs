@@ -375,7 +375,9 @@ fn generated(dir: &Path, ext: &str) -> Result<Vec<PathBuf>> {
 
 /// The criterion benchmarks of MLS group operations against group size
 /// (`client-core/benches/mls_groups.rs`), by default in groups of 10, 100,
-/// 1,000 and 10,000 devices; `--sizes 30000` for others.
+/// 1,000 and 10,000 devices; `--sizes 30000` for others. Then the engine's
+/// per-message work (`engine.rs`) and the wire codec beside its baselines
+/// (`codec.rs`).
 fn bench_mls(args: &[String]) -> Result<()> {
     let mut cmd = cargo();
     cmd.args([
@@ -387,6 +389,8 @@ fn bench_mls(args: &[String]) -> Result<()> {
         "mls_groups",
         "--bench",
         "engine",
+        "--bench",
+        "codec",
     ]);
     match args {
         [] => {}
