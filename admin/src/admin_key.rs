@@ -18,6 +18,12 @@ pub trait OrgSigner: Send + Sync {
     /// The organisation the requests act for.
     fn org(&self) -> &OrgId;
 
+    /// The appointed admin's id, or `None` for the CA itself.
+    fn admin(&self) -> Option<&str>;
+
+    /// Signs `message` with this signer's Ed25519 key.
+    fn sign_message(&self, message: &[u8]) -> Result<Vec<u8>, CertError>;
+
     /// The `Authorization` header value for one request: a signature over
     /// the method, the path and query, the time `now`, a fresh nonce and
     /// the body ([`cascade_protocol::org_auth`]).
@@ -27,7 +33,26 @@ pub trait OrgSigner: Send + Sync {
         path_and_query: &str,
         body: &[u8],
         now: u64,
-    ) -> Result<String, CertError>;
+    ) -> Result<String, CertError> {
+        let nonce: [u8; 16] = rand::random();
+        let message = OrgAuthorization::message(
+            method,
+            path_and_query,
+            self.org(),
+            self.admin(),
+            now,
+            &nonce,
+            body,
+        );
+        Ok(OrgAuthorization {
+            org: self.org().clone(),
+            admin: self.admin().map(str::to_owned),
+            time: now,
+            nonce,
+            signature: self.sign_message(&message)?,
+        }
+        .to_header())
+    }
 }
 
 /// An appointed admin's Ed25519 key, with their organisation and id.
@@ -97,31 +122,12 @@ impl OrgSigner for AdminKey {
         &self.org
     }
 
-    fn authorize(
-        &self,
-        method: &str,
-        path_and_query: &str,
-        body: &[u8],
-        now: u64,
-    ) -> Result<String, CertError> {
-        let nonce: [u8; 16] = rand::random();
-        let message = OrgAuthorization::message(
-            method,
-            path_and_query,
-            &self.org,
-            Some(&self.id),
-            now,
-            &nonce,
-            body,
-        );
-        Ok(OrgAuthorization {
-            org: self.org.clone(),
-            admin: Some(self.id.clone()),
-            time: now,
-            nonce,
-            signature: rcgen::SigningKey::sign(&self.key, &message).map_err(malformed)?,
-        }
-        .to_header())
+    fn admin(&self) -> Option<&str> {
+        Some(&self.id)
+    }
+
+    fn sign_message(&self, message: &[u8]) -> Result<Vec<u8>, CertError> {
+        rcgen::SigningKey::sign(&self.key, message).map_err(malformed)
     }
 }
 

@@ -318,25 +318,12 @@ impl crate::OrgSigner for OrgCa {
         &self.org
     }
 
-    fn authorize(
-        &self,
-        method: &str,
-        path_and_query: &str,
-        body: &[u8],
-        now: u64,
-    ) -> Result<String, CertError> {
-        use cascade_protocol::org_auth::OrgAuthorization;
-        let nonce: [u8; 16] = rand::random();
-        let message =
-            OrgAuthorization::message(method, path_and_query, &self.org, None, now, &nonce, body);
-        Ok(OrgAuthorization {
-            org: self.org.clone(),
-            admin: None,
-            time: now,
-            nonce,
-            signature: self.sign(&message)?,
-        }
-        .to_header())
+    fn admin(&self) -> Option<&str> {
+        None
+    }
+
+    fn sign_message(&self, message: &[u8]) -> Result<Vec<u8>, CertError> {
+        self.sign(message)
     }
 }
 

@@ -832,18 +832,7 @@ async fn put_admin_roster(
     admin.act_for(&org_id)?;
     admin.not_appointed()?;
     let store = state.store();
-    let ca_der = store
-        .get_org(&org_id)?
-        .ok_or(ApiError::NotFound("unknown organisation"))?
-        .ca_certificate
-        .ok_or(ApiError::NoCa)?;
-    let doc = req.to_document().map_err(ApiError::BadRequest)?;
-    if doc.body.len() > MAX_TRUST_LIST_BYTES {
-        return Err(ApiError::PayloadTooLarge);
-    }
-    if !OrgCa::from_stored(&ca_der)?.signed(&doc.body, &doc.signature) {
-        return Err(ApiError::BadSignature);
-    }
+    let doc = signed_by_the_ca(&state, &org_id, &req)?;
     let roster = org_auth::AdminRoster::from_body(&doc.body).map_err(ApiError::BadRequest)?;
     if roster.org != org_id {
         return Err(ApiError::BadRequest("the roster is another organisation's"));
@@ -987,6 +976,31 @@ async fn put_revocations(
     put_signed_document(admin, state, org, req, SignedKind::Revocations).await
 }
 
+/// `req` as a document of `org_id`'s CA: `404` for an unknown
+/// organisation, `409 no_ca`, `400 bad_request` for invalid base64, `413`
+/// over [`MAX_TRUST_LIST_BYTES`], `400 bad_signature` unless its CA signed
+/// it.
+fn signed_by_the_ca(
+    state: &AppState,
+    org_id: &OrgId,
+    req: &SignedDocumentJson,
+) -> Result<cascade_protocol::SignedDocument, ApiError> {
+    let ca_der = state
+        .store()
+        .get_org(org_id)?
+        .ok_or(ApiError::NotFound("unknown organisation"))?
+        .ca_certificate
+        .ok_or(ApiError::NoCa)?;
+    let doc = req.to_document().map_err(ApiError::BadRequest)?;
+    if doc.body.len() > MAX_TRUST_LIST_BYTES {
+        return Err(ApiError::PayloadTooLarge);
+    }
+    if !OrgCa::from_stored(&ca_der)?.signed(&doc.body, &doc.signature) {
+        return Err(ApiError::BadSignature);
+    }
+    Ok(doc)
+}
+
 /// The documents an organisation's CA signs and the relay only stores.
 #[derive(Clone, Copy)]
 enum SignedKind {
@@ -1004,17 +1018,7 @@ async fn put_signed_document(
     let org_id = org_id(org)?;
     admin.act_for(&org_id)?;
     let store = state.store();
-    let org = store
-        .get_org(&org_id)?
-        .ok_or(ApiError::NotFound("unknown organisation"))?;
-    let ca_der = org.ca_certificate.ok_or(ApiError::NoCa)?;
-    let doc = req.to_document().map_err(ApiError::BadRequest)?;
-    if doc.body.len() > MAX_TRUST_LIST_BYTES {
-        return Err(ApiError::PayloadTooLarge);
-    }
-    if !OrgCa::from_stored(&ca_der)?.signed(&doc.body, &doc.signature) {
-        return Err(ApiError::BadSignature);
-    }
+    let doc = signed_by_the_ca(&state, &org_id, &req)?;
     if doc.co_signature.as_ref().is_some_and(|c| c.len() != 64) {
         return Err(ApiError::BadRequest(
             "co_signature must be a base64 Ed25519 signature",
