@@ -211,28 +211,61 @@ impl FromRequestParts<AppState> for OrgAdmin {
 pub const MAX_ADMIN_NONCES: usize = 100_000;
 
 /// The nonces of recent organisation requests, so none is taken twice
-/// ([`org_auth::MAX_SKEW_SECS`] either way of its time).
+/// ([`org_auth::MAX_SKEW_SECS`] either way of its time). They are kept in
+/// the store too, so a request replayed after a restart is refused as
+/// well; memory is filled from it on the first signed request.
 #[derive(Default)]
 pub struct AdminNonces {
-    seen: std::sync::Mutex<HashMap<(OrgId, [u8; 16]), u64>>,
+    seen: std::sync::Mutex<Option<SeenNonces>>,
 }
+
+struct SeenNonces {
+    until: HashMap<(OrgId, [u8; 16]), u64>,
+    pruned_at: u64,
+}
+
+/// How often (seconds) expired nonces are forgotten, in memory and store.
+const NONCE_PRUNE_SECS: u64 = 60;
 
 impl AdminNonces {
     /// Records `nonce` of `org`, forgettable after `until`; `false` if it
-    /// was seen already. `Err` with the seconds to wait when full.
-    fn take(&self, org: &OrgId, nonce: [u8; 16], until: u64, now: u64) -> Result<bool, u64> {
-        let mut seen = self.seen.lock().unwrap_or_else(|e| e.into_inner());
+    /// was seen already; `429` when full.
+    fn take(
+        &self,
+        store: &dyn Store,
+        org: &OrgId,
+        nonce: [u8; 16],
+        until: u64,
+        now: u64,
+    ) -> Result<bool, ApiError> {
+        let mut guard = self.seen.lock().unwrap_or_else(|e| e.into_inner());
+        let seen = match &mut *guard {
+            Some(seen) => seen,
+            empty => empty.insert(SeenNonces {
+                until: store
+                    .admin_nonces(now)?
+                    .into_iter()
+                    .map(|(org, nonce, until)| ((org, nonce), until))
+                    .collect(),
+                pruned_at: now,
+            }),
+        };
         let key = (org.clone(), nonce);
-        if seen.contains_key(&key) {
+        if seen.until.contains_key(&key) {
             return Ok(false);
         }
-        if seen.len() >= MAX_ADMIN_NONCES {
-            seen.retain(|_, until| *until >= now);
-            if seen.len() >= MAX_ADMIN_NONCES {
-                return Err(org_auth::MAX_SKEW_SECS);
+        if seen.until.len() >= MAX_ADMIN_NONCES || now >= seen.pruned_at + NONCE_PRUNE_SECS {
+            seen.until.retain(|_, until| *until >= now);
+            store.forget_admin_nonces(now)?;
+            seen.pruned_at = now;
+            if seen.until.len() >= MAX_ADMIN_NONCES {
+                return Err(ApiError::RateLimited {
+                    retry_after_secs: org_auth::MAX_SKEW_SECS,
+                });
             }
         }
-        seen.insert(key, until);
+        store.put_admin_nonce(org, &nonce, until)?;
+        seen.until.insert(key, until);
         Ok(true)
     }
 }
@@ -327,15 +360,14 @@ async fn org_admin_auth(
         }
     };
     let until = auth.time + org_auth::MAX_SKEW_SECS;
-    match state.admin_nonces().take(&auth.org, auth.nonce, until, now) {
-        Ok(true) => {}
-        Ok(false) => {
-            state.metrics().admin_refused("replayed");
-            return Err(ApiError::OrgUnauthorized(
-                "this request was received already (its nonce was used)",
-            ));
-        }
-        Err(retry_after_secs) => return Err(ApiError::RateLimited { retry_after_secs }),
+    let fresh = state
+        .admin_nonces()
+        .take(&**state.store(), &auth.org, auth.nonce, until, now)?;
+    if !fresh {
+        state.metrics().admin_refused("replayed");
+        return Err(ApiError::OrgUnauthorized(
+            "this request was received already (its nonce was used)",
+        ));
     }
     parts.extensions.insert(OrgAdmin {
         by,

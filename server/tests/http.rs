@@ -120,6 +120,17 @@ async fn an_organisations_admin_acts_for_it_alone() {
     );
     let (_, metrics) = http(addr, "GET", "/metrics", Some(&relay.admin_token), None).await;
     let metrics = String::from_utf8(metrics).expect("text");
+
+    // Nor after the relay restarts: the nonces it saw are kept.
+    let relay = relay.restart().await;
+    let addr = relay.server.addr();
+    let (status, body) = http_authorized(addr, "POST", path, Some(&header), Some(user)).await;
+    assert_eq!((status, error_code(&body).as_str()), (401, "unauthorized"));
+    assert!(String::from_utf8_lossy(&body).contains("nonce"));
+    let read = relay.org_authorization("north", "GET", "/v1/admin/orgs/north/users", b"");
+    let (status, _) =
+        http_authorized(addr, "GET", "/v1/admin/orgs/north/users", Some(&read), None).await;
+    assert_eq!(status, 200, "a new signature is taken");
     for line in [
         "cascade_admin_refused_total{kind=\"replayed\"} 1",
         "cascade_admin_refused_total{kind=\"bad_signature\"} 3",

@@ -416,6 +416,24 @@ pub trait Store: Send + Sync {
     /// An organisation's admin roster, if one was stored.
     fn admin_roster(&self, org_id: &OrgId) -> Result<Option<TrustList>, StoreError>;
 
+    /// Records that an organisation admin request's `nonce` was used, to
+    /// be remembered until `until` (Unix seconds), so a request replayed
+    /// after a restart is still refused (protocol §3.2.1). Made durable by
+    /// the next flush, as the request's own writes are.
+    fn put_admin_nonce(
+        &self,
+        org_id: &OrgId,
+        nonce: &[u8; 16],
+        until: u64,
+    ) -> Result<(), StoreError>;
+
+    /// The admin nonces recorded to be remembered at `now` or later, each
+    /// with its organisation and `until`.
+    fn admin_nonces(&self, now: u64) -> Result<Vec<(OrgId, [u8; 16], u64)>, StoreError>;
+
+    /// Forgets the admin nonces whose `until` is before `now`.
+    fn forget_admin_nonces(&self, now: u64) -> Result<(), StoreError>;
+
     /// Atomically appends single-use KeyPackages to a device's stock and, if
     /// given, replaces its last-resort KeyPackage. `StockFull` (and nothing
     /// stored) if the stock would exceed the limit. Returns the new stock.

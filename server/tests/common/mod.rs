@@ -127,6 +127,32 @@ pub async fn start_with(limits: cascade_server::listen::ConnectionLimits) -> Rel
     }
 }
 
+impl Relay {
+    /// Stops the relay and starts it again on the same data directory and
+    /// a new port, as an operator's restart does.
+    pub async fn restart(self) -> Relay {
+        let Relay {
+            server,
+            admin_token,
+            dir,
+            cas,
+            pins,
+        } = self;
+        server.shutdown().await.expect("stopped");
+        let (server, _) = Server::open(dir.path()).expect("reopen relay");
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        Relay {
+            server: server.spawn(listener).expect("spawn"),
+            admin_token,
+            dir,
+            cas,
+            pins,
+        }
+    }
+}
+
 /// An enrolled device: its id and signing key.
 #[derive(Clone)]
 pub struct TestDevice {

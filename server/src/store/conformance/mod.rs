@@ -51,6 +51,7 @@ macro_rules! store_conformance_tests {
             device_certificates_end_pending,
             trust_lists_are_kept_per_org,
             admin_rosters_are_kept_per_org_apart_from_the_lists,
+            admin_nonces_are_kept_until_their_time,
             key_packages_can_be_withdrawn,
             org_ca_can_be_replaced,
             push_tokens_are_kept,
@@ -87,6 +88,7 @@ pub fn run_all(h: &mut dyn Harness) {
     device_certificates_end_pending(h);
     trust_lists_are_kept_per_org(h);
     admin_rosters_are_kept_per_org_apart_from_the_lists(h);
+    admin_nonces_are_kept_until_their_time(h);
     key_packages_can_be_withdrawn(h);
     org_ca_can_be_replaced(h);
     push_tokens_are_kept(h);
@@ -678,6 +680,43 @@ pub fn admin_rosters_are_kept_per_org_apart_from_the_lists(h: &mut dyn Harness) 
     assert_eq!(store.admin_roster(&south).expect("get"), None);
     assert_eq!(store.trust_list(&north).expect("get"), Some(doc(8)));
     assert_eq!(store.revocations(&north).expect("get"), Some(doc(9)));
+}
+
+/// Admin nonces are kept across a reopen, per organisation, until their
+/// time, and forgotten after it.
+pub fn admin_nonces_are_kept_until_their_time(h: &mut dyn Harness) {
+    let store = h.fresh();
+    let north = OrgId::new("north").expect("valid");
+    let south = OrgId::new("south").expect("valid");
+    assert_eq!(store.admin_nonces(NOW).expect("read"), Vec::new());
+    store
+        .put_admin_nonce(&north, &[1; 16], NOW + 300)
+        .expect("put");
+    store
+        .put_admin_nonce(&south, &[1; 16], NOW + 10)
+        .expect("put");
+    store
+        .put_admin_nonce(&north, &[2; 16], NOW - 1)
+        .expect("put");
+    store.flush().expect("flush");
+    drop(store);
+    let store = h.reopen();
+    let mut kept = store.admin_nonces(NOW).expect("read");
+    kept.sort_by_key(|(_, _, until)| *until);
+    assert_eq!(
+        kept,
+        vec![
+            (south.clone(), [1; 16], NOW + 10),
+            (north.clone(), [1; 16], NOW + 300)
+        ],
+        "the one past its time is not served"
+    );
+    store.forget_admin_nonces(NOW + 11).expect("forget");
+    assert_eq!(
+        store.admin_nonces(NOW - 100).expect("read"),
+        vec![(north, [1; 16], NOW + 300)],
+        "forgotten ones are gone, whatever time is asked"
+    );
 }
 
 /// Everything written and flushed is there after the store is dropped and

@@ -27,6 +27,7 @@
 //! | `trust_lists`  | org id                           | [`TrustList`]              |
 //! | `revocations`  | org id                           | [`TrustList`] (revocation list) |
 //! | `admin_rosters`| org id                           | [`TrustList`] (admin roster) |
+//! | `admin_nonces` | until, nonce (16), org id        | empty                      |
 //!
 //! A group's commits, Welcomes and messages are stored once, in its log, and
 //! every member device reads it with a cursor ([`log`] explains the rules);
@@ -167,6 +168,15 @@ fn user_key(user: &UserId) -> Vec<u8> {
     out
 }
 
+/// `admin_nonces` key: until (8, big-endian, so expired ones are a prefix
+/// range), the nonce, the organisation.
+fn admin_nonce_key(until: u64, nonce: &[u8; 16], org: &OrgId) -> Vec<u8> {
+    let mut out = until.to_be_bytes().to_vec();
+    out.extend_from_slice(nonce);
+    out.extend_from_slice(org.as_str().as_bytes());
+    out
+}
+
 fn org_prefix(org: &OrgId) -> Vec<u8> {
     let mut out = org.as_str().as_bytes().to_vec();
     out.push(0);
@@ -231,6 +241,7 @@ pub struct SledStore {
     trust_lists: Tree,
     revocations: Tree,
     admin_rosters: Tree,
+    admin_nonces: Tree,
 }
 
 impl SledStore {
@@ -330,6 +341,7 @@ impl SledStore {
             trust_lists: tree("trust_lists")?,
             revocations: tree("revocations")?,
             admin_rosters: tree("admin_rosters")?,
+            admin_nonces: tree("admin_nonces")?,
             files: None,
             db,
         };
@@ -618,6 +630,41 @@ impl Store for SledStore {
 
     fn admin_roster(&self, org_id: &OrgId) -> Result<Option<TrustList>, StoreError> {
         self.get_org_document(&self.admin_rosters, org_id, "admin roster")
+    }
+
+    fn put_admin_nonce(
+        &self,
+        org_id: &OrgId,
+        nonce: &[u8; 16],
+        until: u64,
+    ) -> Result<(), StoreError> {
+        self.admin_nonces
+            .insert(admin_nonce_key(until, nonce, org_id), &[])?;
+        Ok(())
+    }
+
+    fn admin_nonces(&self, now: u64) -> Result<Vec<(OrgId, [u8; 16], u64)>, StoreError> {
+        let mut out = Vec::new();
+        for entry in self.admin_nonces.range(now.to_be_bytes()..) {
+            let (key, _) = entry?;
+            let corrupt = || StoreError::Corrupt("admin nonce key".into());
+            let (until, rest) = key.split_at_checked(8).ok_or_else(corrupt)?;
+            let (nonce, org) = rest.split_at_checked(16).ok_or_else(corrupt)?;
+            let org = std::str::from_utf8(org)
+                .ok()
+                .and_then(|org| OrgId::new(org).ok())
+                .ok_or_else(corrupt)?;
+            let until = u64::from_be_bytes(until.try_into().map_err(|_| corrupt())?);
+            out.push((org, nonce.try_into().map_err(|_| corrupt())?, until));
+        }
+        Ok(out)
+    }
+
+    fn forget_admin_nonces(&self, now: u64) -> Result<(), StoreError> {
+        for key in self.admin_nonces.range(..now.to_be_bytes()).keys() {
+            self.admin_nonces.remove(key?)?;
+        }
+        Ok(())
     }
 
     fn put_key_packages(

@@ -285,6 +285,14 @@ fn record_encodings_are_pinned() {
         ),
         ("kp_meta", kp_meta_bytes(1, 5).to_vec()),
         ("user_key", user_key(&UserId::new("bob@b").expect("valid"))),
+        (
+            "admin_nonce_key",
+            admin_nonce_key(
+                0x6553_f1c8,
+                &[0x5e; 16],
+                &OrgId::new("north").expect("valid"),
+            ),
+        ),
     ];
     let actual: String = samples
         .iter()
