@@ -151,6 +151,7 @@ fn a_long_rate_limit_on_a_claim_fails_that_add_and_releases_the_conversation() {
         is_claim,
         Err(ProtocolError::RateLimited {
             retry_after_ms: 540_000,
+            scope: Some(RateScope::User),
         }),
     );
     let now = sim.now;
@@ -181,6 +182,7 @@ fn a_long_rate_limit_on_a_claim_fails_that_add_and_releases_the_conversation() {
         is_claim,
         Err(ProtocolError::RateLimited {
             retry_after_ms: 1_000,
+            scope: None,
         }),
     );
     let now = sim.now;
@@ -190,6 +192,39 @@ fn a_long_rate_limit_on_a_claim_fails_that_add_and_releases_the_conversation() {
     sim.send(a, g, "after the second add");
     sim.settle();
     assert_eq!(sim.texts(e, g), ["after the second add"]);
+
+    // When the limit is on all of this device's claims, the rest of the
+    // add is reported at once, in one line, and not as about one person.
+    let f = sim.device("frank@north", "Frank");
+    let h = sim.device("hana@north", "Hana");
+    sim.answer_next(
+        a,
+        is_claim,
+        Err(ProtocolError::RateLimited {
+            retry_after_ms: 120_000,
+            scope: Some(RateScope::Device),
+        }),
+    );
+    let now = sim.now;
+    sim.engine(a)
+        .add_members(&g, vec![uid("frank@north"), uid("hana@north")], now)
+        .expect("queued");
+    sim.send(a, g, "after the third add");
+    sim.run();
+    let device_wide: Vec<_> = failures(&sim.events(a))
+        .into_iter()
+        .filter(|f| f.contains("too many people's keys"))
+        .collect();
+    assert_eq!(device_wide.len(), 1, "{device_wide:?}");
+    assert!(
+        device_wide[0].contains("frank@north, hana@north") && device_wide[0].contains("2 minutes"),
+        "{device_wide:?}"
+    );
+    assert!(sim.texts(f, g).is_empty() && sim.texts(h, g).is_empty());
+    assert_eq!(
+        sim.texts(b, g).last().map(String::as_str),
+        Some("after the third add")
+    );
 }
 
 #[test]
@@ -201,7 +236,10 @@ fn a_refused_message_is_marked_failed_and_retried_only_on_request() {
     sim.answer_next(
         a,
         is_send,
-        Err(ProtocolError::RateLimited { retry_after_ms: 0 }),
+        Err(ProtocolError::RateLimited {
+            retry_after_ms: 0,
+            scope: None,
+        }),
     );
     let first = sim.send(a, g, "hello");
     sim.settle();

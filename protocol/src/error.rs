@@ -3,6 +3,20 @@
 
 use serde::{Deserialize, Serialize};
 
+/// Which of the relay's KeyPackage claim limits a
+/// [`ProtocolError::RateLimited`] answer is about (protocol §10).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum RateScope {
+    /// This device claimed this one user's KeyPackages too often
+    /// (`CLAIMS_PER_USER`).
+    User,
+    /// This device made too many claims in all (`CLAIMS_PER_DEVICE`).
+    Device,
+    /// A limit this version does not know.
+    #[serde(other)]
+    Other,
+}
+
 /// An error answer to a request (or, for a frame that could not be attributed
 /// to a request, a [`ServerFrame::Rejected`](crate::ServerFrame::Rejected)).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
@@ -63,6 +77,10 @@ pub enum ProtocolError {
     RateLimited {
         /// Milliseconds to wait before retrying.
         retry_after_ms: u64,
+        /// Which limit was reached (absent from the encoding when not
+        /// given, as before it was added).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        scope: Option<RateScope>,
     },
     /// The frame is not valid CBOR of this protocol, or an MLS message in it
     /// does not parse or does not match the request (group id, epoch,
@@ -93,4 +111,38 @@ pub enum ProtocolError {
     /// retrying is safe.
     #[error("internal relay error")]
     Internal,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A scope a later relay adds is read as `Other`, not as a broken
+    /// answer; an answer without one (an earlier relay) has none.
+    #[test]
+    fn rate_limit_scopes_this_version_does_not_know_are_other() {
+        use ciborium::Value;
+        let decode = |scope: Option<&str>| -> ProtocolError {
+            let mut fields = vec![(Value::from("retry_after_ms"), Value::from(5))];
+            fields.extend(scope.map(|s| (Value::from("scope"), Value::from(s))));
+            let value = Value::Map(vec![(Value::from("RateLimited"), Value::Map(fields))]);
+            let mut bytes = Vec::new();
+            ciborium::into_writer(&value, &mut bytes).expect("cbor");
+            ciborium::from_reader(bytes.as_slice()).expect("decodes")
+        };
+        assert_eq!(
+            decode(Some("Org")),
+            ProtocolError::RateLimited {
+                retry_after_ms: 5,
+                scope: Some(RateScope::Other)
+            }
+        );
+        assert_eq!(
+            decode(None),
+            ProtocolError::RateLimited {
+                retry_after_ms: 5,
+                scope: None
+            }
+        );
+    }
 }

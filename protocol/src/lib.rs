@@ -23,6 +23,6 @@ pub mod org_auth;
 pub use codec::{
     decode_client_frame, decode_server_frame, encode_client_frame, encode_server_frame, DecodeError,
 };
-pub use error::ProtocolError;
+pub use error::{ProtocolError, RateScope};
 pub use frames::*;
 pub use ids::{DeviceId, GroupId, IdError, OrgId, UserId};

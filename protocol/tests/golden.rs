@@ -258,6 +258,17 @@ fn samples() -> Vec<(&'static str, Vec<u8>)> {
                 11,
                 Err(ProtocolError::RateLimited {
                     retry_after_ms: 500,
+                    scope: None,
+                }),
+            ),
+        ),
+        (
+            "err_rate_limited_device",
+            resp(
+                11,
+                Err(ProtocolError::RateLimited {
+                    retry_after_ms: 500,
+                    scope: Some(cascade_protocol::RateScope::Device),
                 }),
             ),
         ),

@@ -73,6 +73,8 @@ pub enum DsError {
     RateLimited {
         /// Milliseconds until the limit's window ends.
         retry_after_ms: u64,
+        /// Which limit.
+        scope: cascade_protocol::RateScope,
     },
     /// The data directory's disk is under its reserve: nothing was
     /// written (see [`crate::disk`]).
@@ -110,8 +112,12 @@ impl DsError {
             DsError::UnknownUser => ProtocolError::UnknownUser,
             DsError::UnknownDevice => ProtocolError::UnknownDevice,
             DsError::TooLarge { limit } => ProtocolError::TooLarge { limit: *limit },
-            DsError::RateLimited { retry_after_ms } => ProtocolError::RateLimited {
+            DsError::RateLimited {
+                retry_after_ms,
+                scope,
+            } => ProtocolError::RateLimited {
                 retry_after_ms: *retry_after_ms,
+                scope: Some(*scope),
             },
             DsError::Unavailable { retry_after_ms } => ProtocolError::Unavailable {
                 retry_after_ms: *retry_after_ms,

@@ -8,7 +8,7 @@
 mod common;
 
 use cascade_protocol::frames::{Request, Response};
-use cascade_protocol::{GroupId, OrgId, ProtocolError, UserId};
+use cascade_protocol::{GroupId, OrgId, ProtocolError, RateScope, UserId};
 use common::*;
 
 fn user(id: &str) -> UserId {
@@ -203,11 +203,15 @@ async fn claiming_one_persons_key_packages_over_and_over_is_rate_limited() {
         assert_eq!(claimed(b.request(claim("alice@north")).await), 1);
     }
     match b.request(claim("alice@north")).await {
-        Err(ProtocolError::RateLimited { retry_after_ms }) => {
+        Err(ProtocolError::RateLimited {
+            retry_after_ms,
+            scope,
+        }) => {
             assert!(
                 retry_after_ms > 0 && retry_after_ms <= 600_000,
                 "{retry_after_ms}"
-            )
+            );
+            assert_eq!(scope, Some(RateScope::User), "this person, not all claims");
         }
         other => panic!("expected RateLimited, got {other:?}"),
     }
@@ -228,4 +232,16 @@ async fn claiming_one_persons_key_packages_over_and_over_is_rate_limited() {
         .get_or_create(&cascade_server::metrics::Kind { kind: "claims" })
         .get();
     assert_eq!(limited, 1, "counted in the metrics");
+
+    // Past the limit on all of the device's claims, the answer says so
+    // (a client then knows it is not about one person).
+    let device_limit = &relay.server.state().limits().claims_per_device;
+    while device_limit.attempt(&bob.device_id).is_ok() {}
+    assert!(matches!(
+        b.request(claim("carol@north")).await,
+        Err(ProtocolError::RateLimited {
+            scope: Some(RateScope::Device),
+            ..
+        })
+    ));
 }

@@ -163,7 +163,7 @@ pub(crate) fn transient_or_failed(cx: &Ctx<'_>, e: ProtocolError) -> Progress {
             tracing::info!(error = %e, "operation refused for now; retrying later");
             Progress::RetryAt(cx.now + RETRY_DELAY_MS)
         }
-        ProtocolError::RateLimited { retry_after_ms }
+        ProtocolError::RateLimited { retry_after_ms, .. }
         | ProtocolError::Unavailable { retry_after_ms } => {
             Progress::RetryAt(cx.now + retry_after_ms.max(RETRY_DELAY_MS))
         }

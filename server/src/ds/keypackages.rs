@@ -3,7 +3,7 @@
 use cascade_protocol::frames::{Bytes, ClaimedKeyPackage, Response};
 use cascade_protocol::limits::MAX_KEY_PACKAGE_UPLOAD;
 use cascade_protocol::mls_header::WireFormat;
-use cascade_protocol::UserId;
+use cascade_protocol::{RateScope, UserId};
 
 use super::{check_mls_size, expect_wire_format, stock_is_low, Session};
 use crate::error::DsError;
@@ -67,15 +67,18 @@ pub async fn handle_claim(
     limits
         .claims_per_device
         .attempt(&session.device_id)
+        .map_err(|wait| (wait, RateScope::Device))
         .and_then(|()| {
             limits
                 .claims_per_user
                 .attempt(&(session.device_id, user_id.clone()))
+                .map_err(|wait| (wait, RateScope::User))
         })
-        .map_err(|wait| {
+        .map_err(|(wait, scope)| {
             state.metrics().limited("claims");
             DsError::RateLimited {
                 retry_after_ms: u64::try_from(wait.as_millis()).unwrap_or(u64::MAX),
+                scope,
             }
         })?;
     if store.get_user(user_id)?.is_none() {

@@ -11,7 +11,7 @@
 //! operation in the store as they arrive, so a disconnect, a restart or a
 //! `WrongEpoch` retry commits with them instead of claiming again.
 
-use cascade_protocol::{DeviceId, GroupId, ProtocolError, Request, Response, UserId};
+use cascade_protocol::{DeviceId, GroupId, ProtocolError, RateScope, Request, Response, UserId};
 use openmls::prelude::*;
 use serde::{Deserialize, Serialize};
 
@@ -163,17 +163,35 @@ impl AddMembers {
                 return self.give_up_on_user(format!("{user} cannot be added: {why}"), cx, fx);
             }
             Err(ProtocolError::NoKeyPackages) => Vec::new(),
-            Err(ProtocolError::RateLimited { retry_after_ms })
-                if retry_after_ms > MAX_CLAIM_WAIT_MS =>
-            {
+            Err(ProtocolError::RateLimited {
+                retry_after_ms,
+                scope,
+            }) if retry_after_ms > MAX_CLAIM_WAIT_MS => {
                 // Waiting would hold every message queued behind the add in
-                // this conversation for minutes: this user is reported, and
-                // the others are still added.
+                // this conversation for minutes: the users are reported, and
+                // those already claimed for are still added.
                 let minutes = retry_after_ms.div_ceil(60_000);
-                let reason = format!(
-                    "{user} cannot be added now: their devices were asked for too often; \
-                     try again in {minutes} minute{}",
+                let again = format!(
+                    "try again in {minutes} minute{}",
                     if minutes == 1 { "" } else { "s" }
+                );
+                if scope == Some(RateScope::Device) {
+                    // Not about this person: every claim of this device is
+                    // refused until the window ends.
+                    let rest = self.users[self.claims.next..]
+                        .iter()
+                        .map(ToString::to_string)
+                        .collect::<Vec<_>>()
+                        .join(", ");
+                    let reason = format!(
+                        "{rest} cannot be added now: this device has asked the relay for \
+                         too many people's keys in the last 10 minutes; {again}"
+                    );
+                    self.claims.next = self.users.len() - 1;
+                    return self.give_up_on_user(reason, cx, fx);
+                }
+                let reason = format!(
+                    "{user} cannot be added now: their devices were asked for too often; {again}"
                 );
                 return self.give_up_on_user(reason, cx, fx);
             }
