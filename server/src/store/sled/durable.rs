@@ -1,18 +1,19 @@
 //! What makes a sled flush durable.
 //!
-//! sled 0.34's `flush` writes its log with `pwrite` and
-//! `sync_file_range(WAIT_BEFORE | WRITE | WAIT_AFTER)`, which starts and
-//! waits for the write-back of those pages but syncs neither the file's
-//! metadata (its size, the blocks newly allocated to it) nor the drive's
-//! write cache; sled calls `fsync` only from its background thread, every
-//! 500 ms. Items over about 128 KiB go to blob files that sled writes and
-//! never syncs. A power cut could therefore lose writes the relay had
+//! sled 0.34's `flush` writes its log with `pwrite`; upstream then calls
+//! `sync_file_range(WAIT_BEFORE | WRITE | WAIT_AFTER)`, which syncs neither
+//! the file's metadata (its size, the blocks newly allocated to it) nor the
+//! drive's write cache, and calls `fsync` only from its background thread,
+//! every 500 ms. Items over about 128 KiB go to blob files that sled writes
+//! and never syncs. A power cut could therefore lose writes the relay had
 //! acknowledged as durable (counted with `perf stat` on the load
 //! generator's runs: 7,020 `sync_file_range` calls and 5 `fsync`s for
 //! 3,200 messages; `docs/benchmarks.md`). After every sled flush the
 //! relay therefore `fdatasync`s the log itself (fsync acts on the file,
 //! through any descriptor), and `fsync`s blob files it has not synced
-//! yet and then the blob directory.
+//! yet and then the blob directory. The vendored sled leaves its
+//! `sync_file_range` out (`vendor/sled/VENDORED.md`): this `fdatasync` is
+//! the one trip to the disk a flush makes.
 
 use std::collections::HashSet;
 use std::ffi::OsString;
