@@ -94,6 +94,10 @@ enum Command {
     },
     /// Show this device's identity.
     Whoami,
+    /// Change the passphrase of this device's data: asks for the current
+    /// one and the new one twice (or reads CASCADE_PASSPHRASE and
+    /// CASCADE_NEW_PASSPHRASE).
+    Passphrase,
     /// Connect, process everything waiting, send what is queued, and exit.
     Sync,
     /// List conversations.
@@ -293,6 +297,7 @@ async fn run(cli: Cli) -> Result<()> {
             .await
         }
         Command::Whoami => with_client(dir, async |c| device::whoami(c, json)).await,
+        Command::Passphrase => passphrase::change(dir, json).await,
         Command::Sync => with_client(dir, async |c| device::sync(c, json, timeout).await).await,
         Command::Devices => {
             with_client(dir, async |c| device::devices(c, json, timeout).await).await

@@ -6,7 +6,7 @@
 use std::io::IsTerminal as _;
 use std::path::Path;
 
-use anyhow::{bail, Result};
+use anyhow::{bail, Context as _, Result};
 use cascade_core::{Client, CoreError, KdfCost, Protection, StoreKey};
 use zeroize::Zeroizing;
 
@@ -19,6 +19,11 @@ pub const PASSPHRASE_ENV: &str = "CASCADE_PASSPHRASE";
 /// `KdfCost::InsecureForTests`). Debug builds only: a release build refuses
 /// it rather than make a store weak.
 pub const INSECURE_TEST_KDF_ENV: &str = "CASCADE_INSECURE_TEST_KDF";
+
+/// The environment variable that holds the new passphrase for
+/// `cascade passphrase` (for scripts; on a terminal it is asked for twice
+/// instead).
+pub const NEW_PASSPHRASE_ENV: &str = "CASCADE_NEW_PASSPHRASE";
 
 /// The key of the device in `data_dir`, for `cascade enrol` (`enrolling`)
 /// or for a command on an enrolled device. A passphrase that becomes the
@@ -50,6 +55,51 @@ pub fn store_key(data_dir: &Path, enrolling: bool) -> Result<StoreKey> {
         Some(_) => bail!("{INSECURE_TEST_KDF_ENV} is for the test suites of debug builds only"),
     };
     Ok(StoreKey::Passphrase { passphrase, cost })
+}
+
+/// `cascade passphrase`: re-encrypts the device's data under a new
+/// passphrase. The current one is checked first; a wrong one, or a new one
+/// that is too short, changes nothing.
+pub async fn change(data_dir: &Path, json: bool) -> Result<()> {
+    let StoreKey::Passphrase { passphrase, cost } = store_key(data_dir, false)? else {
+        bail!("this device's data is not protected by a passphrase")
+    };
+    let old = || StoreKey::Passphrase {
+        passphrase: passphrase.clone(),
+        cost,
+    };
+    // The current passphrase is checked by opening the data with it, before
+    // a new one is asked for.
+    let client = Client::open(data_dir, &old())
+        .await
+        .with_context(|| format!("opening {}", data_dir.display()))?;
+    let new = match std::env::var(NEW_PASSPHRASE_ENV) {
+        Ok(p) if !p.is_empty() => Ok(Zeroizing::new(p)),
+        _ if std::io::stdin().is_terminal() => prompt(true),
+        _ => Err(anyhow::anyhow!(
+            "give the new passphrase on a terminal, or set {NEW_PASSPHRASE_ENV}"
+        )),
+    };
+    let changed = match new {
+        Ok(new) => client
+            .change_key(
+                old(),
+                StoreKey::Passphrase {
+                    passphrase: new,
+                    cost,
+                },
+            )
+            .await
+            .map_err(Into::into),
+        Err(e) => Err(e),
+    };
+    client.shutdown().await;
+    changed?;
+    crate::output::say(json, serde_json::json!({ "changed": true }), || {
+        "The passphrase of this device's data is changed. The old one no longer opens it."
+            .to_owned()
+    });
+    Ok(())
 }
 
 fn prompt(new: bool) -> Result<Zeroizing<String>> {

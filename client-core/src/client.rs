@@ -492,6 +492,34 @@ impl Client {
         Ok(())
     }
 
+    /// Changes the key of the device's data: `old` is the key it is
+    /// protected by now, given again (a wrong one is
+    /// [`CoreError::WrongKey`] and nothing changes), `new` the one it is
+    /// protected by from then on, of the same kind
+    /// ([`InvalidInput::KeyKindChange`](crate::InvalidInput::KeyKindChange);
+    /// a new passphrase has at least
+    /// [`MIN_PASSPHRASE_CHARS`](crate::store::at_rest::MIN_PASSPHRASE_CHARS)
+    /// characters). Every page of the store is re-encrypted in one
+    /// transaction, so a crash leaves it under one key or the other. Not
+    /// while the app is locked.
+    pub async fn change_key(&self, old: StoreKey, new: StoreKey) -> Result<()> {
+        self.lock.check()?;
+        let db = self.db.clone();
+        let (old, new) = tokio::task::spawn_blocking(move || {
+            let old = crate::store::at_rest::key_digest(&db, &old)?;
+            let new = crate::store::at_rest::new_key(&db, &new)?;
+            Ok::<_, CoreError>((old, new))
+        })
+        .await
+        .map_err(|_| CoreError::Closed)??;
+        if !self.lock.is_key(&old) {
+            return Err(CoreError::WrongKey);
+        }
+        let digest = self.call(move |e, _| e.rekey(&new)).await?;
+        self.lock.set_key_digest(digest);
+        Ok(())
+    }
+
     /// The MLS epoch of a conversation on this device.
     pub async fn epoch(&self, group: GroupId) -> Result<u64> {
         self.call(move |e, _| e.epoch(&group)).await

@@ -155,6 +155,13 @@ pub enum InvalidInput {
         /// The fewest characters.
         min: usize,
     },
+    /// A change of the device data's key from a passphrase to a
+    /// keystore's key or back: a change keeps the kind of protection.
+    #[error(
+        "a new key is of the same kind as the old: a passphrase for a passphrase, \
+         a keystore's key for a keystore's key"
+    )]
+    KeyKindChange,
     /// A message id that is not 32 hex digits.
     #[error("a message id is 32 hex digits")]
     MessageId,

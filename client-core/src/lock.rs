@@ -18,12 +18,13 @@ use crate::error::{CoreError, Result};
 #[derive(Debug)]
 pub(crate) struct AppLock {
     state: std::sync::Mutex<State>,
-    /// SHA-256 of the raw key the store was opened with.
-    key_digest: [u8; 32],
 }
 
 #[derive(Debug)]
 struct State {
+    /// SHA-256 of the store's raw key (the one it was opened with, or the
+    /// one it was changed to).
+    key_digest: [u8; 32],
     locked: bool,
     /// When the person last used the app, milliseconds since the epoch.
     last_input_ms: u64,
@@ -46,11 +47,11 @@ impl AppLock {
     pub fn new(key_digest: [u8; 32], idle_secs: u32, now_ms: u64) -> Self {
         AppLock {
             state: std::sync::Mutex::new(State {
+                key_digest,
                 locked: false,
                 last_input_ms: now_ms,
                 idle_ms: u64::from(idle_secs) * 1000,
             }),
-            key_digest,
         }
     }
 
@@ -92,12 +93,22 @@ impl AppLock {
     /// wrong key is [`CoreError::WrongKey`] and it stays locked.
     /// `Ok(false)` if it was not locked.
     pub fn unlock(&self, digest: [u8; 32], now_ms: u64) -> Result<bool> {
-        if !constant_time_eq(&digest, &self.key_digest) {
+        let mut s = self.state();
+        if !constant_time_eq(&digest, &s.key_digest) {
             return Err(CoreError::WrongKey);
         }
-        let mut s = self.state();
         s.last_input_ms = now_ms;
         Ok(std::mem::replace(&mut s.locked, false))
+    }
+
+    /// Whether `digest` is that of the store's key.
+    pub fn is_key(&self, digest: &[u8; 32]) -> bool {
+        constant_time_eq(digest, &self.state().key_digest)
+    }
+
+    /// The store's key was changed: unlocking takes the new one.
+    pub fn set_key_digest(&self, digest: [u8; 32]) {
+        self.state().key_digest = digest;
     }
 
     /// Whether it is locked.

@@ -732,6 +732,17 @@ impl CascadeClient {
         Ok(self.client()?.unlock(key).await?)
     }
 
+    /// Changes the data's key: `old` is the key the keystore holds now
+    /// (anything else raises `WrongKey` and nothing changes), `new` a fresh
+    /// random 32-byte key, which the app stores in the keystore in place of
+    /// the old one once this returns. Every page of the data is encrypted
+    /// again in one transaction: should the app be killed first, the old
+    /// key still opens it. Not while locked.
+    pub async fn change_key(&self, old: Vec<u8>, new: Vec<u8>) -> Result<()> {
+        let (old, new) = (store_key(old)?, store_key(new)?);
+        Ok(self.client()?.change_key(old, new).await?)
+    }
+
     /// Whether the client is connected, authenticated and caught up.
     pub async fn is_online(&self) -> Result<bool> {
         Ok(self.client()?.is_online().await?)

@@ -98,3 +98,79 @@ async fn the_organisations_idle_period_locks_an_unused_client() -> Result<()> {
     );
     Ok(())
 }
+
+/// A changed passphrase: the old one is refused (to unlock and to open),
+/// the new one does both, the conversation goes on, and the files on disk
+/// show no message text. A wrong current passphrase, a short new one and
+/// a keystore's key instead change nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_changed_passphrase_replaces_the_old_one_and_the_conversation_goes_on() -> Result<()> {
+    let relay = Relay::start().await?;
+    relay.org("north-trust").await?;
+    let alice = relay.user("alice@north-trust", "Alice", "Nurse").await?;
+    let bob = relay.user("bob@north-trust", "Bob", "Doctor").await?;
+    let group = bob.create_group_with("Ward 7", &[&alice]).await?;
+    alice.joined(group).await?;
+    bob.client.send_text(group, "Bed 9 needs a review").await?;
+    alice
+        .until("the first message", || async {
+            Ok(alice.texts(group).await? == ["Bed 9 needs a review"])
+        })
+        .await?;
+
+    let weak = |p: &str| StoreKey::passphrase_with(p, cascade_core::KdfCost::InsecureForTests);
+    let new = "night shift handover 7";
+    assert!(matches!(
+        alice
+            .client
+            .change_key(weak("not the passphrase"), weak(new))
+            .await,
+        Err(CoreError::WrongKey)
+    ));
+    assert!(matches!(
+        alice.client.change_key(store_key(), weak("short")).await,
+        Err(CoreError::Invalid(
+            cascade_core::InvalidInput::PassphraseTooShort { .. }
+        ))
+    ));
+    assert!(matches!(
+        alice
+            .client
+            .change_key(store_key(), StoreKey::key([9; 32]))
+            .await,
+        Err(CoreError::Invalid(
+            cascade_core::InvalidInput::KeyKindChange
+        ))
+    ));
+    alice.client.change_key(store_key(), weak(new)).await?;
+
+    // Unlocking takes the new passphrase only.
+    alice.client.lock();
+    assert!(matches!(
+        alice.client.unlock(store_key()).await,
+        Err(CoreError::WrongKey)
+    ));
+    alice.client.unlock(weak(new)).await?;
+
+    // The conversation goes on, and the store is written under the new key.
+    bob.client.send_text(group, "Bed 10 is ready").await?;
+    alice
+        .until("the second message", || async {
+            Ok(alice.texts(group).await?.len() == 2)
+        })
+        .await?;
+    let dir = alice.close().await;
+    for text in ["Bed 9 needs a review", "Bed 10 is ready"] {
+        assert!(!dir_contains(&dir, text.as_bytes())?, "{text:?} on disk");
+    }
+    assert!(matches!(
+        Peer::open_with(dir.clone(), None, &store_key()).await,
+        Err(e) if matches!(e.downcast_ref(), Some(CoreError::WrongKey))
+    ));
+    let alice = Peer::open_with(dir, None, &weak(new)).await?;
+    assert_eq!(
+        alice.texts(group).await?,
+        ["Bed 9 needs a review", "Bed 10 is ready"]
+    );
+    Ok(())
+}

@@ -440,6 +440,7 @@ async fn without_a_keystore_the_app_asks_for_a_passphrase_and_locks_when_idle() 
         ),
     ];
     const PASS: &str = "ward seven night shift";
+    const NEW_PASS: &str = "ward seven handover";
 
     let app = Driver::start(&bin_dir().join("cascade-desktop"), &env, &shots).await?;
     let story: Result<()> = async {
@@ -515,6 +516,60 @@ async fn without_a_keystore_the_app_asks_for_a_passphrase_and_locks_when_idle() 
         })
         .await?;
 
+        // Someone saw her type it: she changes it. A wrong current one is
+        // refused; then only the new one unlocks.
+        app.click(&app.find("[data-testid=devices-button]").await?)
+            .await?;
+        let change = |current: &'static str| {
+            let app = &app;
+            async move {
+                for (field, text) in [
+                    ("passphrase-current", current),
+                    ("passphrase-new", NEW_PASS),
+                    ("passphrase-again", NEW_PASS),
+                ] {
+                    let input = app.find(&format!("[data-testid={field}]")).await?;
+                    app.clear(&input).await?;
+                    app.send_keys(&input, text).await?;
+                }
+                app.click(&app.find("[data-testid=passphrase-submit]").await?)
+                    .await
+            }
+        };
+        change("ward seven day shift").await?;
+        app.wait_for_text("[data-testid=passphrase-error]", |t| {
+            t.contains("does not unlock this device's data")
+        })
+        .await?;
+        change(PASS).await?;
+        app.wait_for_text("[data-testid=passphrase-changed]", |t| {
+            t.contains("Passphrase changed")
+        })
+        .await?;
+        app.screenshot("06-passphrase-changed").await?;
+        assert_accessible(&app, "passphrase change").await?;
+        app.click(
+            &app.find("[data-testid=devices-dialog] button[aria-label=Close]")
+                .await?,
+        )
+        .await?;
+        app.click(&app.find("[data-testid=lock-button]").await?)
+            .await?;
+        let field = app.find("[data-testid=unlock-passphrase]").await?;
+        app.send_keys(&field, PASS).await?;
+        app.click(&app.find("[data-testid=unlock-submit]").await?)
+            .await?;
+        app.wait_for_text("[data-testid=unlock-error]", |t| {
+            t.contains("does not unlock this device's data")
+        })
+        .await?;
+        app.clear(&field).await?;
+        app.send_keys(&field, NEW_PASS).await?;
+        app.click(&app.find("[data-testid=unlock-submit]").await?)
+            .await?;
+        app.wait_for_text("[data-testid=me-name]", |t| t == "Alice Smith")
+            .await?;
+
         // Her organisation sets a one-minute idle lock: without input the
         // app locks by itself.
         relay.set_idle_lock("north-trust", 1).await?;
@@ -528,7 +583,7 @@ async fn without_a_keystore_the_app_asks_for_a_passphrase_and_locks_when_idle() 
         }
         let page = window_html(&app).await?;
         assert!(!page.contains("Bed 9"), "content shown while locked");
-        app.screenshot("06-idle-locked").await?;
+        app.screenshot("07-idle-locked").await?;
         Ok(())
     }
     .await;

@@ -1063,6 +1063,28 @@ async fn user_guide_commands_work_as_documented() -> Result<()> {
     let devices = doc.run("cascade devices").await?;
     ensure!(devices.stdout.contains(&device));
 
+    // §6: a new passphrase; the old one no longer opens the data. Then
+    // back to the old one (as an extra step) for the commands after it.
+    const NEW_PASSPHRASE: &str = "new-phrase-for-ward-7";
+    doc.extra(&format!("export CASCADE_NEW_PASSPHRASE={NEW_PASSPHRASE}"))
+        .await?;
+    let changed = doc.run("cascade passphrase").await?;
+    ensure!(changed.stdout.contains("is changed"), "{}", changed.stdout);
+    let refused = doc.extra_failing("cascade whoami").await?;
+    ensure!(
+        refused.stderr.contains("does not unlock"),
+        "the old passphrase is refused: {}",
+        refused.stderr
+    );
+    doc.extra(&format!(
+        "CASCADE_PASSPHRASE='{NEW_PASSPHRASE}' cascade whoami"
+    ))
+    .await?;
+    doc.extra(&format!(
+        "CASCADE_PASSPHRASE='{NEW_PASSPHRASE}' CASCADE_NEW_PASSPHRASE='{DOC_PASSPHRASE}' cascade passphrase"
+    ))
+    .await?;
+
     // §8: leaving.
     doc.run("cascade leave \"Ward 7 handover\"").await?;
     doc.extra("cascade --data-dir ~/bob sync").await?;

@@ -1171,3 +1171,11 @@ impl<S: ClientStore> Engine<S> {
         )
     }
 }
+
+impl Engine<SqliteStore> {
+    /// Re-encrypts the device's store with the raw key `key`
+    /// ([`crate::Client::change_key`]); returns its digest.
+    pub(crate) fn rekey(&mut self, key: &crate::store::at_rest::DbKey) -> Result<[u8; 32]> {
+        self.store.rekey(key)
+    }
+}

@@ -567,6 +567,14 @@ impl SqliteStore {
         self.key_digest
     }
 
+    /// Re-encrypts the store with the raw key `key` ([`at_rest::rekey`]);
+    /// its digest is the store's from then on.
+    pub(crate) fn rekey(&mut self, key: &at_rest::DbKey) -> Result<[u8; 32]> {
+        let digest = at_rest::rekey(&self.conn, key)?;
+        self.key_digest = Some(digest);
+        Ok(digest)
+    }
+
     fn init(mut conn: Connection) -> Result<Self> {
         conn.pragma_update(None, "journal_mode", "WAL")?;
         conn.pragma_update(None, "synchronous", "FULL")?;

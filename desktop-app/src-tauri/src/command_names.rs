@@ -18,6 +18,7 @@ pub const COMMANDS: &[&str] = &[
     "members",
     "search_directory",
     "devices",
+    "change_passphrase",
     "safety_number",
     "get_settings",
     "set_settings",

@@ -371,7 +371,29 @@ pub async fn devices(state: State<'_, AppState>) -> Result<DevicesView> {
     Ok(DevicesView {
         this_device: client.identity().device_id.to_string(),
         all,
+        passphrase: Client::protection(&state.data_dir)? == cascade_core::Protection::Passphrase,
     })
+}
+
+/// Changes the passphrase of the device's data: `current` is checked
+/// first (a wrong one is `wrong_key` and nothing changes), then every page
+/// is encrypted again under `new` (at least 8 characters; the window asks
+/// for it twice).
+#[tauri::command]
+pub async fn change_passphrase(
+    state: State<'_, AppState>,
+    current: String,
+    new: String,
+) -> Result<()> {
+    let client = client(&state).await?;
+    if Client::protection(&state.data_dir)? != cascade_core::Protection::Passphrase {
+        return Err(UiError::invalid(
+            "this device's data is protected by your computer's keystore: there is no passphrase to change",
+        ));
+    }
+    let current = typed_key(Some(current))?;
+    let new = typed_key(Some(new)).map_err(|_| UiError::invalid("type the new passphrase"))?;
+    Ok(client.change_key(current, new).await?)
 }
 
 /// The safety number this user shares with `user_id` (compare it in person

@@ -131,6 +131,7 @@ fn main() {
             commands::status,
             commands::enrol,
             commands::unlock,
+            commands::change_passphrase,
             commands::lock_now,
             commands::input,
             commands::conversations,

@@ -181,6 +181,9 @@ pub struct DevicesView {
     /// Every current device of the user as the relay lists them, or
     /// `None` when the relay could not be asked (offline).
     pub all: Option<Vec<String>>,
+    /// The device's data is protected by a passphrase (not the OS
+    /// keystore): the dialog offers to change it.
+    pub passphrase: bool,
 }
 
 /// Preferences of this desktop installation.

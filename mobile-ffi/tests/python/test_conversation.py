@@ -347,6 +347,23 @@ async def conversation(relay, tmp_path, admin, ca, codes):
     await bob.unlock(bob_key)
     assert not bob.is_locked()
     assert [c.name for c in await bob.conversations()] != []
+
+    # A new key from the keystore: a wrong current key changes nothing; after
+    # the change only the new key unlocks and opens his data, with
+    # everything there.
+    new_key = key()
+    with pytest.raises(ffi.CascadeError.WrongKey):
+        await bob.change_key(key(), new_key)
+    await bob.change_key(bob_key, new_key)
+    bob.lock()
+    with pytest.raises(ffi.CascadeError.WrongKey):
+        await bob.unlock(bob_key)
+    await bob.unlock(new_key)
+    await bob.shutdown()
+    with pytest.raises(ffi.CascadeError.WrongKey):
+        await ffi.CascadeClient.open(bob_dir, bob_key, Collector())
+    bob = await ffi.CascadeClient.open(bob_dir, new_key, Collector())
+    assert [m.text for m in await bob.history(group, 50) if m.text == "hello bob"] == ["hello bob"]
     await bob.shutdown()
 
 

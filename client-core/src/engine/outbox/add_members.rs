@@ -129,8 +129,21 @@ impl AddMembers {
         cx: &Ctx<'_>,
         fx: &mut Effects,
     ) -> Result<Progress> {
+        let next = self.claims.next + 1;
+        self.give_up(reason, next, cx, fx)
+    }
+
+    /// Reports that the users from the one being claimed for up to (not
+    /// including) `users[resume]` are not added, and goes on from there.
+    fn give_up(
+        &mut self,
+        reason: String,
+        resume: usize,
+        cx: &Ctx<'_>,
+        fx: &mut Effects,
+    ) -> Result<Progress> {
         fx.failed(Some(self.group_id), reason);
-        self.claims.next += 1;
+        self.claims.next = resume.min(self.users.len());
         cx.store.set_op_state(self.op_id, &self.claims.encode())?;
         self.next(cx, fx)
     }
@@ -187,8 +200,8 @@ impl AddMembers {
                         "{rest} cannot be added now: this device has asked the relay for \
                          too many people's keys in the last 10 minutes; {again}"
                     );
-                    self.claims.next = self.users.len() - 1;
-                    return self.give_up_on_user(reason, cx, fx);
+                    let everyone = self.users.len();
+                    return self.give_up(reason, everyone, cx, fx);
                 }
                 let reason = format!(
                     "{user} cannot be added now: their devices were asked for too often; {again}"

@@ -52,6 +52,8 @@ export const api = {
   members: (groupId: string) => invoke<Member[]>("members", { groupId }),
   searchDirectory: (query: string) => invoke<Person[]>("search_directory", { query }),
   devices: () => invoke<Devices>("devices"),
+  changePassphrase: (current: string, next: string) =>
+    invoke<void>("change_passphrase", { current, new: next }),
   safetyNumber: (groupId: string, userId: string) =>
     invoke<string>("safety_number", { groupId, userId }),
   getSettings: () => invoke<Settings>("get_settings"),

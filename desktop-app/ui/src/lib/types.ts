@@ -71,6 +71,8 @@ export interface Person {
 export interface Devices {
   thisDevice: string;
   all: string[] | null;
+  /** The device's data is protected by a passphrase (not the OS keystore). */
+  passphrase: boolean;
 }
 
 export interface Settings {
