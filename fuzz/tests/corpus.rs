@@ -28,6 +28,11 @@ fn the_mls_header_corpus_replays() {
 }
 
 #[test]
+fn the_content_corpus_replays() {
+    replay("content", cascade_fuzz::content);
+}
+
+#[test]
 fn the_stored_records_corpus_replays() {
     replay("stored_records", cascade_fuzz::stored_records);
 }

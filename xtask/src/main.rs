@@ -462,6 +462,7 @@ const FUZZ_TARGETS: &[&str] = &[
     "frame_decoder",
     "mls_header",
     "stored_records",
+    "content",
     "relay_requests",
     "groups",
 ];

@@ -6,6 +6,8 @@
 //! (reply, edit, delete, reaction, receipts, attachment, alert, ack) are added
 //! as new `kind` strings without changing the envelope.
 
+pub mod mimi;
+
 use serde::{Deserialize, Serialize};
 
 use crate::error::{CoreError, Result};
