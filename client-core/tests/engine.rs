@@ -40,8 +40,8 @@ fn messages_wait_in_the_outbox_until_online_then_go_out_in_order() {
     }
     assert_eq!(
         sim.engine(a).outbox_len().expect("outbox"),
-        7,
-        "create, name, five messages"
+        8,
+        "create, name, the user's other devices, five messages"
     );
     assert_eq!(sim.pending_up(a).len(), 0, "nothing goes out while offline");
     sim.connect(a);

@@ -933,10 +933,18 @@ impl Peer {
     /// `CertificateReceived`, not the one of the first connection, which
     /// the stream since opening still holds).
     pub fn forget_events(&mut self) {
+        self.events_so_far();
+    }
+
+    /// The events received and not yet waited for (those the stream lost
+    /// by lagging are skipped).
+    pub fn events_so_far(&mut self) -> Vec<Event> {
+        let mut events = Vec::new();
         loop {
             match self.events.try_recv() {
-                Ok(_) | Err(broadcast::error::TryRecvError::Lagged(_)) => {}
-                Err(_) => return,
+                Ok(e) => events.push(e),
+                Err(broadcast::error::TryRecvError::Lagged(_)) => {}
+                Err(_) => return events,
             }
         }
     }

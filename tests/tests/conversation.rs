@@ -487,6 +487,57 @@ async fn adding_a_user_adds_all_their_devices() -> Result<()> {
     Ok(())
 }
 
+/// A conversation started on one of a user's devices reaches their other
+/// devices too: what Alice starts on her desktop she can go on with on her
+/// phone, and what Bob writes reaches both. A user with one device creates
+/// a conversation without any failure reported.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_conversation_started_on_one_device_reaches_the_users_others() -> Result<()> {
+    let relay = Relay::start().await?;
+    relay.org("north-trust").await?;
+    let mut alice_desk = relay.user("alice@north-trust", "Alice", "Nurse").await?;
+    let alice_phone = relay.device("alice@north-trust", "phone").await?;
+    let bob = relay.user("bob@north-trust", "Bob", "Doctor").await?;
+    alice_phone.sync().await?;
+
+    let group = alice_desk.create_group_with("Ward 7", &[&bob]).await?;
+    alice_phone.joined(group).await?;
+    alice_phone
+        .until("the conversation's name", || async {
+            Ok(alice_phone.client.conversation(group).await?.name == "Ward 7")
+        })
+        .await?;
+    bob.client.send_text(group, "Bed 4 needs obs").await?;
+    alice_phone.messages(group, 1).await?;
+    alice_phone.client.send_text(group, "On my way").await?;
+    bob.messages(group, 2).await?;
+    alice_desk.messages(group, 2).await?;
+    assert_eq!(
+        alice_desk.texts(group).await?,
+        ["Bed 4 needs obs", "On my way"]
+    );
+    assert_eq!(alice_desk.client.members(group).await?.len(), 3);
+    let failures = alice_desk
+        .events_so_far()
+        .into_iter()
+        .filter(|e| matches!(e, Event::OperationFailed { .. }))
+        .count();
+    assert_eq!(failures, 0, "nothing reported as failed");
+
+    // Bob alone on one device: nothing to add, nothing reported.
+    let mut solo = relay.user("carol@north-trust", "Carol", "Porter").await?;
+    let own = solo.client.create_group("Notes").await?;
+    solo.sync().await?;
+    assert_eq!(solo.client.members(own).await?.len(), 1);
+    let failures = solo
+        .events_so_far()
+        .into_iter()
+        .filter(|e| matches!(e, Event::OperationFailed { .. }))
+        .count();
+    assert_eq!(failures, 0, "nothing reported as failed");
+    Ok(())
+}
+
 /// Adding several users where one cannot be added (no enrolled device):
 /// the others are added, and the failure is reported for that user.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

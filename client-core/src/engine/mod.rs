@@ -864,6 +864,13 @@ impl<S: ClientStore> Engine<S> {
             body: Body::GroupMeta { name: name.into() },
         };
         Op::send(group_id, &content).queue(&self.store)?;
+        // The user's other devices: what is started on the desktop goes on
+        // on the phone. None is no failure (add_members.rs).
+        Op::AddMembers {
+            group_id,
+            users: vec![me.identity.user_id.clone()],
+        }
+        .queue(&self.store)?;
         tx.commit()?;
         self.events.push_back(Event::ConversationUpdated(group_id));
         self.drive(now)?;

@@ -134,7 +134,8 @@ impl AddMembers {
     }
 
     /// Reports that the users from the one being claimed for up to (not
-    /// including) `users[resume]` are not added, and goes on from there.
+    /// including) `users[resume]` are not added (an empty `reason`: says
+    /// nothing), and goes on from there.
     fn give_up(
         &mut self,
         reason: String,
@@ -142,7 +143,9 @@ impl AddMembers {
         cx: &Ctx<'_>,
         fx: &mut Effects,
     ) -> Result<Progress> {
-        fx.failed(Some(self.group_id), reason);
+        if !reason.is_empty() {
+            fx.failed(Some(self.group_id), reason);
+        }
         self.claims.next = resume.min(self.users.len());
         cx.store.set_op_state(self.op_id, &self.claims.encode())?;
         self.next(cx, fx)
@@ -158,8 +161,15 @@ impl AddMembers {
         let Some(user) = self.users.get(self.claims.next).cloned() else {
             return Ok(Progress::Failed("unexpected answer from the relay".into()));
         };
+        // This user's own other devices (added with every conversation the
+        // device creates): having none, or none with a KeyPackage, is no
+        // failure to report.
+        let own = user == cx.me.identity.user_id;
         let devices = match answer {
             Ok(Response::KeyPackages { devices }) => devices,
+            Err(ProtocolError::NoKeyPackages) if own => {
+                return self.give_up(String::new(), self.claims.next + 1, cx, fx);
+            }
             Err(ProtocolError::UnknownUser) => {
                 // The relay answers so for a user it does not know and for
                 // one of an organisation that does not trust ours, or that
@@ -230,7 +240,7 @@ impl AddMembers {
                 }
             }
         }
-        if usable == 0 {
+        if usable == 0 && !own {
             // The others are still added; this user is reported.
             let reason = match refused {
                 Some(why) => format!("{user} cannot be added: {why}"),
@@ -248,6 +258,11 @@ impl Operation for AddMembers {
     fn start(&mut self, cx: &Ctx<'_>, fx: &mut Effects) -> Result<Progress> {
         if self.claims.next >= self.users.len() {
             // Everyone claimed for (before a restart or a retry).
+            return self.next(cx, fx);
+        }
+        if self.users.iter().all(|u| *u == cx.me.identity.user_id) {
+            // Only this user's own devices: its own organisation needs no
+            // trust list.
             return self.next(cx, fx);
         }
         self.phase = Phase::Refreshing;
@@ -375,7 +390,7 @@ impl Change for Adding {
     fn nothing_to_do(&mut self, cx: &Ctx<'_>, group_id: &GroupId) -> Result<()> {
         let group = crate::engine::groups::read(cx.store, group_id)?;
         let present = crate::engine::groups::users(&group);
-        if self.users.iter().all(|u| present.contains(u)) {
+        if !self.claimed.is_empty() && self.users.iter().all(|u| present.contains(u)) {
             // Added by our commit merged through its echo (the relay's
             // answer was lost): the new members still need the name.
             self.send_name(cx, group_id)?;
