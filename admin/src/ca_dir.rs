@@ -39,7 +39,8 @@ use cascade_core::identity::{
     DevicePolicy, TrustAnchor, MAX_IDLE_LOCK_SECS, MIN_IDLE_LOCK_SECS,
 };
 use cascade_protocol::enrolment_code;
-use cascade_protocol::{DeviceId, OrgId, UserEntry, UserId};
+use cascade_protocol::http::OrgUser;
+use cascade_protocol::{DeviceId, OrgId, UserId};
 use sha2::Digest as _;
 
 use crate::relay::{AdminClient, AdminError, IssueError, Issued};
@@ -1056,6 +1057,7 @@ impl CaDir {
             .users(admin)
             .await?
             .into_iter()
+            .map(|u| u.entry)
             .find(|e| &e.user_id == user)
             .ok_or_else(|| CaDirError::UnknownUser(user.clone()))?;
         let serial = self.revoke(admin, &entry.devices, now).await?;
@@ -1091,7 +1093,7 @@ impl CaDir {
     }
 
     /// `cascade admin users`: the organisation's users.
-    pub async fn users(&self, admin: &AdminClient) -> Result<Vec<UserEntry>, CaDirError> {
+    pub async fn users(&self, admin: &AdminClient) -> Result<Vec<OrgUser>, CaDirError> {
         let org = self.anchor()?.org;
         Ok(admin.as_org(self.authority(&org)?).list_users(&org).await?)
     }

@@ -3,11 +3,12 @@
 //! each request with their CA key, create users and enrolment tokens, list
 //! and certify waiting devices, publish signed lists and revoke devices.
 
+use cascade_protocol::http::OrgUser;
 use cascade_protocol::http::{
     CreateOrg, CreateUser, EnrolmentToken, HttpError, IssueEnrolmentToken, PendingDevice,
     SignedDocumentJson, UploadCertificate,
 };
-use cascade_protocol::{OrgId, UserEntry, UserId};
+use cascade_protocol::{OrgId, UserId};
 use std::sync::Arc;
 
 use serde::de::DeserializeOwned;
@@ -450,7 +451,7 @@ impl AdminClient {
     }
 
     /// Lists an organisation's users.
-    pub async fn list_users(&self, org_id: &OrgId) -> Result<Vec<UserEntry>, AdminError> {
+    pub async fn list_users(&self, org_id: &OrgId) -> Result<Vec<OrgUser>, AdminError> {
         self.get(&format!("/v1/admin/orgs/{org_id}/users")).await
     }
 }

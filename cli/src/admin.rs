@@ -666,13 +666,32 @@ pub async fn run(relay: Relay, command: AdminCommand, json: bool) -> Result<()> 
                 println!("{}", serde_json::to_string(&users)?);
             } else {
                 for u in users {
+                    let e = &u.entry;
                     println!(
                         "{}\t{}\t{}\t{} device(s)",
-                        u.user_id,
-                        u.display_name,
-                        u.role,
-                        u.devices.len()
+                        e.user_id,
+                        e.display_name,
+                        e.role,
+                        e.devices.len()
                     );
+                    for d in &u.device_details {
+                        println!(
+                            "  {}\t{}\tenrolled {}\t{}\t{}",
+                            d.device_id,
+                            d.device_name,
+                            format_time(d.enrolled_at),
+                            if d.last_seen == 0 {
+                                "never seen".to_owned()
+                            } else {
+                                format!("last seen {}", format_time(d.last_seen))
+                            },
+                            if d.certified {
+                                "certified"
+                            } else {
+                                "waiting for its certificate"
+                            }
+                        );
+                    }
                 }
             }
             Ok(())

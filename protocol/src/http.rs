@@ -8,7 +8,8 @@
 //!   `POST /v1/admin/users` ([`CreateUser`] → `201`, the user's
 //!   [`UserEntry`](crate::UserEntry)), `POST /v1/admin/enrolment-tokens`
 //!   ([`IssueEnrolmentToken`] → `201`, [`EnrolmentToken`]),
-//!   `GET /v1/admin/orgs/{org}/users` (→ a JSON array of `UserEntry`).
+//!   `GET /v1/admin/orgs/{org}/users` (→ a JSON array of [`OrgUser`]: a
+//!   `UserEntry` and its devices' details).
 //!   `GET /v1/admin/orgs/{org}/pending-devices` (→ a JSON array of
 //!   [`PendingDevice`]: enrolled devices awaiting a certificate),
 //!   `POST /v1/admin/devices/{device}/certificate` ([`UploadCertificate`] →
@@ -62,6 +63,37 @@ pub struct OrgInfo {
     pub display_name: String,
     /// Its CA certificate (PEM), if registered.
     pub ca_certificate: Option<String>,
+}
+
+/// One user of `GET /v1/admin/orgs/{org}/users`: the directory entry, and
+/// for the organisation's admins what each current device is.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OrgUser {
+    /// The directory entry (its `devices` lists the current device ids).
+    #[serde(flatten)]
+    pub entry: crate::UserEntry,
+    /// The same devices, in the same order, with what the relay knows of
+    /// them. Absent from relays before it was added.
+    #[serde(default)]
+    pub device_details: Vec<OrgDevice>,
+}
+
+/// What the relay knows of one current (unrevoked) device, for its
+/// organisation's admins: enough to tell which one was lost.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OrgDevice {
+    /// The device.
+    pub device_id: DeviceId,
+    /// The name the device gave itself at enrolment.
+    pub device_name: String,
+    /// When it enrolled, seconds since the Unix epoch.
+    pub enrolled_at: u64,
+    /// When it last authenticated, seconds since the Unix epoch; 0 if
+    /// never recorded.
+    pub last_seen: u64,
+    /// Whether it has a certificate from the organisation's CA (`false`:
+    /// waiting for `cascade admin issue`).
+    pub certified: bool,
 }
 
 /// A device enrolled with a token and waiting for its certificate.
@@ -263,4 +295,24 @@ pub struct HttpError {
 pub struct PushNotification {
     /// The token the device registered.
     pub token: String,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `GET /v1/admin/orgs/{org}/users` as protocol §3.2.3 shows it; an
+    /// answer from a relay before `device_details` still reads.
+    #[test]
+    fn an_org_user_is_pinned_and_reads_without_details() {
+        let json = r#"{"user_id":"alice@north-trust","org_id":"north-trust","display_name":"Alice Okafor","role":"Ward Sister","devices":["9e53f381c0ce273101dc106fc87a9ebc"],"device_details":[{"device_id":"9e53f381c0ce273101dc106fc87a9ebc","device_name":"Ward 7 desktop","enrolled_at":1700000000,"last_seen":1700003600,"certified":true}]}"#;
+        let user: OrgUser = serde_json::from_str(json).expect("reads");
+        assert_eq!(serde_json::to_string(&user).expect("writes"), json);
+        assert_eq!(user.device_details[0].device_id, user.entry.devices[0]);
+        assert_eq!(user.device_details[0].last_seen, 1_700_003_600);
+
+        let old = r#"{"user_id":"alice@north-trust","org_id":"north-trust","display_name":"Alice Okafor","role":"Ward Sister","devices":[]}"#;
+        let user: OrgUser = serde_json::from_str(old).expect("reads");
+        assert!(user.device_details.is_empty());
+    }
 }

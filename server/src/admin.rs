@@ -33,8 +33,8 @@ use axum::routing::{get, post, put};
 use axum::{Json, Router};
 use cascade_protocol::frames::{Bytes, UserEntry};
 use cascade_protocol::http::{
-    CreateOrg, CreateUser, EnrolmentToken, IssueEnrolmentToken, PendingDevice, SignedDocumentJson,
-    UploadCertificate,
+    CreateOrg, CreateUser, EnrolmentToken, IssueEnrolmentToken, OrgDevice, OrgUser, PendingDevice,
+    SignedDocumentJson, UploadCertificate,
 };
 use cascade_protocol::limits::{ENROLMENT_TOKEN_TTL_SECS, MAX_NAME_BYTES};
 use cascade_protocol::org_auth::{self, OrgAuthorization};
@@ -591,7 +591,7 @@ async fn list_users(
     admin: OrgAdmin,
     State(state): State<AppState>,
     UrlPath(org): UrlPath<String>,
-) -> Result<Json<Vec<UserEntry>>, ApiError> {
+) -> Result<Json<Vec<OrgUser>>, ApiError> {
     let org = org_id(org)?;
     admin.act_for(&org)?;
     let store = &**state.store();
@@ -601,8 +601,25 @@ async fn list_users(
     let users = store
         .list_users(&org)?
         .into_iter()
-        .map(|user| user_entry(store, user))
-        .collect::<Result<Vec<_>, _>>()?;
+        .map(|user| {
+            let device_details = store
+                .devices_of_user(&user.user_id)?
+                .into_iter()
+                .filter(|d| !d.revoked)
+                .map(|d| OrgDevice {
+                    device_id: d.device_id,
+                    device_name: d.name,
+                    enrolled_at: d.enrolled_at,
+                    last_seen: d.last_seen,
+                    certified: d.certificate.is_some(),
+                })
+                .collect();
+            Ok(OrgUser {
+                entry: user_entry(store, user)?,
+                device_details,
+            })
+        })
+        .collect::<Result<Vec<_>, StoreError>>()?;
     Ok(Json(users))
 }
 

@@ -11,7 +11,9 @@ mod common;
 
 use base64::Engine as _;
 use cascade_protocol::frames::{Push, Request, Response, SignedDocument};
-use cascade_protocol::http::{EnrolResponse, EnrolmentToken, HttpError, OrgInfo, PendingDevice};
+use cascade_protocol::http::{
+    EnrolResponse, EnrolmentToken, HttpError, OrgInfo, OrgUser, PendingDevice,
+};
 use cascade_protocol::{DeviceId, OrgId, UserId};
 use common::*;
 use ed25519_dalek::SigningKey;
@@ -399,6 +401,39 @@ async fn enrolled_devices_wait_for_their_certificate() {
     // A renewed certificate replaces the first.
     let (status, _) = upload(&relay, desktop.device_id, &north.certify(&desktop)).await;
     assert_eq!(status, 204);
+
+    // The admins' list of users says which device is which: name,
+    // enrolment time, whether it has its certificate; in the order of
+    // `devices`.
+    let (status, body) = admin_request(&relay, "GET", "/v1/admin/orgs/north/users", None).await;
+    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
+    let users: Vec<OrgUser> = serde_json::from_slice(&body).expect("users");
+    let [alice] = users.as_slice() else {
+        panic!("north has one user: {users:?}")
+    };
+    let details: Vec<_> = alice
+        .device_details
+        .iter()
+        .map(|d| {
+            (
+                d.device_id,
+                d.device_name.as_str(),
+                d.certified,
+                d.last_seen,
+            )
+        })
+        .collect();
+    let mut expected = vec![
+        (desktop.device_id, "Ward 7 desktop", true, 0),
+        (phone.device_id, "Phone", false, 0),
+    ];
+    expected.sort_by_key(|d| alice.entry.devices.iter().position(|id| *id == d.0));
+    assert_eq!(details, expected);
+    let now = cascade_server::unix_now();
+    assert!(alice
+        .device_details
+        .iter()
+        .all(|d| (now - 60..=now).contains(&d.enrolled_at)));
 
     // A revoked device is no longer waiting.
     relay

@@ -788,6 +788,17 @@ async fn admin_guide_commands_work_as_documented() -> Result<()> {
     let old_phone = old.word_after("as device ")?;
     doc.extra(&format!("cascade admin issue --ca-dir {CA}"))
         .await?;
+    let users = doc
+        .run("cascade admin users --ca-dir ~/cascade-ca/north-trust")
+        .await?;
+    ensure!(
+        users.stdout.lines().any(|l| l.contains(&old_phone)
+            && l.contains("Alice's old phone")
+            && l.contains("enrolled 20")
+            && l.contains("certified")),
+        "the lost phone is listed with its name:\n{}",
+        users.stdout
+    );
     doc.fill("9e53f381c0ce273101dc106fc87a9ebc", &old_phone);
     let revoked = doc
         .run("cascade admin revoke --ca-dir ~/cascade-ca/north-trust --device 9e53f381c0ce273101dc106fc87a9ebc")
