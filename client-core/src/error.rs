@@ -163,7 +163,7 @@ pub enum InvalidInput {
     )]
     KeyKindChange,
     /// A message id that is not 32 hex digits.
-    #[error("a message id is 32 hex digits")]
+    #[error("a message id is 32 or 64 hex digits")]
     MessageId,
 }
 

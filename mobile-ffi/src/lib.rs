@@ -670,7 +670,7 @@ impl CascadeClient {
     /// with the same id, so no one sees it twice.
     pub async fn retry_message(&self, group_id: String, message_id: String) -> Result<()> {
         let message: MessageId = message_id.parse().map_err(|_| CascadeError::Invalid {
-            reason: "message id must be 32 hex digits".into(),
+            reason: "message id must be 32 or 64 hex digits".into(),
         })?;
         Ok(self
             .client()?

@@ -22,31 +22,87 @@ pub const MAX_TEXT_BYTES: usize = 64 * 1024;
 /// that it rejoined a conversation after falling out of step.
 pub const SYSTEM_KIND: &str = "system";
 
-/// A message id: 16 random bytes chosen by the sender, unique per message.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-pub struct MessageId(#[serde(with = "serde_bytes")] pub [u8; 16]);
+/// A message id, unique per message. A message in the MIMI content format
+/// has the 32-octet id the format derives from it ([`mimi::MimiId`]; its
+/// first octet names the hash, `0x01`). A message in the `v1` envelope has
+/// the 16 random octets its sender chose, held here after 16 zero octets: a
+/// first octet `0x00`, which no MIMI id has, so the two never collide.
+/// Stored and sent as its own octets (16 or 32); shown as 32 or 64 hex
+/// digits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct MessageId([u8; 32]);
 
 impl MessageId {
-    /// A fresh random id.
+    /// A fresh random `v1` id.
     pub fn random() -> Self {
-        Self(rand::random())
+        Self::v1(rand::random())
+    }
+
+    /// The id of a `v1` message.
+    pub fn v1(id: [u8; 16]) -> Self {
+        let mut all = [0u8; 32];
+        all[16..].copy_from_slice(&id);
+        Self(all)
+    }
+
+    /// The id of a MIMI message (`None` if its first octet is `0x00`,
+    /// which no hash algorithm has).
+    pub fn mimi(id: mimi::MimiId) -> Option<Self> {
+        (id.0[0] != 0).then_some(Self(id.0))
+    }
+
+    /// The 16 octets of a `v1` id.
+    pub fn as_v1(&self) -> Option<[u8; 16]> {
+        (self.0[0] == 0).then(|| self.0[16..].try_into().expect("16 octets"))
+    }
+
+    /// Its own octets: 16 for a `v1` id, 32 for a MIMI one.
+    pub fn as_bytes(&self) -> &[u8] {
+        if self.0[0] == 0 {
+            &self.0[16..]
+        } else {
+            &self.0
+        }
+    }
+
+    /// From its own octets ([`MessageId::as_bytes`]); `None` for any other
+    /// length, or 32 octets starting `0x00`.
+    pub fn from_bytes(b: &[u8]) -> Option<Self> {
+        match b.len() {
+            16 => Some(Self::v1(b.try_into().expect("16 octets"))),
+            32 if b[0] != 0 => Some(Self(b.try_into().expect("32 octets"))),
+            _ => None,
+        }
+    }
+}
+
+impl Serialize for MessageId {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        s.serialize_bytes(self.as_bytes())
+    }
+}
+
+impl<'de> Deserialize<'de> for MessageId {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        let b = serde_bytes::ByteBuf::deserialize(d)?;
+        MessageId::from_bytes(&b)
+            .ok_or_else(|| serde::de::Error::custom("a message id is 16 or 32 octets"))
     }
 }
 
 impl std::fmt::Display for MessageId {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&hex::encode(self.0))
+        f.write_str(&hex::encode(self.as_bytes()))
     }
 }
 
 impl std::str::FromStr for MessageId {
     type Err = CoreError;
     fn from_str(s: &str) -> Result<Self> {
-        let b = hex::decode(s)
-            .map_err(|_| CoreError::Invalid(crate::error::InvalidInput::MessageId))?;
-        Ok(Self(b.try_into().map_err(|_| {
-            CoreError::Invalid(crate::error::InvalidInput::MessageId)
-        })?))
+        hex::decode(s)
+            .ok()
+            .and_then(|b| MessageId::from_bytes(&b))
+            .ok_or(CoreError::Invalid(crate::error::InvalidInput::MessageId))
     }
 }
 
@@ -186,7 +242,7 @@ mod tests {
     #[test]
     fn text_round_trips_and_is_pinned() {
         let c = Content {
-            id: MessageId([7; 16]),
+            id: MessageId::v1([7; 16]),
             sent_at: 1_700_000_000_000,
             body: Body::Text {
                 text: "hello".into(),
@@ -204,10 +260,10 @@ mod tests {
     #[test]
     fn receipt_round_trips_and_is_pinned() {
         let c = Content {
-            id: MessageId([9; 16]),
+            id: MessageId::v1([9; 16]),
             sent_at: 1_700_000_000_000,
             body: Body::Receipt {
-                delivered: vec![MessageId([1; 16]), MessageId([2; 16])],
+                delivered: vec![MessageId::v1([1; 16]), MessageId::v1([2; 16])],
             },
         };
         let bytes = c.encode();
@@ -221,10 +277,42 @@ mod tests {
 6b696e64677265636569707464626f6479a16964656c6976657265648250010101010101010101010101010101015002\
 020202020202020202020202020202";
 
+    /// A `v1` id and a MIMI id: their own octets (16 and 32), shown as
+    /// 32 and 64 hex digits, read back from either; 32 octets starting
+    /// `0x00` (a `v1` id's disguise) and other lengths are no id.
+    #[test]
+    fn v1_and_mimi_ids_keep_their_own_octets() {
+        let v1 = MessageId::v1([7; 16]);
+        assert_eq!(v1.as_bytes(), [7; 16]);
+        assert_eq!(v1.as_v1(), Some([7; 16]));
+        assert_eq!(v1.to_string(), "07".repeat(16));
+        let mut octets = [9u8; 32];
+        octets[0] = 0x01;
+        let mimi = MessageId::mimi(mimi::MimiId(octets)).expect("a MIMI id");
+        assert_eq!(mimi.as_bytes(), octets);
+        assert_eq!(mimi.as_v1(), None);
+        assert_eq!(mimi.to_string().len(), 64);
+        for id in [v1, mimi] {
+            assert_eq!(id.to_string().parse::<MessageId>().expect("parses"), id);
+            assert_eq!(MessageId::from_bytes(id.as_bytes()), Some(id));
+            let mut cbor = Vec::new();
+            ciborium::into_writer(&id, &mut cbor).expect("writes");
+            assert_eq!(
+                ciborium::from_reader::<MessageId, _>(cbor.as_slice()).expect("reads"),
+                id
+            );
+        }
+        assert_eq!(MessageId::mimi(mimi::MimiId([0; 32])), None);
+        assert_eq!(MessageId::from_bytes(&[0; 32]), None);
+        assert_eq!(MessageId::from_bytes(&[1; 31]), None);
+        assert!("00".repeat(32).parse::<MessageId>().is_err());
+        assert!("07".repeat(17).parse::<MessageId>().is_err());
+    }
+
     #[test]
     fn unknown_kinds_are_kept_as_unsupported() {
         let c = Content {
-            id: MessageId([1; 16]),
+            id: MessageId::v1([1; 16]),
             sent_at: 5,
             body: Body::Unsupported {
                 kind: "hologram".into(),

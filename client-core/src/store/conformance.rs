@@ -14,7 +14,7 @@ use crate::content::MessageId;
 
 fn msg(group: GroupId, n: u8, state: DeliveryState) -> Message {
     Message {
-        id: MessageId([n; 16]),
+        id: MessageId::v1([n; 16]),
         group_id: group,
         sender: UserId::new("alice@north").expect("valid"),
         sender_device: DeviceId([1; 16]),
@@ -104,24 +104,35 @@ pub fn messages_are_deduplicated_and_paged<S: ClientStore>(s: S) {
         .expect("dup"));
     let all = s.history(&g, None, 100).expect("read");
     assert_eq!(
-        all.iter().map(|m| m.id.0[0]).collect::<Vec<_>>(),
+        all.iter().map(|m| m.id.as_bytes()[0]).collect::<Vec<_>>(),
         [1, 2, 3, 4, 5]
     );
     let last2 = s.history(&g, None, 2).expect("read");
-    assert_eq!(last2.iter().map(|m| m.id.0[0]).collect::<Vec<_>>(), [4, 5]);
-    let before = s.history(&g, Some(&MessageId([4; 16])), 2).expect("read");
-    assert_eq!(before.iter().map(|m| m.id.0[0]).collect::<Vec<_>>(), [2, 3]);
-    s.set_message_state(&MessageId([2; 16]), DeliveryState::Sent, Some(42))
+    assert_eq!(
+        last2.iter().map(|m| m.id.as_bytes()[0]).collect::<Vec<_>>(),
+        [4, 5]
+    );
+    let before = s
+        .history(&g, Some(&MessageId::v1([4; 16])), 2)
+        .expect("read");
+    assert_eq!(
+        before
+            .iter()
+            .map(|m| m.id.as_bytes()[0])
+            .collect::<Vec<_>>(),
+        [2, 3]
+    );
+    s.set_message_state(&MessageId::v1([2; 16]), DeliveryState::Sent, Some(42))
         .expect("write");
     let m = s
-        .message(&MessageId([2; 16]))
+        .message(&MessageId::v1([2; 16]))
         .expect("read")
         .expect("exists");
     assert_eq!((m.state, m.seq), (DeliveryState::Sent, Some(42)));
-    s.set_message_state(&MessageId([2; 16]), DeliveryState::Failed, None)
+    s.set_message_state(&MessageId::v1([2; 16]), DeliveryState::Failed, None)
         .expect("write");
     let m = s
-        .message(&MessageId([2; 16]))
+        .message(&MessageId::v1([2; 16]))
         .expect("read")
         .expect("exists");
     assert_eq!(
@@ -134,6 +145,42 @@ pub fn messages_are_deduplicated_and_paged<S: ClientStore>(s: S) {
         5,
         "the duplicate did not count"
     );
+}
+
+/// A MIMI message id (32 octets) and a `v1` one (16) are kept apart,
+/// read back as they were written, and receipts work for both.
+pub fn v1_and_mimi_message_ids_are_kept_apart<S: ClientStore>(s: S) {
+    let g = GroupId([1; 16]);
+    s.insert_conversation(&g, "G", 0, 0).expect("insert");
+    let mut mimi = [7u8; 32];
+    mimi[0] = 0x01;
+    let mimi = MessageId::mimi(crate::content::mimi::MimiId(mimi)).expect("a MIMI id");
+    // The v1 id whose octets are the MIMI id's last 16.
+    let v1 = MessageId::v1([7; 16]);
+    for id in [v1, mimi] {
+        let mut m = msg(g, 7, DeliveryState::Sent);
+        m.id = id;
+        assert!(
+            s.insert_message(&m, 1, true).expect("insert"),
+            "{id} is new"
+        );
+    }
+    let ids: Vec<_> = s
+        .history(&g, None, 10)
+        .expect("read")
+        .into_iter()
+        .map(|m| m.id)
+        .collect();
+    assert_eq!(ids, [v1, mimi]);
+    assert_eq!(s.message(&mimi).expect("read").map(|m| m.id), Some(mimi));
+    let bob = UserId::new("bob@east").expect("valid");
+    s.expect_receipts(&mimi, &g, std::slice::from_ref(&bob))
+        .expect("expect");
+    s.expect_receipts(&v1, &g, std::slice::from_ref(&bob))
+        .expect("expect");
+    assert!(s.add_receipt(&v1, &g, &bob, 10).expect("add"));
+    assert!(!s.all_confirmed(&mimi).expect("read"));
+    assert_eq!(s.forget_recipient(&g, &bob).expect("forget"), vec![mimi]);
 }
 
 pub fn outbox_keeps_lanes_in_order_with_prepared_bytes_and_state<S: ClientStore>(s: S) {
@@ -225,7 +272,7 @@ pub fn conversation_members_are_summarised_and_joins_can_be_undone<S: ClientStor
 }
 
 pub fn receipts_are_recorded_once_per_user<S: ClientStore>(s: S) {
-    let m = MessageId([4; 16]);
+    let m = MessageId::v1([4; 16]);
     let g = GroupId([1; 16]);
     let bob = UserId::new("bob@east").expect("valid");
     let carol = UserId::new("carol@north").expect("valid");
@@ -248,7 +295,7 @@ pub fn receipts_are_recorded_once_per_user<S: ClientStore>(s: S) {
     assert!(s.all_confirmed(&m).expect("read"));
 
     // A recipient who leaves is no longer waited for.
-    let m2 = MessageId([5; 16]);
+    let m2 = MessageId::v1([5; 16]);
     s.expect_receipts(&m2, &g, &[bob.clone(), carol.clone()])
         .expect("expect");
     assert!(s.add_receipt(&m2, &g, &bob, 14).expect("add"));
@@ -396,6 +443,10 @@ macro_rules! client_store_conformance {
             #[test]
             fn messages_are_deduplicated_and_paged() {
                 $crate::store::conformance::messages_are_deduplicated_and_paged($make);
+            }
+            #[test]
+            fn v1_and_mimi_message_ids_are_kept_apart() {
+                $crate::store::conformance::v1_and_mimi_message_ids_are_kept_apart($make);
             }
             #[test]
             fn outbox_keeps_lanes_in_order_with_prepared_bytes_and_state() {

@@ -31,7 +31,7 @@ fn samples() -> Vec<(&'static str, Vec<u8>)> {
             "op_send",
             Op::Send {
                 group_id: group,
-                message_id: MessageId([0x33; 16]),
+                message_id: MessageId::v1([0x33; 16]),
                 content: vec![1, 2, 3],
             }
             .encode(),

@@ -912,7 +912,7 @@ impl ClientStore for SqliteStore {
              (message_id, group_id, sender, sender_device, sent_at, seq, kind, text, state)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
             params![
-                m.id.0.as_slice(),
+                m.id.as_bytes(),
                 m.group_id.as_bytes().as_slice(),
                 m.sender.as_str(),
                 m.sender_device.as_bytes().as_slice(),
@@ -945,7 +945,7 @@ impl ClientStore for SqliteStore {
     ) -> Result<()> {
         self.conn.execute(
             "UPDATE messages SET state = ?2, seq = COALESCE(?3, seq) WHERE message_id = ?1",
-            params![id.0.as_slice(), state.as_str(), seq.map(|s| s as i64)],
+            params![id.as_bytes(), state.as_str(), seq.map(|s| s as i64)],
         )?;
         Ok(())
     }
@@ -954,9 +954,7 @@ impl ClientStore for SqliteStore {
         let mut stmt = self.conn.prepare(&format!(
             "SELECT {MSG_COLS} FROM messages WHERE message_id = ?1"
         ))?;
-        Ok(stmt
-            .query_row([id.0.as_slice()], row_to_message)
-            .optional()?)
+        Ok(stmt.query_row([id.as_bytes()], row_to_message).optional()?)
     }
 
     fn history(
@@ -970,7 +968,7 @@ impl ClientStore for SqliteStore {
                 .conn
                 .query_row(
                     "SELECT rowid FROM messages WHERE message_id = ?1",
-                    [id.0.as_slice()],
+                    [id.as_bytes()],
                     |r| r.get(0),
                 )
                 .optional()?
@@ -997,7 +995,7 @@ impl ClientStore for SqliteStore {
              ON CONFLICT (message_id, user_id) DO UPDATE SET expected = 1",
         )?;
         for u in users {
-            stmt.execute(params![id.0.as_slice(), group.0.as_slice(), u.as_str()])?;
+            stmt.execute(params![id.as_bytes(), group.0.as_slice(), u.as_str()])?;
         }
         Ok(())
     }
@@ -1013,7 +1011,7 @@ impl ClientStore for SqliteStore {
             "INSERT INTO recipients (message_id, group_id, user_id, received_at) VALUES (?1, ?2, ?3, ?4)
              ON CONFLICT (message_id, user_id) DO UPDATE SET received_at = excluded.received_at
              WHERE received_at IS NULL",
-            params![id.0.as_slice(), group.0.as_slice(), user.as_str(), now as i64],
+            params![id.as_bytes(), group.0.as_slice(), user.as_str(), now as i64],
         )?;
         Ok(n == 1)
     }
@@ -1022,7 +1020,7 @@ impl ClientStore for SqliteStore {
         let (expected, waiting): (i64, i64) = self.conn.query_row(
             "SELECT COALESCE(SUM(expected), 0), COALESCE(SUM(expected AND received_at IS NULL), 0)
              FROM recipients WHERE message_id = ?1",
-            [id.0.as_slice()],
+            [id.as_bytes()],
             |r| Ok((r.get(0)?, r.get(1)?)),
         )?;
         Ok(expected > 0 && waiting == 0)
@@ -1039,11 +1037,7 @@ impl ClientStore for SqliteStore {
             })?
             .collect::<rusqlite::Result<Vec<_>>>()?;
         ids.into_iter()
-            .map(|b| {
-                <[u8; 16]>::try_from(b)
-                    .map(MessageId)
-                    .map_err(|_| CoreError::Decode("a stored message id"))
-            })
+            .map(|b| MessageId::from_bytes(&b).ok_or(CoreError::Decode("a stored message id")))
             .collect()
     }
 
@@ -1202,7 +1196,16 @@ const MSG_COLS: &str =
 fn row_to_message(r: &rusqlite::Row<'_>) -> rusqlite::Result<Message> {
     let sender: String = r.get(2)?;
     Ok(Message {
-        id: blob16(r.get(0)?, MessageId)?,
+        id: {
+            let b: Vec<u8> = r.get(0)?;
+            MessageId::from_bytes(&b).ok_or_else(|| {
+                rusqlite::Error::InvalidColumnType(
+                    0,
+                    "message_id".into(),
+                    rusqlite::types::Type::Blob,
+                )
+            })?
+        },
         group_id: blob16(r.get(1)?, GroupId)?,
         sender: UserId::new(sender).map_err(|_| {
             rusqlite::Error::InvalidColumnType(2, "sender".into(), rusqlite::types::Type::Text)
