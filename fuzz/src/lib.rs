@@ -130,20 +130,35 @@ pub fn mls_header(data: &[u8]) {
 
 /// Application content as a device reads it from a decrypted message:
 /// today's v1 envelope and the MIMI content format. What MIMI decodes
-/// encodes deterministically to a message that decodes the same, and whose
+/// encodes deterministically to a message that decodes again to an equal
+/// one (unless an extension holds a NaN, which equals nothing), and whose
 /// encoding is stable.
 pub fn content(data: &[u8]) {
+    use cascade_core::content::mimi::MimiContent;
     let _ = cascade_core::Content::decode(data);
-    if let Ok(m) = cascade_core::content::mimi::MimiContent::decode(data) {
+    if let Ok(m) = MimiContent::decode(data) {
         let bytes = m.encode();
-        let again = cascade_core::content::mimi::MimiContent::decode(&bytes)
-            .expect("a re-encoded message decodes");
-        assert_eq!(again, m, "a MIMI message does not survive a round trip");
+        let again = MimiContent::decode(&bytes).expect("a re-encoded message decodes");
         assert_eq!(
             again.encode(),
             bytes,
             "the deterministic encoding is not stable"
         );
+        if !m.extensions.iter().any(|(_, v)| has_nan(v)) {
+            assert_eq!(again, m, "a MIMI message does not survive a round trip");
+        }
+    }
+}
+
+/// Whether a CBOR value holds a NaN anywhere.
+fn has_nan(v: &ciborium::Value) -> bool {
+    use ciborium::Value;
+    match v {
+        Value::Float(f) => f.is_nan(),
+        Value::Array(a) => a.iter().any(has_nan),
+        Value::Map(m) => m.iter().any(|(k, v)| has_nan(k) || has_nan(v)),
+        Value::Tag(_, inner) => has_nan(inner),
+        _ => false,
     }
 }
 

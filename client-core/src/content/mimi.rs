@@ -243,7 +243,8 @@ pub struct MimiContent {
     pub expires: Option<Expiration>,
     /// The message this one answers or reacts to.
     pub in_reply_to: Option<MimiId>,
-    /// The extensions, keys unique, in any order (encoded sorted).
+    /// The extensions, keys unique, in any order (encoded sorted; decoded
+    /// in the sorted order, with every map inside them sorted too).
     pub extensions: Vec<(ExtensionKey, Value)>,
     /// The body.
     pub body: NestedPart,
@@ -526,8 +527,11 @@ fn read_extensions(v: Value) -> Result<Vec<(ExtensionKey, Value)>, MimiError> {
                 "a sender or room URI that is not text",
             ));
         }
-        out.push((key, v));
+        out.push((key, sorted(&v)));
     }
+    // A map has no order: kept in the deterministic one, so that a message
+    // decodes to the same value however its maps were ordered.
+    out.sort_by_cached_key(|(k, _)| to_bytes(&k.to_value()));
     Ok(out)
 }
 
