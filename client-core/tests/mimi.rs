@@ -339,6 +339,34 @@ fn extensions_decode_in_the_deterministic_order() {
         ])
     );
     assert_eq!(MimiContent::decode(&m.encode()).expect("decodes"), m);
+
+    // Bignums that fit an integer are that integer, others lose their
+    // leading zeros, and a NaN is the one quiet NaN: the deterministic form
+    // (the fuzz target's second finding: `c2 5f ff`, an empty bignum in an
+    // indefinite-length string, first read as a bignum and then as 0).
+    let bignum = |tag: u64, digits: &[u8]| Value::Tag(tag, Box::new(Value::Bytes(digits.to_vec())));
+    let m = MimiContent::decode(&with_extension(
+        Value::Integer(300.into()),
+        Value::Array(vec![
+            bignum(2, &[]),
+            bignum(3, &[0, 0, 1]),
+            bignum(2, &[0, 1, 2, 3, 4, 5, 6, 7, 8, 9]),
+            Value::Float(f64::from_bits(0x7ff8_0000_0000_0001)),
+        ]),
+    ))
+    .expect("decodes");
+    let Value::Array(values) = &m.extensions.last().expect("the extension").1 else {
+        panic!("an array");
+    };
+    assert_eq!(values[0], Value::Integer(0.into()));
+    assert_eq!(values[1], Value::Integer((-2).into()));
+    assert_eq!(values[2], bignum(2, &[1, 2, 3, 4, 5, 6, 7, 8, 9]));
+    assert!(matches!(values[3], Value::Float(f) if f.to_bits() == f64::NAN.to_bits()));
+    let bytes = m.encode();
+    assert_eq!(
+        MimiContent::decode(&bytes).expect("decodes").encode(),
+        bytes
+    );
 }
 
 #[test]
@@ -485,6 +513,17 @@ fn what_the_draft_calls_nonsensical_is_refused_with_its_reason() {
                 Value::Map(vec![(Value::Float(1.5), Value::Null)]),
             ),
             MimiError::Extension("a map key of another type"),
+        ),
+        (
+            "a nested map with the same key twice",
+            with_extension(
+                Value::Integer(300.into()),
+                Value::Map(vec![
+                    (Value::Integer(1.into()), Value::Null),
+                    (Value::Integer(1.into()), Value::Bool(true)),
+                ]),
+            ),
+            MimiError::Extension("a map with the same key twice"),
         ),
         (
             "a room URI that is not text",

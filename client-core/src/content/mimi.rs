@@ -280,7 +280,8 @@ pub enum MimiError {
     /// An extension key or value outside the data model (a key that is not
     /// an integer within ±(2^53 - 1) or a text of 1 to 255 octets, the same
     /// key twice, nesting deeper than [`MAX_EXTENSION_DEPTH`], a map key
-    /// inside a value that is not an integer, text or byte string).
+    /// inside a value that is not an integer, text or byte string, a map
+    /// inside a value with the same key twice).
     #[error("an extension is outside the data model: {0}")]
     Extension(&'static str),
 }
@@ -424,20 +425,61 @@ fn to_bytes(v: &Value) -> Vec<u8> {
     out
 }
 
-/// `v` with every map's keys in the deterministic order, at every depth.
+/// `v` in the deterministic form (RFC 8949 §4.2.1), at every depth: every
+/// map's keys in the bytewise order of their encodings, a bignum (tag 2 or
+/// 3) that fits an integer as that integer and any other without leading
+/// zero octets, and a NaN as the one quiet NaN the draft permits. Applied
+/// to what is decoded too, so that a value equals itself decoded again.
 fn sorted(v: &Value) -> Value {
     match v {
         Value::Array(a) => Value::Array(a.iter().map(sorted).collect()),
+        Value::Tag(t @ (2 | 3), inner) if matches!(**inner, Value::Bytes(_)) => {
+            let Value::Bytes(b) = &**inner else {
+                unreachable!("matched above")
+            };
+            let digits: Vec<u8> = b.iter().copied().skip_while(|d| *d == 0).collect();
+            let n = digits.iter().fold(Some(0u64), |n, d| {
+                n.and_then(|n| n.checked_mul(256))
+                    .map(|n| n | u64::from(*d))
+            });
+            match (t, n) {
+                (2, Some(n)) => Value::Integer(n.into()),
+                (_, Some(n)) => {
+                    // -1 - n, down to -2^64: what a CBOR integer holds.
+                    Value::Integer((-1 - i128::from(n)).try_into().expect("in CBOR's range"))
+                }
+                _ => Value::Tag(*t, Box::new(Value::Bytes(digits))),
+            }
+        }
         Value::Tag(t, inner) => Value::Tag(*t, Box::new(sorted(inner))),
         Value::Map(m) => {
             let mut entries: Vec<(Vec<u8>, Value, Value)> = m
                 .iter()
-                .map(|(k, v)| (to_bytes(k), sorted(k), sorted(v)))
+                .map(|(k, v)| {
+                    let k = sorted(k);
+                    (to_bytes(&k), k, sorted(v))
+                })
                 .collect();
             entries.sort_by(|a, b| a.0.cmp(&b.0));
             Value::Map(entries.into_iter().map(|(_, k, v)| (k, v)).collect())
         }
+        Value::Float(f) if f.is_nan() => Value::Float(f64::NAN),
         other => other.clone(),
+    }
+}
+
+/// Whether a map at any depth of `v` (in the deterministic form) has the
+/// same key twice: not valid CBOR (RFC 8949 §5.6).
+fn has_duplicate_key(v: &Value) -> bool {
+    match v {
+        Value::Array(a) => a.iter().any(has_duplicate_key),
+        Value::Tag(_, inner) => has_duplicate_key(inner),
+        Value::Map(m) => {
+            m.windows(2).any(|w| to_bytes(&w[0].0) == to_bytes(&w[1].0))
+                || m.iter()
+                    .any(|(k, v)| has_duplicate_key(k) || has_duplicate_key(v))
+        }
+        _ => false,
     }
 }
 
@@ -527,7 +569,11 @@ fn read_extensions(v: Value) -> Result<Vec<(ExtensionKey, Value)>, MimiError> {
                 "a sender or room URI that is not text",
             ));
         }
-        out.push((key, sorted(&v)));
+        let v = sorted(&v);
+        if has_duplicate_key(&v) {
+            return Err(MimiError::Extension("a map with the same key twice"));
+        }
+        out.push((key, v));
     }
     // A map has no order: kept in the deterministic one, so that a message
     // decodes to the same value however its maps were ordered.
