@@ -526,6 +526,17 @@ fn what_the_draft_calls_nonsensical_is_refused_with_its_reason() {
             MimiError::Extension("a map with the same key twice"),
         ),
         (
+            "a bignum around a bignum",
+            with_extension(
+                Value::Integer(300.into()),
+                Value::Tag(
+                    3,
+                    Box::new(Value::Tag(3, Box::new(Value::Bytes(vec![0x4b; 75])))),
+                ),
+            ),
+            MimiError::Extension("a bignum that is not a byte string"),
+        ),
+        (
             "a room URI that is not text",
             altered(|f| {
                 let Value::Map(m) = &mut f[5] else {

@@ -281,7 +281,8 @@ pub enum MimiError {
     /// an integer within ±(2^53 - 1) or a text of 1 to 255 octets, the same
     /// key twice, nesting deeper than [`MAX_EXTENSION_DEPTH`], a map key
     /// inside a value that is not an integer, text or byte string, a map
-    /// inside a value with the same key twice).
+    /// inside a value with the same key twice, a bignum tag around anything
+    /// but a byte string).
     #[error("an extension is outside the data model: {0}")]
     Extension(&'static str),
 }
@@ -595,6 +596,10 @@ fn check_extension_value(v: &Value, level: usize) -> Result<(), MimiError> {
             deeper(level)?;
             a.iter()
                 .try_for_each(|v| check_extension_value(v, level + 1))
+        }
+        Value::Tag(2 | 3, inner) if !matches!(**inner, Value::Bytes(_)) => {
+            // RFC 8949 §3.4.3: a bignum's content is a byte string.
+            Err(MimiError::Extension("a bignum that is not a byte string"))
         }
         Value::Tag(_, inner) => {
             deeper(level)?;
