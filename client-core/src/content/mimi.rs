@@ -439,10 +439,9 @@ fn sorted(v: &Value) -> Value {
                 unreachable!("matched above")
             };
             let digits: Vec<u8> = b.iter().copied().skip_while(|d| *d == 0).collect();
-            let n = digits.iter().fold(Some(0u64), |n, d| {
-                n.and_then(|n| n.checked_mul(256))
-                    .map(|n| n | u64::from(*d))
-            });
+            let n = digits
+                .iter()
+                .try_fold(0u64, |n, d| Some(n.checked_mul(256)? | u64::from(*d)));
             match (t, n) {
                 (2, Some(n)) => Value::Integer(n.into()),
                 (_, Some(n)) => {
