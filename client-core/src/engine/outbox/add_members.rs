@@ -134,8 +134,7 @@ impl AddMembers {
     }
 
     /// Reports that the users from the one being claimed for up to (not
-    /// including) `users[resume]` are not added (an empty `reason`: says
-    /// nothing), and goes on from there.
+    /// including) `users[resume]` are not added, and goes on from there.
     fn give_up(
         &mut self,
         reason: String,
@@ -143,9 +142,7 @@ impl AddMembers {
         cx: &Ctx<'_>,
         fx: &mut Effects,
     ) -> Result<Progress> {
-        if !reason.is_empty() {
-            fx.failed(Some(self.group_id), reason);
-        }
+        fx.failed(Some(self.group_id), reason);
         self.claims.next = resume.min(self.users.len());
         cx.store.set_op_state(self.op_id, &self.claims.encode())?;
         self.next(cx, fx)
@@ -167,9 +164,6 @@ impl AddMembers {
         let own = user == cx.me.identity.user_id;
         let devices = match answer {
             Ok(Response::KeyPackages { devices }) => devices,
-            Err(ProtocolError::NoKeyPackages) if own => {
-                return self.give_up(String::new(), self.claims.next + 1, cx, fx);
-            }
             Err(ProtocolError::UnknownUser) => {
                 // The relay answers so for a user it does not know and for
                 // one of an organisation that does not trust ours, or that
