@@ -4,14 +4,15 @@ use std::io::Write as _;
 use std::time::Duration;
 
 use anyhow::Result;
-use cascade_core::{Client, DeliveryState, Event, Message};
+use cascade_core::{Client, DeliveryState, Event, Message, MessageChange};
 use tokio::io::AsyncBufReadExt;
 
 use crate::conversation::resolve;
 use crate::output::{print_message, text_of};
 use crate::synced;
 
-/// `cascade follow`: prints messages as they arrive, until Ctrl-C.
+/// `cascade follow`: prints messages as they arrive (and edits, deletes
+/// and reactions), until Ctrl-C.
 pub async fn follow(client: &Client, json: bool) -> Result<()> {
     let mut events = client.subscribe();
     loop {
@@ -19,6 +20,7 @@ pub async fn follow(client: &Client, json: bool) -> Result<()> {
             _ = tokio::signal::ctrl_c() => break,
             ev = events.recv() => match ev {
                 Ok(Event::Message(m)) => print_message(json, &m),
+                Ok(Event::MessageChanged { message, change }) => print_change(json, &message, change),
                 Ok(Event::Connection(state)) if !json => eprintln!("[{state:?}]"),
                 Ok(_) => {}
                 Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
@@ -28,6 +30,26 @@ pub async fn follow(client: &Client, json: bool) -> Result<()> {
         std::io::stdout().flush()?;
     }
     Ok(())
+}
+
+/// A message edited, deleted or reacted to: one JSON object
+/// `{"change": …, "message": …}`, or `<conversation> [<change>] <sender>:
+/// <text>`.
+fn print_change(json: bool, m: &Message, change: MessageChange) {
+    if json {
+        println!(
+            "{}",
+            serde_json::json!({ "change": change.as_str(), "message": m })
+        );
+    } else {
+        println!(
+            "{} [{}] {}: {}",
+            m.group_id,
+            change.as_str(),
+            m.sender,
+            text_of(m)
+        );
+    }
 }
 
 /// One line of the interactive chat: who and what, without ids.

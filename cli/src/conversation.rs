@@ -11,7 +11,8 @@ use anyhow::{anyhow, bail, Result};
 use cascade_core::{Client, Conversation, DeliveryState, GroupId, UserId};
 use serde_json::json;
 
-use crate::output::{print_message, say};
+use crate::message::resolve_message;
+use crate::output::{print_history_line, say};
 use crate::synced;
 
 /// A conversation given by id or by name (which must be unique).
@@ -175,25 +176,31 @@ pub async fn members(
     Ok(())
 }
 
-/// `cascade send`: succeeds only once the relay has accepted the message.
+/// `cascade send` (with `--reply-to`, an answer to a message): succeeds
+/// only once the relay has accepted the message.
 pub async fn send(
     client: &Client,
     conversation: &str,
     text: &str,
+    reply_to: Option<&str>,
     json: bool,
     timeout: Duration,
 ) -> Result<()> {
     synced(client, timeout).await?;
     let group = resolve(client, conversation).await?;
-    let id = client.send_text(group, text).await?;
+    let id = match reply_to {
+        Some(original) => {
+            let original = resolve_message(client, group, original).await?;
+            client.send_reply(group, text, original).await?
+        }
+        None => client.send_text(group, text).await?,
+    };
     synced(client, timeout).await?;
     let state = client
-        .history(group, None, 200)
-        .await?
-        .into_iter()
-        .find(|m| m.id == id)
+        .message(group, id)
+        .await
         .map(|m| m.state)
-        .ok_or_else(|| anyhow!("sent message not in history"))?;
+        .map_err(|_| anyhow!("sent message not in history"))?;
     if !matches!(state, DeliveryState::Sent | DeliveryState::Delivered) {
         bail!("the relay did not accept the message ({state:?})");
     }
@@ -221,7 +228,7 @@ pub async fn history(
         println!("{}", serde_json::to_string(&msgs)?);
     } else {
         for m in msgs {
-            print_message(false, &m);
+            print_history_line(&m);
         }
     }
     Ok(())

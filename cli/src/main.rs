@@ -10,13 +10,15 @@
 //! runs them: [`admin`] (`cascade admin …`), [`device`] (enrol, whoami,
 //! sync, devices), [`passphrase`] (what unlocks the device's data),
 //! [`conversation`] (conversations and their members,
-//! send, history, safety numbers), [`chat`] (follow, chat), [`directory`].
+//! send, history, safety numbers), [`message`] (replies, edits, deletes,
+//! reactions), [`chat`] (follow, chat), [`directory`].
 
 mod admin;
 mod chat;
 mod conversation;
 mod device;
 mod directory;
+mod message;
 mod output;
 mod passphrase;
 
@@ -142,6 +144,47 @@ enum Command {
         conversation: String,
         /// The text.
         text: String,
+        /// Answer this message (its id, or the first 8 or more hex digits
+        /// of it, as `history` shows).
+        #[arg(long)]
+        reply_to: Option<String>,
+    },
+    /// Change the text of a message you sent; everyone sees it marked
+    /// edited (`versions` shows what it said before).
+    Edit {
+        /// Conversation id or name.
+        conversation: String,
+        /// The message (its id, or the first 8 or more hex digits).
+        message: String,
+        /// The new text.
+        text: String,
+    },
+    /// Delete a message for everyone: yours, or anyone's if you administer
+    /// the conversation. Its text is erased from every device.
+    Delete {
+        /// Conversation id or name.
+        conversation: String,
+        /// The message (its id, or the first 8 or more hex digits).
+        message: String,
+    },
+    /// React to a message with an emoji (or take it back with --remove).
+    React {
+        /// Conversation id or name.
+        conversation: String,
+        /// The message (its id, or the first 8 or more hex digits).
+        message: String,
+        /// The emoji.
+        emoji: String,
+        /// Take back this reaction.
+        #[arg(long)]
+        remove: bool,
+    },
+    /// Show what an edited message said before, oldest first.
+    Versions {
+        /// Conversation id or name.
+        conversation: String,
+        /// The message (its id, or the first 8 or more hex digits).
+        message: String,
     },
     /// Show a conversation's history.
     History {
@@ -341,9 +384,53 @@ async fn run(cli: Cli) -> Result<()> {
             })
             .await
         }
-        Command::Send { conversation, text } => {
+        Command::Send {
+            conversation,
+            text,
+            reply_to,
+        } => {
             with_client(dir, async |c| {
-                conversation::send(c, &conversation, &text, json, timeout).await
+                conversation::send(c, &conversation, &text, reply_to.as_deref(), json, timeout)
+                    .await
+            })
+            .await
+        }
+        Command::Edit {
+            conversation,
+            message,
+            text,
+        } => {
+            with_client(dir, async |c| {
+                message::edit(c, &conversation, &message, &text, json, timeout).await
+            })
+            .await
+        }
+        Command::Delete {
+            conversation,
+            message,
+        } => {
+            with_client(dir, async |c| {
+                message::delete(c, &conversation, &message, json, timeout).await
+            })
+            .await
+        }
+        Command::React {
+            conversation,
+            message,
+            emoji,
+            remove,
+        } => {
+            with_client(dir, async |c| {
+                message::react(c, &conversation, &message, &emoji, remove, json, timeout).await
+            })
+            .await
+        }
+        Command::Versions {
+            conversation,
+            message,
+        } => {
+            with_client(dir, async |c| {
+                message::versions(c, &conversation, &message, json, timeout).await
             })
             .await
         }

@@ -165,6 +165,36 @@ pub enum InvalidInput {
     /// A message id that is not 32 hex digits.
     #[error("a message id is 32 or 64 hex digits")]
     MessageId,
+    /// No message with this id in the conversation.
+    #[error("no such message in this conversation")]
+    UnknownMessage,
+    /// A message sent in the `v1` format, before its conversation moved
+    /// to MIMI content: it cannot be answered, edited or reacted to.
+    #[error("this message is in the old format and cannot be answered, edited or reacted to")]
+    OldMessage,
+    /// A conversation created before replies, edits, deletes and
+    /// reactions (its members may not all read them).
+    #[error(
+        "this conversation was created before replies, edits and reactions; \
+         start a new one to use them"
+    )]
+    OldConversation,
+    /// An edit of someone else's message, or a delete by someone who is
+    /// neither its sender nor a conversation admin.
+    #[error("only its sender (or, to delete it, a conversation admin) may change this message")]
+    NotYours,
+    /// The message was deleted.
+    #[error("this message was deleted")]
+    Deleted,
+    /// A reaction that is empty, too long, or has spaces.
+    #[error("a reaction is 1 to {limit} bytes with no spaces")]
+    Reaction {
+        /// The most bytes of UTF-8.
+        limit: usize,
+    },
+    /// A reaction this user has not made.
+    #[error("you have not reacted with this")]
+    NoSuchReaction,
 }
 
 /// Why enrolment failed.
@@ -225,6 +255,10 @@ pub enum CredentialError {
     /// said it was for.
     #[error("the KeyPackage does not belong to the device it was claimed for")]
     ClaimMismatch,
+    /// The device runs an older Cascade that cannot read this
+    /// conversation (its leaf lacks an extension the group requires).
+    #[error("the device runs an older version of Cascade that cannot read this conversation")]
+    Outdated,
     /// An external commit by someone not already in the conversation.
     #[error("an external join by someone not in the conversation")]
     StrangerJoined,

@@ -23,10 +23,11 @@ pub use cascade_protocol::{DeviceId, GroupId, OrgId, UserId};
 pub use client::Client;
 pub use content::{Body, Content, MessageId};
 pub use engine::{
-    Answer, ConnectionState, Engine, Event, Member, Participant, ParticipantDevice, QueryId,
+    Answer, ConnectionState, Engine, Event, Member, MessageChange, Participant, ParticipantDevice,
+    QueryId,
 };
 pub use error::{CoreError, CredentialError, EnrolmentError, InvalidInput, Result};
 pub use store::{
     ClientStore, Conversation, ConversationState, DeliveryState, Identity, KdfCost, Message,
-    Person, Protection, SqliteStore, StoreKey,
+    MessageVersion, Person, Protection, Quote, Reactions, SqliteStore, StoreKey,
 };

@@ -5,6 +5,7 @@
 mod sim;
 
 use cascade_core::credential::make_credential;
+use cascade_core::engine::room::ROOM_EXTENSION;
 use cascade_core::engine::CIPHERSUITE;
 use cascade_core::GroupId;
 use cascade_protocol::*;
@@ -16,20 +17,26 @@ use sim::*;
 
 /// A KeyPackage as a peer that GREASEs would send it (RFC 9420 §13.5, as
 /// mlspp does): a GREASE extension in its leaf and one in the KeyPackage,
-/// both listed in its capabilities, and a last-resort mark.
+/// both listed in its capabilities, and a last-resort mark; with the room
+/// extension among them (protocol §14.8) if `reads_rooms`.
 fn greasing_key_package(
     provider: &OpenMlsRustCrypto,
     signer: &SignatureKeyPair,
     certificate: &[u8],
+    reads_rooms: bool,
 ) -> Bytes {
+    let mut extensions = vec![
+        ExtensionType::LastResort,
+        ExtensionType::Grease(0x4A4A),
+        ExtensionType::Grease(0x8A8A),
+    ];
+    if reads_rooms {
+        extensions.push(ExtensionType::Unknown(ROOM_EXTENSION));
+    }
     let capabilities = Capabilities::new(
         None,
         Some(&[CIPHERSUITE]),
-        Some(&[
-            ExtensionType::LastResort,
-            ExtensionType::Grease(0x4A4A),
-            ExtensionType::Grease(0x8A8A),
-        ]),
+        Some(&extensions),
         None,
         Some(&[CredentialType::X509]),
     );
@@ -69,7 +76,7 @@ fn a_peer_that_greases_can_be_added() {
     let signer = SignatureKeyPair::new(CIPHERSUITE.signature_algorithm()).expect("keys");
     signer.store(provider.storage()).expect("stored");
     let (peer, cert) = sim.foreign_device("peer@north", signer.public().to_vec());
-    let kp = greasing_key_package(&provider, &signer, &cert);
+    let kp = greasing_key_package(&provider, &signer, &cert, true);
     sim.put_key_packages(peer, vec![kp]);
     let g = sim.group(a, "Mixed", &[]);
     sim.events(a);
@@ -114,6 +121,48 @@ fn a_peer_that_greases_can_be_added() {
     .into_group(&provider)
     .expect("joined");
     assert_eq!(joined.epoch().as_u64(), sim.epoch(a, g));
+}
+
+/// A peer that does not advertise the room extension (an older Cascade,
+/// or a client without MIMI content) is not added to a conversation with
+/// a room, and the add says why; MLS would refuse the whole commit
+/// otherwise.
+#[test]
+fn a_peer_that_cannot_read_the_room_is_refused_with_a_reason() {
+    let mut sim = Sim::new();
+    let a = sim.device("alice@north", "Alice");
+    let b = sim.device("bob@north", "Bob");
+    let provider = OpenMlsRustCrypto::default();
+    let signer = SignatureKeyPair::new(CIPHERSUITE.signature_algorithm()).expect("keys");
+    signer.store(provider.storage()).expect("stored");
+    let (peer, cert) = sim.foreign_device("peer@north", signer.public().to_vec());
+    sim.put_key_packages(
+        peer,
+        vec![greasing_key_package(&provider, &signer, &cert, false)],
+    );
+    let g = sim.group(a, "Mixed", &[]);
+    sim.events(a);
+    let now = sim.now;
+    sim.engine(a)
+        .add_members(
+            &g,
+            vec![
+                UserId::new("peer@north").expect("valid"),
+                UserId::new("bob@north").expect("valid"),
+            ],
+            now,
+        )
+        .expect("queued");
+    sim.settle();
+    let failed = failures(&sim.events(a));
+    assert!(
+        failed
+            .iter()
+            .any(|f| f.contains("peer@north") && f.contains("older version")),
+        "{failed:?}"
+    );
+    assert!(!sim.roster(g).contains(&peer));
+    assert!(sim.roster(g).contains(&sim.id(b)), "the others are added");
 }
 
 /// Every GroupInfo a device gives the relay carries the ratchet tree and the

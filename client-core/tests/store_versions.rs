@@ -199,4 +199,28 @@ fn a_version_1_database_migrates_and_its_conversation_carries_on() {
         ),
         (2, vec!["north"])
     );
+
+    // Created before rooms, the conversation keeps the v1 envelope (its
+    // members may not all read MIMI content): texts have v1 ids, and
+    // replies, edits and reactions say why they cannot be used.
+    let now = sim.now;
+    let id = sim.send(a, group, "still v1");
+    assert_eq!(id.as_bytes().len(), 16, "a v1 id");
+    assert!(matches!(
+        sim.engine(a).send_message(&group, "re", Some(&id), now),
+        Err(cascade_core::CoreError::Invalid(
+            cascade_core::InvalidInput::OldConversation
+        ))
+    ));
+    assert!(matches!(
+        sim.engine(a).react(&group, &id, "👍", now),
+        Err(cascade_core::CoreError::Invalid(
+            cascade_core::InvalidInput::OldConversation
+        ))
+    ));
+    sim.settle();
+    assert_eq!(
+        sim.texts(b, group).last().map(String::as_str),
+        Some("still v1")
+    );
 }

@@ -7,6 +7,8 @@
 //! [`FfiEvent`] calls on a foreign [`EventListener`]. All logic stays in
 //! `cascade-core`.
 
+mod features;
+
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -149,6 +151,12 @@ fn parse_group(hex: &str) -> Result<GroupId> {
     })
 }
 
+fn parse_message(hex: &str) -> Result<MessageId> {
+    hex.parse().map_err(|_| CascadeError::Invalid {
+        reason: "message id must be 32 or 64 hex digits".into(),
+    })
+}
+
 fn user_id(s: &str) -> Result<UserId> {
     UserId::new(s).map_err(|e| CascadeError::Invalid {
         reason: format!("user id {s:?}: {e}"),
@@ -207,6 +215,14 @@ pub struct FfiMessage {
     pub kind: String,
     /// Delivery state: `sending`, `sent`, `delivered`, `failed` or `received`.
     pub state: String,
+    /// The message it answers, if it is a reply.
+    pub reply_to: Option<features::FfiQuote>,
+    /// When its sender last edited it (their clock, ms), if ever.
+    pub edited_at: Option<u64>,
+    /// Who deleted it for everyone (its text is gone), if anyone.
+    pub deleted_by: Option<String>,
+    /// Its reactions, by emoji in the order first seen.
+    pub reactions: Vec<features::FfiReactions>,
 }
 
 impl From<Message> for FfiMessage {
@@ -219,6 +235,10 @@ impl From<Message> for FfiMessage {
             text: m.text,
             kind: m.kind,
             state: delivery_state(m.state),
+            reply_to: m.reply_to.map(Into::into),
+            edited_at: m.edited_at,
+            deleted_by: m.deleted_by.map(|u| u.to_string()),
+            reactions: m.reactions.into_iter().map(Into::into).collect(),
         }
     }
 }
@@ -371,6 +391,14 @@ pub enum FfiEvent {
         /// The message.
         message: FfiMessage,
     },
+    /// A message was edited, deleted for everyone, or reacted to: here it
+    /// is as it now is.
+    MessageChanged {
+        /// The message now.
+        message: FfiMessage,
+        /// `edited`, `deleted` or `reactions`.
+        change: String,
+    },
     /// A sent message's delivery state changed.
     DeliveryState {
         /// The conversation (hex).
@@ -435,6 +463,10 @@ impl From<Event> for FfiEvent {
     fn from(e: Event) -> Self {
         match e {
             Event::Message(m) => Self::Message { message: m.into() },
+            Event::MessageChanged { message, change } => Self::MessageChanged {
+                message: message.into(),
+                change: change.as_str().into(),
+            },
             Event::DeliveryState {
                 group_id,
                 message_id,
@@ -669,9 +701,7 @@ impl CascadeClient {
     /// Sends again a message of ours the relay refused (state `failed`),
     /// with the same id, so no one sees it twice.
     pub async fn retry_message(&self, group_id: String, message_id: String) -> Result<()> {
-        let message: MessageId = message_id.parse().map_err(|_| CascadeError::Invalid {
-            reason: "message id must be 32 or 64 hex digits".into(),
-        })?;
+        let message = parse_message(&message_id)?;
         Ok(self
             .client()?
             .retry_message(parse_group(&group_id)?, message)

@@ -597,6 +597,197 @@ async fn without_a_keystore_the_app_asks_for_a_passphrase_and_locks_when_idle() 
 
 /// Types another passphrase on the unlock screen (refused, the screen
 /// stays), then `right`.
+/// Alice, in the app, and Bob (another organisation, on cascade-core) in
+/// a conversation Bob started: she answers, reacts, edits and deletes
+/// from each message's actions; he sees each change, and his own changes
+/// show in the app (the quote of his edited message, his reaction).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs a display, tauri-driver and WebKitWebDriver: run by `cargo xtask test`"]
+async fn a_nurse_replies_reacts_edits_and_deletes() -> Result<()> {
+    let relay = Relay::start().await?;
+    relay.org("north-trust").await?;
+    relay.org("east-ambulance").await?;
+    relay
+        .trust_each_other("north-trust", "east-ambulance")
+        .await?;
+    let bob = relay
+        .user("bob@east-ambulance", "Bob Jones", "Paramedic")
+        .await?;
+    relay
+        .add_user("alice@north-trust", "Alice Smith", "Charge Nurse")
+        .await?;
+    let code = relay.enrolment_code("alice@north-trust").await?;
+    let data = tempfile::tempdir()?;
+    let shots = screenshot_dir();
+    let app = Driver::start(
+        &bin_dir().join("cascade-desktop"),
+        &[
+            (
+                "CASCADE_DATA_DIR",
+                data.path().to_str().context("utf-8 path")?,
+            ),
+            ("CASCADE_RELAY", &relay.url),
+            ("CASCADE_PASSPHRASE", PASSPHRASE),
+        ],
+        &shots,
+    )
+    .await?;
+
+    let story: Result<()> = async {
+        app.send_keys(&app.find("[data-testid=enrol-code]").await?, &code)
+            .await?;
+        app.click(&app.find("[data-testid=enrol-submit]").await?)
+            .await?;
+        app.find("[data-testid=enrolled]").await?;
+        relay.issue_pending("north-trust").await?;
+        app.click(&app.find("[data-testid=enrol-continue]").await?)
+            .await?;
+        let dot = app.find("[data-testid=connection]").await?;
+        wait_attr(&app, &dot, "data-state", "online").await?;
+
+        let group = bob.client.create_group("Bay 3 transfer").await?;
+        bob.client
+            .add_members(group, vec![uid("alice@north-trust")])
+            .await?;
+        let handover = bob
+            .client
+            .send_text(group, "Patient in bay 3 ready at 14:00")
+            .await?;
+        bob.sync().await?;
+        open_conversation(&app, "Bay 3 transfer").await?;
+        let original = app
+            .wait_for_text("[data-testid=message-text]", |t| {
+                t == "Patient in bay 3 ready at 14:00"
+            })
+            .await?;
+        drop(original);
+
+        // Reply: the composer says to what; the reply shows the quote.
+        app.click(&app.find("[data-testid=reply]").await?).await?;
+        app.wait_for_text("[data-testid=composer-banner]", |t| {
+            t.contains("Replying to Bob Jones: Patient in bay 3")
+        })
+        .await?;
+        let composer = app.find("[data-testid=composer]").await?;
+        app.send_keys(&composer, &format!("On it{ENTER}")).await?;
+        app.wait_gone("[data-testid=composer-banner]").await?;
+        let reply = poll_until(|| async {
+            let h = bob.client.history(group, None, 10).await?;
+            Ok(
+                match h.into_iter().find(|m| m.text.as_deref() == Some("On it")) {
+                    Some(m) => Ok(m),
+                    None => Err("Bob never got the reply".to_owned()),
+                },
+            )
+        })
+        .await?;
+        anyhow::ensure!(reply.reply_to.as_ref().map(|q| q.id) == Some(handover));
+        app.wait_for_text("[data-testid=quote]", |t| {
+            t.contains("Bob Jones: Patient in bay 3 ready at 14:00")
+        })
+        .await?;
+
+        // React to Bob's message from the picker.
+        let first_react = app.find("[data-testid=react]").await?;
+        app.click(&first_react).await?;
+        app.click(&app.find("[data-testid=pick-reaction]").await?)
+            .await?;
+        bob.until("Alice's reaction", || async {
+            Ok(!bob
+                .client
+                .message(group, handover)
+                .await?
+                .reactions
+                .is_empty())
+        })
+        .await?;
+        app.wait_for_text("[data-testid=reaction]", |t| t.contains("👍 1"))
+            .await?;
+
+        // Bob edits his message: the app shows it, and the quote follows.
+        bob.client
+            .edit_message(group, handover, "Patient in bay 3 ready at 15:00")
+            .await?;
+        bob.client.react(group, reply.id, "🙏").await?;
+        bob.sync().await?;
+        app.wait_for_text("[data-testid=quote]", |t| t.contains("ready at 15:00"))
+            .await?;
+        app.wait_for_text("[data-testid=reaction]", |t| t.contains("🙏 1"))
+            .await?;
+        let edited = app.find("[data-testid=edited]").await?;
+        app.click(&edited).await?;
+        app.wait_for_text("[data-testid=versions]", |t| t.contains("ready at 14:00"))
+            .await?;
+        app.screenshot("10-reply-react-edit").await?;
+        assert_accessible(&app, "message actions").await?;
+
+        // The quote leads to the original.
+        app.click(&app.find("[data-testid=quote]").await?).await?;
+        poll_until(|| async {
+            let focused = app
+                .execute(
+                    "return document.activeElement?.dataset?.id ?? null;",
+                    vec![],
+                )
+                .await?;
+            Ok(if focused.as_str() == Some(handover.to_string().as_str()) {
+                Ok(())
+            } else {
+                Err(format!("the original never took the focus: {focused}"))
+            })
+        })
+        .await?;
+
+        // Alice edits her reply: the composer holds it; Enter saves.
+        let mine = app
+            .wait_for_text("[data-testid=message]", |t| t.contains("On it"))
+            .await?;
+        let edit = app
+            .find(&format!("[data-id='{}'] [data-testid=edit]", reply.id))
+            .await?;
+        drop(mine);
+        app.click(&edit).await?;
+        app.wait_for_text("[data-testid=composer-banner]", |t| t.contains("Editing"))
+            .await?;
+        let composer = app.find("[data-testid=composer]").await?;
+        app.send_keys(&composer, &format!("{CONTROL}a")).await?;
+        app.send_keys(&composer, &format!("On it, 5 minutes{ENTER}"))
+            .await?;
+        bob.until("the edit", || async {
+            Ok(bob.client.message(group, reply.id).await?.text.as_deref()
+                == Some("On it, 5 minutes"))
+        })
+        .await?;
+
+        // And deletes it, after saying yes.
+        app.click(
+            &app.find(&format!("[data-id='{}'] [data-testid=delete]", reply.id))
+                .await?,
+        )
+        .await?;
+        app.screenshot("11-delete-confirm").await?;
+        app.click(&app.find("[data-testid=confirm-delete]").await?)
+            .await?;
+        app.wait_for_text("[data-testid=tombstone]", |t| t == "Deleted by Alice Smith")
+            .await?;
+        bob.until("the delete", || async {
+            let m = bob.client.message(group, reply.id).await?;
+            Ok(m.text.is_none() && m.deleted_by == Some(uid("alice@north-trust")))
+        })
+        .await?;
+        app.screenshot("12-deleted").await?;
+        assert_accessible(&app, "deleted message").await?;
+        Ok(())
+    }
+    .await;
+    if story.is_err() {
+        let _ = app.screenshot("features-failure").await;
+    }
+    story?;
+    app.quit().await?;
+    Ok(())
+}
+
 async fn unlock_after_a_wrong_passphrase(app: &Driver, right: &str, shot: &str) -> Result<()> {
     let field = app.find("[data-testid=unlock-passphrase]").await?;
     app.send_keys(&field, "ward seven day shift").await?;

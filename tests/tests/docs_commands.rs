@@ -1034,8 +1034,10 @@ async fn user_guide_commands_work_as_documented() -> Result<()> {
     );
     doc.run("cascade create \"Ward 7 handover\" -m bob@north-trust")
         .await?;
-    doc.run("cascade send \"Ward 7 handover\" \"Bed 4 needs obs at 14:00\"")
+    let sent = doc
+        .run("cascade send \"Ward 7 handover\" \"Bed 4 needs obs at 14:00\"")
         .await?;
+    let message_id = sent.word_after("Sent ")?;
     let history = doc.run("cascade history \"Ward 7 handover\"").await?;
     ensure!(history.stdout.contains("Bed 4 needs obs at 14:00"));
     doc.run("cascade add \"Ward 7 handover\" carol@north-trust")
@@ -1054,6 +1056,55 @@ async fn user_guide_commands_work_as_documented() -> Result<()> {
         .extra("cascade --data-dir ~/bob history \"Ward 7 handover\"")
         .await?;
     ensure!(bob_reads.stdout.contains("Bed 4 needs obs at 14:00"));
+
+    // §2: answering, correcting, deleting and reacting, by the id history
+    // shows (a prefix of it, as a person would type it).
+    let history = doc.extra("cascade history \"Ward 7 handover\"").await?;
+    ensure!(
+        history.stdout.contains(&message_id),
+        "history shows the id: {}",
+        history.stdout
+    );
+    doc.fill("<message id>", &message_id[..12]);
+    let edited = doc
+        .run("cascade edit \"Ward 7 handover\" <message id> \"Bed 4 needs obs at 15:00\"")
+        .await?;
+    ensure!(edited.stdout.contains("Edited"), "{}", edited.stdout);
+    let versions = doc
+        .run("cascade versions \"Ward 7 handover\" <message id>")
+        .await?;
+    ensure!(
+        versions.stdout.contains("14:00") && versions.stdout.contains("15:00\t(now)"),
+        "{}",
+        versions.stdout
+    );
+    let reply = doc
+        .run("cascade send \"Ward 7 handover\" \"Obs are every 4 hours now\" --reply-to <message id>")
+        .await?;
+    doc.fill("<reply id>", &reply.word_after("Sent ")?);
+    doc.run("cascade react \"Ward 7 handover\" <message id> 👍")
+        .await?;
+    doc.run("cascade delete \"Ward 7 handover\" <reply id>")
+        .await?;
+    let bob_reads = doc
+        .extra("cascade --data-dir ~/bob history \"Ward 7 handover\"")
+        .await?;
+    for shown in [
+        "Bed 4 needs obs at 15:00 (edited)",
+        "👍 1 (alice@north-trust)",
+        "[deleted by alice@north-trust]",
+    ] {
+        ensure!(
+            bob_reads.stdout.contains(shown),
+            "Bob sees {shown:?}:\n{}",
+            bob_reads.stdout
+        );
+    }
+    ensure!(
+        !bob_reads.stdout.contains("Obs are every 4 hours now"),
+        "the deleted reply is gone from Bob's device:\n{}",
+        bob_reads.stdout
+    );
 
     // §3: the safety number is the same on both sides.
     let mine = doc

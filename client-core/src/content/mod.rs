@@ -1,11 +1,19 @@
 //! The application content format carried inside MLS application messages.
 //!
-//! A versioned CBOR map: `{ "v": 1, "id": bytes(16), "ts": u64 ms, "kind":
-//! text, "body": kind-specific }`. Unknown kinds decode to
-//! [`Body::Unsupported`] and are kept and shown, never a crash. Kinds planned
-//! (reply, edit, delete, reaction, receipts, attachment, alert, ack) are added
-//! as new `kind` strings without changing the envelope.
+//! Two formats, told apart by their first octet ([`mapping::is_mimi`]):
+//!
+//! - the IETF MIMI content format ([`mimi`]), in which texts and the
+//!   message features (replies, edits, deletes, reactions) are sent in a
+//!   conversation whose members all read it ([`mapping`]);
+//! - the `v1` envelope, a versioned CBOR map `{ "v": 1, "id": bytes(16),
+//!   "ts": u64 ms, "kind": text, "body": kind-specific }`, in which the
+//!   conversation's name and delivery receipts are still sent, and texts in
+//!   conversations created before the change.
+//!
+//! Unknown kinds and parts decode to [`Body::Unsupported`] and are kept
+//! and shown, never a crash.
 
+pub mod mapping;
 pub mod mimi;
 
 use serde::{Deserialize, Serialize};
@@ -113,6 +121,28 @@ pub enum Body {
     Text {
         /// The text.
         text: String,
+        /// The message it answers (MIMI only).
+        in_reply_to: Option<MessageId>,
+    },
+    /// A new version of the sender's own text (MIMI only).
+    Edit {
+        /// The message changed.
+        target: MessageId,
+        /// Its new text.
+        text: String,
+    },
+    /// Deletes a message for everyone (by its sender or a conversation
+    /// admin), or takes back the sender's reaction (MIMI only).
+    Delete {
+        /// The message or reaction deleted.
+        target: MessageId,
+    },
+    /// A reaction to a message (MIMI only).
+    Reaction {
+        /// The message reacted to.
+        target: MessageId,
+        /// The emoji.
+        emoji: String,
     },
     /// Group metadata, sent by a member after creating the group or adding
     /// members, so that everyone (including new members) knows the name.
@@ -176,7 +206,8 @@ impl Content {
     /// Encodes to the CBOR wire format.
     pub fn encode(&self) -> Vec<u8> {
         let (kind, body) = match &self.body {
-            Body::Text { text } => ("text", to_value(&TextBody { text: text.clone() })),
+            // v1 cannot carry a reply: the engine writes one only as MIMI.
+            Body::Text { text, .. } => ("text", to_value(&TextBody { text: text.clone() })),
             Body::GroupMeta { name } => ("group_meta", to_value(&MetaBody { name: name.clone() })),
             Body::Receipt { delivered } => (
                 "receipt",
@@ -185,6 +216,11 @@ impl Content {
                 }),
             ),
             Body::Unsupported { kind } => (kind.as_str(), ciborium::Value::Null),
+            // Nor the message features (never written so: a receiver would
+            // show them as unsupported).
+            Body::Edit { .. } => ("edit", ciborium::Value::Null),
+            Body::Delete { .. } => ("delete", ciborium::Value::Null),
+            Body::Reaction { .. } => ("reaction", ciborium::Value::Null),
         };
         let wire = Wire {
             v: CONTENT_VERSION,
@@ -211,7 +247,10 @@ impl Content {
             "text" => wire
                 .body
                 .deserialized::<TextBody>()
-                .map(|b| Body::Text { text: b.text })
+                .map(|b| Body::Text {
+                    text: b.text,
+                    in_reply_to: None,
+                })
                 .unwrap_or_else(|_| unsupported()),
             "group_meta" => wire
                 .body
@@ -246,6 +285,7 @@ mod tests {
             sent_at: 1_700_000_000_000,
             body: Body::Text {
                 text: "hello".into(),
+                in_reply_to: None,
             },
         };
         let bytes = c.encode();

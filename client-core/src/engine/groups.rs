@@ -24,29 +24,44 @@ pub const CIPHERSUITE: Ciphersuite = Ciphersuite::MLS_128_DHKEMX25519_AES128GCM_
 pub const MAX_PAST_EPOCHS: usize = cascade_protocol::limits::MAX_MESSAGE_EPOCH_LAG as usize;
 
 /// The leaf capabilities every Cascade device advertises: our ciphersuite,
-/// X.509 credentials only, and the `last_resort` extension that its
+/// X.509 credentials only, the `last_resort` extension that its
 /// last-resort KeyPackage carries (RFC 9420 §7.2 and §10: a KeyPackage's
 /// extensions must be listed in its leaf's capabilities, or peers refuse
-/// it).
+/// it), and the room extension ([`super::room`]): this device reads MIMI
+/// content.
 pub fn capabilities() -> Capabilities {
     Capabilities::new(
         None,
         Some(&[CIPHERSUITE]),
-        Some(&[ExtensionType::LastResort]),
+        Some(&[
+            ExtensionType::LastResort,
+            ExtensionType::Unknown(super::room::ROOM_EXTENSION),
+        ]),
         None,
         Some(&[CredentialType::X509]),
     )
 }
 
-/// The configuration of a group this device creates.
+/// The configuration of a group without a room (benchmarks and tests of
+/// MLS alone).
 pub fn create_config() -> MlsGroupCreateConfig {
+    builder().build()
+}
+
+/// The configuration of a conversation this device creates, with its room.
+pub fn create_config_with(room: &super::room::Room) -> Result<MlsGroupCreateConfig> {
+    Ok(builder()
+        .with_group_context_extensions(room.group_context_extensions()?)
+        .build())
+}
+
+fn builder() -> MlsGroupCreateConfigBuilder {
     MlsGroupCreateConfig::builder()
         .ciphersuite(CIPHERSUITE)
         .capabilities(capabilities())
         .use_ratchet_tree_extension(true)
         .max_past_epochs(MAX_PAST_EPOCHS)
         .wire_format_policy(MIXED_CIPHERTEXT_WIRE_FORMAT_POLICY)
-        .build()
 }
 
 /// The configuration of a group this device joins (Welcome or external

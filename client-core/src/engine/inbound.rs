@@ -16,15 +16,17 @@ use openmls::prelude::*;
 
 use super::commit::{merge_own, prepared_bundle};
 use super::effects::Effects;
+use super::features;
 use super::groups::{self, join_config, mls_in};
 use super::outbox::{ask_again_to_leave, begin_rejoin, own_echo, stopped_key, Op};
 use super::receipts;
+use super::room::{self, Room};
 use super::{Ctx, Event};
-use crate::content::{Body, Content, MessageId};
+use crate::content::{mapping, Body, Content, MessageId};
 use crate::credential::{member_identity, MemberIdentity};
 use crate::error::{CoreError, CredentialError, Result};
 use crate::store::Transactions;
-use crate::store::{ConversationState, DeliveryState, Message};
+use crate::store::{ConversationState, DeliveryState, Message, Quote};
 
 /// How far ahead of this device's clock a sender's timestamp may be.
 const MAX_CLOCK_SKEW_MS: u64 = 24 * 3600 * 1000;
@@ -184,6 +186,10 @@ fn process_notice(cx: &Ctx<'_>, item: &QueueItem, fx: &mut Effects) -> Result<Pr
         text: Some(text),
         kind: crate::content::SYSTEM_KIND.into(),
         state: DeliveryState::Received,
+        reply_to: None,
+        edited_at: None,
+        deleted_by: None,
+        reactions: Vec::new(),
     };
     let tx = store.transaction()?;
     store.insert_message(&line, cx.now, false)?;
@@ -532,7 +538,9 @@ fn process_application(cx: &Ctx<'_>, item: &QueueItem) -> Result<Vec<Event>> {
     }
     match processed.into_content() {
         ProcessedMessageContent::ApplicationMessage(app) => {
-            store_application(cx, item, &sender, &app.into_bytes())
+            let room = room::of(&group);
+            drop(group);
+            store_application(cx, item, &sender, room.as_ref(), &app.into_bytes())
         }
         ProcessedMessageContent::ProposalMessage(proposal) => {
             // Only a member's request to leave is acted on: store it and
@@ -558,33 +566,51 @@ fn store_application(
     cx: &Ctx<'_>,
     item: &QueueItem,
     sender: &MemberIdentity,
+    room: Option<&Room>,
     plaintext: &[u8],
 ) -> Result<Vec<Event>> {
     let store = cx.store;
-    let mut content = Content::decode(plaintext)?;
+    let mut content = if mapping::is_mimi(plaintext) {
+        // The room names the URI every message id is derived from; a
+        // conversation without one never carries MIMI content.
+        let room = room.ok_or(CoreError::Decode(
+            "MIMI content in a conversation without a room",
+        ))?;
+        mapping::read(
+            plaintext,
+            &mapping::sender_uri(&sender.user),
+            &room.uri,
+            cx.now,
+        )?
+    } else {
+        Content::decode(plaintext)?
+    };
     // The sender's clock is theirs to set: a time far in the future (or
     // beyond what front ends can show as a date) is replaced by the time it
     // arrived.
     if content.sent_at > cx.now.saturating_add(MAX_CLOCK_SKEW_MS) {
         content.sent_at = cx.now;
     }
-    let (kind, text) = match &content.body {
+    let (kind, text, in_reply_to) = match content.body {
         Body::GroupMeta { name } => {
-            store.set_conversation_name(&item.group_id, name)?;
+            store.set_conversation_name(&item.group_id, &name)?;
             return Ok(vec![Event::ConversationUpdated(item.group_id)]);
         }
-        Body::Text { text } => ("text".to_owned(), Some(text.clone())),
+        Body::Text { text, in_reply_to } => ("text".to_owned(), Some(text), in_reply_to),
         Body::Receipt { delivered } => {
             return receipts::handle_receipt(
                 store,
                 cx.me,
                 &item.group_id,
                 &sender.user,
-                delivered,
+                &delivered,
                 cx.now,
             )
         }
-        Body::Unsupported { kind } => (kind.clone(), None),
+        Body::Edit { .. } | Body::Delete { .. } | Body::Reaction { .. } => {
+            return features::apply(cx, &item.group_id, &sender.user, room, &content);
+        }
+        Body::Unsupported { kind } => (kind, None, None),
     };
     let message = Message {
         id: content.id,
@@ -596,8 +622,14 @@ fn store_application(
         text,
         kind,
         state: DeliveryState::Received,
+        reply_to: in_reply_to.map(Quote::to),
+        edited_at: None,
+        deleted_by: None,
+        reactions: Vec::new(),
     };
     if store.insert_message(&message, cx.now, true)? {
+        // As it is read back: with the message it answers.
+        let message = store.message(&message.id)?.unwrap_or(message);
         Ok(vec![
             Event::Message(message),
             Event::ConversationUpdated(item.group_id),

@@ -8,6 +8,10 @@
 //! [`super::groups::capabilities`]). KeyPackages uploaded before that
 //! (format 1) did not, and peers that check refuse them; a device still
 //! on format 1 replaces its last-resort KeyPackage on its next connection.
+//! Format 3 adds the room extension (a device that reads MIMI content,
+//! protocol §14.8); a format-2 single-use KeyPackage still at the relay is
+//! refused for a conversation with a room (the add reports the device as
+//! outdated) and is used up by other adds.
 
 use cascade_protocol::limits::{KEY_PACKAGE_BATCH, KEY_PACKAGE_LOW_WATER};
 use cascade_protocol::{ProtocolError, Request, Response};
@@ -23,8 +27,9 @@ use crate::store::Transactions;
 /// Where the format of the KeyPackages at the relay is kept (`kv`).
 const KV_FORMAT: &str = "key_package_format";
 
-/// The format this build uploads: leaf capabilities list `last_resort`.
-const FORMAT: u8 = 2;
+/// The format this build uploads: leaf capabilities list `last_resort`
+/// (format 2) and the room extension (format 3).
+const FORMAT: u8 = 3;
 
 /// Uploads in flight.
 #[derive(Default)]

@@ -29,17 +29,19 @@
 pub(crate) mod commit;
 mod connection;
 mod effects;
+mod features;
 mod groups;
 mod inbound;
 mod keypackages;
 pub(crate) mod outbox;
 mod queries;
 mod receipts;
+pub mod room;
 mod trust;
 
 use std::collections::VecDeque;
 
-use cascade_protocol::limits::{MAX_MLS_MESSAGE_BYTES, MAX_NAME_BYTES, MAX_PUSH_TOKEN_BYTES};
+use cascade_protocol::limits::{MAX_NAME_BYTES, MAX_PUSH_TOKEN_BYTES};
 use cascade_protocol::{
     http::EnrolResponse, GroupId, ProtocolError, Push, Request, Response, ServerFrame, UserId,
 };
@@ -95,6 +97,14 @@ pub enum Event {
     /// A message arrived (or this device sent one, or a system line was
     /// added to the history).
     Message(Message),
+    /// A message was edited, deleted for everyone or reacted to (or a
+    /// reaction was taken back): here it is as it now is.
+    MessageChanged {
+        /// The message now.
+        message: Message,
+        /// What changed.
+        change: MessageChange,
+    },
     /// A sent message's delivery state changed.
     DeliveryState {
         /// The conversation.
@@ -150,6 +160,28 @@ pub enum Event {
         /// Why, without content.
         reason: String,
     },
+}
+
+/// What changed in a message ([`Event::MessageChanged`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum MessageChange {
+    /// Its sender edited it.
+    Edited,
+    /// It was deleted for everyone.
+    Deleted,
+    /// Its reactions changed.
+    Reactions,
+}
+
+impl MessageChange {
+    /// The change's stable lowercase name, as front ends show it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Edited => "edited",
+            Self::Deleted => "deleted",
+            Self::Reactions => "reactions",
+        }
+    }
 }
 
 /// Connection state as the front end shows it.
@@ -845,12 +877,15 @@ impl<S: ClientStore> Engine<S> {
             .into());
         }
         let group_id = GroupId::random();
+        // Its room: the URI its messages' ids are derived from, and its
+        // creator its first admin.
+        let room = room::Room::new(&me.identity.user_id, &me.identity.org_id, &group_id);
         let tx = self.store.transaction()?;
         let provider = self.store.mls();
         let group = MlsGroup::new_with_group_id(
             &provider,
             &me.signer,
-            &groups::create_config(),
+            &groups::create_config_with(&room)?,
             groups::mls_group_id(&group_id),
             credential,
         )
@@ -932,39 +967,7 @@ impl<S: ClientStore> Engine<S> {
     /// `Sending`) and sent when connected (and, while this device rejoins
     /// the conversation, once it is back in step); returns its id.
     pub fn send_text(&mut self, group_id: &GroupId, text: &str, now: u64) -> Result<MessageId> {
-        check_text(text)?;
-        self.require(group_id, true)?;
-        let me = self.me()?;
-        let content = Content {
-            id: MessageId::random(),
-            sent_at: now,
-            body: Body::Text { text: text.into() },
-        };
-        let message = Message {
-            id: content.id,
-            group_id: *group_id,
-            sender: me.identity.user_id.clone(),
-            sender_device: me.identity.device_id,
-            sent_at: now,
-            seq: None,
-            text: Some(text.into()),
-            kind: "text".into(),
-            state: DeliveryState::Sending,
-        };
-        let op = Op::send(*group_id, &content);
-        if matches!(&op, Op::Send { content, .. } if content.len() > MAX_MLS_MESSAGE_BYTES / 2) {
-            return Err(InvalidInput::MessageTooLong {
-                limit: MAX_MLS_MESSAGE_BYTES / 2,
-            }
-            .into());
-        }
-        let tx = self.store.transaction()?;
-        self.store.insert_message(&message, now, false)?;
-        op.queue(&self.store)?;
-        tx.commit()?;
-        self.events.push_back(Event::Message(message));
-        self.drive(now)?;
-        Ok(content.id)
+        self.send_message(group_id, text, None, now)
     }
 
     /// Sends again a message of ours that the relay refused (state
@@ -986,16 +989,16 @@ impl<S: ClientStore> Engine<S> {
         if message.state != DeliveryState::Failed {
             return Err(InvalidInput::NotFailed.into());
         }
-        let text = message.text.ok_or(InvalidInput::NotText)?;
-        let content = Content {
-            id: *message_id,
-            sent_at: message.sent_at,
-            body: Body::Text { text },
-        };
+        let content = self.rewrite(&message)?;
         let tx = self.store.transaction()?;
         self.store
             .set_message_state(message_id, DeliveryState::Sending, None)?;
-        Op::send(*group_id, &content).queue(&self.store)?;
+        Op::Send {
+            group_id: *group_id,
+            message_id: *message_id,
+            content,
+        }
+        .queue(&self.store)?;
         tx.commit()?;
         self.events.push_back(Event::DeliveryState {
             group_id: *group_id,

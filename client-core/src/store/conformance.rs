@@ -23,6 +23,10 @@ fn msg(group: GroupId, n: u8, state: DeliveryState) -> Message {
         text: Some(format!("m{n}")),
         kind: "text".into(),
         state,
+        reply_to: None,
+        edited_at: None,
+        deleted_by: None,
+        reactions: Vec::new(),
     }
 }
 

@@ -20,6 +20,7 @@ use crate::content::MessageId;
 use crate::error::{CoreError, Result};
 
 pub mod at_rest;
+mod features;
 pub mod group_cache;
 pub use at_rest::{KdfCost, Protection, StoreKey};
 use group_cache::{GroupCache, Ticket};
@@ -232,6 +233,74 @@ pub struct Message {
     pub kind: String,
     /// Delivery state.
     pub state: DeliveryState,
+    /// The message it answers, as that is now (filled in when read).
+    pub reply_to: Option<Quote>,
+    /// When its sender last edited it (their clock), if ever.
+    pub edited_at: Option<u64>,
+    /// Who deleted it for everyone: its text is erased.
+    pub deleted_by: Option<UserId>,
+    /// Its reactions, by emoji in the order first seen (filled in when
+    /// read).
+    pub reactions: Vec<Reactions>,
+}
+
+/// The message a reply answers, for showing above the reply.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Quote {
+    /// Its id, to jump to it.
+    pub id: MessageId,
+    /// Who sent it; `None` if this device does not have it (sent before
+    /// this device joined, or expired).
+    pub sender: Option<UserId>,
+    /// Its text now; `None` if unknown, deleted or of a kind not shown.
+    pub text: Option<String>,
+    /// Whether it was deleted for everyone.
+    pub deleted: bool,
+}
+
+impl Quote {
+    /// A reference to `id`, filled in when the reply is read.
+    pub fn to(id: MessageId) -> Quote {
+        Quote {
+            id,
+            sender: None,
+            text: None,
+            deleted: false,
+        }
+    }
+}
+
+/// Everyone who reacted to a message with one emoji.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Reactions {
+    /// The emoji.
+    pub emoji: String,
+    /// Who reacted with it, in the order they did.
+    pub users: Vec<UserId>,
+}
+
+/// A reaction, as stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reaction {
+    /// The reaction message's id (what a removal names).
+    pub id: MessageId,
+    /// The conversation.
+    pub group_id: GroupId,
+    /// The message reacted to.
+    pub target: MessageId,
+    /// Who reacted.
+    pub user: UserId,
+    /// The emoji.
+    pub emoji: String,
+}
+
+/// An earlier version of an edited message.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MessageVersion {
+    /// What it said.
+    pub text: String,
+    /// When it was sent (the first) or edited (the sender's clock).
+    pub at: u64,
 }
 
 /// A colleague as the directory shows them: from a verified certificate.
@@ -350,6 +419,36 @@ pub trait ClientStore: Send {
         before: Option<&MessageId>,
         limit: u32,
     ) -> Result<Vec<Message>>;
+
+    /// Keeps the salt a MIMI message of ours was written with, so that it
+    /// can be sent again with the same id.
+    fn set_message_salt(&self, id: &MessageId, salt: &[u8; 16]) -> Result<()>;
+    /// The salt of a MIMI message of ours.
+    fn message_salt(&self, id: &MessageId) -> Result<Option<[u8; 16]>>;
+    /// Replaces a message's text by an edit (`edit_id`) made `at`, keeping
+    /// the text it had as an earlier version. Returns `false`, changing
+    /// nothing, if that edit was already applied.
+    fn edit_message(
+        &self,
+        id: &MessageId,
+        edit_id: &MessageId,
+        text: &str,
+        at: u64,
+    ) -> Result<bool>;
+    /// A message's earlier versions, oldest first.
+    fn message_versions(&self, id: &MessageId) -> Result<Vec<MessageVersion>>;
+    /// Deletes a message for everyone: its text, earlier versions and
+    /// reactions are erased (overwritten in the file), and `by` is kept as
+    /// its tombstone.
+    fn erase_message(&self, id: &MessageId, by: &UserId) -> Result<()>;
+    /// Adds a reaction. Returns `false` if one with its id is there.
+    fn insert_reaction(&self, r: &Reaction, at: u64) -> Result<bool>;
+    /// One reaction by id.
+    fn reaction(&self, id: &MessageId) -> Result<Option<Reaction>>;
+    /// The reactions to a message, in the order they came.
+    fn reactions_to(&self, target: &MessageId) -> Result<Vec<Reaction>>;
+    /// Removes a reaction.
+    fn delete_reaction(&self, id: &MessageId) -> Result<()>;
 
     /// Records who must confirm our message `id` for it to count as
     /// delivered: the other members when the relay accepted it. Confirmations
@@ -491,11 +590,38 @@ ALTER TABLE conversations ADD COLUMN people INTEGER;
 ALTER TABLE conversations ADD COLUMN users TEXT;
 ";
 
+/// Schema version 3: replies, edits (with the versions they replaced),
+/// deletes for everyone, reactions, and the salt of our MIMI messages.
+const SCHEMA_V3: &str = "
+ALTER TABLE messages ADD COLUMN in_reply_to BLOB;
+ALTER TABLE messages ADD COLUMN edited_at INTEGER;
+ALTER TABLE messages ADD COLUMN deleted_by TEXT;
+ALTER TABLE messages ADD COLUMN salt BLOB;
+CREATE TABLE message_versions (
+    message_id BLOB NOT NULL,
+    group_id BLOB NOT NULL,
+    edit_id BLOB NOT NULL UNIQUE,
+    text TEXT NOT NULL,
+    at INTEGER NOT NULL
+);
+CREATE INDEX message_versions_by_message ON message_versions (message_id);
+CREATE TABLE reactions (
+    rowid INTEGER PRIMARY KEY AUTOINCREMENT,
+    reaction_id BLOB NOT NULL UNIQUE,
+    group_id BLOB NOT NULL,
+    target_id BLOB NOT NULL,
+    user_id TEXT NOT NULL,
+    emoji TEXT NOT NULL,
+    at INTEGER NOT NULL
+);
+CREATE INDEX reactions_by_target ON reactions (target_id);
+";
+
 /// The schema version this build writes. Databases of older versions are
 /// migrated forward when opened; newer ones are refused
 /// ([`CoreError::SchemaTooNew`]). Every version's layout is kept as a
 /// fixture (`tests/fixtures/store-v<N>/`) and opened by a test.
-pub const SCHEMA_VERSION: u32 = 2;
+pub const SCHEMA_VERSION: u32 = 3;
 
 /// Transactions on any store, also one used as `&dyn ClientStore`.
 pub trait Transactions: ClientStore {
@@ -579,6 +705,9 @@ impl SqliteStore {
         conn.pragma_update(None, "journal_mode", "WAL")?;
         conn.pragma_update(None, "synchronous", "FULL")?;
         conn.pragma_update(None, "foreign_keys", "ON")?;
+        // What is deleted (a message deleted for everyone) is overwritten
+        // in the file, not only unlinked.
+        conn.pragma_update(None, "secure_delete", "ON")?;
         conn.busy_timeout(std::time::Duration::from_secs(5))?;
         migrate(&mut conn)?;
         SqliteStorageProvider::<JsonCodec, &mut Connection>::new(&mut conn)
@@ -616,6 +745,7 @@ fn migrate(conn: &mut Connection) -> Result<()> {
                 tx.execute_batch(SCHEMA_V2)?;
                 lane_v1_outbox(&tx)?;
             }
+            3 => tx.execute_batch(SCHEMA_V3)?,
             _ => unreachable!("every version up to SCHEMA_VERSION has a step"),
         }
         tx.pragma_update(None, "user_version", version)?;
@@ -909,8 +1039,9 @@ impl ClientStore for SqliteStore {
     fn insert_message(&self, m: &Message, now: u64, count_unread: bool) -> Result<bool> {
         let n = self.conn.execute(
             "INSERT OR IGNORE INTO messages
-             (message_id, group_id, sender, sender_device, sent_at, seq, kind, text, state)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+             (message_id, group_id, sender, sender_device, sent_at, seq, kind, text, state,
+              in_reply_to)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
             params![
                 m.id.as_bytes(),
                 m.group_id.as_bytes().as_slice(),
@@ -921,6 +1052,7 @@ impl ClientStore for SqliteStore {
                 m.kind,
                 m.text,
                 m.state.as_str(),
+                m.reply_to.as_ref().map(|q| q.id.as_bytes()),
             ],
         )?;
         if n == 1 {
@@ -952,9 +1084,15 @@ impl ClientStore for SqliteStore {
 
     fn message(&self, id: &MessageId) -> Result<Option<Message>> {
         let mut stmt = self.conn.prepare(&format!(
-            "SELECT {MSG_COLS} FROM messages WHERE message_id = ?1"
+            "SELECT {MSG_COLS} FROM messages m {QUOTE_JOIN} WHERE m.message_id = ?1"
         ))?;
-        Ok(stmt.query_row([id.as_bytes()], row_to_message).optional()?)
+        let mut found: Vec<Message> = stmt
+            .query_row([id.as_bytes()], row_to_message)
+            .optional()?
+            .into_iter()
+            .collect();
+        features::fill_reactions(&self.conn, &mut found)?;
+        Ok(found.pop())
     }
 
     fn history(
@@ -976,8 +1114,9 @@ impl ClientStore for SqliteStore {
             None => i64::MAX,
         };
         let mut stmt = self.conn.prepare(&format!(
-            "SELECT {MSG_COLS} FROM messages WHERE group_id = ?1 AND rowid < ?2
-             ORDER BY rowid DESC LIMIT ?3"
+            "SELECT {MSG_COLS} FROM messages m {QUOTE_JOIN}
+             WHERE m.group_id = ?1 AND m.rowid < ?2
+             ORDER BY m.rowid DESC LIMIT ?3"
         ))?;
         let mut out = stmt
             .query_map(
@@ -986,7 +1125,50 @@ impl ClientStore for SqliteStore {
             )?
             .collect::<rusqlite::Result<Vec<_>>>()?;
         out.reverse();
+        features::fill_reactions(&self.conn, &mut out)?;
         Ok(out)
+    }
+
+    fn set_message_salt(&self, id: &MessageId, salt: &[u8; 16]) -> Result<()> {
+        features::set_salt(&self.conn, id, salt)
+    }
+
+    fn message_salt(&self, id: &MessageId) -> Result<Option<[u8; 16]>> {
+        features::salt(&self.conn, id)
+    }
+
+    fn edit_message(
+        &self,
+        id: &MessageId,
+        edit_id: &MessageId,
+        text: &str,
+        at: u64,
+    ) -> Result<bool> {
+        features::edit(&self.conn, id, edit_id, text, at)
+    }
+
+    fn message_versions(&self, id: &MessageId) -> Result<Vec<MessageVersion>> {
+        features::versions(&self.conn, id)
+    }
+
+    fn erase_message(&self, id: &MessageId, by: &UserId) -> Result<()> {
+        features::erase(&self.conn, id, by)
+    }
+
+    fn insert_reaction(&self, r: &Reaction, at: u64) -> Result<bool> {
+        features::insert_reaction(&self.conn, r, at)
+    }
+
+    fn reaction(&self, id: &MessageId) -> Result<Option<Reaction>> {
+        features::reaction(&self.conn, id)
+    }
+
+    fn reactions_to(&self, target: &MessageId) -> Result<Vec<Reaction>> {
+        features::reactions_to(&self.conn, target)
+    }
+
+    fn delete_reaction(&self, id: &MessageId) -> Result<()> {
+        features::delete_reaction(&self.conn, id)
     }
 
     fn expect_receipts(&self, id: &MessageId, group: &GroupId, users: &[UserId]) -> Result<()> {
@@ -1190,8 +1372,18 @@ fn row_to_entry(r: &rusqlite::Row<'_>) -> rusqlite::Result<OutboxEntry> {
     })
 }
 
-const MSG_COLS: &str =
-    "message_id, group_id, sender, sender_device, sent_at, seq, kind, text, state";
+const MSG_COLS: &str = "m.message_id, m.group_id, m.sender, m.sender_device, m.sent_at, m.seq,
+     m.kind, m.text, m.state, m.in_reply_to, m.edited_at, m.deleted_by,
+     q.sender, q.text, q.deleted_by IS NOT NULL";
+
+/// The message a reply answers, for [`Quote`].
+const QUOTE_JOIN: &str = "LEFT JOIN messages q ON q.message_id = m.in_reply_to";
+
+fn user_column(i: usize, s: String) -> rusqlite::Result<UserId> {
+    UserId::new(s).map_err(|_| {
+        rusqlite::Error::InvalidColumnType(i, "user".into(), rusqlite::types::Type::Text)
+    })
+}
 
 fn row_to_message(r: &rusqlite::Row<'_>) -> rusqlite::Result<Message> {
     let sender: String = r.get(2)?;
@@ -1216,6 +1408,33 @@ fn row_to_message(r: &rusqlite::Row<'_>) -> rusqlite::Result<Message> {
         kind: r.get(6)?,
         text: r.get(7)?,
         state: DeliveryState::parse(&r.get::<_, String>(8)?),
+        reply_to: match r.get::<_, Option<Vec<u8>>>(9)? {
+            None => None,
+            Some(b) => {
+                let id = MessageId::from_bytes(&b).ok_or_else(|| {
+                    rusqlite::Error::InvalidColumnType(
+                        9,
+                        "in_reply_to".into(),
+                        rusqlite::types::Type::Blob,
+                    )
+                })?;
+                Some(Quote {
+                    id,
+                    sender: r
+                        .get::<_, Option<String>>(12)?
+                        .map(|s| user_column(12, s))
+                        .transpose()?,
+                    text: r.get(13)?,
+                    deleted: r.get::<_, Option<bool>>(14)?.unwrap_or(false),
+                })
+            }
+        },
+        edited_at: r.get::<_, Option<i64>>(10)?.map(|t| t as u64),
+        deleted_by: r
+            .get::<_, Option<String>>(11)?
+            .map(|s| user_column(11, s))
+            .transpose()?,
+        reactions: Vec::new(),
     })
 }
 

@@ -37,9 +37,9 @@ impl From<CoreError> for UiError {
     }
 }
 
-type Result<T> = std::result::Result<T, UiError>;
+pub(crate) type Result<T> = std::result::Result<T, UiError>;
 
-async fn client(state: &AppState) -> Result<Client> {
+pub(crate) async fn client(state: &AppState) -> Result<Client> {
     state
         .client
         .read()
@@ -48,7 +48,7 @@ async fn client(state: &AppState) -> Result<Client> {
         .ok_or(UiError::from(CoreError::NotEnrolled))
 }
 
-fn group(id: &str) -> Result<GroupId> {
+pub(crate) fn group(id: &str) -> Result<GroupId> {
     id.parse()
         .map_err(|_| UiError::invalid("not a conversation id"))
 }
@@ -62,7 +62,7 @@ fn users_of(ids: &[String]) -> Result<Vec<UserId>> {
     ids.iter().map(|u| user(u)).collect()
 }
 
-fn message(id: &str) -> Result<MessageId> {
+pub(crate) fn message(id: &str) -> Result<MessageId> {
     id.parse().map_err(|_| UiError::invalid("not a message id"))
 }
 
@@ -246,18 +246,22 @@ pub async fn history(
         .collect())
 }
 
-/// Queues a text message; its `message` event follows at once.
+/// Queues a text message (answering `replyTo` if given); its `message`
+/// event follows at once.
 #[tauri::command]
 pub async fn send_message(
     state: State<'_, AppState>,
     group_id: String,
     text: String,
+    reply_to: Option<String>,
 ) -> Result<String> {
     let client = client(&state).await?;
-    Ok(client
-        .send_text(group(&group_id)?, &text)
-        .await?
-        .to_string())
+    let group = group(&group_id)?;
+    let id = match reply_to {
+        Some(original) => client.send_reply(group, &text, message(&original)?).await?,
+        None => client.send_text(group, &text).await?,
+    };
+    Ok(id.to_string())
 }
 
 /// Sends a failed message of ours again.

@@ -17,6 +17,7 @@
 #[cfg(test)]
 mod command_names;
 mod commands;
+mod message_commands;
 mod unlock;
 mod views;
 
@@ -138,6 +139,11 @@ fn main() {
             commands::history,
             commands::send_message,
             commands::retry_message,
+            message_commands::edit_message,
+            message_commands::delete_message,
+            message_commands::react,
+            message_commands::unreact,
+            message_commands::message_versions,
             commands::mark_read,
             commands::create_conversation,
             commands::add_members,
@@ -401,6 +407,10 @@ mod tests {
             text: Some("Patient in bay 3 deteriorating".into()),
             kind: "text".into(),
             state: "received",
+            reply_to: None,
+            edited_at: None,
+            deleted_by: None,
+            reactions: Vec::new(),
         }
     }
 

@@ -96,6 +96,43 @@ pub struct MessageView {
     pub text: Option<String>,
     pub kind: String,
     pub state: &'static str,
+    /// The message it answers, as that is now.
+    pub reply_to: Option<QuoteView>,
+    /// When its sender last edited it, if ever.
+    pub edited_at: Option<u64>,
+    /// Who deleted it for everyone (the text is gone).
+    pub deleted_by: Option<String>,
+    /// Reactions by emoji, in the order first seen.
+    pub reactions: Vec<ReactionView>,
+}
+
+/// The message a reply answers.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct QuoteView {
+    pub id: String,
+    /// `None`: this device does not have it.
+    pub sender: Option<String>,
+    pub text: Option<String>,
+    pub deleted: bool,
+}
+
+/// Everyone who reacted with one emoji.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ReactionView {
+    pub emoji: String,
+    pub users: Vec<String>,
+    /// This user is among them (the chip toggles it).
+    pub mine: bool,
+}
+
+/// An earlier version of an edited message.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct VersionView {
+    pub text: String,
+    pub at: u64,
 }
 
 impl MessageView {
@@ -113,6 +150,23 @@ impl MessageView {
             text: m.text,
             kind: m.kind,
             state: m.state.as_str(),
+            reply_to: m.reply_to.map(|q| QuoteView {
+                id: q.id.to_string(),
+                sender: q.sender.map(|u| u.to_string()),
+                text: q.text,
+                deleted: q.deleted,
+            }),
+            edited_at: m.edited_at,
+            deleted_by: m.deleted_by.map(|u| u.to_string()),
+            reactions: m
+                .reactions
+                .into_iter()
+                .map(|r| ReactionView {
+                    mine: r.users.iter().any(|u| u.as_str() == own_user),
+                    emoji: r.emoji,
+                    users: r.users.iter().map(ToString::to_string).collect(),
+                })
+                .collect(),
         }
     }
 }
@@ -216,6 +270,11 @@ pub enum UiEvent {
     Connection { state: &'static str },
     /// A new message (received, or sent from this or another own device).
     Message { message: MessageView },
+    /// A message was edited, deleted or reacted to: replace it.
+    Changed {
+        message: MessageView,
+        change: &'static str,
+    },
     /// A message's delivery state changed.
     #[serde(rename_all = "camelCase")]
     Delivery {
@@ -262,6 +321,7 @@ impl UiEvent {
         matches!(
             self,
             UiEvent::Message { .. }
+                | UiEvent::Changed { .. }
                 | UiEvent::Delivery { .. }
                 | UiEvent::Conversation { .. }
                 | UiEvent::Membership { .. }
@@ -281,6 +341,10 @@ impl UiEvent {
             },
             Event::Message(m) => UiEvent::Message {
                 message: MessageView::new(m, own_user),
+            },
+            Event::MessageChanged { message, change } => UiEvent::Changed {
+                message: MessageView::new(message, own_user),
+                change: change.as_str(),
             },
             Event::DeliveryState {
                 group_id,

@@ -84,6 +84,10 @@ describe("MessageBubble", () => {
     text: "Can you cover bay 3?",
     kind: "text",
     state: "failed",
+    replyTo: null,
+    editedAt: null,
+    deletedBy: null,
+    reactions: [],
   };
 
   it("offers a retry for a failed message of mine", async () => {
@@ -135,6 +139,92 @@ describe("MessageBubble", () => {
       onretry: () => {},
     });
     expect(screen.getByText(/This message \(poll\) needs a newer version/)).toBeTruthy();
+  });
+
+  function actions() {
+    return {
+      reply: vi.fn(),
+      edit: vi.fn(),
+      remove: vi.fn(async () => {}),
+      toggleReaction: vi.fn(async () => {}),
+      versions: vi.fn(async () => [{ text: "Can you cover bay 2?", at: NOW - 60_000 }]),
+      jump: vi.fn(),
+    };
+  }
+
+  it("shows the quote, the edited mark with earlier versions, and reactions", async () => {
+    const a = actions();
+    const message: Message = {
+      ...failed,
+      state: "sent",
+      replyTo: { id: "m0", sender: "bob@north-trust", text: "Who has bay 3?", deleted: false },
+      editedAt: NOW,
+      reactions: [{ emoji: "👍", users: ["bob@north-trust", "carol@north-trust"], mine: false }],
+    };
+    render(MessageBubble, {
+      message,
+      sender: undefined,
+      showSender: false,
+      ownOrg: "north-trust",
+      onretry: () => {},
+      actions: a,
+      nameOf: (u: string) => (u === "bob@north-trust" ? "Bob Singh" : u),
+    });
+    expect(screen.getByTestId("quote").textContent).toContain("Bob Singh: Who has bay 3?");
+    await fireEvent.click(screen.getByTestId("quote"));
+    expect(a.jump).toHaveBeenCalledWith("m0");
+    await fireEvent.click(screen.getByTestId("edited"));
+    await vi.waitFor(() =>
+      expect(screen.getByTestId("versions").textContent).toContain("Can you cover bay 2?"),
+    );
+    const chip = screen.getByTestId("reaction");
+    expect(chip.getAttribute("aria-label")).toBe("👍 2: Bob Singh, carol@north-trust");
+    expect(chip.getAttribute("aria-pressed")).toBe("false");
+    await fireEvent.click(chip);
+    expect(a.toggleReaction).toHaveBeenCalledWith(message, "👍");
+  });
+
+  it("asks before deleting for everyone, and shows the tombstone after", async () => {
+    const a = actions();
+    const message: Message = { ...failed, state: "sent" };
+    const { unmount } = render(MessageBubble, {
+      message,
+      sender: undefined,
+      showSender: false,
+      ownOrg: "north-trust",
+      onretry: () => {},
+      actions: a,
+    });
+    await fireEvent.click(screen.getByTestId("delete"));
+    expect(a.remove).not.toHaveBeenCalled();
+    await fireEvent.click(screen.getByTestId("confirm-delete"));
+    expect(a.remove).toHaveBeenCalledWith(message);
+    unmount();
+    render(MessageBubble, {
+      message: { ...message, text: null, deletedBy: "alice@north-trust" },
+      sender: undefined,
+      showSender: false,
+      ownOrg: "north-trust",
+      onretry: () => {},
+      actions: a,
+      nameOf: () => "Alice Okafor",
+    });
+    expect(screen.getByTestId("tombstone").textContent).toBe("Deleted by Alice Okafor");
+    expect(screen.queryByTestId("message-actions")).toBeNull();
+  });
+
+  it("offers edit and delete only on my own messages", () => {
+    render(MessageBubble, {
+      message: { ...failed, mine: false, state: "received", sender: "bob@north-trust" },
+      sender: undefined,
+      showSender: false,
+      ownOrg: "north-trust",
+      onretry: () => {},
+      actions: actions(),
+    });
+    expect(screen.getByTestId("reply")).toBeTruthy();
+    expect(screen.queryByTestId("edit")).toBeNull();
+    expect(screen.queryByTestId("delete")).toBeNull();
   });
 });
 

@@ -1,11 +1,13 @@
 import { describe, expect, it } from "vitest";
 import {
+  applyChange,
   applyDelivery,
   buildTimeline,
   dayLabel,
   isoTime,
   mergeLoaded,
   prependPage,
+  quoteText,
   upsertMessage,
 } from "../src/lib/timeline";
 import type { Message } from "../src/lib/types";
@@ -25,6 +27,10 @@ function msg(id: string, sentAt: number, sender = "alice@north", extra: Partial<
     text: id,
     kind: "text",
     state: "received",
+    replyTo: null,
+    editedAt: null,
+    deletedBy: null,
+    reactions: [],
     ...extra,
   };
 }
@@ -132,5 +138,42 @@ describe("loading a conversation", () => {
     expect(dayLabel(9e15, NOW)).toBe("Unknown date");
     expect(buildTimeline([msg("x", 9e15)], NOW)[0]).toMatchObject({ label: "Unknown date" });
     expect(isoTime(0)).toBe("1970-01-01T00:00:00.000Z");
+  });
+});
+
+describe("applyChange", () => {
+  it("replaces the message and updates the replies that quote it", () => {
+    const original = msg("a", NOW - HOUR, "alice@north", { text: "bed 4 at 14:00" });
+    const reply = msg("b", NOW, "bob@north", {
+      replyTo: { id: "a", sender: "alice@north", text: "bed 4 at 14:00", deleted: false },
+    });
+    const other = msg("c", NOW);
+    const edited = { ...original, text: "bed 4 at 15:00", editedAt: NOW };
+    let list = applyChange([original, reply, other], edited);
+    expect(list[0]).toEqual(edited);
+    expect(list[1].replyTo?.text).toBe("bed 4 at 15:00");
+    expect(list[2]).toBe(other);
+    list = applyChange(list, { ...edited, text: null, deletedBy: "alice@north" });
+    expect(list[1].replyTo).toEqual({ id: "a", sender: "alice@north", text: null, deleted: true });
+    // A change to a message not loaded adds nothing.
+    expect(applyChange(list, msg("z", NOW))).toHaveLength(3);
+  });
+});
+
+describe("quoteText", () => {
+  const name = (u: string) => (u === "alice@north" ? "Alice" : u);
+  it("says who and what, or why not", () => {
+    expect(quoteText({ id: "a", sender: "alice@north", text: "hi", deleted: false }, name)).toBe(
+      "Alice: hi",
+    );
+    expect(quoteText({ id: "a", sender: null, text: null, deleted: false }, name)).toBe(
+      "A message not on this device",
+    );
+    expect(quoteText({ id: "a", sender: "alice@north", text: null, deleted: true }, name)).toBe(
+      "A deleted message",
+    );
+    expect(
+      quoteText({ id: "a", sender: "alice@north", text: "x".repeat(100), deleted: false }, name),
+    ).toBe(`Alice: ${"x".repeat(80)}…`);
   });
 });

@@ -211,7 +211,8 @@ async def conversation(relay, tmp_path, admin, ca, codes):
 
     # Alice -> Bob.
     sent = await alice.send_text(group, "hello bob")
-    assert re.fullmatch(r"[0-9a-f]{32}", sent)
+    # A MIMI message id: 32 octets, the first naming SHA-256.
+    assert re.fullmatch(r"01[0-9a-f]{62}", sent)
 
     async def bob_got_hello():
         return [m for m in await bob.history(group, 50) if m.text == "hello bob"]
@@ -286,6 +287,50 @@ async def conversation(relay, tmp_path, admin, ca, codes):
     # Only a message the relay refused can be sent again.
     with pytest.raises(ffi.CascadeError.Invalid):
         await alice.retry_message(group, sent)
+
+    # Replies, edits, reactions and deletes, and their events.
+    answer = await bob.send_reply(group, "which bay?", sent)
+
+    async def alice_got_answer():
+        return [m for m in await alice.history(group, 50) if m.id == answer]
+
+    got = (await wait_for("the reply", alice_got_answer))[0]
+    assert (got.reply_to.id, got.reply_to.sender, got.reply_to.text) == (
+        sent,
+        "alice@acme",
+        "hello bob",
+    )
+    await alice.edit_message(group, sent, "hello bob, bay 3")
+
+    async def bob_sees_edit():
+        m = await bob.message(group, sent)
+        return m.text == "hello bob, bay 3" and m.edited_at is not None
+
+    await wait_for("the edit", bob_sees_edit)
+    assert [v.text for v in await bob.message_versions(group, sent)] == ["hello bob"]
+    with pytest.raises(ffi.CascadeError.Invalid):
+        await bob.edit_message(group, sent, "not his to edit")
+    await bob.react(group, sent, "👍")
+
+    async def alice_sees_reaction():
+        r = (await alice.message(group, sent)).reactions
+        return [(x.emoji, x.users) for x in r] == [("👍", ["bob@acme"])]
+
+    await wait_for("the reaction", alice_sees_reaction)
+    await bob.delete_message(group, answer)
+
+    async def alice_sees_delete():
+        m = await alice.message(group, answer)
+        return m.deleted_by == "bob@acme" and m.text is None
+
+    await wait_for("the delete", alice_sees_delete)
+
+    async def change_events():
+        seen = [e.change for e in alice_events.snapshot() if e.is_message_changed()]
+        return all(c in seen for c in ("edited", "reactions", "deleted")) or None
+
+    # Alice's own edit is an event too; Bob's reaction and delete reach her.
+    await wait_for("message-changed events", change_events)
 
     # Pause / resume: offline work is queued and goes out on resume.
     bob.pause()

@@ -19,7 +19,7 @@ use super::{Operation, Progress};
 use crate::content::{Body, Content, MessageId};
 use crate::engine::commit::{self, transient_or_failed, Built, Change};
 use crate::engine::effects::{Effects, Route};
-use crate::engine::groups::{mls_in, Present};
+use crate::engine::groups::{self, mls_in, Present};
 use crate::engine::outbox::Op;
 use crate::engine::Ctx;
 use crate::error::{CoreError, CredentialError, Result};
@@ -217,8 +217,9 @@ impl AddMembers {
         };
         let mut usable = 0;
         let mut refused = None;
+        let required = required_extensions(&*groups::load(cx.store, &self.group_id)?);
         for d in devices {
-            match validate(cx, &d.key_package, &user, &d.device_id) {
+            match validate(cx, &d.key_package, &user, &d.device_id, &required) {
                 Ok(_) => {
                     self.claims.claimed.push(Claimed {
                         device: d.device_id,
@@ -295,10 +296,28 @@ impl Operation for AddMembers {
     }
 }
 
+/// The extensions a group requires of every member's leaf (its room's,
+/// protocol §14.8).
+fn required_extensions(group: &MlsGroup) -> Vec<ExtensionType> {
+    group
+        .extensions()
+        .required_capabilities()
+        .map(|r| r.extension_types().to_vec())
+        .unwrap_or_default()
+}
+
 /// Verifies a claimed KeyPackage: it decodes and validates as MLS, its
-/// credential verifies against our anchors, and it names exactly the user
-/// and device the relay said it was for.
-fn validate(cx: &Ctx<'_>, kp: &[u8], user: &UserId, device: &DeviceId) -> Result<KeyPackage> {
+/// credential verifies against our anchors, it names exactly the user
+/// and device the relay said it was for, and its leaf supports the
+/// extensions the group requires (`required`: else MLS would refuse the
+/// whole commit for one outdated device).
+fn validate(
+    cx: &Ctx<'_>,
+    kp: &[u8],
+    user: &UserId,
+    device: &DeviceId,
+    required: &[ExtensionType],
+) -> Result<KeyPackage> {
     let MlsMessageBodyIn::KeyPackage(kp) = mls_in(kp)?.extract() else {
         return Err(CoreError::Decode("a claimed KeyPackage"));
     };
@@ -311,6 +330,12 @@ fn validate(cx: &Ctx<'_>, kp: &[u8], user: &UserId, device: &DeviceId) -> Result
         .verify(leaf.credential(), leaf.signature_key().as_slice(), cx.now)?;
     if &id.user != user || &id.device != device {
         return Err(CredentialError::ClaimMismatch.into());
+    }
+    if required
+        .iter()
+        .any(|t| !leaf.capabilities().extensions().contains(t))
+    {
+        return Err(CredentialError::Outdated.into());
     }
     Ok(kp)
 }
@@ -353,12 +378,13 @@ impl Change for Adding {
         present: &[Present],
     ) -> Result<Option<Built>> {
         let mut kps = Vec::new();
+        let required = required_extensions(group);
         for c in &self.claimed {
             if present.iter().any(|p| p.id.device == c.device) {
                 continue; // added already
             }
             // Verified again: what we trust may have changed since the claim.
-            match validate(cx, &c.key_package, &c.user, &c.device) {
+            match validate(cx, &c.key_package, &c.user, &c.device, &required) {
                 Ok(kp) => kps.push(kp),
                 Err(e @ CoreError::Storage(_)) => return Err(e),
                 Err(e) => tracing::warn!(error = %e, "a claimed KeyPackage no longer verifies"),

@@ -315,6 +315,10 @@ fn complete(
             text: Some(REJOINED_TEXT.into()),
             kind: crate::content::SYSTEM_KIND.into(),
             state: DeliveryState::Received,
+            reply_to: None,
+            edited_at: None,
+            deleted_by: None,
+            reactions: Vec::new(),
         };
         store.insert_message(&line, cx.now, false)?;
         events.push(Event::Message(line));

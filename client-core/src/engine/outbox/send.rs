@@ -251,6 +251,10 @@ fn held_notice(
         )),
         kind: crate::content::SYSTEM_KIND.into(),
         state: DeliveryState::Received,
+        reply_to: None,
+        edited_at: None,
+        deleted_by: None,
+        reactions: Vec::new(),
     };
     let tx = cx.store.transaction()?;
     cx.store.insert_message(&line, cx.now, false)?;

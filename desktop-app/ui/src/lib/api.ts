@@ -13,6 +13,7 @@ import type {
   Settings,
   Status,
   UiError,
+  Version,
 } from "./types";
 
 /** The text to show for a failed command, whatever shape it failed in. */
@@ -38,7 +39,18 @@ export const api = {
   conversations: () => invoke<Conversation[]>("conversations"),
   history: (groupId: string, before: string | null, limit: number) =>
     invoke<Message[]>("history", { groupId, before, limit }),
-  send: (groupId: string, text: string) => invoke<string>("send_message", { groupId, text }),
+  send: (groupId: string, text: string, replyTo: string | null = null) =>
+    invoke<string>("send_message", { groupId, text, replyTo }),
+  edit: (groupId: string, messageId: string, text: string) =>
+    invoke<void>("edit_message", { groupId, messageId, text }),
+  deleteMessage: (groupId: string, messageId: string) =>
+    invoke<void>("delete_message", { groupId, messageId }),
+  react: (groupId: string, messageId: string, emoji: string) =>
+    invoke<void>("react", { groupId, messageId, emoji }),
+  unreact: (groupId: string, messageId: string, emoji: string) =>
+    invoke<void>("unreact", { groupId, messageId, emoji }),
+  versions: (groupId: string, messageId: string) =>
+    invoke<Version[]>("message_versions", { groupId, messageId }),
   retry: (groupId: string, messageId: string) =>
     invoke<void>("retry_message", { groupId, messageId }),
   markRead: (groupId: string) => invoke<void>("mark_read", { groupId }),

@@ -1,7 +1,42 @@
 // The chat view's list: messages in order with date separators, and the
 // updates that live events and older pages make to it.
 
-import type { DeliveryState, Message } from "./types";
+import type { DeliveryState, Message, Quote } from "./types";
+
+/** The reactions offered with one click. */
+export const QUICK_REACTIONS = ["👍", "✅", "👀", "❤️", "🙏"];
+
+/** What a reply shows of the message it answers. */
+export function quoteText(q: Quote, nameOf: (userId: string) => string): string {
+  if (q.deleted) return "A deleted message";
+  if (q.sender === null) return "A message not on this device";
+  const who = nameOf(q.sender);
+  if (q.text === null) return `${who}: a message this version cannot show`;
+  const short = q.text.length > 80 ? `${q.text.slice(0, 80)}…` : q.text;
+  return `${who}: ${short}`;
+}
+
+/**
+ * A message changed (edited, deleted, reacted to): it replaces its old
+ * self, and replies that quote it show its new text (or that it was
+ * deleted). A message not in the list is not added.
+ */
+export function applyChange(list: Message[], m: Message): Message[] {
+  return list.map((x) => {
+    if (x.id === m.id) return m;
+    if (x.replyTo?.id === m.id) {
+      return {
+        ...x,
+        replyTo: {
+          ...x.replyTo,
+          text: m.deletedBy === null ? m.text : null,
+          deleted: m.deletedBy !== null,
+        },
+      };
+    }
+    return x;
+  });
+}
 
 export type TimelineItem =
   | { kind: "date"; key: string; label: string }

@@ -48,6 +48,34 @@ export interface Message {
   text: string | null;
   kind: string;
   state: DeliveryState;
+  /** The message it answers, as that is now. */
+  replyTo: Quote | null;
+  /** When its sender last edited it, if ever. */
+  editedAt: number | null;
+  /** Who deleted it for everyone (the text is gone). */
+  deletedBy: string | null;
+  /** Reactions by emoji, in the order first seen. */
+  reactions: Reaction[];
+}
+
+export interface Quote {
+  id: string;
+  /** null: this device does not have it. */
+  sender: string | null;
+  text: string | null;
+  deleted: boolean;
+}
+
+export interface Reaction {
+  emoji: string;
+  users: string[];
+  /** This user is among them. */
+  mine: boolean;
+}
+
+export interface Version {
+  text: string;
+  at: number;
 }
 
 export interface Member {
@@ -88,6 +116,7 @@ export interface UiError {
 export type CascadeEvent =
   | { type: "connection"; state: Connection }
   | { type: "message"; message: Message }
+  | { type: "changed"; message: Message; change: "edited" | "deleted" | "reactions" }
   | { type: "delivery"; groupId: string; messageId: string; state: DeliveryState }
   | { type: "conversation"; groupId: string }
   | { type: "membership"; groupId: string; added: string[]; removed: string[] }
@@ -98,3 +127,13 @@ export type CascadeEvent =
   | { type: "policy"; idleLockSecs: number }
   | { type: "reload" }
   | { type: "failed"; groupId: string | null; reason: string };
+
+/** What can be done to a message from its bubble (App carries them out). */
+export interface MessageActions {
+  reply: (m: Message) => void;
+  edit: (m: Message) => void;
+  remove: (m: Message) => Promise<void>;
+  toggleReaction: (m: Message, emoji: string) => Promise<void>;
+  versions: (m: Message) => Promise<Version[]>;
+  jump: (id: string) => void;
+}

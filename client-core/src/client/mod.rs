@@ -12,6 +12,8 @@ use tokio::time::Instant;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::tungstenite::Message as WsMessage;
 
+mod features;
+
 use crate::transport;
 use cascade_protocol::enrolment_code;
 use sha2::Digest as _;

@@ -1,0 +1,162 @@
+//! One message: `cascade edit`, `delete`, `react`, `versions`, and the
+//! message a `send --reply-to` answers.
+//!
+//! A message is named by its id as `cascade history` shows it, or by the
+//! first characters of it (at least 8) when they name one message among
+//! the conversation's last 1,000.
+
+use std::time::Duration;
+
+use anyhow::{bail, Result};
+use cascade_core::{Client, GroupId, MessageId};
+use serde_json::json;
+
+use crate::conversation::resolve;
+use crate::output::say;
+use crate::synced;
+
+/// The fewest hex digits of an id prefix.
+const MIN_PREFIX: usize = 8;
+
+/// How far back a prefix is looked for.
+const PREFIX_WINDOW: u32 = 1000;
+
+/// The message `reference` (an id, or a unique prefix of one) names in the
+/// conversation.
+pub async fn resolve_message(
+    client: &Client,
+    group: GroupId,
+    reference: &str,
+) -> Result<MessageId> {
+    let reference = reference.trim().to_ascii_lowercase();
+    if let Ok(id) = reference.parse::<MessageId>() {
+        return Ok(id);
+    }
+    if reference.len() < MIN_PREFIX || !reference.chars().all(|c| c.is_ascii_hexdigit()) {
+        bail!("{reference:?} is not a message id (or its first {MIN_PREFIX} or more hex digits)");
+    }
+    let found: Vec<MessageId> = client
+        .history(group, None, PREFIX_WINDOW)
+        .await?
+        .into_iter()
+        .map(|m| m.id)
+        .filter(|id| id.to_string().starts_with(&reference))
+        .collect();
+    match found.as_slice() {
+        [one] => Ok(*one),
+        [] => bail!("no message in this conversation starts with {reference}"),
+        _ => bail!("several messages start with {reference}; give more of the id"),
+    }
+}
+
+/// `cascade edit`.
+pub async fn edit(
+    client: &Client,
+    conversation: &str,
+    message: &str,
+    text: &str,
+    json: bool,
+    timeout: Duration,
+) -> Result<()> {
+    synced(client, timeout).await?;
+    let group = resolve(client, conversation).await?;
+    let id = resolve_message(client, group, message).await?;
+    client.edit_message(group, id, text).await?;
+    synced(client, timeout).await?;
+    say(
+        json,
+        json!({ "message_id": id.to_string(), "edited": true }),
+        || format!("Edited {id}"),
+    );
+    Ok(())
+}
+
+/// `cascade delete`.
+pub async fn delete(
+    client: &Client,
+    conversation: &str,
+    message: &str,
+    json: bool,
+    timeout: Duration,
+) -> Result<()> {
+    synced(client, timeout).await?;
+    let group = resolve(client, conversation).await?;
+    let id = resolve_message(client, group, message).await?;
+    client.delete_message(group, id).await?;
+    synced(client, timeout).await?;
+    say(
+        json,
+        json!({ "message_id": id.to_string(), "deleted": true }),
+        || format!("Deleted {id} for everyone"),
+    );
+    Ok(())
+}
+
+/// `cascade react` (and `--remove`).
+pub async fn react(
+    client: &Client,
+    conversation: &str,
+    message: &str,
+    emoji: &str,
+    remove: bool,
+    json: bool,
+    timeout: Duration,
+) -> Result<()> {
+    synced(client, timeout).await?;
+    let group = resolve(client, conversation).await?;
+    let id = resolve_message(client, group, message).await?;
+    if remove {
+        client.unreact(group, id, emoji).await?;
+    } else {
+        client.react(group, id, emoji).await?;
+    }
+    synced(client, timeout).await?;
+    let m = client.message(group, id).await?;
+    say(
+        json,
+        json!({ "message_id": id.to_string(), "reactions": m.reactions }),
+        || {
+            if remove {
+                format!("Took back {emoji}")
+            } else {
+                format!("Reacted {emoji}")
+            }
+        },
+    );
+    Ok(())
+}
+
+/// `cascade versions`: what an edited message said before, oldest first,
+/// then what it says now.
+pub async fn versions(
+    client: &Client,
+    conversation: &str,
+    message: &str,
+    json: bool,
+    timeout: Duration,
+) -> Result<()> {
+    synced(client, timeout).await?;
+    let group = resolve(client, conversation).await?;
+    let id = resolve_message(client, group, message).await?;
+    let earlier = client.message_versions(group, id).await?;
+    let now = client.message(group, id).await?;
+    if json {
+        println!(
+            "{}",
+            json!({ "message_id": id.to_string(), "earlier": earlier, "now": now.text })
+        );
+    } else {
+        for v in &earlier {
+            println!("{}\t{}", crate::output::time(v.at), v.text);
+        }
+        match (now.text, now.edited_at) {
+            (Some(text), Some(at)) => println!("{}\t{text}\t(now)", crate::output::time(at)),
+            (Some(text), None) => println!(
+                "{}\t{text}\t(never edited)",
+                crate::output::time(now.sent_at)
+            ),
+            (None, _) => println!("(deleted)"),
+        }
+    }
+    Ok(())
+}

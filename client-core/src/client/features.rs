@@ -1,0 +1,66 @@
+//! Replies, edits, deletes for everyone and reactions, for front ends
+//! ([`crate::engine`]'s `features` does the work).
+
+use cascade_protocol::GroupId;
+
+use super::Client;
+use crate::content::MessageId;
+use crate::error::Result;
+use crate::store::MessageVersion;
+
+impl Client {
+    /// Sends a text answering the message `reply_to`; returns its id at
+    /// once (state `Sending`).
+    pub async fn send_reply(
+        &self,
+        group: GroupId,
+        text: &str,
+        reply_to: MessageId,
+    ) -> Result<MessageId> {
+        let text = text.to_owned();
+        self.call(move |e, now| e.send_message(&group, &text, Some(&reply_to), now))
+            .await
+    }
+
+    /// Replaces the text of our message `message`.
+    pub async fn edit_message(&self, group: GroupId, message: MessageId, text: &str) -> Result<()> {
+        let text = text.to_owned();
+        self.call(move |e, now| e.edit_message(&group, &message, &text, now))
+            .await
+    }
+
+    /// Deletes a message for everyone (ours, or anyone's as an admin).
+    pub async fn delete_message(&self, group: GroupId, message: MessageId) -> Result<()> {
+        self.call(move |e, now| e.delete_message(&group, &message, now))
+            .await
+    }
+
+    /// Reacts to a message with `emoji`.
+    pub async fn react(&self, group: GroupId, message: MessageId, emoji: &str) -> Result<()> {
+        let emoji = emoji.to_owned();
+        self.call(move |e, now| e.react(&group, &message, &emoji, now))
+            .await
+    }
+
+    /// Takes back our reaction `emoji` to a message.
+    pub async fn unreact(&self, group: GroupId, message: MessageId, emoji: &str) -> Result<()> {
+        let emoji = emoji.to_owned();
+        self.call(move |e, now| e.unreact(&group, &message, &emoji, now))
+            .await
+    }
+
+    /// The earlier versions of an edited message, oldest first.
+    pub async fn message_versions(
+        &self,
+        group: GroupId,
+        message: MessageId,
+    ) -> Result<Vec<MessageVersion>> {
+        self.call(move |e, _| e.message_versions(&group, &message))
+            .await
+    }
+
+    /// One message of a conversation, as it is now.
+    pub async fn message(&self, group: GroupId, message: MessageId) -> Result<crate::Message> {
+        self.call(move |e, _| e.message(&group, &message)).await
+    }
+}

@@ -1,0 +1,83 @@
+//! The window's commands on one message: edit, delete for everyone,
+//! react, and its earlier versions. Each calls cascade-core; the events
+//! that follow (`changed`) carry the message as it now is.
+
+use tauri::State;
+
+use crate::commands::{client, group, message, Result};
+use crate::views::VersionView;
+use crate::AppState;
+
+/// Replaces the text of a message this user sent.
+#[tauri::command]
+pub async fn edit_message(
+    state: State<'_, AppState>,
+    group_id: String,
+    message_id: String,
+    text: String,
+) -> Result<()> {
+    let client = client(&state).await?;
+    Ok(client
+        .edit_message(group(&group_id)?, message(&message_id)?, &text)
+        .await?)
+}
+
+/// Deletes a message for everyone (this user's, or anyone's as an admin).
+#[tauri::command]
+pub async fn delete_message(
+    state: State<'_, AppState>,
+    group_id: String,
+    message_id: String,
+) -> Result<()> {
+    let client = client(&state).await?;
+    Ok(client
+        .delete_message(group(&group_id)?, message(&message_id)?)
+        .await?)
+}
+
+/// Reacts to a message.
+#[tauri::command]
+pub async fn react(
+    state: State<'_, AppState>,
+    group_id: String,
+    message_id: String,
+    emoji: String,
+) -> Result<()> {
+    let client = client(&state).await?;
+    Ok(client
+        .react(group(&group_id)?, message(&message_id)?, &emoji)
+        .await?)
+}
+
+/// Takes back this user's reaction.
+#[tauri::command]
+pub async fn unreact(
+    state: State<'_, AppState>,
+    group_id: String,
+    message_id: String,
+    emoji: String,
+) -> Result<()> {
+    let client = client(&state).await?;
+    Ok(client
+        .unreact(group(&group_id)?, message(&message_id)?, &emoji)
+        .await?)
+}
+
+/// What an edited message said before, oldest first.
+#[tauri::command]
+pub async fn message_versions(
+    state: State<'_, AppState>,
+    group_id: String,
+    message_id: String,
+) -> Result<Vec<VersionView>> {
+    let client = client(&state).await?;
+    Ok(client
+        .message_versions(group(&group_id)?, message(&message_id)?)
+        .await?
+        .into_iter()
+        .map(|v| VersionView {
+            text: v.text,
+            at: v.at,
+        })
+        .collect())
+}
