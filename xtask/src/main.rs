@@ -185,6 +185,8 @@ pub const APT_PACKAGES: &[&str] = &[
     "libayatana-appindicator3-dev",
     "librsvg2-dev",
     "fonts-dejavu-core",
+    // Reactions are emoji: without a colour emoji font WebKit draws boxes.
+    "fonts-noto-color-emoji",
     "webkit2gtk-driver",
     "xvfb",
     "xauth",

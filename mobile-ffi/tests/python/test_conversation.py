@@ -289,31 +289,37 @@ async def conversation(relay, tmp_path, admin, ca, codes):
         await alice.retry_message(group, sent)
 
     # Replies, edits, reactions and deletes, and their events.
-    answer = await bob.send_reply(group, "which bay?", sent)
+    note = await alice.send_text(group, "porter for bay 3")
+
+    async def bob_got_note():
+        return [m for m in await bob.history(group, 50) if m.id == note]
+
+    await wait_for("the note", bob_got_note)
+    answer = await bob.send_reply(group, "which bay?", note)
 
     async def alice_got_answer():
         return [m for m in await alice.history(group, 50) if m.id == answer]
 
     got = (await wait_for("the reply", alice_got_answer))[0]
     assert (got.reply_to.id, got.reply_to.sender, got.reply_to.text) == (
-        sent,
+        note,
         "alice@acme",
-        "hello bob",
+        "porter for bay 3",
     )
-    await alice.edit_message(group, sent, "hello bob, bay 3")
+    await alice.edit_message(group, note, "porter for bay 3 at 14:00")
 
     async def bob_sees_edit():
-        m = await bob.message(group, sent)
-        return m.text == "hello bob, bay 3" and m.edited_at is not None
+        m = await bob.message(group, note)
+        return m.text == "porter for bay 3 at 14:00" and m.edited_at is not None
 
     await wait_for("the edit", bob_sees_edit)
-    assert [v.text for v in await bob.message_versions(group, sent)] == ["hello bob"]
+    assert [v.text for v in await bob.message_versions(group, note)] == ["porter for bay 3"]
     with pytest.raises(ffi.CascadeError.Invalid):
-        await bob.edit_message(group, sent, "not his to edit")
-    await bob.react(group, sent, "👍")
+        await bob.edit_message(group, note, "not his to edit")
+    await bob.react(group, note, "👍")
 
     async def alice_sees_reaction():
-        r = (await alice.message(group, sent)).reactions
+        r = (await alice.message(group, note)).reactions
         return [(x.emoji, x.users) for x in r] == [("👍", ["bob@acme"])]
 
     await wait_for("the reaction", alice_sees_reaction)
