@@ -179,6 +179,27 @@ enum Command {
         #[arg(long)]
         remove: bool,
     },
+    /// Search this device's history (works offline): every word of 3 or
+    /// more characters must appear, anywhere in a word, in any case.
+    Search {
+        /// The words.
+        text: String,
+        /// Only this conversation (id or name).
+        #[arg(long = "in")]
+        conversation: Option<String>,
+        /// Only messages from this user.
+        #[arg(long)]
+        from: Option<UserId>,
+        /// Only messages from this day on (YYYY-MM-DD, UTC).
+        #[arg(long)]
+        since: Option<String>,
+        /// Only messages up to and including this day (YYYY-MM-DD, UTC).
+        #[arg(long)]
+        until: Option<String>,
+        /// The most results, newest first (at most 200).
+        #[arg(long, default_value_t = 50)]
+        limit: u32,
+    },
     /// Show what an edited message said before, oldest first.
     Versions {
         /// Conversation id or name.
@@ -422,6 +443,29 @@ async fn run(cli: Cli) -> Result<()> {
         } => {
             with_client(dir, async |c| {
                 message::react(c, &conversation, &message, &emoji, remove, json, timeout).await
+            })
+            .await
+        }
+        Command::Search {
+            text,
+            conversation,
+            from,
+            since,
+            until,
+            limit,
+        } => {
+            with_client(dir, async |c| {
+                message::search(
+                    c,
+                    &text,
+                    conversation.as_deref(),
+                    from,
+                    since.as_deref(),
+                    until.as_deref(),
+                    limit,
+                    json,
+                )
+                .await
             })
             .await
         }

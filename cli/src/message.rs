@@ -160,3 +160,88 @@ pub async fn versions(
     }
     Ok(())
 }
+
+/// `cascade search`: this device's history, newest first; works offline.
+#[allow(clippy::too_many_arguments)]
+pub async fn search(
+    client: &Client,
+    text: &str,
+    conversation: Option<&str>,
+    from: Option<cascade_core::UserId>,
+    since: Option<&str>,
+    until: Option<&str>,
+    limit: u32,
+    json: bool,
+) -> Result<()> {
+    let group = match conversation {
+        Some(c) => Some(resolve(client, c).await?),
+        None => None,
+    };
+    let query = cascade_core::SearchQuery {
+        text: text.to_owned(),
+        group,
+        sender: from,
+        since: since.map(day_start).transpose()?,
+        until: until
+            .map(|d| day_start(d).map(|t| t + DAY_MS))
+            .transpose()?,
+        limit,
+    };
+    let hits = client.search(query).await?;
+    if json {
+        println!("{}", serde_json::to_string(&hits)?);
+        return Ok(());
+    }
+    if hits.is_empty() {
+        println!("Nothing found");
+    }
+    for h in hits {
+        let text = h.message.text.clone().unwrap_or_default();
+        // The matches between » and «, for a terminal without colour.
+        let mut shown = String::new();
+        let mut at = 0;
+        for (a, b) in &h.matches {
+            shown.push_str(&text[at..*a]);
+            shown.push('»');
+            shown.push_str(&text[*a..*b]);
+            shown.push('«');
+            at = *b;
+        }
+        shown.push_str(&text[at..]);
+        println!(
+            "{} {} [{}] {}: {shown}",
+            h.message.id,
+            h.conversation,
+            crate::output::time(h.message.sent_at),
+            h.message.sender
+        );
+    }
+    Ok(())
+}
+
+const DAY_MS: u64 = 24 * 3600 * 1000;
+
+/// Midnight (UTC) at the start of `day` (`YYYY-MM-DD`), in ms.
+fn day_start(day: &str) -> Result<u64> {
+    let parts: Vec<&str> = day.split('-').collect();
+    let date = match parts.as_slice() {
+        [y, m, d] => y
+            .parse::<i32>()
+            .ok()
+            .zip(
+                m.parse::<u8>()
+                    .ok()
+                    .and_then(|m| time::Month::try_from(m).ok()),
+            )
+            .zip(d.parse::<u8>().ok())
+            .and_then(|((y, m), d)| time::Date::from_calendar_date(y, m, d).ok()),
+        _ => None,
+    };
+    let Some(date) = date else {
+        bail!("{day:?} is not a date: use YYYY-MM-DD");
+    };
+    let secs = date.midnight().assume_utc().unix_timestamp();
+    u64::try_from(secs)
+        .map(|s| s * 1000)
+        .map_err(|_| anyhow::anyhow!("{day:?} is before 1970"))
+}

@@ -192,6 +192,12 @@ pub enum InvalidInput {
         /// The most bytes of UTF-8.
         limit: usize,
     },
+    /// A search with no word of at least `min` characters.
+    #[error("search for at least {min} characters")]
+    SearchTooShort {
+        /// The fewest characters of a word.
+        min: usize,
+    },
     /// A reaction this user has not made.
     #[error("you have not reacted with this")]
     NoSuchReaction,

@@ -27,6 +27,7 @@ pub use engine::{
     QueryId,
 };
 pub use error::{CoreError, CredentialError, EnrolmentError, InvalidInput, Result};
+pub use store::search::{SearchHit, SearchQuery};
 pub use store::{
     ClientStore, Conversation, ConversationState, DeliveryState, Identity, KdfCost, Message,
     MessageVersion, Person, Protection, Quote, Reactions, SqliteStore, StoreKey,

@@ -152,6 +152,20 @@ fn a_version_1_database_migrates_and_its_conversation_carries_on() {
         (conv.name.as_str(), conv.state),
         ("Ward 7", ConversationState::Active)
     );
+    // The search index (schema 4) is built from the history already there.
+    let hits = store
+        .search(&cascade_core::SearchQuery {
+            text: "REPLY".into(),
+            limit: 10,
+            ..Default::default()
+        })
+        .expect("search");
+    assert_eq!(
+        hits.iter()
+            .map(|h| h.message.text.as_deref().expect("text"))
+            .collect::<Vec<_>>(),
+        ["v1 reply from bob"]
+    );
     drop(store);
 
     // The conversation carries on: Alice's waiting messages go out and Bob

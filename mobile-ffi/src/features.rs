@@ -1,8 +1,8 @@
 //! Replies, edits, deletes for everyone and reactions, for the apps.
 
-use cascade_core::{MessageVersion, Quote, Reactions};
+use cascade_core::{MessageVersion, Quote, Reactions, SearchHit, SearchQuery};
 
-use crate::{parse_group, parse_message, CascadeClient, FfiMessage, Result};
+use crate::{parse_group, parse_message, user_id, CascadeClient, FfiMessage, Result};
 
 /// The message a reply answers, as it is now.
 #[derive(Debug, Clone, uniffi::Record)]
@@ -60,6 +60,67 @@ impl From<MessageVersion> for FfiMessageVersion {
         Self {
             text: v.text,
             at: v.at,
+        }
+    }
+}
+
+/// What to search this device's history for.
+#[derive(Debug, Clone, uniffi::Record)]
+pub struct FfiSearchQuery {
+    /// Words (3 or more characters each), every one of which must appear,
+    /// anywhere in a word, in any case.
+    pub text: String,
+    /// Only this conversation (hex id).
+    #[uniffi(default = None)]
+    pub group_id: Option<String>,
+    /// Only messages from this user (`local@org`).
+    #[uniffi(default = None)]
+    pub sender: Option<String>,
+    /// Only messages sent at or after this time (ms since the Unix epoch).
+    #[uniffi(default = None)]
+    pub since: Option<u64>,
+    /// Only messages sent before this time (ms).
+    #[uniffi(default = None)]
+    pub until: Option<u64>,
+    /// The most results, newest first (1 to 200).
+    #[uniffi(default = 50)]
+    pub limit: u32,
+}
+
+/// One search result.
+#[derive(Debug, Clone, uniffi::Record)]
+pub struct FfiSearchHit {
+    /// The message, as history shows it.
+    pub message: FfiMessage,
+    /// Its conversation's name.
+    pub conversation: String,
+    /// Where its text matched, for highlighting: `[start, end)` pairs of
+    /// UTF-8 byte offsets.
+    pub matches: Vec<FfiRange>,
+}
+
+/// A range of UTF-8 bytes in a text.
+#[derive(Debug, Clone, uniffi::Record)]
+pub struct FfiRange {
+    /// First byte.
+    pub start: u64,
+    /// One past the last byte.
+    pub end: u64,
+}
+
+impl From<SearchHit> for FfiSearchHit {
+    fn from(h: SearchHit) -> Self {
+        Self {
+            message: h.message.into(),
+            conversation: h.conversation,
+            matches: h
+                .matches
+                .into_iter()
+                .map(|(a, b)| FfiRange {
+                    start: a as u64,
+                    end: b as u64,
+                })
+                .collect(),
         }
     }
 }
@@ -137,6 +198,26 @@ impl CascadeClient {
         Ok(self
             .client()?
             .message_versions(parse_group(&group_id)?, parse_message(&message_id)?)
+            .await?
+            .into_iter()
+            .map(Into::into)
+            .collect())
+    }
+
+    /// Searches this device's history (works offline), newest first.
+    /// Deleted messages are not found.
+    pub async fn search(&self, query: FfiSearchQuery) -> Result<Vec<FfiSearchHit>> {
+        let query = SearchQuery {
+            text: query.text,
+            group: query.group_id.as_deref().map(parse_group).transpose()?,
+            sender: query.sender.as_deref().map(user_id).transpose()?,
+            since: query.since,
+            until: query.until,
+            limit: query.limit,
+        };
+        Ok(self
+            .client()?
+            .search(query)
             .await?
             .into_iter()
             .map(Into::into)

@@ -1106,6 +1106,27 @@ async fn user_guide_commands_work_as_documented() -> Result<()> {
         bob_reads.stdout
     );
 
+    // §2: finding a message, by words inside words; the deleted reply
+    // is not found.
+    for command in [
+        "cascade search \"obs 15:00\"",
+        "cascade search \"needs obs\" --in \"Ward 7 handover\" --from alice@north-trust --since 2026-01-01",
+    ] {
+        let found = doc.run(command).await?;
+        ensure!(
+            found.stdout.contains("Ward 7 handover") && found.stdout.contains("»obs« at"),
+            "{command}: {}",
+            found.stdout
+        );
+        ensure!(
+            !found.stdout.contains("every 4 hours"),
+            "{command}: {}",
+            found.stdout
+        );
+    }
+    let none = doc.extra("cascade search \"every 4 hours\"").await?;
+    ensure!(none.stdout.contains("Nothing found"), "{}", none.stdout);
+
     // §3: the safety number is the same on both sides.
     let mine = doc
         .run("cascade safety-number \"Ward 7 handover\" bob@north-trust")

@@ -6,6 +6,7 @@ use cascade_protocol::GroupId;
 use super::Client;
 use crate::content::MessageId;
 use crate::error::Result;
+use crate::store::search::{SearchHit, SearchQuery};
 use crate::store::MessageVersion;
 
 impl Client {
@@ -57,6 +58,11 @@ impl Client {
     ) -> Result<Vec<MessageVersion>> {
         self.call(move |e, _| e.message_versions(&group, &message))
             .await
+    }
+
+    /// Searches this device's history (newest first).
+    pub async fn search(&self, query: SearchQuery) -> Result<Vec<SearchHit>> {
+        self.call(move |e, _| e.search(&query)).await
     }
 
     /// One message of a conversation, as it is now.

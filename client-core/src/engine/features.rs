@@ -22,9 +22,16 @@ use super::{check_text, groups, Ctx, Engine, Event, MessageChange};
 use crate::content::mapping::{self, Written};
 use crate::content::{Body, Content, MessageId};
 use crate::error::{CoreError, InvalidInput, Result};
+use crate::store::search::{self, SearchHit, SearchQuery};
 use crate::store::{
     ClientStore, DeliveryState, Message, MessageVersion, Quote, Reaction, Transactions,
 };
+
+/// The longest search text, in bytes.
+pub const MAX_SEARCH_BYTES: usize = 256;
+
+/// The most search results one query returns.
+pub const MAX_SEARCH_RESULTS: u32 = 200;
 
 impl<S: ClientStore> Engine<S> {
     /// The room of a conversation; `None` if it was created before rooms.
@@ -362,6 +369,28 @@ impl<S: ClientStore> Engine<S> {
             .message(id)?
             .filter(|m| &m.group_id == group_id)
             .ok_or(InvalidInput::UnknownMessage)?)
+    }
+
+    /// Searches this device's history: messages whose text holds every
+    /// word of the query (three or more characters each, anywhere in a
+    /// word, any case), newest first, at most 200. Deleted messages are
+    /// not in the index.
+    pub fn search(&self, query: &SearchQuery) -> Result<Vec<SearchHit>> {
+        if query.text.len() > MAX_SEARCH_BYTES {
+            return Err(InvalidInput::SearchTooLong {
+                limit: MAX_SEARCH_BYTES,
+            }
+            .into());
+        }
+        if search::words(&query.text).is_empty() {
+            return Err(InvalidInput::SearchTooShort {
+                min: search::MIN_SEARCH_CHARS,
+            }
+            .into());
+        }
+        let mut q = query.clone();
+        q.limit = q.limit.clamp(1, MAX_SEARCH_RESULTS);
+        self.store.search(&q)
     }
 
     /// The earlier versions of an edited message, oldest first (its

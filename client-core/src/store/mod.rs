@@ -22,6 +22,7 @@ use crate::error::{CoreError, Result};
 pub mod at_rest;
 mod features;
 pub mod group_cache;
+pub mod search;
 pub use at_rest::{KdfCost, Protection, StoreKey};
 use group_cache::{GroupCache, Ticket};
 use openmls::group::MlsGroup;
@@ -449,6 +450,9 @@ pub trait ClientStore: Send {
     fn reactions_to(&self, target: &MessageId) -> Result<Vec<Reaction>>;
     /// Removes a reaction.
     fn delete_reaction(&self, id: &MessageId) -> Result<()>;
+    /// Searches history ([`search`]): messages not deleted whose text holds
+    /// every word of the query, newest first.
+    fn search(&self, query: &search::SearchQuery) -> Result<Vec<search::SearchHit>>;
 
     /// Records who must confirm our message `id` for it to count as
     /// delivered: the other members when the relay accepted it. Confirmations
@@ -621,7 +625,7 @@ CREATE INDEX reactions_by_target ON reactions (target_id);
 /// migrated forward when opened; newer ones are refused
 /// ([`CoreError::SchemaTooNew`]). Every version's layout is kept as a
 /// fixture (`tests/fixtures/store-v<N>/`) and opened by a test.
-pub const SCHEMA_VERSION: u32 = 3;
+pub const SCHEMA_VERSION: u32 = 4;
 
 /// Transactions on any store, also one used as `&dyn ClientStore`.
 pub trait Transactions: ClientStore {
@@ -746,6 +750,7 @@ fn migrate(conn: &mut Connection) -> Result<()> {
                 lane_v1_outbox(&tx)?;
             }
             3 => tx.execute_batch(SCHEMA_V3)?,
+            4 => tx.execute_batch(search::SCHEMA_V4)?,
             _ => unreachable!("every version up to SCHEMA_VERSION has a step"),
         }
         tx.pragma_update(None, "user_version", version)?;
@@ -1169,6 +1174,10 @@ impl ClientStore for SqliteStore {
 
     fn delete_reaction(&self, id: &MessageId) -> Result<()> {
         features::delete_reaction(&self.conn, id)
+    }
+
+    fn search(&self, query: &search::SearchQuery) -> Result<Vec<search::SearchHit>> {
+        search::search(&self.conn, query)
     }
 
     fn expect_receipts(&self, id: &MessageId, group: &GroupId, users: &[UserId]) -> Result<()> {

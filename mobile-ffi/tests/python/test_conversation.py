@@ -331,6 +331,15 @@ async def conversation(relay, tmp_path, admin, ca, codes):
 
     await wait_for("the delete", alice_sees_delete)
 
+    # Search: inside words, any case; a deleted message is not found.
+    hits = await bob.search(ffi.FfiSearchQuery(text="PORT", group_id=group))
+    assert [(h.message.id, h.conversation) for h in hits] == [(note, "Ward 7")]
+    m = hits[0].matches[0]
+    assert hits[0].message.text.encode()[m.start : m.end] == b"port"
+    assert await alice.search(ffi.FfiSearchQuery(text="which bay")) == []
+    with pytest.raises(ffi.CascadeError.Invalid):
+        await alice.search(ffi.FfiSearchQuery(text="mg"))
+
     async def change_events():
         seen = [e.change for e in alice_events.snapshot() if e.is_message_changed()]
         return all(c in seen for c in ("edited", "reactions", "deleted")) or None
