@@ -777,6 +777,75 @@ async fn a_nurse_replies_reacts_edits_and_deletes() -> Result<()> {
         .await?;
         app.screenshot("12-deleted").await?;
         assert_accessible(&app, "deleted message").await?;
+
+        // Search: Bob starts a pharmacy chat whose first message is more
+        // than a page back. Ctrl+K finds it by part of a word, in any
+        // case; choosing it opens the conversation at that message.
+        let pharmacy = bob.client.create_group("Pharmacy").await?;
+        bob.client
+            .add_members(pharmacy, vec![uid("alice@north-trust")])
+            .await?;
+        let stock = bob
+            .client
+            .send_text(pharmacy, "Co-Amoxiclav 625 mg back in stock")
+            .await?;
+        for n in 0..60 {
+            bob.client
+                .send_text(pharmacy, &format!("Stock check {n}"))
+                .await?;
+        }
+        bob.sync().await?;
+        app.wait_for_text("[data-testid=conversation]", |t| t.contains("Stock check 59"))
+            .await?;
+        let body = app.find("body").await?;
+        app.send_keys(&body, &format!("{CONTROL}k")).await?;
+        let search = app.find("[data-testid=search-input]").await?;
+        app.send_keys(&search, "AMOX").await?;
+        app.wait_for_text("[data-testid=search-summary]", |t| t.starts_with("1 message"))
+            .await?;
+        let found = app
+            .wait_for_text("[data-testid=search-result]", |t| {
+                t.contains("Pharmacy") && t.contains("Co-Amoxiclav 625 mg")
+            })
+            .await?;
+        let marked = app
+            .execute(
+                "return [...document.querySelectorAll('[data-testid=search-result] mark')].map(m => m.textContent);",
+                vec![],
+            )
+            .await?;
+        anyhow::ensure!(marked == serde_json::json!(["Amox"]), "highlighted: {marked}");
+        app.screenshot("13-search").await?;
+        assert_accessible(&app, "search").await?;
+        // The deleted reply is not found.
+        app.clear(&search).await?;
+        app.send_keys(&search, "minutes").await?;
+        app.wait_for_text("[data-testid=search-summary]", |t| t == "No messages found.")
+            .await?;
+        app.clear(&search).await?;
+        app.send_keys(&search, "amoxiclav").await?;
+        app.wait_for_text("[data-testid=search-summary]", |t| t.starts_with("1 message"))
+            .await?;
+        drop(found);
+        app.send_keys(&search, ENTER).await?;
+        app.wait_gone("[data-testid=search-dialog]").await?;
+        app.wait_for_text("[data-testid=chat-title]", |t| t == "Pharmacy")
+            .await?;
+        poll_until(|| async {
+            let focused = app
+                .execute(
+                    "return document.activeElement?.dataset?.id ?? null;",
+                    vec![],
+                )
+                .await?;
+            Ok(if focused.as_str() == Some(stock.to_string().as_str()) {
+                Ok(())
+            } else {
+                Err(format!("the found message never took the focus: {focused}"))
+            })
+        })
+        .await?;
+        app.screenshot("14-search-opened").await?;
         Ok(())
     }
     .await;

@@ -15,6 +15,7 @@ pub const COMMANDS: &[&str] = &[
     "react",
     "unreact",
     "message_versions",
+    "search_messages",
     "mark_read",
     "create_conversation",
     "add_members",

@@ -144,6 +144,7 @@ fn main() {
             message_commands::react,
             message_commands::unreact,
             message_commands::message_versions,
+            message_commands::search_messages,
             commands::mark_read,
             commands::create_conversation,
             commands::add_members,

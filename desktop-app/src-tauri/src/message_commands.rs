@@ -1,11 +1,11 @@
 //! The window's commands on one message: edit, delete for everyone,
-//! react, and its earlier versions. Each calls cascade-core; the events
+//! react, its earlier versions; and search over this device's history. Each calls cascade-core; the events
 //! that follow (`changed`) carry the message as it now is.
 
 use tauri::State;
 
 use crate::commands::{client, group, message, Result};
-use crate::views::VersionView;
+use crate::views::{SearchHitView, VersionView};
 use crate::AppState;
 
 /// Replaces the text of a message this user sent.
@@ -79,5 +79,30 @@ pub async fn message_versions(
             text: v.text,
             at: v.at,
         })
+        .collect())
+}
+
+/// Searches this device's history (works offline): every word of 3 or
+/// more characters, anywhere in a word, any case; newest first.
+#[tauri::command]
+pub async fn search_messages(
+    state: State<'_, AppState>,
+    text: String,
+    group_id: Option<String>,
+    limit: u32,
+) -> Result<Vec<SearchHitView>> {
+    let client = client(&state).await?;
+    let own = client.identity().user_id.to_string();
+    let query = cascade_core::SearchQuery {
+        text,
+        group: group_id.as_deref().map(group).transpose()?,
+        limit,
+        ..Default::default()
+    };
+    Ok(client
+        .search(query)
+        .await?
+        .into_iter()
+        .map(|h| SearchHitView::new(h, &own))
         .collect())
 }

@@ -3,6 +3,7 @@
 
 use cascade_core::engine::{Event, Participant};
 use cascade_core::store::{Conversation, Identity, Message, Person};
+use cascade_core::SearchHit;
 use serde::{Deserialize, Serialize};
 
 /// This device's identity as the enrolment screen and the header show it.
@@ -167,6 +168,36 @@ impl MessageView {
                     users: r.users.iter().map(ToString::to_string).collect(),
                 })
                 .collect(),
+        }
+    }
+}
+
+/// One search result, its matches in UTF-16 code units (as the window's
+/// strings count).
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SearchHitView {
+    pub message: MessageView,
+    pub conversation: String,
+    /// `[start, end)` pairs into `message.text`.
+    pub matches: Vec<(usize, usize)>,
+}
+
+impl SearchHitView {
+    pub fn new(h: SearchHit, own_user: &str) -> Self {
+        let text = h.message.text.clone().unwrap_or_default();
+        let utf16 = |byte: usize| {
+            text.get(..byte)
+                .map_or(0, |prefix| prefix.encode_utf16().count())
+        };
+        SearchHitView {
+            matches: h
+                .matches
+                .iter()
+                .map(|&(a, b)| (utf16(a), utf16(b)))
+                .collect(),
+            message: MessageView::new(h.message, own_user),
+            conversation: h.conversation,
         }
     }
 }

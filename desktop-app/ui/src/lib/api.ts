@@ -10,6 +10,7 @@ import type {
   Member,
   Message,
   Person,
+  SearchHit,
   Settings,
   Status,
   UiError,
@@ -51,6 +52,8 @@ export const api = {
     invoke<void>("unreact", { groupId, messageId, emoji }),
   versions: (groupId: string, messageId: string) =>
     invoke<Version[]>("message_versions", { groupId, messageId }),
+  searchMessages: (text: string, groupId: string | null, limit = 50) =>
+    invoke<SearchHit[]>("search_messages", { text, groupId, limit }),
   retry: (groupId: string, messageId: string) =>
     invoke<void>("retry_message", { groupId, messageId }),
   markRead: (groupId: string) => invoke<void>("mark_read", { groupId }),

@@ -73,6 +73,14 @@ export interface Reaction {
   mine: boolean;
 }
 
+export interface SearchHit {
+  message: Message;
+  /** Its conversation's name. */
+  conversation: string;
+  /** Where the text matched: `[start, end)` in UTF-16 units. */
+  matches: [number, number][];
+}
+
 export interface Version {
   text: string;
   at: number;
