@@ -18,6 +18,9 @@
 //! - `cargo xtask bench-mls [--sizes N,N,…]`: criterion benchmarks of MLS
 //!   group operations against group size, and of the engine's work for one
 //!   message.
+//! - `cargo xtask bench-search`: criterion benchmarks of searching a
+//!   device's history of 100,000 and 1,000,000 messages, beside a history
+//!   page from the same store.
 //! - `cargo xtask soak [--seeds N] [--steps N] [--kills N] [--cuts N]`: the
 //!   engine's seeded random interactions on the simulated relay, far longer
 //!   than the test run; then the real relay SIGKILLed `N` times (100) and
@@ -53,12 +56,13 @@ fn main() -> Result<()> {
         Some("demo") => demo::run(&root, &args[1..]),
         Some("bench") => bench(&args[1..]),
         Some("bench-mls") => bench_mls(&args[1..]),
+        Some("bench-search") => bench_search(),
         Some("soak") => soak(&args[1..]),
         Some("fuzz") => fuzz(&args[1..]),
         Some("bindings") => bindings(&cwd, &args[1..]),
         _ => {
             eprintln!(
-                "usage: cargo xtask <test|ci|demo|bench|bench-mls [--sizes N,N,…]|soak [--seeds N] [--steps N] [--kills N] [--cuts N]|fuzz <target> [--secs N]|bindings [--out DIR]>"
+                "usage: cargo xtask <test|ci|demo|bench|bench-mls [--sizes N,N,…]|bench-search|soak [--seeds N] [--steps N] [--kills N] [--cuts N]|fuzz <target> [--secs N]|bindings [--out DIR]>"
             );
             std::process::exit(2);
         }
@@ -402,6 +406,20 @@ fn bench_mls(args: &[String]) -> Result<()> {
         _ => bail!("usage: cargo xtask bench-mls [--sizes N,N,…]"),
     }
     run(&mut cmd)
+}
+
+/// Searching a device's history (`client-core/benches/search.rs`): builds
+/// encrypted stores of 100,000 and 1,000,000 messages (a minute or two),
+/// then times each kind of query beside a history page.
+fn bench_search() -> Result<()> {
+    run(cargo().args([
+        "bench",
+        "--locked",
+        "-p",
+        "cascade-core",
+        "--bench",
+        "search",
+    ]))
 }
 
 /// The seeded random interactions of the client engine on the simulated
