@@ -1137,18 +1137,31 @@ async fn notifications_hide_content_until_the_user_allows_it() -> Result<()> {
     let scratch = tempfile::tempdir()?;
     let bus = NotificationBus::start(scratch.path()).await?;
 
+    // Each run's log, to say why if its window never comes.
+    let log = |run: &str| scratch.path().join(format!("app-{run}.log"));
+    let log_tail = |run: &str| {
+        let text = std::fs::read_to_string(log(run)).unwrap_or_default();
+        let lines: Vec<&str> = text.lines().collect();
+        lines[lines.len().saturating_sub(20)..].join("\n")
+    };
     let app = |settings: Option<&str>| -> Result<tokio::process::Child> {
         if let Some(s) = settings {
             std::fs::write(alice_dir.join("desktop-settings.json"), s)?;
         }
+        let run = if settings.is_some() {
+            "second"
+        } else {
+            "first"
+        };
         Ok(
             tokio::process::Command::new(bin_dir().join("cascade-desktop"))
                 .arg("--data-dir")
                 .arg(&alice_dir)
                 .env("CASCADE_PASSPHRASE", PASSPHRASE)
                 .env("DBUS_SESSION_BUS_ADDRESS", &bus.address)
+                .env("CASCADE_LOG", "info")
                 .stdout(std::process::Stdio::null())
-                .stderr(std::process::Stdio::null())
+                .stderr(std::fs::File::create(log(run))?)
                 .kill_on_drop(true)
                 .spawn()?,
         )
@@ -1166,7 +1179,9 @@ async fn notifications_hide_content_until_the_user_allows_it() -> Result<()> {
 
     // Default settings: nothing about the message.
     let mut first = app(None)?;
-    let decoy = focus_elsewhere(scratch.path()).await?;
+    let decoy = focus_elsewhere(scratch.path())
+        .await
+        .with_context(|| format!("the app's log:\n{}", log_tail("first")))?;
     warm_up(0).await?;
     bob.client
         .send_text(group, "Patient in bay 3 is deteriorating")
@@ -1181,7 +1196,9 @@ async fn notifications_hide_content_until_the_user_allows_it() -> Result<()> {
     // The user allowed content: sender's certified name, conversation, text.
     let mut second = app(Some(r#"{"notifications":true,"notificationContent":true}"#))?;
     drop(decoy);
-    let _decoy = focus_elsewhere(scratch.path()).await?;
+    let _decoy = focus_elsewhere(scratch.path())
+        .await
+        .with_context(|| format!("the app's log:\n{}", log_tail("second")))?;
     let before = warm_up(2).await?.len();
     bob.client.send_text(group, "Porter on the way").await?;
     let got = bus.wait_for(before + 1).await?;
