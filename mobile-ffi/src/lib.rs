@@ -548,6 +548,7 @@ pub async fn enrol(
 #[derive(uniffi::Object)]
 pub struct CascadeClient {
     client: Mutex<Option<Client>>,
+    events: Mutex<Option<EventThread>>,
     identity: FfiIdentity,
 }
 
@@ -561,28 +562,60 @@ impl CascadeClient {
     }
 }
 
-/// Delivers events to the listener on its own thread, so a slow listener
-/// never holds up the client. Ends when the client stops.
-fn forward_events(
-    mut rx: broadcast::Receiver<Event>,
-    listener: Arc<dyn EventListener>,
-) -> Result<()> {
-    std::thread::Builder::new()
-        .name("cascade-events".into())
-        .spawn(move || loop {
-            match rx.blocking_recv() {
-                Ok(e) => listener.on_event(e.into()),
-                Err(broadcast::error::RecvError::Lagged(n)) => listener.on_event(FfiEvent::Other {
-                    kind: format!("missed {n} events"),
-                }),
-                Err(broadcast::error::RecvError::Closed) => break,
-            }
-        })
-        .map(drop)
-        .map_err(|e| CascadeError::Other {
+/// The thread that hands events to the app's listener.
+struct EventThread {
+    stop: tokio::sync::oneshot::Sender<()>,
+    thread: std::thread::JoinHandle<()>,
+}
+
+impl EventThread {
+    /// Delivers events to the listener on its own thread, so a slow listener
+    /// never holds up the client. Ends when the client's events end or when
+    /// it is told to stop, whichever comes first: it must not outlive
+    /// [`CascadeClient::shutdown`], because a host language that is exiting
+    /// (Python's finalisation, for one) kills a thread that calls into it,
+    /// and that thread unwinding through Rust aborts the process.
+    fn start(mut rx: broadcast::Receiver<Event>, listener: Arc<dyn EventListener>) -> Result<Self> {
+        let (stop, mut stopped) = tokio::sync::oneshot::channel::<()>();
+        let thread_error = |e: std::io::Error| CascadeError::Other {
             code: "thread".into(),
             reason: format!("cannot start the event thread: {e}"),
-        })
+        };
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .map_err(thread_error)?;
+        let thread = std::thread::Builder::new()
+            .name("cascade-events".into())
+            .spawn(move || {
+                runtime.block_on(async move {
+                    loop {
+                        let event = tokio::select! {
+                            biased;
+                            _ = &mut stopped => break,
+                            event = rx.recv() => event,
+                        };
+                        match event {
+                            Ok(e) => listener.on_event(e.into()),
+                            Err(broadcast::error::RecvError::Lagged(n)) => {
+                                listener.on_event(FfiEvent::Other {
+                                    kind: format!("missed {n} events"),
+                                })
+                            }
+                            Err(broadcast::error::RecvError::Closed) => break,
+                        }
+                    }
+                })
+            })
+            .map_err(thread_error)?;
+        Ok(Self { stop, thread })
+    }
+
+    /// Stops the thread and waits until it has ended: an event being
+    /// delivered is finished, later ones are not delivered.
+    async fn stop(self) {
+        let _ = self.stop.send(());
+        let _ = tokio::task::spawn_blocking(move || self.thread.join()).await;
+    }
 }
 
 #[uniffi::export(async_runtime = "tokio")]
@@ -599,10 +632,11 @@ impl CascadeClient {
     ) -> Result<Arc<Self>> {
         let key = store_key(key)?;
         let client = Client::open(&PathBuf::from(data_dir), &key).await?;
-        forward_events(client.events_since_open(), listener)?;
+        let events = EventThread::start(client.events_since_open(), listener)?;
         Ok(Arc::new(Self {
             identity: client.identity().clone().into(),
             client: Mutex::new(Some(client)),
+            events: Mutex::new(Some(events)),
         }))
     }
 
@@ -825,11 +859,16 @@ impl CascadeClient {
     }
 
     /// Stops the client; later calls raise [`CascadeError::Closed`].
-    /// Everything durable is already on disk.
+    /// Everything durable is already on disk. When it returns, the listener
+    /// is called no more.
     pub async fn shutdown(&self) {
         let client = self.client.lock().ok().and_then(|mut c| c.take());
         if let Some(client) = client {
             client.shutdown().await;
+        }
+        let events = self.events.lock().ok().and_then(|mut e| e.take());
+        if let Some(events) = events {
+            events.stop().await;
         }
     }
 }

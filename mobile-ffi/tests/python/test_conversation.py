@@ -373,6 +373,9 @@ async def conversation(relay, tmp_path, admin, ca, codes):
     await bob.shutdown()
     with pytest.raises(ffi.CascadeError.Closed):
         await alice.conversations()
+    # Once shut down, no thread of theirs calls into Python any more: one
+    # that did while the interpreter exits would abort it.
+    assert event_threads() == []
 
     # Closed, Bob's data opens with his key only: another key is the typed
     # WrongKey (and changes nothing), a key of the wrong length is refused,
@@ -432,6 +435,12 @@ def async_true(check):
     async def run():
         return check()
     return run
+
+
+def event_threads():
+    """This process's threads that hand events to a listener."""
+    return [t for t in pathlib.Path("/proc/self/task").iterdir()
+            if (t / "comm").read_text().strip() == "cascade-events"]
 
 
 def data_files(data_dir):
