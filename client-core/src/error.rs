@@ -54,6 +54,18 @@ pub enum CoreError {
     /// A member's credential is not acceptable; the variant says why.
     #[error("credential rejected: {0}")]
     Credential(#[from] CredentialError),
+    /// The conversation's policy keeps this for another role.
+    #[error("{0}")]
+    Forbidden(#[from] crate::engine::room::Forbidden),
+    /// A change by `by` (a commit, or a rename) that the conversation's
+    /// policy forbids, refused.
+    #[error("refused a change by {by} that the conversation's policy forbids: {why}")]
+    Refused {
+        /// Who made it.
+        by: UserId,
+        /// Why it is refused.
+        why: crate::engine::room::CommitRefusal,
+    },
     /// A certificate is not acceptable; the variant names why.
     #[error("certificate rejected: {0}")]
     Certificate(#[from] crate::identity::CertError),
@@ -201,6 +213,9 @@ pub enum InvalidInput {
     /// A reaction this user has not made.
     #[error("you have not reacted with this")]
     NoSuchReaction,
+    /// Demoting (or removing) the last admin among the members.
+    #[error("a conversation keeps at least one admin: make someone else an admin first")]
+    LastAdmin,
 }
 
 /// Why enrolment failed.
@@ -295,6 +310,8 @@ impl CoreError {
             CoreError::NotActive => "not_active",
             CoreError::Invalid(_) => "invalid",
             CoreError::Credential(_) | CoreError::Certificate(_) => "credential",
+            CoreError::Forbidden(_) => "forbidden",
+            CoreError::Refused { .. } => "refused",
             CoreError::CertificatePending => "certificate_pending",
             CoreError::Decode(_) => "decode",
             CoreError::OutOfStep => "out_of_step",

@@ -23,8 +23,8 @@ pub use cascade_protocol::{DeviceId, GroupId, OrgId, UserId};
 pub use client::Client;
 pub use content::{Body, Content, MessageId};
 pub use engine::{
-    Answer, ConnectionState, Engine, Event, Member, MessageChange, Participant, ParticipantDevice,
-    QueryId,
+    Action, Answer, ConnectionState, Engine, Event, Member, MessageChange, Participant,
+    ParticipantDevice, Policy, QueryId, Role, RoomChange, RoomDetails,
 };
 pub use error::{CoreError, CredentialError, EnrolmentError, InvalidInput, Result};
 pub use store::search::{SearchHit, SearchQuery};

@@ -195,6 +195,19 @@ fn the_relays_group_info_carries_the_tree_and_the_external_key() {
     sim.settle();
     assert_eq!(sim.relay.groups[&g].epoch, 1);
     check(&sim, g);
+    // A room change (Bob made an admin) and a removal by the new admin:
+    // the relay's GroupInfo follows both.
+    let now = sim.now;
+    sim.engine(a)
+        .set_role(
+            &g,
+            &UserId::new("bob@north").expect("valid"),
+            cascade_core::Role::Admin,
+            now,
+        )
+        .expect("queued");
+    sim.settle();
+    check(&sim, g);
     let now = sim.now;
     sim.engine(b)
         .remove_members(&g, vec![UserId::new("alice@north").expect("valid")], now)

@@ -121,6 +121,21 @@ async fn offline_member_converges() -> Result<()> {
     alice.client.add_members(group, vec![dave.user()]).await?;
     alice.sync().await?;
     dave.joined(group).await?;
+    // Carol (of the other organisation) is made an admin, and removes Dave.
+    alice
+        .client
+        .set_role(group, carol.user(), cascade_core::Role::Admin)
+        .await?;
+    alice.sync().await?;
+    carol
+        .until("Carol is an admin", || async {
+            Ok(carol
+                .client
+                .room_details(group)
+                .await?
+                .is_some_and(|d| d.my_role == cascade_core::Role::Admin))
+        })
+        .await?;
     carol
         .client
         .remove_members(group, vec![dave.user()])

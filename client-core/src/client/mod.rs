@@ -13,6 +13,7 @@ use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::tungstenite::Message as WsMessage;
 
 mod features;
+mod roles;
 
 use crate::transport;
 use cascade_protocol::enrolment_code;

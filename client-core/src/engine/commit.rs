@@ -142,7 +142,7 @@ pub(crate) fn answer(
             }
             let tx = cx.store.transaction()?;
             let mut group = groups::load(cx.store, &group_id)?;
-            let events = merge_own(cx.store, cx.me, &mut group, &group_id)?;
+            let events = merge_own(cx.store, cx.me, &mut group, &group_id, cx.now)?;
             change.merged(cx, &group_id)?;
             cx.store.delete_op(op_id)?;
             tx.commit()?;
@@ -219,11 +219,13 @@ pub(crate) fn merge_own(
     me: &Me,
     group: &mut MlsGroup,
     group_id: &GroupId,
+    now: u64,
 ) -> Result<Vec<Event>> {
     let provider = store.mls();
     let Some(staged) = group.pending_commit() else {
         return Ok(vec![]);
     };
+    let room_before = super::room::of(group);
     let mut added: Vec<UserId> = Vec::new();
     for add in staged.add_proposals() {
         added
@@ -245,7 +247,17 @@ pub(crate) fn merge_own(
         // A device leaving commits others' requests to leave without its
         // own, which this commit therefore discarded.
         ask_again_to_leave(store, group_id)?;
-        receipts::forget_departed(store, me, group_id, &removed)?
+        let mut events = receipts::forget_departed(store, me, group_id, &removed)?;
+        events.extend(super::roles::record_room_change(
+            store,
+            me,
+            group_id,
+            room_before.as_ref(),
+            group,
+            &me.identity.user_id,
+            now,
+        )?);
+        events
     } else {
         vec![]
     };
@@ -300,9 +312,63 @@ pub(crate) fn build_commit<'a>(
         openmls::prelude::CommitBuilder<'a, openmls::prelude::Initial>,
     ) -> openmls::prelude::CommitBuilder<'a, openmls::prelude::Initial>,
 ) -> Result<Built> {
+    build_commit_with(cx, group, &[], None, configure)
+}
+
+/// As [`build_commit`], also removing the devices at `removals` and
+/// changing the room to `room`. Whoever leaves the conversation entirely
+/// with this commit (by `removals` or by their stored request to leave)
+/// also leaves the room's admins in it, so that nobody who comes back
+/// later finds an old role waiting (hazard H-036).
+pub(crate) fn build_commit_with<'a>(
+    cx: &Ctx<'_>,
+    group: &'a mut openmls::prelude::MlsGroup,
+    removals: &[openmls::prelude::LeafNodeIndex],
+    room: Option<super::room::Room>,
+    configure: impl FnOnce(
+        openmls::prelude::CommitBuilder<'a, openmls::prelude::Initial>,
+    ) -> openmls::prelude::CommitBuilder<'a, openmls::prelude::Initial>,
+) -> Result<Built> {
+    use openmls::prelude::{Proposal, Sender};
     let own = group.own_leaf_index();
+    let current = super::room::of(group);
+    // Leaves going: these, and every stored request to leave but ours.
+    let mut leaving: std::collections::BTreeSet<u32> = removals.iter().map(|l| l.u32()).collect();
+    for p in group.pending_proposals() {
+        if let (Proposal::Remove(r), Sender::Member(s)) = (p.proposal(), p.sender()) {
+            if r.removed() == *s && r.removed() != own {
+                leaving.insert(r.removed().u32());
+            }
+        }
+    }
+    let present = super::groups::present(group);
+    let gone: std::collections::BTreeSet<cascade_protocol::UserId> = present
+        .iter()
+        .filter(|p| leaving.contains(&p.leaf.u32()))
+        .map(|p| p.id.user.clone())
+        .filter(|u| {
+            present
+                .iter()
+                .filter(|p| &p.id.user == u)
+                .all(|p| leaving.contains(&p.leaf.u32()))
+        })
+        .collect();
+    let next = room
+        .or_else(|| current.clone())
+        .map(|r| r.without(&gone))
+        .filter(|r| Some(r) != current.as_ref());
+    let extensions = next.map(|r| r.replacing_in(group)).transpose()?;
     let provider = cx.store.mls();
-    let bundle = configure(group.commit_builder().consume_proposal_store(true))
+    let mut builder = configure(group.commit_builder().consume_proposal_store(true));
+    if !removals.is_empty() {
+        builder = builder.propose_removals(removals.iter().copied());
+    }
+    if let Some(extensions) = extensions {
+        builder = builder
+            .propose_group_context_extensions(extensions)
+            .map_err(CoreError::mls)?;
+    }
+    let bundle = builder
         .load_psks(provider.storage())
         .map_err(CoreError::mls)?
         .build(

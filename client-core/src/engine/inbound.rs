@@ -11,7 +11,9 @@
 //! conversation ([`super::outbox::begin_rejoin`]).
 
 use cascade_protocol::mls_header::framing_header;
-use cascade_protocol::{ItemKind, Notice, QueueItem, StopReason};
+use std::collections::BTreeSet;
+
+use cascade_protocol::{ItemKind, Notice, QueueItem, StopReason, UserId};
 use openmls::prelude::*;
 
 use super::commit::{merge_own, prepared_bundle};
@@ -123,6 +125,20 @@ pub(crate) fn handle_item(cx: &Ctx<'_>, item: &QueueItem, fx: &mut Effects) -> R
             begin_rejoin(cx, &item.group_id, &why, fx)?;
             Ok(Processed::default())
         }
+        Err(CoreError::Refused { by, why }) => {
+            drop(tx); // roll back whatever the item did
+            tracing::warn!(group = %item.group_id, seq = item.seq, %by, %why, "a change the policy forbids refused");
+            let line = refused_line(cx, item, &by, &why)?;
+            fx.events(vec![
+                Event::Message(line),
+                Event::ConversationUpdated(item.group_id),
+            ]);
+            fx.failed(
+                Some(item.group_id),
+                CoreError::Refused { by, why }.to_string(),
+            );
+            Ok(Processed::default())
+        }
         Err(e) => {
             drop(tx); // roll back whatever the item did
             tracing::warn!(group = %item.group_id, seq = item.seq, error = %e, "queue item could not be processed; skipped");
@@ -137,6 +153,49 @@ pub(crate) fn handle_item(cx: &Ctx<'_>, item: &QueueItem, fx: &mut Effects) -> R
         }
     }
 }
+
+/// Records, after the item's own transaction rolled back, that a change the
+/// policy forbids was refused, with who made it and why (hazard H-036): a
+/// line in the conversation, in one transaction with the sequence cursor.
+fn refused_line(
+    cx: &Ctx<'_>,
+    item: &QueueItem,
+    by: &UserId,
+    why: &room::CommitRefusal,
+) -> Result<Message> {
+    let store = cx.store;
+    let line = Message {
+        id: MessageId::random(),
+        group_id: item.group_id,
+        sender: cx.me.identity.user_id.clone(),
+        sender_device: cx.me.identity.device_id,
+        sent_at: cx.now,
+        seq: Some(item.seq),
+        text: Some(format!(
+            "{REFUSED_TEXT} by {}: {why}. It was not applied on this device.",
+            groups::read(store, &item.group_id)
+                .ok()
+                .and_then(|g| groups::member_certs(&g).ok())
+                .and_then(|certs| certs.into_iter().find(|c| &c.user == by))
+                .map_or_else(|| by.to_string(), |c| format!("{} ({by})", c.display_name))
+        )),
+        kind: crate::content::SYSTEM_KIND.into(),
+        state: DeliveryState::Received,
+        reply_to: None,
+        edited_at: None,
+        deleted_by: None,
+        reactions: Vec::new(),
+    };
+    let tx = store.transaction()?;
+    store.insert_message(&line, cx.now, false)?;
+    store.set_last_seq(&item.group_id, item.seq)?;
+    tx.commit()?;
+    Ok(line)
+}
+
+/// What a conversation shows when a member's change that its policy forbids
+/// was refused, before who and why.
+pub const REFUSED_TEXT: &str = "Refused a change";
 
 /// What a conversation shows when the relay stopped delivering it to one of
 /// its member devices (protocol §12.2; hazard H-017), after who and before why.
@@ -319,7 +378,7 @@ fn process_commit(cx: &Ctx<'_>, item: &QueueItem) -> Result<Vec<Event>> {
                 .as_ref()
                 .is_none_or(|(_, _, bytes)| bytes == item.payload.as_slice());
         if ours {
-            let events = merge_own(store, cx.me, &mut group, &item.group_id)?;
+            let events = merge_own(store, cx.me, &mut group, &item.group_id, cx.now)?;
             // The operation is done: its commit landed (its answer may never
             // come). It must not run again: an add would bring back, with
             // KeyPackages already used, someone who has since left.
@@ -372,8 +431,17 @@ fn process_commit(cx: &Ctx<'_>, item: &QueueItem) -> Result<Vec<Event>> {
     } else {
         None
     };
+    let committer = match processed.sender() {
+        Sender::Member(leaf) => Some(*leaf),
+        _ => None,
+    };
     let ProcessedMessageContent::StagedCommitMessage(staged) = processed.into_content() else {
         return Err(CoreError::Decode("a commit"));
+    };
+    let room_before = room::of(&group);
+    let committer = match committer {
+        Some(leaf) => Some(check_policy(cx, &group, leaf, &staged)?),
+        None => None,
     };
     let mut added = Vec::new();
     let mut removed = Vec::new();
@@ -443,6 +511,17 @@ fn process_commit(cx: &Ctx<'_>, item: &QueueItem) -> Result<Vec<Event>> {
     } else {
         groups::record_members(store, &item.group_id, &group)?;
         ask_again_to_leave(store, &item.group_id)?;
+        if let Some(by) = &committer {
+            events.extend(super::roles::record_room_change(
+                store,
+                cx.me,
+                &item.group_id,
+                room_before.as_ref(),
+                &group,
+                by,
+                cx.now,
+            )?);
+        }
     }
     added.sort();
     added.dedup();
@@ -473,6 +552,115 @@ fn process_commit(cx: &Ctx<'_>, item: &QueueItem) -> Result<Vec<Event>> {
         });
     }
     Ok(events)
+}
+
+/// A conversation's name from a member. The same name again (sent to new
+/// members and devices, who cannot read the first) changes nothing and is
+/// anyone's to send; a new one needs the role the room's policy asks for
+/// renaming, or is refused, except on a device that has no name yet.
+fn rename(
+    cx: &Ctx<'_>,
+    item: &QueueItem,
+    sender: &UserId,
+    room: Option<(&Room, &BTreeSet<UserId>)>,
+    name: &str,
+) -> Result<Vec<Event>> {
+    let current = cx
+        .store
+        .conversations(&|_| 0)?
+        .into_iter()
+        .find(|c| c.group_id == item.group_id)
+        .map(|c| c.name)
+        .unwrap_or_default();
+    if current == name {
+        return Ok(vec![]);
+    }
+    if let Some((room, members)) = room {
+        if !current.is_empty() {
+            room.may(sender, room::Action::Rename, members)
+                .map_err(|f| CoreError::Refused {
+                    by: sender.clone(),
+                    why: f.into(),
+                })?;
+        }
+    }
+    cx.store.set_conversation_name(&item.group_id, name)?;
+    Ok(vec![Event::ConversationUpdated(item.group_id)])
+}
+
+/// Refuses a member's commit that the room's policy, as it stood before
+/// the commit, forbids its committer (protocol §14.8): every device judges
+/// it the same way, from the same authenticated state.
+fn check_policy(
+    cx: &Ctx<'_>,
+    group: &MlsGroup,
+    committer: LeafNodeIndex,
+    staged: &StagedCommit,
+) -> Result<UserId> {
+    let before = room::of(group);
+    let after = room::in_extensions(staged.group_context().extensions());
+    let committer = group
+        .member_at(committer)
+        .ok_or(CoreError::Decode("a commit from no member"))?;
+    let committer = member_identity(&committer.credential)?.user;
+    if before.is_none() && after.is_none() {
+        return Ok(committer);
+    }
+    let mut devices: std::collections::BTreeMap<UserId, usize> = Default::default();
+    for m in group.members() {
+        *devices
+            .entry(member_identity(&m.credential)?.user)
+            .or_default() += 1;
+    }
+    let members: BTreeSet<UserId> = devices.keys().cloned().collect();
+    let mut added = BTreeSet::new();
+    for add in staged.add_proposals() {
+        let leaf = add.add_proposal().key_package().leaf_node();
+        let user = member_identity(leaf.credential())?.user;
+        if !members.contains(&user) {
+            added.insert(user);
+        }
+    }
+    let mut removed = BTreeSet::new();
+    let mut gone_devices: std::collections::BTreeMap<UserId, usize> = Default::default();
+    for rem in staged.remove_proposals() {
+        let leaf = rem.remove_proposal().removed();
+        let Some(m) = group.member_at(leaf) else {
+            continue;
+        };
+        let user = member_identity(&m.credential)?.user;
+        *gone_devices.entry(user.clone()).or_default() += 1;
+        let asked_to_leave = matches!(rem.sender(), Sender::Member(s) if *s == leaf);
+        let own = user == committer;
+        let unacceptable = cx
+            .trust
+            .verify(&m.credential, &m.signature_key, cx.now)
+            .is_err();
+        if !asked_to_leave && !own && !unacceptable {
+            removed.insert(user);
+        }
+    }
+    let gone: BTreeSet<UserId> = gone_devices
+        .into_iter()
+        .filter(|(u, n)| devices.get(u) == Some(n))
+        .map(|(u, _)| u)
+        .collect();
+    room::check_commit(
+        before.as_ref(),
+        after.as_ref(),
+        &room::CommitChanges {
+            committer: &committer,
+            added: &added,
+            removed: &removed,
+            gone: &gone,
+            members: &members,
+        },
+    )
+    .map_err(|why| CoreError::Refused {
+        by: committer.clone(),
+        why,
+    })?;
+    Ok(committer)
 }
 
 /// Queues the conversation's name as a message (for members who cannot
@@ -539,8 +727,15 @@ fn process_application(cx: &Ctx<'_>, item: &QueueItem) -> Result<Vec<Event>> {
     match processed.into_content() {
         ProcessedMessageContent::ApplicationMessage(app) => {
             let room = room::of(&group);
+            let members: BTreeSet<UserId> = groups::users(&group).into_iter().collect();
             drop(group);
-            store_application(cx, item, &sender, room.as_ref(), &app.into_bytes())
+            store_application(
+                cx,
+                item,
+                &sender,
+                room.as_ref().map(|r| (r, &members)),
+                &app.into_bytes(),
+            )
         }
         ProcessedMessageContent::ProposalMessage(proposal) => {
             // Only a member's request to leave is acted on: store it and
@@ -566,10 +761,14 @@ fn store_application(
     cx: &Ctx<'_>,
     item: &QueueItem,
     sender: &MemberIdentity,
-    room: Option<&Room>,
+    room: Option<(&Room, &BTreeSet<UserId>)>,
     plaintext: &[u8],
 ) -> Result<Vec<Event>> {
     let store = cx.store;
+    let (room, members) = match room {
+        Some((room, members)) => (Some(room), Some(members)),
+        None => (None, None),
+    };
     let mut content = if mapping::is_mimi(plaintext) {
         // The room names the URI every message id is derived from; a
         // conversation without one never carries MIMI content.
@@ -593,8 +792,7 @@ fn store_application(
     }
     let (kind, text, in_reply_to) = match content.body {
         Body::GroupMeta { name } => {
-            store.set_conversation_name(&item.group_id, &name)?;
-            return Ok(vec![Event::ConversationUpdated(item.group_id)]);
+            return rename(cx, item, &sender.user, room.zip(members), &name);
         }
         Body::Text { text, in_reply_to } => ("text".to_owned(), Some(text), in_reply_to),
         Body::Receipt { delivered } => {

@@ -36,6 +36,7 @@ mod keypackages;
 pub(crate) mod outbox;
 mod queries;
 mod receipts;
+mod roles;
 pub mod room;
 mod trust;
 
@@ -55,10 +56,13 @@ pub use groups::{capabilities, create_config, join_config, CIPHERSUITE, MAX_PAST
 /// store's group cache, for benchmarks (`benches/mls_groups.rs`).
 #[doc(hidden)]
 pub use groups::{load as load_group, Loaded};
-pub use inbound::{STOPPED_HERE_TEXT, STOPPED_TEXT};
+pub use inbound::{REFUSED_TEXT, STOPPED_HERE_TEXT, STOPPED_TEXT};
+pub use outbox::change_room::RoomChange;
 pub use outbox::{HELD_TEXT, REJOINED_TEXT};
 pub use queries::{safety_number, Member, Participant, ParticipantDevice};
 pub use receipts::{MAX_RECEIPT_GROUP_USERS, RECEIPT_DELAY_MS};
+pub use roles::RoomDetails;
+pub use room::{Action, Policy, Role};
 
 use connection::Connection;
 use effects::{Effects, QueryKind, Route};
@@ -920,6 +924,7 @@ impl<S: ClientStore> Engine<S> {
         if users.is_empty() {
             return Err(InvalidInput::NoUsers.into());
         }
+        self.check_add(group_id, &users)?;
         Op::AddMembers {
             group_id: *group_id,
             users,
@@ -939,6 +944,7 @@ impl<S: ClientStore> Engine<S> {
         if users.is_empty() {
             return Err(InvalidInput::NoUsers.into());
         }
+        self.check_remove(group_id, &users)?;
         Op::RemoveMembers {
             group_id: *group_id,
             users,

@@ -40,6 +40,9 @@ pub struct Participant {
     pub display_name: String,
     /// Their certified role.
     pub role: String,
+    /// Their role in this conversation (`None` in one created before
+    /// conversation roles).
+    pub conversation_role: Option<super::room::Role>,
     /// Their organisation.
     pub org_id: OrgId,
     /// Whether this is the local user.
@@ -111,14 +114,19 @@ pub(crate) fn participants(
                     user_id: m.user_id,
                     display_name: m.display_name,
                     role: m.role,
+                    conversation_role: None,
                     org_id: m.org_id,
                     devices: vec![device],
                 });
             }
         }
     }
+    let room = super::room::of(&*groups::read(store, group_id)?);
+    let users: std::collections::BTreeSet<UserId> =
+        by_user.iter().map(|p| p.user_id.clone()).collect();
     for p in &mut by_user {
         p.devices.sort_by_key(|d| d.device_id);
+        p.conversation_role = room.as_ref().map(|r| r.role_of(&p.user_id, &users));
     }
     by_user.sort_by(|a, b| {
         b.is_me

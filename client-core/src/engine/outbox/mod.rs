@@ -19,6 +19,7 @@
 //! returns its [`Progress`] and the lane acts on it.
 
 mod add_members;
+pub(crate) mod change_room;
 mod commit_proposals;
 mod create_group;
 mod join_external;
@@ -102,6 +103,14 @@ pub(crate) enum Op {
         #[serde(default, skip_serializing_if = "std::ops::Not::not")]
         rejoin: bool,
     },
+    /// Change the room's admins or policy. `unchecked`: without this
+    /// user's role checked (only tests that play a hostile member).
+    ChangeRoom {
+        group_id: GroupId,
+        change: change_room::RoomChange,
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        unchecked: bool,
+    },
 }
 
 impl Op {
@@ -116,7 +125,8 @@ impl Op {
             | Op::UpdateCredential { group_id }
             | Op::Leave { group_id }
             | Op::CommitProposals { group_id }
-            | Op::JoinExternal { group_id, .. } => *group_id,
+            | Op::JoinExternal { group_id, .. }
+            | Op::ChangeRoom { group_id, .. } => *group_id,
         }
     }
 
@@ -191,6 +201,11 @@ impl Op {
             Op::JoinExternal { group_id, rejoin } => {
                 Box::new(join_external::JoinExternal::new(op_id, group_id, rejoin))
             }
+            Op::ChangeRoom {
+                group_id,
+                change,
+                unchecked,
+            } => Box::new(change_room::change_room(op_id, group_id, change, unchecked)),
         }
     }
 }

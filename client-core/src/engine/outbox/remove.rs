@@ -5,7 +5,7 @@
 use cascade_protocol::{DeviceId, GroupId, UserId};
 use openmls::prelude::*;
 
-use crate::engine::commit::{build_commit, Built, Change, ChangeOp};
+use crate::engine::commit::{build_commit_with, Built, Change, ChangeOp};
 use crate::engine::groups::Present;
 use crate::engine::Ctx;
 use crate::error::Result;
@@ -52,6 +52,6 @@ impl Change for Remove {
             return Ok(None); // gone already (another member's commit)
         }
         // As `remove_members`, without this device's own request to leave.
-        build_commit(cx, group, |b| b.propose_removals(leaves)).map(Some)
+        build_commit_with(cx, group, &leaves, None, |b| b).map(Some)
     }
 }
