@@ -107,6 +107,15 @@ pub enum ProtocolError {
         /// Milliseconds to wait before retrying.
         retry_after_ms: u64,
     },
+    /// The conversation's policy (its room, protocol §14.8) does not let
+    /// this device's user make the change the commit's GroupInfo and roster
+    /// change show: nothing was done. `reason` is a fixed description
+    /// ("only a conversation admin may remove others"), never content.
+    #[error("forbidden by the conversation's policy: {reason}")]
+    Forbidden {
+        /// What the policy keeps for another role.
+        reason: String,
+    },
     /// The relay failed internally (storage error). The request had no effect;
     /// retrying is safe.
     #[error("internal relay error")]

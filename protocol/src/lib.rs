@@ -19,6 +19,7 @@ pub mod ids;
 pub mod limits;
 pub mod mls_header;
 pub mod org_auth;
+pub mod room;
 
 pub use codec::{
     decode_client_frame, decode_server_frame, encode_client_frame, encode_server_frame, DecodeError,

@@ -205,9 +205,64 @@ pub fn framing_header(bytes: &[u8]) -> Result<FramingHeader, HeaderError> {
     }
 }
 
+/// Reads the GroupContext extension of type `extension_type` from an
+/// `MlsMessage` holding a GroupInfo (RFC 9420 §12.4.3: a GroupInfo starts
+/// with its GroupContext, §8.1): `None` if the group has no such extension.
+/// The relay reads the conversation's room (`room::ROOM_EXTENSION`) this
+/// way; the GroupInfo is public to it already, for external joins.
+pub fn group_info_extension(
+    bytes: &[u8],
+    extension_type: u16,
+) -> Result<Option<&[u8]>, HeaderError> {
+    if wire_format(bytes)? != WireFormat::GroupInfo {
+        return Err(HeaderError::Invalid);
+    }
+    let rest = &bytes[4..];
+    let (_version, rest) = take_u16(rest)?;
+    let (_cipher_suite, rest) = take_u16(rest)?;
+    let (_group_id, rest) = take_vl(rest)?;
+    let (_epoch, rest) = take_u64(rest)?;
+    let (_tree_hash, rest) = take_vl(rest)?;
+    let (_transcript_hash, rest) = take_vl(rest)?;
+    let (mut extensions, _) = take_vl(rest)?;
+    while !extensions.is_empty() {
+        let (ty, rest) = take_u16(extensions)?;
+        let (data, rest) = take_vl(rest)?;
+        if ty == extension_type {
+            return Ok(Some(data));
+        }
+        extensions = rest;
+    }
+    Ok(None)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn reads_a_group_info_extension() {
+        // version 1, wire format 4; GroupContext: version 1, suite 1, group
+        // id "g", epoch 3, tree hash "t", transcript hash "h", extensions:
+        // type 0x0003 "x", type 0xF0CA "room"; then the rest of the GroupInfo.
+        let mut bytes = vec![0, 1, 0, 4, 0, 1, 0, 1, 1, b'g', 0, 0, 0, 0, 0, 0, 0, 3];
+        bytes.extend([1, b't', 1, b'h']);
+        bytes.extend([11, 0, 3, 1, b'x', 0xf0, 0xca, 4, b'r', b'o', b'o', b'm']);
+        bytes.extend([0, 0, 0, 0, 0]);
+        assert_eq!(group_info_extension(&bytes, 0xf0ca), Ok(Some(&b"room"[..])));
+        assert_eq!(group_info_extension(&bytes, 0x0003), Ok(Some(&b"x"[..])));
+        assert_eq!(group_info_extension(&bytes, 0x0004), Ok(None));
+        // Cut anywhere, it is refused, never read past its end.
+        for n in 0..bytes.len() - 5 {
+            assert!(group_info_extension(&bytes[..n], 0xf0ca).is_err(), "{n}");
+        }
+        // A message that is no GroupInfo is refused.
+        let private = [0, 1, 0, 2, 2, 0xaa, 0xbb, 0, 0, 0, 0, 0, 0, 0, 7, 1, 0xff];
+        assert_eq!(
+            group_info_extension(&private, 0xf0ca),
+            Err(HeaderError::Invalid)
+        );
+    }
 
     #[test]
     fn reads_a_private_message_header() {

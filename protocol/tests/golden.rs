@@ -295,6 +295,15 @@ fn samples() -> Vec<(&'static str, Vec<u8>)> {
         ),
         ("err_internal", resp(11, Err(ProtocolError::Internal))),
         (
+            "err_forbidden",
+            resp(
+                11,
+                Err(ProtocolError::Forbidden {
+                    reason: "only a conversation admin may remove others".into(),
+                }),
+            ),
+        ),
+        (
             "rejected",
             encode_server_frame(&ServerFrame::Rejected(ProtocolError::TooLarge { limit: 7 })),
         ),

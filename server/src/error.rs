@@ -57,6 +57,9 @@ pub enum DsError {
     /// None of the user's devices has a KeyPackage.
     #[error("no KeyPackages")]
     NoKeyPackages,
+    /// The conversation's policy keeps this change for another role.
+    #[error("forbidden: {0}")]
+    Forbidden(String),
     /// The request does not make sense; the reason is a fixed text, never
     /// content.
     #[error("malformed: {0}")]
@@ -123,6 +126,9 @@ impl DsError {
                 retry_after_ms: *retry_after_ms,
             },
             DsError::NoKeyPackages => ProtocolError::NoKeyPackages,
+            DsError::Forbidden(reason) => ProtocolError::Forbidden {
+                reason: reason.clone(),
+            },
             DsError::Malformed(reason) => ProtocolError::Malformed {
                 reason: (*reason).into(),
             },

@@ -257,5 +257,6 @@ fn refusal_kind(error: &ProtocolError) -> &'static str {
         ProtocolError::NoKeyPackages => "NoKeyPackages",
         ProtocolError::Unavailable { .. } => "Unavailable",
         ProtocolError::Internal => "Internal",
+        ProtocolError::Forbidden { .. } => "Forbidden",
     }
 }

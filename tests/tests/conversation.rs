@@ -156,7 +156,11 @@ async fn offline_member_converges() -> Result<()> {
         bob.member_users(group).await?,
         alice.member_users(group).await?
     );
-    assert_eq!(bob.texts(group).await?, vec!["one", "two", "three"]);
+    // The role change, made while he was away, is a line in his history too.
+    assert_eq!(
+        bob.texts(group).await?,
+        vec!["one", "two", "Alice made Carol an admin", "three"]
+    );
     // And the group still works both ways.
     bob.client.send_text(group, "back online").await?;
     bob.sync().await?;

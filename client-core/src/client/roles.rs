@@ -39,4 +39,12 @@ impl Client {
         self.call(move |e, now| e.change_room_unchecked(&group, change, now))
             .await
     }
+
+    /// A removal without this user's role checked: for tests that play a
+    /// hostile member.
+    #[doc(hidden)]
+    pub async fn remove_members_unchecked(&self, group: GroupId, users: Vec<UserId>) -> Result<()> {
+        self.call(move |e, now| e.remove_members_unchecked(&group, users, now))
+            .await
+    }
 }

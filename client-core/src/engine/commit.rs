@@ -357,7 +357,9 @@ pub(crate) fn build_commit_with<'a>(
         .or_else(|| current.clone())
         .map(|r| r.without(&gone))
         .filter(|r| Some(r) != current.as_ref());
-    let extensions = next.map(|r| r.replacing_in(group)).transpose()?;
+    let extensions = next
+        .map(|r| super::room::replacing_in(&r, group))
+        .transpose()?;
     let provider = cx.store.mls();
     let mut builder = configure(group.commit_builder().consume_proposal_store(true));
     if !removals.is_empty() {

@@ -51,7 +51,7 @@ pub fn create_config() -> MlsGroupCreateConfig {
 /// The configuration of a conversation this device creates, with its room.
 pub fn create_config_with(room: &super::room::Room) -> Result<MlsGroupCreateConfig> {
     Ok(builder()
-        .with_group_context_extensions(room.group_context_extensions()?)
+        .with_group_context_extensions(super::room::group_context_extensions(room)?)
         .build())
 }
 

@@ -883,7 +883,7 @@ impl<S: ClientStore> Engine<S> {
         let group_id = GroupId::random();
         // Its room: the URI its messages' ids are derived from, and its
         // creator its first admin.
-        let room = room::Room::new(&me.identity.user_id, &me.identity.org_id, &group_id);
+        let room = room::new(&me.identity.user_id, &me.identity.org_id, &group_id);
         let tx = self.store.transaction()?;
         let provider = self.store.mls();
         let group = MlsGroup::new_with_group_id(

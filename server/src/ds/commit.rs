@@ -192,6 +192,7 @@ async fn sequence(
             limit: MAX_GROUP_DEVICES as u64,
         });
     }
+    super::policy::check(&**store, &group, &session.user_id, bundle, external)?;
 
     let write = CommitWrite {
         group_id: bundle.group_id,

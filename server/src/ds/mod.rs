@@ -34,6 +34,7 @@ pub mod create_group;
 pub mod directory;
 pub mod group_info;
 pub mod keypackages;
+mod policy;
 pub mod send;
 pub mod trust_list;
 

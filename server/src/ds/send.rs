@@ -27,20 +27,23 @@ pub async fn start(
     group_id: GroupId,
     message: Bytes,
 ) -> Handling {
-    let epoch = match check(&message, group_id) {
-        Ok(epoch) => epoch,
+    let (epoch, proposal) = match check(&message, group_id) {
+        Ok(checked) => checked,
         Err(e) => return Handling::Answered(Err(e)),
     };
     let state = state.clone();
     let session = session.clone();
     start_sequencing(move |written| async move {
-        sequence(&state, &session, group_id, epoch, &message, written).await
+        sequence(
+            &state, &session, group_id, epoch, proposal, &message, written,
+        )
+        .await
     })
     .await
 }
 
 /// Checks that need no state; returns the message's epoch.
-fn check(message: &Bytes, group_id: GroupId) -> Result<u64, DsError> {
+fn check(message: &Bytes, group_id: GroupId) -> Result<(u64, bool), DsError> {
     check_mls_size(message)?;
     let header = framing_header(message)
         .map_err(|_| DsError::Malformed("the message is not an MLS private message"))?;
@@ -60,7 +63,7 @@ fn check(message: &Bytes, group_id: GroupId) -> Result<u64, DsError> {
     if header.group_id != group_id.as_bytes() {
         return Err(DsError::Malformed("the message is for another group"));
     }
-    Ok(header.epoch)
+    Ok((header.epoch, header.content_type == ContentType::Proposal))
 }
 
 async fn sequence(
@@ -68,6 +71,7 @@ async fn sequence(
     session: &Session,
     group_id: GroupId,
     epoch: u64,
+    proposal: bool,
     message: &Bytes,
     written: Written,
 ) -> Result<Response, DsError> {
@@ -93,6 +97,7 @@ async fn sequence(
         group_id,
         sender: session.device_id,
         message,
+        leave_request: proposal,
     };
     let (notices, outcome) =
         write_past_laggers(state, &group_id, &session.device_id, false, || {

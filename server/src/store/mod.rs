@@ -235,6 +235,10 @@ pub struct Group {
     /// Roster devices the group is no longer delivered to
     /// ([`Store::stop_delivery`]) until they rejoin or are removed.
     pub stopped: Vec<DeviceId>,
+    /// Roster devices that asked to leave (sent a proposal,
+    /// [`ApplicationWrite::leave_request`]) and are not removed yet: any
+    /// member may commit their removal (protocol §14.8).
+    pub leaving: Vec<DeviceId>,
 }
 
 /// An accepted commit with everything that lands with it, for
@@ -268,6 +272,9 @@ pub struct ApplicationWrite<'a> {
     pub sender: DeviceId,
     /// The message (TLS-serialised `MlsMessage`).
     pub message: &'a [u8],
+    /// It carries a proposal (a member's request to leave): the sender is
+    /// recorded among the group's [`Group::leaving`] in the same write.
+    pub leave_request: bool,
 }
 
 /// One queue item written by a sequencing operation.

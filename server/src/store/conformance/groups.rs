@@ -90,7 +90,23 @@ pub fn groups_sequence_commits_at_the_right_epoch(h: &mut dyn Harness) {
     assert!(store.queue_page(&c, None, 10).expect("queue").is_empty());
     assert_eq!(store.queue_len(&a).expect("len"), 1);
 
-    // Removing b: both a and b get the commit; b leaves the roster.
+    // b asks to leave (a proposal): the group records it, once.
+    for _ in 0..2 {
+        store
+            .append_application(&ApplicationWrite {
+                group_id: g,
+                sender: b,
+                message: b"leave",
+                leave_request: true,
+            })
+            .expect("proposal");
+    }
+    let group = store.get_group(&g).expect("get").expect("exists");
+    assert_eq!(group.leaving, vec![b]);
+    assert_eq!(group.next_seq, 4);
+
+    // Removing b: both a and b get the commit; b leaves the roster (and
+    // the devices asking to leave).
     let remove_b = CommitWrite {
         group_id: g,
         epoch: 1,
@@ -102,11 +118,12 @@ pub fn groups_sequence_commits_at_the_right_epoch(h: &mut dyn Harness) {
         removed: &[b],
     };
     let done = store.apply_commit(&remove_b).expect("commit");
-    assert_eq!((done.epoch, done.seq), (2, 2));
+    assert_eq!((done.epoch, done.seq), (2, 4));
     let recipients: Vec<DeviceId> = done.deliveries.iter().map(|d| d.device_id).collect();
     assert_eq!(recipients, vec![a, b]);
     let group = store.get_group(&g).expect("get").expect("exists");
     assert_eq!(group.roster, vec![a]);
+    assert!(group.leaving.is_empty());
     assert_eq!(group.readable_from, 1, "a removal adds nobody");
 
     let unknown = CommitWrite {
@@ -119,6 +136,7 @@ pub fn groups_sequence_commits_at_the_right_epoch(h: &mut dyn Harness) {
             group_id: group_id(9),
             sender: a,
             message: b"m",
+            leave_request: false,
         }),
         Err(StoreError::NotFound)
     );
@@ -353,6 +371,7 @@ pub fn queue_limit_refuses_without_writing(h: &mut dyn Harness) {
         group_id: g,
         sender: a,
         message: b"y",
+        leave_request: false,
     };
     assert_eq!(
         store.append_application(&one_more),

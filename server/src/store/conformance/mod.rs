@@ -307,6 +307,7 @@ pub(crate) fn app(store: &dyn Store, group: GroupId, sender: DeviceId, body: &[u
             group_id: group,
             sender,
             message: body,
+            leave_request: false,
         })
         .expect("append application")
         .seq

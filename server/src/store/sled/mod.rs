@@ -78,6 +78,9 @@ struct GroupRecord {
     /// Roster devices whose delivery is stopped (`Store::stop_delivery`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     stopped: Vec<DeviceId>,
+    /// Roster devices that asked to leave and are not removed yet.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    leaving: Vec<DeviceId>,
 }
 
 fn is_zero(v: &u64) -> bool {
@@ -703,6 +706,7 @@ impl Store for SledStore {
             roster: vec![*creator],
             readable_from: 0,
             stopped: Vec::new(),
+            leaving: Vec::new(),
         });
         let info = encode(&GroupInfoRecord {
             epoch: 0,
@@ -793,6 +797,7 @@ impl Store for SledStore {
             roster: record.roster,
             readable_from: record.readable_from,
             stopped: record.stopped,
+            leaving: record.leaving,
         }))
     }
 
@@ -899,6 +904,7 @@ impl Store for SledStore {
                 }
                 group.roster.retain(|d| !c.removed.contains(d));
                 group.stopped.retain(|d| !c.removed.contains(d));
+                group.leaving.retain(|d| !c.removed.contains(d));
                 for device in c.added {
                     if group.roster.contains(device) {
                         // A resync: a stopped device is delivered to again
@@ -1078,10 +1084,14 @@ impl Store for SledStore {
             &self.log_gc,
         );
         let sequenced = trees.transaction(|(groups, seqs, log, positions, collected)| {
-            let group = load_group(groups, &m.group_id)?;
+            let mut group = load_group(groups, &m.group_id)?;
             let seq = load_seq(seqs, &m.group_id)?;
             if seq.saturating_sub(collected_tx(collected, &m.group_id)?.floor_seq) > MAX_QUEUE_LEN {
                 return abort(StoreError::QueueFull);
+            }
+            if m.leave_request && !group.leaving.contains(&m.sender) {
+                group.leaving.push(m.sender);
+                groups.insert(&m.group_id.as_bytes()[..], encode(&group))?;
             }
             let entry = LogEntry {
                 seq,

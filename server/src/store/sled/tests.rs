@@ -117,6 +117,7 @@ fn record_encodings_are_pinned() {
                 roster: vec![device],
                 readable_from: 0,
                 stopped: Vec::new(),
+                leaving: Vec::new(),
             }),
         ),
         (
@@ -127,6 +128,7 @@ fn record_encodings_are_pinned() {
                 roster: vec![device],
                 readable_from: 2,
                 stopped: Vec::new(),
+                leaving: Vec::new(),
             }),
         ),
         (
@@ -137,6 +139,18 @@ fn record_encodings_are_pinned() {
                 roster: vec![device, DeviceId([0x44; 16])],
                 readable_from: 0,
                 stopped: vec![DeviceId([0x44; 16])],
+                leaving: Vec::new(),
+            }),
+        ),
+        (
+            "group_leaving",
+            encode(&GroupRecord {
+                group_id: group,
+                epoch: 3,
+                roster: vec![device, DeviceId([0x55; 16])],
+                readable_from: 0,
+                stopped: Vec::new(),
+                leaving: vec![DeviceId([0x55; 16])],
             }),
         ),
         (
@@ -351,6 +365,7 @@ fn send(store: &SledStore, group: GroupId, sender: DeviceId, body: &[u8]) {
             group_id: group,
             sender,
             message: body,
+            leave_request: false,
         })
         .expect("send");
 }
@@ -478,6 +493,7 @@ fn queues_of_the_earlier_layout_are_delivered_after_an_upgrade() {
             roster: vec![a, b],
             readable_from: 1,
             stopped: Vec::new(),
+            leaving: Vec::new(),
         };
         db.open_tree("groups")
             .expect("tree")
