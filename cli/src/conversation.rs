@@ -158,17 +158,27 @@ pub async fn members(
     synced(client, timeout).await?;
     let group = resolve(client, conversation).await?;
     let members = client.members(group).await?;
+    let admins = client
+        .room_details(group)
+        .await?
+        .map(|d| d.admins)
+        .unwrap_or_default();
     if json {
         println!("{}", serde_json::to_string(&members)?);
     } else {
         for m in members {
             println!(
-                "{}\t{}\t{}\t[{}]\tdevice {}{}",
+                "{}\t{}\t{}\t[{}]\tdevice {}{}{}",
                 m.display_name,
                 m.role,
                 m.user_id,
                 m.org_id,
                 m.device_id,
+                if admins.contains(&m.user_id) {
+                    "\tadmin"
+                } else {
+                    ""
+                },
                 if m.is_self { "\t(this device)" } else { "" }
             );
         }

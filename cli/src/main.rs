@@ -21,6 +21,7 @@ mod directory;
 mod message;
 mod output;
 mod passphrase;
+mod roles;
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -133,10 +134,38 @@ enum Command {
         /// Conversation id or name.
         conversation: String,
     },
-    /// List a conversation's members.
+    /// List a conversation's members (admins marked).
     Members {
         /// Conversation id or name.
         conversation: String,
+    },
+    /// Make a member of a conversation an admin, or an admin a member
+    /// (admins only; a conversation keeps at least one admin).
+    Role {
+        /// Conversation id or name.
+        conversation: String,
+        /// The member.
+        user: UserId,
+        /// `admin` or `member`.
+        #[arg(value_parser = parse_role)]
+        role: cascade_core::Role,
+    },
+    /// Show who administers a conversation and who may do what in it
+    /// (add, remove, rename, roles, timer); admins change it with --set.
+    Policy {
+        /// Conversation id or name.
+        conversation: String,
+        /// ACTION=ROLE: who may do ACTION (add, remove, rename, roles,
+        /// timer) from now on, `admin` or `member`; repeatable.
+        #[arg(long)]
+        set: Vec<String>,
+    },
+    /// Rename a conversation for everyone in it (if its policy lets you).
+    Rename {
+        /// Conversation id or name.
+        conversation: String,
+        /// The new name.
+        name: String,
     },
     /// Send a message and wait until the relay has accepted it.
     Send {
@@ -239,6 +268,11 @@ enum Command {
         /// Conversation id or name.
         conversation: String,
     },
+}
+
+fn parse_role(s: &str) -> std::result::Result<cascade_core::Role, String> {
+    s.parse()
+        .map_err(|()| format!("{s:?}: the roles are admin and member"))
 }
 
 fn default_data_dir() -> PathBuf {
@@ -402,6 +436,28 @@ async fn run(cli: Cli) -> Result<()> {
         Command::Members { conversation } => {
             with_client(dir, async |c| {
                 conversation::members(c, &conversation, json, timeout).await
+            })
+            .await
+        }
+        Command::Role {
+            conversation,
+            user,
+            role,
+        } => {
+            with_client(dir, async |c| {
+                roles::role(c, &conversation, user, role, json, timeout).await
+            })
+            .await
+        }
+        Command::Policy { conversation, set } => {
+            with_client(dir, async |c| {
+                roles::policy(c, &conversation, &set, json, timeout).await
+            })
+            .await
+        }
+        Command::Rename { conversation, name } => {
+            with_client(dir, async |c| {
+                roles::rename(c, &conversation, &name, json, timeout).await
             })
             .await
         }

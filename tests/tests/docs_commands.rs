@@ -1127,6 +1127,99 @@ async fn user_guide_commands_work_as_documented() -> Result<()> {
     let none = doc.extra("cascade search \"every 4 hours\"").await?;
     ensure!(none.stdout.contains("Nothing found"), "{}", none.stdout);
 
+    // §2: admins and who may do what: Alice makes Bob an admin and keeps
+    // renaming for admins; Bob's device shows both.
+    let policy = doc.run("cascade policy \"Ward 7 handover\"").await?;
+    ensure!(
+        policy.stdout.contains("admins\talice@north-trust\n")
+            && policy.stdout.contains("remove\tadmins")
+            && policy.stdout.contains("you\tadmin"),
+        "{}",
+        policy.stdout
+    );
+    let made = doc
+        .run("cascade role \"Ward 7 handover\" bob@north-trust admin")
+        .await?;
+    ensure!(
+        made.stdout.contains("bob@north-trust is now an admin"),
+        "{}",
+        made.stdout
+    );
+    let set = doc
+        .run("cascade policy \"Ward 7 handover\" --set rename=admin")
+        .await?;
+    ensure!(set.stdout.contains("rename\tadmins"), "{}", set.stdout);
+    let bob_sees = doc
+        .extra("cascade --data-dir ~/bob policy \"Ward 7 handover\"")
+        .await?;
+    ensure!(
+        bob_sees
+            .stdout
+            .contains("admins\talice@north-trust, bob@north-trust")
+            && bob_sees.stdout.contains("rename\tadmins")
+            && bob_sees.stdout.contains("you\tadmin"),
+        "{}",
+        bob_sees.stdout
+    );
+    // Carol is a member: renaming and roles are refused, with the typed
+    // code in JSON; a mistyped policy is a clear error.
+    let refused = doc
+        .extra_failing(
+            "cascade --json --data-dir ~/carol rename \"Ward 7 handover\" \"Carol's ward\"",
+        )
+        .await?;
+    ensure!(
+        refused.stdout.contains("\"code\":\"forbidden\"")
+            && refused
+                .stdout
+                .contains("only a conversation admin may rename it"),
+        "{}",
+        refused.stdout
+    );
+    let refused = doc
+        .extra_failing(
+            "cascade --data-dir ~/carol role \"Ward 7 handover\" carol@north-trust admin",
+        )
+        .await?;
+    ensure!(
+        refused
+            .stderr
+            .contains("only a conversation admin may change roles"),
+        "{}",
+        refused.stderr
+    );
+    let mistyped = doc
+        .extra_failing("cascade policy \"Ward 7 handover\" --set everything=admin")
+        .await?;
+    ensure!(
+        mistyped
+            .stderr
+            .contains("the actions are add, remove, rename, roles and timer"),
+        "{}",
+        mistyped.stderr
+    );
+    // Bob, an admin now, renames it; Alice's device shows the new name, and
+    // he puts the old one back.
+    doc.extra("cascade --data-dir ~/bob rename \"Ward 7 handover\" \"Ward 7 nights\"")
+        .await?;
+    let renamed = doc.extra("cascade conversations").await?;
+    ensure!(
+        renamed.stdout.contains("\tWard 7 nights\t"),
+        "{}",
+        renamed.stdout
+    );
+    doc.extra("cascade --data-dir ~/bob rename \"Ward 7 nights\" \"Ward 7 handover\"")
+        .await?;
+    let members = doc.extra("cascade members \"Ward 7 handover\"").await?;
+    ensure!(
+        members
+            .stdout
+            .lines()
+            .any(|l| l.contains("bob@north-trust") && l.contains("\tadmin")),
+        "{}",
+        members.stdout
+    );
+
     // §3: the safety number is the same on both sides.
     let mine = doc
         .run("cascade safety-number \"Ward 7 handover\" bob@north-trust")
