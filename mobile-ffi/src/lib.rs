@@ -8,6 +8,7 @@
 //! `cascade-core`.
 
 mod features;
+mod roles;
 
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
@@ -87,6 +88,13 @@ pub enum CascadeError {
     /// shows content is answered until `unlock` with the data's key.
     #[error("Cascade is locked")]
     Locked,
+    /// The conversation's policy keeps this for another role (an admin):
+    /// show the reason.
+    #[error("{reason}")]
+    Forbidden {
+        /// Which role it needs, in words.
+        reason: String,
+    },
     /// Anything else (MLS, credentials, certificates, decoding).
     #[error("{reason}")]
     Other {
@@ -124,6 +132,9 @@ impl From<CoreError> for CascadeError {
             CoreError::WrongKey => Self::WrongKey,
             CoreError::Locked => Self::Locked,
             CoreError::Offline | CoreError::Timeout => Self::Offline,
+            CoreError::Forbidden(f) => Self::Forbidden {
+                reason: f.to_string(),
+            },
             other => Self::Other {
                 code: other.code().into(),
                 reason: other.to_string(),
@@ -328,6 +339,9 @@ pub struct FfiParticipant {
     pub role: String,
     /// Their organisation.
     pub org_id: String,
+    /// Their role in this conversation; none in one created before
+    /// conversation roles.
+    pub conversation_role: Option<roles::FfiRole>,
     /// Whether this is the local user.
     pub is_me: bool,
     /// Their devices in the conversation (hex).
@@ -344,6 +358,7 @@ impl From<Participant> for FfiParticipant {
             display_name: p.display_name,
             role: p.role,
             org_id: p.org_id.to_string(),
+            conversation_role: p.conversation_role.map(Into::into),
             is_me: p.is_me,
             certificate_expires: p
                 .devices

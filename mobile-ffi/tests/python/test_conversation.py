@@ -347,6 +347,33 @@ async def conversation(relay, tmp_path, admin, ca, codes):
     # Alice's own edit is an event too; Bob's reaction and delete reach her.
     await wait_for("message-changed events", change_events)
 
+    # Roles: Alice created it and is its admin; Bob, a member, may not
+    # promote himself or (once Alice keeps renaming for admins) rename it.
+    details = await bob.room_details(group)
+    assert details.admins == ["alice@acme"]
+    assert details.my_role == ffi.FfiRole.MEMBER
+    assert ffi.FfiAction.REMOVE not in details.may
+    with pytest.raises(ffi.CascadeError.Forbidden):
+        await bob.set_role(group, "bob@acme", ffi.FfiRole.ADMIN)
+    await alice.set_policy(group, ffi.FfiAction.RENAME, ffi.FfiRole.ADMIN)
+    await alice.set_role(group, "bob@acme", ffi.FfiRole.ADMIN)
+
+    async def bob_is_admin():
+        d = await bob.room_details(group)
+        return d.my_role == ffi.FfiRole.ADMIN and d.admins == ["alice@acme", "bob@acme"]
+
+    await wait_for("Bob made an admin", bob_is_admin)
+    rules = {r.action: r.needs for r in (await bob.room_details(group)).policy}
+    assert rules[ffi.FfiAction.RENAME] == ffi.FfiRole.ADMIN
+    roles = {p.user_id: p.conversation_role for p in await alice.participants(group)}
+    assert roles == {"alice@acme": ffi.FfiRole.ADMIN, "bob@acme": ffi.FfiRole.ADMIN}
+    await bob.rename(group, "Ward 7 (nights)")
+
+    async def alice_sees_name():
+        return await _named(alice, group, "Ward 7 (nights)")
+
+    await wait_for("the new name", alice_sees_name)
+
     # Pause / resume: offline work is queued and goes out on resume.
     bob.pause()
     queued = await alice.send_text(group, "while you were away")
