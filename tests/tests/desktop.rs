@@ -846,6 +846,57 @@ async fn a_nurse_replies_reacts_edits_and_deletes() -> Result<()> {
         })
         .await?;
         app.screenshot("14-search-opened").await?;
+
+        // Roles: Bob created "Bay 3 transfer" and is its admin; Alice, a
+        // member, sees his badge and the policy, and may not change it.
+        open_conversation(&app, "Bay 3 transfer").await?;
+        app.click(&app.find("[data-testid=toggle-members]").await?)
+            .await?;
+        app.wait_for_text("[data-testid=my-role]", |t| {
+            t.contains("You are a member")
+        })
+        .await?;
+        app.wait_for_text("[data-testid=member]", |t| {
+            t.contains("Bob Jones") && t.contains("Admin")
+        })
+        .await?;
+        anyhow::ensure!(app.find_all("[data-testid=make-admin]").await?.is_empty());
+        anyhow::ensure!(app.find_all("[data-testid=policy-select]").await?.is_empty());
+        app.wait_for_text("[data-action=remove]", |t| t.contains("Admins"))
+            .await?;
+        // Bob makes her an admin: the panel follows.
+        bob.client
+            .set_role(group, uid("alice@north-trust"), cascade_core::Role::Admin)
+            .await?;
+        bob.sync().await?;
+        app.wait_for_text("[data-testid=my-role]", |t| t.contains("You are an admin"))
+            .await?;
+        app.wait_for("[data-testid=admin-badge]", |n| n == 2).await?;
+        // She renames it and lets everyone remove others.
+        let name = app.find("[data-testid=rename-input]").await?;
+        app.clear(&name).await?;
+        app.send_keys(&name, "Bay 3 transfer (crew)").await?;
+        app.click(&app.find("[data-testid=rename-button]").await?)
+            .await?;
+        app.wait_for_text("[data-testid=chat-title]", |t| t == "Bay 3 transfer (crew)")
+            .await?;
+        app.click(&app.find("#policy-remove option[value=member]").await?)
+            .await?;
+        bob.until("the new name and policy", || async {
+            let name = bob.client.conversation(group).await?.name;
+            let details = bob.client.room_details(group).await?;
+            Ok(name == "Bay 3 transfer (crew)"
+                && details.is_some_and(|d| d.policy.remove == cascade_core::Role::Member))
+        })
+        .await?;
+        app.wait_for_text("[data-testid=notice]", |t| {
+            t == "Alice Smith let every member remove others"
+        })
+        .await?;
+        app.wait_for_text("[data-testid=notice]", |t| t == "Bob Jones made Alice Smith an admin")
+            .await?;
+        app.screenshot("15-roles").await?;
+        assert_accessible(&app, "roles").await?;
         Ok(())
     }
     .await;

@@ -26,6 +26,10 @@ pub const COMMANDS: &[&str] = &[
     "devices",
     "change_passphrase",
     "safety_number",
+    "room_details",
+    "set_role",
+    "set_policy",
+    "rename_conversation",
     "get_settings",
     "set_settings",
 ];

@@ -20,7 +20,7 @@ pub struct UiError {
 }
 
 impl UiError {
-    fn invalid(message: impl Into<String>) -> Self {
+    pub(crate) fn invalid(message: impl Into<String>) -> Self {
         UiError {
             code: "invalid",
             message: message.into(),
@@ -53,7 +53,7 @@ pub(crate) fn group(id: &str) -> Result<GroupId> {
         .map_err(|_| UiError::invalid("not a conversation id"))
 }
 
-fn user(id: &str) -> Result<UserId> {
+pub(crate) fn user(id: &str) -> Result<UserId> {
     id.parse()
         .map_err(|_| UiError::invalid(format!("not a user id: {id}")))
 }

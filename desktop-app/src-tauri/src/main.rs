@@ -18,6 +18,7 @@
 mod command_names;
 mod commands;
 mod message_commands;
+mod room_commands;
 mod unlock;
 mod views;
 
@@ -154,6 +155,10 @@ fn main() {
             commands::search_directory,
             commands::devices,
             commands::safety_number,
+            room_commands::room_details,
+            room_commands::set_role,
+            room_commands::set_policy,
+            room_commands::rename_conversation,
             commands::get_settings,
             commands::set_settings,
         ])

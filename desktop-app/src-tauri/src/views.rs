@@ -210,6 +210,8 @@ pub struct MemberView {
     pub display_name: String,
     pub role: String,
     pub org_id: String,
+    /// `admin` or `member`; none in a conversation from before roles.
+    pub conversation_role: Option<&'static str>,
     pub is_self: bool,
     pub devices: Vec<String>,
     /// The soonest expiry among their devices' certificates, Unix seconds.
@@ -223,6 +225,7 @@ impl From<Participant> for MemberView {
             display_name: p.display_name,
             role: p.role,
             org_id: p.org_id.to_string(),
+            conversation_role: p.conversation_role.map(|r| r.as_str()),
             is_self: p.is_me,
             certificate_expires: p
                 .devices

@@ -109,6 +109,7 @@ describe("MessageBubble", () => {
         isSelf: false,
         devices: ["d"],
         certificateExpires: 0,
+        conversationRole: "member",
       },
       showSender: true,
       ownOrg: "north-trust",

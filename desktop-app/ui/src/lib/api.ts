@@ -6,10 +6,13 @@ import { listen, type UnlistenFn } from "@tauri-apps/api/event";
 import type {
   CascadeEvent,
   Conversation,
+  ConversationRole,
   Devices,
   Member,
   Message,
   Person,
+  PolicyAction,
+  RoomDetails,
   SearchHit,
   Settings,
   Status,
@@ -65,6 +68,13 @@ export const api = {
     invoke<void>("remove_member", { groupId, userId }),
   leave: (groupId: string) => invoke<void>("leave_conversation", { groupId }),
   members: (groupId: string) => invoke<Member[]>("members", { groupId }),
+  roomDetails: (groupId: string) => invoke<RoomDetails | null>("room_details", { groupId }),
+  setRole: (groupId: string, userId: string, roleName: ConversationRole) =>
+    invoke<void>("set_role", { groupId, userId, roleName }),
+  setPolicy: (groupId: string, actionName: PolicyAction, roleName: ConversationRole) =>
+    invoke<void>("set_policy", { groupId, actionName, roleName }),
+  rename: (groupId: string, name: string) =>
+    invoke<void>("rename_conversation", { groupId, name }),
   searchDirectory: (query: string) => invoke<Person[]>("search_directory", { query }),
   devices: () => invoke<Devices>("devices"),
   changePassphrase: (current: string, next: string) =>

@@ -91,9 +91,23 @@ export interface Member {
   displayName: string;
   role: string;
   orgId: string;
+  /** In this conversation; null in one created before conversation roles. */
+  conversationRole: ConversationRole | null;
   isSelf: boolean;
   devices: string[];
   certificateExpires: number;
+}
+
+export type ConversationRole = "admin" | "member";
+
+export type PolicyAction = "add" | "remove" | "rename" | "roles" | "timer";
+
+/** A conversation's admins and policy, and what this user may do. */
+export interface RoomDetails {
+  admins: string[];
+  policy: { action: PolicyAction; needs: ConversationRole }[];
+  myRole: ConversationRole;
+  may: PolicyAction[];
 }
 
 export interface Person {
