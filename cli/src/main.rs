@@ -160,6 +160,17 @@ enum Command {
         #[arg(long)]
         set: Vec<String>,
     },
+    /// Make messages sent from now on disappear from every device some
+    /// time after they are sent (or `off`), if the conversation's policy
+    /// lets you (admins, at first).
+    Timer {
+        /// Conversation id or name.
+        conversation: String,
+        /// `off`, or how long: a number and s, m, h, d or w (`8h`, `7d`);
+        /// a minute to a year.
+        #[arg(value_parser = roles::parse_timer)]
+        after: roles::TimerSetting,
+    },
     /// Rename a conversation for everyone in it (if its policy lets you).
     Rename {
         /// Conversation id or name.
@@ -452,6 +463,15 @@ async fn run(cli: Cli) -> Result<()> {
         Command::Policy { conversation, set } => {
             with_client(dir, async |c| {
                 roles::policy(c, &conversation, &set, json, timeout).await
+            })
+            .await
+        }
+        Command::Timer {
+            conversation,
+            after,
+        } => {
+            with_client(dir, async |c| {
+                roles::timer(c, &conversation, after.0, json, timeout).await
             })
             .await
         }

@@ -45,8 +45,12 @@ pub fn print_history_line(m: &Message) {
     } else {
         ""
     };
+    let disappears = m
+        .expires_at
+        .map(|at| format!(" (disappears {})", time(at)))
+        .unwrap_or_default();
     println!(
-        "{} [{}] {}: {}{edited}",
+        "{} [{}] {}: {}{edited}{disappears}",
         m.id,
         format_state(m),
         m.sender,

@@ -112,8 +112,73 @@ pub async fn policy(
             }
         );
     }
+    println!(
+        "disappear\t{}",
+        d.disappear_after
+            .map_or("off".into(), cascade_core::engine::duration)
+    );
     let may: Vec<&str> = d.may.iter().map(|a| a.as_str()).collect();
     println!("you\t{} (may: {})", d.my_role, may.join(", "));
+    Ok(())
+}
+
+/// A disappearing timer as typed, in seconds (`None`: off).
+#[derive(Debug, Clone, Copy)]
+pub struct TimerSetting(pub Option<u64>);
+
+/// A timer as typed: `off`, or a number with `s`, `m`, `h`, `d` or `w`.
+pub fn parse_timer(s: &str) -> std::result::Result<TimerSetting, String> {
+    if s == "off" {
+        return Ok(TimerSetting(None));
+    }
+    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+    let (n, unit) = s.split_at(split);
+    let unit = match unit {
+        "s" => 1,
+        "m" => 60,
+        "h" => 3600,
+        "d" => 86_400,
+        "w" => 7 * 86_400,
+        _ => {
+            return Err(format!(
+                "{s:?}: write off, or a number and s, m, h, d or w (e.g. 8h)"
+            ))
+        }
+    };
+    n.parse::<u64>()
+        .ok()
+        .and_then(|n| n.checked_mul(unit))
+        .map(|secs| TimerSetting(Some(secs)))
+        .ok_or_else(|| format!("{s:?}: write off, or a number and s, m, h, d or w (e.g. 8h)"))
+}
+
+/// `cascade timer <conversation> <off|DURATION>`.
+pub async fn timer(
+    client: &Client,
+    conversation: &str,
+    secs: Option<u64>,
+    json: bool,
+    timeout: Duration,
+) -> Result<()> {
+    synced(client, timeout).await?;
+    let group = resolve(client, conversation).await?;
+    client.set_timer(group, secs).await?;
+    synced(client, timeout).await?;
+    let d = details(client.room_details(group).await?)?;
+    if d.disappear_after != secs {
+        bail!("the timer did not change (the change was refused or is still on its way)");
+    }
+    say(
+        json,
+        json!({ "group_id": group, "disappear_after": secs }),
+        || match secs {
+            Some(s) => format!(
+                "Messages sent from now on disappear {} after they are sent",
+                cascade_core::engine::duration(s)
+            ),
+            None => "Messages no longer disappear".into(),
+        },
+    );
     Ok(())
 }
 

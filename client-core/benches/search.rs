@@ -104,6 +104,7 @@ fn store_with(n: u64, dir: &std::path::Path) -> (SqliteStore, Vec<GroupId>) {
                 edited_at: None,
                 deleted_by: None,
                 reactions: Vec::new(),
+                expires_at: None,
             };
             store.insert_message(&m, t0, false).expect("insert");
         }

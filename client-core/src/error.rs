@@ -213,6 +213,16 @@ pub enum InvalidInput {
     /// A reaction this user has not made.
     #[error("you have not reacted with this")]
     NoSuchReaction,
+    /// A disappearing timer out of range.
+    #[error(
+        "messages may disappear after {min} seconds at the soonest and {max} seconds at the latest"
+    )]
+    Timer {
+        /// The shortest, in seconds.
+        min: u64,
+        /// The longest, in seconds.
+        max: u64,
+    },
     /// Demoting (or removing) the last admin among the members.
     #[error("a conversation keeps at least one admin: make someone else an admin first")]
     LastAdmin,

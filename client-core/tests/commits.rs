@@ -457,10 +457,21 @@ fn a_leaving_member_can_still_remove_a_revoked_device() {
     let b = sim.device("bob@north", "Bob");
     let c = sim.device("carol@north", "Carol");
     let g = sim.group(a, "Ward", &[b, c]);
-    // Bob asks to leave while nobody else is there to commit it; then
-    // Carol's device is revoked. Bob's device commits her removal, which
-    // must not carry his own request (MLS refuses a commit that removes
-    // its committer), and then asks again.
+    // Bob, an admin (removing others is for admins), asks to leave while
+    // nobody else is there to commit it; then Carol's device is revoked.
+    // Bob's device commits her removal, which must not carry his own
+    // request (MLS refuses a commit that removes its committer), and then
+    // asks again.
+    let now = sim.now;
+    sim.engine(a)
+        .set_role(
+            &g,
+            &cascade_protocol::UserId::new("bob@north").expect("user"),
+            cascade_core::Role::Admin,
+            now,
+        )
+        .expect("promote");
+    sim.settle();
     sim.disconnect(a);
     sim.disconnect(c);
     let now = sim.now;

@@ -161,7 +161,7 @@ fn a_delete_erases_the_text_everywhere_and_leaves_a_tombstone() {
     let id = sim.send(a, g, "wrong patient: J. Smith 01/02/1950");
     sim.settle();
     assert_eq!(
-        store_rows_holding(&mut sim, b, "J. Smith"),
+        sim.rows_holding(b, "J. Smith"),
         1,
         "the scan finds the text before the delete"
     );
@@ -196,65 +196,13 @@ fn a_delete_erases_the_text_everywhere_and_leaves_a_tombstone() {
             .expect("q");
         assert!(q.deleted && q.text.is_none(), "{d:?}: {q:?}");
         // Gone from the file, not only hidden.
-        assert_eq!(store_rows_holding(&mut sim, d, "J. Smith"), 0, "{d:?}");
+        assert_eq!(sim.rows_holding(d, "J. Smith"), 0, "{d:?}");
     }
     // Nothing more can be done to it.
     assert!(matches!(
         sim.engine(a).edit_message(&g, &id, "x", now),
         Err(CoreError::Invalid(InvalidInput::Deleted))
     ));
-}
-
-/// How many rows of the device's database (every table) hold `needle`.
-fn store_rows_holding(sim: &mut Sim, d: D, needle: &str) -> usize {
-    let path = sim.path(d);
-    sim.crash(d);
-    let conn = rusqlite::Connection::open(&path).expect("open");
-    conn.pragma_update(None, "key", format!("x'{}'", hex::encode(STORE_KEY)))
-        .expect("key");
-    let tables: Vec<String> = conn
-        // Real tables only: a virtual table (the search index) reads
-        // through to `messages`; its own storage is in shadow tables,
-        // which are real and scanned.
-        .prepare(
-            "SELECT name FROM sqlite_master WHERE type = 'table'
-             AND sql NOT LIKE 'CREATE VIRTUAL TABLE%'",
-        )
-        .expect("tables")
-        .query_map([], |r| r.get(0))
-        .expect("query")
-        .collect::<Result<_, _>>()
-        .expect("names");
-    let mut n = 0;
-    for t in tables {
-        let rows: Vec<Vec<rusqlite::types::Value>> = {
-            let mut stmt = conn
-                .prepare(&format!("SELECT * FROM \"{t}\""))
-                .expect("select");
-            let cols = stmt.column_count();
-            stmt.query_map([], |r| (0..cols).map(|i| r.get(i)).collect())
-                .expect("rows")
-                .collect::<Result<_, _>>()
-                .expect("values")
-        };
-        n += rows
-            .iter()
-            .filter(|row| {
-                row.iter().any(|v| match v {
-                    rusqlite::types::Value::Text(s) => s.contains(needle),
-                    rusqlite::types::Value::Blob(b) => {
-                        b.windows(needle.len()).any(|w| w == needle.as_bytes())
-                    }
-                    _ => false,
-                })
-            })
-            .count();
-    }
-    drop(conn);
-    sim.restart(d);
-    sim.connect(d);
-    sim.settle();
-    n
 }
 
 #[test]

@@ -234,6 +234,9 @@ pub struct FfiMessage {
     pub deleted_by: Option<String>,
     /// Its reactions, by emoji in the order first seen.
     pub reactions: Vec<features::FfiReactions>,
+    /// When it disappears from every device (ms since the Unix epoch), if
+    /// it was sent while the conversation's disappearing timer was set.
+    pub expires_at: Option<u64>,
 }
 
 impl From<Message> for FfiMessage {
@@ -250,6 +253,7 @@ impl From<Message> for FfiMessage {
             edited_at: m.edited_at,
             deleted_by: m.deleted_by.map(|u| u.to_string()),
             reactions: m.reactions.into_iter().map(Into::into).collect(),
+            expires_at: m.expires_at,
         }
     }
 }
@@ -414,6 +418,14 @@ pub enum FfiEvent {
         /// `edited`, `deleted` or `reactions`.
         change: String,
     },
+    /// Messages reached their disappearing time and are gone from this
+    /// device: take them out of view.
+    MessagesExpired {
+        /// The conversation (hex).
+        group_id: String,
+        /// The messages (hex).
+        message_ids: Vec<String>,
+    },
     /// A sent message's delivery state changed.
     DeliveryState {
         /// The conversation (hex).
@@ -481,6 +493,10 @@ impl From<Event> for FfiEvent {
             Event::MessageChanged { message, change } => Self::MessageChanged {
                 message: message.into(),
                 change: change.as_str().into(),
+            },
+            Event::MessagesExpired { group_id, ids } => Self::MessagesExpired {
+                group_id: group_id.to_string(),
+                message_ids: ids.iter().map(ToString::to_string).collect(),
             },
             Event::DeliveryState {
                 group_id,

@@ -82,6 +82,9 @@ pub struct FfiRule {
 /// A conversation's admins and policy, and what this user may do.
 #[derive(Debug, Clone, uniffi::Record)]
 pub struct FfiRoomDetails {
+    /// Messages sent now disappear this many seconds after they are sent;
+    /// none: they stay.
+    pub disappear_after: Option<u64>,
     /// The admins among the members (`local@org`), sorted.
     pub admins: Vec<String>,
     /// Which role each action needs, one rule per action.
@@ -95,6 +98,7 @@ pub struct FfiRoomDetails {
 impl From<RoomDetails> for FfiRoomDetails {
     fn from(d: RoomDetails) -> Self {
         Self {
+            disappear_after: d.disappear_after,
             admins: d.admins.iter().map(|u| u.to_string()).collect(),
             policy: Action::ALL
                 .into_iter()
@@ -142,6 +146,16 @@ impl CascadeClient {
         Ok(self
             .client()?
             .set_policy(parse_group(&group_id)?, action.into(), role.into())
+            .await?)
+    }
+
+    /// Lets messages sent from now on disappear from every device `secs`
+    /// seconds after they are sent (60 to 31,622,400), or (none) stay.
+    /// Needs the role the policy asks for the timer.
+    pub async fn set_timer(&self, group_id: String, secs: Option<u64>) -> Result<()> {
+        Ok(self
+            .client()?
+            .set_timer(parse_group(&group_id)?, secs)
             .await?)
     }
 

@@ -205,7 +205,8 @@ impl std::fmt::Display for Forbidden {
 
 /// A conversation's room, as its GroupContext carries it: a CBOR map
 /// `{"v": 2, "uri": text, "admins": [user id, …], "policy": {"add": role,
-/// "remove": role, "rename": role, "roles": role, "timer": role}}`, a role
+/// "remove": role, "rename": role, "roles": role, "timer": role},
+/// "disappear_after": seconds}` (the last only while set), a role
 /// being `"member"` or `"admin"`. Version 1 has no policy (the default
 /// applies). Unknown keys are ignored, so later versions may add to it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -221,6 +222,23 @@ pub struct Room {
     /// Which role each action needs.
     #[serde(default)]
     pub policy: Policy,
+    /// Disappearing messages: every message sent while it is set is
+    /// deleted from every device this many seconds after it was sent
+    /// ([`MIN_TIMER_SECS`] to [`MAX_TIMER_SECS`]). Absent: they stay.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub disappear_after: Option<u64>,
+}
+
+/// The shortest disappearing timer, in seconds: a minute, so that a
+/// message can still be read.
+pub const MIN_TIMER_SECS: u64 = 60;
+
+/// The longest disappearing timer, in seconds: a year.
+pub const MAX_TIMER_SECS: u64 = 366 * 24 * 3600;
+
+/// Whether `secs` is a timer a room may carry.
+pub fn timer_in_range(secs: u64) -> bool {
+    (MIN_TIMER_SECS..=MAX_TIMER_SECS).contains(&secs)
 }
 
 impl Room {
@@ -231,6 +249,7 @@ impl Room {
             uri,
             admins: vec![creator.clone()],
             policy: Policy::default(),
+            disappear_after: None,
         }
     }
 
@@ -355,6 +374,12 @@ pub fn check_commit(
             return Err(CommitRefusal::MembersMayChangeRoles);
         }
     }
+    if after.disappear_after != before.disappear_after {
+        before.may(c.committer, Action::Timer, c.members)?;
+        if after.disappear_after.is_some_and(|t| !timer_in_range(t)) {
+            return Err(CommitRefusal::Timer);
+        }
+    }
     Ok(())
 }
 
@@ -368,6 +393,9 @@ pub enum CommitRefusal {
     /// its URI.
     #[error("it changes what the conversation is")]
     RoomChanged,
+    /// A disappearing timer out of range.
+    #[error("its disappearing timer is not between a minute and a year")]
+    Timer,
     /// It would let members change roles.
     #[error("it lets members change roles")]
     MembersMayChangeRoles,
@@ -518,6 +546,35 @@ mod tests {
             &changes(&bob, &none, &none, &alice_gone)
         )
         .is_ok());
+        // Only an admin sets the timer, and only within range.
+        let mut timed = room.clone();
+        timed.disappear_after = Some(3600);
+        assert_eq!(
+            check_commit(
+                Some(&room),
+                Some(&timed),
+                &changes(&bob, &none, &none, &none)
+            ),
+            Err(CommitRefusal::Forbidden(Forbidden {
+                action: Action::Timer,
+                needs: Role::Admin
+            }))
+        );
+        assert!(check_commit(
+            Some(&room),
+            Some(&timed),
+            &changes(&alice, &none, &none, &none)
+        )
+        .is_ok());
+        timed.disappear_after = Some(5);
+        assert_eq!(
+            check_commit(
+                Some(&room),
+                Some(&timed),
+                &changes(&alice, &none, &none, &none)
+            ),
+            Err(CommitRefusal::Timer)
+        );
         // Nobody drops the room or changes its URI.
         assert_eq!(
             check_commit(Some(&room), None, &changes(&alice, &none, &none, &none)),

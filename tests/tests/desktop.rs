@@ -895,6 +895,29 @@ async fn a_nurse_replies_reacts_edits_and_deletes() -> Result<()> {
         .await?;
         app.wait_for_text("[data-testid=notice]", |t| t == "Bob Jones made Alice Smith an admin")
             .await?;
+        // Messages disappear after a day from now on: Bob's next one
+        // shows when.
+        app.click(&app.find("#timer-select option[value='86400']").await?)
+            .await?;
+        bob.until("the timer", || async {
+            Ok(bob
+                .client
+                .room_details(group)
+                .await?
+                .is_some_and(|d| d.disappear_after == Some(86_400)))
+        })
+        .await?;
+        app.wait_for_text("[data-testid=notice]", |t| {
+            t == "Alice Smith set messages to disappear 1 day after they are sent"
+        })
+        .await?;
+        bob.client.send_text(group, "Crew at the doors").await?;
+        bob.sync().await?;
+        let fleeting = app
+            .wait_for_text("[data-testid=message]", |t| t.contains("Crew at the doors"))
+            .await?;
+        drop(fleeting);
+        app.wait_for("[data-testid=expires]", |n| n == 1).await?;
         app.screenshot("15-roles").await?;
         assert_accessible(&app, "roles").await?;
         Ok(())

@@ -1220,6 +1220,53 @@ async fn user_guide_commands_work_as_documented() -> Result<()> {
         members.stdout
     );
 
+    // §2: disappearing messages: Alice (an admin) sets the timer; Bob's
+    // device holds the same value, and a message sent now says when it
+    // goes; off again before the next sections.
+    let set = doc.run("cascade timer \"Ward 7 handover\" 8h").await?;
+    ensure!(
+        set.stdout.contains("disappear 8 hours after they are sent"),
+        "{}",
+        set.stdout
+    );
+    let shown = doc.run("cascade policy \"Ward 7 handover\"").await?;
+    ensure!(
+        shown.stdout.contains("disappear\t8 hours"),
+        "{}",
+        shown.stdout
+    );
+    let bob_sees = doc
+        .extra("cascade --data-dir ~/bob policy \"Ward 7 handover\"")
+        .await?;
+    ensure!(
+        bob_sees.stdout.contains("disappear\t8 hours"),
+        "{}",
+        bob_sees.stdout
+    );
+    doc.extra("cascade send \"Ward 7 handover\" \"Bay 2 keys with the porter\"")
+        .await?;
+    let bob_reads = doc
+        .extra("cascade --data-dir ~/bob history \"Ward 7 handover\"")
+        .await?;
+    ensure!(
+        bob_reads
+            .stdout
+            .lines()
+            .any(|l| l.contains("Bay 2 keys with the porter (disappears 20")),
+        "{}",
+        bob_reads.stdout
+    );
+    let bad = doc
+        .extra_failing("cascade timer \"Ward 7 handover\" 5s")
+        .await?;
+    ensure!(
+        bad.stderr.contains("60 seconds at the soonest"),
+        "{}",
+        bad.stderr
+    );
+    let off = doc.run("cascade timer \"Ward 7 handover\" off").await?;
+    ensure!(off.stdout.contains("no longer disappear"), "{}", off.stdout);
+
     // §3: the safety number is the same on both sides.
     let mine = doc
         .run("cascade safety-number \"Ward 7 handover\" bob@north-trust")

@@ -26,6 +26,13 @@ impl Client {
             .await
     }
 
+    /// Lets messages sent from now on disappear `secs` seconds after they
+    /// are sent (`None`: they stay). Queued as a commit.
+    pub async fn set_timer(&self, group: GroupId, secs: Option<u64>) -> Result<()> {
+        self.call(move |e, now| e.set_timer(&group, secs, now))
+            .await
+    }
+
     /// Renames a conversation for everyone in it.
     pub async fn rename(&self, group: GroupId, name: &str) -> Result<()> {
         let name = name.to_owned();

@@ -183,6 +183,10 @@ impl<S: ClientStore> Engine<S> {
             edited_at: None,
             deleted_by: None,
             reactions: Vec::new(),
+            expires_at: room
+                .as_ref()
+                .and_then(|r| r.disappear_after)
+                .map(|secs| now.saturating_add(secs.saturating_mul(1000))),
         };
         let tx = self.store.transaction()?;
         self.store.insert_message(&message, now, false)?;
@@ -268,7 +272,11 @@ impl<S: ClientStore> Engine<S> {
         let room = self.require_room(group_id)?;
         let target = self.live_message(group_id, id)?;
         let me = self.me()?.identity.user_id.clone();
-        if target.sender != me && !room.is_admin(&me) {
+        let members: std::collections::BTreeSet<UserId> =
+            groups::users(&*groups::load(&self.store, group_id)?)
+                .into_iter()
+                .collect();
+        if target.sender != me && room.role_of(&me, &members) != room::Role::Admin {
             return Err(InvalidInput::NotYours.into());
         }
         let w = self.write(&room, &Body::Delete { target: *id }, now, rand::random())?;
@@ -411,7 +419,7 @@ pub(super) fn apply(
     cx: &Ctx<'_>,
     group_id: &GroupId,
     sender: &UserId,
-    room: Option<&Room>,
+    room: Option<(&Room, &std::collections::BTreeSet<UserId>)>,
     content: &Content,
 ) -> Result<Vec<Event>> {
     let store = cx.store;
@@ -443,7 +451,8 @@ pub(super) fn apply(
         },
         Body::Delete { target } => {
             if let Some(m) = in_group(target)? {
-                let admin = room.is_some_and(|r| r.is_admin(sender));
+                let admin = room
+                    .is_some_and(|(r, members)| r.role_of(sender, members) == room::Role::Admin);
                 if m.deleted_by.is_some() {
                     return Ok(vec![]);
                 }

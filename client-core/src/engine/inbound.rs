@@ -185,6 +185,7 @@ fn refused_line(
         edited_at: None,
         deleted_by: None,
         reactions: Vec::new(),
+        expires_at: None,
     };
     let tx = store.transaction()?;
     store.insert_message(&line, cx.now, false)?;
@@ -249,6 +250,7 @@ fn process_notice(cx: &Ctx<'_>, item: &QueueItem, fx: &mut Effects) -> Result<Pr
         edited_at: None,
         deleted_by: None,
         reactions: Vec::new(),
+        expires_at: None,
     };
     let tx = store.transaction()?;
     store.insert_message(&line, cx.now, false)?;
@@ -439,8 +441,20 @@ fn process_commit(cx: &Ctx<'_>, item: &QueueItem) -> Result<Vec<Event>> {
         return Err(CoreError::Decode("a commit"));
     };
     let room_before = room::of(&group);
+    // A commit that removes this device is applied whoever made it: the
+    // relay judged it, and refusing it would keep nothing but a state the
+    // group has left.
     let committer = match committer {
-        Some(leaf) => Some(check_policy(cx, &group, leaf, &staged)?),
+        Some(leaf) if !staged.self_removed() => Some(check_policy(cx, &group, leaf, &staged)?),
+        Some(leaf) => Some(
+            member_identity(
+                &group
+                    .member_at(leaf)
+                    .ok_or(CoreError::Decode("a commit from no member"))?
+                    .credential,
+            )?
+            .user,
+        ),
         None => None,
     };
     let mut added = Vec::new();
@@ -806,10 +820,30 @@ fn store_application(
             )
         }
         Body::Edit { .. } | Body::Delete { .. } | Body::Reaction { .. } => {
-            return features::apply(cx, &item.group_id, &sender.user, room, &content);
+            return features::apply(
+                cx,
+                &item.group_id,
+                &sender.user,
+                room.zip(members),
+                &content,
+            );
         }
         Body::Unsupported { kind } => (kind, None, None),
     };
+    // Sent while the conversation's timer was set (as this device holds
+    // the room when it reads the message, in seq order): it disappears
+    // that long after it was sent, by the sender's clock but never later
+    // than that long after it arrived. One that arrives after its time is
+    // not kept at all.
+    let expires_at = room.and_then(|r| r.disappear_after).map(|secs| {
+        content
+            .sent_at
+            .min(cx.now)
+            .saturating_add(secs.saturating_mul(1000))
+    });
+    if expires_at.is_some_and(|at| at <= cx.now) {
+        return Ok(vec![]);
+    }
     let message = Message {
         id: content.id,
         group_id: item.group_id,
@@ -824,6 +858,7 @@ fn store_application(
         edited_at: None,
         deleted_by: None,
         reactions: Vec::new(),
+        expires_at,
     };
     if store.insert_message(&message, cx.now, true)? {
         // As it is read back: with the message it answers.

@@ -61,7 +61,7 @@ pub use outbox::change_room::RoomChange;
 pub use outbox::{HELD_TEXT, REJOINED_TEXT};
 pub use queries::{safety_number, Member, Participant, ParticipantDevice};
 pub use receipts::{MAX_RECEIPT_GROUP_USERS, RECEIPT_DELAY_MS};
-pub use roles::RoomDetails;
+pub use roles::{duration, RoomDetails};
 pub use room::{Action, Policy, Role};
 
 use connection::Connection;
@@ -108,6 +108,14 @@ pub enum Event {
         message: Message,
         /// What changed.
         change: MessageChange,
+    },
+    /// Messages of a conversation reached their disappearing time and are
+    /// gone from this device: front ends take them out of view.
+    MessagesExpired {
+        /// The conversation.
+        group_id: GroupId,
+        /// The messages.
+        ids: Vec<MessageId>,
     },
     /// A sent message's delivery state changed.
     DeliveryState {
@@ -257,6 +265,9 @@ pub struct Engine<S: ClientStore = SqliteStore> {
     events: VecDeque<Event>,
     answers: VecDeque<(QueryId, Answer)>,
     next_query: u64,
+    /// When the next disappearing message is due (from the store, after
+    /// every entry point).
+    next_expiry: Option<u64>,
 }
 
 fn check_text(text: &str) -> Result<()> {
@@ -289,6 +300,7 @@ impl<S: ClientStore> Engine<S> {
             None => None,
         };
         let trust = Trust::load(&store, me.as_ref());
+        let next_expiry = store.next_expiry()?;
         Ok(Self {
             store,
             me,
@@ -300,6 +312,7 @@ impl<S: ClientStore> Engine<S> {
             events: VecDeque::new(),
             answers: VecDeque::new(),
             next_query: 1,
+            next_expiry,
         })
     }
 
@@ -488,13 +501,38 @@ impl<S: ClientStore> Engine<S> {
         self.conn.phase() == connection::Phase::Offline
     }
 
-    /// Time passed: flushes due receipts and resumes delayed work.
+    /// Time passed: deletes messages whose disappearing time has come,
+    /// flushes due receipts and resumes delayed work.
     pub fn handle_timeout(&mut self, now: u64) -> Result<()> {
+        let mut fx = Effects::default();
+        let expired = self.expire(now, &mut fx);
         let handled = match &self.me {
             Some(me) if self.receipts.is_due(now) => self.receipts.flush(&self.store, me, now),
             _ => Ok(()),
         };
-        self.finish(Effects::default(), now, handled)
+        self.finish(fx, now, expired.and(handled))
+    }
+
+    /// Deletes every message whose disappearing time has come, in one
+    /// transaction, and says which.
+    fn expire(&mut self, now: u64, fx: &mut Effects) -> Result<()> {
+        if self.next_expiry.is_none_or(|at| at > now) {
+            return Ok(());
+        }
+        let tx = self.store.transaction()?;
+        let gone = self.store.expire_messages(now)?;
+        tx.commit()?;
+        let mut by_group: std::collections::BTreeMap<GroupId, Vec<MessageId>> = Default::default();
+        for (group, id) in gone {
+            by_group.entry(group).or_default().push(id);
+        }
+        fx.events(
+            by_group
+                .into_iter()
+                .map(|(group_id, ids)| Event::MessagesExpired { group_id, ids })
+                .collect::<Vec<_>>(),
+        );
+        Ok(())
     }
 
     /// Applies the effects of an entry point, then starts what the outbox
@@ -535,6 +573,9 @@ impl<S: ClientStore> Engine<S> {
     /// Starts whatever outbox work can start, while online with a
     /// certificate.
     fn drive(&mut self, now: u64) -> Result<()> {
+        // What the entry point stored may disappear sooner than anything
+        // before it (every entry point ends here).
+        self.next_expiry = self.store.next_expiry()?;
         let Some(me) = &self.me else { return Ok(()) };
         if !self.conn.is_ready() || me.certificate().is_err() {
             return Ok(());
@@ -845,10 +886,14 @@ impl<S: ClientStore> Engine<S> {
     /// When the engine next wants [`Engine::handle_timeout`], in ms since the
     /// Unix epoch.
     pub fn poll_timeout(&self) -> Option<u64> {
-        [self.outbox.poll_timeout(), self.receipts.poll_timeout()]
-            .into_iter()
-            .flatten()
-            .min()
+        [
+            self.outbox.poll_timeout(),
+            self.receipts.poll_timeout(),
+            self.next_expiry,
+        ]
+        .into_iter()
+        .flatten()
+        .min()
     }
 
     /// Whether the connection is authenticated and caught up.

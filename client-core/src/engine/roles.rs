@@ -20,6 +20,9 @@ use crate::store::{ClientStore, Transactions};
 /// A conversation's roles and policy as a front end shows them.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RoomDetails {
+    /// Messages sent now disappear this many seconds after they are sent;
+    /// `None`: they stay.
+    pub disappear_after: Option<u64>,
     /// The admins among the members, sorted.
     pub admins: Vec<UserId>,
     /// Which role each action needs.
@@ -64,6 +67,7 @@ impl<S: ClientStore> Engine<S> {
             .collect();
         admins.sort();
         Ok(Some(RoomDetails {
+            disappear_after: room.disappear_after,
             admins,
             policy: room.policy,
             my_role: room.role_of(&me, &members),
@@ -105,6 +109,13 @@ impl<S: ClientStore> Engine<S> {
         now: u64,
     ) -> Result<()> {
         self.change_room(group_id, RoomChange::Policy { action, role }, true, now)
+    }
+
+    /// Lets messages sent from now on disappear from every device `secs`
+    /// seconds after they are sent (`None`: they stay). Needs the role the
+    /// policy asks for the timer (admins, at first). Queued as a commit.
+    pub fn set_timer(&mut self, group_id: &GroupId, secs: Option<u64>, now: u64) -> Result<()> {
+        self.change_room(group_id, RoomChange::Timer { secs }, true, now)
     }
 
     /// Queues a room change without checking this user's role: for tests
@@ -266,6 +277,16 @@ pub(super) fn record_room_change(
             ));
         }
     }
+    if before.disappear_after != after.disappear_after {
+        lines.push(match after.disappear_after {
+            Some(secs) => format!(
+                "{} set messages to disappear {} after they are sent",
+                name(by),
+                duration(secs)
+            ),
+            None => format!("{} turned off disappearing messages", name(by)),
+        });
+    }
     let mut events = Vec::new();
     for text in lines {
         let line = crate::store::Message {
@@ -282,10 +303,28 @@ pub(super) fn record_room_change(
             edited_at: None,
             deleted_by: None,
             reactions: Vec::new(),
+            expires_at: None,
         };
         store.insert_message(&line, now, false)?;
         events.push(Event::Message(line));
     }
     events.push(Event::ConversationUpdated(*group_id));
     Ok(events)
+}
+
+/// A timer in words: "5 minutes", "1 hour", "2 days", "1 week".
+pub fn duration(secs: u64) -> String {
+    let units = [
+        (7 * 24 * 3600, "week"),
+        (24 * 3600, "day"),
+        (3600, "hour"),
+        (60, "minute"),
+        (1, "second"),
+    ];
+    let (size, unit) = units
+        .into_iter()
+        .find(|(size, _)| secs.is_multiple_of(*size) && secs >= *size)
+        .unwrap_or((1, "second"));
+    let n = secs / size;
+    format!("{n} {unit}{}", if n == 1 { "" } else { "s" })
 }

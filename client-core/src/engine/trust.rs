@@ -363,8 +363,14 @@ impl Trust {
 
     /// Queues, for every conversation this device is in, the removal of
     /// members it no longer accepts: devices their organisation revoked,
-    /// and members of organisations no longer trusted. Every member does
-    /// this; one commit wins and the others find nothing left to remove.
+    /// and members of organisations no longer trusted. Every member the
+    /// conversation's policy lets remove others does this (and every member
+    /// for its own user's devices); one commit wins and the others find
+    /// nothing left to remove. Members who may not remove others leave it
+    /// to those who may: a receiver that has not yet heard of the
+    /// revocation would refuse their commit (protocol rule 25), while an
+    /// admin's is judged by the role alone. The relay already refuses the
+    /// revoked device meanwhile.
     fn remove_unacceptable_members(&self, store: &dyn ClientStore, me: &Me) -> Result<()> {
         let trusted = self.orgs();
         for conv in store.conversations(&|_| 0)? {
@@ -382,10 +388,19 @@ impl Trust {
             let Ok(members) = groups::member_certs(&group) else {
                 continue;
             };
+            let may_remove_others = match super::room::of(&group) {
+                Some(room) => {
+                    let users = groups::users(&group).into_iter().collect();
+                    room.may(&me.identity.user_id, super::room::Action::Remove, &users)
+                        .is_ok()
+                }
+                None => true,
+            };
             let devices: Vec<DeviceId> = members
                 .iter()
                 .filter(|m| {
                     m.device != me.identity.device_id
+                        && (may_remove_others || m.user == me.identity.user_id)
                         && (self.is_revoked(&m.org, &m.device) || !trusted.contains(&m.org))
                 })
                 .map(|m| m.device)

@@ -27,6 +27,7 @@ fn msg(group: GroupId, n: u8, state: DeliveryState) -> Message {
         edited_at: None,
         deleted_by: None,
         reactions: Vec::new(),
+        expires_at: None,
     }
 }
 

@@ -66,6 +66,39 @@ fn samples() -> Vec<(&'static str, Vec<u8>)> {
         ),
         ("op_leave", Op::Leave { group_id: group }.encode()),
         (
+            "op_change_room_role",
+            Op::ChangeRoom {
+                group_id: group,
+                change: crate::engine::RoomChange::Role {
+                    user: UserId::new("bob@north").expect("valid"),
+                    role: crate::engine::Role::Admin,
+                },
+                unchecked: false,
+            }
+            .encode(),
+        ),
+        (
+            "op_change_room_policy",
+            Op::ChangeRoom {
+                group_id: group,
+                change: crate::engine::RoomChange::Policy {
+                    action: crate::engine::Action::Remove,
+                    role: crate::engine::Role::Member,
+                },
+                unchecked: false,
+            }
+            .encode(),
+        ),
+        (
+            "op_change_room_timer",
+            Op::ChangeRoom {
+                group_id: group,
+                change: crate::engine::RoomChange::Timer { secs: Some(3600) },
+                unchecked: false,
+            }
+            .encode(),
+        ),
+        (
             "op_commit_proposals",
             Op::CommitProposals { group_id: group }.encode(),
         ),

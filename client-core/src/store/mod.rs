@@ -20,6 +20,7 @@ use crate::content::MessageId;
 use crate::error::{CoreError, Result};
 
 pub mod at_rest;
+mod expiry;
 mod features;
 pub mod group_cache;
 pub mod search;
@@ -243,6 +244,10 @@ pub struct Message {
     /// Its reactions, by emoji in the order first seen (filled in when
     /// read).
     pub reactions: Vec<Reactions>,
+    /// When it disappears from every device (ms since the Unix epoch):
+    /// sent while its conversation's disappearing timer was set.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires_at: Option<u64>,
 }
 
 /// The message a reply answers, for showing above the reply.
@@ -442,6 +447,11 @@ pub trait ClientStore: Send {
     /// reactions are erased (overwritten in the file), and `by` is kept as
     /// its tombstone.
     fn erase_message(&self, id: &MessageId, by: &UserId) -> Result<()>;
+    /// Deletes every message whose disappearing time is `now` or before,
+    /// with its earlier versions, reactions and receipts; returns them.
+    fn expire_messages(&self, now: u64) -> Result<Vec<(GroupId, MessageId)>>;
+    /// When the next message disappears, if any will.
+    fn next_expiry(&self) -> Result<Option<u64>>;
     /// Adds a reaction. Returns `false` if one with its id is there.
     fn insert_reaction(&self, r: &Reaction, at: u64) -> Result<bool>;
     /// One reaction by id.
@@ -625,7 +635,7 @@ CREATE INDEX reactions_by_target ON reactions (target_id);
 /// migrated forward when opened; newer ones are refused
 /// ([`CoreError::SchemaTooNew`]). Every version's layout is kept as a
 /// fixture (`tests/fixtures/store-v<N>/`) and opened by a test.
-pub const SCHEMA_VERSION: u32 = 4;
+pub const SCHEMA_VERSION: u32 = 5;
 
 /// Transactions on any store, also one used as `&dyn ClientStore`.
 pub trait Transactions: ClientStore {
@@ -751,6 +761,7 @@ fn migrate(conn: &mut Connection) -> Result<()> {
             }
             3 => tx.execute_batch(SCHEMA_V3)?,
             4 => tx.execute_batch(search::SCHEMA_V4)?,
+            5 => tx.execute_batch(expiry::SCHEMA_V5)?,
             _ => unreachable!("every version up to SCHEMA_VERSION has a step"),
         }
         tx.pragma_update(None, "user_version", version)?;
@@ -1045,8 +1056,8 @@ impl ClientStore for SqliteStore {
         let n = self.conn.execute(
             "INSERT OR IGNORE INTO messages
              (message_id, group_id, sender, sender_device, sent_at, seq, kind, text, state,
-              in_reply_to)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+              in_reply_to, expires_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
             params![
                 m.id.as_bytes(),
                 m.group_id.as_bytes().as_slice(),
@@ -1058,6 +1069,7 @@ impl ClientStore for SqliteStore {
                 m.text,
                 m.state.as_str(),
                 m.reply_to.as_ref().map(|q| q.id.as_bytes()),
+                m.expires_at.map(|t| t as i64),
             ],
         )?;
         if n == 1 {
@@ -1158,6 +1170,14 @@ impl ClientStore for SqliteStore {
 
     fn erase_message(&self, id: &MessageId, by: &UserId) -> Result<()> {
         features::erase(&self.conn, id, by)
+    }
+
+    fn expire_messages(&self, now: u64) -> Result<Vec<(GroupId, MessageId)>> {
+        expiry::expire(&self.conn, now)
+    }
+
+    fn next_expiry(&self) -> Result<Option<u64>> {
+        expiry::next(&self.conn)
     }
 
     fn insert_reaction(&self, r: &Reaction, at: u64) -> Result<bool> {
@@ -1383,7 +1403,7 @@ fn row_to_entry(r: &rusqlite::Row<'_>) -> rusqlite::Result<OutboxEntry> {
 
 const MSG_COLS: &str = "m.message_id, m.group_id, m.sender, m.sender_device, m.sent_at, m.seq,
      m.kind, m.text, m.state, m.in_reply_to, m.edited_at, m.deleted_by,
-     q.sender, q.text, q.deleted_by IS NOT NULL";
+     q.sender, q.text, q.deleted_by IS NOT NULL, m.expires_at";
 
 /// The message a reply answers, for [`Quote`].
 const QUOTE_JOIN: &str = "LEFT JOIN messages q ON q.message_id = m.in_reply_to";
@@ -1444,6 +1464,7 @@ fn row_to_message(r: &rusqlite::Row<'_>) -> rusqlite::Result<Message> {
             .map(|s| user_column(11, s))
             .transpose()?,
         reactions: Vec::new(),
+        expires_at: r.get::<_, Option<i64>>(15)?.map(|t| t as u64),
     })
 }
 

@@ -1505,3 +1505,57 @@ pub fn failures(events: &[Event]) -> Vec<String> {
 
 /// For `HashMap` users.
 pub type Map<K, V> = HashMap<K, V>;
+
+impl Sim {
+    /// How many rows of the device's database (every table) hold `needle`.
+    pub fn rows_holding(&mut self, d: D, needle: &str) -> usize {
+        let path = self.path(d);
+        self.crash(d);
+        let conn = rusqlite::Connection::open(&path).expect("open");
+        conn.pragma_update(None, "key", format!("x'{}'", hex::encode(STORE_KEY)))
+            .expect("key");
+        let tables: Vec<String> = conn
+            // Real tables only: a virtual table (the search index) reads
+            // through to `messages`; its own storage is in shadow tables,
+            // which are real and scanned.
+            .prepare(
+                "SELECT name FROM sqlite_master WHERE type = 'table'
+                 AND sql NOT LIKE 'CREATE VIRTUAL TABLE%'",
+            )
+            .expect("tables")
+            .query_map([], |r| r.get(0))
+            .expect("query")
+            .collect::<Result<_, _>>()
+            .expect("names");
+        let mut n = 0;
+        for t in tables {
+            let rows: Vec<Vec<rusqlite::types::Value>> = {
+                let mut stmt = conn
+                    .prepare(&format!("SELECT * FROM \"{t}\""))
+                    .expect("select");
+                let cols = stmt.column_count();
+                stmt.query_map([], |r| (0..cols).map(|i| r.get(i)).collect())
+                    .expect("rows")
+                    .collect::<Result<_, _>>()
+                    .expect("values")
+            };
+            n += rows
+                .iter()
+                .filter(|row| {
+                    row.iter().any(|v| match v {
+                        rusqlite::types::Value::Text(s) => s.contains(needle),
+                        rusqlite::types::Value::Blob(b) => {
+                            b.windows(needle.len()).any(|w| w == needle.as_bytes())
+                        }
+                        _ => false,
+                    })
+                })
+                .count();
+        }
+        drop(conn);
+        self.restart(d);
+        self.connect(d);
+        self.settle();
+        n
+    }
+}

@@ -29,6 +29,7 @@ pub const COMMANDS: &[&str] = &[
     "room_details",
     "set_role",
     "set_policy",
+    "set_timer",
     "rename_conversation",
     "get_settings",
     "set_settings",

@@ -158,6 +158,7 @@ fn main() {
             room_commands::room_details,
             room_commands::set_role,
             room_commands::set_policy,
+            room_commands::set_timer,
             room_commands::rename_conversation,
             commands::get_settings,
             commands::set_settings,
@@ -417,6 +418,7 @@ mod tests {
             edited_at: None,
             deleted_by: None,
             reactions: Vec::new(),
+            expires_at: None,
         }
     }
 

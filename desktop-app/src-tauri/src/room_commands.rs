@@ -24,6 +24,8 @@ pub struct RuleView {
 #[derive(Debug, Clone, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct RoomView {
+    /// Messages sent now disappear this many seconds after; none: never.
+    pub disappear_after: Option<u64>,
     pub admins: Vec<String>,
     pub policy: Vec<RuleView>,
     pub my_role: &'static str,
@@ -52,6 +54,7 @@ pub async fn room_details(
         .room_details(group(&group_id)?)
         .await?
         .map(|d| RoomView {
+            disappear_after: d.disappear_after,
             admins: d.admins.iter().map(ToString::to_string).collect(),
             policy: Action::ALL
                 .into_iter()
@@ -91,6 +94,18 @@ pub async fn set_policy(
     Ok(client
         .set_policy(group(&group_id)?, action(&action_name)?, role(&role_name)?)
         .await?)
+}
+
+/// Lets messages sent from now on disappear `secs` seconds after they are
+/// sent (none: they stay).
+#[tauri::command]
+pub async fn set_timer(
+    state: State<'_, AppState>,
+    group_id: String,
+    secs: Option<u64>,
+) -> Result<()> {
+    let client = client(&state).await?;
+    Ok(client.set_timer(group(&group_id)?, secs).await?)
 }
 
 /// Renames a conversation for everyone in it.

@@ -105,6 +105,8 @@ pub struct MessageView {
     pub deleted_by: Option<String>,
     /// Reactions by emoji, in the order first seen.
     pub reactions: Vec<ReactionView>,
+    /// When it disappears (ms since the Unix epoch), if it will.
+    pub expires_at: Option<u64>,
 }
 
 /// The message a reply answers.
@@ -168,6 +170,7 @@ impl MessageView {
                     users: r.users.iter().map(ToString::to_string).collect(),
                 })
                 .collect(),
+            expires_at: m.expires_at,
         }
     }
 }
@@ -309,6 +312,12 @@ pub enum UiEvent {
         message: MessageView,
         change: &'static str,
     },
+    /// Messages reached their disappearing time: take them out.
+    #[serde(rename_all = "camelCase")]
+    Expired {
+        group_id: String,
+        message_ids: Vec<String>,
+    },
     /// A message's delivery state changed.
     #[serde(rename_all = "camelCase")]
     Delivery {
@@ -356,6 +365,7 @@ impl UiEvent {
             self,
             UiEvent::Message { .. }
                 | UiEvent::Changed { .. }
+                | UiEvent::Expired { .. }
                 | UiEvent::Delivery { .. }
                 | UiEvent::Conversation { .. }
                 | UiEvent::Membership { .. }
@@ -379,6 +389,10 @@ impl UiEvent {
             Event::MessageChanged { message, change } => UiEvent::Changed {
                 message: MessageView::new(message, own_user),
                 change: change.as_str(),
+            },
+            Event::MessagesExpired { group_id, ids } => UiEvent::Expired {
+                group_id: group_id.to_string(),
+                message_ids: ids.iter().map(ToString::to_string).collect(),
             },
             Event::DeliveryState {
                 group_id,

@@ -4,6 +4,7 @@ import Composer from "../src/components/Composer.svelte";
 import ConversationList from "../src/components/ConversationList.svelte";
 import MessageBubble from "../src/components/MessageBubble.svelte";
 import type { Conversation, Message } from "../src/lib/types";
+import { testMessage } from "./factories";
 
 const NOW = new Date(2026, 10, 24, 15, 0).getTime();
 
@@ -73,22 +74,15 @@ describe("ConversationList", () => {
 });
 
 describe("MessageBubble", () => {
-  const failed: Message = {
+  const failed = testMessage({
     id: "m1",
     groupId: "g1",
     sender: "alice@north-trust",
-    senderDevice: "d",
     mine: true,
     sentAt: NOW,
-    seq: null,
     text: "Can you cover bay 3?",
-    kind: "text",
     state: "failed",
-    replyTo: null,
-    editedAt: null,
-    deletedBy: null,
-    reactions: [],
-  };
+  });
 
   it("offers a retry for a failed message of mine", async () => {
     const onretry = vi.fn();

@@ -2,6 +2,7 @@ import { fireEvent, render, screen } from "@testing-library/svelte";
 import { describe, expect, it, vi } from "vitest";
 import { searchable, segments } from "../src/lib/search";
 import type { Message, SearchHit } from "../src/lib/types";
+import { testMessage } from "./factories";
 
 describe("search text", () => {
   it("needs a word of three or more characters", () => {
@@ -30,22 +31,14 @@ describe("search text", () => {
 });
 
 function hit(id: string, text: string, matches: [number, number][]): SearchHit {
-  const message: Message = {
+  const message = testMessage({
     id,
     groupId: "g1",
     sender: "bob@east-ambulance",
-    senderDevice: "d",
-    mine: false,
     sentAt: new Date(2026, 10, 24, 14, 5).getTime(),
     seq: 1,
     text,
-    kind: "text",
-    state: "received",
-    replyTo: null,
-    editedAt: null,
-    deletedBy: null,
-    reactions: [],
-  };
+  });
   return { message, conversation: "Pharmacy", matches };
 }
 

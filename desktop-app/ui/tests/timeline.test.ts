@@ -1,6 +1,8 @@
 import { describe, expect, it } from "vitest";
 import {
   applyChange,
+  removeExpired,
+  expiryLabel,
   applyDelivery,
   buildTimeline,
   dayLabel,
@@ -11,28 +13,13 @@ import {
   upsertMessage,
 } from "../src/lib/timeline";
 import type { Message } from "../src/lib/types";
+import { testMessage } from "./factories";
 
 const NOW = new Date(2026, 10, 24, 15, 0).getTime();
 const HOUR = 3600 * 1000;
 
 function msg(id: string, sentAt: number, sender = "alice@north", extra: Partial<Message> = {}): Message {
-  return {
-    id,
-    groupId: "g",
-    sender,
-    senderDevice: "d",
-    mine: false,
-    sentAt,
-    seq: null,
-    text: id,
-    kind: "text",
-    state: "received",
-    replyTo: null,
-    editedAt: null,
-    deletedBy: null,
-    reactions: [],
-    ...extra,
-  };
+  return testMessage({ id, sentAt, sender, text: id, ...extra });
 }
 
 describe("buildTimeline", () => {
@@ -138,6 +125,27 @@ describe("loading a conversation", () => {
     expect(dayLabel(9e15, NOW)).toBe("Unknown date");
     expect(buildTimeline([msg("x", 9e15)], NOW)[0]).toMatchObject({ label: "Unknown date" });
     expect(isoTime(0)).toBe("1970-01-01T00:00:00.000Z");
+  });
+});
+
+describe("expiryLabel", () => {
+  it("says the time on the day, and the day after it", () => {
+    expect(expiryLabel(NOW + HOUR, NOW)).toBe("Disappears at 16:00");
+    expect(expiryLabel(NOW + 24 * HOUR, NOW)).toBe("Disappears on 25 Nov at 15:00");
+  });
+});
+
+describe("removeExpired", () => {
+  it("takes out disappeared messages and shows a reply's original as gone", () => {
+    const original = msg("a", NOW);
+    const reply = msg("b", NOW + 1, "bob@north", {
+      replyTo: { id: "a", sender: "alice@north", text: "a", deleted: false },
+    });
+    const other = msg("c", NOW + 2);
+    const list = removeExpired([original, reply, other], ["a"]);
+    expect(list.map((m) => m.id)).toEqual(["b", "c"]);
+    expect(list[0].replyTo).toEqual({ id: "a", sender: null, text: null, deleted: false });
+    expect(removeExpired(list, ["nothing"])).toEqual(list);
   });
 });
 

@@ -374,6 +374,26 @@ async def conversation(relay, tmp_path, admin, ca, codes):
 
     await wait_for("the new name", alice_sees_name)
 
+    # Disappearing messages: an admin sets the timer; a message sent now
+    # says, on both devices, when it disappears.
+    with pytest.raises(ffi.CascadeError.Invalid):
+        await alice.set_timer(group, 5)
+    await alice.set_timer(group, 24 * 3600)
+
+    async def bob_has_timer():
+        return (await bob.room_details(group)).disappear_after == 24 * 3600
+
+    await wait_for("the timer", bob_has_timer)
+    fleeting = await alice.send_text(group, "bay 2 keys with the porter")
+
+    async def bob_got_fleeting():
+        got = [m for m in await bob.history(group, 50) if m.id == fleeting]
+        return got and got[0].expires_at is not None and got
+
+    got = (await wait_for("the disappearing message", bob_got_fleeting))[0]
+    assert 0 < got.expires_at - got.sent_at <= 24 * 3600 * 1000
+    await alice.set_timer(group, None)
+
     # Pause / resume: offline work is queued and goes out on resume.
     bob.pause()
     queued = await alice.send_text(group, "while you were away")

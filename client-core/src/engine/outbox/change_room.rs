@@ -33,12 +33,21 @@ pub enum RoomChange {
         /// The least role it needs from now on.
         role: Role,
     },
+    /// Let messages sent from now on disappear this many seconds after
+    /// they are sent (`None`: they stay).
+    Timer {
+        /// Seconds, [`room::MIN_TIMER_SECS`] to [`room::MAX_TIMER_SECS`].
+        secs: Option<u64>,
+    },
 }
 
 impl RoomChange {
     /// What doing this change needs.
     pub fn action(&self) -> Action {
-        Action::Roles
+        match self {
+            RoomChange::Timer { .. } => Action::Timer,
+            RoomChange::Role { .. } | RoomChange::Policy { .. } => Action::Roles,
+        }
     }
 
     /// The room after this change. Refuses to leave a conversation without
@@ -59,6 +68,18 @@ impl RoomChange {
             RoomChange::Policy { action, role } => {
                 let mut next = room.clone();
                 next.policy = room.policy.with(*action, *role);
+                Ok(next)
+            }
+            RoomChange::Timer { secs } => {
+                if secs.is_some_and(|s| !room::timer_in_range(s)) {
+                    return Err(InvalidInput::Timer {
+                        min: room::MIN_TIMER_SECS,
+                        max: room::MAX_TIMER_SECS,
+                    }
+                    .into());
+                }
+                let mut next = room.clone();
+                next.disappear_after = *secs;
                 Ok(next)
             }
         }

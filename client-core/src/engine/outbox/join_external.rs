@@ -319,6 +319,7 @@ fn complete(
             edited_at: None,
             deleted_by: None,
             reactions: Vec::new(),
+            expires_at: None,
         };
         store.insert_message(&line, cx.now, false)?;
         events.push(Event::Message(line));

@@ -255,6 +255,7 @@ fn held_notice(
         edited_at: None,
         deleted_by: None,
         reactions: Vec::new(),
+        expires_at: None,
     };
     let tx = cx.store.transaction()?;
     cx.store.insert_message(&line, cx.now, false)?;

@@ -73,6 +73,7 @@ export const api = {
     invoke<void>("set_role", { groupId, userId, roleName }),
   setPolicy: (groupId: string, actionName: PolicyAction, roleName: ConversationRole) =>
     invoke<void>("set_policy", { groupId, actionName, roleName }),
+  setTimer: (groupId: string, secs: number | null) => invoke<void>("set_timer", { groupId, secs }),
   rename: (groupId: string, name: string) =>
     invoke<void>("rename_conversation", { groupId, name }),
   searchDirectory: (query: string) => invoke<Person[]>("search_directory", { query }),

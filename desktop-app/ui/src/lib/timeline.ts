@@ -21,6 +21,22 @@ export function quoteText(q: Quote, nameOf: (userId: string) => string): string 
  * self, and replies that quote it show its new text (or that it was
  * deleted). A message not in the list is not added.
  */
+/**
+ * Takes disappeared messages out of a conversation's list; a reply to one
+ * keeps its place and shows its original as gone (the device no longer has
+ * it, as after a reload).
+ */
+export function removeExpired(list: Message[], ids: string[]): Message[] {
+  const gone = new Set(ids);
+  return list
+    .filter((x) => !gone.has(x.id))
+    .map((x) =>
+      x.replyTo !== null && gone.has(x.replyTo.id)
+        ? { ...x, replyTo: { ...x.replyTo, sender: null, text: null } }
+        : x,
+    );
+}
+
 export function applyChange(list: Message[], m: Message): Message[] {
   return list.map((x) => {
     if (x.id === m.id) return m;
@@ -97,6 +113,18 @@ export function isoTime(ms: number): string {
 }
 
 /** Hours and minutes of a timestamp, 24-hour clock. */
+/**
+ * When a disappearing message goes: "Disappears at 14:05" on the day it is
+ * sent, "Disappears on 12 Dec at 14:05" later.
+ */
+export function expiryLabel(at: number, sentAt: number): string {
+  const a = new Date(at);
+  const s = new Date(sentAt);
+  if (a.toDateString() === s.toDateString()) return `Disappears at ${timeOfDay(at)}`;
+  const day = a.toLocaleDateString("en-GB", { day: "numeric", month: "short" });
+  return `Disappears on ${day} at ${timeOfDay(at)}`;
+}
+
 export function timeOfDay(ms: number): string {
   const d = new Date(ms);
   if (Number.isNaN(d.getTime())) return "";

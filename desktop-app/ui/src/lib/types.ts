@@ -56,6 +56,8 @@ export interface Message {
   deletedBy: string | null;
   /** Reactions by emoji, in the order first seen. */
   reactions: Reaction[];
+  /** When it disappears (ms since the Unix epoch); null: it stays. */
+  expiresAt: number | null;
 }
 
 export interface Quote {
@@ -104,6 +106,8 @@ export type PolicyAction = "add" | "remove" | "rename" | "roles" | "timer";
 
 /** A conversation's admins and policy, and what this user may do. */
 export interface RoomDetails {
+  /** Messages sent now disappear this many seconds after; null: never. */
+  disappearAfter: number | null;
   admins: string[];
   policy: { action: PolicyAction; needs: ConversationRole }[];
   myRole: ConversationRole;
@@ -140,6 +144,7 @@ export type CascadeEvent =
   | { type: "message"; message: Message }
   | { type: "changed"; message: Message; change: "edited" | "deleted" | "reactions" }
   | { type: "delivery"; groupId: string; messageId: string; state: DeliveryState }
+  | { type: "expired"; groupId: string; messageIds: string[] }
   | { type: "conversation"; groupId: string }
   | { type: "membership"; groupId: string; added: string[]; removed: string[] }
   | { type: "certificate"; pending: boolean }
