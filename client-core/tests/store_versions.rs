@@ -238,3 +238,126 @@ fn a_version_1_database_migrates_and_its_conversation_carries_on() {
         Some("still v1")
     );
 }
+
+/// A version 4 store (encrypted, with a conversation whose room is of
+/// version 1: before the policy) migrates to version 5 (disappearing
+/// messages) with its replies, edits, reactions and tombstone as they
+/// were; the room reads with the default policy (its creator the admin),
+/// and the first role change writes a room of version 2 that both devices
+/// hold.
+#[test]
+fn a_version_4_database_migrates_and_its_room_gains_a_policy() {
+    let (dir, meta) = fixture(4);
+    let alice_db = dir.path().join("alice.db");
+    assert_eq!(user_version(&alice_db), 4);
+    let group: GroupId = meta["group_id"]
+        .as_str()
+        .expect("id")
+        .parse()
+        .expect("group id");
+    let id = |name: &str| -> cascade_core::MessageId {
+        meta["messages"][name]
+            .as_str()
+            .expect("id")
+            .parse()
+            .expect("message id")
+    };
+    let (first, reply, gone) = (id("first"), id("reply"), id("gone"));
+
+    let store = SqliteStore::open(&alice_db, &StoreKey::key(STORE_KEY)).expect("migrates");
+    assert_eq!(user_version(&alice_db), SCHEMA_VERSION);
+    let h = store.history(&group, None, 10).expect("history");
+    let shown: Vec<_> = h
+        .iter()
+        .filter(|m| m.kind == "text")
+        .map(|m| (m.id, m.text.clone(), m.expires_at))
+        .collect();
+    assert_eq!(
+        shown,
+        [
+            (first, Some("v4 handover from alice, edited".into()), None),
+            (reply, Some("v4 reply from bob".into()), None),
+            (gone, None, None),
+        ]
+    );
+    let m = store.message(&first).expect("read").expect("there");
+    assert_eq!(m.reactions.len(), 1);
+    assert_eq!(
+        store.message_versions(&first).expect("versions")[0].text,
+        "v4 handover from alice"
+    );
+    let r = store.message(&reply).expect("read").expect("there");
+    assert_eq!(r.reply_to.expect("a reply").id, first);
+    assert_eq!(
+        store
+            .message(&gone)
+            .expect("read")
+            .expect("tombstone")
+            .deleted_by
+            .map(|u| u.to_string()),
+        Some("bob@north".into())
+    );
+    drop(store);
+
+    let mut sim = Sim::new();
+    sim.now = meta["now_ms"].as_u64().expect("now");
+    let a = sim.adopt("Alice", alice_db);
+    let b = sim.adopt("Bob", dir.path().join("bob.db"));
+    sim.adopt_group(
+        group,
+        meta["epoch"].as_u64().expect("epoch"),
+        meta["last_seq"].as_u64().expect("seq"),
+        &[a, b],
+    );
+    sim.connect(a);
+    sim.connect(b);
+    sim.settle();
+    // The version 1 room: its creator administers it under the default
+    // policy; Bob may not remove her.
+    for d in [a, b] {
+        let details = sim
+            .engine(d)
+            .room_details(&group)
+            .expect("d")
+            .expect("room");
+        assert_eq!(
+            details
+                .admins
+                .iter()
+                .map(|u| u.to_string())
+                .collect::<Vec<_>>(),
+            ["alice@north"]
+        );
+        assert_eq!(details.policy, cascade_core::Policy::default());
+    }
+    let now = sim.now;
+    assert!(sim
+        .engine(b)
+        .remove_members(
+            &group,
+            vec![cascade_protocol::UserId::new("alice@north").expect("u")],
+            now
+        )
+        .is_err());
+    // Alice makes Bob an admin: the room is written again, as version 2.
+    sim.engine(a)
+        .set_role(
+            &group,
+            &cascade_protocol::UserId::new("bob@north").expect("u"),
+            cascade_core::Role::Admin,
+            now,
+        )
+        .expect("promote");
+    sim.settle();
+    for d in [a, b] {
+        let room = sim.engine(d).room(&group).expect("room").expect("a room");
+        assert_eq!(room.v, 2, "{d:?}");
+        assert_eq!(room.admins.len(), 2, "{d:?}");
+    }
+    sim.send(b, group, "read under v5");
+    sim.settle();
+    assert_eq!(
+        sim.texts(a, group).last().map(String::as_str),
+        Some("read under v5")
+    );
+}

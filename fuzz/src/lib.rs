@@ -118,14 +118,29 @@ pub fn frame_decoder(data: &[u8]) {
     }
 }
 
-/// The public MLS framing header reader.
+/// The public MLS framing header reader, and the relay's reader of a
+/// GroupInfo's room (protocol §11.4): what they read is in the message, and
+/// a room that decodes encodes back to one that decodes equal.
 pub fn mls_header(data: &[u8]) {
+    use cascade_protocol::room::{Room, ROOM_EXTENSION};
     let _ = cascade_protocol::mls_header::wire_format(data);
     if let Ok(header) = cascade_protocol::mls_header::framing_header(data) {
         // What it read is in the message.
         assert!(header.group_id.len() <= data.len());
     }
     let _ = cascade_protocol::mls_header::split_vl(data);
+    if let Ok(Some(ext)) = cascade_protocol::mls_header::group_info_extension(data, ROOM_EXTENSION)
+    {
+        assert!(ext.len() <= data.len());
+    }
+    if let Some(room) = Room::decode(data) {
+        let again = Room::decode(&room.encode()).expect("a re-encoded room decodes");
+        assert_eq!(
+            again.encode(),
+            room.encode(),
+            "a room's encoding is not stable"
+        );
+    }
 }
 
 /// Application content as a device reads it from a decrypted message:

@@ -303,10 +303,13 @@ impl Room {
         room
     }
 
-    /// Its encoding: the CBOR map described on [`Room`].
+    /// Its encoding: the CBOR map described on [`Room`], of this
+    /// version (a room read from an older one is written as this one).
     pub fn encode(&self) -> Vec<u8> {
+        let mut current = self.clone();
+        current.v = current.v.max(ROOM_VERSION);
         let mut out = Vec::new();
-        ciborium::into_writer(self, &mut out).expect("serialising to a Vec cannot fail");
+        ciborium::into_writer(&current, &mut out).expect("serialising to a Vec cannot fail");
         out
     }
 
