@@ -34,6 +34,16 @@ fn admins(sim: &mut Sim, d: D, g: GroupId) -> Vec<String> {
     details.admins.iter().map(|u| u.to_string()).collect()
 }
 
+/// The users in a conversation, as a device shows them.
+fn users_in(sim: &mut Sim, d: D, g: GroupId) -> Vec<String> {
+    sim.engine(d)
+        .participants(&g)
+        .expect("participants")
+        .into_iter()
+        .map(|p| p.user_id.to_string())
+        .collect()
+}
+
 /// The conversation's newest system line.
 fn last_line(sim: &mut Sim, d: D, g: GroupId) -> String {
     sim.engine(d)
@@ -144,13 +154,7 @@ fn admins_promote_and_demote_and_every_device_shows_the_same_roles() {
     sim.settle();
     for d in [a, a2, b] {
         assert_eq!(admins(&mut sim, d, g), ["bob@north"], "{d:?}");
-        let users: Vec<String> = sim
-            .engine(d)
-            .participants(&g)
-            .expect("participants")
-            .into_iter()
-            .map(|p| p.user_id.to_string())
-            .collect();
+        let users = users_in(&mut sim, d, g);
         assert!(!users.contains(&"carol@north".to_owned()), "{d:?}");
     }
     // Alice's phone is hers: a member, it can no longer remove anyone else.
@@ -275,13 +279,7 @@ fn every_receiver_refuses_a_member_who_removes_someone() {
         cascade_core::ConversationState::Left
     );
     for d in [a, a2] {
-        let users: Vec<String> = sim
-            .engine(d)
-            .participants(&g)
-            .expect("participants")
-            .into_iter()
-            .map(|p| p.user_id.to_string())
-            .collect();
+        let users = users_in(&mut sim, d, g);
         assert!(
             users.contains(&"carol@north".to_owned()),
             "{d:?}: Carol is still in"

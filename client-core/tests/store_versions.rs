@@ -23,6 +23,25 @@ fn fixture(version: u32) -> (tempfile::TempDir, serde_json::Value) {
     (dir, meta)
 }
 
+/// The fixture's Alice and Bob, opened with the current code, back at the
+/// test relay with their conversation, connected and caught up.
+fn carry_on(dir: &tempfile::TempDir, meta: &serde_json::Value, group: GroupId) -> (Sim, D, D) {
+    let mut sim = Sim::new();
+    sim.now = meta["now_ms"].as_u64().expect("now");
+    let a = sim.adopt("Alice", dir.path().join("alice.db"));
+    let b = sim.adopt("Bob", dir.path().join("bob.db"));
+    sim.adopt_group(
+        group,
+        meta["epoch"].as_u64().expect("epoch"),
+        meta["last_seq"].as_u64().expect("seq"),
+        &[a, b],
+    );
+    sim.connect(a);
+    sim.connect(b);
+    sim.settle();
+    (sim, a, b)
+}
+
 /// The schema version of a database, plain or encrypted with [`STORE_KEY`]
 /// (SQLCipher's raw-key form: the format is SQLCipher's own).
 fn user_version(path: &std::path::Path) -> u32 {
@@ -170,19 +189,7 @@ fn a_version_1_database_migrates_and_its_conversation_carries_on() {
 
     // The conversation carries on: Alice's waiting messages go out and Bob
     // reads them; Bob answers and Alice reads it.
-    let mut sim = Sim::new();
-    sim.now = meta["now_ms"].as_u64().expect("now");
-    let a = sim.adopt("Alice", alice_db);
-    let b = sim.adopt("Bob", dir.path().join("bob.db"));
-    sim.adopt_group(
-        group,
-        meta["epoch"].as_u64().expect("epoch"),
-        meta["last_seq"].as_u64().expect("seq"),
-        &[a, b],
-    );
-    sim.connect(a);
-    sim.connect(b);
-    sim.settle();
+    let (mut sim, a, b) = carry_on(&dir, &meta, group);
     assert_eq!(
         sim.texts(b, group),
         [
@@ -299,19 +306,7 @@ fn a_version_4_database_migrates_and_its_room_gains_a_policy() {
     );
     drop(store);
 
-    let mut sim = Sim::new();
-    sim.now = meta["now_ms"].as_u64().expect("now");
-    let a = sim.adopt("Alice", alice_db);
-    let b = sim.adopt("Bob", dir.path().join("bob.db"));
-    sim.adopt_group(
-        group,
-        meta["epoch"].as_u64().expect("epoch"),
-        meta["last_seq"].as_u64().expect("seq"),
-        &[a, b],
-    );
-    sim.connect(a);
-    sim.connect(b);
-    sim.settle();
+    let (mut sim, a, b) = carry_on(&dir, &meta, group);
     // The version 1 room: its creator administers it under the default
     // policy; Bob may not remove her.
     for d in [a, b] {

@@ -237,6 +237,13 @@ async fn a_nurse_enrols_chats_across_organisations_and_rides_out_a_relay_outage(
             .await?;
         let other = bob.client.create_group("Regional on-call").await?;
         bob.client.add_members(other, vec![alice_id.clone()]).await?;
+        // Bob created it; he makes Alice an admin too, so she may remove
+        // people from it below.
+        bob.sync().await?;
+        bob.client
+            .set_role(other, alice_id.clone(), cascade_core::Role::Admin)
+            .await?;
+        bob.sync().await?;
         open_conversation(&app, "Regional on-call").await?;
         open_conversation(&app, "Bob Jones").await?;
         app.wait_for("[data-testid=message]", |n| n == 50).await?;
@@ -256,6 +263,8 @@ async fn a_nurse_enrols_chats_across_organisations_and_rides_out_a_relay_outage(
         // directory, then removes her again; Bob's device sees both.
         open_conversation(&app, "Regional on-call").await?;
         app.click(&app.find("[data-testid=toggle-members]").await?)
+            .await?;
+        app.wait_for_text("[data-testid=my-role]", |t| t.contains("You are an admin"))
             .await?;
         app.click(&app.find("[data-testid=add-people]").await?)
             .await?;

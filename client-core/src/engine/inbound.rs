@@ -164,29 +164,21 @@ fn refused_line(
     why: &room::CommitRefusal,
 ) -> Result<Message> {
     let store = cx.store;
-    let line = Message {
-        id: MessageId::random(),
-        group_id: item.group_id,
-        sender: cx.me.identity.user_id.clone(),
-        sender_device: cx.me.identity.device_id,
-        sent_at: cx.now,
-        seq: Some(item.seq),
-        text: Some(format!(
+    let line = crate::store::Message::system_line(
+        item.group_id,
+        &cx.me.identity.user_id,
+        cx.me.identity.device_id,
+        cx.now,
+        Some(item.seq),
+        format!(
             "{REFUSED_TEXT} by {}: {why}. It was not applied on this device.",
             groups::read(store, &item.group_id)
                 .ok()
                 .and_then(|g| groups::member_certs(&g).ok())
                 .and_then(|certs| certs.into_iter().find(|c| &c.user == by))
                 .map_or_else(|| by.to_string(), |c| format!("{} ({by})", c.display_name))
-        )),
-        kind: crate::content::SYSTEM_KIND.into(),
-        state: DeliveryState::Received,
-        reply_to: None,
-        edited_at: None,
-        deleted_by: None,
-        reactions: Vec::new(),
-        expires_at: None,
-    };
+        ),
+    );
     let tx = store.transaction()?;
     store.insert_message(&line, cx.now, false)?;
     store.set_last_seq(&item.group_id, item.seq)?;
@@ -236,22 +228,14 @@ fn process_notice(cx: &Ctx<'_>, item: &QueueItem, fx: &mut Effects) -> Result<Pr
             "{who} {STOPPED_TEXT} on one device: {why}. That device misses what is written here until it comes back online and rejoins."
         )
     };
-    let line = Message {
-        id: MessageId::random(),
-        group_id: item.group_id,
-        sender: cx.me.identity.user_id.clone(),
-        sender_device: cx.me.identity.device_id,
-        sent_at: cx.now,
-        seq: Some(item.seq),
-        text: Some(text),
-        kind: crate::content::SYSTEM_KIND.into(),
-        state: DeliveryState::Received,
-        reply_to: None,
-        edited_at: None,
-        deleted_by: None,
-        reactions: Vec::new(),
-        expires_at: None,
-    };
+    let line = crate::store::Message::system_line(
+        item.group_id,
+        &cx.me.identity.user_id,
+        cx.me.identity.device_id,
+        cx.now,
+        Some(item.seq),
+        text,
+    );
     let tx = store.transaction()?;
     store.insert_message(&line, cx.now, false)?;
     store.set_last_seq(&item.group_id, item.seq)?;

@@ -289,22 +289,14 @@ pub(super) fn record_room_change(
     }
     let mut events = Vec::new();
     for text in lines {
-        let line = crate::store::Message {
-            id: MessageId::random(),
-            group_id: *group_id,
-            sender: me.identity.user_id.clone(),
-            sender_device: me.identity.device_id,
-            sent_at: now,
-            seq: None,
-            text: Some(text),
-            kind: crate::content::SYSTEM_KIND.into(),
-            state: crate::store::DeliveryState::Received,
-            reply_to: None,
-            edited_at: None,
-            deleted_by: None,
-            reactions: Vec::new(),
-            expires_at: None,
-        };
+        let line = crate::store::Message::system_line(
+            *group_id,
+            &me.identity.user_id,
+            me.identity.device_id,
+            now,
+            None,
+            text,
+        );
         store.insert_message(&line, now, false)?;
         events.push(Event::Message(line));
     }

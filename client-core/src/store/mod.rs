@@ -250,6 +250,37 @@ pub struct Message {
     pub expires_at: Option<u64>,
 }
 
+impl Message {
+    /// A line this device adds to a conversation itself (kind `system`),
+    /// as its own user and device: what happened is in `text`. `seq`: the
+    /// queue item it stands for, if any.
+    pub fn system_line(
+        group_id: GroupId,
+        user: &UserId,
+        device: DeviceId,
+        now: u64,
+        seq: Option<u64>,
+        text: String,
+    ) -> Message {
+        Message {
+            id: MessageId::random(),
+            group_id,
+            sender: user.clone(),
+            sender_device: device,
+            sent_at: now,
+            seq,
+            text: Some(text),
+            kind: crate::content::SYSTEM_KIND.into(),
+            state: DeliveryState::Received,
+            reply_to: None,
+            edited_at: None,
+            deleted_by: None,
+            reactions: Vec::new(),
+            expires_at: None,
+        }
+    }
+}
+
 /// The message a reply answers, for showing above the reply.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Quote {

@@ -20,14 +20,13 @@ use cascade_protocol::{CommitBundle, GroupId, ProtocolError, QueueItem, Request,
 use openmls::prelude::*;
 
 use super::{Op, Operation, Progress};
-use crate::content::MessageId;
 use crate::engine::commit::{encode_bundle, prepared_bundle, transient_or_failed};
 use crate::engine::effects::{Effects, Route};
 use crate::engine::groups::{self, bytes, capabilities, join_config, mls_bytes, mls_in};
 use crate::engine::{Ctx, Event};
 use crate::error::{CoreError, Result};
+use crate::store::ConversationState;
 use crate::store::Transactions;
-use crate::store::{ConversationState, DeliveryState, Message};
 
 /// A conversation rejoins at most once per this long; a device that falls
 /// out of step again sooner waits (a member who keeps sending what it
@@ -305,22 +304,14 @@ fn complete(
     if rejoin {
         store.kv_set(&rejoined_key(group_id), &cx.now.to_be_bytes())?;
         store.kv_set(&stopped_key(group_id), b"")?;
-        let line = Message {
-            id: MessageId::random(),
-            group_id: *group_id,
-            sender: cx.me.identity.user_id.clone(),
-            sender_device: cx.me.identity.device_id,
-            sent_at: cx.now,
-            seq: Some(seq),
-            text: Some(REJOINED_TEXT.into()),
-            kind: crate::content::SYSTEM_KIND.into(),
-            state: DeliveryState::Received,
-            reply_to: None,
-            edited_at: None,
-            deleted_by: None,
-            reactions: Vec::new(),
-            expires_at: None,
-        };
+        let line = crate::store::Message::system_line(
+            *group_id,
+            &cx.me.identity.user_id,
+            cx.me.identity.device_id,
+            cx.now,
+            Some(seq),
+            REJOINED_TEXT.into(),
+        );
         store.insert_message(&line, cx.now, false)?;
         events.push(Event::Message(line));
     } else {

@@ -238,25 +238,17 @@ fn held_notice(
         .iter()
         .map(|d| groups::device_owner(cx.store, group_id, d))
         .collect();
-    let line = crate::store::Message {
-        id: MessageId::random(),
-        group_id: *group_id,
-        sender: cx.me.identity.user_id.clone(),
-        sender_device: cx.me.identity.device_id,
-        sent_at: cx.now,
-        seq: None,
-        text: Some(format!(
+    let line = crate::store::Message::system_line(
+        *group_id,
+        &cx.me.identity.user_id,
+        cx.me.identity.device_id,
+        cx.now,
+        None,
+        format!(
             "{HELD_TEXT}: {}. They go out when it reads again; removing that device (or person) from the conversation releases them now.",
             who.join(", ")
-        )),
-        kind: crate::content::SYSTEM_KIND.into(),
-        state: DeliveryState::Received,
-        reply_to: None,
-        edited_at: None,
-        deleted_by: None,
-        reactions: Vec::new(),
-        expires_at: None,
-    };
+        ),
+    );
     let tx = cx.store.transaction()?;
     cx.store.insert_message(&line, cx.now, false)?;
     cx.store.kv_set(&key, seen.as_bytes())?;
