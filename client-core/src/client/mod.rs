@@ -204,7 +204,7 @@ impl Client {
         server_url: Option<&str>,
         key: &StoreKey,
     ) -> Result<Client> {
-        let lock = DirLock::acquire(data_dir)?;
+        let lock = DirLock::acquire_waiting(data_dir).await?;
         if Self::protection(data_dir)? == Protection::Missing {
             return Err(CoreError::NotEnrolled);
         }
@@ -796,7 +796,28 @@ impl DirLock {
             Err(std::fs::TryLockError::Error(e)) => Err(CoreError::DataDir(e)),
         }
     }
+
+    /// As [`DirLock::acquire`], waiting up to [`LOCK_GRACE`] for a lock
+    /// released a moment ago: a child process that another thread of this
+    /// program is starting holds every open file, the lock's too, from its
+    /// fork until it runs its own program, so a client closed just before
+    /// can still seem to hold it.
+    async fn acquire_waiting(data_dir: &Path) -> Result<DirLock> {
+        let deadline = tokio::time::Instant::now() + LOCK_GRACE;
+        loop {
+            match DirLock::acquire(data_dir) {
+                Err(CoreError::InUse) if tokio::time::Instant::now() < deadline => {
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+                other => return other,
+            }
+        }
+    }
 }
+
+/// How long opening a data directory waits for another holder of its lock
+/// before it says [`CoreError::InUse`].
+const LOCK_GRACE: Duration = Duration::from_secs(1);
 
 /// How often the idle lock looks at the clock.
 const IDLE_CHECK: Duration = Duration::from_secs(1);
