@@ -732,20 +732,7 @@ async fn a_nurse_replies_reacts_edits_and_deletes() -> Result<()> {
 
         // The quote leads to the original.
         app.click(&app.find("[data-testid=quote]").await?).await?;
-        poll_until(|| async {
-            let focused = app
-                .execute(
-                    "return document.activeElement?.dataset?.id ?? null;",
-                    vec![],
-                )
-                .await?;
-            Ok(if focused.as_str() == Some(handover.to_string().as_str()) {
-                Ok(())
-            } else {
-                Err(format!("the original never took the focus: {focused}"))
-            })
-        })
-        .await?;
+        wait_focused(&app, &handover.to_string(), "the original never took the focus").await?;
 
         // Alice edits her reply: the composer holds it; Enter saves.
         let mine = app
@@ -840,20 +827,7 @@ async fn a_nurse_replies_reacts_edits_and_deletes() -> Result<()> {
         app.wait_gone("[data-testid=search-dialog]").await?;
         app.wait_for_text("[data-testid=chat-title]", |t| t == "Pharmacy")
             .await?;
-        poll_until(|| async {
-            let focused = app
-                .execute(
-                    "return document.activeElement?.dataset?.id ?? null;",
-                    vec![],
-                )
-                .await?;
-            Ok(if focused.as_str() == Some(stock.to_string().as_str()) {
-                Ok(())
-            } else {
-                Err(format!("the found message never took the focus: {focused}"))
-            })
-        })
-        .await?;
+        wait_focused(&app, &stock.to_string(), "the found message never took the focus").await?;
         app.screenshot("14-search-opened").await?;
 
         // Roles: Bob created "Bay 3 transfer" and is its admin; Alice, a
@@ -1007,6 +981,25 @@ async fn open_conversation(app: &Driver, name: &str) -> Result<()> {
     app.wait_for_text("[data-testid=chat-title]", |t| t == name)
         .await?;
     Ok(())
+}
+
+/// Waits until the message `id` has the keyboard focus; `what` says what
+/// never happened.
+async fn wait_focused(app: &Driver, id: &str, what: &str) -> Result<()> {
+    poll_until(|| async {
+        let focused = app
+            .execute(
+                "return document.activeElement?.dataset?.id ?? null;",
+                vec![],
+            )
+            .await?;
+        Ok(if focused.as_str() == Some(id) {
+            Ok(())
+        } else {
+            Err(format!("{what}: {focused}"))
+        })
+    })
+    .await
 }
 
 async fn wait_attr(

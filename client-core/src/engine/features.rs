@@ -269,13 +269,11 @@ impl<S: ClientStore> Engine<S> {
     /// the conversation. Its text is erased from this device at once and
     /// from every member's device when they receive the delete.
     pub fn delete_message(&mut self, group_id: &GroupId, id: &MessageId, now: u64) -> Result<()> {
-        let room = self.require_room(group_id)?;
+        self.require(group_id, true)?;
+        let (room, members) = self.room_and_members(group_id)?;
+        let room = room.ok_or(InvalidInput::OldConversation)?;
         let target = self.live_message(group_id, id)?;
         let me = self.me()?.identity.user_id.clone();
-        let members: std::collections::BTreeSet<UserId> =
-            groups::users(&*groups::load(&self.store, group_id)?)
-                .into_iter()
-                .collect();
         if target.sender != me && room.role_of(&me, &members) != room::Role::Admin {
             return Err(InvalidInput::NotYours.into());
         }

@@ -36,7 +36,10 @@ pub struct RoomDetails {
 impl<S: ClientStore> Engine<S> {
     /// The users in a conversation and its room (`None`: created before
     /// rooms).
-    fn room_and_members(&self, group_id: &GroupId) -> Result<(Option<Room>, BTreeSet<UserId>)> {
+    pub(super) fn room_and_members(
+        &self,
+        group_id: &GroupId,
+    ) -> Result<(Option<Room>, BTreeSet<UserId>)> {
         let group = groups::load(&self.store, group_id)?;
         let members = groups::users(&group).into_iter().collect();
         Ok((super::room::of(&group), members))
@@ -201,15 +204,18 @@ impl<S: ClientStore> Engine<S> {
     /// Whether adding these users brings in anyone new (adding devices of
     /// people already there, or one's own, needs no role).
     pub(super) fn check_add(&self, group_id: &GroupId, users: &[UserId]) -> Result<()> {
-        let (_, members) = self.room_and_members(group_id)?;
+        let (room, members) = self.room_and_members(group_id)?;
         let me = &self.me()?.identity.user_id;
-        if users.iter().any(|u| u != me && !members.contains(u)) {
-            self.check_may(group_id, Action::Add)?;
+        match room {
+            Some(room) if users.iter().any(|u| u != me && !members.contains(u)) => {
+                Ok(room.may(me, Action::Add, &members)?)
+            }
+            _ => Ok(()),
         }
-        Ok(())
     }
 
-    /// Whether removing these users needs the role, and keeps an admin.
+    /// Whether removing these users needs the role (removing one's own
+    /// devices does not).
     pub(super) fn check_remove(&self, group_id: &GroupId, users: &[UserId]) -> Result<()> {
         let me = self.me()?.identity.user_id.clone();
         if users.iter().any(|u| *u != me) {
