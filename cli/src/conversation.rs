@@ -233,7 +233,9 @@ pub async fn history(
     synced(client, timeout).await?;
     let group = resolve(client, conversation).await?;
     let msgs = client.history(group, None, limit).await?;
+    // Read here: the other devices and the senders are told before exit.
     client.mark_read(group).await?;
+    synced(client, timeout).await?;
     if json {
         println!("{}", serde_json::to_string(&msgs)?);
     } else {

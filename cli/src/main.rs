@@ -21,6 +21,7 @@ mod directory;
 mod message;
 mod output;
 mod passphrase;
+mod reads;
 mod roles;
 
 use std::path::{Path, PathBuf};
@@ -239,6 +240,21 @@ enum Command {
         /// The most results, newest first (at most 200).
         #[arg(long, default_value_t = 50)]
         limit: u32,
+    },
+    /// Who received and read a message you sent: "Delivered to 2 of 3,
+    /// read by 1", then each person.
+    Receipts {
+        /// Conversation id or name.
+        conversation: String,
+        /// The message (its id, or the first 8 or more hex digits).
+        message: String,
+    },
+    /// Show whether others see when you have read their messages, or turn
+    /// it on or off. Your own devices always know what you have read.
+    ReadReceipts {
+        /// `on` or `off`.
+        #[arg(value_parser = reads::parse_on_off)]
+        set: Option<bool>,
     },
     /// Show what an edited message said before, oldest first.
     Versions {
@@ -544,6 +560,18 @@ async fn run(cli: Cli) -> Result<()> {
                 .await
             })
             .await
+        }
+        Command::Receipts {
+            conversation,
+            message,
+        } => {
+            with_client(dir, async |c| {
+                reads::receipts(c, &conversation, &message, json, timeout).await
+            })
+            .await
+        }
+        Command::ReadReceipts { set } => {
+            with_client(dir, async |c| reads::setting(c, set, json).await).await
         }
         Command::Versions {
             conversation,

@@ -49,8 +49,12 @@ pub fn print_history_line(m: &Message) {
         .expires_at
         .map(|at| format!(" (disappears {})", time(at)))
         .unwrap_or_default();
+    let read = match m.read_by {
+        0 => String::new(),
+        n => format!(", read by {n}"),
+    };
     println!(
-        "{} [{}] {}: {}{edited}{disappears}",
+        "{} [{}{read}] {}: {}{edited}{disappears}",
         m.id,
         format_state(m),
         m.sender,

@@ -64,6 +64,7 @@ fn codec(c: &mut Criterion) {
             req: Request::SendMessage {
                 group_id,
                 message: Bytes::from(mls.clone()),
+                to: Vec::new(),
             },
         });
         g.throughput(Throughput::Bytes(frame.len() as u64));

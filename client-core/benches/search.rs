@@ -105,6 +105,7 @@ fn store_with(n: u64, dir: &std::path::Path) -> (SqliteStore, Vec<GroupId>) {
                 deleted_by: None,
                 reactions: Vec::new(),
                 expires_at: None,
+                read_by: 0,
             };
             store.insert_message(&m, t0, false).expect("insert");
         }

@@ -23,10 +23,11 @@ pub use cascade_protocol::{DeviceId, GroupId, OrgId, UserId};
 pub use client::Client;
 pub use content::{Body, Content, MessageId};
 pub use engine::{
-    Action, Answer, ConnectionState, Engine, Event, Member, MessageChange, Participant,
-    ParticipantDevice, Policy, QueryId, Role, RoomChange, RoomDetails,
+    Action, Answer, ConnectionState, Engine, Event, Member, MessageChange, MessageReceipts,
+    Participant, ParticipantDevice, Policy, QueryId, Role, RoomChange, RoomDetails,
 };
 pub use error::{CoreError, CredentialError, EnrolmentError, InvalidInput, Result};
+pub use store::reads::ReadMark;
 pub use store::search::{SearchHit, SearchQuery};
 pub use store::{
     ClientStore, Conversation, ConversationState, DeliveryState, Identity, KdfCost, Message,

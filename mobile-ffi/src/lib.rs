@@ -8,6 +8,7 @@
 //! `cascade-core`.
 
 mod features;
+mod reads;
 mod roles;
 
 use std::path::PathBuf;
@@ -237,6 +238,8 @@ pub struct FfiMessage {
     /// When it disappears from every device (ms since the Unix epoch), if
     /// it was sent while the conversation's disappearing timer was set.
     pub expires_at: Option<u64>,
+    /// How many other people have read it (see `receipts` for who).
+    pub read_by: u32,
 }
 
 impl From<Message> for FfiMessage {
@@ -254,6 +257,7 @@ impl From<Message> for FfiMessage {
             deleted_by: m.deleted_by.map(|u| u.to_string()),
             reactions: m.reactions.into_iter().map(Into::into).collect(),
             expires_at: m.expires_at,
+            read_by: m.read_by,
         }
     }
 }
@@ -440,6 +444,22 @@ pub enum FfiEvent {
         /// The conversation (hex).
         group_id: String,
     },
+    /// This user read a conversation on another device: clear its
+    /// notifications (its unread count changed too).
+    ReadElsewhere {
+        /// The conversation (hex).
+        group_id: String,
+    },
+    /// Another person read a conversation up to a point: this user's
+    /// messages there may show a higher `read_by`.
+    ReadBy {
+        /// The conversation (hex).
+        group_id: String,
+        /// Who.
+        user_id: String,
+        /// The sequence number of the last message they read.
+        up_to: u64,
+    },
     /// A conversation appeared, was renamed, or its state changed.
     ConversationUpdated {
         /// The conversation (hex).
@@ -509,6 +529,18 @@ impl From<Event> for FfiEvent {
             },
             Event::MembershipChanged { group_id, .. } => Self::MembershipChanged {
                 group_id: group_id.to_string(),
+            },
+            Event::ReadElsewhere { group_id } => Self::ReadElsewhere {
+                group_id: group_id.to_string(),
+            },
+            Event::ReadBy {
+                group_id,
+                user_id,
+                up_to,
+            } => Self::ReadBy {
+                group_id: group_id.to_string(),
+                user_id: user_id.to_string(),
+                up_to,
             },
             Event::ConversationUpdated(g) => Self::ConversationUpdated {
                 group_id: g.to_string(),
@@ -735,7 +767,8 @@ impl CascadeClient {
             .collect())
     }
 
-    /// Marks a conversation as read.
+    /// Marks a conversation as read, on every device of this user, and
+    /// (unless turned off) tells those whose messages were read.
     pub async fn mark_read(&self, group_id: String) -> Result<()> {
         Ok(self.client()?.mark_read(parse_group(&group_id)?).await?)
     }

@@ -80,6 +80,15 @@ pub enum Request {
         group_id: GroupId,
         /// TLS-serialised `MlsMessage`.
         message: Bytes,
+        /// Only for the roster devices of these users (an application
+        /// message only, at most [`MAX_TARGET_USERS`] of them): a read
+        /// report goes to the senders of the messages read and to the
+        /// reader's own devices, not to everyone. Empty (and absent on the
+        /// wire): every other roster device.
+        ///
+        /// [`MAX_TARGET_USERS`]: crate::limits::MAX_TARGET_USERS
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        to: Vec<UserId>,
     },
     /// Remove delivered items from this device's queue. Unknown ids are
     /// ignored (acks are idempotent). Answer: [`Response::Acked`].

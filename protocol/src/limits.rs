@@ -53,6 +53,9 @@ pub const MAX_MESSAGE_EPOCH_LAG: u64 = 3;
 /// Most member devices in one group.
 pub const MAX_GROUP_DEVICES: usize = 2_000;
 
+/// Most users one `SendMessage` may be addressed to (its `to`).
+pub const MAX_TARGET_USERS: usize = 64;
+
 /// Most queue ids in one `Ack` request.
 pub const MAX_ACK_BATCH: usize = 1_000;
 

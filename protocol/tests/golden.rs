@@ -84,6 +84,18 @@ fn samples() -> Vec<(&'static str, Vec<u8>)> {
                 Request::SendMessage {
                     group_id: group,
                     message: bytes(&[9]),
+                    to: vec![],
+                },
+            ),
+        ),
+        (
+            "req_send_message_to",
+            req(
+                6,
+                Request::SendMessage {
+                    group_id: group,
+                    message: bytes(&[9]),
+                    to: vec![user.clone()],
                 },
             ),
         ),

@@ -10,7 +10,7 @@ use cascade_protocol::frames::{
 use cascade_protocol::limits::{
     KEY_PACKAGE_LOW_WATER, MAX_FRAME_BYTES, MAX_KEY_PACKAGE_UPLOAD, MAX_QUEUE_LEN, PROTOCOL_VERSION,
 };
-use cascade_protocol::{DeviceId, GroupId, ProtocolError};
+use cascade_protocol::{limits, DeviceId, GroupId, ProtocolError, UserId};
 use common::*;
 use futures_util::SinkExt;
 use tokio_tungstenite::tungstenite::Message;
@@ -208,7 +208,8 @@ async fn only_members_post_and_the_sender_gets_no_copy() {
     assert!(malformed(
         &a.request(Request::SendMessage {
             group_id: group,
-            message: wrong_group
+            message: wrong_group,
+            to: vec![],
         })
         .await
     ));
@@ -216,7 +217,8 @@ async fn only_members_post_and_the_sender_gets_no_copy() {
     assert!(malformed(
         &a.request(Request::SendMessage {
             group_id: group,
-            message: commit_as_message
+            message: commit_as_message,
+            to: vec![],
         })
         .await
     ));
@@ -239,6 +241,86 @@ async fn only_members_post_and_the_sender_gets_no_copy() {
     assert_eq!(store.queue_len(&eve.device_id).expect("len"), 0);
     a.assert_quiet().await;
     e.assert_quiet().await;
+}
+
+/// A message addressed to some users reaches their member devices alone,
+/// live and from the backlog: a read report for a sender and the reader's
+/// other device. A proposal must go to everyone, and the list is bounded.
+#[tokio::test]
+async fn a_message_to_some_users_reaches_only_their_devices() {
+    let relay = start().await;
+    let alice = relay.device("alice@north");
+    let alice_phone = relay.device("alice@north");
+    let bob = relay.device("bob@north");
+    let carol = relay.device("carol@north");
+    let (mut a, _) = relay.online(&alice).await;
+    let (mut c, _) = relay.online(&carol).await;
+    let group = GroupId([3; 16]);
+    a.create_group(group).await;
+    a.commit(bundle(group, 0, &[&alice_phone, &bob, &carol], &[]))
+        .await
+        .expect("add");
+    let _low = a.push().await;
+    let _echo = a.delivery().await;
+    let _low = c.push().await;
+    let _welcome = c.delivery().await;
+    let to = vec![bob.user_id.clone(), alice.user_id.clone()];
+    assert_eq!(
+        a.request(Request::SendMessage {
+            group_id: group,
+            message: private_message(group, 1, b"read up to 7"),
+            to: to.clone(),
+        })
+        .await,
+        Ok(Response::MessageAccepted { seq: 2 })
+    );
+    assert_eq!(
+        a.send_message(group, 1, b"for everyone").await,
+        Ok(Response::MessageAccepted { seq: 3 })
+    );
+    // Carol, live, gets only the message for everyone.
+    let item = c.delivery().await;
+    assert_eq!(item.seq, 3);
+    c.assert_quiet().await;
+    drop(c);
+    // Bob and Alice's phone, from their backlog, get both.
+    for device in [&bob, &alice_phone] {
+        let (_client, backlog) = relay.online(device).await;
+        let seqs: Vec<u64> = backlog.iter().map(|i| i.seq).collect();
+        assert_eq!(seqs, vec![1, 2, 3], "{}", device.user_id);
+        assert_eq!(
+            backlog[1].payload,
+            private_message(group, 1, b"read up to 7")
+        );
+    }
+    let (_carol_again, backlog) = relay.online(&carol).await;
+    let seqs: Vec<u64> = backlog.iter().map(|i| i.seq).collect();
+    assert_eq!(seqs, vec![1, 3]);
+
+    // A request to leave is for every member.
+    assert!(malformed(
+        &a.request(Request::SendMessage {
+            group_id: group,
+            message: proposal_message(group, 1),
+            to: to.clone(),
+        })
+        .await
+    ));
+    let many: Vec<UserId> = (0..=limits::MAX_TARGET_USERS)
+        .map(|i| UserId::new(format!("u{i}@north")).expect("valid"))
+        .collect();
+    assert_eq!(
+        a.request(Request::SendMessage {
+            group_id: group,
+            message: private_message(group, 1, b"x"),
+            to: many,
+        })
+        .await,
+        Err(ProtocolError::TooLarge {
+            limit: limits::MAX_TARGET_USERS as u64
+        })
+    );
+    a.assert_quiet().await;
 }
 
 #[tokio::test]
@@ -869,6 +951,7 @@ async fn pipelined_writes_keep_their_order_and_answers_come_in_request_order() {
             a.send(Request::SendMessage {
                 group_id: group,
                 message,
+                to: vec![],
             })
             .await,
         );
@@ -969,6 +1052,7 @@ async fn a_device_flooded_in_one_group_is_dropped_from_it_and_nothing_stops() {
             m.send(Request::SendMessage {
                 group_id: spam,
                 message: private_message(spam, 1, &n.to_be_bytes()),
+                to: vec![],
             })
             .await,
         );

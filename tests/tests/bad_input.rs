@@ -20,6 +20,7 @@ async fn unauthenticated_requests_are_refused_and_the_connection_lives() -> Resu
         .call(Request::SendMessage {
             group_id: GroupId::random(),
             message: b(mls::application(&GroupId::random(), 0)),
+            to: vec![],
         })
         .await?;
     assert_eq!(r, Err(ProtocolError::Unauthenticated));
@@ -133,6 +134,7 @@ async fn non_members_cannot_post_and_stale_epochs_are_refused() -> Result<()> {
         .call(Request::SendMessage {
             group_id: g,
             message: b(mls::application(&g, 0)),
+            to: vec![],
         })
         .await?;
     assert_eq!(r, Err(ProtocolError::NotMember));
@@ -172,6 +174,7 @@ async fn non_members_cannot_post_and_stale_epochs_are_refused() -> Result<()> {
         a.call(Request::SendMessage {
             group_id: other,
             message: b(mls::application(&other, 0)),
+            to: vec![],
         })
         .await?,
         Err(ProtocolError::UnknownGroup)

@@ -20,7 +20,7 @@ use cascade_protocol::enrolment_code;
 use sha2::Digest as _;
 
 use crate::content::MessageId;
-use crate::engine::{Answer, Engine, Event, Member, Participant, QueryId};
+use crate::engine::{Answer, Engine, Event, Member, MessageReceipts, Participant, QueryId};
 use crate::error::{CoreError, EnrolmentError, Result};
 use crate::lock::{AppLock, Tick};
 use crate::store::{Conversation, Identity, Message, Protection, SqliteStore, StoreKey};
@@ -367,9 +367,25 @@ impl Client {
             .await
     }
 
-    /// Marks a conversation as read.
+    /// Marks a conversation as read, on every device of this user, and
+    /// (unless turned off) tells the people whose messages were read.
     pub async fn mark_read(&self, group: GroupId) -> Result<()> {
-        self.call(move |e, _| e.mark_read(&group)).await
+        self.call(move |e, now| e.mark_read(&group, now)).await
+    }
+
+    /// Who has received and read one of this user's messages.
+    pub async fn receipts(&self, group: GroupId, id: MessageId) -> Result<MessageReceipts> {
+        self.call(move |e, _| e.receipts(&group, &id)).await
+    }
+
+    /// Whether this user sends read receipts.
+    pub async fn read_receipts(&self) -> Result<bool> {
+        self.call_locked(|e, _| e.read_receipts()).await
+    }
+
+    /// Turns sending read receipts on or off.
+    pub async fn set_read_receipts(&self, on: bool) -> Result<()> {
+        self.call_locked(move |e, _| e.set_read_receipts(on)).await
     }
 
     /// Members of a conversation.

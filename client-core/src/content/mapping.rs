@@ -8,6 +8,7 @@
 //! | edit | `replaces` the original, body: the new text |
 //! | delete (a message or a reaction) | `replaces` it, body: the null part |
 //! | reaction | `inReplyTo` the message, body: one `text/plain` part of disposition `reaction`, the emoji |
+//! | read report | body: one `application/mimi-message-status` part ([`super::status`]) |
 //!
 //! The sender's clock travels in the private extension `-1` (an unsigned
 //! integer, milliseconds since the Unix epoch): the format has no time of
@@ -24,7 +25,7 @@ use super::mimi::{
     self, Disposition, ExtensionKey, MimiContent, MimiError, MimiId, NestedPart, Part,
     PartSemantics,
 };
-use super::{Body, Content, MessageId, MAX_TEXT_BYTES};
+use super::{status, Body, Content, MessageId, MAX_TEXT_BYTES};
 use crate::error::{CoreError, Result};
 
 /// The media type of a text part.
@@ -112,6 +113,13 @@ pub fn write(
             m.body =
                 NestedPart::single(Disposition::REACTION, TEXT_PLAIN, emoji.as_bytes().to_vec());
         }
+        Body::Status { entries } => {
+            m.body = NestedPart::single(
+                Disposition::UNSPECIFIED,
+                status::MESSAGE_STATUS,
+                status::encode(entries),
+            );
+        }
         Body::GroupMeta { .. } | Body::Receipt { .. } | Body::Unsupported { .. } => {
             unreachable!("only text and the message features are written as MIMI")
         }
@@ -175,6 +183,9 @@ pub fn read(bytes: &[u8], sender: &str, room: &str, now: u64) -> Result<Content>
                 None => unsupported(part),
             }
         }
+        (None, None, part) if status_of(part).is_some() => Body::Status {
+            entries: status_of(part).unwrap_or_default(),
+        },
         (None, in_reply_to, part) => match text_of(part) {
             Some(text) => Body::Text {
                 text,
@@ -212,6 +223,17 @@ fn text_of(part: &NestedPart) -> Option<String> {
             semantics: PartSemantics::ChooseOne | PartSemantics::ProcessAll,
             parts,
         } => parts.iter().find_map(text_of),
+        _ => None,
+    }
+}
+
+/// The entries of a status report: a single part of its media type.
+fn status_of(part: &NestedPart) -> Option<Vec<(MessageId, status::Status)>> {
+    match &part.part {
+        Part::Single {
+            content_type,
+            content,
+        } if content_type.eq_ignore_ascii_case(status::MESSAGE_STATUS) => status::decode(content),
         _ => None,
     }
 }
@@ -289,7 +311,31 @@ mod tests {
             target: some_id(5),
             emoji: "👍".into(),
         });
+        round_trip(Body::Status {
+            entries: vec![
+                (some_id(6), status::Status::Read),
+                (MessageId::v1([7; 16]), status::Status::Read),
+            ],
+        });
     }
+
+    /// A read report's bytes, pinned: the MIMI content around the status
+    /// format's array.
+    #[test]
+    fn a_read_report_is_pinned() {
+        let body = Body::Status {
+            entries: vec![(some_id(6), status::Status::Read)],
+        };
+        let w = write(&body, 1_700_000_000_000, [3; 16], SENDER, ROOM).expect("writes");
+        assert_eq!(hex::encode(&w.bytes), READ_REPORT_GOLDEN);
+    }
+
+    /// `[salt, null, null, null, {-1: ts}, body: [0, "", 0,
+    /// "application/mimi-message-status", [[id, 2]]]]`.
+    const READ_REPORT_GOLDEN: &str =
+        "875003030303030303030303030303030303f640f6f6a1201b0000018bcfe5680085\
+006001781f6170706c69636174696f6e2f6d696d692d6d6573736167652d737461747573\
+582581825820010606060606060606060606060606060606060606060606060606060606060602";
 
     /// The bytes of a text, pinned: what an independent client must write
     /// for the same message (protocol §14.1.1).

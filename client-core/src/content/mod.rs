@@ -15,6 +15,7 @@
 
 pub mod mapping;
 pub mod mimi;
+pub mod status;
 
 use serde::{Deserialize, Serialize};
 
@@ -70,6 +71,20 @@ impl MessageId {
             &self.0[16..]
         } else {
             &self.0
+        }
+    }
+
+    /// Always 32 octets: a MIMI id as it is, a `v1` id after 16 zero
+    /// octets (how a status report names it).
+    pub fn as_32(&self) -> [u8; 32] {
+        self.0
+    }
+
+    /// From [`MessageId::as_32`].
+    pub fn from_32(b: [u8; 32]) -> Self {
+        match b[0] {
+            0 => Self::v1(b[16..].try_into().expect("16 octets")),
+            _ => Self(b),
         }
     }
 
@@ -156,6 +171,13 @@ pub enum Body {
         /// The messages received.
         delivered: Vec<MessageId>,
     },
+    /// What became of messages, for their senders and the reporting
+    /// user's other devices (MIMI only; [`status`]). Never shown in
+    /// history.
+    Status {
+        /// Each message with its status.
+        entries: Vec<(MessageId, status::Status)>,
+    },
     /// A kind this client does not know; kept so it can be shown.
     Unsupported {
         /// The kind string.
@@ -221,6 +243,7 @@ impl Content {
             Body::Edit { .. } => ("edit", ciborium::Value::Null),
             Body::Delete { .. } => ("delete", ciborium::Value::Null),
             Body::Reaction { .. } => ("reaction", ciborium::Value::Null),
+            Body::Status { .. } => ("status", ciborium::Value::Null),
         };
         let wire = Wire {
             v: CONTENT_VERSION,

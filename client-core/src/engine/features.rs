@@ -55,6 +55,7 @@ impl<S: ClientStore> Engine<S> {
             group_id: *group_id,
             message_id: MessageId::random(),
             content: plaintext,
+            to: Vec::new(),
         }
         .queue(&self.store)?;
         self.drive(now)
@@ -108,6 +109,7 @@ impl<S: ClientStore> Engine<S> {
             group_id: *group_id,
             message_id: w.id,
             content: w.bytes,
+            to: Vec::new(),
         }
         .queue(&self.store)?;
         Ok(())
@@ -187,6 +189,7 @@ impl<S: ClientStore> Engine<S> {
                 .as_ref()
                 .and_then(|r| r.disappear_after)
                 .map(|secs| now.saturating_add(secs.saturating_mul(1000))),
+            read_by: 0,
         };
         let tx = self.store.transaction()?;
         self.store.insert_message(&message, now, false)?;
@@ -197,6 +200,7 @@ impl<S: ClientStore> Engine<S> {
             group_id: *group_id,
             message_id: id,
             content: bytes,
+            to: Vec::new(),
         }
         .queue(&self.store)?;
         tx.commit()?;
@@ -370,11 +374,13 @@ impl<S: ClientStore> Engine<S> {
 
     /// One message of a conversation, as it is now.
     pub fn message(&self, group_id: &GroupId, id: &MessageId) -> Result<Message> {
-        Ok(self
+        let mut m = self
             .store
             .message(id)?
             .filter(|m| &m.group_id == group_id)
-            .ok_or(InvalidInput::UnknownMessage)?)
+            .ok_or(InvalidInput::UnknownMessage)?;
+        super::reads::only_ours(self.me()?, &mut m);
+        Ok(m)
     }
 
     /// Searches this device's history: messages whose text holds every

@@ -62,6 +62,19 @@ fn builder() -> MlsGroupCreateConfigBuilder {
         .use_ratchet_tree_extension(true)
         .max_past_epochs(MAX_PAST_EPOCHS)
         .wire_format_policy(MIXED_CIPHERTEXT_WIRE_FORMAT_POLICY)
+        .sender_ratchet_configuration(sender_ratchet())
+}
+
+/// How far ahead of the last message read from a member its next one may
+/// be (in generations of its sending ratchet). Messages addressed to some
+/// users only (read reports) are generations the others never see, so a
+/// member who only reads can be far ahead when they next write to
+/// everyone; openmls's default of 1,000 would make that message unreadable
+/// (protocol §11.1).
+pub const MAX_FORWARD_DISTANCE: u32 = 100_000;
+
+fn sender_ratchet() -> SenderRatchetConfiguration {
+    SenderRatchetConfiguration::new(5, MAX_FORWARD_DISTANCE)
 }
 
 /// The configuration of a group this device joins (Welcome or external
@@ -71,7 +84,30 @@ pub fn join_config() -> MlsGroupJoinConfig {
         .use_ratchet_tree_extension(true)
         .max_past_epochs(MAX_PAST_EPOCHS)
         .wire_format_policy(MIXED_CIPHERTEXT_WIRE_FORMAT_POLICY)
+        .sender_ratchet_configuration(sender_ratchet())
         .build()
+}
+
+/// Brings the configuration of a group joined or created before
+/// [`MAX_FORWARD_DISTANCE`] up to date (the configuration is this device's
+/// own, kept with the group; nothing is sent).
+pub(crate) fn upgrade_config(store: &dyn ClientStore, group: &mut MlsGroup) -> Result<()> {
+    let distance = group
+        .configuration()
+        .sender_ratchet_configuration()
+        .maximum_forward_distance();
+    if distance < MAX_FORWARD_DISTANCE {
+        let config = MlsGroupJoinConfig::builder()
+            .use_ratchet_tree_extension(true)
+            .max_past_epochs(MAX_PAST_EPOCHS)
+            .wire_format_policy(group.configuration().wire_format_policy())
+            .sender_ratchet_configuration(sender_ratchet())
+            .build();
+        group
+            .set_configuration(store.mls().storage(), &config)
+            .map_err(CoreError::mls)?;
+    }
+    Ok(())
 }
 
 /// The TLS encoding of an outgoing MLS message.

@@ -21,6 +21,7 @@ use super::effects::Effects;
 use super::features;
 use super::groups::{self, join_config, mls_in};
 use super::outbox::{ask_again_to_leave, begin_rejoin, own_echo, stopped_key, Op};
+use super::reads;
 use super::receipts;
 use super::room::{self, Room};
 use super::{Ctx, Event};
@@ -393,6 +394,7 @@ fn process_commit(cx: &Ctx<'_>, item: &QueueItem) -> Result<Vec<Event>> {
     let msg = mls_in(&item.payload)?
         .try_into_protocol_message()
         .map_err(|_| CoreError::Decode("a commit"))?;
+    groups::upgrade_config(store, &mut group)?;
     let processed = match group.process_message(&provider, msg) {
         Ok(p) => p,
         // The relay sequenced it for this epoch and we cannot process it:
@@ -705,6 +707,7 @@ fn process_application(cx: &Ctx<'_>, item: &QueueItem) -> Result<Vec<Event>> {
     let msg = mls_in(&item.payload)?
         .try_into_protocol_message()
         .map_err(|_| CoreError::Decode("a message"))?;
+    groups::upgrade_config(store, &mut group)?;
     let processed = match group.process_message(&provider, msg) {
         Ok(p) => p,
         Err(e) if is_replay(&e) => {
@@ -803,6 +806,12 @@ fn store_application(
                 cx.now,
             )
         }
+        Body::Status { entries } => {
+            if room.is_none() {
+                return Ok(vec![]);
+            }
+            return reads::handle_report(cx, &item.group_id, &sender.user, &entries);
+        }
         Body::Edit { .. } | Body::Delete { .. } | Body::Reaction { .. } => {
             return features::apply(
                 cx,
@@ -843,8 +852,11 @@ fn store_application(
         deleted_by: None,
         reactions: Vec::new(),
         expires_at,
+        read_by: 0,
     };
-    if store.insert_message(&message, cx.now, true)? {
+    // This user's own messages, sent from another device, are not unread.
+    let count_unread = sender.user != cx.me.identity.user_id;
+    if store.insert_message(&message, cx.now, count_unread)? {
         // As it is read back: with the message it answers.
         let message = store.message(&message.id)?.unwrap_or(message);
         Ok(vec![

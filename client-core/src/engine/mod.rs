@@ -35,6 +35,7 @@ mod inbound;
 mod keypackages;
 pub(crate) mod outbox;
 mod queries;
+mod reads;
 mod receipts;
 mod roles;
 pub mod room;
@@ -60,6 +61,7 @@ pub use inbound::{REFUSED_TEXT, STOPPED_HERE_TEXT, STOPPED_TEXT};
 pub use outbox::change_room::RoomChange;
 pub use outbox::{HELD_TEXT, REJOINED_TEXT};
 pub use queries::{safety_number, Member, Participant, ParticipantDevice};
+pub use reads::MessageReceipts;
 pub use receipts::{MAX_RECEIPT_GROUP_USERS, RECEIPT_DELAY_MS};
 pub use roles::{duration, RoomDetails};
 pub use room::{Action, Policy, Role};
@@ -116,6 +118,22 @@ pub enum Event {
         group_id: GroupId,
         /// The messages.
         ids: Vec<MessageId>,
+    },
+    /// This user read a conversation on another device: its unread count
+    /// changed, and front ends clear its notifications.
+    ReadElsewhere {
+        /// The conversation.
+        group_id: GroupId,
+    },
+    /// Another person read a conversation up to a point: this user's
+    /// messages at or before it count them in `read_by`.
+    ReadBy {
+        /// The conversation.
+        group_id: GroupId,
+        /// Who.
+        user_id: UserId,
+        /// The `seq` of the last message they read.
+        up_to: u64,
     },
     /// A sent message's delivery state changed.
     DeliveryState {
@@ -1048,6 +1066,7 @@ impl<S: ClientStore> Engine<S> {
             group_id: *group_id,
             message_id: *message_id,
             content,
+            to: Vec::new(),
         }
         .queue(&self.store)?;
         tx.commit()?;
@@ -1114,14 +1133,13 @@ impl<S: ClientStore> Engine<S> {
         before: Option<&MessageId>,
         limit: u32,
     ) -> Result<Vec<Message>> {
-        self.store.history(group_id, before, limit)
-    }
-
-    /// Marks a conversation as read.
-    pub fn mark_read(&mut self, group_id: &GroupId) -> Result<()> {
-        self.store.mark_read(group_id)?;
-        self.events.push_back(Event::ConversationUpdated(*group_id));
-        Ok(())
+        let mut page = self.store.history(group_id, before, limit)?;
+        if let Ok(me) = self.me() {
+            for m in &mut page {
+                reads::only_ours(me, m);
+            }
+        }
+        Ok(page)
     }
 
     /// The conversation's current member devices, from the MLS group state.

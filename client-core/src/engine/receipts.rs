@@ -191,6 +191,8 @@ pub(crate) fn forget_departed(
     }
     let still = other_users(store, me, group_id)?;
     for user in removed.iter().filter(|u| !still.contains(u)) {
+        // How far they read no longer counts either.
+        store.forget_read_mark(group_id, user)?;
         for id in store.forget_recipient(group_id, user)? {
             events.extend(check_delivered(store, group_id, &id)?);
         }
@@ -212,7 +214,11 @@ pub(crate) fn receipt_users(
 
 /// The other users in a conversation, sorted: as recorded when its
 /// membership last changed (read from the group if not recorded yet).
-fn other_users(store: &dyn ClientStore, me: &Me, group_id: &GroupId) -> Result<Vec<UserId>> {
+pub(crate) fn other_users(
+    store: &dyn ClientStore,
+    me: &Me,
+    group_id: &GroupId,
+) -> Result<Vec<UserId>> {
     let users = match store.conversation_users(group_id)? {
         Some(users) => users,
         None => {

@@ -28,6 +28,7 @@ fn msg(group: GroupId, n: u8, state: DeliveryState) -> Message {
         deleted_by: None,
         reactions: Vec::new(),
         expires_at: None,
+        read_by: 0,
     }
 }
 

@@ -33,6 +33,17 @@ fn samples() -> Vec<(&'static str, Vec<u8>)> {
                 group_id: group,
                 message_id: MessageId::v1([0x33; 16]),
                 content: vec![1, 2, 3],
+                to: Vec::new(),
+            }
+            .encode(),
+        ),
+        (
+            "op_send_to",
+            Op::Send {
+                group_id: group,
+                message_id: MessageId::v1([0x33; 16]),
+                content: vec![1, 2, 3],
+                to: vec![user.clone()],
             }
             .encode(),
         ),

@@ -23,6 +23,7 @@ pub mod at_rest;
 mod expiry;
 mod features;
 pub mod group_cache;
+pub mod reads;
 pub mod search;
 pub use at_rest::{KdfCost, Protection, StoreKey};
 use group_cache::{GroupCache, Ticket};
@@ -248,6 +249,10 @@ pub struct Message {
     /// sent while its conversation's disappearing timer was set.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub expires_at: Option<u64>,
+    /// How many other people have read it (as far as their read reports
+    /// tell: everyone whose read position is at or past it).
+    #[serde(default)]
+    pub read_by: u32,
 }
 
 impl Message {
@@ -277,6 +282,7 @@ impl Message {
             deleted_by: None,
             reactions: Vec::new(),
             expires_at: None,
+            read_by: 0,
         }
     }
 }
@@ -509,6 +515,33 @@ pub trait ClientStore: Send {
     /// `user` left the conversation: stop waiting for their confirmations
     /// there. Returns the messages that were waiting for them.
     fn forget_recipient(&self, group: &GroupId, user: &UserId) -> Result<Vec<MessageId>>;
+    /// Who must confirm our message `id` and who did ([`reads`]).
+    fn recipients(&self, id: &MessageId) -> Result<Vec<(UserId, bool, Option<u64>)>>;
+
+    /// How far this user has read a conversation, and told ([`reads`]).
+    fn read_state(&self, group: &GroupId) -> Result<reads::ReadState>;
+    /// Moves this user's read position forward to `seq` and counts what is
+    /// unread after it; whether it moved.
+    fn read_up_to(&self, group: &GroupId, seq: u64, me: &UserId) -> Result<bool>;
+    /// Records that this device reported reading up to `seq`.
+    fn set_reported(&self, group: &GroupId, seq: u64) -> Result<()>;
+    /// The newest message others could know of: its id and `seq`.
+    fn latest_sequenced(&self, group: &GroupId) -> Result<Option<(MessageId, u64)>>;
+    /// The newest message of each other person with `seq` in `(after,
+    /// up_to]`.
+    fn latest_by_sender(
+        &self,
+        group: &GroupId,
+        after: u64,
+        up_to: u64,
+        me: &UserId,
+    ) -> Result<Vec<(UserId, MessageId)>>;
+    /// Moves `user`'s read position forward to `seq`; whether it moved.
+    fn add_read_mark(&self, group: &GroupId, user: &UserId, seq: u64, at: u64) -> Result<bool>;
+    /// How far each other person has read, furthest first.
+    fn read_marks(&self, group: &GroupId) -> Result<Vec<reads::ReadMark>>;
+    /// Forgets how far `user` read a conversation they left.
+    fn forget_read_mark(&self, group: &GroupId, user: &UserId) -> Result<()>;
 
     /// Appends an operation to a conversation's lane of the outbox;
     /// returns its id.
@@ -666,7 +699,7 @@ CREATE INDEX reactions_by_target ON reactions (target_id);
 /// migrated forward when opened; newer ones are refused
 /// ([`CoreError::SchemaTooNew`]). Every version's layout is kept as a
 /// fixture (`tests/fixtures/store-v<N>/`) and opened by a test.
-pub const SCHEMA_VERSION: u32 = 5;
+pub const SCHEMA_VERSION: u32 = 6;
 
 /// Transactions on any store, also one used as `&dyn ClientStore`.
 pub trait Transactions: ClientStore {
@@ -793,6 +826,7 @@ fn migrate(conn: &mut Connection) -> Result<()> {
             3 => tx.execute_batch(SCHEMA_V3)?,
             4 => tx.execute_batch(search::SCHEMA_V4)?,
             5 => tx.execute_batch(expiry::SCHEMA_V5)?,
+            6 => tx.execute_batch(reads::SCHEMA_V6)?,
             _ => unreachable!("every version up to SCHEMA_VERSION has a step"),
         }
         tx.pragma_update(None, "user_version", version)?;
@@ -1283,6 +1317,48 @@ impl ClientStore for SqliteStore {
             .collect()
     }
 
+    fn recipients(&self, id: &MessageId) -> Result<Vec<(UserId, bool, Option<u64>)>> {
+        reads::recipients(&self.conn, id)
+    }
+
+    fn read_state(&self, group: &GroupId) -> Result<reads::ReadState> {
+        reads::state(&self.conn, group)
+    }
+
+    fn read_up_to(&self, group: &GroupId, seq: u64, me: &UserId) -> Result<bool> {
+        reads::read_up_to(&self.conn, group, seq, me)
+    }
+
+    fn set_reported(&self, group: &GroupId, seq: u64) -> Result<()> {
+        reads::set_reported(&self.conn, group, seq)
+    }
+
+    fn latest_sequenced(&self, group: &GroupId) -> Result<Option<(MessageId, u64)>> {
+        reads::latest(&self.conn, group)
+    }
+
+    fn latest_by_sender(
+        &self,
+        group: &GroupId,
+        after: u64,
+        up_to: u64,
+        me: &UserId,
+    ) -> Result<Vec<(UserId, MessageId)>> {
+        reads::latest_by_sender(&self.conn, group, after, up_to, me)
+    }
+
+    fn add_read_mark(&self, group: &GroupId, user: &UserId, seq: u64, at: u64) -> Result<bool> {
+        reads::add_mark(&self.conn, group, user, seq, at)
+    }
+
+    fn read_marks(&self, group: &GroupId) -> Result<Vec<reads::ReadMark>> {
+        reads::marks(&self.conn, group)
+    }
+
+    fn forget_read_mark(&self, group: &GroupId, user: &UserId) -> Result<()> {
+        reads::forget_mark(&self.conn, group, user)
+    }
+
     fn push_op(&self, group: &GroupId, op: &[u8]) -> Result<i64> {
         self.conn.execute(
             "INSERT INTO outbox (group_id, op) VALUES (?1, ?2)",
@@ -1434,7 +1510,9 @@ fn row_to_entry(r: &rusqlite::Row<'_>) -> rusqlite::Result<OutboxEntry> {
 
 const MSG_COLS: &str = "m.message_id, m.group_id, m.sender, m.sender_device, m.sent_at, m.seq,
      m.kind, m.text, m.state, m.in_reply_to, m.edited_at, m.deleted_by,
-     q.sender, q.text, q.deleted_by IS NOT NULL, m.expires_at";
+     q.sender, q.text, q.deleted_by IS NOT NULL, m.expires_at,
+     (SELECT COUNT(*) FROM read_marks r
+      WHERE r.group_id = m.group_id AND r.seq >= m.seq AND r.user_id != m.sender)";
 
 /// The message a reply answers, for [`Quote`].
 const QUOTE_JOIN: &str = "LEFT JOIN messages q ON q.message_id = m.in_reply_to";
@@ -1496,6 +1574,7 @@ fn row_to_message(r: &rusqlite::Row<'_>) -> rusqlite::Result<Message> {
             .transpose()?,
         reactions: Vec::new(),
         expires_at: r.get::<_, Option<i64>>(15)?.map(|t| t as u64),
+        read_by: r.get::<_, i64>(16)? as u32,
     })
 }
 

@@ -1156,7 +1156,11 @@ impl Sim {
                 Ok(Response::GroupClosed)
             }
             Request::Commit(bundle) => self.commit(me, &my_user, bundle),
-            Request::SendMessage { group_id, message } => {
+            Request::SendMessage {
+                group_id,
+                message,
+                to,
+            } => {
                 let Some(g) = self.relay.groups.get(&group_id) else {
                     return Err(ProtocolError::UnknownGroup);
                 };
@@ -1174,8 +1178,14 @@ impl Sim {
                 {
                     return Err(ProtocolError::WrongEpoch { current: g.epoch });
                 }
-                let recipients: BTreeSet<DeviceId> =
-                    g.roster.iter().filter(|d| **d != me).copied().collect();
+                // Addressed to some users: only their member devices.
+                let recipients: BTreeSet<DeviceId> = g
+                    .roster
+                    .iter()
+                    .filter(|d| **d != me)
+                    .filter(|d| to.is_empty() || to.contains(&self.relay.devices[d].user))
+                    .copied()
+                    .collect();
                 let full: Vec<DeviceId> = recipients
                     .iter()
                     .filter(|r| self.relay.devices[r].queue.len() as u64 >= MAX_QUEUE_LEN)

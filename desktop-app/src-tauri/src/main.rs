@@ -419,6 +419,7 @@ mod tests {
             deleted_by: None,
             reactions: Vec::new(),
             expires_at: None,
+            read_by: 0,
         }
     }
 

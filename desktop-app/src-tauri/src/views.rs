@@ -107,6 +107,8 @@ pub struct MessageView {
     pub reactions: Vec<ReactionView>,
     /// When it disappears (ms since the Unix epoch), if it will.
     pub expires_at: Option<u64>,
+    /// How many others have read it (this user's messages).
+    pub read_by: u32,
 }
 
 /// The message a reply answers.
@@ -171,6 +173,7 @@ impl MessageView {
                 })
                 .collect(),
             expires_at: m.expires_at,
+            read_by: m.read_by,
         }
     }
 }
@@ -328,6 +331,17 @@ pub enum UiEvent {
     /// A conversation appeared or changed (name, unread, state).
     #[serde(rename_all = "camelCase")]
     Conversation { group_id: String },
+    /// This user read a conversation on another device.
+    #[serde(rename_all = "camelCase")]
+    ReadElsewhere { group_id: String },
+    /// Someone read a conversation up to `up_to` (a `seq`): this user's
+    /// messages at or before it gain a reader.
+    #[serde(rename_all = "camelCase")]
+    ReadBy {
+        group_id: String,
+        user_id: String,
+        up_to: u64,
+    },
     /// Members joined or left.
     #[serde(rename_all = "camelCase")]
     Membership {
@@ -368,6 +382,8 @@ impl UiEvent {
                 | UiEvent::Expired { .. }
                 | UiEvent::Delivery { .. }
                 | UiEvent::Conversation { .. }
+                | UiEvent::ReadElsewhere { .. }
+                | UiEvent::ReadBy { .. }
                 | UiEvent::Membership { .. }
                 | UiEvent::Trust { .. }
                 | UiEvent::Failed { .. }
@@ -389,6 +405,18 @@ impl UiEvent {
             Event::MessageChanged { message, change } => UiEvent::Changed {
                 message: MessageView::new(message, own_user),
                 change: change.as_str(),
+            },
+            Event::ReadElsewhere { group_id } => UiEvent::ReadElsewhere {
+                group_id: group_id.to_string(),
+            },
+            Event::ReadBy {
+                group_id,
+                user_id,
+                up_to,
+            } => UiEvent::ReadBy {
+                group_id: group_id.to_string(),
+                user_id: user_id.to_string(),
+                up_to,
             },
             Event::MessagesExpired { group_id, ids } => UiEvent::Expired {
                 group_id: group_id.to_string(),

@@ -98,9 +98,11 @@ pub async fn start_request(state: &AppState, session: &Session, request: Request
     }
     match request {
         Request::Commit(bundle) => commit::start(state, session, bundle).await,
-        Request::SendMessage { group_id, message } => {
-            send::start(state, session, group_id, message).await
-        }
+        Request::SendMessage {
+            group_id,
+            message,
+            to,
+        } => send::start(state, session, group_id, message, to).await,
         Request::Authenticate { .. } => Answered(Err(DsError::AlreadyAuthenticated)),
         Request::UploadKeyPackages {
             key_packages,

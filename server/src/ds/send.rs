@@ -1,10 +1,10 @@
 //! `SendMessage`: sequence an application message and queue it for every
-//! other member device.
+//! other member device, or for the devices of the users it names.
 
 use cascade_protocol::frames::{Bytes, ItemKind, Response};
-use cascade_protocol::limits::MAX_MESSAGE_EPOCH_LAG;
+use cascade_protocol::limits::{MAX_MESSAGE_EPOCH_LAG, MAX_TARGET_USERS};
 use cascade_protocol::mls_header::{framing_header, ContentType, WireFormat};
-use cascade_protocol::GroupId;
+use cascade_protocol::{DeviceId, GroupId, UserId};
 
 use super::{
     check_mls_size, deliver_live, deliver_notices, durable_turn, start_sequencing,
@@ -26,25 +26,43 @@ pub async fn start(
     session: &Session,
     group_id: GroupId,
     message: Bytes,
+    to: Vec<UserId>,
 ) -> Handling {
-    let (epoch, proposal) = match check(&message, group_id) {
+    let (epoch, proposal) = match check(&message, group_id, &to) {
         Ok(checked) => checked,
         Err(e) => return Handling::Answered(Err(e)),
     };
     let state = state.clone();
     let session = session.clone();
     start_sequencing(move |written| async move {
-        sequence(
-            &state, &session, group_id, epoch, proposal, &message, written,
-        )
-        .await
+        let message = Outgoing {
+            epoch,
+            proposal,
+            message: &message,
+            to: &to,
+        };
+        sequence(&state, &session, group_id, message, written).await
     })
     .await
 }
 
-/// Checks that need no state; returns the message's epoch.
-fn check(message: &Bytes, group_id: GroupId) -> Result<(u64, bool), DsError> {
+/// A message that passed [`check`].
+struct Outgoing<'a> {
+    epoch: u64,
+    proposal: bool,
+    message: &'a Bytes,
+    to: &'a [UserId],
+}
+
+/// Checks that need no state; returns the message's epoch and whether it
+/// is a proposal.
+fn check(message: &Bytes, group_id: GroupId, to: &[UserId]) -> Result<(u64, bool), DsError> {
     check_mls_size(message)?;
+    if to.len() > MAX_TARGET_USERS {
+        return Err(DsError::TooLarge {
+            limit: MAX_TARGET_USERS as u64,
+        });
+    }
     let header = framing_header(message)
         .map_err(|_| DsError::Malformed("the message is not an MLS private message"))?;
     // Proposals travel like application messages: a member's request to
@@ -63,18 +81,45 @@ fn check(message: &Bytes, group_id: GroupId) -> Result<(u64, bool), DsError> {
     if header.group_id != group_id.as_bytes() {
         return Err(DsError::Malformed("the message is for another group"));
     }
-    Ok((header.epoch, header.content_type == ContentType::Proposal))
+    let proposal = header.content_type == ContentType::Proposal;
+    // A request to leave is for every member: whoever is online commits it.
+    if proposal && !to.is_empty() {
+        return Err(DsError::Malformed("a proposal is for every member"));
+    }
+    Ok((header.epoch, proposal))
+}
+
+/// The roster devices of `users` (their revoked devices included while
+/// still in the roster: the group removes them, not the relay).
+fn devices_of(
+    state: &AppState,
+    roster: &[DeviceId],
+    users: &[UserId],
+) -> Result<Vec<DeviceId>, DsError> {
+    let mut devices = Vec::new();
+    for user in users {
+        for d in state.store().devices_of_user(user)? {
+            if roster.contains(&d.device_id) && !devices.contains(&d.device_id) {
+                devices.push(d.device_id);
+            }
+        }
+    }
+    Ok(devices)
 }
 
 async fn sequence(
     state: &AppState,
     session: &Session,
     group_id: GroupId,
-    epoch: u64,
-    proposal: bool,
-    message: &Bytes,
+    out: Outgoing<'_>,
     written: Written,
 ) -> Result<Response, DsError> {
+    let Outgoing {
+        epoch,
+        proposal,
+        message,
+        to,
+    } = out;
     let writer = state.groups().lock(group_id).await;
     let store = state.store();
     let group = store.get_group(&group_id)?.ok_or(DsError::UnknownGroup)?;
@@ -93,11 +138,18 @@ async fn sequence(
             current: group.epoch,
         });
     }
+    // Addressed to some users: the devices of theirs that are members (a
+    // user not in the group gets nothing; none at all is still sequenced).
+    let targets = match to.is_empty() {
+        true => None,
+        false => Some(devices_of(state, &group.roster, to)?),
+    };
     let write = ApplicationWrite {
         group_id,
         sender: session.device_id,
         message,
         leave_request: proposal,
+        to: targets.as_deref(),
     };
     let (notices, outcome) =
         write_past_laggers(state, &group_id, &session.device_id, false, || {

@@ -275,6 +275,9 @@ pub struct ApplicationWrite<'a> {
     /// It carries a proposal (a member's request to leave): the sender is
     /// recorded among the group's [`Group::leaving`] in the same write.
     pub leave_request: bool,
+    /// Only for these devices (those of the roster among them); `None`:
+    /// for every roster device but the sender.
+    pub to: Option<&'a [DeviceId]>,
 }
 
 /// One queue item written by a sequencing operation.

@@ -743,6 +743,7 @@ impl Client {
         self.request(Request::SendMessage {
             group_id: group,
             message: private_message(group, epoch, body),
+            to: vec![],
         })
         .await
     }
@@ -765,6 +766,14 @@ pub fn private_message(group: GroupId, epoch: u64, body: &[u8]) -> Bytes {
     let mut out = header(2, group, epoch);
     out.push(1);
     out.extend_from_slice(body);
+    Bytes::from(out)
+}
+
+/// An MLS PrivateMessage with proposal content (synthetic ciphertext).
+pub fn proposal_message(group: GroupId, epoch: u64) -> Bytes {
+    let mut out = header(2, group, epoch);
+    out.push(2);
+    out.extend_from_slice(b"proposal");
     Bytes::from(out)
 }
 

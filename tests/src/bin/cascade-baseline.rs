@@ -293,7 +293,12 @@ async fn connection(
                     }
                 }
             }
-            (Request::SendMessage { group_id, message }, Some(sender)) => {
+            (
+                Request::SendMessage {
+                    group_id, message, ..
+                },
+                Some(sender),
+            ) => {
                 let p = Pending {
                     group_id,
                     sender,

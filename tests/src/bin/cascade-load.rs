@@ -457,6 +457,7 @@ async fn run_device(conn: RawConn, plan: Plan) -> Result<Outcome> {
             let request = Request::SendMessage {
                 group_id: plan.group,
                 message: Bytes::from(mls::application_with(&plan.group, 1, &body)),
+                to: vec![],
             };
             let id = send_request(&mut ws, &mut next_id, request).await?;
             pending.insert(id, at);

@@ -92,6 +92,7 @@ impl Operation for Leave {
             Request::SendMessage {
                 group_id: self.group_id,
                 message: bytes(mls_bytes(&msg)?),
+                to: vec![],
             },
             Route::Op {
                 group: self.group_id,

@@ -65,12 +65,15 @@ pub(crate) const WAIT_EPOCH_MS: u64 = 60_000;
 pub(crate) enum Op {
     /// Register a locally created group with the relay.
     CreateGroup { group_id: GroupId },
-    /// Encrypt and send an application message.
+    /// Encrypt and send an application message; to the devices of `to`
+    /// only if not empty (a read report).
     Send {
         group_id: GroupId,
         message_id: MessageId,
         #[serde(with = "serde_bytes")]
         content: Vec<u8>,
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        to: Vec<UserId>,
     },
     /// Add every device of these users.
     AddMembers {
@@ -136,6 +139,7 @@ impl Op {
             group_id,
             message_id: content.id,
             content: content.encode(),
+            to: Vec::new(),
         }
     }
 
@@ -172,11 +176,15 @@ impl Op {
                 group_id,
                 message_id,
                 content,
+                to,
             } => Box::new(send::SendMessage::new(
                 op_id,
-                group_id,
-                message_id,
-                content,
+                send::Outgoing {
+                    group_id,
+                    message_id,
+                    content,
+                    to,
+                },
                 entry.prepared.clone(),
             )),
             Op::AddMembers { group_id, users } => Box::new(add_members::AddMembers::new(

@@ -9,7 +9,7 @@
 //! (see the outbox); each is answered on its own.
 
 use cascade_protocol::mls_header::framing_header;
-use cascade_protocol::{GroupId, ProtocolError, Request, Response};
+use cascade_protocol::{GroupId, ProtocolError, Request, Response, UserId};
 
 use super::RETRY_DELAY_MS;
 use super::{Operation, Progress};
@@ -23,28 +23,33 @@ use crate::error::{CoreError, Result};
 use crate::store::Transactions;
 use crate::store::{ConversationState, DeliveryState};
 
+/// What one `Send` operation sends.
+pub(super) struct Outgoing {
+    pub group_id: GroupId,
+    pub message_id: MessageId,
+    pub content: Vec<u8>,
+    /// Only to these users' devices, if not empty.
+    pub to: Vec<UserId>,
+}
+
 /// One application message.
 pub(super) struct SendMessage {
     op_id: i64,
     group_id: GroupId,
     message_id: MessageId,
     content: Vec<u8>,
+    to: Vec<UserId>,
     prepared: Option<Vec<u8>>,
 }
 
 impl SendMessage {
-    pub fn new(
-        op_id: i64,
-        group_id: GroupId,
-        message_id: MessageId,
-        content: Vec<u8>,
-        prepared: Option<Vec<u8>>,
-    ) -> Self {
+    pub fn new(op_id: i64, out: Outgoing, prepared: Option<Vec<u8>>) -> Self {
         Self {
             op_id,
-            group_id,
-            message_id,
-            content,
+            group_id: out.group_id,
+            message_id: out.message_id,
+            content: out.content,
+            to: out.to,
             prepared,
         }
     }
@@ -142,6 +147,7 @@ impl Operation for SendMessage {
             Request::SendMessage {
                 group_id: self.group_id,
                 message: bytes(message),
+                to: self.to.clone(),
             },
             Route::Op {
                 group: self.group_id,

@@ -98,6 +98,7 @@ pub fn groups_sequence_commits_at_the_right_epoch(h: &mut dyn Harness) {
                 sender: b,
                 message: b"leave",
                 leave_request: true,
+                to: None,
             })
             .expect("proposal");
     }
@@ -137,6 +138,7 @@ pub fn groups_sequence_commits_at_the_right_epoch(h: &mut dyn Harness) {
             sender: a,
             message: b"m",
             leave_request: false,
+            to: None,
         }),
         Err(StoreError::NotFound)
     );
@@ -317,6 +319,73 @@ pub fn queues_keep_order_and_ack_removes(h: &mut dyn Harness) {
     assert_eq!(store.queue_len(&b).expect("len"), 0);
 }
 
+/// A message addressed to some devices is queued for them alone (not its
+/// sender, even if named); the others never see it, acknowledging its id
+/// changes nothing for them, and their next ack passes over it.
+pub fn targeted_messages_reach_only_their_devices(h: &mut dyn Harness) {
+    let store = h.fresh();
+    let (a, b, c) = (DeviceId([1; 16]), DeviceId([2; 16]), DeviceId([3; 16]));
+    let g = group_id(3);
+    store.create_group(&g, &a, b"info").expect("create");
+    store
+        .apply_commit(&CommitWrite {
+            group_id: g,
+            epoch: 0,
+            committer: a,
+            commit: b"c0",
+            welcome: Some(b"w0"),
+            group_info: b"info-1",
+            added: &[b, c],
+            removed: &[],
+        })
+        .expect("add b and c");
+    let done = store
+        .append_application(&ApplicationWrite {
+            group_id: g,
+            sender: a,
+            message: b"for b",
+            leave_request: false,
+            to: Some(&[b, a]),
+        })
+        .expect("targeted");
+    assert_eq!(done.seq, 2);
+    let to: Vec<DeviceId> = done.deliveries.iter().map(|d| d.device_id).collect();
+    assert_eq!(to, vec![b], "b alone: a sent it");
+    assert_eq!(app(&*store, g, a, b"for all"), 3);
+
+    let b_items = store.queue_page(&b, None, 10).expect("queue");
+    let b_seqs: Vec<u64> = b_items.iter().map(|i| i.seq).collect();
+    assert_eq!(b_seqs, vec![1, 2, 3]);
+    assert_eq!(b_items[1].payload.as_slice(), b"for b");
+    let c_items = store.queue_page(&c, None, 10).expect("queue");
+    let c_seqs: Vec<u64> = c_items.iter().map(|i| i.seq).collect();
+    assert_eq!(c_seqs, vec![1, 3], "c never sees b's");
+    assert_eq!(store.queue_len(&c).expect("len"), 2);
+
+    // c acknowledging b's item (a position it was never given) changes
+    // nothing: its queue still holds its Welcome.
+    assert_eq!(store.ack(&c, &[b_items[1].queue_id]).expect("ack"), 0);
+    assert_eq!(store.queue_len(&c).expect("len"), 2);
+    // Acking its last item passes over the one that was not for it.
+    assert_eq!(store.ack(&c, &[c_items[1].queue_id]).expect("ack"), 2);
+    assert_eq!(store.queue_len(&c).expect("len"), 0);
+    assert_eq!(store.ack(&b, &[b_items[1].queue_id]).expect("ack"), 2);
+    assert_eq!(store.queue_len(&b).expect("len"), 1);
+
+    // Addressed to nobody in the roster: sequenced, queued for nobody.
+    let none = store
+        .append_application(&ApplicationWrite {
+            group_id: g,
+            sender: a,
+            message: b"for nobody",
+            leave_request: false,
+            to: Some(&[]),
+        })
+        .expect("targeted");
+    assert!(none.deliveries.is_empty());
+    assert_eq!(store.queue_len(&c).expect("len"), 0);
+}
+
 /// A group refuses messages, writing nothing, when a member device has not
 /// acknowledged anything of its last [`MAX_QUEUE_LEN`] sequence numbers;
 /// the device's other groups go on, commits still pass (so members can
@@ -372,6 +441,7 @@ pub fn queue_limit_refuses_without_writing(h: &mut dyn Harness) {
         sender: a,
         message: b"y",
         leave_request: false,
+        to: None,
     };
     assert_eq!(
         store.append_application(&one_more),

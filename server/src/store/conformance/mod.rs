@@ -80,6 +80,7 @@ pub fn run_all(h: &mut dyn Harness) {
     external_commit_echoes_to_the_joiner(h);
     groups_are_found_by_member_device(h);
     queues_keep_order_and_ack_removes(h);
+    targeted_messages_reach_only_their_devices(h);
     queue_limit_refuses_without_writing(h);
     a_device_reads_only_while_a_member(h);
     stopping_delivery_drops_the_backlog_until_a_resync(h);
@@ -308,6 +309,7 @@ pub(crate) fn app(store: &dyn Store, group: GroupId, sender: DeviceId, body: &[u
             sender,
             message: body,
             leave_request: false,
+            to: None,
         })
         .expect("append application")
         .seq

@@ -70,6 +70,10 @@ pub(super) struct LogEntry {
     /// For a Welcome: the devices it is for.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub welcomed: Vec<DeviceId>,
+    /// For an application message addressed to some users: their member
+    /// devices when it was written (`None`: every member but the sender).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub to: Option<Vec<DeviceId>>,
 }
 
 /// A stretch of a group's `seq` during which a device was in its roster:
@@ -180,9 +184,10 @@ impl Membership {
 
 /// Whether `entry` is for `device`, a member during `spans`.
 pub(super) fn addressed_to(entry: &LogEntry, device: &DeviceId, spans: &[Span]) -> bool {
-    match entry.kind {
-        ItemKind::Welcome => entry.welcomed.contains(device),
-        kind => header_addressed_to(entry.seq, kind, &entry.sender, device, spans),
+    match (entry.kind, &entry.to) {
+        (ItemKind::Welcome, _) => entry.welcomed.contains(device),
+        (ItemKind::Application, Some(to)) if !to.contains(device) => false,
+        (kind, _) => header_addressed_to(entry.seq, kind, &entry.sender, device, spans),
     }
 }
 
@@ -204,21 +209,30 @@ fn header_addressed_to(
 }
 
 /// The `log_pos` value: what an acknowledgement needs of the entry at a
-/// position (its group, `seq`, kind and sender).
+/// position (its group, `seq`, kind and sender, and whether it is
+/// addressed to some devices only: then the entry itself says which).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) struct Header {
     pub group: GroupId,
     pub seq: u64,
     pub kind: ItemKind,
     pub sender: DeviceId,
+    pub targeted: bool,
 }
+
+/// The kind octet of a [`Header`] for an application message addressed to
+/// some devices only.
+const TARGETED_TAG: u8 = 5;
 
 impl Header {
     pub fn to_bytes(self) -> [u8; 41] {
         let mut out = [0; 41];
         out[..16].copy_from_slice(self.group.as_bytes());
         out[16..24].copy_from_slice(&self.seq.to_be_bytes());
-        out[24] = super::kind_tag(self.kind);
+        out[24] = match self.targeted {
+            true => TARGETED_TAG,
+            false => super::kind_tag(self.kind),
+        };
         out[25..].copy_from_slice(self.sender.as_bytes());
         out
     }
@@ -233,6 +247,7 @@ impl Header {
             2 => ItemKind::Application,
             3 => ItemKind::Welcome,
             4 => ItemKind::Notice,
+            TARGETED_TAG => ItemKind::Application,
             _ => return Err(corrupt()),
         };
         Ok(Self {
@@ -240,6 +255,7 @@ impl Header {
             seq: u64::from_be_bytes(raw[16..24].try_into().map_err(|_| corrupt())?),
             kind,
             sender: DeviceId(raw[25..].try_into().map_err(|_| corrupt())?),
+            targeted: raw[24] == TARGETED_TAG,
         })
     }
 }
@@ -335,6 +351,7 @@ pub(super) fn append_tx(
         seq: entry.seq,
         kind: entry.kind,
         sender: entry.sender,
+        targeted: entry.to.is_some(),
     };
     positions.insert(&pos.to_be_bytes()[..], &header.to_bytes()[..])?;
     Ok(pos)
@@ -435,6 +452,7 @@ impl SledStore {
                         kind: ItemKind::Notice,
                         payload: stop.payload,
                         welcomed: Vec::new(),
+                        to: None,
                     };
                     tail.push((stop.pos, notice));
                 }
@@ -445,6 +463,7 @@ impl SledStore {
                         kind: ItemKind::Welcome,
                         payload: w.payload,
                         welcomed: vec![*device],
+                        to: None,
                     };
                     tail.push((w.pos, welcome));
                 }
@@ -587,14 +606,17 @@ impl SledStore {
             };
             let mut mine = Vec::new();
             for (pos, h) in items {
-                let addressed = match h.kind {
-                    ItemKind::Welcome => match self.log.get(log_key(&group, pos))? {
-                        Some(raw) => decode::<LogEntry>(&raw, "log entry")?
-                            .welcomed
-                            .contains(device),
+                // Only the entry says which devices a Welcome or a
+                // targeted message is for.
+                let addressed = if h.kind == ItemKind::Welcome || h.targeted {
+                    match self.log.get(log_key(&group, pos))? {
+                        Some(raw) => {
+                            addressed_to(&decode::<LogEntry>(&raw, "log entry")?, device, &m.spans)
+                        }
                         None => false,
-                    },
-                    kind => header_addressed_to(h.seq, kind, &h.sender, device, &m.spans),
+                    }
+                } else {
+                    header_addressed_to(h.seq, h.kind, &h.sender, device, &m.spans)
                 };
                 if addressed {
                     mine.push((pos, h.seq));

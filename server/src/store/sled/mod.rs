@@ -863,6 +863,7 @@ impl Store for SledStore {
                     kind: ItemKind::Commit,
                     payload: Bytes::from(c.commit.to_vec()),
                     welcomed: Vec::new(),
+                    to: None,
                 };
                 let commit_pos = append_tx(log, positions, &c.group_id, &commit)?;
                 let mut commit_recipients: Vec<DeviceId> = group
@@ -999,6 +1000,7 @@ impl Store for SledStore {
                 kind: ItemKind::Notice,
                 payload: payload.clone(),
                 welcomed: Vec::new(),
+                to: None,
             };
             let pos = append_tx(log, positions, group_id, &entry)?;
             // Its backlog goes: the notice is all it has left to read here,
@@ -1099,12 +1101,14 @@ impl Store for SledStore {
                 kind: ItemKind::Application,
                 payload: entry_payload.clone(),
                 welcomed: Vec::new(),
+                to: m.to.map(<[DeviceId]>::to_vec),
             };
             let pos = append_tx(log, positions, &m.group_id, &entry)?;
             let deliveries = group
                 .roster
                 .iter()
                 .filter(|d| **d != m.sender && !group.stopped.contains(d))
+                .filter(|d| m.to.is_none_or(|to| to.contains(d)))
                 .map(|d| Delivery {
                     device_id: *d,
                     queue_id: pos,

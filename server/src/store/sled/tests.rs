@@ -193,6 +193,7 @@ fn record_encodings_are_pinned() {
                 kind: ItemKind::Application,
                 payload: Bytes::from(vec![0, 1, 0, 2]),
                 welcomed: Vec::new(),
+                to: None,
             }),
         ),
         (
@@ -203,6 +204,18 @@ fn record_encodings_are_pinned() {
                 kind: ItemKind::Welcome,
                 payload: Bytes::from(vec![0, 1, 0, 3]),
                 welcomed: vec![DeviceId([0x44; 16])],
+                to: None,
+            }),
+        ),
+        (
+            "log_entry_targeted",
+            encode(&LogEntry {
+                seq: 9,
+                sender: device,
+                kind: ItemKind::Application,
+                payload: Bytes::from(vec![0, 1, 0, 4]),
+                welcomed: Vec::new(),
+                to: Some(vec![DeviceId([0x44; 16])]),
             }),
         ),
         (
@@ -253,6 +266,7 @@ fn record_encodings_are_pinned() {
                 kind: ItemKind::Notice,
                 payload: Bytes::from(vec![0xa1]),
                 welcomed: Vec::new(),
+                to: None,
             }),
         ),
         ("log_key", log::log_key(&group, 258).to_vec()),
@@ -263,6 +277,7 @@ fn record_encodings_are_pinned() {
                 seq: 10,
                 kind: ItemKind::Notice,
                 sender: device,
+                targeted: false,
             }
             .to_bytes()
             .to_vec(),
@@ -274,6 +289,19 @@ fn record_encodings_are_pinned() {
                 seq: 9,
                 kind: ItemKind::Welcome,
                 sender: device,
+                targeted: false,
+            }
+            .to_bytes()
+            .to_vec(),
+        ),
+        (
+            "log_pos_targeted",
+            log::Header {
+                group,
+                seq: 9,
+                kind: ItemKind::Application,
+                sender: device,
+                targeted: true,
             }
             .to_bytes()
             .to_vec(),
@@ -366,6 +394,7 @@ fn send(store: &SledStore, group: GroupId, sender: DeviceId, body: &[u8]) {
             sender,
             message: body,
             leave_request: false,
+            to: None,
         })
         .expect("send");
 }
