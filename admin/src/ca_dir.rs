@@ -36,7 +36,8 @@ use std::sync::Arc;
 
 use cascade_core::identity::{
     der_to_pem, fingerprint_hex, pem_to_der, verify_device_cert, verify_wipe_order, CertError,
-    DevicePolicy, TrustAnchor, MAX_IDLE_LOCK_SECS, MIN_IDLE_LOCK_SECS,
+    DevicePolicy, TrustAnchor, MAX_IDLE_LOCK_SECS, MAX_RETENTION_DAYS, MIN_IDLE_LOCK_SECS,
+    MIN_RETENTION_DAYS,
 };
 use cascade_protocol::enrolment_code;
 use cascade_protocol::http::OrgUser;
@@ -144,8 +145,14 @@ pub enum CaDirError {
         /// The policy file.
         path: PathBuf,
     },
-    /// An idle lock outside what devices accept.
-    #[error("the idle lock must be between {} and {} minutes", MIN_IDLE_LOCK_SECS / 60, MAX_IDLE_LOCK_SECS / 60)]
+    /// An idle lock or a retention outside what devices accept.
+    #[error(
+        "the idle lock must be between {} and {} minutes, and the retention between {} and {} days",
+        MIN_IDLE_LOCK_SECS / 60,
+        MAX_IDLE_LOCK_SECS / 60,
+        MIN_RETENTION_DAYS,
+        MAX_RETENTION_DAYS
+    )]
     PolicyOutOfRange,
     /// The partner certificate's fingerprint is not the one given.
     #[error("the certificate's fingerprint is {actual}, not the one confirmed out of band")]
@@ -902,19 +909,24 @@ impl CaDir {
         write_atomically(&self.path.join(POLICY), &format!("{text}\n"))
     }
 
-    /// `cascade admin policy --idle-lock-minutes N`: sets the
-    /// organisation's device policy and publishes it in a new trust list
-    /// (its devices apply it when they fetch the list). Returns the list's
-    /// serial. Refuses an idle lock outside
-    /// [`MIN_IDLE_LOCK_SECS`]..=[`MAX_IDLE_LOCK_SECS`] before anything is
-    /// written.
+    /// `cascade admin policy --idle-lock-minutes N --max-retention-days
+    /// D`: sets the organisation's device policy and publishes it in a new
+    /// trust list (its devices apply it when they fetch the list). Returns
+    /// the list's serial. Refuses an idle lock outside
+    /// [`MIN_IDLE_LOCK_SECS`]..=[`MAX_IDLE_LOCK_SECS`], or a retention
+    /// outside [`MIN_RETENTION_DAYS`]..=[`MAX_RETENTION_DAYS`], before
+    /// anything is written.
     pub async fn set_policy(
         &self,
         admin: &AdminClient,
         policy: DevicePolicy,
         now: i64,
     ) -> Result<u64, CaDirError> {
-        if !(MIN_IDLE_LOCK_SECS..=MAX_IDLE_LOCK_SECS).contains(&policy.idle_lock_secs) {
+        if !(MIN_IDLE_LOCK_SECS..=MAX_IDLE_LOCK_SECS).contains(&policy.idle_lock_secs)
+            || policy
+                .max_retention_days
+                .is_some_and(|d| !(MIN_RETENTION_DAYS..=MAX_RETENTION_DAYS).contains(&d))
+        {
             return Err(CaDirError::PolicyOutOfRange);
         }
         // The CA loads (the directory is whole) before the file changes.

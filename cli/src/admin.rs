@@ -13,7 +13,9 @@ use std::path::PathBuf;
 
 use anyhow::{bail, Context, Result};
 use cascade_admin::{AdminClient, CaDir, WipeState};
-use cascade_core::identity::{pem_to_der, DevicePolicy, TrustAnchor};
+use cascade_core::identity::{
+    pem_to_der, DevicePolicy, TrustAnchor, MAX_RETENTION_DAYS, MIN_RETENTION_DAYS,
+};
 use cascade_core::{OrgId, UserId};
 use clap::Subcommand;
 use serde_json::json;
@@ -273,7 +275,43 @@ pub enum AdminCommand {
         /// Lock the app after this many minutes without input (1 to 480).
         #[arg(long)]
         idle_lock_minutes: Option<u32>,
+        /// Delete messages from the organisation's devices once they are
+        /// this many days old (1 to 3650), in every conversation; `off`
+        /// keeps them until someone deletes them.
+        #[arg(long, value_parser = parse_retention)]
+        max_retention_days: Option<Retention>,
     },
+}
+
+/// `--max-retention-days`: a number of days, or `off`.
+#[derive(Debug, Clone, Copy)]
+pub struct Retention(Option<u32>);
+
+fn parse_retention(s: &str) -> Result<Retention, String> {
+    if s == "off" {
+        return Ok(Retention(None));
+    }
+    s.parse::<u32>()
+        .ok()
+        .filter(|d| (MIN_RETENTION_DAYS..=MAX_RETENTION_DAYS).contains(d))
+        .map(|d| Retention(Some(d)))
+        .ok_or_else(|| {
+            format!(
+                "{s:?}: a number of days from {MIN_RETENTION_DAYS} to {MAX_RETENTION_DAYS}, or off"
+            )
+        })
+}
+
+/// What a device policy says, in words.
+fn describe(policy: &DevicePolicy, set: bool) -> String {
+    let minutes = policy.idle_lock_secs / 60;
+    let default = if set { "" } else { " (the default)" };
+    let kept = match policy.max_retention_days {
+        Some(1) => "Messages are deleted from devices after 1 day".to_owned(),
+        Some(d) => format!("Messages are deleted from devices after {d} days"),
+        None => "Messages are kept on devices until deleted".to_owned(),
+    };
+    format!("Devices lock after {minutes} minutes without input{default}\n{kept}")
 }
 
 /// Where the relay is and how to authenticate to it, as given to
@@ -507,37 +545,42 @@ pub async fn run(relay: Relay, command: AdminCommand, json: bool) -> Result<()> 
         AdminCommand::Policy {
             ca_dir,
             idle_lock_minutes,
+            max_retention_days,
         } => {
             let dir = CaDir::new(ca_dir);
-            let Some(minutes) = idle_lock_minutes else {
-                let (policy, set) = match dir.policy()? {
-                    Some(policy) => (policy, true),
-                    None => (DevicePolicy::default(), false),
-                };
-                let minutes = policy.idle_lock_secs / 60;
-                say(
-                    json,
-                    json!({ "idle_lock_minutes": minutes, "set": set }),
-                    || {
-                        let default = if set { "" } else { " (the default)" };
-                        format!("Devices lock after {minutes} minutes without input{default}")
-                    },
-                );
+            let (mut policy, set) = match dir.policy()? {
+                Some(policy) => (policy, true),
+                None => (DevicePolicy::default(), false),
+            };
+            let summary = |policy: &DevicePolicy, set: bool| {
+                json!({
+                    "idle_lock_minutes": policy.idle_lock_secs / 60,
+                    "max_retention_days": policy.max_retention_days,
+                    "set": set,
+                })
+            };
+            if idle_lock_minutes.is_none() && max_retention_days.is_none() {
+                say(json, summary(&policy, set), || describe(&policy, set));
                 return Ok(());
-            };
-            let policy = DevicePolicy {
-                idle_lock_secs: minutes.saturating_mul(60),
-            };
+            }
+            // What is not given stays as it was.
+            if let Some(minutes) = idle_lock_minutes {
+                policy.idle_lock_secs = minutes.saturating_mul(60);
+            }
+            if let Some(Retention(days)) = max_retention_days {
+                policy.max_retention_days = days;
+            }
             let serial = dir
                 .set_policy(&relay.connect()?, policy, now_secs())
                 .await?;
-            say(
-                json,
-                json!({ "idle_lock_minutes": minutes, "serial": serial }),
-                || {
-                    format!("Devices lock after {minutes} minutes without input (trust list {serial} published)")
-                },
-            );
+            let mut out = summary(&policy, true);
+            out["serial"] = json!(serial);
+            say(json, out, || {
+                format!(
+                    "{}\n(trust list {serial} published)",
+                    describe(&policy, true)
+                )
+            });
             Ok(())
         }
         AdminCommand::RotateCa {

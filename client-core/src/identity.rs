@@ -371,7 +371,19 @@ pub struct DevicePolicy {
     /// conversation until the person unlocks it. Devices clamp it to
     /// [`MIN_IDLE_LOCK_SECS`]..=[`MAX_IDLE_LOCK_SECS`].
     pub idle_lock_secs: u32,
+    /// The longest the organisation's devices keep a message, in days
+    /// (from when it was sent, by its sender's clock but never later than
+    /// its arrival): older messages are deleted from the device's store, in
+    /// every conversation. `None`: no limit. Devices clamp it to
+    /// [`MIN_RETENTION_DAYS`]..=[`MAX_RETENTION_DAYS`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_retention_days: Option<u32>,
 }
+
+/// The shortest maximum retention an organisation can set: one day.
+pub const MIN_RETENTION_DAYS: u32 = 1;
+/// The longest: ten years.
+pub const MAX_RETENTION_DAYS: u32 = 3650;
 
 /// The shortest idle lock an organisation can set: one minute.
 pub const MIN_IDLE_LOCK_SECS: u32 = 60;
@@ -384,6 +396,7 @@ impl Default for DevicePolicy {
     fn default() -> Self {
         DevicePolicy {
             idle_lock_secs: DEFAULT_IDLE_LOCK_SECS,
+            max_retention_days: None,
         }
     }
 }
@@ -395,7 +408,18 @@ impl DevicePolicy {
             idle_lock_secs: self
                 .idle_lock_secs
                 .clamp(MIN_IDLE_LOCK_SECS, MAX_IDLE_LOCK_SECS),
+            max_retention_days: self
+                .max_retention_days
+                .map(|d| d.clamp(MIN_RETENTION_DAYS, MAX_RETENTION_DAYS)),
         }
+    }
+
+    /// The oldest a message may be and stay on the device at `now` (ms
+    /// since the Unix epoch): messages sent before this go. `None`: no
+    /// limit.
+    pub fn retention_cutoff(&self, now: u64) -> Option<u64> {
+        self.max_retention_days
+            .map(|d| now.saturating_sub(u64::from(d) * 86_400_000))
     }
 }
 
@@ -639,6 +663,7 @@ mod tests {
         let with = hex::encode(
             list(Some(DevicePolicy {
                 idle_lock_secs: 600,
+                max_retention_days: None,
             }))
             .to_body(),
         );
@@ -652,9 +677,28 @@ mod tests {
         // version does not know still reads.
         let body = list(Some(DevicePolicy {
             idle_lock_secs: 600,
+            max_retention_days: None,
         }))
         .to_body();
         let read: TrustList = ciborium::from_reader(body.as_slice()).expect("reads");
         assert_eq!(read.policy.map(|p| p.idle_lock_secs), Some(600));
+        // A maximum retention adds one key; the rest is as before.
+        let retained = hex::encode(
+            list(Some(DevicePolicy {
+                idle_lock_secs: 600,
+                max_retention_days: Some(90),
+            }))
+            .to_body(),
+        );
+        assert_eq!(retained, RETAINED_GOLDEN);
+        let read: TrustList =
+            ciborium::from_reader(hex::decode(RETAINED_GOLDEN).expect("hex").as_slice())
+                .expect("reads");
+        assert_eq!(read.policy.and_then(|p| p.max_retention_days), Some(90));
     }
+
+    /// The body above with `max_retention_days: 90` in the policy.
+    const RETAINED_GOLDEN: &str = "a7617601636f7267656e6f7274686673657269616c02696973737565\
+645f61741a6553f10067616e63686f72738069737563636573736f72f666706f6c696379a26e69646c655f6c6f636b\
+5f73656373190258726d61785f726574656e74696f6e5f64617973185a";
 }

@@ -151,3 +151,69 @@ fn a_device_offline_past_the_time_never_shows_the_message_and_one_restarting_del
     sim.advance(3 * DAY_MS);
     assert_eq!(texts(&mut sim, a, g), ["kept: the timer is off"]);
 }
+
+/// An organisation's maximum retention, in its signed trust list, deletes
+/// older messages from its own devices' stores, in every conversation, on
+/// time; a partner organisation without one keeps them; what is younger
+/// stays.
+#[test]
+fn an_organisations_maximum_retention_deletes_older_messages_from_its_devices_only() {
+    use cascade_core::identity::DevicePolicy;
+    let mut sim = Sim::new();
+    sim.trust_each_other("north", "east");
+    let a = sim.device("alice@north", "Alice desk");
+    let a2 = sim.device("alice@north", "Alice phone");
+    let c = sim.device("carol@east", "Carol");
+    let g = sim.group(a, "Transfer", &[c]);
+    sim.settle();
+    let old = sim.send(c, g, "old: bay 4 patient details");
+    sim.settle();
+    let sent_at = sim.now;
+    sim.advance(20 * DAY_MS);
+    sim.send(a, g, "recent: handover done");
+    sim.settle();
+
+    // North keeps messages 30 days (and still pins east).
+    let east = sim.ca("east").cert_der().to_vec();
+    let now = (sim.now / 1000) as i64;
+    let doc = sim
+        .ca("north")
+        .sign_trust_list_with_policy(
+            &[east],
+            None,
+            Some(DevicePolicy {
+                idle_lock_secs: 300,
+                max_retention_days: Some(30),
+            }),
+            9,
+            now,
+        )
+        .expect("signed");
+    sim.serve_trust_list("north", doc);
+    sim.settle();
+    for d in [a, a2] {
+        assert_eq!(sim.engine(d).device_policy().max_retention_days, Some(30));
+        assert!(sim
+            .engine(d)
+            .poll_timeout()
+            .is_some_and(|t| t <= sent_at + 30 * DAY_MS));
+    }
+    // A minute before thirty days, still there; after, gone from north's
+    // devices and their files; east keeps it.
+    let left = sent_at + 30 * DAY_MS - 60_000 - sim.now;
+    sim.advance(left);
+    assert_eq!(texts(&mut sim, a, g).len(), 2);
+    sim.advance(61_000);
+    for d in [a, a2] {
+        assert_eq!(texts(&mut sim, d, g), ["recent: handover done"], "{d:?}");
+        assert!(
+            sim.events(d).iter().any(|e| matches!(e,
+                Event::MessagesExpired { group_id, ids } if *group_id == g && ids.contains(&old))),
+            "{d:?} tells the front end"
+        );
+        assert_eq!(sim.rows_holding(d, "bay 4 patient"), 0, "{d:?}");
+        sim.restart(d);
+    }
+    assert_eq!(texts(&mut sim, c, g).len(), 2, "east keeps what it keeps");
+    assert!(sim.rows_holding(c, "bay 4 patient") > 0);
+}

@@ -209,3 +209,39 @@ fn a_quiet_readers_message_after_many_reports_still_reads() {
         );
     }
 }
+
+/// "Seen by" scales: in a conversation of 40 people (past the 32 where
+/// delivery receipts stop), everyone reading Alice's message costs one
+/// report each, queued for Alice's device alone: 39 deliveries, where
+/// reports to everyone would cost 39 × 39. Alice's message counts all 39.
+#[test]
+fn in_a_conversation_of_forty_each_reading_costs_one_delivery_to_the_sender() {
+    let mut sim = Sim::new();
+    let a = sim.device("alice@north", "Alice");
+    let others: Vec<D> = (0..39)
+        .map(|i| sim.device(&format!("u{i}@north"), &format!("Nurse {i}")))
+        .collect();
+    let g = sim.group(a, "Ward 7 all staff", &others);
+    sim.settle();
+    let notice = sim.send(a, g, "Fire drill at 15:00");
+    sim.settle();
+    let before = sim.relay.accepted.len();
+    for &d in &others {
+        let now = sim.now;
+        sim.engine(d).mark_read(&g, now).expect("read");
+    }
+    sim.settle();
+    let reports = &sim.relay.accepted[before..];
+    assert_eq!(reports.len(), 39, "one report per reader");
+    let alice = sim.id(a);
+    assert!(reports.iter().all(|r| r.recipients == [alice].into()));
+    let deliveries: usize = reports.iter().map(|r| r.recipients.len()).sum();
+    assert_eq!(deliveries, 39);
+    assert_eq!(
+        sim.engine(a).message(&g, &notice).expect("there").read_by,
+        39
+    );
+    let r = sim.engine(a).receipts(&g, &notice).expect("receipts");
+    assert_eq!((r.recipients, r.read.len()), (39, 39));
+    assert!(!r.per_person_delivery, "delivery is not tracked past 32");
+}

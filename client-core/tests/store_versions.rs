@@ -356,3 +356,80 @@ fn a_version_4_database_migrates_and_its_room_gains_a_policy() {
         Some("read under v5")
     );
 }
+
+/// A version 5 database (a room of version 2 with a week's disappearing
+/// timer, Bob an admin; one of Bob's messages unread on Alice's device)
+/// migrates to version 6 (read positions): what was unread still is,
+/// expiries and the room are as they were, nobody has read anything yet;
+/// then Alice reads, and Bob's device learns it.
+#[test]
+fn a_version_5_database_migrates_and_read_state_starts_from_it() {
+    let (dir, meta) = fixture(5);
+    let alice_db = dir.path().join("alice.db");
+    assert_eq!(user_version(&alice_db), 5);
+    let group: GroupId = meta["group_id"]
+        .as_str()
+        .expect("id")
+        .parse()
+        .expect("group id");
+    let id = |name: &str| -> cascade_core::MessageId {
+        meta["messages"][name]
+            .as_str()
+            .expect("id")
+            .parse()
+            .expect("message id")
+    };
+    let (before, under, unread) = (id("before"), id("under"), id("unread"));
+
+    let store = SqliteStore::open(&alice_db, &StoreKey::key(STORE_KEY)).expect("migrates");
+    assert_eq!(user_version(&alice_db), SCHEMA_VERSION);
+    let conversation = store
+        .conversations(&|_| 0)
+        .expect("list")
+        .into_iter()
+        .find(|c| c.group_id == group)
+        .expect("there");
+    assert_eq!(conversation.unread, 1, "Bob's last message");
+    assert_eq!(
+        store
+            .message(&before)
+            .expect("read")
+            .expect("there")
+            .expires_at,
+        None
+    );
+    assert!(store
+        .message(&under)
+        .expect("read")
+        .expect("there")
+        .expires_at
+        .is_some());
+    assert!(store.read_marks(&group).expect("marks").is_empty());
+    drop(store);
+
+    let (mut sim, a, b) = carry_on(&dir, &meta, group);
+    let details = sim
+        .engine(a)
+        .room_details(&group)
+        .expect("d")
+        .expect("room");
+    assert_eq!(details.disappear_after, Some(7 * 24 * 3600));
+    assert_eq!(details.admins.len(), 2);
+    let now = sim.now;
+    sim.engine(a).mark_read(&group, now).expect("read");
+    sim.settle();
+    assert_eq!(
+        sim.engine(b)
+            .message(&group, &unread)
+            .expect("there")
+            .read_by,
+        1
+    );
+    assert_eq!(
+        sim.engine(b)
+            .message(&group, &under)
+            .expect("there")
+            .read_by,
+        1
+    );
+}

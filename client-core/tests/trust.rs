@@ -401,6 +401,7 @@ fn an_organisations_device_policy_reaches_its_devices_only() {
     use cascade_core::identity::{DevicePolicy, DEFAULT_IDLE_LOCK_SECS};
     let policy = |secs| DevicePolicy {
         idle_lock_secs: secs,
+        max_retention_days: None,
     };
     let mut sim = Sim::new();
     let a = sim.device("alice@north", "Alice");

@@ -271,12 +271,12 @@ impl Relay {
     /// `org`'s admins set its devices' idle lock and publish it in a signed
     /// trust list (`cascade admin policy --idle-lock-minutes`).
     pub async fn set_idle_lock(&self, org: &str, minutes: u32) -> Result<()> {
+        let dir = self.ca_dir(org);
         let policy = cascade_core::identity::DevicePolicy {
             idle_lock_secs: minutes * 60,
+            ..dir.policy()?.unwrap_or_default()
         };
-        self.ca_dir(org)
-            .set_policy(&self.admin, policy, unix_now())
-            .await?;
+        dir.set_policy(&self.admin, policy, unix_now()).await?;
         Ok(())
     }
 

@@ -696,6 +696,33 @@ async fn a_nurse_replies_reacts_edits_and_deletes() -> Result<()> {
         })
         .await?;
 
+        // Read receipts both ways: the open conversation is read, so Bob's
+        // message counts Alice; Bob reads, and Alice's reply says so, with
+        // who on demand.
+        bob.until("Alice's read report", || async {
+            Ok(bob.client.message(group, handover).await?.read_by == 1)
+        })
+        .await?;
+        bob.client.mark_read(group).await?;
+        bob.sync().await?;
+        let read_by = app
+            .wait_for_text(
+                &format!("[data-id='{}'] [data-testid=read-by]", reply.id),
+                |t| t == "Read by 1",
+            )
+            .await?;
+        app.click(&read_by).await?;
+        app.wait_for_text("[data-testid=receipts-summary]", |t| {
+            t == "Delivered to 1 of 1, read by 1"
+        })
+        .await?;
+        app.wait_for_text("[data-testid=receipt]", |t| t.contains("Bob Jones — read"))
+            .await?;
+        app.screenshot("10a-read-by").await?;
+        assert_accessible(&app, "read by").await?;
+        app.click(&read_by).await?;
+        app.wait_gone("[data-testid=receipts]").await?;
+
         // React to Bob's message from the picker.
         let first_react = app.find("[data-testid=react]").await?;
         app.click(&first_react).await?;

@@ -588,17 +588,43 @@ async fn admin_guide_commands_work_as_documented() -> Result<()> {
         .await?;
     ensure!(
         policy.stdout.trim()
-            == "Devices lock after 10 minutes without input (trust list 1 published)",
+            == "Devices lock after 10 minutes without input\n\
+                Messages are kept on devices until deleted\n\
+                (trust list 1 published)",
         "{}",
         policy.stdout
+    );
+    let retention = doc
+        .run("cascade admin policy --ca-dir ~/cascade-ca/north-trust --max-retention-days 90")
+        .await?;
+    ensure!(
+        retention.stdout.trim()
+            == "Devices lock after 10 minutes without input\n\
+                Messages are deleted from devices after 90 days\n\
+                (trust list 2 published)",
+        "{}",
+        retention.stdout
     );
     let shown = doc
         .run("cascade admin policy --ca-dir ~/cascade-ca/north-trust")
         .await?;
     ensure!(
-        shown.stdout.trim() == "Devices lock after 10 minutes without input",
+        shown.stdout.trim()
+            == "Devices lock after 10 minutes without input\n\
+                Messages are deleted from devices after 90 days",
         "{}",
         shown.stdout
+    );
+    let bad = doc
+        .extra_failing(
+            "cascade admin policy --ca-dir ~/cascade-ca/north-trust --max-retention-days 0",
+        )
+        .await?;
+    ensure!(
+        bad.stderr
+            .contains("a number of days from 1 to 3650, or off"),
+        "{}",
+        bad.stderr
     );
 
     // §3.5 Appointing an admin: Dana makes her key with the CA
@@ -766,11 +792,11 @@ async fn admin_guide_commands_work_as_documented() -> Result<()> {
     let pinned = doc
         .run("cascade admin trust add --ca-dir ~/cascade-ca/north-trust --cert east-ambulance-ca.pem --fingerprint 14:67:2F:D7:6F:64:21:2D:5A:5D:17:05:6F:FA:36:14:3B:41:74:F1:CF:A6:BD:74:1B:F2:8D:AF:DE:5B:AE:B4")
         .await?;
-    ensure!(pinned.stdout.trim() == "Now trusting east-ambulance (trust list 2 published)");
+    ensure!(pinned.stdout.trim() == "Now trusting east-ambulance (trust list 3 published)");
     let unpinned = doc
         .run("cascade admin trust remove --ca-dir ~/cascade-ca/north-trust east-ambulance")
         .await?;
-    ensure!(unpinned.stdout.trim() == "No longer trusting east-ambulance (trust list 3 published)");
+    ensure!(unpinned.stdout.trim() == "No longer trusting east-ambulance (trust list 4 published)");
 
     // §6 Revoking a lost phone: Alice's old phone, enrolled and issued
     // like the first.
@@ -884,7 +910,7 @@ async fn admin_guide_commands_work_as_documented() -> Result<()> {
     ensure!(
         rotated
             .stdout
-            .starts_with("Rotated the CA of north-trust (trust list 4 published)."),
+            .starts_with("Rotated the CA of north-trust (trust list 5 published)."),
         "{}",
         rotated.stdout
     );
@@ -894,7 +920,9 @@ async fn admin_guide_commands_work_as_documented() -> Result<()> {
         .extra("cascade admin policy --ca-dir ~/cascade-ca/north-trust-2027")
         .await?;
     ensure!(
-        policy.stdout.trim() == "Devices lock after 10 minutes without input",
+        policy.stdout.trim()
+            == "Devices lock after 10 minutes without input\n\
+                Messages are deleted from devices after 90 days",
         "the new CA directory keeps the policy: {}",
         policy.stdout
     );
@@ -1126,6 +1154,33 @@ async fn user_guide_commands_work_as_documented() -> Result<()> {
     }
     let none = doc.extra("cascade search \"every 4 hours\"").await?;
     ensure!(none.stdout.contains("Nothing found"), "{}", none.stdout);
+
+    // §2: who has read your message: Bob read Alice's first message (his
+    // history marked it read); Alice's device was told.
+    let receipts = doc
+        .run("cascade receipts \"Ward 7 handover\" <message id>")
+        .await?;
+    ensure!(
+        receipts.stdout.contains("read by")
+            && receipts
+                .stdout
+                .lines()
+                .any(|l| l.starts_with("bob@north-trust\tread ")),
+        "{}",
+        receipts.stdout
+    );
+    let mine = doc.extra("cascade history \"Ward 7 handover\"").await?;
+    ensure!(
+        mine.stdout
+            .lines()
+            .any(|l| l.contains("read by") && l.contains("Bed 4 needs obs at 15:00")),
+        "{}",
+        mine.stdout
+    );
+    let off = doc.run("cascade read-receipts off").await?;
+    ensure!(off.stdout.contains("Read receipts: off"), "{}", off.stdout);
+    let on = doc.run("cascade read-receipts on").await?;
+    ensure!(on.stdout.contains("Read receipts: on"), "{}", on.stdout);
 
     // §2: admins and who may do what: Alice makes Bob an admin and keeps
     // renaming for admins; Bob's device shows both.

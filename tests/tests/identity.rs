@@ -900,6 +900,7 @@ async fn an_organisations_idle_lock_reaches_its_devices() -> Result<()> {
     relay.set_idle_lock("north-trust", 2).await?;
     let two_minutes = DevicePolicy {
         idle_lock_secs: 120,
+        max_retention_days: None,
     };
     alice
         .wait_event("the new policy", |e| {

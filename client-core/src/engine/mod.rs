@@ -318,8 +318,7 @@ impl<S: ClientStore> Engine<S> {
             None => None,
         };
         let trust = Trust::load(&store, me.as_ref());
-        let next_expiry = store.next_expiry()?;
-        Ok(Self {
+        let mut engine = Self {
             store,
             me,
             conn: Connection::new(),
@@ -330,8 +329,10 @@ impl<S: ClientStore> Engine<S> {
             events: VecDeque::new(),
             answers: VecDeque::new(),
             next_query: 1,
-            next_expiry,
-        })
+            next_expiry: None,
+        };
+        engine.next_expiry = engine.next_deletion()?;
+        Ok(engine)
     }
 
     /// The enrolled identity, if enrolled.
@@ -538,7 +539,11 @@ impl<S: ClientStore> Engine<S> {
             return Ok(());
         }
         let tx = self.store.transaction()?;
-        let gone = self.store.expire_messages(now)?;
+        let mut gone = self.store.expire_messages(now)?;
+        // And what is older than the organisation keeps messages.
+        if let Some(cutoff) = self.trust.policy().retention_cutoff(now) {
+            gone.extend(self.store.expire_sent_before(cutoff)?);
+        }
         tx.commit()?;
         let mut by_group: std::collections::BTreeMap<GroupId, Vec<MessageId>> = Default::default();
         for (group, id) in gone {
@@ -551,6 +556,23 @@ impl<S: ClientStore> Engine<S> {
                 .collect::<Vec<_>>(),
         );
         Ok(())
+    }
+
+    /// When the next message goes: its disappearing time, or the oldest
+    /// message's passing the organisation's maximum retention.
+    fn next_deletion(&self) -> Result<Option<u64>> {
+        let timer = self.store.next_expiry()?;
+        let retention = match self.trust.policy().max_retention_days {
+            Some(days) => self
+                .store
+                .oldest_message()?
+                .map(|t| t.saturating_add(u64::from(days) * 86_400_000)),
+            None => None,
+        };
+        Ok(match (timer, retention) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        })
     }
 
     /// Applies the effects of an entry point, then starts what the outbox
@@ -593,7 +615,7 @@ impl<S: ClientStore> Engine<S> {
     fn drive(&mut self, now: u64) -> Result<()> {
         // What the entry point stored may disappear sooner than anything
         // before it (every entry point ends here).
-        self.next_expiry = self.store.next_expiry()?;
+        self.next_expiry = self.next_deletion()?;
         let Some(me) = &self.me else { return Ok(()) };
         if !self.conn.is_ready() || me.certificate().is_err() {
             return Ok(());

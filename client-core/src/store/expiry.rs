@@ -19,12 +19,40 @@ CREATE INDEX messages_by_expiry ON messages (expires_at) WHERE expires_at IS NOT
 
 /// Deletes every message whose time has come; returns them by conversation.
 pub(super) fn expire(conn: &Connection, now: u64) -> Result<Vec<(GroupId, MessageId)>> {
-    let mut stmt = conn.prepare(
+    delete_where(
+        conn,
         "SELECT group_id, message_id FROM messages
          WHERE expires_at IS NOT NULL AND expires_at <= ?1",
-    )?;
+        now,
+    )
+}
+
+/// Deletes every message sent before `cutoff` (the organisation's maximum
+/// retention), as [`expire`] does.
+pub(super) fn expire_sent_before(
+    conn: &Connection,
+    cutoff: u64,
+) -> Result<Vec<(GroupId, MessageId)>> {
+    delete_where(
+        conn,
+        "SELECT group_id, message_id FROM messages WHERE sent_at <= ?1",
+        cutoff,
+    )
+}
+
+/// When the oldest message kept was sent (by the `messages_by_sent`
+/// index).
+pub(super) fn oldest(conn: &Connection) -> Result<Option<u64>> {
+    let at: Option<i64> = conn.query_row("SELECT MIN(sent_at) FROM messages", [], |r| r.get(0))?;
+    Ok(at.map(|t| t.max(0) as u64))
+}
+
+/// Deletes the messages `select` (group id, message id; one parameter)
+/// finds, with what hangs off them.
+fn delete_where(conn: &Connection, select: &str, param: u64) -> Result<Vec<(GroupId, MessageId)>> {
+    let mut stmt = conn.prepare(select)?;
     let due = stmt
-        .query_map([now as i64], |r| {
+        .query_map([param as i64], |r| {
             let id: Vec<u8> = r.get(1)?;
             Ok((blob16(r.get(0)?, GroupId)?, id))
         })?

@@ -489,6 +489,11 @@ pub trait ClientStore: Send {
     fn expire_messages(&self, now: u64) -> Result<Vec<(GroupId, MessageId)>>;
     /// When the next message disappears, if any will.
     fn next_expiry(&self) -> Result<Option<u64>>;
+    /// Deletes every message sent before `cutoff` (an organisation's
+    /// maximum retention), as [`ClientStore::expire_messages`] does.
+    fn expire_sent_before(&self, cutoff: u64) -> Result<Vec<(GroupId, MessageId)>>;
+    /// When the oldest message kept was sent.
+    fn oldest_message(&self) -> Result<Option<u64>>;
     /// Adds a reaction. Returns `false` if one with its id is there.
     fn insert_reaction(&self, r: &Reaction, at: u64) -> Result<bool>;
     /// One reaction by id.
@@ -1243,6 +1248,14 @@ impl ClientStore for SqliteStore {
 
     fn next_expiry(&self) -> Result<Option<u64>> {
         expiry::next(&self.conn)
+    }
+
+    fn expire_sent_before(&self, cutoff: u64) -> Result<Vec<(GroupId, MessageId)>> {
+        expiry::expire_sent_before(&self.conn, cutoff)
+    }
+
+    fn oldest_message(&self) -> Result<Option<u64>> {
+        expiry::oldest(&self.conn)
     }
 
     fn insert_reaction(&self, r: &Reaction, at: u64) -> Result<bool> {

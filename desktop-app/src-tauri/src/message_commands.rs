@@ -1,11 +1,12 @@
 //! The window's commands on one message: edit, delete for everyone,
-//! react, its earlier versions; and search over this device's history. Each calls cascade-core; the events
+//! react, its earlier versions, who received and read it; whether this
+//! user sends read receipts; and search over this device's history. Each calls cascade-core; the events
 //! that follow (`changed`) carry the message as it now is.
 
 use tauri::State;
 
 use crate::commands::{client, group, message, Result};
-use crate::views::{SearchHitView, VersionView};
+use crate::views::{ReceiptsView, SearchHitView, VersionView};
 use crate::AppState;
 
 /// Replaces the text of a message this user sent.
@@ -80,6 +81,35 @@ pub async fn message_versions(
             at: v.at,
         })
         .collect())
+}
+
+/// Who has received and read one of this user's messages.
+#[tauri::command]
+pub async fn message_receipts(
+    state: State<'_, AppState>,
+    group_id: String,
+    message_id: String,
+) -> Result<ReceiptsView> {
+    let client = client(&state).await?;
+    Ok(client
+        .receipts(group(&group_id)?, message(&message_id)?)
+        .await?
+        .into())
+}
+
+/// Whether this user sends read receipts.
+#[tauri::command]
+pub async fn read_receipts(state: State<'_, AppState>) -> Result<bool> {
+    Ok(client(&state).await?.read_receipts().await?)
+}
+
+/// Turns sending read receipts on or off (this user's own devices are
+/// told what was read either way).
+#[tauri::command]
+pub async fn set_read_receipts(state: State<'_, AppState>, on: bool) -> Result<bool> {
+    let client = client(&state).await?;
+    client.set_read_receipts(on).await?;
+    Ok(client.read_receipts().await?)
 }
 
 /// Searches this device's history (works offline): every word of 3 or

@@ -132,6 +132,44 @@ pub struct ReactionView {
     pub mine: bool,
 }
 
+/// One person and when (ms since the Unix epoch).
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ReceiptView {
+    pub user_id: String,
+    pub at: u64,
+}
+
+/// Who has received and read one of this user's messages.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ReceiptsView {
+    pub recipients: u32,
+    pub delivered: Vec<ReceiptView>,
+    pub read: Vec<ReceiptView>,
+    /// Delivery is tracked person by person (smaller conversations).
+    pub per_person_delivery: bool,
+}
+
+impl From<cascade_core::MessageReceipts> for ReceiptsView {
+    fn from(r: cascade_core::MessageReceipts) -> Self {
+        let list = |v: Vec<(cascade_core::UserId, u64)>| {
+            v.into_iter()
+                .map(|(u, at)| ReceiptView {
+                    user_id: u.to_string(),
+                    at,
+                })
+                .collect()
+        };
+        ReceiptsView {
+            recipients: r.recipients,
+            delivered: list(r.delivered),
+            read: list(r.read),
+            per_person_delivery: r.per_person_delivery,
+        }
+    }
+}
+
 /// An earlier version of an edited message.
 #[derive(Debug, Clone, Serialize)]
 #[serde(rename_all = "camelCase")]

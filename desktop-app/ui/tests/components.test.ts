@@ -143,9 +143,57 @@ describe("MessageBubble", () => {
       remove: vi.fn(async () => {}),
       toggleReaction: vi.fn(async () => {}),
       versions: vi.fn(async () => [{ text: "Can you cover bay 2?", at: NOW - 60_000 }]),
+      receipts: vi.fn(async () => ({
+        recipients: 3,
+        delivered: [
+          { userId: "bob@north-trust", at: NOW - 50_000 },
+          { userId: "carol@north-trust", at: NOW - 40_000 },
+        ],
+        read: [{ userId: "bob@north-trust", at: NOW - 30_000 }],
+        perPersonDelivery: true,
+      })),
       jump: vi.fn(),
     };
   }
+
+  it("says how many read my message, and who on demand", async () => {
+    const a = actions();
+    const message: Message = { ...failed, state: "delivered", readBy: 1 };
+    render(MessageBubble, {
+      message,
+      sender: undefined,
+      showSender: false,
+      ownOrg: "north-trust",
+      onretry: () => {},
+      actions: a,
+      nameOf: (u: string) => (u === "bob@north-trust" ? "Bob Singh" : u),
+    });
+    const label = screen.getByTestId("read-by");
+    expect(label.textContent).toBe("Read by 1");
+    await fireEvent.click(label);
+    expect(a.receipts).toHaveBeenCalledWith(message);
+    await vi.waitFor(() =>
+      expect(screen.getByTestId("receipts-summary").textContent).toBe(
+        "Delivered to 2 of 3, read by 1",
+      ),
+    );
+    const rows = screen.getAllByTestId("receipt").map((r) => r.textContent?.replace(/\s+/g, " "));
+    expect(rows[0]).toContain("Bob Singh — read");
+    expect(rows[1]).toContain("carol@north-trust — delivered");
+  });
+
+  it("shows no read count on others' messages", () => {
+    render(MessageBubble, {
+      message: { ...failed, mine: false, state: "received", readBy: 2 },
+      sender: undefined,
+      showSender: false,
+      ownOrg: "north-trust",
+      onretry: () => {},
+      actions: actions(),
+    });
+    expect(screen.queryByTestId("read-by")).toBeNull();
+    expect(screen.queryByTestId("receipts-button")).toBeNull();
+  });
 
   it("shows the quote, the edited mark with earlier versions, and reactions", async () => {
     const a = actions();

@@ -21,6 +21,7 @@ export function testMessage(overrides: Partial<Message> = {}): Message {
     deletedBy: null,
     reactions: [],
     expiresAt: null,
+    readBy: 0,
     ...overrides,
   };
 }

@@ -4,12 +4,15 @@ import {
   removeExpired,
   expiryLabel,
   applyDelivery,
+  applyReadCounts,
   buildTimeline,
   dayLabel,
   isoTime,
   mergeLoaded,
   prependPage,
   quoteText,
+  readLabel,
+  receiptsSummary,
   upsertMessage,
 } from "../src/lib/timeline";
 import type { Message } from "../src/lib/types";
@@ -104,6 +107,35 @@ describe("live updates", () => {
     list = applyDelivery(list, "b", "sending");
     expect(list[0].state).toBe("sending");
     expect(applyDelivery(list, "zzz", "sent")).toEqual(list);
+  });
+});
+
+describe("read receipts", () => {
+  it("takes only the read counts of freshly loaded messages", () => {
+    const list = [
+      msg("a", 1, "me", { mine: true, readBy: 0 }),
+      msg("b", 2, "me", { mine: true, readBy: 1 }),
+      msg("c", 3, "bob"),
+    ];
+    const fresh = [
+      msg("a", 1, "me", { mine: true, readBy: 2, text: "changed meanwhile" }),
+      msg("b", 2, "me", { mine: true, readBy: 1 }),
+    ];
+    const next = applyReadCounts(list, fresh);
+    expect(next.map((m) => m.readBy)).toEqual([2, 1, 0]);
+    expect(next[0].text).toBe(list[0].text);
+    expect(next[1]).toBe(list[1]);
+    expect(next[2]).toBe(list[2]);
+  });
+
+  it("says who read a message in words", () => {
+    expect(readLabel(0)).toBe("");
+    expect(readLabel(3)).toBe("Read by 3");
+    const r = { recipients: 7, delivered: [1, 2, 3, 4, 5], read: [1, 2, 3] };
+    expect(receiptsSummary({ ...r, perPersonDelivery: true })).toBe(
+      "Delivered to 5 of 7, read by 3",
+    );
+    expect(receiptsSummary({ ...r, perPersonDelivery: false })).toBe("Read by 3 of 7");
   });
 });
 

@@ -394,6 +394,29 @@ async def conversation(relay, tmp_path, admin, ca, codes):
     assert 0 < got.expires_at - got.sent_at <= 24 * 3600 * 1000
     await alice.set_timer(group, None)
 
+    # Read receipts: Bob reads the conversation; Alice's message says one
+    # person read it, and who, and a ReadBy event came. Only the sender may
+    # ask. Bob can turn sending them off.
+    await bob.mark_read(group)
+
+    async def alice_sees_it_read():
+        return (await alice.message(group, fleeting)).read_by == 1
+
+    await wait_for("Bob's read report", alice_sees_it_read)
+    receipts = await alice.receipts(group, fleeting)
+    assert [r.user_id for r in receipts.read] == ["bob@acme"]
+    assert receipts.recipients == 1 and receipts.per_person_delivery
+    assert any(
+        isinstance(e, ffi.FfiEvent.READ_BY) and e.user_id == "bob@acme"
+        for e in alice_events.snapshot()
+    )
+    with pytest.raises(ffi.CascadeError.Invalid):
+        await bob.receipts(group, fleeting)
+    assert await bob.read_receipts()
+    await bob.set_read_receipts(False)
+    assert not await bob.read_receipts()
+    await bob.set_read_receipts(True)
+
     # Pause / resume: offline work is queued and goes out on resume.
     bob.pause()
     queued = await alice.send_text(group, "while you were away")

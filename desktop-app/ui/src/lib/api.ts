@@ -12,6 +12,7 @@ import type {
   Message,
   Person,
   PolicyAction,
+  Receipts,
   RoomDetails,
   SearchHit,
   Settings,
@@ -55,6 +56,10 @@ export const api = {
     invoke<void>("unreact", { groupId, messageId, emoji }),
   versions: (groupId: string, messageId: string) =>
     invoke<Version[]>("message_versions", { groupId, messageId }),
+  receipts: (groupId: string, messageId: string) =>
+    invoke<Receipts>("message_receipts", { groupId, messageId }),
+  readReceipts: () => invoke<boolean>("read_receipts"),
+  setReadReceipts: (on: boolean) => invoke<boolean>("set_read_receipts", { on }),
   searchMessages: (text: string, groupId: string | null, limit = 50) =>
     invoke<SearchHit[]>("search_messages", { text, groupId, limit }),
   retry: (groupId: string, messageId: string) =>

@@ -236,3 +236,35 @@ export function deliveryLabel(state: DeliveryState): string {
       return "Received";
   }
 }
+
+/**
+ * Takes the read counts of freshly loaded messages (after someone read the
+ * conversation): only `readBy` changes, and only of messages in both lists.
+ */
+export function applyReadCounts(list: Message[], fresh: Message[]): Message[] {
+  const counts = new Map(fresh.map((m) => [m.id, m.readBy]));
+  return list.map((m) => {
+    const n = counts.get(m.id);
+    return n === undefined || n === m.readBy ? m : { ...m, readBy: n };
+  });
+}
+
+/**
+ * What a message of this user's says of who read it: "Read by 2", or
+ * "Read by Bob Jones" when one person has; "" when nobody has yet.
+ */
+export function readLabel(readBy: number): string {
+  return readBy === 0 ? "" : `Read by ${readBy}`;
+}
+
+/** The summary at the top of a message's read-by details. */
+export function receiptsSummary(r: {
+  recipients: number;
+  delivered: unknown[];
+  read: unknown[];
+  perPersonDelivery: boolean;
+}): string {
+  return r.perPersonDelivery
+    ? `Delivered to ${r.delivered.length} of ${r.recipients}, read by ${r.read.length}`
+    : `Read by ${r.read.length} of ${r.recipients}`;
+}

@@ -58,6 +58,23 @@ export interface Message {
   reactions: Reaction[];
   /** When it disappears (ms since the Unix epoch); null: it stays. */
   expiresAt: number | null;
+  /** How many others have read it (this user's messages). */
+  readBy: number;
+}
+
+/** One person and when (ms since the Unix epoch). */
+export interface Receipt {
+  userId: string;
+  at: number;
+}
+
+/** Who has received and read one of this user's messages. */
+export interface Receipts {
+  recipients: number;
+  delivered: Receipt[];
+  read: Receipt[];
+  /** Delivery is tracked person by person (smaller conversations). */
+  perPersonDelivery: boolean;
 }
 
 export interface Quote {
@@ -146,6 +163,8 @@ export type CascadeEvent =
   | { type: "delivery"; groupId: string; messageId: string; state: DeliveryState }
   | { type: "expired"; groupId: string; messageIds: string[] }
   | { type: "conversation"; groupId: string }
+  | { type: "readElsewhere"; groupId: string }
+  | { type: "readBy"; groupId: string; userId: string; upTo: number }
   | { type: "membership"; groupId: string; added: string[]; removed: string[] }
   | { type: "certificate"; pending: boolean }
   | { type: "trust"; partners: string[] }
@@ -162,5 +181,6 @@ export interface MessageActions {
   remove: (m: Message) => Promise<void>;
   toggleReaction: (m: Message, emoji: string) => Promise<void>;
   versions: (m: Message) => Promise<Version[]>;
+  receipts: (m: Message) => Promise<Receipts | null>;
   jump: (id: string) => void;
 }
