@@ -180,6 +180,11 @@ describe("MessageBubble", () => {
     const rows = screen.getAllByTestId("receipt").map((r) => r.textContent?.replace(/\s+/g, " "));
     expect(rows[0]).toContain("Bob Singh — read");
     expect(rows[1]).toContain("carol@north-trust — delivered");
+    // Closed again, it stays closed (no fetch brings it back).
+    await fireEvent.click(label);
+    await new Promise((r) => setTimeout(r, 20));
+    expect(screen.queryByTestId("receipts")).toBeNull();
+    expect(a.receipts).toHaveBeenCalledTimes(1);
   });
 
   it("shows no read count on others' messages", () => {
