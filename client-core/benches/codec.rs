@@ -93,6 +93,7 @@ fn codec(c: &mut Criterion) {
             sender: DeviceId([9; 16]),
             kind: ItemKind::Application,
             payload: Bytes::from(mls.clone()),
+            addressed: false,
         }));
         let mut untyped = Vec::new();
         ciborium::into_writer(&deliver, &mut untyped).expect("CBOR");

@@ -275,6 +275,7 @@ fn a_users_new_device_joins_by_external_commit_and_a_stranger_may_not() {
             sender: sim.id(c),
             kind: ItemKind::Commit,
             payload: bundle.commit,
+            addressed: false,
         },
     );
     sim.run();

@@ -245,3 +245,60 @@ fn in_a_conversation_of_forty_each_reading_costs_one_delivery_to_the_sender() {
     assert_eq!((r.recipients, r.read.len()), (39, 39));
     assert!(!r.per_person_delivery, "delivery is not tracked past 32");
 }
+
+/// A member cannot use the relay's addressing to show a message to some
+/// members as if to all: devices accept only a read report addressed so;
+/// a text, an edit or a rename addressed to Bob alone is dropped, and the
+/// same text to everyone shows.
+#[test]
+fn a_message_addressed_to_some_members_is_shown_only_if_it_is_a_read_report() {
+    use cascade_core::content::mapping;
+    use cascade_core::Body;
+    let (mut sim, [a, _a2, b, c], g) = ward();
+    let room = sim.engine(c).room(&g).expect("room").expect("a room").uri;
+    let whisper = |text: &str, salt: u8| {
+        mapping::write(
+            &Body::Text {
+                text: text.into(),
+                in_reply_to: None,
+            },
+            1_700_000_000_000,
+            [salt; 16],
+            "mimi://east/u/carol",
+            &room,
+        )
+        .expect("written")
+        .bytes
+    };
+    let (now, bob) = (sim.now, sim.user(b));
+    sim.engine(c)
+        .send_raw_to(
+            &g,
+            whisper("only Bob sees: discharge bed 4", 1),
+            &[bob],
+            now,
+        )
+        .expect("sent");
+    sim.settle();
+    assert!(
+        !sim.texts(b, g)
+            .iter()
+            .any(|t| t.contains("discharge bed 4")),
+        "Bob's device drops it"
+    );
+    assert!(!sim
+        .texts(a, g)
+        .iter()
+        .any(|t| t.contains("discharge bed 4")));
+    let now = sim.now;
+    sim.engine(c)
+        .send_raw(&g, whisper("everyone sees: discharge bed 4", 2), now)
+        .expect("sent");
+    sim.settle();
+    for d in [a, b] {
+        assert!(sim
+            .texts(d, g)
+            .iter()
+            .any(|t| t == "everyone sees: discharge bed 4"));
+    }
+}

@@ -452,4 +452,10 @@ pub struct QueueItem {
     pub kind: ItemKind,
     /// TLS-serialised `MlsMessage`.
     pub payload: Bytes,
+    /// Its sender addressed it to some users only (`SendMessage` with
+    /// `to`): clients accept only a read report so (protocol §15 rule 27),
+    /// so a member cannot show a message to some members as if to all.
+    /// Absent on the wire when false.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub addressed: bool,
 }

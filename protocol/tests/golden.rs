@@ -334,6 +334,7 @@ fn samples() -> Vec<(&'static str, Vec<u8>)> {
                 sender: device,
                 kind: ItemKind::Application,
                 payload: bytes(&[0xcc]),
+                addressed: false,
             })),
         ),
         (
@@ -350,6 +351,19 @@ fn samples() -> Vec<(&'static str, Vec<u8>)> {
                     }
                     .encode(),
                 ),
+                addressed: false,
+            })),
+        ),
+        (
+            "push_deliver_addressed",
+            push(Push::Deliver(QueueItem {
+                queue_id: 44,
+                group_id: group,
+                seq: 11,
+                sender: device,
+                kind: ItemKind::Application,
+                payload: bytes(&[0xcd]),
+                addressed: true,
             })),
         ),
         (

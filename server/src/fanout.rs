@@ -41,6 +41,8 @@ pub struct SharedItem {
     pub kind: ItemKind,
     /// The MLS message.
     pub payload: Bytes,
+    /// Addressed to some devices only ([`QueueItem::addressed`]).
+    pub addressed: bool,
     /// The `Deliver` frame, encoded by the first connection that sends it.
     pub frame: OnceLock<axum::body::Bytes>,
 }
@@ -55,6 +57,7 @@ impl SharedItem {
             sender: self.sender,
             kind: self.kind,
             payload: self.payload.clone(),
+            addressed: self.addressed,
         }
     }
 

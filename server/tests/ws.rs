@@ -264,6 +264,8 @@ async fn a_message_to_some_users_reaches_only_their_devices() {
     let _echo = a.delivery().await;
     let _low = c.push().await;
     let _welcome = c.delivery().await;
+    let (mut b, _) = relay.online(&bob).await;
+    assert_eq!(b.push().await, Push::KeyPackagesLow { stock: 0 });
     let to = vec![bob.user_id.clone(), alice.user_id.clone()];
     assert_eq!(
         a.request(Request::SendMessage {
@@ -278,9 +280,16 @@ async fn a_message_to_some_users_reaches_only_their_devices() {
         a.send_message(group, 1, b"for everyone").await,
         Ok(Response::MessageAccepted { seq: 3 })
     );
+    // Bob, live, gets both, the first marked as addressed to some.
+    let live: Vec<(u64, bool)> = [b.delivery().await, b.delivery().await]
+        .iter()
+        .map(|i| (i.seq, i.addressed))
+        .collect();
+    assert_eq!(live, vec![(2, true), (3, false)]);
+    drop(b);
     // Carol, live, gets only the message for everyone.
     let item = c.delivery().await;
-    assert_eq!(item.seq, 3);
+    assert_eq!((item.seq, item.addressed), (3, false));
     c.assert_quiet().await;
     drop(c);
     // Bob and Alice's phone, from their backlog, get both.
@@ -292,6 +301,7 @@ async fn a_message_to_some_users_reaches_only_their_devices() {
             backlog[1].payload,
             private_message(group, 1, b"read up to 7")
         );
+        assert!(backlog[1].addressed && !backlog[2].addressed);
     }
     let (_carol_again, backlog) = relay.online(&carol).await;
     let seqs: Vec<u64> = backlog.iter().map(|i| i.seq).collect();

@@ -50,12 +50,25 @@ impl<S: ClientStore> Engine<S> {
     /// for tests that play a hostile member or another client.
     #[doc(hidden)]
     pub fn send_raw(&mut self, group_id: &GroupId, plaintext: Vec<u8>, now: u64) -> Result<()> {
+        self.send_raw_to(group_id, plaintext, &[], now)
+    }
+
+    /// [`Engine::send_raw`] addressed to some users only (the relay's
+    /// `to`): for tests that play a hostile member.
+    #[doc(hidden)]
+    pub fn send_raw_to(
+        &mut self,
+        group_id: &GroupId,
+        plaintext: Vec<u8>,
+        to: &[UserId],
+        now: u64,
+    ) -> Result<()> {
         self.require(group_id, true)?;
         Op::Send {
             group_id: *group_id,
             message_id: MessageId::random(),
             content: plaintext,
-            to: Vec::new(),
+            to: to.to_vec(),
         }
         .queue(&self.store)?;
         self.drive(now)

@@ -791,6 +791,13 @@ fn store_application(
     if content.sent_at > cx.now.saturating_add(MAX_CLOCK_SKEW_MS) {
         content.sent_at = cx.now;
     }
+    // Only a read report may be addressed to some members: anything else
+    // so would show them what the others never see, as if said to all
+    // (rule 27).
+    if item.addressed && !matches!(content.body, Body::Status { .. }) {
+        tracing::warn!(group = %item.group_id, "a message addressed to some members only was not a read report; dropped");
+        return Ok(vec![]);
+    }
     let (kind, text, in_reply_to) = match content.body {
         Body::GroupMeta { name } => {
             return rename(cx, item, &sender.user, room.zip(members), &name);
@@ -812,6 +819,7 @@ fn store_application(
             }
             return reads::handle_report(cx, &item.group_id, &sender.user, &entries);
         }
+
         Body::Edit { .. } | Body::Delete { .. } | Body::Reaction { .. } => {
             return features::apply(
                 cx,

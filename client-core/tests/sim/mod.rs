@@ -1210,6 +1210,7 @@ impl Sim {
                             sender: me,
                             kind: ItemKind::Application,
                             payload: message.clone(),
+                            addressed: !to.is_empty(),
                         },
                     );
                 }
@@ -1403,6 +1404,7 @@ impl Sim {
                     sender: me,
                     kind: ItemKind::Commit,
                     payload: bundle.commit.clone(),
+                    addressed: false,
                 },
             );
         }
@@ -1417,6 +1419,7 @@ impl Sim {
                         sender: me,
                         kind: ItemKind::Welcome,
                         payload: w.clone(),
+                        addressed: false,
                     },
                 );
             }

@@ -272,6 +272,7 @@ fn deliver_live(
                     sender,
                     kind: delivery.kind,
                     payload: (*payload).clone(),
+                    addressed: sequenced.addressed,
                     frame: std::sync::OnceLock::new(),
                 });
                 items.push(Arc::clone(&item));

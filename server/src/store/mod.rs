@@ -300,6 +300,9 @@ pub struct Sequenced {
     pub seq: u64,
     /// The queue items written, in roster order (Welcomes last).
     pub deliveries: Vec<Delivery>,
+    /// An application message addressed to some devices only
+    /// ([`ApplicationWrite::to`]).
+    pub addressed: bool,
 }
 
 /// The relay's durable state.

@@ -113,6 +113,7 @@ fn fan_out(state: &Shared, p: Pending) {
                 sender: p.sender,
                 kind: ItemKind::Application,
                 payload: p.message,
+                addressed: false,
             });
             for d in g.roster.iter().filter(|d| **d != p.sender) {
                 if let Some(c) = conns.get_mut(d) {

@@ -512,6 +512,7 @@ impl SledStore {
                 seq: entry.seq,
                 sender: entry.sender,
                 kind: entry.kind,
+                addressed: entry.to.is_some(),
                 payload: entry.payload,
             });
             if let Some((pos, entry)) = stream.next_for(device)? {
@@ -863,6 +864,7 @@ impl SledStore {
                 sender: entry.sender,
                 kind: entry.kind,
                 payload: payload.payload,
+                addressed: false,
             });
         }
         Ok(out)

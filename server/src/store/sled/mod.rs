@@ -952,6 +952,7 @@ impl Store for SledStore {
                     epoch: group.epoch,
                     seq,
                     deliveries,
+                    addressed: false,
                 })
             },
         )?;
@@ -1035,6 +1036,7 @@ impl Store for SledStore {
                 epoch: group.epoch,
                 seq,
                 deliveries,
+                addressed: false,
             }))
         })?;
         Ok(sequenced)
@@ -1120,6 +1122,7 @@ impl Store for SledStore {
                 epoch: group.epoch,
                 seq,
                 deliveries,
+                addressed: m.to.is_some(),
             })
         })?;
         Ok(sequenced)
