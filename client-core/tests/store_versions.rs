@@ -23,6 +23,24 @@ fn fixture(version: u32) -> (tempfile::TempDir, serde_json::Value) {
     (dir, meta)
 }
 
+/// The fixture's conversation.
+fn fixture_group(meta: &serde_json::Value) -> GroupId {
+    meta["group_id"]
+        .as_str()
+        .expect("id")
+        .parse()
+        .expect("group id")
+}
+
+/// A message the fixture names under `messages`.
+fn fixture_message(meta: &serde_json::Value, name: &str) -> cascade_core::MessageId {
+    meta["messages"][name]
+        .as_str()
+        .expect("id")
+        .parse()
+        .expect("message id")
+}
+
 /// The fixture's Alice and Bob, opened with the current code, back at the
 /// test relay with their conversation, connected and caught up.
 fn carry_on(dir: &tempfile::TempDir, meta: &serde_json::Value, group: GroupId) -> (Sim, D, D) {
@@ -79,11 +97,7 @@ fn files_holding(dir: &std::path::Path, needle: &[u8]) -> Vec<std::path::PathBuf
 #[test]
 fn a_plaintext_store_is_encrypted_on_first_open() {
     let (dir, meta) = fixture(1);
-    let group: GroupId = meta["group_id"]
-        .as_str()
-        .expect("id")
-        .parse()
-        .expect("group id");
+    let group = fixture_group(&meta);
     let text = b"v1 history from alice";
     assert_eq!(
         files_holding(dir.path(), text).len(),
@@ -139,11 +153,7 @@ fn a_version_1_database_migrates_and_its_conversation_carries_on() {
         0,
         "version 1 predates user_version"
     );
-    let group: GroupId = meta["group_id"]
-        .as_str()
-        .expect("id")
-        .parse()
-        .expect("group id");
+    let group = fixture_group(&meta);
 
     // What version 1 stored reads as it was.
     let store = SqliteStore::open(&alice_db, &StoreKey::key(STORE_KEY)).expect("migrates");
@@ -257,18 +267,8 @@ fn a_version_4_database_migrates_and_its_room_gains_a_policy() {
     let (dir, meta) = fixture(4);
     let alice_db = dir.path().join("alice.db");
     assert_eq!(user_version(&alice_db), 4);
-    let group: GroupId = meta["group_id"]
-        .as_str()
-        .expect("id")
-        .parse()
-        .expect("group id");
-    let id = |name: &str| -> cascade_core::MessageId {
-        meta["messages"][name]
-            .as_str()
-            .expect("id")
-            .parse()
-            .expect("message id")
-    };
+    let group = fixture_group(&meta);
+    let id = |name: &str| fixture_message(&meta, name);
     let (first, reply, gone) = (id("first"), id("reply"), id("gone"));
 
     let store = SqliteStore::open(&alice_db, &StoreKey::key(STORE_KEY)).expect("migrates");
@@ -367,18 +367,8 @@ fn a_version_5_database_migrates_and_read_state_starts_from_it() {
     let (dir, meta) = fixture(5);
     let alice_db = dir.path().join("alice.db");
     assert_eq!(user_version(&alice_db), 5);
-    let group: GroupId = meta["group_id"]
-        .as_str()
-        .expect("id")
-        .parse()
-        .expect("group id");
-    let id = |name: &str| -> cascade_core::MessageId {
-        meta["messages"][name]
-            .as_str()
-            .expect("id")
-            .parse()
-            .expect("message id")
-    };
+    let group = fixture_group(&meta);
+    let id = |name: &str| fixture_message(&meta, name);
     let (before, under, unread) = (id("before"), id("under"), id("unread"));
 
     let store = SqliteStore::open(&alice_db, &StoreKey::key(STORE_KEY)).expect("migrates");

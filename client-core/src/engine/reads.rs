@@ -109,22 +109,8 @@ impl<S: ClientStore> Engine<S> {
         let me = self.me()?;
         let room = room::of(&*groups::load(&self.store, group_id)?)
             .ok_or(InvalidInput::OldConversation)?;
-        let w = mapping::write(
-            &Body::Status {
-                entries: ids.iter().map(|id| (*id, Status::Read)).collect(),
-            },
-            now,
-            rand::random(),
-            &mapping::sender_uri(&me.identity.user_id),
-            &room.uri,
-        )?;
-        Op::Send {
-            group_id: *group_id,
-            message_id: w.id,
-            content: w.bytes,
-            to: to.to_vec(),
-        }
-        .queue(&self.store)?;
+        let entries = ids.iter().map(|id| (*id, Status::Read)).collect();
+        queue_report(&self.store, me, group_id, &room, entries, to.to_vec(), now)?;
         self.drive(now)
     }
 
@@ -217,6 +203,20 @@ fn report(
     if to.len() > MAX_TARGET_USERS {
         to.clear(); // more readers' senders than one message may name: everyone
     }
+    queue_report(store, me, group_id, &room, entries, to, now)
+}
+
+/// Queues a read report of `entries` in `room`, addressed to `to` (empty:
+/// everyone).
+fn queue_report(
+    store: &dyn ClientStore,
+    me: &Me,
+    group_id: &GroupId,
+    room: &room::Room,
+    entries: Vec<(MessageId, Status)>,
+    to: Vec<UserId>,
+    now: u64,
+) -> Result<()> {
     let w = mapping::write(
         &Body::Status { entries },
         now,

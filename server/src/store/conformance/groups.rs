@@ -250,19 +250,7 @@ pub fn queues_keep_order_and_ack_removes(h: &mut dyn Harness) {
     let store = h.fresh();
     let (a, b, c) = (DeviceId([1; 16]), DeviceId([2; 16]), DeviceId([3; 16]));
     let g = group_id(1);
-    store.create_group(&g, &a, b"info").expect("create");
-    store
-        .apply_commit(&CommitWrite {
-            group_id: g,
-            epoch: 0,
-            committer: a,
-            commit: b"c0",
-            welcome: Some(b"w0"),
-            group_info: b"info-1",
-            added: &[b, c],
-            removed: &[],
-        })
-        .expect("add b and c");
+    created_with(&*store, g, a, &[b, c]);
     let seqs: Vec<u64> = (0..5u8).map(|i| app(&*store, g, a, &[b'm', i])).collect();
     assert_eq!(seqs, vec![2, 3, 4, 5, 6]);
     assert_eq!(app(&*store, g, b, b"from b"), 7);
@@ -326,19 +314,7 @@ pub fn targeted_messages_reach_only_their_devices(h: &mut dyn Harness) {
     let store = h.fresh();
     let (a, b, c) = (DeviceId([1; 16]), DeviceId([2; 16]), DeviceId([3; 16]));
     let g = group_id(3);
-    store.create_group(&g, &a, b"info").expect("create");
-    store
-        .apply_commit(&CommitWrite {
-            group_id: g,
-            epoch: 0,
-            committer: a,
-            commit: b"c0",
-            welcome: Some(b"w0"),
-            group_info: b"info-1",
-            added: &[b, c],
-            removed: &[],
-        })
-        .expect("add b and c");
+    created_with(&*store, g, a, &[b, c]);
     let done = store
         .append_application(&ApplicationWrite {
             group_id: g,
@@ -776,4 +752,26 @@ pub fn idle_devices_are_found_by_last_seen(h: &mut dyn Harness) {
         Err(StoreError::NotFound)
     );
     let _ = loner;
+}
+
+/// Creates `g` with `creator` and adds `added` at epoch 0.
+fn created_with(
+    store: &dyn crate::store::Store,
+    g: cascade_protocol::GroupId,
+    creator: DeviceId,
+    added: &[DeviceId],
+) {
+    store.create_group(&g, &creator, b"info").expect("create");
+    store
+        .apply_commit(&CommitWrite {
+            group_id: g,
+            epoch: 0,
+            committer: creator,
+            commit: b"c0",
+            welcome: Some(b"w0"),
+            group_info: b"info-1",
+            added,
+            removed: &[],
+        })
+        .expect("add");
 }
