@@ -51,8 +51,9 @@ pub async fn list(client: &Client, json: bool, timeout: Duration) -> Result<()> 
     } else {
         for c in convs {
             let orgs: Vec<&str> = c.orgs.iter().map(|o| o.as_str()).collect();
+            let muted = if c.muted { "\tmuted" } else { "" };
             println!(
-                "{}\t{}\t{}\t{} people ({})\tepoch {}\t{} unread",
+                "{}\t{}\t{}\t{} people ({})\tepoch {}\t{} unread{muted}",
                 c.group_id,
                 c.name,
                 c.state.as_str(),

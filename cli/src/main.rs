@@ -256,6 +256,15 @@ enum Command {
         #[arg(value_parser = reads::parse_on_off)]
         set: Option<bool>,
     },
+    /// Mute a conversation on this device: its messages raise no
+    /// notification (`off` unmutes it).
+    Mute {
+        /// Conversation id or name.
+        conversation: String,
+        /// `on` (the default) or `off`.
+        #[arg(value_parser = reads::parse_on_off, default_value = "on", action = clap::ArgAction::Set)]
+        state: bool,
+    },
     /// Show what an edited message said before, oldest first.
     Versions {
         /// Conversation id or name.
@@ -570,6 +579,15 @@ async fn run(cli: Cli) -> Result<()> {
             })
             .await
         }
+        Command::Mute {
+            conversation,
+            state,
+        } => {
+            with_client(dir, async |c| {
+                reads::mute(c, &conversation, state, json, timeout).await
+            })
+            .await
+        }
         Command::ReadReceipts { set } => {
             with_client(dir, async |c| reads::setting(c, set, json).await).await
         }
@@ -620,4 +638,16 @@ async fn with_client(data_dir: &Path, f: impl AsyncFnOnce(&Client) -> Result<()>
     let result = f(&client).await;
     client.shutdown().await;
     result
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    /// Every subcommand's arguments are well formed (clap's own checks,
+    /// which otherwise run only when that subcommand is typed).
+    #[test]
+    fn the_command_line_is_well_formed() {
+        super::Cli::command().debug_assert();
+    }
 }

@@ -1,5 +1,6 @@
 //! Read receipts: `cascade receipts` (who received and read a message of
-//! yours) and `cascade read-receipts` (whether you send them).
+//! yours) and `cascade read-receipts` (whether you send them); and
+//! `cascade mute`.
 
 use std::time::Duration;
 
@@ -71,6 +72,28 @@ pub async fn setting(client: &Client, set: Option<bool>, json: bool) -> Result<(
     let on = client.read_receipts().await?;
     say(json, json!({ "read_receipts": on }), || {
         format!("Read receipts: {}", if on { "on" } else { "off" })
+    });
+    Ok(())
+}
+
+/// `cascade mute <conversation> [on|off]`: mutes a conversation on this
+/// device (its messages raise no notification), or unmutes it.
+pub async fn mute(
+    client: &Client,
+    conversation: &str,
+    on: bool,
+    json: bool,
+    timeout: Duration,
+) -> Result<()> {
+    synced(client, timeout).await?;
+    let group = resolve(client, conversation).await?;
+    client.set_muted(group, on).await?;
+    say(json, json!({ "group_id": group, "muted": on }), || {
+        if on {
+            format!("Muted {conversation}")
+        } else {
+            format!("Unmuted {conversation}")
+        }
     });
     Ok(())
 }

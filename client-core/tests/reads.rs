@@ -302,3 +302,41 @@ fn a_message_addressed_to_some_members_is_shown_only_if_it_is_a_read_report() {
             .any(|t| t == "everyone sees: discharge bed 4"));
     }
 }
+
+/// A muted conversation raises no notification on the device that muted
+/// it (the engine decides, not the front end); the list says so; others'
+/// devices, and other conversations, are not affected.
+#[test]
+fn a_muted_conversation_raises_no_notification_on_that_device() {
+    let (mut sim, [a, a2, b, _c], g) = ward();
+    let other = sim.group(b, "Pharmacy", &[a]);
+    sim.settle();
+    sim.engine(a).set_muted(&g, true).expect("mute");
+    let muted = |sim: &mut Sim, d: D, g: GroupId| {
+        sim.engine(d)
+            .conversations()
+            .expect("list")
+            .into_iter()
+            .find(|c| c.group_id == g)
+            .expect("there")
+            .muted
+    };
+    assert!(muted(&mut sim, a, g));
+    assert!(!muted(&mut sim, a2, g), "a setting of this device");
+    let here = sim.send(b, g, "bed 4 obs due");
+    let there = sim.send(b, other, "amoxicillin back in stock");
+    sim.settle();
+    let notifies = |sim: &mut Sim, d: D, g: GroupId, id| {
+        let m = sim.engine(d).message(&g, &id).expect("there");
+        sim.engine(d).notifies(&m).expect("decided")
+    };
+    assert!(!notifies(&mut sim, a, g, here));
+    assert!(notifies(&mut sim, a2, g, here));
+    assert!(notifies(&mut sim, a, other, there));
+    // Never one's own messages.
+    let mine = sim.send(a, g, "on it");
+    sim.settle();
+    assert!(!notifies(&mut sim, a2, g, mine));
+    sim.engine(a).set_muted(&g, false).expect("unmute");
+    assert!(notifies(&mut sim, a, g, here));
+}

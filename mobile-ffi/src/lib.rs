@@ -284,6 +284,8 @@ pub struct FfiConversation {
     pub orgs: Vec<String>,
     /// How many people (users, not devices) are members.
     pub people: u32,
+    /// Muted on this device: its messages raise no notification.
+    pub muted: bool,
 }
 
 impl From<Conversation> for FfiConversation {
@@ -298,6 +300,7 @@ impl From<Conversation> for FfiConversation {
             unread: c.unread,
             last_activity: c.last_activity,
             last_message: c.last_message,
+            muted: c.muted,
         }
     }
 }

@@ -1,5 +1,6 @@
 //! Read state and read receipts, for the apps: who has received and read
-//! a message of this user's, and the setting to stop sending receipts.
+//! a message of this user's, and the setting to stop sending receipts; and
+//! muting a conversation.
 
 use cascade_core::{MessageReceipts, UserId};
 
@@ -65,6 +66,25 @@ impl CascadeClient {
             .receipts(parse_group(&group_id)?, parse_message(&message_id)?)
             .await?
             .into())
+    }
+
+    /// Mutes a conversation on this device, or unmutes it.
+    pub async fn set_muted(&self, group_id: String, muted: bool) -> Result<()> {
+        Ok(self
+            .client()?
+            .set_muted(parse_group(&group_id)?, muted)
+            .await?)
+    }
+
+    /// Whether a message that just arrived should raise a notification
+    /// (another person's, in a conversation not muted): the app asks before
+    /// it shows one.
+    pub async fn notifies(&self, group_id: String, message_id: String) -> Result<bool> {
+        let client = self.client()?;
+        let m = client
+            .message(parse_group(&group_id)?, parse_message(&message_id)?)
+            .await?;
+        Ok(client.notifies(m).await?)
     }
 
     /// Whether this user sends read receipts.

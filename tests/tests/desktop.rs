@@ -723,6 +723,16 @@ async fn a_nurse_replies_reacts_edits_and_deletes() -> Result<()> {
         app.click(&read_by).await?;
         app.wait_gone("[data-testid=receipts]").await?;
 
+        // Muting the conversation: the header and the list say so, and the
+        // device's own list (from the core) agrees; then unmuted.
+        let mute = app.find("[data-testid=toggle-mute]").await?;
+        app.click(&mute).await?;
+        wait_attr(&app, &mute, "aria-pressed", "true").await?;
+        app.find("[data-testid=muted]").await?;
+        app.click(&mute).await?;
+        wait_attr(&app, &mute, "aria-pressed", "false").await?;
+        app.wait_gone("[data-testid=muted]").await?;
+
         // React to Bob's message from the picker.
         let first_react = app.find("[data-testid=react]").await?;
         app.click(&first_react).await?;

@@ -1182,6 +1182,29 @@ async fn user_guide_commands_work_as_documented() -> Result<()> {
     let on = doc.run("cascade read-receipts on").await?;
     ensure!(on.stdout.contains("Read receipts: on"), "{}", on.stdout);
 
+    // §2: muting: the list says so, then not.
+    let muted = doc.run("cascade mute \"Ward 7 handover\"").await?;
+    ensure!(
+        muted.stdout.contains("Muted Ward 7 handover"),
+        "{}",
+        muted.stdout
+    );
+    let listed = doc.extra("cascade conversations").await?;
+    ensure!(
+        listed
+            .stdout
+            .lines()
+            .any(|l| l.contains("Ward 7 handover") && l.ends_with("\tmuted")),
+        "{}",
+        listed.stdout
+    );
+    let unmuted = doc.run("cascade mute \"Ward 7 handover\" off").await?;
+    ensure!(
+        unmuted.stdout.contains("Unmuted Ward 7 handover"),
+        "{}",
+        unmuted.stdout
+    );
+
     // §2: admins and who may do what: Alice makes Bob an admin and keeps
     // renaming for admins; Bob's device shows both.
     let policy = doc.run("cascade policy \"Ward 7 handover\"").await?;

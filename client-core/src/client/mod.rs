@@ -378,6 +378,17 @@ impl Client {
         self.call(move |e, _| e.receipts(&group, &id)).await
     }
 
+    /// Mutes or unmutes a conversation on this device.
+    pub async fn set_muted(&self, group: GroupId, muted: bool) -> Result<()> {
+        self.call(move |e, _| e.set_muted(&group, muted)).await
+    }
+
+    /// Whether a message that just arrived should notify the user (another
+    /// person's, in a conversation not muted).
+    pub async fn notifies(&self, message: Message) -> Result<bool> {
+        self.call_locked(move |e, _| e.notifies(&message)).await
+    }
+
     /// Whether this user sends read receipts.
     pub async fn read_receipts(&self) -> Result<bool> {
         self.call_locked(|e, _| e.read_receipts()).await

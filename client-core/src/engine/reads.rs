@@ -78,6 +78,26 @@ impl<S: ClientStore> Engine<S> {
         self.drive(now)
     }
 
+    /// Mutes a conversation (its messages raise no notification), or
+    /// unmutes it. This device's own setting.
+    pub fn set_muted(&mut self, group_id: &GroupId, muted: bool) -> Result<()> {
+        self.require(group_id, false)?;
+        self.store.set_muted(group_id, muted)?;
+        self.events.push_back(Event::ConversationUpdated(*group_id));
+        Ok(())
+    }
+
+    /// Whether a message that just arrived should notify the user: another
+    /// person's message (not a line of this device's own) in a
+    /// conversation not muted.
+    pub fn notifies(&self, m: &crate::store::Message) -> Result<bool> {
+        let me = self.me()?;
+        if m.sender == me.identity.user_id || m.kind == crate::content::SYSTEM_KIND {
+            return Ok(false);
+        }
+        Ok(!self.store.muted(&m.group_id)?)
+    }
+
     /// Whether this user sends read receipts (on unless turned off).
     pub fn read_receipts(&self) -> Result<bool> {
         Ok(self.store.kv_get(RECEIPTS_KEY)?.as_deref() != Some(b"off"))

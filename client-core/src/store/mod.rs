@@ -173,6 +173,8 @@ pub struct Conversation {
     pub orgs: Vec<OrgId>,
     /// How many people (users, not devices) are members.
     pub people: u32,
+    /// This user muted it: its messages raise no notification.
+    pub muted: bool,
 }
 
 /// Delivery state of a message.
@@ -426,6 +428,10 @@ pub trait ClientStore: Send {
     fn set_conversation_name(&self, group: &GroupId, name: &str) -> Result<()>;
     /// Marks a conversation's messages as read.
     fn mark_read(&self, group: &GroupId) -> Result<()>;
+    /// Mutes or unmutes a conversation.
+    fn set_muted(&self, group: &GroupId, muted: bool) -> Result<()>;
+    /// Whether a conversation is muted (`false` if there is none).
+    fn muted(&self, group: &GroupId) -> Result<bool>;
     /// All conversations, most recently active first; `epoch_of` supplies
     /// each group's MLS epoch.
     fn conversations(&self, epoch_of: &dyn Fn(&GroupId) -> u64) -> Result<Vec<Conversation>>;
@@ -1033,6 +1039,26 @@ impl ClientStore for SqliteStore {
         Ok(())
     }
 
+    fn set_muted(&self, group: &GroupId, muted: bool) -> Result<()> {
+        self.conn.execute(
+            "UPDATE conversations SET muted = ?2 WHERE group_id = ?1",
+            params![group.as_bytes().as_slice(), i64::from(muted)],
+        )?;
+        Ok(())
+    }
+
+    fn muted(&self, group: &GroupId) -> Result<bool> {
+        Ok(self
+            .conn
+            .query_row(
+                "SELECT muted FROM conversations WHERE group_id = ?1",
+                [group.as_bytes().as_slice()],
+                |r| r.get::<_, i64>(0),
+            )
+            .optional()?
+            .is_some_and(|m| m != 0))
+    }
+
     fn mark_read(&self, group: &GroupId) -> Result<()> {
         self.conn.execute(
             "UPDATE conversations SET unread = 0 WHERE group_id = ?1",
@@ -1046,7 +1072,7 @@ impl ClientStore for SqliteStore {
             "SELECT c.group_id, c.name, c.state, c.unread, c.last_activity,
                     (SELECT text FROM messages m WHERE m.group_id = c.group_id
                        AND m.kind = 'text' ORDER BY m.rowid DESC LIMIT 1),
-                    c.orgs, c.people
+                    c.orgs, c.people, c.muted
              FROM conversations c ORDER BY c.last_activity DESC",
         )?;
         let rows = stmt.query_map([], |r| {
@@ -1059,11 +1085,13 @@ impl ClientStore for SqliteStore {
                 r.get::<_, Option<String>>(5)?,
                 r.get::<_, Option<String>>(6)?,
                 r.get::<_, Option<i64>>(7)?,
+                r.get::<_, i64>(8)? != 0,
             ))
         })?;
         let mut out = Vec::new();
         for row in rows {
-            let (group_id, name, state, unread, last_activity, last_message, orgs, people) = row?;
+            let (group_id, name, state, unread, last_activity, last_message, orgs, people, muted) =
+                row?;
             out.push(Conversation {
                 epoch: epoch_of(&group_id),
                 group_id,
@@ -1079,6 +1107,7 @@ impl ClientStore for SqliteStore {
                     .filter_map(|o| OrgId::new(o).ok())
                     .collect(),
                 people: people.unwrap_or(0) as u32,
+                muted,
             });
         }
         Ok(out)

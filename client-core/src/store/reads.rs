@@ -14,8 +14,8 @@ use super::user_column;
 use crate::content::{MessageId, SYSTEM_KIND};
 use crate::error::Result;
 
-/// Schema version 6: read positions; and messages by when they were sent,
-/// for an organisation's maximum retention.
+/// Schema version 6: read positions; messages by when they were sent, for
+/// an organisation's maximum retention; conversations this user muted.
 pub(super) const SCHEMA_V6: &str = "
 ALTER TABLE conversations ADD COLUMN read_seq INTEGER NOT NULL DEFAULT 0;
 ALTER TABLE conversations ADD COLUMN reported_seq INTEGER NOT NULL DEFAULT 0;
@@ -27,6 +27,7 @@ CREATE TABLE read_marks (
     PRIMARY KEY (group_id, user_id)
 );
 CREATE INDEX messages_by_sent ON messages (sent_at);
+ALTER TABLE conversations ADD COLUMN muted INTEGER NOT NULL DEFAULT 0;
 ";
 
 /// How far this user has read a conversation, and told.

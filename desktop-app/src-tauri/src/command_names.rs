@@ -20,6 +20,7 @@ pub const COMMANDS: &[&str] = &[
     "set_read_receipts",
     "search_messages",
     "mark_read",
+    "set_muted",
     "create_conversation",
     "add_members",
     "remove_member",

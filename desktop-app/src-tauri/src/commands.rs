@@ -284,6 +284,13 @@ pub async fn mark_read(state: State<'_, AppState>, group_id: String) -> Result<(
     Ok(client.mark_read(group(&group_id)?).await?)
 }
 
+/// Mutes a conversation on this device (no notifications), or unmutes it.
+#[tauri::command]
+pub async fn set_muted(state: State<'_, AppState>, group_id: String, muted: bool) -> Result<()> {
+    let client = client(&state).await?;
+    Ok(client.set_muted(group(&group_id)?, muted).await?)
+}
+
 /// Creates a conversation and adds the chosen people (all their devices).
 #[tauri::command]
 pub async fn create_conversation(

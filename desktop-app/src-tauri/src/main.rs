@@ -150,6 +150,7 @@ fn main() {
             message_commands::set_read_receipts,
             message_commands::search_messages,
             commands::mark_read,
+            commands::set_muted,
             commands::create_conversation,
             commands::add_members,
             commands::remove_member,
@@ -372,6 +373,20 @@ async fn notify(app: &tauri::AppHandle, notice: Notice<'_>) {
             return;
         }
     };
+    // A muted conversation raises nothing (the client decides).
+    if let (Some(c), Ok(g), Ok(id)) = (
+        state.client.read().await.as_ref(),
+        message.group_id.parse(),
+        message.id.parse(),
+    ) {
+        let quiet = match c.message(g, id).await {
+            Ok(m) => !c.notifies(m).await.unwrap_or(true),
+            Err(_) => false,
+        };
+        if quiet {
+            return;
+        }
+    }
     // Names only when they will be shown: the conversation's, and the
     // sender's as their organisation certified it.
     let (mut conversation, mut sender) = (None, None);

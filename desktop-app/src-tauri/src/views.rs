@@ -66,6 +66,8 @@ pub struct ConversationView {
     pub orgs: Vec<String>,
     /// How many people (not devices) are members.
     pub member_count: usize,
+    /// Muted on this device: no notifications.
+    pub muted: bool,
 }
 
 impl From<Conversation> for ConversationView {
@@ -79,6 +81,7 @@ impl From<Conversation> for ConversationView {
             last_message: c.last_message,
             orgs: c.orgs.iter().map(ToString::to_string).collect(),
             member_count: c.people as usize,
+            muted: c.muted,
         }
     }
 }

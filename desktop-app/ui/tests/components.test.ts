@@ -19,6 +19,7 @@ describe("ConversationList", () => {
       lastMessage: "Bed state at 14:00",
       orgs: ["east-ambulance", "north-trust"],
       memberCount: 3,
+      muted: true,
     },
     {
       id: "g2",
@@ -29,6 +30,7 @@ describe("ConversationList", () => {
       lastMessage: null,
       orgs: ["north-trust"],
       memberCount: 2,
+      muted: false,
     },
   ];
 
@@ -47,6 +49,9 @@ describe("ConversationList", () => {
     expect(rows[0].textContent).toContain("3 unread");
     expect(screen.getAllByTestId("unread").map((e) => e.textContent)).toEqual(["3 unread"]);
     expect(screen.getAllByTestId("cross-org")).toHaveLength(1);
+    // The muted one says so.
+    expect(screen.getAllByTestId("muted")).toHaveLength(1);
+    expect(rows[0].querySelector("[data-testid=muted]")?.getAttribute("aria-label")).toBe("muted");
     expect(rows[1].getAttribute("aria-current")).toBe("true");
     // Only the selected row is in the tab order; arrows move within the list.
     expect(rows.map((r) => r.tabIndex)).toEqual([-1, 0]);

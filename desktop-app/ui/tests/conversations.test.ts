@@ -21,6 +21,7 @@ function conv(id: string, lastActivity: number, orgs: string[] = ["north"]): Con
     lastMessage: null,
     orgs,
     memberCount: 2,
+    muted: false,
   };
 }
 

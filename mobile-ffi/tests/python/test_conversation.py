@@ -417,6 +417,22 @@ async def conversation(relay, tmp_path, admin, ca, codes):
     assert not await bob.read_receipts()
     await bob.set_read_receipts(True)
 
+    # Muting: Alice mutes Ward 7 on her phone; Bob's next message there
+    # raises no notification for her (the client decides), and does again
+    # once unmuted.
+    await alice.set_muted(group, True)
+    assert [c.muted for c in await alice.conversations() if c.group_id == group] == [True]
+    quiet = await bob.send_text(group, "no need to look now")
+
+    async def alice_got_quiet():
+        return [m for m in await alice.history(group, 50) if m.id == quiet]
+
+    await wait_for("the quiet message", alice_got_quiet)
+    assert not await alice.notifies(group, quiet)
+    assert not await bob.notifies(group, quiet), "never one's own"
+    await alice.set_muted(group, False)
+    assert await alice.notifies(group, quiet)
+
     # Pause / resume: offline work is queued and goes out on resume.
     bob.pause()
     queued = await alice.send_text(group, "while you were away")

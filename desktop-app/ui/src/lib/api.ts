@@ -65,6 +65,7 @@ export const api = {
   retry: (groupId: string, messageId: string) =>
     invoke<void>("retry_message", { groupId, messageId }),
   markRead: (groupId: string) => invoke<void>("mark_read", { groupId }),
+  setMuted: (groupId: string, muted: boolean) => invoke<void>("set_muted", { groupId, muted }),
   createConversation: (name: string, members: string[]) =>
     invoke<string>("create_conversation", { name, members }),
   addMembers: (groupId: string, users: string[]) =>

@@ -35,6 +35,8 @@ export interface Conversation {
   lastMessage: string | null;
   orgs: string[];
   memberCount: number;
+  /** Muted on this device: no notifications. */
+  muted: boolean;
 }
 
 export interface Message {
