@@ -5,10 +5,11 @@ use std::time::Duration;
 
 use anyhow::Result;
 use cascade_core::{Client, DeliveryState, Event, Message, MessageChange};
+use serde_json::json;
 use tokio::io::AsyncBufReadExt;
 
 use crate::conversation::resolve;
-use crate::output::{print_message, text_of};
+use crate::output::{print_message, say, text_of};
 use crate::synced;
 
 /// `cascade follow`: prints messages as they arrive (and edits, deletes
@@ -21,6 +22,13 @@ pub async fn follow(client: &Client, json: bool) -> Result<()> {
             ev = events.recv() => match ev {
                 Ok(Event::Message(m)) => print_message(json, &m),
                 Ok(Event::MessageChanged { message, change }) => print_change(json, &message, change),
+                Ok(Event::Typing { group_id, user_id, until }) => {
+                    let typing = until > 0;
+                    say(json, json!({ "typing": { "group_id": group_id, "user_id": user_id, "typing": typing } }), || {
+                        let what = if typing { "typing" } else { "stopped typing" };
+                        format!("{group_id} [{what}] {user_id}")
+                    });
+                }
                 Ok(Event::Connection(state)) if !json => eprintln!("[{state:?}]"),
                 Ok(_) => {}
                 Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
@@ -29,6 +37,24 @@ pub async fn follow(client: &Client, json: bool) -> Result<()> {
         }
         std::io::stdout().flush()?;
     }
+    Ok(())
+}
+
+/// `cascade typing`: tells the conversation's connected members that this
+/// user is typing, and waits until the relay has passed it on.
+pub async fn typing(
+    client: &Client,
+    conversation: &str,
+    json: bool,
+    timeout: Duration,
+) -> Result<()> {
+    synced(client, timeout).await?;
+    let group = resolve(client, conversation).await?;
+    client.set_typing(group, true).await?;
+    synced(client, timeout).await?;
+    say(json, json!({ "group_id": group, "typing": true }), || {
+        format!("Told {conversation} you are typing")
+    });
     Ok(())
 }
 

@@ -240,8 +240,9 @@ pub async fn history(
     if json {
         println!("{}", serde_json::to_string(&msgs)?);
     } else {
+        let me = &client.identity().user_id;
         for m in msgs {
-            print_history_line(&m);
+            print_history_line(&m, me);
         }
     }
     Ok(())

@@ -179,11 +179,14 @@ enum Command {
         /// The new name.
         name: String,
     },
-    /// Send a message and wait until the relay has accepted it.
+    /// Send a message and wait until the relay has accepted it. `@` and a
+    /// member's user id (`@bob@south`) mentions them: everyone sees their
+    /// certified name, and they are notified even if they muted the
+    /// conversation.
     Send {
         /// Conversation id or name.
         conversation: String,
-        /// The text.
+        /// The text (`@<user id>` mentions a member).
         text: String,
         /// Answer this message (its id, or the first 8 or more hex digits
         /// of it, as `history` shows).
@@ -197,7 +200,7 @@ enum Command {
         conversation: String,
         /// The message (its id, or the first 8 or more hex digits).
         message: String,
-        /// The new text.
+        /// The new text (`@<user id>` mentions a member).
         text: String,
     },
     /// Delete a message for everyone: yours, or anyone's if you administer
@@ -264,6 +267,12 @@ enum Command {
         /// `on` (the default) or `off`.
         #[arg(value_parser = reads::parse_on_off, default_value = "on", action = clap::ArgAction::Set)]
         state: bool,
+    },
+    /// Tell the conversation's members who are online that you are typing
+    /// (they see it for a few seconds; `follow` shows theirs).
+    Typing {
+        /// Conversation id or name.
+        conversation: String,
     },
     /// Show what an edited message said before, oldest first.
     Versions {
@@ -585,6 +594,12 @@ async fn run(cli: Cli) -> Result<()> {
         } => {
             with_client(dir, async |c| {
                 reads::mute(c, &conversation, state, json, timeout).await
+            })
+            .await
+        }
+        Command::Typing { conversation } => {
+            with_client(dir, async |c| {
+                chat::typing(c, &conversation, json, timeout).await
             })
             .await
         }

@@ -1,6 +1,6 @@
 //! How results are printed: a line of text, or JSON with `--json`.
 
-use cascade_core::{DeliveryState, Message};
+use cascade_core::{DeliveryState, Message, UserId};
 
 /// Prints `value` as JSON, or the text `text` makes.
 pub fn say(json: bool, value: serde_json::Value, text: impl FnOnce() -> String) {
@@ -31,8 +31,8 @@ pub fn print_message(json: bool, m: &Message) {
 
 /// Prints a message in a conversation's history: the message it answers
 /// above it, then `<message id> [<state>] <sender>: <text>` (marked if
-/// edited), then its reactions.
-pub fn print_history_line(m: &Message) {
+/// edited, or if it mentions `me`), then its reactions.
+pub fn print_history_line(m: &Message, me: &UserId) {
     if m.kind == cascade_core::content::SYSTEM_KIND {
         println!("— {}", text_of(m));
         return;
@@ -53,8 +53,13 @@ pub fn print_history_line(m: &Message) {
         0 => String::new(),
         n => format!(", read by {n}"),
     };
+    let mentioned = if m.mentions(me) {
+        " (mentions you)"
+    } else {
+        ""
+    };
     println!(
-        "{} [{}{read}] {}: {}{edited}{disappears}",
+        "{} [{}{read}] {}: {}{edited}{mentioned}{disappears}",
         m.id,
         format_state(m),
         m.sender,

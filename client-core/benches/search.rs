@@ -106,6 +106,7 @@ fn store_with(n: u64, dir: &std::path::Path) -> (SqliteStore, Vec<GroupId>) {
                 reactions: Vec::new(),
                 expires_at: None,
                 read_by: 0,
+                mentions: Vec::new(),
             };
             store.insert_message(&m, t0, false).expect("insert");
         }

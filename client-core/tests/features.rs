@@ -112,6 +112,7 @@ fn a_receiver_refuses_an_edit_or_delete_by_someone_else() {
         Body::Edit {
             target: id,
             text: "give 50 mg".into(),
+            mentions: Vec::new(),
         },
         Body::Delete { target: id },
     ] {

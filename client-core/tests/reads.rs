@@ -261,6 +261,7 @@ fn a_message_addressed_to_some_members_is_shown_only_if_it_is_a_read_report() {
             &Body::Text {
                 text: text.into(),
                 in_reply_to: None,
+                mentions: Vec::new(),
             },
             1_700_000_000_000,
             [salt; 16],

@@ -423,3 +423,70 @@ fn a_version_5_database_migrates_and_read_state_starts_from_it() {
         1
     );
 }
+
+/// A version 6 database (Bob read Alice's handover, Alice has not read his
+/// reply and muted the conversation) migrates to version 7 (mentions): the
+/// read state and the mute are as they were, no message mentions anyone;
+/// then a mention of Alice reaches her through the mute, and an edit of the
+/// old handover adds one.
+#[test]
+fn a_version_6_database_migrates_and_its_messages_gain_mentions() {
+    let (dir, meta) = fixture(6);
+    let alice_db = dir.path().join("alice.db");
+    assert_eq!(user_version(&alice_db), 6);
+    let group = fixture_group(&meta);
+    let (handover, reply) = (
+        fixture_message(&meta, "handover"),
+        fixture_message(&meta, "reply"),
+    );
+
+    let store = SqliteStore::open(&alice_db, &StoreKey::key(STORE_KEY)).expect("migrates");
+    assert_eq!(user_version(&alice_db), SCHEMA_VERSION);
+    let conversation = store
+        .conversations(&|_| 0)
+        .expect("list")
+        .into_iter()
+        .find(|c| c.group_id == group)
+        .expect("there");
+    assert_eq!(conversation.unread, 1, "Bob's reply");
+    assert!(conversation.muted);
+    let mine = store.message(&handover).expect("read").expect("there");
+    assert_eq!(mine.read_by, 1, "Bob read it");
+    assert!(mine.mentions.is_empty());
+    assert!(store
+        .message(&reply)
+        .expect("read")
+        .expect("there")
+        .mentions
+        .is_empty());
+    drop(store);
+
+    let (mut sim, a, b) = carry_on(&dir, &meta, group);
+    let call = sim.send(b, group, "@alice@north please sign the handover");
+    sim.settle();
+    let m = sim.engine(a).message(&group, &call).expect("there");
+    assert_eq!(
+        m.text.as_deref(),
+        Some("@Alice Okafor please sign the handover")
+    );
+    assert!(
+        sim.engine(a).notifies(&m).expect("decided"),
+        "through the mute"
+    );
+    let now = sim.now;
+    sim.engine(a)
+        .edit_message(
+            &group,
+            &handover,
+            "v6 handover from alice, @bob@north to sign",
+            now,
+        )
+        .expect("edit");
+    sim.settle();
+    let edited = sim.engine(b).message(&group, &handover).expect("there");
+    assert_eq!(
+        edited.text.as_deref(),
+        Some("v6 handover from alice, @Bob Jones to sign")
+    );
+    assert!(edited.mentions(&cascade_protocol::UserId::new("bob@north").expect("u")));
+}

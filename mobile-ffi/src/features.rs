@@ -142,7 +142,29 @@ impl CascadeClient {
             .to_string())
     }
 
-    /// Replaces the text of a message this user sent.
+    /// The user is typing in a conversation (`typing`), or cleared the
+    /// draft: call on every change of the draft; the client decides when
+    /// the others are told. Offline, nothing is sent.
+    pub async fn set_typing(&self, group_id: String, typing: bool) -> Result<()> {
+        Ok(self
+            .client()?
+            .set_typing(parse_group(&group_id)?, typing)
+            .await?)
+    }
+
+    /// Who is typing in a conversation now (`local@org`).
+    pub async fn typing(&self, group_id: String) -> Result<Vec<String>> {
+        Ok(self
+            .client()?
+            .typing(parse_group(&group_id)?)
+            .await?
+            .into_iter()
+            .map(|u| u.to_string())
+            .collect())
+    }
+
+    /// Replaces the text of a message this user sent. `@` and a member's
+    /// user id mentions them.
     pub async fn edit_message(
         &self,
         group_id: String,

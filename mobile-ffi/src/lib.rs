@@ -15,6 +15,7 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use cascade_core::engine::mentions;
 use cascade_core::{
     Client, Conversation, CoreError, DeliveryState, Event, GroupId, Identity, Member, Message,
     MessageId, Participant, Person, StoreKey, UserId,
@@ -240,6 +241,23 @@ pub struct FfiMessage {
     pub expires_at: Option<u64>,
     /// How many other people have read it (see `receipts` for who).
     pub read_by: u32,
+    /// The people its text mentions (`local@org`), each shown in the text
+    /// as `@` and their certified name.
+    pub mentions: Vec<String>,
+    /// The text cut at its mentions, for showing them apart.
+    pub segments: Vec<FfiSegment>,
+    /// The text as it would be typed again (each mention as `@` and the
+    /// user id): what an edit box starts from.
+    pub typed_text: Option<String>,
+}
+
+/// A stretch of a message's text: plain, or a mention of someone.
+#[derive(Debug, Clone, uniffi::Record)]
+pub struct FfiSegment {
+    /// The characters shown.
+    pub text: String,
+    /// The person mentioned (`local@org`), if this is a mention.
+    pub mention: Option<String>,
 }
 
 impl From<Message> for FfiMessage {
@@ -249,7 +267,6 @@ impl From<Message> for FfiMessage {
             group_id: m.group_id.to_string(),
             sender: m.sender.to_string(),
             sent_at: m.sent_at,
-            text: m.text,
             kind: m.kind,
             state: delivery_state(m.state),
             reply_to: m.reply_to.map(Into::into),
@@ -258,6 +275,23 @@ impl From<Message> for FfiMessage {
             reactions: m.reactions.into_iter().map(Into::into).collect(),
             expires_at: m.expires_at,
             read_by: m.read_by,
+            segments: m
+                .text
+                .as_deref()
+                .map(|t| mentions::segments(t, &m.mentions))
+                .unwrap_or_default()
+                .into_iter()
+                .map(|s| FfiSegment {
+                    text: s.text,
+                    mention: s.mention.map(|u| u.to_string()),
+                })
+                .collect(),
+            typed_text: m
+                .text
+                .as_deref()
+                .map(|t| mentions::as_typed(t, &m.mentions)),
+            mentions: m.mentions.iter().map(|x| x.user_id.to_string()).collect(),
+            text: m.text,
         }
     }
 }
@@ -463,6 +497,17 @@ pub enum FfiEvent {
         /// The sequence number of the last message they read.
         up_to: u64,
     },
+    /// Someone is typing in a conversation until `until` (ms since the
+    /// Unix epoch, this device's clock) unless told again; `until` 0: they
+    /// stopped.
+    Typing {
+        /// The conversation (hex).
+        group_id: String,
+        /// Who.
+        user_id: String,
+        /// When to stop showing it; 0: now.
+        until: u64,
+    },
     /// A conversation appeared, was renamed, or its state changed.
     ConversationUpdated {
         /// The conversation (hex).
@@ -544,6 +589,15 @@ impl From<Event> for FfiEvent {
                 group_id: group_id.to_string(),
                 user_id: user_id.to_string(),
                 up_to,
+            },
+            Event::Typing {
+                group_id,
+                user_id,
+                until,
+            } => Self::Typing {
+                group_id: group_id.to_string(),
+                user_id: user_id.to_string(),
+                until,
             },
             Event::ConversationUpdated(g) => Self::ConversationUpdated {
                 group_id: g.to_string(),

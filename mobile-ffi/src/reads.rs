@@ -77,8 +77,8 @@ impl CascadeClient {
     }
 
     /// Whether a message that just arrived should raise a notification
-    /// (another person's, in a conversation not muted): the app asks before
-    /// it shows one.
+    /// (another person's, in a conversation not muted, or one that mentions
+    /// this user): the app asks before it shows one.
     pub async fn notifies(&self, group_id: String, message_id: String) -> Result<bool> {
         let client = self.client()?;
         let m = client

@@ -3,8 +3,8 @@
 
 use serde::{Deserialize, Serialize};
 
-/// Which of the relay's KeyPackage claim limits a
-/// [`ProtocolError::RateLimited`] answer is about (protocol §10).
+/// Which of the relay's limits a [`ProtocolError::RateLimited`] answer is
+/// about (protocol §10).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum RateScope {
     /// This device claimed this one user's KeyPackages too often
@@ -12,6 +12,9 @@ pub enum RateScope {
     User,
     /// This device made too many claims in all (`CLAIMS_PER_DEVICE`).
     Device,
+    /// This device sent too many typing indicators to one group
+    /// (`TYPING_PER_WINDOW`).
+    Typing,
     /// A limit this version does not know.
     #[serde(other)]
     Other,

@@ -164,6 +164,26 @@ pub enum Request {
     /// device uses it to find the groups it can join by external commit.
     /// Answer: [`Response::Groups`].
     ListGroups,
+    /// A typing indicator for the group's other roster devices that are
+    /// connected now: relayed live as [`Push::Typing`], never stored or
+    /// queued, so a device that is offline never sees it. The payload is
+    /// opaque to the relay (protocol §14.9: sealed with a key the group's
+    /// members derive from the epoch). Answer: [`Response::TypingRelayed`];
+    /// `NotMember` if the caller is not in the roster (or its delivery is
+    /// stopped), `WrongEpoch` if `epoch` is not the group's,
+    /// `TooLarge` over
+    /// [`MAX_TYPING_BYTES`](crate::limits::MAX_TYPING_BYTES), and
+    /// `RateLimited` (scope `Typing`) past
+    /// [`TYPING_PER_WINDOW`](crate::limits::TYPING_PER_WINDOW) per device
+    /// and group.
+    Typing {
+        /// The group.
+        group_id: GroupId,
+        /// The group's current epoch, whose key sealed the payload.
+        epoch: u64,
+        /// The sealed indicator.
+        payload: Bytes,
+    },
 }
 
 /// A person found in the directory.
@@ -313,6 +333,8 @@ pub enum Response {
         /// The groups.
         group_ids: Vec<GroupId>,
     },
+    /// Answer to `Typing`: offered to the group's connected devices.
+    TypingRelayed,
 }
 
 /// A KeyPackage claimed for one device.
@@ -375,6 +397,18 @@ pub enum Push {
     TrustListUpdated {
         /// The organisation.
         org_id: OrgId,
+    },
+    /// Another member device's typing indicator ([`Request::Typing`]):
+    /// live only, never queued, and not acknowledged.
+    Typing {
+        /// The group.
+        group_id: GroupId,
+        /// The device that sent it, as the relay authenticated it.
+        sender: DeviceId,
+        /// The epoch whose key sealed the payload.
+        epoch: u64,
+        /// The sealed indicator.
+        payload: Bytes,
     },
 }
 

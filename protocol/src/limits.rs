@@ -56,6 +56,16 @@ pub const MAX_GROUP_DEVICES: usize = 2_000;
 /// Most users one `SendMessage` may be addressed to (its `to`).
 pub const MAX_TARGET_USERS: usize = 64;
 
+/// The largest typing indicator payload (`Typing`), in octets.
+pub const MAX_TYPING_BYTES: usize = 256;
+
+/// How many typing indicators one device may send to one group per
+/// [`TYPING_WINDOW_SECS`]; past it, `RateLimited` (scope `Typing`).
+pub const TYPING_PER_WINDOW: u32 = 10;
+
+/// The window of [`TYPING_PER_WINDOW`].
+pub const TYPING_WINDOW_SECS: u64 = 10;
+
 /// Most queue ids in one `Ack` request.
 pub const MAX_ACK_BATCH: usize = 1_000;
 

@@ -124,6 +124,28 @@ fn samples() -> Vec<(&'static str, Vec<u8>)> {
         ("req_ping", req(10, Request::Ping)),
         ("req_list_groups", req(13, Request::ListGroups)),
         (
+            "req_typing",
+            req(
+                14,
+                Request::Typing {
+                    group_id: group,
+                    epoch: 3,
+                    payload: bytes(&[0xee; 4]),
+                },
+            ),
+        ),
+        ("resp_typing_relayed", resp(14, Ok(Response::TypingRelayed))),
+        (
+            "err_rate_limited_typing",
+            resp(
+                14,
+                Err(ProtocolError::RateLimited {
+                    retry_after_ms: 900,
+                    scope: Some(cascade_protocol::RateScope::Typing),
+                }),
+            ),
+        ),
+        (
             "resp_groups",
             resp(
                 13,
@@ -391,6 +413,15 @@ fn samples() -> Vec<(&'static str, Vec<u8>)> {
             "push_certificate_issued",
             push(Push::CertificateIssued {
                 certificate: bytes(&[0x30, 0x82]),
+            }),
+        ),
+        (
+            "push_typing",
+            push(Push::Typing {
+                group_id: group,
+                sender: device,
+                epoch: 3,
+                payload: bytes(&[0xee; 4]),
             }),
         ),
         (

@@ -96,6 +96,9 @@ pub enum Live {
         /// The organisation.
         org_id: cascade_protocol::OrgId,
     },
+    /// Another member's typing indicator: the `Push::Typing` frame,
+    /// encoded once for every recipient.
+    Typing(axum::body::Bytes),
 }
 
 impl Live {
@@ -107,6 +110,10 @@ impl Live {
             Live::CertificateIssued { certificate } => Push::CertificateIssued { certificate },
             Live::TrustListUpdated { org_id } => Push::TrustListUpdated { org_id },
             Live::RevocationsUpdated { org_id } => Push::RevocationsUpdated { org_id },
+            Live::Typing(frame) => match cascade_protocol::decode_server_frame(&frame) {
+                Ok(ServerFrame::Push(push)) => push,
+                _ => unreachable!("a typing frame is a push the relay encoded"),
+            },
         }
     }
 }
@@ -184,6 +191,18 @@ impl Registry {
             .contains_key(device_id)
     }
 
+    /// Offers a frame that may be lost (a typing indicator) to connected
+    /// devices: one whose channel is full does not get it, and keeps its
+    /// connection.
+    pub fn offer_lossy(&self, devices: &[DeviceId], live: &Live) {
+        let conns = self.conns.lock().expect("registry poisoned");
+        for device_id in devices {
+            if let Some(entry) = conns.get(device_id) {
+                let _ = entry.tx.try_send(live.clone());
+            }
+        }
+    }
+
     /// Offers frames to connected devices without waiting. A device whose
     /// channel is full or closed loses its registration (it catches up from
     /// its queue on reconnect).
@@ -227,6 +246,22 @@ mod tests {
         assert!(registry.is_connected(&d), "a stale unregister is ignored");
         registry.unregister(&d, second.conn_id);
         assert!(!registry.is_connected(&d));
+    }
+
+    #[tokio::test]
+    async fn a_lossy_frame_to_a_full_channel_is_dropped_not_the_reader() {
+        let registry = Registry::default();
+        let d = DeviceId([1; 16]);
+        let mut reg = registry.register(d);
+        registry.offer((0..LIVE_CHANNEL_CAPACITY as u32).map(|i| (d, low(i))));
+        registry.offer_lossy(&[d, DeviceId([2; 16])], &Live::Typing(vec![1].into()));
+        assert!(registry.is_connected(&d));
+        let mut n = 0;
+        while let Ok(live) = reg.rx.try_recv() {
+            assert!(matches!(live, Live::KeyPackagesLow { .. }));
+            n += 1;
+        }
+        assert_eq!(n, LIVE_CHANNEL_CAPACITY);
     }
 
     #[tokio::test]

@@ -147,6 +147,8 @@ pub struct Limits {
     pub enrol_failures: ratelimit::Limiter<std::net::IpAddr>,
     /// Failed enrolments from all addresses together.
     pub enrol_failures_total: ratelimit::Limiter<()>,
+    /// Typing indicators per (device, group).
+    pub typing: ratelimit::Limiter<(cascade_protocol::DeviceId, cascade_protocol::GroupId)>,
 }
 
 /// Claims one device may make of one user's KeyPackages per
@@ -192,6 +194,11 @@ impl Default for Limits {
                 RATE_LIMIT_KEYS,
             ),
             enrol_failures_total: ratelimit::Limiter::new(ENROL_FAILURES_TOTAL, ENROL_WINDOW, 1),
+            typing: ratelimit::Limiter::new(
+                cascade_protocol::limits::TYPING_PER_WINDOW,
+                Duration::from_secs(cascade_protocol::limits::TYPING_WINDOW_SECS),
+                RATE_LIMIT_KEYS,
+            ),
         }
     }
 }

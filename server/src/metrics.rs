@@ -235,6 +235,7 @@ fn request_kind(request: &Request) -> &'static str {
         Request::RegisterPush { .. } => "RegisterPush",
         Request::Ping => "Ping",
         Request::ListGroups => "ListGroups",
+        Request::Typing { .. } => "Typing",
     }
 }
 

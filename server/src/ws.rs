@@ -537,6 +537,7 @@ where
                 }
                 Message::Binary(item.frame())
             }
+            Live::Typing(frame) => Message::Binary(frame),
             other => Message::binary(encode_server_frame(&ServerFrame::Push(other.into_push()))),
         };
         self.feed(message).await

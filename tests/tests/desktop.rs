@@ -733,6 +733,49 @@ async fn a_nurse_replies_reacts_edits_and_deletes() -> Result<()> {
         wait_attr(&app, &mute, "aria-pressed", "false").await?;
         app.wait_gone("[data-testid=muted]").await?;
 
+        // Bob types: the line under the conversation says so, and clears
+        // when his message mentioning Alice arrives, highlighted as her.
+        bob.client.set_typing(group, true).await?;
+        app.wait_for_text("[data-testid=typing]", |t| t == "Bob Jones is typing…")
+            .await?;
+        app.screenshot("10b-typing").await?;
+        bob.client
+            .send_text(group, "@alice@north-trust can you take the handover?")
+            .await?;
+        bob.sync().await?;
+        app.wait_for_text("[data-testid=mention-me]", |t| t == "@Alice Smith")
+            .await?;
+        app.wait_for_text("[data-testid=typing]", |t| t.is_empty())
+            .await?;
+
+        // Alice mentions Bob from the list: `@bo`, Enter picks him, Enter
+        // sends; Bob's device shows his certified name.
+        let composer = app.find("[data-testid=composer]").await?;
+        app.send_keys(&composer, "Yes, @bo").await?;
+        app.wait_for_text("[data-testid=mention-option]", |t| {
+            t.contains("Bob Jones") && t.contains("@bob@east-ambulance")
+        })
+        .await?;
+        app.screenshot("10c-mention-list").await?;
+        assert_accessible(&app, "mention list").await?;
+        app.send_keys(&composer, ENTER).await?;
+        app.wait_gone("[data-testid=mention-list]").await?;
+        app.send_keys(&composer, &format!("will do{ENTER}")).await?;
+        let mention = poll_until(|| async {
+            let h = bob.client.history(group, None, 20).await?;
+            Ok(
+                match h.into_iter().find(|m| m.text.as_deref() == Some("Yes, @Bob Jones will do")) {
+                    Some(m) => Ok(m),
+                    None => Err("Bob never got the mention".to_owned()),
+                },
+            )
+        })
+        .await?;
+        anyhow::ensure!(mention.mentions(&uid("bob@east-ambulance")));
+        app.wait_for_text("[data-testid=mention]", |t| t == "@Bob Jones")
+            .await?;
+        app.screenshot("10d-mentions").await?;
+
         // React to Bob's message from the picker.
         let first_react = app.find("[data-testid=react]").await?;
         app.click(&first_react).await?;

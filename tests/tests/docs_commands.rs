@@ -1205,6 +1205,33 @@ async fn user_guide_commands_work_as_documented() -> Result<()> {
         unmuted.stdout
     );
 
+    // §2: mentioning someone: Bob's device shows his certified name and
+    // marks the message as mentioning him.
+    let mention = doc
+        .run("cascade send \"Ward 7 handover\" \"@bob@north-trust can you check bed 4?\"")
+        .await?;
+    ensure!(mention.stdout.contains("Sent "), "{}", mention.stdout);
+    let bob_sees = doc
+        .extra("cascade --data-dir ~/bob history \"Ward 7 handover\"")
+        .await?;
+    ensure!(
+        bob_sees
+            .stdout
+            .lines()
+            .any(|l| l.contains("@Bob Singh can you check bed 4? (mentions you)")),
+        "{}",
+        bob_sees.stdout
+    );
+    // §2: who is typing.
+    let typing = doc.run("cascade typing \"Ward 7 handover\"").await?;
+    ensure!(
+        typing
+            .stdout
+            .contains("Told Ward 7 handover you are typing"),
+        "{}",
+        typing.stdout
+    );
+
     // §2: admins and who may do what: Alice makes Bob an admin and keeps
     // renaming for admins; Bob's device shows both.
     let policy = doc.run("cascade policy \"Ward 7 handover\"").await?;

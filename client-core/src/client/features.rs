@@ -30,6 +30,19 @@ impl Client {
             .await
     }
 
+    /// The user is typing in a conversation, or stopped (cleared the
+    /// draft): call on every change of the draft; the engine decides when
+    /// an indicator goes out.
+    pub async fn set_typing(&self, group: GroupId, typing: bool) -> Result<()> {
+        self.call(move |e, now| e.set_typing(&group, typing, now))
+            .await
+    }
+
+    /// Who is typing in a conversation now.
+    pub async fn typing(&self, group: GroupId) -> Result<Vec<cascade_protocol::UserId>> {
+        self.call(move |e, now| Ok(e.typing(&group, now))).await
+    }
+
     /// Deletes a message for everyone (ours, or anyone's as an admin).
     pub async fn delete_message(&self, group: GroupId, message: MessageId) -> Result<()> {
         self.call(move |e, now| e.delete_message(&group, &message, now))

@@ -384,7 +384,7 @@ impl Client {
     }
 
     /// Whether a message that just arrived should notify the user (another
-    /// person's, in a conversation not muted).
+    /// person's, in a conversation not muted, or one that mentions them).
     pub async fn notifies(&self, message: Message) -> Result<bool> {
         self.call_locked(move |e, _| e.notifies(&message)).await
     }

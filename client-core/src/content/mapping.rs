@@ -4,6 +4,7 @@
 //! | Cascade | MIMI |
 //! |---|---|
 //! | text | body: one part, `text/plain;charset=utf-8`, disposition `render` |
+//! | text with mentions | body: one part, `text/markdown;variant=GFM-MIMI` ([`super::markdown`]), each mention a link to the person's URI |
 //! | reply | a text with `inReplyTo` set to the original |
 //! | edit | `replaces` the original, body: the new text |
 //! | delete (a message or a reaction) | `replaces` it, body: the null part |
@@ -25,7 +26,7 @@ use super::mimi::{
     self, Disposition, ExtensionKey, MimiContent, MimiError, MimiId, NestedPart, Part,
     PartSemantics,
 };
-use super::{status, Body, Content, MessageId, MAX_TEXT_BYTES};
+use super::{markdown, status, Body, Content, Mention, MessageId, MAX_TEXT_BYTES};
 use crate::error::{CoreError, Result};
 
 /// The media type of a text part.
@@ -33,6 +34,9 @@ pub const TEXT_PLAIN: &str = "text/plain;charset=utf-8";
 
 /// The private extension holding the sender's clock.
 pub const EXT_SENT_AT: i64 = -1;
+
+/// The most people one text mentions.
+pub const MAX_MENTIONS: usize = 64;
 
 /// The most octets of UTF-8 in a reaction.
 pub const MAX_REACTION_BYTES: usize = 64;
@@ -88,7 +92,23 @@ pub fn write(
             Some(_) => Err(crate::error::InvalidInput::OldMessage.into()),
         }
     };
-    let text = |t: &str| NestedPart::single(Disposition::RENDER, TEXT_PLAIN, t.as_bytes().to_vec());
+    let text = |t: &str, mentions: &[Mention]| {
+        if mentions.is_empty() {
+            return NestedPart::single(Disposition::RENDER, TEXT_PLAIN, t.as_bytes().to_vec());
+        }
+        let links: Vec<markdown::Link> = mentions
+            .iter()
+            .map(|m| markdown::Link {
+                range: m.range(),
+                uri: sender_uri(&m.user_id),
+            })
+            .collect();
+        NestedPart::single(
+            Disposition::RENDER,
+            markdown::GFM_MIMI,
+            markdown::write(t, &links).into_bytes(),
+        )
+    };
     let mut m = MimiContent::new(NestedPart::null());
     m.salt = salt;
     m.extensions.push((
@@ -99,13 +119,18 @@ pub fn write(
         Body::Text {
             text: t,
             in_reply_to,
+            mentions,
         } => {
             m.in_reply_to = in_reply_to.as_ref().map(to_mimi).transpose()?;
-            m.body = text(t);
+            m.body = text(t, mentions);
         }
-        Body::Edit { target, text: t } => {
+        Body::Edit {
+            target,
+            text: t,
+            mentions,
+        } => {
             m.replaces = Some(to_mimi(target)?);
-            m.body = text(t);
+            m.body = text(t, mentions);
         }
         Body::Delete { target } => m.replaces = Some(to_mimi(target)?),
         Body::Reaction { target, emoji } => {
@@ -168,14 +193,18 @@ pub fn read(bytes: &[u8], sender: &str, room: &str, now: u64) -> Result<Content>
             target: id_of(target),
         },
         (Some(target), _, part) => match text_of(part) {
-            Some(text) => Body::Edit {
+            Some((text, mentions)) => Body::Edit {
                 target: id_of(target),
                 text,
+                mentions,
             },
             None => unsupported(part),
         },
         (None, Some(target), part) if part.disposition == Disposition::REACTION => {
-            match text_of(part).filter(|e| valid_reaction(e)) {
+            match text_of(part)
+                .filter(|(e, mentions)| mentions.is_empty() && valid_reaction(e))
+                .map(|(e, _)| e)
+            {
                 Some(emoji) => Body::Reaction {
                     target: id_of(target),
                     emoji,
@@ -187,9 +216,10 @@ pub fn read(bytes: &[u8], sender: &str, room: &str, now: u64) -> Result<Content>
             entries: status_of(part).unwrap_or_default(),
         },
         (None, in_reply_to, part) => match text_of(part) {
-            Some(text) => Body::Text {
+            Some((text, mentions)) => Body::Text {
                 text,
                 in_reply_to: in_reply_to.map(id_of),
+                mentions,
             },
             None => unsupported(part),
         },
@@ -208,16 +238,37 @@ fn mimi_error(e: MimiError) -> CoreError {
     CoreError::Decode("a message's MIMI content")
 }
 
-/// The text a part shows: a `text/plain` part (in a multipart of
-/// alternatives or of separate parts, the first such), of at most
-/// [`MAX_TEXT_BYTES`] of UTF-8.
-fn text_of(part: &NestedPart) -> Option<String> {
+/// The text a part shows, with the people it mentions: a `text/plain`
+/// part, or a text with mentions ([`markdown::GFM_MIMI`]); in a multipart
+/// of alternatives or of separate parts, the first such. At most
+/// [`MAX_TEXT_BYTES`] of UTF-8 and [`MAX_MENTIONS`] mentions (those past
+/// it are plain text).
+fn text_of(part: &NestedPart) -> Option<(String, Vec<Mention>)> {
     match &part.part {
         Part::Single {
             content_type,
             content,
-        } if is_text_plain(content_type) && content.len() <= MAX_TEXT_BYTES => {
-            String::from_utf8(content.clone()).ok()
+        } if content.len() <= MAX_TEXT_BYTES => {
+            let text = std::str::from_utf8(content).ok()?;
+            if is_text_plain(content_type) {
+                return Some((text.to_owned(), Vec::new()));
+            }
+            if !markdown::is_gfm_mimi(content_type) {
+                return None;
+            }
+            let (text, links) = markdown::read(text)?;
+            let mentions = links
+                .into_iter()
+                .filter_map(|l| {
+                    Some(Mention {
+                        user_id: user_of_uri(&l.uri)?,
+                        start: l.range.start as u32,
+                        end: l.range.end as u32,
+                    })
+                })
+                .take(MAX_MENTIONS)
+                .collect();
+            Some((text, mentions))
         }
         Part::Multi {
             semantics: PartSemantics::ChooseOne | PartSemantics::ProcessAll,
@@ -225,6 +276,12 @@ fn text_of(part: &NestedPart) -> Option<String> {
         } => parts.iter().find_map(text_of),
         _ => None,
     }
+}
+
+/// The user a MIMI user URI names ([`sender_uri`]'s form), if it is one.
+pub fn user_of_uri(uri: &str) -> Option<UserId> {
+    let (org, local) = uri.strip_prefix("mimi://")?.split_once("/u/")?;
+    UserId::new(format!("{local}@{org}")).ok()
 }
 
 /// The entries of a status report: a single part of its media type.
@@ -297,14 +354,32 @@ mod tests {
         round_trip(Body::Text {
             text: "hello".into(),
             in_reply_to: None,
+            mentions: Vec::new(),
         });
         round_trip(Body::Text {
             text: "yes".into(),
             in_reply_to: Some(some_id(2)),
+            mentions: Vec::new(),
         });
         round_trip(Body::Edit {
             target: some_id(3),
             text: "hello, corrected".into(),
+            mentions: Vec::new(),
+        });
+        let bob = Mention {
+            user_id: UserId::new("bob@south").expect("valid"),
+            start: 7,
+            end: 11,
+        };
+        round_trip(Body::Text {
+            text: "Thanks @Bob, *bed 4*\n  done".into(),
+            in_reply_to: None,
+            mentions: vec![bob.clone()],
+        });
+        round_trip(Body::Edit {
+            target: some_id(3),
+            text: "Thanks @Bob".into(),
+            mentions: vec![bob],
         });
         round_trip(Body::Delete { target: some_id(4) });
         round_trip(Body::Reaction {
@@ -344,6 +419,7 @@ mod tests {
         let body = Body::Text {
             text: "hello".into(),
             in_reply_to: None,
+            mentions: Vec::new(),
         };
         let w = write(&body, 1_700_000_000_000, [3; 16], SENDER, ROOM).expect("writes");
         assert_eq!(
@@ -356,6 +432,76 @@ mod tests {
         assert_eq!(w.id.to_string(), TEXT_ID);
     }
 
+    /// A text with a mention, pinned: the Markdown part and the link to
+    /// the person's URI.
+    #[test]
+    fn a_mention_is_pinned() {
+        let body = Body::Text {
+            text: "Ask @Bob!".into(),
+            in_reply_to: None,
+            mentions: vec![Mention {
+                user_id: UserId::new("bob@south").expect("valid"),
+                start: 4,
+                end: 8,
+            }],
+        };
+        let w = write(&body, 1_700_000_000_000, [3; 16], SENDER, ROOM).expect("writes");
+        let m = MimiContent::decode(&w.bytes).expect("decodes");
+        assert_eq!(
+            m.body,
+            NestedPart::single(
+                Disposition::RENDER,
+                "text/markdown;variant=GFM-MIMI",
+                b"Ask [@Bob](<mimi://south/u/bob>)\\!".to_vec()
+            )
+        );
+        assert_eq!(hex::encode(&w.bytes), MENTION_GOLDEN);
+    }
+
+    /// `[salt, null, null, null, {-1: ts}, body: [1, "", 1,
+    /// "text/markdown;variant=GFM-MIMI", "Ask [@Bob](<mimi://south/u/bob>)\!"]]`.
+    const MENTION_GOLDEN: &str =
+        "875003030303030303030303030303030303f640f6f6a1201b0000018bcfe5680085\
+016001781e746578742f6d61726b646f776e3b76617269616e743d47464d2d4d494d49\
+582241736b205b40426f625d283c6d696d693a2f2f736f7574682f752f626f623e295c21";
+
+    /// The draft's example of a mention reads as its text; the person it
+    /// names (at `example.com`) is not one Cascade can name, so it is no
+    /// mention here. One of ours is.
+    #[test]
+    fn a_mention_names_a_person_cascade_can_name() {
+        let m = MimiContent::new(NestedPart::single(
+            Disposition::RENDER,
+            "text/markdown;variant=GFM-MIMI",
+            b"Kudos to [@Alice Smith](mimi://example.com/u/alice-smith) and [@Bob](mimi://south/u/bob) and [@R](mimi://south/r/ward)".to_vec(),
+        ));
+        let Body::Text { text, mentions, .. } =
+            read(&m.encode(), SENDER, ROOM, 0).expect("valid").body
+        else {
+            panic!("a text")
+        };
+        assert_eq!(text, "Kudos to @Alice Smith and @Bob and @R");
+        assert_eq!(
+            mentions,
+            vec![Mention {
+                user_id: UserId::new("bob@south").expect("valid"),
+                start: 26,
+                end: 30
+            }]
+        );
+        // A reaction cannot mention.
+        let mut m = MimiContent::new(NestedPart::single(
+            Disposition::REACTION,
+            "text/markdown;variant=GFM-MIMI",
+            b"[x](mimi://south/u/bob)".to_vec(),
+        ));
+        m.in_reply_to = Some(MimiId([1; 32]));
+        assert!(matches!(
+            read(&m.encode(), SENDER, ROOM, 0).expect("valid").body,
+            Body::Unsupported { .. }
+        ));
+    }
+
     const TEXT_ID: &str = "012aa833cbd790b132687ec83e0a5940fb3211e098233179e124fde2253fcd31";
 
     #[test]
@@ -363,6 +509,7 @@ mod tests {
         let body = Body::Text {
             text: "hello".into(),
             in_reply_to: None,
+            mentions: Vec::new(),
         };
         let w = write(&body, 1, [3; 16], SENDER, ROOM).expect("writes");
         let other_sender = read(&w.bytes, "mimi://north/u/mallory", ROOM, 0).expect("reads");
@@ -439,7 +586,8 @@ mod tests {
             read(&m.encode(), SENDER, ROOM, 0).expect("reads").body,
             Body::Text {
                 text: "hi".into(),
-                in_reply_to: None
+                in_reply_to: None,
+                mentions: Vec::new(),
             }
         );
         // A reaction that is not one (whitespace, too long) is unsupported.

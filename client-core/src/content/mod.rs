@@ -14,6 +14,7 @@
 //! and shown, never a crash.
 
 pub mod mapping;
+pub mod markdown;
 pub mod mimi;
 pub mod status;
 
@@ -129,6 +130,25 @@ impl std::str::FromStr for MessageId {
     }
 }
 
+/// A person a text mentions: the octets `start..end` of the text show
+/// them (as `@` and their name).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Mention {
+    /// Who.
+    pub user_id: cascade_protocol::UserId,
+    /// Where the mention starts in the text, in octets of UTF-8.
+    pub start: u32,
+    /// Where it ends.
+    pub end: u32,
+}
+
+impl Mention {
+    /// Its octets of the text.
+    pub fn range(&self) -> std::ops::Range<usize> {
+        self.start as usize..self.end as usize
+    }
+}
+
 /// What a message says.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Body {
@@ -138,6 +158,8 @@ pub enum Body {
         text: String,
         /// The message it answers (MIMI only).
         in_reply_to: Option<MessageId>,
+        /// The people it mentions (MIMI only).
+        mentions: Vec<Mention>,
     },
     /// A new version of the sender's own text (MIMI only).
     Edit {
@@ -145,6 +167,8 @@ pub enum Body {
         target: MessageId,
         /// Its new text.
         text: String,
+        /// The people the new text mentions.
+        mentions: Vec<Mention>,
     },
     /// Deletes a message for everyone (by its sender or a conversation
     /// admin), or takes back the sender's reaction (MIMI only).
@@ -273,6 +297,7 @@ impl Content {
                 .map(|b| Body::Text {
                     text: b.text,
                     in_reply_to: None,
+                    mentions: Vec::new(),
                 })
                 .unwrap_or_else(|_| unsupported()),
             "group_meta" => wire
@@ -309,6 +334,7 @@ mod tests {
             body: Body::Text {
                 text: "hello".into(),
                 in_reply_to: None,
+                mentions: Vec::new(),
             },
         };
         let bytes = c.encode();

@@ -27,6 +27,8 @@ pub(crate) enum Route {
     Op { group: GroupId, op_id: i64 },
     /// A query a caller waits for.
     Query(QueryId, QueryKind),
+    /// A typing indicator (its answer matters to nobody).
+    Typing,
 }
 
 /// What a query asked, to read its answer.

@@ -18,7 +18,7 @@ use cascade_protocol::{GroupId, UserId};
 
 use super::outbox::Op;
 use super::room::{self, Room};
-use super::{check_text, groups, Ctx, Engine, Event, MessageChange};
+use super::{check_text, groups, mentions, Ctx, Engine, Event, MessageChange};
 use crate::content::mapping::{self, Written};
 use crate::content::{Body, Content, MessageId};
 use crate::error::{CoreError, InvalidInput, Result};
@@ -157,9 +157,17 @@ impl<S: ClientStore> Engine<S> {
             }
             self.live_message(group_id, original)?;
         }
+        // Mentions need the MIMI format: in a conversation from before
+        // rooms the text goes as typed.
+        let (text, mentions) = match &room {
+            Some(_) => mentions::resolve(text, &mentions::names(&self.store, group_id)?),
+            None => (text.to_owned(), Vec::new()),
+        };
+        check_text(&text)?;
         let body = Body::Text {
-            text: text.into(),
+            text: text.clone(),
             in_reply_to: reply_to.copied(),
+            mentions: mentions.clone(),
         };
         let (id, bytes, salt) = match &room {
             Some(room) => {
@@ -191,7 +199,7 @@ impl<S: ClientStore> Engine<S> {
             sender_device: me.identity.device_id,
             sent_at: now,
             seq: None,
-            text: Some(text.into()),
+            text: Some(text),
             kind: "text".into(),
             state: DeliveryState::Sending,
             reply_to: reply_to.copied().map(Quote::to),
@@ -203,6 +211,7 @@ impl<S: ClientStore> Engine<S> {
                 .and_then(|r| r.disappear_after)
                 .map(|secs| now.saturating_add(secs.saturating_mul(1000))),
             read_by: 0,
+            mentions,
         };
         let tx = self.store.transaction()?;
         self.store.insert_message(&message, now, false)?;
@@ -219,6 +228,7 @@ impl<S: ClientStore> Engine<S> {
         tx.commit()?;
         let message = self.store.message(&id)?.unwrap_or(message);
         self.events.push_back(Event::Message(message));
+        self.typing.sent_message(group_id);
         self.drive(now)?;
         Ok(id)
     }
@@ -230,6 +240,7 @@ impl<S: ClientStore> Engine<S> {
         let body = Body::Text {
             text,
             in_reply_to: m.reply_to.as_ref().map(|q| q.id),
+            mentions: m.mentions.clone(),
         };
         match self.store.message_salt(&m.id)? {
             Some(salt) => {
@@ -265,17 +276,20 @@ impl<S: ClientStore> Engine<S> {
         if target.kind != "text" {
             return Err(InvalidInput::NotText.into());
         }
+        let (text, mentions) = mentions::resolve(text, &mentions::names(&self.store, group_id)?);
+        check_text(&text)?;
         let w = self.write(
             &room,
             &Body::Edit {
                 target: *id,
-                text: text.into(),
+                text: text.clone(),
+                mentions: mentions.clone(),
             },
             now,
             rand::random(),
         )?;
         let tx = self.store.transaction()?;
-        self.store.edit_message(id, &w.id, text, now)?;
+        self.store.edit_message(id, &w.id, &text, &mentions, now)?;
         self.queue(group_id, w)?;
         tx.commit()?;
         self.changed(id, MessageChange::Edited)?;
@@ -455,9 +469,15 @@ pub(super) fn apply(
         Ok(vec![])
     };
     match &content.body {
-        Body::Edit { target, text } => match in_group(target)? {
+        Body::Edit {
+            target,
+            text,
+            mentions,
+        } => match in_group(target)? {
             Some(m) if &m.sender == sender && m.deleted_by.is_none() && m.kind == "text" => {
-                if store.edit_message(target, &content.id, text, content.sent_at)? {
+                let (text, mentions) =
+                    mentions::verified(store, group_id, text.clone(), mentions.clone())?;
+                if store.edit_message(target, &content.id, &text, &mentions, content.sent_at)? {
                     changed(target, MessageChange::Edited)
                 } else {
                     Ok(vec![]) // the same edit again

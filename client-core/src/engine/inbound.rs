@@ -20,6 +20,7 @@ use super::commit::{merge_own, prepared_bundle};
 use super::effects::Effects;
 use super::features;
 use super::groups::{self, join_config, mls_in};
+use super::mentions;
 use super::outbox::{ask_again_to_leave, begin_rejoin, own_echo, stopped_key, Op};
 use super::reads;
 use super::receipts;
@@ -39,6 +40,8 @@ const MAX_CLOCK_SKEW_MS: u64 = 24 * 3600 * 1000;
 pub(crate) struct Processed {
     /// Others' text messages, to confirm with a delivery receipt.
     pub received: Vec<(cascade_protocol::GroupId, MessageId)>,
+    /// Who sent them (they are no longer typing).
+    pub spoke: Vec<(cascade_protocol::GroupId, UserId)>,
 }
 
 /// Processes one queue item. Storage errors are returned (the item is not
@@ -102,6 +105,7 @@ pub(crate) fn handle_item(cx: &Ctx<'_>, item: &QueueItem, fx: &mut Effects) -> R
                 if let Event::Message(m) = e {
                     if m.kind == "text" && m.sender != cx.me.identity.user_id {
                         processed.received.push((m.group_id, m.id));
+                        processed.spoke.push((m.group_id, m.sender.clone()));
                     }
                 }
             }
@@ -798,11 +802,18 @@ fn store_application(
         tracing::warn!(group = %item.group_id, "a message addressed to some members only was not a read report; dropped");
         return Ok(vec![]);
     }
-    let (kind, text, in_reply_to) = match content.body {
+    let (kind, text, in_reply_to, mentions) = match content.body {
         Body::GroupMeta { name } => {
             return rename(cx, item, &sender.user, room.zip(members), &name);
         }
-        Body::Text { text, in_reply_to } => ("text".to_owned(), Some(text), in_reply_to),
+        Body::Text {
+            text,
+            in_reply_to,
+            mentions,
+        } => {
+            let (text, mentions) = mentions::verified(store, &item.group_id, text, mentions)?;
+            ("text".to_owned(), Some(text), in_reply_to, mentions)
+        }
         Body::Receipt { delivered } => {
             return receipts::handle_receipt(
                 store,
@@ -829,7 +840,7 @@ fn store_application(
                 &content,
             );
         }
-        Body::Unsupported { kind } => (kind, None, None),
+        Body::Unsupported { kind } => (kind, None, None, Vec::new()),
     };
     // Sent while the conversation's timer was set (as this device holds
     // the room when it reads the message, in seq order): it disappears
@@ -861,6 +872,7 @@ fn store_application(
         reactions: Vec::new(),
         expires_at,
         read_by: 0,
+        mentions,
     };
     // This user's own messages, sent from another device, are not unread.
     let count_unread = sender.user != cx.me.identity.user_id;

@@ -33,6 +33,7 @@ mod features;
 mod groups;
 mod inbound;
 mod keypackages;
+pub mod mentions;
 pub(crate) mod outbox;
 mod queries;
 mod reads;
@@ -40,6 +41,7 @@ mod receipts;
 mod roles;
 pub mod room;
 mod trust;
+pub mod typing;
 
 use std::collections::VecDeque;
 
@@ -124,6 +126,17 @@ pub enum Event {
     ReadElsewhere {
         /// The conversation.
         group_id: GroupId,
+    },
+    /// Someone is typing in a conversation, until `until` (ms since the
+    /// Unix epoch, by this device's clock) unless told again; `until` 0:
+    /// they stopped (or their message arrived).
+    Typing {
+        /// The conversation.
+        group_id: GroupId,
+        /// Who.
+        user_id: UserId,
+        /// When to stop showing it; 0: now.
+        until: u64,
     },
     /// Another person read a conversation up to a point: this user's
     /// messages at or before it count them in `read_by`.
@@ -286,6 +299,8 @@ pub struct Engine<S: ClientStore = SqliteStore> {
     /// When the next disappearing message is due (from the store, after
     /// every entry point).
     next_expiry: Option<u64>,
+    /// Typing indicators sent and shown (in memory only).
+    typing: typing::Typing,
 }
 
 fn check_text(text: &str) -> Result<()> {
@@ -330,6 +345,7 @@ impl<S: ClientStore> Engine<S> {
             answers: VecDeque::new(),
             next_query: 1,
             next_expiry: None,
+            typing: typing::Typing::default(),
         };
         engine.next_expiry = engine.next_deletion()?;
         Ok(engine)
@@ -670,6 +686,11 @@ impl<S: ClientStore> Engine<S> {
                 for (g, id) in processed.received {
                     self.receipts.received(g, id);
                 }
+                for (g, user) in processed.spoke {
+                    if let Some(event) = self.typing.message_from(g, &user) {
+                        fx.event(event);
+                    }
+                }
                 if self.conn.is_ready() {
                     // A live message: confirm it shortly, with any that follow.
                     self.receipts.arm(now);
@@ -713,6 +734,16 @@ impl<S: ClientStore> Engine<S> {
                         Request::GetTrustList { org_id },
                         Route::TrustList { gate: false },
                     );
+                }
+            }
+            Push::Typing {
+                group_id,
+                sender,
+                epoch,
+                payload,
+            } => {
+                if let Some(event) = self.typing_arrived(group_id, sender, epoch, &payload, now) {
+                    fx.event(event);
                 }
             }
             Push::CertificateIssued { certificate } => {
@@ -839,6 +870,11 @@ impl<S: ClientStore> Engine<S> {
             Route::Ack => {
                 if let Err(e) = result {
                     tracing::warn!(error = %e, "ack refused");
+                }
+            }
+            Route::Typing => {
+                if let Err(e) = result {
+                    tracing::debug!(error = %e, "a typing indicator was refused");
                 }
             }
             Route::Groups => match result {

@@ -89,13 +89,14 @@ impl<S: ClientStore> Engine<S> {
 
     /// Whether a message that just arrived should notify the user: another
     /// person's message (not a line of this device's own) in a
-    /// conversation not muted.
+    /// conversation not muted, or one that mentions the user.
     pub fn notifies(&self, m: &crate::store::Message) -> Result<bool> {
         let me = self.me()?;
         if m.sender == me.identity.user_id || m.kind == crate::content::SYSTEM_KIND {
             return Ok(false);
         }
-        Ok(!self.store.muted(&m.group_id)?)
+        // A mention of this user reaches them in a muted conversation.
+        Ok(m.mentions(&me.identity.user_id) || !self.store.muted(&m.group_id)?)
     }
 
     /// Whether this user sends read receipts (on unless turned off).

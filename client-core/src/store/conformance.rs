@@ -29,6 +29,7 @@ fn msg(group: GroupId, n: u8, state: DeliveryState) -> Message {
         reactions: Vec::new(),
         expires_at: None,
         read_by: 0,
+        mentions: Vec::new(),
     }
 }
 
@@ -187,6 +188,47 @@ pub fn v1_and_mimi_message_ids_are_kept_apart<S: ClientStore>(s: S) {
     assert!(s.add_receipt(&v1, &g, &bob, 10).expect("add"));
     assert!(!s.all_confirmed(&mimi).expect("read"));
     assert_eq!(s.forget_recipient(&g, &bob).expect("forget"), vec![mimi]);
+}
+
+pub fn mentions_follow_the_text<S: ClientStore>(s: S) {
+    let g = GroupId([1; 16]);
+    s.insert_conversation(&g, "G", 0, 0).expect("insert");
+    let bob = UserId::new("bob@east").expect("valid");
+    let mention = |start, end| crate::content::Mention {
+        user_id: bob.clone(),
+        start,
+        end,
+    };
+    let mut m = msg(g, 1, DeliveryState::Received);
+    m.text = Some("ask @Bob".into());
+    m.mentions = vec![mention(4, 8)];
+    assert!(s.insert_message(&m, 1, true).expect("insert"));
+    let read = s.message(&m.id).expect("read").expect("there");
+    assert_eq!(read.mentions, m.mentions);
+    assert!(read.mentions(&bob));
+    // An edit brings its own mentions, none here.
+    let edit = MessageId::random();
+    assert!(s
+        .edit_message(&m.id, &edit, "ask Bob", &[], 2)
+        .expect("edit"));
+    assert!(s
+        .message(&m.id)
+        .expect("read")
+        .expect("there")
+        .mentions
+        .is_empty());
+    let again = MessageId::random();
+    assert!(s
+        .edit_message(&m.id, &again, "@Bob!", &[mention(0, 4)], 3)
+        .expect("edit"));
+    assert_eq!(
+        s.message(&m.id).expect("read").expect("there").mentions,
+        vec![mention(0, 4)]
+    );
+    // A delete for everyone erases them with the text.
+    s.erase_message(&m.id, &bob).expect("erase");
+    let gone = s.message(&m.id).expect("read").expect("there");
+    assert_eq!((gone.text, gone.mentions), (None, vec![]));
 }
 
 pub fn outbox_keeps_lanes_in_order_with_prepared_bytes_and_state<S: ClientStore>(s: S) {
@@ -453,6 +495,10 @@ macro_rules! client_store_conformance {
             #[test]
             fn v1_and_mimi_message_ids_are_kept_apart() {
                 $crate::store::conformance::v1_and_mimi_message_ids_are_kept_apart($make);
+            }
+            #[test]
+            fn mentions_follow_the_text() {
+                $crate::store::conformance::mentions_follow_the_text($make);
             }
             #[test]
             fn outbox_keeps_lanes_in_order_with_prepared_bytes_and_state() {

@@ -6,7 +6,7 @@ use cascade_protocol::{GroupId, UserId};
 use rusqlite::{params, Connection, OptionalExtension};
 
 use super::{blob16, Message, MessageVersion, Reaction, Reactions};
-use crate::content::MessageId;
+use crate::content::{Mention, MessageId};
 use crate::error::Result;
 
 fn id_column(i: usize, b: Vec<u8>) -> rusqlite::Result<MessageId> {
@@ -34,11 +34,18 @@ pub(super) fn salt(conn: &Connection, id: &MessageId) -> Result<Option<[u8; 16]>
     Ok(salt.flatten().and_then(|s| s.try_into().ok()))
 }
 
+/// Schema version 7: the people a message's text mentions (JSON, as
+/// [`super::mentions_column`] writes it; `NULL` for none).
+pub(super) const SCHEMA_V7: &str = "
+ALTER TABLE messages ADD COLUMN mentions TEXT;
+";
+
 pub(super) fn edit(
     conn: &Connection,
     id: &MessageId,
     edit_id: &MessageId,
     text: &str,
+    mentions: &[Mention],
     at: u64,
 ) -> Result<bool> {
     // The version replaced: the message's text, dated by its last edit or,
@@ -53,8 +60,13 @@ pub(super) fn edit(
         return Ok(false);
     }
     conn.execute(
-        "UPDATE messages SET text = ?2, edited_at = ?3 WHERE message_id = ?1",
-        params![id.as_bytes(), text, at as i64],
+        "UPDATE messages SET text = ?2, edited_at = ?3, mentions = ?4 WHERE message_id = ?1",
+        params![
+            id.as_bytes(),
+            text,
+            at as i64,
+            super::mentions_column(mentions)
+        ],
     )?;
     Ok(true)
 }
@@ -75,7 +87,8 @@ pub(super) fn versions(conn: &Connection, id: &MessageId) -> Result<Vec<MessageV
 
 pub(super) fn erase(conn: &Connection, id: &MessageId, by: &UserId) -> Result<()> {
     conn.execute(
-        "UPDATE messages SET text = NULL, salt = NULL, deleted_by = ?2 WHERE message_id = ?1",
+        "UPDATE messages SET text = NULL, salt = NULL, mentions = NULL, deleted_by = ?2
+         WHERE message_id = ?1",
         params![id.as_bytes(), by.as_str()],
     )?;
     conn.execute(

@@ -24,6 +24,16 @@ fn samples() -> Vec<(&'static str, Vec<u8>)> {
     let users = vec![user.clone(), UserId::new("bob@east").expect("valid")];
     vec![
         (
+            "message_mentions",
+            crate::store::mentions_column(&[crate::content::Mention {
+                user_id: user.clone(),
+                start: 4,
+                end: 16,
+            }])
+            .expect("some")
+            .into_bytes(),
+        ),
+        (
             "op_create_group",
             Op::CreateGroup { group_id: group }.encode(),
         ),

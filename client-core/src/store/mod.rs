@@ -16,7 +16,7 @@ use openmls_traits::OpenMlsProvider;
 use rusqlite::{params, Connection, OptionalExtension};
 use serde::{Deserialize, Serialize};
 
-use crate::content::MessageId;
+use crate::content::{Mention, MessageId};
 use crate::error::{CoreError, Result};
 
 pub mod at_rest;
@@ -255,6 +255,18 @@ pub struct Message {
     /// tell: everyone whose read position is at or past it).
     #[serde(default)]
     pub read_by: u32,
+    /// The people its text mentions, each a stretch of the text (checked
+    /// against the conversation's members when it arrived, and shown with
+    /// their certified names).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub mentions: Vec<Mention>,
+}
+
+impl Message {
+    /// Whether its text mentions `user`.
+    pub fn mentions(&self, user: &UserId) -> bool {
+        self.mentions.iter().any(|m| &m.user_id == user)
+    }
 }
 
 impl Message {
@@ -285,6 +297,7 @@ impl Message {
             reactions: Vec::new(),
             expires_at: None,
             read_by: 0,
+            mentions: Vec::new(),
         }
     }
 }
@@ -482,6 +495,7 @@ pub trait ClientStore: Send {
         id: &MessageId,
         edit_id: &MessageId,
         text: &str,
+        mentions: &[Mention],
         at: u64,
     ) -> Result<bool>;
     /// A message's earlier versions, oldest first.
@@ -710,7 +724,7 @@ CREATE INDEX reactions_by_target ON reactions (target_id);
 /// migrated forward when opened; newer ones are refused
 /// ([`CoreError::SchemaTooNew`]). Every version's layout is kept as a
 /// fixture (`tests/fixtures/store-v<N>/`) and opened by a test.
-pub const SCHEMA_VERSION: u32 = 6;
+pub const SCHEMA_VERSION: u32 = 7;
 
 /// Transactions on any store, also one used as `&dyn ClientStore`.
 pub trait Transactions: ClientStore {
@@ -838,6 +852,7 @@ fn migrate(conn: &mut Connection) -> Result<()> {
             4 => tx.execute_batch(search::SCHEMA_V4)?,
             5 => tx.execute_batch(expiry::SCHEMA_V5)?,
             6 => tx.execute_batch(reads::SCHEMA_V6)?,
+            7 => tx.execute_batch(features::SCHEMA_V7)?,
             _ => unreachable!("every version up to SCHEMA_VERSION has a step"),
         }
         tx.pragma_update(None, "user_version", version)?;
@@ -1155,8 +1170,8 @@ impl ClientStore for SqliteStore {
         let n = self.conn.execute(
             "INSERT OR IGNORE INTO messages
              (message_id, group_id, sender, sender_device, sent_at, seq, kind, text, state,
-              in_reply_to, expires_at)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+              in_reply_to, expires_at, mentions)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
             params![
                 m.id.as_bytes(),
                 m.group_id.as_bytes().as_slice(),
@@ -1169,6 +1184,7 @@ impl ClientStore for SqliteStore {
                 m.state.as_str(),
                 m.reply_to.as_ref().map(|q| q.id.as_bytes()),
                 m.expires_at.map(|t| t as i64),
+                mentions_column(&m.mentions),
             ],
         )?;
         if n == 1 {
@@ -1258,9 +1274,10 @@ impl ClientStore for SqliteStore {
         id: &MessageId,
         edit_id: &MessageId,
         text: &str,
+        mentions: &[Mention],
         at: u64,
     ) -> Result<bool> {
-        features::edit(&self.conn, id, edit_id, text, at)
+        features::edit(&self.conn, id, edit_id, text, mentions, at)
     }
 
     fn message_versions(&self, id: &MessageId) -> Result<Vec<MessageVersion>> {
@@ -1554,7 +1571,8 @@ const MSG_COLS: &str = "m.message_id, m.group_id, m.sender, m.sender_device, m.s
      m.kind, m.text, m.state, m.in_reply_to, m.edited_at, m.deleted_by,
      q.sender, q.text, q.deleted_by IS NOT NULL, m.expires_at,
      (SELECT COUNT(*) FROM read_marks r
-      WHERE r.group_id = m.group_id AND r.seq >= m.seq AND r.user_id != m.sender)";
+      WHERE r.group_id = m.group_id AND r.seq >= m.seq AND r.user_id != m.sender),
+     m.mentions";
 
 /// The message a reply answers, for [`Quote`].
 const QUOTE_JOIN: &str = "LEFT JOIN messages q ON q.message_id = m.in_reply_to";
@@ -1617,7 +1635,23 @@ fn row_to_message(r: &rusqlite::Row<'_>) -> rusqlite::Result<Message> {
         reactions: Vec::new(),
         expires_at: r.get::<_, Option<i64>>(15)?.map(|t| t as u64),
         read_by: r.get::<_, i64>(16)? as u32,
+        mentions: match r.get::<_, Option<String>>(17)? {
+            None => Vec::new(),
+            Some(json) => serde_json::from_str(&json).map_err(|_| {
+                rusqlite::Error::InvalidColumnType(
+                    17,
+                    "mentions".into(),
+                    rusqlite::types::Type::Text,
+                )
+            })?,
+        },
     })
+}
+
+/// The `mentions` column: JSON, `[{"user_id": .., "start": .., "end": ..}]`,
+/// or `NULL` for none.
+pub(crate) fn mentions_column(mentions: &[Mention]) -> Option<String> {
+    (!mentions.is_empty()).then(|| serde_json::to_string(mentions).expect("mentions serialise"))
 }
 
 #[cfg(test)]

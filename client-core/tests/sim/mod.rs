@@ -116,6 +116,8 @@ pub struct Relay {
     pub ack_sizes: Vec<usize>,
     /// Requests answered with an error, for the record.
     pub refused: Vec<(DeviceId, ProtocolError)>,
+    /// Every typing indicator relayed: from, the group, the payload.
+    pub typing: Vec<(DeviceId, GroupId, Bytes)>,
 }
 
 /// Picks requests (for a fault to apply to).
@@ -938,6 +940,28 @@ impl Sim {
     }
 
     /// Sends a push to a device if it is connected and authenticated.
+    /// Pushes a typing indicator to a device if it is connected and caught
+    /// up (for tests that play a hostile relay or member, any payload).
+    pub fn push_typing(
+        &mut self,
+        to: DeviceId,
+        group_id: GroupId,
+        sender: DeviceId,
+        epoch: u64,
+        payload: Bytes,
+    ) {
+        let Some(d) = self.dev_of(to) else { return };
+        if let Some(link) = self.devices[d.0].link.as_mut().filter(|l| l.live) {
+            link.down
+                .push_back(encode_server_frame(&ServerFrame::Push(Push::Typing {
+                    group_id,
+                    sender,
+                    epoch,
+                    payload,
+                })));
+        }
+    }
+
     fn push(&mut self, id: DeviceId, push: Push) {
         let Some(d) = self.dev_of(id) else { return };
         if let Some(link) = self.devices[d.0].link.as_mut().filter(|l| l.authed) {
@@ -1304,6 +1328,33 @@ impl Sim {
             }
             Request::RegisterPush { .. } => Ok(Response::PushRegistered),
             Request::Ping => Ok(Response::Pong),
+            Request::Typing {
+                group_id,
+                epoch,
+                payload,
+            } => {
+                // Live only: to the other roster devices connected now.
+                let group = self
+                    .relay
+                    .groups
+                    .get(&group_id)
+                    .ok_or(ProtocolError::UnknownGroup)?;
+                if !group.roster.contains(&me) {
+                    return Err(ProtocolError::NotMember);
+                }
+                if epoch != group.epoch {
+                    return Err(ProtocolError::WrongEpoch {
+                        current: group.epoch,
+                    });
+                }
+                let to: Vec<DeviceId> =
+                    group.roster.iter().filter(|d| **d != me).copied().collect();
+                self.relay.typing.push((me, group_id, payload.clone()));
+                for d in to {
+                    self.push_typing(d, group_id, me, epoch, payload.clone());
+                }
+                Ok(Response::TypingRelayed)
+            }
             Request::ListGroups => {
                 let group_ids = self
                     .relay

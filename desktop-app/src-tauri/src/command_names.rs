@@ -21,6 +21,7 @@ pub const COMMANDS: &[&str] = &[
     "search_messages",
     "mark_read",
     "set_muted",
+    "set_typing",
     "create_conversation",
     "add_members",
     "remove_member",

@@ -291,6 +291,14 @@ pub async fn set_muted(state: State<'_, AppState>, group_id: String, muted: bool
     Ok(client.set_muted(group(&group_id)?, muted).await?)
 }
 
+/// The user is typing in a conversation (the draft changed), or cleared
+/// the draft: the client decides when the others are told.
+#[tauri::command]
+pub async fn set_typing(state: State<'_, AppState>, group_id: String, typing: bool) -> Result<()> {
+    let client = client(&state).await?;
+    Ok(client.set_typing(group(&group_id)?, typing).await?)
+}
+
 /// Creates a conversation and adds the chosen people (all their devices).
 #[tauri::command]
 pub async fn create_conversation(

@@ -151,6 +151,7 @@ fn main() {
             message_commands::search_messages,
             commands::mark_read,
             commands::set_muted,
+            commands::set_typing,
             commands::create_conversation,
             commands::add_members,
             commands::remove_member,
@@ -438,6 +439,9 @@ mod tests {
             reactions: Vec::new(),
             expires_at: None,
             read_by: 0,
+            segments: Vec::new(),
+            mentions_me: false,
+            typed_text: None,
         }
     }
 

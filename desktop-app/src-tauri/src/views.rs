@@ -1,7 +1,7 @@
 //! What the UI sees: cascade-core's types converted to JSON-friendly views
 //! (ids as hex strings, camelCase fields). Conversion only; no decisions.
 
-use cascade_core::engine::{Event, Participant};
+use cascade_core::engine::{mentions, Event, Participant};
 use cascade_core::store::{Conversation, Identity, Message, Person};
 use cascade_core::SearchHit;
 use serde::{Deserialize, Serialize};
@@ -112,6 +112,24 @@ pub struct MessageView {
     pub expires_at: Option<u64>,
     /// How many others have read it (this user's messages).
     pub read_by: u32,
+    /// The text cut at its mentions (each shown with the certified name).
+    pub segments: Vec<SegmentView>,
+    /// It mentions this user.
+    pub mentions_me: bool,
+    /// The text as typed again (mentions as `@user id`): where an edit
+    /// starts.
+    pub typed_text: Option<String>,
+}
+
+/// A stretch of a message's text: plain, or a mention.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SegmentView {
+    pub text: String,
+    /// The person mentioned.
+    pub mention: Option<String>,
+    /// The person mentioned is this user.
+    pub me: bool,
 }
 
 /// The message a reply answers.
@@ -193,7 +211,6 @@ impl MessageView {
             sender_device: m.sender_device.to_string(),
             sent_at: m.sent_at,
             seq: m.seq,
-            text: m.text,
             kind: m.kind,
             state: m.state.as_str(),
             reply_to: m.reply_to.map(|q| QuoteView {
@@ -215,6 +232,24 @@ impl MessageView {
                 .collect(),
             expires_at: m.expires_at,
             read_by: m.read_by,
+            segments: m
+                .text
+                .as_deref()
+                .map(|t| mentions::segments(t, &m.mentions))
+                .unwrap_or_default()
+                .into_iter()
+                .map(|s| SegmentView {
+                    me: s.mention.as_ref().is_some_and(|u| u.as_str() == own_user),
+                    mention: s.mention.map(|u| u.to_string()),
+                    text: s.text,
+                })
+                .collect(),
+            mentions_me: m.mentions.iter().any(|x| x.user_id.as_str() == own_user),
+            typed_text: m
+                .text
+                .as_deref()
+                .map(|t| mentions::as_typed(t, &m.mentions)),
+            text: m.text,
         }
     }
 }
@@ -383,6 +418,14 @@ pub enum UiEvent {
         user_id: String,
         up_to: u64,
     },
+    /// Someone is typing until `until` (ms since the Unix epoch); 0: they
+    /// stopped.
+    #[serde(rename_all = "camelCase")]
+    Typing {
+        group_id: String,
+        user_id: String,
+        until: u64,
+    },
     /// Members joined or left.
     #[serde(rename_all = "camelCase")]
     Membership {
@@ -425,6 +468,7 @@ impl UiEvent {
                 | UiEvent::Conversation { .. }
                 | UiEvent::ReadElsewhere { .. }
                 | UiEvent::ReadBy { .. }
+                | UiEvent::Typing { .. }
                 | UiEvent::Membership { .. }
                 | UiEvent::Trust { .. }
                 | UiEvent::Failed { .. }
@@ -458,6 +502,15 @@ impl UiEvent {
                 group_id: group_id.to_string(),
                 user_id: user_id.to_string(),
                 up_to,
+            },
+            Event::Typing {
+                group_id,
+                user_id,
+                until,
+            } => UiEvent::Typing {
+                group_id: group_id.to_string(),
+                user_id: user_id.to_string(),
+                until,
             },
             Event::MessagesExpired { group_id, ids } => UiEvent::Expired {
                 group_id: group_id.to_string(),

@@ -281,6 +281,30 @@ describe("MessageBubble", () => {
   });
 });
 
+describe("MessageBubble mentions", () => {
+  it("shows mentions apart, and this user's marked", () => {
+    render(MessageBubble, {
+      message: testMessage({
+        text: "@Bob Jones and @Alice Smith: bed 4",
+        segments: [
+          { text: "@Bob Jones", mention: "bob@south", me: true },
+          { text: " and ", mention: null, me: false },
+          { text: "@Alice Smith", mention: "alice@north", me: false },
+          { text: ": bed 4", mention: null, me: false },
+        ],
+        mentionsMe: true,
+      }),
+      sender: undefined,
+      showSender: false,
+      ownOrg: "north",
+      onretry: () => {},
+    });
+    expect(screen.getByTestId("message-text").textContent).toBe("@Bob Jones and @Alice Smith: bed 4");
+    expect(screen.getByTestId("mention-me").textContent).toBe("@Bob Jones");
+    expect(screen.getByTestId("mention").getAttribute("title")).toBe("alice@north");
+  });
+});
+
 describe("Composer", () => {
   it("sends on Enter and keeps the text on Shift+Enter", async () => {
     const onsend = vi.fn(async () => true);
@@ -292,6 +316,42 @@ describe("Composer", () => {
     await fireEvent.keyDown(box, { key: "Enter" });
     expect(onsend).toHaveBeenCalledWith("first line");
     expect(box.value).toBe("");
+  });
+
+  it("offers members after @ and writes the chosen one's user id", async () => {
+    const onsend = vi.fn(async () => true);
+    const people = [
+      { userId: "bob@south", displayName: "Bob Jones" },
+      { userId: "carol@north", displayName: "Carol Shaw" },
+    ];
+    render(Composer, { placeholder: "Message", onsend, people });
+    const box = screen.getByTestId("composer") as HTMLTextAreaElement;
+    await fireEvent.input(box, { target: { value: "ask @jo" } });
+    const options = screen.getAllByTestId("mention-option");
+    expect(options.map((o) => o.textContent?.trim())).toEqual(["Bob Jones @bob@south"]);
+    expect(box.getAttribute("aria-controls")).toBe("mention-list");
+    expect(box.getAttribute("aria-activedescendant")).toBe("mention-0");
+    expect(options[0].getAttribute("aria-selected")).toBe("true");
+    // Enter chooses, it does not send.
+    await fireEvent.keyDown(box, { key: "Enter" });
+    expect(onsend).not.toHaveBeenCalled();
+    expect(box.value).toBe("ask @bob@south ");
+    expect(screen.queryByTestId("mention-list")).toBeNull();
+    await fireEvent.keyDown(box, { key: "Enter" });
+    expect(onsend).toHaveBeenCalledWith("ask @bob@south");
+  });
+
+  it("closes the list on Escape and keeps what was typed", async () => {
+    const onsend = vi.fn(async () => true);
+    const people = [{ userId: "bob@south", displayName: "Bob Jones" }];
+    render(Composer, { placeholder: "Message", onsend, people });
+    const box = screen.getByTestId("composer") as HTMLTextAreaElement;
+    await fireEvent.input(box, { target: { value: "@b" } });
+    expect(screen.getByTestId("mention-list")).toBeTruthy();
+    await fireEvent.keyDown(box, { key: "Escape" });
+    expect(screen.queryByTestId("mention-list")).toBeNull();
+    await fireEvent.keyDown(box, { key: "Enter" });
+    expect(onsend).toHaveBeenCalledWith("@b");
   });
 
   it("gives the draft back if sending failed", async () => {

@@ -8,7 +8,14 @@ import {
   orgHue,
   sortConversations,
 } from "../src/lib/conversations";
-import { composerAction, outgoingText } from "../src/lib/composer";
+import { applyTyping, typingLine, typists, type TypingState } from "../src/lib/conversations";
+import {
+  composerAction,
+  insertMention,
+  mentionAt,
+  outgoingText,
+  suggestMentions,
+} from "../src/lib/composer";
 import type { Conversation } from "../src/lib/types";
 
 function conv(id: string, lastActivity: number, orgs: string[] = ["north"]): Conversation {
@@ -68,6 +75,58 @@ describe("conversation list", () => {
     expect(initials("  bob ")).toBe("B");
     expect(initials("Mary Jane Watson")).toBe("MW");
     expect(initials("")).toBe("?");
+  });
+});
+
+describe("typing", () => {
+  it("says who is typing", () => {
+    const name = (u: string) => u.split("@")[0];
+    expect(typingLine([], name)).toBeNull();
+    expect(typingLine(["bob@south"], name)).toBe("bob is typing…");
+    expect(typingLine(["a@x", "b@x"], name)).toBe("a and b are typing…");
+    expect(typingLine(["a@x", "b@x", "c@x", "d@x", "e@x"], name)).toBe("a, b and 3 others are typing…");
+  });
+  it("keeps each person until their indicator lapses or they stop", () => {
+    let s: TypingState = {};
+    s = applyTyping(s, "g", "bob@south", 6_000, 0);
+    s = applyTyping(s, "g", "carol@north", 9_000, 1_000);
+    expect(typists(s, "g", 2_000)).toEqual(["bob@south", "carol@north"]);
+    expect(typists(s, "g", 7_000)).toEqual(["carol@north"]);
+    expect(typists(s, "other", 0)).toEqual([]);
+    s = applyTyping(s, "g", "carol@north", 0, 2_000);
+    expect(typists(s, "g", 2_000)).toEqual(["bob@south"]);
+    s = applyTyping(s, "g", "", 0, 6_500);
+    expect(s.g).toEqual({});
+  });
+});
+
+describe("mentions in the composer", () => {
+  const people = [
+    { userId: "bob@south", displayName: "Bob Jones" },
+    { userId: "bobby@north", displayName: "Roberta Kay" },
+    { userId: "carol@north", displayName: "Carol Bobbins" },
+  ];
+  it("finds the @ being typed, not one inside a word", () => {
+    expect(mentionAt("ask @bo", 7)).toEqual({ start: 4, query: "bo" });
+    expect(mentionAt("@", 1)).toEqual({ start: 0, query: "" });
+    expect(mentionAt("ask (@bob@sou", 13)).toEqual({ start: 5, query: "bob@sou" });
+    expect(mentionAt("mail me@bo", 10)).toBeNull();
+    expect(mentionAt("ask @bo now", 11)).toBeNull();
+  });
+  it("ranks names and ids that start with the query first", () => {
+    expect(suggestMentions(people, "bob").map((p) => p.userId)).toEqual([
+      "bob@south",
+      "bobby@north",
+      "carol@north",
+    ]);
+    expect(suggestMentions(people, "kay").map((p) => p.userId)).toEqual(["bobby@north"]);
+    expect(suggestMentions(people, "zz")).toEqual([]);
+  });
+  it("writes the handle and puts the caret after it", () => {
+    expect(insertMention("ask @bo now", 4, 7, "bob@south")).toEqual({
+      draft: "ask @bob@south now",
+      caret: 15,
+    });
   });
 });
 

@@ -22,6 +22,9 @@ export function testMessage(overrides: Partial<Message> = {}): Message {
     reactions: [],
     expiresAt: null,
     readBy: 0,
+    segments: [],
+    mentionsMe: false,
+    typedText: null,
     ...overrides,
   };
 }

@@ -433,6 +433,40 @@ async def conversation(relay, tmp_path, admin, ca, codes):
     await alice.set_muted(group, False)
     assert await alice.notifies(group, quiet)
 
+    # A mention reaches Alice even while she has the conversation muted,
+    # and shows her certified name; the edit box gets the handle back.
+    await alice.set_muted(group, True)
+    called = await bob.send_text(group, "@alice@acme can you check bed 4?")
+
+    async def alice_got_called():
+        return [m for m in await alice.history(group, 50) if m.id == called]
+
+    m = (await wait_for("the mention", alice_got_called))[0]
+    assert m.mentions == ["alice@acme"]
+    assert m.text == f"@{alice.identity().display_name} can you check bed 4?"
+    assert [s.mention for s in m.segments] == ["alice@acme", None]
+    assert m.typed_text == "@alice@acme can you check bed 4?"
+    assert await alice.notifies(group, called)
+    await alice.set_muted(group, False)
+
+    # Typing: live to Alice while she is connected, gone when it lapses.
+    await bob.set_typing(group, True)
+
+    async def alice_sees_typing():
+        return await alice.typing(group) == ["bob@acme"]
+
+    await wait_for("Bob typing", alice_sees_typing)
+    assert any(
+        isinstance(e, ffi.FfiEvent.TYPING) and e.user_id == "bob@acme" and e.until > 0
+        for e in alice_events.snapshot()
+    )
+    await bob.set_typing(group, False)
+
+    async def alice_sees_stopped():
+        return await alice.typing(group) == []
+
+    await wait_for("Bob stopped typing", alice_sees_stopped)
+
     # Pause / resume: offline work is queued and goes out on resume.
     bob.pause()
     queued = await alice.send_text(group, "while you were away")

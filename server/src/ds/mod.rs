@@ -37,6 +37,7 @@ pub mod keypackages;
 mod policy;
 pub mod send;
 pub mod trust_list;
+pub mod typing;
 
 /// Who is on the other end of an authenticated connection.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -70,13 +71,18 @@ impl Handling {
 
 /// Whether a request may be handled while the connection's earlier writes
 /// are still on their way to disk: writes (they are sequenced in request
-/// order all the same), acknowledgements and pings. Anything else reads
+/// order all the same), acknowledgements, pings and typing indicators
+/// (live only: one that overtakes a message is harmless). Anything else reads
 /// state, which must not show a write that is not yet durable, so the
 /// connection answers what is in flight first.
 pub fn may_overtake(request: &Request) -> bool {
     matches!(
         request,
-        Request::SendMessage { .. } | Request::Commit(_) | Request::Ack { .. } | Request::Ping
+        Request::SendMessage { .. }
+            | Request::Commit(_)
+            | Request::Ack { .. }
+            | Request::Ping
+            | Request::Typing { .. }
     )
 }
 
@@ -133,6 +139,11 @@ pub async fn start_request(state: &AppState, session: &Session, request: Request
         }
         Request::RegisterPush { token } => Answered(register_push(state, session, token)),
         Request::Ping => Answered(Ok(Response::Pong)),
+        Request::Typing {
+            group_id,
+            epoch,
+            payload,
+        } => Answered(typing::handle(state, session, group_id, epoch, payload)),
     }
 }
 

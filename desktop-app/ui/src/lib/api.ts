@@ -66,6 +66,7 @@ export const api = {
     invoke<void>("retry_message", { groupId, messageId }),
   markRead: (groupId: string) => invoke<void>("mark_read", { groupId }),
   setMuted: (groupId: string, muted: boolean) => invoke<void>("set_muted", { groupId, muted }),
+  setTyping: (groupId: string, typing: boolean) => invoke<void>("set_typing", { groupId, typing }),
   createConversation: (name: string, members: string[]) =>
     invoke<string>("create_conversation", { name, members }),
   addMembers: (groupId: string, users: string[]) =>

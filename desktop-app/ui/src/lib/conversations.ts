@@ -73,3 +73,46 @@ export function neighbour(list: Conversation[], current: string | null, step: 1 
   const j = Math.min(list.length - 1, Math.max(0, i + step));
   return list[j].id;
 }
+
+/** Who is typing, as the line under the conversation says it; null when nobody is. */
+export function typingLine(userIds: string[], nameOf: (u: string) => string): string | null {
+  const names = userIds.map(nameOf);
+  switch (names.length) {
+    case 0:
+      return null;
+    case 1:
+      return `${names[0]} is typing…`;
+    case 2:
+      return `${names[0]} and ${names[1]} are typing…`;
+    case 3:
+      return `${names[0]}, ${names[1]} and ${names[2]} are typing…`;
+    default:
+      return `${names[0]}, ${names[1]} and ${names.length - 2} others are typing…`;
+  }
+}
+
+/** Typing indicators per conversation: who, until when (ms). */
+export type TypingState = Record<string, Record<string, number>>;
+
+/** The state after an indicator: `until` 0 (or past) removes the person. */
+export function applyTyping(
+  state: TypingState,
+  groupId: string,
+  userId: string,
+  until: number,
+  now: number,
+): TypingState {
+  const inGroup = { ...(state[groupId] ?? {}) };
+  if (until > now) inGroup[userId] = until;
+  else delete inGroup[userId];
+  for (const [u, t] of Object.entries(inGroup)) if (t <= now) delete inGroup[u];
+  return { ...state, [groupId]: inGroup };
+}
+
+/** Who is typing in a conversation now, sorted. */
+export function typists(state: TypingState, groupId: string, now: number): string[] {
+  return Object.entries(state[groupId] ?? {})
+    .filter(([, t]) => t > now)
+    .map(([u]) => u)
+    .sort();
+}

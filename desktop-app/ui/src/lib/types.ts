@@ -62,6 +62,21 @@ export interface Message {
   expiresAt: number | null;
   /** How many others have read it (this user's messages). */
   readBy: number;
+  /** The text cut at its mentions (each with the certified name). */
+  segments: Segment[];
+  /** It mentions this user. */
+  mentionsMe: boolean;
+  /** The text as typed again (mentions as `@user id`): where an edit starts. */
+  typedText: string | null;
+}
+
+/** A stretch of a message's text: plain, or a mention. */
+export interface Segment {
+  text: string;
+  /** The person mentioned. */
+  mention: string | null;
+  /** The person mentioned is this user. */
+  me: boolean;
 }
 
 /** One person and when (ms since the Unix epoch). */
@@ -167,6 +182,7 @@ export type CascadeEvent =
   | { type: "conversation"; groupId: string }
   | { type: "readElsewhere"; groupId: string }
   | { type: "readBy"; groupId: string; userId: string; upTo: number }
+  | { type: "typing"; groupId: string; userId: string; until: number }
   | { type: "membership"; groupId: string; added: string[]; removed: string[] }
   | { type: "certificate"; pending: boolean }
   | { type: "trust"; partners: string[] }
