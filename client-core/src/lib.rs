@@ -9,6 +9,7 @@
 //!   reconnects with backoff, and runs the engine in one task. Front ends
 //!   (CLI, desktop, mobile bindings) use only this.
 
+pub mod attachments;
 pub mod client;
 pub mod content;
 pub mod credential;

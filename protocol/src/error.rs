@@ -63,6 +63,13 @@ pub enum ProtocolError {
         /// The limit that was exceeded.
         limit: u64,
     },
+    /// The organisation's attachment storage at the relay is full
+    /// (`PostBlob`); nothing was stored. `limit` is the quota in octets.
+    #[error("the organisation's attachment storage is full: the quota is {limit} octets")]
+    QuotaExceeded {
+        /// The organisation's quota, in octets.
+        limit: u64,
+    },
     /// A recipient's queue is full; nothing was stored. Retry later, or
     /// remove the devices named.
     #[error("a recipient's queue is full (limit {limit})")]

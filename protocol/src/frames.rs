@@ -184,6 +184,29 @@ pub enum Request {
         /// The sealed indicator.
         payload: Bytes,
     },
+    /// Posts an attachment's ciphertext (a blob) to a group the caller is
+    /// in: the relay records it (or finds it posted already) and answers
+    /// [`Response::BlobTicket`] with how much of it it has; the octets go
+    /// over HTTP (`PUT /v1/blobs/{digest}`, protocol §3.6). `NotMember` if
+    /// the caller is not in the group's roster, `TooLarge` over the relay's
+    /// blob size limit, `QuotaExceeded` past the organisation's storage,
+    /// `Unavailable` on a relay that keeps no blobs.
+    PostBlob {
+        /// The group whose members may fetch it.
+        group_id: GroupId,
+        /// SHA-256 of the ciphertext: its name at the relay.
+        digest: Bytes,
+        /// Octets of the ciphertext.
+        size: u64,
+    },
+    /// Asks to fetch a blob: answered [`Response::BlobTicket`] if the
+    /// caller is in the roster of a group it was posted to and it is
+    /// complete; `NotMember` otherwise (also for a blob that does not
+    /// exist: the relay says nothing of blobs to non-members).
+    GetBlob {
+        /// SHA-256 of the ciphertext.
+        digest: Bytes,
+    },
 }
 
 /// A person found in the directory.
@@ -335,6 +358,18 @@ pub enum Response {
     },
     /// Answer to `Typing`: offered to the group's connected devices.
     TypingRelayed,
+    /// Answer to `PostBlob` or `GetBlob`: a ticket for the blob's HTTP
+    /// endpoint (`Authorization: Bearer <hex of token>`), good for 10
+    /// minutes, and how many octets of it the relay has (for an upload,
+    /// where to continue; for a download, all of them).
+    BlobTicket {
+        /// 32 random octets.
+        token: Bytes,
+        /// Octets the relay has.
+        offset: u64,
+        /// Octets of the whole blob.
+        size: u64,
+    },
 }
 
 /// A KeyPackage claimed for one device.

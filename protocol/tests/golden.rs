@@ -136,6 +136,46 @@ fn samples() -> Vec<(&'static str, Vec<u8>)> {
         ),
         ("resp_typing_relayed", resp(14, Ok(Response::TypingRelayed))),
         (
+            "req_post_blob",
+            req(
+                15,
+                Request::PostBlob {
+                    group_id: group,
+                    digest: bytes(&[0xab; 32]),
+                    size: 70_000,
+                },
+            ),
+        ),
+        (
+            "req_get_blob",
+            req(
+                16,
+                Request::GetBlob {
+                    digest: bytes(&[0xab; 32]),
+                },
+            ),
+        ),
+        (
+            "resp_blob_ticket",
+            resp(
+                15,
+                Ok(Response::BlobTicket {
+                    token: bytes(&[0x77; 32]),
+                    offset: 65_536,
+                    size: 70_000,
+                }),
+            ),
+        ),
+        (
+            "err_quota_exceeded",
+            resp(
+                15,
+                Err(ProtocolError::QuotaExceeded {
+                    limit: 10_737_418_240,
+                }),
+            ),
+        ),
+        (
             "err_rate_limited_typing",
             resp(
                 14,

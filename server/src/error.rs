@@ -54,6 +54,12 @@ pub enum DsError {
         /// The limit that was exceeded.
         limit: u64,
     },
+    /// The organisation's attachment storage is full.
+    #[error("attachment quota exceeded (limit {limit})")]
+    QuotaExceeded {
+        /// The quota, in octets.
+        limit: u64,
+    },
     /// None of the user's devices has a KeyPackage.
     #[error("no KeyPackages")]
     NoKeyPackages,
@@ -115,6 +121,7 @@ impl DsError {
             DsError::UnknownUser => ProtocolError::UnknownUser,
             DsError::UnknownDevice => ProtocolError::UnknownDevice,
             DsError::TooLarge { limit } => ProtocolError::TooLarge { limit: *limit },
+            DsError::QuotaExceeded { limit } => ProtocolError::QuotaExceeded { limit: *limit },
             DsError::RateLimited {
                 retry_after_ms,
                 scope,
@@ -231,6 +238,20 @@ pub enum ApiError {
     /// The store failed (`500 internal`).
     #[error("internal relay error")]
     Store(#[from] StoreError),
+    /// A blob endpoint without a good ticket for the blob and what is done
+    /// to it (`401 bad_ticket`): none, expired, or for something else.
+    #[error("no valid ticket for this blob: ask for one over the WebSocket")]
+    BlobTicket,
+    /// An upload that does not start where the relay has got to (`409
+    /// wrong_offset`): continue at the octet named.
+    #[error("the upload must continue at octet {0}")]
+    BlobOffset(u64),
+    /// Reading or writing a file failed (`500 internal`).
+    #[error("internal relay error")]
+    Io(#[from] std::io::Error),
+    /// Something in the relay failed (`500 internal`).
+    #[error("internal relay error")]
+    Internal,
 }
 
 impl ApiError {
@@ -255,7 +276,11 @@ impl ApiError {
             ApiError::RateLimited { .. } => (StatusCode::TOO_MANY_REQUESTS, "rate_limited"),
             ApiError::PayloadTooLarge => (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large"),
             ApiError::Unavailable { .. } => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
-            ApiError::Store(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
+            ApiError::Store(_) | ApiError::Io(_) | ApiError::Internal => {
+                (StatusCode::INTERNAL_SERVER_ERROR, "internal")
+            }
+            ApiError::BlobTicket => (StatusCode::UNAUTHORIZED, "bad_ticket"),
+            ApiError::BlobOffset(_) => (StatusCode::CONFLICT, "wrong_offset"),
         }
     }
 }
@@ -264,6 +289,9 @@ impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         if let ApiError::Store(e) = &self {
             tracing::error!(error = %e, "store failure while handling an HTTP request");
+        }
+        if let ApiError::Io(e) = &self {
+            tracing::error!(error = %e, "a file operation failed while handling an HTTP request");
         }
         let (status, code) = self.status_and_code();
         let body = HttpError {

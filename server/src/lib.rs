@@ -36,6 +36,8 @@ use tokio::task::JoinHandle;
 
 pub mod admin;
 pub mod audit;
+pub mod blob_http;
+pub mod blobs;
 pub mod certificate;
 pub mod disk;
 pub mod ds;
@@ -126,6 +128,7 @@ struct Inner {
     limits: Limits,
     metrics: metrics::Metrics,
     audit: std::sync::OnceLock<audit::AuditLog>,
+    blobs: std::sync::OnceLock<Arc<blobs::Blobs>>,
     /// Nonces of recent organisation admin requests.
     admin_nonces: admin::AdminNonces,
     disk: std::sync::OnceLock<Arc<disk::DiskGuard>>,
@@ -222,6 +225,7 @@ impl AppState {
                 limits: Limits::default(),
                 metrics,
                 audit: std::sync::OnceLock::new(),
+                blobs: std::sync::OnceLock::new(),
                 admin_nonces: admin::AdminNonces::default(),
                 disk: std::sync::OnceLock::new(),
                 started_at: unix_now(),
@@ -409,6 +413,41 @@ impl AppState {
         let _ = self.inner.audit.set(log);
     }
 
+    /// Keeps attachments' ciphertext in `blobs` (a relay without it answers
+    /// `PostBlob` and `GetBlob` as unavailable).
+    pub fn enable_blobs(&self, blobs: blobs::Blobs) {
+        let _ = self.inner.blobs.set(Arc::new(blobs));
+    }
+
+    /// The blob store, if this relay keeps one.
+    pub fn blobs(&self) -> Option<&Arc<blobs::Blobs>> {
+        self.inner.blobs.get()
+    }
+
+    /// Deletes blobs posted more than `retention` ago, every hour (and
+    /// once now).
+    pub fn expire_blobs(&self, retention: Duration) {
+        let Some(blobs) = self.blobs().cloned() else {
+            return;
+        };
+        let mut stop = self.shutdown_signal();
+        tokio::spawn(async move {
+            let mut ticks = tokio::time::interval(Duration::from_secs(3600));
+            ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tokio::select! {
+                    _ = ticks.tick() => {}
+                    _ = stop.wait_for(|stopping| *stopping) => return,
+                }
+                let blobs = blobs.clone();
+                match tokio::task::spawn_blocking(move || blobs.expire(retention)).await {
+                    Ok(0) | Err(_) => {}
+                    Ok(n) => tracing::info!(blobs = n, "attachments past their retention deleted"),
+                }
+            }
+        });
+    }
+
     /// Records an admin action in the audit log, if there is one. A failure
     /// to write it fails the action's answer (the action is done; the admin
     /// is told the record is missing).
@@ -500,6 +539,9 @@ pub fn app(state: AppState) -> Router {
         .fallback(|| async { ApiError::NotFound("no such endpoint") })
         .layer(DefaultBodyLimit::max(MAX_HTTP_BODY_BYTES))
         .layer(axum::middleware::from_fn(guard::guard))
+        // Blobs stream large bodies for as long as they keep coming: no
+        // body limit or request deadline but their own (`blob_http`).
+        .merge(blob_http::routes())
         .with_state(state)
 }
 
@@ -519,6 +561,11 @@ impl Server {
         let token = admin::ensure_admin_token(data_dir, &*store)?;
         let server = Self::with_store(store);
         server.state.enable_audit(audit::AuditLog::open(data_dir)?);
+        server.state.enable_blobs(blobs::Blobs::open(
+            data_dir,
+            blobs::DEFAULT_MAX_BLOB_BYTES,
+            blobs::DEFAULT_ORG_QUOTA_BYTES,
+        )?);
         Ok((server, token))
     }
 

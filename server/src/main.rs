@@ -74,6 +74,16 @@ struct ServeArgs {
     /// [default: 30].
     #[arg(long, env = "CASCADE_QUEUE_EXPIRY_DAYS")]
     queue_expiry_days: Option<f64>,
+    /// The largest attachment the relay keeps, in MiB [default: 100].
+    #[arg(long, env = "CASCADE_MAX_BLOB_MIB")]
+    max_blob_mib: Option<u64>,
+    /// Attachment storage per organisation, in MiB [default: 10240].
+    #[arg(long, env = "CASCADE_BLOB_QUOTA_MIB")]
+    blob_quota_mib: Option<u64>,
+    /// Days the relay keeps an attachment after it was posted [default:
+    /// 30].
+    #[arg(long, env = "CASCADE_BLOB_RETENTION_DAYS")]
+    blob_retention_days: Option<u64>,
     /// JSON file with `data_dir`, `listen`, `max_connections`,
     /// `max_connections_per_address`, `header_timeout_secs`,
     /// `min_free_disk_mib`, `queue_expiry_days`, `tls_cert` and/or
@@ -236,6 +246,17 @@ fn shutdown_signal() -> impl std::future::Future<Output = ()> {
 
 async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let push_gateway = args.push_gateway.clone();
+    let blob_limits = (
+        args.max_blob_mib
+            .map_or(cascade_server::blobs::DEFAULT_MAX_BLOB_BYTES, |m| {
+                m * 1024 * 1024
+            }),
+        args.blob_quota_mib
+            .map_or(cascade_server::blobs::DEFAULT_ORG_QUOTA_BYTES, |m| {
+                m * 1024 * 1024
+            }),
+        std::time::Duration::from_secs(args.blob_retention_days.unwrap_or(30) * 86_400),
+    );
     let no_fsync = args.unsafe_no_fsync_for_benchmarks;
     let Settings {
         config,
@@ -275,6 +296,10 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     if let Some(gateway) = push_gateway {
         server.state().enable_push(gateway);
     }
+    if let Some(blobs) = server.state().blobs() {
+        blobs.set_limits(blob_limits.0, blob_limits.1);
+    }
+    server.state().expire_blobs(blob_limits.2);
     if no_fsync {
         eprintln!("WARNING: --unsafe-no-fsync-for-benchmarks: acknowledged messages can be lost");
         server.state().skip_flushes_for_benchmarks();

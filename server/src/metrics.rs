@@ -236,6 +236,8 @@ fn request_kind(request: &Request) -> &'static str {
         Request::Ping => "Ping",
         Request::ListGroups => "ListGroups",
         Request::Typing { .. } => "Typing",
+        Request::PostBlob { .. } => "PostBlob",
+        Request::GetBlob { .. } => "GetBlob",
     }
 }
 
@@ -251,6 +253,7 @@ fn refusal_kind(error: &ProtocolError) -> &'static str {
         ProtocolError::UnknownUser => "UnknownUser",
         ProtocolError::UnknownDevice => "UnknownDevice",
         ProtocolError::TooLarge { .. } => "TooLarge",
+        ProtocolError::QuotaExceeded { .. } => "QuotaExceeded",
         ProtocolError::QueueFull { .. } => "QueueFull",
         ProtocolError::RateLimited { .. } => "RateLimited",
         ProtocolError::Malformed { .. } => "Malformed",

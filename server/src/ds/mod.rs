@@ -29,6 +29,7 @@ use crate::AppState;
 
 pub mod ack;
 pub mod authenticate;
+pub mod blob;
 pub mod commit;
 pub mod create_group;
 pub mod directory;
@@ -144,6 +145,12 @@ pub async fn start_request(state: &AppState, session: &Session, request: Request
             epoch,
             payload,
         } => Answered(typing::handle(state, session, group_id, epoch, payload)),
+        Request::PostBlob {
+            group_id,
+            digest,
+            size,
+        } => Answered(blob::post(state, session, group_id, &digest, size)),
+        Request::GetBlob { digest } => Answered(blob::get(state, session, &digest)),
     }
 }
 
@@ -158,6 +165,7 @@ fn stores_new(request: &Request) -> bool {
             | Request::CreateGroup { .. }
             | Request::UploadKeyPackages { .. }
             | Request::RegisterPush { .. }
+            | Request::PostBlob { .. }
     )
 }
 

@@ -1,0 +1,82 @@
+//! `PostBlob` and `GetBlob`: tickets for an attachment's ciphertext at the
+//! relay's blob endpoints ([`crate::blobs`]), for member devices only.
+
+use cascade_protocol::frames::{Bytes, Response};
+use cascade_protocol::GroupId;
+
+use super::Session;
+use crate::blobs::{Access, Blobs};
+use crate::error::DsError;
+use crate::AppState;
+
+fn blobs(state: &AppState) -> Result<&Blobs, DsError> {
+    state
+        .blobs()
+        .map(|b| &**b)
+        .ok_or(DsError::Malformed("this relay keeps no attachments"))
+}
+
+fn digest(bytes: &Bytes) -> Result<[u8; 32], DsError> {
+    <[u8; 32]>::try_from(bytes.as_ref())
+        .map_err(|_| DsError::Malformed("a blob's digest is 32 octets (SHA-256)"))
+}
+
+/// Whether the caller is in the group's roster, reading it.
+fn member(state: &AppState, session: &Session, group_id: &GroupId) -> Result<bool, DsError> {
+    Ok(state.store().get_group(group_id)?.is_some_and(|g| {
+        g.roster.contains(&session.device_id) && !g.stopped.contains(&session.device_id)
+    }))
+}
+
+/// Records a blob posted to a group the caller is in, and gives a ticket
+/// to upload what the relay does not have yet.
+pub fn post(
+    state: &AppState,
+    session: &Session,
+    group_id: GroupId,
+    digest_bytes: &Bytes,
+    size: u64,
+) -> Result<Response, DsError> {
+    let blobs = blobs(state)?;
+    let digest = digest(digest_bytes)?;
+    if !member(state, session, &group_id)? {
+        return Err(DsError::NotMember);
+    }
+    let offset = blobs.post(&session.user_id.org(), group_id, digest, size)?;
+    let token = blobs.ticket(session.device_id, digest, Access::Upload);
+    Ok(Response::BlobTicket {
+        token: Bytes::from(token.to_vec()),
+        offset,
+        size,
+    })
+}
+
+/// A ticket to fetch a whole blob, for a member of a group it was posted
+/// to. Anyone else learns nothing of it, not even whether it exists.
+pub fn get(state: &AppState, session: &Session, digest_bytes: &Bytes) -> Result<Response, DsError> {
+    let blobs = blobs(state)?;
+    let digest = digest(digest_bytes)?;
+    let meta = blobs.meta(&digest).ok_or(DsError::NotMember)?;
+    let mut allowed = false;
+    for g in &meta.groups {
+        if member(state, session, g)? {
+            allowed = true;
+            break;
+        }
+    }
+    if !allowed {
+        return Err(DsError::NotMember);
+    }
+    if !meta.complete {
+        // Its sender is still uploading it.
+        return Err(DsError::Unavailable {
+            retry_after_ms: 2_000,
+        });
+    }
+    let token = blobs.ticket(session.device_id, digest, Access::Download);
+    Ok(Response::BlobTicket {
+        token: Bytes::from(token.to_vec()),
+        offset: meta.size,
+        size: meta.size,
+    })
+}
