@@ -18,6 +18,7 @@ mod chat;
 mod conversation;
 mod device;
 mod directory;
+mod files;
 mod message;
 mod output;
 mod passphrase;
@@ -267,6 +268,29 @@ enum Command {
         /// `on` (the default) or `off`.
         #[arg(value_parser = reads::parse_on_off, default_value = "on", action = clap::ArgAction::Set)]
         state: bool,
+    },
+    /// Send a file (a photo, a PDF): sealed on this device, only its
+    /// ciphertext goes to the relay.
+    SendFile {
+        /// Conversation id or name.
+        conversation: String,
+        /// The file.
+        path: PathBuf,
+        /// Text to go with it.
+        #[arg(long, default_value = "")]
+        caption: String,
+        /// Its media type (guessed from the name otherwise).
+        #[arg(long = "type")]
+        media_type: Option<String>,
+    },
+    /// Save the file a message carries: fetched, checked and opened.
+    Save {
+        /// Conversation id or name.
+        conversation: String,
+        /// The message (its id, or the first 8 or more hex digits).
+        message: String,
+        /// Where to write the file.
+        to: PathBuf,
     },
     /// Tell the conversation's members who are online that you are typing
     /// (they see it for a few seconds; `follow` shows theirs).
@@ -594,6 +618,36 @@ async fn run(cli: Cli) -> Result<()> {
         } => {
             with_client(dir, async |c| {
                 reads::mute(c, &conversation, state, json, timeout).await
+            })
+            .await
+        }
+        Command::SendFile {
+            conversation,
+            path,
+            caption,
+            media_type,
+        } => {
+            with_client(dir, async |c| {
+                files::send_file(
+                    c,
+                    &conversation,
+                    &path,
+                    &caption,
+                    media_type.as_deref(),
+                    json,
+                    timeout,
+                )
+                .await
+            })
+            .await
+        }
+        Command::Save {
+            conversation,
+            message,
+            to,
+        } => {
+            with_client(dir, async |c| {
+                files::save(c, &conversation, &message, &to, json, timeout).await
             })
             .await
         }

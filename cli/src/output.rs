@@ -98,6 +98,16 @@ pub fn text_of(m: &Message) -> String {
     if let Some(by) = &m.deleted_by {
         return format!("[deleted by {by}]");
     }
+    if let Some(a) = &m.attachment {
+        let caption = m.text.as_deref().filter(|t| !t.is_empty());
+        return format!(
+            "[file {} ({}, {} bytes)]{}",
+            a.name,
+            a.media_type,
+            a.size,
+            caption.map(|c| format!(" {c}")).unwrap_or_default()
+        );
+    }
     m.text
         .clone()
         .unwrap_or_else(|| format!("[unsupported message: {}]", m.kind))

@@ -107,6 +107,7 @@ fn store_with(n: u64, dir: &std::path::Path) -> (SqliteStore, Vec<GroupId>) {
                 expires_at: None,
                 read_by: 0,
                 mentions: Vec::new(),
+                attachment: None,
             };
             store.insert_message(&m, t0, false).expect("insert");
         }

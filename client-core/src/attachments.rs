@@ -77,6 +77,15 @@ pub fn sealed_size(plain: u64) -> u64 {
     NONCE_PREFIX as u64 + plain + chunks * TAG as u64
 }
 
+/// Octets of the file whose sealed form has `sealed` octets (0 for a
+/// size no sealed file has).
+pub fn plain_size(sealed: u64) -> u64 {
+    let chunk = (CHUNK + TAG) as u64;
+    let body = sealed.saturating_sub(NONCE_PREFIX as u64);
+    let chunks = body.div_ceil(chunk).max(1);
+    body.saturating_sub(chunks * TAG as u64)
+}
+
 /// Reads until `buf` is full or the reader ends; returns how much it read.
 fn fill(src: &mut impl Read, buf: &mut [u8]) -> io::Result<usize> {
     let mut n = 0;
@@ -237,6 +246,7 @@ mod tests {
             let (s, bytes) = sealed(&plain);
             assert_eq!(s.size, bytes.len() as u64, "{len}");
             assert_eq!(s.size, sealed_size(len as u64), "{len}");
+            assert_eq!(plain_size(s.size), len as u64, "{len}");
             assert_eq!(s.plain_size, len as u64);
             assert_eq!(s.digest, <[u8; 32]>::from(Sha256::digest(&bytes)));
             assert_eq!(opened(&s, &bytes).expect("opens"), plain, "{len}");

@@ -158,6 +158,12 @@ pub enum InvalidInput {
     /// Only text messages can be sent again.
     #[error("only a text message can be retried")]
     NotText,
+    /// The message carries no file.
+    #[error("the message carries no file")]
+    NotAttachment,
+    /// An attachment cannot be read or written on this device.
+    #[error("the file could not be read or written: {0}")]
+    File(String),
     /// The user is not in the conversation.
     #[error("{0} is not in this conversation")]
     NotInConversation(UserId),

@@ -142,6 +142,48 @@ impl CascadeClient {
             .to_string())
     }
 
+    /// Sends the file at `path` (sealed on the device; only its ciphertext
+    /// goes to the relay) with `caption`; `media_type` is guessed from the
+    /// name when not given. Progress comes as `FfiEvent::Transfer`; the
+    /// message appears once the file is at the relay.
+    pub async fn send_file(
+        &self,
+        group_id: String,
+        path: String,
+        media_type: Option<String>,
+        caption: String,
+    ) -> Result<String> {
+        Ok(self
+            .client()?
+            .send_file(
+                parse_group(&group_id)?,
+                std::path::Path::new(&path),
+                media_type.as_deref(),
+                &caption,
+            )
+            .await?
+            .to_string())
+    }
+
+    /// Saves the file a message carries to `path` (the app chooses it):
+    /// fetched, checked and opened; `path` is written only when the whole
+    /// file opened. Returns its size.
+    pub async fn save_attachment(
+        &self,
+        group_id: String,
+        message_id: String,
+        path: String,
+    ) -> Result<u64> {
+        Ok(self
+            .client()?
+            .save_attachment(
+                parse_group(&group_id)?,
+                parse_message(&message_id)?,
+                std::path::Path::new(&path),
+            )
+            .await?)
+    }
+
     /// The user is typing in a conversation (`typing`), or cleared the
     /// draft: call on every change of the draft; the client decides when
     /// the others are told. Offline, nothing is sent.

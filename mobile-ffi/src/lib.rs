@@ -249,6 +249,20 @@ pub struct FfiMessage {
     /// The text as it would be typed again (each mention as `@` and the
     /// user id): what an edit box starts from.
     pub typed_text: Option<String>,
+    /// The file it carries (kind `attachment`; `text` is its caption):
+    /// `save_attachment` writes it where the app says.
+    pub attachment: Option<FfiAttachment>,
+}
+
+/// A file a message carries.
+#[derive(Debug, Clone, uniffi::Record)]
+pub struct FfiAttachment {
+    /// Its file name, as the sender's device named it.
+    pub name: String,
+    /// Its media type, as the sender's device named it.
+    pub media_type: String,
+    /// Octets of the file.
+    pub size: u64,
 }
 
 /// A stretch of a message's text: plain, or a mention of someone.
@@ -291,6 +305,11 @@ impl From<Message> for FfiMessage {
                 .as_deref()
                 .map(|t| mentions::as_typed(t, &m.mentions)),
             mentions: m.mentions.iter().map(|x| x.user_id.to_string()).collect(),
+            attachment: m.attachment.map(|a| FfiAttachment {
+                name: a.name,
+                media_type: a.media_type,
+                size: a.size,
+            }),
             text: m.text,
         }
     }
@@ -497,6 +516,19 @@ pub enum FfiEvent {
         /// The sequence number of the last message they read.
         up_to: u64,
     },
+    /// A file going to or coming from the relay: `done` of `total` octets.
+    Transfer {
+        /// The conversation (hex).
+        group_id: String,
+        /// The file's name.
+        name: String,
+        /// Octets moved so far.
+        done: u64,
+        /// Octets in all.
+        total: u64,
+        /// An upload (else a download).
+        upload: bool,
+    },
     /// Someone is typing in a conversation until `until` (ms since the
     /// Unix epoch, this device's clock) unless told again; `until` 0: they
     /// stopped.
@@ -589,6 +621,19 @@ impl From<Event> for FfiEvent {
                 group_id: group_id.to_string(),
                 user_id: user_id.to_string(),
                 up_to,
+            },
+            Event::Transfer {
+                group_id,
+                name,
+                done,
+                total,
+                upload,
+            } => Self::Transfer {
+                group_id: group_id.to_string(),
+                name,
+                done,
+                total,
+                upload,
             },
             Event::Typing {
                 group_id,

@@ -1205,6 +1205,30 @@ async fn user_guide_commands_work_as_documented() -> Result<()> {
         unmuted.stdout
     );
 
+    // §2: sending a file: Alice sends a rota and saves it back; Bob's
+    // device lists it.
+    doc.extra("head -c 200000 /dev/urandom > rota.pdf").await?;
+    let sent = doc
+        .run("cascade send-file \"Ward 7 handover\" rota.pdf --caption \"Rota for next week\"")
+        .await?;
+    doc.fill("<file message id>", &sent.word_after("Sent ")?);
+    let saved = doc
+        .run("cascade save \"Ward 7 handover\" <file message id> ~/rota-copy.pdf")
+        .await?;
+    ensure!(saved.stdout.contains("(200000 bytes)"), "{}", saved.stdout);
+    let same = doc.extra("cmp rota.pdf ~/rota-copy.pdf").await?;
+    ensure!(same.stdout.is_empty(), "{}", same.stdout);
+    let listed = doc
+        .extra("cascade --data-dir ~/bob history \"Ward 7 handover\"")
+        .await?;
+    ensure!(
+        listed
+            .stdout
+            .contains("[file rota.pdf (application/pdf, 200000 bytes)] Rota for next week"),
+        "{}",
+        listed.stdout
+    );
+
     // §2: mentioning someone: Bob's device shows his certified name and
     // marks the message as mentioning him.
     let mention = doc

@@ -12,6 +12,7 @@ use tokio::time::Instant;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::tungstenite::Message as WsMessage;
 
+pub mod attachments;
 mod features;
 mod roles;
 

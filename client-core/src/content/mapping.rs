@@ -10,6 +10,7 @@
 //! | delete (a message or a reaction) | `replaces` it, body: the null part |
 //! | reaction | `inReplyTo` the message, body: one `text/plain` part of disposition `reaction`, the emoji |
 //! | read report | body: one `application/mimi-message-status` part ([`super::status`]) |
+//! | attachment | body: one external part: the relay's URL of the sealed file, its size, `encAlg` [`ENC_STREAM_AES_256_GCM`], the key, `hashAlg` SHA-256 and the digest, the media type, file name and caption |
 //!
 //! The sender's clock travels in the private extension `-1` (an unsigned
 //! integer, milliseconds since the Unix epoch): the format has no time of
@@ -23,10 +24,10 @@ use cascade_protocol::{GroupId, OrgId, UserId};
 use ciborium::Value;
 
 use super::mimi::{
-    self, Disposition, ExtensionKey, MimiContent, MimiError, MimiId, NestedPart, Part,
-    PartSemantics,
+    self, Disposition, ExtensionKey, ExternalPart, MimiContent, MimiError, MimiId, NestedPart,
+    Part, PartSemantics,
 };
-use super::{markdown, status, Body, Content, Mention, MessageId, MAX_TEXT_BYTES};
+use super::{markdown, status, Attachment, Body, Content, Mention, MessageId, MAX_TEXT_BYTES};
 use crate::error::{CoreError, Result};
 
 /// The media type of a text part.
@@ -34,6 +35,18 @@ pub const TEXT_PLAIN: &str = "text/plain;charset=utf-8";
 
 /// The private extension holding the sender's clock.
 pub const EXT_SENT_AT: i64 = -1;
+
+/// The `encAlg` of an attachment sealed as [`crate::attachments`] seals
+/// (STREAM over AES-256-GCM), from the private-use range of the IANA AEAD
+/// registry (RFC 5116 §6): no registered algorithm is this construction.
+pub const ENC_STREAM_AES_256_GCM: u16 = 0xCA01;
+
+/// The `hashAlg` of SHA-256 (IANA Named Information Hash Algorithm
+/// registry).
+pub const HASH_SHA_256: u8 = 1;
+
+/// The largest attachment a receiver takes (sealed octets): 2 GiB.
+pub const MAX_ATTACHMENT_BYTES: u64 = 2 * 1024 * 1024 * 1024;
 
 /// The most people one text mentions.
 pub const MAX_MENTIONS: usize = 64;
@@ -145,6 +158,26 @@ pub fn write(
                 status::encode(entries),
             );
         }
+        Body::Attachment(a) => {
+            m.body = NestedPart {
+                disposition: Disposition::RENDER,
+                language: String::new(),
+                part: Part::External(Box::new(ExternalPart {
+                    content_type: a.media_type.clone(),
+                    url: a.url.clone(),
+                    expires: 0,
+                    size: a.size,
+                    enc_alg: ENC_STREAM_AES_256_GCM,
+                    key: a.key.to_vec(),
+                    nonce: Vec::new(),
+                    aad: Vec::new(),
+                    hash_alg: HASH_SHA_256,
+                    content_hash: a.digest.to_vec(),
+                    description: a.caption.clone(),
+                    filename: a.name.clone(),
+                })),
+            };
+        }
         Body::GroupMeta { .. } | Body::Receipt { .. } | Body::Unsupported { .. } => {
             unreachable!("only text and the message features are written as MIMI")
         }
@@ -211,6 +244,9 @@ pub fn read(bytes: &[u8], sender: &str, room: &str, now: u64) -> Result<Content>
                 },
                 None => unsupported(part),
             }
+        }
+        (None, in_reply_to, part) if in_reply_to.is_none() && attachment_of(part).is_some() => {
+            Body::Attachment(Box::new(attachment_of(part).expect("checked")))
         }
         (None, None, part) if status_of(part).is_some() => Body::Status {
             entries: status_of(part).unwrap_or_default(),
@@ -282,6 +318,32 @@ fn text_of(part: &NestedPart) -> Option<(String, Vec<Mention>)> {
 pub fn user_of_uri(uri: &str) -> Option<UserId> {
     let (org, local) = uri.strip_prefix("mimi://")?.split_once("/u/")?;
     UserId::new(format!("{local}@{org}")).ok()
+}
+
+/// A file Cascade can open: an external part sealed as
+/// [`crate::attachments`] seals (`encAlg` [`ENC_STREAM_AES_256_GCM`], a
+/// 32-octet key, SHA-256 of 32 octets), of at most [`MAX_ATTACHMENT_BYTES`].
+fn attachment_of(part: &NestedPart) -> Option<Attachment> {
+    let Part::External(e) = &part.part else {
+        return None;
+    };
+    if e.enc_alg != ENC_STREAM_AES_256_GCM
+        || e.hash_alg != HASH_SHA_256
+        || e.size > MAX_ATTACHMENT_BYTES
+        || !e.nonce.is_empty()
+        || !e.aad.is_empty()
+    {
+        return None;
+    }
+    Some(Attachment {
+        url: e.url.clone(),
+        digest: e.content_hash.as_slice().try_into().ok()?,
+        key: e.key.as_slice().try_into().ok()?,
+        size: e.size,
+        media_type: e.content_type.clone(),
+        name: e.filename.clone(),
+        caption: e.description.clone(),
+    })
 }
 
 /// The entries of a status report: a single part of its media type.
@@ -382,6 +444,15 @@ mod tests {
             mentions: vec![bob],
         });
         round_trip(Body::Delete { target: some_id(4) });
+        round_trip(Body::Attachment(Box::new(Attachment {
+            url: "https://relay.example/v1/blobs/ab".into(),
+            digest: [0xab; 32],
+            key: [7; 32],
+            size: 70_000,
+            media_type: "image/png".into(),
+            name: "chart.png".into(),
+            caption: "Bed 4 obs".into(),
+        })));
         round_trip(Body::Reaction {
             target: some_id(5),
             emoji: "👍".into(),

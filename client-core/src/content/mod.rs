@@ -149,6 +149,82 @@ impl Mention {
     }
 }
 
+/// A file sent with a message: where its sealed form is and what opens it
+/// ([`crate::attachments`], protocol §14.10). Stored with the message; the
+/// key never leaves the store but to open the file.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Attachment {
+    /// Where the sealed file is (the relay's blob endpoint).
+    pub url: String,
+    /// SHA-256 of the sealed file: its name at the relay.
+    #[serde(with = "hex_32")]
+    pub digest: [u8; 32],
+    /// The file's own key (AES-256).
+    #[serde(with = "hex_32")]
+    pub key: [u8; 32],
+    /// Octets of the sealed file.
+    pub size: u64,
+    /// Its media type, as the sender's device named it.
+    pub media_type: String,
+    /// Its file name, as the sender's device named it.
+    pub name: String,
+    /// What the sender wrote with it; may be empty.
+    pub caption: String,
+}
+
+impl std::fmt::Debug for Attachment {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Attachment")
+            .field("digest", &hex::encode(self.digest))
+            .field("size", &self.size)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Attachment {
+    /// Octets of the file itself.
+    pub fn plain_size(&self) -> u64 {
+        crate::attachments::plain_size(self.size)
+    }
+
+    /// What front ends show of it (never the key).
+    pub fn info(&self) -> AttachmentInfo {
+        AttachmentInfo {
+            name: self.name.clone(),
+            media_type: self.media_type.clone(),
+            size: self.plain_size(),
+        }
+    }
+}
+
+/// What front ends show of an attachment.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AttachmentInfo {
+    /// Its file name, as the sender's device named it.
+    pub name: String,
+    /// Its media type, as the sender's device named it.
+    pub media_type: String,
+    /// Octets of the file.
+    pub size: u64,
+}
+
+/// 32 octets as 64 hex digits, in JSON (the store's column).
+mod hex_32 {
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(b: &[u8; 32], s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&hex::encode(b))
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<[u8; 32], D::Error> {
+        let s = String::deserialize(d)?;
+        hex::decode(s)
+            .ok()
+            .and_then(|v| <[u8; 32]>::try_from(v).ok())
+            .ok_or_else(|| serde::de::Error::custom("32 octets in hex"))
+    }
+}
+
 /// What a message says.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Body {
@@ -176,6 +252,8 @@ pub enum Body {
         /// The message or reaction deleted.
         target: MessageId,
     },
+    /// A file, sealed and kept at the relay (MIMI only: an external part).
+    Attachment(Box<Attachment>),
     /// A reaction to a message (MIMI only).
     Reaction {
         /// The message reacted to.
@@ -268,6 +346,7 @@ impl Content {
             Body::Delete { .. } => ("delete", ciborium::Value::Null),
             Body::Reaction { .. } => ("reaction", ciborium::Value::Null),
             Body::Status { .. } => ("status", ciborium::Value::Null),
+            Body::Attachment(_) => ("attachment", ciborium::Value::Null),
         };
         let wire = Wire {
             v: CONTENT_VERSION,

@@ -37,6 +37,7 @@ pub(crate) enum QueryKind {
     Directory,
     UserDevices,
     RegisterPush,
+    Blob,
 }
 
 /// A query's token: its answer comes out of [`crate::Engine::poll_answer`]
@@ -54,6 +55,16 @@ pub enum Answer {
     Devices(Vec<DeviceId>),
     /// The push token is registered (or removed).
     PushRegistered,
+    /// A ticket for a blob's HTTP endpoint, and how many of its octets the
+    /// relay has.
+    BlobTicket {
+        /// The ticket (`Authorization: Bearer <hex>`).
+        token: Vec<u8>,
+        /// Octets the relay has.
+        offset: u64,
+        /// Octets of the blob.
+        size: u64,
+    },
     /// The relay refused the query.
     Refused(ProtocolError),
     /// The connection dropped before the relay answered.

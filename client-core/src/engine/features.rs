@@ -27,6 +27,36 @@ use crate::store::{
     ClientStore, DeliveryState, Message, MessageVersion, Quote, Reaction, Transactions,
 };
 
+/// A message of ours about to be written, stored and queued.
+struct NewMessage {
+    body: Body,
+    kind: &'static str,
+    text: String,
+    reply_to: Option<MessageId>,
+    mentions: Vec<crate::content::Mention>,
+    attachment: Option<crate::content::Attachment>,
+}
+
+/// An attachment's names and caption within bounds.
+fn check_attachment(a: &crate::content::Attachment) -> Result<()> {
+    if a.name.len() > MAX_ATTACHMENT_NAME_BYTES || a.media_type.len() > MAX_ATTACHMENT_NAME_BYTES {
+        return Err(InvalidInput::MessageTooLong {
+            limit: MAX_ATTACHMENT_NAME_BYTES,
+        }
+        .into());
+    }
+    if a.caption.len() > crate::content::MAX_TEXT_BYTES {
+        return Err(InvalidInput::MessageTooLong {
+            limit: crate::content::MAX_TEXT_BYTES,
+        }
+        .into());
+    }
+    Ok(())
+}
+
+/// The longest file name or media type of an attachment, in bytes.
+pub const MAX_ATTACHMENT_NAME_BYTES: usize = 255;
+
 /// The longest search text, in bytes.
 pub const MAX_SEARCH_BYTES: usize = 256;
 
@@ -169,7 +199,111 @@ impl<S: ClientStore> Engine<S> {
             in_reply_to: reply_to.copied(),
             mentions: mentions.clone(),
         };
-        let (id, bytes, salt) = match &room {
+        self.send_new(
+            group_id,
+            room.as_ref(),
+            NewMessage {
+                body,
+                kind: "text",
+                text,
+                reply_to: reply_to.copied(),
+                mentions,
+                attachment: None,
+            },
+            now,
+        )
+    }
+
+    /// Sends a file sealed and uploaded already ([`crate::attachments`],
+    /// the relay's blob store), in a conversation with a room. Stored in
+    /// history at once (state `Sending`); returns the message's id.
+    pub fn send_attachment(
+        &mut self,
+        group_id: &GroupId,
+        attachment: crate::content::Attachment,
+        now: u64,
+    ) -> Result<MessageId> {
+        check_attachment(&attachment)?;
+        let room = self.require_room(group_id)?;
+        self.send_new(
+            group_id,
+            Some(&room),
+            NewMessage {
+                body: Body::Attachment(Box::new(attachment.clone())),
+                kind: "attachment",
+                text: attachment.caption.clone(),
+                reply_to: None,
+                mentions: Vec::new(),
+                attachment: Some(attachment),
+            },
+            now,
+        )
+    }
+
+    /// Asks the relay for a ticket to upload a sealed file to a
+    /// conversation (`PostBlob`); `None` when offline. Its answer is an
+    /// [`crate::Answer::BlobTicket`] (or the relay's refusal).
+    pub fn post_blob(
+        &mut self,
+        group_id: &GroupId,
+        sealed: &crate::attachments::Sealed,
+    ) -> Result<Option<crate::QueryId>> {
+        self.require_room(group_id)?;
+        Ok(self.query(
+            cascade_protocol::frames::Request::PostBlob {
+                group_id: *group_id,
+                digest: sealed.digest.to_vec().into(),
+                size: sealed.size,
+            },
+            super::effects::QueryKind::Blob,
+        ))
+    }
+
+    /// The file a message of a conversation carries (with its key).
+    pub fn attachment(
+        &self,
+        group_id: &GroupId,
+        id: &MessageId,
+    ) -> Result<crate::content::Attachment> {
+        self.live_message(group_id, id)?;
+        self.store
+            .attachment(id)?
+            .ok_or_else(|| InvalidInput::NotAttachment.into())
+    }
+
+    /// Asks the relay for a ticket to fetch the file a message carries
+    /// (`GetBlob`); `None` when offline.
+    pub fn get_blob(
+        &mut self,
+        group_id: &GroupId,
+        id: &MessageId,
+    ) -> Result<Option<crate::QueryId>> {
+        let a = self.attachment(group_id, id)?;
+        Ok(self.query(
+            cascade_protocol::frames::Request::GetBlob {
+                digest: a.digest.to_vec().into(),
+            },
+            super::effects::QueryKind::Blob,
+        ))
+    }
+
+    /// Writes, stores and queues a new message of ours.
+    fn send_new(
+        &mut self,
+        group_id: &GroupId,
+        room: Option<&Room>,
+        new: NewMessage,
+        now: u64,
+    ) -> Result<MessageId> {
+        let NewMessage {
+            body,
+            kind,
+            text,
+            reply_to,
+            mentions,
+            attachment,
+        } = new;
+        let (id, bytes, salt) = match room {
             Some(room) => {
                 let salt = rand::random();
                 let w = self.write(room, &body, now, salt)?;
@@ -200,23 +334,26 @@ impl<S: ClientStore> Engine<S> {
             sent_at: now,
             seq: None,
             text: Some(text),
-            kind: "text".into(),
+            kind: kind.into(),
             state: DeliveryState::Sending,
-            reply_to: reply_to.copied().map(Quote::to),
+            reply_to: reply_to.map(Quote::to),
             edited_at: None,
             deleted_by: None,
             reactions: Vec::new(),
             expires_at: room
-                .as_ref()
                 .and_then(|r| r.disappear_after)
                 .map(|secs| now.saturating_add(secs.saturating_mul(1000))),
             read_by: 0,
             mentions,
+            attachment: attachment.as_ref().map(|a| a.info()),
         };
         let tx = self.store.transaction()?;
         self.store.insert_message(&message, now, false)?;
         if let Some(salt) = salt {
             self.store.set_message_salt(&id, &salt)?;
+        }
+        if let Some(a) = &attachment {
+            self.store.set_attachment(&id, a)?;
         }
         Op::Send {
             group_id: *group_id,
@@ -236,11 +373,13 @@ impl<S: ClientStore> Engine<S> {
     /// The bytes of our failed message `m`, to send it again with the same
     /// id: the same salt gives the same MIMI content.
     pub(super) fn rewrite(&self, m: &Message) -> Result<Vec<u8>> {
-        let text = m.text.clone().ok_or(InvalidInput::NotText)?;
-        let body = Body::Text {
-            text,
-            in_reply_to: m.reply_to.as_ref().map(|q| q.id),
-            mentions: m.mentions.clone(),
+        let body = match self.store.attachment(&m.id)? {
+            Some(a) => Body::Attachment(Box::new(a)),
+            None => Body::Text {
+                text: m.text.clone().ok_or(InvalidInput::NotText)?,
+                in_reply_to: m.reply_to.as_ref().map(|q| q.id),
+                mentions: m.mentions.clone(),
+            },
         };
         match self.store.message_salt(&m.id)? {
             Some(salt) => {

@@ -802,6 +802,7 @@ fn store_application(
         tracing::warn!(group = %item.group_id, "a message addressed to some members only was not a read report; dropped");
         return Ok(vec![]);
     }
+    let mut attachment = None;
     let (kind, text, in_reply_to, mentions) = match content.body {
         Body::GroupMeta { name } => {
             return rename(cx, item, &sender.user, room.zip(members), &name);
@@ -840,6 +841,11 @@ fn store_application(
                 &content,
             );
         }
+        Body::Attachment(a) => {
+            let text = Some(a.caption.clone());
+            attachment = Some(*a);
+            ("attachment".to_owned(), text, None, Vec::new())
+        }
         Body::Unsupported { kind } => (kind, None, None, Vec::new()),
     };
     // Sent while the conversation's timer was set (as this device holds
@@ -873,10 +879,14 @@ fn store_application(
         expires_at,
         read_by: 0,
         mentions,
+        attachment: attachment.as_ref().map(|a| a.info()),
     };
     // This user's own messages, sent from another device, are not unread.
     let count_unread = sender.user != cx.me.identity.user_id;
     if store.insert_message(&message, cx.now, count_unread)? {
+        if let Some(a) = &attachment {
+            store.set_attachment(&message.id, a)?;
+        }
         // As it is read back: with the message it answers.
         let message = store.message(&message.id)?.unwrap_or(message);
         Ok(vec![

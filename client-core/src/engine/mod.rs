@@ -127,6 +127,20 @@ pub enum Event {
         /// The conversation.
         group_id: GroupId,
     },
+    /// A file going to or coming from the relay: `done` of `total` octets
+    /// of its sealed form (sent by the async client, not the engine).
+    Transfer {
+        /// The conversation.
+        group_id: GroupId,
+        /// The file's name.
+        name: String,
+        /// Octets moved so far.
+        done: u64,
+        /// Octets in all.
+        total: u64,
+        /// An upload (else a download).
+        upload: bool,
+    },
     /// Someone is typing in a conversation, until `until` (ms since the
     /// Unix epoch, by this device's clock) unless told again; `until` 0:
     /// they stopped (or their message arrived).
@@ -914,6 +928,18 @@ impl<S: ClientStore> Engine<S> {
                     (QueryKind::RegisterPush, Ok(Response::PushRegistered)) => {
                         Answer::PushRegistered
                     }
+                    (
+                        QueryKind::Blob,
+                        Ok(Response::BlobTicket {
+                            token,
+                            offset,
+                            size,
+                        }),
+                    ) => Answer::BlobTicket {
+                        token: token.into_vec(),
+                        offset,
+                        size,
+                    },
                     (_, Err(e)) => Answer::Refused(e),
                     (_, Ok(_)) => Answer::Refused(ProtocolError::Malformed {
                         reason: "unexpected answer".into(),

@@ -30,6 +30,7 @@ fn msg(group: GroupId, n: u8, state: DeliveryState) -> Message {
         expires_at: None,
         read_by: 0,
         mentions: Vec::new(),
+        attachment: None,
     }
 }
 

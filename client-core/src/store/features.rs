@@ -35,10 +35,42 @@ pub(super) fn salt(conn: &Connection, id: &MessageId) -> Result<Option<[u8; 16]>
 }
 
 /// Schema version 7: the people a message's text mentions (JSON, as
-/// [`super::mentions_column`] writes it; `NULL` for none).
+/// [`super::mentions_column`] writes it; `NULL` for none), and a message's
+/// attachment (JSON of [`crate::content::Attachment`], key included: the
+/// store is encrypted at rest).
 pub(super) const SCHEMA_V7: &str = "
 ALTER TABLE messages ADD COLUMN mentions TEXT;
+ALTER TABLE messages ADD COLUMN attachment TEXT;
 ";
+
+pub(super) fn set_attachment(
+    conn: &Connection,
+    id: &MessageId,
+    attachment: &crate::content::Attachment,
+) -> Result<()> {
+    conn.execute(
+        "UPDATE messages SET attachment = ?2 WHERE message_id = ?1",
+        params![
+            id.as_bytes(),
+            serde_json::to_string(attachment).expect("an attachment serialises")
+        ],
+    )?;
+    Ok(())
+}
+
+pub(super) fn attachment(
+    conn: &Connection,
+    id: &MessageId,
+) -> Result<Option<crate::content::Attachment>> {
+    let json: Option<Option<String>> = conn
+        .query_row(
+            "SELECT attachment FROM messages WHERE message_id = ?1",
+            [id.as_bytes()],
+            |r| r.get(0),
+        )
+        .optional()?;
+    Ok(json.flatten().and_then(|j| serde_json::from_str(&j).ok()))
+}
 
 pub(super) fn edit(
     conn: &Connection,
@@ -87,8 +119,8 @@ pub(super) fn versions(conn: &Connection, id: &MessageId) -> Result<Vec<MessageV
 
 pub(super) fn erase(conn: &Connection, id: &MessageId, by: &UserId) -> Result<()> {
     conn.execute(
-        "UPDATE messages SET text = NULL, salt = NULL, mentions = NULL, deleted_by = ?2
-         WHERE message_id = ?1",
+        "UPDATE messages SET text = NULL, salt = NULL, mentions = NULL, attachment = NULL,
+         deleted_by = ?2 WHERE message_id = ?1",
         params![id.as_bytes(), by.as_str()],
     )?;
     conn.execute(

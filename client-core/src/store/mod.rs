@@ -260,6 +260,9 @@ pub struct Message {
     /// their certified names).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub mentions: Vec<Mention>,
+    /// The file it carries (kind `attachment`; its caption is `text`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub attachment: Option<crate::content::AttachmentInfo>,
 }
 
 impl Message {
@@ -298,6 +301,7 @@ impl Message {
             expires_at: None,
             read_by: 0,
             mentions: Vec::new(),
+            attachment: None,
         }
     }
 }
@@ -500,6 +504,11 @@ pub trait ClientStore: Send {
     ) -> Result<bool>;
     /// A message's earlier versions, oldest first.
     fn message_versions(&self, id: &MessageId) -> Result<Vec<MessageVersion>>;
+    /// Keeps the file a message carries (its key included).
+    fn set_attachment(&self, id: &MessageId, attachment: &crate::content::Attachment)
+        -> Result<()>;
+    /// The file a message carries, with its key.
+    fn attachment(&self, id: &MessageId) -> Result<Option<crate::content::Attachment>>;
     /// Deletes a message for everyone: its text, earlier versions and
     /// reactions are erased (overwritten in the file), and `by` is kept as
     /// its tombstone.
@@ -1284,6 +1293,18 @@ impl ClientStore for SqliteStore {
         features::versions(&self.conn, id)
     }
 
+    fn set_attachment(
+        &self,
+        id: &MessageId,
+        attachment: &crate::content::Attachment,
+    ) -> Result<()> {
+        features::set_attachment(&self.conn, id, attachment)
+    }
+
+    fn attachment(&self, id: &MessageId) -> Result<Option<crate::content::Attachment>> {
+        features::attachment(&self.conn, id)
+    }
+
     fn erase_message(&self, id: &MessageId, by: &UserId) -> Result<()> {
         features::erase(&self.conn, id, by)
     }
@@ -1572,7 +1593,7 @@ const MSG_COLS: &str = "m.message_id, m.group_id, m.sender, m.sender_device, m.s
      q.sender, q.text, q.deleted_by IS NOT NULL, m.expires_at,
      (SELECT COUNT(*) FROM read_marks r
       WHERE r.group_id = m.group_id AND r.seq >= m.seq AND r.user_id != m.sender),
-     m.mentions";
+     m.mentions, m.attachment";
 
 /// The message a reply answers, for [`Quote`].
 const QUOTE_JOIN: &str = "LEFT JOIN messages q ON q.message_id = m.in_reply_to";
@@ -1645,6 +1666,10 @@ fn row_to_message(r: &rusqlite::Row<'_>) -> rusqlite::Result<Message> {
                 )
             })?,
         },
+        attachment: r
+            .get::<_, Option<String>>(18)?
+            .and_then(|j| serde_json::from_str::<crate::content::Attachment>(&j).ok())
+            .map(|a| a.info()),
     })
 }
 

@@ -503,6 +503,8 @@ impl UiEvent {
                 user_id: user_id.to_string(),
                 up_to,
             },
+            // Sending and saving files is not in the desktop app yet.
+            Event::Transfer { .. } => return None,
             Event::Typing {
                 group_id,
                 user_id,

@@ -449,6 +449,30 @@ async def conversation(relay, tmp_path, admin, ca, codes):
     assert await alice.notifies(group, called)
     await alice.set_muted(group, False)
 
+    # A file: Bob sends a rota; Alice's phone shows it and saves the same
+    # bytes, with progress events on both sides.
+    rota = tmp_path / "rota.pdf"
+    rota.write_bytes(bytes(i % 251 for i in range(300_000)))
+    sent = await bob.send_file(group, str(rota), None, "Next week")
+
+    async def alice_got_file():
+        return [m for m in await alice.history(group, 50) if m.id == sent]
+
+    f = (await wait_for("the file", alice_got_file))[0]
+    assert f.kind == "attachment" and f.text == "Next week"
+    assert (f.attachment.name, f.attachment.media_type, f.attachment.size) == (
+        "rota.pdf",
+        "application/pdf",
+        300_000,
+    )
+    saved = tmp_path / "saved.pdf"
+    assert await alice.save_attachment(group, sent, str(saved)) == 300_000
+    assert saved.read_bytes() == rota.read_bytes()
+    assert any(
+        isinstance(e, ffi.FfiEvent.TRANSFER) and not e.upload and e.done == e.total
+        for e in alice_events.snapshot()
+    )
+
     # Typing: live to Alice while she is connected, gone when it lapses.
     await bob.set_typing(group, True)
 
