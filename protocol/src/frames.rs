@@ -207,6 +207,14 @@ pub enum Request {
         /// SHA-256 of the ciphertext.
         digest: Bytes,
     },
+    /// Deletes a blob (its sender deleted the message that carried it):
+    /// only a device of the user who first posted it may. Answer:
+    /// [`Response::BlobDeleted`], also for a blob that is not there;
+    /// `NotMember` for anyone else.
+    DeleteBlob {
+        /// SHA-256 of the ciphertext.
+        digest: Bytes,
+    },
 }
 
 /// A person found in the directory.
@@ -358,6 +366,8 @@ pub enum Response {
     },
     /// Answer to `Typing`: offered to the group's connected devices.
     TypingRelayed,
+    /// Answer to `DeleteBlob`: the blob is gone from the relay's disk.
+    BlobDeleted,
     /// Answer to `PostBlob` or `GetBlob`: a ticket for the blob's HTTP
     /// endpoint (`Authorization: Bearer <hex of token>`), good for 10
     /// minutes, and how many octets of it the relay has (for an upload,

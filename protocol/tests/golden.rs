@@ -167,6 +167,16 @@ fn samples() -> Vec<(&'static str, Vec<u8>)> {
             ),
         ),
         (
+            "req_delete_blob",
+            req(
+                17,
+                Request::DeleteBlob {
+                    digest: bytes(&[0xab; 32]),
+                },
+            ),
+        ),
+        ("resp_blob_deleted", resp(17, Ok(Response::BlobDeleted))),
+        (
             "err_quota_exceeded",
             resp(
                 15,

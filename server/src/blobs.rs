@@ -21,7 +21,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use cascade_protocol::{DeviceId, GroupId, OrgId};
+use cascade_protocol::{DeviceId, GroupId, OrgId, UserId};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
@@ -53,6 +53,10 @@ pub struct BlobMeta {
     pub complete: bool,
     /// When it was first posted, seconds since the Unix epoch.
     pub posted_at: u64,
+    /// The user who first posted it: their devices may delete it (absent
+    /// from records written before it was kept).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub poster: Option<UserId>,
 }
 
 /// What a ticket lets its holder do.
@@ -191,7 +195,7 @@ impl Blobs {
     /// quota. Returns how much of it the relay has already.
     pub fn post(
         &self,
-        org: &OrgId,
+        poster: &UserId,
         group: GroupId,
         digest: [u8; 32],
         size: u64,
@@ -212,6 +216,7 @@ impl Blobs {
                 Some(m)
             }
             None => {
+                let org = &poster.org();
                 let used = index.used.get(org).copied().unwrap_or(0);
                 let quota = self.org_quota.load(Ordering::Relaxed);
                 if used.saturating_add(size) > quota {
@@ -223,6 +228,7 @@ impl Blobs {
                     size,
                     complete: false,
                     posted_at: now_secs(),
+                    poster: Some(poster.clone()),
                 })
             }
         };
@@ -230,7 +236,7 @@ impl Blobs {
             self.write_meta(&digest, &meta)
                 .map_err(|_| DsError::Internal("the blob record could not be written"))?;
             if !index.blobs.contains_key(&digest) {
-                *index.used.entry(org.clone()).or_default() += size;
+                *index.used.entry(meta.org.clone()).or_default() += size;
             }
             index.blobs.insert(digest, meta);
         }
@@ -355,16 +361,27 @@ impl Blobs {
             .map(|(d, _)| *d)
             .collect();
         for digest in &old {
-            for ext in ["", ".part", ".json"] {
-                let _ = std::fs::remove_file(self.path(digest, ext));
-            }
-            if let Some(meta) = index.blobs.remove(digest) {
-                if let Some(used) = index.used.get_mut(&meta.org) {
-                    *used = used.saturating_sub(meta.size);
-                }
-            }
+            self.remove(&mut index, digest);
         }
         old.len()
+    }
+
+    /// Deletes a blob now: its files and record; its octets leave the
+    /// quota.
+    pub fn delete(&self, digest: &[u8; 32]) {
+        let mut index = self.index.lock().expect("blob index");
+        self.remove(&mut index, digest);
+    }
+
+    fn remove(&self, index: &mut Index, digest: &[u8; 32]) {
+        for ext in ["", ".part", ".json"] {
+            let _ = std::fs::remove_file(self.path(digest, ext));
+        }
+        if let Some(meta) = index.blobs.remove(digest) {
+            if let Some(used) = index.used.get_mut(&meta.org) {
+                *used = used.saturating_sub(meta.size);
+            }
+        }
     }
 
     /// Octets an organisation's blobs take.
@@ -387,6 +404,10 @@ mod tests {
         OrgId::new(s).expect("valid")
     }
 
+    fn user(s: &str) -> UserId {
+        UserId::new(s).expect("valid")
+    }
+
     #[test]
     fn a_blob_is_posted_written_in_pieces_checked_and_kept_across_a_restart() {
         let dir = tempfile::tempdir().expect("tmp");
@@ -395,7 +416,9 @@ mod tests {
         let digest: [u8; 32] = Sha256::digest(&content).into();
         let g = GroupId([1; 16]);
         assert_eq!(
-            blobs.post(&org("north"), g, digest, 600).expect("posted"),
+            blobs
+                .post(&user("a@north"), g, digest, 600)
+                .expect("posted"),
             0
         );
         assert_eq!(blobs.write(&digest, 0, &content[..250]).expect("w"), 250);
@@ -405,7 +428,7 @@ mod tests {
             Err(UploadError::Offset(250))
         ));
         assert_eq!(
-            blobs.post(&org("north"), g, digest, 600).expect("again"),
+            blobs.post(&user("a@north"), g, digest, 600).expect("again"),
             250
         );
         assert!(matches!(
@@ -423,11 +446,11 @@ mod tests {
         // The quota counts it; another 600 would not fit.
         let other: [u8; 32] = Sha256::digest(b"x").into();
         assert!(matches!(
-            blobs.post(&org("north"), g, other, 1000),
+            blobs.post(&user("a@north"), g, other, 1000),
             Err(DsError::QuotaExceeded { limit: 1500 })
         ));
         assert!(matches!(
-            blobs.post(&org("north"), g, other, 1001),
+            blobs.post(&user("a@north"), g, other, 1001),
             Err(DsError::TooLarge { limit: 1000 })
         ));
         drop(blobs);
@@ -443,7 +466,7 @@ mod tests {
         let blobs = Blobs::open(dir.path(), 1000, 10_000).expect("open");
         let digest = [9u8; 32];
         blobs
-            .post(&org("north"), GroupId([1; 16]), digest, 3)
+            .post(&user("a@north"), GroupId([1; 16]), digest, 3)
             .expect("posted");
         blobs.write(&digest, 0, b"abc").expect("w");
         assert!(matches!(blobs.finish(&digest), Err(UploadError::Digest)));
@@ -469,7 +492,7 @@ mod tests {
         let blobs = Blobs::open(dir.path(), 1000, 10_000).expect("open");
         let digest: [u8; 32] = Sha256::digest(b"abc").into();
         blobs
-            .post(&org("north"), GroupId([1; 16]), digest, 3)
+            .post(&user("a@north"), GroupId([1; 16]), digest, 3)
             .expect("posted");
         blobs.write(&digest, 0, b"abc").expect("w");
         blobs.finish(&digest).expect("done");

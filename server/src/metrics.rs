@@ -238,6 +238,7 @@ fn request_kind(request: &Request) -> &'static str {
         Request::Typing { .. } => "Typing",
         Request::PostBlob { .. } => "PostBlob",
         Request::GetBlob { .. } => "GetBlob",
+        Request::DeleteBlob { .. } => "DeleteBlob",
     }
 }
 

@@ -1,7 +1,8 @@
 //! Files between real clients on a real relay: Alice of one organisation
 //! sends a file of several upload pieces to a conversation with Carol of
 //! another; Carol's device shows it, saves it with progress and the same
-//! bytes; deleted for everyone, it can no longer be saved. (Who may fetch
+//! bytes; deleted for everyone, it can no longer be saved and is gone from
+//! the relay's disk. (Who may fetch
 //! a blob at all is `blobs.rs`.)
 
 use anyhow::{ensure, Result};
@@ -82,9 +83,18 @@ async fn a_file_crosses_organisations_with_progress_and_the_same_bytes() -> Resu
         .next()
         .is_none());
 
-    // Deleted for everyone: the file can no longer be saved.
+    // Deleted for everyone: the file can no longer be saved, and its
+    // sealed form is gone from the relay's disk.
+    let blobs_on_disk = || -> Result<usize> {
+        Ok(std::fs::read_dir(relay.data_dir().join("blobs"))?
+            .filter_map(|e| e.ok())
+            .filter(|e| !e.file_name().to_string_lossy().contains('.'))
+            .count())
+    };
+    ensure!(blobs_on_disk()? == 1);
     alice.client.delete_message(group, id).await?;
     alice.sync().await?;
+    ensure!(blobs_on_disk()? == 0, "the relay deleted the file");
     carol
         .until("the delete", || async {
             Ok(carol.client.message(group, id).await?.deleted_by.is_some())

@@ -200,6 +200,27 @@ async fn an_attachment_crosses_organisations_resumes_and_survives_a_restart() ->
         .bytes()
         .await?;
     ensure!(again.as_ref() == sealed.as_slice());
+
+    // Only Alice (who posted it) may delete it; then it is gone for all.
+    let delete = Request::DeleteBlob {
+        digest: b(digest.to_vec()),
+    };
+    ensure!(bconn.call(delete.clone()).await? == Err(ProtocolError::NotMember));
+    let mut a = RawConn::authenticated(&relay, &alice).await?;
+    ensure!(a.call(delete.clone()).await? == Ok(Response::BlobDeleted));
+    ensure!(!stored.exists(), "gone from the relay's disk");
+    ensure!(
+        bconn
+            .call(Request::GetBlob {
+                digest: b(digest.to_vec())
+            })
+            .await?
+            == Err(ProtocolError::NotMember)
+    );
+    ensure!(
+        a.call(delete).await? == Ok(Response::BlobDeleted),
+        "again: done"
+    );
     Ok(())
 }
 

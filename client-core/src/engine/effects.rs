@@ -27,8 +27,9 @@ pub(crate) enum Route {
     Op { group: GroupId, op_id: i64 },
     /// A query a caller waits for.
     Query(QueryId, QueryKind),
-    /// A typing indicator (its answer matters to nobody).
-    Typing,
+    /// A request whose answer matters to nobody: a typing indicator, a
+    /// blob's deletion.
+    Forget,
 }
 
 /// What a query asked, to read its answer.

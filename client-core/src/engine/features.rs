@@ -448,10 +448,26 @@ impl<S: ClientStore> Engine<S> {
             return Err(InvalidInput::NotYours.into());
         }
         let w = self.write(&room, &Body::Delete { target: *id }, now, rand::random())?;
+        // Our own file goes from the relay too (if we are online now; the
+        // relay's retention deletes it otherwise).
+        let blob = match target.sender == me {
+            true => self.store.attachment(id)?,
+            false => None,
+        };
         let tx = self.store.transaction()?;
         self.store.erase_message(id, &me)?;
         self.queue(group_id, w)?;
         tx.commit()?;
+        if let Some(a) = blob.filter(|_| self.is_online()) {
+            let mut fx = super::effects::Effects::default();
+            fx.request(
+                cascade_protocol::frames::Request::DeleteBlob {
+                    digest: a.digest.to_vec().into(),
+                },
+                super::effects::Route::Forget,
+            );
+            self.apply(fx)?;
+        }
         self.changed(id, MessageChange::Deleted)?;
         self.drive(now)
     }

@@ -886,9 +886,9 @@ impl<S: ClientStore> Engine<S> {
                     tracing::warn!(error = %e, "ack refused");
                 }
             }
-            Route::Typing => {
+            Route::Forget => {
                 if let Err(e) = result {
-                    tracing::debug!(error = %e, "a typing indicator was refused");
+                    tracing::debug!(error = %e, "a typing indicator or blob deletion was refused");
                 }
             }
             Route::Groups => match result {

@@ -240,7 +240,7 @@ impl<S: ClientStore> Engine<S> {
                 epoch,
                 payload: payload.into(),
             },
-            Route::Typing,
+            Route::Forget,
         );
         self.apply(fx)
     }

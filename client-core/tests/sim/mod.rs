@@ -1356,9 +1356,11 @@ impl Sim {
                 Ok(Response::TypingRelayed)
             }
             // The simulated relay keeps no attachments.
-            Request::PostBlob { .. } | Request::GetBlob { .. } => Err(ProtocolError::Malformed {
-                reason: "this relay keeps no attachments".into(),
-            }),
+            Request::PostBlob { .. } | Request::GetBlob { .. } | Request::DeleteBlob { .. } => {
+                Err(ProtocolError::Malformed {
+                    reason: "this relay keeps no attachments".into(),
+                })
+            }
             Request::ListGroups => {
                 let group_ids = self
                     .relay

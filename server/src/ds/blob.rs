@@ -42,13 +42,32 @@ pub fn post(
     if !member(state, session, &group_id)? {
         return Err(DsError::NotMember);
     }
-    let offset = blobs.post(&session.user_id.org(), group_id, digest, size)?;
+    let offset = blobs.post(&session.user_id, group_id, digest, size)?;
     let token = blobs.ticket(session.device_id, digest, Access::Upload);
     Ok(Response::BlobTicket {
         token: Bytes::from(token.to_vec()),
         offset,
         size,
     })
+}
+
+/// Deletes a blob for a device of the user who first posted it; a blob
+/// that is not there is deleted already.
+pub fn delete(
+    state: &AppState,
+    session: &Session,
+    digest_bytes: &Bytes,
+) -> Result<Response, DsError> {
+    let blobs = blobs(state)?;
+    let digest = digest(digest_bytes)?;
+    match blobs.meta(&digest) {
+        None => Ok(Response::BlobDeleted),
+        Some(meta) if meta.poster.as_ref() == Some(&session.user_id) => {
+            blobs.delete(&digest);
+            Ok(Response::BlobDeleted)
+        }
+        Some(_) => Err(DsError::NotMember),
+    }
 }
 
 /// A ticket to fetch a whole blob, for a member of a group it was posted

@@ -151,6 +151,7 @@ pub async fn start_request(state: &AppState, session: &Session, request: Request
             size,
         } => Answered(blob::post(state, session, group_id, &digest, size)),
         Request::GetBlob { digest } => Answered(blob::get(state, session, &digest)),
+        Request::DeleteBlob { digest } => Answered(blob::delete(state, session, &digest)),
     }
 }
 
