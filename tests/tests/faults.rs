@@ -2,6 +2,7 @@
 
 use std::collections::HashSet;
 use std::process::Stdio;
+use std::time::Duration;
 
 use anyhow::Result;
 use cascade_core::{DeliveryState, Event};
@@ -134,16 +135,34 @@ async fn client_killed_mid_send_loses_and_doubles_nothing() -> Result<()> {
         .kill_on_drop(true)
         .spawn()?;
     let mut stdin = child.stdin.take().expect("piped");
-    let lines: String = (0..300).map(|i| format!("line {i:03}\n")).collect();
-    stdin.write_all(lines.as_bytes()).await?;
-    stdin.flush().await?;
-    // Let it get part of the way, then kill it without warning.
+    // Lines arrive as if typed quickly, so the client is still sending
+    // when it dies however fast this machine is.
+    let typist = tokio::spawn(async move {
+        for i in 0..300 {
+            if stdin
+                .write_all(format!("line {i:03}\n").as_bytes())
+                .await
+                .is_err()
+            {
+                break;
+            }
+            let _ = stdin.flush().await;
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    });
+    // Let it get part of the way; then hold the relay's answers back
+    // while the client records more, and kill it without warning with
+    // those recorded but not acknowledged.
     bob.until("some messages", || async {
         Ok(bob.texts(group).await?.len() >= 20)
     })
     .await?;
+    relay.pause()?;
+    tokio::time::sleep(Duration::from_millis(300)).await;
     child.start_kill()?;
     child.wait().await?;
+    typist.abort();
+    relay.resume()?;
 
     // What the device had recorded, and not yet had acknowledged, when it
     // was killed.
