@@ -14,6 +14,7 @@
 //! reactions), [`chat`] (follow, chat), [`directory`].
 
 mod admin;
+mod backup;
 mod chat;
 mod conversation;
 mod device;
@@ -103,6 +104,18 @@ enum Command {
     /// one and the new one twice (or reads CASCADE_PASSPHRASE and
     /// CASCADE_NEW_PASSPHRASE).
     Passphrase,
+    /// Write an encrypted backup of this device's history to a file; prints
+    /// the recovery key that opens it (or uses CASCADE_RECOVERY_KEY).
+    Backup {
+        /// The file to write.
+        file: PathBuf,
+    },
+    /// Restore a backup made on any of your devices into this one: asks for
+    /// its recovery key (or reads CASCADE_RECOVERY_KEY).
+    Restore {
+        /// The backup file.
+        file: PathBuf,
+    },
     /// Connect, process everything waiting, send what is queued, and exit.
     Sync,
     /// List conversations.
@@ -465,6 +478,15 @@ async fn run(cli: Cli) -> Result<()> {
         }
         Command::Whoami => with_client(dir, async |c| device::whoami(c, json)).await,
         Command::Passphrase => passphrase::change(dir, json).await,
+        Command::Backup { file } => {
+            with_client(dir, async |c| backup::backup(c, &file, json).await).await
+        }
+        Command::Restore { file } => {
+            with_client(dir, async |c| {
+                backup::restore(c, &file, json, timeout).await
+            })
+            .await
+        }
         Command::Sync => with_client(dir, async |c| device::sync(c, json, timeout).await).await,
         Command::Devices => {
             with_client(dir, async |c| device::devices(c, json, timeout).await).await

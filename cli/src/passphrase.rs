@@ -49,12 +49,18 @@ pub fn store_key(data_dir: &Path, enrolling: bool) -> Result<StoreKey> {
              or set {PASSPHRASE_ENV}"
         ),
     };
-    let cost = match std::env::var_os(INSECURE_TEST_KDF_ENV) {
+    let cost = kdf_cost()?;
+    Ok(StoreKey::Passphrase { passphrase, cost })
+}
+
+/// The Argon2id cost of a new passphrase or backup key: the standard one,
+/// or the test suites' cheap one ([`INSECURE_TEST_KDF_ENV`]).
+pub fn kdf_cost() -> Result<KdfCost> {
+    Ok(match std::env::var_os(INSECURE_TEST_KDF_ENV) {
         None => KdfCost::Standard,
         Some(v) if v == "1" && cfg!(debug_assertions) => KdfCost::InsecureForTests,
         Some(_) => bail!("{INSECURE_TEST_KDF_ENV} is for the test suites of debug builds only"),
-    };
-    Ok(StoreKey::Passphrase { passphrase, cost })
+    })
 }
 
 /// `cascade passphrase`: re-encrypts the device's data under a new

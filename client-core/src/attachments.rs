@@ -102,12 +102,25 @@ fn fill(src: &mut impl Read, buf: &mut [u8]) -> io::Result<usize> {
 
 /// Seals the file read from `src` into `dst` under a fresh key, calling
 /// `progress` with the octets of the file read so far.
-pub fn seal(
+pub fn seal(src: impl Read, dst: impl Write, progress: impl FnMut(u64)) -> io::Result<Sealed> {
+    seal_with(
+        Zeroizing::new(rand::random::<[u8; 32]>()),
+        src,
+        dst,
+        progress,
+    )
+}
+
+/// [`seal`] under a given key, for what is sealed the same way under a key
+/// of its own derivation (a backup, a linked device's history). The key
+/// must never seal anything else: the nonce prefix is random, and 56 bits
+/// of it are not enough to reuse a key without care.
+pub fn seal_with(
+    key: Zeroizing<[u8; 32]>,
     mut src: impl Read,
     mut dst: impl Write,
     mut progress: impl FnMut(u64),
 ) -> io::Result<Sealed> {
-    let key = Zeroizing::new(rand::random::<[u8; 32]>());
     let prefix: [u8; NONCE_PREFIX] = rand::random();
     let cipher = Aes256Gcm::new_from_slice(key.as_slice()).expect("a 32-octet key");
     let mut stream = EncryptorBE32::from_aead(cipher, (&prefix).into());

@@ -114,6 +114,10 @@ pub enum CoreError {
     /// The data directory cannot be used (its lock file cannot be opened).
     #[error("cannot use the data directory: {0}")]
     DataDir(std::io::Error),
+    /// A backup was not written or not restored; the variant says why.
+    /// Nothing was changed.
+    #[error("{0}")]
+    Backup(#[from] crate::backup::BackupError),
 }
 
 /// Why an argument was refused.
@@ -339,6 +343,7 @@ impl CoreError {
             CoreError::WrongKey => "wrong_key",
             CoreError::Locked => "locked",
             CoreError::DataDir(_) => "data_dir",
+            CoreError::Backup(_) => "backup",
         }
     }
 }

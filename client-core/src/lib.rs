@@ -10,6 +10,7 @@
 //!   (CLI, desktop, mobile bindings) use only this.
 
 pub mod attachments;
+pub mod backup;
 pub mod client;
 pub mod content;
 pub mod credential;

@@ -8,6 +8,7 @@
 //! `cascade-core`.
 
 mod features;
+mod history;
 mod reads;
 mod roles;
 

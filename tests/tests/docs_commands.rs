@@ -1437,6 +1437,31 @@ async fn user_guide_commands_work_as_documented() -> Result<()> {
     ))
     .await?;
 
+    // §6: a backup, and restoring it (here on the same device, where it
+    // adds nothing; a new device's restore is tests/backup.rs).
+    let made = doc.run("cascade backup ~/cascade-backup").await?;
+    let key = made
+        .stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("Recovery key: "))
+        .with_context(|| format!("no recovery key in {}", made.stdout))?
+        .to_owned();
+    ensure!(
+        made.stdout.contains("Backed up 1 conversation and"),
+        "{}",
+        made.stdout
+    );
+    doc.extra(&format!("export CASCADE_RECOVERY_KEY='{key}'"))
+        .await?;
+    let restored = doc.run("cascade restore ~/cascade-backup").await?;
+    ensure!(
+        restored
+            .stdout
+            .starts_with("Restored 0 messages (0 conversations new"),
+        "{}",
+        restored.stdout
+    );
+
     // §8: leaving.
     doc.run("cascade leave \"Ward 7 handover\"").await?;
     doc.extra("cascade --data-dir ~/bob sync").await?;

@@ -14,6 +14,7 @@ use tokio_tungstenite::tungstenite::Message as WsMessage;
 
 pub mod attachments;
 mod features;
+pub mod history;
 mod roles;
 
 use crate::transport;

@@ -31,6 +31,7 @@ mod connection;
 mod effects;
 mod features;
 mod groups;
+mod history;
 mod inbound;
 mod keypackages;
 pub mod mentions;

@@ -106,7 +106,7 @@ pub enum KdfCost {
 }
 
 impl KdfCost {
-    fn params(self) -> KdfParams {
+    pub(crate) fn params(self) -> KdfParams {
         match self {
             KdfCost::Standard => KdfParams {
                 m_cost_kib: 64 * 1024,
@@ -124,13 +124,38 @@ impl KdfCost {
 
 /// Argon2id's cost parameters (RFC 9106 §3.1).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-struct KdfParams {
+pub(crate) struct KdfParams {
     /// Memory, in KiB.
-    m_cost_kib: u32,
+    pub(crate) m_cost_kib: u32,
     /// Passes.
-    t_cost: u32,
+    pub(crate) t_cost: u32,
     /// Lanes.
-    p_cost: u32,
+    pub(crate) p_cost: u32,
+}
+
+impl KdfParams {
+    /// Whether these are parameters this build will spend time and memory
+    /// on: at most [`KdfCost::Standard`]'s memory four times over and ten
+    /// passes (a file that asks for more is refused, not obeyed).
+    pub(crate) fn bounded(&self) -> bool {
+        self.m_cost_kib <= 4 * 64 * 1024 && self.t_cost <= 10 && (1..=4).contains(&self.p_cost)
+    }
+}
+
+/// Argon2id (version 0x13) of `secret` and `salt` with `params`, 32
+/// octets; `None` if the parameters are not Argon2id's.
+pub(crate) fn argon2id(
+    secret: &[u8],
+    salt: &[u8],
+    params: KdfParams,
+) -> Option<Zeroizing<[u8; 32]>> {
+    let p = argon2::Params::new(params.m_cost_kib, params.t_cost, params.p_cost, Some(32)).ok()?;
+    let argon = argon2::Argon2::new(argon2::Algorithm::Argon2id, argon2::Version::V0x13, p);
+    let mut key = Zeroizing::new([0u8; 32]);
+    argon
+        .hash_password_into(secret, salt, key.as_mut_slice())
+        .ok()?;
+    Some(key)
 }
 
 /// [`KEY_FILE`]: how the key of a passphrase-protected store is derived.
@@ -292,15 +317,9 @@ pub(crate) fn db_key(db: &Path, key: &StoreKey, state: DbState) -> Result<DbKey>
 
 fn derive(passphrase: &[u8], file: &KeyFile) -> Result<DbKey> {
     let salt = hex::decode(&file.salt).map_err(|_| CoreError::Decode("the store's key file"))?;
-    let p = file.params;
-    let params = argon2::Params::new(p.m_cost_kib, p.t_cost, p.p_cost, Some(32))
-        .map_err(|_| CoreError::Decode("the store's key file"))?;
-    let argon = argon2::Argon2::new(argon2::Algorithm::Argon2id, argon2::Version::V0x13, params);
-    let mut key = Zeroizing::new([0u8; 32]);
-    argon
-        .hash_password_into(passphrase, &salt, key.as_mut_slice())
-        .map_err(|_| CoreError::Decode("the store's key file"))?;
-    Ok(DbKey(key))
+    argon2id(passphrase, &salt, file.params)
+        .map(DbKey)
+        .ok_or(CoreError::Decode("the store's key file"))
 }
 
 /// Writes `bytes` to a new file beside `path`, syncs it, renames it over

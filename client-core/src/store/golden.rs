@@ -1,6 +1,8 @@
 //! Golden tests of everything the device stores in its own encodings: the
 //! outbox operations, an add's claimed KeyPackages, a prepared commit
-//! bundle, the identity record and the signed documents kept in `kv`. The
+//! bundle, the identity record and the signed documents kept in `kv`,
+//! and the history archive and backup file's header and body (protocol
+//! §14.11). The
 //! bytes are pinned in `golden.txt`, so a change to what is on disk is
 //! deliberate (and comes with a schema migration). Run with
 //! `UPDATE_GOLDEN=1` to rewrite the file after such a change.
@@ -22,7 +24,91 @@ fn samples() -> Vec<(&'static str, Vec<u8>)> {
     let device = DeviceId([0x11; 16]);
     let user = UserId::new("alice@north-trust").expect("valid");
     let users = vec![user.clone(), UserId::new("bob@east").expect("valid")];
+    let archive = crate::store::history::HistoryArchive {
+        version: crate::store::history::ARCHIVE_VERSION,
+        conversations: vec![crate::store::history::ArchivedConversation {
+            group_id: serde_bytes::ByteBuf::from(group.as_bytes().to_vec()),
+            name: "Ward 7".into(),
+            member: true,
+            muted: false,
+            read_seq: 4,
+            unread: 1,
+            last_activity: 1_700_000_000_000,
+            messages: vec![crate::store::history::ArchivedMessage {
+                id: serde_bytes::ByteBuf::from(vec![0x33; 16]),
+                sender: user.clone(),
+                sender_device: serde_bytes::ByteBuf::from(device.as_bytes().to_vec()),
+                sent_at: 1_700_000_000_000,
+                seq: Some(4),
+                kind: "text".into(),
+                text: Some("Bed 4".into()),
+                state: crate::store::DeliveryState::Received,
+                in_reply_to: None,
+                edited_at: None,
+                deleted_by: None,
+                salt: None,
+                expires_at: None,
+                mentions: vec![],
+                attachment: None,
+            }],
+            versions: vec![crate::store::history::ArchivedVersion {
+                message_id: serde_bytes::ByteBuf::from(vec![0x33; 16]),
+                edit_id: serde_bytes::ByteBuf::from(vec![0x44; 16]),
+                text: "Bed 3".into(),
+                at: 1_700_000_000_001,
+            }],
+            reactions: vec![crate::store::history::ArchivedReaction {
+                id: serde_bytes::ByteBuf::from(vec![0x55; 16]),
+                target: serde_bytes::ByteBuf::from(vec![0x33; 16]),
+                user_id: user.clone(),
+                emoji: "👍".into(),
+                at: 1_700_000_000_002,
+            }],
+            receipts: vec![crate::store::history::ArchivedReceipt {
+                message_id: serde_bytes::ByteBuf::from(vec![0x33; 16]),
+                user_id: user.clone(),
+                expected: true,
+                received_at: Some(1_700_000_000_003),
+            }],
+            read_marks: vec![crate::store::history::ArchivedReadMark {
+                user_id: user.clone(),
+                seq: 4,
+                at: 1_700_000_000_004,
+            }],
+        }],
+    };
     vec![
+        ("history_archive", cbor(&archive)),
+        (
+            "backup_body",
+            cbor(&crate::backup::Body {
+                user_id: user.clone(),
+                device_id: device,
+                made_at: 1_700_000_000_005,
+                archive: crate::store::history::HistoryArchive {
+                    version: 1,
+                    conversations: vec![],
+                },
+            }),
+        ),
+        (
+            "backup_header",
+            cbor(&crate::backup::Header {
+                user_id: user.clone(),
+                made_at: 1_700_000_000_005,
+                conversations: 1,
+                messages: 1,
+                kdf: crate::backup::Kdf {
+                    m_cost_kib: 65536,
+                    t_cost: 3,
+                    p_cost: 1,
+                    salt: serde_bytes::ByteBuf::from(vec![0x66; 16]),
+                },
+                check: serde_bytes::ByteBuf::from(vec![0x77; 32]),
+                digest: serde_bytes::ByteBuf::from(vec![0x88; 32]),
+                size: 1234,
+            }),
+        ),
         (
             "message_mentions",
             crate::store::mentions_column(&[crate::content::Mention {

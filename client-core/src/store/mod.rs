@@ -23,6 +23,7 @@ pub mod at_rest;
 mod expiry;
 mod features;
 pub mod group_cache;
+pub mod history;
 pub mod reads;
 pub mod search;
 pub use at_rest::{KdfCost, Protection, StoreKey};
@@ -616,6 +617,18 @@ pub trait ClientStore: Send {
     /// Forgets any kept state of a group (it was created, replaced or
     /// deleted other than through a kept instance).
     fn forget_group(&self, group: &GroupId);
+    /// The history, to put into another device of the same user
+    /// ([`history`]); `disappearing`: with messages that will disappear.
+    fn export_history(&self, disappearing: bool) -> Result<history::HistoryArchive>;
+    /// Puts one archived conversation into this store (within the caller's
+    /// transaction); a conversation new here is recorded as `new_state`.
+    /// Returns whether the conversation was new here and how many of its
+    /// messages were.
+    fn import_conversation(
+        &self,
+        conversation: &history::ArchivedConversation,
+        new_state: ConversationState,
+    ) -> Result<(bool, usize)>;
 }
 
 /// The SQLite store: a file (or, for tests, memory) holding openmls's state
@@ -906,6 +919,18 @@ fn v1_op_group(op: &[u8]) -> Option<GroupId> {
 }
 
 impl ClientStore for SqliteStore {
+    fn export_history(&self, disappearing: bool) -> Result<history::HistoryArchive> {
+        history::export(&self.conn, disappearing)
+    }
+
+    fn import_conversation(
+        &self,
+        conversation: &history::ArchivedConversation,
+        new_state: ConversationState,
+    ) -> Result<(bool, usize)> {
+        history::import(&self.conn, conversation, new_state)
+    }
+
     fn take_group(&self, group: &GroupId) -> Result<(Option<MlsGroup>, Ticket)> {
         let data_version: i64 = self
             .conn

@@ -473,6 +473,28 @@ async def conversation(relay, tmp_path, admin, ca, codes):
         for e in alice_events.snapshot()
     )
 
+    # A backup: Alice's phone writes one under a recovery key the app shows
+    # her; her new tablet, enrolled with a code of its own, restores it (a
+    # wrong key is refused first and changes nothing).
+    recovery = ffi.generate_recovery_key()
+    assert re.fullmatch(r"([A-Z2-7]{4}-){5}[A-Z2-7]{4}", recovery)
+    backup_file = tmp_path / "alice.cascade-backup"
+    made = await alice.backup(str(backup_file), recovery)
+    assert made.conversations == 1 and made.messages >= 5 and made.bytes > 0
+    tablet_code = cascade(*admin, "token", "alice@acme", "--ca-dir", str(ca)).strip().splitlines()[-1]
+    tablet_dir = str(tmp_path / "alice-tablet")
+    tablet_key = key()
+    await ffi.enrol(tablet_dir, tablet_key, relay.url, tablet_code, "alice-tablet")
+    cascade(*admin, "issue", "--ca-dir", str(ca))
+    tablet = await ffi.CascadeClient.open(tablet_dir, tablet_key, Collector())
+    with pytest.raises(ffi.CascadeError.Other) as wrong:
+        await tablet.restore(str(backup_file), ffi.generate_recovery_key())
+    assert wrong.value.code == "backup"
+    restored = await tablet.restore(str(backup_file), recovery.lower().replace("-", " "))
+    assert restored.messages == made.messages
+    assert "hello bob" in [m.text for m in await tablet.history(group, 100)]
+    await tablet.shutdown()
+
     # Typing: live to Alice while she is connected, gone when it lapses.
     await bob.set_typing(group, True)
 

@@ -174,7 +174,8 @@ impl JoinExternal {
         Ok(Progress::Waiting)
     }
 
-    /// Gives up: a new device forgets the conversation; a rejoining one
+    /// Gives up: a new device forgets the conversation (or, with history
+    /// from the user's other device, keeps it as left); a rejoining one
     /// records that it is no longer in it.
     fn abandon(&self, cx: &Ctx<'_>, reason: String, fx: &mut Effects) -> Result<Progress> {
         let tx = cx.store.transaction()?;
@@ -183,9 +184,15 @@ impl JoinExternal {
             cx.store
                 .set_conversation_state(&self.group_id, ConversationState::Left)?;
             fx.event(Event::ConversationUpdated(self.group_id));
-        } else {
+        } else if cx.store.history(&self.group_id, None, 1)?.is_empty() {
             groups::delete(cx.store, &self.group_id)?;
             cx.store.delete_conversation(&self.group_id)?;
+        } else {
+            // History brought from the user's other device stays, to read.
+            groups::delete(cx.store, &self.group_id)?;
+            cx.store
+                .set_conversation_state(&self.group_id, ConversationState::Left)?;
+            fx.event(Event::ConversationUpdated(self.group_id));
         }
         tx.commit()?;
         Ok(Progress::Failed(reason))
