@@ -20,6 +20,7 @@ mod conversation;
 mod device;
 mod directory;
 mod files;
+mod link;
 mod message;
 mod output;
 mod passphrase;
@@ -115,6 +116,24 @@ enum Command {
     Restore {
         /// The backup file.
         file: PathBuf,
+    },
+    /// On a new device: show a code to link it to your device that has your
+    /// history; it then gets that history.
+    Link {
+        /// Also show the code as a QR code.
+        #[arg(long)]
+        qr: bool,
+        /// Minutes to wait for the other device.
+        #[arg(long, default_value_t = 10)]
+        wait_mins: u64,
+    },
+    /// On the device with your history: send it to your new device, whose
+    /// code you type; asks for the digits the new device shows.
+    LinkApprove {
+        /// The code the new device shows, spaces and all (or its QR
+        /// payload).
+        #[arg(required = true, num_args = 1..)]
+        code: Vec<String>,
     },
     /// Connect, process everything waiting, send what is queued, and exit.
     Sync,
@@ -478,6 +497,16 @@ async fn run(cli: Cli) -> Result<()> {
         }
         Command::Whoami => with_client(dir, async |c| device::whoami(c, json)).await,
         Command::Passphrase => passphrase::change(dir, json).await,
+        Command::Link { qr, wait_mins } => {
+            let wait = Duration::from_secs(wait_mins.clamp(1, 60) * 60);
+            with_client(dir, async |c| link::link(c, qr, json, wait).await).await
+        }
+        Command::LinkApprove { code } => {
+            with_client(dir, async |c| {
+                link::approve(c, &code.join(" "), json, timeout).await
+            })
+            .await
+        }
         Command::Backup { file } => {
             with_client(dir, async |c| backup::backup(c, &file, json).await).await
         }

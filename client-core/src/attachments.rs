@@ -87,7 +87,7 @@ pub fn plain_size(sealed: u64) -> u64 {
 }
 
 /// Reads until `buf` is full or the reader ends; returns how much it read.
-fn fill(src: &mut impl Read, buf: &mut [u8]) -> io::Result<usize> {
+pub(crate) fn fill(src: &mut impl Read, buf: &mut [u8]) -> io::Result<usize> {
     let mut n = 0;
     while n < buf.len() {
         match src.read(&mut buf[n..]) {

@@ -118,6 +118,10 @@ pub enum CoreError {
     /// Nothing was changed.
     #[error("{0}")]
     Backup(#[from] crate::backup::BackupError),
+    /// Linking a device did not go ahead; the variant says why. Nothing
+    /// was sent.
+    #[error("{0}")]
+    Link(#[from] crate::link::LinkError),
 }
 
 /// Why an argument was refused.
@@ -344,6 +348,7 @@ impl CoreError {
             CoreError::Locked => "locked",
             CoreError::DataDir(_) => "data_dir",
             CoreError::Backup(_) => "backup",
+            CoreError::Link(_) => "link",
         }
     }
 }

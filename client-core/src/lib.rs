@@ -17,6 +17,7 @@ pub mod credential;
 pub mod engine;
 pub mod error;
 pub mod identity;
+pub mod link;
 mod lock;
 pub mod store;
 pub mod transport;

@@ -73,3 +73,105 @@ impl CascadeClient {
         })
     }
 }
+
+/// What a new device shows to be linked.
+#[derive(Debug, Clone, uniffi::Record)]
+pub struct FfiLinkOffer {
+    /// The code to type on the other device (`1234 5678`).
+    pub code: String,
+    /// The payload to show as a QR code for the other device to scan.
+    pub qr: String,
+}
+
+/// The other device of a link, verified as one of this user's, and the
+/// digits both show.
+#[derive(Debug, Clone, uniffi::Record)]
+pub struct FfiLinkPeer {
+    /// The other device (hex).
+    pub device_id: String,
+    /// The user's certified name.
+    pub display_name: String,
+    /// The six digits both devices show (`123 456`).
+    pub digits: String,
+}
+
+/// What the existing device sent.
+#[derive(Debug, Clone, uniffi::Record)]
+pub struct FfiLinkSent {
+    /// Conversations.
+    pub conversations: u64,
+    /// Messages.
+    pub messages: u64,
+    /// Octets of the sealed history.
+    pub bytes: u64,
+}
+
+impl From<cascade_core::client::link::LinkPeer> for FfiLinkPeer {
+    fn from(p: cascade_core::client::link::LinkPeer) -> Self {
+        Self {
+            device_id: p.device_id.to_string(),
+            display_name: p.display_name,
+            digits: p.digits,
+        }
+    }
+}
+
+#[uniffi::export(async_runtime = "tokio")]
+impl CascadeClient {
+    /// On the new device: starts a link; show the code and the QR code.
+    pub async fn link_start(&self) -> Result<FfiLinkOffer> {
+        let o = self.client()?.link_start().await?;
+        Ok(FfiLinkOffer {
+            code: o.code,
+            qr: o.qr,
+        })
+    }
+
+    /// On the new device: waits (at most `timeout_ms`) for the user's other
+    /// device to answer; show the digits it returns.
+    pub async fn link_wait(&self, timeout_ms: u64) -> Result<FfiLinkPeer> {
+        Ok(self
+            .client()?
+            .link_wait(std::time::Duration::from_millis(timeout_ms))
+            .await?
+            .into())
+    }
+
+    /// On the new device: waits (at most `timeout_ms`) for the history and
+    /// takes it in.
+    pub async fn link_receive(&self, timeout_ms: u64) -> Result<FfiRestored> {
+        let done = self
+            .client()?
+            .link_receive(std::time::Duration::from_millis(timeout_ms))
+            .await?;
+        Ok(FfiRestored {
+            conversations: done.conversations as u64,
+            messages: done.messages as u64,
+        })
+    }
+
+    /// On the device with the history: answers the new device whose code
+    /// (or scanned QR payload) the person entered; then ask them for the
+    /// digits the new device shows.
+    pub async fn link_approve(&self, code: String) -> Result<FfiLinkPeer> {
+        Ok(self.client()?.link_approve(&code).await?.into())
+    }
+
+    /// On the device with the history: sends it if `digits` are the ones
+    /// the new device shows; else sends nothing and ends the link (error
+    /// code `link`).
+    pub async fn link_send(&self, digits: String) -> Result<FfiLinkSent> {
+        let s = self.client()?.link_send(&digits).await?;
+        Ok(FfiLinkSent {
+            conversations: s.conversations as u64,
+            messages: s.messages as u64,
+            bytes: s.bytes,
+        })
+    }
+
+    /// Drops a link under way on this device.
+    pub fn link_cancel(&self) -> Result<()> {
+        self.client()?.link_cancel();
+        Ok(())
+    }
+}

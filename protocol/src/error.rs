@@ -15,6 +15,9 @@ pub enum RateScope {
     /// This device sent too many typing indicators to one group
     /// (`TYPING_PER_WINDOW`).
     Typing,
+    /// This user has too many link sessions open
+    /// (`LINK_SESSIONS_PER_USER`).
+    Link,
     /// A limit this version does not know.
     #[serde(other)]
     Other,

@@ -215,6 +215,50 @@ pub enum Request {
         /// SHA-256 of the ciphertext.
         digest: Bytes,
     },
+    /// Posts a blob for the caller's user's own devices (a history sent to
+    /// a device being linked, protocol §14.12): like `PostBlob`, but any
+    /// device of the user who posted it may fetch it, and no other.
+    PostOwnBlob {
+        /// SHA-256 of the ciphertext.
+        digest: Bytes,
+        /// Octets of the ciphertext.
+        size: u64,
+    },
+    /// Writes one slot of a link session, the relay's small mailbox
+    /// between two devices of one user (protocol §3.7): a new device
+    /// writes its offer under a code it shows, the existing one its answer,
+    /// then where the history is. Each slot is written once. Answer:
+    /// [`Response::LinkStored`]; `Malformed` for a bad code, a slot written
+    /// already, or an answer without an offer; `TooLarge` over
+    /// `MAX_LINK_PAYLOAD`; `RateLimited` past the user's open sessions.
+    LinkPut {
+        /// The code the new device shows (digits).
+        code: String,
+        /// Which slot.
+        slot: LinkSlot,
+        /// What the slot holds (opaque to the relay).
+        payload: Bytes,
+    },
+    /// Reads one slot of one of the caller's user's link sessions. Answer:
+    /// [`Response::LinkSlot`], empty for a slot not written yet or a code
+    /// no device of this user opened (the relay shows no other user's).
+    LinkGet {
+        /// The code.
+        code: String,
+        /// Which slot.
+        slot: LinkSlot,
+    },
+}
+
+/// A slot of a link session (protocol §3.7).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum LinkSlot {
+    /// The new device's offer (its certificate and key share).
+    Offer,
+    /// The existing device's answer (its certificate and key share).
+    Answer,
+    /// Where the sealed history is, once it is at the relay.
+    Ready,
 }
 
 /// A person found in the directory.
@@ -368,6 +412,13 @@ pub enum Response {
     TypingRelayed,
     /// Answer to `DeleteBlob`: the blob is gone from the relay's disk.
     BlobDeleted,
+    /// Answer to `LinkPut`: the slot is written.
+    LinkStored,
+    /// Answer to `LinkGet`: what the slot holds, if it is written.
+    LinkSlot {
+        /// The payload.
+        payload: Option<Bytes>,
+    },
     /// Answer to `PostBlob` or `GetBlob`: a ticket for the blob's HTTP
     /// endpoint (`Authorization: Bearer <hex of token>`), good for 10
     /// minutes, and how many octets of it the relay has (for an upload,

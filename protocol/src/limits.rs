@@ -66,6 +66,19 @@ pub const TYPING_PER_WINDOW: u32 = 10;
 /// The window of [`TYPING_PER_WINDOW`].
 pub const TYPING_WINDOW_SECS: u64 = 10;
 
+/// The largest payload of a link session's slot (`LinkPut`), in octets.
+pub const MAX_LINK_PAYLOAD: usize = 8 * 1024;
+
+/// The longest link code, in characters (digits).
+pub const MAX_LINK_CODE: usize = 16;
+
+/// How many link sessions one user may have open at once; past it,
+/// `RateLimited` (scope `Link`).
+pub const LINK_SESSIONS_PER_USER: usize = 4;
+
+/// How long a link session lasts from its offer, in seconds.
+pub const LINK_TTL_SECS: u64 = 10 * 60;
+
 /// Most queue ids in one `Ack` request.
 pub const MAX_ACK_BATCH: usize = 1_000;
 

@@ -177,6 +177,51 @@ fn samples() -> Vec<(&'static str, Vec<u8>)> {
         ),
         ("resp_blob_deleted", resp(17, Ok(Response::BlobDeleted))),
         (
+            "req_post_own_blob",
+            req(
+                18,
+                Request::PostOwnBlob {
+                    digest: bytes(&[0xab; 32]),
+                    size: 70_000,
+                },
+            ),
+        ),
+        (
+            "req_link_put",
+            req(
+                19,
+                Request::LinkPut {
+                    code: "48213307".into(),
+                    slot: LinkSlot::Offer,
+                    payload: bytes(&[0x42; 4]),
+                },
+            ),
+        ),
+        ("resp_link_stored", resp(19, Ok(Response::LinkStored))),
+        (
+            "req_link_get",
+            req(
+                20,
+                Request::LinkGet {
+                    code: "48213307".into(),
+                    slot: LinkSlot::Answer,
+                },
+            ),
+        ),
+        (
+            "resp_link_slot",
+            resp(
+                20,
+                Ok(Response::LinkSlot {
+                    payload: Some(bytes(&[0x43; 4])),
+                }),
+            ),
+        ),
+        (
+            "resp_link_slot_empty",
+            resp(20, Ok(Response::LinkSlot { payload: None })),
+        ),
+        (
             "err_quota_exceeded",
             resp(
                 15,

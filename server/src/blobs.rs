@@ -57,6 +57,19 @@ pub struct BlobMeta {
     /// from records written before it was kept).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub poster: Option<UserId>,
+    /// Posted for the poster's own devices (`PostOwnBlob`): any device of
+    /// `poster` may fetch it.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub own: bool,
+}
+
+/// Who may fetch a blob being posted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scope {
+    /// The members of a group.
+    Group(GroupId),
+    /// The poster's own devices.
+    Own,
 }
 
 /// What a ticket lets its holder do.
@@ -196,7 +209,7 @@ impl Blobs {
     pub fn post(
         &self,
         poster: &UserId,
-        group: GroupId,
+        scope: Scope,
         digest: [u8; 32],
         size: u64,
     ) -> Result<u64, DsError> {
@@ -209,10 +222,17 @@ impl Blobs {
             Some(m) if m.size != size => {
                 return Err(DsError::Malformed("the blob was posted with another size"))
             }
-            Some(m) if m.groups.contains(&group) => None,
+            Some(m) if scope == Scope::Own && m.poster.as_ref() != Some(poster) => {
+                return Err(DsError::NotMember)
+            }
+            Some(m) if scope == Scope::Own && m.own => None,
+            Some(m) if matches!(scope, Scope::Group(g) if m.groups.contains(&g)) => None,
             Some(m) => {
                 let mut m = m.clone();
-                m.groups.push(group);
+                match scope {
+                    Scope::Group(g) => m.groups.push(g),
+                    Scope::Own => m.own = true,
+                }
                 Some(m)
             }
             None => {
@@ -223,7 +243,11 @@ impl Blobs {
                     return Err(DsError::QuotaExceeded { limit: quota });
                 }
                 Some(BlobMeta {
-                    groups: vec![group],
+                    groups: match scope {
+                        Scope::Group(g) => vec![g],
+                        Scope::Own => vec![],
+                    },
+                    own: scope == Scope::Own,
                     org: org.clone(),
                     size,
                     complete: false,
@@ -417,7 +441,7 @@ mod tests {
         let g = GroupId([1; 16]);
         assert_eq!(
             blobs
-                .post(&user("a@north"), g, digest, 600)
+                .post(&user("a@north"), Scope::Group(g), digest, 600)
                 .expect("posted"),
             0
         );
@@ -428,7 +452,9 @@ mod tests {
             Err(UploadError::Offset(250))
         ));
         assert_eq!(
-            blobs.post(&user("a@north"), g, digest, 600).expect("again"),
+            blobs
+                .post(&user("a@north"), Scope::Group(g), digest, 600)
+                .expect("again"),
             250
         );
         assert!(matches!(
@@ -446,11 +472,11 @@ mod tests {
         // The quota counts it; another 600 would not fit.
         let other: [u8; 32] = Sha256::digest(b"x").into();
         assert!(matches!(
-            blobs.post(&user("a@north"), g, other, 1000),
+            blobs.post(&user("a@north"), Scope::Group(g), other, 1000),
             Err(DsError::QuotaExceeded { limit: 1500 })
         ));
         assert!(matches!(
-            blobs.post(&user("a@north"), g, other, 1001),
+            blobs.post(&user("a@north"), Scope::Group(g), other, 1001),
             Err(DsError::TooLarge { limit: 1000 })
         ));
         drop(blobs);
@@ -466,7 +492,7 @@ mod tests {
         let blobs = Blobs::open(dir.path(), 1000, 10_000).expect("open");
         let digest = [9u8; 32];
         blobs
-            .post(&user("a@north"), GroupId([1; 16]), digest, 3)
+            .post(&user("a@north"), Scope::Group(GroupId([1; 16])), digest, 3)
             .expect("posted");
         blobs.write(&digest, 0, b"abc").expect("w");
         assert!(matches!(blobs.finish(&digest), Err(UploadError::Digest)));
@@ -492,7 +518,7 @@ mod tests {
         let blobs = Blobs::open(dir.path(), 1000, 10_000).expect("open");
         let digest: [u8; 32] = Sha256::digest(b"abc").into();
         blobs
-            .post(&user("a@north"), GroupId([1; 16]), digest, 3)
+            .post(&user("a@north"), Scope::Group(GroupId([1; 16])), digest, 3)
             .expect("posted");
         blobs.write(&digest, 0, b"abc").expect("w");
         blobs.finish(&digest).expect("done");

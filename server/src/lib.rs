@@ -129,6 +129,7 @@ struct Inner {
     metrics: metrics::Metrics,
     audit: std::sync::OnceLock<audit::AuditLog>,
     blobs: std::sync::OnceLock<Arc<blobs::Blobs>>,
+    links: ds::link::Links,
     /// Nonces of recent organisation admin requests.
     admin_nonces: admin::AdminNonces,
     disk: std::sync::OnceLock<Arc<disk::DiskGuard>>,
@@ -226,6 +227,7 @@ impl AppState {
                 metrics,
                 audit: std::sync::OnceLock::new(),
                 blobs: std::sync::OnceLock::new(),
+                links: ds::link::Links::default(),
                 admin_nonces: admin::AdminNonces::default(),
                 disk: std::sync::OnceLock::new(),
                 started_at: unix_now(),
@@ -422,6 +424,11 @@ impl AppState {
     /// The blob store, if this relay keeps one.
     pub fn blobs(&self) -> Option<&Arc<blobs::Blobs>> {
         self.inner.blobs.get()
+    }
+
+    /// The open link sessions (`ds::link`).
+    pub fn links(&self) -> &ds::link::Links {
+        &self.inner.links
     }
 
     /// Deletes blobs posted more than `retention` ago, every hour (and

@@ -239,6 +239,9 @@ fn request_kind(request: &Request) -> &'static str {
         Request::PostBlob { .. } => "PostBlob",
         Request::GetBlob { .. } => "GetBlob",
         Request::DeleteBlob { .. } => "DeleteBlob",
+        Request::PostOwnBlob { .. } => "PostOwnBlob",
+        Request::LinkPut { .. } => "LinkPut",
+        Request::LinkGet { .. } => "LinkGet",
     }
 }
 

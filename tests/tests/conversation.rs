@@ -404,6 +404,39 @@ async fn replayed_message_is_shown_once() -> Result<()> {
     Ok(())
 }
 
+/// A person with two devices leaves on one: the other follows, so the
+/// person is gone from the conversation, not half in it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn leaving_on_one_device_takes_the_others_out_too() -> Result<()> {
+    let relay = Relay::start().await?;
+    relay.org("north-trust").await?;
+    let desk = relay.user("alice@north-trust", "Alice", "Nurse").await?;
+    let phone = relay.device("alice@north-trust", "phone").await?;
+    let bob = relay.user("bob@north-trust", "Bob", "Doctor").await?;
+    phone.sync().await?;
+    let group = desk.create_group_with("Ward 7", &[&bob]).await?;
+    phone.joined(group).await?;
+    bob.until("both of Alice's devices", || async {
+        Ok(bob.client.members(group).await?.len() == 3)
+    })
+    .await?;
+
+    desk.client.leave(group).await?;
+    for (name, device) in [("desk", &desk), ("phone", &phone)] {
+        device
+            .until(name, || async {
+                Ok(device.client.conversation(group).await?.state
+                    == cascade_core::ConversationState::Left)
+            })
+            .await?;
+    }
+    bob.until("Alice's removal", || async {
+        Ok(bob.member_users(group).await? == vec![bob.user()])
+    })
+    .await?;
+    Ok(())
+}
+
 /// A member leaves: the remaining members commit the removal, the leaver's
 /// conversation ends, and nothing sent afterwards reaches the leaver: the
 /// relay queues nothing of the conversation for the leaver's device (its

@@ -89,6 +89,61 @@ fn assigned_variable(line: &str) -> Option<&str> {
     (is_name && after_value.is_none_or(|r| r.is_empty() || r.starts_with('#'))).then_some(name)
 }
 
+/// A documented command running in another terminal.
+struct Running {
+    command: String,
+    child: Child,
+    stdout: tokio::io::Lines<BufReader<tokio::process::ChildStdout>>,
+}
+
+impl Running {
+    /// Reads what it prints until a line containing `marker`; returns that
+    /// line.
+    async fn line_with(&mut self, marker: &str) -> Result<String> {
+        tokio::time::timeout(COMMAND_WAIT, async {
+            while let Some(l) = self.stdout.next_line().await? {
+                println!("  [{}] {l}", self.command);
+                if l.contains(marker) {
+                    return Ok(l);
+                }
+            }
+            bail!("{:?} ended without printing {marker:?}", self.command)
+        })
+        .await
+        .with_context(|| format!("{:?} did not print {marker:?} in time", self.command))?
+    }
+
+    /// Types `line` into it.
+    async fn type_line(&mut self, line: &str) -> Result<()> {
+        let stdin = self.child.stdin.as_mut().context("no stdin")?;
+        stdin.write_all(format!("{line}\n").as_bytes()).await?;
+        stdin.flush().await?;
+        Ok(())
+    }
+
+    /// Waits for it to end, which it must do successfully; returns the rest
+    /// of what it printed.
+    async fn finish(mut self) -> Result<String> {
+        let mut rest = String::new();
+        while let Some(l) = self.stdout.next_line().await? {
+            println!("  [{}] {l}", self.command);
+            rest.push_str(&l);
+            rest.push('\n');
+        }
+        let out = tokio::time::timeout(COMMAND_WAIT, self.child.wait_with_output())
+            .await
+            .with_context(|| format!("{:?} did not finish in time", self.command))??;
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        ensure!(
+            out.status.success() && !stderr.contains("panicked at"),
+            "{:?} failed ({}): {stderr}",
+            self.command,
+            out.status
+        );
+        Ok(rest)
+    }
+}
+
 /// A placeholder left in a command: `<` and `>` around words.
 fn placeholder(command: &str) -> Option<&str> {
     let start = command.find('<')?;
@@ -341,6 +396,28 @@ impl Doc {
             out.status
         );
         Ok(Output { stdout, stderr })
+    }
+
+    /// Starts the next documented command, which must be `expected`, as the
+    /// reader would in another terminal (or on another machine: `env` is
+    /// that machine's), to talk to it while it runs.
+    fn spawn(&mut self, expected: &str, env: &[(&str, String)]) -> Result<Running> {
+        let command = self.next(expected)?;
+        let line = self.rewrite(&command)?;
+        println!("$ {line} &   (in another terminal)");
+        let mut child = self
+            .shell(&line)
+            .envs(env.iter().map(|(k, v)| (k, v)))
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()?;
+        let stdout = BufReader::new(child.stdout.take().expect("piped")).lines();
+        Ok(Running {
+            command,
+            child,
+            stdout,
+        })
     }
 
     /// Starts the next documented command, which must be `expected`, as the
@@ -1437,6 +1514,50 @@ async fn user_guide_commands_work_as_documented() -> Result<()> {
     ))
     .await?;
 
+    // §6: a new laptop of Alice's, enrolled (its administrator's part and
+    // the enrolment as in §1), is linked from her desktop and gets her
+    // history.
+    let code = doc
+        .extra(&format!(
+            "cascade admin token alice@north-trust --ca-dir {CA}"
+        ))
+        .await?;
+    doc.extra(&format!(
+        "cascade --data-dir ~/laptop enrol --server $CASCADE_SERVER --code {} --device-name laptop",
+        code.stdout.trim()
+    ))
+    .await?;
+    doc.extra(&format!("cascade admin issue --ca-dir {CA}"))
+        .await?;
+    doc.extra("cascade --data-dir ~/laptop sync").await?;
+    let laptop_dir = doc.home.join("laptop").display().to_string();
+    let mut laptop = doc.spawn("cascade link", &[("CASCADE_DATA_DIR", laptop_dir)])?;
+    let code = laptop.line_with("Link code: ").await?;
+    let code = code.trim_start_matches("Link code: ").trim().to_owned();
+    doc.fill("<link code>", &code);
+    let mut desktop = doc.spawn("cascade link-approve <link code>", &[])?;
+    desktop.line_with("Type the six digits it shows").await?;
+    let digits = laptop.line_with("Type these digits there: ").await?;
+    let digits = digits
+        .rsplit_once(": ")
+        .map(|(_, d)| d.to_owned())
+        .context("no digits")?;
+    desktop.type_line(&digits).await?;
+    let sent = desktop.finish().await?;
+    ensure!(sent.contains("Sent "), "{sent}");
+    let linked = laptop.finish().await?;
+    ensure!(linked.contains("Linked: "), "{linked}");
+    let on_laptop = doc
+        .extra("cascade --data-dir ~/laptop history \"Ward 7 handover\"")
+        .await?;
+    let on_desktop = doc.extra("cascade history \"Ward 7 handover\"").await?;
+    ensure!(
+        on_laptop.stdout == on_desktop.stdout,
+        "the laptop shows the same history:\n{}\n---\n{}",
+        on_laptop.stdout,
+        on_desktop.stdout
+    );
+
     // §6: a backup, and restoring it (here on the same device, where it
     // adds nothing; a new device's restore is tests/backup.rs).
     let made = doc.run("cascade backup ~/cascade-backup").await?;
@@ -1464,6 +1585,9 @@ async fn user_guide_commands_work_as_documented() -> Result<()> {
 
     // §8: leaving.
     doc.run("cascade leave \"Ward 7 handover\"").await?;
+    doc.extra("cascade --data-dir ~/bob sync").await?;
+    // Alice's laptop follows when it is next on, and Bob's device commits.
+    doc.extra("cascade --data-dir ~/laptop sync").await?;
     doc.extra("cascade --data-dir ~/bob sync").await?;
     let left = doc
         .extra("cascade --data-dir ~/bob members \"Ward 7 handover\"")

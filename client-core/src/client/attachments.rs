@@ -6,7 +6,7 @@
 //! file is ever held whole in memory: the sealed copy waits in the data
 //! directory (`outgoing/`, `incoming/`) and is deleted when done.
 
-use std::io::{Read, Seek, SeekFrom};
+use std::io::{Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 
 use cascade_protocol::GroupId;
@@ -62,7 +62,7 @@ fn refused(answer: Option<Answer>) -> CoreError {
 }
 
 impl Client {
-    fn data_dir(&self) -> PathBuf {
+    pub(crate) fn data_dir(&self) -> PathBuf {
         self.db.parent().map(Path::to_path_buf).unwrap_or_default()
     }
 
@@ -125,10 +125,21 @@ impl Client {
         .map_err(|_| file_error("sealing stopped"))?
         .map_err(file_error);
         let result = match sealed {
-            Ok(sealed) => self
-                .upload(group, &name, &sealed_path, &sealed)
+            Ok(sealed) => {
+                let s = sealed.clone();
+                self.upload_blob(
+                    || {
+                        let s = s.clone();
+                        self.query(move |e, _| e.post_blob(&group, &s))
+                    },
+                    &sealed_path,
+                    &sealed.digest,
+                    sealed.size,
+                    |done| self.transfer(group, &name, done, sealed.size, true),
+                )
                 .await
-                .map(|()| sealed),
+                .map(|()| sealed)
+            }
             Err(e) => Err(e),
         };
         let _ = std::fs::remove_file(&sealed_path);
@@ -146,27 +157,40 @@ impl Client {
             .await
     }
 
-    /// Uploads the sealed file, resuming where the relay got to.
-    async fn upload(&self, group: GroupId, name: &str, path: &Path, sealed: &Sealed) -> Result<()> {
+    /// Uploads the sealed file at `path` (`size` octets, SHA-256
+    /// `digest`), resuming where the relay got to; `ticket` asks the relay
+    /// for a ticket (`PostBlob` or `PostOwnBlob`), `progress` hears the
+    /// octets the relay has.
+    pub(crate) async fn upload_blob<T, F>(
+        &self,
+        ticket: T,
+        path: &Path,
+        digest: &[u8; 32],
+        size: u64,
+        progress: impl Fn(u64),
+    ) -> Result<()>
+    where
+        T: Fn() -> F,
+        F: std::future::Future<Output = Result<Option<Answer>>>,
+    {
         let http = self.http()?;
-        let url = self.blob_url(&sealed.digest);
+        let url = self.blob_url(digest);
         let mut last_error = CoreError::Offline;
         for _ in 0..ATTEMPTS {
-            let s = sealed.clone();
-            let (token, mut offset) = match self.query(move |e, _| e.post_blob(&group, &s)).await? {
+            let (token, mut offset) = match ticket().await? {
                 Some(Answer::BlobTicket { token, offset, .. }) => (token, offset),
                 other => return Err(refused(other)),
             };
             let auth = format!("Bearer {}", hex::encode(token));
             let mut file = std::fs::File::open(path).map_err(file_error)?;
             file.seek(SeekFrom::Start(offset)).map_err(file_error)?;
-            self.transfer(group, name, offset, sealed.size, true);
+            progress(offset);
             let mut piece = vec![0u8; PIECE];
             loop {
-                if offset >= sealed.size {
+                if offset >= size {
                     return Ok(());
                 }
-                let n = read_full(&mut file, &mut piece).map_err(file_error)?;
+                let n = attachments::fill(&mut file, &mut piece).map_err(file_error)?;
                 let answer = http
                     .put(format!("{url}?offset={offset}"))
                     .header(reqwest::header::AUTHORIZATION, &auth)
@@ -177,7 +201,7 @@ impl Client {
                     Ok(r) if r.status().is_success() => {
                         let at: UploadAnswer = r.json().await.map_err(file_error)?;
                         offset = at.offset;
-                        self.transfer(group, name, offset, sealed.size, true);
+                        progress(offset);
                         if at.complete {
                             return Ok(());
                         }
@@ -223,7 +247,14 @@ impl Client {
         let incoming = self.data_dir().join("incoming");
         std::fs::create_dir_all(&incoming).map_err(file_error)?;
         let sealed_path = incoming.join(format!("{}.sealed", hex::encode(a.digest)));
-        self.download(group, message, &a, &sealed_path).await?;
+        self.download_blob(
+            || self.query(move |e, _| e.get_blob(&group, &message)),
+            &a.digest,
+            a.size,
+            &sealed_path,
+            |done| self.transfer(group, &a.name, done, a.size, false),
+        )
+        .await?;
         let tmp = dest.with_extension("cascade-part");
         let (src, out, key, digest) = (sealed_path.clone(), tmp.clone(), a.key, a.digest);
         let opened = tokio::task::spawn_blocking(
@@ -250,23 +281,30 @@ impl Client {
         }
     }
 
-    /// Fetches the sealed file to `path`, resuming from what it holds.
-    async fn download(
+    /// Fetches the sealed file (`size` octets, SHA-256 `digest`) to
+    /// `path`, resuming from what it holds; `ticket` asks the relay for a
+    /// ticket (`GetBlob`), `progress` hears the octets fetched.
+    pub(crate) async fn download_blob<T, F>(
         &self,
-        group: GroupId,
-        message: MessageId,
-        a: &Attachment,
+        ticket: T,
+        digest: &[u8; 32],
+        size: u64,
         path: &Path,
-    ) -> Result<()> {
+        progress: impl Fn(u64),
+    ) -> Result<()>
+    where
+        T: Fn() -> F,
+        F: std::future::Future<Output = Result<Option<Answer>>>,
+    {
         let http = self.http()?;
-        let url = self.blob_url(&a.digest);
+        let url = self.blob_url(digest);
         let mut last_error = CoreError::Offline;
         for _ in 0..ATTEMPTS {
             let mut have = std::fs::metadata(path).map_or(0, |m| m.len());
-            if have >= a.size {
+            if have >= size {
                 return Ok(());
             }
-            let token = match self.query(move |e, _| e.get_blob(&group, &message)).await? {
+            let token = match ticket().await? {
                 Some(Answer::BlobTicket { token, .. }) => token,
                 other => return Err(refused(other)),
             };
@@ -296,11 +334,11 @@ impl Client {
                 .open(path)
                 .await
                 .map_err(file_error)?;
-            self.transfer(group, &a.name, have, a.size, false);
+            progress(have);
             loop {
                 match r.chunk().await {
                     Ok(Some(chunk)) => {
-                        if have + chunk.len() as u64 > a.size {
+                        if have + chunk.len() as u64 > size {
                             // More than the message said: not this file.
                             drop(file);
                             let _ = std::fs::remove_file(path);
@@ -308,7 +346,7 @@ impl Client {
                         }
                         file.write_all(&chunk).await.map_err(file_error)?;
                         have += chunk.len() as u64;
-                        self.transfer(group, &a.name, have, a.size, false);
+                        progress(have);
                     }
                     Ok(None) => break,
                     Err(e) => {
@@ -318,7 +356,7 @@ impl Client {
                 }
             }
             file.flush().await.map_err(file_error)?;
-            if have >= a.size {
+            if have >= size {
                 return Ok(());
             }
         }
@@ -331,16 +369,4 @@ impl Client {
 struct UploadAnswer {
     offset: u64,
     complete: bool,
-}
-
-/// Reads until `buf` is full or the file ends.
-fn read_full(f: &mut std::fs::File, buf: &mut [u8]) -> std::io::Result<usize> {
-    let mut n = 0;
-    while n < buf.len() {
-        match f.read(&mut buf[n..])? {
-            0 => break,
-            k => n += k,
-        }
-    }
-    Ok(n)
 }

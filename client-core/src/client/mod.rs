@@ -15,6 +15,7 @@ use tokio_tungstenite::tungstenite::Message as WsMessage;
 pub mod attachments;
 mod features;
 pub mod history;
+pub mod link;
 mod roles;
 
 use crate::transport;
@@ -77,6 +78,8 @@ pub struct Client {
     lock: std::sync::Arc<AppLock>,
     /// The store's file, to check an unlock's passphrase against.
     db: PathBuf,
+    /// A device link under way on this device ([`crate::link`]).
+    link: std::sync::Arc<std::sync::Mutex<Option<link::LinkState>>>,
 }
 
 fn db_path(data_dir: &Path) -> PathBuf {
@@ -255,6 +258,7 @@ impl Client {
             erased,
             lock: app_lock,
             db: db_path(data_dir),
+            link: Default::default(),
         })
     }
 

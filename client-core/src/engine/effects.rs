@@ -39,6 +39,7 @@ pub(crate) enum QueryKind {
     UserDevices,
     RegisterPush,
     Blob,
+    Link,
 }
 
 /// A query's token: its answer comes out of [`crate::Engine::poll_answer`]
@@ -66,6 +67,10 @@ pub enum Answer {
         /// Octets of the blob.
         size: u64,
     },
+    /// A link session's slot is written.
+    LinkStored,
+    /// What a link session's slot holds, if it is written.
+    LinkSlot(Option<Vec<u8>>),
     /// The relay refused the query.
     Refused(ProtocolError),
     /// The connection dropped before the relay answered.

@@ -749,14 +749,30 @@ fn process_application(cx: &Ctx<'_>, item: &QueueItem) -> Result<Vec<Event>> {
                 (Proposal::Remove(r), Sender::Member(leaf)) => r.removed() == *leaf,
                 _ => false,
             };
+            let mut events = vec![];
             if is_self_remove {
                 group.store_pending_proposal(provider.storage(), *proposal)?;
                 Op::CommitProposals {
                     group_id: item.group_id,
                 }
                 .queue(store)?;
+                // Another device of this user leaves: the user leaves, so
+                // this device follows.
+                let me = &cx.me.identity;
+                if sender.user == me.user_id
+                    && sender.device != me.device_id
+                    && store.conversation_cursor(&item.group_id)?.map(|c| c.1)
+                        == Some(ConversationState::Active)
+                {
+                    Op::Leave {
+                        group_id: item.group_id,
+                    }
+                    .queue(store)?;
+                    store.set_conversation_state(&item.group_id, ConversationState::Leaving)?;
+                    events.push(Event::ConversationUpdated(item.group_id));
+                }
             }
-            Ok(vec![])
+            Ok(events)
         }
         _ => Err(CoreError::Decode("an application item")),
     }

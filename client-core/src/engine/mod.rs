@@ -34,6 +34,7 @@ mod groups;
 mod history;
 mod inbound;
 mod keypackages;
+mod link;
 pub mod mentions;
 pub(crate) mod outbox;
 mod queries;
@@ -941,6 +942,10 @@ impl<S: ClientStore> Engine<S> {
                         offset,
                         size,
                     },
+                    (QueryKind::Link, Ok(Response::LinkStored)) => Answer::LinkStored,
+                    (QueryKind::Link, Ok(Response::LinkSlot { payload })) => {
+                        Answer::LinkSlot(payload.map(|p| p.into_vec()))
+                    }
                     (_, Err(e)) => Answer::Refused(e),
                     (_, Ok(_)) => Answer::Refused(ProtocolError::Malformed {
                         reason: "unexpected answer".into(),

@@ -1356,11 +1356,15 @@ impl Sim {
                 Ok(Response::TypingRelayed)
             }
             // The simulated relay keeps no attachments.
-            Request::PostBlob { .. } | Request::GetBlob { .. } | Request::DeleteBlob { .. } => {
-                Err(ProtocolError::Malformed {
-                    reason: "this relay keeps no attachments".into(),
-                })
-            }
+            Request::PostBlob { .. }
+            | Request::PostOwnBlob { .. }
+            | Request::GetBlob { .. }
+            | Request::DeleteBlob { .. } => Err(ProtocolError::Malformed {
+                reason: "this relay keeps no attachments".into(),
+            }),
+            Request::LinkPut { .. } | Request::LinkGet { .. } => Err(ProtocolError::Malformed {
+                reason: "this relay keeps no link sessions".into(),
+            }),
             Request::ListGroups => {
                 let group_ids = self
                     .relay

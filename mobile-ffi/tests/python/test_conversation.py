@@ -495,6 +495,30 @@ async def conversation(relay, tmp_path, admin, ca, codes):
     assert "hello bob" in [m.text for m in await tablet.history(group, 100)]
     await tablet.shutdown()
 
+    # Linking: Alice's new laptop shows a code; her phone answers; both show
+    # the same digits; she types them on the phone, which sends its history.
+    laptop_code = cascade(*admin, "token", "alice@acme", "--ca-dir", str(ca)).strip().splitlines()[-1]
+    laptop_dir = str(tmp_path / "alice-laptop")
+    laptop_key = key()
+    await ffi.enrol(laptop_dir, laptop_key, relay.url, laptop_code, "alice-laptop")
+    cascade(*admin, "issue", "--ca-dir", str(ca))
+    laptop = await ffi.CascadeClient.open(laptop_dir, laptop_key, Collector())
+    assert await laptop.sync_once(20_000)
+    offer = await laptop.link_start()
+    assert re.fullmatch(r"\d{4} \d{4}", offer.code) and offer.qr.startswith("cascade-link:1:")
+    with pytest.raises(ffi.CascadeError.Other) as nothing:
+        await alice.link_approve("0000 0000")
+    assert nothing.value.code == "link"
+    theirs = await alice.link_approve(offer.qr)
+    mine = await laptop.link_wait(20_000)
+    assert theirs.digits == mine.digits and re.fullmatch(r"\d{3} \d{3}", mine.digits)
+    assert mine.display_name == "Alice Smith"
+    sent = await alice.link_send(mine.digits)
+    got = await laptop.link_receive(20_000)
+    assert sent.messages >= made.messages and got.messages >= made.messages
+    assert "hello bob" in [m.text for m in await laptop.history(group, 100)]
+    await laptop.shutdown()
+
     # Typing: live to Alice while she is connected, gone when it lapses.
     await bob.set_typing(group, True)
 

@@ -5,7 +5,7 @@ use cascade_protocol::frames::{Bytes, Response};
 use cascade_protocol::GroupId;
 
 use super::Session;
-use crate::blobs::{Access, Blobs};
+use crate::blobs::{Access, Blobs, Scope};
 use crate::error::DsError;
 use crate::AppState;
 
@@ -42,7 +42,30 @@ pub fn post(
     if !member(state, session, &group_id)? {
         return Err(DsError::NotMember);
     }
-    let offset = blobs.post(&session.user_id, group_id, digest, size)?;
+    upload(blobs, session, Scope::Group(group_id), digest, size)
+}
+
+/// Records a blob posted for the caller's user's own devices (a linked
+/// device's history), and gives a ticket to upload it.
+pub fn post_own(
+    state: &AppState,
+    session: &Session,
+    digest_bytes: &Bytes,
+    size: u64,
+) -> Result<Response, DsError> {
+    let blobs = blobs(state)?;
+    let digest = digest(digest_bytes)?;
+    upload(blobs, session, Scope::Own, digest, size)
+}
+
+fn upload(
+    blobs: &Blobs,
+    session: &Session,
+    scope: Scope,
+    digest: [u8; 32],
+    size: u64,
+) -> Result<Response, DsError> {
+    let offset = blobs.post(&session.user_id, scope, digest, size)?;
     let token = blobs.ticket(session.device_id, digest, Access::Upload);
     Ok(Response::BlobTicket {
         token: Bytes::from(token.to_vec()),
@@ -76,8 +99,11 @@ pub fn get(state: &AppState, session: &Session, digest_bytes: &Bytes) -> Result<
     let blobs = blobs(state)?;
     let digest = digest(digest_bytes)?;
     let meta = blobs.meta(&digest).ok_or(DsError::NotMember)?;
-    let mut allowed = false;
+    let mut allowed = meta.own && meta.poster.as_ref() == Some(&session.user_id);
     for g in &meta.groups {
+        if allowed {
+            break;
+        }
         if member(state, session, g)? {
             allowed = true;
             break;

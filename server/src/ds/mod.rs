@@ -35,6 +35,7 @@ pub mod create_group;
 pub mod directory;
 pub mod group_info;
 pub mod keypackages;
+pub mod link;
 mod policy;
 pub mod send;
 pub mod trust_list;
@@ -152,6 +153,15 @@ pub async fn start_request(state: &AppState, session: &Session, request: Request
         } => Answered(blob::post(state, session, group_id, &digest, size)),
         Request::GetBlob { digest } => Answered(blob::get(state, session, &digest)),
         Request::DeleteBlob { digest } => Answered(blob::delete(state, session, &digest)),
+        Request::PostOwnBlob { digest, size } => {
+            Answered(blob::post_own(state, session, &digest, size))
+        }
+        Request::LinkPut {
+            code,
+            slot,
+            payload,
+        } => Answered(link::put(state, session, &code, slot, payload)),
+        Request::LinkGet { code, slot } => Answered(link::get(state, session, &code, slot)),
     }
 }
 
@@ -167,6 +177,7 @@ fn stores_new(request: &Request) -> bool {
             | Request::UploadKeyPackages { .. }
             | Request::RegisterPush { .. }
             | Request::PostBlob { .. }
+            | Request::PostOwnBlob { .. }
     )
 }
 
